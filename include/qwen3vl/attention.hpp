@@ -1,0 +1,13 @@
+// qwen3vl-attention: the umbrella header.
+#pragma once
+
+#include "qwen3vl/core/dtype.hpp"
+#include "qwen3vl/core/mask.hpp"
+#include "qwen3vl/core/params.hpp"
+#include "qwen3vl/core/status.hpp"
+#include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/core/tensor_view.hpp"
+#include "qwen3vl/hardware/hardware_info.hpp"
+#include "qwen3vl/selector/selector.hpp"
+#include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/standard.hpp"

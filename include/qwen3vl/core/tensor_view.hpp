@@ -1,0 +1,121 @@
+// TensorView: a non-owning view of up to 4 dimensions with int64 element strides and a device tag.
+// Kernels receive views; the caller owns the memory.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "qwen3vl/core/dtype.hpp"
+
+namespace qwen3vl {
+
+enum class Device : uint8_t { kCPU, kCUDA };
+
+inline const char* to_string(Device d) { return d == Device::kCPU ? "cpu" : "cuda"; }
+
+struct TensorView {
+  static constexpr int kMaxRank = 4;
+
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  int device_index = 0;
+  int rank = 0;  // 0 means "absent" for optional arguments
+  int64_t shape[kMaxRank] = {0, 0, 0, 0};
+  int64_t stride[kMaxRank] = {0, 0, 0, 0};  // in elements, not bytes
+
+  // A row-major contiguous view.
+  static TensorView contiguous(void* data, DType dtype, std::initializer_list<int64_t> dims,
+                               Device device = Device::kCPU) {
+    TensorView v;
+    v.data = data;
+    v.dtype = dtype;
+    v.device = device;
+    v.rank = static_cast<int>(dims.size() > kMaxRank ? kMaxRank : dims.size());
+    int i = 0;
+    for (int64_t d : dims) {
+      if (i == v.rank) break;
+      v.shape[i++] = d;
+    }
+    int64_t s = 1;
+    for (int d = v.rank - 1; d >= 0; --d) {
+      v.stride[d] = s;
+      s *= v.shape[d];
+    }
+    return v;
+  }
+
+  static TensorView strided(void* data, DType dtype, std::initializer_list<int64_t> dims,
+                            std::initializer_list<int64_t> strides, Device device = Device::kCPU) {
+    TensorView v = contiguous(data, dtype, dims, device);
+    int i = 0;
+    for (int64_t s : strides) {
+      if (i == v.rank) break;
+      v.stride[i++] = s;
+    }
+    return v;
+  }
+
+  bool present() const { return rank > 0; }
+  int64_t size(int d) const { return shape[d]; }
+  int64_t numel() const {
+    int64_t n = rank > 0 ? 1 : 0;
+    for (int d = 0; d < rank; ++d) n *= shape[d];
+    return n;
+  }
+  // View with dimensions d0 and d1 swapped (e.g. BHSD memory seen as BSHD).
+  TensorView transposed(int d0, int d1) const {
+    TensorView v = *this;
+    v.shape[d0] = shape[d1];
+    v.shape[d1] = shape[d0];
+    v.stride[d0] = stride[d1];
+    v.stride[d1] = stride[d0];
+    return v;
+  }
+  template <class T>
+  T* ptr() const {
+    return static_cast<T*>(data);
+  }
+  // Element offset of an index; all offset arithmetic is 64-bit.
+  int64_t offset(int64_t i0, int64_t i1 = 0, int64_t i2 = 0, int64_t i3 = 0) const {
+    return i0 * stride[0] + i1 * stride[1] + i2 * stride[2] + i3 * stride[3];
+  }
+  std::string shape_string() const {
+    std::string s = "[";
+    for (int d = 0; d < rank; ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+    return s + "]";
+  }
+};
+
+// Reads element `offset` of a floating view as float (any storage dtype).
+inline float load_float(const TensorView& v, int64_t offset) {
+  switch (v.dtype) {
+    case DType::kF32: return v.ptr<const float>()[offset];
+    case DType::kF16: return to_float(v.ptr<const half>()[offset]);
+    case DType::kBF16: return to_float(v.ptr<const bfloat16>()[offset]);
+    case DType::kI32: return static_cast<float>(v.ptr<const int32_t>()[offset]);
+  }
+  return 0.0f;
+}
+
+inline void store_float(const TensorView& v, int64_t offset, float x) {
+  switch (v.dtype) {
+    case DType::kF32: v.ptr<float>()[offset] = x; break;
+    case DType::kF16: v.ptr<half>()[offset] = to_half(x); break;
+    case DType::kBF16: v.ptr<bfloat16>()[offset] = to_bf16(x); break;
+    case DType::kI32: v.ptr<int32_t>()[offset] = static_cast<int32_t>(x); break;
+  }
+}
+
+// Calls f(T{}) with the storage type matching a floating dtype: one switch for every templated kernel.
+template <class F>
+decltype(auto) dispatch_float_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::kF16: return f(half{});
+    case DType::kBF16: return f(bfloat16{});
+    default: return f(float{});
+  }
+}
+
+}  // namespace qwen3vl

@@ -1,0 +1,37 @@
+// AttentionConfig -> the right Attention object, with a reason it can print.
+#pragma once
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "qwen3vl/cpu/options.hpp"
+#include "qwen3vl/variants/attention.hpp"
+
+namespace qwen3vl {
+
+struct AttentionConfig {
+  Variant variant = Variant::kAuto;
+  Device device = Device::kCPU;
+  int num_heads = 0;     // Hq (0: not known in advance)
+  int num_kv_heads = 0;  // Hkv
+  int head_dim = 0;
+  DType dtype = DType::kF32;
+  MaskKind mask = MaskKind::kCausal;
+  bool need_weights = false;  // the caller wants the attention weights (standard variant only)
+  CpuOptions cpu;             // threads, ISA and hardware override for CPU variants
+};
+
+class Selector {
+ public:
+  // Builds the variant the config asks for (or the best for kAuto). A variant that is not built
+  // yet is an error naming it, never a silent fallback. Throws Error.
+  static std::unique_ptr<Attention> create(const AttentionConfig& config, int layer_idx = 0);
+  // The same without exceptions.
+  static Status try_create(const AttentionConfig& config, int layer_idx,
+                           std::unique_ptr<Attention>* out);
+  // The (variant, device) pairs this build contains.
+  static std::vector<std::pair<Variant, Device>> built();
+};
+
+}  // namespace qwen3vl

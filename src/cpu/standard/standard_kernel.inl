@@ -1,0 +1,111 @@
+// Standard attention for one (sequence, query head), compiled once per ISA (see isa_prologue.hpp):
+// S = (scale Q) K^T with Eigen, softcap and masks, a row softmax, then O = P V with Eigen.
+// Only keys that some row of the sequence can see are read, so NaN in fully masked K/V never enters.
+#include <cmath>
+#include <limits>
+
+#include "../kernels.hpp"
+
+namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatrixMap = Eigen::Map<RowMatrix>;
+
+template <class T>
+void load_rows(const TensorView& t, const StandardHeadTask& task, int64_t start, int64_t first,
+               int64_t count, int64_t head, float scale, float* dst) {
+  const int64_t d = task.shape.head_dim;
+  const T* base = t.ptr<const T>();
+  for (int64_t r = 0; r < count; ++r) {
+    const T* src = base + row_offset(t, task.shape.varlen, task.b, start, first + r, head);
+    for (int64_t c = 0; c < d; ++c) dst[r * d + c] = to_float(src[c]) * scale;
+  }
+}
+
+template <class T>
+void run(const StandardHeadTask& task) {
+  const AttentionParams& p = *task.params;
+  const AttentionShape& s = task.shape;
+  const int64_t d = s.head_dim, lq = task.span.q_len, lk = task.span.k_len;
+  const int64_t kv_head = task.h / s.group_size();
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+  // Keys visible to at least one row: structural ranges grow monotonically with the row index.
+  int64_t k_lo = lk, k_hi = 0;
+  for (int64_t i = 0; i < lq; ++i) {
+    const KeyRange r = visible_keys(p.mask, p.window_left, p.window_right, i, lq, lk);
+    if (r.size() == 0) continue;
+    k_lo = r.begin < k_lo ? r.begin : k_lo;
+    k_hi = r.end > k_hi ? r.end : k_hi;
+  }
+  const int64_t n = k_hi > k_lo ? k_hi - k_lo : 0;
+
+  float* q = static_cast<float*>(task.scratch);
+  float* k = q + s.max_q * d;
+  float* v = k + s.max_k * d;
+  float* scores = v + s.max_k * d;
+  load_rows<T>(p.q, task, task.span.q_start, 0, lq, task.h, s.scale, q);
+  load_rows<T>(p.k, task, task.span.k_start, k_lo, n, kv_head, 1.0f, k);
+  load_rows<T>(p.v, task, task.span.k_start, k_lo, n, kv_head, 1.0f, v);
+
+  MatrixMap qm(q, lq, d), km(k, n, d), vm(v, n, d), sm(scores, lq, n);
+  if (n > 0) sm.noalias() = qm * km.transpose();
+
+  for (int64_t i = 0; i < lq; ++i) {
+    float* row = scores + i * n;
+    const KeyRange r = visible_keys(p.mask, p.window_left, p.window_right, i, lq, lk);
+    const int64_t lo = r.size() ? r.begin - k_lo : 0, hi = r.size() ? r.end - k_lo : 0;
+    for (int64_t j = 0; j < lo; ++j) row[j] = kNegInf;
+    for (int64_t j = hi; j < n; ++j) row[j] = kNegInf;
+    if (p.softcap > 0.0f)
+      for (int64_t j = lo; j < hi; ++j) row[j] = p.softcap * std::tanh(row[j] / p.softcap);
+    if (p.additive_mask.present())
+      for (int64_t j = lo; j < hi; ++j)
+        row[j] += load_float(p.additive_mask,
+                             additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
+    float mx = kNegInf;
+    for (int64_t j = lo; j < hi; ++j) mx = row[j] > mx ? row[j] : mx;
+    float lse = kNegInf;
+    if (mx == kNegInf) {  // fully masked row: weights and output 0
+      for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+    } else {
+      auto seg = Eigen::Map<Eigen::ArrayXf>(row + lo, hi - lo);
+      seg = (seg - mx).exp();
+      const float sum = seg.sum();
+      seg *= 1.0f / sum;
+      lse = mx + std::log(sum);
+    }
+    if (p.lse.present()) {
+      const int64_t off = s.varlen ? p.lse.offset(task.h, task.span.q_start + i)
+                                   : p.lse.offset(task.b, task.h, i);
+      p.lse.ptr<float>()[off] = lse;
+    }
+    if (p.weights.present()) {
+      float* w = p.weights.ptr<float>() + p.weights.offset(task.b, task.h, i);
+      for (int64_t j = 0; j < task.k_total; ++j) w[j] = 0.0f;
+      for (int64_t j = 0; j < n; ++j) w[k_lo + j] = row[j];
+    }
+  }
+
+  // O = P V into the Q buffer (Q is no longer needed), then store in the output dtype.
+  float* o = q;
+  MatrixMap om(o, lq, d);
+  if (n > 0)
+    om.noalias() = sm * vm;
+  else
+    om.setZero();
+  T* out = p.out.ptr<T>();
+  for (int64_t i = 0; i < lq; ++i) {
+    T* dst = out + row_offset(p.out, s.varlen, task.b, task.span.q_start, i, task.h);
+    for (int64_t c = 0; c < d; ++c) dst[c] = from_float<T>(o[i * d + c]);
+  }
+}
+
+}  // namespace
+
+void standard_head(const StandardHeadTask& task) {
+  dispatch_float_dtype(task.params->q.dtype, [&](auto tag) { run<decltype(tag)>(task); });
+}
+
+}  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS

@@ -1,0 +1,92 @@
+// The selector: builds what the config asks for from what this build contains, and says why.
+#include "qwen3vl/selector/selector.hpp"
+
+#include <string>
+
+#include "qwen3vl/variants/standard.hpp"
+
+namespace qwen3vl {
+namespace {
+
+// Wraps a chosen implementation so describe() also tells the layer and the reason for the choice.
+class Chosen final : public Attention {
+ public:
+  Chosen(std::unique_ptr<Attention> impl, std::string reason)
+      : impl_(std::move(impl)), reason_(std::move(reason)) {}
+  Variant variant() const override { return impl_->variant(); }
+  Device device() const override { return impl_->device(); }
+  Status supports(const AttentionParams& p) const override { return impl_->supports(p); }
+  size_t workspace_size(const AttentionParams& p) const override { return impl_->workspace_size(p); }
+  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+    return impl_->forward(p, ws, stream);
+  }
+  std::string describe() const override { return impl_->describe() + " [" + reason_ + "]"; }
+
+ private:
+  std::unique_ptr<Attention> impl_;
+  std::string reason_;
+};
+
+Status check_config(const AttentionConfig& c) {
+  if (c.num_heads < 0 || c.num_kv_heads < 0 ||
+      (c.num_heads > 0 && c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads != 0))
+    return make_error(StatusCode::kInvalidArgument, "config heads = ", c.num_heads, "/",
+                      c.num_kv_heads, ": Hq and Hkv must be >= 0 and Hkv must divide Hq");
+  if (c.head_dim < 0 || c.head_dim > 256)
+    return make_error(StatusCode::kInvalidArgument, "config head_dim = ", c.head_dim,
+                      ": allowed 1..256 (0 = not known in advance)");
+  if (!is_floating(c.dtype))
+    return make_error(StatusCode::kInvalidArgument, "config dtype = ", to_string(c.dtype),
+                      ": allowed f32, f16, bf16");
+  return Status();
+}
+
+std::string built_list() {
+  std::string s;
+  for (const auto& [variant, device] : Selector::built())
+    s += (s.empty() ? "" : ", ") + std::string(to_string(variant)) + "(" + to_string(device) + ")";
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::pair<Variant, Device>> Selector::built() {
+  return {{Variant::kStandard, Device::kCPU}};
+}
+
+Status Selector::try_create(const AttentionConfig& config, int layer_idx,
+                            std::unique_ptr<Attention>* out) {
+  QWEN3VL_RETURN_IF_ERROR(check_config(config));
+  if (layer_idx < 0)
+    return make_error(StatusCode::kInvalidArgument, "layer_idx = ", layer_idx, ": must be >= 0");
+  Variant variant = config.variant;
+  std::string reason = "layer " + std::to_string(layer_idx) + ": ";
+  if (variant == Variant::kAuto) {
+    variant = Variant::kStandard;
+    reason += config.need_weights ? "auto -> standard (attention weights requested)"
+                                  : "auto -> standard (the only CPU variant built)";
+  } else {
+    reason += std::string("requested ") + to_string(variant);
+  }
+  if (config.need_weights && variant != Variant::kStandard)
+    return make_error(StatusCode::kUnsupported, "need_weights with variant ", to_string(variant),
+                      ": only the standard variant returns attention weights");
+
+  std::unique_ptr<Attention> impl;
+  if (variant == Variant::kStandard && config.device == Device::kCPU) {
+    QWEN3VL_RETURN_IF_ERROR(create_standard_cpu(config.cpu, &impl));
+  } else {
+    return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
+                      to_string(config.device), " is not built yet (built: ", built_list(), ")");
+  }
+  *out = std::make_unique<Chosen>(std::move(impl), reason);
+  return Status();
+}
+
+std::unique_ptr<Attention> Selector::create(const AttentionConfig& config, int layer_idx) {
+  std::unique_ptr<Attention> out;
+  throw_if_error(try_create(config, layer_idx, &out));
+  return out;
+}
+
+}  // namespace qwen3vl

@@ -1,0 +1,179 @@
+// Seeded random attention problems and their comparison with the float64 reference. Shared by the
+// test suites of every variant and device, and by the benchmarks' accuracy check.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "qwen3vl/core/params.hpp"
+#include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/reference/attention.hpp"
+
+namespace qwen3vl::testing {
+
+struct ProblemSpec {
+  int64_t batch = 1, seq_q = 16, seq_k = 16, heads = 4, kv_heads = 2, head_dim = 64;
+  DType dtype = DType::kF32;
+  MaskKind mask = MaskKind::kNone;
+  int64_t window_left = -1, window_right = -1;
+  std::vector<int32_t> varlen_q, varlen_k;  // per-sequence lengths: non-empty means packed varlen
+  std::vector<int32_t> key_lengths;         // non-empty: key padding per sequence
+  bool bhsd = false;           // store q/k/v/out as [B, H, S, D] and pass them through strides
+  bool with_lse = false;
+  bool with_weights = false;
+  bool additive_mask = false;  // a random [B, 1, Lq, Lk] mask with some -inf entries
+  float softcap = 0.0f;
+  std::optional<float> scale;
+  uint64_t seed = 1;
+
+  std::string to_string() const {
+    std::string s = "B" + std::to_string(batch) + " Lq" + std::to_string(seq_q) + " Lk" +
+                    std::to_string(seq_k) + " H" + std::to_string(heads) + "/" +
+                    std::to_string(kv_heads) + " D" + std::to_string(head_dim) + " " +
+                    qwen3vl::to_string(dtype) + " mask=" + qwen3vl::to_string(mask);
+    if (mask == MaskKind::kSlidingWindow)
+      s += "(" + std::to_string(window_left) + "," + std::to_string(window_right) + ")";
+    if (!varlen_q.empty()) s += " varlen";
+    if (!key_lengths.empty()) s += " keypad";
+    if (bhsd) s += " bhsd";
+    if (additive_mask) s += " addmask";
+    if (softcap > 0) s += " softcap=" + std::to_string(softcap);
+    return s + " seed=" + std::to_string(seed);
+  }
+};
+
+struct Problem {
+  ProblemSpec spec;
+  Tensor q, k, v, out, lse, weights, mask, cu_q, cu_k, key_len;
+  AttentionParams params;
+
+  Problem() = default;
+  Problem(const Problem&) = delete;
+  Problem& operator=(const Problem&) = delete;
+  Problem(Problem&&) = default;
+
+  explicit Problem(const ProblemSpec& s) : spec(s) {
+    const bool varlen = !s.varlen_q.empty();
+    const int64_t d = s.head_dim;
+    if (varlen) {
+      int64_t tq = 0, tk = 0;
+      for (int32_t x : s.varlen_q) tq += x;
+      for (int32_t x : s.varlen_k) tk += x;
+      q = Tensor(s.dtype, {tq, s.heads, d});
+      out = Tensor(s.dtype, {tq, s.heads, d});
+      k = Tensor(s.dtype, {tk, s.kv_heads, d});
+      v = Tensor(s.dtype, {tk, s.kv_heads, d});
+      cu_q = prefix_sums(s.varlen_q);
+      cu_k = prefix_sums(s.varlen_k);
+      params.cu_seqlens_q = cu_q.view();
+      params.cu_seqlens_k = cu_k.view();
+      if (s.with_lse) lse = Tensor(DType::kF32, {s.heads, tq});
+    } else if (s.bhsd) {
+      q = Tensor(s.dtype, {s.batch, s.heads, s.seq_q, d});
+      out = Tensor(s.dtype, {s.batch, s.heads, s.seq_q, d});
+      k = Tensor(s.dtype, {s.batch, s.kv_heads, s.seq_k, d});
+      v = Tensor(s.dtype, {s.batch, s.kv_heads, s.seq_k, d});
+    } else {
+      q = Tensor(s.dtype, {s.batch, s.seq_q, s.heads, d});
+      out = Tensor(s.dtype, {s.batch, s.seq_q, s.heads, d});
+      k = Tensor(s.dtype, {s.batch, s.seq_k, s.kv_heads, d});
+      v = Tensor(s.dtype, {s.batch, s.seq_k, s.kv_heads, d});
+    }
+    q.fill_uniform(s.seed * 4 + 0);
+    k.fill_uniform(s.seed * 4 + 1);
+    v.fill_uniform(s.seed * 4 + 2);
+    for (int64_t i = 0; i < out.numel(); ++i) out.set(i, std::numeric_limits<float>::quiet_NaN());
+    const bool t = s.bhsd && !varlen;  // BHSD memory seen as BSHD
+    params.q = t ? q.view().transposed(1, 2) : q.view();
+    params.k = t ? k.view().transposed(1, 2) : k.view();
+    params.v = t ? v.view().transposed(1, 2) : v.view();
+    params.out = t ? out.view().transposed(1, 2) : out.view();
+    if (s.with_lse && !varlen) lse = Tensor(DType::kF32, {s.batch, s.heads, s.seq_q});
+    if (s.with_lse) params.lse = lse.view();
+    if (s.with_weights) {
+      weights = Tensor(DType::kF32, {s.batch, s.heads, s.seq_q, s.seq_k});
+      params.weights = weights.view();
+    }
+    if (s.additive_mask) {
+      mask = Tensor(DType::kF32, {s.batch, 1, s.seq_q, s.seq_k});
+      mask.fill_uniform(s.seed * 4 + 3, -2.0f, 2.0f);
+      for (int64_t i = 0; i < mask.numel(); i += 7) mask.set(i, -std::numeric_limits<float>::infinity());
+      params.additive_mask = mask.view();
+    }
+    if (!s.key_lengths.empty()) {
+      key_len = Tensor(DType::kI32, {static_cast<int64_t>(s.key_lengths.size())});
+      for (size_t b = 0; b < s.key_lengths.size(); ++b) key_len.data<int32_t>()[b] = s.key_lengths[b];
+      params.key_lengths = key_len.view();
+    }
+    params.mask = s.mask;
+    params.window_left = s.window_left;
+    params.window_right = s.window_right;
+    params.softcap = s.softcap;
+    params.scale = s.scale;
+  }
+
+  static Tensor prefix_sums(const std::vector<int32_t>& lengths) {
+    Tensor cu(DType::kI32, {static_cast<int64_t>(lengths.size()) + 1});
+    int32_t acc = 0;
+    cu.data<int32_t>()[0] = 0;
+    for (size_t i = 0; i < lengths.size(); ++i) cu.data<int32_t>()[i + 1] = acc += lengths[i];
+    return cu;
+  }
+};
+
+// ||out - ref|| / ||ref|| over every output element; +inf if any output is NaN or Inf.
+// A reference of all zeros (every row fully masked) compares by the absolute norm instead.
+inline double relative_error(const AttentionParams& p, const reference::Result& ref) {
+  AttentionShape s;
+  throw_if_error(validate(p, &s));
+  double diff = 0.0, norm = 0.0;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const SequenceSpan span = sequence_span(p, b);
+    for (int64_t i = 0; i < span.q_len; ++i)
+      for (int64_t h = 0; h < s.heads; ++h) {
+        const int64_t t = p.varlen() ? span.q_start + i : b * s.max_q + i;
+        const int64_t off = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
+        for (int64_t c = 0; c < s.head_dim; ++c) {
+          const double got = load_float(p.out, off + c);
+          if (!std::isfinite(got)) return std::numeric_limits<double>::infinity();
+          const double want = ref.out[static_cast<size_t>((t * s.heads + h) * s.head_dim + c)];
+          diff += (got - want) * (got - want);
+          norm += want * want;
+        }
+      }
+  }
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+// Largest |lse - ref| (natural log); -inf must match -inf exactly (else +inf is returned).
+inline double lse_max_error(const AttentionParams& p, const reference::Result& ref) {
+  AttentionShape s;
+  throw_if_error(validate(p, &s));
+  double worst = 0.0;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const SequenceSpan span = sequence_span(p, b);
+    for (int64_t i = 0; i < span.q_len; ++i)
+      for (int64_t h = 0; h < s.heads; ++h) {
+        const int64_t t = p.varlen() ? span.q_start + i : b * s.max_q + i;
+        const int64_t off = p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i);
+        const double got = p.lse.ptr<const float>()[off];
+        const double want = ref.lse[static_cast<size_t>(t * s.heads + h)];
+        if (std::isinf(want) || std::isinf(got)) {
+          if (got != want) return std::numeric_limits<double>::infinity();
+          continue;
+        }
+        if (std::isnan(got)) return std::numeric_limits<double>::infinity();
+        worst = std::fabs(got - want) > worst ? std::fabs(got - want) : worst;
+      }
+  }
+  return worst;
+}
+
+// Tolerance on relative_error for a storage dtype (DESIGN section 8).
+inline double tolerance(DType t) { return t == DType::kF32 ? 1e-5 : 1e-2; }
+
+}  // namespace qwen3vl::testing
