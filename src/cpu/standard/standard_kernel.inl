@@ -56,8 +56,8 @@ void run(const StandardHeadTask& task) {
     float* row = scores + i * n;
     const KeyRange r = visible_keys(p.mask, p.window_left, p.window_right, i, lq, lk);
     const int64_t lo = r.size() ? r.begin - k_lo : 0, hi = r.size() ? r.end - k_lo : 0;
-    for (int64_t j = 0; j < lo; ++j) row[j] = kNegInf;
-    for (int64_t j = hi; j < n; ++j) row[j] = kNegInf;
+    for (int64_t j = 0; j < lo; ++j) row[j] = 0.0f;  // masked keys weigh 0 in P V
+    for (int64_t j = hi; j < n; ++j) row[j] = 0.0f;
     if (p.softcap > 0.0f)
       for (int64_t j = lo; j < hi; ++j) row[j] = p.softcap * std::tanh(row[j] / p.softcap);
     if (p.additive_mask.present())
@@ -68,7 +68,7 @@ void run(const StandardHeadTask& task) {
     for (int64_t j = lo; j < hi; ++j) mx = row[j] > mx ? row[j] : mx;
     float lse = kNegInf;
     if (mx == kNegInf) {  // fully masked row: weights and output 0
-      for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+      for (int64_t j = lo; j < hi; ++j) row[j] = 0.0f;
     } else {
       auto seg = Eigen::Map<Eigen::ArrayXf>(row + lo, hi - lo);
       seg = (seg - mx).exp();

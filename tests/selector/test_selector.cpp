@@ -1,0 +1,76 @@
+// The selector builds what exists, says why, and names what is not built.
+#include <gtest/gtest.h>
+
+#include "qwen3vl/selector/selector.hpp"
+
+namespace qwen3vl {
+namespace {
+
+bool is_built(Variant v, Device d) {
+  for (const auto& [variant, device] : Selector::built())
+    if (variant == v && device == d) return true;
+  return false;
+}
+
+TEST(Selector, AutoPicksABuiltCpuVariantAndExplainsIt) {
+  AttentionConfig c;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.head_dim = 128;
+  const auto attn = Selector::create(c, 3);
+  EXPECT_EQ(attn->device(), Device::kCPU);
+  EXPECT_TRUE(is_built(attn->variant(), Device::kCPU));
+  const std::string why = attn->describe();
+  EXPECT_NE(why.find("layer 3"), std::string::npos) << why;
+  EXPECT_NE(why.find("auto"), std::string::npos) << why;
+}
+
+TEST(Selector, WeightsRequireTheStandardVariant) {
+  AttentionConfig c;
+  c.need_weights = true;
+  EXPECT_EQ(Selector::create(c)->variant(), Variant::kStandard);
+  c.variant = Variant::kFlash2;
+  std::unique_ptr<Attention> out;
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kUnsupported);
+}
+
+TEST(Selector, AVariantNotBuiltIsAnErrorNamingIt) {
+  AttentionConfig c;
+  c.variant = Variant::kMixtureOfHeads;
+  ASSERT_FALSE(is_built(c.variant, c.device));
+  try {
+    Selector::create(c);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), StatusCode::kNotImplemented);
+    EXPECT_NE(std::string(e.what()).find("moh"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Selector, RejectsBadConfigs) {
+  std::unique_ptr<Attention> out;
+  AttentionConfig c;
+  c.head_dim = 300;
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
+  c = AttentionConfig();
+  c.num_heads = 6;
+  c.num_kv_heads = 4;
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
+  c = AttentionConfig();
+  c.cpu.num_threads = -2;
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Selector::try_create(AttentionConfig(), -1, &out).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Selector, VariantNamesRoundTrip) {
+  for (const auto& [variant, device] : Selector::built()) {
+    Variant parsed;
+    ASSERT_TRUE(parse_variant(to_string(variant), &parsed).ok());
+    EXPECT_EQ(parsed, variant);
+  }
+  Variant v;
+  EXPECT_EQ(parse_variant("flashy", &v).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qwen3vl
