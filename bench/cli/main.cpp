@@ -1,0 +1,154 @@
+// qwen3vl-attn-bench: every built (variant, device) on the Qwen3-VL workload (or one shape given by
+// flags), timed, checked against the float64 reference on sampled rows, and quoted against the
+// sgemm rate of the same device measured in the same run.
+#include <algorithm>
+#include <iostream>
+
+#include "../common/device_run.hpp"
+#include "options.hpp"
+#include "report.hpp"
+#include "run_case.hpp"
+
+namespace qwen3vl::bench {
+namespace {
+
+constexpr int kUsageError = 2;
+
+int usage_error(const Status& status) {
+  std::cerr << "qwen3vl-attn-bench: " << status.to_string() << "\n";
+  return kUsageError;
+}
+
+bool contains(const std::vector<Device>& devices, Device d) {
+  return std::find(devices.begin(), devices.end(), d) != devices.end();
+}
+
+// The (variant, device) pairs the flags ask for; a named pair that is not built is the selector's
+// error, never a silent substitute.
+Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
+  const auto built = Selector::built();
+  std::vector<Device> devices;
+  if (o.device == "all") {
+    for (const auto& pair : built)
+      if (!contains(devices, pair.second)) devices.push_back(pair.second);
+  } else {
+    devices.push_back(o.device == "cuda" ? Device::kCUDA : Device::kCPU);
+  }
+  if (o.variant == "all") {
+    for (const auto& [variant, device] : built)
+      if (contains(devices, device)) out->push_back({variant, device});
+    if (out->empty())
+      return make_error(StatusCode::kNotImplemented, "--device = ", o.device,
+                        ": no variant is built for it in this build");
+    return Status();
+  }
+  Variant variant = Variant::kAuto;
+  QWEN3VL_RETURN_IF_ERROR(parse_variant(o.variant, &variant));
+  for (Device device : devices) {
+    const bool is_built = std::find(built.begin(), built.end(), std::make_pair(variant, device)) !=
+                          built.end();
+    if (variant == Variant::kAuto || is_built) out->push_back({variant, device});
+  }
+  if (out->empty()) {  // let the selector name what is missing
+    AttentionConfig config;
+    config.variant = variant;
+    config.device = o.device == "cuda" ? Device::kCUDA : Device::kCPU;
+    std::unique_ptr<Attention> attention;
+    QWEN3VL_RETURN_IF_ERROR(Selector::try_create(config, 0, &attention));
+    out->push_back({variant, config.device});
+  }
+  return Status();
+}
+
+int run(const CliOptions& o) {
+  std::vector<Target> targets;
+  if (Status s = resolve_targets(o, &targets); !s.ok()) return usage_error(s);
+  RunSettings settings;
+  settings.threads = o.threads > 0 ? o.threads : CpuInfo::current().physical_cores;
+  settings.isa = o.isa;
+  settings.repeats = o.repeats;
+  const std::vector<WorkloadCase> cases =
+      o.custom_shape() ? std::vector<WorkloadCase>{{"custom", custom_spec(o)}} : qwen3vl_workload(o.dtype);
+
+  // Every target must build (a bad --isa, a variant not built) before any time is spent.
+  for (const Target& t : targets) {
+    std::unique_ptr<Attention> attention;
+    if (Status s = Selector::try_create(make_config(t, cases[0].spec, settings), 0, &attention); !s.ok())
+      return usage_error(s);
+  }
+
+  ReportContext context;
+  context.repeats = settings.repeats;
+  context.sampled_rows = settings.sampled_rows;
+  std::vector<std::pair<Device, SgemmRate>> anchors;
+  for (const Target& t : targets) {
+    if (std::any_of(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == t.device; }))
+      continue;
+    std::cerr << "measuring sgemm on " << to_string(t.device) << " ...\n";
+    SgemmRate rate;
+    if (Status s = measure_sgemm(t.device, settings.threads, &rate); !s.ok()) {
+      std::cerr << "qwen3vl-attn-bench: sgemm on " << to_string(t.device) << ": " << s.to_string() << "\n";
+      return 1;
+    }
+    anchors.push_back({t.device, rate});
+    context.sgemm.push_back({to_string(t.device), rate});
+  }
+
+  std::vector<CaseResult> results;
+  int failures = 0;
+  for (const WorkloadCase& c : cases) {
+    context.has_vision |= !c.spec.varlen_q.empty();
+    testing::Problem problem(c.spec);
+    for (const Target& t : targets) {
+      const SgemmRate& sgemm =
+          std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == t.device; })->second;
+      std::cerr << to_string(t.variant) << "/" << to_string(t.device) << " " << c.label << " ("
+                << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... " << std::flush;
+      CaseResult r;
+      const Status s = run_case(t, c, &problem, settings, sgemm, &r);
+      if (s.code() == StatusCode::kUnsupported) {
+        std::cerr << "skipped: " << s.message() << "\n";
+        continue;
+      }
+      if (!s.ok()) {
+        std::cerr << "FAILED: " << s.to_string() << "\n";
+        ++failures;
+        continue;
+      }
+      std::cerr << r.ms << " ms, max rel err " << r.max_rel_err << (r.accurate ? "\n" : " ABOVE TOLERANCE\n");
+      failures += r.accurate ? 0 : 1;
+      results.push_back(r);
+    }
+  }
+
+  if (o.json) {
+    print_json(std::cout, results);
+  } else {
+    const CpuInfo& cpu = CpuInfo::current();
+    std::cout << "machine: " << cpu.brand << ", " << cpu.physical_cores << " physical / "
+              << cpu.logical_cores << " logical cores; kernels and sgemm on " << settings.threads
+              << " threads\n\n";
+    print_table(std::cout, results, context);
+  }
+  return failures ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace qwen3vl::bench
+
+int main(int argc, char** argv) {
+  using namespace qwen3vl::bench;
+  CliOptions options;
+  if (const qwen3vl::Status s = parse_cli({argv + 1, argv + argc}, &options); !s.ok())
+    return usage_error(s);
+  if (options.help) {
+    std::cout << cli_help();
+    return 0;
+  }
+  try {
+    return run(options);
+  } catch (const std::exception& e) {
+    std::cerr << "qwen3vl-attn-bench: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Smoke test of qwen3vl-attn-bench (python3 stdlib only).
+
+Usage: check_bench_json.py <path to qwen3vl-attn-bench> cuda|nocuda
+
+Runs the CLI on tiny shapes with --repeats 1 --json and checks that the output is one JSON array
+whose objects carry every field with a sane value and a small max_rel_err; then checks that bad
+flags, and a device this build lacks, exit with status 2 and a message.
+"""
+import json
+import math
+import subprocess
+import sys
+
+FIELDS = {
+    "variant": str, "device": str, "dtype": str, "batch": int, "seq_q": int, "seq_k": int,
+    "heads": int, "kv_heads": int, "head_dim": int, "causal": bool, "threads": int,
+    "ms": float, "gflops": float, "sgemm_gflops": float, "ratio_to_sgemm": float,
+    "max_rel_err": float, "workspace_bytes": int,
+}
+TOLERANCE = {"f32": 1e-5, "f16": 1e-2, "bf16": 1e-2}
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def run(bench, args):
+    return subprocess.run([bench] + args, capture_output=True, text=True, timeout=240)
+
+
+def check_json_run(bench, args, expect):
+    proc = run(bench, args + ["--repeats", "1", "--json"])
+    name = " ".join(args)
+    if not check(proc.returncode == 0, f"[{name}] exit {proc.returncode}: {proc.stderr.strip()}"):
+        return
+    try:
+        rows = json.loads(proc.stdout)
+    except json.JSONDecodeError as e:
+        check(False, f"[{name}] stdout is not JSON ({e}): {proc.stdout[:200]!r}")
+        return
+    if not check(isinstance(rows, list) and rows, f"[{name}] expected a non-empty JSON array"):
+        return
+    for row in rows:
+        before = len(failures)
+        for field, kind in FIELDS.items():
+            value = row.get(field)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float \
+                else isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            check(ok, f"[{name}] field {field} = {value!r}: expected {kind.__name__}")
+        if len(failures) > before:
+            return
+        for field, want in expect.items():
+            check(row[field] == want, f"[{name}] {field} = {row[field]!r}: expected {want!r}")
+        check(row["ms"] > 0 and row["gflops"] > 0 and row["sgemm_gflops"] > 0,
+              f"[{name}] ms/gflops/sgemm_gflops must be > 0: {row}")
+        check(math.isclose(row["ratio_to_sgemm"], row["gflops"] / row["sgemm_gflops"], rel_tol=1e-3),
+              f"[{name}] ratio_to_sgemm != gflops / sgemm_gflops: {row}")
+        # FLOPs count visible pairs: 4*B*Hq*Lq*Lk*D without a mask; with the bottom-right causal
+        # mask row i sees keys j <= i + Lk - Lq.
+        lq, lk = row["seq_q"], row["seq_k"]
+        pairs = lq * lk
+        if row["causal"]:
+            pairs = sum(min(max(i + lk - lq + 1, 0), lk) for i in range(lq))
+        flops = 4 * row["batch"] * row["heads"] * row["head_dim"] * pairs
+        check(math.isclose(row["gflops"], flops / (row["ms"] * 1e6), rel_tol=1e-3),
+              f"[{name}] gflops does not match the visible-pair FLOP count: {row}")
+        check(0 <= row["max_rel_err"] <= TOLERANCE[row["dtype"]],
+              f"[{name}] max_rel_err = {row['max_rel_err']} above {TOLERANCE[row['dtype']]}")
+        check(row["threads"] >= 1 if row["device"] == "cpu" else True, f"[{name}] threads: {row}")
+
+
+def check_usage_error(bench, args, needle):
+    proc = run(bench, args)
+    name = " ".join(args)
+    check(proc.returncode == 2, f"[{name}] exit {proc.returncode}, expected 2")
+    check(needle in proc.stderr, f"[{name}] stderr lacks {needle!r}: {proc.stderr.strip()!r}")
+
+
+def main():
+    bench, cuda = sys.argv[1], sys.argv[2] == "cuda"
+    shape = ["--device", "cpu", "--seq", "65", "--heads", "4", "--kv-heads", "2", "--head-dim", "72",
+             "--threads", "2"]
+    check_json_run(bench, shape, {"seq_q": 65, "seq_k": 65, "heads": 4, "kv_heads": 2,
+                                  "head_dim": 72, "causal": False, "dtype": "f32", "threads": 2})
+    check_json_run(bench, shape + ["--causal", "--dtype", "bf16", "--batch", "2"],
+                   {"batch": 2, "causal": True, "dtype": "bf16"})
+    check_json_run(bench, ["--device", "cpu", "--seq-q", "17", "--seq-k", "129", "--head-dim", "64",
+                           "--heads", "3", "--dtype", "f16", "--causal", "--isa", "scalar"],
+                   {"seq_q": 17, "seq_k": 129, "heads": 3, "kv_heads": 3, "dtype": "f16"})
+    check_usage_error(bench, ["--seq", "abc"], "--seq")
+    check_usage_error(bench, ["--frobnicate"], "unknown argument")
+    check_usage_error(bench, ["--dtype", "f64"], "allowed f32, f16, bf16")
+    check_usage_error(bench, ["--heads", "32", "--kv-heads", "5"], "must divide")
+    check_usage_error(bench, ["--variant", "nonsense"], "variant")
+    if not cuda:
+        check_usage_error(bench, ["--device", "cuda", "--seq", "16"], "cuda")
+    proc = run(bench, ["--help"])
+    check(proc.returncode == 0 and "--variant" in proc.stdout, "--help must print the flags, exit 0")
+    for f in failures:
+        print("FAIL:", f)
+    print("bench smoke:", "FAILED" if failures else "ok")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
