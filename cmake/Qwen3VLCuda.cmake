@@ -43,6 +43,7 @@ endforeach()
 
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
+include(Qwen3VLCudaHeaders)
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 set(QWEN3VL_WITH_CUDA ON)
