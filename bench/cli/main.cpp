@@ -45,8 +45,8 @@ Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
   Variant variant = Variant::kAuto;
   QWEN3VL_RETURN_IF_ERROR(parse_variant(o.variant, &variant));
   for (Device device : devices) {
-    const bool is_built = std::find(built.begin(), built.end(), std::make_pair(variant, device)) !=
-                          built.end();
+    const bool is_built =
+        std::find(built.begin(), built.end(), std::make_pair(variant, device)) != built.end();
     if (variant == Variant::kAuto || is_built) out->push_back({variant, device});
   }
   if (out->empty()) {  // let the selector name what is missing
@@ -68,12 +68,14 @@ int run(const CliOptions& o) {
   settings.isa = o.isa;
   settings.repeats = o.repeats;
   const std::vector<WorkloadCase> cases =
-      o.custom_shape() ? std::vector<WorkloadCase>{{"custom", custom_spec(o)}} : qwen3vl_workload(o.dtype);
+      o.custom_shape() ? std::vector<WorkloadCase>{{"custom", custom_spec(o)}}
+                       : qwen3vl_workload(o.dtype);
 
   // Every target must build (a bad --isa, a variant not built) before any time is spent.
   for (const Target& t : targets) {
     std::unique_ptr<Attention> attention;
-    if (Status s = Selector::try_create(make_config(t, cases[0].spec, settings), 0, &attention); !s.ok())
+    if (Status s = Selector::try_create(make_config(t, cases[0].spec, settings), 0, &attention);
+        !s.ok())
       return usage_error(s);
   }
 
@@ -82,12 +84,14 @@ int run(const CliOptions& o) {
   context.sampled_rows = settings.sampled_rows;
   std::vector<std::pair<Device, SgemmRate>> anchors;
   for (const Target& t : targets) {
-    if (std::any_of(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == t.device; }))
+    if (std::any_of(anchors.begin(), anchors.end(),
+                    [&](const auto& a) { return a.first == t.device; }))
       continue;
     std::cerr << "measuring sgemm on " << to_string(t.device) << " ...\n";
     SgemmRate rate;
     if (Status s = measure_sgemm(t.device, settings.threads, &rate); !s.ok()) {
-      std::cerr << "qwen3vl-attn-bench: sgemm on " << to_string(t.device) << ": " << s.to_string() << "\n";
+      std::cerr << "qwen3vl-attn-bench: sgemm on " << to_string(t.device) << ": " << s.to_string()
+                << "\n";
       return 1;
     }
     anchors.push_back({t.device, rate});
@@ -100,10 +104,12 @@ int run(const CliOptions& o) {
     context.has_vision |= !c.spec.varlen_q.empty();
     testing::Problem problem(c.spec);
     for (const Target& t : targets) {
-      const SgemmRate& sgemm =
-          std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) { return a.first == t.device; })->second;
+      const SgemmRate& sgemm = std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) {
+                                 return a.first == t.device;
+                               })->second;
       std::cerr << to_string(t.variant) << "/" << to_string(t.device) << " " << c.label << " ("
-                << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... " << std::flush;
+                << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... "
+                << std::flush;
       CaseResult r;
       const Status s = run_case(t, c, &problem, settings, sgemm, &r);
       if (s.code() == StatusCode::kUnsupported) {
@@ -115,7 +121,8 @@ int run(const CliOptions& o) {
         ++failures;
         continue;
       }
-      std::cerr << r.ms << " ms, max rel err " << r.max_rel_err << (r.accurate ? "\n" : " ABOVE TOLERANCE\n");
+      std::cerr << r.ms << " ms, max rel err " << r.max_rel_err
+                << (r.accurate ? "\n" : " ABOVE TOLERANCE\n");
       failures += r.accurate ? 0 : 1;
       results.push_back(r);
     }

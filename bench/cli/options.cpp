@@ -51,7 +51,8 @@ struct Flag {
 };
 
 // A flag setting an optional shape size within [lo, hi].
-Flag size_flag(const char* name, std::optional<int64_t> CliOptions::*field, int64_t lo, int64_t hi) {
+Flag size_flag(const char* name, std::optional<int64_t> CliOptions::*field, int64_t lo,
+               int64_t hi) {
   return {name, true, [=](const std::string& flag, const std::string& value, CliOptions* o) {
             int64_t v = 0;
             QWEN3VL_RETURN_IF_ERROR(parse_int(flag, value, lo, hi, &v));
@@ -60,19 +61,45 @@ Flag size_flag(const char* name, std::optional<int64_t> CliOptions::*field, int6
           }};
 }
 
+// A flag setting a count within [lo, hi].
+Flag count_flag(const char* name, int CliOptions::*field, int64_t lo, int64_t hi) {
+  return {name, true, [=](const std::string& flag, const std::string& value, CliOptions* o) {
+            int64_t v = 0;
+            QWEN3VL_RETURN_IF_ERROR(parse_int(flag, value, lo, hi, &v));
+            o->*field = static_cast<int>(v);
+            return Status();
+          }};
+}
+
+// A flag without a value that sets a switch.
+Flag switch_flag(const char* name, bool CliOptions::*field) {
+  return {name, false, [=](const std::string&, const std::string&, CliOptions* o) {
+            o->*field = true;
+            return Status();
+          }};
+}
+
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> table = {
-      {"--variant", true, [](const std::string&, const std::string& v, CliOptions* o) {
+      {"--variant", true,
+       [](const std::string&, const std::string& v, CliOptions* o) {
          Variant parsed;
          if (v != "all") QWEN3VL_RETURN_IF_ERROR(parse_variant(v, &parsed));
          o->variant = v;
          return Status();
        }},
-      {"--device", true, [](const std::string& f, const std::string& v, CliOptions* o) {
+      {"--device", true,
+       [](const std::string& f, const std::string& v, CliOptions* o) {
          return parse_choice(f, v, {"cpu", "cuda", "all"}, &o->device);
        }},
-      {"--dtype", true, [](const std::string&, const std::string& v, CliOptions* o) {
+      {"--dtype", true,
+       [](const std::string&, const std::string& v, CliOptions* o) {
          return parse_dtype(v, &o->dtype);
+       }},
+      {"--isa", true,
+       [](const std::string&, const std::string& v, CliOptions* o) {
+         const Status s = parse_cpu_isa(v, &o->isa);
+         return s.ok() ? s : Status(s.code(), "--" + s.message());
        }},
       size_flag("--batch", &CliOptions::batch, 1, 4096),
       size_flag("--seq", &CliOptions::seq, 1, 1 << 20),
@@ -81,34 +108,11 @@ const std::vector<Flag>& flags() {
       size_flag("--heads", &CliOptions::heads, 1, 1024),
       size_flag("--kv-heads", &CliOptions::kv_heads, 1, 1024),
       size_flag("--head-dim", &CliOptions::head_dim, 1, 256),
-      {"--causal", false, [](const std::string&, const std::string&, CliOptions* o) {
-         o->causal = true;
-         return Status();
-       }},
-      {"--threads", true, [](const std::string& f, const std::string& v, CliOptions* o) {
-         int64_t t = 0;
-         QWEN3VL_RETURN_IF_ERROR(parse_int(f, v, 1, 1024, &t));
-         o->threads = static_cast<int>(t);
-         return Status();
-       }},
-      {"--isa", true, [](const std::string&, const std::string& v, CliOptions* o) {
-         const Status s = parse_cpu_isa(v, &o->isa);
-         return s.ok() ? s : Status(s.code(), "--" + s.message());
-       }},
-      {"--repeats", true, [](const std::string& f, const std::string& v, CliOptions* o) {
-         int64_t r = 0;
-         QWEN3VL_RETURN_IF_ERROR(parse_int(f, v, 1, 10000, &r));
-         o->repeats = static_cast<int>(r);
-         return Status();
-       }},
-      {"--json", false, [](const std::string&, const std::string&, CliOptions* o) {
-         o->json = true;
-         return Status();
-       }},
-      {"--help", false, [](const std::string&, const std::string&, CliOptions* o) {
-         o->help = true;
-         return Status();
-       }},
+      count_flag("--threads", &CliOptions::threads, 1, 1024),
+      count_flag("--repeats", &CliOptions::repeats, 1, 10000),
+      switch_flag("--causal", &CliOptions::causal),
+      switch_flag("--json", &CliOptions::json),
+      switch_flag("--help", &CliOptions::help),
   };
   return table;
 }
@@ -158,15 +162,15 @@ testing::ProblemSpec custom_spec(const CliOptions& o) {
   s.seq_q = o.seq_q.value_or(seq);
   s.seq_k = o.seq_k.value_or(seq);
   s.heads = o.heads.value_or(kTextHeads);
-  // Without --kv-heads: the text model's GQA for its own head count, else one KV head per query head.
+  // Without --kv-heads: the text model's GQA for its head count, else one KV head per query head.
   s.kv_heads = o.kv_heads.value_or(o.heads ? s.heads : kTextKvHeads);
   s.head_dim = o.head_dim.value_or(kTextHeadDim);
   return s;
 }
 
 std::string cli_help() {
-  return R"(qwen3vl-attn-bench: attention kernels on the Qwen3-VL workload, checked against the float64
-reference and quoted against the machine's sgemm rate measured in the same run.
+  return R"(qwen3vl-attn-bench: attention kernels on the Qwen3-VL workload, checked against the
+float64 reference and quoted against the machine's sgemm rate measured in the same run.
 
 Usage: qwen3vl-attn-bench [flags]
 
@@ -176,16 +180,18 @@ With no shape flags it runs the Qwen3-VL workload for every (variant, device) th
                  (block-diagonal: an 8-frame 512x512 clip, 16-px patches, temporal patch 2)
 
 Flags (--flag VALUE or --flag=VALUE):
-  --variant NAME|all    a variant (standard, flash2, sm61_tiled, sparse, ..., auto); default all built
+  --variant NAME|all    a variant (standard, flash2, sm61_tiled, ..., auto); default: all built
   --device cpu|cuda|all default all
   --dtype f32|f16|bf16  storage dtype of q/k/v/out (arithmetic is fp32); default f32
   --batch B --seq N --seq-q N --seq-k N --heads H --kv-heads H --head-dim D --causal
-                        shape flags: any of them replaces the workload by one fixed-length BSHD shape;
-                        unset sizes default to B 1, N 1024, Hq 32, D 128, Hkv 8 (Hkv = Hq when
-                        --heads is given alone); no mask unless --causal (bottom-right aligned)
-  --threads T           CPU threads for the kernels and the sgemm anchor; default physical cores
+                        shape flags: any of them replaces the workload by one fixed-length
+                        BSHD shape; unset sizes default to B 1, N 1024, Hq 32, D 128, Hkv 8
+                        (Hkv = Hq when --heads is given alone); no mask unless --causal
+                        (bottom-right aligned)
+  --threads T           CPU threads of the kernels and of the sgemm anchor; default: physical cores
   --isa auto|avx2|avx512|scalar  CPU kernel build; default auto (QWEN3VL_CPU_ISA, else CPUID)
-  --repeats R           timed runs per case after one warm-up; the table shows the median; default 5
+  --repeats R           timed runs per case after one warm-up (the table shows their median);
+                        default 5
   --json                print one JSON array of result objects instead of the table
   --help                this text
 

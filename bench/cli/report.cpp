@@ -60,10 +60,12 @@ void print_table(std::ostream& os, const std::vector<CaseResult>& results, const
        << (s.threads ? ", " + std::to_string(s.threads) + " threads" : std::string())
        << ", median: " << format("%.1f", s.gflops) << " GFLOP/s; ratio = GFLOP/s / sgemm.\n";
   os << "median of " << c.repeats << " runs after 1 warm-up. max rel err: " << c.sampled_rows
-     << " sampled rows vs the float64 reference, ! = above the tolerance (1e-5 f32, 1e-2 f16/bf16).\n";
+     << " sampled rows vs the float64 reference, ! = above the tolerance (1e-5 f32, 1e-2 "
+        "f16/bf16).\n";
   if (c.has_vision)
     os << "vision: " << kVisionFrames << " frames x " << kVisionPatches
-       << " patches packed through cu_seqlens (block-diagonal, non-causal; an 8-frame 512x512 clip).\n";
+       << " patches packed through cu_seqlens (block-diagonal, non-causal; an 8-frame 512x512 "
+          "clip).\n";
 }
 
 void print_json(std::ostream& os, const std::vector<CaseResult>& results) {

@@ -16,7 +16,8 @@ struct ReportContext {
   bool has_vision = false;
 };
 
-void print_table(std::ostream& os, const std::vector<CaseResult>& results, const ReportContext& context);
+void print_table(std::ostream& os, const std::vector<CaseResult>& results,
+                 const ReportContext& context);
 
 // One JSON array of objects with the fields variant, device, dtype, batch, seq_q, seq_k, heads,
 // kv_heads, head_dim, causal, threads, ms, gflops, sgemm_gflops, ratio_to_sgemm, max_rel_err,

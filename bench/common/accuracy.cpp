@@ -35,7 +35,7 @@ std::vector<RowIndex> sample_rows(const AttentionParams& p, int count, uint64_t 
   std::mt19937_64 rng(seed);
   for (int n = 0; n < count; ++n) {
     const bool first = n == 0, last = n == count - 1 && count > 1;
-    const int64_t b = first ? sequences.front()
+    const int64_t b = first  ? sequences.front()
                       : last ? sequences.back()
                              : sequences[static_cast<size_t>(rng() % sequences.size())];
     const int64_t h = first ? 0 : last ? s.heads - 1 : static_cast<int64_t>(rng() % s.heads);

@@ -47,8 +47,9 @@ class CpuRun final : public DeviceRun {
 };
 
 Status no_cuda() {
-  return make_error(StatusCode::kNotImplemented,
-                    "device = cuda: this build has no CUDA backend (configure with -DQWEN3VL_CUDA=ON)");
+  return make_error(
+      StatusCode::kNotImplemented,
+      "device = cuda: this build has no CUDA backend (configure with -DQWEN3VL_CUDA=ON)");
 }
 
 }  // namespace

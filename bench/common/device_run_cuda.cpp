@@ -10,18 +10,19 @@
 namespace qwen3vl::bench {
 namespace {
 
-#define QWEN3VL_BENCH_CUDA_CHECK(call)                                                      \
-  do {                                                                                      \
-    const cudaError_t err_ = (call);                                                        \
-    if (err_ != cudaSuccess)                                                                \
-      return make_error(StatusCode::kDeviceError, #call, ": ", cudaGetErrorString(err_));   \
+#define QWEN3VL_BENCH_CUDA_CHECK(call)                                                    \
+  do {                                                                                    \
+    const cudaError_t err_ = (call);                                                      \
+    if (err_ != cudaSuccess)                                                              \
+      return make_error(StatusCode::kDeviceError, #call, ": ", cudaGetErrorString(err_)); \
   } while (0)
 
-#define QWEN3VL_BENCH_CUBLAS_CHECK(call)                                                    \
-  do {                                                                                      \
-    const cublasStatus_t err_ = (call);                                                     \
-    if (err_ != CUBLAS_STATUS_SUCCESS)                                                      \
-      return make_error(StatusCode::kDeviceError, #call, ": cuBLAS status ", static_cast<int>(err_)); \
+#define QWEN3VL_BENCH_CUBLAS_CHECK(call)                                     \
+  do {                                                                       \
+    const cublasStatus_t err_ = (call);                                      \
+    if (err_ != CUBLAS_STATUS_SUCCESS)                                       \
+      return make_error(StatusCode::kDeviceError, #call, ": cuBLAS status ", \
+                        static_cast<int>(err_));                             \
   } while (0)
 
 struct DeviceFree {
@@ -111,7 +112,8 @@ class CudaRun final : public DeviceRun {
     const size_t bytes = extent_bytes(*t);
     DevicePtr copy;
     QWEN3VL_RETURN_IF_ERROR(device_alloc(bytes, &copy));
-    if (bytes) QWEN3VL_BENCH_CUDA_CHECK(cudaMemcpy(copy.get(), t->data, bytes, cudaMemcpyHostToDevice));
+    if (bytes)
+      QWEN3VL_BENCH_CUDA_CHECK(cudaMemcpy(copy.get(), t->data, bytes, cudaMemcpyHostToDevice));
     t->data = copy.get();
     t->device = Device::kCUDA;
     t->device_index = 0;
@@ -141,8 +143,8 @@ struct CublasSgemm {
     for (float& x : host) x = dist(rng);
     for (DevicePtr* m : {&a, &b, &c}) {
       QWEN3VL_RETURN_IF_ERROR(device_alloc(elements * sizeof(float), m));
-      QWEN3VL_BENCH_CUDA_CHECK(cudaMemcpy(m->get(), host.data(), elements * sizeof(float),
-                                          cudaMemcpyHostToDevice));
+      QWEN3VL_BENCH_CUDA_CHECK(
+          cudaMemcpy(m->get(), host.data(), elements * sizeof(float), cudaMemcpyHostToDevice));
     }
     QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&start));
     QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&stop));
@@ -152,10 +154,9 @@ struct CublasSgemm {
     const float one = 1.0f, zero = 0.0f;
     const int m = static_cast<int>(n);
     QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(start));
-    QWEN3VL_BENCH_CUBLAS_CHECK(cublasSgemm(handle, CUBLAS_OP_N, CUBLAS_OP_N, m, m, m, &one,
-                                           static_cast<const float*>(a.get()), m,
-                                           static_cast<const float*>(b.get()), m, &zero,
-                                           static_cast<float*>(c.get()), m));
+    QWEN3VL_BENCH_CUBLAS_CHECK(cublasSgemm(
+        handle, CUBLAS_OP_N, CUBLAS_OP_N, m, m, m, &one, static_cast<const float*>(a.get()), m,
+        static_cast<const float*>(b.get()), m, &zero, static_cast<float*>(c.get()), m));
     QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(stop));
     QWEN3VL_BENCH_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0.0f;
@@ -198,7 +199,8 @@ Status measure_cuda_sgemm(SgemmRate* out) {
   for (double& r : rates) QWEN3VL_RETURN_IF_ERROR(gemm.run(handle, &r));
   int version = 0;
   QWEN3VL_BENCH_CUBLAS_CHECK(cublasGetVersion(handle, &version));
-  *out = SgemmRate{median(rates), gemm.n, 0, "cuBLAS " + std::to_string(version) + " SGEMM (fp32, no TF32)"};
+  *out = SgemmRate{median(rates), gemm.n, 0,
+                   "cuBLAS " + std::to_string(version) + " SGEMM (fp32, no TF32)"};
   return Status();
 }
 

@@ -14,8 +14,8 @@ namespace qwen3vl::bench {
 void eigen_sgemm(CpuIsa isa, tbb::task_arena& arena, const float* a, const float* b, float* c,
                  int64_t n);
 
-#define QWEN3VL_DECLARE_EIGEN_SGEMM(ns)                                                     \
-  namespace ns {                                                                            \
+#define QWEN3VL_DECLARE_EIGEN_SGEMM(ns)                                                          \
+  namespace ns {                                                                                 \
   void eigen_sgemm(tbb::task_arena& arena, const float* a, const float* b, float* c, int64_t n); \
   }
 QWEN3VL_DECLARE_EIGEN_SGEMM(scalar)

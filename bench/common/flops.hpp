@@ -18,7 +18,8 @@ inline int64_t visible_pairs(const AttentionParams& p) {
   for (int64_t b = 0; b < s.batch; ++b) {
     const SequenceSpan span = sequence_span(p, b);
     for (int64_t i = 0; i < span.q_len; ++i)
-      pairs += visible_keys(p.mask, p.window_left, p.window_right, i, span.q_len, span.k_len).size();
+      pairs +=
+          visible_keys(p.mask, p.window_left, p.window_right, i, span.q_len, span.k_len).size();
   }
   return pairs;
 }

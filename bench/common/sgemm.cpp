@@ -97,7 +97,8 @@ SgemmRate measure_cpu_sgemm(int threads, double target_seconds, int runs) {
   CpuSgemm gemm(sgemm_size_for(estimate, target_seconds), threads);
   gemm.run();
   std::vector<double> rates;
-  for (int r = 0; r < runs; ++r) rates.push_back(gemm.flops() / (wall_ms([&] { gemm.run(); }) * 1e6));
+  for (int r = 0; r < runs; ++r)
+    rates.push_back(gemm.flops() / (wall_ms([&] { gemm.run(); }) * 1e6));
   return SgemmRate{median(rates), gemm.n(), threads, CpuSgemm::source()};
 }
 

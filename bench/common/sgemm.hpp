@@ -25,7 +25,8 @@ class CpuSgemm {
   void run();  // one product
   int64_t n() const { return n_; }
   double flops() const { return 2.0 * static_cast<double>(n_) * n_ * n_; }
-  // Which GEMM runs, e.g. "OpenBLAS 0.3.21 (Cooperlake kernels)" or "Eigen 3.4 GEMM over oneTBB (avx2)".
+  // Which GEMM runs, e.g. "OpenBLAS 0.3.21 (Cooperlake kernels)" or "Eigen 3.4 GEMM over oneTBB
+  // (avx2)".
   static std::string source();
 
  private:

@@ -46,7 +46,8 @@ WorkloadCase vision_case(DType dtype) {
 
 std::vector<WorkloadCase> qwen3vl_workload(DType dtype) {
   std::vector<WorkloadCase> cases;
-  for (int64_t n : {1024, 4096}) cases.push_back({text_label(n, true), text_prefill_spec(n, true, dtype)});
+  for (int64_t n : {1024, 4096})
+    cases.push_back({text_label(n, true), text_prefill_spec(n, true, dtype)});
   cases.push_back(vision_case(dtype));
   return cases;
 }
@@ -65,8 +66,9 @@ std::string shape_string(const testing::ProblemSpec& s) {
   if (!s.varlen_q.empty()) {
     const bool uniform = s.varlen_q == s.varlen_k &&
                          std::equal(s.varlen_q.begin() + 1, s.varlen_q.end(), s.varlen_q.begin());
-    text = uniform ? std::to_string(s.varlen_q.size()) + "x" + std::to_string(s.varlen_q[0]) + " packed"
-                   : std::to_string(s.varlen_q.size()) + " packed segments";
+    text = uniform
+               ? std::to_string(s.varlen_q.size()) + "x" + std::to_string(s.varlen_q[0]) + " packed"
+               : std::to_string(s.varlen_q.size()) + " packed segments";
   } else {
     text = "B" + std::to_string(s.batch) + " L" + std::to_string(s.seq_q);
     if (s.seq_k != s.seq_q) text += "/" + std::to_string(s.seq_k);

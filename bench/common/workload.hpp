@@ -14,7 +14,8 @@ namespace qwen3vl::bench {
 constexpr int64_t kTextHeads = 32, kTextKvHeads = 8, kTextHeadDim = 128;
 constexpr int64_t kVisionHeads = 16, kVisionHeadDim = 72;
 // A packed video clip: 8 frames at 512x512 with 16-pixel patches and temporal patch 2 give 4 frame
-// groups of 32 x 32 = 1024 patches; each group is one cu_seqlens segment (block-diagonal attention).
+// groups of 32 x 32 = 1024 patches; each group is one cu_seqlens segment (block-diagonal
+// attention).
 constexpr int64_t kVisionFrames = 4, kVisionPatches = 1024;
 constexpr uint64_t kBenchSeed = 2024;
 

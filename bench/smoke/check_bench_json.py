@@ -57,7 +57,8 @@ def check_json_run(bench, args, expect):
             check(row[field] == want, f"[{name}] {field} = {row[field]!r}: expected {want!r}")
         check(row["ms"] > 0 and row["gflops"] > 0 and row["sgemm_gflops"] > 0,
               f"[{name}] ms/gflops/sgemm_gflops must be > 0: {row}")
-        check(math.isclose(row["ratio_to_sgemm"], row["gflops"] / row["sgemm_gflops"], rel_tol=1e-3),
+        ratio = row["gflops"] / row["sgemm_gflops"]
+        check(math.isclose(row["ratio_to_sgemm"], ratio, rel_tol=1e-3),
               f"[{name}] ratio_to_sgemm != gflops / sgemm_gflops: {row}")
         # FLOPs count visible pairs: 4*B*Hq*Lq*Lk*D without a mask; with the bottom-right causal
         # mask row i sees keys j <= i + Lk - Lq.
@@ -82,8 +83,8 @@ def check_usage_error(bench, args, needle):
 
 def main():
     bench, cuda = sys.argv[1], sys.argv[2] == "cuda"
-    shape = ["--device", "cpu", "--seq", "65", "--heads", "4", "--kv-heads", "2", "--head-dim", "72",
-             "--threads", "2"]
+    shape = ["--device", "cpu", "--seq", "65", "--heads", "4", "--kv-heads", "2",
+             "--head-dim", "72", "--threads", "2"]
     check_json_run(bench, shape, {"seq_q": 65, "seq_k": 65, "heads": 4, "kv_heads": 2,
                                   "head_dim": 72, "causal": False, "dtype": "f32", "threads": 2})
     check_json_run(bench, shape + ["--causal", "--dtype", "bf16", "--batch", "2"],
@@ -99,7 +100,8 @@ def main():
     if not cuda:
         check_usage_error(bench, ["--device", "cuda", "--seq", "16"], "cuda")
     proc = run(bench, ["--help"])
-    check(proc.returncode == 0 and "--variant" in proc.stdout, "--help must print the flags, exit 0")
+    check(proc.returncode == 0 and "--variant" in proc.stdout,
+          "--help must print the flags and exit 0")
     for f in failures:
         print("FAIL:", f)
     print("bench smoke:", "FAILED" if failures else "ok")
