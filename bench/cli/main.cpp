@@ -3,6 +3,7 @@
 // sgemm rate of the same device measured in the same run.
 #include <algorithm>
 #include <iostream>
+#include <map>
 
 #include "../common/device_run.hpp"
 #include "options.hpp"
@@ -37,9 +38,14 @@ Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
   if (o.variant == "all") {
     for (const auto& [variant, device] : built)
       if (contains(devices, device)) out->push_back({variant, device});
-    if (out->empty())
+    if (out->empty()) {
+      std::string list;
+      for (const auto& [variant, device] : built)
+        list += (list.empty() ? "" : ", ") + std::string(to_string(variant)) + "(" +
+                to_string(device) + ")";
       return make_error(StatusCode::kNotImplemented, "--device = ", o.device,
-                        ": no variant is built for it in this build");
+                        ": no variant is built for it (built: ", list, ")");
+    }
     return Status();
   }
   Variant variant = Variant::kAuto;
@@ -82,11 +88,9 @@ int run(const CliOptions& o) {
   ReportContext context;
   context.repeats = settings.repeats;
   context.sampled_rows = settings.sampled_rows;
-  std::vector<std::pair<Device, SgemmRate>> anchors;
+  std::map<Device, SgemmRate> anchors;  // one sgemm rate per device, measured before any kernel
   for (const Target& t : targets) {
-    if (std::any_of(anchors.begin(), anchors.end(),
-                    [&](const auto& a) { return a.first == t.device; }))
-      continue;
+    if (anchors.count(t.device)) continue;
     std::cerr << "measuring sgemm on " << to_string(t.device) << " ...\n";
     SgemmRate rate;
     if (Status s = measure_sgemm(t.device, settings.threads, &rate); !s.ok()) {
@@ -94,7 +98,7 @@ int run(const CliOptions& o) {
                 << "\n";
       return 1;
     }
-    anchors.push_back({t.device, rate});
+    anchors[t.device] = rate;
     context.sgemm.push_back({to_string(t.device), rate});
   }
 
@@ -104,14 +108,11 @@ int run(const CliOptions& o) {
     context.has_vision |= !c.spec.varlen_q.empty();
     testing::Problem problem(c.spec);
     for (const Target& t : targets) {
-      const SgemmRate& sgemm = std::find_if(anchors.begin(), anchors.end(), [&](const auto& a) {
-                                 return a.first == t.device;
-                               })->second;
       std::cerr << to_string(t.variant) << "/" << to_string(t.device) << " " << c.label << " ("
                 << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... "
                 << std::flush;
       CaseResult r;
-      const Status s = run_case(t, c, &problem, settings, sgemm, &r);
+      const Status s = run_case(t, c, &problem, settings, anchors.at(t.device), &r);
       if (s.code() == StatusCode::kUnsupported) {
         std::cerr << "skipped: " << s.message() << "\n";
         continue;

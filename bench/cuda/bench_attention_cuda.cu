@@ -1,0 +1,255 @@
+// qwen3vl-cuda-bench: GFLOP/s of the CUDA variants on the figures of issue 5 (batch 1, 32 heads,
+// head_dim 128, N 1024 / 4096 / 16384, causal and not, fp32 and fp16 storage; the vision shape:
+// 16 heads, head_dim 72, packed frames), next to cuBLAS SGEMM (fp32, TF32 off) measured in the same
+// process. Prints a table and writes one JSON object per line to --json FILE.
+//
+// Usage: qwen3vl-cuda-bench [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard]
+//                           [--reps N]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/device_run.hpp"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/device_buffer.cuh"
+
+namespace qwen3vl::bench {
+namespace {
+
+// Seeded uniform [-1, 1) values written on the device (no host round trip for 100M+ elements).
+__global__ void fill_uniform(void* data, int64_t n, DType t, uint64_t seed) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    uint64_t x = (static_cast<uint64_t>(i) + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    const float u = static_cast<float>(x >> 40) * (2.0f / 16777216.0f) - 1.0f;
+    if (t == DType::kF32)
+      static_cast<float*>(data)[i] = u;
+    else if (t == DType::kF16)
+      static_cast<half*>(data)[i] = to_half(u);
+    else
+      static_cast<bfloat16*>(data)[i] = to_bf16(u);
+  }
+}
+
+struct Case {
+  std::string shape;  // "text" or "vision"
+  DType dtype = DType::kF32;
+  bool causal = false;
+  int64_t heads = 32, head_dim = 128, seq = 1024;
+  int64_t frames = 0;  // vision: packed frames of `seq` tokens each (block-diagonal, varlen)
+
+  double flops() const {
+    const double per = 4.0 * heads * static_cast<double>(seq) * seq * head_dim;
+    return (frames ? frames : 1) * per * (causal ? 0.5 : 1.0);
+  }
+  std::string name() const {
+    std::ostringstream os;
+    os << shape << " H" << heads << " D" << head_dim << " N" << seq;
+    if (frames) os << "x" << frames << "fr";
+    os << (causal ? " causal" : "") << " " << to_string(dtype);
+    return os.str();
+  }
+};
+
+// Device tensors of one case (fixed-length [1, N, H, D], or varlen [frames * N, H, D]).
+struct Inputs {
+  DeviceBuffer q, k, v, out, cu;
+  AttentionParams params;
+
+  explicit Inputs(const Case& c) {
+    const int64_t tokens = (c.frames ? c.frames : 1) * c.seq;
+    const size_t bytes = static_cast<size_t>(tokens * c.heads * c.head_dim * size_of(c.dtype));
+    q = DeviceBuffer(bytes);
+    k = DeviceBuffer(bytes);
+    v = DeviceBuffer(bytes);
+    out = DeviceBuffer(bytes);
+    uint64_t seed = 7;
+    for (DeviceBuffer* b : {&q, &k, &v, &out}) {
+      fill_uniform<<<1024, 256>>>(b->data(), tokens * c.heads * c.head_dim, c.dtype, ++seed);
+      throw_if_error(cuda_status(cudaGetLastError(), "launch of fill_uniform"));
+    }
+    int device = 0;
+    throw_if_error(cuda_status(cudaGetDevice(&device), "cudaGetDevice"));
+    auto view = [&](DeviceBuffer& b) {
+      TensorView t = c.frames ? TensorView::contiguous(b.data(), c.dtype, {tokens, c.heads, c.head_dim})
+                              : TensorView::contiguous(b.data(), c.dtype, {1, c.seq, c.heads, c.head_dim});
+      t.device = Device::kCUDA;
+      t.device_index = device;
+      return t;
+    };
+    params.q = view(q);
+    params.k = view(k);
+    params.v = view(v);
+    params.out = view(out);
+    params.mask = c.causal ? MaskKind::kCausal : MaskKind::kNone;
+    if (c.frames) {
+      std::vector<int32_t> offsets(static_cast<size_t>(c.frames + 1));
+      for (int64_t f = 0; f <= c.frames; ++f) offsets[static_cast<size_t>(f)] = static_cast<int32_t>(f * c.seq);
+      cu = DeviceBuffer(offsets.size() * sizeof(int32_t));
+      cu.upload(offsets.data(), offsets.size() * sizeof(int32_t));
+      TensorView t = TensorView::contiguous(cu.data(), DType::kI32, {c.frames + 1});
+      t.device = Device::kCUDA;
+      t.device_index = device;
+      params.cu_seqlens_q = params.cu_seqlens_k = t;
+      params.max_seqlen_q = params.max_seqlen_k = c.seq;
+    }
+  }
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Median milliseconds of `reps` forward calls after warm-up, timed with events on one stream.
+Status time_case(const Attention& attn, const Inputs& in, int reps, double* ms) {
+  QWEN3VL_RETURN_IF_ERROR(attn.supports(in.params));
+  DeviceBuffer ws(attn.workspace_size(in.params));
+  const Workspace w{ws.data(), ws.bytes()};
+  cudaEvent_t start = nullptr, stop = nullptr;
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  std::vector<double> times;
+  Status st;
+  for (int r = 0; r < reps + 2 && st.ok(); ++r) {
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
+    st = attn.forward(in.params, w, nullptr);
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+    float elapsed = 0.0f;
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&elapsed, start, stop));
+    if (r >= 2) times.push_back(elapsed);  // two warm-ups
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  QWEN3VL_RETURN_IF_ERROR(st);
+  *ms = median(times);
+  return Status();
+}
+
+std::vector<Case> cases(bool quick) {
+  std::vector<Case> all;
+  const int64_t seqs_full[] = {1024, 4096, 16384};
+  const int64_t seqs_quick[] = {1024, 4096};
+  for (DType dtype : {DType::kF32, DType::kF16})
+    for (bool causal : {false, true}) {
+      for (int64_t n : quick ? std::vector<int64_t>(std::begin(seqs_quick), std::end(seqs_quick))
+                             : std::vector<int64_t>(std::begin(seqs_full), std::end(seqs_full))) {
+        Case c;
+        c.shape = "text";
+        c.dtype = dtype;
+        c.causal = causal;
+        c.seq = n;
+        all.push_back(c);
+      }
+    }
+  for (DType dtype : {DType::kF32, DType::kF16}) {  // vision: 16 frames of 32x32 patches
+    Case c;
+    c.shape = "vision";
+    c.dtype = dtype;
+    c.heads = 16;
+    c.head_dim = 72;
+    c.seq = 1024;
+    c.frames = 16;
+    all.push_back(c);
+  }
+  return all;
+}
+
+int run(int argc, char** argv) {
+  bool quick = false;
+  int reps = 10;
+  std::string json_path;
+  std::string variant_list = "flash2,sm61_tiled,standard";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+    } else if (a == "--json" && i + 1 < argc) {
+      json_path = argv[++i];
+    } else if (a == "--variants" && i + 1 < argc) {
+      variant_list = argv[++i];
+    } else if (a == "--reps" && i + 1 < argc) {
+      reps = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "unknown argument '%s'\nusage: %s [--quick] [--json FILE] "
+                           "[--variants a,b] [--reps N]\n", a.c_str(), argv[0]);
+      return 2;
+    }
+  }
+  std::vector<std::unique_ptr<Attention>> variants;
+  std::stringstream names(variant_list);
+  for (std::string name; std::getline(names, name, ',');) {
+    Variant v;
+    throw_if_error(parse_variant(name, &v));
+    std::unique_ptr<Attention> a;
+    if (v == Variant::kFlash2) throw_if_error(create_flash2_cuda(CudaOptions{}, &a));
+    else if (v == Variant::kSm61Tiled) throw_if_error(create_sm61_tiled_cuda(CudaOptions{}, &a));
+    else if (v == Variant::kStandard) throw_if_error(create_standard_cuda(CudaOptions{}, &a));
+    else throw Error(StatusCode::kInvalidArgument, "--variants " + name + ": allowed flash2, sm61_tiled, standard");
+    std::printf("# %s\n", a->describe().c_str());
+    variants.push_back(std::move(a));
+  }
+  SgemmRate sgemm;
+  throw_if_error(measure_cuda_sgemm(&sgemm));
+  cudaDeviceProp prop{};
+  throw_if_error(cuda_status(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties"));
+  std::printf("# device: %s (sm_%d%d, %d SMs)\n# sgemm: %s, n=%lld: %.1f GFLOP/s\n", prop.name,
+              prop.major, prop.minor, prop.multiProcessorCount, sgemm.source.c_str(),
+              static_cast<long long>(sgemm.n), sgemm.gflops);
+  std::ofstream json;
+  if (!json_path.empty()) json.open(json_path);
+  if (json)
+    json << "{\"kind\":\"sgemm\",\"device\":\"" << prop.name << "\",\"n\":" << sgemm.n
+         << ",\"gflops\":" << sgemm.gflops << "}\n";
+  std::printf("%-40s %-11s %10s %10s %8s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm");
+  for (const Case& c : cases(quick)) {
+    const Inputs in(c);
+    for (const auto& attn : variants) {
+      const bool standard = attn->variant() == Variant::kStandard;
+      const double score_gb = 4.0 * c.heads * static_cast<double>(c.seq) * c.seq / 1e9;
+      if (standard && (c.frames || score_gb > 4.0)) continue;  // N^2 fp32 scores per head
+      double ms = 0.0;
+      const Status st = time_case(*attn, in, standard ? 3 : reps, &ms);
+      const char* vname = to_string(attn->variant());
+      if (!st.ok()) {
+        std::printf("%-40s %-11s error: %s\n", c.name().c_str(), vname, st.to_string().c_str());
+        continue;
+      }
+      const double gflops = c.flops() / (ms * 1e6);
+      std::printf("%-40s %-11s %10.3f %10.1f %8.3f\n", c.name().c_str(), vname, ms, gflops,
+                  gflops / sgemm.gflops);
+      if (json)
+        json << "{\"kind\":\"attention\",\"case\":\"" << c.name() << "\",\"shape\":\"" << c.shape
+             << "\",\"variant\":\"" << vname << "\",\"dtype\":\"" << to_string(c.dtype)
+             << "\",\"causal\":" << (c.causal ? "true" : "false") << ",\"heads\":" << c.heads
+             << ",\"head_dim\":" << c.head_dim << ",\"seq\":" << c.seq << ",\"frames\":" << c.frames
+             << ",\"ms\":" << ms << ",\"gflops\":" << gflops
+             << ",\"ratio_sgemm\":" << gflops / sgemm.gflops << "}\n";
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace qwen3vl::bench
+
+int main(int argc, char** argv) {
+  try {
+    return qwen3vl::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qwen3vl-cuda-bench: %s\n", e.what());
+    return 1;
+  }
+}
