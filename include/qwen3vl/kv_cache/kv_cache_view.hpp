@@ -1,0 +1,154 @@
+// KvCacheView: what a decode kernel reads from a KV cache, and the two indexers that turn
+// (sequence, token) into a storage row. Contiguous and paged caches share every kernel: only the
+// indexer differs.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/core/macros.hpp"
+#include "qwen3vl/core/params.hpp"
+
+namespace qwen3vl {
+
+enum class KvLayout : uint8_t {
+  kContiguous,  // k, v [batch, max_len, Hkv, D]: token j of sequence b is k[b, j]
+  kPaged,       // k, v [num_blocks, block_size, Hkv, D]: token j of sequence b is
+                // k[block_table[b, j / block_size], j % block_size]
+};
+
+inline const char* to_string(KvLayout l) { return l == KvLayout::kPaged ? "paged" : "contiguous"; }
+
+// Any layout through strides (last dimension contiguous). seq_lens and block_table are i32 and
+// live where the kernel reads them: host memory for the CPU, device memory for CUDA.
+struct KvCacheView {
+  KvLayout layout = KvLayout::kContiguous;
+  TensorView k, v;
+  TensorView seq_lens;     // i32 [batch]: valid tokens per sequence
+  TensorView block_table;  // i32 [batch, max_blocks]: paged only; entries past a sequence's last
+                           // block are never read
+  int64_t max_seq_len = 0;  // host-side bound on seq_lens; sizes split-KV work (0: the capacity)
+
+  int64_t batch() const { return seq_lens.shape[0]; }
+  int64_t kv_heads() const { return k.shape[2]; }
+  int64_t head_dim() const { return k.shape[3]; }
+  int64_t block_size() const { return layout == KvLayout::kPaged ? k.shape[1] : 0; }
+  // The most tokens one sequence can hold.
+  int64_t capacity() const {
+    return layout == KvLayout::kPaged ? block_table.shape[1] * k.shape[1] : k.shape[1];
+  }
+  int64_t length_bound() const { return max_seq_len > 0 ? max_seq_len : capacity(); }
+};
+
+namespace detail {
+
+// Where token j of sequence b lives: storage index (major, minor) = (k.shape[0] index, k.shape[1]
+// index). `run` is how many tokens from j on stay in the same major index (contiguous rows).
+struct KvSlot {
+  int64_t major;
+  int64_t minor;
+};
+
+struct ContiguousIndexer {
+  QWEN3VL_HOST_DEVICE KvSlot slot(int64_t b, int64_t j) const { return KvSlot{b, j}; }
+  QWEN3VL_HOST_DEVICE int64_t run(int64_t /*j*/, int64_t limit) const { return limit; }
+};
+
+struct PagedIndexer {
+  const int32_t* table;  // block_table data
+  int64_t table_stride;  // block_table.stride[0]
+  int64_t table_col_stride;
+  int64_t block_size;
+  QWEN3VL_HOST_DEVICE KvSlot slot(int64_t b, int64_t j) const {
+    const int64_t blk = j / block_size;
+    return KvSlot{table[b * table_stride + blk * table_col_stride], j - blk * block_size};
+  }
+  QWEN3VL_HOST_DEVICE int64_t run(int64_t j, int64_t limit) const {
+    const int64_t left = block_size - j % block_size;
+    return left < limit ? left : limit;
+  }
+};
+
+inline PagedIndexer paged_indexer(const KvCacheView& kv) {
+  return PagedIndexer{kv.block_table.ptr<const int32_t>(), kv.block_table.stride[0],
+                      kv.block_table.stride[1], kv.block_size()};
+}
+
+}  // namespace detail
+
+// Shapes, dtypes and devices of a view; where seq_lens / block_table are host-resident also their
+// values (every length within the capacity and max_seq_len, every block id a sequence uses within
+// the pool), so that no kernel reads out of bounds.
+inline Status validate(const KvCacheView& kv) {
+  using detail::check_dims;
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.k, "kv.k"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.v, "kv.v"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.seq_lens, "kv.seq_lens"));
+  if (kv.k.rank != 4)
+    return make_error(StatusCode::kShapeMismatch, "kv.k.rank = ", kv.k.rank, " (shape ",
+                      kv.k.shape_string(), "): expected 4 (", kv.layout == KvLayout::kPaged
+                          ? "[num_blocks, block_size, Hkv, D])" : "[batch, max_len, Hkv, D])");
+  QWEN3VL_RETURN_IF_ERROR(check_dims(kv.v, "kv.v", 4, {kv.k.shape[0], kv.k.shape[1], kv.k.shape[2],
+                                                       kv.k.shape[3]}));
+  for (const TensorView* t : {&kv.k, &kv.v}) {
+    const char* name = t == &kv.k ? "kv.k" : "kv.v";
+    if (!is_floating(t->dtype))
+      return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t->dtype),
+                        ": allowed f32, f16, bf16");
+    QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
+  }
+  if (kv.v.dtype != kv.k.dtype || kv.v.device != kv.k.device)
+    return make_error(StatusCode::kInvalidArgument, "kv.v = ", to_string(kv.v.dtype), " on ",
+                      to_string(kv.v.device), ": must match kv.k (", to_string(kv.k.dtype), " on ",
+                      to_string(kv.k.device), ")");
+  if (kv.k.shape[2] < 1 || kv.k.shape[3] < 1 || kv.k.shape[3] > 256)
+    return make_error(StatusCode::kInvalidArgument, "kv.k.shape = ", kv.k.shape_string(),
+                      ": needs Hkv >= 1 and head_dim 1..256");
+  if (kv.seq_lens.dtype != DType::kI32 || kv.seq_lens.rank != 1)
+    return make_error(StatusCode::kInvalidArgument, "kv.seq_lens = ", to_string(kv.seq_lens.dtype),
+                      " ", kv.seq_lens.shape_string(), ": must be i32 [batch]");
+  const int64_t batch = kv.seq_lens.shape[0];
+  if (kv.layout == KvLayout::kPaged) {
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.block_table, "kv.block_table"));
+    if (kv.block_table.dtype != DType::kI32 || kv.block_table.rank != 2 ||
+        kv.block_table.shape[0] != batch)
+      return make_error(StatusCode::kShapeMismatch, "kv.block_table = ",
+                        to_string(kv.block_table.dtype), " ", kv.block_table.shape_string(),
+                        ": must be i32 [batch = ", batch, ", max_blocks]");
+    if (kv.k.shape[1] < 16 || kv.k.shape[1] % 16 != 0)
+      return make_error(StatusCode::kInvalidArgument, "block_size (kv.k.shape[1]) = ",
+                        kv.k.shape[1], ": must be a positive multiple of 16");
+    if (kv.block_table.device != kv.seq_lens.device)
+      return make_error(StatusCode::kInvalidArgument, "kv.block_table.device = ",
+                        to_string(kv.block_table.device), ": must equal kv.seq_lens.device");
+  } else if (kv.k.shape[0] != batch) {
+    return make_error(StatusCode::kShapeMismatch, "kv.k.shape[0] = ", kv.k.shape[0],
+                      ": a contiguous cache needs one row of storage per sequence (batch = ", batch,
+                      ")");
+  }
+  if (kv.max_seq_len < 0 || kv.max_seq_len > kv.capacity())
+    return make_error(StatusCode::kInvalidArgument, "kv.max_seq_len = ", kv.max_seq_len,
+                      ": allowed 0 (the capacity) .. ", kv.capacity());
+  if (kv.seq_lens.device != Device::kCPU) return Status();  // values are checked where they live
+
+  const int32_t* lens = kv.seq_lens.ptr<const int32_t>();
+  const detail::PagedIndexer paged =
+      kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv) : detail::PagedIndexer{};
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = lens[b * kv.seq_lens.stride[0]];
+    if (len < 0 || len > kv.length_bound())
+      return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", b, "] = ", len,
+                        ": allowed 0..", kv.length_bound(),
+                        kv.max_seq_len > 0 ? " (max_seq_len)" : " (the capacity)");
+    if (kv.layout != KvLayout::kPaged) continue;
+    for (int64_t j = 0; j < len; j += kv.block_size()) {
+      const int64_t block = paged.slot(b, j).major;
+      if (block < 0 || block >= kv.k.shape[0])
+        return make_error(StatusCode::kInvalidArgument, "kv.block_table[", b, ", ",
+                          j / kv.block_size(), "] = ", block, ": allowed 0..", kv.k.shape[0] - 1,
+                          " (num_blocks)");
+    }
+  }
+  return Status();
+}
+
+}  // namespace qwen3vl

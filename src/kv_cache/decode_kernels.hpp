@@ -1,0 +1,48 @@
+// The CPU decode kernel's task and its per-ISA function table (like src/cpu/kernels.hpp, kept next
+// to the decode sources). Each ISA's kernel is compiled in its own translation unit with its own
+// flags, in namespace qwen3vl::detail::decode::<isa>; the table is the only way to reach it.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/cpu/isa.hpp"
+#include "qwen3vl/kv_cache/decode.hpp"
+
+namespace qwen3vl::detail {
+
+// Keys per inner step: one S = Q K^T tile of (G * R) x kDecodeChunk scores.
+constexpr int64_t kDecodeChunk = 64;
+
+// One (sequence, key split, KV-head range): all G * R query rows of each KV head in the range
+// against keys [key_begin, key_end), keys outer and heads inner so the cache is read in order.
+struct DecodeTask {
+  const DecodeParams* params;
+  DecodeShape shape;
+  int64_t b;
+  int64_t kv_head_begin, kv_head_end;
+  int64_t key_begin, key_end;
+  int64_t seq_len;
+  // Partial results (o normalised, lse natural log) for the split, laid out [Hkv][G * R][D] and
+  // [Hkv][G * R]; null: write params.out / params.lse directly (the only split).
+  float* partial_o;
+  float* partial_lse;
+  void* scratch;  // decode_scratch_floats(...) floats, 64-byte aligned
+};
+
+// Floats of per-thread scratch for a task over `heads` KV heads.
+inline int64_t decode_padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
+inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
+  const int64_t rows = s.group_size() * s.rows;
+  return heads * rows * (2 * decode_padded_dim(s.head_dim) + 2) + rows * kDecodeChunk;
+}
+
+using DecodeKernel = void (*)(const DecodeTask& task);
+
+// The kernel for an ISA that resolve_cpu_isa() returned.
+DecodeKernel decode_kernel(CpuIsa isa);
+
+namespace decode::scalar { void run_task(const DecodeTask& task); }
+namespace decode::avx2 { void run_task(const DecodeTask& task); }
+namespace decode::avx512 { void run_task(const DecodeTask& task); }
+
+}  // namespace qwen3vl::detail
