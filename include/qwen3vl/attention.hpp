@@ -10,4 +10,5 @@
 #include "qwen3vl/hardware/hardware_info.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"

@@ -2,7 +2,9 @@
 
 namespace qwen3vl::detail {
 
-#define QWEN3VL_CPU_KERNEL_TABLE(ns) CpuKernels{&cpu::ns::standard_head}
+#define QWEN3VL_CPU_KERNEL_TABLE(ns) \
+  CpuKernels{&cpu::ns::standard_head, &cpu::ns::flash2_plan, &cpu::ns::flash2_tile, \
+             &cpu::ns::vector_math}
 
 const CpuKernels& cpu_kernels(CpuIsa isa) {
   static const CpuKernels scalar = QWEN3VL_CPU_KERNEL_TABLE(scalar);

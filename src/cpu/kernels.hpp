@@ -25,8 +25,36 @@ inline int64_t standard_scratch_floats(int64_t max_q, int64_t max_k, int64_t d) 
   return (max_q + 2 * max_k) * d + max_q * max_k;
 }
 
+// FlashAttention-2 tiles for one problem, chosen by the ISA (its register blocks fix the padding).
+struct Flash2Plan {
+  int64_t block_q = 0;       // query positions per task; tile rows = group size x block_q
+  int64_t block_k = 0;       // keys per K/V block
+  size_t scratch_bytes = 0;  // per-thread scratch of flash2_tile (64-byte aligned base)
+  int register_keys = 0;     // micro-kernel shape, for describe(): keys/columns x query rows
+  int register_rows = 0;
+};
+
+// One flash2 task: query rows [q_begin, q_end) of sequence b, for every query head of kv_head.
+struct Flash2Task {
+  const AttentionParams* params;
+  AttentionShape shape;
+  Flash2Plan plan;
+  int64_t b;
+  int64_t kv_head;
+  SequenceSpan span;
+  int64_t q_begin, q_end;
+  const KeyRange* rows;  // visible_keys() of rows q_begin..q_end-1 (begin and end non-decreasing)
+  void* scratch;         // plan.scratch_bytes, 64-byte aligned
+};
+
+// Element-wise vector math of an ISA build, exposed for its accuracy test.
+enum class VectorOp : uint8_t { kExp, kExp2, kTanh };
+
 struct CpuKernels {
   void (*standard_head)(const StandardHeadTask& task);
+  void (*flash2_plan)(const AttentionShape& shape, Flash2Plan* plan);
+  void (*flash2_tile)(const Flash2Task& task);
+  void (*vector_math)(VectorOp op, const float* x, float* y, int64_t n);
 };
 
 // The table for an ISA that resolve_cpu_isa() returned.
@@ -35,6 +63,9 @@ const CpuKernels& cpu_kernels(CpuIsa isa);
 #define QWEN3VL_DECLARE_CPU_KERNELS(ns) \
   namespace cpu::ns {                   \
   void standard_head(const StandardHeadTask& task); \
+  void flash2_plan(const AttentionShape& shape, Flash2Plan* plan); \
+  void flash2_tile(const Flash2Task& task); \
+  void vector_math(VectorOp op, const float* x, float* y, int64_t n); \
   }
 QWEN3VL_DECLARE_CPU_KERNELS(scalar)
 QWEN3VL_DECLARE_CPU_KERNELS(avx2)

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
 
 namespace qwen3vl {
@@ -51,7 +52,7 @@ std::string built_list() {
 }  // namespace
 
 std::vector<std::pair<Variant, Device>> Selector::built() {
-  return {{Variant::kStandard, Device::kCPU}};
+  return {{Variant::kStandard, Device::kCPU}, {Variant::kFlash2, Device::kCPU}};
 }
 
 Status Selector::try_create(const AttentionConfig& config, int layer_idx,
@@ -62,9 +63,11 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
   Variant variant = config.variant;
   std::string reason = "layer " + std::to_string(layer_idx) + ": ";
   if (variant == Variant::kAuto) {
-    variant = Variant::kStandard;
+    const bool cpu = config.device == Device::kCPU;
+    variant = config.need_weights || !cpu ? Variant::kStandard : Variant::kFlash2;
     reason += config.need_weights ? "auto -> standard (attention weights requested)"
-                                  : "auto -> standard (the only CPU variant built)";
+              : cpu ? "auto -> flash2 (fused, O(n) memory: the CPU prefill default)"
+                    : "auto -> standard";
   } else {
     reason += std::string("requested ") + to_string(variant);
   }
@@ -75,6 +78,8 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
   std::unique_ptr<Attention> impl;
   if (variant == Variant::kStandard && config.device == Device::kCPU) {
     QWEN3VL_RETURN_IF_ERROR(create_standard_cpu(config.cpu, &impl));
+  } else if (variant == Variant::kFlash2 && config.device == Device::kCPU) {
+    QWEN3VL_RETURN_IF_ERROR(create_flash2_cpu(config.cpu, &impl));
   } else {
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
                       to_string(config.device), " is not built yet (built: ", built_list(), ")");

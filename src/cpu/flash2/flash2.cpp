@@ -1,0 +1,129 @@
+// FlashAttention-2 on the CPU: validation, the ISA's tile plan, per-thread workspace slots and the
+// task schedule; the tile math is in flash2_kernel.inl, compiled once per ISA.
+//
+// Tasks are (sequence, KV head, query block): each computes every query head of its group, so a
+// K/V block is converted once for G heads. Workers pull tasks from one atomic counter, in order of
+// decreasing cost under causal masks (later query blocks see more keys), so the longest tasks start
+// first and the short ones fill the gaps at the end. Every task writes disjoint output rows with
+// a fixed order of operations, so the result does not depend on the thread count.
+#include <algorithm>
+#include <atomic>
+#include <string>
+
+#include <tbb/parallel_for.h>
+
+#include "../cpu_backend.hpp"
+#include "../kernels.hpp"
+#include "qwen3vl/variants/flash2.hpp"
+
+namespace qwen3vl {
+namespace {
+
+class Flash2Cpu final : public Attention {
+ public:
+  explicit Flash2Cpu(std::unique_ptr<detail::CpuBackend> backend)
+      : backend_(std::move(backend)), kernels_(detail::cpu_kernels(backend_->isa())) {}
+
+  Variant variant() const override { return Variant::kFlash2; }
+  Device device() const override { return Device::kCPU; }
+
+  Status supports(const AttentionParams& p) const override {
+    QWEN3VL_RETURN_IF_ERROR(validate(p));
+    if (p.q.device != Device::kCPU)
+      return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
+                        ": the CPU flash2 variant needs host memory");
+    if (p.weights.present())
+      return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
+                        ": flash2 never materialises the scores; use the standard variant");
+    return Status();
+  }
+
+  size_t workspace_size(const AttentionParams& p) const override {
+    AttentionShape s;
+    if (!validate(p, &s).ok()) return 0;
+    return backend_->workspace_bytes(slot_bytes(plan(s)));
+  }
+
+  Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
+    QWEN3VL_RETURN_IF_ERROR(supports(p));
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    const detail::Flash2Plan tiles = plan(s);
+    const size_t slot = slot_bytes(tiles);
+    QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
+
+    const int64_t blocks = (s.max_q + tiles.block_q - 1) / tiles.block_q;
+    const int64_t per_block = s.batch * s.kv_heads;
+    const int64_t total = blocks * per_block;
+    if (total == 0) return Status();
+    const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
+    std::atomic<int64_t> next{0};
+    const auto worker = [&] {
+      char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
+      auto* ranges = reinterpret_cast<KeyRange*>(base);
+      void* scratch = base + ranges_bytes(tiles);
+      for (int64_t t = next++; t < total; t = next++) {
+        const int64_t order = t / per_block;
+        const int64_t qb = heavy_last ? blocks - 1 - order : order;
+        detail::Flash2Task task;
+        task.params = &p;
+        task.shape = s;
+        task.plan = tiles;
+        task.b = t % per_block / s.kv_heads;
+        task.kv_head = t % s.kv_heads;
+        task.span = sequence_span(p, task.b);
+        task.q_begin = qb * tiles.block_q;
+        if (task.q_begin >= task.span.q_len) continue;
+        task.q_end = std::min(task.q_begin + tiles.block_q, task.span.q_len);
+        for (int64_t i = task.q_begin; i < task.q_end; ++i)
+          ranges[i - task.q_begin] = visible_keys(p.mask, p.window_left, p.window_right, i,
+                                                  task.span.q_len, task.span.k_len);
+        task.rows = ranges;
+        task.scratch = scratch;
+        kernels_.flash2_tile(task);
+      }
+    };
+    backend_->arena().execute(
+        [&] { tbb::parallel_for(0, backend_->threads(), [&](int) { worker(); }); });
+    return Status();
+  }
+
+  std::string describe() const override {
+    AttentionShape typical;  // the tile policy for MHA at head_dim 128
+    typical.batch = typical.heads = typical.kv_heads = 1;
+    typical.head_dim = 128;
+    typical.max_q = typical.max_k = 4096;
+    const detail::Flash2Plan t = plan(typical);
+    return "flash2 (cpu): fused tiles with online softmax, O(n) memory; " + backend_->describe() +
+           "; tiles of ~" + std::to_string(t.block_q) + " query rows (group x positions) x " +
+           std::to_string(t.block_k) + " keys, " + std::to_string(t.register_keys) + "x" +
+           std::to_string(t.register_rows) + " register blocks";
+  }
+
+ private:
+  detail::Flash2Plan plan(const AttentionShape& s) const {
+    detail::Flash2Plan t;
+    kernels_.flash2_plan(s, &t);
+    return t;
+  }
+  static size_t ranges_bytes(const detail::Flash2Plan& t) {
+    return detail::align_up(static_cast<size_t>(t.block_q) * sizeof(KeyRange));
+  }
+  static size_t slot_bytes(const detail::Flash2Plan& t) {
+    return ranges_bytes(t) + t.scratch_bytes;
+  }
+
+  std::unique_ptr<detail::CpuBackend> backend_;
+  const detail::CpuKernels& kernels_;
+};
+
+}  // namespace
+
+Status create_flash2_cpu(const CpuOptions& options, std::unique_ptr<Attention>* out) {
+  std::unique_ptr<detail::CpuBackend> backend;
+  QWEN3VL_RETURN_IF_ERROR(detail::CpuBackend::create(options, &backend));
+  *out = std::make_unique<Flash2Cpu>(std::move(backend));
+  return Status();
+}
+
+}  // namespace qwen3vl

@@ -1,0 +1,434 @@
+// FlashAttention-2 forward for one task (a block of query positions times every query head of
+// one KV head), compiled once per ISA: include it after defining QWEN3VL_ISA_NS and including that
+// ISA's simd_<isa>.hpp and vector_math.inl.
+//
+// The tile works transposed: S^T = K Q^T and O^T += V^T P^T, so SIMD lanes run over query rows.
+// Online-softmax statistics (running max, sum, rescale factor) are then plain vectors, with no
+// horizontal reductions, and masks act on whole key rows of S^T (a causal or window mask hides a
+// contiguous range of query rows from each key). Rows are ordered (position, head in group), so
+// one K/V block, converted and packed once, serves all G query heads of its KV head.
+//
+// Per K/V block: pack K (key groups interleaved for the S micro-kernel), S^T = K Q^T, softcap and
+// masks (skipped for blocks every row sees fully), block max, exp2 (log2(e) is folded into the
+// scale), rescale factors (applied inside the P V micro-kernel, and only where the max moved), pack
+// V, O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "../kernels.hpp"
+
+namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
+namespace {
+
+using V = Simd::V;
+constexpr int kW = Simd::kWidth;
+constexpr int kKeys = Simd::kQkKeys;      // keys per S^T micro-tile
+constexpr int kCols = Simd::kPvCols;      // output columns (of head_dim) per O^T micro-tile
+constexpr int kRowVecs = Simd::kRowVecs;  // query-row vectors per micro-tile
+constexpr int64_t kRows = int64_t{kRowVecs} * kW;  // query rows per micro-tile: a "row panel"
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2 = 0.693147180559945309f;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+struct Geometry {
+  int64_t d = 0;         // head_dim
+  int64_t dim_pad = 0;   // head_dim rounded up to kCols
+  int64_t rows_pad = 0;  // tile rows (group x positions) rounded up to kRows
+  int64_t block_k = 0;   // keys per K/V block, a multiple of kKeys
+};
+
+Geometry plan_geometry(const AttentionShape& s, const Flash2Plan& plan) {
+  Geometry g;
+  g.d = s.head_dim;
+  g.dim_pad = round_up(s.head_dim, kCols);
+  g.rows_pad = round_up(s.heads / s.kv_heads * plan.block_q, kRows);
+  g.block_k = plan.block_k;
+  return g;
+}
+
+// The thread's scratch; layout() carves it (or, with base == nullptr, only sizes it).
+struct Scratch {
+  float* qt;         // [rows_pad / kRows][d][kRows]        Q^T, scaled, one panel per kRows rows
+  float* ot;         // [rows_pad / kRows][dim_pad][kRows]  unnormalised O^T
+  float* kp;         // [block_k / kKeys][d][kKeys]          K block, key groups interleaved
+  float* vp;         // [dim_pad / kCols][block_k][kCols]    V block, column groups interleaved
+  float* st;         // [block_k][rows_pad]                  S^T, then P^T
+  float* m;          // [rows_pad] running max (log2 units)
+  float* l;          // [rows_pad] running sum
+  float* alpha;      // [rows_pad] this block's rescale factor
+  float* row;        // [dim_pad] one converted row
+  uint8_t* live;     // [block_k] some row of the tile sees the key
+  uint8_t* rescale;  // [rows_pad / kRows] the panel's max moved in this block
+};
+
+size_t layout(const Geometry& g, char* base, Scratch* s) {
+  size_t used = 0;
+  const auto take = [&](int64_t count, size_t elem) {
+    char* p = base ? base + used : nullptr;
+    used += (static_cast<size_t>(count) * elem + 63) / 64 * 64;
+    return p;
+  };
+  const auto floats = [&](int64_t count) { return reinterpret_cast<float*>(take(count, 4)); };
+  Scratch w;
+  w.qt = floats(g.rows_pad * g.d);
+  w.ot = floats(g.rows_pad * g.dim_pad);
+  w.kp = floats(g.block_k * g.d);
+  w.vp = floats(g.block_k * g.dim_pad);
+  w.st = floats(g.block_k * g.rows_pad);
+  w.m = floats(g.rows_pad);
+  w.l = floats(g.rows_pad);
+  w.alpha = floats(g.rows_pad);
+  w.row = floats(g.dim_pad);
+  w.live = reinterpret_cast<uint8_t*>(take(g.block_k, 1));
+  w.rescale = reinterpret_cast<uint8_t*>(take(g.rows_pad / kRows, 1));
+  if (s) *s = w;
+  return used;
+}
+
+void fill(float* p, int64_t n, float x) {
+  for (int64_t i = 0; i < n; ++i) p[i] = x;
+}
+
+// --- loading and packing ----------------------------------------------------------------------
+
+template <class T>
+const T* row_ptr(const TensorView& t, const Flash2Task& task, int64_t start, int64_t i, int64_t h) {
+  const int64_t off = task.shape.varlen ? (start + i) * t.stride[0] + h * t.stride[1]
+                                        : task.b * t.stride[0] + i * t.stride[1] + h * t.stride[2];
+  return static_cast<const T*>(t.data) + off;
+}
+
+// n elements of any storage type -> fp32, times scale.
+template <class T>
+void convert_row(const T* src, int64_t n, float scale, float* dst) {
+  const V s = Simd::set1(scale);
+  int64_t c = 0;
+  for (; c + kW <= n; c += kW) Simd::store(dst + c, Simd::mul(Simd::load(src + c), s));
+  for (; c < n; ++c) dst[c] = Simd::load_one(src + c) * scale;
+}
+
+template <class T>
+void store_row(const float* src, int64_t n, T* dst) {
+  int64_t c = 0;
+  for (; c + kW <= n; c += kW) Simd::store(dst + c, Simd::load(src + c));
+  for (; c < n; ++c) Simd::store_one(dst + c, src[c]);
+}
+
+// Q^T of the tile's rows (row r = position r / G, head r % G of the group); padding rows are 0.
+template <class T>
+void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, const Scratch& w) {
+  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  for (int64_t r = 0; r < g.rows_pad; ++r) {
+    if (r < rows)
+      convert_row(row_ptr<T>(t.params->q, t, t.span.q_start, t.q_begin + r / group,
+                             t.kv_head * group + r % group),
+                  g.d, scale, w.row);
+    else
+      fill(w.row, g.d, 0.0f);
+    float* dst = w.qt + (r / kRows) * g.d * kRows + r % kRows;
+    for (int64_t c = 0; c < g.d; ++c) dst[c * kRows] = w.row[c];
+  }
+}
+
+// Keys [k0, k0 + kn) as [group][d][kKeys], zero keys up to a multiple of kKeys.
+template <class T>
+void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+  for (int64_t j = 0; j < round_up(kn, kKeys); ++j) {
+    if (j < kn)
+      convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, w.row);
+    else
+      fill(w.row, g.d, 0.0f);
+    float* dst = w.kp + (j / kKeys) * g.d * kKeys + j % kKeys;
+    for (int64_t c = 0; c < g.d; ++c) dst[c * kKeys] = w.row[c];
+  }
+}
+
+// Values [k0, k0 + kn) as [column group][key][kCols]. Keys no row sees are stored as 0 and never
+// read: 0 x NaN would otherwise leak their NaN through a zero probability.
+template <class T>
+void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+  fill(w.row + g.d, g.dim_pad - g.d, 0.0f);
+  for (int64_t j = 0; j < kn; ++j) {
+    if (w.live[j])
+      convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, w.row);
+    else
+      fill(w.row, g.d, 0.0f);
+    for (int64_t c = 0; c < g.dim_pad; c += kCols)
+      std::memcpy(w.vp + c * g.block_k + j * kCols, w.row + c, sizeof(float) * kCols);
+  }
+}
+
+// --- micro-kernels ----------------------------------------------------------------------------
+
+// S^T[kKeys x kRows] = K[kKeys x d] Q^T[d x kRows]: keys broadcast, query rows in vectors.
+inline void micro_qk(const float* k, const float* qt, int64_t d, float* st, int64_t ld) {
+  V acc[kKeys][kRowVecs];
+  for (int a = 0; a < kKeys; ++a)
+    for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::zero();
+  for (int64_t x = 0; x < d; ++x, k += kKeys, qt += kRows) {
+    V q[kRowVecs];
+    for (int v = 0; v < kRowVecs; ++v) q[v] = Simd::load(qt + v * kW);
+    for (int a = 0; a < kKeys; ++a) {
+      const V kb = Simd::broadcast(k + a);
+      for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::fma(kb, q[v], acc[a][v]);
+    }
+  }
+  for (int a = 0; a < kKeys; ++a)
+    for (int v = 0; v < kRowVecs; ++v) Simd::store(st + a * ld + v * kW, acc[a][v]);
+}
+
+// O^T[kCols x kRows] = O^T * alpha (if given) + V^T[kCols x kn] P^T[kn x kRows].
+inline void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t kn, float* ot,
+                     const float* alpha) {
+  V acc[kCols][kRowVecs];
+  for (int c = 0; c < kCols; ++c)
+    for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::load(ot + c * kRows + v * kW);
+  if (alpha)
+    for (int v = 0; v < kRowVecs; ++v) {
+      const V a = Simd::load(alpha + v * kW);
+      for (int c = 0; c < kCols; ++c) acc[c][v] = Simd::mul(acc[c][v], a);
+    }
+  for (int64_t j = 0; j < kn; ++j, pt += ld, vp += kCols) {
+    V p[kRowVecs];
+    for (int v = 0; v < kRowVecs; ++v) p[v] = Simd::load(pt + v * kW);
+    for (int c = 0; c < kCols; ++c) {
+      const V vb = Simd::broadcast(vp + c);
+      for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::fma(vb, p[v], acc[c][v]);
+    }
+  }
+  for (int c = 0; c < kCols; ++c)
+    for (int v = 0; v < kRowVecs; ++v) Simd::store(ot + c * kRows + v * kW, acc[c][v]);
+}
+
+// --- one K/V block --------------------------------------------------------------------------
+
+void scores(const Geometry& g, int64_t kn, const Scratch& w) {
+  const int64_t kn_pad = round_up(kn, kKeys);
+  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
+    for (int64_t j = 0; j < kn_pad; j += kKeys)
+      micro_qk(w.kp + j * g.d, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp, g.rows_pad);
+}
+
+// s = cap * tanh(s / cap), then to log2 units (Q carried only the scale).
+void apply_softcap(const Geometry& g, int64_t kn, float cap, const Scratch& w) {
+  const V inv = Simd::set1(1.0f / cap), outer = Simd::set1(cap * kLog2e);
+  for (int64_t j = 0; j < kn; ++j)
+    for (int64_t r = 0; r < g.rows_pad; r += kW) {
+      float* s = w.st + j * g.rows_pad + r;
+      Simd::store(s, Simd::mul(vmath::tanh(Simd::mul(Simd::load(s), inv)), outer));
+    }
+}
+
+// Causal / window / padding: key k0 + j is seen by positions [lo, hi) of the tile, where lo counts
+// the rows whose range ends at or before the key and hi those whose range begins at or before it
+// (both bounds are non-decreasing in the row). Every other row gets -inf (assigned, so NaN scores
+// of hidden keys vanish).
+void mask_structural(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn,
+                     const Scratch& w) {
+  const int64_t nq = t.q_end - t.q_begin, group = t.shape.heads / t.shape.kv_heads;
+  int64_t lo = 0, hi = 0;
+  for (int64_t j = 0; j < kn; ++j) {
+    const int64_t key = k0 + j;
+    while (lo < nq && t.rows[lo].end <= key) ++lo;
+    while (hi < nq && t.rows[hi].begin <= key) ++hi;
+    float* s = w.st + j * g.rows_pad;
+    const int64_t first = lo * group, last = (hi > lo ? hi : lo) * group;
+    fill(s, first, kNegInf);
+    fill(s + last, g.rows_pad - last, kNegInf);
+  }
+}
+
+// Offset of additive_mask[b, h, i, j] with size-1 dimensions broadcast.
+int64_t mask_offset(const TensorView& m, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const int64_t idx[4] = {b, h, i, j};
+  int64_t off = 0;
+  for (int d = 0; d < m.rank; ++d) off += (m.shape[d] == 1 ? 0 : idx[4 - m.rank + d]) * m.stride[d];
+  return off;
+}
+
+template <class M>
+void add_mask(const Flash2Task& t, const Geometry& g, int64_t rows, int64_t k0, int64_t kn,
+              const Scratch& w) {
+  const TensorView& mv = t.params->additive_mask;
+  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  const int64_t step = mv.shape[mv.rank - 1] == 1 ? 0 : mv.stride[mv.rank - 1];
+  for (int64_t r = 0; r < rows; ++r) {
+    const M* src = static_cast<const M*>(mv.data) +
+                   mask_offset(mv, t.b, t.kv_head * group + r % group, t.q_begin + r / group, k0);
+    float* s = w.st + r;
+    for (int64_t j = 0; j < kn; ++j) {
+      const float add = Simd::load_one(src + j * step);
+      float& x = s[j * g.rows_pad];
+      x = add == kNegInf ? kNegInf : x + add * kLog2e;
+    }
+  }
+}
+
+void mark_live(const Geometry& g, int64_t rows, int64_t kn, const Scratch& w) {
+  for (int64_t j = 0; j < kn; ++j) {
+    const float* s = w.st + j * g.rows_pad;
+    int64_t r = 0;
+    while (r < rows && s[r] == kNegInf) ++r;
+    w.live[j] = r < rows;
+  }
+}
+
+// Block max, new running max, rescale factors, P = exp2(S - max) and the running sums.
+void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
+  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
+    V top[kRowVecs];
+    for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::set1(kNegInf);
+    for (int64_t j = 0; j < kn; ++j) {
+      const float* s = w.st + j * g.rows_pad + rp;
+      for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::max(top[v], Simd::load(s + v * kW));
+    }
+    bool moved = false;
+    V base[kRowVecs], alpha[kRowVecs], sum[kRowVecs];
+    for (int v = 0; v < kRowVecs; ++v) {
+      const int64_t r = rp + v * kW;
+      const V old = Simd::load(w.m + r);
+      const V now = Simd::max(old, top[v]);
+      moved = moved || !Simd::all(Simd::eq(old, now));
+      // A row that has seen no key yet keeps max -inf; subtract 0 so exp2 gives 0, never NaN.
+      base[v] = Simd::select(Simd::eq(now, Simd::set1(kNegInf)), Simd::zero(), now);
+      alpha[v] = vmath::exp2(Simd::sub(old, base[v]));
+      Simd::store(w.m + r, now);
+      Simd::store(w.alpha + r, alpha[v]);
+      sum[v] = Simd::zero();
+    }
+    for (int64_t j = 0; j < kn; ++j) {
+      float* s = w.st + j * g.rows_pad + rp;
+      for (int v = 0; v < kRowVecs; ++v) {
+        const V p = vmath::exp2(Simd::sub(Simd::load(s + v * kW), base[v]));
+        Simd::store(s + v * kW, p);
+        sum[v] = Simd::add(sum[v], p);
+      }
+    }
+    for (int v = 0; v < kRowVecs; ++v) {
+      float* l = w.l + rp + v * kW;
+      Simd::store(l, Simd::fma(Simd::load(l), alpha[v], sum[v]));
+    }
+    w.rescale[rp / kRows] = moved;
+  }
+}
+
+void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
+  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
+    const float* alpha = w.rescale[rp / kRows] ? w.alpha + rp : nullptr;
+    float* ot = w.ot + rp * g.dim_pad;
+    for (int64_t c = 0; c < g.dim_pad; c += kCols)
+      micro_pv(w.st + rp, g.rows_pad, w.vp + c * g.block_k, kn, ot + c * kRows, alpha);
+  }
+}
+
+// --- the task ---------------------------------------------------------------------------------
+
+// out = O / l once at the end; LSE in natural log. Rows that saw no key get 0 and -inf.
+template <class T>
+void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch& w) {
+  const AttentionParams& p = *t.params;
+  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t i = t.q_begin + r / group, h = t.kv_head * group + r % group;
+    const float sum = w.l[r];
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
+    for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
+    store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
+    if (p.lse.rank > 0) {
+      const TensorView& lse = p.lse;
+      const int64_t off = t.shape.varlen
+                              ? h * lse.stride[0] + (t.span.q_start + i) * lse.stride[1]
+                              : t.b * lse.stride[0] + h * lse.stride[1] + i * lse.stride[2];
+      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + std::log2(sum)) * kLn2 : kNegInf;
+    }
+  }
+}
+
+template <class T>
+void run(const Flash2Task& t) {
+  const AttentionParams& p = *t.params;
+  Geometry g = plan_geometry(t.shape, t.plan);
+  Scratch w;
+  layout(g, static_cast<char*>(t.scratch), &w);
+  const int64_t nq = t.q_end - t.q_begin;
+  const int64_t rows = nq * (t.shape.heads / t.shape.kv_heads);
+  g.rows_pad = round_up(rows, kRows);  // a short last block computes only the panels it needs
+
+  // Keys some row sees, [lo, hi), and keys every row sees, [all_lo, all_hi).
+  int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
+  int64_t all_lo = 0, all_hi = std::numeric_limits<int64_t>::max();
+  for (int64_t i = 0; i < nq; ++i) {
+    const KeyRange& r = t.rows[i];
+    if (r.end > r.begin) {
+      lo = r.begin < lo ? r.begin : lo;
+      hi = r.end > hi ? r.end : hi;
+    }
+    all_lo = r.begin > all_lo ? r.begin : all_lo;
+    all_hi = r.end < all_hi ? r.end : all_hi;
+  }
+
+  const bool softcap = p.softcap > 0.0f;
+  const bool additive = p.additive_mask.rank > 0;
+  pack_q<T>(t, g, rows, softcap ? t.shape.scale : t.shape.scale * kLog2e, w);
+  fill(w.ot, g.rows_pad * g.dim_pad, 0.0f);
+  fill(w.m, g.rows_pad, kNegInf);
+  fill(w.l, g.rows_pad, 0.0f);
+
+  for (int64_t k0 = lo; k0 < hi; k0 += g.block_k) {
+    const int64_t kn = hi - k0 < g.block_k ? hi - k0 : g.block_k;
+    const bool full = k0 >= all_lo && k0 + kn <= all_hi;
+    bool seen = full;
+    for (int64_t i = 0; i < nq && !seen; ++i)
+      seen = t.rows[i].begin < k0 + kn && t.rows[i].end > k0;
+    if (!seen) continue;  // the mask hides the whole block
+
+    pack_k<T>(t, g, k0, kn, w);
+    scores(g, kn, w);
+    if (softcap) apply_softcap(g, kn, p.softcap, w);
+    if (!full) mask_structural(t, g, k0, kn, w);
+    if (additive) {
+      switch (p.additive_mask.dtype) {
+        case DType::kF16: add_mask<half>(t, g, rows, k0, kn, w); break;
+        case DType::kBF16: add_mask<bfloat16>(t, g, rows, k0, kn, w); break;
+        default: add_mask<float>(t, g, rows, k0, kn, w); break;
+      }
+    }
+    if (!full || additive)
+      mark_live(g, rows, kn, w);
+    else
+      std::memset(w.live, 1, static_cast<size_t>(kn));
+    softmax_block(g, kn, w);
+    pack_v<T>(t, g, k0, kn, w);
+    accumulate(g, kn, w);
+  }
+  finish<T>(t, g, rows, w);
+}
+
+}  // namespace
+
+void flash2_plan(const AttentionShape& s, Flash2Plan* plan) {
+  const int64_t group = s.heads / s.kv_heads;
+  int64_t block_q = Simd::kTileRows / group;
+  if (block_q > s.max_q) block_q = s.max_q;
+  plan->block_q = block_q < 1 ? 1 : block_q;
+  plan->block_k = s.head_dim > 128 ? 32 : 64;
+  plan->scratch_bytes = layout(plan_geometry(s, *plan), nullptr, nullptr);
+  plan->register_keys = kKeys;
+  plan->register_rows = static_cast<int>(kRows);
+}
+
+void flash2_tile(const Flash2Task& task) {
+  switch (task.params->q.dtype) {
+    case DType::kF16: run<half>(task); break;
+    case DType::kBF16: run<bfloat16>(task); break;
+    default: run<float>(task); break;
+  }
+}
+
+}  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS

@@ -1,0 +1,99 @@
+// SIMD traits for the AVX2 + FMA + F16C kernel builds: 8 fp32 lanes. Included only by translation
+// units compiled with those flags; everything lives in the avx2 namespace (see kernels.hpp).
+#pragma once
+
+#if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
+#error "simd_avx2.hpp needs -mavx2 -mfma -mf16c"
+#endif
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "qwen3vl/core/dtype.hpp"
+
+namespace qwen3vl::detail::cpu::avx2 {
+
+struct Simd {
+  using V = __m256;
+  using Mask = __m256;
+  static constexpr int kWidth = 8;
+  // Register blocks of the flash micro-kernels: (kQkKeys or kPvCols) x kRowVecs vectors of query
+  // rows = 4 x 24 floats, 12 accumulators + 3 row vectors + 1 broadcast = all 16 ymm registers.
+  static constexpr int kQkKeys = 4;
+  static constexpr int kPvCols = 4;
+  static constexpr int kRowVecs = 3;
+  static constexpr int kTileRows = 96;  // query rows (group x positions) one task aims for
+
+  static V zero() { return _mm256_setzero_ps(); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V load(const half* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load(const bfloat16* p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+  }
+  static void store(float* p, V x) { _mm256_storeu_ps(p, x); }
+  static void store(half* p, V x) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void store(bfloat16* p, V x) {
+    const __m256i u = _mm256_castps_si256(x);
+    const __m256i top = _mm256_srli_epi32(u, 16);
+    const __m256i bias =
+        _mm256_add_epi32(_mm256_and_si256(top, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);  // nearest even
+    const __m256i quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));       // NaN stays NaN
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    const __m256i r = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                     _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  }
+  // One element, for row tails shorter than a vector.
+  static float load_one(const float* p) { return *p; }
+  static float load_one(const half* p) { return _cvtsh_ss(p->bits); }
+  static float load_one(const bfloat16* p) {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(p->bits) << 16)));
+  }
+  static void store_one(float* p, float x) { *p = x; }
+  static void store_one(half* p, float x) {
+    p->bits = static_cast<uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void store_one(bfloat16* p, float x) {
+    alignas(32) bfloat16 lanes[kWidth];
+    store(lanes, _mm256_set1_ps(x));
+    *p = lanes[0];
+  }
+
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm256_div_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }  // c - a * b
+  // a > b ? a : b (a NaN b gives b, like the instruction), so NaN in b propagates.
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V round(V x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // 2^n for integral n in [-127, 128]: -127 gives 0 and 128 gives +inf.
+  static V pow2i(V n) {
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+  }
+  static V abs(V x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
+  static V copysign(V magnitude, V sign) {
+    const V s = _mm256_set1_ps(-0.0f);
+    return _mm256_or_ps(_mm256_andnot_ps(s, magnitude), _mm256_and_ps(s, sign));
+  }
+  static Mask lt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static Mask eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+  static V select(Mask m, V if_true, V if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
+  static bool all(Mask m) { return _mm256_movemask_ps(m) == 0xff; }
+};
+
+}  // namespace qwen3vl::detail::cpu::avx2
