@@ -57,7 +57,8 @@ namespace detail {
 template <class Isa>
 QWEN3VL_HOST_DEVICE inline void rope_slot(const RopeTableView& t, const int32_t* pos, int32_t i,
                                           float* c, float* s) {
-  const int64_t p = pos[t.axis[i]];
+  const uint8_t a = t.axis[i];
+  const int64_t p = a == 0 ? pos[0] : (a == 1 ? pos[1] : pos[2]);  // no dynamic index: registers on GPUs
   if (t.layout == TableLayout::kFull) {
     *c = t.cos[p * t.half + i];
     *s = t.sin[p * t.half + i];

@@ -1,0 +1,87 @@
+// RoPE bandwidth on the CPU: the fused q+k apply at Qwen3-VL text shapes against a plain parallel
+// copy of the same bytes (q and k read and written once), both measured in this run with the same
+// threads. Usage: qwen3vl-rope-bench [--tokens 4096 --q-heads 32 --kv-heads 8 --head-dim 128
+// --reps 30 --threads 0]
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include "qwen3vl/hardware/hardware_info.hpp"
+#include "rope_bench_common.hpp"
+
+using namespace qwen3vl;
+
+namespace {
+
+template <class F>
+double seconds(F&& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Medians of a and b, timed alternately so that both see the same machine load.
+template <class A, class B>
+std::pair<double, double> time_pair(int reps, A&& a, B&& b) {
+  a();  // warm-up
+  b();
+  std::vector<double> sa, sb;
+  for (int r = 0; r < reps; ++r) {
+    sa.push_back(seconds(a));
+    sb.push_back(seconds(b));
+  }
+  return {bench::median(sa), bench::median(sb)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bench::RopeBenchOptions o = bench::parse_rope_options(argc, argv);
+  CpuOptions options;
+  options.num_threads = o.threads;
+  std::unique_ptr<rope::RopeApplier> applier;
+  throw_if_error(rope::create_rope_cpu(options, &applier));
+  const int threads = o.threads > 0 ? o.threads : std::max(1, CpuInfo::current().physical_cores);
+  tbb::task_arena arena(threads);
+  std::printf("# %s; %s\n", applier->describe().c_str(), CpuInfo::current().brand.c_str());
+  for (DType dt : {DType::kF32, DType::kBF16}) {
+    Tensor q(dt, {o.tokens, o.q_heads, o.head_dim}), k(dt, {o.tokens, o.k_heads, o.head_dim});
+    Tensor q2(dt, {o.tokens, o.q_heads, o.head_dim}), k2(dt, {o.tokens, o.k_heads, o.head_dim});
+    q.fill_uniform(1);
+    k.fill_uniform(2);
+    const double bytes = 2.0 * static_cast<double>(q.bytes() + k.bytes());
+    const auto copy = [&] {
+      arena.execute([&] {
+        const int64_t chunk = 1 << 20;
+        const auto part = [&](const Tensor& src, const Tensor& dst) {
+          const int64_t n = src.bytes();
+          tbb::parallel_for(tbb::blocked_range<int64_t>(0, (n + chunk - 1) / chunk), [&](const auto& r) {
+            for (int64_t c = r.begin(); c < r.end(); ++c)
+              std::memcpy(static_cast<char*>(dst.view().data) + c * chunk,
+                          static_cast<const char*>(src.view().data) + c * chunk,
+                          static_cast<size_t>(std::min(chunk, n - c * chunk)));
+          });
+        };
+        part(q, q2);
+        part(k, k2);
+      });
+    };
+    for (const bench::RopeMode& m : bench::rope_modes(o.tokens)) {
+      const rope::RopeTable table = bench::make_bench_table(o, m);
+      const Tensor positions = bench::make_bench_positions(o, m);
+      rope::RopeApplyParams p;
+      p.q = q.view();
+      p.k = k.view();
+      p.positions = positions.view();
+      p.table = table.view();
+      const auto [copy_s, rope_s] = time_pair(o.reps, copy, [&] { throw_if_error(applier->apply(p)); });
+      bench::report("cpu", o, dt, m, bytes, rope_s, copy_s);
+    }
+  }
+  return 0;
+}
