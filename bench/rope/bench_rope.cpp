@@ -60,12 +60,13 @@ int main(int argc, char** argv) {
         const int64_t chunk = 1 << 20;
         const auto part = [&](const Tensor& src, const Tensor& dst) {
           const int64_t n = src.bytes();
-          tbb::parallel_for(tbb::blocked_range<int64_t>(0, (n + chunk - 1) / chunk), [&](const auto& r) {
-            for (int64_t c = r.begin(); c < r.end(); ++c)
-              std::memcpy(static_cast<char*>(dst.view().data) + c * chunk,
-                          static_cast<const char*>(src.view().data) + c * chunk,
-                          static_cast<size_t>(std::min(chunk, n - c * chunk)));
-          });
+          tbb::parallel_for(tbb::blocked_range<int64_t>(0, (n + chunk - 1) / chunk),
+                            [&](const auto& r) {
+                              for (int64_t c = r.begin(); c < r.end(); ++c)
+                                std::memcpy(static_cast<char*>(dst.view().data) + c * chunk,
+                                            static_cast<const char*>(src.view().data) + c * chunk,
+                                            static_cast<size_t>(std::min(chunk, n - c * chunk)));
+                            });
         };
         part(q, q2);
         part(k, k2);
@@ -79,7 +80,8 @@ int main(int argc, char** argv) {
       p.k = k.view();
       p.positions = positions.view();
       p.table = table.view();
-      const auto [copy_s, rope_s] = time_pair(o.reps, copy, [&] { throw_if_error(applier->apply(p)); });
+      const auto [copy_s, rope_s] =
+          time_pair(o.reps, copy, [&] { throw_if_error(applier->apply(p)); });
       bench::report("cpu", o, dt, m, bytes, rope_s, copy_s);
     }
   }

@@ -43,7 +43,8 @@ double time_median(int reps, F&& f) {
 void* device_copy(const Tensor& t) {
   void* p = nullptr;
   check(cudaMalloc(&p, static_cast<size_t>(t.bytes())), "cudaMalloc");
-  check(cudaMemcpy(p, t.view().data, static_cast<size_t>(t.bytes()), cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaMemcpy(p, t.view().data, static_cast<size_t>(t.bytes()), cudaMemcpyHostToDevice),
+        "cudaMemcpy");
   return p;
 }
 
@@ -83,8 +84,10 @@ int main(int argc, char** argv) {
       p.positions.device = Device::kCUDA;
       p.table = dtable.view();
       const double copy_s = time_median(o.reps, [&] {
-        check(cudaMemcpyAsync(q2, q, static_cast<size_t>(qh.bytes()), cudaMemcpyDeviceToDevice), "copy");
-        check(cudaMemcpyAsync(k2, k, static_cast<size_t>(kh.bytes()), cudaMemcpyDeviceToDevice), "copy");
+        check(cudaMemcpyAsync(q2, q, static_cast<size_t>(qh.bytes()), cudaMemcpyDeviceToDevice),
+              "copy");
+        check(cudaMemcpyAsync(k2, k, static_cast<size_t>(kh.bytes()), cudaMemcpyDeviceToDevice),
+              "copy");
       });
       const double rope_s = time_median(o.reps, [&] { throw_if_error(applier->apply(p)); });
       throw_if_error(applier->take_error());

@@ -26,19 +26,28 @@ inline RopeBenchOptions parse_rope_options(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long long v = std::atoll(argv[i + 1]);
-    if (k == "--tokens") o.tokens = v;
-    else if (k == "--q-heads") o.q_heads = v;
-    else if (k == "--kv-heads") o.k_heads = v;
-    else if (k == "--head-dim") o.head_dim = v;
-    else if (k == "--reps") o.reps = static_cast<int>(v);
-    else if (k == "--threads") o.threads = static_cast<int>(v);
+    if (k == "--tokens")
+      o.tokens = v;
+    else if (k == "--q-heads")
+      o.q_heads = v;
+    else if (k == "--kv-heads")
+      o.k_heads = v;
+    else if (k == "--head-dim")
+      o.head_dim = v;
+    else if (k == "--reps")
+      o.reps = static_cast<int>(v);
+    else if (k == "--threads")
+      o.threads = static_cast<int>(v);
     else {
-      std::fprintf(stderr, "unknown option %s (allowed --tokens --q-heads --kv-heads --head-dim --reps --threads)\n",
-                   k.c_str());
+      std::fprintf(
+          stderr,
+          "unknown option %s (allowed --tokens --q-heads --kv-heads --head-dim --reps --threads)\n",
+          k.c_str());
       std::exit(2);
     }
   }
-  if (o.tokens < 1 || o.q_heads < 1 || o.k_heads < 1 || o.head_dim < 2 || o.head_dim % 2 || o.reps < 1) {
+  if (o.tokens < 1 || o.q_heads < 1 || o.k_heads < 1 || o.head_dim < 2 || o.head_dim % 2 ||
+      o.reps < 1) {
     std::fprintf(stderr, "bad sizes: tokens, heads, reps >= 1; head_dim even\n");
     std::exit(2);
   }
@@ -54,9 +63,10 @@ struct RopeMode {
 };
 
 inline std::vector<RopeMode> rope_modes(int64_t tokens) {
-  return {{"rope-1d/full", rope::MRopeLayout::kNone, rope::TableLayout::kFull, tokens},
-          {"mrope-qwen3/full", rope::MRopeLayout::kInterleaved, rope::TableLayout::kFull, tokens},
-          {"mrope-qwen3/split", rope::MRopeLayout::kInterleaved, rope::TableLayout::kSplit, 262144}};
+  return {
+      {"rope-1d/full", rope::MRopeLayout::kNone, rope::TableLayout::kFull, tokens},
+      {"mrope-qwen3/full", rope::MRopeLayout::kInterleaved, rope::TableLayout::kFull, tokens},
+      {"mrope-qwen3/split", rope::MRopeLayout::kInterleaved, rope::TableLayout::kSplit, 262144}};
 }
 
 inline rope::RopeTable make_bench_table(const RopeBenchOptions& o, const RopeMode& m) {
@@ -65,9 +75,10 @@ inline rope::RopeTable make_bench_table(const RopeBenchOptions& o, const RopeMod
   c.theta = 5e6;
   const int64_t half = o.head_dim / 2, h = half * 5 / 16;
   rope::RopeTable t;
-  throw_if_error(rope::make_text_table(c, m.mrope, {static_cast<int32_t>(half - 2 * h), static_cast<int32_t>(h),
-                                                    static_cast<int32_t>(h)},
-                                       m.max_position, rope::AngleRecipe::kExact, m.layout, &t));
+  throw_if_error(rope::make_text_table(
+      c, m.mrope,
+      {static_cast<int32_t>(half - 2 * h), static_cast<int32_t>(h), static_cast<int32_t>(h)},
+      m.max_position, rope::AngleRecipe::kExact, m.layout, &t));
   return t;
 }
 
@@ -103,13 +114,16 @@ inline double median(std::vector<double> v) {
 }
 
 // bytes: q and k read once and written once.
-inline void report(const char* device, const RopeBenchOptions& o, DType dt, const RopeMode& m, double bytes,
-                   double rope_s, double copy_s) {
-  std::printf("%-5s %-4s %-18s T%lld Hq%lld Hkv%lld D%lld  rope %9.1f us %7.1f GB/s | copy %9.1f us %7.1f GB/s"
-              " | rope/copy bandwidth %5.1f%%\n",
-              device, to_string(dt), m.name, static_cast<long long>(o.tokens), static_cast<long long>(o.q_heads),
-              static_cast<long long>(o.k_heads), static_cast<long long>(o.head_dim), rope_s * 1e6,
-              bytes / rope_s / 1e9, copy_s * 1e6, bytes / copy_s / 1e9, 100.0 * copy_s / rope_s);
+inline void report(const char* device, const RopeBenchOptions& o, DType dt, const RopeMode& m,
+                   double bytes, double rope_s, double copy_s) {
+  std::printf(
+      "%-5s %-4s %-18s T%lld Hq%lld Hkv%lld D%lld  rope %9.1f us %7.1f GB/s | copy %9.1f us %7.1f "
+      "GB/s"
+      " | rope/copy bandwidth %5.1f%%\n",
+      device, to_string(dt), m.name, static_cast<long long>(o.tokens),
+      static_cast<long long>(o.q_heads), static_cast<long long>(o.k_heads),
+      static_cast<long long>(o.head_dim), rope_s * 1e6, bytes / rope_s / 1e9, copy_s * 1e6,
+      bytes / copy_s / 1e9, 100.0 * copy_s / rope_s);
 }
 
 }  // namespace qwen3vl::bench

@@ -58,7 +58,8 @@ __global__ void rope_kernel(KernelArgs a) {
     for (int32_t axis = 0; axis < 3; ++axis) {  // a constant trip count keeps pos[] in registers
       if (axis >= a.table.axes) break;
       const int64_t ax = a.positions_axis ? axis : 0;
-      pos[axis] = a.positions[rope_position_offset(a.pos_stride, a.packed, a.positions_axis, ax, b, i)];
+      pos[axis] =
+          a.positions[rope_position_offset(a.pos_stride, a.packed, a.positions_axis, ax, b, i)];
       if (pos[axis] < 0 || pos[axis] >= a.table.max_position) {
         if (threadIdx.x == 0 && atomicCAS(&a.error->flag, 0, 1) == 0) {
           a.error->axis = axis;
@@ -82,10 +83,12 @@ __global__ void rope_kernel(KernelArgs a) {
     }
     __syncthreads();
     const int32_t groups = half / V, heads = a.q_heads + a.k_heads;
-    T* q = static_cast<T*>(a.q) + (a.packed ? i * a.q_token_stride : b * a.q_batch_stride + i * a.q_token_stride);
-    T* k = a.k_heads ? static_cast<T*>(a.k) + (a.packed ? i * a.k_token_stride
-                                                        : b * a.k_batch_stride + i * a.k_token_stride)
-                     : nullptr;
+    T* q = static_cast<T*>(a.q) +
+           (a.packed ? i * a.q_token_stride : b * a.q_batch_stride + i * a.q_token_stride);
+    T* k = a.k_heads
+               ? static_cast<T*>(a.k) +
+                     (a.packed ? i * a.k_token_stride : b * a.k_batch_stride + i * a.k_token_stride)
+               : nullptr;
     for (int32_t w = threadIdx.x; w < heads * groups; w += blockDim.x) {
       const int32_t h = w / groups, g = w % groups;
       T* x = h < a.q_heads ? q + h * a.q_head_stride : k + (h - a.q_heads) * a.k_head_stride;
@@ -96,7 +99,8 @@ __global__ void rope_kernel(KernelArgs a) {
 #pragma unroll
         for (int l = 0; l < V; ++l) {
           float o1, o2;
-          detail::rotate_pair<CudaTag, A, T>(to_float(p1.v[l]), to_float(p2.v[l]), cs[j0 + l], sn[j0 + l], &o1, &o2);
+          detail::rotate_pair<CudaTag, A, T>(to_float(p1.v[l]), to_float(p2.v[l]), cs[j0 + l],
+                                             sn[j0 + l], &o1, &o2);
           p1.v[l] = from_float<T>(o1);
           p2.v[l] = from_float<T>(o2);
         }
@@ -104,7 +108,8 @@ __global__ void rope_kernel(KernelArgs a) {
         *reinterpret_cast<Pack<T, V>*>(x + half + j0) = p2;
       } else if constexpr (V == 1) {  // GPT-J pairs, element by element (no alignment assumed)
         float o1, o2;
-        detail::rotate_pair<CudaTag, A, T>(to_float(x[2 * j0]), to_float(x[2 * j0 + 1]), cs[j0], sn[j0], &o1, &o2);
+        detail::rotate_pair<CudaTag, A, T>(to_float(x[2 * j0]), to_float(x[2 * j0 + 1]), cs[j0],
+                                           sn[j0], &o1, &o2);
         x[2 * j0] = from_float<T>(o1);
         x[2 * j0 + 1] = from_float<T>(o2);
       } else {
@@ -112,8 +117,8 @@ __global__ void rope_kernel(KernelArgs a) {
 #pragma unroll
         for (int l = 0; l < V; ++l) {
           float o1, o2;
-          detail::rotate_pair<CudaTag, A, T>(to_float(p.v[2 * l]), to_float(p.v[2 * l + 1]), cs[j0 + l],
-                                             sn[j0 + l], &o1, &o2);
+          detail::rotate_pair<CudaTag, A, T>(to_float(p.v[2 * l]), to_float(p.v[2 * l + 1]),
+                                             cs[j0 + l], sn[j0 + l], &o1, &o2);
           p.v[2 * l] = from_float<T>(o1);
           p.v[2 * l + 1] = from_float<T>(o2);
         }
@@ -140,7 +145,8 @@ bool aligned_for_vectors(const RopeApplyParams& p, const RopeApplyShape& s) {
 }
 
 template <class T, RopeArithmetic A, RopeStyle S>
-cudaError_t launch_vec(const KernelArgs& args, bool vec, int blocks, size_t smem, cudaStream_t stream) {
+cudaError_t launch_vec(const KernelArgs& args, bool vec, int blocks, size_t smem,
+                       cudaStream_t stream) {
   if (vec)
     rope_kernel<T, A, S, 4><<<blocks, 128, smem, stream>>>(args);
   else
@@ -149,19 +155,25 @@ cudaError_t launch_vec(const KernelArgs& args, bool vec, int blocks, size_t smem
 }
 
 template <class T>
-cudaError_t launch(const RopeApplyParams& p, const KernelArgs& args, bool vec, int blocks, size_t smem,
-                   cudaStream_t stream) {
+cudaError_t launch(const RopeApplyParams& p, const KernelArgs& args, bool vec, int blocks,
+                   size_t smem, cudaStream_t stream) {
   const bool neox = p.style == RopeStyle::kNeox;
   switch (p.arithmetic) {
     case RopeArithmetic::kFused:
-      return neox ? launch_vec<T, RopeArithmetic::kFused, RopeStyle::kNeox>(args, vec, blocks, smem, stream)
-                  : launch_vec<T, RopeArithmetic::kFused, RopeStyle::kGptj>(args, vec, blocks, smem, stream);
+      return neox ? launch_vec<T, RopeArithmetic::kFused, RopeStyle::kNeox>(args, vec, blocks, smem,
+                                                                            stream)
+                  : launch_vec<T, RopeArithmetic::kFused, RopeStyle::kGptj>(args, vec, blocks, smem,
+                                                                            stream);
     case RopeArithmetic::kTransformersFp32:
-      return neox ? launch_vec<T, RopeArithmetic::kTransformersFp32, RopeStyle::kNeox>(args, vec, blocks, smem, stream)
-                  : launch_vec<T, RopeArithmetic::kTransformersFp32, RopeStyle::kGptj>(args, vec, blocks, smem, stream);
+      return neox ? launch_vec<T, RopeArithmetic::kTransformersFp32, RopeStyle::kNeox>(
+                        args, vec, blocks, smem, stream)
+                  : launch_vec<T, RopeArithmetic::kTransformersFp32, RopeStyle::kGptj>(
+                        args, vec, blocks, smem, stream);
     case RopeArithmetic::kTransformersStorage:
-      return neox ? launch_vec<T, RopeArithmetic::kTransformersStorage, RopeStyle::kNeox>(args, vec, blocks, smem, stream)
-                  : launch_vec<T, RopeArithmetic::kTransformersStorage, RopeStyle::kGptj>(args, vec, blocks, smem, stream);
+      return neox ? launch_vec<T, RopeArithmetic::kTransformersStorage, RopeStyle::kNeox>(
+                        args, vec, blocks, smem, stream)
+                  : launch_vec<T, RopeArithmetic::kTransformersStorage, RopeStyle::kGptj>(
+                        args, vec, blocks, smem, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -177,8 +189,9 @@ class RopeCuda final : public RopeApplier {
     RopeApplyShape s;
     QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
     if (p.q.device != Device::kCUDA || p.positions.device != Device::kCUDA)
-      return make_error(StatusCode::kInvalidArgument, "q.device = ", to_string(p.q.device), ", positions.device = ",
-                        to_string(p.positions.device), ": the CUDA RoPE applier needs device memory");
+      return make_error(StatusCode::kInvalidArgument, "q.device = ", to_string(p.q.device),
+                        ", positions.device = ", to_string(p.positions.device),
+                        ": the CUDA RoPE applier needs device memory");
     if (s.tokens() == 0) return Status();
     KernelArgs a{};
     a.q = p.q.data;
@@ -209,7 +222,8 @@ class RopeCuda final : public RopeApplier {
     const bool vec = aligned_for_vectors(p, s);
     const auto st = static_cast<cudaStream_t>(stream);
     cudaError_t e = cudaSuccess;
-    dispatch_float_dtype(p.q.dtype, [&](auto tag) { e = launch<decltype(tag)>(p, a, vec, blocks, smem, st); });
+    dispatch_float_dtype(p.q.dtype,
+                         [&](auto tag) { e = launch<decltype(tag)>(p, a, vec, blocks, smem, st); });
     return cuda_status(e, "rope kernel launch");
   }
 
@@ -217,18 +231,22 @@ class RopeCuda final : public RopeApplier {
     QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaSetDevice(device_), "cudaSetDevice"));
     const auto st = static_cast<cudaStream_t>(stream);
     ErrorRecord r{};
-    QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMemcpyAsync(&r, error_, sizeof r, cudaMemcpyDeviceToHost, st),
-                                        "cudaMemcpyAsync(error record)"));
+    QWEN3VL_RETURN_IF_ERROR(
+        cuda_status(cudaMemcpyAsync(&r, error_, sizeof r, cudaMemcpyDeviceToHost, st),
+                    "cudaMemcpyAsync(error record)"));
     QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(st), "cudaStreamSynchronize"));
     if (!r.flag) return Status();
-    QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMemsetAsync(error_, 0, sizeof r, st), "cudaMemsetAsync"));
+    QWEN3VL_RETURN_IF_ERROR(
+        cuda_status(cudaMemsetAsync(error_, 0, sizeof r, st), "cudaMemsetAsync"));
     QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaStreamSynchronize(st), "cudaStreamSynchronize"));
-    return make_error(StatusCode::kInvalidArgument, "positions[axis ", r.axis, ", token ", r.token, "] = ", r.value,
+    return make_error(StatusCode::kInvalidArgument, "positions[axis ", r.axis, ", token ", r.token,
+                      "] = ", r.value,
                       ": outside the table (max_position); that token was left unrotated");
   }
 
   std::string describe() const override {
-    return "rope (cuda): device " + std::to_string(device_) + ", one block of 128 threads per token";
+    return "rope (cuda): device " + std::to_string(device_) +
+           ", one block of 128 threads per token";
   }
 
  private:
@@ -264,12 +282,15 @@ Status DeviceRopeTable::upload(const RopeTable& table, int device_index, DeviceR
   QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMalloc(&t.buffer_, bytes), "cudaMalloc(rope table)"));
   float* f = static_cast<float*>(t.buffer_);
   const std::pair<const std::vector<float>*, float*> parts[] = {
-      {&table.cos_table(), f}, {&table.sin_table(), f + lo}, {&table.cos_hi_table(), f + 2 * lo},
+      {&table.cos_table(), f},
+      {&table.sin_table(), f + lo},
+      {&table.cos_hi_table(), f + 2 * lo},
       {&table.sin_hi_table(), f + 2 * lo + hi}};
   for (const auto& [src, dst] : parts)
     if (!src->empty())
-      QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMemcpy(dst, src->data(), src->size() * sizeof(float),
-                                                     cudaMemcpyHostToDevice), "cudaMemcpy(rope table)"));
+      QWEN3VL_RETURN_IF_ERROR(cuda_status(
+          cudaMemcpy(dst, src->data(), src->size() * sizeof(float), cudaMemcpyHostToDevice),
+          "cudaMemcpy(rope table)"));
   auto* axis = reinterpret_cast<uint8_t*>(f + 2 * lo + 2 * hi);
   QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMemcpy(axis, host.axis, half, cudaMemcpyHostToDevice),
                                       "cudaMemcpy(rope axis map)"));
@@ -288,15 +309,17 @@ Status create_rope_cuda(int device_index, std::unique_ptr<RopeApplier>* out) {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || device_index < 0 || device_index >= count) {
     cudaGetLastError();
-    return make_error(StatusCode::kDeviceError, "device_index = ", device_index, ": allowed 0..", count - 1,
-                      " (CUDA devices found: ", count, ")");
+    return make_error(StatusCode::kDeviceError, "device_index = ", device_index, ": allowed 0..",
+                      count - 1, " (CUDA devices found: ", count, ")");
   }
   QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaSetDevice(device_index), "cudaSetDevice"));
   int sms = 0;
-  QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index),
-                                      "cudaDeviceGetAttribute"));
+  QWEN3VL_RETURN_IF_ERROR(
+      cuda_status(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_index),
+                  "cudaDeviceGetAttribute"));
   ErrorRecord* error = nullptr;
-  QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMalloc(&error, sizeof(ErrorRecord)), "cudaMalloc(error record)"));
+  QWEN3VL_RETURN_IF_ERROR(
+      cuda_status(cudaMalloc(&error, sizeof(ErrorRecord)), "cudaMalloc(error record)"));
   QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaMemset(error, 0, sizeof(ErrorRecord)), "cudaMemset"));
   *out = std::make_unique<RopeCuda>(device_index, error, sms);
   return Status();

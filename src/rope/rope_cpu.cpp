@@ -16,7 +16,8 @@ constexpr int64_t kSerialElements = 1 << 15;
 
 class RopeCpu final : public RopeApplier {
  public:
-  explicit RopeCpu(std::unique_ptr<qwen3vl::detail::CpuBackend> backend) : backend_(std::move(backend)) {}
+  explicit RopeCpu(std::unique_ptr<qwen3vl::detail::CpuBackend> backend)
+      : backend_(std::move(backend)) {}
 
   Device device() const override { return Device::kCPU; }
 
@@ -37,8 +38,9 @@ class RopeCpu final : public RopeApplier {
     }
     const int64_t grain = std::max<int64_t>(1, kSerialElements / std::max<int64_t>(1, per_token));
     backend_->arena().execute([&] {
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tokens, grain),
-                        [&](const tbb::blocked_range<int64_t>& r) { kernel(task, r.begin(), r.end()); });
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tokens, grain),
+          [&](const tbb::blocked_range<int64_t>& r) { kernel(task, r.begin(), r.end()); });
     });
     return Status();
   }

@@ -91,10 +91,12 @@ void run(const RopeTask& task, int64_t begin, int64_t end) {
       }
     }
     T* q = p.q.ptr<T>() + rope_row_offset(p.q, sh, b, i);
-    for (int64_t h = 0; h < sh.q_heads; ++h) rotate_head<T, A, S>(q + h * q_head_stride, c, s, half);
+    for (int64_t h = 0; h < sh.q_heads; ++h)
+      rotate_head<T, A, S>(q + h * q_head_stride, c, s, half);
     if (sh.k_heads > 0) {
       T* k = p.k.ptr<T>() + rope_row_offset(p.k, sh, b, i);
-      for (int64_t h = 0; h < sh.k_heads; ++h) rotate_head<T, A, S>(k + h * k_head_stride, c, s, half);
+      for (int64_t h = 0; h < sh.k_heads; ++h)
+        rotate_head<T, A, S>(k + h * k_head_stride, c, s, half);
     }
   }
 }
@@ -123,9 +125,8 @@ void run_dtype(const RopeTask& task, int64_t begin, int64_t end) {
 }  // namespace
 
 void apply_tokens(const RopeTask& task, int64_t begin, int64_t end) {
-  dispatch_float_dtype(task.params->q.dtype, [&](auto tag) {
-    run_dtype<decltype(tag)>(task, begin, end);
-  });
+  dispatch_float_dtype(task.params->q.dtype,
+                       [&](auto tag) { run_dtype<decltype(tag)>(task, begin, end); });
 }
 
 }  // namespace qwen3vl::rope::detail::cpu_rope::QWEN3VL_ISA_NS

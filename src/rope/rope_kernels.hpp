@@ -21,8 +21,8 @@ struct RopeCpuKernels {
 
 const RopeCpuKernels& rope_cpu_kernels(CpuIsa isa);
 
-#define QWEN3VL_DECLARE_ROPE_KERNELS(ns) \
-  namespace cpu_rope::ns {               \
+#define QWEN3VL_DECLARE_ROPE_KERNELS(ns)                               \
+  namespace cpu_rope::ns {                                             \
   void apply_tokens(const RopeTask& task, int64_t begin, int64_t end); \
   }
 QWEN3VL_DECLARE_ROPE_KERNELS(scalar)

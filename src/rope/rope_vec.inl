@@ -1,8 +1,9 @@
 // SIMD lanes for the RoPE kernel of one ISA, included inside that ISA's namespace by
 // rope_kernel.inl. Each type offers: kLanes; R (the register); load/store of float, half and
-// bfloat16 storage (round to nearest even, as core/dtype.hpp); load_pairs/store_pairs (de-interleave
-// 2 * kLanes elements into even and odd lanes and back, for GPT-J pairs); mul, add, sub, fma, neg;
-// round_to<T> (through T and back). Every operation rounds exactly as its scalar counterpart.
+// bfloat16 storage (round to nearest even, as core/dtype.hpp); load_pairs/store_pairs
+// (de-interleave 2 * kLanes elements into even and odd lanes and back, for GPT-J pairs); mul, add,
+// sub, fma, neg; round_to<T> (through T and back). Every operation rounds exactly as its scalar
+// counterpart.
 #if defined(__AVX512F__)
 
 struct Vec {
@@ -14,7 +15,8 @@ struct Vec {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   static R load(const bfloat16* p) {
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i w =
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
   }
   static void store(float* p, R x) { _mm512_storeu_ps(p, x); }
@@ -44,7 +46,8 @@ struct Vec {
   template <class T>
   static void store_pairs(T* p, R even, R odd) {
     const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512i hi =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     store(p, _mm512_permutex2var_ps(even, lo, odd));
     store(p + kLanes, _mm512_permutex2var_ps(even, hi, odd));
   }
@@ -52,7 +55,10 @@ struct Vec {
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static R sub(R a, R b) { return _mm512_sub_ps(a, b); }
   static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-  static R neg(R a) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN))); }
+  static R neg(R a) {
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(a), _mm512_set1_epi32(INT32_MIN)));
+  }
   template <class T>
   static R round_to(R x) {
     if constexpr (std::is_same_v<T, float>) {

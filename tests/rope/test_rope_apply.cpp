@@ -133,8 +133,10 @@ TEST(RopeApply, EveryIsaGivesTheSameBits) {
             if (!cpu_isa_compiled(isa) || !cpu_supports(cpu, isa)) continue;
             RopeProblem other(s);
             ASSERT_TRUE(cpu_applier(isa, 2)->apply(other.params).ok());
-            EXPECT_EQ(testing::rope_bits(other.q), testing::rope_bits(base.q)) << to_string(isa) << " " << s.to_string();
-            EXPECT_EQ(testing::rope_bits(other.k), testing::rope_bits(base.k)) << to_string(isa) << " " << s.to_string();
+            EXPECT_EQ(testing::rope_bits(other.q), testing::rope_bits(base.q))
+                << to_string(isa) << " " << s.to_string();
+            EXPECT_EQ(testing::rope_bits(other.k), testing::rope_bits(base.k))
+                << to_string(isa) << " " << s.to_string();
           }
         }
 }
@@ -171,7 +173,8 @@ TEST(RopeIdentity, TextOnlyMRopeEqualsPlainRope) {
       plain.mrope = MRopeLayout::kNone;
       plain.positions_axis = false;
       RopeProblem pp(plain);
-      for (int64_t t = 0; t < m.batch * m.seq; ++t) pp.positions.data<int32_t>()[t] = mp.positions.data<int32_t>()[t];
+      for (int64_t t = 0; t < m.batch * m.seq; ++t)
+        pp.positions.data<int32_t>()[t] = mp.positions.data<int32_t>()[t];
       ASSERT_TRUE(cpu_applier()->apply(mp.params).ok());
       ASSERT_TRUE(cpu_applier()->apply(pp.params).ok());
       EXPECT_EQ(testing::rope_bits(mp.q), testing::rope_bits(pp.q)) << rope::to_string(layout);
@@ -248,7 +251,8 @@ TEST(RopeIdentity, ScoresDependOnlyOnRelativePosition) {
   }
 }
 
-// --- errors ---------------------------------------------------------------------------------------
+// --- errors
+// ---------------------------------------------------------------------------------------
 TEST(RopeErrors, BadPositionsNameTheArgument) {
   RopeSpec s;
   s.mrope = MRopeLayout::kInterleaved;
@@ -258,7 +262,8 @@ TEST(RopeErrors, BadPositionsNameTheArgument) {
     const auto before = testing::rope_bits(p.q);
     const Status st = cpu_applier()->apply(p.params);
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-    EXPECT_NE(st.message().find("positions[axis 2, 0, 5] = " + std::to_string(bad)), std::string::npos)
+    EXPECT_NE(st.message().find("positions[axis 2, 0, 5] = " + std::to_string(bad)),
+              std::string::npos)
         << st.message();
     EXPECT_NE(st.message().find("allowed 0..4095"), std::string::npos) << st.message();
     EXPECT_EQ(testing::rope_bits(p.q), before) << "nothing may run before validation";

@@ -140,7 +140,8 @@ TEST(RopeCuda, OutOfRangePositionsAreReportedAndSkipped) {
   ASSERT_TRUE(gpu->apply(p).ok());
   const Status st = gpu->take_error();
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(st.message().find("positions[axis 1, token 3] = 99999"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("positions[axis 1, token 3] = 99999"), std::string::npos)
+      << st.message();
   EXPECT_TRUE(gpu->take_error().ok()) << "the record is cleared once reported";
   q.back(&hp.q);
   const int64_t row = s.q_heads * s.head_dim;

@@ -43,10 +43,11 @@ RopeConfig config_from(const Json& meta) {
   c.theta = r["rope_theta"].number;
   const std::string type = r["rope_type"].text;
   RopeScaling& s = c.scaling;
-  s.type = type == "linear" ? RopeScalingType::kLinear
+  s.type = type == "linear"    ? RopeScalingType::kLinear
            : type == "dynamic" ? RopeScalingType::kDynamic
-           : type == "yarn" ? RopeScalingType::kYarn
-           : type == "llama3" ? RopeScalingType::kLlama3 : RopeScalingType::kDefault;
+           : type == "yarn"    ? RopeScalingType::kYarn
+           : type == "llama3"  ? RopeScalingType::kLlama3
+                               : RopeScalingType::kDefault;
   s.factor = number(r, "factor", 1.0);
   s.original_max_position = static_cast<int64_t>(
       number(r, "original_max_position_embeddings", number(meta, "max_position_embeddings", 0)));
@@ -63,8 +64,9 @@ RopeConfig config_from(const Json& meta) {
 
 TEST(RopeFixtures, Provenance) {
   const Json& g = fx().manifest()["generator"];
-  std::printf("[ fixtures ] transformers %s, torch %s, device %s (%s)\n", g["transformers"].text.c_str(),
-              g["torch"].text.c_str(), g["device"].text.c_str(), g["device_name"].text.c_str());
+  std::printf("[ fixtures ] transformers %s, torch %s, device %s (%s)\n",
+              g["transformers"].text.c_str(), g["torch"].text.c_str(), g["device"].text.c_str(),
+              g["device_name"].text.c_str());
   EXPECT_EQ(g["script"].text, "scripts/fixtures/gen_rope_fixtures.py");
 }
 
@@ -73,7 +75,8 @@ TEST(RopeFixtures, InitFunctionsInvFreqAndAttentionFactor) {
     if (name.rfind("scaling/", 0) != 0) continue;
     const RopeConfig c = config_from(meta);
     RopeFrequencies f;
-    const int64_t seq_len = meta["seq_len"].is_null() ? 0 : static_cast<int64_t>(meta["seq_len"].number);
+    const int64_t seq_len =
+        meta["seq_len"].is_null() ? 0 : static_cast<int64_t>(meta["seq_len"].number);
     ASSERT_TRUE(compute_frequencies(c, seq_len, &f).ok()) << name;
     const FixtureArray want = fx().array(name + "/inv_freq");
     ASSERT_EQ(static_cast<int64_t>(f.inv_freq.size()), want.numel()) << name;
@@ -82,9 +85,10 @@ TEST(RopeFixtures, InitFunctionsInvFreqAndAttentionFactor) {
       worst = std::max(worst, ulps(f.inv_freq[i], want.f[i]));
       off += f.inv_freq[i] != want.f[i];
     }
-    std::printf("[ fixtures ] %-22s inv_freq: %lld of %zu differ, max %lld ulp; attention factor %.17g\n",
-                name.c_str(), static_cast<long long>(off), f.inv_freq.size(), static_cast<long long>(worst),
-                f.attention_factor);
+    std::printf(
+        "[ fixtures ] %-22s inv_freq: %lld of %zu differ, max %lld ulp; attention factor %.17g\n",
+        name.c_str(), static_cast<long long>(off), f.inv_freq.size(), static_cast<long long>(worst),
+        f.attention_factor);
     EXPECT_LE(worst, 1) << name << ": torch's powf is within 1 ulp of the correctly rounded power";
     EXPECT_NEAR(f.attention_factor, meta["attention_factor"].number, 1e-15) << name;
   }
@@ -133,8 +137,8 @@ Comparison compare(const std::vector<float>& got, const FixtureArray& want) {
 }
 
 // q/k fixtures are [B, H, L, D] (transformers' attention layout): passed as BSHD through strides.
-std::vector<float> rotate_bhsd(const FixtureArray& x, const Tensor& positions, const RopeTable& table,
-                               RopeArithmetic arith) {
+std::vector<float> rotate_bhsd(const FixtureArray& x, const Tensor& positions,
+                               const RopeTable& table, RopeArithmetic arith) {
   const DType dt = x.dtype == "bf16" ? DType::kBF16 : DType::kF32;
   const int64_t B = x.shape[0], H = x.shape[1], L = x.shape[2], D = x.shape[3];
   Tensor q(dt, {B, H, L, D});
@@ -169,7 +173,8 @@ void check_text_case(const std::string& name, MRopeLayout layout, MRopeSection s
   const int64_t B = pos.shape[1], L = pos.shape[2], half = inv.numel();
   for (const char* tag : {"f32", "bf16"}) {
     const std::string base = name + "/" + tag;
-    const FixtureArray cos = fx().array(base + "/cos"), sin = fx().array(base + "/sin");  // [B, L, D]
+    const FixtureArray cos = fx().array(base + "/cos"),
+                       sin = fx().array(base + "/sin");  // [B, L, D]
     const bool bf16 = std::string(tag) == "bf16";
     double worst = 0;
     int64_t off = 0;
@@ -186,21 +191,26 @@ void check_text_case(const std::string& name, MRopeLayout layout, MRopeSection s
           }
           for (int64_t dup : {int64_t{0}, half}) {
             const size_t at = static_cast<size_t>((b * L + l) * 2 * half + i + dup);
-            worst = std::max({worst, std::fabs(double{c} - cos.f[at]), std::fabs(double{s} - sin.f[at])});
+            worst = std::max(
+                {worst, std::fabs(double{c} - cos.f[at]), std::fabs(double{s} - sin.f[at])});
             off += (c != cos.f[at]) + (s != sin.f[at]);
           }
         }
       }
-    std::printf("[ fixtures ] %-22s %-4s cos/sin: max |diff| %.3g, %lld of %lld differ\n", name.c_str(),
-                tag, worst, static_cast<long long>(off), static_cast<long long>(4 * B * L * half));
+    std::printf("[ fixtures ] %-22s %-4s cos/sin: max |diff| %.3g, %lld of %lld differ\n",
+                name.c_str(), tag, worst, static_cast<long long>(off),
+                static_cast<long long>(4 * B * L * half));
     // torch's cosf/sinf (CPU or CUDA) are within 2 ulp; bf16 rounding almost always hides that.
     EXPECT_LE(worst, bf16 ? 8e-3 : 2.5e-7) << base;
     if (bf16) EXPECT_LE(off, 4 * B * L * half / 500) << base;
     for (const char* which : {"q", "k"}) {
-      const FixtureArray in = fx().array(base + "/" + which), want = fx().array(base + "/" + which + "_out");
-      const Comparison c = compare(rotate_bhsd(in, positions, table, RopeArithmetic::kTransformersStorage), want);
-      std::printf("[ fixtures ] %-22s %-4s %s: max |diff| %.3g, %lld of %lld differ\n", name.c_str(), tag,
-                  which, c.max_abs, static_cast<long long>(c.mismatched), static_cast<long long>(c.total));
+      const FixtureArray in = fx().array(base + "/" + which),
+                         want = fx().array(base + "/" + which + "_out");
+      const Comparison c =
+          compare(rotate_bhsd(in, positions, table, RopeArithmetic::kTransformersStorage), want);
+      std::printf("[ fixtures ] %-22s %-4s %s: max |diff| %.3g, %lld of %lld differ\n",
+                  name.c_str(), tag, which, c.max_abs, static_cast<long long>(c.mismatched),
+                  static_cast<long long>(c.total));
       if (bf16) {
         EXPECT_LE(c.worst_ulp, 1) << base << which;
         EXPECT_LE(c.mismatched, c.total / 500) << base << which;
@@ -215,29 +225,38 @@ void check_text_case(const std::string& name, MRopeLayout layout, MRopeSection s
   exact.layout = TableLayout::kSplit;
   RopeTable t;
   ASSERT_TRUE(RopeTable::create(exact, &t).ok());
-  const Comparison d = compare(rotate_bhsd(fx().array(name + "/f32/q"), positions, t, RopeArithmetic::kFused),
-                               fx().array(name + "/f32/q_out"));
-  std::printf("[ fixtures ] %-22s exact split table vs transformers fp32: max |diff| %.3g (positions up to %d)\n",
-              name.c_str(), d.max_abs, max_pos);
+  const Comparison d =
+      compare(rotate_bhsd(fx().array(name + "/f32/q"), positions, t, RopeArithmetic::kFused),
+              fx().array(name + "/f32/q_out"));
+  std::printf(
+      "[ fixtures ] %-22s exact split table vs transformers fp32: max |diff| %.3g (positions up to "
+      "%d)\n",
+      name.c_str(), d.max_abs, max_pos);
 }
 
-TEST(RopeFixtures, Qwen3InterleavedMRope) { check_text_case("mrope_qwen3", MRopeLayout::kInterleaved, {24, 20, 20}); }
+TEST(RopeFixtures, Qwen3InterleavedMRope) {
+  check_text_case("mrope_qwen3", MRopeLayout::kInterleaved, {24, 20, 20});
+}
 TEST(RopeFixtures, Qwen3InterleavedMRopeYarn) {
   check_text_case("mrope_qwen3_yarn", MRopeLayout::kInterleaved, {24, 20, 20});
 }
-TEST(RopeFixtures, Qwen2ChunkedMRope) { check_text_case("mrope_qwen2", MRopeLayout::kChunked, {16, 24, 24}); }
+TEST(RopeFixtures, Qwen2ChunkedMRope) {
+  check_text_case("mrope_qwen2", MRopeLayout::kChunked, {16, 24, 24});
+}
 
 TEST(RopeFixtures, VisionRope) {
   const Json& meta = fx().meta("vision");
   const int64_t d = static_cast<int64_t>(meta["head_dim"].number);
-  const FixtureArray inv = fx().array("vision/inv_freq"), pos = fx().array("vision/positions");  // [N, 2]
+  const FixtureArray inv = fx().array("vision/inv_freq"),
+                     pos = fx().array("vision/positions");  // [N, 2]
   const FixtureArray grid = fx().array("vision/grid_thw");
   std::vector<GridThw> grids;
   for (int64_t g = 0; g < grid.shape[0]; ++g)
     grids.push_back({grid.i[static_cast<size_t>(3 * g)], grid.i[static_cast<size_t>(3 * g + 1)],
                      grid.i[static_cast<size_t>(3 * g + 2)]});
   std::vector<int32_t> ours;
-  ASSERT_TRUE(vision_positions(grids, static_cast<int64_t>(meta["spatial_merge_size"].number), &ours).ok());
+  ASSERT_TRUE(
+      vision_positions(grids, static_cast<int64_t>(meta["spatial_merge_size"].number), &ours).ok());
   const int64_t n = pos.shape[0];
   ASSERT_EQ(static_cast<int64_t>(ours.size()), 2 * n);
   for (int64_t i = 0; i < n; ++i) {
@@ -245,11 +264,14 @@ TEST(RopeFixtures, VisionRope) {
     ASSERT_EQ(ours[static_cast<size_t>(n + i)], pos.i[static_cast<size_t>(2 * i + 1)]) << i;
   }
   RopeTable mine;
-  ASSERT_TRUE(make_vision_table(d, meta["theta"].number, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull,
-                                &mine).ok());
-  for (int64_t k = 0; k < inv.numel(); ++k) EXPECT_LE(ulps(mine.spec().inv_freq[k], inv.f[k]), 1) << k;
+  ASSERT_TRUE(make_vision_table(d, meta["theta"].number, 64, AngleRecipe::kTransformersFp32,
+                                TableLayout::kFull, &mine)
+                  .ok());
+  for (int64_t k = 0; k < inv.numel(); ++k)
+    EXPECT_LE(ulps(mine.spec().inv_freq[k], inv.f[k]), 1) << k;
   RopeTableSpec spec = mine.spec();
-  for (int64_t k = 0; k < inv.numel(); ++k) spec.inv_freq[k] = spec.inv_freq[k + inv.numel()] = inv.f[k];
+  for (int64_t k = 0; k < inv.numel(); ++k)
+    spec.inv_freq[k] = spec.inv_freq[k + inv.numel()] = inv.f[k];
   RopeTable table;
   ASSERT_TRUE(RopeTable::create(spec, &table).ok());
   // transformers' (N, 2) positions, seen as [2, N] through strides.
@@ -271,8 +293,8 @@ TEST(RopeFixtures, VisionRope) {
       std::vector<float> got(static_cast<size_t>(x.numel()));
       for (int64_t i = 0; i < x.numel(); ++i) got[static_cast<size_t>(i)] = x.get(i);
       const Comparison c = compare(got, want);
-      std::printf("[ fixtures ] vision %-4s %s: max |diff| %.3g, %lld of %lld differ\n", tag, which, c.max_abs,
-                  static_cast<long long>(c.mismatched), static_cast<long long>(c.total));
+      std::printf("[ fixtures ] vision %-4s %s: max |diff| %.3g, %lld of %lld differ\n", tag, which,
+                  c.max_abs, static_cast<long long>(c.mismatched), static_cast<long long>(c.total));
       if (dt == DType::kBF16) {
         EXPECT_LE(c.worst_ulp, 1);
         EXPECT_LE(c.mismatched, c.total / 500);
@@ -286,7 +308,8 @@ TEST(RopeFixtures, VisionRope) {
 std::vector<GridThw> grids_of(const FixtureArray& a) {
   std::vector<GridThw> g;
   for (int64_t r = 0; r < a.shape[0]; ++r)
-    g.push_back({a.i[static_cast<size_t>(3 * r)], a.i[static_cast<size_t>(3 * r + 1)], a.i[static_cast<size_t>(3 * r + 2)]});
+    g.push_back({a.i[static_cast<size_t>(3 * r)], a.i[static_cast<size_t>(3 * r + 1)],
+                 a.i[static_cast<size_t>(3 * r + 2)]});
   return g;
 }
 
@@ -295,11 +318,13 @@ TEST(RopeFixtures, GetRopeIndex) {
   for (const auto& [name, meta] : fx().manifest()["cases"].fields) {
     if (name.rfind("index_", 0) != 0) continue;
     ++cases;
-    const FixtureArray types = fx().array(name + "/token_types"), mask = fx().array(name + "/attention_mask");
+    const FixtureArray types = fx().array(name + "/token_types"),
+                       mask = fx().array(name + "/attention_mask");
     RopeIndexInput in;
     const std::string model = meta["model"].text;
-    in.model = model == "qwen3_vl" ? RopeIndexModel::kQwen3VL
-               : model == "qwen2_5_vl" ? RopeIndexModel::kQwen25VL : RopeIndexModel::kQwen2VL;
+    in.model = model == "qwen3_vl"     ? RopeIndexModel::kQwen3VL
+               : model == "qwen2_5_vl" ? RopeIndexModel::kQwen25VL
+                                       : RopeIndexModel::kQwen2VL;
     in.batch = types.shape[0];
     in.seq_len = types.shape[1];
     in.token_types = types.i.data();
@@ -308,8 +333,10 @@ TEST(RopeFixtures, GetRopeIndex) {
     in.video_grid_thw = grids_of(fx().array(name + "/video_grid_thw"));
     in.spatial_merge_size = static_cast<int64_t>(meta["spatial_merge_size"].number);
     if (!meta["second_per_grid_ts"].is_null())
-      for (const Json& v : meta["second_per_grid_ts"].items) in.second_per_grid_ts.push_back(v.number);
-    if (!meta["tokens_per_second"].is_null()) in.tokens_per_second = static_cast<int64_t>(meta["tokens_per_second"].number);
+      for (const Json& v : meta["second_per_grid_ts"].items)
+        in.second_per_grid_ts.push_back(v.number);
+    if (!meta["tokens_per_second"].is_null())
+      in.tokens_per_second = static_cast<int64_t>(meta["tokens_per_second"].number);
     RopeIndexOutput out;
     ASSERT_TRUE(get_rope_index(in, &out).ok()) << name;
     EXPECT_EQ(out.positions, fx().array(name + "/positions").i) << name;

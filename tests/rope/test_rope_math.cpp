@@ -43,12 +43,15 @@ TEST(RopeScalingMath, DefaultLinearNtkAndPartial) {
   for (int64_t d : {64, 80, 128}) {
     const auto inv = inv_freq(config(d, 5e6));
     ASSERT_EQ(inv.size(), static_cast<size_t>(d / 2));
-    for (int64_t i = 0; i < d / 2; ++i) EXPECT_LE(rel(inv[i], std::pow(5e6, -2.0 * i / d)), kFp32Rel);
+    for (int64_t i = 0; i < d / 2; ++i)
+      EXPECT_LE(rel(inv[i], std::pow(5e6, -2.0 * i / d)), kFp32Rel);
     const auto lin = inv_freq(config(d, 1e6, RopeScalingType::kLinear, 4.0));
-    for (int64_t i = 0; i < d / 2; ++i) EXPECT_LE(rel(lin[i], std::pow(1e6, -2.0 * i / d) / 4), kFp32Rel);
+    for (int64_t i = 0; i < d / 2; ++i)
+      EXPECT_LE(rel(lin[i], std::pow(1e6, -2.0 * i / d) / 4), kFp32Rel);
     const auto ntk = inv_freq(config(d, 1e4, RopeScalingType::kNtk, 8.0));
     const double theta = 1e4 * std::pow(8.0, double(d) / (d - 2));
-    for (int64_t i = 0; i < d / 2; ++i) EXPECT_LE(rel(ntk[i], std::pow(theta, -2.0 * i / d)), kFp32Rel);
+    for (int64_t i = 0; i < d / 2; ++i)
+      EXPECT_LE(rel(ntk[i], std::pow(theta, -2.0 * i / d)), kFp32Rel);
   }
   RopeConfig partial = config(256, 1e7);
   partial.rotary_dim = 64;
@@ -65,13 +68,16 @@ TEST(RopeScalingMath, DynamicNtk) {
   const double theta = 1e6 * std::pow(3.0, 128.0 / 126.0);
   EXPECT_NEAR(theta, 3.05e6, 0.01e6);
   const auto inv = inv_freq(c, 8192);
-  for (int64_t i = 0; i < 64; ++i) EXPECT_LE(rel(inv[i], std::pow(theta, -2.0 * i / 128)), kFp32Rel);
+  for (int64_t i = 0; i < 64; ++i)
+    EXPECT_LE(rel(inv[i], std::pow(theta, -2.0 * i / 128)), kFp32Rel);
 }
 
 TEST(RopeScalingMath, YarnRampAndAttentionFactor) {
   const RopeConfig c = config(128, 5e6, RopeScalingType::kYarn, 2.0, 262144);
   // The spec's example: low = 29, high = 45, mscale = 1.0693.
-  const auto corr = [](double rot) { return 128 * std::log(262144 / (rot * kTwoPi)) / (2 * std::log(5e6)); };
+  const auto corr = [](double rot) {
+    return 128 * std::log(262144 / (rot * kTwoPi)) / (2 * std::log(5e6));
+  };
   EXPECT_EQ(std::floor(corr(32)), 29);
   EXPECT_EQ(std::ceil(corr(1)), 45);
   double factor = 0;
@@ -100,7 +106,8 @@ TEST(RopeScalingMath, Llama3Bands) {
   for (int64_t i = 0; i < 64; ++i) {
     const double base = std::pow(5e5, -2.0 * i / 128), wavelen = kTwoPi / base;
     double want = base;
-    if (wavelen > 8192.0 / 1.0) want = base / 8;
+    if (wavelen > 8192.0 / 1.0)
+      want = base / 8;
     else if (wavelen >= 8192.0 / 4.0) {
       const double smooth = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
       want = (1 - smooth) * base / 8 + smooth * base;
@@ -163,9 +170,10 @@ TEST(RopeTables, MeasuredAngleErrorPerMode) {
     RopeTable t;
     ASSERT_TRUE(make_text_table(c, MRopeLayout::kNone, {}, 262144, m.recipe, m.layout, &t).ok());
     const AngleError e = measure(t, probes);
-    std::printf("[ measured ] theta 5e6 D128 p<=262143 %s/%s: max angle error %.3g rad, "
-                "max |c^2+s^2-1| %.3g, table %.1f MiB\n",
-                to_string(m.recipe), to_string(m.layout), e.angle, e.norm, t.bytes() / 1048576.0);
+    std::printf(
+        "[ measured ] theta 5e6 D128 p<=262143 %s/%s: max angle error %.3g rad, "
+        "max |c^2+s^2-1| %.3g, table %.1f MiB\n",
+        to_string(m.recipe), to_string(m.layout), e.angle, e.norm, t.bytes() / 1048576.0);
     EXPECT_LE(e.angle, m.bound) << to_string(m.recipe) << "/" << to_string(m.layout);
     EXPECT_LE(e.norm, 1e-6);
     if (m.recipe == AngleRecipe::kTransformersFp32) {
@@ -177,7 +185,8 @@ TEST(RopeTables, MeasuredAngleErrorPerMode) {
 TEST(RopeTables, TransformersRecipeEqualsFp32Emulation) {
   RopeTable t;
   ASSERT_TRUE(make_text_table(config(128, 1e6), MRopeLayout::kNone, {}, 70000,
-                              AngleRecipe::kTransformersFp32, TableLayout::kFull, &t).ok());
+                              AngleRecipe::kTransformersFp32, TableLayout::kFull, &t)
+                  .ok());
   for (int32_t p : {0, 3, 4095, 69999})
     for (int i = 0; i < 64; i += 7) {
       const float angle = t.spec().inv_freq[i] * static_cast<float>(p);
@@ -213,7 +222,8 @@ TEST(RopeVision, MergeBlockOrderAndTable) {
   EXPECT_EQ(vision_positions({{1, 3, 4}}, 2, &pos).code(), StatusCode::kInvalidArgument);
 }
 
-RopeIndexOutput index(RopeIndexInput in, const std::vector<int32_t>& types, const std::vector<int32_t>& mask) {
+RopeIndexOutput index(RopeIndexInput in, const std::vector<int32_t>& types,
+                      const std::vector<int32_t>& mask) {
   in.token_types = types.data();
   in.attention_mask = mask.empty() ? nullptr : mask.data();
   RopeIndexOutput out;

@@ -52,9 +52,9 @@ struct RopeApplyParams {
 
 // What validate() derives once.
 struct RopeApplyShape {
-  bool packed = false;   // THD
-  int64_t batch = 1;     // B (1 when packed)
-  int64_t seq = 0;       // S (T when packed)
+  bool packed = false;  // THD
+  int64_t batch = 1;    // B (1 when packed)
+  int64_t seq = 0;      // S (T when packed)
   int64_t q_heads = 0, k_heads = 0, head_dim = 0, rotary_dim = 0;
   bool positions_axis = false;  // positions carry the axis dimension
   int64_t tokens() const { return batch * seq; }
@@ -72,7 +72,8 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
                       ": allowed f32, f16, bf16");
   if (t.stride[rank - 1] != 1 && t.shape[rank - 1] > 1)
-    return make_error(StatusCode::kBadStride, name, ".stride[", rank - 1, "] = ", t.stride[rank - 1],
+    return make_error(StatusCode::kBadStride, name, ".stride[", rank - 1,
+                      "] = ", t.stride[rank - 1],
                       ": the head dimension must be contiguous (stride 1)");
   return Status();
 }
@@ -102,8 +103,9 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
         return make_error(StatusCode::kShapeMismatch, "k.shape[", d, "] = ", p.k.shape[d],
                           ": must equal q.shape[", d, "] = ", p.q.shape[d]);
     if (p.k.shape[r - 1] != s.head_dim)
-      return make_error(StatusCode::kShapeMismatch, "k.shape[", r - 1, "] (head_dim) = ",
-                        p.k.shape[r - 1], ": must equal q's head_dim = ", s.head_dim);
+      return make_error(StatusCode::kShapeMismatch, "k.shape[", r - 1,
+                        "] (head_dim) = ", p.k.shape[r - 1],
+                        ": must equal q's head_dim = ", s.head_dim);
     s.k_heads = p.k.shape[r - 2];
   }
   const RopeTableView& t = p.table;
@@ -125,8 +127,8 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
   const int token_rank = r - 2;  // [B, S] or [T]
   if (pos.rank != token_rank && pos.rank != token_rank + 1)
     return make_error(StatusCode::kShapeMismatch, "positions.rank = ", pos.rank, ": allowed ",
-                      token_rank, " (", s.packed ? "[T]" : "[B, S]", ") or ", token_rank + 1,
-                      " (", s.packed ? "[axes, T]" : "[axes, B, S]", ")");
+                      token_rank, " (", s.packed ? "[T]" : "[B, S]", ") or ", token_rank + 1, " (",
+                      s.packed ? "[axes, T]" : "[axes, B, S]", ")");
   s.positions_axis = pos.rank == token_rank + 1;
   if (s.positions_axis && pos.shape[0] != t.axes)
     return make_error(StatusCode::kShapeMismatch, "positions.shape[0] (axes) = ", pos.shape[0],
@@ -145,9 +147,11 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
 inline int64_t rope_row_offset(const TensorView& t, const RopeApplyShape& s, int64_t b, int64_t i) {
   return s.packed ? t.offset(i) : t.offset(b, i);
 }
-QWEN3VL_HOST_DEVICE inline int64_t rope_position_offset(const int64_t* stride, bool packed, bool axis_dim,
-                                                        int64_t a, int64_t b, int64_t i) {
-  if (axis_dim) return packed ? a * stride[0] + i * stride[1] : a * stride[0] + b * stride[1] + i * stride[2];
+QWEN3VL_HOST_DEVICE inline int64_t rope_position_offset(const int64_t* stride, bool packed,
+                                                        bool axis_dim, int64_t a, int64_t b,
+                                                        int64_t i) {
+  if (axis_dim)
+    return packed ? a * stride[0] + i * stride[1] : a * stride[0] + b * stride[1] + i * stride[2];
   return packed ? i * stride[0] : b * stride[0] + i * stride[1];
 }
 
@@ -158,12 +162,14 @@ QWEN3VL_HOST_DEVICE inline int64_t rope_position_offset(const int64_t* stride, b
   for (int64_t a = 0; a < axes; ++a)
     for (int64_t b = 0; b < s.batch; ++b)
       for (int64_t i = 0; i < s.seq; ++i) {
-        const int32_t v = pos[rope_position_offset(p.positions.stride, s.packed, s.positions_axis, a, b, i)];
+        const int32_t v =
+            pos[rope_position_offset(p.positions.stride, s.packed, s.positions_axis, a, b, i)];
         if (v < 0 || v >= p.table.max_position)
-          return make_error(StatusCode::kInvalidArgument, "positions[", s.positions_axis ? "axis " : "",
+          return make_error(StatusCode::kInvalidArgument, "positions[",
+                            s.positions_axis ? "axis " : "",
                             s.positions_axis ? std::to_string(a) + ", " : std::string(),
-                            s.packed ? "" : std::to_string(b) + ", ", i, "] = ", v,
-                            ": allowed 0..", p.table.max_position - 1, " (the table's max_position - 1)");
+                            s.packed ? "" : std::to_string(b) + ", ", i, "] = ", v, ": allowed 0..",
+                            p.table.max_position - 1, " (the table's max_position - 1)");
       }
   return Status();
 }
@@ -191,7 +197,8 @@ QWEN3VL_HOST_DEVICE inline float round_to(float x) {
 // The rotation of one pair, the reference for every SIMD and CUDA kernel (bit-identical results).
 // With kTransformersStorage, c and s arrive already rounded to T.
 template <class Isa, RopeArithmetic A, class T>
-QWEN3VL_HOST_DEVICE inline void rotate_pair(float x1, float x2, float c, float s, float* o1, float* o2) {
+QWEN3VL_HOST_DEVICE inline void rotate_pair(float x1, float x2, float c, float s, float* o1,
+                                            float* o2) {
   if (A == RopeArithmetic::kFused) {
     *o1 = QWEN3VL_ROPE_FMA(x1, c, -QWEN3VL_ROPE_MUL(x2, s));
     *o2 = QWEN3VL_ROPE_FMA(x2, c, QWEN3VL_ROPE_MUL(x1, s));
@@ -199,8 +206,10 @@ QWEN3VL_HOST_DEVICE inline void rotate_pair(float x1, float x2, float c, float s
     *o1 = QWEN3VL_ROPE_SUB(QWEN3VL_ROPE_MUL(x1, c), QWEN3VL_ROPE_MUL(x2, s));
     *o2 = QWEN3VL_ROPE_ADD(QWEN3VL_ROPE_MUL(x2, c), QWEN3VL_ROPE_MUL(x1, s));
   } else {
-    const float a1 = round_to<T>(QWEN3VL_ROPE_MUL(x1, c)), b1 = round_to<T>(QWEN3VL_ROPE_MUL(x2, s));
-    const float a2 = round_to<T>(QWEN3VL_ROPE_MUL(x2, c)), b2 = round_to<T>(QWEN3VL_ROPE_MUL(x1, s));
+    const float a1 = round_to<T>(QWEN3VL_ROPE_MUL(x1, c)),
+                b1 = round_to<T>(QWEN3VL_ROPE_MUL(x2, s));
+    const float a2 = round_to<T>(QWEN3VL_ROPE_MUL(x2, c)),
+                b2 = round_to<T>(QWEN3VL_ROPE_MUL(x1, s));
     *o1 = QWEN3VL_ROPE_SUB(a1, b1);
     *o2 = QWEN3VL_ROPE_ADD(a2, b2);
   }

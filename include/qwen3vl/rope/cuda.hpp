@@ -21,7 +21,8 @@ class DeviceRopeTable {
   ~DeviceRopeTable();
 
   // Copies `table` to device `device_index` (allocates; call once per model, not per step).
-  [[nodiscard]] static Status upload(const RopeTable& table, int device_index, DeviceRopeTable* out);
+  [[nodiscard]] static Status upload(const RopeTable& table, int device_index,
+                                     DeviceRopeTable* out);
   const RopeTableView& view() const { return view_; }
 
  private:

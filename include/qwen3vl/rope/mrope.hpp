@@ -1,4 +1,5 @@
-// Multimodal RoPE section maps: which position axis (t = 0, h = 1, w = 2) drives each frequency slot.
+// Multimodal RoPE section maps: which position axis (t = 0, h = 1, w = 2) drives each frequency
+// slot.
 //   kNone         every slot reads axis 0 (1-D RoPE)
 //   kChunked      Qwen2-VL / Qwen2.5-VL: slots [0, t) read t, [t, t+h) read h, the rest read w
 //   kInterleaved  Qwen3-VL: slot i reads h if i % 3 == 1 and i < 3h, w if i % 3 == 2 and i < 3w,
@@ -41,8 +42,8 @@ inline int mrope_axes(MRopeLayout layout) { return layout == MRopeLayout::kNone 
   const int64_t sum = int64_t{section.t} + section.h + section.w;
   if (section.t < 0 || section.h < 0 || section.w < 0 || sum != half)
     return make_error(StatusCode::kInvalidArgument, "mrope_section = [", section.t, ", ", section.h,
-                      ", ", section.w, "]: allowed non-negative sections adding up to rotary_dim / 2 = ",
-                      half);
+                      ", ", section.w,
+                      "]: allowed non-negative sections adding up to rotary_dim / 2 = ", half);
   int64_t count[3] = {0, 0, 0};
   for (int64_t i = 0; i < half; ++i) {
     uint8_t a = 0;
@@ -58,7 +59,8 @@ inline int mrope_axes(MRopeLayout layout) { return layout == MRopeLayout::kNone 
   if (count[0] != section.t || count[1] != section.h || count[2] != section.w)
     return make_error(StatusCode::kInvalidArgument, "mrope_section = [", section.t, ", ", section.h,
                       ", ", section.w, "] (interleaved): gives ", count[0], "/", count[1], "/",
-                      count[2], " t/h/w slots; allowed sections with h and w <= t + 1, e.g. [24, 20, 20]");
+                      count[2],
+                      " t/h/w slots; allowed sections with h and w <= t + 1, e.g. [24, 20, 20]");
   return Status();
 }
 

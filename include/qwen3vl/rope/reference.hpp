@@ -30,18 +30,22 @@ inline Result apply(const RopeApplyParams& params, const std::vector<float>& inv
   const int64_t half = static_cast<int64_t>(inv_freq.size()), d = s.head_dim;
   Result r;
   std::vector<double> c(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
-  const auto rotate = [&](const TensorView& x, int64_t heads, int64_t b, int64_t i, std::vector<double>* out) {
+  const auto rotate = [&](const TensorView& x, int64_t heads, int64_t b, int64_t i,
+                          std::vector<double>* out) {
     const int64_t base = rope_row_offset(x, s, b, i);
     for (int64_t h = 0; h < heads; ++h) {
       std::vector<double> v(static_cast<size_t>(d));
-      for (int64_t e = 0; e < d; ++e) v[static_cast<size_t>(e)] = load_float(x, base + h * x.stride[x.rank - 2] + e);
+      for (int64_t e = 0; e < d; ++e)
+        v[static_cast<size_t>(e)] = load_float(x, base + h * x.stride[x.rank - 2] + e);
       std::vector<double> o = v;
       for (int64_t j = 0; j < half; ++j) {
         const int64_t i1 = params.style == RopeStyle::kNeox ? j : 2 * j;
         const int64_t i2 = params.style == RopeStyle::kNeox ? j + half : 2 * j + 1;
         const double x1 = v[static_cast<size_t>(i1)], x2 = v[static_cast<size_t>(i2)];
-        o[static_cast<size_t>(i1)] = x1 * c[static_cast<size_t>(j)] - x2 * sn[static_cast<size_t>(j)];
-        o[static_cast<size_t>(i2)] = x2 * c[static_cast<size_t>(j)] + x1 * sn[static_cast<size_t>(j)];
+        o[static_cast<size_t>(i1)] =
+            x1 * c[static_cast<size_t>(j)] - x2 * sn[static_cast<size_t>(j)];
+        o[static_cast<size_t>(i2)] =
+            x2 * c[static_cast<size_t>(j)] + x1 * sn[static_cast<size_t>(j)];
       }
       out->insert(out->end(), o.begin(), o.end());
     }

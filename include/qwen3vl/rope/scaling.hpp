@@ -41,7 +41,7 @@ struct RopeScaling {
   int64_t original_max_position = 0;
   double beta_fast = 32.0;
   double beta_slow = 1.0;
-  double mscale = 0.0;            // yarn: with mscale_all_dim (both non-zero) sets the factor ratio
+  double mscale = 0.0;  // yarn: with mscale_all_dim (both non-zero) sets the factor ratio
   double mscale_all_dim = 0.0;
   double attention_factor = 0.0;  // yarn: > 0 overrides the computed attention factor
   bool truncate = true;           // yarn: floor/ceil the correction range
@@ -65,11 +65,13 @@ struct RopeFrequencies {
 
 [[nodiscard]] inline Status validate(const RopeConfig& c) {
   if (c.head_dim < 2 || c.head_dim > 512)
-    return make_error(StatusCode::kInvalidArgument, "rope head_dim = ", c.head_dim, ": allowed 2..512");
+    return make_error(StatusCode::kInvalidArgument, "rope head_dim = ", c.head_dim,
+                      ": allowed 2..512");
   const int64_t r = c.rotary();
   if (r < 2 || r > c.head_dim || r % 2 != 0)
     return make_error(StatusCode::kInvalidArgument, "rope rotary_dim = ", c.rotary_dim,
-                      ": allowed 0 (= head_dim) or an even number in 2..head_dim (", c.head_dim, ")");
+                      ": allowed 0 (= head_dim) or an even number in 2..head_dim (", c.head_dim,
+                      ")");
   if (!(c.theta > 1.0) || !std::isfinite(c.theta))
     return make_error(StatusCode::kInvalidArgument, "rope theta = ", c.theta, ": allowed > 1");
   const RopeScaling& s = c.scaling;
@@ -79,10 +81,13 @@ struct RopeFrequencies {
   const bool needs_l0 = s.type == RopeScalingType::kDynamic || s.type == RopeScalingType::kYarn ||
                         s.type == RopeScalingType::kLlama3;
   if (needs_l0 && s.original_max_position <= 0)
-    return make_error(StatusCode::kInvalidArgument, "rope scaling original_max_position = ",
-                      s.original_max_position, ": allowed > 0 for ", to_string(s.type), " scaling");
-  if (s.type == RopeScalingType::kLlama3 && !(s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0))
-    return make_error(StatusCode::kInvalidArgument, "rope llama3 high_freq_factor = ", s.high_freq_factor,
+    return make_error(StatusCode::kInvalidArgument,
+                      "rope scaling original_max_position = ", s.original_max_position,
+                      ": allowed > 0 for ", to_string(s.type), " scaling");
+  if (s.type == RopeScalingType::kLlama3 &&
+      !(s.high_freq_factor > s.low_freq_factor && s.low_freq_factor > 0))
+    return make_error(StatusCode::kInvalidArgument,
+                      "rope llama3 high_freq_factor = ", s.high_freq_factor,
                       ", low_freq_factor = ", s.low_freq_factor, ": allowed high > low > 0");
   if (s.type == RopeScalingType::kYarn && !(s.beta_fast > 0 && s.beta_slow > 0))
     return make_error(StatusCode::kInvalidArgument, "rope yarn beta_fast = ", s.beta_fast,
@@ -106,7 +111,9 @@ inline std::vector<float> default_inv_freq(double theta, int64_t dim) {
   return inv;
 }
 
-inline double yarn_mscale(double scale, double m) { return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; }
+inline double yarn_mscale(double scale, double m) {
+  return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+}
 
 inline double yarn_correction_dim(double rotations, int64_t dim, double base, double l0) {
   const double two_pi = 6.283185307179586;
@@ -116,8 +123,10 @@ inline double yarn_correction_dim(double rotations, int64_t dim, double base, do
 inline void yarn(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
   const RopeScaling& s = c.scaling;
   const float factor = static_cast<float>(s.factor);
-  double low = yarn_correction_dim(s.beta_fast, dim, c.theta, static_cast<double>(s.original_max_position));
-  double high = yarn_correction_dim(s.beta_slow, dim, c.theta, static_cast<double>(s.original_max_position));
+  double low =
+      yarn_correction_dim(s.beta_fast, dim, c.theta, static_cast<double>(s.original_max_position));
+  double high =
+      yarn_correction_dim(s.beta_slow, dim, c.theta, static_cast<double>(s.original_max_position));
   if (s.truncate) {
     low = std::floor(low);
     high = std::ceil(high);
@@ -142,7 +151,8 @@ inline void yarn(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
   if (s.attention_factor > 0.0)
     out->attention_factor = s.attention_factor;
   else if (s.mscale != 0.0 && s.mscale_all_dim != 0.0)
-    out->attention_factor = yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
+    out->attention_factor =
+        yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim);
   else
     out->attention_factor = yarn_mscale(s.factor, 1.0);
 }
@@ -156,7 +166,8 @@ inline void llama3(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
   const float low_f = static_cast<float>(s.low_freq_factor);
   const float band = static_cast<float>(s.high_freq_factor - s.low_freq_factor);
   for (float& inv : out->inv_freq) {
-    const float wavelen = (1.0f / inv) * two_pi;  // torch evaluates 2*pi / x as reciprocal(x) * 2*pi
+    const float wavelen =
+        (1.0f / inv) * two_pi;  // torch evaluates 2*pi / x as reciprocal(x) * 2*pi
     const float base = wavelen > low_wavelen ? inv / factor : inv;
     const float ratio = (1.0f / wavelen) * static_cast<float>(l0);
     const float smooth = (ratio - low_f) / band;
@@ -192,11 +203,14 @@ inline void llama3(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
     }
     case RopeScalingType::kDynamic: {
       if (seq_len < 0)
-        return make_error(StatusCode::kInvalidArgument, "rope dynamic seq_len = ", seq_len, ": allowed >= 0");
+        return make_error(StatusCode::kInvalidArgument, "rope dynamic seq_len = ", seq_len,
+                          ": allowed >= 0");
       const double l0 = static_cast<double>(s.original_max_position);
-      const double len = static_cast<double>(seq_len > s.original_max_position ? seq_len : s.original_max_position);
+      const double len = static_cast<double>(
+          seq_len > s.original_max_position ? seq_len : s.original_max_position);
       const double exponent = static_cast<double>(dim) / static_cast<double>(dim - 2);
-      const double theta = config.theta * std::pow(s.factor * len / l0 - (s.factor - 1.0), exponent);
+      const double theta =
+          config.theta * std::pow(s.factor * len / l0 - (s.factor - 1.0), exponent);
       out->inv_freq = detail::default_inv_freq(theta, dim);
       break;
     }

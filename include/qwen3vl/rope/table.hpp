@@ -37,11 +37,11 @@ struct RopeTableView {
   TableLayout layout = TableLayout::kFull;
   AngleRecipe recipe = AngleRecipe::kExact;
   Device device = Device::kCPU;
-  int32_t half = 0;           // frequency slots = rotary_dim / 2
-  int32_t axes = 1;           // position axes (1 = plain RoPE, 2 = vision rows/cols, 3 = t/h/w)
-  int32_t split_bits = 0;     // kSplit: k
-  int64_t max_position = 0;   // positions allowed: [0, max_position)
-  const float* cos = nullptr; // kFull: [max_position, half]; kSplit: lo [2^k, half]
+  int32_t half = 0;            // frequency slots = rotary_dim / 2
+  int32_t axes = 1;            // position axes (1 = plain RoPE, 2 = vision rows/cols, 3 = t/h/w)
+  int32_t split_bits = 0;      // kSplit: k
+  int64_t max_position = 0;    // positions allowed: [0, max_position)
+  const float* cos = nullptr;  // kFull: [max_position, half]; kSplit: lo [2^k, half]
   const float* sin = nullptr;
   const float* cos_hi = nullptr;  // kSplit: [ceil(max_position / 2^k), half]
   const float* sin_hi = nullptr;
@@ -58,7 +58,8 @@ template <class Isa>
 QWEN3VL_HOST_DEVICE inline void rope_slot(const RopeTableView& t, const int32_t* pos, int32_t i,
                                           float* c, float* s) {
   const uint8_t a = t.axis[i];
-  const int64_t p = a == 0 ? pos[0] : (a == 1 ? pos[1] : pos[2]);  // no dynamic index: registers on GPUs
+  const int64_t p =
+      a == 0 ? pos[0] : (a == 1 ? pos[1] : pos[2]);  // no dynamic index: registers on GPUs
   if (t.layout == TableLayout::kFull) {
     *c = t.cos[p * t.half + i];
     *s = t.sin[p * t.half + i];
@@ -98,7 +99,8 @@ class RopeTable {
       return make_error(StatusCode::kInvalidArgument, "rope table inv_freq.size() = ", half,
                         ": allowed 1..256 (rotary_dim / 2)");
     if (spec.axes < 1 || spec.axes > 3)
-      return make_error(StatusCode::kInvalidArgument, "rope table axes = ", spec.axes, ": allowed 1..3");
+      return make_error(StatusCode::kInvalidArgument, "rope table axes = ", spec.axes,
+                        ": allowed 1..3");
     if (!spec.axis.empty() && static_cast<int64_t>(spec.axis.size()) != half)
       return make_error(StatusCode::kShapeMismatch, "rope table axis.size() = ", spec.axis.size(),
                         ": must equal inv_freq.size() = ", half);
@@ -107,15 +109,16 @@ class RopeTable {
         return make_error(StatusCode::kInvalidArgument, "rope table axis entry = ", int{a},
                           ": allowed 0..", spec.axes - 1, " (axes = ", spec.axes, ")");
     if (spec.max_position < 1 || spec.max_position > (int64_t{1} << 30))
-      return make_error(StatusCode::kInvalidArgument, "rope table max_position = ", spec.max_position,
-                        ": allowed 1..2^30");
+      return make_error(StatusCode::kInvalidArgument,
+                        "rope table max_position = ", spec.max_position, ": allowed 1..2^30");
     for (float f : spec.inv_freq)
       if (!std::isfinite(f) || f < 0.0f)
         return make_error(StatusCode::kInvalidArgument, "rope table inv_freq entry = ", f,
                           ": allowed finite and >= 0");
     if (!(spec.attention_factor > 0.0) || !std::isfinite(spec.attention_factor))
-      return make_error(StatusCode::kInvalidArgument, "rope table attention_factor = ",
-                        spec.attention_factor, ": allowed finite and > 0");
+      return make_error(StatusCode::kInvalidArgument,
+                        "rope table attention_factor = ", spec.attention_factor,
+                        ": allowed finite and > 0");
     if (spec.layout == TableLayout::kSplit && spec.recipe != AngleRecipe::kExact)
       return make_error(StatusCode::kUnsupported, "rope table recipe = ", to_string(spec.recipe),
                         " with layout = split: the transformers recipe needs layout = full");
@@ -162,7 +165,8 @@ class RopeTable {
   const RopeTableSpec& spec() const { return spec_; }
   int64_t bytes() const {
     return static_cast<int64_t>((cos_.size() + sin_.size() + cos_hi_.size() + sin_hi_.size()) *
-                                sizeof(float) + spec_.axis.size());
+                                    sizeof(float) +
+                                spec_.axis.size());
   }
   const std::vector<float>& cos_table() const { return cos_; }
   const std::vector<float>& sin_table() const { return sin_; }
@@ -171,7 +175,8 @@ class RopeTable {
 
  private:
   // rows of cos/sin for positions r * step, r in [0, rows), scaled by `factor`.
-  void fill(std::vector<float>* c, std::vector<float>* s, int64_t rows, int64_t step, double factor) {
+  void fill(std::vector<float>* c, std::vector<float>* s, int64_t rows, int64_t step,
+            double factor) {
     const size_t half = spec_.inv_freq.size();
     c->resize(static_cast<size_t>(rows) * half);
     s->resize(static_cast<size_t>(rows) * half);

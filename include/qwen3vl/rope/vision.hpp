@@ -27,13 +27,15 @@ inline int64_t vision_patches(const std::vector<GridThw>& grids) {
 [[nodiscard]] inline Status vision_positions(const std::vector<GridThw>& grids, int64_t merge,
                                              std::vector<int32_t>* positions) {
   if (merge < 1)
-    return make_error(StatusCode::kInvalidArgument, "spatial_merge_size = ", merge, ": allowed >= 1");
+    return make_error(StatusCode::kInvalidArgument, "spatial_merge_size = ", merge,
+                      ": allowed >= 1");
   for (size_t g = 0; g < grids.size(); ++g) {
     const GridThw& d = grids[g];
     if (d.t < 1 || d.h < 1 || d.w < 1 || d.h % merge != 0 || d.w % merge != 0 || d.h > (1 << 20) ||
         d.w > (1 << 20))
       return make_error(StatusCode::kInvalidArgument, "grid_thw[", g, "] = (", d.t, ", ", d.h, ", ",
-                        d.w, "): allowed t >= 1 and h, w positive multiples of spatial_merge_size (",
+                        d.w,
+                        "): allowed t >= 1 and h, w positive multiples of spatial_merge_size (",
                         merge, ") up to 2^20");
   }
   const int64_t n = vision_patches(grids);
@@ -55,7 +57,8 @@ inline int64_t vision_patches(const std::vector<GridThw>& grids) {
 
 // The vision table: 2 axes (row, col), half = head_dim / 2 slots, positions up to max_side.
 [[nodiscard]] inline Status make_vision_table(int64_t head_dim, double theta, int64_t max_side,
-                                              AngleRecipe recipe, TableLayout layout, RopeTable* out) {
+                                              AngleRecipe recipe, TableLayout layout,
+                                              RopeTable* out) {
   if (head_dim < 4 || head_dim % 4 != 0 || head_dim > 512)
     return make_error(StatusCode::kInvalidArgument, "vision head_dim = ", head_dim,
                       ": allowed a multiple of 4 in 4..512");

@@ -82,7 +82,10 @@ struct Json {
         expect(s, at, ':');
         v.fields[key] = parse_value(s, at);
         skip(s, at);
-        if (s[at] == ',') { ++at; continue; }
+        if (s[at] == ',') {
+          ++at;
+          continue;
+        }
         expect(s, at, '}');
         return v;
       }
@@ -95,7 +98,10 @@ struct Json {
       for (;;) {
         v.items.push_back(parse_value(s, at));
         skip(s, at);
-        if (s[at] == ',') { ++at; continue; }
+        if (s[at] == ',') {
+          ++at;
+          continue;
+        }
         expect(s, at, ']');
         return v;
       }
@@ -125,9 +131,9 @@ struct Json {
 struct FixtureArray {
   std::string dtype;
   std::vector<int64_t> shape;
-  std::vector<float> f;         // f32 / bf16 values
-  std::vector<uint16_t> bits;   // bf16 patterns
-  std::vector<int32_t> i;       // i32 values
+  std::vector<float> f;        // f32 / bf16 values
+  std::vector<uint16_t> bits;  // bf16 patterns
+  std::vector<int32_t> i;      // i32 values
   int64_t numel() const {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
@@ -149,7 +155,8 @@ class RopeFixtures {
   }
 
   explicit RopeFixtures(const std::string& dir) {
-    std::ifstream js(dir + "/rope_fixtures.json"), bin(dir + "/rope_fixtures.bin", std::ios::binary);
+    std::ifstream js(dir + "/rope_fixtures.json"),
+        bin(dir + "/rope_fixtures.bin", std::ios::binary);
     if (!js || !bin) throw std::runtime_error("rope fixtures not found in " + dir);
     std::stringstream text;
     text << js.rdbuf();
@@ -166,9 +173,11 @@ class RopeFixtures {
     FixtureArray out;
     out.dtype = a["dtype"].text;
     for (const Json& d : a["shape"].items) out.shape.push_back(static_cast<int64_t>(d.number));
-    const size_t n = static_cast<size_t>(out.numel()), offset = static_cast<size_t>(a["offset"].number);
+    const size_t n = static_cast<size_t>(out.numel()),
+                 offset = static_cast<size_t>(a["offset"].number);
     const size_t width = out.dtype == "bf16" ? 2 : 4;
-    if (offset + n * width > blob_.size()) throw std::runtime_error("rope fixture out of range: " + name);
+    if (offset + n * width > blob_.size())
+      throw std::runtime_error("rope fixture out of range: " + name);
     const char* p = blob_.data() + offset;
     if (out.dtype == "i32") {
       out.i.resize(n);

@@ -33,13 +33,14 @@ struct RopeSpec {
   uint64_t seed = 1;
 
   std::string to_string() const {
-    return "B" + std::to_string(batch) + " S" + std::to_string(seq) + " H" + std::to_string(q_heads) +
-           "/" + std::to_string(k_heads) + " D" + std::to_string(head_dim) + " rot" +
-           std::to_string(rotary_dim) + " " + qwen3vl::to_string(dtype) + (packed ? " thd" : "") +
-           (bhsd ? " bhsd" : "") + " mrope=" + rope::to_string(mrope) + " " + rope::to_string(style) +
-           " " + rope::to_string(arithmetic) + " " + rope::to_string(table_layout) + " " +
-           rope::to_string(recipe) + " maxpos=" + std::to_string(max_position) + " seed=" +
-           std::to_string(seed);
+    return "B" + std::to_string(batch) + " S" + std::to_string(seq) + " H" +
+           std::to_string(q_heads) + "/" + std::to_string(k_heads) + " D" +
+           std::to_string(head_dim) + " rot" + std::to_string(rotary_dim) + " " +
+           qwen3vl::to_string(dtype) + (packed ? " thd" : "") + (bhsd ? " bhsd" : "") +
+           " mrope=" + rope::to_string(mrope) + " " + rope::to_string(style) + " " +
+           rope::to_string(arithmetic) + " " + rope::to_string(table_layout) + " " +
+           rope::to_string(recipe) + " maxpos=" + std::to_string(max_position) +
+           " seed=" + std::to_string(seed);
   }
 };
 
@@ -66,8 +67,8 @@ struct RopeProblem {
     config.theta = s.theta;
     config.scaling = s.scaling;
     const int64_t half = config.rotary() / 2;
-    throw_if_error(rope::make_text_table(config, s.mrope, default_section(s.mrope, half), s.max_position,
-                                         s.recipe, s.table_layout, &table));
+    throw_if_error(rope::make_text_table(config, s.mrope, default_section(s.mrope, half),
+                                         s.max_position, s.recipe, s.table_layout, &table));
     const int64_t tokens = s.batch * s.seq;
     if (s.packed) {
       q = Tensor(s.dtype, {tokens, s.q_heads, s.head_dim});
@@ -95,7 +96,8 @@ struct RopeProblem {
     for (int64_t t = 0; t < tokens; ++t) {
       const bool text = rng() % 3 == 0;  // t = h = w
       const int32_t p0 = t == 0 ? static_cast<int32_t>(s.max_position - 1) : any(rng);
-      for (int a = 0; a < (axis_dim ? axes : 1); ++a) pos[a * per_axis + t] = text || a == 0 ? p0 : any(rng);
+      for (int a = 0; a < (axis_dim ? axes : 1); ++a)
+        pos[a * per_axis + t] = text || a == 0 ? p0 : any(rng);
     }
     params.q = s.bhsd ? q.view().transposed(1, 2) : q.view();
     params.k = s.bhsd ? k.view().transposed(1, 2) : k.view();
@@ -112,7 +114,8 @@ struct RopeProblem {
 };
 
 // ||got - want|| / ||want|| over q and k in logical order; +inf on NaN/Inf.
-inline double rope_relative_error(const rope::RopeApplyParams& p, const rope::reference::Result& ref) {
+inline double rope_relative_error(const rope::RopeApplyParams& p,
+                                  const rope::reference::Result& ref) {
   rope::RopeApplyShape s;
   throw_if_error(rope::validate(p, &s));
   double diff = 0.0, norm = 0.0;
@@ -141,7 +144,8 @@ inline std::vector<uint32_t> rope_bits(const Tensor& t) {
   const int64_t width = size_of(t.dtype());
   for (int64_t i = 0; i < t.numel(); ++i) {
     uint32_t u = 0;
-    std::memcpy(&u, static_cast<const char*>(t.view().data) + i * width, static_cast<size_t>(width));
+    std::memcpy(&u, static_cast<const char*>(t.view().data) + i * width,
+                static_cast<size_t>(width));
     out[static_cast<size_t>(i)] = u;
   }
   return out;
