@@ -44,26 +44,25 @@ build_dir="$root/build-sm61"
 [ -d "$build_dir" ] && find "$build_dir" -name '*.cu.o' -delete
 cmake --preset sm61 -S "$root" >/dev/null
 log="$build_dir/build.log"
-if ! cmake --build --preset sm61 >"$log" 2>&1; then
-  tail -n 40 "$log"
-  echo "qwen3vl: the sm61 build failed; full log: $log"
-  exit 1
+status=0
+cmake --build --preset sm61 >"$log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  grep -E -A12 '^FAILED|error' "$log" | head -n 60
+  echo "qwen3vl: the sm61 build FAILED; full log: $log (the report below covers what compiled)"
+else
+  echo "qwen3vl: built $build_dir (log: $log)"
 fi
-echo "qwen3vl: built $build_dir (log: $log)"
 
 echo
 echo "== ptxas resource report (sm_61) =="
 demangle=$(command -v cu++filt || command -v c++filt || echo cat)
 if grep -q "^ptxas info *: Used" "$log"; then
-  # Pairs "Compiling entry function 'X'" with the lines below it until the next function.
-  grep -E "^ptxas info *: (Compiling entry|Function properties|Used)|spill stores" "$log" |
-    sed -E "s/.*Compiling entry function '([^']*)'.*/\n\1/" |
-    while IFS= read -r line; do
-      case "$line" in
-        _Z*) printf '%s\n' "$(printf '%s' "$line" | $demangle)" ;;
-        *) printf '  %s\n' "${line#ptxas info    : }" ;;
-      esac
-    done
+  # Per kernel: its name, then registers, shared/constant memory, stack and spills.
+  awk '/Compiling entry function/ { split($0, q, "\047"); name = q[2]; next }
+       /bytes stack frame/ { sub(/^ +/, ""); frame = $0; next }
+       /^ptxas info *: Used/ { sub(/^ptxas info *: /, ""); print name; print "    " $0 "; " frame }' \
+    "$log" | $demangle
 else
   echo "(no kernels: the CUDA sources compiled for sm_61 define no __global__ functions yet)"
 fi
+exit "$status"
