@@ -157,7 +157,7 @@ inline void yarn(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
     out->attention_factor = yarn_mscale(s.factor, 1.0);
 }
 
-inline void llama3(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
+inline void llama3(const RopeConfig& c, RopeFrequencies* out) {
   const RopeScaling& s = c.scaling;
   const double l0 = static_cast<double>(s.original_max_position);
   const float low_wavelen = static_cast<float>(l0 / s.low_freq_factor);
@@ -220,7 +220,7 @@ inline void llama3(const RopeConfig& c, int64_t dim, RopeFrequencies* out) {
       break;
     case RopeScalingType::kLlama3:
       out->inv_freq = detail::default_inv_freq(config.theta, dim);
-      detail::llama3(config, dim, out);
+      detail::llama3(config, out);
       break;
   }
   return Status();
