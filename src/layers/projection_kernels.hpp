@@ -1,0 +1,28 @@
+// The per-ISA projection GEMM tile (projection_<isa>.cpp, each compiled with its own flags and its
+// own Eigen namespace) and the table that picks one.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/cpu/isa.hpp"
+
+namespace qwen3vl::layers::detail {
+
+// y[r, c] = sum_k x[r, k] * w[c, k] for r < rows, c < cols: a tile of x W^T, all fp32 row-major
+// with leading dimensions ldx, ldw, ldy (elements).
+using GemmTile = void (*)(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y,
+                          int64_t ldy, int64_t rows, int64_t cols, int64_t depth);
+
+GemmTile projection_kernel(CpuIsa isa);
+
+#define QWEN3VL_DECLARE_PROJECTION(ns)                                                            \
+  namespace projection::ns {                                                                      \
+  void gemm_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
+                 int64_t rows, int64_t cols, int64_t depth);                                      \
+  }
+QWEN3VL_DECLARE_PROJECTION(scalar)
+QWEN3VL_DECLARE_PROJECTION(avx2)
+QWEN3VL_DECLARE_PROJECTION(avx512)
+#undef QWEN3VL_DECLARE_PROJECTION
+
+}  // namespace qwen3vl::layers::detail

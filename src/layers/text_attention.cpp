@@ -1,0 +1,416 @@
+// Qwen3VLTextAttention: validation and workspace layout (one function does both), then the steps
+// projections -> QK-norm -> M-RoPE -> cache append -> attention -> output projection.
+#include "qwen3vl/layers/text_attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "layer_common.hpp"
+#include "qwen3vl/kv_cache/decode.hpp"
+#include "qwen3vl/selector/selector.hpp"
+
+namespace qwen3vl::layers {
+
+struct Qwen3VLTextAttention::Impl {
+  TextAttentionConfig config;
+  int layer_idx = 0;
+  std::unique_ptr<detail::LayerOps> ops;
+  rope::RopeTable table;
+  rope::RopeTableView table_view;
+  std::unique_ptr<Attention> attention;
+  std::unique_ptr<DecodeAttention> decode;  // CPU caches only
+  detail::Linear qkv, o;                    // q, k, v fused: [(Hq + 2 Hkv) D, hidden]
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+
+  int64_t heads() const { return config.num_heads; }
+  int64_t kv_heads() const { return config.num_kv_heads; }
+  int64_t dim() const { return config.head_dim; }
+  int64_t qkv_heads() const { return heads() + 2 * kv_heads(); }
+};
+
+namespace {
+
+using detail::Carver;
+
+// How the new tokens attend: to themselves only (no past), through the decode kernel (<= 8 rows
+// against the cache), or through the prefill kernel over a contiguous cache's storage.
+enum class Path { kFresh, kDecode, kCachedContiguous };
+
+struct TextPlan {
+  Path path = Path::kFresh;
+  int64_t batch = 0, len = 0, past_max = 0, keys = 0;
+  TensorView qkv, q, k, v, attn, positions, key_lengths, additive_mask;
+  void* linear_scratch = nullptr;
+  AttentionParams params;
+  DecodeParams decode;
+  Workspace kernel;
+  size_t bytes = 0;
+};
+
+using Impl = Qwen3VLTextAttention::Impl;
+
+Status check_cache(const Impl& m, const KvCache& cache, int64_t batch, int64_t len,
+                   int64_t* past_max) {
+  const KvCacheConfig& c = cache.config();
+  if (c.kv_heads != m.kv_heads() || c.head_dim != m.dim())
+    return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", c.kv_heads, ", ", c.head_dim,
+                      ": must be the layer's ", m.kv_heads(), ", ", m.dim());
+  if (c.batch != batch)
+    return make_error(StatusCode::kShapeMismatch, "cache batch = ", c.batch,
+                      ": must equal hidden_states.shape[0] = ", batch);
+  if (cache.k_storage().device != m.config.options.device)
+    return make_error(StatusCode::kInvalidArgument,
+                      "cache device = ", to_string(cache.k_storage().device),
+                      ": must be the layer's device ", to_string(m.config.options.device));
+  *past_max = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    if (cache.length(b) + len > cache.capacity())
+      return make_error(StatusCode::kInvalidArgument, "cache length of sequence ", b, " = ",
+                        cache.length(b), " + ", len, " new tokens: exceeds the capacity ",
+                        cache.capacity());
+    *past_max = std::max(*past_max, cache.length(b));
+  }
+  return Status();
+}
+
+Status choose_path(const Impl& m, const KvCache* cache, const TextAttentionInputs& in, bool weights,
+                   TextPlan* p) {
+  if (cache == nullptr || p->past_max == 0) {
+    p->path = Path::kFresh;
+    return Status();
+  }
+  if (in.attention_mask.present())
+    return make_error(StatusCode::kUnsupported, "attention_mask with ", p->past_max,
+                      " past tokens in the cache: padding masks apply to prefill without past "
+                      "(append ragged sequences to the cache instead of padding them)");
+  if (p->len <= kMaxDecodeRows && !weights && m.decode) {
+    p->path = Path::kDecode;
+    return Status();
+  }
+  const KvCacheConfig& c = cache->config();
+  if (c.layout != KvLayout::kContiguous || c.dtype != m.config.options.dtype)
+    return make_error(StatusCode::kUnsupported, "L = ", p->len, weights ? " with attn_weights" : "",
+                      " after past tokens in a ", to_string(c.layout), " ", to_string(c.dtype),
+                      " cache: needs a contiguous cache of the layer's dtype (",
+                      to_string(m.config.options.dtype), "), or at most ", kMaxDecodeRows,
+                      " new rows without weights");
+  p->path = Path::kCachedContiguous;
+  return Status();
+}
+
+// Checks every argument and lays the workspace out from `base` (null: sizes only). Nothing runs.
+Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* cache,
+                 const TextAttentionOutputs& out, void* base, TextPlan* p) {
+  const LayerOptions& o = m.config.options;
+  const TensorView& x = in.hidden_states;
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_present(x, "hidden_states"));
+  if (x.rank != 3 || x.shape[0] < 1 || x.shape[1] < 1)
+    return make_error(StatusCode::kShapeMismatch, "hidden_states.shape = ", x.shape_string(),
+                      ": expected [batch >= 1, seq >= 1, hidden = ", m.config.hidden_size, "]");
+  const int64_t B = x.shape[0], L = x.shape[1], D = m.dim();
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_activation(x, "hidden_states", o, {B, L, m.config.hidden_size}));
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_activation(out.output, "output", o, {B, L, m.config.hidden_size}));
+  p->batch = B;
+  p->len = L;
+  if (cache) QWEN3VL_RETURN_IF_ERROR(check_cache(m, *cache, B, L, &p->past_max));
+  const bool weights = out.attn_weights.present();
+  if (weights && !o.need_weights)
+    return make_error(StatusCode::kUnsupported,
+                      "attn_weights requested from a layer created "
+                      "without options.need_weights: create it with need_weights = true "
+                      "(the standard variant)");
+  QWEN3VL_RETURN_IF_ERROR(choose_path(m, cache, in, weights, p));
+  p->keys = p->past_max + L;
+
+  const TensorView& pos = in.position_ids;
+  if (pos.present()) {
+    if (pos.dtype != DType::kI32 || (pos.rank != 2 && pos.rank != 3))
+      return make_error(StatusCode::kInvalidArgument, "position_ids = ", to_string(pos.dtype), " ",
+                        pos.shape_string(), ": must be i32 [3, B, L] (t, h, w) or [B, L]");
+    if (pos.device != o.device)
+      return make_error(StatusCode::kInvalidArgument,
+                        "position_ids.device = ", to_string(pos.device),
+                        ": must be the layer's device");
+  } else if (o.device != Device::kCPU) {
+    return make_error(StatusCode::kInvalidArgument,
+                      "position_ids absent on CUDA: give them in device memory");
+  }
+  const TensorView& mask = in.attention_mask;
+  if (mask.present()) {
+    QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_present(mask, "attention_mask"));
+    if (mask.dtype != DType::kI32 || mask.device != Device::kCPU)
+      return make_error(StatusCode::kInvalidArgument, "attention_mask = ", to_string(mask.dtype),
+                        " on ", to_string(mask.device), ": must be i32 in host memory");
+    QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_dims(mask, "attention_mask", 2, {B, L}));
+  }
+
+  // The workspace: q/k/v, the attention output, fp32 staging, positions, masks, then the kernel's.
+  Carver carve(base);
+  const int64_t es = size_of(o.dtype), W = m.qkv_heads() * D;
+  void* qkv = carve.take(static_cast<size_t>(B * L * W * es));
+  p->qkv = TensorView::contiguous(qkv, o.dtype, {B, L, m.qkv_heads(), D}, o.device);
+  p->qkv.device_index = o.device_index;
+  const auto heads_view = [&](int64_t first, int64_t count) {
+    TensorView t = p->qkv;
+    t.data = static_cast<char*>(qkv) + first * D * es;
+    t.shape[2] = count;
+    return t;
+  };
+  p->q = heads_view(0, m.heads());
+  p->k = heads_view(m.heads(), m.kv_heads());
+  p->v = heads_view(m.heads() + m.kv_heads(), m.kv_heads());
+  p->attn = TensorView::contiguous(carve.take(static_cast<size_t>(B * L * m.heads() * D * es)),
+                                   o.dtype, {B, L, m.heads(), D}, o.device);
+  p->attn.device_index = o.device_index;
+  const detail::RowsView xr = detail::rows_of(x);
+  const int64_t hq = m.heads() * D;
+  const detail::RowsView ar{p->attn.data, o.dtype, B, L, hq, L * hq, hq};
+  p->linear_scratch = carve.take(std::max(m.ops->linear_scratch_bytes(xr, W),
+                                          m.ops->linear_scratch_bytes(ar, m.config.hidden_size)));
+  p->positions = pos.present() ? pos
+                               : TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
+                                                        DType::kI32, {B, L});
+  if (mask.present())
+    p->additive_mask = TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
+                                              DType::kF32, {B, 1, 1, L});
+
+  if (p->path == Path::kDecode) {
+    DecodeParams& d = p->decode;
+    d.q = p->q;
+    d.kv = cache->view();
+    d.kv.max_seq_len = std::min(cache->capacity(), p->keys);
+    d.out = p->attn;
+    const size_t need = m.decode->workspace_size(d);
+    if (need == 0) QWEN3VL_RETURN_IF_ERROR(m.decode->supports(d));
+    p->kernel = Workspace{carve.take(need), need};
+  } else {
+    AttentionParams& a = p->params;
+    a.q = p->q;
+    a.out = p->attn;
+    a.weights = out.attn_weights;
+    a.mask = MaskKind::kCausal;
+    a.additive_mask = p->additive_mask;
+    if (p->path == Path::kFresh) {
+      a.k = p->k;
+      a.v = p->v;
+    } else {  // the contiguous storage [B, max_len, Hkv, D], cut to the longest sequence after
+              // append
+      a.k = cache->k_storage();
+      a.v = cache->v_storage();
+      a.k.shape[1] = a.v.shape[1] = p->keys;
+      p->key_lengths =
+          TensorView::contiguous(carve.take(static_cast<size_t>(B * 4)), DType::kI32, {B});
+    }
+    QWEN3VL_RETURN_IF_ERROR(m.attention->supports(a));
+    const size_t need = m.attention->workspace_size(a);
+    p->kernel = Workspace{carve.take(need), need};
+  }
+  p->bytes = carve.used() + 64;  // + room to align the caller's pointer
+  return Status();
+}
+
+Status check_config(const TextAttentionConfig& c) {
+  if (c.hidden_size < 1 || c.num_heads < 1 || c.num_kv_heads < 1 || c.num_heads % c.num_kv_heads)
+    return make_error(StatusCode::kInvalidArgument,
+                      "config hidden_size, num_heads, num_kv_heads = ", c.hidden_size, ", ",
+                      c.num_heads, ", ", c.num_kv_heads,
+                      ": allowed positive, with num_kv_heads dividing num_heads");
+  if (c.head_dim < 2 || c.head_dim > 256 || c.head_dim % 2)
+    return make_error(StatusCode::kInvalidArgument, "config head_dim = ", c.head_dim,
+                      ": allowed an even number in 2..256");
+  if (!(c.rms_norm_eps > 0.0) || !std::isfinite(c.rms_norm_eps))
+    return make_error(StatusCode::kInvalidArgument, "config rms_norm_eps = ", c.rms_norm_eps,
+                      ": allowed finite and > 0");
+  return detail::check_options(c.options);
+}
+
+}  // namespace
+
+Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
+                                        const TextAttentionWeights& w, int layer_idx,
+                                        std::unique_ptr<Qwen3VLTextAttention>* out) {
+  QWEN3VL_RETURN_IF_ERROR(check_config(config));
+  const int64_t H = config.hidden_size, D = config.head_dim;
+  const int64_t hq = config.num_heads * D, hkv = config.num_kv_heads * D;
+  std::vector<float> qkv, o, q_norm, k_norm;
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.q_proj, "weights.q_proj", {hq, H}, &qkv));
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.k_proj, "weights.k_proj", {hkv, H}, &qkv));
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.v_proj, "weights.v_proj", {hkv, H}, &qkv));
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.o_proj, "weights.o_proj", {H, hq}, &o));
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.q_norm, "weights.q_norm", {D}, &q_norm));
+  QWEN3VL_RETURN_IF_ERROR(detail::append_host_weight(w.k_norm, "weights.k_norm", {D}, &k_norm));
+
+  auto m = std::make_unique<Impl>();
+  m->config = config;
+  m->layer_idx = layer_idx;
+  const LayerOptions& opt = config.options;
+  rope::RopeConfig rc;
+  rc.head_dim = D;
+  rc.theta = config.rope_theta;
+  rc.scaling = config.rope_scaling;
+  QWEN3VL_RETURN_IF_ERROR(rope::make_text_table(rc, config.mrope_layout, config.mrope_section,
+                                                config.max_position, config.rope_recipe,
+                                                config.rope_table, &m->table));
+  QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
+  QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
+
+  AttentionConfig ac;
+  ac.variant = opt.variant;
+  ac.device = opt.device;
+  ac.num_heads = static_cast<int>(config.num_heads);
+  ac.num_kv_heads = static_cast<int>(config.num_kv_heads);
+  ac.head_dim = static_cast<int>(D);
+  ac.dtype = opt.dtype;
+  ac.mask = MaskKind::kCausal;
+  ac.need_weights = opt.need_weights;
+  ac.cpu = opt.cpu;
+  QWEN3VL_RETURN_IF_ERROR(Selector::try_create(ac, layer_idx, &m->attention));
+  if (opt.device == Device::kCPU) QWEN3VL_RETURN_IF_ERROR(create_decode_cpu(opt.cpu, &m->decode));
+
+  m->qkv = detail::Linear{nullptr, nullptr, hq + 2 * hkv, H};
+  m->o = detail::Linear{nullptr, nullptr, H, hq};
+  QWEN3VL_RETURN_IF_ERROR(m->ops->store(qkv, &m->qkv.w));
+  QWEN3VL_RETURN_IF_ERROR(m->ops->store(o, &m->o.w));
+  QWEN3VL_RETURN_IF_ERROR(m->ops->store(q_norm, &m->q_norm));
+  QWEN3VL_RETURN_IF_ERROR(m->ops->store(k_norm, &m->k_norm));
+  out->reset(new Qwen3VLTextAttention(std::move(m)));
+  return Status();
+}
+
+std::unique_ptr<Qwen3VLTextAttention> Qwen3VLTextAttention::create(
+    const TextAttentionConfig& config, const TextAttentionWeights& weights, int layer_idx) {
+  std::unique_ptr<Qwen3VLTextAttention> out;
+  throw_if_error(try_create(config, weights, layer_idx, &out));
+  return out;
+}
+
+Qwen3VLTextAttention::Qwen3VLTextAttention(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Qwen3VLTextAttention::~Qwen3VLTextAttention() = default;
+const TextAttentionConfig& Qwen3VLTextAttention::config() const { return impl_->config; }
+int Qwen3VLTextAttention::layer_idx() const { return impl_->layer_idx; }
+
+Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvCache* cache,
+                                      const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, cache, out, nullptr, &p);
+}
+
+size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvCache* cache,
+                                            const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, cache, out, nullptr, &p).ok() ? p.bytes : 0;
+}
+
+Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cache,
+                                     const TextAttentionOutputs& out, Workspace ws, void* stream,
+                                     LayerProfile* profile) const {
+  const Impl& m = *impl_;
+  TextPlan p;
+  QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, nullptr, &p));
+  if (ws.data == nullptr || ws.bytes < p.bytes)
+    return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
+                      ws.data ? "" : " (data = null)", ": need ", p.bytes, " (workspace_size())");
+  QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, detail::align64(ws.data), &p));
+  const int64_t B = p.batch, L = p.len, D = m.dim();
+  detail::StepTimer timer(profile, *m.ops, stream);
+
+  const detail::RowsView qkv_rows{
+      p.qkv.data, p.qkv.dtype, B, L, m.qkv_heads() * D, L * m.qkv_heads() * D, m.qkv_heads() * D};
+  QWEN3VL_RETURN_IF_ERROR(
+      m.ops->linear(detail::rows_of(in.hidden_states), m.qkv, qkv_rows, p.linear_scratch, stream));
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::projections));
+
+  const float eps = static_cast<float>(m.config.rms_norm_eps);
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.q, m.q_norm, eps, stream));
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.k, m.k_norm, eps, stream));
+  if (!in.position_ids.present())  // text positions continuing each sequence (host, CPU layer)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < L; ++i)
+        p.positions.ptr<int32_t>()[b * L + i] =
+            static_cast<int32_t>((cache ? cache->length(b) : 0) + i);
+  rope::RopeApplyParams rp;
+  rp.q = p.q;
+  rp.k = p.k;
+  rp.positions = p.positions;
+  rp.table = m.table_view;
+  rp.arithmetic = m.config.rope_arithmetic;
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(rp, stream));
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
+
+  if (cache) QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::cache));
+
+  if (p.path == Path::kDecode) {
+    p.decode.kv = cache->view();  // the lengths now include the new rows
+    QWEN3VL_RETURN_IF_ERROR(m.decode->forward(p.decode, p.kernel, stream));
+  } else {
+    if (p.additive_mask.present()) {
+      const TensorView& mask = in.attention_mask;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < L; ++j)
+          p.additive_mask.ptr<float>()[b * L + j] =
+              mask.ptr<const int32_t>()[mask.offset(b, j)] != 0 ? 0.0f : -INFINITY;
+    }
+    if (p.path == Path::kCachedContiguous) {
+      for (int64_t b = 0; b < B; ++b)
+        p.key_lengths.ptr<int32_t>()[b] = static_cast<int32_t>(cache->length(b));
+      p.params.key_lengths = p.key_lengths;
+    }
+    QWEN3VL_RETURN_IF_ERROR(m.attention->forward(p.params, p.kernel, stream));
+  }
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::attention));
+
+  const int64_t hq = m.heads() * D;
+  const detail::RowsView attn_rows{p.attn.data, p.attn.dtype, B, L, hq, L * hq, hq};
+  QWEN3VL_RETURN_IF_ERROR(
+      m.ops->linear(attn_rows, m.o, detail::rows_of(out.output), p.linear_scratch, stream));
+  return timer.mark(&LayerProfile::projections);
+}
+
+TextAttentionResult Qwen3VLTextAttention::operator()(const TensorView& hidden_states,
+                                                     const TensorView& attention_mask,
+                                                     const TensorView& position_ids,
+                                                     KvCache* past_key_value) const {
+  const Impl& m = *impl_;
+  if (m.config.options.device != Device::kCPU)
+    throw Error(StatusCode::kUnsupported,
+                "the convenience call allocates host memory: on CUDA "
+                "size a device workspace and call forward()");
+  if (hidden_states.rank != 3)
+    throw Error(StatusCode::kShapeMismatch,
+                "hidden_states.shape = " + hidden_states.shape_string() +
+                    ": expected [batch, seq, hidden]");
+  const int64_t B = hidden_states.shape[0], L = hidden_states.shape[1];
+  TextAttentionResult r{Tensor(m.config.options.dtype, {B, L, m.config.hidden_size}), Tensor(),
+                        past_key_value};
+  TextAttentionInputs in{hidden_states, position_ids, attention_mask};
+  TextAttentionOutputs out{r.output.view(), {}};
+  if (m.config.options.need_weights) {
+    int64_t past = 0;
+    if (past_key_value)
+      for (int32_t len : past_key_value->lengths()) past = std::max<int64_t>(past, len);
+    r.attn_weights = Tensor(DType::kF32, {B, m.heads(), L, past + L});
+    out.attn_weights = r.attn_weights.view();
+  }
+  throw_if_error(supports(in, past_key_value, out));
+  detail::HostBuffer ws(workspace_size(in, past_key_value, out));
+  throw_if_error(forward(in, past_key_value, out, ws.workspace()));
+  return r;
+}
+
+std::string Qwen3VLTextAttention::describe() const {
+  const Impl& m = *impl_;
+  const TextAttentionConfig& c = m.config;
+  std::string s = qwen3vl::detail::concat(
+      "Qwen3VLTextAttention layer ", m.layer_idx, ": hidden ", c.hidden_size, ", Hq/Hkv/D ",
+      c.num_heads, "/", c.num_kv_heads, "/", c.head_dim, ", ", to_string(c.options.dtype), ", ",
+      to_string(c.mrope_layout), " M-RoPE [", c.mrope_section.t, ", ", c.mrope_section.h, ", ",
+      c.mrope_section.w, "] theta ", c.rope_theta, "; attention: ", m.attention->describe());
+  if (m.decode) s += "; decode: " + m.decode->describe();
+  return s + "; " + m.ops->describe();
+}
+
+}  // namespace qwen3vl::layers

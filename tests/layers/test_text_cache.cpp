@@ -1,0 +1,245 @@
+// Qwen3VLTextAttention with a KV cache: prefill then step-by-step decode equals one prefill of the
+// whole sequence (its last rows) for several lengths, batch sizes and step sizes; paged equals
+// contiguous; chunked prefill over a contiguous cache; attention weights with past tokens; NaN in
+// cache rows no query sees stays out.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "layer_support.hpp"
+
+namespace qwen3vl {
+namespace {
+
+constexpr int64_t kHidden = 64, kHeads = 4, kKvHeads = 2, kDim = 32;
+
+layers::TextAttentionConfig small_config(bool weights = false) {
+  layers::TextAttentionConfig c;
+  c.hidden_size = kHidden;
+  c.num_heads = kHeads;
+  c.num_kv_heads = kKvHeads;
+  c.head_dim = kDim;
+  c.mrope_section = {6, 5, 5};
+  c.max_position = 4096;
+  c.options.need_weights = weights;
+  c.options.variant = weights ? Variant::kStandard : Variant::kAuto;
+  c.options.cpu.num_threads = 2;
+  return c;
+}
+
+// A cache and its storage, either layout.
+struct OwnedCache {
+  Tensor k, v;
+  KvCache cache;
+  OwnedCache(KvLayout layout, int64_t batch, int64_t max_len, DType dtype = DType::kF32,
+             float fill = 0.0f) {
+    KvCacheConfig c;
+    c.layout = layout;
+    c.batch = batch;
+    c.kv_heads = kKvHeads;
+    c.head_dim = kDim;
+    c.dtype = dtype;
+    c.max_len = max_len;
+    c.block_size = 16;
+    c.max_blocks = (max_len + 15) / 16;
+    c.num_blocks = batch * c.max_blocks + 2;
+    k = Tensor(dtype, kv_storage_shape(c));
+    v = Tensor(dtype, kv_storage_shape(c));
+    for (int64_t i = 0; i < k.numel(); ++i) {
+      k.set(i, fill);
+      v.set(i, fill);
+    }
+    throw_if_error(KvCache::create(c, k.view(), v.view(), &cache));
+  }
+};
+
+// M-RoPE positions [3, B, L]: an image-like block in the middle of every sequence.
+Tensor mrope_positions(int64_t B, int64_t L) {
+  Tensor p(DType::kI32, {3, B, L});
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t i = 0; i < L; ++i)
+      for (int64_t a = 0; a < 3; ++a) {
+        const bool image = i >= 3 && i < 9;
+        const int64_t cell = i - 3;
+        const int64_t v = !image   ? (i < 3 ? i : i - 2)
+                          : a == 0 ? 3
+                          : a == 1 ? 3 + cell / 3
+                                   : 3 + cell % 3;
+        p.data<int32_t>()[(a * B + b) * L + i] = static_cast<int32_t>(v + b);
+      }
+  return p;
+}
+
+struct StepCase {
+  int64_t batch, prefill, total, step;
+  KvLayout layout;
+};
+
+class PrefillThenDecode : public ::testing::TestWithParam<StepCase> {};
+
+TEST_P(PrefillThenDecode, EqualsOnePrefill) {
+  const StepCase s = GetParam();
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 11);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  Tensor x(DType::kF32, {s.batch, s.total, kHidden});
+  x.fill_uniform(7 + s.total);
+  const Tensor pos = mrope_positions(s.batch, s.total);
+  const Tensor full = (*layer)(x, {}, pos).output;
+
+  OwnedCache oc(s.layout, s.batch, s.total + 5);
+  for (int64_t at = 0; at < s.total;) {
+    const int64_t n = at == 0 ? s.prefill : std::min(s.step, s.total - at);
+    const TensorView xs = testing::token_slice(x, 1, at, n);
+    const TensorView ps = testing::token_slice(pos, 2, at, n);
+    auto [out, weights, cache] = (*layer)(xs, {}, ps, &oc.cache);
+    ASSERT_EQ(cache, &oc.cache);
+    for (int64_t b = 0; b < s.batch; ++b) {
+      EXPECT_EQ(oc.cache.length(b), at + n);
+      EXPECT_LT(testing::rel_error(testing::rows(out, b, 0, n), testing::rows(full, b, at, n)),
+                1e-5)
+          << "rows " << at << ".." << at + n << " of sequence " << b;
+    }
+    at += n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, PrefillThenDecode,
+                         ::testing::Values(StepCase{1, 1, 9, 1, KvLayout::kContiguous},
+                                           StepCase{1, 17, 21, 1, KvLayout::kPaged},
+                                           StepCase{3, 13, 40, 1, KvLayout::kPaged},
+                                           StepCase{2, 5, 29, 3, KvLayout::kContiguous},
+                                           StepCase{2, 16, 33, 8, KvLayout::kPaged},
+                                           StepCase{3, 7, 66, 20, KvLayout::kContiguous}));
+
+// Both layouts give the same outputs (decode kernel over either indexer) and the same cache rows.
+TEST(TextLayerCache, PagedEqualsContiguous) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 3);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const int64_t B = 2, total = 37;
+  Tensor x(DType::kF32, {B, total, kHidden});
+  x.fill_uniform(5);
+  OwnedCache paged(KvLayout::kPaged, B, 48), contiguous(KvLayout::kContiguous, B, 48);
+  for (int64_t at = 0, n = 19; at < total; at += n, n = 1) {
+    const TensorView xs = testing::token_slice(x, 1, at, n);
+    const Tensor a = (*layer)(xs, {}, {}, &paged.cache).output;
+    const Tensor b = (*layer)(xs, {}, {}, &contiguous.cache).output;
+    EXPECT_LT(testing::rel_error(a, b), 1e-6) << "at " << at;
+  }
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < total; ++j) {
+      const int32_t block =
+          paged.cache
+              .block_table()[static_cast<size_t>(b * paged.cache.config().max_blocks + j / 16)];
+      for (int64_t c = 0; c < kKvHeads * kDim; ++c)
+        ASSERT_EQ(paged.k.get((block * 16 + j % 16) * kKvHeads * kDim + c),
+                  contiguous.k.get((b * 48 + j) * kKvHeads * kDim + c));
+    }
+}
+
+// More than 8 new rows after past tokens (chunked prefill) runs the prefill kernel over the
+// contiguous storage; attention weights with past tokens too.
+TEST(TextLayerCache, ChunkedPrefillAndWeightsWithPast) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 21);
+  for (bool weights : {false, true}) {
+    SCOPED_TRACE(weights ? "standard with weights" : "auto");
+    const auto layer = layers::Qwen3VLTextAttention::create(small_config(weights), w.views());
+    const int64_t B = 2, first = 10, second = 12, total = first + second;
+    Tensor x(DType::kF32, {B, total, kHidden});
+    x.fill_uniform(9);
+    const auto full = (*layer)(x);
+    OwnedCache oc(KvLayout::kContiguous, B, 30);
+    (*layer)(testing::token_slice(x, 1, 0, first), {}, {}, &oc.cache);
+    const auto part = (*layer)(testing::token_slice(x, 1, first, second), {}, {}, &oc.cache);
+    for (int64_t b = 0; b < B; ++b)
+      EXPECT_LT(testing::rel_error(testing::rows(part.output, b, 0, second),
+                                   testing::rows(full.output, b, first, second)),
+                1e-5);
+    if (!weights) continue;
+    ASSERT_EQ(part.attn_weights.size(3), total);
+    double worst = 0.0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < kHeads; ++h)
+        for (int64_t i = 0; i < second; ++i)
+          for (int64_t j = 0; j < total; ++j)
+            worst = std::max<double>(
+                worst,
+                std::fabs(
+                    part.attn_weights.get(((b * kHeads + h) * second + i) * total + j) -
+                    full.attn_weights.get(((b * kHeads + h) * total + first + i) * total + j)));
+    EXPECT_LT(worst, 1e-6);
+  }
+}
+
+// Cache rows past each sequence's length hold NaN: no query sees them, so nothing leaks.
+TEST(TextLayerCache, NanInUnseenRowsStaysOut) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 4);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const int64_t B = 2, total = 20;
+  Tensor x(DType::kF32, {B, total, kHidden});
+  x.fill_uniform(2);
+  const Tensor full = (*layer)(x).output;
+  for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+    OwnedCache oc(layout, B, 32, DType::kF32, std::numeric_limits<float>::quiet_NaN());
+    (*layer)(testing::token_slice(x, 1, 0, 12), {}, {}, &oc.cache);
+    for (int64_t at = 12; at < total; ++at) {
+      const Tensor out = (*layer)(testing::token_slice(x, 1, at, 1), {}, {}, &oc.cache).output;
+      for (int64_t b = 0; b < B; ++b)
+        EXPECT_LT(testing::rel_error(testing::rows(out, b, 0, 1), testing::rows(full, b, at, 1)),
+                  1e-5);
+    }
+  }
+}
+
+// A left-padded sequence gives, on its kept rows, what the unpadded sequence gives alone; a row
+// that sees no key (padding only) gives finite output.
+TEST(TextLayerCache, PaddingMask) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 8);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const int64_t L = 10, pad = 3;
+  Tensor x(DType::kF32, {2, L, kHidden}), mask(DType::kI32, {2, L}), pos(DType::kI32, {2, L});
+  x.fill_uniform(12);
+  for (int64_t i = 0; i < L; ++i) {
+    mask.data<int32_t>()[i] = i >= pad;
+    mask.data<int32_t>()[L + i] = 1;
+    pos.data<int32_t>()[i] = static_cast<int32_t>(i >= pad ? i - pad : 0);
+    pos.data<int32_t>()[L + i] = static_cast<int32_t>(i);
+  }
+  const Tensor padded = (*layer)(x, mask, pos).output;
+  Tensor alone(DType::kF32, {1, L - pad, kHidden});
+  for (int64_t i = 0; i < (L - pad) * kHidden; ++i) alone.set(i, x.get(pad * kHidden + i));
+  const Tensor ref = (*layer)(alone).output;
+  EXPECT_LT(
+      testing::rel_error(testing::rows(padded, 0, pad, L - pad), testing::rows(ref, 0, 0, L - pad)),
+      1e-5);
+  const Tensor unmasked =
+      (*layer)(testing::token_slice(x, 0, 1, 1), {}, testing::token_slice(pos, 0, 1, 1)).output;
+  EXPECT_LT(testing::rel_error(testing::rows(padded, 1, 0, L), testing::rows(unmasked, 0, 0, L)),
+            1e-6);
+  for (int64_t i = 0; i < pad * kHidden; ++i) ASSERT_TRUE(std::isfinite(padded.get(i)));
+}
+
+// The allocation-free forward() equals the convenience call, and reports its step times.
+TEST(TextLayerCache, ForwardWithWorkspaceAndProfile) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 30);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  Tensor x(DType::kF32, {2, 9, kHidden}), out(DType::kF32, {2, 9, kHidden});
+  x.fill_uniform(1);
+  const layers::TextAttentionInputs in{x.view(), {}, {}};
+  const layers::TextAttentionOutputs outs{out.view(), {}};
+  std::vector<char> ws(layer->workspace_size(in, nullptr, outs));
+  ASSERT_GT(ws.size(), 0u);
+  layers::LayerProfile profile;
+  ASSERT_TRUE(
+      layer->forward(in, nullptr, outs, Workspace{ws.data(), ws.size()}, nullptr, &profile).ok());
+  EXPECT_EQ(testing::rel_error(out, (*layer)(x).output), 0.0);
+  EXPECT_EQ(profile.calls, 1);
+  EXPECT_GT(profile.projections, 0.0);
+  EXPECT_GT(profile.attention, 0.0);
+  const Status small = layer->forward(in, nullptr, outs, Workspace{ws.data(), ws.size() / 2});
+  EXPECT_EQ(small.code(), StatusCode::kWorkspaceTooSmall);
+  EXPECT_NE(layer->describe().find("Qwen3VLTextAttention layer 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qwen3vl
