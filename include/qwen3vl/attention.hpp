@@ -8,6 +8,7 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
+#include "qwen3vl/layers/layers.hpp"
 #include "qwen3vl/rope/rope.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/attention.hpp"
