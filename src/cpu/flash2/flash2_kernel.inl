@@ -8,15 +8,20 @@
 // contiguous range of query rows from each key). Rows are ordered (position, head in group), so
 // one K/V block, converted and packed once, serves all G query heads of its KV head.
 //
-// Per K/V block: pack K (key groups interleaved for the S micro-kernel), S^T = K Q^T, softcap and
-// masks (skipped for blocks every row sees fully), block max, exp2 (log2(e) is folded into the
-// scale), rescale factors (applied inside the P V micro-kernel, and only where the max moved), pack
-// V, O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
-#include <cmath>
+// Per K/V block: K as fp32 rows (converted, or read in place), S^T = K Q^T, softcap and masks
+// (skipped for blocks every row sees fully), block max, exp2 (log2(e) is folded into the scale),
+// rescale factors (applied inside the P V micro-kernel, and only where the max moved), V as fp32
+// rows, O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
+//
+// Only this ISA's namespace may define symbols here: <math.h> log2f, not std::log2, whose inline
+// wrapper an -O0 build would emit compiled with this ISA's flags.
+#include <math.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "../kernels.hpp"
 
@@ -34,6 +39,10 @@ constexpr float kLn2 = 0.693147180559945309f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Unrolls a register-block loop. Without it GCC keeps the accumulator arrays in memory and stores
+// every accumulator on every iteration (clang reads the GCC spelling too).
+#define QWEN3VL_UNROLL _Pragma("GCC unroll 16")
 
 struct Geometry {
   int64_t d = 0;         // head_dim
@@ -55,8 +64,8 @@ Geometry plan_geometry(const AttentionShape& s, const Flash2Plan& plan) {
 struct Scratch {
   float* qt;         // [rows_pad / kRows][d][kRows]        Q^T, scaled, one panel per kRows rows
   float* ot;         // [rows_pad / kRows][dim_pad][kRows]  unnormalised O^T
-  float* kp;         // [block_k / kKeys][d][kKeys]          K block, key groups interleaved
-  float* vp;         // [dim_pad / kCols][block_k][kCols]    V block, column groups interleaved
+  float* kp;         // [block_k][d]                         K block
+  float* vp;         // [block_k][dim_pad]                   V block
   float* st;         // [block_k][rows_pad]                  S^T, then P^T
   float* m;          // [rows_pad] running max (log2 units)
   float* l;          // [rows_pad] running sum
@@ -135,83 +144,116 @@ void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, c
   }
 }
 
-// Keys [k0, k0 + kn) as [group][d][kKeys], zero keys up to a multiple of kKeys.
-template <class T>
-void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
-  for (int64_t j = 0; j < round_up(kn, kKeys); ++j) {
-    if (j < kn)
-      convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, w.row);
-    else
-      fill(w.row, g.d, 0.0f);
-    float* dst = w.kp + (j / kKeys) * g.d * kKeys + j % kKeys;
-    for (int64_t c = 0; c < g.d; ++c) dst[c * kKeys] = w.row[c];
-  }
+// fp32 rows of a K or V block, ld floats apart.
+struct Rows {
+  const float* data;
+  int64_t ld;
+};
+
+// An fp32 K/V block read in place (fixed-length rows are stride[1] apart, packed ones stride[0]).
+Rows source_rows(const TensorView& t, const Flash2Task& task, int64_t k0) {
+  return Rows{row_ptr<float>(t, task, task.span.k_start, k0, task.kv_head),
+              task.shape.varlen ? t.stride[0] : t.stride[1]};
 }
 
-// Values [k0, k0 + kn) as [column group][key][kCols]. Keys no row sees are stored as 0 and never
+// Keys [k0, k0 + kn) as fp32 rows, then zero keys up to a multiple of kKeys.
+template <class T>
+Rows pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+  for (int64_t j = 0; j < kn; ++j)
+    convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f,
+                w.kp + j * g.d);
+  fill(w.kp + kn * g.d, (round_up(kn, kKeys) - kn) * g.d, 0.0f);
+  return Rows{w.kp, g.d};
+}
+
+// Values [k0, k0 + kn) as fp32 rows of dim_pad (zero tail). Keys no row sees are stored as 0, not
 // read: 0 x NaN would otherwise leak their NaN through a zero probability.
 template <class T>
-void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
-  fill(w.row + g.d, g.dim_pad - g.d, 0.0f);
+Rows pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
   for (int64_t j = 0; j < kn; ++j) {
+    float* dst = w.vp + j * g.dim_pad;
     if (w.live[j])
-      convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, w.row);
+      convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, dst);
     else
-      fill(w.row, g.d, 0.0f);
-    for (int64_t c = 0; c < g.dim_pad; c += kCols)
-      std::memcpy(w.vp + c * g.block_k + j * kCols, w.row + c, sizeof(float) * kCols);
+      fill(dst, g.d, 0.0f);
+    fill(dst + g.d, g.dim_pad - g.d, 0.0f);
   }
+  return Rows{w.vp, g.dim_pad};
 }
 
 // --- micro-kernels ----------------------------------------------------------------------------
 
-// S^T[kKeys x kRows] = K[kKeys x d] Q^T[d x kRows]: keys broadcast, query rows in vectors.
-inline void micro_qk(const float* k, const float* qt, int64_t d, float* st, int64_t ld) {
+// S^T[kKeys x kRows] = K[kKeys x d] Q^T[d x kRows]: keys broadcast (rows of K, ldk apart), query
+// rows in vectors.
+inline void micro_qk(const float* k, int64_t ldk, const float* qt, int64_t d, float* st,
+                     int64_t ld) {
   V acc[kKeys][kRowVecs];
-  for (int a = 0; a < kKeys; ++a)
+  QWEN3VL_UNROLL
+  for (int a = 0; a < kKeys; ++a) {
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::zero();
-  for (int64_t x = 0; x < d; ++x, k += kKeys, qt += kRows) {
+  }
+  for (int64_t x = 0; x < d; ++x, ++k, qt += kRows) {
     V q[kRowVecs];
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) q[v] = Simd::load(qt + v * kW);
+    QWEN3VL_UNROLL
     for (int a = 0; a < kKeys; ++a) {
-      const V kb = Simd::broadcast(k + a);
+      const V kb = Simd::broadcast(k + a * ldk);
+      QWEN3VL_UNROLL
       for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::fma(kb, q[v], acc[a][v]);
     }
   }
-  for (int a = 0; a < kKeys; ++a)
+  QWEN3VL_UNROLL
+  for (int a = 0; a < kKeys; ++a) {
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) Simd::store(st + a * ld + v * kW, acc[a][v]);
+  }
 }
 
-// O^T[kCols x kRows] = O^T * alpha (if given) + V^T[kCols x kn] P^T[kn x kRows].
-inline void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t kn, float* ot,
-                     const float* alpha) {
+// O^T[kCols x kRows] = O^T (* alpha if kRescale) + V^T[kCols x kn] P^T[kn x kRows], V rows ldv
+// apart. The old O^T joins after the loop: accumulators that start from memory make GCC spill
+// them on every iteration.
+template <bool kRescale>
+void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t ldv, int64_t kn, float* ot,
+              const float* alpha) {
   V acc[kCols][kRowVecs];
-  for (int c = 0; c < kCols; ++c)
-    for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::load(ot + c * kRows + v * kW);
-  if (alpha)
-    for (int v = 0; v < kRowVecs; ++v) {
-      const V a = Simd::load(alpha + v * kW);
-      for (int c = 0; c < kCols; ++c) acc[c][v] = Simd::mul(acc[c][v], a);
-    }
-  for (int64_t j = 0; j < kn; ++j, pt += ld, vp += kCols) {
+  QWEN3VL_UNROLL
+  for (int c = 0; c < kCols; ++c) {
+    QWEN3VL_UNROLL
+    for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::zero();
+  }
+  for (int64_t j = 0; j < kn; ++j, pt += ld, vp += ldv) {
     V p[kRowVecs];
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) p[v] = Simd::load(pt + v * kW);
+    QWEN3VL_UNROLL
     for (int c = 0; c < kCols; ++c) {
       const V vb = Simd::broadcast(vp + c);
+      QWEN3VL_UNROLL
       for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::fma(vb, p[v], acc[c][v]);
     }
   }
-  for (int c = 0; c < kCols; ++c)
-    for (int v = 0; v < kRowVecs; ++v) Simd::store(ot + c * kRows + v * kW, acc[c][v]);
+  QWEN3VL_UNROLL
+  for (int c = 0; c < kCols; ++c) {
+    QWEN3VL_UNROLL
+    for (int v = 0; v < kRowVecs; ++v) {
+      float* o = ot + c * kRows + v * kW;
+      const V old = Simd::load(o);
+      Simd::store(o, kRescale ? Simd::fma(old, Simd::load(alpha + v * kW), acc[c][v])
+                              : Simd::add(old, acc[c][v]));
+    }
+  }
 }
 
 // --- one K/V block --------------------------------------------------------------------------
 
-void scores(const Geometry& g, int64_t kn, const Scratch& w) {
+void scores(const Geometry& g, int64_t kn, Rows k, const Scratch& w) {
   const int64_t kn_pad = round_up(kn, kKeys);
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
     for (int64_t j = 0; j < kn_pad; j += kKeys)
-      micro_qk(w.kp + j * g.d, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp, g.rows_pad);
+      micro_qk(k.data + j * k.ld, k.ld, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp,
+               g.rows_pad);
 }
 
 // s = cap * tanh(s / cap), then to log2 units (Q carried only the scale).
@@ -282,13 +324,16 @@ void mark_live(const Geometry& g, int64_t rows, int64_t kn, const Scratch& w) {
 void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
     V top[kRowVecs];
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::set1(kNegInf);
     for (int64_t j = 0; j < kn; ++j) {
       const float* s = w.st + j * g.rows_pad + rp;
+      QWEN3VL_UNROLL
       for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::max(top[v], Simd::load(s + v * kW));
     }
     bool moved = false;
     V base[kRowVecs], alpha[kRowVecs], sum[kRowVecs];
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) {
       const int64_t r = rp + v * kW;
       const V old = Simd::load(w.m + r);
@@ -303,12 +348,14 @@ void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
     }
     for (int64_t j = 0; j < kn; ++j) {
       float* s = w.st + j * g.rows_pad + rp;
+      QWEN3VL_UNROLL
       for (int v = 0; v < kRowVecs; ++v) {
         const V p = vmath::exp2(Simd::sub(Simd::load(s + v * kW), base[v]));
         Simd::store(s + v * kW, p);
         sum[v] = Simd::add(sum[v], p);
       }
     }
+    QWEN3VL_UNROLL
     for (int v = 0; v < kRowVecs; ++v) {
       float* l = w.l + rp + v * kW;
       Simd::store(l, Simd::fma(Simd::load(l), alpha[v], sum[v]));
@@ -317,12 +364,12 @@ void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
   }
 }
 
-void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
+void accumulate(const Geometry& g, int64_t kn, Rows v, const Scratch& w) {
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
-    const float* alpha = w.rescale[rp / kRows] ? w.alpha + rp : nullptr;
+    const auto kernel = w.rescale[rp / kRows] ? &micro_pv<true> : &micro_pv<false>;
     float* ot = w.ot + rp * g.dim_pad;
     for (int64_t c = 0; c < g.dim_pad; c += kCols)
-      micro_pv(w.st + rp, g.rows_pad, w.vp + c * g.block_k, kn, ot + c * kRows, alpha);
+      kernel(w.st + rp, g.rows_pad, v.data + c, v.ld, kn, ot + c * kRows, w.alpha + rp);
   }
 }
 
@@ -345,7 +392,7 @@ void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch&
       const int64_t off = t.shape.varlen
                               ? h * lse.stride[0] + (t.span.q_start + i) * lse.stride[1]
                               : t.b * lse.stride[0] + h * lse.stride[1] + i * lse.stride[2];
-      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + std::log2(sum)) * kLn2 : kNegInf;
+      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
     }
   }
 }
@@ -388,8 +435,11 @@ void run(const Flash2Task& t) {
       seen = t.rows[i].begin < k0 + kn && t.rows[i].end > k0;
     if (!seen) continue;  // the mask hides the whole block
 
-    pack_k<T>(t, g, k0, kn, w);
-    scores(g, kn, w);
+    // fp32 blocks that every row sees whole are read in place: no key is hidden (so no V row must
+    // be zeroed), none needs padding, and head_dim fills whole column groups.
+    const bool in_place =
+        std::is_same_v<T, float> && full && !additive && kn % kKeys == 0 && g.d % kCols == 0;
+    scores(g, kn, in_place ? source_rows(p.k, t, k0) : pack_k<T>(t, g, k0, kn, w), w);
     if (softcap) apply_softcap(g, kn, p.softcap, w);
     if (!full) mask_structural(t, g, k0, kn, w);
     if (additive) {
@@ -404,8 +454,7 @@ void run(const Flash2Task& t) {
     else
       std::memset(w.live, 1, static_cast<size_t>(kn));
     softmax_block(g, kn, w);
-    pack_v<T>(t, g, k0, kn, w);
-    accumulate(g, kn, w);
+    accumulate(g, kn, in_place ? source_rows(p.v, t, k0) : pack_v<T>(t, g, k0, kn, w), w);
   }
   finish<T>(t, g, rows, w);
 }
