@@ -111,28 +111,32 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-// Median milliseconds of `reps` forward calls after warm-up, timed with events on one stream.
+struct EventPair {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  ~EventPair() {
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+  }
+};
+
+// Median milliseconds of `reps` forward calls after two warm-ups, timed with events.
 Status time_case(const Attention& attn, const Inputs& in, int reps, double* ms) {
   QWEN3VL_RETURN_IF_ERROR(attn.supports(in.params));
   DeviceBuffer ws(attn.workspace_size(in.params));
   const Workspace w{ws.data(), ws.bytes()};
-  cudaEvent_t start = nullptr, stop = nullptr;
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  EventPair ev;
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&ev.start));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&ev.stop));
   std::vector<double> times;
-  Status st;
-  for (int r = 0; r < reps + 2 && st.ok(); ++r) {
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-    st = attn.forward(in.params, w, nullptr);
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+  for (int r = 0; r < reps + 2; ++r) {
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(ev.start));
+    QWEN3VL_RETURN_IF_ERROR(attn.forward(in.params, w, nullptr));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(ev.stop));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(ev.stop));
     float elapsed = 0.0f;
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&elapsed, start, stop));
-    if (r >= 2) times.push_back(elapsed);  // two warm-ups
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&elapsed, ev.start, ev.stop));
+    if (r >= 2) times.push_back(elapsed);
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  QWEN3VL_RETURN_IF_ERROR(st);
   *ms = median(times);
   return Status();
 }

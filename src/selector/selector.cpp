@@ -5,6 +5,9 @@
 
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
+#if QWEN3VL_WITH_CUDA
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#endif
 
 namespace qwen3vl {
 namespace {
@@ -42,6 +45,38 @@ Status check_config(const AttentionConfig& c) {
   return Status();
 }
 
+#if QWEN3VL_WITH_CUDA
+// auto on CUDA (weights aside): the sm61 tiles on compute capability 6.x, flash2 otherwise. The
+// capability is the hardware override's first GPU when given, else the current device's.
+Variant cuda_auto_variant(const AttentionConfig& c, std::string* why) {
+  int major = 0, minor = 0;
+  if (c.cpu.hardware != nullptr && !c.cpu.hardware->gpus.empty()) {
+    major = c.cpu.hardware->gpus[0].sm_major;
+    minor = c.cpu.hardware->gpus[0].sm_minor;
+  } else if (!cuda_compute_capability(-1, &major, &minor).ok()) {
+    *why = "auto -> flash2 (no CUDA device to inspect)";
+    return Variant::kFlash2;
+  }
+  const std::string arch = "sm_" + std::to_string(major) + std::to_string(minor);
+  if (major == 6) {
+    *why = "auto -> sm61_tiled (" + arch + ": Pascal tiles, <= 48 KB shared memory per block)";
+    return Variant::kSm61Tiled;
+  }
+  *why = "auto -> flash2 (" + arch + ": fused fp32 kernel)";
+  return Variant::kFlash2;
+}
+
+using CudaFactory = Status (*)(const CudaOptions&, std::unique_ptr<Attention>*);
+CudaFactory cuda_factory(Variant v) {
+  switch (v) {
+    case Variant::kStandard: return &create_standard_cuda;
+    case Variant::kFlash2: return &create_flash2_cuda;
+    case Variant::kSm61Tiled: return &create_sm61_tiled_cuda;
+    default: return nullptr;
+  }
+}
+#endif
+
 std::string built_list() {
   std::string s;
   for (const auto& [variant, device] : Selector::built())
@@ -52,7 +87,13 @@ std::string built_list() {
 }  // namespace
 
 std::vector<std::pair<Variant, Device>> Selector::built() {
-  return {{Variant::kStandard, Device::kCPU}, {Variant::kFlash2, Device::kCPU}};
+  std::vector<std::pair<Variant, Device>> built = {{Variant::kStandard, Device::kCPU},
+                                                   {Variant::kFlash2, Device::kCPU}};
+#if QWEN3VL_WITH_CUDA
+  for (Variant v : {Variant::kStandard, Variant::kFlash2, Variant::kSm61Tiled})
+    built.emplace_back(v, Device::kCUDA);
+#endif
+  return built;
 }
 
 Status Selector::try_create(const AttentionConfig& config, int layer_idx,
@@ -71,6 +112,13 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
   } else {
     reason += std::string("requested ") + to_string(variant);
   }
+#if QWEN3VL_WITH_CUDA
+  if (config.variant == Variant::kAuto && config.device == Device::kCUDA && !config.need_weights) {
+    std::string why;
+    variant = cuda_auto_variant(config, &why);
+    reason = "layer " + std::to_string(layer_idx) + ": " + why;
+  }
+#endif
   if (config.need_weights && variant != Variant::kStandard)
     return make_error(StatusCode::kUnsupported, "need_weights with variant ", to_string(variant),
                       ": only the standard variant returns attention weights");
@@ -80,6 +128,10 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     QWEN3VL_RETURN_IF_ERROR(create_standard_cpu(config.cpu, &impl));
   } else if (variant == Variant::kFlash2 && config.device == Device::kCPU) {
     QWEN3VL_RETURN_IF_ERROR(create_flash2_cpu(config.cpu, &impl));
+#if QWEN3VL_WITH_CUDA
+  } else if (config.device == Device::kCUDA && cuda_factory(variant) != nullptr) {
+    QWEN3VL_RETURN_IF_ERROR(cuda_factory(variant)(CudaOptions{}, &impl));
+#endif
   } else {
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
                       to_string(config.device), " is not built yet (built: ", built_list(), ")");

@@ -1,0 +1,85 @@
+#include <cstdint>
+
+#include "kernel_args.hpp"
+
+namespace qwen3vl::detail {
+namespace {
+
+RowTensor row_tensor(const TensorView& t, bool varlen) {
+  RowTensor r;
+  r.data = t.data;
+  if (varlen) {
+    r.token = t.stride[0];
+    r.head = t.stride[1];
+  } else {
+    r.batch = t.stride[0];
+    r.token = t.stride[1];
+    r.head = t.stride[2];
+  }
+  return r;
+}
+
+bool vector_aligned(const RowTensor& r, DType dtype) {
+  const uintptr_t bytes = static_cast<uintptr_t>(4 * size_of(dtype));
+  return reinterpret_cast<uintptr_t>(r.data) % bytes == 0 && r.batch % 4 == 0 && r.token % 4 == 0 &&
+         r.head % 4 == 0;
+}
+
+}  // namespace
+
+AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape& s) {
+  AttentionArgs a;
+  const bool varlen = p.varlen();
+  a.q = row_tensor(p.q, varlen);
+  a.k = row_tensor(p.k, varlen);
+  a.v = row_tensor(p.v, varlen);
+  a.out = row_tensor(p.out, varlen);
+  a.dtype = p.q.dtype;
+  a.vector_io = s.head_dim % 4 == 0 && vector_aligned(a.q, a.dtype) && vector_aligned(a.k, a.dtype) &&
+                vector_aligned(a.v, a.dtype) && vector_aligned(a.out, a.dtype);
+  if (p.lse.present()) {
+    a.lse = p.lse.ptr<float>();
+    if (varlen) {
+      a.lse_head = p.lse.stride[0];
+      a.lse_token = p.lse.stride[1];
+    } else {
+      a.lse_batch = p.lse.stride[0];
+      a.lse_head = p.lse.stride[1];
+      a.lse_token = p.lse.stride[2];
+    }
+  }
+  if (p.additive_mask.present()) {
+    const TensorView& m = p.additive_mask;
+    a.mask = m.data;
+    a.mask_dtype = m.dtype;
+    for (int d = 0; d < m.rank; ++d)  // trailing dims line up with (b, h, i, j)
+      a.mask_stride[4 - m.rank + d] = m.shape[d] == 1 ? 0 : m.stride[d];
+  }
+  if (varlen) {
+    a.cu_q = p.cu_seqlens_q.ptr<const int32_t>();
+    a.cu_k = p.cu_seqlens_k.ptr<const int32_t>();
+    a.cu_q_stride = p.cu_seqlens_q.stride[0];
+    a.cu_k_stride = p.cu_seqlens_k.stride[0];
+    a.total_q = p.q.shape[0];
+    a.total_k = p.k.shape[0];
+  } else {
+    a.seq_q = p.q.shape[1];
+    a.seq_k = p.k.shape[1];
+  }
+  if (p.key_lengths.present()) {
+    a.key_lengths = p.key_lengths.ptr<const int32_t>();
+    a.key_lengths_stride = p.key_lengths.stride[0];
+  }
+  a.batch = s.batch;
+  a.heads = static_cast<int32_t>(s.heads);
+  a.group = static_cast<int32_t>(s.group_size());
+  a.head_dim = static_cast<int32_t>(s.head_dim);
+  a.scale = s.scale;
+  a.softcap = p.softcap;
+  a.mask_kind = p.mask;
+  a.window_left = p.mask == MaskKind::kSlidingWindow ? p.window_left : -1;
+  a.window_right = p.mask == MaskKind::kSlidingWindow ? p.window_right : -1;
+  return a;
+}
+
+}  // namespace qwen3vl::detail

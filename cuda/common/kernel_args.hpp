@@ -1,0 +1,49 @@
+// Plain kernel arguments shared by the CUDA kernels (host and device), built once per forward() from
+// validated AttentionParams. All offsets are 64-bit element counts.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/core/params.hpp"
+
+namespace qwen3vl::detail {
+
+// A q/k/v/out tensor: element offset of (sequence b, token t, head h) is
+// b * batch + t * token + h * head (varlen: batch = 0 and t counts from cu_seqlens[b]).
+struct RowTensor {
+  void* data = nullptr;
+  int64_t batch = 0, token = 0, head = 0;
+};
+
+struct AttentionArgs {
+  RowTensor q, k, v, out;
+  DType dtype = DType::kF32;
+  bool vector_io = false;  // 4-element vector loads/stores are aligned for q, k, v and out
+
+  float* lse = nullptr;  // offset b * lse_batch + h * lse_head + t * lse_token (t as above)
+  int64_t lse_batch = 0, lse_head = 0, lse_token = 0;
+
+  const void* mask = nullptr;  // additive mask; strides by (b, h, i, j), 0 where broadcast
+  DType mask_dtype = DType::kF32;
+  int64_t mask_stride[4] = {0, 0, 0, 0};
+
+  const int32_t* cu_q = nullptr;  // varlen when set (device memory)
+  const int32_t* cu_k = nullptr;
+  int64_t cu_q_stride = 1, cu_k_stride = 1;
+  const int32_t* key_lengths = nullptr;
+  int64_t key_lengths_stride = 1;
+
+  int64_t seq_q = 0, seq_k = 0;        // fixed-length sequence lengths (ignored with varlen)
+  int64_t total_q = 0, total_k = 0;    // varlen: packed token counts (bounds for cu_seqlens)
+  int64_t batch = 0;
+  int32_t heads = 0, group = 1, head_dim = 0;
+  float scale = 1.0f;                  // softmax scale (natural units)
+  float softcap = 0.0f;                // 0: off
+  MaskKind mask_kind = MaskKind::kNone;
+  int64_t window_left = -1, window_right = -1;
+};
+
+// Fills args from validated params (host side; reads no device memory).
+AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape& s);
+
+}  // namespace qwen3vl::detail

@@ -1,0 +1,163 @@
+// The flash2 and sm61_tiled variants on CUDA: one Attention class over the flash kernel template,
+// differing only in which tile configuration runs each head_dim.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../common/device_context.hpp"
+#include "flash_registry.hpp"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/check.cuh"
+
+namespace qwen3vl {
+namespace detail::flash {
+
+const char* to_string(TileConfig c) { return c == TileConfig::kGeneric ? "generic" : "compact(sm61)"; }
+
+template <TileConfig C>
+KernelInfo find_kernel_in(int head_dim) {
+  switch (head_dim) {
+    case 64: return kernel_info<C, 64>();
+    case 72: return kernel_info<C, 72>();
+    case 80: return kernel_info<C, 80>();
+    case 96: return kernel_info<C, 96>();
+    case 128: return kernel_info<C, 128>();
+    case 256: return kernel_info<C, 256>();
+    default: return kernel_info<C, 0>();
+  }
+}
+
+KernelInfo find_kernel(TileConfig config, int head_dim) {
+  return config == TileConfig::kGeneric ? find_kernel_in<TileConfig::kGeneric>(head_dim)
+                                        : find_kernel_in<TileConfig::kCompact>(head_dim);
+}
+
+namespace {
+
+constexpr int kHeadDimSlots = 7;  // the six fast paths, then any other head_dim
+
+int slot_of(int head_dim) {
+  for (int i = 0; i < 6; ++i)
+    if (kFastHeadDims[i] == head_dim) return i;
+  return 6;
+}
+
+class FlashCuda final : public Attention {
+ public:
+  FlashCuda(Variant variant, const DeviceContext& ctx) : variant_(variant), ctx_(ctx) {}
+
+  // Picks the configuration of every head_dim slot and raises the kernels' shared-memory limit.
+  Status init() {
+    for (int slot = 0; slot < kHeadDimSlots; ++slot) {
+      const int d = slot < 6 ? kFastHeadDims[slot] : 0;
+      TileConfig config = variant_ == Variant::kSm61Tiled ? TileConfig::kCompact : TileConfig::kGeneric;
+      KernelInfo k = find_kernel(config, d);
+      if (k.smem_bytes > ctx_.max_shared_per_block_optin && config == TileConfig::kGeneric) {
+        config = TileConfig::kCompact;  // e.g. sm_61 (48 KB) or sm_75 (64 KB)
+        k = find_kernel(config, d);
+      }
+      if (k.smem_bytes > ctx_.max_shared_per_block_optin)
+        return make_error(StatusCode::kUnsupported, "device ", ctx_.to_string(), " offers ",
+                          ctx_.max_shared_per_block_optin, " bytes of shared memory per block: the ",
+                          to_string(config), " tiles need ", k.smem_bytes);
+      if (k.smem_bytes > 48 * 1024)
+        QWEN3VL_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+            k.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes));
+      configs_[slot] = config;
+      kernels_[slot] = k;
+    }
+    return Status();
+  }
+
+  Variant variant() const override { return variant_; }
+  Device device() const override { return Device::kCUDA; }
+
+  Status supports(const AttentionParams& p) const override {
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    return check(p, s, true);
+  }
+
+  size_t workspace_size(const AttentionParams&) const override { return 0; }
+
+  Status forward(const AttentionParams& p, Workspace, void* stream) const override {
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    bool query_pointers = true;
+    QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
+    if (s.batch == 0 || s.max_q == 0) return Status();
+    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
+    const AttentionArgs args = make_attention_args(p, s);
+    const dim3 grid(static_cast<unsigned>((s.max_q + k.block_m - 1) / k.block_m),
+                    static_cast<unsigned>(s.heads), static_cast<unsigned>(s.batch));
+    k.kernel<<<grid, k.threads, k.smem_bytes, static_cast<cudaStream_t>(stream)>>>(args);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("flash_forward_kernel");
+    return Status();
+  }
+
+  std::string describe() const override {
+    std::string s = std::string(qwen3vl::to_string(variant_)) +
+                    " (cuda): fused FlashAttention-2 forward, fp32 math; " + ctx_.to_string() +
+                    "; tiles:";
+    for (int slot = 0; slot < kHeadDimSlots; ++slot) {
+      const KernelInfo& k = kernels_[slot];
+      s += std::string(slot ? "," : "") + " D" + (slot < 6 ? std::to_string(kFastHeadDims[slot]) : "<=256") +
+           " " + to_string(configs_[slot]) + " " + std::to_string(k.block_m) + "x" +
+           std::to_string(k.block_n) + "/" + std::to_string(k.threads) + "thr/" +
+           std::to_string(k.smem_bytes / 1024) + "KB";
+    }
+    return s;
+  }
+
+ private:
+  Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
+    if (p.weights.present())
+      return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
+                        ": the fused kernel never materialises attention weights (use the standard "
+                        "variant)");
+    QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
+    if (s.heads > ctx_.max_grid_y || s.batch > ctx_.max_grid_z)
+      return make_error(StatusCode::kUnsupported, "heads/batch = ", s.heads, "/", s.batch,
+                        ": this device launches at most ", ctx_.max_grid_y, " heads and ",
+                        ctx_.max_grid_z, " sequences per call");
+    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
+    if ((s.max_q + k.block_m - 1) / k.block_m > 0x7fffffff)
+      return make_error(StatusCode::kUnsupported, "max_seqlen_q = ", s.max_q, ": allowed up to ",
+                        int64_t{0x7fffffff} * k.block_m);
+    return Status();
+  }
+
+  Variant variant_;
+  DeviceContext ctx_;
+  TileConfig configs_[kHeadDimSlots] = {};
+  KernelInfo kernels_[kHeadDimSlots];
+};
+
+Status create(Variant variant, const CudaOptions& options, std::unique_ptr<Attention>* out) {
+  DeviceContext ctx;
+  QWEN3VL_RETURN_IF_ERROR(DeviceContext::create(options, &ctx));
+  int previous = -1;
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(ctx.device));  // function attributes are per device
+  auto impl = std::make_unique<FlashCuda>(variant, ctx);
+  const Status status = impl->init();
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
+  QWEN3VL_RETURN_IF_ERROR(status);
+  *out = std::move(impl);
+  return Status();
+}
+
+}  // namespace
+}  // namespace detail::flash
+
+Status create_flash2_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out) {
+  return detail::flash::create(Variant::kFlash2, options, out);
+}
+
+Status create_sm61_tiled_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out) {
+  return detail::flash::create(Variant::kSm61Tiled, options, out);
+}
+
+}  // namespace qwen3vl

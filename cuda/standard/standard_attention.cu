@@ -1,0 +1,129 @@
+// The standard variant on CUDA: three launches over a materialised score buffer, which is the
+// caller's `weights` tensor when given (so the weights come back) and the workspace otherwise.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "../common/device_context.hpp"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/check.cuh"
+#include "standard_kernels.cuh"
+
+namespace qwen3vl {
+namespace detail::standard {
+namespace {
+
+constexpr size_t kWorkspaceAlignment = 256;
+
+size_t score_bytes(const AttentionShape& s) {
+  return static_cast<size_t>(s.batch * s.heads * s.max_q * s.max_k) * sizeof(float);
+}
+
+class StandardCuda final : public Attention {
+ public:
+  explicit StandardCuda(const DeviceContext& ctx) : ctx_(ctx) {}
+
+  Variant variant() const override { return Variant::kStandard; }
+  Device device() const override { return Device::kCUDA; }
+
+  Status supports(const AttentionParams& p) const override {
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    return check(p, s, true);
+  }
+
+  size_t workspace_size(const AttentionParams& p) const override {
+    AttentionShape s;
+    if (!validate(p, &s).ok() || p.weights.present()) return 0;
+    return score_bytes(s) + kWorkspaceAlignment;
+  }
+
+  Status forward(const AttentionParams& p, Workspace ws, void* stream_ptr) const override {
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    bool query_pointers = true;
+    QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream_ptr, &query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
+    if (s.batch == 0 || s.max_q == 0) return Status();
+
+    ScoreBuffer w;
+    if (p.weights.present()) {
+      w.data = p.weights.ptr<float>();
+      w.batch = p.weights.stride[0];
+      w.head = p.weights.stride[1];
+      w.row = p.weights.stride[2];
+    } else if (s.max_k > 0) {
+      const size_t needed = score_bytes(s) + kWorkspaceAlignment;
+      if (ws.bytes < needed)
+        return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
+                          ": the standard CUDA variant needs ", needed, " (workspace_size())");
+      TensorView wv;
+      wv.data = ws.data;
+      wv.device = Device::kCUDA;
+      wv.device_index = ctx_.device;
+      wv.rank = 1;
+      wv.shape[0] = static_cast<int64_t>(ws.bytes);
+      QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, wv, "workspace", query_pointers));
+      const uintptr_t base = (reinterpret_cast<uintptr_t>(ws.data) + kWorkspaceAlignment - 1) &
+                             ~uintptr_t(kWorkspaceAlignment - 1);
+      w.data = reinterpret_cast<float*>(base);
+      w.row = s.max_k;
+      w.head = s.max_q * s.max_k;
+      w.batch = s.heads * s.max_q * s.max_k;
+    }
+
+    const AttentionArgs args = make_attention_args(p, s);
+    const auto stream = static_cast<cudaStream_t>(stream_ptr);
+    const unsigned bh = static_cast<unsigned>(s.batch * s.heads);
+    const unsigned q_tiles = static_cast<unsigned>((s.max_q + kTile - 1) / kTile);
+    const dim3 block(kTile, kRowsY);
+    if (s.max_k > 0) {
+      const dim3 grid(static_cast<unsigned>((s.max_k + kTile - 1) / kTile), q_tiles, bh);
+      scores_kernel<<<grid, block, 0, stream>>>(args, w, s.max_k);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("standard scores_kernel");
+    }
+    const int64_t rows = s.batch * s.heads * s.max_q;
+    constexpr int kWarpsPerBlock = 4;
+    softmax_kernel<<<static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock),
+                     32 * kWarpsPerBlock, 0, stream>>>(args, w, s.max_q, s.max_k);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("standard softmax_kernel");
+    const dim3 grid(static_cast<unsigned>((s.head_dim + kTile - 1) / kTile), q_tiles, bh);
+    pv_kernel<<<grid, block, 0, stream>>>(args, w);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("standard pv_kernel");
+    return Status();
+  }
+
+  std::string describe() const override {
+    return "standard (cuda): scores materialised ([B, Hq, Lq, Lk] fp32 in weights or the "
+           "workspace), row softmax, P V; fp32 math; " +
+           ctx_.to_string();
+  }
+
+ private:
+  Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
+    QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
+    if (s.batch * s.heads > ctx_.max_grid_z)
+      return make_error(StatusCode::kUnsupported, "batch * heads = ", s.batch * s.heads,
+                        ": the standard CUDA kernels launch at most ", ctx_.max_grid_z,
+                        " (sequence, head) pairs per call");
+    if ((s.max_q + kTile - 1) / kTile > ctx_.max_grid_y)
+      return make_error(StatusCode::kUnsupported, "max_seqlen_q = ", s.max_q, ": allowed up to ",
+                        int64_t{ctx_.max_grid_y} * kTile, " for the standard CUDA variant");
+    return Status();
+  }
+
+  DeviceContext ctx_;
+};
+
+}  // namespace
+}  // namespace detail::standard
+
+Status create_standard_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out) {
+  detail::DeviceContext ctx;
+  QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
+  *out = std::make_unique<detail::standard::StandardCuda>(ctx);
+  return Status();
+}
+
+}  // namespace qwen3vl

@@ -1,0 +1,28 @@
+// The CUDA variants (built when the library has its CUDA backend, target qwen3vl::attention_cuda).
+// Every object is bound to one device; forward() launches on the caller's stream, allocates nothing
+// and never synchronises, so it can be captured in a CUDA graph. All tensors (cu_seqlens and
+// key_lengths too) must be device memory of that device; the workspace too (see workspace_size()).
+#pragma once
+
+#include <memory>
+
+#include "qwen3vl/cuda/options.hpp"
+#include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/sm61_tiled.hpp"
+
+namespace qwen3vl {
+
+// Standard attention on CUDA: scores materialised (in `weights` when given, else in the workspace),
+// a row softmax, then P V. The only CUDA variant that returns the attention weights.
+Status create_standard_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out);
+
+// FlashAttention-2 style fused forward in fp32 arithmetic with the generic tile configuration; on
+// a device whose shared memory per block is too small for it (e.g. sm_61, sm_75) it falls back to
+// the compact (sm61) tiles and says so in describe().
+Status create_flash2_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out);
+
+// The compute capability (major, minor) of a device; (-1: the current one). kDeviceError when no
+// CUDA device can be used.
+Status cuda_compute_capability(int device, int* major, int* minor);
+
+}  // namespace qwen3vl

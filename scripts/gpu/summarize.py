@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Joins qwen3vl-cuda-bench and sdpa_bench.py JSON lines into the markdown table of
+docs/performance.md: GFLOP/s per variant, the ratio to cuBLAS SGEMM (fp32, TF32 off) and to PyTorch
+SDPA fp32 on the same shape, and sm61_tiled over flash2."""
+import json
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(bench_path, sdpa_path):
+    rows = load(bench_path)
+    sdpa = {(r["shape"], r["seq"], r["causal"]): r for r in load(sdpa_path)} if sdpa_path else {}
+    sgemm = next(r for r in rows if r["kind"] == "sgemm")
+    att = [r for r in rows if r["kind"] == "attention"]
+    print(f"Device: {sgemm['device']}. cuBLAS SGEMM (fp32, TF32 off, n={sgemm['n']}): "
+          f"{sgemm['gflops']:.0f} GFLOP/s.\n")
+    print("| shape | dtype | causal | variant | ms | GFLOP/s | / SGEMM | / SDPA fp32 | sm61 / flash2 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    by_key = {}
+    for r in att:
+        by_key[(r["case"], r["variant"])] = r
+    for r in att:
+        shape = (f"{r['shape']} H{r['heads']} D{r['head_dim']} N{r['seq']}"
+                 + (f" x{r['frames']} frames" if r["frames"] else ""))
+        s = sdpa.get((r["shape"], r["seq"], r["causal"]))
+        vs_sdpa = f"{r['gflops'] / s['gflops']:.2f}" if s else "-"
+        rel = "-"
+        if r["variant"] == "sm61_tiled" and (r["case"], "flash2") in by_key:
+            rel = f"{r['gflops'] / by_key[(r['case'], 'flash2')]['gflops']:.2f}"
+        print(f"| {shape} | {r['dtype']} | {'yes' if r['causal'] else 'no'} | {r['variant']} | "
+              f"{r['ms']:.3f} | {r['gflops']:.0f} | {r['ratio_sgemm']:.2f} | {vs_sdpa} | {rel} |")
+    if sdpa:
+        print("\nPyTorch SDPA fp32 on the same shapes (its fp32 path runs 3xTF32 tensor cores):\n")
+        print("| shape | causal | ms | GFLOP/s | / SGEMM |")
+        print("|---|---|---|---|---|")
+        for s in sdpa.values():
+            print(f"| {s['shape']} H{s['heads']} D{s['head_dim']} N{s['seq']}"
+                  f"{' x' + str(s['batch']) if s['shape'] == 'vision' else ''} | "
+                  f"{'yes' if s['causal'] else 'no'} | {s['ms']:.3f} | {s['gflops']:.0f} | "
+                  f"{s['gflops'] / sgemm['gflops']:.2f} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)
