@@ -85,23 +85,22 @@ class LayerOps {
 [[nodiscard]] Status create_cuda_layer_ops(int device_index, std::unique_ptr<LayerOps>* out);
 #endif
 
-// Carves 64-byte aligned regions out of a workspace, front to back; with a null base it only
-// counts, so one function both sizes and lays out a workspace.
+// Carves 64-byte aligned regions out of a workspace, front to back. With a null base it only
+// counts, and every region it hands out is `stand_in` (the caller's input, real memory of the
+// right device): views built while counting pass validate()'s pointer checks and are never used.
 class Carver {
  public:
-  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
+  Carver(void* base, void* stand_in) : base_(static_cast<char*>(base)), stand_in_(stand_in) {}
   void* take(size_t bytes) {
     const size_t at = used_;
     used_ += (bytes + 63) / 64 * 64;
-    return base_ ? base_ + at : reinterpret_cast<char*>(kFakeBase + at);
+    return base_ ? base_ + at : stand_in_;
   }
   size_t used() const { return used_; }
-  // While counting, views point into a fake (never dereferenced, non-null) address range so that
-  // validate() accepts them.
-  static constexpr uintptr_t kFakeBase = 4096;
 
  private:
   char* base_;
+  void* stand_in_;
   size_t used_ = 0;
 };
 

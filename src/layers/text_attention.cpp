@@ -8,6 +8,9 @@
 #include "layer_common.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#if QWEN3VL_WITH_CUDA
+#include "qwen3vl/kv_cache/cuda.hpp"
+#endif
 
 namespace qwen3vl::layers {
 
@@ -41,6 +44,7 @@ struct TextPlan {
   Path path = Path::kFresh;
   int64_t batch = 0, len = 0, past_max = 0, keys = 0;
   TensorView qkv, q, k, v, attn, positions, key_lengths, additive_mask;
+  TensorView seq_lens, block_table;  // device copies of the cache's metadata (CUDA decode)
   void* linear_scratch = nullptr;
   AttentionParams params;
   DecodeParams decode;
@@ -139,6 +143,9 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
                       "position_ids absent on CUDA: give them in device memory");
   }
   const TensorView& mask = in.attention_mask;
+  if (mask.present() && o.device != Device::kCPU)
+    return make_error(StatusCode::kUnsupported,
+                      "attention_mask on CUDA: not supported yet (run ragged sequences instead)");
   if (mask.present()) {
     QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_present(mask, "attention_mask"));
     if (mask.dtype != DType::kI32 || mask.device != Device::kCPU)
@@ -148,7 +155,7 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
   }
 
   // The workspace: q/k/v, the attention output, fp32 staging, positions, masks, then the kernel's.
-  Carver carve(base);
+  Carver carve(base, x.data);
   const int64_t es = size_of(o.dtype), W = m.qkv_heads() * D;
   void* qkv = carve.take(static_cast<size_t>(B * L * W * es));
   p->qkv = TensorView::contiguous(qkv, o.dtype, {B, L, m.qkv_heads(), D}, o.device);
@@ -183,6 +190,19 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
     d.kv = cache->view();
     d.kv.max_seq_len = std::min(cache->capacity(), p->keys);
     d.out = p->attn;
+    if (o.device != Device::kCPU) {  // CUDA decode reads lengths and block table on the device
+      const auto device_i32 = [&](std::initializer_list<int64_t> dims) {
+        int64_t n = 1;
+        for (int64_t x : dims) n *= x;
+        TensorView t = TensorView::contiguous(carve.take(static_cast<size_t>(n * 4)), DType::kI32,
+                                              dims, o.device);
+        t.device_index = o.device_index;
+        return t;
+      };
+      p->seq_lens = d.kv.seq_lens = device_i32({B});
+      if (d.kv.layout == KvLayout::kPaged)
+        p->block_table = d.kv.block_table = device_i32({B, cache->config().max_blocks});
+    }
     const size_t need = m.decode->workspace_size(d);
     if (need == 0) QWEN3VL_RETURN_IF_ERROR(m.decode->supports(d));
     p->kernel = Workspace{carve.take(need), need};
@@ -201,8 +221,9 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
       a.k = cache->k_storage();
       a.v = cache->v_storage();
       a.k.shape[1] = a.v.shape[1] = p->keys;
-      p->key_lengths =
-          TensorView::contiguous(carve.take(static_cast<size_t>(B * 4)), DType::kI32, {B});
+      p->key_lengths = TensorView::contiguous(carve.take(static_cast<size_t>(B * 4)), DType::kI32,
+                                              {B}, o.device);
+      p->key_lengths.device_index = o.device_index;
     }
     QWEN3VL_RETURN_IF_ERROR(m.attention->supports(a));
     const size_t need = m.attention->workspace_size(a);
@@ -269,6 +290,10 @@ Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
   ac.cpu = opt.cpu;
   QWEN3VL_RETURN_IF_ERROR(Selector::try_create(ac, layer_idx, &m->attention));
   if (opt.device == Device::kCPU) QWEN3VL_RETURN_IF_ERROR(create_decode_cpu(opt.cpu, &m->decode));
+#if QWEN3VL_WITH_CUDA
+  if (opt.device == Device::kCUDA)
+    QWEN3VL_RETURN_IF_ERROR(create_decode_cuda(CudaOptions{opt.device_index}, &m->decode));
+#endif
 
   m->qkv = detail::Linear{nullptr, nullptr, hq + 2 * hkv, H};
   m->o = detail::Linear{nullptr, nullptr, H, hq};
@@ -344,7 +369,18 @@ Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cac
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::cache));
 
   if (p.path == Path::kDecode) {
-    p.decode.kv = cache->view();  // the lengths now include the new rows
+    const KvCacheView host = cache->view();  // the lengths now include the new rows
+    p.decode.kv.max_seq_len = host.max_seq_len;
+    if (p.seq_lens.present()) {
+      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.seq_lens.data, host.seq_lens.data,
+                                                    static_cast<size_t>(B) * 4, stream));
+      if (p.block_table.present())
+        QWEN3VL_RETURN_IF_ERROR(
+            m.ops->copy_from_host(p.block_table.data, host.block_table.data,
+                                  static_cast<size_t>(host.block_table.numel()) * 4, stream));
+    } else {
+      p.decode.kv = host;
+    }
     QWEN3VL_RETURN_IF_ERROR(m.decode->forward(p.decode, p.kernel, stream));
   } else {
     if (p.additive_mask.present()) {
@@ -355,8 +391,8 @@ Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cac
               mask.ptr<const int32_t>()[mask.offset(b, j)] != 0 ? 0.0f : -INFINITY;
     }
     if (p.path == Path::kCachedContiguous) {
-      for (int64_t b = 0; b < B; ++b)
-        p.key_lengths.ptr<int32_t>()[b] = static_cast<int32_t>(cache->length(b));
+      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.key_lengths.data, cache->lengths().data(),
+                                                    static_cast<size_t>(B) * 4, stream));
       p.params.key_lengths = p.key_lengths;
     }
     QWEN3VL_RETURN_IF_ERROR(m.attention->forward(p.params, p.kernel, stream));

@@ -68,7 +68,7 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
                       ": must equal the patch count ", N, " (every patch belongs to a frame)");
   p->tokens = N;
 
-  detail::Carver carve(base);
+  detail::Carver carve(base, x.data);
   const int64_t es = size_of(o.dtype);
   void* qkv = carve.take(static_cast<size_t>(N * 3 * hidden * es));
   p->qkv = TensorView::contiguous(qkv, o.dtype, {N, 3, H, D}, o.device);

@@ -20,8 +20,10 @@ namespace qwen3vl::testing {
 
 class LayerFixtures {
  public:
+  // The directory: $QWEN3VL_LAYER_FIXTURES if set (a build run elsewhere), else the source path.
   static const LayerFixtures& get() {
-    static const LayerFixtures f(QWEN3VL_LAYER_FIXTURES_DIR);
+    const char* env = std::getenv("QWEN3VL_LAYER_FIXTURES");
+    static const LayerFixtures f(env && *env ? env : QWEN3VL_LAYER_FIXTURES_DIR);
     return f;
   }
   explicit LayerFixtures(const std::string& dir) {
