@@ -10,8 +10,8 @@
 
 namespace qwen3vl::detail {
 
-// Keys per inner step: one S = Q K^T tile of (G * R) x kDecodeChunk scores.
-constexpr int64_t kDecodeChunk = 64;
+// Keys per inner step: one S = Q K^T tile of (G * R) x kDecodeChunk scores per KV head.
+constexpr int64_t kDecodeChunk = 32;
 
 // One (sequence, key split, KV-head range): all G * R query rows of each KV head in the range
 // against keys [key_begin, key_end), keys outer and heads inner so the cache is read in order.
@@ -33,7 +33,7 @@ struct DecodeTask {
 inline int64_t decode_padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
   const int64_t rows = s.group_size() * s.rows;
-  return heads * rows * (2 * decode_padded_dim(s.head_dim) + 2) + rows * kDecodeChunk;
+  return heads * rows * (2 * decode_padded_dim(s.head_dim) + 2 + kDecodeChunk);
 }
 
 using DecodeKernel = void (*)(const DecodeTask& task);

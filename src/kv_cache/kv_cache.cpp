@@ -287,20 +287,4 @@ Status KvCache::reset(int64_t seq) {
   return Status();
 }
 
-KvCacheView KvCache::view() const {
-  KvCacheView view;
-  view.layout = config_.layout;
-  view.k = k_;
-  view.v = v_;
-  auto* lens = const_cast<int32_t*>(lengths_.data());  // views are non-const; kernels only read
-  view.seq_lens = TensorView::contiguous(lens, DType::kI32, {config_.batch});
-  if (config_.layout == KvLayout::kPaged)
-    view.block_table = TensorView::contiguous(const_cast<int32_t*>(table_.data()), DType::kI32,
-                                              {config_.batch, config_.max_blocks});
-  int64_t longest = 0;
-  for (int32_t len : lengths_) longest = std::max<int64_t>(longest, len);
-  view.max_seq_len = longest;
-  return view;
-}
-
 }  // namespace qwen3vl

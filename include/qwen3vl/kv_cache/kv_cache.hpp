@@ -84,7 +84,19 @@ class KvCache {
 
   // The decode kernels' view, with host-resident seq_lens and block_table (valid until the next
   // mutating call). CUDA decode needs them on the device: see CudaKvMetadata.
-  KvCacheView view() const;
+  KvCacheView view() const {
+    KvCacheView view;
+    view.layout = config_.layout;
+    view.k = k_;
+    view.v = v_;
+    auto* lens = const_cast<int32_t*>(lengths_.data());  // views are non-const; kernels only read
+    view.seq_lens = TensorView::contiguous(lens, DType::kI32, {config_.batch});
+    if (config_.layout == KvLayout::kPaged)
+      view.block_table = TensorView::contiguous(const_cast<int32_t*>(table_.data()), DType::kI32,
+                                                {config_.batch, config_.max_blocks});
+    for (int32_t len : lengths_) view.max_seq_len = len > view.max_seq_len ? len : view.max_seq_len;
+    return view;
+  }
 
   const KvCacheConfig& config() const { return config_; }
   int64_t length(int64_t seq) const { return lengths_[static_cast<size_t>(seq)]; }

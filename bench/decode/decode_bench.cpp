@@ -1,0 +1,193 @@
+// qwen3vl-decode-bench: decode attention against a long f16 KV cache (default Hq 32 / Hkv 8 /
+// D 128, one query row, KV 4096 / 16384 / 65536), reported as K/V bytes read per second and as a
+// fraction of the copy bandwidth measured in the same run (bytes read + written per second).
+//
+//   qwen3vl-decode-bench [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N]
+//                        [--layout paged|contiguous] [--block-size 16] [--splits 0] [--rows 1]
+//                        [--batch 1] [--repeats 20]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "common/timing.hpp"
+#include "decode_bench.hpp"
+#include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/kv_cache/decode.hpp"
+#include "qwen3vl/kv_cache/kv_cache.hpp"
+
+namespace qwen3vl::bench {
+
+double host_copy_gbps(int64_t bytes, int threads, int repeats) {
+  threads = std::max(1, threads);
+  std::vector<char> src(static_cast<size_t>(bytes), 1), dst(static_cast<size_t>(bytes), 2);
+  std::vector<double> samples;
+  for (int r = 0; r < repeats + 1; ++r) {
+    const double ms = wall_ms([&] {
+      std::vector<std::thread> pool;
+      const int64_t part = bytes / threads;
+      for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] { std::memcpy(dst.data() + t * part, src.data() + t * part, part); });
+      for (auto& th : pool) th.join();
+    });
+    if (r > 0) samples.push_back(2.0 * static_cast<double>(bytes) / (ms * 1e6));  // first: warm-up
+  }
+  return median(samples);
+}
+
+namespace {
+
+// Fills a storage-typed tensor with small pseudo-random values quickly (no mt19937 per element).
+void fill_fast(Tensor& t, uint32_t seed) {
+  uint32_t x = seed * 2654435761u + 1;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    x = x * 1664525u + 1013904223u;
+    t.set(i, static_cast<float>(x >> 8) / 16777216.0f - 0.5f);
+  }
+}
+
+}  // namespace
+
+DecodeResult run_cpu_decode(const DecodeCase& c) {
+  KvCacheConfig config;
+  config.layout = c.layout;
+  config.batch = c.batch;
+  config.kv_heads = c.kv_heads;
+  config.head_dim = c.head_dim;
+  config.dtype = c.dtype;
+  config.max_len = c.kv_len;
+  config.block_size = c.block_size;
+  config.max_blocks = (c.kv_len + c.block_size - 1) / c.block_size;
+  config.num_blocks = config.max_blocks * c.batch;
+  Tensor k_store(c.dtype, kv_storage_shape(config)), v_store(c.dtype, kv_storage_shape(config));
+  KvCache cache;
+  throw_if_error(KvCache::create(config, k_store, v_store, &cache));
+  const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
+  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}), v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
+  fill_fast(k, 1);
+  fill_fast(v, 2);
+  for (int64_t done = 0; done < c.kv_len; done += chunk) {
+    TensorView kv = k.view(), vv = v.view();
+    kv.shape[1] = vv.shape[1] = std::min(chunk, c.kv_len - done);
+    throw_if_error(cache.append(kv, vv));
+  }
+
+  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}), out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  fill_fast(q, 3);
+  DecodeParams p;
+  p.q = q.view();
+  p.out = out.view();
+  p.kv = cache.view();
+  p.num_splits = c.num_splits;
+  CpuOptions options;
+  options.num_threads = c.threads;
+  std::unique_ptr<DecodeAttention> decode;
+  throw_if_error(create_decode_cpu(options, &decode));
+  throw_if_error(decode->supports(p));
+  std::vector<char> ws(decode->workspace_size(p) + 64);
+  const Workspace workspace{ws.data(), ws.size()};
+
+  DecodeResult r;
+  r.device = decode->describe();
+  r.splits = decode->splits(p);
+  const int threads = c.threads > 0 ? c.threads : CpuInfo::current().physical_cores;
+  const int64_t copy_bytes = std::max<int64_t>(256 << 20, 4 * CpuInfo::current().l3_bytes);
+  std::vector<double> copy = {host_copy_gbps(copy_bytes, threads, 3)};
+  std::vector<double> ms;
+  for (int i = 0; i < c.warmup + c.repeats; ++i) {
+    const double t = wall_ms([&] { throw_if_error(decode->forward(p, workspace)); });
+    if (i >= c.warmup) ms.push_back(t);
+  }
+  copy.push_back(host_copy_gbps(copy_bytes, threads, 3));
+  r.ms = median(ms);
+  r.min_ms = *std::min_element(ms.begin(), ms.end());
+  r.copy_gbps = median(copy);
+  return r;
+}
+
+}  // namespace qwen3vl::bench
+
+namespace {
+
+std::vector<int64_t> parse_list(const char* text) {
+  std::vector<int64_t> values;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) values.push_back(std::atoll(item.c_str()));
+  return values;
+}
+
+int usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N] "
+               "[--layout paged|contiguous] [--block-size 16] [--splits 0] [--rows 1] "
+               "[--batch 1] [--dtype f16|bf16|f32] [--repeats 20]\n",
+               argv0);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace qwen3vl;
+  bench::DecodeCase base;
+  std::string device = "cpu";
+  std::vector<int64_t> lens = {4096, 16384, 65536};
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) return usage(argv[0]);
+    const char* value = argv[++i];
+    if (arg == "--device") device = value;
+    else if (arg == "--lens") lens = parse_list(value);
+    else if (arg == "--threads") base.threads = std::atoi(value);
+    else if (arg == "--layout") base.layout = std::string(value) == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
+    else if (arg == "--block-size") base.block_size = std::atoll(value);
+    else if (arg == "--splits") base.num_splits = std::atoll(value);
+    else if (arg == "--rows") base.rows = std::atoll(value);
+    else if (arg == "--batch") base.batch = std::atoll(value);
+    else if (arg == "--repeats") base.repeats = std::atoi(value);
+    else if (arg == "--dtype") base.dtype = std::string(value) == "f32" ? DType::kF32 : std::string(value) == "bf16" ? DType::kBF16 : DType::kF16;
+    else return usage(argv[0]);
+  }
+  if (device != "cpu" && device != "cuda") return usage(argv[0]);
+#if !QWEN3VL_DECODE_BENCH_CUDA
+  if (device == "cuda") {
+    std::fprintf(stderr, "this build has no CUDA backend\n");
+    return 2;
+  }
+#endif
+  std::printf("# decode: B%lld Hq%lld/Hkv%lld D%lld rows %lld %s %s cache, block %lld\n",
+              static_cast<long long>(base.batch), static_cast<long long>(base.heads),
+              static_cast<long long>(base.kv_heads), static_cast<long long>(base.head_dim),
+              static_cast<long long>(base.rows), to_string(base.dtype), to_string(base.layout),
+              static_cast<long long>(base.block_size));
+  std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %s\n", "device", "kv_len", "splits", "ms",
+              "min ms", "KV GB/s", "copy GB/s", "ratio", "max|gpu-cpu|");
+  for (int64_t len : lens) {
+    bench::DecodeCase c = base;
+    c.kv_len = len;
+    try {
+      bench::DecodeResult r;
+#if QWEN3VL_DECODE_BENCH_CUDA
+      r = device == "cuda" ? bench::run_cuda_decode(c) : bench::run_cpu_decode(c);
+#else
+      r = bench::run_cpu_decode(c);
+#endif
+      const double gbps = c.kv_bytes() / (r.ms * 1e6);
+      std::printf("%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %s\n", device.c_str(),
+                  static_cast<long long>(len), static_cast<long long>(r.splits), r.ms, r.min_ms, gbps,
+                  r.copy_gbps, gbps / r.copy_gbps,
+                  r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-");
+      if (len == lens.front()) std::printf("# %s\n", r.device.c_str());
+    } catch (const Error& e) {
+      std::fprintf(stderr, "kv_len %lld: %s\n", static_cast<long long>(len), e.what());
+      return 1;
+    }
+  }
+  return 0;
+}

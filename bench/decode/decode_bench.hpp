@@ -1,0 +1,49 @@
+// The decode benchmark's shared pieces: one case (a shape and a cache), one result line, and the
+// device runners (host here, CUDA in decode_bench_cuda.cpp when built).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qwen3vl/kv_cache/kv_cache_view.hpp"
+
+namespace qwen3vl::bench {
+
+struct DecodeCase {
+  int64_t batch = 1, heads = 32, kv_heads = 8, head_dim = 128, rows = 1;
+  int64_t kv_len = 4096;
+  DType dtype = DType::kF16;
+  KvLayout layout = KvLayout::kPaged;
+  int64_t block_size = 16;
+  int64_t num_splits = 0;  // 0: the kernel's own choice
+  int threads = 0;         // CPU threads; 0: physical cores
+  int warmup = 3, repeats = 20;
+
+  // K and V bytes one decode call must read.
+  double kv_bytes() const {
+    return 2.0 * static_cast<double>(batch * kv_len * kv_heads * head_dim) *
+           static_cast<double>(size_of(dtype));
+  }
+};
+
+struct DecodeResult {
+  double ms = 0;           // median time of one call
+  double min_ms = 0;       // fastest call (the least disturbed by other work on the machine)
+  double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run
+  int64_t splits = 0;
+  double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
+  std::string device;
+};
+
+// Copy bandwidth of the host: memcpy of `bytes` (larger than the L3), split over `threads`
+// threads, counted as bytes read + bytes written per second; the median of `repeats`.
+double host_copy_gbps(int64_t bytes, int threads, int repeats);
+
+DecodeResult run_cpu_decode(const DecodeCase& c);
+
+#if QWEN3VL_DECODE_BENCH_CUDA
+DecodeResult run_cuda_decode(const DecodeCase& c);
+#endif
+
+}  // namespace qwen3vl::bench

@@ -1,0 +1,151 @@
+// The CUDA side of qwen3vl-decode-bench: a paged (or contiguous) f16 cache filled by device
+// appends, decode timed as CUDA-graph replays between events (the GPU time of the kernels, no
+// host launch overhead), the device-to-device copy bandwidth measured in the same run, and a
+// check of the output against the CPU kernel on the same cache.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common/timing.hpp"
+#include "decode_bench.hpp"
+#include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/cuda/device_buffer.cuh"
+#include "qwen3vl/kv_cache/cuda.hpp"
+
+namespace qwen3vl::bench {
+namespace {
+
+void check(cudaError_t e, const char* what) { throw_if_error(cuda_status(e, what)); }
+
+// Milliseconds per call of `record` (which launches on `stream`), from a graph of `per_graph`
+// calls replayed `repeats` times; the median over replays.
+template <class F>
+double graph_ms(cudaStream_t stream, int per_graph, int repeats, F&& record) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
+  for (int i = 0; i < per_graph; ++i) record();
+  check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");  // warm-up
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    check(cudaEventRecord(start, stream), "cudaEventRecord");
+    check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+    check(cudaEventRecord(stop, stream), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float t = 0;
+    check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
+    ms.push_back(t / per_graph);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return median(ms);
+}
+
+}  // namespace
+
+DecodeResult run_cuda_decode(const DecodeCase& c) {
+  KvCacheConfig config;
+  config.layout = c.layout;
+  config.batch = c.batch;
+  config.kv_heads = c.kv_heads;
+  config.head_dim = c.head_dim;
+  config.dtype = c.dtype;
+  config.max_len = c.kv_len;
+  config.block_size = c.block_size;
+  config.max_blocks = (c.kv_len + c.block_size - 1) / c.block_size;
+  config.num_blocks = config.max_blocks * c.batch;
+  const std::vector<int64_t> shape = kv_storage_shape(config);
+  int64_t elems = 1;
+  for (int64_t x : shape) elems *= x;
+  const size_t bytes = static_cast<size_t>(elems * size_of(c.dtype));
+  DeviceBuffer k_store(bytes), v_store(bytes);
+  TensorView kv = TensorView::contiguous(k_store.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]}, Device::kCUDA);
+  TensorView vv = kv;
+  vv.data = v_store.data();
+  KvCache cache;
+  throw_if_error(KvCache::create(config, kv, vv, &cache, &cuda_kv_storage_ops()));
+
+  // Append the cache in chunks from one random device chunk (device-side conversion and copies).
+  const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
+  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}), v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
+  k.fill_uniform(1);
+  v.fill_uniform(2);
+  DeviceBuffer kd = DeviceBuffer::copy_of(k), vd = DeviceBuffer::copy_of(v);
+  for (int64_t done = 0; done < c.kv_len; done += chunk) {
+    TensorView a = kd.view_like(k.view()), b = vd.view_like(v.view());
+    a.shape[1] = b.shape[1] = std::min(chunk, c.kv_len - done);
+    throw_if_error(cache.append(a, b));
+  }
+  CudaKvMetadata meta;
+  throw_if_error(CudaKvMetadata::create(config, 0, &meta));
+  throw_if_error(meta.upload(cache));
+
+  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}), out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  q.fill_uniform(3);
+  DeviceBuffer qd = DeviceBuffer::copy_of(q), od(static_cast<size_t>(out.bytes()));
+  DecodeParams p;
+  p.q = qd.view_like(q.view());
+  p.out = od.view_like(out.view());
+  p.kv = meta.view(cache);
+  p.num_splits = c.num_splits;
+  std::unique_ptr<DecodeAttention> decode;
+  throw_if_error(create_decode_cuda(CudaOptions{}, &decode));
+  throw_if_error(decode->supports(p));
+  DeviceBuffer ws(decode->workspace_size(p));
+  cudaStream_t stream;
+  check(cudaStreamCreate(&stream), "cudaStreamCreate");
+
+  DecodeResult r;
+  r.device = decode->describe();
+  r.splits = decode->splits(p);
+  // Copy bandwidth: a device-to-device copy of a buffer much larger than L2, before and after.
+  const size_t copy_bytes = size_t(1) << 30;
+  DeviceBuffer src(copy_bytes), dst(copy_bytes);
+  src.fill_bytes(1);
+  auto copy_gbps = [&] {
+    const double ms = graph_ms(stream, 4, 10, [&] {
+      check(cudaMemcpyAsync(dst.data(), src.data(), copy_bytes, cudaMemcpyDeviceToDevice, stream),
+            "cudaMemcpyAsync");
+    });
+    return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6);  // read + written
+  };
+  std::vector<double> copy = {copy_gbps()};
+  r.ms = graph_ms(stream, 20, c.repeats, [&] {
+    throw_if_error(decode->forward(p, Workspace{ws.data(), ws.bytes()}, stream));
+  });
+  r.min_ms = r.ms;
+  copy.push_back(copy_gbps());
+  r.copy_gbps = median(copy);
+
+  // The same decode on the CPU from a host copy of the cache.
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  od.download(out.view().data, static_cast<size_t>(out.bytes()));
+  Tensor hk(c.dtype, shape), hv(c.dtype, shape), ref(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  k_store.download(hk.view().data, bytes);
+  v_store.download(hv.view().data, bytes);
+  DecodeParams hp = p;
+  hp.q = q.view();
+  hp.out = ref.view();
+  hp.kv = cache.view();
+  hp.kv.k = hk.view();
+  hp.kv.v = hv.view();
+  std::unique_ptr<DecodeAttention> cpu;
+  throw_if_error(create_decode_cpu(CpuOptions{}, &cpu));
+  cpu->run(hp);
+  r.max_abs_diff = 0;
+  for (int64_t i = 0; i < out.numel(); ++i)
+    r.max_abs_diff = std::max(r.max_abs_diff, static_cast<double>(std::fabs(out.get(i) - ref.get(i))));
+  cudaStreamDestroy(stream);
+  return r;
+}
+
+}  // namespace qwen3vl::bench

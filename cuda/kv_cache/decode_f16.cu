@@ -1,0 +1,6 @@
+// CUDA decode kernels for f16 KV storage (every lane configuration, paged and contiguous).
+#include "decode_kernel.cuh"
+
+namespace qwen3vl::detail {
+template Status launch_decode<qwen3vl::half>(const DecodeArgs& args, cudaStream_t stream);
+}  // namespace qwen3vl::detail

@@ -1,0 +1,45 @@
+// The CUDA decode kernels' arguments and launchers (one instantiation file per storage dtype).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "qwen3vl/core/status.hpp"
+#include "qwen3vl/core/tensor_view.hpp"
+
+namespace qwen3vl::detail {
+
+constexpr int kDecodeThreads = 128;
+constexpr int kDecodeRowTile = 4;  // packed query rows (G * R of a KV head) per thread block
+
+// Everything a decode block needs, by value (no device-side argument buffer to allocate).
+struct DecodeArgs {
+  const void* q;
+  DType q_dtype;              // also the output dtype
+  int64_t q_stride[3];        // [b, r, h]
+  void* out;
+  int64_t out_stride[3];      // [b, r, h]
+  float* lse;                 // null: not written
+  int64_t lse_stride[3];      // [b, h, r]
+  const void* k;
+  const void* v;
+  int64_t k_stride[3], v_stride[3];  // [major, minor, head]
+  const int32_t* seq_lens;
+  int64_t lens_stride;
+  const int32_t* table;       // null: contiguous layout
+  int64_t table_stride[2];
+  int64_t block_size, num_blocks, capacity;
+  int batch, heads, kv_heads, rows, head_dim, group_rows, row_tiles, splits;
+  float scale_log2;           // scale * log2(e)
+  bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
+  float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
+  float* partial_lse;         // [B, Hq, R, splits], natural log
+};
+
+// The split-KV kernel (grid: splits x (Hkv * row_tiles) x B) for storage type T, and the merge.
+template <class T>
+Status launch_decode(const DecodeArgs& args, cudaStream_t stream);
+Status launch_merge(const DecodeArgs& args, cudaStream_t stream);
+
+}  // namespace qwen3vl::detail

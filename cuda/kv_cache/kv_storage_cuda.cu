@@ -1,0 +1,160 @@
+// KV storage in device memory: the row-copy kernel behind KvCache::append / fork on CUDA, and the
+// device copies of a cache's lengths and block table (CudaKvMetadata).
+#include <cuda_runtime.h>
+
+#include <utility>
+
+#include "qwen3vl/cuda/check.cuh"
+#include "qwen3vl/kv_cache/cuda.hpp"
+
+namespace qwen3vl {
+namespace {
+
+constexpr int kRunsPerLaunch = 64;  // runs passed by value: 64 * 40 bytes of kernel arguments
+constexpr int kCopyThreads = 128;
+
+struct RowView {  // a rank-4 [major, minor, head, D] view
+  void* data;
+  int64_t stride[3];
+};
+
+struct RunBatch {
+  KvRun runs[kRunsPerLaunch];
+  int count;
+};
+
+RowView row_view(const TensorView& t) { return RowView{t.data, {t.stride[0], t.stride[1], t.stride[2]}}; }
+
+// blockIdx.y: the run; blockIdx.x strides over its tokens; threads over (head, channel).
+template <class Src, class Dst>
+__global__ void copy_runs(RowView dst_k, RowView dst_v, RowView src_k, RowView src_v, RunBatch batch,
+                          int heads, int dim) {
+  const KvRun run = batch.runs[blockIdx.y];
+  for (int64_t i = blockIdx.x; i < run.count; i += gridDim.x)
+    for (int e = threadIdx.x; e < heads * dim; e += blockDim.x) {
+      const int h = e / dim, c = e % dim;
+      const int64_t s = run.src_major * src_k.stride[0] + (run.src_minor + i) * src_k.stride[1] +
+                        h * src_k.stride[2] + c;
+      const int64_t sv = run.src_major * src_v.stride[0] + (run.src_minor + i) * src_v.stride[1] +
+                         h * src_v.stride[2] + c;
+      const int64_t d = run.dst_major * dst_k.stride[0] + (run.dst_minor + i) * dst_k.stride[1] +
+                        h * dst_k.stride[2] + c;
+      const int64_t dv = run.dst_major * dst_v.stride[0] + (run.dst_minor + i) * dst_v.stride[1] +
+                         h * dst_v.stride[2] + c;
+      static_cast<Dst*>(dst_k.data)[d] = from_float<Dst>(to_float(static_cast<const Src*>(src_k.data)[s]));
+      static_cast<Dst*>(dst_v.data)[dv] = from_float<Dst>(to_float(static_cast<const Src*>(src_v.data)[sv]));
+    }
+}
+
+template <class Src, class Dst>
+Status write_typed(const TensorView& dst_k, const TensorView& dst_v, const TensorView& src_k,
+                   const TensorView& src_v, const KvRun* runs, int64_t count, cudaStream_t stream) {
+  const int heads = static_cast<int>(dst_k.shape[2]), dim = static_cast<int>(dst_k.shape[3]);
+  for (int64_t first = 0; first < count; first += kRunsPerLaunch) {
+    RunBatch batch{};
+    batch.count = static_cast<int>(count - first < kRunsPerLaunch ? count - first : kRunsPerLaunch);
+    int64_t longest = 1;
+    for (int i = 0; i < batch.count; ++i) {
+      batch.runs[i] = runs[first + i];
+      longest = runs[first + i].count > longest ? runs[first + i].count : longest;
+    }
+    const dim3 grid(static_cast<unsigned>(longest < 65535 ? longest : 65535),
+                    static_cast<unsigned>(batch.count));
+    copy_runs<Src, Dst><<<grid, kCopyThreads, 0, stream>>>(row_view(dst_k), row_view(dst_v),
+                                                          row_view(src_k), row_view(src_v), batch,
+                                                          heads, dim);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("copy_runs (KV append)");
+  }
+  return Status();
+}
+
+Status write_cuda(const TensorView& dst_k, const TensorView& dst_v, const TensorView& src_k,
+                  const TensorView& src_v, const KvRun* runs, int64_t count, void* stream) {
+  if (src_k.dtype != src_v.dtype)
+    return make_error(StatusCode::kInvalidArgument, "v.dtype = ", to_string(src_v.dtype),
+                      ": must equal k.dtype (", to_string(src_k.dtype), ") on CUDA");
+  return dispatch_float_dtype(src_k.dtype, [&](auto s) {
+    return dispatch_float_dtype(dst_k.dtype, [&](auto o) {
+      return write_typed<decltype(s), decltype(o)>(dst_k, dst_v, src_k, src_v, runs, count,
+                                                   static_cast<cudaStream_t>(stream));
+    });
+  });
+}
+
+}  // namespace
+
+const KvStorageOps& cuda_kv_storage_ops() {
+  static const KvStorageOps ops{Device::kCUDA, &write_cuda};
+  return ops;
+}
+
+CudaKvMetadata::CudaKvMetadata(CudaKvMetadata&& other) noexcept { *this = std::move(other); }
+
+CudaKvMetadata& CudaKvMetadata::operator=(CudaKvMetadata&& other) noexcept {
+  std::swap(lens_, other.lens_);
+  std::swap(table_, other.table_);
+  std::swap(batch_, other.batch_);
+  std::swap(max_blocks_, other.max_blocks_);
+  std::swap(device_, other.device_);
+  return *this;
+}
+
+CudaKvMetadata::~CudaKvMetadata() {
+  if (lens_) cudaFree(lens_);
+  if (table_) cudaFree(table_);
+}
+
+Status CudaKvMetadata::create(const KvCacheConfig& config, int device, CudaKvMetadata* out) {
+  if (config.batch < 1)
+    return make_error(StatusCode::kInvalidArgument, "config.batch = ", config.batch, ": must be >= 1");
+  CudaKvMetadata m;
+  m.device_ = device;
+  m.batch_ = config.batch;
+  m.max_blocks_ = config.layout == KvLayout::kPaged ? config.max_blocks : 0;
+  int previous = 0;
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
+  auto allocate = [&]() -> Status {
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.lens_, sizeof(int32_t) * m.batch_));
+    if (m.max_blocks_ > 0)
+      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.table_, sizeof(int32_t) * m.batch_ * m.max_blocks_));
+    return Status();
+  };
+  const Status st = allocate();
+  cudaSetDevice(previous);
+  QWEN3VL_RETURN_IF_ERROR(st);
+  *out = std::move(m);
+  return Status();
+}
+
+Status CudaKvMetadata::upload(const KvCache& cache, void* stream) {
+  if (!lens_ || cache.config().batch != batch_ ||
+      (cache.config().layout == KvLayout::kPaged) != (max_blocks_ > 0) ||
+      (max_blocks_ > 0 && cache.config().max_blocks != max_blocks_))
+    return make_error(StatusCode::kShapeMismatch, "cache batch = ", cache.config().batch,
+                      ", max_blocks = ", cache.config().max_blocks, ": metadata was created for batch ",
+                      batch_, ", max_blocks ", max_blocks_);
+  const auto s = static_cast<cudaStream_t>(stream);
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(lens_, cache.lengths().data(),
+                                               sizeof(int32_t) * batch_, cudaMemcpyHostToDevice, s));
+  if (max_blocks_ > 0)
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(table_, cache.block_table().data(),
+                                                 sizeof(int32_t) * batch_ * max_blocks_,
+                                                 cudaMemcpyHostToDevice, s));
+  return Status();
+}
+
+KvCacheView CudaKvMetadata::view(const KvCache& cache) const {
+  KvCacheView v = cache.view();
+  v.seq_lens.data = lens_;
+  v.seq_lens.device = Device::kCUDA;
+  v.seq_lens.device_index = device_;
+  if (v.layout == KvLayout::kPaged) {
+    v.block_table.data = table_;
+    v.block_table.device = Device::kCUDA;
+    v.block_table.device_index = device_;
+  }
+  return v;
+}
+
+}  // namespace qwen3vl

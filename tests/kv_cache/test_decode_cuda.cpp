@@ -1,0 +1,260 @@
+// KV caches and decode on CUDA: decode equals the float64 reference and the CPU kernel (both
+// layouts, every dtype, odd head dims, GQA/MQA, 1..8 rows, forced and automatic splits, empty
+// sequences); device-storage appends (ragged prefill, steps, fork with copy-on-write) write
+// exactly what a host cache writes; decode through CudaKvMetadata equals CPU decode; a CUDA graph
+// replays it; bad block ids are masked, never read; bad arguments are typed errors. Label gpu:
+// skips where no CUDA device exists.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "decode_problem.hpp"
+#include "qwen3vl/cuda/device_buffer.cuh"
+#include "qwen3vl/kv_cache/cuda.hpp"
+
+namespace qwen3vl {
+namespace {
+
+using testing::DecodeProblem;
+using testing::DecodeSpec;
+
+bool gpu_present() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+#define QWEN3VL_REQUIRE_GPU() \
+  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
+
+std::unique_ptr<DecodeAttention> make_cuda() {
+  std::unique_ptr<DecodeAttention> d;
+  throw_if_error(create_decode_cuda(CudaOptions{}, &d));
+  return d;
+}
+
+std::unique_ptr<DecodeAttention> make_cpu() {
+  std::unique_ptr<DecodeAttention> d;
+  throw_if_error(create_decode_cpu(CpuOptions{}, &d));
+  return d;
+}
+
+// Device copies of a host decode problem's tensors, and its params pointing at them.
+struct DeviceDecode {
+  DeviceBuffer q, out, lse, k, v, lens, table;
+  DecodeParams params;
+  explicit DeviceDecode(const DecodeProblem& h)
+      : q(DeviceBuffer::copy_of(h.q)), out(DeviceBuffer::copy_of(h.out)), lse(DeviceBuffer::copy_of(h.lse)),
+        k(DeviceBuffer::copy_of(h.k_store)), v(DeviceBuffer::copy_of(h.v_store)),
+        lens(DeviceBuffer::copy_of(h.lens)) {
+    params = h.params;
+    params.q = q.view_like(h.params.q);
+    params.out = out.view_like(h.params.out);
+    params.lse = lse.view_like(h.params.lse);
+    params.kv.k = k.view_like(h.params.kv.k);
+    params.kv.v = v.view_like(h.params.kv.v);
+    params.kv.seq_lens = lens.view_like(h.params.kv.seq_lens);
+    if (h.params.kv.layout == KvLayout::kPaged) {
+      table = DeviceBuffer::copy_of(h.table);
+      params.kv.block_table = table.view_like(h.params.kv.block_table);
+    }
+  }
+  Status run(const DecodeAttention& d, DecodeProblem& h, cudaStream_t stream = nullptr) {
+    QWEN3VL_RETURN_IF_ERROR(d.supports(params));
+    DeviceBuffer ws(d.workspace_size(params));
+    out.fill_bytes(0xff);  // NaN: every output must be written
+    QWEN3VL_RETURN_IF_ERROR(d.forward(params, Workspace{ws.data(), ws.bytes()}, stream));
+    QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"));
+    out.download(h.out.view().data, static_cast<size_t>(h.out.bytes()));
+    lse.download(h.lse.view().data, static_cast<size_t>(h.lse.bytes()));
+    return Status();
+  }
+};
+
+double relative_diff(const Tensor& a, const Tensor& b) {
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double x = a.get(i), y = b.get(i);
+    if (!std::isfinite(x) && !(std::isinf(y) && x == y)) return INFINITY;
+    if (std::isinf(y) && x == y) continue;
+    diff += (x - y) * (x - y);
+    norm += y * y;
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+std::vector<DecodeSpec> sweep() {
+  const std::vector<std::vector<int32_t>> lens = {{1}, {17, 0, 64}, {129, 257}, {1000}, {4097, 3}, {63}};
+  const int64_t heads[][2] = {{4, 4}, {8, 2}, {6, 1}, {32, 8}};
+  const int64_t dims[] = {64, 72, 80, 128, 17, 256, 96, 40};
+  const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+  const int64_t blocks[] = {0, 16, 32, 256};
+  const int64_t splits[] = {0, 1, 3};
+  std::vector<DecodeSpec> specs;
+  uint64_t seed = 300;
+  for (size_t k = 0; k < 24; ++k) {
+    DecodeSpec s;
+    s.lens = lens[k % lens.size()];
+    s.rows = 1 + static_cast<int64_t>(k % 8);
+    s.heads = heads[k % 4][0];
+    s.kv_heads = heads[k % 4][1];
+    s.head_dim = dims[k % 8];
+    s.kv_dtype = dtypes[k % 3];
+    s.q_dtype = k % 4 == 3 ? DType::kF32 : s.kv_dtype;
+    s.layout = blocks[k % 4] ? KvLayout::kPaged : KvLayout::kContiguous;
+    s.block_size = blocks[k % 4] ? blocks[k % 4] : 16;
+    s.num_splits = splits[k % 3];
+    s.bhsd_q = k % 5 == 1;
+    s.seed = ++seed;
+    specs.push_back(s);
+  }
+  return specs;
+}
+
+TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto gpu = make_cuda();
+  const auto cpu = make_cpu();
+  for (const DecodeSpec& spec : sweep()) {
+    DecodeProblem h(spec);
+    DeviceDecode d(h);
+    ASSERT_TRUE(d.run(*gpu, h).ok()) << spec.to_string();
+    const testing::DecodeErrors e = testing::decode_errors(h);
+    EXPECT_LE(e.out, testing::tolerance(spec.q_dtype)) << spec.to_string();
+    EXPECT_LE(e.lse, spec.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << spec.to_string();
+    DecodeProblem c(spec);
+    cpu->run(c.params);
+    EXPECT_LE(relative_diff(h.out, c.out), spec.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << spec.to_string();
+    EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << spec.to_string();
+  }
+}
+
+TEST(DecodeCuda, BadBlockIdsAreMaskedNotRead) {
+  QWEN3VL_REQUIRE_GPU();
+  DecodeSpec s;
+  s.lens = {40};
+  s.num_splits = 1;
+  DecodeProblem h(s);
+  h.table.data<int32_t>()[1] = 1 << 30;  // keys 16..31 point far outside the pool
+  DeviceDecode d(h);
+  ASSERT_TRUE(d.run(*make_cuda(), h).ok());
+  for (int64_t i = 0; i < h.out.numel(); ++i) ASSERT_TRUE(std::isfinite(h.out.get(i)));
+  // The CPU path rejects the same table before running.
+  EXPECT_EQ(make_cpu()->supports(h.params).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(DecodeCuda, RejectsHostTensorsAndSmallWorkspaces) {
+  QWEN3VL_REQUIRE_GPU();
+  DecodeSpec s;
+  s.lens = {3000};
+  s.num_splits = 4;
+  DecodeProblem h(s);
+  const auto gpu = make_cuda();
+  EXPECT_EQ(gpu->supports(h.params).code(), StatusCode::kUnsupported);  // host memory
+  DeviceDecode d(h);
+  ASSERT_TRUE(gpu->supports(d.params).ok());
+  DecodeParams half_host = d.params;
+  half_host.kv.seq_lens = h.params.kv.seq_lens;  // host lengths with device storage
+  EXPECT_FALSE(gpu->supports(half_host).ok());
+  const size_t need = gpu->workspace_size(d.params);
+  ASSERT_GT(need, 0u);
+  DeviceBuffer small(need / 2);
+  EXPECT_EQ(gpu->forward(d.params, Workspace{small.data(), small.bytes()}).code(),
+            StatusCode::kWorkspaceTooSmall);
+}
+
+// A device cache and a host cache fed the same appends hold the same bytes, and decode on them
+// agrees; the decode replays from a CUDA graph.
+TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
+  QWEN3VL_REQUIRE_GPU();
+  for (KvLayout layout : {KvLayout::kPaged, KvLayout::kContiguous}) {
+    KvCacheConfig c;
+    c.layout = layout;
+    c.batch = 3;
+    c.kv_heads = 2;
+    c.head_dim = 64;
+    c.dtype = DType::kF16;
+    c.max_len = 200;
+    c.block_size = 16;
+    c.max_blocks = 13;
+    c.num_blocks = 40;
+    Tensor hk(c.dtype, kv_storage_shape(c)), hv(c.dtype, kv_storage_shape(c));
+    DeviceBuffer dk = DeviceBuffer::copy_of(hk), dv = DeviceBuffer::copy_of(hv);
+    KvCache host, dev;
+    ASSERT_TRUE(KvCache::create(c, hk, hv, &host).ok());
+    ASSERT_TRUE(KvCache::create(c, dk.view_like(hk.view()), dv.view_like(hv.view()), &dev,
+                                &cuda_kv_storage_ops()).ok());
+    // Prefill: ragged f32 tokens (converted on the device), sequence 1 empty; then fork 0 -> 1.
+    Tensor k(DType::kF32, {70, 2, 64}), v(DType::kF32, {70, 2, 64}), cu(DType::kI32, {4});
+    k.fill_uniform(1);
+    v.fill_uniform(2);
+    const int32_t offsets[] = {0, 45, 45, 70};
+    std::memcpy(cu.data<int32_t>(), offsets, sizeof offsets);
+    DeviceBuffer kd = DeviceBuffer::copy_of(k), vd = DeviceBuffer::copy_of(v);
+    ASSERT_TRUE(host.append(k, v, cu).ok());
+    ASSERT_TRUE(dev.append(kd.view_like(k.view()), vd.view_like(v.view()), cu).ok());
+    ASSERT_TRUE(host.fork(0, 1).ok());
+    ASSERT_TRUE(dev.fork(0, 1).ok());
+    // Three decode steps of 2 rows for every sequence (copy-on-write of the shared block).
+    CudaKvMetadata meta;
+    ASSERT_TRUE(CudaKvMetadata::create(c, 0, &meta).ok());
+    const auto gpu = make_cuda();
+    const auto cpu = make_cpu();
+    for (int step = 0; step < 3; ++step) {
+      Tensor sk(DType::kF16, {3, 2, 2, 64}), sv(DType::kF16, {3, 2, 2, 64});
+      sk.fill_uniform(10 + step);
+      sv.fill_uniform(20 + step);
+      DeviceBuffer skd = DeviceBuffer::copy_of(sk), svd = DeviceBuffer::copy_of(sv);
+      ASSERT_TRUE(host.append(sk, sv).ok());
+      ASSERT_TRUE(dev.append(skd.view_like(sk.view()), svd.view_like(sv.view())).ok());
+      ASSERT_EQ(host.lengths(), dev.lengths());
+      ASSERT_EQ(host.block_table(), dev.block_table());
+
+      Tensor q(DType::kF16, {3, 2, 8, 64}), out_cpu(DType::kF16, {3, 2, 8, 64}), out_gpu(DType::kF16, {3, 2, 8, 64});
+      q.fill_uniform(30 + step);
+      DecodeParams pc;
+      pc.q = q.view();
+      pc.out = out_cpu.view();
+      pc.kv = host.view();
+      cpu->run(pc);
+      ASSERT_TRUE(meta.upload(dev).ok());
+      DeviceBuffer qd = DeviceBuffer::copy_of(q), od(static_cast<size_t>(out_gpu.bytes()));
+      DecodeParams pg;
+      pg.q = qd.view_like(q.view());
+      pg.out = od.view_like(out_gpu.view());
+      pg.kv = meta.view(dev);
+      DeviceBuffer ws(gpu->workspace_size(pg));
+      // Captured into a graph and replayed: no allocation, no sync inside forward().
+      cudaStream_t stream;
+      ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
+      const Status st = gpu->forward(pg, Workspace{ws.data(), ws.bytes()}, stream);
+      ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+      ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+      cudaStreamDestroy(stream);
+      od.download(out_gpu.view().data, static_cast<size_t>(out_gpu.bytes()));
+      EXPECT_LE(relative_diff(out_gpu, out_cpu), 2e-3) << to_string(layout) << " step " << step;
+    }
+    // Same bytes in both storages.
+    Tensor back_k(c.dtype, kv_storage_shape(c)), back_v(c.dtype, kv_storage_shape(c));
+    dk.download(back_k.view().data, static_cast<size_t>(back_k.bytes()));
+    dv.download(back_v.view().data, static_cast<size_t>(back_v.bytes()));
+    EXPECT_EQ(0, std::memcmp(back_k.view().data, hk.view().data, static_cast<size_t>(hk.bytes())));
+    EXPECT_EQ(0, std::memcmp(back_v.view().data, hv.view().data, static_cast<size_t>(hv.bytes())));
+  }
+}
+
+}  // namespace
+}  // namespace qwen3vl
