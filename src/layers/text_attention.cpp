@@ -46,6 +46,7 @@ struct TextPlan {
   TensorView qkv, q, k, v, attn, positions, key_lengths, additive_mask;
   TensorView seq_lens, block_table;  // device copies of the cache's metadata (CUDA decode)
   void* linear_scratch = nullptr;
+  rope::RopeApplyParams rope;
   AttentionParams params;
   DecodeParams decode;
   Workspace kernel;
@@ -180,6 +181,13 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
   p->positions = pos.present() ? pos
                                : TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
                                                         DType::kI32, {B, L});
+  p->rope.q = p->q;
+  p->rope.k = p->k;
+  p->rope.positions = p->positions;
+  p->rope.table = m.table_view;
+  p->rope.arithmetic = m.config.rope_arithmetic;
+  rope::RopeApplyShape rope_shape;
+  QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape));  // positions: values at apply
   if (mask.present())
     p->additive_mask = TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
                                               DType::kF32, {B, 1, 1, L});
@@ -356,13 +364,7 @@ Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cac
       for (int64_t i = 0; i < L; ++i)
         p.positions.ptr<int32_t>()[b * L + i] =
             static_cast<int32_t>((cache ? cache->length(b) : 0) + i);
-  rope::RopeApplyParams rp;
-  rp.q = p.q;
-  rp.k = p.k;
-  rp.positions = p.positions;
-  rp.table = m.table_view;
-  rp.arithmetic = m.config.rope_arithmetic;
-  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(rp, stream));
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(p.rope, stream));
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
 
   if (cache) QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));

@@ -31,6 +31,7 @@ struct VisionPlan {
   int64_t tokens = 0, max_len = 0;
   TensorView qkv, q, k, v, attn, device_cu;
   void* linear_scratch = nullptr;
+  rope::RopeApplyParams rope;
   AttentionParams params;
   Workspace kernel;
   size_t bytes = 0;
@@ -85,6 +86,13 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
   const detail::RowsView xr = detail::rows_of(x);
   p->linear_scratch = carve.take(std::max(m.ops->linear_scratch_bytes(xr, 3 * hidden),
                                           m.ops->linear_scratch_bytes(xr, hidden)));
+  p->rope.q = p->q;
+  p->rope.k = p->k;
+  p->rope.positions = pos;
+  p->rope.table = m.table_view;
+  p->rope.arithmetic = m.config.rope_arithmetic;
+  rope::RopeApplyShape rope_shape;
+  QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape));  // positions: values at apply
   AttentionParams& a = p->params;
   a.q = p->q;
   a.k = p->k;
@@ -195,13 +203,7 @@ Status Qwen3VLVisionAttention::forward(const VisionAttentionInputs& in, const Te
   QWEN3VL_RETURN_IF_ERROR(m.ops->linear(xr, m.qkv, qkv_rows, p.linear_scratch, stream));
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::projections));
 
-  rope::RopeApplyParams rp;
-  rp.q = p.q;
-  rp.k = p.k;
-  rp.positions = in.positions;
-  rp.table = m.table_view;
-  rp.arithmetic = m.config.rope_arithmetic;
-  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(rp, stream));
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(p.rope, stream));
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
 
   if (p.device_cu.present())

@@ -64,7 +64,7 @@ struct TextAttentionInputs {
   TensorView position_ids;    // optional i32 [3, B, L] (t, h, w) or [B, L] (all axes); absent:
                               // text positions past_len[b] + i (host memory, CPU layer only)
   TensorView attention_mask;  // optional i32 [B, L] on the host: 1 keeps a key, 0 masks it
-                              // (padding). Only without past tokens in the cache.
+                              // (padding). Only without past tokens in the cache; CPU only.
 };
 
 struct TextAttentionOutputs {
