@@ -43,8 +43,7 @@ class CpuLayerOps final : public LayerOps {
   Status init(const CpuOptions& options) {
     QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::CpuBackend::create(options, &backend_));
     gemm_ = projection_kernel(backend_->isa());
-    CpuOptions one = options;
-    return rope::create_rope_cpu(one, &rope_);
+    return rope::create_rope_cpu(options, &rope_);
   }
 
   Device device() const override { return Device::kCPU; }

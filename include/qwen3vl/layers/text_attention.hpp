@@ -62,7 +62,9 @@ struct TextAttentionWeights {
 struct TextAttentionInputs {
   TensorView hidden_states;   // [B, L, hidden], the layer's dtype and device
   TensorView position_ids;    // optional i32 [3, B, L] (t, h, w) or [B, L] (all axes); absent:
-                              // text positions past_len[b] + i (host memory, CPU layer only)
+                              // text positions past_len[b] + i (host memory, CPU layer only).
+                              // Values outside [0, max_position): an error on the CPU; on CUDA
+                              // those tokens stay unrotated (rope::RopeApplier::take_error)
   TensorView attention_mask;  // optional i32 [B, L] on the host: 1 keeps a key, 0 masks it
                               // (padding). Only without past tokens in the cache; CPU only.
 };
