@@ -25,7 +25,8 @@ inline int64_t standard_scratch_floats(int64_t max_q, int64_t max_k, int64_t d) 
   return (max_q + 2 * max_k) * d + max_q * max_k;
 }
 
-// FlashAttention-2 tiles for one problem, chosen by the ISA (its register blocks fix the padding).
+// FlashAttention-2 tiles for one problem, chosen by the ISA (its register blocks fix the padding)
+// for a per-core cache of cache_bytes (the L2; 0 if unknown).
 struct Flash2Plan {
   int64_t block_q = 0;       // query positions per task; tile rows = group size x block_q
   int64_t block_k = 0;       // keys per K/V block
@@ -52,7 +53,7 @@ enum class VectorOp : uint8_t { kExp, kExp2, kTanh };
 
 struct CpuKernels {
   void (*standard_head)(const StandardHeadTask& task);
-  void (*flash2_plan)(const AttentionShape& shape, Flash2Plan* plan);
+  void (*flash2_plan)(const AttentionShape& shape, int64_t cache_bytes, Flash2Plan* plan);
   void (*flash2_tile)(const Flash2Task& task);
   void (*vector_math)(VectorOp op, const float* x, float* y, int64_t n);
 };
@@ -63,7 +64,7 @@ const CpuKernels& cpu_kernels(CpuIsa isa);
 #define QWEN3VL_DECLARE_CPU_KERNELS(ns) \
   namespace cpu::ns {                   \
   void standard_head(const StandardHeadTask& task); \
-  void flash2_plan(const AttentionShape& shape, Flash2Plan* plan); \
+  void flash2_plan(const AttentionShape& shape, int64_t cache_bytes, Flash2Plan* plan); \
   void flash2_tile(const Flash2Task& task); \
   void vector_math(VectorOp op, const float* x, float* y, int64_t n); \
   }

@@ -318,6 +318,42 @@ TEST(Flash2Cpu, WorkspaceDoesNotGrowWithSequenceLength) {
   EXPECT_LT(large, size_t{8} << 20) << "a few tiles per thread, not a score matrix";
 }
 
+TEST(Flash2Cpu, TilesFollowTheL2SizeAndAllGiveTheSameResult) {
+  // The plan sizes its tiles by the L2 (unknown, the i5-10210U's 256 KiB, 1 MiB, 4 MiB): more
+  // rows per tile with more cache, never a different answer beyond rounding.
+  ProblemSpec s;
+  s.seq_q = 200;
+  s.seq_k = 150;
+  s.heads = 8;
+  s.kv_heads = 2;
+  s.mask = MaskKind::kCausal;
+  s.with_lse = true;
+  s.seed = 1500;
+  Problem p(s);
+  const reference::Result ref = reference::attention(p.params);
+  size_t previous = 0;
+  for (int64_t l2 : {int64_t{0}, int64_t{256} << 10, int64_t{1} << 20, int64_t{4} << 20}) {
+    HardwareInfo hw = HardwareInfo::current();
+    hw.cpu.l2_bytes = l2;
+    for (CpuIsa isa : runnable_isas()) {
+      CpuOptions o;
+      o.isa = isa;
+      o.num_threads = 2;
+      o.hardware = &hw;
+      std::unique_ptr<Attention> attn;
+      ASSERT_TRUE(create_flash2_cpu(o, &attn).ok());
+      attn->run(p.params);
+      EXPECT_LE(testing::relative_error(p.params, ref), 1e-5) << to_string(isa) << " L2 " << l2;
+      EXPECT_LE(testing::lse_max_error(p.params, ref), 1e-5) << to_string(isa) << " L2 " << l2;
+      if (isa == CpuIsa::kAvx2 && l2 > 0) {
+        const size_t bytes = attn->workspace_size(p.params);
+        EXPECT_GE(bytes, previous) << "L2 " << l2;
+        previous = bytes;
+      }
+    }
+  }
+}
+
 TEST(Flash2Cpu, RejectsWeightsBadWorkspaceAndDevice) {
   Problem p{ProblemSpec{}};
   const auto attn = make(CpuIsa::kAuto);

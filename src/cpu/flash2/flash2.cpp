@@ -1,11 +1,13 @@
 // FlashAttention-2 on the CPU: validation, the ISA's tile plan, per-thread workspace slots and the
 // task schedule; the tile math is in flash2_kernel.inl, compiled once per ISA.
 //
-// Tasks are (sequence, KV head, query block): each computes every query head of its group, so a
-// K/V block is converted once for G heads. Workers pull tasks from one atomic counter, in order of
-// decreasing cost under causal masks (later query blocks see more keys), so the longest tasks start
-// first and the short ones fill the gaps at the end. Every task writes disjoint output rows with
-// a fixed order of operations, so the result does not depend on the thread count.
+// Tasks are (KV head, sequence, query block): each computes every query head of its group, so a
+// K/V block is converted once for G heads. Workers pull tasks from one atomic counter, KV head by
+// KV head, so the threads share one head's K/V in the caches (4 MB at N 4096, D 128, fp32: an L3
+// holds it, not all heads'); under causal masks the query blocks of a sequence come in order of
+// decreasing cost (later blocks see more keys), so short tasks fill the gaps at the end. Every task
+// writes disjoint output rows with a fixed order of operations, so the result does not depend on
+// the thread count.
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -21,8 +23,10 @@ namespace {
 
 class Flash2Cpu final : public Attention {
  public:
-  explicit Flash2Cpu(std::unique_ptr<detail::CpuBackend> backend)
-      : backend_(std::move(backend)), kernels_(detail::cpu_kernels(backend_->isa())) {}
+  Flash2Cpu(std::unique_ptr<detail::CpuBackend> backend, int64_t l2_bytes)
+      : backend_(std::move(backend)),
+        kernels_(detail::cpu_kernels(backend_->isa())),
+        l2_bytes_(l2_bytes) {}
 
   Variant variant() const override { return Variant::kFlash2; }
   Device device() const override { return Device::kCPU; }
@@ -53,8 +57,7 @@ class Flash2Cpu final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
 
     const int64_t blocks = (s.max_q + tiles.block_q - 1) / tiles.block_q;
-    const int64_t per_block = s.batch * s.kv_heads;
-    const int64_t total = blocks * per_block;
+    const int64_t total = s.kv_heads * s.batch * blocks;
     if (total == 0) return Status();
     const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
     std::atomic<int64_t> next{0};
@@ -63,14 +66,14 @@ class Flash2Cpu final : public Attention {
       auto* ranges = reinterpret_cast<KeyRange*>(base);
       void* scratch = base + ranges_bytes(tiles);
       for (int64_t t = next++; t < total; t = next++) {
-        const int64_t order = t / per_block;
+        const int64_t order = t % blocks;
         const int64_t qb = heavy_last ? blocks - 1 - order : order;
         detail::Flash2Task task;
         task.params = &p;
         task.shape = s;
         task.plan = tiles;
-        task.b = t % per_block / s.kv_heads;
-        task.kv_head = t % s.kv_heads;
+        task.b = t / blocks % s.batch;
+        task.kv_head = t / blocks / s.batch;
         task.span = sequence_span(p, task.b);
         task.q_begin = qb * tiles.block_q;
         if (task.q_begin >= task.span.q_len) continue;
@@ -95,15 +98,16 @@ class Flash2Cpu final : public Attention {
     typical.max_q = typical.max_k = 4096;
     const detail::Flash2Plan t = plan(typical);
     return "flash2 (cpu): fused tiles with online softmax, O(n) memory; " + backend_->describe() +
-           "; tiles of ~" + std::to_string(t.block_q) + " query rows (group x positions) x " +
-           std::to_string(t.block_k) + " keys, " + std::to_string(t.register_keys) + "x" +
+           "; tiles at head_dim 128: " + std::to_string(t.block_q) +
+           " query rows (group x positions) x " + std::to_string(t.block_k) + " keys for L2 " +
+           std::to_string(l2_bytes_ >> 10) + " KiB, " + std::to_string(t.register_keys) + "x" +
            std::to_string(t.register_rows) + " register blocks";
   }
 
  private:
   detail::Flash2Plan plan(const AttentionShape& s) const {
     detail::Flash2Plan t;
-    kernels_.flash2_plan(s, &t);
+    kernels_.flash2_plan(s, l2_bytes_, &t);
     return t;
   }
   static size_t ranges_bytes(const detail::Flash2Plan& t) {
@@ -115,6 +119,7 @@ class Flash2Cpu final : public Attention {
 
   std::unique_ptr<detail::CpuBackend> backend_;
   const detail::CpuKernels& kernels_;
+  int64_t l2_bytes_;  // sizes the tiles
 };
 
 }  // namespace
@@ -122,7 +127,8 @@ class Flash2Cpu final : public Attention {
 Status create_flash2_cpu(const CpuOptions& options, std::unique_ptr<Attention>* out) {
   std::unique_ptr<detail::CpuBackend> backend;
   QWEN3VL_RETURN_IF_ERROR(detail::CpuBackend::create(options, &backend));
-  *out = std::make_unique<Flash2Cpu>(std::move(backend));
+  const CpuInfo& cpu = options.hardware ? options.hardware->cpu : CpuInfo::current();
+  *out = std::make_unique<Flash2Cpu>(std::move(backend), cpu.l2_bytes);
   return Status();
 }
 

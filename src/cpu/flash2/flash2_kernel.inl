@@ -461,13 +461,29 @@ void run(const Flash2Task& t) {
 
 }  // namespace
 
-void flash2_plan(const AttentionShape& s, Flash2Plan* plan) {
+void flash2_plan(const AttentionShape& s, int64_t cache_bytes, Flash2Plan* plan) {
+  // More tile rows read each K/V block for more queries (K/V come from L3 at long N), but Q^T and
+  // O^T grow with them and must stay in L2: take the most rows, up to kMaxTileRows, whose scratch
+  // fits in 3/4 of the L2 (the rest holds the K/V lines in flight). Unknown L2: kTileRows.
   const int64_t group = s.heads / s.kv_heads;
-  int64_t block_q = Simd::kTileRows / group;
-  if (block_q > s.max_q) block_q = s.max_q;
-  plan->block_q = block_q < 1 ? 1 : block_q;
+  const int64_t positions = s.max_q < 1 ? 1 : s.max_q;
   plan->block_k = s.head_dim > 128 ? 32 : 64;
-  plan->scratch_bytes = layout(plan_geometry(s, *plan), nullptr, nullptr);
+  const auto fit = [&](int64_t rows) {
+    int64_t block_q = rows / group;
+    block_q = block_q < 1 ? 1 : (block_q > positions ? positions : block_q);
+    plan->block_q = block_q;
+    plan->scratch_bytes = layout(plan_geometry(s, *plan), nullptr, nullptr);
+  };
+  fit(Simd::kTileRows);
+  if (cache_bytes > 0)
+    for (int64_t rows = kRows; rows <= Simd::kMaxTileRows; rows += kRows) {
+      const Flash2Plan before = *plan;
+      fit(rows);
+      if (rows > kRows && static_cast<int64_t>(plan->scratch_bytes) > cache_bytes / 4 * 3) {
+        *plan = before;
+        break;
+      }
+    }
   plan->register_keys = kKeys;
   plan->register_rows = static_cast<int>(kRows);
 }

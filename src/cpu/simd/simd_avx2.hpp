@@ -23,7 +23,9 @@ struct Simd {
   static constexpr int kQkKeys = 4;
   static constexpr int kPvCols = 4;
   static constexpr int kRowVecs = 3;
-  static constexpr int kTileRows = 96;  // query rows (group x positions) one task aims for
+  // Query rows (group x positions) of one task: the default, and the most a large L2 gets.
+  static constexpr int kTileRows = 96;
+  static constexpr int kMaxTileRows = 288;
 
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }

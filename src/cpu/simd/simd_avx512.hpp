@@ -23,6 +23,7 @@ struct Simd {
   static constexpr int kPvCols = 8;
   static constexpr int kRowVecs = 3;
   static constexpr int kTileRows = 96;
+  static constexpr int kMaxTileRows = 288;
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }

@@ -18,6 +18,7 @@ struct Simd {
   static constexpr int kPvCols = 4;
   static constexpr int kRowVecs = 4;
   static constexpr int kTileRows = 64;
+  static constexpr int kMaxTileRows = 128;
 
   static V zero() { return 0.0f; }
   static V set1(float x) { return x; }
