@@ -8,10 +8,10 @@
 // contiguous range of query rows from each key). Rows are ordered (position, head in group), so
 // one K/V block, converted and packed once, serves all G query heads of its KV head.
 //
-// Per K/V block: K as fp32 rows (converted, or read in place), S^T = K Q^T, softcap and masks
-// (skipped for blocks every row sees fully), block max, exp2 (log2(e) is folded into the scale),
-// rescale factors (applied inside the P V micro-kernel, and only where the max moved), V as fp32
-// rows, O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
+// Per K/V block: K as contiguous fp32 rows, S^T = K Q^T, softcap and masks (skipped for blocks
+// every row sees fully), block max, exp2 (log2(e) is folded into the scale), rescale factors
+// (applied inside the P V micro-kernel, and only where the max moved), V as fp32 rows,
+// O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
 //
 // Only this ISA's namespace may define symbols here: <math.h> log2f, not std::log2, whose inline
 // wrapper an -O0 build would emit compiled with this ISA's flags.
@@ -21,7 +21,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include "../kernels.hpp"
 
@@ -144,32 +143,19 @@ void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, c
   }
 }
 
-// fp32 rows of a K or V block, ld floats apart.
-struct Rows {
-  const float* data;
-  int64_t ld;
-};
-
-// An fp32 K/V block read in place (fixed-length rows are stride[1] apart, packed ones stride[0]).
-Rows source_rows(const TensorView& t, const Flash2Task& task, int64_t k0) {
-  return Rows{row_ptr<float>(t, task, task.span.k_start, k0, task.kv_head),
-              task.shape.varlen ? t.stride[0] : t.stride[1]};
-}
-
 // Keys [k0, k0 + kn) as fp32 rows, then zero keys up to a multiple of kKeys.
 template <class T>
-Rows pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
   for (int64_t j = 0; j < kn; ++j)
     convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f,
                 w.kp + j * g.d);
   fill(w.kp + kn * g.d, (round_up(kn, kKeys) - kn) * g.d, 0.0f);
-  return Rows{w.kp, g.d};
 }
 
 // Values [k0, k0 + kn) as fp32 rows of dim_pad (zero tail). Keys no row sees are stored as 0, not
 // read: 0 x NaN would otherwise leak their NaN through a zero probability.
 template <class T>
-Rows pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
   for (int64_t j = 0; j < kn; ++j) {
     float* dst = w.vp + j * g.dim_pad;
     if (w.live[j])
@@ -178,7 +164,6 @@ Rows pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, cons
       fill(dst, g.d, 0.0f);
     fill(dst + g.d, g.dim_pad - g.d, 0.0f);
   }
-  return Rows{w.vp, g.dim_pad};
 }
 
 // --- micro-kernels ----------------------------------------------------------------------------
@@ -248,12 +233,11 @@ void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t ldv, int64_t
 
 // --- one K/V block --------------------------------------------------------------------------
 
-void scores(const Geometry& g, int64_t kn, Rows k, const Scratch& w) {
+void scores(const Geometry& g, int64_t kn, const Scratch& w) {
   const int64_t kn_pad = round_up(kn, kKeys);
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
     for (int64_t j = 0; j < kn_pad; j += kKeys)
-      micro_qk(k.data + j * k.ld, k.ld, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp,
-               g.rows_pad);
+      micro_qk(w.kp + j * g.d, g.d, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp, g.rows_pad);
 }
 
 // s = cap * tanh(s / cap), then to log2 units (Q carried only the scale).
@@ -364,12 +348,12 @@ void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
   }
 }
 
-void accumulate(const Geometry& g, int64_t kn, Rows v, const Scratch& w) {
+void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
     const auto kernel = w.rescale[rp / kRows] ? &micro_pv<true> : &micro_pv<false>;
     float* ot = w.ot + rp * g.dim_pad;
     for (int64_t c = 0; c < g.dim_pad; c += kCols)
-      kernel(w.st + rp, g.rows_pad, v.data + c, v.ld, kn, ot + c * kRows, w.alpha + rp);
+      kernel(w.st + rp, g.rows_pad, w.vp + c, g.dim_pad, kn, ot + c * kRows, w.alpha + rp);
   }
 }
 
@@ -435,11 +419,10 @@ void run(const Flash2Task& t) {
       seen = t.rows[i].begin < k0 + kn && t.rows[i].end > k0;
     if (!seen) continue;  // the mask hides the whole block
 
-    // fp32 blocks that every row sees whole are read in place: no key is hidden (so no V row must
-    // be zeroed), none needs padding, and head_dim fills whole column groups.
-    const bool in_place =
-        std::is_same_v<T, float> && full && !additive && kn % kKeys == 0 && g.d % kCols == 0;
-    scores(g, kn, in_place ? source_rows(p.k, t, k0) : pack_k<T>(t, g, k0, kn, w), w);
+    // K and V are always copied into contiguous fp32 rows, fp32 too: read in place, their rows
+    // (a page apart in BSHD) made the whole kernel about 7% slower.
+    pack_k<T>(t, g, k0, kn, w);
+    scores(g, kn, w);
     if (softcap) apply_softcap(g, kn, p.softcap, w);
     if (!full) mask_structural(t, g, k0, kn, w);
     if (additive) {
@@ -454,7 +437,8 @@ void run(const Flash2Task& t) {
     else
       std::memset(w.live, 1, static_cast<size_t>(kn));
     softmax_block(g, kn, w);
-    accumulate(g, kn, in_place ? source_rows(p.v, t, k0) : pack_v<T>(t, g, k0, kn, w), w);
+    pack_v<T>(t, g, k0, kn, w);
+    accumulate(g, kn, w);
   }
   finish<T>(t, g, rows, w);
 }
