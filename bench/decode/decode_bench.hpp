@@ -30,15 +30,24 @@ struct DecodeCase {
 struct DecodeResult {
   double ms = 0;           // median time of one call
   double min_ms = 0;       // fastest call (the least disturbed by other work on the machine)
-  double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run
+  double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run: median
+  double best_copy_gbps = 0;  // and best sample (pairs with min_ms on a machine others share)
   int64_t splits = 0;
   double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
   std::string device;
 };
 
-// Copy bandwidth of the host: memcpy of `bytes` (larger than the L3), split over `threads`
-// threads, counted as bytes read + bytes written per second; the median of `repeats`.
-double host_copy_gbps(int64_t bytes, int threads, int repeats);
+// Copy bandwidth of the host: memcpy of `bytes` (larger than the L3) split over `threads`
+// threads, counted as bytes read + bytes written per second.
+class HostCopy {
+ public:
+  HostCopy(int64_t bytes, int threads);
+  double sample_gbps();
+
+ private:
+  std::vector<char> src_, dst_;
+  int threads_;
+};
 
 DecodeResult run_cpu_decode(const DecodeCase& c);
 

@@ -16,61 +16,74 @@ namespace qwen3vl {
 
 namespace detail {
 
-// One block per (sequence, query head, row). merge_states' arithmetic over all splits at once:
-// M = max lse_s, w_s = exp(lse_s - M) / sum_t exp(lse_t - M), out = sum_s w_s o_s (empty splits,
-// lse = -inf, weigh exactly 0 and are not read), lse = M + log(sum). The weights are computed once
-// per row in shared memory, then the threads sweep the head dimension.
-constexpr int kMergeThreads = 128;
+// merge_states' arithmetic over all splits of a row at once: M = max lse_s, w_s = exp(lse_s - M),
+// out = sum_s w_s o_s / sum_s w_s, lse = M + log(sum_s w_s); an empty split (lse = -inf) weighs
+// exactly 0. One block per (sequence, query head, row) and 32 head-dim elements: the weights are
+// computed once into shared memory, then each warp sums every 8th split of its 32 elements (many
+// independent loads in flight) and the warps' sums are added.
+constexpr int kMergeThreads = 256;
+constexpr int kMergeWarps = kMergeThreads / 32;
 constexpr int kMergeMaxSplits = 1024;  // validate() caps num_splits at 1024
 
 __global__ void __launch_bounds__(kMergeThreads) merge_splits(const DecodeArgs a) {
   __shared__ float w[kMergeMaxSplits];
   __shared__ float red[kMergeThreads];
+  __shared__ float part[kMergeWarps][32];
   const int64_t row = blockIdx.x;
   const int r = static_cast<int>(row % a.rows);
   const int head = static_cast<int>(row / a.rows % a.heads);
   const int64_t b = row / (static_cast<int64_t>(a.rows) * a.heads);
   const float* po = a.partial_o + row * a.splits * a.head_dim;
   const float* pl = a.partial_lse + row * a.splits;
+  const int t = threadIdx.x;
+
   float mx = -INFINITY;
-  for (int s = threadIdx.x; s < a.splits; s += kMergeThreads) mx = fmaxf(mx, pl[s]);
-  red[threadIdx.x] = mx;
+  for (int s = t; s < a.splits; s += kMergeThreads) mx = fmaxf(mx, pl[s]);
+  red[t] = mx;
   __syncthreads();
   for (int n = kMergeThreads / 2; n > 0; n /= 2) {
-    if (threadIdx.x < n) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + n]);
+    if (t < n) red[t] = fmaxf(red[t], red[t + n]);
     __syncthreads();
   }
   mx = red[0];
   __syncthreads();
   float sum = 0.0f;
-  for (int s = threadIdx.x; s < a.splits; s += kMergeThreads) {
+  for (int s = t; s < a.splits; s += kMergeThreads) {
     const float e = mx == -INFINITY || !(pl[s] > -INFINITY) ? 0.0f : expf(pl[s] - mx);
     w[s] = e;
     sum += e;
   }
-  red[threadIdx.x] = sum;
+  red[t] = sum;
   __syncthreads();
   for (int n = kMergeThreads / 2; n > 0; n /= 2) {
-    if (threadIdx.x < n) red[threadIdx.x] += red[threadIdx.x + n];
+    if (t < n) red[t] += red[t + n];
     __syncthreads();
   }
   sum = red[0];
-  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-  for (int e = threadIdx.x; e < a.head_dim; e += kMergeThreads) {
-    float acc = 0.0f;
-    for (int s = 0; s < a.splits; ++s)
-      if (w[s] != 0.0f) acc = fmaf(w[s], po[s * a.head_dim + e], acc);
+
+  const int warp = t / 32, lane = t % 32;
+  const int e = blockIdx.y * 32 + lane;
+  float acc = 0.0f;
+  if (e < a.head_dim)
+#pragma unroll 4
+    for (int s = warp; s < a.splits; s += kMergeWarps)
+      if (w[s] != 0.0f) acc = fmaf(w[s], po[static_cast<int64_t>(s) * a.head_dim + e], acc);
+  part[warp][lane] = acc;
+  __syncthreads();
+  if (warp == 0 && e < a.head_dim) {
+    for (int k = 1; k < kMergeWarps; ++k) acc += part[k][lane];
     store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e,
-                  a.q_dtype, acc * inv);
+                  a.q_dtype, sum > 0.0f ? acc / sum : 0.0f);
+    if (e == 0 && a.lse)
+      a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] =
+          sum > 0.0f ? mx + logf(sum) : -INFINITY;
   }
-  if (threadIdx.x == 0 && a.lse)
-    a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] =
-        sum > 0.0f ? mx + logf(sum) : -INFINITY;
 }
 
 Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(a.batch) * a.heads * a.rows;
-  merge_splits<<<static_cast<unsigned>(rows), kMergeThreads, 0, stream>>>(a);
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((a.head_dim + 31) / 32));
+  merge_splits<<<grid, kMergeThreads, 0, stream>>>(a);
   return cuda_status(cudaGetLastError(), "launch of merge_splits");
 }
 
@@ -78,8 +91,27 @@ Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
 
 namespace {
 
-constexpr int64_t kMinSplitKeys = 64;  // two steps of a block: below this fixed costs dominate
-constexpr int64_t kMaxAutoSplits = 256;
+constexpr int64_t kMinSplitKeys = 16;  // a few steps of a block: below this fixed costs dominate
+constexpr int64_t kMaxAutoSplits = 1024;  // validate() caps num_splits here too
+
+// How the blocks of one decode call are laid out: KV heads per block (the largest power of two
+// <= Hkv that divides the block's lane groups), head chunks, tiles of packed query rows.
+struct Layout {
+  int64_t heads_per_block = 1, head_chunks = 1, row_tiles = 1;
+  int64_t blocks_per_split(const DecodeShape& s) const { return s.batch * head_chunks * row_tiles; }
+};
+
+Layout layout_of(const DecodeParams& p, const DecodeShape& s) {
+  const int lanes = dispatch_float_dtype(p.kv.k.dtype, [&](auto tag) {
+    return detail::decode_lanes<decltype(tag)>(static_cast<int>(s.head_dim));
+  });
+  Layout l;
+  const int64_t groups = detail::kDecodeThreads / lanes;
+  while (l.heads_per_block * 2 <= std::min(groups, s.kv_heads)) l.heads_per_block *= 2;
+  l.head_chunks = (s.kv_heads + l.heads_per_block - 1) / l.heads_per_block;
+  l.row_tiles = (s.group_size() * s.rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
+  return l;
+}
 
 class DecodeCuda final : public DecodeAttention {
  public:
@@ -144,7 +176,10 @@ class DecodeCuda final : public DecodeAttention {
     a.rows = static_cast<int>(s.rows);
     a.head_dim = static_cast<int>(s.head_dim);
     a.group_rows = static_cast<int>(s.group_size() * s.rows);
-    a.row_tiles = (a.group_rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
+    const Layout layout = layout_of(p, s);
+    a.row_tiles = static_cast<int>(layout.row_tiles);
+    a.heads_per_block = static_cast<int>(layout.heads_per_block);
+    a.head_chunks = static_cast<int>(layout.head_chunks);
     a.splits = static_cast<int>(plan_splits(p, s));
     a.scale_log2 = s.scale * 1.4426950408889634f;
     a.vector_loads = vector_loads(p.kv);
@@ -174,23 +209,26 @@ class DecodeCuda final : public DecodeAttention {
     const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
     for (int i = 0; i < 7; ++i)
       QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], query_pointers));
-    const int64_t row_tiles = (s.group_size() * s.rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
     if (p.kv.capacity() > INT32_MAX)
       return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
                         " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
                         INT32_MAX, ")");
-    if (s.batch > ctx_.max_grid_z || s.kv_heads * row_tiles > ctx_.max_grid_y)
-      return make_error(StatusCode::kUnsupported, "batch = ", s.batch, ", Hkv * row tiles = ",
-                        s.kv_heads * row_tiles, ": the grid allows at most ", ctx_.max_grid_z,
-                        " and ", ctx_.max_grid_y);
+    const Layout layout = layout_of(p, s);
+    const int64_t grid_y = layout.head_chunks * layout.row_tiles;
+    if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
+      return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
+                        ", head chunks * row tiles = ", grid_y, ": the grid allows at most ",
+                        ctx_.max_grid_z, " and ", ctx_.max_grid_y);
     return Status();
   }
 
+  // Forced, or as many splits as fill one wave of resident blocks (3 per SM, 2 on Pascal: the
+  // kernels' launch bounds) without splits shorter than kMinSplitKeys.
   int64_t plan_splits(const DecodeParams& p, const DecodeShape& s) const {
     if (p.num_splits > 0) return p.num_splits;
-    const int64_t row_tiles = (s.group_size() * s.rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
-    const int64_t blocks = s.batch * s.kv_heads * row_tiles;
-    const int64_t want = (4 * static_cast<int64_t>(ctx_.multiprocessors) + blocks - 1) / blocks;
+    const int64_t resident = ctx_.cc_major < 7 ? 2 : 3;
+    const int64_t wave = resident * ctx_.multiprocessors;
+    const int64_t want = std::max<int64_t>(1, wave / layout_of(p, s).blocks_per_split(s));
     const int64_t most = std::max<int64_t>(1, s.max_len / kMinSplitKeys);
     return std::clamp<int64_t>(std::min(want, most), 1, kMaxAutoSplits);
   }

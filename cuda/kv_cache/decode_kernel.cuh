@@ -1,9 +1,13 @@
-// The CUDA decode kernel. One block = one (key split, KV head, tile of 4 packed query rows,
-// sequence). The block's threads form "slots" of kLanes lanes; a slot owns every kSlots-th key of
-// the split, kDecodeUnroll keys per step, and its lanes hold interleaved 16-byte pieces of the head
-// dimension (coalesced loads, a shuffle reduction per score). Each slot keeps an online softmax per
-// row in registers; the slots are merged through shared memory at the end, and the block writes
-// either the output or its split's partial (o, lse) for the merge kernel. fp32 arithmetic on
+// The CUDA decode kernel. One block = one (key split, chunk of KV heads, tile of 4 packed query
+// rows, sequence). The block's threads form groups of kLanes lanes; group g serves head
+// (chunk * hpb + g % hpb) and owns every slots-th key of the split (slot g / hpb), kDecodeUnroll
+// keys per step. With Hkv >= 8 a whole token row (every head of one key: Hkv * D contiguous
+// elements in the NHD cache) is read by the block at once: reading 256-byte pieces of one head at
+// 2 KiB strides, head by head, left HBM at about half its bandwidth. Lanes hold interleaved 16-byte
+// pieces of the head dimension (coalesced loads, a shuffle reduction per score); each group keeps
+// an online softmax per row in registers, K/V loads of the next step are in flight while a step
+// computes, and the groups of one head are merged through shared memory at the end. The block
+// writes the output or its split's partial (o, lse) for the merge kernel. fp32 arithmetic on
 // f32 / f16 / bf16 storage, no tensor cores and no cp.async, so it compiles for sm_61.
 #pragma once
 
@@ -79,19 +83,18 @@ struct KeyStep {
 };
 
 template <class T, int kLanes, int kVecs, bool kPaged>
-__device__ inline void load_step(const DecodeArgs& a, int b, int kvh, int lane, int slot, int jb,
-                                 int ke, KeyStep<T, kVecs>& st) {
+__device__ inline void load_step(const DecodeArgs& a, int b, int kvh, bool head_ok, int lane,
+                                 int slot, int slots, int jb, int ke, KeyStep<T, kVecs>& st) {
   constexpr int kElems = Vec16<T>::kElems;
-  constexpr int kSlots = kDecodeThreads / kLanes;
   const T* kbase = static_cast<const T*>(a.k);
   const T* vbase = static_cast<const T*>(a.v);
   for (int u = 0; u < KeyStep<T, kVecs>::kUnroll; ++u) {
-    const int j = jb + u * kSlots + slot;
+    const int j = jb + u * slots + slot;
     int64_t major = b;
     int minor = j;
-    st.ok[u] = j < ke;
+    st.ok[u] = head_ok && j < ke;
     if (kPaged && st.ok[u]) {
-      const int blk = j / a.block_size;
+      const int blk = j / static_cast<int>(a.block_size);  // 32-bit: keys are < 2^31
       major = a.table[b * a.table_stride[0] + blk * a.table_stride[1]];
       minor = j - blk * static_cast<int>(a.block_size);
       st.ok[u] = major >= 0 && major < a.num_blocks;  // a bad id masks the key, never read
@@ -111,34 +114,38 @@ template <class T, int kLanes, int kVecs, bool kPaged>
 __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) decode_kernel(const DecodeArgs a) {
   constexpr int kElems = Vec16<T>::kElems;  // per 16-byte vector
   constexpr int kPer = kVecs * kElems;      // head-dim elements per lane
-  constexpr int kSlots = kDecodeThreads / kLanes;
-  constexpr int kPadded = kLanes * kPer;    // head dim covered by a slot
+  constexpr int kGroups = kDecodeThreads / kLanes;
+  constexpr int kPadded = kLanes * kPer;    // head dim covered by a group
   constexpr int kUnroll = KeyStep<T, kVecs>::kUnroll;
-  constexpr int kStep = kSlots * kUnroll;
   constexpr float kNegInf = -INFINITY;
 
+  const int hpb = a.heads_per_block, slots = kGroups / hpb;
   const int split = blockIdx.x;
-  const int kvh = blockIdx.y / a.row_tiles, tile = blockIdx.y % a.row_tiles;
+  const int chunk = blockIdx.y / a.row_tiles, tile = blockIdx.y % a.row_tiles;
   const int b = blockIdx.z;
-  const int lane = threadIdx.x % kLanes, slot = threadIdx.x / kLanes;
+  const int lane = threadIdx.x % kLanes, group = threadIdx.x / kLanes;
+  const int local_head = group % hpb, slot = group / hpb;
+  const int kvh = chunk * hpb + local_head;
+  const bool head_ok = kvh < a.kv_heads;
   const int d = a.head_dim;
+  const int step = slots * kUnroll;
 
   int len = a.seq_lens[b * a.lens_stride];
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   const int per_split = (len + a.splits - 1) / a.splits;
-  const int kb = min(split * per_split, len);
-  const int ke = min(kb + per_split, len);
+  const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
+  const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
 
   // The first step's K / V loads go out before anything else, then the queries are read.
   KeyStep<T, kVecs> cur;
-  load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, lane, slot, kb, ke, cur);
+  load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, head_ok, lane, slot, slots, kb, ke, cur);
 
   // This tile's query rows: head (kvh * G + gi / R), new row gi % R, visible keys [0, end).
   float q[kDecodeRowTile][kPer];
   int end[kDecodeRowTile];
   for (int i = 0; i < kDecodeRowTile; ++i) {
     const int gi = tile * kDecodeRowTile + i;
-    const bool active = gi < a.group_rows;
+    const bool active = head_ok && gi < a.group_rows;
     const int head = kvh * (a.heads / a.kv_heads) + gi / a.rows, r = gi % a.rows;
     end[i] = active ? len - a.rows + r + 1 : 0;
     const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
@@ -157,17 +164,18 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
     for (int x = 0; x < kPer; ++x) o[i][x] = 0.0f;
   }
 
-  for (int jb = kb; jb < ke; jb += kStep) {
+  for (int jb = kb; jb < ke; jb += step) {
     // The next step's loads are in flight while this step computes (register double buffer).
     KeyStep<T, kVecs> next;
-    if (jb + kStep < ke) load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, lane, slot, jb + kStep, ke, next);
+    if (jb + step < ke)
+      load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, head_ok, lane, slot, slots, jb + step, ke, next);
 
     // Scores: every lane of a slot ends with the full dot products (xor shuffles within the slot).
     float s[kUnroll][kDecodeRowTile];
     for (int u = 0; u < kUnroll; ++u) {
       float kf[kPer];
       for (int v = 0; v < kVecs; ++v) to_floats(cur.k[u][v], kf + v * kElems, T{});
-      const int j = jb + u * kSlots + slot;
+      const int j = jb + u * slots + slot;
       for (int i = 0; i < kDecodeRowTile; ++i) {
         float d0 = 0.0f, d1 = 0.0f;  // two chains
         for (int x = 0; x < kPer; x += 2) {
@@ -210,54 +218,56 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
     cur = next;
   }
 
-  // Merge the slots: per row, each slot's weight exp2(m_slot - max) once, then the outputs.
-  __shared__ float sm_o[kSlots][kDecodeRowTile][kPadded];
-  __shared__ float sm_m[kSlots][kDecodeRowTile], sm_l[kSlots][kDecodeRowTile];
-  __shared__ float sm_inv[kDecodeRowTile], sm_lse[kDecodeRowTile];
+  // Merge the groups of each head (its slots): per row, each slot's weight exp2(m - max) once,
+  // then the outputs.
+  __shared__ float sm_o[kGroups][kDecodeRowTile][kPadded];
+  __shared__ float sm_m[kGroups][kDecodeRowTile], sm_l[kGroups][kDecodeRowTile];
+  __shared__ float sm_inv[kGroups][kDecodeRowTile], sm_lse[kGroups][kDecodeRowTile];
   for (int i = 0; i < kDecodeRowTile; ++i) {
     for (int v = 0; v < kVecs; ++v)
       for (int x = 0; x < kElems; ++x)
-        sm_o[slot][i][(v * kLanes + lane) * kElems + x] = o[i][v * kElems + x];
+        sm_o[group][i][(v * kLanes + lane) * kElems + x] = o[i][v * kElems + x];
     if (lane == 0) {
-      sm_m[slot][i] = m[i];
-      sm_l[slot][i] = l[i];
+      sm_m[group][i] = m[i];
+      sm_l[group][i] = l[i];
     }
   }
   __syncthreads();
-  if (threadIdx.x < kDecodeRowTile) {  // one thread per row: the slot weights and the row's LSE
-    const int i = threadIdx.x;
+  if (threadIdx.x < hpb * kDecodeRowTile) {  // one thread per (head, row): weights and LSE
+    const int h = threadIdx.x / kDecodeRowTile, i = threadIdx.x % kDecodeRowTile;
     float mx = kNegInf;
-    for (int sl = 0; sl < kSlots; ++sl) mx = fmaxf(mx, sm_m[sl][i]);
+    for (int sl = 0; sl < slots; ++sl) mx = fmaxf(mx, sm_m[sl * hpb + h][i]);
     float sum = 0.0f;
-    for (int sl = 0; sl < kSlots; ++sl) {
-      const float w = mx == kNegInf || sm_m[sl][i] == kNegInf ? 0.0f : exp2f(sm_m[sl][i] - mx);
-      sm_m[sl][i] = w;  // from here on: the slot's weight
-      sum += sm_l[sl][i] * w;
+    for (int sl = 0; sl < slots; ++sl) {
+      const float ms = sm_m[sl * hpb + h][i];
+      const float w = mx == kNegInf || ms == kNegInf ? 0.0f : exp2f(ms - mx);
+      sm_m[sl * hpb + h][i] = w;  // from here on: the slot's weight
+      sum += sm_l[sl * hpb + h][i] * w;
     }
     const bool empty = !(sum > 0.0f);
-    sm_inv[i] = empty ? 0.0f : 1.0f / sum;
-    sm_lse[i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
+    sm_inv[h][i] = empty ? 0.0f : 1.0f / sum;
+    sm_lse[h][i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
   }
   __syncthreads();
   const int heads_per_group = a.heads / a.kv_heads;
-  for (int idx = threadIdx.x; idx < kDecodeRowTile * d; idx += kDecodeThreads) {
-    const int i = idx / d, e = idx % d;
-    const int gi = tile * kDecodeRowTile + i;
-    if (gi >= a.group_rows) continue;
+  for (int idx = threadIdx.x; idx < hpb * kDecodeRowTile * d; idx += kDecodeThreads) {
+    const int h = idx / (kDecodeRowTile * d), i = idx / d % kDecodeRowTile, e = idx % d;
+    const int gi = tile * kDecodeRowTile + i, out_kvh = chunk * hpb + h;
+    if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
     float acc = 0.0f;
-    for (int sl = 0; sl < kSlots; ++sl) acc = fmaf(sm_m[sl][i], sm_o[sl][i][e], acc);
-    const float value = acc * sm_inv[i];
-    const int head = kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
+    for (int sl = 0; sl < slots; ++sl) acc = fmaf(sm_m[sl * hpb + h][i], sm_o[sl * hpb + h][i][e], acc);
+    const float value = acc * sm_inv[h][i];
+    const int head = out_kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
     if (a.splits > 1) {
       const int64_t row = (static_cast<int64_t>(b) * a.heads + head) * a.rows + r;
       a.partial_o[(row * a.splits + split) * d + e] = value;
-      if (e == 0) a.partial_lse[row * a.splits + split] = sm_lse[i];
+      if (e == 0) a.partial_lse[row * a.splits + split] = sm_lse[h][i];
       continue;
     }
     store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e,
                   a.q_dtype, value);
     if (e == 0 && a.lse)
-      a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] = sm_lse[i];
+      a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] = sm_lse[h][i];
   }
 }
 
@@ -266,12 +276,12 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 namespace qwen3vl::detail {
 
 // Picks lanes per key row (8, 16 or 32) and 16-byte vectors per lane (1, or 2 for f32 with
-// D > 128) so that one slot covers the head dimension, then launches.
+// D > 128) so that one group covers the head dimension, then launches.
 template <class T>
 Status launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   using namespace decode_cuda;
   constexpr int kElems = Vec16<T>::kElems;
-  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.kv_heads * a.row_tiles),
+  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
                   static_cast<unsigned>(a.batch));
   const int vectors = (a.head_dim + kElems - 1) / kElems;
   const bool paged = a.table != nullptr;
@@ -281,12 +291,15 @@ Status launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   };
 #define QWEN3VL_DECODE_LAUNCH(lanes, vecs)                                              \
   return paged ? go(decode_kernel<T, lanes, vecs, true>) : go(decode_kernel<T, lanes, vecs, false>)
-  if (vectors <= 8) QWEN3VL_DECODE_LAUNCH(8, 1);
-  if (vectors <= 16) QWEN3VL_DECODE_LAUNCH(16, 1);
-  if constexpr (kElems == 4) {
-    if (vectors > 32) QWEN3VL_DECODE_LAUNCH(32, 2);
+  switch (decode_lanes<T>(a.head_dim)) {  // the host planned head chunks with the same choice
+    case 8: QWEN3VL_DECODE_LAUNCH(8, 1);
+    case 16: QWEN3VL_DECODE_LAUNCH(16, 1);
+    default:
+      if constexpr (kElems == 4) {
+        if (vectors > 32) QWEN3VL_DECODE_LAUNCH(32, 2);
+      }
+      QWEN3VL_DECODE_LAUNCH(32, 1);
   }
-  QWEN3VL_DECODE_LAUNCH(32, 1);
 #undef QWEN3VL_DECODE_LAUNCH
 }
 

@@ -31,13 +31,23 @@ struct DecodeArgs {
   int64_t table_stride[2];
   int64_t block_size, num_blocks, capacity;
   int batch, heads, kv_heads, rows, head_dim, group_rows, row_tiles, splits;
+  int heads_per_block, head_chunks;  // KV heads a block serves (a divisor of its lane groups)
   float scale_log2;           // scale * log2(e)
   bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
   float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
   float* partial_lse;         // [B, Hq, R, splits], natural log
 };
 
-// The split-KV kernel (grid: splits x (Hkv * row_tiles) x B) for storage type T, and the merge.
+// Lane groups of a decode block for storage type T and head dim d (16-byte vectors per lane).
+template <class T>
+inline int decode_lanes(int head_dim) {
+  const int elems = 16 / static_cast<int>(sizeof(T));
+  const int vectors = (head_dim + elems - 1) / elems;
+  return vectors <= 8 ? 8 : vectors <= 16 ? 16 : 32;
+}
+
+// The split-KV kernel (grid: splits x (head chunks * row tiles) x B) for storage type T, and the
+// merge.
 template <class T>
 Status launch_decode(const DecodeArgs& args, cudaStream_t stream);
 Status launch_merge(const DecodeArgs& args, cudaStream_t stream);

@@ -1,21 +1,24 @@
 // The CPU decode kernel for one task, compiled once per ISA (decode_<isa>.cpp defines
-// QWEN3VL_ISA_NS and includes this file). Per chunk of up to kDecodeChunk keys (within one block
-// when paged): S = Q K^T for the G * R packed query rows of every KV head of the task (each K row
-// is converted once and used by all rows of its group), the causal mask of the new rows, an
-// online base-2 softmax per row, then O += P V. Scores are pre-scaled by scale * log2(e), so exp2
-// is the only exponential. Keys past the sequence length are never read.
+// QWEN3VL_ISA_NS and includes this file). Scores are pre-scaled by scale * log2(e), so exp2 is the
+// only exponential. Keys past the sequence length are never read.
 //
-// Both passes walk the cache in address order (key by key, every head of a key in turn): the rows
-// of one head are Hkv * D elements apart, and reading them head by head defeats the hardware
-// prefetchers (measured: half the bandwidth on Zen 4), so the running outputs of all heads stay in
-// L1 instead of registers.
+// Per chunk of up to kDecodeChunk keys (within one block when paged), two kinds of work:
+//  A. In address order (key by key, every head of a key in turn): S = Q K^T for the packed G * R
+//     query rows of each head (each K row converted once, four rows per tile, the four dot
+//     products reduced together) and a copy of the V rows into a head-major scratch. The rows of
+//     one head are Hkv * D elements apart; reading them head by head defeats the hardware
+//     prefetchers (measured: half the bandwidth on Zen 4).
+//  B. Per head: the causal mask of the new rows, an online base-2 softmax per row, then O += P V
+//     from the scratch with the outputs of four rows held in registers across the chunk.
+// B of one chunk is spread between the keys of A of the next (two sets of score and V buffers),
+// so the cache keeps streaming: pausing the reads for a whole pass B cost as much again.
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 #include <cmath>
+#include <cstring>
 #include <limits>
-#include <type_traits>
 
 #include "decode_kernels.hpp"
 
@@ -24,127 +27,167 @@ namespace {
 
 #include "simd.inl"
 
-constexpr int kRowTile = 4;  // query rows sharing each converted K / V vector
+constexpr int kTile = kDecodeRowTile;  // query rows sharing each converted K / V vector
+constexpr int64_t kChunk = kDecodeChunk;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+static_assert(kLanes % kTile == 0, "a vector holds whole [key][4 rows] score groups");
 
-// s[r * s_stride] = q[r] . k for kRows rows and one key.
-template <int kRows, class T>
-inline void qk_key(const float* q, int64_t q_stride, const T* k, int64_t d, float* s,
-                   int64_t s_stride) {
+// out[r] = q[r] . k for the four rows of a tile and one key. Two vectors of the head dimension per
+// step give eight independent FMA chains (four would wait on the FMA latency).
+template <class T>
+inline void qk_key(const float* q, int64_t q_stride, const T* k, int64_t d, float* out) {
   const int64_t dv = d / kLanes * kLanes;
-  Vec acc[kRows];
-  for (int r = 0; r < kRows; ++r) acc[r] = vzero();
-  for (int64_t c = 0; c < dv; c += kLanes) {
-    const Vec x = vload(k + c);
-    for (int r = 0; r < kRows; ++r) acc[r] = vfma(vload(q + r * q_stride + c), x, acc[r]);
+  Vec a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  Vec b0 = vzero(), b1 = vzero(), b2 = vzero(), b3 = vzero();
+  int64_t c = 0;
+  for (; c + 2 * kLanes <= dv; c += 2 * kLanes) {
+    const Vec x = vload(k + c), y = vload(k + c + kLanes);
+    a0 = vfma(vload(q + c), x, a0);
+    a1 = vfma(vload(q + q_stride + c), x, a1);
+    a2 = vfma(vload(q + 2 * q_stride + c), x, a2);
+    a3 = vfma(vload(q + 3 * q_stride + c), x, a3);
+    b0 = vfma(vload(q + c + kLanes), y, b0);
+    b1 = vfma(vload(q + q_stride + c + kLanes), y, b1);
+    b2 = vfma(vload(q + 2 * q_stride + c + kLanes), y, b2);
+    b3 = vfma(vload(q + 3 * q_stride + c + kLanes), y, b3);
   }
-  for (int r = 0; r < kRows; ++r) {
-    float sum = vsum(acc[r]);
-    for (int64_t c = dv; c < d; ++c) sum += q[r * q_stride + c] * to_float(k[c]);
-    s[r * s_stride] = sum;
+  for (; c < dv; c += kLanes) {
+    const Vec x = vload(k + c);
+    a0 = vfma(vload(q + c), x, a0);
+    a1 = vfma(vload(q + q_stride + c), x, a1);
+    a2 = vfma(vload(q + 2 * q_stride + c), x, a2);
+    a3 = vfma(vload(q + 3 * q_stride + c), x, a3);
+  }
+  vreduce4(vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3), out);
+  for (; c < d; ++c) {
+    const float x = to_float(k[c]);
+    for (int r = 0; r < kTile; ++r) out[r] += q[r * q_stride + c] * x;
   }
 }
 
-// o[r] += p[r * p_stride] * v for kRows rows and one key.
-template <int kRows, class T>
-inline void pv_key(const float* p, int64_t p_stride, const T* v, int64_t d, float* o,
-                   int64_t o_stride) {
+// o[r] += sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out [key][4 rows]).
+template <class T>
+inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, int64_t d, float* o,
+                     int64_t o_stride) {
   const int64_t dv = d / kLanes * kLanes;
-  Vec w[kRows];
-  for (int r = 0; r < kRows; ++r) w[r] = vset1(p[r * p_stride]);
-  for (int64_t c = 0; c < dv; c += kLanes) {
-    const Vec x = vload(v + c);
-    for (int r = 0; r < kRows; ++r) {
-      float* dst = o + r * o_stride + c;
-      vstore(dst, vfma(w[r], x, vload(dst)));
+  int64_t c = 0;
+  for (; c + 2 * kLanes <= dv; c += 2 * kLanes) {
+    Vec a[kTile][2];
+    for (int r = 0; r < kTile; ++r) {
+      a[r][0] = vload(o + r * o_stride + c);
+      a[r][1] = vload(o + r * o_stride + c + kLanes);
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      const T* vj = v + j * v_stride + c;
+      const Vec x0 = vload(vj), x1 = vload(vj + kLanes);
+      for (int r = 0; r < kTile; ++r) {
+        const Vec w = vset1(p[j * kTile + r]);
+        a[r][0] = vfma(w, x0, a[r][0]);
+        a[r][1] = vfma(w, x1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < kTile; ++r) {
+      vstore(o + r * o_stride + c, a[r][0]);
+      vstore(o + r * o_stride + c + kLanes, a[r][1]);
     }
   }
-  for (int64_t c = dv; c < d; ++c) {
-    const float x = to_float(v[c]);
-    for (int r = 0; r < kRows; ++r) o[r * o_stride + c] += p[r * p_stride] * x;
+  for (; c < dv; c += kLanes) {
+    Vec a[kTile];
+    for (int r = 0; r < kTile; ++r) a[r] = vload(o + r * o_stride + c);
+    for (int64_t j = 0; j < n; ++j) {
+      const Vec x = vload(v + j * v_stride + c);
+      for (int r = 0; r < kTile; ++r) a[r] = vfma(vset1(p[j * kTile + r]), x, a[r]);
+    }
+    for (int r = 0; r < kTile; ++r) vstore(o + r * o_stride + c, a[r]);
+  }
+  for (; c < d; ++c)
+    for (int64_t j = 0; j < n; ++j) {
+      const float x = to_float(v[j * v_stride + c]);
+      for (int r = 0; r < kTile; ++r) o[r * o_stride + c] += p[j * kTile + r] * x;
+    }
+}
+
+// Softmax step for one tile over a chunk: s holds n keys' scores as [key][4 rows] (padded to whole
+// vectors), ends[r] = keys of the chunk row r sees. Folds them into the running max / sum, rescales
+// the rows' outputs and leaves the weights in s.
+inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, float* l, float* o,
+                         int64_t dp) {
+  const int64_t used = n * kTile, padded = (used + kLanes - 1) / kLanes * kLanes;
+  for (int64_t j = 0; j < n; ++j)
+    for (int r = 0; r < kTile; ++r)
+      if (j >= ends[r]) s[j * kTile + r] = kNegInf;
+  for (int64_t i = used; i < padded; ++i) s[i] = kNegInf;
+  float mx[kTile] = {kNegInf, kNegInf, kNegInf, kNegInf};
+  for (int64_t j = 0; j < n; ++j)
+    for (int r = 0; r < kTile; ++r) mx[r] = s[j * kTile + r] > mx[r] ? s[j * kTile + r] : mx[r];
+  alignas(64) float shift[kLanes];
+  float alpha[kTile];
+  for (int r = 0; r < kTile; ++r) {
+    const float m_new = mx[r] > m[r] ? mx[r] : m[r];
+    alpha[r] = m_new == kNegInf ? 1.0f : std::exp2(m[r] - m_new);  // 0 on the first visible chunk
+    m[r] = m_new;
+    for (int i = r; i < kLanes; i += kTile) shift[i] = m_new == kNegInf ? 0.0f : m_new;
+  }
+  const Vec sv = vload(shift);
+  Vec sum = vzero();
+  for (int64_t i = 0; i < padded; i += kLanes) {
+    const Vec e = vexp2(vsub(vload(s + i), sv));
+    vstore(s + i, e);
+    sum = vadd(sum, e);
+  }
+  alignas(64) float sums[kLanes];
+  vstore(sums, sum);
+  for (int r = 0; r < kTile; ++r) {
+    float row_sum = 0.0f;
+    for (int i = r; i < kLanes; i += kTile) row_sum += sums[i];
+    l[r] = l[r] * alpha[r] + row_sum;
+    if (alpha[r] != 1.0f) {
+      const Vec av = vset1(alpha[r]);
+      for (int64_t c = 0; c < dp; c += kLanes) vstore(o + r * dp + c, vmul(vload(o + r * dp + c), av));
+    }
   }
 }
 
-// Calls f(std::integral_constant<int, rows>{}, first_row) over row tiles of at most kRowTile.
-template <class F>
-inline void for_row_tiles(int64_t rows, F&& f) {
-  int64_t i = 0;
-  for (; i + kRowTile <= rows; i += kRowTile) f(std::integral_constant<int, kRowTile>{}, i);
-  switch (rows - i) {
-    case 1: f(std::integral_constant<int, 1>{}, i); break;
-    case 2: f(std::integral_constant<int, 2>{}, i); break;
-    case 3: f(std::integral_constant<int, 3>{}, i); break;
-    default: break;
-  }
-}
-
-// The running state of one KV head's G * R query rows.
+// The running state of one KV head's packed query rows (padded to whole tiles).
 struct HeadState {
   float* q;  // [rows][dp], pre-scaled by scale * log2(e), zero padded
   float* o;  // [rows][dp], unnormalised
   float* m;  // [rows], running max (base 2)
   float* l;  // [rows], running sum
-  float* s;  // [rows][kDecodeChunk], the chunk's scores, then its weights
+  float* s;  // [2][tiles][kChunk][4]: a chunk's scores, then its weights (double buffered)
 };
-
-// Masks row i's scores of the chunk (keys >= end, relative to the chunk, are invisible), folds
-// them into the running max and sum, rescales the row's output and leaves the weights in s.
-inline void softmax_row(float* s, int64_t n, int64_t end, float* m, float* l, float* o,
-                        int64_t dp) {
-  const int64_t n_padded = (n + kLanes - 1) / kLanes * kLanes;
-  for (int64_t j = end < 0 ? 0 : end; j < n_padded; ++j) s[j] = kNegInf;
-  for (int64_t j = n; j < n_padded; ++j) s[j] = kNegInf;
-  Vec mx = vset1(kNegInf);
-  for (int64_t j = 0; j < n_padded; j += kLanes) mx = vmax(mx, vload(s + j));
-  const float chunk_max = vmaxall(mx);
-  if (chunk_max == kNegInf) {  // nothing visible in this chunk: weights 0
-    for (int64_t j = 0; j < n_padded; ++j) s[j] = 0.0f;
-    return;
-  }
-  const float m_new = chunk_max > *m ? chunk_max : *m;
-  const float alpha = std::exp2(*m - m_new);  // 0 on the row's first visible chunk
-  Vec sum = vzero();
-  const Vec mv = vset1(m_new);
-  for (int64_t j = 0; j < n_padded; j += kLanes) {
-    const Vec e = vexp2(vsub(vload(s + j), mv));
-    vstore(s + j, e);
-    sum = vadd(sum, e);
-  }
-  *l = *l * alpha + vsum(sum);
-  *m = m_new;
-  if (alpha != 1.0f) {
-    const Vec av = vset1(alpha);
-    for (int64_t c = 0; c < dp; c += kLanes) vstore(o + c, vmul(vload(o + c), av));
-  }
-}
 
 template <class T>
 void run(const DecodeTask& t) {
   const DecodeParams& p = *t.params;
   const DecodeShape& s = t.shape;
   const int64_t d = s.head_dim, dp = decode_padded_dim(d), g_size = s.group_size();
-  const int64_t rows = g_size * s.rows, heads = t.kv_head_end - t.kv_head_begin;
+  const int64_t rows = g_size * s.rows, padded_rows = decode_padded_rows(rows);
+  const int64_t tiles = padded_rows / kTile, heads = t.kv_head_end - t.kv_head_begin;
   const float q_scale = s.scale * 1.4426950408889634f;
 
   float* base = static_cast<float*>(t.scratch);
+  const int64_t per_head = padded_rows * (2 * dp + 2 + 2 * kChunk);
   auto state = [&](int64_t h) {
-    float* q = base + h * rows * (2 * dp + 2 + kDecodeChunk);
-    float* o = q + rows * dp;
-    return HeadState{q, o, o + rows * dp, o + rows * dp + rows, o + rows * dp + 2 * rows};
+    float* q = base + h * per_head;
+    float* o = q + padded_rows * dp;
+    float* m = o + padded_rows * dp;
+    return HeadState{q, o, m, m + padded_rows, m + 2 * padded_rows};
   };
+  T* v_scratch = reinterpret_cast<T*>(base + heads * per_head);  // [2][heads][kChunk][dp]
 
-  // Query row i of a head is (group member i / R, new row i % R); row r sees keys < end(r).
-  auto visible_end = [&](int64_t i) { return t.seq_len - s.rows + i % s.rows + 1; };
+  // Packed row i of a head is (group member i / R, new row i % R); row r sees keys < end(i).
+  auto visible_end = [&](int64_t i) { return i < rows ? t.seq_len - s.rows + i % s.rows + 1 : 0; };
   for (int64_t h = 0; h < heads; ++h) {
     const HeadState st = state(h);
-    for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t i = 0; i < padded_rows; ++i) {
+      for (int64_t c = 0; c < dp; ++c) st.q[i * dp + c] = st.o[i * dp + c] = 0.0f;
+      st.m[i] = kNegInf;
+      st.l[i] = 0.0f;
+      if (i >= rows) continue;
       const int64_t qh = (t.kv_head_begin + h) * g_size + i / s.rows;
       const int64_t off = p.q.offset(t.b, i % s.rows, qh);
       for (int64_t c = 0; c < d; ++c) st.q[i * dp + c] = load_float(p.q, off + c) * q_scale;
-      for (int64_t c = d; c < dp; ++c) st.q[i * dp + c] = 0.0f;
-      for (int64_t c = 0; c < dp; ++c) st.o[i * dp + c] = 0.0f;
-      st.m[i] = kNegInf;
-      st.l[i] = 0.0f;
     }
   }
 
@@ -152,39 +195,53 @@ void run(const DecodeTask& t) {
   const TensorView& kv_v = p.kv.v;
   const bool paged = p.kv.layout == KvLayout::kPaged;
   const PagedIndexer pager = paged ? paged_indexer(p.kv) : PagedIndexer{};
-  for (int64_t j0 = t.key_begin; j0 < t.key_end;) {
-    int64_t n = t.key_end - j0 < kDecodeChunk ? t.key_end - j0 : kDecodeChunk;
+  const size_t row_bytes = static_cast<size_t>(d) * sizeof(T);
+  const int64_t score_buffer = tiles * kChunk * kTile;
+
+  // B for head h of a finished chunk (its first key, length and buffer).
+  struct Chunk {
+    int64_t j0 = 0, n = 0, buffer = 0;
+  };
+  auto finish_head = [&](const Chunk& c, int64_t h) {
+    const HeadState st = state(h);
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      int64_t ends[kTile];
+      for (int r = 0; r < kTile; ++r) ends[r] = visible_end(tile * kTile + r) - c.j0;
+      float* sc = st.s + c.buffer * score_buffer + tile * kChunk * kTile;
+      float* o = st.o + tile * kTile * dp;
+      softmax_tile(sc, c.n, ends, st.m + tile * kTile, st.l + tile * kTile, o, dp);
+      pv_chunk(sc, v_scratch + (c.buffer * heads + h) * kChunk * dp, dp, c.n, d, o, dp);
+    }
+  };
+
+  Chunk pending;           // the chunk whose B is spread over this chunk's A
+  int64_t pending_head = heads;  // its next head to finish (heads: none left)
+  for (int64_t j0 = t.key_begin, buffer = 0; j0 < t.key_end; buffer ^= 1) {
+    int64_t n = t.key_end - j0 < kChunk ? t.key_end - j0 : kChunk;
     if (paged) n = pager.run(j0, n);
     const KvSlot slot = paged ? pager.slot(t.b, j0) : KvSlot{t.b, j0};
     const T* k0 = kv_k.ptr<const T>() + kv_k.offset(slot.major, slot.minor, t.kv_head_begin);
     const T* v0 = kv_v.ptr<const T>() + kv_v.offset(slot.major, slot.minor, t.kv_head_begin);
-
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t j = 0; j < n; ++j) {
+      for (int64_t h = 0; h < heads; ++h) {  // A, in address order
         const HeadState st = state(h);
         const T* k = k0 + j * kv_k.stride[1] + h * kv_k.stride[2];
-        for_row_tiles(rows, [&](auto tile, int64_t i) {
-          qk_key<decltype(tile)::value>(st.q + i * dp, dp, k, d, st.s + i * kDecodeChunk + j,
-                                        kDecodeChunk);
-        });
+        float* sc = st.s + buffer * score_buffer + j * kTile;
+        for (int64_t tile = 0; tile < tiles; ++tile)
+          qk_key(st.q + tile * kTile * dp, dp, k, d, sc + tile * kChunk * kTile);
+        std::memcpy(v_scratch + ((buffer * heads + h) * kChunk + j) * dp,
+                    v0 + j * kv_v.stride[1] + h * kv_v.stride[2], row_bytes);
       }
-    for (int64_t h = 0; h < heads; ++h) {
-      const HeadState st = state(h);
-      for (int64_t i = 0; i < rows; ++i)
-        softmax_row(st.s + i * kDecodeChunk, n, visible_end(i) - j0, st.m + i, st.l + i,
-                    st.o + i * dp, dp);
+      // The previous chunk's heads, evenly spread over this chunk's keys.
+      for (const int64_t due = ((j + 1) * heads + n - 1) / n; pending_head < due; ++pending_head)
+        finish_head(pending, pending_head);
     }
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t h = 0; h < heads; ++h) {
-        const HeadState st = state(h);
-        const T* v = v0 + j * kv_v.stride[1] + h * kv_v.stride[2];
-        for_row_tiles(rows, [&](auto tile, int64_t i) {
-          pv_key<decltype(tile)::value>(st.s + i * kDecodeChunk + j, kDecodeChunk, v, d,
-                                        st.o + i * dp, dp);
-        });
-      }
+    for (; pending_head < heads; ++pending_head) finish_head(pending, pending_head);
+    pending = Chunk{j0, n, buffer};
+    pending_head = 0;
     j0 += n;
   }
+  for (; pending_head < heads; ++pending_head) finish_head(pending, pending_head);
 
   // Normalise; rows that saw no key give 0 and LSE -inf.
   for (int64_t h = 0; h < heads; ++h) {

@@ -10,8 +10,10 @@
 
 namespace qwen3vl::detail {
 
-// Keys per inner step: one S = Q K^T tile of (G * R) x kDecodeChunk scores per KV head.
-constexpr int64_t kDecodeChunk = 32;
+// Keys per inner step (one paged block of the smallest size): S = Q K^T of (G * R) x kDecodeChunk
+// scores per KV head; query rows go in tiles of kDecodeRowTile.
+constexpr int64_t kDecodeChunk = 16;
+constexpr int64_t kDecodeRowTile = 4;
 
 // One (sequence, key split, KV-head range): all G * R query rows of each KV head in the range
 // against keys [key_begin, key_end), keys outer and heads inner so the cache is read in order.
@@ -29,11 +31,17 @@ struct DecodeTask {
   void* scratch;  // decode_scratch_floats(...) floats, 64-byte aligned
 };
 
-// Floats of per-thread scratch for a task over `heads` KV heads.
+// Floats of per-thread scratch for a task over `heads` KV heads with `kv_bytes`-byte storage:
+// per head q, o, running max and sum, two chunks of scores; then head-major copies of two chunks
+// of V rows.
 inline int64_t decode_padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
-inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
-  const int64_t rows = s.group_size() * s.rows;
-  return heads * rows * (2 * decode_padded_dim(s.head_dim) + 2 + kDecodeChunk);
+inline int64_t decode_padded_rows(int64_t rows) {
+  return (rows + kDecodeRowTile - 1) / kDecodeRowTile * kDecodeRowTile;
+}
+inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads, int64_t kv_bytes) {
+  const int64_t rows = decode_padded_rows(s.group_size() * s.rows), dp = decode_padded_dim(s.head_dim);
+  const int64_t v_bytes = 2 * heads * kDecodeChunk * dp * kv_bytes;
+  return heads * rows * (2 * dp + 2 + 2 * kDecodeChunk) + (v_bytes + 3) / 4;
 }
 
 using DecodeKernel = void (*)(const DecodeTask& task);

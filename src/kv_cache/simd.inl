@@ -34,6 +34,15 @@ inline Vec vpow2i(Vec n) {  // 2^n for integral n in [-126, 127]
 inline Vec vzero_below(Vec y, Vec x, float bound) {  // 0 where x < bound
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(bound), _CMP_GE_OQ), y);
 }
+inline __m256 vhalves(Vec v) {
+  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+}
+// out[i] = the sum of the lanes of vector i, for four vectors at once (a hadd tree).
+inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(vhalves(a), vhalves(b)),
+                                  _mm256_hadd_ps(vhalves(c), vhalves(d)));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 #elif defined(__AVX2__)
 constexpr int kLanes = 8;
 using Vec = __m256;
@@ -72,6 +81,10 @@ inline Vec vpow2i(Vec n) {
 inline Vec vzero_below(Vec y, Vec x, float bound) {
   return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(bound), _CMP_GE_OQ));
 }
+inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 #else
 constexpr int kLanes = 4;
 struct Vec {
@@ -100,10 +113,16 @@ inline Vec vpow2i(Vec n) { return vmap([&](int i) { return std::ldexp(1.0f, stat
 inline Vec vzero_below(Vec y, Vec x, float bound) {
   return vmap([&](int i) { return x.x[i] >= bound ? y.x[i] : 0.0f; });
 }
+inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  out[0] = vsum(a);
+  out[1] = vsum(b);
+  out[2] = vsum(c);
+  out[3] = vsum(d);
+}
 #endif
 
-// 2^x with a relative error of about 2e-7 (Cephes exp2f's polynomial on [-0.5, 0.5]); exactly 0
-// below 2^-126, so masked scores (-inf) weigh nothing.
+// 2^x for x <= 0 with a relative error of about 2e-7 (Cephes exp2f's polynomial on [-0.5, 0.5]);
+// exactly 0 below 2^-126, so masked scores (-inf) weigh nothing.
 inline Vec vexp2(Vec x) {
   const Vec clamped = vmax(x, vset1(-126.0f));
   const Vec n = vround(clamped);
