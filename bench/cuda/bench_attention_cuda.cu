@@ -4,7 +4,7 @@
 // process. Prints a table and writes one JSON object per line to --json FILE.
 //
 // Usage: qwen3vl-cuda-bench [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard]
-//                           [--reps N]
+//                           [--reps N] [--filter TEXT[,TEXT...]]   (cases whose name contains one)
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -81,8 +81,9 @@ struct Inputs {
     int device = 0;
     throw_if_error(cuda_status(cudaGetDevice(&device), "cudaGetDevice"));
     auto view = [&](DeviceBuffer& b) {
-      TensorView t = c.frames ? TensorView::contiguous(b.data(), c.dtype, {tokens, c.heads, c.head_dim})
-                              : TensorView::contiguous(b.data(), c.dtype, {1, c.seq, c.heads, c.head_dim});
+      TensorView t =
+          c.frames ? TensorView::contiguous(b.data(), c.dtype, {tokens, c.heads, c.head_dim})
+                   : TensorView::contiguous(b.data(), c.dtype, {1, c.seq, c.heads, c.head_dim});
       t.device = Device::kCUDA;
       t.device_index = device;
       return t;
@@ -94,7 +95,8 @@ struct Inputs {
     params.mask = c.causal ? MaskKind::kCausal : MaskKind::kNone;
     if (c.frames) {
       std::vector<int32_t> offsets(static_cast<size_t>(c.frames + 1));
-      for (int64_t f = 0; f <= c.frames; ++f) offsets[static_cast<size_t>(f)] = static_cast<int32_t>(f * c.seq);
+      for (int64_t f = 0; f <= c.frames; ++f)
+        offsets[static_cast<size_t>(f)] = static_cast<int32_t>(f * c.seq);
       cu = DeviceBuffer(offsets.size() * sizeof(int32_t));
       cu.upload(offsets.data(), offsets.size() * sizeof(int32_t));
       TensorView t = TensorView::contiguous(cu.data(), DType::kI32, {c.frames + 1});
@@ -175,6 +177,7 @@ int run(int argc, char** argv) {
   int reps = 10;
   std::string json_path;
   std::string variant_list = "flash2,sm61_tiled,standard";
+  std::vector<std::string> filters;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
@@ -183,11 +186,16 @@ int run(int argc, char** argv) {
       json_path = argv[++i];
     } else if (a == "--variants" && i + 1 < argc) {
       variant_list = argv[++i];
+    } else if (a == "--filter" && i + 1 < argc) {
+      std::stringstream list(argv[++i]);
+      for (std::string f; std::getline(list, f, ',');) filters.push_back(f);
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "unknown argument '%s'\nusage: %s [--quick] [--json FILE] "
-                           "[--variants a,b] [--reps N]\n", a.c_str(), argv[0]);
+      std::fprintf(stderr,
+                   "unknown argument '%s'\nusage: %s [--quick] [--json FILE] "
+                   "[--variants a,b] [--reps N] [--filter a,b]\n",
+                   a.c_str(), argv[0]);
       return 2;
     }
   }
@@ -197,10 +205,15 @@ int run(int argc, char** argv) {
     Variant v;
     throw_if_error(parse_variant(name, &v));
     std::unique_ptr<Attention> a;
-    if (v == Variant::kFlash2) throw_if_error(create_flash2_cuda(CudaOptions{}, &a));
-    else if (v == Variant::kSm61Tiled) throw_if_error(create_sm61_tiled_cuda(CudaOptions{}, &a));
-    else if (v == Variant::kStandard) throw_if_error(create_standard_cuda(CudaOptions{}, &a));
-    else throw Error(StatusCode::kInvalidArgument, "--variants " + name + ": allowed flash2, sm61_tiled, standard");
+    if (v == Variant::kFlash2)
+      throw_if_error(create_flash2_cuda(CudaOptions{}, &a));
+    else if (v == Variant::kSm61Tiled)
+      throw_if_error(create_sm61_tiled_cuda(CudaOptions{}, &a));
+    else if (v == Variant::kStandard)
+      throw_if_error(create_standard_cuda(CudaOptions{}, &a));
+    else
+      throw Error(StatusCode::kInvalidArgument,
+                  "--variants " + name + ": allowed flash2, sm61_tiled, standard");
     std::printf("# %s\n", a->describe().c_str());
     variants.push_back(std::move(a));
   }
@@ -218,6 +231,9 @@ int run(int argc, char** argv) {
          << ",\"gflops\":" << sgemm.gflops << "}\n";
   std::printf("%-40s %-11s %10s %10s %8s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm");
   for (const Case& c : cases(quick)) {
+    bool wanted = filters.empty();
+    for (const std::string& f : filters) wanted = wanted || c.name().find(f) != std::string::npos;
+    if (!wanted) continue;
     const Inputs in(c);
     for (const auto& attn : variants) {
       const bool standard = attn->variant() == Variant::kStandard;

@@ -43,8 +43,9 @@ Status check_device_tensor(const DeviceContext& ctx, const TensorView& t, const 
                            bool query_pointers) {
   if (!t.present()) return Status();
   if (t.device != Device::kCUDA || t.device_index != ctx.device)
-    return make_error(StatusCode::kUnsupported, name, ".device = ", qwen3vl::to_string(t.device), ":",
-                      t.device_index, ": must be cuda:", ctx.device, " (the variant's device)");
+    return make_error(StatusCode::kUnsupported, name, ".device = ", qwen3vl::to_string(t.device),
+                      ":", t.device_index, ": must be cuda:", ctx.device,
+                      " (the variant's device)");
   if (t.data == nullptr || !query_pointers) return Status();  // validate() checked empty ones
   cudaPointerAttributes attr{};
   const cudaError_t err = cudaPointerGetAttributes(&attr, t.data);
@@ -64,12 +65,26 @@ Status check_device_tensor(const DeviceContext& ctx, const TensorView& t, const 
 
 Status check_device_params(const DeviceContext& ctx, const AttentionParams& p,
                            bool query_pointers) {
-  const TensorView* tensors[] = {&p.q,           &p.k,           &p.v,           &p.out,
-                                 &p.lse,         &p.weights,     &p.cu_seqlens_q, &p.cu_seqlens_k,
-                                 &p.additive_mask, &p.key_lengths};
-  const char* names[] = {"q",           "k",           "v",           "out",
-                         "lse",         "weights",     "cu_seqlens_q", "cu_seqlens_k",
-                         "additive_mask", "key_lengths"};
+  const TensorView* tensors[] = {&p.q,
+                                 &p.k,
+                                 &p.v,
+                                 &p.out,
+                                 &p.lse,
+                                 &p.weights,
+                                 &p.cu_seqlens_q,
+                                 &p.cu_seqlens_k,
+                                 &p.additive_mask,
+                                 &p.key_lengths};
+  const char* names[] = {"q",
+                         "k",
+                         "v",
+                         "out",
+                         "lse",
+                         "weights",
+                         "cu_seqlens_q",
+                         "cu_seqlens_k",
+                         "additive_mask",
+                         "key_lengths"};
   for (int i = 0; i < 10; ++i)
     QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx, *tensors[i], names[i], query_pointers));
   return Status();
@@ -86,8 +101,8 @@ Status check_current_device(const DeviceContext& ctx) {
   int current = -1;
   QWEN3VL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&current));
   if (current != ctx.device)
-    return make_error(StatusCode::kInvalidArgument, "current CUDA device = ", current,
-                      ": must be ", ctx.device, " (the variant's device; call cudaSetDevice first)");
+    return make_error(StatusCode::kInvalidArgument, "current CUDA device = ", current, ": must be ",
+                      ctx.device, " (the variant's device; call cudaSetDevice first)");
   return Status();
 }
 

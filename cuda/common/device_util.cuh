@@ -48,9 +48,12 @@ __device__ inline int64_t row_offset(const RowTensor& t, int64_t b, int64_t toke
 
 __device__ inline float load_element(const void* base, int64_t offset, DType t) {
   switch (t) {
-    case DType::kF16: return __half2float(__ushort_as_half(__ldg(static_cast<const unsigned short*>(base) + offset)));
+    case DType::kF16:
+      return __half2float(
+          __ushort_as_half(__ldg(static_cast<const unsigned short*>(base) + offset)));
     case DType::kBF16:
-      return __uint_as_float(static_cast<uint32_t>(__ldg(static_cast<const unsigned short*>(base) + offset)) << 16);
+      return __uint_as_float(
+          static_cast<uint32_t>(__ldg(static_cast<const unsigned short*>(base) + offset)) << 16);
     default: return __ldg(static_cast<const float*>(base) + offset);
   }
 }
@@ -64,9 +67,10 @@ __device__ inline void store_element(void* base, int64_t offset, DType t, float 
 }
 
 // The additive mask at (b, h, i, j), in natural units.
-__device__ inline float load_mask(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, int64_t j) {
-  const int64_t off = b * a.mask_stride[0] + h * a.mask_stride[1] + i * a.mask_stride[2] +
-                      j * a.mask_stride[3];
+__device__ inline float load_mask(const AttentionArgs& a, int64_t b, int64_t h, int64_t i,
+                                  int64_t j) {
+  const int64_t off =
+      b * a.mask_stride[0] + h * a.mask_stride[1] + i * a.mask_stride[2] + j * a.mask_stride[3];
   return load_element(a.mask, off, a.mask_dtype);
 }
 

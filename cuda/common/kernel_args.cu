@@ -35,8 +35,9 @@ AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape
   a.v = row_tensor(p.v, varlen);
   a.out = row_tensor(p.out, varlen);
   a.dtype = p.q.dtype;
-  a.vector_io = s.head_dim % 4 == 0 && vector_aligned(a.q, a.dtype) && vector_aligned(a.k, a.dtype) &&
-                vector_aligned(a.v, a.dtype) && vector_aligned(a.out, a.dtype);
+  a.vector_io = s.head_dim % 4 == 0 && vector_aligned(a.q, a.dtype) &&
+                vector_aligned(a.k, a.dtype) && vector_aligned(a.v, a.dtype) &&
+                vector_aligned(a.out, a.dtype);
   if (p.lse.present()) {
     a.lse = p.lse.ptr<float>();
     if (varlen) {

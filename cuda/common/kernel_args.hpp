@@ -1,5 +1,5 @@
-// Plain kernel arguments shared by the CUDA kernels (host and device), built once per forward() from
-// validated AttentionParams. All offsets are 64-bit element counts.
+// Plain kernel arguments shared by the CUDA kernels (host and device), built once per forward()
+// from validated AttentionParams. All offsets are 64-bit element counts.
 #pragma once
 
 #include <cstdint>
@@ -33,12 +33,12 @@ struct AttentionArgs {
   const int32_t* key_lengths = nullptr;
   int64_t key_lengths_stride = 1;
 
-  int64_t seq_q = 0, seq_k = 0;        // fixed-length sequence lengths (ignored with varlen)
-  int64_t total_q = 0, total_k = 0;    // varlen: packed token counts (bounds for cu_seqlens)
+  int64_t seq_q = 0, seq_k = 0;      // fixed-length sequence lengths (ignored with varlen)
+  int64_t total_q = 0, total_k = 0;  // varlen: packed token counts (bounds for cu_seqlens)
   int64_t batch = 0;
   int32_t heads = 0, group = 1, head_dim = 0;
-  float scale = 1.0f;                  // softmax scale (natural units)
-  float softcap = 0.0f;                // 0: off
+  float scale = 1.0f;    // softmax scale (natural units)
+  float softcap = 0.0f;  // 0: off
   MaskKind mask_kind = MaskKind::kNone;
   int64_t window_left = -1, window_right = -1;
 };

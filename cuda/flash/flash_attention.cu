@@ -12,7 +12,9 @@
 namespace qwen3vl {
 namespace detail::flash {
 
-const char* to_string(TileConfig c) { return c == TileConfig::kGeneric ? "generic" : "compact(sm61)"; }
+const char* to_string(TileConfig c) {
+  return c == TileConfig::kGeneric ? "generic" : "compact(sm61)";
+}
 
 template <TileConfig C>
 KernelInfo find_kernel_in(int head_dim) {
@@ -50,22 +52,37 @@ class FlashCuda final : public Attention {
   Status init() {
     for (int slot = 0; slot < kHeadDimSlots; ++slot) {
       const int d = slot < 6 ? kFastHeadDims[slot] : 0;
-      TileConfig config = variant_ == Variant::kSm61Tiled ? TileConfig::kCompact : TileConfig::kGeneric;
+      TileConfig config =
+          variant_ == Variant::kSm61Tiled ? TileConfig::kCompact : TileConfig::kGeneric;
       KernelInfo k = find_kernel(config, d);
-      if (k.smem_bytes > ctx_.max_shared_per_block_optin && config == TileConfig::kGeneric) {
+      bool fits = false;
+      if (config == TileConfig::kGeneric) QWEN3VL_RETURN_IF_ERROR(generic_fits(k, &fits));
+      if (config == TileConfig::kGeneric && !fits) {
         config = TileConfig::kCompact;  // e.g. sm_61 (48 KB) or sm_75 (64 KB)
         k = find_kernel(config, d);
       }
       if (k.smem_bytes > ctx_.max_shared_per_block_optin)
         return make_error(StatusCode::kUnsupported, "device ", ctx_.to_string(), " offers ",
-                          ctx_.max_shared_per_block_optin, " bytes of shared memory per block: the ",
-                          to_string(config), " tiles need ", k.smem_bytes);
+                          ctx_.max_shared_per_block_optin,
+                          " bytes of shared memory per block: the ", to_string(config),
+                          " tiles need ", k.smem_bytes);
       if (k.smem_bytes > 48 * 1024)
         QWEN3VL_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
             k.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem_bytes));
       configs_[slot] = config;
       kernels_[slot] = k;
     }
+    return Status();
+  }
+
+  // Whether generic tiles run here: the device offers their shared memory, and the kernel was not
+  // compiled for an architecture older than Volta (there it is only a trap; e.g. the sm_61 build's
+  // compute_61 PTX JIT-compiled on a newer GPU).
+  Status generic_fits(const KernelInfo& k, bool* fits) const {
+    cudaFuncAttributes attr{};
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attr, k.kernel));
+    *fits = k.smem_bytes <= ctx_.max_shared_per_block_optin &&
+            (attr.ptxVersion >= 70 || k.smem_bytes <= 48 * 1024);
     return Status();
   }
 
@@ -90,8 +107,9 @@ class FlashCuda final : public Attention {
     if (s.batch == 0 || s.max_q == 0) return Status();
     const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
     const AttentionArgs args = make_attention_args(p, s);
-    const dim3 grid(static_cast<unsigned>((s.max_q + k.block_m - 1) / k.block_m),
-                    static_cast<unsigned>(s.heads), static_cast<unsigned>(s.batch));
+    const dim3 grid(static_cast<unsigned>(s.heads),
+                    static_cast<unsigned>((s.max_q + k.block_m - 1) / k.block_m),
+                    static_cast<unsigned>(s.batch));
     k.kernel<<<grid, k.threads, k.smem_bytes, static_cast<cudaStream_t>(stream)>>>(args);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("flash_forward_kernel");
     return Status();
@@ -103,8 +121,9 @@ class FlashCuda final : public Attention {
                     "; tiles:";
     for (int slot = 0; slot < kHeadDimSlots; ++slot) {
       const KernelInfo& k = kernels_[slot];
-      s += std::string(slot ? "," : "") + " D" + (slot < 6 ? std::to_string(kFastHeadDims[slot]) : "<=256") +
-           " " + to_string(configs_[slot]) + " " + std::to_string(k.block_m) + "x" +
+      s += std::string(slot ? "," : "") + " D" +
+           (slot < 6 ? std::to_string(kFastHeadDims[slot]) : "<=256") + " " +
+           to_string(configs_[slot]) + " " + std::to_string(k.block_m) + "x" +
            std::to_string(k.block_n) + "/" + std::to_string(k.threads) + "thr/" +
            std::to_string(k.smem_bytes / 1024) + "KB";
     }
@@ -118,14 +137,13 @@ class FlashCuda final : public Attention {
                         ": the fused kernel never materialises attention weights (use the standard "
                         "variant)");
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
-    if (s.heads > ctx_.max_grid_y || s.batch > ctx_.max_grid_z)
-      return make_error(StatusCode::kUnsupported, "heads/batch = ", s.heads, "/", s.batch,
-                        ": this device launches at most ", ctx_.max_grid_y, " heads and ",
-                        ctx_.max_grid_z, " sequences per call");
+    if (s.batch > ctx_.max_grid_z)
+      return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
+                        ": this device launches at most ", ctx_.max_grid_z, " sequences per call");
     const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
-    if ((s.max_q + k.block_m - 1) / k.block_m > 0x7fffffff)
+    if ((s.max_q + k.block_m - 1) / k.block_m > ctx_.max_grid_y)
       return make_error(StatusCode::kUnsupported, "max_seqlen_q = ", s.max_q, ": allowed up to ",
-                        int64_t{0x7fffffff} * k.block_m);
+                        int64_t{ctx_.max_grid_y} * k.block_m, " per call on this device");
     return Status();
   }
 

@@ -8,7 +8,8 @@
 namespace qwen3vl::detail::flash {
 
 enum class TileConfig : int {
-  kGeneric = 0,  // sm_75+ with opt-in shared memory: 64x64 tiles, 8x4 scores / 8x8 outputs per thread
+  kGeneric =
+      0,  // sm_75+ with opt-in shared memory: 64x64 tiles, 8x4 scores / 8x8 outputs per thread
   kCompact = 1,  // sm_61: <= 48 KB shared memory per block so 2 blocks share an SM, 4x4 blocking
 };
 

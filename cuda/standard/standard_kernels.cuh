@@ -18,7 +18,9 @@ constexpr int kRowsY = 8;  // threadIdx.y extent: each thread covers kTile / kRo
 struct ScoreBuffer {
   float* data = nullptr;
   int64_t batch = 0, head = 0, row = 0;
-  __device__ float* at(int64_t b, int64_t h, int64_t i) const { return data + b * batch + h * head + i * row; }
+  __device__ float* at(int64_t b, int64_t h, int64_t i) const {
+    return data + b * batch + h * head + i * row;
+  }
 };
 
 __device__ inline KeyRange row_keys(const AttentionArgs& a, const DeviceSpan& sp, int64_t i) {
@@ -32,7 +34,8 @@ __global__ void scores_kernel(const AttentionArgs a, const ScoreBuffer w, int64_
   const int h = blockIdx.z % a.heads;
   const int64_t kh = h / a.group;
   const DeviceSpan sp = sequence_span(a, b);
-  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTile, j0 = static_cast<int64_t>(blockIdx.x) * kTile;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTile,
+                j0 = static_cast<int64_t>(blockIdx.x) * kTile;
   if (i0 >= sp.q_len) return;
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int d = a.head_dim;
@@ -41,17 +44,20 @@ __global__ void scores_kernel(const AttentionArgs a, const ScoreBuffer w, int64_
     for (int r = ty; r < kTile; r += kRowsY) {
       const int64_t i = i0 + r, j = j0 + r;
       const bool col = d0 + tx < d;
-      sq[r][tx] = col && i < sp.q_len
-                      ? load_element(a.q.data, row_offset(a.q, b, sp.q_start + i, h) + d0 + tx, a.dtype)
-                      : 0.0f;
-      sk[r][tx] = col && j < sp.k_full
-                      ? load_element(a.k.data, row_offset(a.k, b, sp.k_start + j, kh) + d0 + tx, a.dtype)
-                      : 0.0f;
+      sq[r][tx] =
+          col && i < sp.q_len
+              ? load_element(a.q.data, row_offset(a.q, b, sp.q_start + i, h) + d0 + tx, a.dtype)
+              : 0.0f;
+      sk[r][tx] =
+          col && j < sp.k_full
+              ? load_element(a.k.data, row_offset(a.k, b, sp.k_start + j, kh) + d0 + tx, a.dtype)
+              : 0.0f;
     }
     __syncthreads();
     for (int c = 0; c < kTile; ++c)
 #pragma unroll
-      for (int r = 0; r < kTile / kRowsY; ++r) acc[r] = fmaf(sq[ty + r * kRowsY][c], sk[tx][c], acc[r]);
+      for (int r = 0; r < kTile / kRowsY; ++r)
+        acc[r] = fmaf(sq[ty + r * kRowsY][c], sk[tx][c], acc[r]);
     __syncthreads();
   }
   const int64_t j = j0 + tx;
@@ -69,7 +75,8 @@ __global__ void scores_kernel(const AttentionArgs a, const ScoreBuffer w, int64_
 }
 
 // One warp per query row; rows = B * Hq * max_q. Writes probabilities (0 where masked) and the LSE.
-__global__ void softmax_kernel(const AttentionArgs a, const ScoreBuffer w, int64_t max_q, int64_t max_k) {
+__global__ void softmax_kernel(const AttentionArgs a, const ScoreBuffer w, int64_t max_q,
+                               int64_t max_k) {
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   const int64_t rows = a.batch * a.heads * max_q;
@@ -115,9 +122,10 @@ __global__ void pv_kernel(const AttentionArgs a, const ScoreBuffer w) {
     for (int r = ty; r < kTile; r += kRowsY) {
       const int64_t i = i0 + r, jp = j0 + tx, jv = j0 + r;
       sp_[r][tx] = i < sp.q_len && jp < k_end ? w.at(b, h, i)[jp] : 0.0f;
-      sv[r][tx] = jv < k_end && c0 + tx < a.head_dim
-                      ? load_element(a.v.data, row_offset(a.v, b, sp.k_start + jv, kh) + c0 + tx, a.dtype)
-                      : 0.0f;
+      sv[r][tx] =
+          jv < k_end && c0 + tx < a.head_dim
+              ? load_element(a.v.data, row_offset(a.v, b, sp.k_start + jv, kh) + c0 + tx, a.dtype)
+              : 0.0f;
     }
     __syncthreads();
     for (int jj = 0; jj < kTile; ++jj)
@@ -133,7 +141,8 @@ __global__ void pv_kernel(const AttentionArgs a, const ScoreBuffer w) {
 #pragma unroll
   for (int r = 0; r < kTile / kRowsY; ++r) {
     const int64_t i = i0 + ty + r * kRowsY;
-    if (i < sp.q_len) store_element(a.out.data, row_offset(a.out, b, sp.q_start + i, h) + c, a.dtype, acc[r]);
+    if (i < sp.q_len)
+      store_element(a.out.data, row_offset(a.out, b, sp.q_start + i, h) + c, a.dtype, acc[r]);
   }
 }
 

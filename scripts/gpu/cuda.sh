@@ -24,12 +24,25 @@ pack() {
     -DQWEN3VL_BENCH_OPENBLAS=OFF \
     >/dev/null
   cmake --build "$build" -j2 --target test_attention_cuda qwen3vl-cuda-bench
-  "$root/scripts/build-sm61.sh" >"$root/build-sm61-report.txt"
+  if [ "${QWEN3VL_SM61_QUICK:-0}" = 1 ] && [ -d "$root/build-sm61" ]; then
+    # Only the test binary, with build-sm61.sh's environment (CUDA 13 off PATH).
+    # The ptxas report of the objects rebuilt here (kernel, registers, shared memory, spills).
+    find "$root/build-sm61/cuda" -name '*.cu.o' -delete
+    (PATH=/usr/bin:$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '^/usr/local/cuda' | paste -sd: -)
+     unset CUDACXX CUDA_PATH CUDA_HOME CUDAToolkit_ROOT
+     cmake --build "$root/build-sm61" --target test_attention_cuda) |
+      grep -E "Compiling entry function|Used [0-9]+ registers|spill" |
+      sed -E "s/.*Compiling entry function '([^']*)'.*/\1/" |
+      { command -v cu++filt >/dev/null && cu++filt || c++filt; } >"$root/build-sm61-report.txt"
+  else
+    "$root/scripts/build-sm61.sh" >"$root/build-sm61-report.txt"
+  fi
   rm -rf "$carry"
   mkdir -p "$carry/bin" "$carry/bin-sm61" "$carry/lib"
-  cp "$build/tests/test_attention_cuda" "$build/qwen3vl-cuda-bench" "$carry/bin/"
+  cp "$build/tests/test_attention_cuda" "$(find "$build" -name qwen3vl-cuda-bench -type f | head -n 1)" \
+    "$carry/bin/"
   cp "$root/build-sm61/tests/test_attention_cuda" "$carry/bin-sm61/"
-  cp "$root/build-sm61-report.txt" "$carry/"
+  [ -e "$root/build-sm61-report.txt" ] && cp "$root/build-sm61-report.txt" "$carry/"
   # What the device image may lack: oneTBB and both CUDA runtimes (cuBLAS comes from its CUDA).
   cp -L /usr/lib/x86_64-linux-gnu/libtbb.so.12 /usr/local/cuda/lib/libcudart.so.13 \
     /usr/lib/x86_64-linux-gnu/libcudart.so.11.0 "$carry/lib/"

@@ -73,7 +73,8 @@ class DeviceProblem {
   void place(Tensor& t, TensorView* view, bool output) {
     if (!view->present()) return;
     DeviceBuffer b = DeviceBuffer::copy_of(t);
-    const auto offset = static_cast<const char*>(view->data) - static_cast<const char*>(t.view().data);
+    const auto offset =
+        static_cast<const char*>(view->data) - static_cast<const char*>(t.view().data);
     view->data = static_cast<char*>(b.data()) + offset;
     view->device = Device::kCUDA;
     view->device_index = cuda_current_device();

@@ -93,8 +93,8 @@ std::string check_variant(const CudaVariant& v, const ProblemSpec& base) {
 // mask, soft-cap and an explicit scale.
 std::vector<ProblemSpec> sweep() {
   std::vector<ProblemSpec> specs;
-  const int64_t sizes[][2] = {{1, 1},     {3, 17},   {17, 3},    {63, 65},  {65, 63}, {129, 129},
-                              {1, 257},   {257, 33}, {200, 517}, {517, 200}, {64, 64}, {96, 160}};
+  const int64_t sizes[][2] = {{1, 1},   {3, 17},   {17, 3},    {63, 65},   {65, 63}, {129, 129},
+                              {1, 257}, {257, 33}, {200, 517}, {517, 200}, {64, 64}, {96, 160}};
   const int64_t dims[] = {64, 72, 80, 96, 128, 256, 40, 33, 130, 8, 72, 128};
   const int64_t heads[][2] = {{4, 4}, {4, 2}, {3, 1}, {6, 3}};
   const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft,
@@ -374,7 +374,8 @@ TEST(CudaLargeOffsets, ElementOffsetsBeyondTwoToThe31) {
   const reference::Result ref = reference::attention(p.params);
   DeviceBuffer big(static_cast<size_t>(batch_stride + 4 * 70 * 4 * 64) * 2 + 4096 * 2);
   DeviceBuffer lse(static_cast<size_t>(p.lse.bytes()));
-  // Each tensor at its own offset inside one batch slot; slot b starts b * batch_stride elements in.
+  // Each tensor at its own offset inside one batch slot; slot b starts b * batch_stride elements
+  // in.
   const Tensor* tensors[] = {&p.q, &p.k, &p.v, &p.out};
   TensorView* views[] = {&p.params.q, &p.params.k, &p.params.v, &p.params.out};
   AttentionParams dev = p.params;
@@ -405,7 +406,8 @@ TEST(CudaLargeOffsets, ElementOffsetsBeyondTwoToThe31) {
     ASSERT_TRUE(attn->forward(dev, Workspace{ws.data(), ws.bytes()}, nullptr).ok());
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     const int64_t per_batch = p.out.numel() / 2;
-    const int64_t out_offset = static_cast<const uint16_t*>(dev.out.data) - static_cast<uint16_t*>(big.data());
+    const int64_t out_offset =
+        static_cast<const uint16_t*>(dev.out.data) - static_cast<uint16_t*>(big.data());
     for (int64_t b = 0; b < 2; ++b)
       big.download(static_cast<uint16_t*>(p.out.view().data) + b * per_batch,
                    static_cast<size_t>(per_batch) * 2,

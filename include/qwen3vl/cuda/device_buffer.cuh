@@ -48,7 +48,8 @@ class DeviceBuffer {
     throw_if_error(cuda_status(cudaMemset(data_, value, bytes_), "cudaMemset"));
   }
 
-  // A device copy of a host tensor's memory, and a view of it with the host view's shape and strides.
+  // A device copy of a host tensor's memory, and a view of it with the host view's shape and
+  // strides.
   static DeviceBuffer copy_of(const Tensor& host) {
     DeviceBuffer b(static_cast<size_t>(host.bytes()));
     if (host.bytes()) b.upload(host.view().data, static_cast<size_t>(host.bytes()));
