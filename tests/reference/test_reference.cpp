@@ -147,6 +147,17 @@ TEST(Reference, NanInMaskedOutKeysDoesNotLeak) {
   }
   const auto r = reference::attention(p.params);
   for (double x : r.out) EXPECT_TRUE(std::isfinite(x));
+
+  // A key hidden only by an additive -inf: NaN in its K gives a NaN score, which must weigh 0.
+  Tensor mask(DType::kF32, {1, 1, 3, 6});
+  for (int64_t i = 0; i < 3; ++i) mask.set(i * 6 + 1, -std::numeric_limits<float>::infinity());
+  p.params.additive_mask = mask.view();
+  for (int64_t c = 0; c < 4; ++c) {
+    p.k.set(1 * 4 + c, std::numeric_limits<float>::quiet_NaN());
+    p.v.set(1 * 4 + c, std::numeric_limits<float>::quiet_NaN());
+  }
+  const auto masked = reference::attention(p.params);
+  for (double x : masked.out) EXPECT_TRUE(std::isfinite(x));
 }
 
 }  // namespace

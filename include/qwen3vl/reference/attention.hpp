@@ -54,16 +54,17 @@ inline double attention_row(const AttentionParams& p, const AttentionShape& s, i
     visible[j] = x > neg_inf;  // an additive -inf masks the key like a structural mask
   }
   double mx = neg_inf;
-  for (double x : score) mx = x > mx ? x : mx;
+  for (int64_t j = 0; j < full_k; ++j)
+    if (visible[j]) mx = score[j] > mx ? score[j] : mx;
   for (int64_t c = 0; c < d; ++c) out_row[c] = 0.0;
   if (weights_row)
     for (int64_t j = 0; j < full_k; ++j) weights_row[j] = 0.0;
   if (mx == neg_inf) return neg_inf;  // fully masked row: output 0
 
   double sum = 0.0;
-  for (double& x : score) {
-    x = std::exp(x - mx);  // exp(-inf) = 0 for masked keys
-    sum += x;
+  for (int64_t j = 0; j < full_k; ++j) {
+    score[j] = visible[j] ? std::exp(score[j] - mx) : 0.0;  // masked keys (even NaN ones) weigh 0
+    sum += score[j];
   }
   for (int64_t j = 0; j < full_k; ++j) {
     if (!visible[j]) continue;  // masked keys never touch V (NaN there must not leak)
