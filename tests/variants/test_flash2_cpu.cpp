@@ -8,7 +8,7 @@
 
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/flash2.hpp"
-#include "support/problem.hpp"
+#include "support/cpu_variants.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -18,37 +18,14 @@ using testing::ProblemSpec;
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-std::vector<CpuIsa> runnable_isas() {
-  std::vector<CpuIsa> isas;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512})
-    if (cpu_isa_compiled(isa) && cpu_supports(CpuInfo::current(), isa)) isas.push_back(isa);
-  return isas;
-}
+using testing::runnable_isas;
 
 std::unique_ptr<Attention> make(CpuIsa isa, int threads = 2) {
-  CpuOptions o;
-  o.isa = isa;
-  o.num_threads = threads;
-  std::unique_ptr<Attention> a;
-  throw_if_error(create_flash2_cpu(o, &a));
-  return a;
+  return testing::make_cpu(&create_flash2_cpu, isa, threads);
 }
 
-// Runs `spec` on every ISA and compares output and LSE with the reference.
 void expect_matches_reference(const ProblemSpec& spec) {
-  Problem p(spec);
-  const reference::Result ref = reference::attention(p.params);
-  for (CpuIsa isa : runnable_isas()) {
-    const auto attn = make(isa);
-    ASSERT_TRUE(attn->supports(p.params).ok()) << spec.to_string();
-    attn->run(p.params);
-    EXPECT_LE(testing::relative_error(p.params, ref), testing::tolerance(spec.dtype))
-        << to_string(isa) << " " << spec.to_string();
-    if (spec.with_lse) {
-      EXPECT_LE(testing::lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
-          << to_string(isa) << " " << spec.to_string();
-    }
-  }
+  testing::expect_matches_reference(&create_flash2_cpu, spec);
 }
 
 TEST(Flash2Cpu, RunsAvx2AndScalarOnThisMachine) {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "qwen3vl/variants/standard.hpp"
-#include "support/problem.hpp"
+#include "support/cpu_variants.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -15,26 +15,17 @@ namespace {
 using testing::Problem;
 using testing::ProblemSpec;
 
-std::vector<CpuIsa> runnable_isas() {
-  std::vector<CpuIsa> isas;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512})
-    if (cpu_isa_compiled(isa) && cpu_supports(CpuInfo::current(), isa)) isas.push_back(isa);
-  return isas;
-}
+using testing::runnable_isas;
 
 std::unique_ptr<Attention> make(CpuIsa isa, int threads = 2) {
-  CpuOptions o;
-  o.isa = isa;
-  o.num_threads = threads;
-  std::unique_ptr<Attention> a;
-  throw_if_error(create_standard_cpu(o, &a));
-  return a;
+  return testing::make_cpu(&create_standard_cpu, isa, threads);
 }
 
 // The random sweep: odd sizes, Lq != Lk both ways, head dims 64/72/80/128, MHA/GQA/MQA, every mask.
 std::vector<ProblemSpec> sweep() {
   std::vector<ProblemSpec> specs;
-  const int64_t sizes[][2] = {{1, 1}, {3, 17}, {17, 3}, {63, 65}, {65, 63}, {129, 129}, {1, 257}, {257, 33}};
+  const int64_t sizes[][2] = {{1, 1},     {3, 17},  {17, 3}, {63, 65},
+                              {65, 63},   {129, 129}, {1, 257}, {257, 33}};
   const int64_t dims[] = {64, 72, 80, 128};
   const int64_t heads[][2] = {{4, 4}, {4, 2}, {3, 1}};
   const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft,
@@ -88,19 +79,8 @@ std::vector<ProblemSpec> sweep() {
 }
 
 TEST(StandardCpu, MatchesTheFloat64ReferenceOnEveryIsa) {
-  for (const ProblemSpec& spec : sweep()) {
-    Problem p(spec);
-    const reference::Result ref = reference::attention(p.params);
-    for (CpuIsa isa : runnable_isas()) {
-      const auto attn = make(isa);
-      ASSERT_TRUE(attn->supports(p.params).ok()) << spec.to_string();
-      attn->run(p.params);
-      const double err = testing::relative_error(p.params, ref);
-      EXPECT_LE(err, testing::tolerance(spec.dtype)) << to_string(isa) << " " << spec.to_string();
-      EXPECT_LE(testing::lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
-          << to_string(isa) << " " << spec.to_string();
-    }
-  }
+  for (const ProblemSpec& spec : sweep())
+    testing::expect_matches_reference(&create_standard_cpu, spec);
 }
 
 TEST(StandardCpu, ReturnsTheAttentionWeights) {
