@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The main job: missing Debian packages, the `release` build of qwen3vl-attn-bench, then the
-# benchmark. With no arguments it runs the Qwen3-VL workload; arguments go to the benchmark
-# (e.g. scripts/bench.sh --variant standard --seq 1024 --json; see --help).
+# The main job: missing Debian packages, the Release build of qwen3vl-attn-bench (preset `release`,
+# or `release-nogpu` where no GPU is visible), then the benchmark. With no arguments it runs the
+# Qwen3-VL workload; arguments go to the benchmark (e.g. scripts/bench.sh --variant flash2
+# --seq 1024 --json; see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/presets.sh
 scripts/install-deps.sh
 
-cmake --preset release >/dev/null
-cmake --build --preset release --target qwen3vl-attn-bench
-bench=$(find build-release -type f -name qwen3vl-attn-bench -perm -u+x | head -n 1)
+preset=$(qwen3vl_release_preset)
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" --target qwen3vl-attn-bench
+bench=$(find "build-$preset" -type f -name qwen3vl-attn-bench -perm -u+x | head -n 1)
 [ -n "$bench" ] || { echo "qwen3vl: qwen3vl-attn-bench was not built" >&2; exit 1; }
 exec "$bench" "$@"

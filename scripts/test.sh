@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The tests: missing Debian packages, then the `release` workflow and the `debug-asan` workflow
+# The tests: missing Debian packages, then the Release workflow and the `debug-asan` workflow
 # (ASan + UBSan), each configure + build + ctest (unit tests, header checks, consumer projects).
-# GPU tests (label "gpu") run only where a GPU is visible.
+# Where no GPU is visible the Release workflow is `release-nogpu`: CUDA code (if a CUDA compiler
+# is found) compiled for one architecture only, as a compile check, and tests labelled "gpu" left
+# out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/presets.sh
 scripts/install-deps.sh
 
-if command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
-  cmake --workflow --preset release
-else
-  echo "qwen3vl: no GPU visible: tests labelled gpu are left out"
-  cmake --workflow --preset release-cpu
-fi
+preset=$(qwen3vl_release_preset)
+echo "qwen3vl: workflows $preset and debug-asan"
+cmake --workflow --preset "$preset"
 cmake --workflow --preset debug-asan
