@@ -238,7 +238,7 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
       const Status st = gpu->forward(pg, Workspace{ws.data(), ws.bytes()}, stream);
       ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess);
       ASSERT_TRUE(st.ok()) << st.to_string();
-      ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+      ASSERT_EQ(cudaGraphInstantiateWithFlags(&exec, graph, 0), cudaSuccess);
       ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
       ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
       cudaGraphExecDestroy(exec);
