@@ -11,7 +11,7 @@
 #                              driver JIT-compiles for sm_90; compute-sanitizer memcheck and
 #                              racecheck on the reduced sweep; qwen3vl-cuda-bench (with cuBLAS SGEMM)
 #                              and PyTorch SDPA fp32; then the summary table. Logs and JSON go to
-#                              $OUT (or gpu-out/), the table is printed last.
+#                              $OUT (or build-gpu-out/), the table is printed last.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 carry=${QWEN3VL_CUDA_CARRY:-$root/build-cuda-carry}
@@ -50,7 +50,7 @@ pack() {
 }
 
 run() {
-  local out=${OUT:-$root/gpu-out}
+  local out=${OUT:-$root/build-gpu-out}  # build* is ignored by git
   mkdir -p "$out"
   local log=$out/run.log
   : >"$log"
