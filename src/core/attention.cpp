@@ -40,6 +40,11 @@ Status parse_variant(const std::string& text, Variant* v) {
 }
 
 void Attention::run(const AttentionParams& params) const {
+  if (device() != Device::kCPU)
+    throw Error(StatusCode::kUnsupported,
+                detail::concat("run() on a ", to_string(device()), " variant (",
+                               to_string(variant()), "): run() allocates host memory; call ",
+                               "forward() with a device workspace of workspace_size() bytes"));
   throw_if_error(supports(params));
   const size_t bytes = workspace_size(params);
   struct Free {

@@ -47,7 +47,8 @@ class Attention {
   // What was chosen and why (variant, device, ISA or architecture, threads, tiles).
   virtual std::string describe() const = 0;
 
-  // Convenience for host-side callers: allocates the workspace and throws Error on failure.
+  // Convenience for CPU variants: allocates a host workspace and throws Error on failure (CUDA
+  // variants refuse it: they need forward() with a device workspace).
   void run(const AttentionParams& params) const;
 };
 
