@@ -11,6 +11,6 @@ scripts/install-deps.sh
 preset=$(qwen3vl_release_preset)
 cmake --preset "$preset" >/dev/null
 cmake --build --preset "$preset" --target qwen3vl-attn-bench
-bench=$(find "build-$preset" -type f -name qwen3vl-attn-bench -perm -u+x | head -n 1)
-[ -n "$bench" ] || { echo "qwen3vl: qwen3vl-attn-bench was not built" >&2; exit 1; }
+bench="build-$preset/bench/qwen3vl-attn-bench"  # not a copy installed by the packaging tests
+[ -x "$bench" ] || { echo "qwen3vl: $bench was not built" >&2; exit 1; }
 exec "$bench" "$@"

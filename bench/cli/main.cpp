@@ -6,6 +6,7 @@
 #include <map>
 
 #include "../common/device_run.hpp"
+#include "qwen3vl/hardware/hardware_info.hpp"
 #include "options.hpp"
 #include "report.hpp"
 #include "run_case.hpp"
@@ -30,8 +31,18 @@ Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
   const auto built = Selector::built();
   std::vector<Device> devices;
   if (o.device == "all") {
-    for (const auto& pair : built)
-      if (!contains(devices, pair.second)) devices.push_back(pair.second);
+    // "all" means every device built *and present*: a CUDA build on a machine without a GPU
+    // still benchmarks its CPU variants (--device cuda asks for the GPU and fails without one).
+    const bool gpu_present = !HardwareInfo::current().gpus.empty();
+    for (const auto& pair : built) {
+      if (contains(devices, pair.second)) continue;
+      if (pair.second == Device::kCUDA && !gpu_present) {
+        std::cerr << "qwen3vl-attn-bench: CUDA variants are built but no CUDA device is visible; "
+                     "benchmarking the CPU only\n";
+        continue;
+      }
+      devices.push_back(pair.second);
+    }
   } else {
     devices.push_back(o.device == "cuda" ? Device::kCUDA : Device::kCPU);
   }
