@@ -34,15 +34,13 @@ Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
     // "all" means every device built *and present*: a CUDA build on a machine without a GPU
     // still benchmarks its CPU variants (--device cuda asks for the GPU and fails without one).
     const bool gpu_present = !HardwareInfo::current().gpus.empty();
-    for (const auto& pair : built) {
-      if (contains(devices, pair.second)) continue;
-      if (pair.second == Device::kCUDA && !gpu_present) {
-        std::cerr << "qwen3vl-attn-bench: CUDA variants are built but no CUDA device is visible; "
-                     "benchmarking the CPU only\n";
-        continue;
-      }
-      devices.push_back(pair.second);
-    }
+    for (const auto& pair : built)
+      if (!contains(devices, pair.second) && (pair.second != Device::kCUDA || gpu_present))
+        devices.push_back(pair.second);
+    if (!gpu_present && std::any_of(built.begin(), built.end(),
+                                    [](const auto& p) { return p.second == Device::kCUDA; }))
+      std::cerr << "qwen3vl-attn-bench: CUDA variants are built but no CUDA device is visible; "
+                   "benchmarking the CPU only\n";
   } else {
     devices.push_back(o.device == "cuda" ? Device::kCUDA : Device::kCPU);
   }
