@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -45,6 +47,36 @@ inline void expect_matches_reference(CpuFactory create, const ProblemSpec& spec)
       EXPECT_LE(lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
           << to_string(isa) << " " << spec.to_string();
     }
+  }
+}
+
+// Causal with Lq = seq_q > Lk = 3 (rows before seq_q - 3 see no key) in a batch of two whose second
+// sequence has no valid key: every such row must give output 0 and LSE -inf, and nothing is NaN.
+inline void expect_fully_masked_rows_zero(CpuFactory create, int64_t seq_q) {
+  ProblemSpec s;
+  s.seq_q = seq_q;
+  s.seq_k = 3;
+  s.mask = MaskKind::kCausal;
+  s.with_lse = true;
+  s.batch = 2;
+  s.key_lengths = {3, 0};
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  for (CpuIsa isa : runnable_isas()) {
+    Problem p(s);
+    make_cpu(create, isa)->run(p.params);
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < seq_q; ++i)
+        for (int64_t h = 0; h < s.heads; ++h) {
+          const bool empty = b == 1 || i < seq_q - 3;
+          const float lse = p.lse.get((b * s.heads + h) * seq_q + i);
+          EXPECT_EQ(empty, lse == neg_inf) << to_string(isa) << " b" << b << " i" << i;
+          EXPECT_FALSE(std::isnan(lse)) << to_string(isa);
+          for (int64_t c = 0; c < s.head_dim; ++c) {
+            const float o = p.out.get(((b * seq_q + i) * s.heads + h) * s.head_dim + c);
+            ASSERT_FALSE(std::isnan(o)) << to_string(isa);
+            if (empty) ASSERT_EQ(o, 0.0f) << to_string(isa);
+          }
+        }
   }
 }
 
