@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "qwen3vl/cpu/options.hpp"
@@ -77,6 +78,48 @@ inline void expect_fully_masked_rows_zero(CpuFactory create, int64_t seq_q) {
             if (empty) ASSERT_EQ(o, 0.0f) << to_string(isa);
           }
         }
+  }
+}
+
+// K/V rows that no query can see hold NaN: keys before every row's window, beyond key_lengths,
+// after every row under a top-left causal mask, and keys an additive -inf hides from every row.
+// The output must equal the float64 reference (which skips hidden keys) on every ISA.
+inline void expect_hidden_nan_keys_do_not_leak(CpuFactory create) {
+  ProblemSpec window;
+  window.seq_q = 30;
+  window.seq_k = 200;
+  window.mask = MaskKind::kSlidingWindow;
+  window.window_left = 40;
+  window.window_right = 0;
+  window.key_lengths = {150};
+  ProblemSpec top_left;
+  top_left.seq_q = 50;
+  top_left.seq_k = 140;
+  top_left.mask = MaskKind::kCausalTopLeft;
+  ProblemSpec additive;
+  additive.seq_q = 20;
+  additive.seq_k = 90;
+  additive.additive_mask = true;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<std::pair<ProblemSpec, std::vector<int64_t>>> cases = {
+      {window, {0, 5, 79, 150, 170, 199}}, {top_left, {50, 64, 100, 139}}, {additive, {3, 66}}};
+  for (const auto& [spec, hidden] : cases) {
+    Problem p(spec);
+    for (int64_t j : hidden) {
+      if (spec.additive_mask)
+        for (int64_t i = 0; i < spec.seq_q; ++i)
+          p.mask.set(i * spec.seq_k + j, -std::numeric_limits<float>::infinity());
+      for (int64_t h = 0; h < spec.kv_heads; ++h)
+        for (int64_t c = 0; c < spec.head_dim; ++c) {
+          p.k.set((j * spec.kv_heads + h) * spec.head_dim + c, nan);
+          p.v.set((j * spec.kv_heads + h) * spec.head_dim + c, nan);
+        }
+    }
+    const reference::Result ref = reference::attention(p.params);
+    for (CpuIsa isa : runnable_isas()) {
+      make_cpu(create, isa)->run(p.params);
+      EXPECT_LE(relative_error(p.params, ref), 1e-5) << to_string(isa) << " " << spec.to_string();
+    }
   }
 }
 

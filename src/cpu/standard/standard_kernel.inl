@@ -61,9 +61,11 @@ void run(const StandardHeadTask& task) {
     if (p.softcap > 0.0f)
       for (int64_t j = lo; j < hi; ++j) row[j] = p.softcap * std::tanh(row[j] / p.softcap);
     if (p.additive_mask.present())
-      for (int64_t j = lo; j < hi; ++j)
-        row[j] += load_float(p.additive_mask,
-                             additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
+      for (int64_t j = lo; j < hi; ++j) {  // -inf masks the key even where its score is NaN
+        const float m = load_float(p.additive_mask,
+                                   additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
+        row[j] = m == kNegInf ? kNegInf : row[j] + m;
+      }
     float mx = kNegInf;
     for (int64_t j = lo; j < hi; ++j) mx = row[j] > mx ? row[j] : mx;
     float lse = kNegInf;
@@ -71,7 +73,8 @@ void run(const StandardHeadTask& task) {
       for (int64_t j = lo; j < hi; ++j) row[j] = 0.0f;
     } else {
       auto seg = Eigen::Map<Eigen::ArrayXf>(row + lo, hi - lo);
-      seg = (seg - mx).exp();
+      // Eigen's exp clamps its input, so exp(-inf) would give ~1e-39, not 0: select 0 for masks.
+      seg = (seg == kNegInf).select(Eigen::ArrayXf::Zero(hi - lo), (seg - mx).exp());
       const float sum = seg.sum();
       seg *= 1.0f / sum;
       lse = mx + std::log(sum);
@@ -86,6 +89,18 @@ void run(const StandardHeadTask& task) {
       for (int64_t j = 0; j < task.k_total; ++j) w[j] = 0.0f;
       for (int64_t j = 0; j < n; ++j) w[k_lo + j] = row[j];
     }
+  }
+
+  // V rows that no row weighs (hidden by an additive mask from every row) are zeroed: 0 * NaN would
+  // otherwise reach the output. The K buffer, no longer needed, holds each column's largest weight.
+  if (p.additive_mask.present() && n > 0) {
+    float* col_max = k;
+    for (int64_t j = 0; j < n; ++j) col_max[j] = 0.0f;
+    for (int64_t i = 0; i < lq; ++i)
+      for (int64_t j = 0; j < n; ++j) col_max[j] = scores[i * n + j] > col_max[j] ? scores[i * n + j] : col_max[j];
+    for (int64_t j = 0; j < n; ++j)
+      if (col_max[j] == 0.0f)
+        for (int64_t c = 0; c < d; ++c) v[j * d + c] = 0.0f;
   }
 
   // O = P V into the Q buffer (Q is no longer needed), then store in the output dtype.
