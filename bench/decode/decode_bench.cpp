@@ -53,7 +53,7 @@ void fill_fast(Tensor& t, uint32_t seed) {
 
 }  // namespace
 
-DecodeResult run_cpu_decode(const DecodeCase& c) {
+KvCacheConfig cache_config(const DecodeCase& c) {
   KvCacheConfig config;
   config.layout = c.layout;
   config.batch = c.batch;
@@ -64,6 +64,11 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
   config.block_size = c.block_size;
   config.max_blocks = (c.kv_len + c.block_size - 1) / c.block_size;
   config.num_blocks = config.max_blocks * c.batch;
+  return config;
+}
+
+DecodeResult run_cpu_decode(const DecodeCase& c) {
+  const KvCacheConfig config = cache_config(c);
   Tensor k_store(c.dtype, kv_storage_shape(config)), v_store(c.dtype, kv_storage_shape(config));
   KvCache cache;
   throw_if_error(KvCache::create(config, k_store, v_store, &cache));

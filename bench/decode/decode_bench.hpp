@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/kv_cache/kv_cache_view.hpp"
 
 namespace qwen3vl::bench {
@@ -48,6 +49,9 @@ class HostCopy {
   std::vector<char> src_, dst_;
   int threads_;
 };
+
+// The cache a case decodes against: the case's layout, one block table row per sequence.
+KvCacheConfig cache_config(const DecodeCase& c);
 
 DecodeResult run_cpu_decode(const DecodeCase& c);
 

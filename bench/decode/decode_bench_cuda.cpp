@@ -53,16 +53,7 @@ double graph_ms(cudaStream_t stream, int per_graph, int repeats, F&& record) {
 }  // namespace
 
 DecodeResult run_cuda_decode(const DecodeCase& c) {
-  KvCacheConfig config;
-  config.layout = c.layout;
-  config.batch = c.batch;
-  config.kv_heads = c.kv_heads;
-  config.head_dim = c.head_dim;
-  config.dtype = c.dtype;
-  config.max_len = c.kv_len;
-  config.block_size = c.block_size;
-  config.max_blocks = (c.kv_len + c.block_size - 1) / c.block_size;
-  config.num_blocks = config.max_blocks * c.batch;
+  const KvCacheConfig config = cache_config(c);
   const std::vector<int64_t> shape = kv_storage_shape(config);
   int64_t elems = 1;
   for (int64_t x : shape) elems *= x;
