@@ -8,6 +8,7 @@
 
 #include "qwen3vl/variants/standard.hpp"
 #include "support/cpu_variants.hpp"
+#include "support/sweep.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -21,65 +22,8 @@ std::unique_ptr<Attention> make(CpuIsa isa, int threads = 2) {
   return testing::make_cpu(&create_standard_cpu, isa, threads);
 }
 
-// The random sweep: odd sizes, Lq != Lk both ways, head dims 64/72/80/128, MHA/GQA/MQA, every mask.
-std::vector<ProblemSpec> sweep() {
-  std::vector<ProblemSpec> specs;
-  const int64_t sizes[][2] = {{1, 1},     {3, 17},  {17, 3}, {63, 65},
-                              {65, 63},   {129, 129}, {1, 257}, {257, 33}};
-  const int64_t dims[] = {64, 72, 80, 128};
-  const int64_t heads[][2] = {{4, 4}, {4, 2}, {3, 1}};
-  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft,
-                            MaskKind::kSlidingWindow};
-  const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
-  uint64_t seed = 100;
-  for (size_t i = 0; i < std::size(sizes); ++i) {
-    ProblemSpec s;
-    s.batch = 1 + static_cast<int64_t>(i % 2);
-    s.seq_q = sizes[i][0];
-    s.seq_k = sizes[i][1];
-    s.head_dim = dims[i % 4];
-    s.heads = heads[i % 3][0];
-    s.kv_heads = heads[i % 3][1];
-    s.mask = masks[i % 4];
-    s.window_left = 5;
-    s.window_right = i % 3 == 0 ? 2 : 0;
-    s.dtype = dtypes[i % 3];
-    s.with_lse = true;
-    s.seed = ++seed;
-    specs.push_back(s);
-    ProblemSpec t = s;  // the same shape through BHSD strides with another mask and dtype
-    t.bhsd = true;
-    t.mask = masks[(i + 1) % 4];
-    t.dtype = dtypes[(i + 1) % 3];
-    t.seed = ++seed;
-    specs.push_back(t);
-  }
-  ProblemSpec v;  // packed frames with an empty segment, GQA, causal
-  v.varlen_q = {17, 0, 64, 5};
-  v.varlen_k = {17, 3, 64, 9};
-  v.heads = 4;
-  v.kv_heads = 2;
-  v.head_dim = 72;
-  v.mask = MaskKind::kCausal;
-  v.with_lse = true;
-  v.seed = ++seed;
-  specs.push_back(v);
-  ProblemSpec extras;  // key padding + additive mask + softcap + explicit scale
-  extras.batch = 3;
-  extras.seq_q = 9;
-  extras.seq_k = 31;
-  extras.key_lengths = {31, 12, 0};
-  extras.additive_mask = true;
-  extras.softcap = 5.0f;
-  extras.scale = 0.3f;
-  extras.with_lse = true;
-  extras.seed = ++seed;
-  specs.push_back(extras);
-  return specs;
-}
-
 TEST(StandardCpu, MatchesTheFloat64ReferenceOnEveryIsa) {
-  for (const ProblemSpec& spec : sweep())
+  for (const ProblemSpec& spec : testing::attention_sweep())
     testing::expect_matches_reference(&create_standard_cpu, spec);
 }
 
