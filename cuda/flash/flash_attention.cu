@@ -137,6 +137,7 @@ class FlashCuda final : public Attention {
                         ": the fused kernel never materialises attention weights (use the standard "
                         "variant)");
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(p, "CUDA flash"));
     if (s.batch > ctx_.max_grid_z)
       return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
                         ": this device launches at most ", ctx_.max_grid_z, " sequences per call");

@@ -103,6 +103,7 @@ class StandardCuda final : public Attention {
  private:
   Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(p, "CUDA standard"));
     if (s.batch * s.heads > ctx_.max_grid_z)
       return make_error(StatusCode::kUnsupported, "batch * heads = ", s.batch * s.heads,
                         ": the standard CUDA kernels launch at most ", ctx_.max_grid_z,

@@ -31,27 +31,37 @@ struct KeyRange {
   QWEN3VL_HOST_DEVICE int64_t size() const { return end - begin; }
 };
 
-// Keys visible to query row `i` of a sequence with `q_len` queries and `k_len` valid keys (after key
-// padding). A window bound of -1 is unbounded; HF/Mistral window W is left = W - 1, right = 0.
-QWEN3VL_HOST_DEVICE inline KeyRange visible_keys(MaskKind mask, int64_t window_left,
-                                                 int64_t window_right, int64_t i, int64_t q_len,
-                                                 int64_t k_len) {
+// Keys visible to a query row that sits at key position `position` (the key it is aligned with),
+// with `k_len` valid keys: causal (either kind) keys <= position, a window [position - left,
+// position + right]. A window bound of -1 is unbounded; HF/Mistral window W is left = W - 1,
+// right = 0.
+QWEN3VL_HOST_DEVICE inline KeyRange visible_keys_at(MaskKind mask, int64_t window_left,
+                                                    int64_t window_right, int64_t position,
+                                                    int64_t k_len) {
   int64_t begin = 0;
   int64_t end = k_len;
-  const int64_t diagonal = i + k_len - q_len;  // the key aligned with query i (bottom-right)
   switch (mask) {
     case MaskKind::kNone: break;
-    case MaskKind::kCausal: end = diagonal + 1; break;
-    case MaskKind::kCausalTopLeft: end = i + 1; break;
+    case MaskKind::kCausal:
+    case MaskKind::kCausalTopLeft: end = position + 1; break;
     case MaskKind::kSlidingWindow:
-      if (window_left >= 0) begin = diagonal - window_left;
-      if (window_right >= 0) end = diagonal + window_right + 1;
+      if (window_left >= 0) begin = position - window_left;
+      if (window_right >= 0) end = position + window_right + 1;
       break;
   }
   begin = begin < 0 ? 0 : begin;
   end = end > k_len ? k_len : end;
   if (end < begin) end = begin;
   return KeyRange{begin, end};
+}
+
+// Keys visible to query row `i` of a sequence with `q_len` queries and `k_len` valid keys (after key
+// padding): bottom-right alignment puts row i at key i + k_len - q_len (top-left causal: at key i).
+QWEN3VL_HOST_DEVICE inline KeyRange visible_keys(MaskKind mask, int64_t window_left,
+                                                 int64_t window_right, int64_t i, int64_t q_len,
+                                                 int64_t k_len) {
+  const int64_t position = mask == MaskKind::kCausalTopLeft ? i : i + k_len - q_len;
+  return visible_keys_at(mask, window_left, window_right, position, k_len);
 }
 
 }  // namespace qwen3vl

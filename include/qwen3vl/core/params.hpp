@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "qwen3vl/core/block_layout.hpp"
 #include "qwen3vl/core/mask.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
@@ -33,6 +34,15 @@ struct AttentionParams {
 
   TensorView additive_mask;  // optional float, rank 2..4, broadcast (size-1 dims) to [B, Hq, Lq, Lk]
   TensorView key_lengths;    // optional i32 [B]: keys j >= key_lengths[b] are padding (masked out)
+
+  // Optional i32 [B, Lq] (varlen: [Tq]): each query row's position on the key axis, non-decreasing
+  // within a sequence. Structural masks then use it instead of the bottom-right alignment: causal
+  // (either kind) sees keys j <= position, a window [position - left, position + right]. For
+  // gathered query rows (mixture-of-heads computes only the rows routed to a head).
+  TensorView q_positions;
+  // Optional block-sparse pattern: the kernel visits only the listed key blocks (variants that
+  // cannot walk a layout refuse it in supports()).
+  BlockLayout block_layout;
 
   bool varlen() const { return cu_seqlens_q.present(); }
 };
@@ -84,6 +94,30 @@ inline SequenceSpan sequence_span(const AttentionParams& p, int64_t b) {
     s.k_len = kl < s.k_len ? kl : s.k_len;
   }
   return s;
+}
+
+// Keys visible to row i of sequence b (host side): by q_positions when given, else by the
+// bottom-right alignment of visible_keys().
+inline KeyRange row_visible_keys(const AttentionParams& p, int64_t b, const SequenceSpan& span,
+                                 int64_t i) {
+  if (!p.q_positions.present())
+    return visible_keys(p.mask, p.window_left, p.window_right, i, span.q_len, span.k_len);
+  const TensorView& qp = p.q_positions;
+  const int64_t pos = qp.ptr<const int32_t>()[p.varlen() ? (span.q_start + i) * qp.stride[0]
+                                                         : b * qp.stride[0] + i * qp.stride[1]];
+  return visible_keys_at(p.mask, p.window_left, p.window_right, pos, span.k_len);
+}
+
+// For variants that cannot honour q_positions or a block layout: a kUnsupported error naming them.
+inline Status refuse_sparse_rows(const AttentionParams& p, const char* variant) {
+  if (p.q_positions.present())
+    return make_error(StatusCode::kUnsupported, "q_positions = ", p.q_positions.shape_string(),
+                      ": the ", variant, " variant does not take query positions");
+  if (p.block_layout.present())
+    return make_error(StatusCode::kUnsupported, "block_layout (", p.block_layout.block_q, "x",
+                      p.block_layout.block_k, " blocks): the ", variant,
+                      " variant does not walk block-sparse layouts");
+  return Status();
 }
 
 // Offset into the additive mask for (b, h, i, j); size-1 dimensions broadcast.
@@ -312,6 +346,39 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
           return make_error(StatusCode::kInvalidArgument, "key_lengths[", b, "] = ", len,
                             ": allowed 0..", s.max_k, " (the key sequence length)");
       }
+  }
+  if (p.q_positions.present()) {
+    const TensorView& qp = p.q_positions;
+    if (qp.dtype != DType::kI32)
+      return make_error(StatusCode::kInvalidArgument, "q_positions.dtype = ", to_string(qp.dtype),
+                        ": must be i32");
+    QWEN3VL_RETURN_IF_ERROR(varlen ? check_dims(qp, "q_positions", 1, {p.q.shape[0]})
+                                   : check_dims(qp, "q_positions", 2, {s.batch, s.max_q}));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(qp, "q_positions"));
+    if (qp.device != p.q.device)
+      return make_error(StatusCode::kInvalidArgument, "q_positions.device = ", to_string(qp.device),
+                        ": must equal q.device");
+    if (qp.device == Device::kCPU)
+      for (int64_t b = 0; b < s.batch; ++b) {
+        const SequenceSpan span = sequence_span(p, b);
+        int64_t previous = 0;
+        for (int64_t i = 0; i < span.q_len; ++i) {
+          const int64_t pos = qp.ptr<const int32_t>()[varlen ? (span.q_start + i) * qp.stride[0]
+                                                             : b * qp.stride[0] + i * qp.stride[1]];
+          if (pos < previous)
+            return make_error(StatusCode::kInvalidArgument, "q_positions[", b, ", ", i, "] = ", pos,
+                              ": must be >= 0 and non-decreasing within a sequence (previous ",
+                              previous, ")");
+          previous = pos;
+        }
+      }
+  }
+  if (p.block_layout.present()) {
+    QWEN3VL_RETURN_IF_ERROR(
+        validate_block_layout(p.block_layout, s.batch, hkv, s.max_q, s.max_k));
+    if (p.block_layout.indptr.device != p.q.device)
+      return make_error(StatusCode::kInvalidArgument, "block_layout.indptr.device = ",
+                        to_string(p.block_layout.indptr.device), ": must equal q.device");
   }
   if (p.mask > MaskKind::kSlidingWindow)
     return make_error(StatusCode::kInvalidArgument, "mask = ", static_cast<int>(p.mask),

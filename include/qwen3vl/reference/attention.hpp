@@ -10,15 +10,32 @@
 
 namespace qwen3vl::reference {
 
-// Is key j visible to query i? Written from the definitions, independently of visible_keys().
-inline bool key_visible(const AttentionParams& p, int64_t i, int64_t j, int64_t q_len,
-                        int64_t k_len) {
+// Is key j visible to query i of sequence b (query head h)? Written from the definitions,
+// independently of visible_keys() and of the kernels' block walks.
+inline bool key_visible(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j,
+                        int64_t q_len, int64_t k_len, int64_t q_start = 0) {
   if (j >= k_len) return false;  // key padding
-  const int64_t aligned = i + k_len - q_len;
+  if (p.block_layout.present()) {  // the key's column block must be listed for the row's block
+    const BlockLayout& bl = p.block_layout;
+    const int64_t kv_heads = p.k.shape[p.k.rank - 2];
+    const int64_t l = bl.layout_index(b, h / (p.q.shape[p.q.rank - 2] / kv_heads), kv_heads);
+    const int32_t* ptr = bl.row_ptr(l);
+    const int32_t* col = bl.col_ptr(l);
+    const int64_t row_block = i / bl.block_q, col_block = j / bl.block_k;
+    bool listed = false;
+    for (int64_t e = ptr[row_block]; e < ptr[row_block + 1]; ++e) listed = listed || col[e] == col_block;
+    if (!listed) return false;
+  }
+  int64_t aligned = i + k_len - q_len;
+  if (p.q_positions.present()) {
+    const TensorView& qp = p.q_positions;
+    aligned = qp.ptr<const int32_t>()[p.varlen() ? (q_start + i) * qp.stride[0]
+                                                 : b * qp.stride[0] + i * qp.stride[1]];
+  }
   switch (p.mask) {
     case MaskKind::kNone: return true;
     case MaskKind::kCausal: return j <= aligned;
-    case MaskKind::kCausalTopLeft: return j <= i;
+    case MaskKind::kCausalTopLeft: return j <= (p.q_positions.present() ? aligned : i);
     case MaskKind::kSlidingWindow:
       return (p.window_left < 0 || j >= aligned - p.window_left) &&
              (p.window_right < 0 || j <= aligned + p.window_right);
@@ -41,7 +58,7 @@ inline double attention_row(const AttentionParams& p, const AttentionShape& s, i
   std::vector<bool> visible(static_cast<size_t>(full_k), false);
   const int64_t q_off = row_offset(p.q, p.varlen(), b, span.q_start, i, h);
   for (int64_t j = 0; j < full_k; ++j) {
-    if (!key_visible(p, i, j, span.q_len, span.k_len)) continue;
+    if (!key_visible(p, b, h, i, j, span.q_len, span.k_len, span.q_start)) continue;
     const int64_t k_off = row_offset(p.k, p.varlen(), b, span.k_start, j, kh);
     double dot = 0.0;
     for (int64_t c = 0; c < d; ++c)

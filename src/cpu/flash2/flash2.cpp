@@ -39,7 +39,7 @@ class Flash2Cpu final : public Attention {
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": flash2 never materialises the scores; use the standard variant");
-    return Status();
+    return refuse_sparse_rows(p, "CPU flash2");
   }
 
   size_t workspace_size(const AttentionParams& p) const override {

@@ -23,7 +23,7 @@ class StandardCpu final : public Attention {
     if (p.q.device != Device::kCPU)
       return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                         ": the CPU standard variant needs host memory");
-    return Status();
+    return refuse_sparse_rows(p, "CPU standard");
   }
 
   size_t workspace_size(const AttentionParams& p) const override {
