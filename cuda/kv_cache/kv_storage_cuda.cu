@@ -68,6 +68,45 @@ Status write_typed(const TensorView& dst_k, const TensorView& dst_v, const Tenso
   return Status();
 }
 
+// bounds[run.dst_major] over the run's stored key rows. blockIdx.y: the run (runs of one batch
+// never share a block); threads over (head, channel), each folding its column's rows in order.
+template <class T>
+__global__ void fold_runs(float* bounds, RowView k, RunBatch batch, int heads, int dim) {
+  const KvRun run = batch.runs[blockIdx.y];
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < heads * dim; e += gridDim.x * blockDim.x) {
+    const int h = e / dim, c = e % dim;
+    float* lo = bounds + (run.dst_major * 2 * heads + h) * static_cast<int64_t>(dim) + c;
+    float* hi = lo + static_cast<int64_t>(heads) * dim;
+    float mn = run.dst_minor == 0 ? INFINITY : *lo, mx = run.dst_minor == 0 ? -INFINITY : *hi;
+    const T* col = static_cast<const T*>(k.data) + run.dst_major * k.stride[0] + h * k.stride[2] + c;
+    for (int64_t i = 0; i < run.count; ++i) {
+      const float x = to_float(col[(run.dst_minor + i) * k.stride[1]]);
+      mn = x < mn ? x : mn;
+      mx = x > mx ? x : mx;
+    }
+    *lo = mn;
+    *hi = mx;
+  }
+}
+
+Status fold_key_bounds_cuda(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
+                            int64_t count, void* stream) {
+  const int heads = static_cast<int>(k_storage.shape[2]), dim = static_cast<int>(k_storage.shape[3]);
+  const unsigned x_blocks = static_cast<unsigned>((heads * dim + kCopyThreads - 1) / kCopyThreads);
+  return dispatch_float_dtype(k_storage.dtype, [&](auto tag) -> Status {
+    for (int64_t first = 0; first < count; first += kRunsPerLaunch) {
+      RunBatch batch{};
+      batch.count = static_cast<int>(count - first < kRunsPerLaunch ? count - first : kRunsPerLaunch);
+      for (int i = 0; i < batch.count; ++i) batch.runs[i] = runs[first + i];
+      fold_runs<decltype(tag)><<<dim3(x_blocks, static_cast<unsigned>(batch.count)), kCopyThreads, 0,
+                                 static_cast<cudaStream_t>(stream)>>>(
+          bounds.ptr<float>(), row_view(k_storage), batch, heads, dim);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("fold_runs (KV key bounds)");
+    }
+    return Status();
+  });
+}
+
 Status write_cuda(const TensorView& dst_k, const TensorView& dst_v, const TensorView& src_k,
                   const TensorView& src_v, const KvRun* runs, int64_t count, void* stream) {
   if (src_k.dtype != src_v.dtype)
@@ -84,7 +123,7 @@ Status write_cuda(const TensorView& dst_k, const TensorView& dst_v, const Tensor
 }  // namespace
 
 const KvStorageOps& cuda_kv_storage_ops() {
-  static const KvStorageOps ops{Device::kCUDA, &write_cuda};
+  static const KvStorageOps ops{Device::kCUDA, &write_cuda, &fold_key_bounds_cuda};
   return ops;
 }
 

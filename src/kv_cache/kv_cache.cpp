@@ -52,6 +52,39 @@ Status check_storage(const KvCacheConfig& c, const TensorView& t, const char* na
   return detail::check_last_contiguous(t, name);
 }
 
+// Key bounds are present exactly when the config asks for them, shaped, typed and placed as
+// kv_key_bounds_shape says, and the storage's ops can maintain them.
+Status check_key_bounds(const KvCacheConfig& c, const TensorView& k_storage, const TensorView& b,
+                        const KvStorageOps& ops) {
+  if (!c.key_bounds) {
+    if (b.present())
+      return make_error(StatusCode::kInvalidArgument, "key_bounds = ", b.shape_string(),
+                        ": given while config.key_bounds is false");
+    return Status();
+  }
+  if (c.layout != KvLayout::kPaged)
+    return make_error(StatusCode::kInvalidArgument,
+                      "config.key_bounds = true: needs layout paged (bounds are per block), not ",
+                      to_string(c.layout));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
+  const std::vector<int64_t> want = kv_key_bounds_shape(c);
+  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
+  const TensorView packed = TensorView::contiguous(b.data, DType::kF32, {want[0], want[1], want[2], want[3]});
+  for (int d = 0; d < 4; ++d)
+    if (b.stride[d] != packed.stride[d])
+      return make_error(StatusCode::kBadStride, "key_bounds.stride[", d, "] = ", b.stride[d],
+                        ": must be contiguous (", packed.stride[d], ")");
+  if (b.dtype != DType::kF32 || b.device != k_storage.device ||
+      b.device_index != k_storage.device_index)
+    return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
+                      to_string(b.device), ":", b.device_index, ": must be f32 on the storage's device (",
+                      to_string(k_storage.device), ":", k_storage.device_index, ")");
+  if (!ops.fold_key_bounds)
+    return make_error(StatusCode::kUnsupported, "config.key_bounds = true: the ",
+                      to_string(ops.device), " storage ops keep no key bounds");
+  return Status();
+}
+
 // A rank-3 packed view [T, H, D] seen as rank 4 [1, T, H, D], so runs address every source alike.
 TensorView as_rank4(const TensorView& t) {
   if (t.rank == 4) return t;
@@ -70,6 +103,12 @@ TensorView as_rank4(const TensorView& t) {
 
 Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
                        const TensorView& v_storage, KvCache* out, const KvStorageOps* ops) {
+  return create(config, k_storage, v_storage, TensorView{}, out, ops);
+}
+
+Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
+                       const TensorView& v_storage, const TensorView& key_bounds, KvCache* out,
+                       const KvStorageOps* ops) {
   QWEN3VL_RETURN_IF_ERROR(check_config(config));
   QWEN3VL_RETURN_IF_ERROR(check_storage(config, k_storage, "k_storage"));
   QWEN3VL_RETURN_IF_ERROR(check_storage(config, v_storage, "v_storage"));
@@ -81,7 +120,9 @@ Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
     return make_error(StatusCode::kInvalidArgument, "ops = ", ops ? to_string(ops->device) : "none",
                       ": storage on ", to_string(k_storage.device), " needs that device's ops",
                       k_storage.device == Device::kCUDA ? " (cuda_kv_storage_ops())" : "");
+  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(config, k_storage, key_bounds, *ops));
   KvCache c;
+  c.bounds_ = key_bounds;
   c.config_ = config;
   c.k_ = k_storage;
   c.v_ = v_storage;
@@ -106,6 +147,11 @@ Status KvCache::check_seq(int64_t seq, const char* name) const {
 Status KvCache::write_runs(const TensorView& src_k, const TensorView& src_v, void* stream) {
   if (runs_.empty()) return Status();
   return ops_->write(k_, v_, src_k, src_v, runs_.data(), static_cast<int64_t>(runs_.size()), stream);
+}
+
+Status KvCache::fold_bounds(void* stream) {
+  if (!bounds_.present() || runs_.empty()) return Status();
+  return ops_->fold_key_bounds(bounds_, k_, runs_.data(), static_cast<int64_t>(runs_.size()), stream);
 }
 
 Status KvCache::append(const TensorView& k, const TensorView& v, const TensorView& cu_seqlens,
@@ -221,6 +267,7 @@ Status KvCache::append(const TensorView& k, const TensorView& v, const TensorVie
     return failed;
   };
   Status st = write_runs(k_, v_, stream);  // copy-on-write copies first: they fill the new blocks
+  if (st.ok()) st = fold_bounds(stream);     // and restart the copies' bounds from their rows
   if (!st.ok()) return rollback(st);
 
   runs_.clear();
@@ -237,6 +284,7 @@ Status KvCache::append(const TensorView& k, const TensorView& v, const TensorVie
     }
   }
   st = write_runs(as_rank4(k), as_rank4(v), stream);
+  if (st.ok()) st = fold_bounds(stream);
   if (!st.ok()) return rollback(st);
 
   for (int32_t id : copied_from) QWEN3VL_RETURN_IF_ERROR(allocator_.release(id));  // still shared

@@ -2,6 +2,8 @@
 // dtype pair, converting through fp32 with round-to-nearest-even.
 #include "qwen3vl/kv_cache/kv_cache.hpp"
 
+#include <cmath>
+
 namespace qwen3vl {
 namespace {
 
@@ -31,10 +33,41 @@ Status write_cpu(const TensorView& dst_k, const TensorView& dst_v, const TensorV
   return Status();
 }
 
+// bounds[run.dst_major] over the run's stored rows: min into [., 0], max into [., 1].
+template <class T>
+void fold_rows(const TensorView& bounds, const TensorView& k, const KvRun& run) {
+  const int64_t heads = k.shape[2], d = k.shape[3];
+  for (int64_t h = 0; h < heads; ++h) {
+    float* lo = bounds.ptr<float>() + bounds.offset(run.dst_major, 0, h);
+    float* hi = bounds.ptr<float>() + bounds.offset(run.dst_major, 1, h);
+    if (run.dst_minor == 0)
+      for (int64_t c = 0; c < d; ++c) {
+        lo[c] = INFINITY;
+        hi[c] = -INFINITY;
+      }
+    for (int64_t i = 0; i < run.count; ++i) {
+      const T* row = k.ptr<const T>() + k.offset(run.dst_major, run.dst_minor + i, h);
+      for (int64_t c = 0; c < d; ++c) {
+        const float x = to_float(row[c]);
+        lo[c] = x < lo[c] ? x : lo[c];
+        hi[c] = x > hi[c] ? x : hi[c];
+      }
+    }
+  }
+}
+
+Status fold_key_bounds_cpu(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
+                           int64_t count, void* /*stream*/) {
+  dispatch_float_dtype(k_storage.dtype, [&](auto t) {
+    for (int64_t r = 0; r < count; ++r) fold_rows<decltype(t)>(bounds, k_storage, runs[r]);
+  });
+  return Status();
+}
+
 }  // namespace
 
 const KvStorageOps& cpu_kv_storage_ops() {
-  static const KvStorageOps ops{Device::kCPU, &write_cpu};
+  static const KvStorageOps ops{Device::kCPU, &write_cpu, &fold_key_bounds_cpu};
   return ops;
 }
 

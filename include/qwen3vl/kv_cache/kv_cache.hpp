@@ -24,6 +24,7 @@ struct KvCacheConfig {
   int64_t num_blocks = 0;     // paged: blocks in the pool
   int64_t block_size = 16;    // paged: tokens per block, a multiple of 16
   int64_t max_blocks = 0;     // paged: block-table columns (blocks one sequence may hold)
+  bool key_bounds = false;    // paged: keep every block's elementwise min / max key (Quest)
 };
 
 // The storage shape a config needs for k and v: [batch, max_len, Hkv, D] or
@@ -32,6 +33,13 @@ inline std::vector<int64_t> kv_storage_shape(const KvCacheConfig& c) {
   return c.layout == KvLayout::kPaged
              ? std::vector<int64_t>{c.num_blocks, c.block_size, c.kv_heads, c.head_dim}
              : std::vector<int64_t>{c.batch, c.max_len, c.kv_heads, c.head_dim};
+}
+
+// The key-bounds storage a config needs (key_bounds on): f32 [num_blocks, 2, Hkv, D], where
+// [blk, 0] is the elementwise min and [blk, 1] the max of block blk's stored (converted) keys over
+// its filled rows. A block's bounds restart on its first write, so released blocks need no clearing.
+inline std::vector<int64_t> kv_key_bounds_shape(const KvCacheConfig& c) {
+  return {c.num_blocks, 2, c.kv_heads, c.head_dim};
 }
 
 // One run of token rows to copy: `count` rows from source (src_major, src_minor + i) to storage
@@ -47,6 +55,10 @@ struct KvStorageOps {
   Device device;
   Status (*write)(const TensorView& dst_k, const TensorView& dst_v, const TensorView& src_k,
                   const TensorView& src_v, const KvRun* runs, int64_t count, void* stream);
+  // Folds the stored keys of each run's destination rows into bounds[dst_major] (see
+  // kv_key_bounds_shape), restarting from them where dst_minor == 0. Null: no key bounds.
+  Status (*fold_key_bounds)(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
+                            int64_t count, void* stream);
 };
 
 // Host-memory storage ops (always built).
@@ -61,6 +73,12 @@ class KvCache {
   // cuda_kv_storage_ops() (qwen3vl/kv_cache/cuda.hpp).
   static Status create(const KvCacheConfig& config, const TensorView& k_storage,
                        const TensorView& v_storage, KvCache* out,
+                       const KvStorageOps* ops = nullptr);
+  // The same, with caller-owned key-bounds storage (config.key_bounds on, paged only): f32 of
+  // kv_key_bounds_shape(config), contiguous, on the storage's device. append keeps it current
+  // (copy-on-write copies included); fork shares it with the blocks.
+  static Status create(const KvCacheConfig& config, const TensorView& k_storage,
+                       const TensorView& v_storage, const TensorView& key_bounds, KvCache* out,
                        const KvStorageOps* ops = nullptr);
 
   // Appends new tokens to the end of sequences:
@@ -106,6 +124,8 @@ class KvCache {
   const BlockAllocator& allocator() const { return allocator_; }
   const TensorView& k_storage() const { return k_; }
   const TensorView& v_storage() const { return v_; }
+  // Per-block min / max keys (absent unless config.key_bounds): what Quest page selection reads.
+  const TensorView& key_bounds() const { return bounds_; }
   int64_t capacity() const {
     return config_.layout == KvLayout::kPaged ? config_.max_blocks * config_.block_size
                                               : config_.max_len;
@@ -117,9 +137,11 @@ class KvCache {
   }
   Status check_seq(int64_t seq, const char* name) const;
   Status write_runs(const TensorView& src_k, const TensorView& src_v, void* stream);
+  Status fold_bounds(void* stream);  // the key bounds of runs_' destination rows
 
   KvCacheConfig config_;
   TensorView k_, v_;
+  TensorView bounds_;  // present when config_.key_bounds
   const KvStorageOps* ops_ = nullptr;
   std::vector<int32_t> lengths_;
   std::vector<int32_t> table_;

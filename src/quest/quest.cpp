@@ -1,0 +1,207 @@
+// QuestDecode: checks, the workspace plan, then selection (host or CUDA) and one run of the dense
+// decode kernel per KV head, on a one-head view of the cache with the compacted block table.
+#include <algorithm>
+
+#include "quest_select.hpp"
+
+namespace qwen3vl {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Byte offsets of the workspace parts; the selection first (QuestDecode::selection reads it).
+struct Plan {
+  size_t table = 0, lens = 0, keys = 0, order = 0, scaled_q = 0, decode = 0, total = 0;
+};
+
+Plan make_plan(const DecodeShape& s, int64_t max_blocks, int64_t max_pages, bool host,
+               size_t decode_bytes) {
+  Plan p;
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    const size_t here = at;
+    at += align_up(bytes);
+    return here;
+  };
+  p.table = take(sizeof(int32_t) * static_cast<size_t>(s.kv_heads * s.batch * max_pages));
+  p.lens = take(sizeof(int32_t) * static_cast<size_t>(s.kv_heads * s.batch));
+  p.keys = take(sizeof(uint32_t) * static_cast<size_t>(s.batch * s.kv_heads * max_blocks));
+  p.order = take(host ? sizeof(int32_t) * static_cast<size_t>(s.batch * s.kv_heads * max_blocks) : 0);
+  p.scaled_q = take(host ? sizeof(float) * static_cast<size_t>(s.batch * s.heads * s.rows * s.head_dim) : 0);
+  p.decode = take(decode_bytes);
+  p.total = at;
+  return p;
+}
+
+// Dimension `dim` of `t` narrowed to [start, start + n).
+TensorView narrow(const TensorView& t, int dim, int64_t start, int64_t n) {
+  if (!t.present()) return t;
+  TensorView v = t;
+  v.data = static_cast<char*>(t.data) + start * t.stride[dim] * size_of(t.dtype);
+  v.shape[dim] = n;
+  return v;
+}
+
+// The decode params of KV head g: its query heads, its K/V column, and (when given) the compacted
+// table and lengths of that head.
+DecodeParams head_params(const DecodeParams& p, int64_t g, const DecodeShape& s,
+                         const int32_t* table, const int32_t* lens, int64_t max_pages) {
+  DecodeParams d = p;
+  const int64_t group = s.group_size();
+  d.q = narrow(p.q, 2, g * group, group);
+  d.out = narrow(p.out, 2, g * group, group);
+  d.lse = narrow(p.lse, 1, g * group, group);
+  d.kv.k = narrow(p.kv.k, 2, g, 1);
+  d.kv.v = narrow(p.kv.v, 2, g, 1);
+  if (table) {
+    const Device dev = p.kv.k.device;
+    d.kv.block_table = TensorView::contiguous(const_cast<int32_t*>(table + g * s.batch * max_pages),
+                                              DType::kI32, {s.batch, max_pages}, dev);
+    d.kv.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens + g * s.batch), DType::kI32,
+                                           {s.batch}, dev);
+    d.kv.block_table.device_index = d.kv.seq_lens.device_index = p.kv.k.device_index;
+    d.kv.max_seq_len = std::min(p.kv.length_bound(), max_pages * p.kv.block_size());
+  }
+  return d;
+}
+
+}  // namespace
+
+Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAttention> decode,
+                           std::unique_ptr<QuestDecode>* out) {
+  if (config.token_budget < 1)
+    return make_error(StatusCode::kInvalidArgument, "config.token_budget = ", config.token_budget,
+                      ": must be >= 1 (tokens attended per sequence and KV head)");
+  if (config.aggregation != QuestAggregation::kMax && config.aggregation != QuestAggregation::kSum)
+    return make_error(StatusCode::kInvalidArgument, "config.aggregation = ",
+                      static_cast<int>(config.aggregation), ": allowed max (0) or sum (1)");
+  if (!decode)
+    return make_error(StatusCode::kInvalidArgument,
+                      "decode = null: Quest needs a decode kernel (create_decode_cpu / _cuda)");
+#if !QWEN3VL_WITH_CUDA
+  if (decode->device() == Device::kCUDA)
+    return make_error(StatusCode::kUnsupported, "decode device = cuda: this build has no CUDA");
+#endif
+  out->reset(new QuestDecode(config, std::move(decode)));
+  return Status();
+}
+
+int64_t QuestDecode::max_pages(const KvCacheView& kv) const {
+  const int64_t bs = kv.block_size() > 0 ? kv.block_size() : 1;
+  const int64_t budget = (config_.token_budget + bs - 1) / bs;
+  return std::min(std::max<int64_t>(budget, 2), kv.block_table.shape[1]);
+}
+
+Status QuestDecode::supports(const QuestParams& p) const {
+  const KvCacheView& kv = p.decode.kv;
+  if (kv.layout != KvLayout::kPaged)
+    return make_error(StatusCode::kUnsupported, "kv.layout = ", to_string(kv.layout),
+                      ": Quest selects pages of a paged cache");
+  DecodeShape s;
+  QWEN3VL_RETURN_IF_ERROR(validate(p.decode, &s));
+  if (kv.k.device != device())
+    return make_error(StatusCode::kUnsupported, "kv.k.device = ", to_string(kv.k.device),
+                      ": this Quest object runs on ", to_string(device()));
+  if (kv.block_table.device != kv.k.device)
+    return make_error(StatusCode::kInvalidArgument, "kv.block_table.device = ",
+                      to_string(kv.block_table.device), ": must be the cache's device (",
+                      to_string(kv.k.device), ")");
+  const TensorView& b = p.key_bounds;
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_dims(b, "key_bounds", 4, {kv.k.shape[0], 2, s.kv_heads, s.head_dim}));
+  const TensorView packed = TensorView::contiguous(b.data, DType::kF32, {b.shape[0], 2, s.kv_heads, s.head_dim});
+  for (int d = 0; d < 4; ++d)
+    if (b.stride[d] != packed.stride[d])
+      return make_error(StatusCode::kBadStride, "key_bounds.stride[", d, "] = ", b.stride[d],
+                        ": must be contiguous (", packed.stride[d], ")");
+  if (b.dtype != DType::kF32 || b.device != kv.k.device || b.device_index != kv.k.device_index)
+    return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
+                      to_string(b.device), ": must be f32 on the cache's device (KvCache::key_bounds())");
+  return decode_->supports(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+}
+
+size_t QuestDecode::workspace_size(const QuestParams& p) const {
+  DecodeShape s;
+  if (!supports(p).ok() || !validate(p.decode, &s).ok()) return 0;
+  // The kernel's workspace for one head: sized at the cache's own length bound (an upper bound of
+  // the compacted one's, which has the same shape otherwise).
+  const size_t decode_bytes =
+      decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+  return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
+                   device() == Device::kCPU, decode_bytes).total;
+}
+
+QuestDecode::Selection QuestDecode::selection(const QuestParams& p, Workspace ws) const {
+  DecodeShape s;
+  if (!validate(p.decode, &s).ok() || !ws.data) return Selection{nullptr, nullptr};
+  const Plan plan = make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
+                              device() == Device::kCPU, 0);
+  const char* base = static_cast<const char*>(ws.data);
+  return Selection{reinterpret_cast<const int32_t*>(base + plan.table),
+                   reinterpret_cast<const int32_t*>(base + plan.lens)};
+}
+
+Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) const {
+  QWEN3VL_RETURN_IF_ERROR(supports(p));
+  DecodeShape s;
+  QWEN3VL_RETURN_IF_ERROR(validate(p.decode, &s));
+  const KvCacheView& kv = p.decode.kv;
+  const bool host = device() == Device::kCPU;
+  const int64_t pages = max_pages(kv);
+  const size_t need = workspace_size(p);
+  if (ws.bytes < need || !ws.data)
+    return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
+                      ws.data ? "" : " (data = null)", ": need ", need,
+                      " (workspace_size() for these params)");
+  const Plan plan = make_plan(s, kv.block_table.shape[1], pages, host, 0);
+  char* base = static_cast<char*>(ws.data);
+
+  detail::quest::SelectArgs a;
+  a.q = p.decode.q.data;
+  a.q_dtype = p.decode.q.dtype;
+  for (int i = 0; i < 3; ++i) a.q_stride[i] = p.decode.q.stride[i];
+  a.bounds = p.key_bounds.ptr<const float>();
+  a.seq_lens = kv.seq_lens.ptr<const int32_t>();
+  a.lens_stride = kv.seq_lens.stride[0];
+  a.table = kv.block_table.ptr<const int32_t>();
+  a.table_stride[0] = kv.block_table.stride[0];
+  a.table_stride[1] = kv.block_table.stride[1];
+  a.batch = s.batch;
+  a.rows = s.rows;
+  a.heads = s.heads;
+  a.kv_heads = s.kv_heads;
+  a.head_dim = s.head_dim;
+  a.block_size = kv.block_size();
+  a.max_blocks = kv.block_table.shape[1];
+  a.budget_pages = (config_.token_budget + a.block_size - 1) / a.block_size;
+  a.max_pages = pages;
+  a.scale = s.scale;
+  a.sum = config_.aggregation == QuestAggregation::kSum;
+  a.out_table = reinterpret_cast<int32_t*>(base + plan.table);
+  a.out_lens = reinterpret_cast<int32_t*>(base + plan.lens);
+  a.keys = reinterpret_cast<uint32_t*>(base + plan.keys);
+  a.order = host ? reinterpret_cast<int32_t*>(base + plan.order) : nullptr;
+  a.scaled_q = host ? reinterpret_cast<float*>(base + plan.scaled_q) : nullptr;
+#if QWEN3VL_WITH_CUDA
+  QWEN3VL_RETURN_IF_ERROR(host ? detail::quest::select_cpu(a)
+                               : detail::quest::select_cuda(a, stream));
+#else
+  QWEN3VL_RETURN_IF_ERROR(detail::quest::select_cpu(a));
+#endif
+
+  const Workspace rest{base + plan.decode, ws.bytes - plan.decode};
+  for (int64_t g = 0; g < s.kv_heads; ++g)
+    QWEN3VL_RETURN_IF_ERROR(
+        decode_->forward(head_params(p.decode, g, s, a.out_table, a.out_lens, pages), rest, stream));
+  return Status();
+}
+
+std::string QuestDecode::describe() const {
+  return "quest: top ceil(" + std::to_string(config_.token_budget) +
+         " / block_size) pages per (sequence, KV head) by " + to_string(config_.aggregation) +
+         "-aggregated min/max key bounds; over " + decode_->describe();
+}
+
+}  // namespace qwen3vl
