@@ -1,0 +1,154 @@
+// Mixture-of-heads internals shared by the CPU and CUDA drivers: where a query row sits on the key
+// axis, and the one-head varlen call that runs a head's gathered rows through a flash kernel.
+//
+// Why one call per head (and per sequence for fixed-length batches) rather than one varlen call
+// packing every head's rows: cu_seqlens_k partitions the key rows into disjoint ranges, so two
+// packed "sequences" cannot read the same K/V rows. The query heads of a GQA group share their
+// K/V rows, and with token-major K/V even different KV heads' rows interleave; packing them would
+// need a K/V copy per head. A one-head strided view of K/V needs none.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/core/params.hpp"
+
+namespace qwen3vl::detail::moh {
+
+// Key position of query row i of a sequence with q_len queries and k_len valid keys, as the mask
+// aligns it (bottom-right; top-left for kCausalTopLeft), unless the caller gave q_positions.
+QWEN3VL_HOST_DEVICE inline int64_t aligned_position(MaskKind mask, int64_t i, int64_t q_len,
+                                                    int64_t k_len) {
+  return mask == MaskKind::kCausalTopLeft ? i : i + k_len - q_len;
+}
+
+// The same from host-resident params: q_positions when given.
+inline int64_t row_position(const AttentionParams& p, int64_t b, const SequenceSpan& span,
+                            int64_t i) {
+  const TensorView& qp = p.q_positions;
+  if (!qp.present()) return aligned_position(p.mask, i, span.q_len, span.k_len);
+  return qp.ptr<const int32_t>()[p.varlen() ? (span.q_start + i) * qp.stride[0]
+                                            : b * qp.stride[0] + i * qp.stride[1]];
+}
+
+// Rows that see no key are never gathered (output 0, LSE -inf, no compute).
+QWEN3VL_HOST_DEVICE inline bool row_sees_keys(const AttentionParams& p, int64_t position,
+                                              int64_t k_len) {
+  return visible_keys_at(p.mask, p.window_left, p.window_right, position, k_len).size() > 0;
+}
+
+// Whether the sub-calls need q_positions (only structural masks look at positions).
+inline bool needs_positions(const AttentionParams& p) {
+  return p.mask != MaskKind::kNone || p.q_positions.present();
+}
+
+// One head's gathered rows on the kernel's device. `rows` is the capacity: Tq for varlen inputs
+// (one call covers every sequence), Lq for fixed-length ones (one call per sequence).
+struct HeadBlock {
+  void* q = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;          // with params.lse only
+  int32_t* positions = nullptr;  // with needs_positions() only
+  int32_t* cu_q = nullptr;       // [sequences + 1]: gathered rows per sequence
+  int32_t* cu_k = nullptr;       // fixed-length inputs: {0, Lk}
+  int64_t rows = 0;
+};
+
+inline int64_t routing_tokens(const AttentionParams& p) {
+  return p.varlen() ? p.q.shape[0] : p.q.shape[0] * p.q.shape[1];
+}
+inline int64_t block_rows(const AttentionParams& p) { return p.q.shape[p.varlen() ? 0 : 1]; }
+// Sequences one sub-call covers.
+inline int64_t call_sequences(const AttentionParams& p, const AttentionShape& s) {
+  return p.varlen() ? s.batch : 1;
+}
+
+inline void* byte_offset(void* base, int64_t elements, DType t) {
+  return static_cast<char*>(base) + elements * size_of(t);
+}
+
+// The varlen one-head call for query head h over the gathered rows in `blk`: every sequence of a
+// varlen input, or sequence b of a fixed-length one. K/V are strided views of h's KV head.
+inline AttentionParams head_call(const AttentionParams& p, const AttentionShape& s, int64_t h,
+                                 int64_t b, const HeadBlock& blk) {
+  const int64_t kvh = h / s.group_size(), d = s.head_dim;
+  const bool varlen = p.varlen();
+  const Device dev = p.q.device;
+  AttentionParams c;
+  const auto place = [&](TensorView v) {
+    v.device = dev;
+    v.device_index = p.q.device_index;
+    return v;
+  };
+  c.q = place(TensorView::contiguous(blk.q, p.q.dtype, {blk.rows, 1, d}));
+  c.out = place(TensorView::contiguous(blk.out, p.out.dtype, {blk.rows, 1, d}));
+  const int64_t k_rows = varlen ? p.k.shape[0] : p.k.shape[1];
+  const int64_t k_base = (varlen ? 0 : b * p.k.stride[0]) + kvh * p.k.stride[varlen ? 1 : 2];
+  const int64_t v_base = (varlen ? 0 : b * p.v.stride[0]) + kvh * p.v.stride[varlen ? 1 : 2];
+  const int64_t k_row_stride = p.k.stride[varlen ? 0 : 1], v_row_stride = p.v.stride[varlen ? 0 : 1];
+  c.k = place(TensorView::strided(byte_offset(p.k.data, k_base, p.k.dtype), p.k.dtype,
+                                  {k_rows, 1, d}, {k_row_stride, p.k.stride[varlen ? 1 : 2], 1}));
+  c.v = place(TensorView::strided(byte_offset(p.v.data, v_base, p.v.dtype), p.v.dtype,
+                                  {k_rows, 1, d}, {v_row_stride, p.v.stride[varlen ? 1 : 2], 1}));
+  const int64_t sequences = call_sequences(p, s);
+  c.cu_seqlens_q = place(TensorView::contiguous(blk.cu_q, DType::kI32, {sequences + 1}));
+  c.cu_seqlens_k = varlen ? p.cu_seqlens_k
+                          : place(TensorView::contiguous(blk.cu_k, DType::kI32, {2}));
+  c.max_seqlen_q = s.max_q;
+  c.max_seqlen_k = s.max_k;
+  if (p.key_lengths.present()) {
+    c.key_lengths = p.key_lengths;
+    if (!varlen) {  // this sequence's entry
+      c.key_lengths.data = byte_offset(p.key_lengths.data, b * p.key_lengths.stride[0], DType::kI32);
+      c.key_lengths.shape[0] = 1;
+    }
+  }
+  if (p.lse.present()) c.lse = place(TensorView::contiguous(blk.lse, DType::kF32, {1, blk.rows}));
+  if (needs_positions(p))
+    c.q_positions = place(TensorView::contiguous(blk.positions, DType::kI32, {blk.rows}));
+  c.scale = s.scale;
+  c.softcap = p.softcap;
+  c.mask = p.mask;
+  c.window_left = p.window_left;
+  c.window_right = p.window_right;
+  return c;
+}
+
+// What the driver refuses (both devices): the inputs a gathered one-head call cannot express.
+inline Status refuse_unsupported(const AttentionParams& p) {
+  if (p.additive_mask.present())
+    return make_error(StatusCode::kUnsupported, "additive_mask = ", p.additive_mask.shape_string(),
+                      ": mixture-of-heads takes structural masks and key_lengths only");
+  if (p.weights.present())
+    return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
+                      ": mixture-of-heads never materialises the scores");
+  if (p.block_layout.present())
+    return make_error(StatusCode::kUnsupported,
+                      "block_layout: mixture-of-heads does not walk block-sparse layouts");
+  return Status();
+}
+
+// Gathered rows carry max(position, 0): q_positions are non-negative. That is exact except for a
+// window reaching right of a negative position (window_right > 0 with a sequence of more queries
+// than valid keys), which this refuses; with values on the device it cannot look, so it refuses
+// window_right > 0 there unless the caller gives q_positions.
+inline Status check_window_alignment(const AttentionParams& p, const AttentionShape& s) {
+  if (p.mask != MaskKind::kSlidingWindow || p.window_right <= 0 || p.q_positions.present())
+    return Status();
+  const bool host_values = (!p.varlen() || p.cu_seqlens_q.device == Device::kCPU) &&
+                           (!p.key_lengths.present() || p.key_lengths.device == Device::kCPU);
+  if (!host_values)
+    return make_error(StatusCode::kUnsupported, "window_right = ", p.window_right,
+                      " with device-resident cu_seqlens/key_lengths: mixture-of-heads needs "
+                      "q_positions for a window reaching right (or window_right 0)");
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const SequenceSpan span = sequence_span(p, b);
+    if (span.q_len > span.k_len && span.k_len > 0)
+      return make_error(StatusCode::kUnsupported, "window_right = ", p.window_right,
+                        " with sequence ", b, " of ", span.q_len, " queries and ", span.k_len,
+                        " valid keys: mixture-of-heads needs q_positions when a window reaches "
+                        "right of a query aligned before the first key");
+  }
+  return Status();
+}
+
+}  // namespace qwen3vl::detail::moh

@@ -1,0 +1,311 @@
+// Mixture-of-heads on the CPU: the router against a float64 re-statement of the MoH gates, the
+// gathered-row driver against the oracle (dense float64 attention per head times the gate matrix)
+// with the reference as head kernel and with CPU flash2 on every ISA, and typed errors.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "moe/moh_support.hpp"
+#include "qwen3vl/variants/flash2.hpp"
+#include "support/cpu_variants.hpp"
+
+namespace qwen3vl::testing {
+namespace {
+
+std::unique_ptr<MixtureOfHeadsAttention> reference_moh(int64_t heads) {
+  MoHConfig c{heads, 0, heads};
+  std::unique_ptr<MixtureOfHeadsAttention> m;
+  throw_if_error(create_mixture_of_heads(std::make_unique<ReferenceKernel>(), c, &m));
+  return m;
+}
+
+std::unique_ptr<MixtureOfHeadsAttention> flash_moh(int64_t heads, CpuIsa isa) {
+  CpuOptions o;
+  o.isa = isa;
+  o.num_threads = 2;
+  std::unique_ptr<MixtureOfHeadsAttention> m;
+  throw_if_error(create_mixture_of_heads_cpu(o, MoHConfig{heads, 0, heads}, &m));
+  return m;
+}
+
+// Whether CPU flash2 takes q_positions yet (engineer bsr-cpu is adding it): the structural masks
+// need them; without them only unmasked problems run through flash2.
+bool flash_takes_positions() {
+  Problem p(ProblemSpec{});
+  std::vector<int32_t> pos(16, 0);
+  p.params.q_positions = TensorView::contiguous(pos.data(), DType::kI32, {1, 16});
+  return make_cpu(create_flash2_cpu, CpuIsa::kScalar)->supports(p.params).ok();
+}
+
+// Runs the routed forward and compares with the gated oracle (output and LSE).
+void expect_routed_matches(const MixtureOfHeadsAttention& moh, const ProblemSpec& spec,
+                           const Routing& r, const std::string& what) {
+  Problem p(spec);
+  const reference::Result ref = gated_reference(p.params, r);
+  ASSERT_TRUE(moh.supports(p.params, r.view()).ok()) << what << " " << spec.to_string();
+  moh.run(p.params, r.view());
+  EXPECT_LE(relative_error(p.params, ref), tolerance(spec.dtype)) << what << " " << spec.to_string();
+  if (spec.with_lse)
+    EXPECT_LE(lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
+        << what << " " << spec.to_string();
+}
+
+// Odd sizes, Lq != Lk both ways, GQA and MQA, D 72/80/64/128/33, every mask, f32/bf16/f16,
+// batches, key padding, varlen with an empty segment, BHSD strides.
+std::vector<ProblemSpec> routed_sweep() {
+  std::vector<ProblemSpec> specs;
+  const int64_t sizes[][2] = {{1, 1}, {17, 17}, {65, 65}, {129, 129}, {33, 70}, {70, 33}, {200, 200}};
+  const int64_t dims[] = {72, 80, 64, 128, 33, 72, 128};
+  const int64_t heads[][2] = {{8, 2}, {6, 3}, {4, 1}, {5, 5}};
+  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kNone, MaskKind::kCausalTopLeft,
+                            MaskKind::kSlidingWindow};
+  const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF32, DType::kF16};
+  uint64_t seed = 700;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    ProblemSpec s;
+    s.batch = 1 + static_cast<int64_t>(i % 2);
+    s.seq_q = sizes[i][0];
+    s.seq_k = sizes[i][1];
+    s.head_dim = dims[i];
+    s.heads = heads[i % 4][0];
+    s.kv_heads = heads[i % 4][1];
+    s.mask = masks[i % 4];
+    s.window_left = 9;
+    s.window_right = 0;
+    s.dtype = dtypes[i % 4];
+    s.with_lse = true;
+    s.bhsd = i % 3 == 2;
+    if (i == 4) s.key_lengths = {50};
+    s.seed = ++seed;
+    specs.push_back(s);
+  }
+  ProblemSpec v;  // packed sequences with an empty one, GQA, causal
+  v.varlen_q = {17, 0, 130, 5};
+  v.varlen_k = {17, 3, 130, 9};
+  v.heads = 8;
+  v.kv_heads = 2;
+  v.head_dim = 80;
+  v.mask = MaskKind::kCausal;
+  v.with_lse = true;
+  v.seed = ++seed;
+  specs.push_back(v);
+  ProblemSpec w = v;  // the same with a two-sided window and key padding
+  w.mask = MaskKind::kSlidingWindow;
+  w.window_left = 20;
+  w.window_right = 3;
+  w.varlen_q = {40, 9, 64};
+  w.varlen_k = {40, 20, 64};
+  w.key_lengths = {40, 11, 64};
+  w.seed = ++seed;
+  specs.push_back(w);
+  return specs;
+}
+
+TEST(MoHRouting, AllHeadsWithGateOneEqualsDense) {
+  ProblemSpec s;
+  s.batch = 2;
+  s.seq_q = s.seq_k = 37;
+  s.heads = 6;
+  s.kv_heads = 2;
+  s.head_dim = 72;
+  s.mask = MaskKind::kCausal;
+  s.with_lse = true;
+  for (MaskKind mask : {MaskKind::kCausal, MaskKind::kNone}) {
+    s.mask = mask;
+    const Routing r = all_heads(routing_tokens(s), s.heads);
+    expect_routed_matches(*reference_moh(s.heads), s, r, "reference kernel");
+    if (mask == MaskKind::kNone || flash_takes_positions())
+      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
+    // The unrouted forward is the dense one.
+    Problem p(s);
+    const reference::Result ref = reference::attention(p.params);
+    flash_moh(s.heads, runnable_isas().back())->run(p.params);
+    EXPECT_LE(relative_error(p.params, ref), 1e-5) << s.to_string();
+  }
+}
+
+TEST(MoHRouting, UnselectedAndZeroGateRowsAreExactlyZero) {
+  ProblemSpec s;
+  s.seq_q = s.seq_k = 23;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.with_lse = true;
+  Routing r{Tensor(DType::kI32, {23, 2}), Tensor(DType::kF32, {23, 2})};
+  for (int64_t t = 0; t < 23; ++t) {  // heads 0 and 1 (gate 0 on head 1); heads 2, 3 never
+    r.index.data<int32_t>()[t * 2] = 0;
+    r.index.data<int32_t>()[t * 2 + 1] = 1;
+    r.weight.data<float>()[t * 2] = 0.5f;
+    r.weight.data<float>()[t * 2 + 1] = 0.0f;
+  }
+  Problem p(s);  // out starts as NaN: every row must be written
+  reference_moh(s.heads)->run(p.params, r.view());
+  for (int64_t t = 0; t < 23; ++t)
+    for (int64_t h = 1; h < 4; ++h) {
+      EXPECT_EQ(p.lse.get(h * 23 + t), -std::numeric_limits<float>::infinity());
+      for (int64_t c = 0; c < s.head_dim; ++c) ASSERT_EQ(p.out.get((t * 4 + h) * s.head_dim + c), 0.0f);
+    }
+  EXPECT_LE(relative_error(p.params, gated_reference(p.params, r)), 1e-6);
+}
+
+TEST(MoHRouting, RandomRoutingMatchesGatedDenseWithReferenceKernel) {
+  for (const ProblemSpec& s : routed_sweep()) {
+    const int64_t tokens = routing_tokens(s);
+    for (int64_t k : {int64_t{1}, s.heads / 2 + 1}) {
+      const Routing r = random_routing(tokens, s.heads, std::min(k, s.heads), s.seed * 3 + static_cast<uint64_t>(k));
+      expect_routed_matches(*reference_moh(s.heads), s, r, "reference kernel k=" + std::to_string(k));
+    }
+  }
+}
+
+TEST(MoHRouting, RandomRoutingMatchesGatedDenseWithFlash2) {
+  const bool positions = flash_takes_positions();
+  int ran = 0;
+  for (const ProblemSpec& s : routed_sweep()) {
+    if (!positions && s.mask != MaskKind::kNone) continue;
+    const Routing r = random_routing(routing_tokens(s), s.heads, s.heads / 2 + 1, s.seed * 5);
+    for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
+    ++ran;
+  }
+  EXPECT_GT(ran, 0);
+  if (!positions) GTEST_SKIP() << "CPU flash2 refuses q_positions: only unmasked cases ran (" << ran << ")";
+}
+
+// The MoH gates restated in float64 with a full sort (the router uses a partial sort in float).
+TEST(MoHRouter, MatchesFloat64Restatement) {
+  for (const MoHConfig c : {MoHConfig{8, 2, 3}, MoHConfig{6, 0, 2}, MoHConfig{4, 4, 0}, MoHConfig{5, 1, 4}}) {
+    const int64_t tokens = 29, shared = c.num_shared_heads, routed = c.routed_heads();
+    std::mt19937 rng(static_cast<unsigned>(c.num_heads * 100 + c.top_k));
+    std::uniform_int_distribution<int> level(-3, 3);  // few distinct values: ties happen
+    const auto logits = [&](int64_t width) {
+      Tensor t(DType::kF32, {tokens, std::max<int64_t>(width, 1)});
+      for (int64_t i = 0; i < t.numel(); ++i) t.set(i, 0.5f * static_cast<float>(level(rng)));
+      return t;
+    };
+    Tensor ls = logits(shared), lr = logits(routed), lm = logits(2);
+    MoHRouterLogits in;
+    if (shared > 0) in.shared = ls.view();
+    if (routed > 0) in.routed = lr.view();
+    if (shared > 0 && routed > 0) in.mix = lm.view();
+    const int64_t k = c.heads_per_token();
+    Routing out{Tensor(DType::kI32, {tokens, k}), Tensor(DType::kF32, {tokens, k})};
+    ASSERT_TRUE(route_mixture_of_heads(c, in, out.view()).ok());
+    for (int64_t t = 0; t < tokens; ++t) {
+      const auto soft = [&](const Tensor& x, int64_t width) {
+        std::vector<double> e(static_cast<size_t>(width));
+        double sum = 0;
+        for (int64_t i = 0; i < width; ++i) sum += e[i] = std::exp(static_cast<double>(x.get(t * x.view().shape[1] + i)));
+        for (double& v : e) v /= sum;
+        return e;
+      };
+      double a1 = 1.0, a2 = 1.0;
+      if (shared > 0 && routed > 0) {
+        const std::vector<double> a = soft(lm, 2);
+        a1 = a[0];
+        a2 = a[1];
+      }
+      int64_t e = 0;
+      if (shared > 0) {
+        const std::vector<double> g = soft(ls, shared);
+        for (int64_t i = 0; i < shared; ++i, ++e) {
+          EXPECT_EQ(out.head(t, e), i);
+          EXPECT_NEAR(out.weight.get(t * k + e), a1 * g[i], 1e-6);
+        }
+      }
+      if (routed > 0) {
+        const std::vector<double> g = soft(lr, routed);
+        std::vector<std::pair<double, int64_t>> ranked;  // (-logit, head): ascending = top first
+        for (int64_t j = 0; j < routed; ++j) ranked.push_back({-static_cast<double>(lr.get(t * routed + j)), j});
+        std::sort(ranked.begin(), ranked.end());
+        for (int64_t j = 0; j < c.top_k; ++j, ++e) {
+          EXPECT_EQ(out.head(t, e), shared + ranked[j].second) << "token " << t << " rank " << j;
+          EXPECT_NEAR(out.weight.get(t * k + e), a2 * g[ranked[j].second], 1e-6);
+        }
+      }
+    }
+    EXPECT_TRUE(validate_head_routing(out.view(), tokens, c.num_heads).ok());
+  }
+}
+
+TEST(MoHErrors, BadKnobsRoutingsAndInputsAreTyped) {
+  EXPECT_EQ(validate_moh_config({0, 0, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(validate_moh_config({8, 9, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(validate_moh_config({8, 2, 7}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(validate_moh_config({8, 2, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(validate_moh_config({8, 8, 1}).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(validate_moh_config({8, 8, 0}).ok());
+
+  ProblemSpec s;
+  s.heads = 4;
+  s.kv_heads = 2;
+  Problem p(s);
+  const auto moh = reference_moh(4);
+  Routing r = random_routing(16, 4, 2, 3);
+  EXPECT_TRUE(moh->supports(p.params, r.view()).ok());
+  r.index.data<int32_t>()[5] = 4;  // out of range
+  Status st = moh->supports(p.params, r.view());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("head_index[2, 1] = 4"), std::string::npos) << st.message();
+  r.index.data<int32_t>()[5] = r.index.data<int32_t>()[4];  // the same head twice
+  EXPECT_EQ(moh->supports(p.params, r.view()).code(), StatusCode::kInvalidArgument);
+  r.index.data<int32_t>()[5] = -1;
+  EXPECT_EQ(moh->supports(p.params, r.view()).code(), StatusCode::kInvalidArgument);
+
+  Routing short_r = random_routing(15, 4, 2, 3);  // 15 rows for 16 tokens
+  EXPECT_EQ(moh->supports(p.params, short_r.view()).code(), StatusCode::kShapeMismatch);
+  Routing wide = random_routing(16, 4, 4, 3);
+  HeadRouting mixed{wide.index.view(), r.weight.view()};  // [16, 4] vs [16, 2]
+  EXPECT_EQ(moh->supports(p.params, mixed).code(), StatusCode::kShapeMismatch);
+  Routing ok = random_routing(16, 4, 2, 3);
+  ok.weight.data<float>()[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(moh->supports(p.params, ok.view()).code(), StatusCode::kInvalidArgument);
+  HeadRouting wrong_dtype{ok.weight.view(), ok.weight.view()};
+  EXPECT_EQ(moh->supports(p.params, wrong_dtype).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(moh->supports(p.params, HeadRouting{}).code(), StatusCode::kNullPointer);
+
+  // The config's head count, additive masks, a too-small workspace.
+  EXPECT_EQ(reference_moh(8)->supports(p.params).code(), StatusCode::kShapeMismatch);
+  ProblemSpec am = s;
+  am.additive_mask = true;
+  Problem pm(am);
+  EXPECT_EQ(moh->supports(pm.params).code(), StatusCode::kUnsupported);
+  Routing good = random_routing(16, 4, 2, 4);
+  std::vector<unsigned char> small(16);
+  EXPECT_EQ(moh->forward(p.params, good.view(), Workspace{small.data(), small.size()}).code(),
+            StatusCode::kWorkspaceTooSmall);
+  // A window reaching right of a query aligned before the first key needs q_positions.
+  ProblemSpec win = s;
+  win.seq_q = 20;
+  win.seq_k = 10;
+  win.mask = MaskKind::kSlidingWindow;
+  win.window_left = 3;
+  win.window_right = 2;
+  Problem pw(win);
+  EXPECT_EQ(moh->supports(pw.params).code(), StatusCode::kUnsupported);
+
+  // Router: logits of the wrong width, a missing mix, NaN.
+  const MoHConfig c{4, 1, 2};
+  Tensor ls(DType::kF32, {3, 1}), lr(DType::kF32, {3, 3}), lm(DType::kF32, {3, 2}), bad(DType::kF32, {3, 2});
+  ls.fill_uniform(1);
+  lr.fill_uniform(2);
+  lm.fill_uniform(3);
+  Routing out{Tensor(DType::kI32, {3, 3}), Tensor(DType::kF32, {3, 3})};
+  EXPECT_TRUE(route_mixture_of_heads(c, {ls.view(), lr.view(), lm.view()}, out.view()).ok());
+  EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), bad.view(), lm.view()}, out.view()).code(),
+            StatusCode::kShapeMismatch);
+  EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), lr.view(), {}}, out.view()).code(), StatusCode::kNullPointer);
+  lr.set(4, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), lr.view(), lm.view()}, out.view()).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(route_mixture_of_heads({4, 1, 5}, {ls.view(), lr.view(), lm.view()}, out.view()).code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace qwen3vl::testing
