@@ -35,7 +35,8 @@ struct Flash2Plan {
   int register_rows = 0;
 };
 
-// One flash2 task: query rows [q_begin, q_end) of sequence b, for every query head of kv_head.
+// One flash2 task: query rows [q_begin, q_end) of sequence b, for every query head of kv_head
+// (never crossing a row block of the block-sparse layout).
 struct Flash2Task {
   const AttentionParams* params;
   AttentionShape shape;
@@ -44,8 +45,12 @@ struct Flash2Task {
   int64_t kv_head;
   SequenceSpan span;
   int64_t q_begin, q_end;
-  const KeyRange* rows;  // visible_keys() of rows q_begin..q_end-1 (begin and end non-decreasing)
-  void* scratch;         // plan.scratch_bytes, 64-byte aligned
+  const KeyRange* rows;  // visible keys of rows q_begin..q_end-1 (begin and end non-decreasing)
+  // The keys to walk: ascending, disjoint intervals inside the hull of `rows` (one for dense
+  // attention, a block-sparse layout's listed column runs otherwise; see key_intervals.hpp).
+  const KeyRange* intervals;
+  int64_t interval_count;
+  void* scratch;  // plan.scratch_bytes, 64-byte aligned
 };
 
 // Element-wise vector math of an ISA build, exposed for its accuracy test.

@@ -8,6 +8,10 @@
 // decreasing cost (later blocks see more keys), so short tasks fill the gaps at the end. Every task
 // writes disjoint output rows with a fixed order of operations, so the result does not depend on
 // the thread count.
+//
+// Query positions (q_positions) only change the rows' key ranges. A block-sparse layout cuts each
+// sequence into its row blocks first (tasks never cross one), and each task walks the key
+// intervals its row block lists instead of the hull of its rows' keys.
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -16,6 +20,7 @@
 
 #include "../cpu_backend.hpp"
 #include "../kernels.hpp"
+#include "key_intervals.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 
 namespace qwen3vl {
@@ -39,13 +44,14 @@ class Flash2Cpu final : public Attention {
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": flash2 never materialises the scores; use the standard variant");
-    return refuse_sparse_rows(p, "CPU flash2");
+    return Status();  // validate() put q_positions and block_layout on q's device: host memory
   }
 
   size_t workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!validate(p, &s).ok()) return 0;
-    return backend_->workspace_bytes(slot_bytes(plan(s)));
+    const int64_t intervals = detail::max_key_intervals(p.block_layout);
+    return backend_->workspace_bytes(slot_bytes(plan(s), intervals));
   }
 
   Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
@@ -53,10 +59,16 @@ class Flash2Cpu final : public Attention {
     AttentionShape s;
     QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
     const detail::Flash2Plan tiles = plan(s);
-    const size_t slot = slot_bytes(tiles);
+    const BlockLayout& layout = p.block_layout;
+    const int64_t max_intervals = detail::max_key_intervals(layout);
+    const size_t slot = slot_bytes(tiles, max_intervals);
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
 
-    const int64_t blocks = (s.max_q + tiles.block_q - 1) / tiles.block_q;
+    // A sequence is cut into segments (the layout's row blocks; without a layout, one segment),
+    // each into chunks of the plan's block_q: task (KV head, sequence, chunk of the sequence).
+    const int64_t segment = layout.present() ? layout.block_q : std::max<int64_t>(s.max_q, 1);
+    const int64_t chunks = (segment + tiles.block_q - 1) / tiles.block_q;
+    const int64_t blocks = (s.max_q + segment - 1) / segment * chunks;
     const int64_t total = s.kv_heads * s.batch * blocks;
     if (total == 0) return Status();
     const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
@@ -64,7 +76,8 @@ class Flash2Cpu final : public Attention {
     const auto worker = [&] {
       char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
       auto* ranges = reinterpret_cast<KeyRange*>(base);
-      void* scratch = base + ranges_bytes(tiles);
+      auto* intervals = reinterpret_cast<KeyRange*>(base + ranges_bytes(tiles));
+      void* scratch = base + ranges_bytes(tiles) + intervals_bytes(max_intervals);
       for (int64_t t = next++; t < total; t = next++) {
         const int64_t order = t % blocks;
         const int64_t qb = heavy_last ? blocks - 1 - order : order;
@@ -75,13 +88,18 @@ class Flash2Cpu final : public Attention {
         task.b = t / blocks % s.batch;
         task.kv_head = t / blocks / s.batch;
         task.span = sequence_span(p, task.b);
-        task.q_begin = qb * tiles.block_q;
-        if (task.q_begin >= task.span.q_len) continue;
-        task.q_end = std::min(task.q_begin + tiles.block_q, task.span.q_len);
+        const int64_t row_block = qb / chunks;
+        const int64_t segment_end = std::min((row_block + 1) * segment, task.span.q_len);
+        task.q_begin = row_block * segment + qb % chunks * tiles.block_q;
+        if (task.q_begin >= segment_end) continue;
+        task.q_end = std::min(task.q_begin + tiles.block_q, segment_end);
         for (int64_t i = task.q_begin; i < task.q_end; ++i)
-          ranges[i - task.q_begin] = visible_keys(p.mask, p.window_left, p.window_right, i,
-                                                  task.span.q_len, task.span.k_len);
+          ranges[i - task.q_begin] = row_visible_keys(p, task.b, task.span, i);
         task.rows = ranges;
+        task.intervals = intervals;
+        task.interval_count = detail::key_intervals(
+            layout, layout.layout_index(task.b, task.kv_head, s.kv_heads), row_block,
+            detail::key_hull(ranges, task.q_end - task.q_begin), intervals);
         task.scratch = scratch;
         kernels_.flash2_tile(task);
       }
@@ -113,8 +131,13 @@ class Flash2Cpu final : public Attention {
   static size_t ranges_bytes(const detail::Flash2Plan& t) {
     return detail::align_up(static_cast<size_t>(t.block_q) * sizeof(KeyRange));
   }
-  static size_t slot_bytes(const detail::Flash2Plan& t) {
-    return ranges_bytes(t) + t.scratch_bytes;
+  static size_t intervals_bytes(int64_t count) {
+    return detail::align_up(static_cast<size_t>(count) * sizeof(KeyRange));
+  }
+  // Per thread: the task's row ranges, its key intervals (as many as the layout's longest row
+  // block needs; one without a layout) and the kernel's tile scratch.
+  static size_t slot_bytes(const detail::Flash2Plan& t, int64_t max_intervals) {
+    return ranges_bytes(t) + intervals_bytes(max_intervals) + t.scratch_bytes;
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;

@@ -11,7 +11,9 @@
 // Per K/V block: K as contiguous fp32 rows, S^T = K Q^T, softcap and masks (skipped for blocks
 // every row sees fully), block max, exp2 (log2(e) is folded into the scale), rescale factors
 // (applied inside the P V micro-kernel, and only where the max moved), V as fp32 rows,
-// O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped.
+// O^T += V^T P^T. The output is normalised once at the end. Blocks no row sees are skipped. The
+// K/V loop walks the task's key intervals: the hull of its rows' keys for dense attention, the
+// listed column runs of a block-sparse layout (one kernel for both).
 //
 // Only this ISA's namespace may define symbols here: <math.h> log2f, not std::log2, whose inline
 // wrapper an -O0 build would emit compiled with this ISA's flags.
@@ -391,15 +393,10 @@ void run(const Flash2Task& t) {
   const int64_t rows = nq * (t.shape.heads / t.shape.kv_heads);
   g.rows_pad = round_up(rows, kRows);  // a short last block computes only the panels it needs
 
-  // Keys some row sees, [lo, hi), and keys every row sees, [all_lo, all_hi).
-  int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
+  // Keys every row sees, [all_lo, all_hi): blocks inside it skip the structural mask.
   int64_t all_lo = 0, all_hi = std::numeric_limits<int64_t>::max();
   for (int64_t i = 0; i < nq; ++i) {
     const KeyRange& r = t.rows[i];
-    if (r.end > r.begin) {
-      lo = r.begin < lo ? r.begin : lo;
-      hi = r.end > hi ? r.end : hi;
-    }
     all_lo = r.begin > all_lo ? r.begin : all_lo;
     all_hi = r.end < all_hi ? r.end : all_hi;
   }
@@ -411,34 +408,38 @@ void run(const Flash2Task& t) {
   fill(w.m, g.rows_pad, kNegInf);
   fill(w.l, g.rows_pad, 0.0f);
 
-  for (int64_t k0 = lo; k0 < hi; k0 += g.block_k) {
-    const int64_t kn = hi - k0 < g.block_k ? hi - k0 : g.block_k;
-    const bool full = k0 >= all_lo && k0 + kn <= all_hi;
-    bool seen = full;
-    for (int64_t i = 0; i < nq && !seen; ++i)
-      seen = t.rows[i].begin < k0 + kn && t.rows[i].end > k0;
-    if (!seen) continue;  // the mask hides the whole block
+  // The K/V loop walks the task's key intervals (one for dense attention) in block_k steps.
+  for (int64_t iv = 0; iv < t.interval_count; ++iv) {
+    const int64_t hi = t.intervals[iv].end;
+    for (int64_t k0 = t.intervals[iv].begin; k0 < hi; k0 += g.block_k) {
+      const int64_t kn = hi - k0 < g.block_k ? hi - k0 : g.block_k;
+      const bool full = k0 >= all_lo && k0 + kn <= all_hi;
+      bool seen = full;
+      for (int64_t i = 0; i < nq && !seen; ++i)
+        seen = t.rows[i].begin < k0 + kn && t.rows[i].end > k0;
+      if (!seen) continue;  // the mask hides the whole block
 
-    // K and V are always copied into contiguous fp32 rows, fp32 too: read in place, their rows
-    // (a page apart in BSHD) made the whole kernel about 7% slower.
-    pack_k<T>(t, g, k0, kn, w);
-    scores(g, kn, w);
-    if (softcap) apply_softcap(g, kn, p.softcap, w);
-    if (!full) mask_structural(t, g, k0, kn, w);
-    if (additive) {
-      switch (p.additive_mask.dtype) {
-        case DType::kF16: add_mask<half>(t, g, rows, k0, kn, w); break;
-        case DType::kBF16: add_mask<bfloat16>(t, g, rows, k0, kn, w); break;
-        default: add_mask<float>(t, g, rows, k0, kn, w); break;
+      // K and V are always copied into contiguous fp32 rows, fp32 too: read in place, their rows
+      // (a page apart in BSHD) made the whole kernel about 7% slower.
+      pack_k<T>(t, g, k0, kn, w);
+      scores(g, kn, w);
+      if (softcap) apply_softcap(g, kn, p.softcap, w);
+      if (!full) mask_structural(t, g, k0, kn, w);
+      if (additive) {
+        switch (p.additive_mask.dtype) {
+          case DType::kF16: add_mask<half>(t, g, rows, k0, kn, w); break;
+          case DType::kBF16: add_mask<bfloat16>(t, g, rows, k0, kn, w); break;
+          default: add_mask<float>(t, g, rows, k0, kn, w); break;
+        }
       }
+      if (!full || additive)
+        mark_live(g, rows, kn, w);
+      else
+        std::memset(w.live, 1, static_cast<size_t>(kn));
+      softmax_block(g, kn, w);
+      pack_v<T>(t, g, k0, kn, w);
+      accumulate(g, kn, w);
     }
-    if (!full || additive)
-      mark_live(g, rows, kn, w);
-    else
-      std::memset(w.live, 1, static_cast<size_t>(kn));
-    softmax_block(g, kn, w);
-    pack_v<T>(t, g, k0, kn, w);
-    accumulate(g, kn, w);
   }
   finish<T>(t, g, rows, w);
 }

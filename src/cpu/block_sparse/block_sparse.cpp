@@ -1,0 +1,56 @@
+// Block-sparse attention on the CPU: the flash2 object itself, whose K/V loop walks the layout's
+// column runs (src/cpu/flash2/key_intervals.hpp); this wrapper only insists on a layout, so that
+// a caller asking for block-sparse attention never silently gets dense attention.
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "qwen3vl/variants/block_sparse.hpp"
+#include "qwen3vl/variants/flash2.hpp"
+
+namespace qwen3vl {
+namespace {
+
+class BlockSparseCpu final : public Attention {
+ public:
+  explicit BlockSparseCpu(std::unique_ptr<Attention> flash2) : flash2_(std::move(flash2)) {}
+
+  Variant variant() const override { return Variant::kBlockSparse; }
+  Device device() const override { return Device::kCPU; }
+
+  Status supports(const AttentionParams& p) const override {
+    if (!p.block_layout.present())
+      return make_error(StatusCode::kInvalidArgument,
+                        "block_layout is absent: the block-sparse variant needs a BSR layout "
+                        "(indptr and indices); use flash2 for dense attention");
+    return flash2_->supports(p);
+  }
+
+  size_t workspace_size(const AttentionParams& p) const override {
+    return flash2_->workspace_size(p);
+  }
+
+  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+    QWEN3VL_RETURN_IF_ERROR(supports(p));
+    return flash2_->forward(p, ws, stream);
+  }
+
+  std::string describe() const override {
+    return "block_sparse (cpu): flash2 whose K/V loop visits only the layout's listed key "
+           "blocks; " + flash2_->describe();
+  }
+
+ private:
+  std::unique_ptr<Attention> flash2_;
+};
+
+}  // namespace
+
+Status create_block_sparse_cpu(const CpuOptions& options, std::unique_ptr<Attention>* out) {
+  std::unique_ptr<Attention> flash2;
+  QWEN3VL_RETURN_IF_ERROR(create_flash2_cpu(options, &flash2));
+  *out = std::make_unique<BlockSparseCpu>(std::move(flash2));
+  return Status();
+}
+
+}  // namespace qwen3vl
