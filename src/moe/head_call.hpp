@@ -1,9 +1,9 @@
 // Mixture-of-heads internals shared by the CPU and CUDA drivers: where a query row sits on the key
 // axis, and the one-head varlen call that runs a head's gathered rows through a flash kernel.
 //
-// Why one call per head (and per sequence for fixed-length batches) rather than one varlen call
-// packing every head's rows: cu_seqlens_k partitions the key rows into disjoint ranges, so two
-// packed "sequences" cannot read the same K/V rows. The query heads of a GQA group share their
+// Why one call per head (per (sequence, head) when K/V cannot be read as packed rows) rather than
+// one varlen call packing every head's rows: cu_seqlens_k partitions the key rows into disjoint
+// ranges, so two packed "sequences" cannot read the same K/V rows. The query heads of a GQA group share their
 // K/V rows, and with token-major K/V even different KV heads' rows interleave; packing them would
 // need a K/V copy per head. A one-head strided view of K/V needs none.
 #pragma once
@@ -41,64 +41,79 @@ inline bool needs_positions(const AttentionParams& p) {
   return p.mask != MaskKind::kNone || p.q_positions.present();
 }
 
-// One head's gathered rows on the kernel's device. `rows` is the capacity: Tq for varlen inputs
-// (one call covers every sequence), Lq for fixed-length ones (one call per sequence).
+// One call's gathered rows on the kernel's device.
 struct HeadBlock {
   void* q = nullptr;
   void* out = nullptr;
   float* lse = nullptr;          // with params.lse only
   int32_t* positions = nullptr;  // with needs_positions() only
-  int32_t* cu_q = nullptr;       // [sequences + 1]: gathered rows per sequence
-  int32_t* cu_k = nullptr;       // fixed-length inputs: {0, Lk}
-  int64_t rows = 0;
+  int32_t* cu_q = nullptr;       // [sequences of the call + 1]: gathered rows per sequence
+  int32_t* cu_k = nullptr;       // fixed-length inputs: b * Lk for b = 0 .. sequences of the call
+  int64_t rows = 0;              // capacity
 };
+
+// One call per head covers every sequence when K/V can be read as packed varlen rows: varlen
+// inputs, and fixed-length ones whose batch stride is Lk rows (contiguous BSHD). Otherwise (e.g.
+// BHSD strides) one call per (sequence, head).
+inline bool one_call_per_head(const AttentionParams& p) {
+  if (p.varlen()) return true;
+  return p.k.stride[0] == p.k.shape[1] * p.k.stride[1] && p.v.stride[0] == p.v.shape[1] * p.v.stride[1];
+}
 
 inline int64_t routing_tokens(const AttentionParams& p) {
   return p.varlen() ? p.q.shape[0] : p.q.shape[0] * p.q.shape[1];
 }
-inline int64_t block_rows(const AttentionParams& p) { return p.q.shape[p.varlen() ? 0 : 1]; }
-// Sequences one sub-call covers.
+// Calls per head, sequences per call, and the row capacity of one call.
+inline int64_t calls_per_head(const AttentionParams& p, const AttentionShape& s) {
+  return one_call_per_head(p) ? 1 : s.batch;
+}
 inline int64_t call_sequences(const AttentionParams& p, const AttentionShape& s) {
-  return p.varlen() ? s.batch : 1;
+  return one_call_per_head(p) ? s.batch : 1;
+}
+inline int64_t call_rows(const AttentionParams& p) {
+  return one_call_per_head(p) ? routing_tokens(p) : p.q.shape[1];
 }
 
 inline void* byte_offset(void* base, int64_t elements, DType t) {
   return static_cast<char*>(base) + elements * size_of(t);
 }
 
-// The varlen one-head call for query head h over the gathered rows in `blk`: every sequence of a
-// varlen input, or sequence b of a fixed-length one. K/V are strided views of h's KV head.
+// The varlen one-head call for query head h over the gathered rows in `blk`: every sequence
+// (one_call_per_head), or sequence `call` of a fixed-length batch. K/V are strided views of h's
+// KV head.
 inline AttentionParams head_call(const AttentionParams& p, const AttentionShape& s, int64_t h,
-                                 int64_t b, const HeadBlock& blk) {
+                                 int64_t call, const HeadBlock& blk) {
   const int64_t kvh = h / s.group_size(), d = s.head_dim;
-  const bool varlen = p.varlen();
-  const Device dev = p.q.device;
+  const bool varlen = p.varlen(), merged = one_call_per_head(p);
   AttentionParams c;
   const auto place = [&](TensorView v) {
-    v.device = dev;
+    v.device = p.q.device;
     v.device_index = p.q.device_index;
     return v;
   };
   c.q = place(TensorView::contiguous(blk.q, p.q.dtype, {blk.rows, 1, d}));
   c.out = place(TensorView::contiguous(blk.out, p.out.dtype, {blk.rows, 1, d}));
-  const int64_t k_rows = varlen ? p.k.shape[0] : p.k.shape[1];
-  const int64_t k_base = (varlen ? 0 : b * p.k.stride[0]) + kvh * p.k.stride[varlen ? 1 : 2];
-  const int64_t v_base = (varlen ? 0 : b * p.v.stride[0]) + kvh * p.v.stride[varlen ? 1 : 2];
-  const int64_t k_row_stride = p.k.stride[varlen ? 0 : 1], v_row_stride = p.v.stride[varlen ? 0 : 1];
-  c.k = place(TensorView::strided(byte_offset(p.k.data, k_base, p.k.dtype), p.k.dtype,
-                                  {k_rows, 1, d}, {k_row_stride, p.k.stride[varlen ? 1 : 2], 1}));
-  c.v = place(TensorView::strided(byte_offset(p.v.data, v_base, p.v.dtype), p.v.dtype,
-                                  {k_rows, 1, d}, {v_row_stride, p.v.stride[varlen ? 1 : 2], 1}));
+  // Key rows: packed tokens (varlen), the whole batch as packed rows (merged fixed-length), or
+  // sequence `call`.
+  const int hd = varlen ? 1 : 2;  // the heads dimension of k/v
+  const int64_t k_rows = varlen ? p.k.shape[0] : merged ? s.batch * p.k.shape[1] : p.k.shape[1];
+  const auto kv_view = [&](const TensorView& t) {
+    const int64_t base = (merged ? 0 : call * t.stride[0]) + kvh * t.stride[hd];
+    return place(TensorView::strided(byte_offset(t.data, base, t.dtype), t.dtype, {k_rows, 1, d},
+                                     {t.stride[hd - 1], t.stride[hd], 1}));
+  };
+  c.k = kv_view(p.k);
+  c.v = kv_view(p.v);
   const int64_t sequences = call_sequences(p, s);
   c.cu_seqlens_q = place(TensorView::contiguous(blk.cu_q, DType::kI32, {sequences + 1}));
   c.cu_seqlens_k = varlen ? p.cu_seqlens_k
-                          : place(TensorView::contiguous(blk.cu_k, DType::kI32, {2}));
+                          : place(TensorView::contiguous(blk.cu_k, DType::kI32, {sequences + 1}));
   c.max_seqlen_q = s.max_q;
   c.max_seqlen_k = s.max_k;
   if (p.key_lengths.present()) {
     c.key_lengths = p.key_lengths;
-    if (!varlen) {  // this sequence's entry
-      c.key_lengths.data = byte_offset(p.key_lengths.data, b * p.key_lengths.stride[0], DType::kI32);
+    if (!merged) {  // this sequence's entry
+      c.key_lengths.data = byte_offset(p.key_lengths.data, call * p.key_lengths.stride[0], DType::kI32);
       c.key_lengths.shape[0] = 1;
     }
   }

@@ -28,7 +28,7 @@ struct HostLayout {
 HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes) {
   using detail::align_up;
   const size_t t = static_cast<size_t>(detail::moh::routing_tokens(p));
-  const size_t rows = static_cast<size_t>(detail::moh::block_rows(p));
+  const size_t rows = static_cast<size_t>(detail::moh::call_rows(p));
   const size_t heads = static_cast<size_t>(s.heads);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
   HostLayout l;
@@ -45,11 +45,18 @@ HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t
   l.out = take(rows * row_bytes);
   l.lse = take(rows * sizeof(float));
   l.positions = take(rows * sizeof(int32_t));
-  l.cu_q = take(static_cast<size_t>(detail::moh::call_sequences(p, s) + 1) * sizeof(int32_t));
-  l.cu_k = take(2 * sizeof(int32_t));
+  const size_t sequences = static_cast<size_t>(detail::moh::call_sequences(p, s));
+  l.cu_q = take((sequences + 1) * sizeof(int32_t));
+  l.cu_k = take((sequences + 1) * sizeof(int32_t));
   l.kernel = take(kernel_bytes);
   l.total = at + detail::kSlotAlignment;
   return l;
+}
+
+// Key row offsets of the sequences one call covers (fixed-length inputs: b * Lk).
+void fill_key_offsets(const AttentionParams& p, const AttentionShape& s, int32_t* cu) {
+  const int64_t lk = p.varlen() ? 0 : p.k.shape[1];
+  for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b) cu[b] = static_cast<int32_t>(b * lk);
 }
 
 class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
@@ -110,11 +117,12 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     // Shapes and host index arrays are all workspace_size() reads; the row blocks are not touched.
     static char placeholder;
     std::vector<int32_t> cu(static_cast<size_t>(detail::moh::call_sequences(p, s) + 1), 0);
-    std::vector<int32_t> positions(static_cast<size_t>(detail::moh::block_rows(p)), 0);
-    int32_t cu_k[2] = {0, static_cast<int32_t>(s.max_k)};
+    std::vector<int32_t> cu_k(cu.size());
+    fill_key_offsets(p, s, cu_k.data());
+    std::vector<int32_t> positions(static_cast<size_t>(detail::moh::call_rows(p)), 0);
     float lse = 0.0f;
-    HeadBlock blk{&placeholder, &placeholder, &lse, positions.data(), cu.data(), cu_k,
-                  detail::moh::block_rows(p)};
+    HeadBlock blk{&placeholder, &placeholder, &lse, positions.data(), cu.data(), cu_k.data(),
+                  detail::moh::call_rows(p)};
     return kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk));
   }
 
@@ -140,7 +148,7 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
   auto* counts = reinterpret_cast<int64_t*>(base + l.counts);
   HeadBlock blk{base + l.q, base + l.out, reinterpret_cast<float*>(base + l.lse),
                 reinterpret_cast<int32_t*>(base + l.positions), reinterpret_cast<int32_t*>(base + l.cu_q),
-                reinterpret_cast<int32_t*>(base + l.cu_k), detail::moh::block_rows(p)};
+                reinterpret_cast<int32_t*>(base + l.cu_k), detail::moh::call_rows(p)};
   const Workspace kernel_ws{base + l.kernel, ws.bytes - static_cast<size_t>(base - static_cast<char*>(ws.data)) - l.kernel};
 
   // Per-head token lists, in token order (so each head's rows stay sorted by position).
@@ -159,20 +167,20 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
   // The kernel must take the one-head calls: asked once, before any head runs.
   std::fill(blk.cu_q, blk.cu_q + detail::moh::call_sequences(p, s) + 1, 0);
   std::fill(blk.positions, blk.positions + blk.rows, 0);
-  blk.cu_k[0] = 0;
-  blk.cu_k[1] = static_cast<int32_t>(s.max_k);
+  fill_key_offsets(p, s, blk.cu_k);
   QWEN3VL_RETURN_IF_ERROR(kernel_->supports(detail::moh::head_call(p, s, 0, 0, blk)));
 
   const bool positions = detail::moh::needs_positions(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const int64_t calls = p.varlen() ? 1 : s.batch;
+  const int64_t calls = detail::moh::calls_per_head(p, s);
+  const bool merged = detail::moh::one_call_per_head(p);
   for (int64_t h = 0; h < s.heads; ++h) {
     int32_t* tok = list_tokens + h * tokens;
     float* wts = list_weights + h * tokens;
     int64_t e = 0;  // next list entry
     for (int64_t call = 0; call < calls; ++call) {
-      const int64_t seq_begin = p.varlen() ? 0 : call, seq_end = p.varlen() ? s.batch : call + 1;
+      const int64_t seq_begin = merged ? 0 : call, seq_end = merged ? s.batch : call + 1;
       // Gather: the rows of these sequences routed to h that see a key.
       const int64_t e_begin = e;
       int64_t rows = 0;
