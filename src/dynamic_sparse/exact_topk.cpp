@@ -1,0 +1,149 @@
+// Exact per-query top-k attention (research specs 2.6), two passes over one score tile per task:
+//   pass 1: S = (scale Q) K^T for a tile of query rows against every key they see (the ISA's GEMM),
+//           then each row's k-th largest logit by nth_element on a copy (the threshold);
+//   pass 2: the softmax over the keys at or above the threshold and P V over those keys alone.
+// Tasks are (sequence, KV head, query positions) with all G heads of the group, so K is read once
+// per tile for the group. Pass 1 costs what dense attention's Q K^T costs (every visible key is
+// scored); only P V shrinks, to k / visible of its dense work. The tile is rows x keys floats per
+// thread (O(N) workspace, never O(N^2)).
+#include "exact_topk.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <tbb/parallel_for.h>
+
+namespace qwen3vl::detail {
+namespace {
+
+constexpr int64_t kTileRows = 64;  // query rows (positions x group heads) per task
+
+int64_t tile_positions(const AttentionShape& s) {
+  return std::max<int64_t>(1, kTileRows / s.group_size());
+}
+
+// Keys row keeps among `visible` (its finite logits count, at most).
+int64_t row_budget(const DynamicSparseConfig& c, int64_t visible) {
+  if (c.keep_fraction > 0.0)
+    return std::min(visible, static_cast<int64_t>(std::ceil(c.keep_fraction * static_cast<double>(visible))));
+  return std::min(visible, c.top_k);
+}
+
+struct Slot {
+  float* q;       // [rows, D] scaled query rows
+  float* scores;  // [rows, max_k]
+  float* copy;    // [max_k]
+  float* chunk;   // [kKeyChunk, D]
+  float* acc;     // [D]
+};
+
+Slot carve_slot(Carver* c, const AttentionShape& s) {
+  const int64_t rows = tile_positions(s) * s.group_size();
+  Slot slot;
+  slot.q = c->take<float>(rows * s.head_dim);
+  slot.scores = c->take<float>(rows * s.max_k);
+  slot.copy = c->take<float>(s.max_k);
+  slot.chunk = c->take<float>(kKeyChunk * s.head_dim);
+  slot.acc = c->take<float>(s.head_dim);
+  return slot;
+}
+
+size_t slot_bytes(const AttentionShape& s) {
+  Carver sizing;
+  carve_slot(&sizing, s);
+  return sizing.used();
+}
+
+// One row: threshold, softmax over the kept keys, P V; writes out (and lse). Returns keys kept.
+int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const SequenceSpan& span,
+                   int64_t i, KeyRange keys, float* logits, const Slot& slot) {
+  const AttentionParams& p = *call.params;
+  const int64_t d = call.shape.head_dim;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const KeyRange seen = finish_row_scores(p, b, h, span, i, keys, logits);
+  int64_t finite = 0;
+  for (int64_t j = seen.begin; j < seen.end; ++j) {
+    const float x = logits[j - keys.begin];
+    if (x > neg_inf) slot.copy[finite++] = x;  // NaN and -inf never count as candidates
+  }
+  const int64_t k = row_budget(*call.config, finite);
+  float threshold = neg_inf, mx = neg_inf;
+  if (k > 0) {
+    std::nth_element(slot.copy, slot.copy + (k - 1), slot.copy + finite, std::greater<float>());
+    threshold = slot.copy[k - 1];
+    mx = *std::max_element(slot.copy, slot.copy + k);
+  }
+  std::fill(slot.acc, slot.acc + d, 0.0f);
+  double sum = 0.0;
+  int64_t kept = 0;
+  if (k > 0) {
+    dispatch_float_dtype(p.v.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      for (int64_t j = seen.begin; j < seen.end; ++j) {
+        const float x = logits[j - keys.begin];
+        if (!(x >= threshold) || x == neg_inf) continue;
+        const float w = std::exp(x - mx);
+        sum += w;
+        ++kept;
+        const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, j, h / call.shape.group_size());
+        for (int64_t c = 0; c < d; ++c) slot.acc[c] += w * to_float(v[c]);
+      }
+    });
+  }
+  const float inv = sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f;
+  const int64_t o = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
+  for (int64_t c = 0; c < d; ++c) store_float(p.out, o + c, slot.acc[c] * inv);
+  if (p.lse.present()) {
+    const int64_t off = p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i);
+    p.lse.ptr<float>()[off] = sum > 0.0 ? mx + static_cast<float>(std::log(sum)) : neg_inf;
+  }
+  return kept;
+}
+
+}  // namespace
+
+size_t exact_topk_bytes(const RoutingCall& call) {
+  return (slot_bytes(call.shape) + 63) / 64 * 64 * static_cast<size_t>(call.threads) + kAlignSlack;
+}
+
+void run_exact_topk(const RoutingCall& call, void* workspace, double* density) {
+  const AttentionParams& p = *call.params;
+  const AttentionShape& s = call.shape;
+  const int64_t g_size = s.group_size(), d = s.head_dim;
+  const int64_t positions = tile_positions(s);
+  const int64_t tiles = (s.max_q + positions - 1) / positions;
+  Carver carver = carve(workspace);
+  const ThreadSlots slots(&carver, call.threads, slot_bytes(s));
+  std::atomic<int64_t> kept{0}, visible{0};
+
+  call.arena->execute([&] {
+    tbb::parallel_for(int64_t{0}, s.batch * s.kv_heads * tiles, [&](int64_t t) {
+      const int64_t tile = t % tiles, kv = t / tiles % s.kv_heads, b = t / tiles / s.kv_heads;
+      const SequenceSpan span = sequence_span(p, b);
+      const int64_t r0 = tile * positions, r1 = std::min(r0 + positions, span.q_len);
+      if (r0 >= r1) return;
+      const int64_t n = r1 - r0;
+      Carver mine(slots.mine());
+      const Slot slot = carve_slot(&mine, s);
+      const KeyRange keys = rows_key_hull(p, b, span, r0, r1);
+      for (int64_t g = 0; g < g_size; ++g)
+        pack_rows(p, p.q, b, span.q_start, r0, n, kv * g_size + g, d, s.scale, slot.q + g * n * d, d);
+      score_keys(call, b, span, kv, slot.q, g_size * n, keys, slot.scores, keys.size(), slot.chunk);
+      int64_t task_kept = 0, task_visible = 0;
+      for (int64_t g = 0; g < g_size; ++g)
+        for (int64_t i = r0; i < r1; ++i) {
+          float* logits = slot.scores + (g * n + (i - r0)) * keys.size();
+          task_kept += finish_row(call, b, kv * g_size + g, span, i, keys, logits, slot);
+          task_visible += row_visible_keys(p, b, span, i).size();
+        }
+      kept += task_kept;
+      visible += task_visible;
+    });
+  });
+  *density = visible > 0 ? static_cast<double>(kept) / static_cast<double>(visible) : 0.0;
+}
+
+}  // namespace qwen3vl::detail
