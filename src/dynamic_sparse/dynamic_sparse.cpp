@@ -202,15 +202,17 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     return Status();
   }
 
-  // The block-sparse kernel's workspace for the widest row a layout of this shape can have (its
-  // scratch grows with a row block's key blocks, not with the rest of the layout).
+  // The block-sparse kernel's workspace for the most fragmented row a layout of this shape can
+  // have (its per-thread scratch grows with a row block's runs of consecutive key blocks: at most
+  // every other block), so any routed layout fits.
   size_t widest_kernel_bytes(const AttentionParams& p, const AttentionShape& s) const {
     const int64_t nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
     const int64_t nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
-    std::vector<int32_t> indptr(static_cast<size_t>(nbq + 1), static_cast<int32_t>(nbk));
-    std::vector<int32_t> indices(static_cast<size_t>(std::max<int64_t>(nbk, 1)));
+    const int64_t runs = (nbk + 1) / 2;
+    std::vector<int32_t> indptr(static_cast<size_t>(nbq + 1), static_cast<int32_t>(runs));
+    std::vector<int32_t> indices(static_cast<size_t>(std::max<int64_t>(runs, 1)));
     indptr[0] = 0;
-    for (int64_t c = 0; c < nbk; ++c) indices[static_cast<size_t>(c)] = static_cast<int32_t>(c);
+    for (int64_t e = 0; e < runs; ++e) indices[static_cast<size_t>(e)] = static_cast<int32_t>(2 * e);
     AttentionParams widest = p;
     widest.block_layout.block_q = config_.block_q;
     widest.block_layout.block_k = config_.block_k;
