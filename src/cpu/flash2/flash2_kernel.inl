@@ -49,8 +49,31 @@ struct Geometry {
   int64_t d = 0;         // head_dim
   int64_t dim_pad = 0;   // head_dim rounded up to kCols
   int64_t rows_pad = 0;  // tile rows (group x positions) rounded up to kRows
+  int64_t rows = 0;      // the task's tile rows (set per task; the plan sizes rows_pad only)
   int64_t block_k = 0;   // keys per K/V block, a multiple of kKeys
 };
+
+// Row vectors of the panel at tile row rp that hold task rows: kRowVecs except in a short last
+// panel (64 rows of a block-sparse row block are 48 + 16 on AVX-512), whose empty vectors the
+// panel kernels skip instead of computing padding.
+int panel_vecs(const Geometry& g, int64_t rp) {
+  const int64_t vecs = (g.rows - rp + kW - 1) / kW;
+  return vecs < kRowVecs ? static_cast<int>(vecs) : kRowVecs;
+}
+
+// Calls f(PanelVecs<nv>{}) for 1 <= nv <= kRowVecs: panel kernels are compiled for each vector
+// count, so the full panel's register blocks stay fully unrolled. (A local tag, not
+// std::integral_constant, whose members an -O0 build would emit with this ISA's flags.)
+template <int N>
+struct PanelVecs {
+  static constexpr int value = N;
+};
+template <int NV = kRowVecs, class F>
+void with_panel_vecs(int nv, F&& f) {
+  if constexpr (NV > 1)
+    if (nv < NV) return with_panel_vecs<NV - 1>(nv, f);
+  f(PanelVecs<NV>{});
+}
 
 Geometry plan_geometry(const AttentionShape& s, const Flash2Plan& plan) {
   Geometry g;
@@ -170,61 +193,61 @@ void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, cons
 
 // --- micro-kernels ----------------------------------------------------------------------------
 
-// S^T[kKeys x kRows] = K[kKeys x d] Q^T[d x kRows]: keys broadcast (rows of K, ldk apart), query
-// rows in vectors.
-inline void micro_qk(const float* k, int64_t ldk, const float* qt, int64_t d, float* st,
-                     int64_t ld) {
-  V acc[kKeys][kRowVecs];
+// S^T[kKeys x NV vectors] = K[kKeys x d] Q^T[d x NV vectors] (of a kRows panel): keys broadcast
+// (rows of K, ldk apart), query rows in vectors.
+template <int NV>
+void micro_qk(const float* k, int64_t ldk, const float* qt, int64_t d, float* st, int64_t ld) {
+  V acc[kKeys][NV];
   QWEN3VL_UNROLL
   for (int a = 0; a < kKeys; ++a) {
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::zero();
+    for (int v = 0; v < NV; ++v) acc[a][v] = Simd::zero();
   }
   for (int64_t x = 0; x < d; ++x, ++k, qt += kRows) {
-    V q[kRowVecs];
+    V q[NV];
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) q[v] = Simd::load(qt + v * kW);
+    for (int v = 0; v < NV; ++v) q[v] = Simd::load(qt + v * kW);
     QWEN3VL_UNROLL
     for (int a = 0; a < kKeys; ++a) {
       const V kb = Simd::broadcast(k + a * ldk);
       QWEN3VL_UNROLL
-      for (int v = 0; v < kRowVecs; ++v) acc[a][v] = Simd::fma(kb, q[v], acc[a][v]);
+      for (int v = 0; v < NV; ++v) acc[a][v] = Simd::fma(kb, q[v], acc[a][v]);
     }
   }
   QWEN3VL_UNROLL
   for (int a = 0; a < kKeys; ++a) {
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) Simd::store(st + a * ld + v * kW, acc[a][v]);
+    for (int v = 0; v < NV; ++v) Simd::store(st + a * ld + v * kW, acc[a][v]);
   }
 }
 
-// O^T[kCols x kRows] = O^T (* alpha if kRescale) + V^T[kCols x kn] P^T[kn x kRows], V rows ldv
-// apart. The old O^T joins after the loop: accumulators that start from memory make GCC spill
-// them on every iteration.
-template <bool kRescale>
+// O^T[kCols x NV vectors] = O^T (* alpha if kRescale) + V^T[kCols x kn] P^T[kn x NV vectors], V
+// rows ldv apart. The old O^T joins after the loop: accumulators that start from memory make GCC
+// spill them on every iteration.
+template <bool kRescale, int NV>
 void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t ldv, int64_t kn, float* ot,
               const float* alpha) {
-  V acc[kCols][kRowVecs];
+  V acc[kCols][NV];
   QWEN3VL_UNROLL
   for (int c = 0; c < kCols; ++c) {
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::zero();
+    for (int v = 0; v < NV; ++v) acc[c][v] = Simd::zero();
   }
   for (int64_t j = 0; j < kn; ++j, pt += ld, vp += ldv) {
-    V p[kRowVecs];
+    V p[NV];
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) p[v] = Simd::load(pt + v * kW);
+    for (int v = 0; v < NV; ++v) p[v] = Simd::load(pt + v * kW);
     QWEN3VL_UNROLL
     for (int c = 0; c < kCols; ++c) {
       const V vb = Simd::broadcast(vp + c);
       QWEN3VL_UNROLL
-      for (int v = 0; v < kRowVecs; ++v) acc[c][v] = Simd::fma(vb, p[v], acc[c][v]);
+      for (int v = 0; v < NV; ++v) acc[c][v] = Simd::fma(vb, p[v], acc[c][v]);
     }
   }
   QWEN3VL_UNROLL
   for (int c = 0; c < kCols; ++c) {
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) {
+    for (int v = 0; v < NV; ++v) {
       float* o = ot + c * kRows + v * kW;
       const V old = Simd::load(o);
       Simd::store(o, kRescale ? Simd::fma(old, Simd::load(alpha + v * kW), acc[c][v])
@@ -238,15 +261,18 @@ void micro_pv(const float* pt, int64_t ld, const float* vp, int64_t ldv, int64_t
 void scores(const Geometry& g, int64_t kn, const Scratch& w) {
   const int64_t kn_pad = round_up(kn, kKeys);
   for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
-    for (int64_t j = 0; j < kn_pad; j += kKeys)
-      micro_qk(w.kp + j * g.d, g.d, w.qt + rp * g.d, g.d, w.st + j * g.rows_pad + rp, g.rows_pad);
+    with_panel_vecs(panel_vecs(g, rp), [&](auto nv) {
+      for (int64_t j = 0; j < kn_pad; j += kKeys)
+        micro_qk<decltype(nv)::value>(w.kp + j * g.d, g.d, w.qt + rp * g.d, g.d,
+                                      w.st + j * g.rows_pad + rp, g.rows_pad);
+    });
 }
 
 // s = cap * tanh(s / cap), then to log2 units (Q carried only the scale).
 void apply_softcap(const Geometry& g, int64_t kn, float cap, const Scratch& w) {
   const V inv = Simd::set1(1.0f / cap), outer = Simd::set1(cap * kLog2e);
   for (int64_t j = 0; j < kn; ++j)
-    for (int64_t r = 0; r < g.rows_pad; r += kW) {
+    for (int64_t r = 0; r < g.rows; r += kW) {  // vectors of task rows (panel kernels read those)
       float* s = w.st + j * g.rows_pad + r;
       Simd::store(s, Simd::mul(vmath::tanh(Simd::mul(Simd::load(s), inv)), outer));
     }
@@ -306,57 +332,65 @@ void mark_live(const Geometry& g, int64_t rows, int64_t kn, const Scratch& w) {
   }
 }
 
-// Block max, new running max, rescale factors, P = exp2(S - max) and the running sums.
-void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
-  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
-    V top[kRowVecs];
+// Block max, new running max, rescale factors, P = exp2(S - max) and the running sums of the
+// panel at tile row rp (its first NV vectors).
+template <int NV>
+void softmax_panel(const Geometry& g, int64_t kn, int64_t rp, const Scratch& w) {
+  V top[NV];
+  QWEN3VL_UNROLL
+  for (int v = 0; v < NV; ++v) top[v] = Simd::set1(kNegInf);
+  for (int64_t j = 0; j < kn; ++j) {
+    const float* s = w.st + j * g.rows_pad + rp;
     QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::set1(kNegInf);
-    for (int64_t j = 0; j < kn; ++j) {
-      const float* s = w.st + j * g.rows_pad + rp;
-      QWEN3VL_UNROLL
-      for (int v = 0; v < kRowVecs; ++v) top[v] = Simd::max(top[v], Simd::load(s + v * kW));
-    }
-    bool moved = false;
-    V base[kRowVecs], alpha[kRowVecs], sum[kRowVecs];
-    QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) {
-      const int64_t r = rp + v * kW;
-      const V old = Simd::load(w.m + r);
-      const V now = Simd::max(old, top[v]);
-      moved = moved || !Simd::all(Simd::eq(old, now));
-      // A row that has seen no key yet keeps max -inf; subtract 0 so exp2 gives 0, never NaN.
-      base[v] = Simd::select(Simd::eq(now, Simd::set1(kNegInf)), Simd::zero(), now);
-      alpha[v] = vmath::exp2(Simd::sub(old, base[v]));
-      Simd::store(w.m + r, now);
-      Simd::store(w.alpha + r, alpha[v]);
-      sum[v] = Simd::zero();
-    }
-    for (int64_t j = 0; j < kn; ++j) {
-      float* s = w.st + j * g.rows_pad + rp;
-      QWEN3VL_UNROLL
-      for (int v = 0; v < kRowVecs; ++v) {
-        const V p = vmath::exp2(Simd::sub(Simd::load(s + v * kW), base[v]));
-        Simd::store(s + v * kW, p);
-        sum[v] = Simd::add(sum[v], p);
-      }
-    }
-    QWEN3VL_UNROLL
-    for (int v = 0; v < kRowVecs; ++v) {
-      float* l = w.l + rp + v * kW;
-      Simd::store(l, Simd::fma(Simd::load(l), alpha[v], sum[v]));
-    }
-    w.rescale[rp / kRows] = moved;
+    for (int v = 0; v < NV; ++v) top[v] = Simd::max(top[v], Simd::load(s + v * kW));
   }
+  bool moved = false;
+  V base[NV], alpha[NV], sum[NV];
+  QWEN3VL_UNROLL
+  for (int v = 0; v < NV; ++v) {
+    const int64_t r = rp + v * kW;
+    const V old = Simd::load(w.m + r);
+    const V now = Simd::max(old, top[v]);
+    moved = moved || !Simd::all(Simd::eq(old, now));
+    // A row that has seen no key yet keeps max -inf; subtract 0 so exp2 gives 0, never NaN.
+    base[v] = Simd::select(Simd::eq(now, Simd::set1(kNegInf)), Simd::zero(), now);
+    alpha[v] = vmath::exp2(Simd::sub(old, base[v]));
+    Simd::store(w.m + r, now);
+    Simd::store(w.alpha + r, alpha[v]);
+    sum[v] = Simd::zero();
+  }
+  for (int64_t j = 0; j < kn; ++j) {
+    float* s = w.st + j * g.rows_pad + rp;
+    QWEN3VL_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      const V p = vmath::exp2(Simd::sub(Simd::load(s + v * kW), base[v]));
+      Simd::store(s + v * kW, p);
+      sum[v] = Simd::add(sum[v], p);
+    }
+  }
+  QWEN3VL_UNROLL
+  for (int v = 0; v < NV; ++v) {
+    float* l = w.l + rp + v * kW;
+    Simd::store(l, Simd::fma(Simd::load(l), alpha[v], sum[v]));
+  }
+  w.rescale[rp / kRows] = moved;
+}
+
+void softmax_block(const Geometry& g, int64_t kn, const Scratch& w) {
+  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
+    with_panel_vecs(panel_vecs(g, rp),
+                    [&](auto nv) { softmax_panel<decltype(nv)::value>(g, kn, rp, w); });
 }
 
 void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
-  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows) {
-    const auto kernel = w.rescale[rp / kRows] ? &micro_pv<true> : &micro_pv<false>;
-    float* ot = w.ot + rp * g.dim_pad;
-    for (int64_t c = 0; c < g.dim_pad; c += kCols)
-      kernel(w.st + rp, g.rows_pad, w.vp + c, g.dim_pad, kn, ot + c * kRows, w.alpha + rp);
-  }
+  for (int64_t rp = 0; rp < g.rows_pad; rp += kRows)
+    with_panel_vecs(panel_vecs(g, rp), [&](auto nv) {
+      constexpr int kNv = decltype(nv)::value;
+      const auto kernel = w.rescale[rp / kRows] ? &micro_pv<true, kNv> : &micro_pv<false, kNv>;
+      float* ot = w.ot + rp * g.dim_pad;
+      for (int64_t c = 0; c < g.dim_pad; c += kCols)
+        kernel(w.st + rp, g.rows_pad, w.vp + c, g.dim_pad, kn, ot + c * kRows, w.alpha + rp);
+    });
 }
 
 // --- the task ---------------------------------------------------------------------------------
@@ -392,6 +426,7 @@ void run(const Flash2Task& t) {
   const int64_t nq = t.q_end - t.q_begin;
   const int64_t rows = nq * (t.shape.heads / t.shape.kv_heads);
   g.rows_pad = round_up(rows, kRows);  // a short last block computes only the panels it needs
+  g.rows = rows;
 
   // Keys every row sees, [all_lo, all_hi): blocks inside it skip the structural mask.
   int64_t all_lo = 0, all_hi = std::numeric_limits<int64_t>::max();
