@@ -1,7 +1,9 @@
 // Exact per-query top-k attention (research specs 2.6), two passes over one score tile per task:
 //   pass 1: S = (scale Q) K^T for a tile of query rows against every key they see (the ISA's GEMM),
-//           then each row's k-th largest logit by nth_element on a copy (the threshold);
-//   pass 2: the softmax over the keys at or above the threshold and P V over those keys alone.
+//           then each row's k-th largest logit (the threshold): a sample of 256 logits gives a
+//           lower bound, one branch-free pass gathers the keys at or above it (~k of them), and
+//           nth_element runs on those alone (on every finite logit if the bound was too high);
+//   pass 2: the softmax over the gathered keys at or above the threshold and P V over them.
 // Tasks are (sequence, KV head, query positions) with all G heads of the group, so K is read once
 // per tile for the group. Pass 1 costs what dense attention's Q K^T costs (every visible key is
 // scored); only P V shrinks, to k / visible of its dense work. The tile is rows x keys floats per
@@ -20,6 +22,7 @@ namespace qwen3vl::detail {
 namespace {
 
 constexpr int64_t kTileRows = 64;  // query rows (positions x group heads) per task
+constexpr int64_t kSample = 256;   // logits sampled per row to bound its k-th largest from below
 
 int64_t tile_positions(const AttentionShape& s) {
   return std::max<int64_t>(1, kTileRows / s.group_size());
@@ -35,7 +38,10 @@ int64_t row_budget(const DynamicSparseConfig& c, int64_t visible) {
 struct Slot {
   float* q;       // [rows, D] scaled query rows
   float* scores;  // [rows, max_k]
-  float* copy;    // [max_k]
+  float* values;  // [max_k] candidate logits of a row, in key order
+  int32_t* keys;  // [max_k] their keys
+  float* select;  // [max_k] nth_element's copy of the values
+  float* sample;  // [kSample]
   float* chunk;   // [kKeyChunk, D]
   float* acc;     // [D]
 };
@@ -45,7 +51,10 @@ Slot carve_slot(Carver* c, const AttentionShape& s) {
   Slot slot;
   slot.q = c->take<float>(rows * s.head_dim);
   slot.scores = c->take<float>(rows * s.max_k);
-  slot.copy = c->take<float>(s.max_k);
+  slot.values = c->take<float>(s.max_k);
+  slot.keys = c->take<int32_t>(s.max_k);
+  slot.select = c->take<float>(s.max_k);
+  slot.sample = c->take<float>(kSample);
   slot.chunk = c->take<float>(kKeyChunk * s.head_dim);
   slot.acc = c->take<float>(s.head_dim);
   return slot;
@@ -64,17 +73,48 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
   const int64_t d = call.shape.head_dim;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   const KeyRange seen = finish_row_scores(p, b, h, span, i, keys, logits);
-  int64_t finite = 0;
-  for (int64_t j = seen.begin; j < seen.end; ++j) {
-    const float x = logits[j - keys.begin];
-    if (x > neg_inf) slot.copy[finite++] = x;  // NaN and -inf never count as candidates
+  const auto row = [&](int64_t j) { return logits[j - keys.begin]; };
+  const int64_t n = seen.size();
+  // A lower bound on the k-th largest logit from an even sample (rank k n_s / n plus a margin),
+  // so that only the candidates at or above it are gathered and nth_element sees ~k of them.
+  float bound = neg_inf;
+  const int64_t k_estimate = row_budget(*call.config, n);
+  if (n > 4 * kSample && k_estimate < n / 4) {
+    int64_t taken = 0;
+    for (int64_t e = 0; e < kSample; ++e) {
+      const float x = row(seen.begin + e * n / kSample);
+      if (x > neg_inf) slot.sample[taken++] = x;
+    }
+    const int64_t rank = k_estimate * kSample / n;
+    const int64_t deeper = rank + 8 + static_cast<int64_t>(2.0 * std::sqrt(static_cast<double>(rank)));
+    if (deeper < taken) {
+      std::nth_element(slot.sample, slot.sample + deeper, slot.sample + taken, std::greater<float>());
+      bound = slot.sample[deeper];
+    }
+  }
+  int64_t finite = 0, count = 0;
+  for (int64_t j = seen.begin; j < seen.end; ++j) {  // branch-free gather; NaN never passes
+    const float x = row(j);
+    slot.values[count] = x;
+    slot.keys[count] = static_cast<int32_t>(j);
+    finite += x > neg_inf;
+    count += x > neg_inf && x >= bound;
   }
   const int64_t k = row_budget(*call.config, finite);
+  if (count < k) {  // the sample's bound was too high: gather every finite logit
+    count = 0;
+    for (int64_t j = seen.begin; j < seen.end; ++j) {
+      slot.values[count] = row(j);
+      slot.keys[count] = static_cast<int32_t>(j);
+      count += row(j) > neg_inf;
+    }
+  }
   float threshold = neg_inf, mx = neg_inf;
   if (k > 0) {
-    std::nth_element(slot.copy, slot.copy + (k - 1), slot.copy + finite, std::greater<float>());
-    threshold = slot.copy[k - 1];
-    mx = *std::max_element(slot.copy, slot.copy + k);
+    std::copy(slot.values, slot.values + count, slot.select);
+    std::nth_element(slot.select, slot.select + (k - 1), slot.select + count, std::greater<float>());
+    threshold = slot.select[k - 1];
+    mx = *std::max_element(slot.select, slot.select + k);
   }
   std::fill(slot.acc, slot.acc + d, 0.0f);
   double sum = 0.0;
@@ -82,13 +122,13 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
   if (k > 0) {
     dispatch_float_dtype(p.v.dtype, [&](auto tag) {
       using T = decltype(tag);
-      for (int64_t j = seen.begin; j < seen.end; ++j) {
-        const float x = logits[j - keys.begin];
-        if (!(x >= threshold) || x == neg_inf) continue;
-        const float w = std::exp(x - mx);
+      const int64_t kv = h / call.shape.group_size();
+      for (int64_t e = 0; e < count; ++e) {
+        if (!(slot.values[e] >= threshold)) continue;
+        const float w = std::exp(slot.values[e] - mx);
         sum += w;
         ++kept;
-        const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, j, h / call.shape.group_size());
+        const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, slot.keys[e], kv);
         for (int64_t c = 0; c < d; ++c) slot.acc[c] += w * to_float(v[c]);
       }
     });

@@ -177,6 +177,10 @@ TEST(DynamicSparseExactTopK, MatchesFloat64Oracle) {
       {spec(100, 100, 4, 1, 64, MaskKind::kCausal, 13, 2), 32, 0.0},
       {spec(33, 90, 2, 2, 128, MaskKind::kSlidingWindow, 14), 5, 0.0},
       {spec(129, 129, 4, 2, 64, MaskKind::kCausal, 15), 0, 0.3},
+      // > 1024 visible keys, k < a quarter of them: the sampled lower bound prunes the gather
+      {spec(40, 1500, 2, 1, 64, MaskKind::kNone, 16), 40, 0.0},
+      {spec(64, 1300, 4, 2, 72, MaskKind::kCausal, 17), 100, 0.0},
+      {spec(30, 2000, 2, 2, 64, MaskKind::kNone, 18), 0, 0.02},
   };
   for (const Case& c : cases) {
     Problem p(c.spec);
@@ -440,6 +444,29 @@ TEST(DynamicSparseBlockRouters, ForwardEqualsReferenceWithRoutedLayout) {
         EXPECT_LE(lse_max_error(p.params, ref), 1e-5) << to_string(isa) << " " << s.to_string();
       }
     }
+}
+
+// Routed rows of many separate key-block runs (the block-sparse kernel's scratch grows with the
+// runs): workspace_size() must cover any layout the router can produce.
+TEST(DynamicSparseBlockRouters, FragmentedLayoutsFitTheWorkspace) {
+  Problem p(spec(700, 700, 2, 1, 64, MaskKind::kNone, 71));
+  DynamicSparseConfig cfg = method_config(DynamicSparseMethod::kBlockTopK);
+  cfg.block_q = cfg.block_k = 16;
+  cfg.top_k_blocks = 20;
+  cfg.sink_blocks = cfg.local_blocks = 0;
+  const auto a = make(cfg);
+  a->run(p.params);
+  std::vector<unsigned char> scratch;
+  AttentionParams routed = p.params;
+  routed.block_layout = estimate(*a, p.params, &scratch);
+  int64_t most_runs = 0;
+  for (int64_t row = 0; row < routed.block_layout.row_blocks(); ++row) {
+    int64_t runs = 0, previous = -2;
+    for (int32_t c : listed(routed.block_layout, 0, row)) runs += c != previous + 1, previous = c;
+    most_runs = std::max(most_runs, runs);
+  }
+  EXPECT_GE(most_runs, 8);
+  EXPECT_LE(relative_error(p.params, reference::attention(routed)), 1e-5);
 }
 
 }  // namespace
