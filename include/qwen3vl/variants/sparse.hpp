@@ -11,7 +11,10 @@
 // whose positions on the key axis are bottom-right aligned, so the pattern's row is the key block
 // R = I + (max_k - max_q) / b; max_k - max_q must be >= 0 and a multiple of b (0 for
 // self-attention). Each pattern is defined on the NBk x NBk grid of key blocks, NBk = ceil(max_k /
-// b), and the layout holds its last NBq rows. A final partial block counts as a block.
+// b), and the layout holds its last NBq rows. A final partial block counts as a block. In a varlen
+// batch every sequence uses the grid of the longest (max_q, max_k): a shorter sequence gets the
+// first rows and columns of that grid, which for window, dilated and global patterns is its own
+// pattern, while Fixed's short final window and bidirectional random draws follow the longest.
 #pragma once
 
 #include <cstdint>
