@@ -15,6 +15,7 @@
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/moe.hpp"
+#include "qwen3vl/variants/sparse.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #if QWEN3VL_WITH_CUDA  // the CUDA variants (standard, flash2, sm61_tiled); defined by the target
 #include "qwen3vl/cuda/attention_cuda.hpp"
