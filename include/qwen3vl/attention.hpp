@@ -12,6 +12,7 @@
 #include "qwen3vl/rope/rope.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/moe.hpp"
