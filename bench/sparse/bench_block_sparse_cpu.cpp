@@ -48,8 +48,10 @@ bool take_int(int* argc, char** argv, const std::string& name, int64_t limit, in
     char* end = nullptr;
     const long long x = std::strtoll(arg.c_str() + prefix.size(), &end, 10);
     ok = ok && *end == '\0' && x > 0 && x <= limit;
-    if (ok) *value = x;
-    else std::fprintf(stderr, "%s: allowed 1..%lld\n", arg.c_str(), static_cast<long long>(limit));
+    if (ok)
+      *value = x;
+    else
+      std::fprintf(stderr, "%s: allowed 1..%lld\n", arg.c_str(), static_cast<long long>(limit));
   }
   *argc = kept;
   return ok;
@@ -59,8 +61,10 @@ bool take_switch(int* argc, char** argv, const std::string& name) {
   bool found = false;
   int kept = 1;
   for (int i = 1; i < *argc; ++i)
-    if (argv[i] == "--" + name) found = true;
-    else argv[kept++] = argv[i];
+    if (argv[i] == "--" + name)
+      found = true;
+    else
+      argv[kept++] = argv[i];
   *argc = kept;
   return found;
 }
@@ -92,8 +96,8 @@ void attention(benchmark::State& state, const SparseSettings& s, int density_pct
   CpuOptions options;
   options.num_threads = s.threads;
   std::unique_ptr<Attention> attn;
-  Status st = density_pct < 0 ? create_flash2_cpu(options, &attn)
-                              : create_block_sparse_cpu(options, &attn);
+  Status st =
+      density_pct < 0 ? create_flash2_cpu(options, &attn) : create_block_sparse_cpu(options, &attn);
   if (density_pct >= 0) {
     testing::RandomLayoutSpec l;
     l.block_q = l.block_k = static_cast<int32_t>(s.block);
@@ -117,8 +121,7 @@ void attention(benchmark::State& state, const SparseSettings& s, int density_pct
     samples()[name].push_back(ms);
     state.SetIterationTime(ms / 1e3);
   }
-  const double density =
-      density_pct < 0 ? 1.0 : block_layout_density(layout.layout, s.n, s.n);
+  const double density = density_pct < 0 ? 1.0 : block_layout_density(layout.layout, s.n, s.n);
   state.counters["density"] = density;
   state.counters["FLOP"] = benchmark::Counter(4.0 * density * s.n * s.n * s.head_dim * s.heads,
                                               benchmark::Counter::kIsIterationInvariantRate);

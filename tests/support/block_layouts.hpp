@@ -57,9 +57,9 @@ struct HostLayout {
 struct RandomLayoutSpec {
   int32_t block_q = 64, block_k = 64;
   int64_t layouts = 1;
-  double density = 0.5;         // probability that a (row block, column block) pair is listed
-  bool keep_diagonal = false;   // always list the column block holding the row block's first key
-  int64_t empty_every = 0;      // > 0: every empty_every-th row block (from 1) lists nothing
+  double density = 0.5;        // probability that a (row block, column block) pair is listed
+  bool keep_diagonal = false;  // always list the column block holding the row block's first key
+  int64_t empty_every = 0;     // > 0: every empty_every-th row block (from 1) lists nothing
   uint64_t seed = 1;
 };
 

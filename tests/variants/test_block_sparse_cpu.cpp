@@ -12,6 +12,7 @@
 
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
+#include "qwen3vl/variants/standard.hpp"
 #include "support/block_layouts.hpp"
 #include "support/cpu_variants.hpp"
 
@@ -55,7 +56,8 @@ Tensor gathered_positions(int64_t batch, int64_t rows, int64_t keys, uint64_t se
     int64_t taken = 0;
     for (int64_t j = 0; j < keys && taken < rows; ++j) {  // selection sampling keeps order
       const uint64_t u = testing::splitmix64(&state) % static_cast<uint64_t>(keys - j);
-      if (static_cast<int64_t>(u) < rows - taken) t.data<int32_t>()[b * rows + taken++] = int32_t(j);
+      if (static_cast<int64_t>(u) < rows - taken)
+        t.data<int32_t>()[b * rows + taken++] = static_cast<int32_t>(j);
     }
   }
   return t;
@@ -160,8 +162,8 @@ TEST(BlockSparseCpu, FullLayoutEqualsDenseFlash2) {
           diff += (a - b) * (a - b);
           norm += b * b;
         }
-        const std::string label = std::string(to_string(isa)) + " " + s.to_string() + " block " +
-                                  std::to_string(block);
+        const std::string label =
+            std::string(to_string(isa)) + " " + s.to_string() + " block " + std::to_string(block);
         if (mask == MaskKind::kSlidingWindow) {
           EXPECT_LE(std::sqrt(diff / norm), 1e-6) << label;
         } else {
@@ -178,11 +180,11 @@ TEST(BlockSparseCpu, FullLayoutEqualsDenseFlash2) {
     }
 }
 
-// Gathered query rows (q_positions): flash2 alone, and block-sparse with a layout on top, for
-// causal (both kinds) and window masks, including positions past the last query's alignment.
+// Gathered query rows (q_positions): flash2 and standard alone, and block-sparse with a layout on
+// top, for causal (both kinds) and window masks.
 TEST(BlockSparseCpu, QueryPositionsMatchTheReference) {
-  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kCausalTopLeft,
-                            MaskKind::kSlidingWindow, MaskKind::kNone};
+  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow,
+                            MaskKind::kNone};
   uint64_t seed = 7200;
   for (MaskKind mask : masks)
     for (bool with_layout : {false, true}) {
@@ -210,9 +212,13 @@ TEST(BlockSparseCpu, QueryPositionsMatchTheReference) {
       l.seed = seed;
       const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
       if (with_layout) p.params.block_layout = layout.layout;
-      expect_matches_reference(with_layout ? &create_block_sparse_cpu : &create_flash2_cpu, p,
-                               s.to_string() + (with_layout ? " q_positions + layout"
-                                                            : " q_positions"));
+      if (with_layout) {
+        expect_matches_reference(&create_block_sparse_cpu, p,
+                                 s.to_string() + " q_positions + layout");
+      } else {
+        expect_matches_reference(&create_flash2_cpu, p, s.to_string() + " q_positions");
+        expect_matches_reference(&create_standard_cpu, p, s.to_string() + " q_positions standard");
+      }
     }
 }
 
@@ -305,6 +311,17 @@ TEST(BlockSparseCpu, RankOneLayout) {
   expect_matches_reference(&create_block_sparse_cpu, p, describe(s, l));
 }
 
+// The standard variant takes query positions but not layouts: it says so with kUnsupported.
+TEST(BlockSparseCpu, StandardRefusesLayouts) {
+  ProblemSpec s;
+  Problem p(s);
+  const HostLayout layout = testing::full_layout(16, 16, 1, s.seq_q, s.seq_k);
+  p.params.block_layout = layout.layout;
+  const Status st = testing::make_cpu(&create_standard_cpu, CpuIsa::kScalar)->supports(p.params);
+  EXPECT_EQ(st.code(), StatusCode::kUnsupported) << st.to_string();
+  EXPECT_NE(st.message().find("block_layout"), std::string::npos) << st.message();
+}
+
 TEST(BlockSparseCpu, DescribeAndVariant) {
   const auto attn = testing::make_cpu(&create_block_sparse_cpu, runnable_isas().back());
   EXPECT_EQ(attn->variant(), Variant::kBlockSparse);
@@ -360,7 +377,8 @@ void expect_error(const AttentionParams& params, StatusCode code, const std::str
 }
 
 TEST(BlockSparseCpu, BadLayoutsGiveTypedErrors) {
-  ProblemSpec s;  // 100 queries / 90 keys, Hkv 2, batch 1: 4 row blocks of 32, 3 column blocks of 32
+  // 100 queries / 90 keys, Hkv 2, batch 1: 4 row blocks of 32, 3 column blocks of 32.
+  ProblemSpec s;
   s.seq_q = 100;
   s.seq_k = 90;
   s.heads = 4;

@@ -36,8 +36,9 @@ class BlockSparseCpu final : public Attention {
   }
 
   std::string describe() const override {
-    return "block_sparse (cpu): flash2 whose K/V loop visits only the layout's listed key "
-           "blocks; " + flash2_->describe();
+    const std::string what =
+        "block_sparse (cpu): flash2 visiting only a layout's listed key blocks";
+    return what + "; " + flash2_->describe();
   }
 
  private:

@@ -1,6 +1,7 @@
-// The key intervals a flash2 task visits. Dense attention visits one interval, the hull of its rows'
-// visible keys; a block-sparse layout cuts that hull to the column blocks its row block lists, with
-// consecutive blocks merged so that the kernel still walks long runs in its own block_k steps.
+// The key intervals a flash2 task visits. Dense attention visits one interval, the hull of its
+// rows' visible keys; a block-sparse layout cuts that hull to the column blocks its row block
+// lists, with consecutive blocks merged so that the kernel still walks long runs in its own block_k
+// steps.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +42,8 @@ inline KeyRange key_hull(const KeyRange* rows, int64_t n) {
 }
 
 // Writes the ascending, disjoint intervals of `hull` that layout `l`'s row block `row_block` lists
-// (all of `hull` without a layout) to out[], at most max_key_intervals(bl) of them; returns the count.
+// (all of `hull` without a layout) to out[], at most max_key_intervals(bl) of them; returns the
+// count.
 inline int64_t key_intervals(const BlockLayout& bl, int64_t l, int64_t row_block, KeyRange hull,
                              KeyRange* out) {
   if (hull.end <= hull.begin) return 0;

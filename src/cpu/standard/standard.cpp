@@ -23,7 +23,9 @@ class StandardCpu final : public Attention {
     if (p.q.device != Device::kCPU)
       return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                         ": the CPU standard variant needs host memory");
-    return refuse_sparse_rows(p, "CPU standard");
+    AttentionParams dense_keys = p;  // query positions only move the rows' key ranges: taken
+    dense_keys.q_positions = TensorView();
+    return refuse_sparse_rows(dense_keys, "CPU standard");
   }
 
   size_t workspace_size(const AttentionParams& p) const override {

@@ -34,7 +34,7 @@ void run(const StandardHeadTask& task) {
   // Keys visible to at least one row: structural ranges grow monotonically with the row index.
   int64_t k_lo = lk, k_hi = 0;
   for (int64_t i = 0; i < lq; ++i) {
-    const KeyRange r = visible_keys(p.mask, p.window_left, p.window_right, i, lq, lk);
+    const KeyRange r = row_visible_keys(p, task.b, task.span, i);
     if (r.size() == 0) continue;
     k_lo = r.begin < k_lo ? r.begin : k_lo;
     k_hi = r.end > k_hi ? r.end : k_hi;
@@ -54,7 +54,7 @@ void run(const StandardHeadTask& task) {
 
   for (int64_t i = 0; i < lq; ++i) {
     float* row = scores + i * n;
-    const KeyRange r = visible_keys(p.mask, p.window_left, p.window_right, i, lq, lk);
+    const KeyRange r = row_visible_keys(p, task.b, task.span, i);
     const int64_t lo = r.size() ? r.begin - k_lo : 0, hi = r.size() ? r.end - k_lo : 0;
     for (int64_t j = 0; j < lo; ++j) row[j] = 0.0f;  // masked keys weigh 0 in P V
     for (int64_t j = hi; j < n; ++j) row[j] = 0.0f;
