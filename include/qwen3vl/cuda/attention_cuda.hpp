@@ -8,6 +8,7 @@
 
 #include "qwen3vl/cuda/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/sm61_tiled.hpp"
 
 namespace qwen3vl {
@@ -20,6 +21,14 @@ Status create_standard_cuda(const CudaOptions& options, std::unique_ptr<Attentio
 // a device whose shared memory per block is too small for it (e.g. sm_61, sm_75) it falls back to
 // the compact (sm61) tiles and says so in describe().
 Status create_flash2_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out);
+
+// Linear attention (variants/linear.hpp) on CUDA: elu+1 or Performer features, the chunked form
+// (chunk 64 only) in four launches; the workspace holds phi(Q), phi(K) and one F x (D + 1) state
+// per (sequence, KV head, chunk) (O(L F D / 64)). D <= 256; Performer F <= 4096.
+Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
+                          std::unique_ptr<LinearAttention>* out);
+Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
+                          std::unique_ptr<Attention>* out);
 
 // The compute capability (major, minor) of a device; (-1: the current one). kDeviceError when no
 // CUDA device can be used.

@@ -1,0 +1,234 @@
+// The linear variant on CUDA: checks, the workspace carve-up and the launches of
+// linear_kernels.cuh. forward(), prefill() and step() allocate nothing and never synchronise.
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../../src/core/linear_common.hpp"
+#include "../common/device_context.hpp"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/check.cuh"
+#include "linear_kernels.cuh"
+
+namespace qwen3vl {
+namespace detail::linear {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// Byte sizes of the workspace's buffers, in carve order.
+struct Layout {
+  size_t phi_q, phi_k, chunk_state, total, key_max;
+  size_t bytes() const { return phi_q + phi_k + chunk_state + total + key_max + kAlign; }
+};
+
+Layout layout_of(const AttentionParams& p, const LinearCall& c) {
+  const AttentionShape& s = c.shape;
+  const int64_t rows_q = p.varlen() ? p.q.shape[0] : s.batch * s.max_q;
+  const int64_t rows_k = p.varlen() ? p.k.shape[0] : s.batch * s.max_k;
+  const int64_t chunks = (s.max_k + kChunk - 1) / kChunk;
+  const int64_t per_state = c.features * (s.head_dim + 1);
+  Layout l;
+  l.phi_q = aligned(sizeof(float) * rows_q * s.heads * c.features);
+  l.phi_k = aligned(sizeof(float) * rows_k * s.kv_heads * c.features);
+  l.chunk_state = aligned(sizeof(float) * s.batch * s.kv_heads * chunks * per_state);
+  l.total = aligned(sizeof(float) * s.batch * s.kv_heads * per_state);
+  l.key_max = aligned(sizeof(unsigned) * s.batch * s.kv_heads);
+  return l;
+}
+
+unsigned blocks_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(b < 65535 * 8 ? (b > 0 ? b : 1) : 65535 * 8);
+}
+
+class LinearCuda final : public LinearAttention {
+ public:
+  LinearCuda(const DeviceContext& ctx, const LinearConfig& config) : ctx_(ctx), config_(config) {}
+  ~LinearCuda() override {
+    if (omega_) cudaFree(omega_);
+  }
+
+  Status init() {
+    QWEN3VL_RETURN_IF_ERROR(check_linear_config(config_));
+    if (config_.chunk != kChunk)
+      return make_error(StatusCode::kUnsupported, "LinearConfig.chunk = ", config_.chunk,
+                        ": the CUDA linear kernels use chunks of ", kChunk);
+    if (config_.feature_map != LinearFeatureMap::kPerformer) return Status();
+    std::vector<float> omega;
+    QWEN3VL_RETURN_IF_ERROR(make_performer_projection(config_, config_.head_dim, &omega));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(ctx_.device));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&omega_, omega.size() * sizeof(float)));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(omega_, omega.data(), omega.size() * sizeof(float), cudaMemcpyHostToDevice));
+    return Status();
+  }
+
+  Variant variant() const override { return Variant::kLinear; }
+  Device device() const override { return Device::kCUDA; }
+
+  Status supports(const AttentionParams& p) const override {
+    LinearCall call;
+    return check(p, call, true);
+  }
+
+  size_t workspace_size(const AttentionParams& p) const override {
+    LinearCall call;
+    if (!check_linear_params(p, config_, Device::kCUDA, &call).ok()) return 0;
+    return layout_of(p, call).bytes();
+  }
+
+  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+    LinearCall call;
+    bool query = true;
+    QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query));
+    QWEN3VL_RETURN_IF_ERROR(check(p, call, query));
+    return launch(p, call, nullptr, false, ws, stream);
+  }
+
+  Status prefill(const AttentionParams& p, const LinearState& state, Workspace ws,
+                 void* stream) const override {
+    return with_state(p, state, false, ws, stream);
+  }
+
+  Status step(const AttentionParams& p, const LinearState& state, Workspace ws,
+              void* stream) const override {
+    return with_state(p, state, true, ws, stream);
+  }
+
+  std::string describe() const override {
+    return std::string("linear (cuda): ") +
+           (config_.feature_map == LinearFeatureMap::kEluPlusOne ? "elu+1" : "performer") +
+           " features, chunked form in 4 launches (features, per-chunk phi(K)^T [V|1], scan over "
+           "chunks, outputs), chunk 64, fp32 state; " + ctx_.to_string();
+  }
+
+ private:
+  Status check(const AttentionParams& p, LinearCall& call, bool query) const {
+    QWEN3VL_RETURN_IF_ERROR(check_linear_params(p, config_, Device::kCUDA, &call));
+    QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query));
+    if (call.shape.batch > ctx_.max_grid_z || call.shape.heads > ctx_.max_grid_y)
+      return make_error(StatusCode::kUnsupported, "batch = ", call.shape.batch, ", heads = ",
+                        call.shape.heads, ": the CUDA linear kernels launch at most ",
+                        ctx_.max_grid_z, " sequences and ", ctx_.max_grid_y, " heads");
+    return Status();
+  }
+
+  Status with_state(const AttentionParams& p, const LinearState& state, bool continue_state,
+                    Workspace ws, void* stream) const {
+    LinearCall call;
+    bool query = true;
+    QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query));
+    QWEN3VL_RETURN_IF_ERROR(check(p, call, query));
+    QWEN3VL_RETURN_IF_ERROR(check_linear_state(p, config_, state, Device::kCUDA, &call));
+    QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, state.s, "state.s", query));
+    QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, state.z, "state.z", query));
+    return launch(p, call, &state, continue_state, ws, stream);
+  }
+
+  Status launch(const AttentionParams& p, const LinearCall& call, const LinearState* state,
+                bool continue_state, Workspace ws, void* stream_ptr) const {
+    QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
+    const Layout layout = layout_of(p, call);
+    if (ws.bytes < layout.bytes() || (ws.data == nullptr && layout.bytes() > 0))
+      return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
+                        ": the CUDA linear variant needs ", layout.bytes(), " (workspace_size())");
+    const AttentionShape& s = call.shape;
+    if (s.batch == 0) return Status();
+    LinearArgs l;
+    l.a = make_attention_args(p, s);
+    l.features = call.features;
+    l.chunks = (s.max_k + kChunk - 1) / kChunk;
+    l.rows_q = p.varlen() ? p.q.shape[0] : s.batch * s.max_q;
+    l.rows_k = p.varlen() ? p.k.shape[0] : s.batch * s.max_k;
+    char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(ws.data) + kAlign - 1) &
+                                         ~uintptr_t(kAlign - 1));
+    l.phi_q = reinterpret_cast<float*>(base);
+    l.phi_k = reinterpret_cast<float*>(base += layout.phi_q);
+    l.chunk_state = reinterpret_cast<float*>(base += layout.phi_k);
+    l.total = reinterpret_cast<float*>(base += layout.chunk_state);
+    l.key_max = reinterpret_cast<unsigned*>(base += layout.total);
+    l.omega = omega_;
+    l.query_scale = std::sqrt(s.scale);
+    l.eps = config_.eps;
+    l.causal = call.causal;
+    if (state) {
+      l.state_s = state->s.ptr<float>();
+      l.state_z = state->z.ptr<float>();
+      for (int i = 0; i < 3; ++i) l.s_stride[i] = state->s.stride[i];
+      for (int i = 0; i < 2; ++i) l.z_stride[i] = state->z.stride[i];
+      l.load_state = continue_state;
+    }
+    const auto stream = static_cast<cudaStream_t>(stream_ptr);
+    const int64_t per_state = call.features * (s.head_dim + 1);
+
+    if (omega_) {
+      QWEN3VL_CUDA_RETURN_IF_ERROR(
+          cudaMemsetAsync(l.key_max, 0, sizeof(unsigned) * s.batch * s.kv_heads, stream));
+      const int64_t rows = l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads
+                                                                      : l.rows_k * s.kv_heads;
+      if (rows > 0) {
+        performer_features_kernel<<<dim3(static_cast<unsigned>(rows), 2), kThreads, 0, stream>>>(l);
+        QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear performer_features_kernel");
+        performer_keys_kernel<<<blocks_for(l.rows_k * s.kv_heads * l.features), kThreads, 0,
+                                stream>>>(l);
+        QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear performer_keys_kernel");
+      }
+    } else {
+      const int64_t n = l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads
+                                                                   : l.rows_k * s.kv_heads;
+      if (n > 0) {
+        elu_features_kernel<<<dim3(blocks_for(n * s.head_dim), 2), kThreads, 0, stream>>>(l);
+        QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear elu_features_kernel");
+      }
+    }
+    const unsigned bkv = static_cast<unsigned>(s.batch * s.kv_heads);
+    if (l.chunks > 0) {
+      const int64_t tiles = ((call.features + kTileF - 1) / kTileF) *
+                            ((s.head_dim + 1 + kTileF - 1) / kTileF);
+      chunk_state_kernel<<<dim3(static_cast<unsigned>(l.chunks), static_cast<unsigned>(tiles), bkv),
+                           kTileF * 8, 0, stream>>>(l);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear chunk_state_kernel");
+    }
+    scan_kernel<<<dim3(blocks_for(per_state), bkv), kThreads, 0, stream>>>(l);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear scan_kernel");
+    const int64_t q_chunks = (s.max_q + kChunk - 1) / kChunk;
+    if (q_chunks > 0) {
+      output_kernel<<<dim3(static_cast<unsigned>(q_chunks), static_cast<unsigned>(s.heads),
+                           static_cast<unsigned>(s.batch)),
+                      kThreads, 0, stream>>>(l);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear output_kernel");
+    }
+    return Status();
+  }
+
+  DeviceContext ctx_;
+  LinearConfig config_;
+  float* omega_ = nullptr;  // Performer projection [F, D] on ctx_.device
+};
+
+}  // namespace
+}  // namespace detail::linear
+
+Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
+                          std::unique_ptr<LinearAttention>* out) {
+  detail::DeviceContext ctx;
+  QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
+  auto linear = std::make_unique<detail::linear::LinearCuda>(ctx, config);
+  QWEN3VL_RETURN_IF_ERROR(linear->init());
+  *out = std::move(linear);
+  return Status();
+}
+
+Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
+                          std::unique_ptr<Attention>* out) {
+  std::unique_ptr<LinearAttention> linear;
+  QWEN3VL_RETURN_IF_ERROR(create_linear_cuda(options, config, &linear));
+  *out = std::move(linear);
+  return Status();
+}
+
+}  // namespace qwen3vl
