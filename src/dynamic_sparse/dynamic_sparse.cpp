@@ -197,6 +197,7 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     QWEN3VL_RETURN_IF_ERROR(validate(p, &call->shape));
     call->config = &config_;
     call->scores = detail::scores_kernel(backend_->isa());
+    call->pv = detail::pv_kernel(backend_->isa());
     call->arena = &backend_->arena();
     call->threads = backend_->threads();
     return Status();

@@ -3,11 +3,13 @@
 //           then each row's k-th largest logit (the threshold): a sample of 256 logits gives a
 //           lower bound, one branch-free pass gathers the keys at or above it (~k of them), and
 //           nth_element runs on those alone (on every finite logit if the bound was too high);
-//   pass 2: the softmax over the gathered keys at or above the threshold and P V over them.
+//   pass 2: the softmax over the gathered keys at or above the threshold, then P V: the kept V
+//           rows gathered per row when rows keep < 1/16 of the tile's keys, else one GEMM over
+//           the tile's probabilities (zeros off the kept keys), as dense attention does.
 // Tasks are (sequence, KV head, query positions) with all G heads of the group, so K is read once
 // per tile for the group. Pass 1 costs what dense attention's Q K^T costs (every visible key is
-// scored); only P V shrinks, to k / visible of its dense work. The tile is rows x keys floats per
-// thread (O(N) workspace, never O(N^2)).
+// scored) plus two passes over each score row; only P V can shrink. The tile is rows x keys floats
+// per thread (O(N) workspace, never O(N^2)).
 #include "exact_topk.hpp"
 
 #include <algorithm>
@@ -23,6 +25,7 @@ namespace {
 
 constexpr int64_t kTileRows = 64;  // query rows (positions x group heads) per task
 constexpr int64_t kSample = 256;   // logits sampled per row to bound its k-th largest from below
+constexpr int64_t kDensePvRatio = 16;  // P V by GEMM when rows keep >= 1/16 of the tile's keys
 
 int64_t tile_positions(const AttentionShape& s) {
   return std::max<int64_t>(1, kTileRows / s.group_size());
@@ -66,9 +69,11 @@ size_t slot_bytes(const AttentionShape& s) {
   return sizing.used();
 }
 
-// One row: threshold, softmax over the kept keys, P V; writes out (and lse). Returns keys kept.
+// One row: threshold, softmax over the kept keys, and lse. With dense_pv the row of logits becomes
+// its probabilities (0 off the kept keys) for the tile's P V GEMM; otherwise the kept keys' V rows
+// are accumulated here and out is written. Returns the keys kept.
 int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const SequenceSpan& span,
-                   int64_t i, KeyRange keys, float* logits, const Slot& slot) {
+                   int64_t i, KeyRange keys, float* logits, const Slot& slot, bool dense_pv) {
   const AttentionParams& p = *call.params;
   const int64_t d = call.shape.head_dim;
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -110,37 +115,76 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
     }
   }
   float threshold = neg_inf, mx = neg_inf;
-  if (k > 0) {
+  if (k > 0 && k < count) {
     std::copy(slot.values, slot.values + count, slot.select);
     std::nth_element(slot.select, slot.select + (k - 1), slot.select + count, std::greater<float>());
     threshold = slot.select[k - 1];
     mx = *std::max_element(slot.select, slot.select + k);
+  } else if (k > 0) {  // every gathered logit is kept: no selection
+    mx = *std::max_element(slot.values, slot.values + count);
   }
-  std::fill(slot.acc, slot.acc + d, 0.0f);
   double sum = 0.0;
   int64_t kept = 0;
-  if (k > 0) {
-    dispatch_float_dtype(p.v.dtype, [&](auto tag) {
-      using T = decltype(tag);
-      const int64_t kv = h / call.shape.group_size();
-      for (int64_t e = 0; e < count; ++e) {
-        if (!(slot.values[e] >= threshold)) continue;
-        const float w = std::exp(slot.values[e] - mx);
-        sum += w;
-        ++kept;
-        const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, slot.keys[e], kv);
-        for (int64_t c = 0; c < d; ++c) slot.acc[c] += w * to_float(v[c]);
-      }
-    });
+  if (dense_pv) {
+    for (int64_t e = 0; e < count; ++e)
+      if (k > 0 && slot.values[e] >= threshold) sum += std::exp(slot.values[e] - mx), ++kept;
+    std::fill(logits, logits + keys.size(), 0.0f);
+    const float inv = sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f;
+    for (int64_t e = 0; e < count; ++e)
+      if (k > 0 && slot.values[e] >= threshold)
+        logits[slot.keys[e] - keys.begin] = std::exp(slot.values[e] - mx) * inv;
+  } else {
+    std::fill(slot.acc, slot.acc + d, 0.0f);
+    if (k > 0) {
+      dispatch_float_dtype(p.v.dtype, [&](auto tag) {
+        using T = decltype(tag);
+        const int64_t kv = h / call.shape.group_size();
+        for (int64_t e = 0; e < count; ++e) {
+          if (!(slot.values[e] >= threshold)) continue;
+          const float w = std::exp(slot.values[e] - mx);
+          sum += w;
+          ++kept;
+          const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, slot.keys[e], kv);
+          for (int64_t c = 0; c < d; ++c) slot.acc[c] += w * to_float(v[c]);
+        }
+      });
+    }
+    const float inv = sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f;
+    const int64_t o = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
+    for (int64_t c = 0; c < d; ++c) store_float(p.out, o + c, slot.acc[c] * inv);
   }
-  const float inv = sum > 0.0 ? static_cast<float>(1.0 / sum) : 0.0f;
-  const int64_t o = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
-  for (int64_t c = 0; c < d; ++c) store_float(p.out, o + c, slot.acc[c] * inv);
   if (p.lse.present()) {
     const int64_t off = p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i);
     p.lse.ptr<float>()[off] = sum > 0.0 ? mx + static_cast<float>(std::log(sum)) : neg_inf;
   }
   return kept;
+}
+
+// O = P V for the tile (P: the probabilities left in the score tile), then out.
+void tile_pv(const RoutingCall& call, int64_t b, const SequenceSpan& span, int64_t kv, int64_t r0,
+             int64_t n, KeyRange keys, const Slot& slot) {
+  const AttentionParams& p = *call.params;
+  const int64_t d = call.shape.head_dim, g_size = call.shape.group_size(), rows = g_size * n;
+  float* o = slot.q;  // the scaled queries are no longer needed
+  std::fill(o, o + rows * d, 0.0f);
+  if (keys.size() > 0) {
+    if (p.v.dtype == DType::kF32) {
+      const int64_t ldv = p.varlen() ? p.v.stride[0] : p.v.stride[1];
+      const float* v0 = p.v.ptr<const float>() + row_offset(p.v, p.varlen(), b, span.k_start, keys.begin, kv);
+      call.pv(slot.scores, rows, keys.size(), v0, keys.size(), ldv, d, o, d);
+    } else {
+      for (int64_t j = keys.begin; j < keys.end; j += kKeyChunk) {
+        const int64_t m = std::min(kKeyChunk, keys.end - j);
+        pack_rows(p, p.v, b, span.k_start, j, m, kv, d, 1.0f, slot.chunk, d);
+        call.pv(slot.scores + (j - keys.begin), rows, keys.size(), slot.chunk, m, d, d, o, d);
+      }
+    }
+  }
+  for (int64_t g = 0; g < g_size; ++g)
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t at = row_offset(p.out, p.varlen(), b, span.q_start, r0 + i, kv * g_size + g);
+      for (int64_t c = 0; c < d; ++c) store_float(p.out, at + c, o[(g * n + i) * d + c]);
+    }
 }
 
 }  // namespace
@@ -172,13 +216,19 @@ void run_exact_topk(const RoutingCall& call, void* workspace, double* density) {
       for (int64_t g = 0; g < g_size; ++g)
         pack_rows(p, p.q, b, span.q_start, r0, n, kv * g_size + g, d, s.scale, slot.q + g * n * d, d);
       score_keys(call, b, span, kv, slot.q, g_size * n, keys, slot.scores, keys.size(), slot.chunk);
+      // Many kept keys per row: P V as one GEMM over the tile (the probabilities stay in the
+      // score tile), else gathered V rows per row. Not with an additive mask: a key it hides from
+      // every row may hold NaN, which 0 * NaN would spread.
+      const int64_t typical = row_budget(*call.config, keys.size());
+      const bool dense_pv = !p.additive_mask.present() && typical * kDensePvRatio >= keys.size();
       int64_t task_kept = 0, task_visible = 0;
       for (int64_t g = 0; g < g_size; ++g)
         for (int64_t i = r0; i < r1; ++i) {
           float* logits = slot.scores + (g * n + (i - r0)) * keys.size();
-          task_kept += finish_row(call, b, kv * g_size + g, span, i, keys, logits, slot);
+          task_kept += finish_row(call, b, kv * g_size + g, span, i, keys, logits, slot, dense_pv);
           task_visible += row_visible_keys(p, b, span, i).size();
         }
+      if (dense_pv) tile_pv(call, b, span, kv, r0, n, keys, slot);
       kept += task_kept;
       visible += task_visible;
     });

@@ -23,6 +23,7 @@ struct RoutingCall {
   AttentionShape shape;
   const DynamicSparseConfig* config;
   ScoresFn scores;
+  PvFn pv;
   tbb::task_arena* arena;
   int threads;
 };
