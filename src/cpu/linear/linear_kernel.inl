@@ -128,7 +128,8 @@ class HeadRunner {
     if (!performer_) {
       Eigen::Map<const Eigen::ArrayXf> x(x_, n * d_);
       Eigen::Map<Eigen::ArrayXf> phi(dst, n * d_);
-      phi = (x > 0.0f).select(x + 1.0f, x.exp());
+      // elu(x) + 1 = max(x, 0) + exp(min(x, 0)), branch-free so Eigen vectorises the exp.
+      phi = x.max(0.0f) + x.min(0.0f).exp();
       return;
     }
     projections(n, dst);
