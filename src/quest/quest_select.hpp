@@ -32,7 +32,7 @@ struct SelectArgs {
   int32_t* order = nullptr;      // [batch, Hkv, max_blocks] (host: nth_element's index array)
   float* scaled_q = nullptr;     // [batch, Hq, rows, D] q * scale (host; CUDA scales in place)
 
-  int64_t group() const { return heads / kv_heads; }
+  QWEN3VL_HOST_DEVICE int64_t group() const { return heads / kv_heads; }
 };
 
 // An unsigned key in the order of the float score; NaN ranks as +inf (such a page is kept, so the

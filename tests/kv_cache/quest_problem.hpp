@@ -63,9 +63,13 @@ inline void quest_token(const QuestSpec& s, int64_t b, int64_t j, float* k, floa
   }
 }
 
+// Receives every host append (k, v [tokens, Hkv, D] f32, cu_seqlens), e.g. to repeat it on a
+// device cache.
+using QuestMirror = std::function<void(const TensorView& k, const TensorView& v, const TensorView& cu)>;
+
 // Appends tokens [from[b], to[b]) of every sequence in one ragged append.
 inline Status quest_append(KvCache& cache, const QuestSpec& s, const std::vector<int64_t>& from,
-                           const std::vector<int64_t>& to) {
+                           const std::vector<int64_t>& to, const QuestMirror& mirror = {}) {
   const int64_t row = s.kv_heads * s.head_dim;
   int64_t total = 0;
   for (size_t b = 0; b < from.size(); ++b) total += to[b] - from[b];
@@ -81,6 +85,7 @@ inline Status quest_append(KvCache& cache, const QuestSpec& s, const std::vector
   }
   TensorView kv = k.view(), vv = v.view();
   kv.shape[0] = vv.shape[0] = total;
+  if (mirror) mirror(kv, vv, cu.view());
   return cache.append(kv, vv, cu.view());
 }
 
@@ -90,7 +95,8 @@ struct QuestProblem {
   Tensor k_store, v_store, bounds, q, out, lse;
   KvCache cache;
 
-  explicit QuestProblem(const QuestSpec& s) : spec(s), config(quest_cache_config(s)) {
+  explicit QuestProblem(const QuestSpec& s, const QuestMirror& mirror = {})
+      : spec(s), config(quest_cache_config(s)) {
     k_store = Tensor(s.kv_dtype, kv_storage_shape(config));
     v_store = Tensor(s.kv_dtype, kv_storage_shape(config));
     bounds = Tensor(DType::kF32, kv_key_bounds_shape(config));
@@ -107,7 +113,7 @@ struct QuestProblem {
         more |= to[b] > done[b];
       }
       if (!more) break;
-      throw_if_error(quest_append(cache, s, done, to));
+      throw_if_error(quest_append(cache, s, done, to, mirror));
       done = to;
     }
     q = Tensor(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});

@@ -1,0 +1,154 @@
+// Quest page selection on CUDA, two kernels. score_pages: one thread per candidate page of every
+// (sequence, KV head), the shared group_score, so the ranking equals the host's. select_pages: one
+// thread block per (sequence, KV head) finds the k-th best key by a 4-pass radix select (8 bits a
+// pass, shared histogram), then an ordered block-wide compaction writes the kept pages in position
+// order, ties to the earlier page, then the forced pages and the token count.
+// Runs on sm_61 and up (warp ballots, shared atomics, 1 KB of shared memory).
+#include <cuda_runtime.h>
+
+#include "../../src/quest/quest_select.hpp"
+#include "qwen3vl/cuda/check.cuh"
+
+namespace qwen3vl::detail::quest {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+struct Scratch {
+  int warp_count[kWarps];
+  int total;
+};
+
+// The block-wide exclusive prefix of `flag` in thread order; *total gets the block's count.
+__device__ int exclusive_count(bool flag, Scratch& s, int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const unsigned ballot = __ballot_sync(0xffffffffu, flag);
+  if (lane == 0) s.warp_count[warp] = __popc(ballot);
+  __syncthreads();
+  int before = __popc(ballot & ((1u << lane) - 1u)), all = 0;
+  for (int w = 0; w < kWarps; ++w) {
+    before += w < warp ? s.warp_count[w] : 0;
+    all += s.warp_count[w];
+  }
+  __syncthreads();
+  *total = all;
+  return before;
+}
+
+// The pages of sequence b and how many of them are ranked (0 when every page is kept).
+struct PageCounts {
+  int64_t len, pages, forced, candidates, keep;
+};
+__device__ PageCounts page_counts(const SelectArgs& a, int64_t b) {
+  PageCounts c;
+  c.len = a.seq_lens[b * a.lens_stride];
+  c.pages = (c.len + a.block_size - 1) / a.block_size;
+  c.forced = c.pages > a.budget_pages ? forced_pages(c.len, a.rows, a.block_size, c.pages) : 0;
+  c.candidates = c.pages > a.budget_pages ? c.pages - c.forced : 0;
+  c.keep = a.budget_pages - c.forced > 0 ? a.budget_pages - c.forced : 0;
+  return c;
+}
+
+constexpr int kScoreThreads = 128;
+
+// grid (page chunks, batch * Hkv): the ranking key of every candidate page.
+template <class Q>
+__global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a) {
+  const int64_t b = blockIdx.y / a.kv_heads, g = blockIdx.y % a.kv_heads;
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * kScoreThreads + threadIdx.x;
+  if (p >= page_counts(a, b).candidates) return;
+  const Q* q = static_cast<const Q*>(a.q);
+  auto scaled_q = [&](int64_t bb, int64_t h, int64_t r, int64_t d) {
+    return to_float(q[bb * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2] + d]) * a.scale;
+  };
+  const int32_t block = a.table[b * a.table_stride[0] + p * a.table_stride[1]];
+  a.keys[(b * a.kv_heads + g) * a.max_blocks + p] = order_key(group_score(a, scaled_q, b, g, block));
+}
+
+__global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {
+  __shared__ Scratch scratch;
+  __shared__ int hist[256];
+  __shared__ int chosen_bin, still_needed;
+  const int64_t b = blockIdx.x / a.kv_heads, g = blockIdx.x % a.kv_heads;
+  const PageCounts c = page_counts(a, b);
+  int32_t* out = a.out_table + (g * a.batch + b) * a.max_pages;
+  const int32_t* row = a.table + b * a.table_stride[0];
+  const int64_t col = a.table_stride[1], bs = a.block_size;
+  if (c.pages <= a.budget_pages) {  // everything fits: the dense decode
+    for (int64_t p = threadIdx.x; p < c.pages; p += kThreads) out[p] = row[p * col];
+    if (threadIdx.x == 0) a.out_lens[g * a.batch + b] = static_cast<int32_t>(c.len);
+    return;
+  }
+  const uint32_t* keys = a.keys + (b * a.kv_heads + g) * a.max_blocks;
+
+  // threshold = the keep-th largest key, need_equal = how many keys equal to it are kept.
+  uint32_t threshold = 0xffffffffu, mask = 0;
+  int need_equal = 0;
+  if (c.keep > 0) {
+    threshold = 0;
+    need_equal = static_cast<int>(c.keep);
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int i = threadIdx.x; i < 256; i += kThreads) hist[i] = 0;
+      __syncthreads();
+      for (int64_t p = threadIdx.x; p < c.candidates; p += kThreads) {
+        const uint32_t key = keys[p];
+        if ((key & mask) == threshold) atomicAdd(&hist[(key >> shift) & 255u], 1);
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        int above = 0, bin = 255;
+        for (; bin > 0 && above + hist[bin] < need_equal; --bin) above += hist[bin];
+        chosen_bin = bin;
+        still_needed = need_equal - above;
+      }
+      __syncthreads();
+      threshold |= static_cast<uint32_t>(chosen_bin) << shift;
+      mask |= 255u << shift;
+      need_equal = still_needed;
+      __syncthreads();
+    }
+  }
+  // Kept: every key above the threshold, and the earliest `need_equal` keys equal to it.
+  int equal_seen = 0, kept = 0;
+  for (int64_t base = 0; base < c.candidates; base += kThreads) {
+    const int64_t p = base + threadIdx.x;
+    const bool valid = p < c.candidates && c.keep > 0;
+    const uint32_t key = valid ? keys[p] : 0u;
+    const bool equal = valid && key == threshold;
+    int equal_total = 0, kept_total = 0;
+    const int equal_rank = equal_seen + exclusive_count(equal, scratch, &equal_total);
+    const bool take = valid && (key > threshold || (equal && equal_rank < need_equal));
+    const int at = kept + exclusive_count(take, scratch, &kept_total);
+    if (take) out[at] = row[p * col];
+    equal_seen += equal_total;
+    kept += kept_total;
+  }
+  if (threadIdx.x == 0) {
+    int64_t n = kept;
+    for (int64_t p = c.candidates; p < c.pages; ++p) out[n++] = row[p * col];
+    a.out_lens[g * a.batch + b] = static_cast<int32_t>((n - 1) * bs + c.len - (c.pages - 1) * bs);
+  }
+}
+
+}  // namespace
+
+Status select_cuda(const SelectArgs& a, void* stream) {
+  if (a.batch * a.kv_heads > 65535)
+    return make_error(StatusCode::kUnsupported, "batch * Hkv = ", a.batch * a.kv_heads,
+                      ": Quest selection launches one block row each (at most 65535)");
+  const auto s = static_cast<cudaStream_t>(stream);
+  const unsigned grid = static_cast<unsigned>(a.batch * a.kv_heads);
+  if (grid == 0) return Status();
+  const unsigned chunks = static_cast<unsigned>((a.max_blocks + kScoreThreads - 1) / kScoreThreads);
+  QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(a.q_dtype, [&](auto tag) -> Status {
+    score_pages<decltype(tag)><<<dim3(chunks, grid), kScoreThreads, 0, s>>>(a);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("quest score_pages");
+    return Status();
+  }));
+  select_pages<<<grid, kThreads, 0, s>>>(a);
+  QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("quest select_pages");
+  return Status();
+}
+
+}  // namespace qwen3vl::detail::quest
