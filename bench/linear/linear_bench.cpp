@@ -2,7 +2,7 @@
 // same problem, N swept 256..16384 (B 1, D 128): the time ratio T(16384) / T(4096) (ideal 4 for
 // O(N)) and the N from which linear is faster. Usage:
 //   qwen3vl-linear-bench [--device cpu|cuda] [--heads H] [--kv-heads K] [--reps R]
-//                        [--max-n N] [--flash-max-n N]   (flash2 only up to that N; 0: none)
+//                        [--min-n N] [--max-n N] [--flash-max-n N]  (flash2 only up to that N; 0: none)
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   base.heads = flag(argc, argv, "--heads", cuda ? 32 : 4);
   base.kv_heads = flag(argc, argv, "--kv-heads", base.heads);
   base.reps = static_cast<int>(flag(argc, argv, "--reps", cuda ? 10 : 3));
+  const int64_t min_n = flag(argc, argv, "--min-n", 256);
   const int64_t max_n = flag(argc, argv, "--max-n", 16384);
   const int64_t flash_max = flag(argc, argv, "--flash-max-n", 16384);
   std::printf("device %s, B 1, Hq %lld, Hkv %lld, D 128, causal, f32; linear elu+1 chunk 64 vs flash2\n",
@@ -85,7 +86,7 @@ int main(int argc, char** argv) {
   std::printf("%8s %12s %12s %10s\n", "N", "linear ms", "flash2 ms", "flash/lin");
   std::map<int64_t, double> linear_ms;
   int64_t crossover = 0;
-  for (int64_t n = 256; n <= max_n; n *= 2) {
+  for (int64_t n = min_n; n <= max_n; n *= 2) {
     LinearCase c = base;
     c.n = n;
     c.flash = n <= flash_max;
