@@ -72,6 +72,8 @@ struct LinearState {
 //              new tokens) and updates it. prefill + steps equal one prefill over all tokens.
 // Additive masks, attention weights, LSE, soft-capping, windows, query positions and block
 // layouts are kUnsupported; key_lengths zero the padded keys' features (fixed-length batches).
+// Causal varlen on CUDA needs cu_seqlens_k to be the same tensor as cu_seqlens_q (Lq == Lk per
+// sequence; the host cannot read device values to compare them).
 class LinearAttention : public Attention {
  public:
   virtual Status prefill(const AttentionParams& params, const LinearState& state,
