@@ -31,9 +31,13 @@ inline int64_t row_position(const AttentionParams& p, int64_t b, const SequenceS
 }
 
 // Rows that see no key are never gathered (output 0, LSE -inf, no compute).
-QWEN3VL_HOST_DEVICE inline bool row_sees_keys(const AttentionParams& p, int64_t position,
-                                              int64_t k_len) {
-  return visible_keys_at(p.mask, p.window_left, p.window_right, position, k_len).size() > 0;
+QWEN3VL_HOST_DEVICE inline bool row_sees_keys_at(MaskKind mask, int64_t window_left,
+                                                 int64_t window_right, int64_t position,
+                                                 int64_t k_len) {
+  return visible_keys_at(mask, window_left, window_right, position, k_len).size() > 0;
+}
+inline bool row_sees_keys(const AttentionParams& p, int64_t position, int64_t k_len) {
+  return row_sees_keys_at(p.mask, p.window_left, p.window_right, position, k_len);
 }
 
 // Whether the sub-calls need q_positions (only structural masks look at positions).

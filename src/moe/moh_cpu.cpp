@@ -269,4 +269,12 @@ Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& c
   return create_mixture_of_heads(std::move(flash), config, out);
 }
 
+Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& config,
+                                   std::unique_ptr<Attention>* out) {
+  std::unique_ptr<MixtureOfHeadsAttention> moh;
+  QWEN3VL_RETURN_IF_ERROR(create_mixture_of_heads_cpu(options, config, &moh));
+  *out = std::move(moh);
+  return Status();
+}
+
 }  // namespace qwen3vl

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -114,6 +115,57 @@ inline reference::Result gated_reference(const AttentionParams& p, const Routing
       if (w == 0.0) ref.lse[static_cast<size_t>(t * s.heads + h)] = -std::numeric_limits<double>::infinity();
     }
   return ref;
+}
+
+// Odd sizes, Lq != Lk both ways, GQA and MQA, D 72/80/64/128/33, every mask, f32/bf16/f16,
+// batches, key padding, varlen with an empty segment, BHSD strides.
+inline std::vector<ProblemSpec> routed_sweep() {
+  std::vector<ProblemSpec> specs;
+  const int64_t sizes[][2] = {{1, 1}, {17, 17}, {65, 65}, {129, 129}, {33, 70}, {70, 33}, {200, 200}};
+  const int64_t dims[] = {72, 80, 64, 128, 33, 72, 128};
+  const int64_t heads[][2] = {{8, 2}, {6, 3}, {4, 1}, {5, 5}};
+  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kNone, MaskKind::kCausalTopLeft,
+                            MaskKind::kSlidingWindow};
+  const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF32, DType::kF16};
+  uint64_t seed = 700;
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    ProblemSpec s;
+    s.batch = 1 + static_cast<int64_t>(i % 2);
+    s.seq_q = sizes[i][0];
+    s.seq_k = sizes[i][1];
+    s.head_dim = dims[i];
+    s.heads = heads[i % 4][0];
+    s.kv_heads = heads[i % 4][1];
+    s.mask = masks[i % 4];
+    s.window_left = 9;
+    s.window_right = 0;
+    s.dtype = dtypes[i % 4];
+    s.with_lse = true;
+    s.bhsd = i % 3 == 2;
+    if (i == 4) s.key_lengths = {50};
+    s.seed = ++seed;
+    specs.push_back(s);
+  }
+  ProblemSpec v;  // packed sequences with an empty one, GQA, causal
+  v.varlen_q = {17, 0, 130, 5};
+  v.varlen_k = {17, 3, 130, 9};
+  v.heads = 8;
+  v.kv_heads = 2;
+  v.head_dim = 80;
+  v.mask = MaskKind::kCausal;
+  v.with_lse = true;
+  v.seed = ++seed;
+  specs.push_back(v);
+  ProblemSpec w = v;  // the same with a two-sided window and key padding
+  w.mask = MaskKind::kSlidingWindow;
+  w.window_left = 20;
+  w.window_right = 3;
+  w.varlen_q = {40, 9, 64};
+  w.varlen_k = {40, 20, 64};
+  w.key_lengths = {40, 11, 64};
+  w.seed = ++seed;
+  specs.push_back(w);
+  return specs;
 }
 
 }  // namespace qwen3vl::testing

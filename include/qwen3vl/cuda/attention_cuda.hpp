@@ -9,6 +9,7 @@
 #include "qwen3vl/cuda/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
 #include "qwen3vl/variants/linear.hpp"
+#include "qwen3vl/variants/moe.hpp"
 #include "qwen3vl/variants/sm61_tiled.hpp"
 
 namespace qwen3vl {
@@ -29,6 +30,17 @@ Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config
                           std::unique_ptr<LinearAttention>* out);
 Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
                           std::unique_ptr<Attention>* out);
+
+// Mixture-of-heads (variants/moe.hpp) on CUDA: routing, gather and scatter kernels around the
+// CUDA flash2 object, called once per query head on its gathered rows, side by side on 8 internal
+// streams forked from and joined to the caller's (max_seqlen_q is bounded by the token count: the
+// host never reads the counts). One forward at a time per object. Routing tensors are device
+// memory; their values are not checked there (a head listed twice counts once, an index out of
+// range is ignored).
+Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
+                                    std::unique_ptr<MixtureOfHeadsAttention>* out);
+Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
+                                    std::unique_ptr<Attention>* out);
 
 // The compute capability (major, minor) of a device; (-1: the current one). kDeviceError when no
 // CUDA device can be used.

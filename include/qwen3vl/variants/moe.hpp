@@ -84,6 +84,9 @@ class MixtureOfHeadsAttention : public Attention {
 // per (sequence, head) for fixed-length batches; see docs/architecture.md for why not one call).
 [[nodiscard]] Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& config,
                                                  std::unique_ptr<MixtureOfHeadsAttention>* out);
+// The same as a plain Attention (forward(params) only: dense), for callers that hold any variant.
+[[nodiscard]] Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& config,
+                                                 std::unique_ptr<Attention>* out);
 
 // The same driver over any host `head_kernel` that honours params.q_positions (e.g. a test's
 // reference adapter): it runs the gathered one-head calls.
