@@ -52,7 +52,10 @@ std::vector<float> unit_vector(std::mt19937_64& rng, int64_t d) {
   std::normal_distribution<float> normal;
   std::vector<float> u(static_cast<size_t>(d));
   double norm = 0;
-  for (float& x : u) norm += double(x = normal(rng)) * x;
+  for (float& x : u) {
+    x = normal(rng);
+    norm += double(x) * x;
+  }
   for (float& x : u) x = static_cast<float>(x / std::sqrt(norm));
   return u;
 }

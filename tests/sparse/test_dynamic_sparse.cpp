@@ -290,7 +290,10 @@ TEST(DynamicSparseVerticalSlash, FindsPlantedColumnsAndDiagonal) {
   std::vector<std::vector<float>> r(n + delta + 1, std::vector<float>(d));
   for (auto& v : r) {
     float norm = 0;
-    for (float& x : v) norm += (x = normal(rng)) * x;
+    for (float& x : v) {
+      x = normal(rng);
+      norm += x * x;
+    }
     for (float& x : v) x /= std::sqrt(norm);
   }
   std::vector<float> u(d, 0.0f);
