@@ -80,6 +80,22 @@ AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape
   a.mask_kind = p.mask;
   a.window_left = p.mask == MaskKind::kSlidingWindow ? p.window_left : -1;
   a.window_right = p.mask == MaskKind::kSlidingWindow ? p.window_right : -1;
+  if (p.q_positions.present()) {
+    a.q_positions = p.q_positions.ptr<const int32_t>();
+    a.q_positions_batch = varlen ? 0 : p.q_positions.stride[0];
+    a.q_positions_token = p.q_positions.stride[p.q_positions.rank - 1];
+  }
+  const BlockLayout& bl = p.block_layout;
+  if (bl.present()) {
+    a.layout_indptr = bl.indptr.ptr<const int32_t>();
+    a.layout_indices = bl.indices.ptr<const int32_t>();
+    a.layout_indptr_stride = bl.indptr.rank == 2 ? bl.indptr.stride[0] : 0;
+    a.layout_indices_stride = bl.indices.rank == 2 ? bl.indices.stride[0] : 0;
+    a.layouts = bl.layouts();
+    a.layout_capacity = static_cast<int32_t>(bl.indices.shape[bl.indices.rank - 1]);
+    a.block_q = bl.block_q;
+    a.block_k = bl.block_k;
+  }
   return a;
 }
 

@@ -41,6 +41,19 @@ struct AttentionArgs {
   float softcap = 0.0f;  // 0: off
   MaskKind mask_kind = MaskKind::kNone;
   int64_t window_left = -1, window_right = -1;
+
+  // Query positions on the key axis (structural masks use them), or null: bottom-right alignment.
+  // Row i of sequence b sits at q_positions[b * q_positions_batch + (q_start + i) * ..._token].
+  const int32_t* q_positions = nullptr;
+  int64_t q_positions_batch = 0, q_positions_token = 0;
+
+  // Block-sparse layout (BlockLayout, device i32), or null layout_indptr: every key block.
+  const int32_t* layout_indptr = nullptr;
+  const int32_t* layout_indices = nullptr;
+  int64_t layout_indptr_stride = 0, layout_indices_stride = 0;  // elements between layouts
+  int64_t layouts = 0;                                          // 1, Hkv or B * Hkv
+  int32_t layout_capacity = 0;  // entries per layout in layout_indices (bounds indptr values)
+  int32_t block_q = 0, block_k = 0;
 };
 
 // Fills args from validated params (host side; reads no device memory).

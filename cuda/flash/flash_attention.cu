@@ -1,5 +1,7 @@
-// The flash2 and sm61_tiled variants on CUDA: one Attention class over the flash kernel template,
-// differing only in which tile configuration runs each head_dim.
+// The flash2, sm61_tiled and block_sparse variants on CUDA: one Attention class over the flash
+// kernel template. flash2 and sm61_tiled differ only in which tile configuration runs each
+// head_dim; block_sparse is flash2 that requires params.block_layout (the kernel walks a layout
+// and query positions for all three).
 #include <cuda_runtime.h>
 
 #include <string>
@@ -117,8 +119,11 @@ class FlashCuda final : public Attention {
 
   std::string describe() const override {
     std::string s = std::string(qwen3vl::to_string(variant_)) +
-                    " (cuda): fused FlashAttention-2 forward, fp32 math; " + ctx_.to_string() +
-                    "; tiles:";
+                    " (cuda): fused FlashAttention-2 forward, fp32 math" +
+                    (variant_ == Variant::kBlockSparse
+                         ? ", K/V loop walks the BSR block layout's column blocks; "
+                         : "; ") +
+                    ctx_.to_string() + "; tiles:";
     for (int slot = 0; slot < kHeadDimSlots; ++slot) {
       const KernelInfo& k = kernels_[slot];
       s += std::string(slot ? "," : "") + " D" +
@@ -137,7 +142,17 @@ class FlashCuda final : public Attention {
                         ": the fused kernel never materialises attention weights (use the standard "
                         "variant)");
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query_pointers));
-    QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(p, "CUDA flash"));
+    QWEN3VL_RETURN_IF_ERROR(
+        check_device_tensor(ctx_, p.q_positions, "q_positions", query_pointers));
+    const BlockLayout& bl = p.block_layout;
+    if (variant_ == Variant::kBlockSparse && !bl.present())
+      return make_error(StatusCode::kInvalidArgument,
+                        "block_layout is absent: the block_sparse variant walks "
+                        "params.block_layout (use flash2 for dense attention)");
+    QWEN3VL_RETURN_IF_ERROR(
+        check_device_tensor(ctx_, bl.indptr, "block_layout.indptr", query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(
+        check_device_tensor(ctx_, bl.indices, "block_layout.indices", query_pointers));
     if (s.batch > ctx_.max_grid_z)
       return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
                         ": this device launches at most ", ctx_.max_grid_z, " sequences per call");
@@ -154,7 +169,10 @@ class FlashCuda final : public Attention {
   KernelInfo kernels_[kHeadDimSlots];
 };
 
-Status create(Variant variant, const CudaOptions& options, std::unique_ptr<Attention>* out) {
+}  // namespace
+
+Status create_flash_attention(Variant variant, const CudaOptions& options,
+                              std::unique_ptr<Attention>* out) {
   DeviceContext ctx;
   QWEN3VL_RETURN_IF_ERROR(DeviceContext::create(options, &ctx));
   int previous = -1;
@@ -168,15 +186,14 @@ Status create(Variant variant, const CudaOptions& options, std::unique_ptr<Atten
   return Status();
 }
 
-}  // namespace
 }  // namespace detail::flash
 
 Status create_flash2_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out) {
-  return detail::flash::create(Variant::kFlash2, options, out);
+  return detail::flash::create_flash_attention(Variant::kFlash2, options, out);
 }
 
 Status create_sm61_tiled_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out) {
-  return detail::flash::create(Variant::kSm61Tiled, options, out);
+  return detail::flash::create_flash_attention(Variant::kSm61Tiled, options, out);
 }
 
 }  // namespace qwen3vl

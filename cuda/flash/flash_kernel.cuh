@@ -1,6 +1,8 @@
 // The fused flash forward kernel (FlashAttention-2 schedule, fp32 arithmetic, no tensor cores), one
 // template for every tile configuration (flash_traits.cuh). Storage dtype, masks, varlen, GQA,
-// soft-cap and LSE are run-time arguments; only the tile shape and head_dim are compiled in.
+// soft-cap, LSE, query positions and block-sparse layouts are run-time arguments; only the tile
+// shape and head_dim are compiled in. The K/V loop walks the tiles a KeyWalk lists (key_walk.cuh):
+// the dense walk, or the column blocks of a block-sparse layout.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,6 +12,7 @@
 #include "../common/device_util.cuh"
 #include "flash_registry.hpp"
 #include "flash_traits.cuh"
+#include "key_walk.cuh"
 
 namespace qwen3vl::detail::flash {
 
@@ -133,19 +136,25 @@ struct TileIo {
   }
 
   // Converts and stores the slots (times `scale`); rows get 4 floats of skew per group of
-  // SkewRows rows (0: none). The dtype is decided once, outside the slot loop.
+  // SkewRows rows (0: none). The dtype is decided once, outside the slot loop. With `live`, rows
+  // whose live[row] is not `epoch` are stored as zeros.
   template <int SkewRows, int N>
   __device__ static void store(const Raw4 (&raw)[N], float* dst, int ld, DType t, float scale,
-                               int tid) {
+                               int tid, const uint32_t* live = nullptr, uint32_t epoch = 0) {
     switch (t) {
-      case DType::kF16: store_as<DType::kF16, SkewRows>(raw, dst, ld, scale, tid); break;
-      case DType::kBF16: store_as<DType::kBF16, SkewRows>(raw, dst, ld, scale, tid); break;
-      default: store_as<DType::kF32, SkewRows>(raw, dst, ld, scale, tid); break;
+      case DType::kF16:
+        store_as<DType::kF16, SkewRows>(raw, dst, ld, scale, tid, live, epoch);
+        break;
+      case DType::kBF16:
+        store_as<DType::kBF16, SkewRows>(raw, dst, ld, scale, tid, live, epoch);
+        break;
+      default: store_as<DType::kF32, SkewRows>(raw, dst, ld, scale, tid, live, epoch); break;
     }
   }
 
   template <DType T, int SkewRows, int N>
-  __device__ static void store_as(const Raw4 (&raw)[N], float* dst, int ld, float scale, int tid) {
+  __device__ static void store_as(const Raw4 (&raw)[N], float* dst, int ld, float scale, int tid,
+                                  const uint32_t* live, uint32_t epoch) {
 #pragma unroll
     for (int s = 0; s < kSlots; ++s) {
       const int quad = tid + s * Threads;
@@ -153,6 +162,7 @@ struct TileIo {
       const int row = kLinear ? tid / kQuadsPerRow + s * kRowStep : quad / kQuadsPerRow;
       const int col = kLinear ? (tid % kQuadsPerRow) * 4 : (quad % kQuadsPerRow) * 4;
       float4 f = to_float4(raw[s], T);
+      if (live != nullptr && live[row] != epoch) f = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       f.x *= scale;
       f.y *= scale;
       f.z *= scale;
@@ -242,16 +252,27 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
   const int rows_valid = static_cast<int>(sp.q_len - i0 < kBm ? sp.q_len - i0 : kBm);
 
   // Keys any row of this block can see: structural masks give each row a contiguous range whose
-  // ends never decrease with the row, so the union is [first.begin, last.end). Tiles outside it
-  // are never touched; tiles inside [last.begin, first.end) need no per-element mask.
-  const KeyRange first =
-      visible_keys(a.mask_kind, a.window_left, a.window_right, i0, sp.q_len, sp.k_len);
-  const KeyRange last = visible_keys(a.mask_kind, a.window_left, a.window_right,
-                                     i0 + rows_valid - 1, sp.q_len, sp.k_len);
+  // ends never decrease with the row (q_positions are non-decreasing), so the union is
+  // [first.begin, last.end). Tiles outside it are never touched; tiles inside [last.begin,
+  // first.end) that the layout lists for every row need no per-element mask.
+  const KeyRange first = row_keys(a, sp, b, i0);
+  const KeyRange last = row_keys(a, sp, b, i0 + rows_valid - 1);
   const int64_t k_begin = first.begin;
   const int64_t k_end = last.end < sp.k_len ? last.end : sp.k_len;
   const int64_t full_lo = last.begin, full_hi = first.end;
-  const int n_tiles = k_end > k_begin ? static_cast<int>((k_end - k_begin + kBn - 1) / kBn) : 0;
+  static_assert(kBm % 16 == 0, "row blocks are multiples of 16 rows");
+  __shared__ KeyWalk<kBn, kBm / 16> walk;  // thread 0 walks; tiles n + 1 and n alternate in
+  __shared__ KeyTile walked[2];             // walked[] (written at the top of tile n)
+  // V rows no query row weighs (every score -inf, e.g. under an additive -inf) are stored as
+  // zeros in masked tiles: their p = 0 must not meet a NaN there (0 x NaN). live_keys[j] holds
+  // n + 1 when some row of tile n weighs key j.
+  __shared__ uint32_t live_keys[kBn];
+  if (tid == 0) {
+    walk.init(a, b, kv_head, i0, rows_valid, k_begin, k_end);
+    walked[0] = walk.next();
+  }
+  for (int j = tid; j < kBn; j += T::kThreads) live_keys[j] = 0;
+  const int first_row_block = a.layout_indptr ? static_cast<int>(i0 / a.block_q) : 0;
 
   const bool vec = a.vector_io;
   const DType dt = a.dtype;
@@ -273,10 +294,10 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
   }
 
   Raw4 raw[kSlots];
-  // Chunk c of tile n: c < n_kc is K columns [c*kKc, (c+1)*kKc), then V rows in steps of kJc.
-  auto fetch = [&](int n, int c) {
-    const int64_t t0 = k_begin + static_cast<int64_t>(n) * kBn;
-    const int rows = static_cast<int>(k_end - t0 < kBn ? k_end - t0 : kBn);
+  // Chunk c of a tile: c < n_kc is K columns [c*kKc, (c+1)*kKc), then V rows in steps of kJc.
+  auto fetch = [&](const KeyTile& tile, int c) {
+    const int64_t t0 = tile.t0;
+    const int rows = tile.keys;
     if (c < n_kc) {
       KIo::fetch(raw, a.k.data, k_base + t0 * a.k.token + c * kKc, a.k.token, rows,
                  head_dim - c * kKc, dt, vec, tid);
@@ -286,11 +307,12 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
                  vec, tid);
     }
   };
-  auto store = [&](int c, float* buf) {
+  auto store = [&](int c, float* buf, bool zero_dead = false, uint32_t epoch = 0) {
     if (c < n_kc)
       KIo::template store<0>(raw, buf, T::kKLd, dt, 1.0f, tid);
     else
-      VIo::template store<0>(raw, buf, T::kVLd, dt, 1.0f, tid);
+      VIo::template store<0>(raw, buf, T::kVLd, dt, 1.0f, tid,
+                             zero_dead ? live_keys + (c - n_kc) * kJc : nullptr, epoch);
   };
   auto chunk_buffer = [&](int stage) { return s_chunk + stage * T::kChunkFloats; };
 
@@ -304,16 +326,20 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
     for (int c = 0; c < kOc; ++c) o[i][c] = 0.0f;
   }
 
-  if (n_tiles > 0) {
-    fetch(0, 0);
+  __syncthreads();  // walked[0]
+  if (walked[0].keys > 0) {
+    fetch(walked[0], 0);
     store(0, chunk_buffer(0));
   }
   __syncthreads();
   int stage = 0;
   const float* q_rows = s_q + (ty * kRm) * T::kQLd + ty * 4;
 
-  for (int n = 0; n < n_tiles; ++n) {
-    const int64_t t0 = k_begin + static_cast<int64_t>(n) * kBn;
+  // The tiles are read from shared memory where used (held in registers they cost spills).
+  for (int n = 0; walked[n & 1].keys > 0; ++n) {
+    const KeyTile& tile = walked[n & 1];
+    const int64_t t0 = tile.t0;
+    if (tid == 0) walked[(n + 1) & 1] = walk.next();  // read by all after the P barrier
 
     // S = Q K^T over the K chunks.
     float s[kRm][kRn];
@@ -322,7 +348,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
 #pragma unroll
       for (int j = 0; j < kRn; ++j) s[i][j] = 0.0f;
     for (int c = 0; c < n_kc; ++c) {
-      fetch(n, c + 1);  // the next K chunk, or V chunk 0
+      fetch(tile, c + 1);  // the next K chunk, or V chunk 0
       const float* kb = chunk_buffer(stage);
       const float* qb = q_rows + c * kKc;
 #pragma unroll 2
@@ -358,21 +384,36 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
 #pragma unroll
         for (int j = 0; j < kRn; ++j) s[i][j] = cap * tanhf(s[i][j]);
     }
-    const bool masked = a.mask != nullptr || t0 < full_lo || t0 + kBn > full_hi;
+    const bool masked = a.mask != nullptr || t0 < full_lo || t0 + kBn > full_hi ||
+                        tile.keys < kBn || !tile.whole;
     if (masked) {
 #pragma unroll
       for (int i = 0; i < kRm; ++i) {
         const int64_t row = i0 + ty * kRm + i;
-        const KeyRange r =
-            visible_keys(a.mask_kind, a.window_left, a.window_right, row, sp.q_len, sp.k_len);
+        const KeyRange r = row_keys(a, sp, b, row);
+        // The granules this row's block lists (bit 4 g); the dense walk lists all.
+        const int row_block = a.layout_indptr ? static_cast<int>(row) / a.block_q : 0;
+        const uint32_t listed = tile.allow >> ((row_block - first_row_block) & 3);
 #pragma unroll
         for (int j = 0; j < kRn; ++j) {
-          const int64_t key = t0 + tx + j * kTx;
-          const bool visible = key >= r.begin && key < r.end && row < sp.q_len;
+          const int key_in_tile = tx + j * kTx;
+          const int64_t key = t0 + key_in_tile;
+          const bool visible = key >= r.begin && key < r.end && row < sp.q_len &&
+                               key_in_tile < tile.keys && ((listed >> (key_in_tile / 16 * 4)) & 1u);
           float x = s[i][j];
-          if (a.mask != nullptr && visible) x += kLog2e * load_mask(a, b, h, row, key);
+          if (a.mask != nullptr && visible) {  // an additive -inf hides even a NaN score
+            const float add = load_mask(a, b, h, row, key);
+            x = add == kNegInf ? kNegInf : x + kLog2e * add;
+          }
           s[i][j] = visible ? x : kNegInf;
         }
+      }
+#pragma unroll
+      for (int j = 0; j < kRn; ++j) {
+        bool weighed = false;
+#pragma unroll
+        for (int i = 0; i < kRm; ++i) weighed = weighed || s[i][j] != kNegInf;  // NaN: weighed
+        if (weighed) atomicMax(live_keys + tx + j * kTx, static_cast<uint32_t>(n + 1));
       }
     }
 #pragma unroll
@@ -401,18 +442,21 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
       for (int i = 0; i < kRm; i += 4)
         *reinterpret_cast<float4*>(s_p + (tx + j * kTx) * T::kPLd + ty * kRm + i) =
             make_float4(s[i][j], s[i + 1][j], s[i + 2][j], s[i + 3][j]);
-    store(n_kc, chunk_buffer(stage ^ 1));
+    const uint32_t epoch = static_cast<uint32_t>(n + 1);
+    if (masked) __syncthreads();  // live_keys of this tile complete
+    store(n_kc, chunk_buffer(stage ^ 1), masked, epoch);
     __syncthreads();
     stage ^= 1;
 
     // O += P V over the V chunks; the last one fetches the next tile's first K chunk.
+    const KeyTile& next = walked[(n + 1) & 1];
     for (int vc = 0; vc < n_vc; ++vc) {
       const bool next_v = vc + 1 < n_vc;
-      const bool has_next = next_v || n + 1 < n_tiles;
+      const bool has_next = next_v || next.keys > 0;
       if (next_v)
-        fetch(n, n_kc + vc + 1);
+        fetch(tile, n_kc + vc + 1);
       else if (has_next)
-        fetch(n + 1, 0);
+        fetch(next, 0);
       const float* vb = chunk_buffer(stage);
       const float* pb = s_p + (vc * kJc) * T::kPLd + ty * kRm;
 #pragma unroll(kPvUnroll)
@@ -435,7 +479,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
         }
       }
       if (next_v)
-        store(n_kc + vc + 1, chunk_buffer(stage ^ 1));
+        store(n_kc + vc + 1, chunk_buffer(stage ^ 1), masked, epoch);
       else if (has_next)
         store(0, chunk_buffer(stage ^ 1));
       __syncthreads();

@@ -3,7 +3,11 @@
 // run-time head_dim instantiation (D = 0).
 #pragma once
 
+#include <memory>
+
 #include "../common/kernel_args.hpp"
+#include "qwen3vl/cuda/options.hpp"
+#include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl::detail::flash {
 
@@ -30,5 +34,10 @@ constexpr int kFastHeadDims[] = {64, 72, 80, 96, 128, 256};
 
 // The instantiation that runs `head_dim` in configuration `config`.
 KernelInfo find_kernel(TileConfig config, int head_dim);
+
+// The flash Attention object of `variant`: kFlash2, kSm61Tiled, or kBlockSparse (flash2's tiles,
+// requires params.block_layout). All three walk a layout and take query positions.
+Status create_flash_attention(Variant variant, const CudaOptions& options,
+                              std::unique_ptr<Attention>* out);
 
 }  // namespace qwen3vl::detail::flash

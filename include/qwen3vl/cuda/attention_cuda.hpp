@@ -23,6 +23,11 @@ Status create_standard_cuda(const CudaOptions& options, std::unique_ptr<Attentio
 // the compact (sm61) tiles and says so in describe().
 Status create_flash2_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out);
 
+// Block-sparse attention (variants/block_sparse.hpp) on CUDA: the flash2 kernels walking
+// params.block_layout (required, device memory), whose K/V loop visits only the listed key blocks.
+// flash2 and sm61_tiled run the same kernels, so they take q_positions and a layout too.
+Status create_block_sparse_cuda(const CudaOptions& options, std::unique_ptr<Attention>* out);
+
 // Linear attention (variants/linear.hpp) on CUDA: elu+1 or Performer features, the chunked form
 // (chunk 64 only) in four launches; the workspace holds phi(Q), phi(K) and one F x (D + 1) state
 // per (sequence, KV head, chunk) (O(L F D / 64)). D <= 256; Performer F <= 4096.
