@@ -2,9 +2,13 @@
 // head_dim 128, N 1024 / 4096 / 16384, causal and not, fp32 and fp16 storage; the vision shape:
 // 16 heads, head_dim 72, packed frames), next to cuBLAS SGEMM (fp32, TF32 off) measured in the same
 // process. Prints a table and writes one JSON object per line to --json FILE.
+// --block-sparse runs issue 7's cases instead: N 16384, D 128, 32 query / 8 KV heads, fp32 and
+// fp16 storage, dense flash2 then block_sparse on random 64x64 layouts (one per KV head, the
+// diagonal block kept) at densities 50/10/5%, with the dense/sparse time ratio.
 //
 // Usage: qwen3vl-cuda-bench [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard]
 //                           [--reps N] [--filter TEXT[,TEXT...]]   (cases whose name contains one)
+//                           [--block-sparse]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +23,8 @@
 #include "common/device_run.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
+#include "qwen3vl/variants/block_sparse.hpp"
+#include "support/block_layouts.hpp"
 
 namespace qwen3vl::bench {
 namespace {
@@ -47,8 +53,11 @@ struct Case {
   bool causal = false;
   int64_t heads = 32, head_dim = 128, seq = 1024;
   int64_t frames = 0;  // vision: packed frames of `seq` tokens each (block-diagonal, varlen)
+  int64_t kv_heads = 0;  // 0: as many as query heads
+  double density = 0.0;  // > 0: a random 64x64 block layout listing this fraction of the blocks
 
-  double flops() const {
+  int64_t kv() const { return kv_heads ? kv_heads : heads; }
+  double flops() const {  // of the dense problem (block-sparse rates are dense-equivalent)
     const double per = 4.0 * heads * static_cast<double>(seq) * seq * head_dim;
     return (frames ? frames : 1) * per * (causal ? 0.5 : 1.0);
   }
@@ -56,6 +65,8 @@ struct Case {
     std::ostringstream os;
     os << shape << " H" << heads << " D" << head_dim << " N" << seq;
     if (frames) os << "x" << frames << "fr";
+    if (kv_heads) os << " Hkv" << kv_heads;
+    if (density > 0) os << " bsr" << density * 100 << "%";
     os << (causal ? " causal" : "") << " " << to_string(dtype);
     return os.str();
   }
@@ -63,35 +74,55 @@ struct Case {
 
 // Device tensors of one case (fixed-length [1, N, H, D], or varlen [frames * N, H, D]).
 struct Inputs {
-  DeviceBuffer q, k, v, out, cu;
+  DeviceBuffer q, k, v, out, cu, indptr, indices;
   AttentionParams params;
+  double density = 0.0;  // of the layout as built (the diagonal raises it a little)
 
   explicit Inputs(const Case& c) {
     const int64_t tokens = (c.frames ? c.frames : 1) * c.seq;
-    const size_t bytes = static_cast<size_t>(tokens * c.heads * c.head_dim * size_of(c.dtype));
-    q = DeviceBuffer(bytes);
-    k = DeviceBuffer(bytes);
-    v = DeviceBuffer(bytes);
-    out = DeviceBuffer(bytes);
+    const int64_t q_elems = tokens * c.heads * c.head_dim, kv_elems = tokens * c.kv() * c.head_dim;
+    q = DeviceBuffer(static_cast<size_t>(q_elems * size_of(c.dtype)));
+    k = DeviceBuffer(static_cast<size_t>(kv_elems * size_of(c.dtype)));
+    v = DeviceBuffer(static_cast<size_t>(kv_elems * size_of(c.dtype)));
+    out = DeviceBuffer(static_cast<size_t>(q_elems * size_of(c.dtype)));
     uint64_t seed = 7;
     for (DeviceBuffer* b : {&q, &k, &v, &out}) {
-      fill_uniform<<<1024, 256>>>(b->data(), tokens * c.heads * c.head_dim, c.dtype, ++seed);
+      fill_uniform<<<1024, 256>>>(b->data(), static_cast<int64_t>(b->bytes() / size_of(c.dtype)),
+                                  c.dtype, ++seed);
       throw_if_error(cuda_status(cudaGetLastError(), "launch of fill_uniform"));
     }
     int device = 0;
     throw_if_error(cuda_status(cudaGetDevice(&device), "cudaGetDevice"));
-    auto view = [&](DeviceBuffer& b) {
-      TensorView t =
-          c.frames ? TensorView::contiguous(b.data(), c.dtype, {tokens, c.heads, c.head_dim})
-                   : TensorView::contiguous(b.data(), c.dtype, {1, c.seq, c.heads, c.head_dim});
+    auto on_device = [&](TensorView t) {
       t.device = Device::kCUDA;
       t.device_index = device;
       return t;
     };
-    params.q = view(q);
-    params.k = view(k);
-    params.v = view(v);
-    params.out = view(out);
+    auto view = [&](DeviceBuffer& b, int64_t heads) {
+      return on_device(
+          c.frames ? TensorView::contiguous(b.data(), c.dtype, {tokens, heads, c.head_dim})
+                   : TensorView::contiguous(b.data(), c.dtype, {1, c.seq, heads, c.head_dim}));
+    };
+    params.q = view(q, c.heads);
+    params.k = view(k, c.kv());
+    params.v = view(v, c.kv());
+    params.out = view(out, c.heads);
+    if (c.density > 0) {  // one random layout per KV head, uploaded once
+      testing::RandomLayoutSpec spec;
+      spec.layouts = c.kv();
+      spec.density = c.density;
+      spec.keep_diagonal = true;
+      spec.seed = 11;
+      const testing::HostLayout host = testing::random_layout(spec, c.seq, c.seq);
+      density = block_layout_density(host.layout, c.seq, c.seq);
+      indptr = DeviceBuffer::copy_of(host.indptr);
+      indices = DeviceBuffer::copy_of(host.indices);
+      params.block_layout = host.layout;
+      params.block_layout.indptr = on_device(host.layout.indptr);
+      params.block_layout.indptr.data = indptr.data();
+      params.block_layout.indices = on_device(host.layout.indices);
+      params.block_layout.indices.data = indices.data();
+    }
     params.mask = c.causal ? MaskKind::kCausal : MaskKind::kNone;
     if (c.frames) {
       std::vector<int32_t> offsets(static_cast<size_t>(c.frames + 1));
@@ -143,6 +174,22 @@ Status time_case(const Attention& attn, const Inputs& in, int reps, double* ms) 
   return Status();
 }
 
+// Issue 7: dense flash2, then block-sparse at 50/10/5% of the 64x64 blocks, per storage dtype.
+std::vector<Case> block_sparse_cases() {
+  std::vector<Case> all;
+  for (DType dtype : {DType::kF32, DType::kF16})
+    for (double density : {0.0, 0.5, 0.1, 0.05}) {
+      Case c;
+      c.shape = "text";
+      c.dtype = dtype;
+      c.seq = 16384;
+      c.kv_heads = 8;
+      c.density = density;
+      all.push_back(c);
+    }
+  return all;
+}
+
 std::vector<Case> cases(bool quick) {
   std::vector<Case> all;
   const int64_t seqs_full[] = {1024, 4096, 16384};
@@ -173,7 +220,7 @@ std::vector<Case> cases(bool quick) {
 }
 
 int run(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, block_sparse = false;
   int reps = 10;
   std::string json_path;
   std::string variant_list = "flash2,sm61_tiled,standard";
@@ -182,6 +229,8 @@ int run(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") {
       quick = true;
+    } else if (a == "--block-sparse") {
+      block_sparse = true;
     } else if (a == "--json" && i + 1 < argc) {
       json_path = argv[++i];
     } else if (a == "--variants" && i + 1 < argc) {
@@ -194,12 +243,13 @@ int run(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "unknown argument '%s'\nusage: %s [--quick] [--json FILE] "
-                   "[--variants a,b] [--reps N] [--filter a,b]\n",
+                   "[--variants a,b] [--reps N] [--filter a,b] [--block-sparse]\n",
                    a.c_str(), argv[0]);
       return 2;
     }
   }
   std::vector<std::unique_ptr<Attention>> variants;
+  if (block_sparse) variant_list = "flash2,block_sparse";
   std::stringstream names(variant_list);
   for (std::string name; std::getline(names, name, ',');) {
     Variant v;
@@ -211,9 +261,11 @@ int run(int argc, char** argv) {
       throw_if_error(create_sm61_tiled_cuda(CudaOptions{}, &a));
     else if (v == Variant::kStandard)
       throw_if_error(create_standard_cuda(CudaOptions{}, &a));
+    else if (v == Variant::kBlockSparse)
+      throw_if_error(create_block_sparse_cuda(CudaOptions{}, &a));
     else
       throw Error(StatusCode::kInvalidArgument,
-                  "--variants " + name + ": allowed flash2, sm61_tiled, standard");
+                  "--variants " + name + ": allowed flash2, sm61_tiled, standard, block_sparse");
     std::printf("# %s\n", a->describe().c_str());
     variants.push_back(std::move(a));
   }
@@ -229,14 +281,18 @@ int run(int argc, char** argv) {
   if (json)
     json << "{\"kind\":\"sgemm\",\"device\":\"" << prop.name << "\",\"n\":" << sgemm.n
          << ",\"gflops\":" << sgemm.gflops << "}\n";
-  std::printf("%-40s %-11s %10s %10s %8s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm");
-  for (const Case& c : cases(quick)) {
+  std::printf("%-40s %-12s %10s %10s %8s %9s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm",
+              block_sparse ? "dense/bsr" : "");
+  double dense_ms = 0.0;  // --block-sparse: the last dense case's time
+  for (const Case& c : block_sparse ? block_sparse_cases() : cases(quick)) {
     bool wanted = filters.empty();
     for (const std::string& f : filters) wanted = wanted || c.name().find(f) != std::string::npos;
     if (!wanted) continue;
     const Inputs in(c);
     for (const auto& attn : variants) {
       const bool standard = attn->variant() == Variant::kStandard;
+      const bool layout = in.params.block_layout.present();
+      if (block_sparse && layout != (attn->variant() == Variant::kBlockSparse)) continue;
       const double score_gb = 4.0 * c.heads * static_cast<double>(c.seq) * c.seq / 1e9;
       if (standard && (c.frames || score_gb > 4.0)) continue;  // N^2 fp32 scores per head
       double ms = 0.0;
@@ -247,15 +303,20 @@ int run(int argc, char** argv) {
         continue;
       }
       const double gflops = c.flops() / (ms * 1e6);
-      std::printf("%-40s %-11s %10.3f %10.1f %8.3f\n", c.name().c_str(), vname, ms, gflops,
+      if (block_sparse && !layout) dense_ms = ms;
+      const double speedup = layout && dense_ms > 0 ? dense_ms / ms : 0.0;
+      std::printf("%-40s %-12s %10.3f %10.1f %8.3f", c.name().c_str(), vname, ms, gflops,
                   gflops / sgemm.gflops);
+      if (layout) std::printf(" %8.2fx  (density %.4f)", speedup, in.density);
+      std::printf("\n");
       if (json)
         json << "{\"kind\":\"attention\",\"case\":\"" << c.name() << "\",\"shape\":\"" << c.shape
              << "\",\"variant\":\"" << vname << "\",\"dtype\":\"" << to_string(c.dtype)
              << "\",\"causal\":" << (c.causal ? "true" : "false") << ",\"heads\":" << c.heads
              << ",\"head_dim\":" << c.head_dim << ",\"seq\":" << c.seq << ",\"frames\":" << c.frames
              << ",\"ms\":" << ms << ",\"gflops\":" << gflops
-             << ",\"ratio_sgemm\":" << gflops / sgemm.gflops << "}\n";
+             << ",\"ratio_sgemm\":" << gflops / sgemm.gflops << ",\"kv_heads\":" << c.kv()
+             << ",\"density\":" << in.density << ",\"dense_over_sparse\":" << speedup << "}\n";
       std::fflush(stdout);
     }
   }

@@ -1,0 +1,509 @@
+// Block-sparse layouts and query positions in the CUDA flash kernel (block_sparse on the generic
+// tiles, sm61_tiled on the compact ones, flash2) against the float64 reference: every block size
+// pair 16..128, odd N, D 64/72/128, GQA, one / Hkv / B x Hkv layouts, masks, varlen, f32/f16/bf16,
+// empty row blocks, gathered query rows; a full layout equals dense flash2; the CPU block-sparse
+// variant agrees. Skips where no CUDA device exists.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device_problem.hpp"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/variants/block_sparse.hpp"
+#include "support/block_layouts.hpp"
+
+namespace qwen3vl {
+namespace {
+
+using testing::DeviceProblem;
+using testing::HostLayout;
+using testing::Problem;
+using testing::ProblemSpec;
+using testing::RandomLayoutSpec;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+#define QWEN3VL_REQUIRE_GPU() \
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
+
+using CudaFactory = Status (*)(const CudaOptions&, std::unique_ptr<Attention>*);
+
+std::unique_ptr<Attention> make(CudaFactory create) {
+  std::unique_ptr<Attention> a;
+  throw_if_error(create(CudaOptions{}, &a));
+  return a;
+}
+
+// A contiguous host view copied to the device; `view` is the device view.
+struct DeviceCopy {
+  DeviceBuffer buffer;
+  TensorView view;
+  explicit DeviceCopy(const TensorView& host) : view(host) {
+    buffer = DeviceBuffer(static_cast<size_t>(host.numel() * size_of(host.dtype)));
+    if (host.numel() > 0) buffer.upload(host.data, buffer.bytes());
+    view.data = buffer.data();
+    view.device = Device::kCUDA;
+    view.device_index = testing::cuda_current_device();
+  }
+};
+
+// A problem on the device with its layout and query positions (host ones in p.params) copied too.
+class DeviceRun {
+ public:
+  explicit DeviceRun(Problem& p) : problem_(p) {
+    if (p.params.block_layout.present()) {
+      indptr_ = std::make_unique<DeviceCopy>(p.params.block_layout.indptr);
+      indices_ = std::make_unique<DeviceCopy>(p.params.block_layout.indices);
+      problem_.params.block_layout.indptr = indptr_->view;
+      problem_.params.block_layout.indices = indices_->view;
+    }
+    if (p.params.q_positions.present()) {
+      positions_ = std::make_unique<DeviceCopy>(p.params.q_positions);
+      problem_.params.q_positions = positions_->view;
+    }
+  }
+  AttentionParams& params() { return problem_.params; }
+
+  Status run(const Attention& attn) {
+    QWEN3VL_RETURN_IF_ERROR(attn.supports(problem_.params));
+    QWEN3VL_RETURN_IF_ERROR(attn.forward(problem_.params, Workspace{}, nullptr));
+    QWEN3VL_RETURN_IF_ERROR(cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"));
+    problem_.download();
+    return Status();
+  }
+
+ private:
+  DeviceProblem problem_;
+  std::unique_ptr<DeviceCopy> indptr_, indices_, positions_;
+};
+
+// Runs `p` with `create` and compares with the reference `ref`: output within the dtype's
+// tolerance, LSE within 1e-5 (f32) / 1e-2, -inf rows exact. Returns "" or the failure.
+std::string check(CudaFactory create, Problem& p, const reference::Result& ref) {
+  DeviceRun d(p);
+  const Status st = d.run(*make(create));
+  if (!st.ok()) return st.to_string();
+  std::string failure;
+  const double err = testing::relative_error(p.params, ref);
+  if (!(err <= testing::tolerance(p.spec.dtype))) failure += " out error " + std::to_string(err);
+  if (p.spec.with_lse) {
+    const double lse = testing::lse_max_error(p.params, ref);
+    if (!(lse <= (p.spec.dtype == DType::kF32 ? 1e-5 : 1e-2)))
+      failure += " lse error " + std::to_string(lse);
+  }
+  return failure;
+}
+
+struct Kernel {
+  const char* name;
+  CudaFactory create;
+};
+// block_sparse runs the generic tiles (64 x 64), sm61_tiled the compact ones (64 x 32, 32 x 32).
+const Kernel kLayoutKernels[] = {{"block_sparse", &create_block_sparse_cuda},
+                                 {"sm61_tiled", &create_sm61_tiled_cuda}};
+
+std::string describe(const ProblemSpec& s, const RandomLayoutSpec& l) {
+  return s.to_string() + " layout " + std::to_string(l.block_q) + "x" + std::to_string(l.block_k) +
+         " L" + std::to_string(l.layouts) + " density " + std::to_string(l.density);
+}
+
+// Checks `p` (host layout / positions attached) on both tile configurations.
+void expect_both_tiles_match(Problem& p, const std::string& label) {
+  const reference::Result ref = reference::attention(p.params);
+  for (const Kernel& k : kLayoutKernels)
+    EXPECT_EQ(check(k.create, p, ref), "") << k.name << " " << label;
+}
+
+// Query block sizes below, equal to and above the kernels' 64 (and 32) rows, misaligned ones (48,
+// 80, 112) whose blocks straddle a kernel tile, against key blocks of every width.
+TEST(BlockSparseCuda, RandomLayoutsMatchTheFloat64Reference) {
+  QWEN3VL_REQUIRE_GPU();
+  const int32_t q_sizes[] = {16, 32, 48, 64, 80, 128};
+  const int32_t k_sizes[] = {16, 48, 64, 112, 128};
+  const int64_t dims[] = {64, 72, 128};
+  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow,
+                            MaskKind::kCausalTopLeft};
+  const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+  uint64_t seed = 9000;
+  int k = 0;
+  for (int32_t bq : q_sizes)
+    for (int32_t bk : k_sizes) {
+      ProblemSpec s;
+      s.batch = 2;
+      s.seq_q = k % 2 ? 333 : 517;
+      s.seq_k = k % 2 ? 517 : 333;
+      s.heads = 8;
+      s.kv_heads = 2;
+      s.head_dim = dims[k % 3];
+      s.mask = masks[k % 4];
+      s.window_left = 90;
+      s.window_right = k % 2 ? 0 : 40;
+      s.dtype = dtypes[k % 3];
+      s.with_lse = true;
+      s.seed = ++seed;
+      RandomLayoutSpec l;
+      l.block_q = bq;
+      l.block_k = bk;
+      l.layouts = k % 3 == 0 ? 1 : (k % 3 == 1 ? s.kv_heads : s.batch * s.kv_heads);
+      l.density = k % 2 ? 0.3 : 0.6;
+      l.empty_every = 3;
+      l.seed = seed;
+      Problem p(s);
+      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
+      p.params.block_layout = layout.layout;
+      expect_both_tiles_match(p, describe(s, l));
+      ++k;
+    }
+}
+
+// Rows of an empty row block see no key: output 0 and LSE -inf, never NaN.
+TEST(BlockSparseCuda, EmptyRowBlocksGiveZeroAndMinusInfLse) {
+  QWEN3VL_REQUIRE_GPU();
+  ProblemSpec s;
+  s.seq_q = 100;
+  s.seq_k = 90;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.with_lse = true;
+  const HostLayout layout(32, 16, {{{0, 3}, {}, {5}, {}}});  // row blocks 1 and 3 list nothing
+  for (const Kernel& k : kLayoutKernels) {
+    Problem p(s);
+    p.params.block_layout = layout.layout;
+    DeviceRun d(p);
+    ASSERT_TRUE(d.run(*make(k.create)).ok()) << k.name;
+    for (int64_t i = 0; i < s.seq_q; ++i)
+      for (int64_t h = 0; h < s.heads; ++h) {
+        const bool empty = (i / 32) % 2 == 1;
+        const float lse = p.lse.get(h * s.seq_q + i);
+        EXPECT_EQ(empty, lse == kNegInf) << k.name << " row " << i;
+        for (int64_t c = 0; c < s.head_dim; ++c) {
+          const float o = p.out.get((i * s.heads + h) * s.head_dim + c);
+          ASSERT_FALSE(std::isnan(o)) << k.name << " row " << i;
+          if (empty) ASSERT_EQ(o, 0.0f) << k.name << " row " << i;
+        }
+      }
+  }
+}
+
+// A layout listing every block is dense attention: bit for bit where the walk visits the same
+// tiles as the dense one (no mask, causal), to 1e-6 under a window (the walk starts on a 16-key
+// granule, the dense one at the first visible key).
+TEST(BlockSparseCuda, FullLayoutEqualsDenseFlash2) {
+  QWEN3VL_REQUIRE_GPU();
+  uint64_t seed = 9100;
+  for (MaskKind mask : {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow})
+    for (int32_t block : {16, 64, 128}) {
+      ProblemSpec s;
+      s.seq_q = 333;
+      s.seq_k = 517;
+      s.heads = 8;
+      s.kv_heads = 2;
+      s.head_dim = 72;
+      s.mask = mask;
+      s.window_left = 50;
+      s.window_right = 7;
+      s.with_lse = true;
+      s.seed = ++seed;
+      Problem sparse(s), dense(s);
+      const HostLayout layout = testing::full_layout(block, block, 1, s.seq_q, s.seq_k);
+      sparse.params.block_layout = layout.layout;
+      DeviceRun ds(sparse), dd(dense);
+      ASSERT_TRUE(ds.run(*make(&create_block_sparse_cuda)).ok());
+      ASSERT_TRUE(dd.run(*make(&create_flash2_cuda)).ok());
+      const int64_t n = dense.out.numel();
+      double diff = 0.0, norm = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double a = sparse.out.get(i), b = dense.out.get(i);
+        diff += (a - b) * (a - b);
+        norm += b * b;
+      }
+      const std::string label = s.to_string() + " block " + std::to_string(block);
+      if (mask == MaskKind::kSlidingWindow) {
+        EXPECT_LE(std::sqrt(diff / norm), 1e-6) << label;
+      } else {
+        EXPECT_EQ(std::memcmp(sparse.out.data<float>(), dense.out.data<float>(),
+                              static_cast<size_t>(n) * sizeof(float)),
+                  0)
+            << label << " relative difference " << std::sqrt(diff / norm);
+      }
+    }
+}
+
+// Sorted distinct key positions for gathered query rows (every sequence `rows` of `keys`).
+Tensor gathered_positions(int64_t batch, int64_t rows, int64_t keys, uint64_t seed) {
+  Tensor t(DType::kI32, {batch, rows});
+  uint64_t state = seed;
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t taken = 0;
+    for (int64_t j = 0; j < keys && taken < rows; ++j) {  // selection sampling keeps the order
+      const uint64_t u = testing::splitmix64(&state) % static_cast<uint64_t>(keys - j);
+      if (static_cast<int64_t>(u) < rows - taken)
+        t.data<int32_t>()[b * rows + taken++] = static_cast<int32_t>(j);
+    }
+  }
+  return t;
+}
+
+// Gathered query rows: dense (flash2, sm61_tiled) and with a layout on top, every mask.
+TEST(BlockSparseCuda, QueryPositionsMatchTheReference) {
+  QWEN3VL_REQUIRE_GPU();
+  uint64_t seed = 9200;
+  for (MaskKind mask : {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow,
+                        MaskKind::kNone})
+    for (bool with_layout : {false, true}) {
+      ProblemSpec s;
+      s.batch = 2;
+      s.seq_q = 150;
+      s.seq_k = 517;
+      s.heads = 8;
+      s.kv_heads = 2;
+      s.head_dim = 64;
+      s.mask = mask;
+      s.window_left = 30;
+      s.window_right = 5;
+      s.dtype = with_layout ? DType::kBF16 : DType::kF32;
+      s.with_lse = true;
+      s.seed = ++seed;
+      Problem p(s);
+      const Tensor positions = gathered_positions(s.batch, s.seq_q, s.seq_k, seed);
+      p.params.q_positions = positions.view();
+      RandomLayoutSpec l;
+      l.block_q = 32;
+      l.block_k = 48;
+      l.layouts = s.kv_heads;
+      l.density = 0.5;
+      l.seed = seed;
+      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
+      if (with_layout) p.params.block_layout = layout.layout;
+      const reference::Result ref = reference::attention(p.params);
+      const Kernel kernels[] = {{"flash2", &create_flash2_cuda},
+                                {"sm61_tiled", &create_sm61_tiled_cuda},
+                                {"block_sparse", &create_block_sparse_cuda}};
+      for (const Kernel& k : kernels) {
+        if (!with_layout && k.create == &create_block_sparse_cuda) continue;
+        EXPECT_EQ(check(k.create, p, ref), "")
+            << k.name << " " << s.to_string() << (with_layout ? " q_positions + layout" : "");
+      }
+    }
+}
+
+// Packed sequences (one without queries, one without keys), one layout per (sequence, KV head),
+// then q_positions on the packed rows with a window.
+TEST(BlockSparseCuda, VarlenWithPerSequenceLayouts) {
+  QWEN3VL_REQUIRE_GPU();
+  ProblemSpec s;
+  s.varlen_q = {100, 0, 333, 50};
+  s.varlen_k = {120, 30, 517, 0};
+  s.batch = 4;
+  s.heads = 8;
+  s.kv_heads = 2;
+  s.head_dim = 80;
+  s.mask = MaskKind::kCausal;
+  s.dtype = DType::kF16;
+  s.with_lse = true;
+  s.seed = 9300;
+  RandomLayoutSpec l;
+  l.block_q = 64;
+  l.block_k = 32;
+  l.layouts = s.batch * s.kv_heads;
+  l.density = 0.4;
+  l.keep_diagonal = true;
+  l.seed = 9300;
+  const HostLayout layout = testing::random_layout(l, 333, 517);
+  {
+    Problem p(s);
+    p.params.block_layout = layout.layout;
+    expect_both_tiles_match(p, s.to_string() + " layout B x Hkv");
+  }
+  Problem p(s);
+  p.params.block_layout = layout.layout;
+  Tensor positions(DType::kI32, {483});
+  int64_t row = 0;
+  for (size_t b = 0; b < s.varlen_q.size(); ++b)
+    for (int32_t i = 0; i < s.varlen_q[b]; ++i)
+      positions.data<int32_t>()[row++] = i * s.varlen_k[b] / std::max(s.varlen_q[b], 1) + 1;
+  p.params.q_positions = positions.view();
+  p.params.mask = MaskKind::kSlidingWindow;
+  p.params.window_left = 20;
+  p.params.window_right = 3;
+  expect_both_tiles_match(p, s.to_string() + " window + q_positions");
+}
+
+// Token-level masks inside visited blocks: additive mask, key padding and soft-cap; a rank-1
+// layout with MQA.
+TEST(BlockSparseCuda, TokenMasksInsideBlocksAndRankOneLayout) {
+  QWEN3VL_REQUIRE_GPU();
+  ProblemSpec s;
+  s.batch = 2;
+  s.seq_q = 77;
+  s.seq_k = 200;
+  s.heads = 4;
+  s.kv_heads = 4;
+  s.head_dim = 64;
+  s.additive_mask = true;
+  s.key_lengths = {200, 101};
+  s.softcap = 20.0f;
+  s.with_lse = true;
+  s.seed = 9400;
+  RandomLayoutSpec l;
+  l.block_q = 16;
+  l.block_k = 64;
+  l.density = 0.5;
+  l.keep_diagonal = true;
+  l.seed = 9400;
+  {
+    Problem p(s);
+    const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
+    p.params.block_layout = layout.layout;
+    expect_both_tiles_match(p, describe(s, l));
+  }
+  ProblemSpec m;
+  m.seq_q = 130;
+  m.seq_k = 130;
+  m.heads = 4;
+  m.kv_heads = 1;
+  m.head_dim = 128;
+  m.mask = MaskKind::kCausal;
+  m.with_lse = true;
+  m.seed = 9401;
+  l.block_q = 48;
+  l.block_k = 32;
+  Problem p(m);
+  const HostLayout flat(l.block_q, l.block_k, testing::random_layout_columns(l, 130, 130), true);
+  ASSERT_EQ(flat.layout.indptr.rank, 1);
+  p.params.block_layout = flat.layout;
+  expect_both_tiles_match(p, describe(m, l) + " rank 1");
+}
+
+// Keys that every row hides by an additive -inf, inside tiles other keys make visible, hold NaN
+// in K and V: they weigh exactly 0 and their V rows are zeroed (0 x NaN would leak), in every
+// flash kernel (block_sparse with a full layout).
+TEST(BlockSparseCuda, NanInKeysHiddenByAnAdditiveMaskDoesNotLeak) {
+  QWEN3VL_REQUIRE_GPU();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    ProblemSpec s;
+    s.seq_q = 70;
+    s.seq_k = 150;
+    s.heads = 4;
+    s.kv_heads = 2;
+    s.head_dim = 128;
+    s.additive_mask = true;
+    s.dtype = dtype;
+    s.seed = 9700;
+    Problem p(s);
+    for (int64_t j : {3, 64, 100, 149}) {
+      for (int64_t i = 0; i < s.seq_q; ++i) p.mask.set(i * s.seq_k + j, kNegInf);
+      for (int64_t h = 0; h < s.kv_heads; ++h)
+        for (int64_t c = 0; c < s.head_dim; ++c) {
+          p.k.set((j * s.kv_heads + h) * s.head_dim + c, nan);
+          p.v.set((j * s.kv_heads + h) * s.head_dim + c, nan);
+        }
+    }
+    const HostLayout layout = testing::full_layout(32, 16, 1, s.seq_q, s.seq_k);
+    const reference::Result dense_ref = reference::attention(p.params);
+    const Kernel kernels[] = {{"flash2", &create_flash2_cuda},
+                              {"sm61_tiled", &create_sm61_tiled_cuda},
+                              {"block_sparse", &create_block_sparse_cuda}};
+    for (const Kernel& k : kernels) {
+      if (k.create == &create_block_sparse_cuda) p.params.block_layout = layout.layout;
+      EXPECT_EQ(check(k.create, p, dense_ref), "") << k.name << " " << s.to_string();
+    }
+  }
+}
+
+// The CPU block-sparse variant computes the same thing (both within float rounding of the
+// reference, and of each other).
+TEST(BlockSparseCuda, AgreesWithTheCpuVariant) {
+  QWEN3VL_REQUIRE_GPU();
+  ProblemSpec s;
+  s.batch = 2;
+  s.seq_q = 300;
+  s.seq_k = 300;
+  s.heads = 8;
+  s.kv_heads = 2;
+  s.head_dim = 128;
+  s.mask = MaskKind::kCausal;
+  s.seed = 9500;
+  RandomLayoutSpec l;
+  l.block_q = 32;
+  l.block_k = 64;
+  l.layouts = s.kv_heads;
+  l.density = 0.4;
+  l.keep_diagonal = true;
+  l.seed = 9500;
+  const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
+  Problem gpu(s), cpu(s);
+  gpu.params.block_layout = cpu.params.block_layout = layout.layout;
+  DeviceRun d(gpu);
+  ASSERT_TRUE(d.run(*make(&create_block_sparse_cuda)).ok());
+  std::unique_ptr<Attention> host;
+  ASSERT_TRUE(create_block_sparse_cpu(CpuOptions{}, &host).ok());
+  host->run(cpu.params);
+  double diff = 0.0, norm = 0.0;
+  for (int64_t i = 0; i < cpu.out.numel(); ++i) {
+    const double a = gpu.out.get(i), b = cpu.out.get(i);
+    diff += (a - b) * (a - b);
+    norm += b * b;
+  }
+  EXPECT_LE(std::sqrt(diff / norm), 1e-5);
+}
+
+TEST(BlockSparseCuda, RequiresADeviceLayoutAndDescribesItself) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto attn = make(&create_block_sparse_cuda);
+  EXPECT_EQ(attn->variant(), Variant::kBlockSparse);
+  EXPECT_EQ(attn->device(), Device::kCUDA);
+  EXPECT_NE(attn->describe().find("block_sparse"), std::string::npos) << attn->describe();
+  Problem p{ProblemSpec{}};
+  {
+    DeviceRun d(p);
+    const Status st = attn->supports(d.params());
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("block_layout is absent"), std::string::npos) << st.message();
+  }
+  const HostLayout layout(16, 16, {{{0}}});
+  DeviceRun d(p);
+  d.params().block_layout = layout.layout;  // host memory
+  const Status st = attn->supports(d.params());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("block_layout"), std::string::npos) << st.message();
+  const Tensor positions(DType::kI32, {1, 16});
+  d.params().block_layout = BlockLayout{};
+  d.params().q_positions = positions.view();
+  const Status qp = make(&create_flash2_cuda)->supports(d.params());  // host positions
+  EXPECT_FALSE(qp.ok());
+  EXPECT_NE(qp.message().find("q_positions"), std::string::npos) << qp.message();
+}
+
+// The reduced case compute-sanitizer runs: straddling row blocks, a partial key block, varlen.
+TEST(CudaSanitize, BlockSparseReducedCases) {
+  QWEN3VL_REQUIRE_GPU();
+  ProblemSpec s;
+  s.seq_q = 70;
+  s.seq_k = 101;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.head_dim = 72;
+  s.mask = MaskKind::kCausal;
+  s.with_lse = true;
+  s.seed = 9600;
+  RandomLayoutSpec l;
+  l.block_q = 48;
+  l.block_k = 16;
+  l.layouts = 2;
+  l.density = 0.5;
+  l.seed = 9600;
+  Problem p(s);
+  const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
+  p.params.block_layout = layout.layout;
+  expect_both_tiles_match(p, describe(s, l));
+}
+
+}  // namespace
+}  // namespace qwen3vl
