@@ -8,6 +8,7 @@
 
 #include "qwen3vl/cuda/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/moe.hpp"
 #include "qwen3vl/variants/sm61_tiled.hpp"
@@ -46,6 +47,15 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
                                     std::unique_ptr<MixtureOfHeadsAttention>* out);
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
                                     std::unique_ptr<Attention>* out);
+
+// Dynamic sparse prefill (variants/dynamic_sparse.hpp) on CUDA: block top-k only (pool, route and
+// compact kernels writing one layout per (sequence, KV head) into the device workspace, no host
+// sync), then the block-sparse object. Other methods: kNotImplemented. No q_positions;
+// last_density() is -1 (it would need a host sync).
+Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
+                                  std::unique_ptr<DynamicSparseAttention>* out);
+Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
+                                  std::unique_ptr<Attention>* out);
 
 // The compute capability (major, minor) of a device; (-1: the current one). kDeviceError when no
 // CUDA device can be used.
