@@ -82,11 +82,11 @@ inline void* byte_offset(void* base, int64_t elements, DType t) {
   return static_cast<char*>(base) + elements * size_of(t);
 }
 
-// The varlen one-head call for query head h over the gathered rows in `blk`: every sequence
-// (one_call_per_head), or sequence `call` of a fixed-length batch. K/V are strided views of h's
-// KV head.
+// The varlen call for query heads h .. h + heads - 1 (one KV group's) over the gathered rows in
+// `blk` ([rows, heads, D]): every sequence (one_call_per_head), or sequence `call` of a
+// fixed-length batch. K/V are strided views of their KV head.
 inline AttentionParams head_call(const AttentionParams& p, const AttentionShape& s, int64_t h,
-                                 int64_t call, const HeadBlock& blk) {
+                                 int64_t call, const HeadBlock& blk, int64_t heads = 1) {
   const int64_t kvh = h / s.group_size(), d = s.head_dim;
   const bool varlen = p.varlen(), merged = one_call_per_head(p);
   AttentionParams c;
@@ -95,8 +95,8 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
     v.device_index = p.q.device_index;
     return v;
   };
-  c.q = place(TensorView::contiguous(blk.q, p.q.dtype, {blk.rows, 1, d}));
-  c.out = place(TensorView::contiguous(blk.out, p.out.dtype, {blk.rows, 1, d}));
+  c.q = place(TensorView::contiguous(blk.q, p.q.dtype, {blk.rows, heads, d}));
+  c.out = place(TensorView::contiguous(blk.out, p.out.dtype, {blk.rows, heads, d}));
   // Key rows: packed tokens (varlen), the whole batch as packed rows (merged fixed-length), or
   // sequence `call`.
   const int hd = varlen ? 1 : 2;  // the heads dimension of k/v
@@ -121,7 +121,7 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
       c.key_lengths.shape[0] = 1;
     }
   }
-  if (p.lse.present()) c.lse = place(TensorView::contiguous(blk.lse, DType::kF32, {1, blk.rows}));
+  if (p.lse.present()) c.lse = place(TensorView::contiguous(blk.lse, DType::kF32, {heads, blk.rows}));
   if (needs_positions(p))
     c.q_positions = place(TensorView::contiguous(blk.positions, DType::kI32, {blk.rows}));
   c.scale = s.scale;

@@ -1,7 +1,8 @@
 // Mixture-of-heads on the host: per query head, the routed rows are gathered into a packed block,
 // run through the head kernel (CPU flash2) as a one-head varlen call, and scattered back times the
-// gate; (token, head) pairs nobody routed become 0 in the same pass. Heads run one after another,
-// each call parallel inside the kernel; the workspace holds one head's block at a time.
+// gate; (token, head) pairs nobody routed become 0 in the same pass. Heads of a KV group routed the
+// same rows share one call. Calls run one after another, each parallel inside the kernel; the
+// workspace holds one call's block at a time.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -41,9 +42,10 @@ HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t
   l.tokens = take(heads * t * sizeof(int32_t));  // per head: the tokens routed to it, in order
   l.weights = take(heads * t * sizeof(float));   // and their gates (0: routed, but sees no key)
   l.counts = take(heads * sizeof(int64_t));
-  l.q = take(rows * row_bytes);
-  l.out = take(rows * row_bytes);
-  l.lse = take(rows * sizeof(float));
+  const size_t group = static_cast<size_t>(s.group_size());  // heads one call may hold
+  l.q = take(rows * group * row_bytes);
+  l.out = take(rows * group * row_bytes);
+  l.lse = take(rows * group * sizeof(float));
   l.positions = take(rows * sizeof(int32_t));
   const size_t sequences = static_cast<size_t>(detail::moh::call_sequences(p, s));
   l.cu_q = take((sequences + 1) * sizeof(int32_t));
@@ -123,7 +125,10 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     float lse = 0.0f;
     HeadBlock blk{&placeholder, &placeholder, &lse, positions.data(), cu.data(), cu_k.data(),
                   detail::moh::call_rows(p)};
-    return kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk));
+    size_t bytes = 0;
+    for (int64_t heads = 1; heads <= s.group_size(); ++heads)
+      bytes = std::max(bytes, kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk, heads)));
+    return bytes;
   }
 
   std::unique_ptr<Attention> kernel_;
@@ -173,15 +178,20 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
   const bool positions = detail::moh::needs_positions(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const int64_t calls = detail::moh::calls_per_head(p, s);
+  const int64_t calls = detail::moh::calls_per_head(p, s), group = s.group_size();
   const bool merged = detail::moh::one_call_per_head(p);
-  for (int64_t h = 0; h < s.heads; ++h) {
-    int32_t* tok = list_tokens + h * tokens;
-    float* wts = list_weights + h * tokens;
+  for (int64_t h = 0; h < s.heads;) {
+    // Heads of one KV group routed the same rows (shared heads; every head when all are on) run
+    // as one call, so flash2 converts each K/V block once for all of them, as in dense attention.
+    const int32_t* tok = list_tokens + h * tokens;
+    int64_t run = 1;
+    while (h + run < s.heads && (h + run) / group == h / group && counts[h + run] == counts[h] &&
+           std::equal(tok, tok + counts[h], list_tokens + (h + run) * tokens))
+      ++run;
     int64_t e = 0;  // next list entry
     for (int64_t call = 0; call < calls; ++call) {
       const int64_t seq_begin = merged ? 0 : call, seq_end = merged ? s.batch : call + 1;
-      // Gather: the rows of these sequences routed to h that see a key.
+      // Gather: the rows of these sequences routed to the run that see a key, [rows, run, D].
       const int64_t e_begin = e;
       int64_t rows = 0;
       for (int64_t b = seq_begin; b < seq_end; ++b) {
@@ -193,51 +203,56 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
           const int64_t i = tok[e] - t0;
           const int64_t pos = detail::moh::row_position(p, b, span, i);
           if (!detail::moh::row_sees_keys(p, pos, span.k_len)) {
-            wts[e] = 0.0f;  // output 0 without a kernel row
+            for (int64_t j = 0; j < run; ++j) list_weights[(h + j) * tokens + e] = 0.0f;  // output 0
             continue;
           }
-          std::memcpy(static_cast<char*>(blk.q) + rows * row_bytes,
-                      static_cast<const char*>(p.q.data) +
-                          row_offset(p.q, p.varlen(), b, span.q_start, i, h) * size_of(p.q.dtype),
-                      row_bytes);
+          for (int64_t j = 0; j < run; ++j)
+            std::memcpy(static_cast<char*>(blk.q) + (rows * run + j) * row_bytes,
+                        static_cast<const char*>(p.q.data) +
+                            row_offset(p.q, p.varlen(), b, span.q_start, i, h + j) * size_of(p.q.dtype),
+                        row_bytes);
           if (positions) blk.positions[rows] = static_cast<int32_t>(std::max<int64_t>(pos, 0));
           ++rows;
         }
       }
       blk.cu_q[seq_end - seq_begin] = static_cast<int32_t>(rows);
       if (rows > 0)
-        QWEN3VL_RETURN_IF_ERROR(kernel_->forward(detail::moh::head_call(p, s, h, call, blk), kernel_ws, stream));
+        QWEN3VL_RETURN_IF_ERROR(
+            kernel_->forward(detail::moh::head_call(p, s, h, call, blk, run), kernel_ws, stream));
 
       // Scatter: gate * row for routed rows, 0 (LSE -inf) for every other row of these sequences.
-      int64_t f = e_begin, row = 0;
-      dispatch_float_dtype(p.out.dtype, [&](auto tag) {
-        using T = decltype(tag);
-        const T* o = static_cast<const T*>(blk.out);
-        for (int64_t b = seq_begin; b < seq_end; ++b) {
-          const SequenceSpan span = sequence_span(p, b);
-          const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
-          while (f < e && tok[f] < t0) ++f;
-          for (int64_t i = 0; i < span.q_len; ++i) {
-            T* dst = p.out.ptr<T>() + row_offset(p.out, p.varlen(), b, span.q_start, i, h);
-            float w = 0.0f;
-            if (f < e && tok[f] == t0 + i) w = wts[f++];
-            float row_lse = neg_inf;
-            if (w != 0.0f) {
-              for (int64_t c = 0; c < s.head_dim; ++c)
-                dst[c] = from_float<T>(w * to_float(o[row * s.head_dim + c]));
-              if (p.lse.present()) row_lse = blk.lse[row];
-              ++row;
-            } else {
-              for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(0.0f);
+      for (int64_t j = 0; j < run; ++j) {
+        const float* wts = list_weights + (h + j) * tokens;
+        int64_t f = e_begin, row = 0;
+        dispatch_float_dtype(p.out.dtype, [&](auto tag) {
+          using T = decltype(tag);
+          const T* o = static_cast<const T*>(blk.out);
+          for (int64_t b = seq_begin; b < seq_end; ++b) {
+            const SequenceSpan span = sequence_span(p, b);
+            const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
+            while (f < e && tok[f] < t0) ++f;
+            for (int64_t i = 0; i < span.q_len; ++i) {
+              T* dst = p.out.ptr<T>() + row_offset(p.out, p.varlen(), b, span.q_start, i, h + j);
+              float w = 0.0f;
+              if (f < e && tok[f] == t0 + i) w = wts[f++];
+              float row_lse = neg_inf;
+              if (w != 0.0f) {
+                const T* src = o + (row * run + j) * s.head_dim;
+                for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(w * to_float(src[c]));
+                if (p.lse.present()) row_lse = blk.lse[j * blk.rows + row];
+                ++row;
+              } else {
+                for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(0.0f);
+              }
+              if (p.lse.present())
+                p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h + j, span.q_start + i)
+                                              : p.lse.offset(b, h + j, i)] = row_lse;
             }
-            if (p.lse.present())
-              p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i)
-                                            : p.lse.offset(b, h, i)] =
-                  row_lse;
           }
-        }
-      });
+        });
+      }
     }
+    h += run;
   }
   return Status();
 }

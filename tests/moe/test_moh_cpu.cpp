@@ -126,6 +126,34 @@ TEST(MoHRouting, RandomRoutingMatchesGatedDenseWithFlash2) {
   if (!positions) GTEST_SKIP() << "CPU flash2 refuses q_positions: only unmasked cases ran (" << ran << ")";
 }
 
+// The MoH router's routing (2 shared heads in the first KV group of 4, top-3 of 6 routed): the
+// shared heads share one flash2 call, the routed ones run alone; every ISA, causal and windowed.
+TEST(MoHRouting, SharedHeadsFromTheRouterMatchGatedDense) {
+  const MoHConfig c{8, 2, 3};
+  for (const MaskKind mask : {MaskKind::kCausal, MaskKind::kSlidingWindow}) {
+    ProblemSpec s;
+    s.batch = 2;
+    s.seq_q = s.seq_k = 75;
+    s.heads = 8;
+    s.kv_heads = 2;
+    s.head_dim = 72;
+    s.mask = mask;
+    s.window_left = 30;
+    s.window_right = 0;
+    s.with_lse = true;
+    const int64_t tokens = routing_tokens(s);
+    Tensor shared(DType::kF32, {tokens, 2}), routed(DType::kF32, {tokens, 6}), mix(DType::kF32, {tokens, 2});
+    shared.fill_uniform(11);
+    routed.fill_uniform(12);
+    mix.fill_uniform(13);
+    Routing r{Tensor(DType::kI32, {tokens, 5}), Tensor(DType::kF32, {tokens, 5})};
+    throw_if_error(route_mixture_of_heads(c, {shared.view(), routed.view(), mix.view()}, r.view()));
+    expect_routed_matches(*reference_moh(8), s, r, "reference kernel");
+    if (flash_takes_positions())
+      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(8, isa), s, r, to_string(isa));
+  }
+}
+
 // The MoH gates restated in float64 with a full sort (the router uses a partial sort in float).
 TEST(MoHRouter, MatchesFloat64Restatement) {
   for (const MoHConfig c : {MoHConfig{8, 2, 3}, MoHConfig{6, 0, 2}, MoHConfig{4, 4, 0}, MoHConfig{5, 1, 4}}) {
