@@ -228,10 +228,12 @@ int main(int argc, char** argv) {
             const std::vector<int32_t> table(sel.table, sel.table + shape.kv_heads * width);
             const std::vector<int32_t> lens_sel(sel.lens, sel.lens + shape.kv_heads);
             const CudaTimes t = run_cuda_quest(host, config, repeats, table, lens_sel);
-            std::printf("%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s\n", "cuda", kind.c_str(),
+            std::printf("%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s graph: dense %.4f quest %.4f "
+                        "speedup %.2f\n", "cuda", kind.c_str(),
                         static_cast<long long>(len), static_cast<long long>(budget), to_string(agg),
                         t.dense_ms, t.quest_ms, t.dense_ms / t.quest_ms, mean, least,
-                        t.same_selection ? "same-selection" : "SELECTION-DIFFERS");
+                        t.same_selection ? "same-selection" : "SELECTION-DIFFERS", t.dense_graph_ms,
+                        t.quest_graph_ms, t.dense_graph_ms / t.quest_graph_ms);
           }
 #endif
           std::fflush(stdout);

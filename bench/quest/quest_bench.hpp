@@ -29,7 +29,8 @@ struct HostQuestCache {
 };
 
 struct CudaTimes {
-  double dense_ms = 0, quest_ms = 0;
+  double dense_ms = 0, quest_ms = 0;              // launched one call at a time
+  double dense_graph_ms = 0, quest_graph_ms = 0;  // the same call replayed as a CUDA graph
   bool same_selection = false;  // the device kept exactly the pages the host kept
 };
 

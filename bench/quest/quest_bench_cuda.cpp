@@ -2,6 +2,8 @@
 // table; CUDA dense decode and CUDA Quest timed with events on one stream, medians of `repeats`.
 #include <cuda_runtime.h>
 
+#include <cstdio>
+#include <exception>
 #include <memory>
 
 #include "common/timing.hpp"
@@ -31,6 +33,30 @@ double median_event_ms(int repeats, cudaStream_t stream, F&& call) {
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
   return median(samples);
+}
+
+// The call captured once into a CUDA graph, then its replay timed like median_event_ms.
+template <class F>
+double median_graph_ms(int repeats, cudaStream_t stream, F&& call) {
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  bool failed = false;
+  try {
+    call();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "graph capture: %s\n", e.what());
+    failed = true;
+  }
+  const bool captured = cudaStreamEndCapture(stream, &graph) == cudaSuccess && !failed;
+  if (!captured || cudaGraphInstantiateWithFlags(&exec, graph, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;  // printed as a negative time: the call could not be captured
+  }
+  const double ms = median_event_ms(repeats, stream, [&] { cudaGraphLaunch(exec, stream); });
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  return ms;
 }
 
 }  // namespace
@@ -65,6 +91,12 @@ CudaTimes run_cuda_quest(HostQuestCache& host, const QuestConfig& config, int re
     throw_if_error(dense->forward(p.decode, Workspace{dws.data(), dws.bytes()}, stream));
   });
   t.quest_ms = median_event_ms(repeats, stream, [&] {
+    throw_if_error(quest->forward(p, Workspace{qws.data(), qws.bytes()}, stream));
+  });
+  t.dense_graph_ms = median_graph_ms(repeats, stream, [&] {
+    throw_if_error(dense->forward(p.decode, Workspace{dws.data(), dws.bytes()}, stream));
+  });
+  t.quest_graph_ms = median_graph_ms(repeats, stream, [&] {
     throw_if_error(quest->forward(p, Workspace{qws.data(), qws.bytes()}, stream));
   });
   const QuestDecode::Selection sel = quest->selection(p, Workspace{qws.data(), qws.bytes()});

@@ -93,7 +93,8 @@ int64_t QuestDecode::max_pages(const KvCacheView& kv) const {
   return std::min(std::max<int64_t>(budget, 2), kv.block_table.shape[1]);
 }
 
-Status QuestDecode::supports(const QuestParams& p) const {
+// Quest's own checks (the decode kernel's come from its supports() or its forward()).
+Status QuestDecode::check(const QuestParams& p, DecodeShape* shape) const {
   const KvCacheView& kv = p.decode.kv;
   if (kv.layout != KvLayout::kPaged)
     return make_error(StatusCode::kUnsupported, "kv.layout = ", to_string(kv.layout),
@@ -119,18 +120,29 @@ Status QuestDecode::supports(const QuestParams& p) const {
   if (b.dtype != DType::kF32 || b.device != kv.k.device || b.device_index != kv.k.device_index)
     return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
                       to_string(b.device), ": must be f32 on the cache's device (KvCache::key_bounds())");
+  if (shape) *shape = s;
+  return Status();
+}
+
+Status QuestDecode::supports(const QuestParams& p) const {
+  DecodeShape s;
+  QWEN3VL_RETURN_IF_ERROR(check(p, &s));
   return decode_->supports(head_params(p.decode, 0, s, nullptr, nullptr, 0));
 }
 
-size_t QuestDecode::workspace_size(const QuestParams& p) const {
-  DecodeShape s;
-  if (!supports(p).ok() || !validate(p.decode, &s).ok()) return 0;
-  // The kernel's workspace for one head: sized at the cache's own length bound (an upper bound of
-  // the compacted one's, which has the same shape otherwise).
+// The kernel's workspace for one head is sized at the cache's own length bound (an upper bound of
+// the compacted view's, which has the same shape otherwise). No pointer queries: safe while a
+// CUDA stream is being captured.
+size_t QuestDecode::workspace_bytes(const QuestParams& p, const DecodeShape& s) const {
   const size_t decode_bytes =
       decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
   return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
                    device() == Device::kCPU, decode_bytes).total;
+}
+
+size_t QuestDecode::workspace_size(const QuestParams& p) const {
+  DecodeShape s;
+  return supports(p).ok() && check(p, &s).ok() ? workspace_bytes(p, s) : 0;
 }
 
 QuestDecode::Selection QuestDecode::selection(const QuestParams& p, Workspace ws) const {
@@ -144,13 +156,12 @@ QuestDecode::Selection QuestDecode::selection(const QuestParams& p, Workspace ws
 }
 
 Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) const {
-  QWEN3VL_RETURN_IF_ERROR(supports(p));
   DecodeShape s;
-  QWEN3VL_RETURN_IF_ERROR(validate(p.decode, &s));
+  QWEN3VL_RETURN_IF_ERROR(check(p, &s));
   const KvCacheView& kv = p.decode.kv;
   const bool host = device() == Device::kCPU;
   const int64_t pages = max_pages(kv);
-  const size_t need = workspace_size(p);
+  const size_t need = workspace_bytes(p, s);
   if (ws.bytes < need || !ws.data)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", need,

@@ -81,7 +81,8 @@ class QuestDecode {
   Status supports(const QuestParams& params) const;
   // Selection scratch, the compacted tables and the decode kernel's workspace.
   size_t workspace_size(const QuestParams& params) const;
-  // Selects and attends; no allocation, no host sync (CUDA: everything runs on `stream`).
+  // Selects and attends; no allocation, no host sync (CUDA: everything runs on `stream`, and the
+  // call may be captured into a CUDA graph).
   Status forward(const QuestParams& params, Workspace workspace, void* stream = nullptr) const;
   // The most pages one (sequence, KV head) keeps: ceil(budget / block_size), at least the 2 that
   // may be forced, at most the table's width.
@@ -99,6 +100,8 @@ class QuestDecode {
  private:
   QuestDecode(const QuestConfig& c, std::unique_ptr<DecodeAttention> d)
       : config_(c), decode_(std::move(d)) {}
+  Status check(const QuestParams& params, DecodeShape* shape) const;
+  size_t workspace_bytes(const QuestParams& params, const DecodeShape& shape) const;
   QuestConfig config_;
   std::unique_ptr<DecodeAttention> decode_;
 };
