@@ -12,6 +12,7 @@
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/moe.hpp"
 #include "qwen3vl/variants/sm61_tiled.hpp"
+#include "qwen3vl/variants/sparse.hpp"
 
 namespace qwen3vl {
 
@@ -56,6 +57,14 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
                                   std::unique_ptr<DynamicSparseAttention>* out);
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                                   std::unique_ptr<Attention>* out);
+
+// Static sparse patterns (variants/sparse.hpp) on CUDA, over the block-sparse object: the layout
+// of each (device, max_q, max_k, Hkv) is built on the host and copied to the device once, by the
+// first call for that shape (cudaMalloc and a synchronous copy: that call syncs the host); later
+// calls allocate nothing and copy nothing. Up to 8 shapes are kept; an evicted copy is freed when
+// no call uses it (cudaFree waits for the device). describe() gives block counts, not density.
+Status create_static_sparse_cuda(const CudaOptions& options, const StaticSparseConfig& config,
+                                 std::unique_ptr<Attention>* out);
 
 // The compute capability (major, minor) of a device; (-1: the current one). kDeviceError when no
 // CUDA device can be used.
