@@ -19,15 +19,27 @@ namespace detail {
 // merge_states' arithmetic over all splits of a row at once: M = max lse_s, w_s = exp(lse_s - M),
 // out = sum_s w_s o_s / sum_s w_s, lse = M + log(sum_s w_s); an empty split (lse = -inf) weighs
 // exactly 0. One block per (sequence, query head, row) and 32 head-dim elements: the weights are
-// computed once into shared memory, then each warp sums every 8th split of its 32 elements (many
-// independent loads in flight) and the warps' sums are added.
+// computed once into shared memory (shuffle reductions), then each warp sums every 8th split of
+// its 32 elements (unconditional loads, many in flight) and the warps' sums are added.
 constexpr int kMergeThreads = 256;
 constexpr int kMergeWarps = kMergeThreads / 32;
 constexpr int kMergeMaxSplits = 1024;  // validate() caps num_splits at 1024
 
+// A block-wide reduction of one value a thread: warp shuffles, then the warps' results.
+template <class Op>
+__device__ inline float block_reduce(float x, float* scratch, Op op) {
+  for (int off = 16; off > 0; off /= 2) x = op(x, __shfl_xor_sync(0xffffffffu, x, off));
+  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = x;
+  __syncthreads();
+  x = scratch[0];
+  for (int w = 1; w < kMergeWarps; ++w) x = op(x, scratch[w]);
+  __syncthreads();  // scratch is reused
+  return x;
+}
+
 __global__ void __launch_bounds__(kMergeThreads) merge_splits(const DecodeArgs a) {
   __shared__ float w[kMergeMaxSplits];
-  __shared__ float red[kMergeThreads];
+  __shared__ float red[kMergeWarps];
   __shared__ float part[kMergeWarps][32];
   const int64_t row = blockIdx.x;
   const int r = static_cast<int>(row % a.rows);
@@ -38,36 +50,26 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const DecodeArgs a
   const int t = threadIdx.x;
 
   float mx = -INFINITY;
-  for (int s = t; s < a.splits; s += kMergeThreads) mx = fmaxf(mx, pl[s]);
-  red[t] = mx;
-  __syncthreads();
-  for (int n = kMergeThreads / 2; n > 0; n /= 2) {
-    if (t < n) red[t] = fmaxf(red[t], red[t + n]);
-    __syncthreads();
+  for (int s = t; s < a.splits; s += kMergeThreads) {
+    w[s] = pl[s];
+    mx = fmaxf(mx, w[s]);
   }
-  mx = red[0];
-  __syncthreads();
+  mx = block_reduce(mx, red, [](float x, float y) { return fmaxf(x, y); });
   float sum = 0.0f;
   for (int s = t; s < a.splits; s += kMergeThreads) {
-    const float e = mx == -INFINITY || !(pl[s] > -INFINITY) ? 0.0f : expf(pl[s] - mx);
+    const float e = mx == -INFINITY || !(w[s] > -INFINITY) ? 0.0f : expf(w[s] - mx);
     w[s] = e;
     sum += e;
   }
-  red[t] = sum;
-  __syncthreads();
-  for (int n = kMergeThreads / 2; n > 0; n /= 2) {
-    if (t < n) red[t] += red[t + n];
-    __syncthreads();
-  }
-  sum = red[0];
+  sum = block_reduce(sum, red, [](float x, float y) { return x + y; });  // its barrier publishes w
 
   const int warp = t / 32, lane = t % 32;
   const int e = blockIdx.y * 32 + lane;
   float acc = 0.0f;
   if (e < a.head_dim)
-#pragma unroll 4
+#pragma unroll 8
     for (int s = warp; s < a.splits; s += kMergeWarps)
-      if (w[s] != 0.0f) acc = fmaf(w[s], po[static_cast<int64_t>(s) * a.head_dim + e], acc);
+      acc = fmaf(w[s], po[static_cast<int64_t>(s) * a.head_dim + e], acc);  // empty splits hold 0
   part[warp][lane] = acc;
   __syncthreads();
   if (warp == 0 && e < a.head_dim) {
@@ -91,26 +93,30 @@ Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
 
 namespace {
 
-constexpr int64_t kMinSplitKeys = 16;  // a few steps of a block: below this fixed costs dominate
+constexpr int64_t kMinSplitKeys = 32;  // below this the partials (D + 1 floats a row) cost more than the keys
 constexpr int64_t kMaxAutoSplits = 1024;  // validate() caps num_splits here too
 
-// How the blocks of one decode call are laid out: KV heads per block (the largest power of two
-// <= Hkv that divides the block's lane groups), head chunks, tiles of packed query rows.
+// How the blocks of one decode call are laid out: KV heads per block (a power of two <= Hkv that
+// divides the block's warps; the other warps are slots of the same heads), head chunks, tiles of
+// packed query rows.
 struct Layout {
   int64_t heads_per_block = 1, head_chunks = 1, row_tiles = 1;
   int64_t blocks_per_split(const DecodeShape& s) const { return s.batch * head_chunks * row_tiles; }
 };
 
-Layout layout_of(const DecodeParams& p, const DecodeShape& s) {
-  const int lanes = dispatch_float_dtype(p.kv.k.dtype, [&](auto tag) {
-    return detail::decode_lanes<decltype(tag)>(static_cast<int>(s.head_dim));
-  });
+// As many heads per block as possible (a block then reads whole rows of consecutive tokens), but
+// fewer where splits of at least kMinSplitKeys could not fill a wave of `wave` blocks: more warps
+// per head then share each split, instead of more splits with more partials to merge (KV 4096
+// at Hkv 8 on 132 SMs: 4 warps per head and 66 splits, not 1 and 128).
+Layout layout_of(const DecodeShape& s, int64_t wave) {
   Layout l;
-  const int64_t groups = detail::kDecodeThreads / lanes;
-  while (l.heads_per_block * 2 <= std::min(groups, s.kv_heads)) l.heads_per_block *= 2;
-  l.head_chunks = (s.kv_heads + l.heads_per_block - 1) / l.heads_per_block;
   l.row_tiles = (s.group_size() * s.rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
-  return l;
+  while (l.heads_per_block * 2 <= std::min<int64_t>(detail::kDecodeWarps, s.kv_heads)) l.heads_per_block *= 2;
+  const int64_t most_splits = std::max<int64_t>(1, s.max_len / kMinSplitKeys);
+  for (;; l.heads_per_block /= 2) {
+    l.head_chunks = (s.kv_heads + l.heads_per_block - 1) / l.heads_per_block;
+    if (l.heads_per_block == 1 || most_splits * l.blocks_per_split(s) >= wave) return l;
+  }
 }
 
 class DecodeCuda final : public DecodeAttention {
@@ -168,6 +174,9 @@ class DecodeCuda final : public DecodeAttention {
     a.table_stride[0] = paged ? p.kv.block_table.stride[0] : 0;
     a.table_stride[1] = paged ? p.kv.block_table.stride[1] : 0;
     a.block_size = paged ? p.kv.block_size() : 1;
+    a.block_shift = -1;
+    for (int shift = 0; shift < 31; ++shift)
+      if (int64_t{1} << shift == a.block_size) a.block_shift = shift;
     a.num_blocks = p.kv.k.shape[0];
     a.capacity = p.kv.capacity();
     a.batch = static_cast<int>(s.batch);
@@ -176,7 +185,7 @@ class DecodeCuda final : public DecodeAttention {
     a.rows = static_cast<int>(s.rows);
     a.head_dim = static_cast<int>(s.head_dim);
     a.group_rows = static_cast<int>(s.group_size() * s.rows);
-    const Layout layout = layout_of(p, s);
+    const Layout layout = layout_of(s, wave());
     a.row_tiles = static_cast<int>(layout.row_tiles);
     a.heads_per_block = static_cast<int>(layout.heads_per_block);
     a.head_chunks = static_cast<int>(layout.head_chunks);
@@ -196,7 +205,7 @@ class DecodeCuda final : public DecodeAttention {
   }
 
   std::string describe() const override {
-    return "decode (cuda): GQA-packed 4-row tiles, split-KV blocks + merge, fp32 math; " +
+    return "decode (cuda): GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " +
            ctx_.to_string();
   }
 
@@ -213,7 +222,7 @@ class DecodeCuda final : public DecodeAttention {
       return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
                         " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
                         INT32_MAX, ")");
-    const Layout layout = layout_of(p, s);
+    const Layout layout = layout_of(s, wave());
     const int64_t grid_y = layout.head_chunks * layout.row_tiles;
     if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
       return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
@@ -222,16 +231,16 @@ class DecodeCuda final : public DecodeAttention {
     return Status();
   }
 
-  // Forced, or as many splits as fill one wave of resident blocks (3 per SM, 2 on Pascal: the
-  // kernels' launch bounds) without splits shorter than kMinSplitKeys.
+  // Forced, or as many splits as fill one wave of resident blocks (4 per SM: the kernels' launch
+  // bounds) without splits shorter than kMinSplitKeys.
   int64_t plan_splits(const DecodeParams& p, const DecodeShape& s) const {
     if (p.num_splits > 0) return p.num_splits;
-    const int64_t resident = ctx_.cc_major < 7 ? 2 : 3;
-    const int64_t wave = resident * ctx_.multiprocessors;
-    const int64_t want = std::max<int64_t>(1, wave / layout_of(p, s).blocks_per_split(s));
+    const int64_t want = std::max<int64_t>(1, wave() / layout_of(s, wave()).blocks_per_split(s));
     const int64_t most = std::max<int64_t>(1, s.max_len / kMinSplitKeys);
     return std::clamp<int64_t>(std::min(want, most), 1, kMaxAutoSplits);
   }
+
+  int64_t wave() const { return 4 * ctx_.multiprocessors; }
 
   // 16-byte vector loads need aligned rows: base, strides and head dim multiples of the vector.
   static bool vector_loads(const KvCacheView& kv) {

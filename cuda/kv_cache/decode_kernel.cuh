@@ -1,14 +1,20 @@
 // The CUDA decode kernel. One block = one (key split, chunk of KV heads, tile of 4 packed query
-// rows, sequence). The block's threads form groups of kLanes lanes; group g serves head
-// (chunk * hpb + g % hpb) and owns every slots-th key of the split (slot g / hpb), kDecodeUnroll
-// keys per step. With Hkv >= 8 a whole token row (every head of one key: Hkv * D contiguous
-// elements in the NHD cache) is read by the block at once: reading 256-byte pieces of one head at
-// 2 KiB strides, head by head, left HBM at about half its bandwidth. Lanes hold interleaved 16-byte
-// pieces of the head dimension (coalesced loads, a shuffle reduction per score); each group keeps
-// an online softmax per row in registers, K/V loads of the next step are in flight while a step
-// computes, and the groups of one head are merged through shared memory at the end. The block
-// writes the output or its split's partial (o, lse) for the merge kernel. fp32 arithmetic on
-// f32 / f16 / bf16 storage, no tensor cores and no cp.async, so it compiles for sm_61.
+// rows, sequence); its 4 warps serve hpb KV heads (warp % hpb) and, when Hkv < 4, several slots of
+// the same head (warp / hpb), which take turns over the split's warp-iterations.
+//
+// Within a warp, kLanes lanes own one key (one 16-byte piece of the head dimension each: 8 elements
+// of 2-byte storage, 4 of f32; two pieces for f32 with D > 128), so a warp-iteration covers 32 / kLanes consecutive keys of its
+// head; a block-iteration reads the heads' rows of those keys together. Each lane group keeps its
+// own online softmax per row (fp32, base 2): the score is reduced with log2(kLanes) xor shuffles
+// and the running max only moves when a score exceeds it by more than kRescaleSlack (lazy rescale,
+// warp-uniform branch), so a typical key costs one exp2 per row and no rescale of the outputs.
+// Each lane copies its own K / V pieces of the next kStages - 1 warp-iterations into a per-warp
+// ring in shared memory with cp.async (sm_80+; 32 KiB in flight per block, where a register ring
+// of 3 stages, all that 128 registers held, left HBM at ~0.5-0.7 of its copy rate) and reads back
+// only what it copied, so a wait_group is the only synchronisation. Below sm_80 the copies are
+// plain loads and stores (correct, not fast). At the end the lane groups are merged with
+// shuffles, the slots of a head through shared memory, and the block writes the output or its
+// split's partial (o, lse) for the merge kernel. No tensor cores, so it compiles for sm_61.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -21,20 +27,14 @@
 
 namespace qwen3vl::detail::decode_cuda {
 
-constexpr int kDecodeUnroll = 4;  // keys per slot per step: their K and V loads are in flight together
+// Warp-iterations in a warp's ring (stages of one 16-byte K and V piece a lane: 1 KiB a warp).
+template <int kVecs>
+constexpr int kStages = 8 / kVecs;
+constexpr float kRescaleSlack = 8.0f;   // weights stay <= 2^8 between rescales
+constexpr int kWarps = kDecodeWarps;
 
-// Resident blocks per SM the register budget is sized for: 3 (12 warps) where registers allow,
-// 2 on Pascal, whose 255-register cap would otherwise make the f16 kernels spill.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
-#define QWEN3VL_DECODE_MIN_BLOCKS 2
-#else
-#define QWEN3VL_DECODE_MIN_BLOCKS 3
-#endif
-
-template <class T>
-struct Vec16 {
-  static constexpr int kElems = 16 / sizeof(T);
-};
+// Resident blocks per SM the register budget is sized for (128 registers a thread).
+#define QWEN3VL_DECODE_MIN_BLOCKS 4
 
 __device__ inline void to_floats(const uint4& raw, float* f, float) {
   f[0] = __uint_as_float(raw.x);
@@ -44,6 +44,7 @@ __device__ inline void to_floats(const uint4& raw, float* f, float) {
 }
 __device__ inline void to_floats(const uint4& raw, float* f, qwen3vl::half) {
   const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
   for (int i = 0; i < 4; ++i) {
     const float2 x = __half22float2(h[i]);
     f[2 * i] = x.x;
@@ -52,6 +53,7 @@ __device__ inline void to_floats(const uint4& raw, float* f, qwen3vl::half) {
 }
 __device__ inline void to_floats(const uint4& raw, float* f, qwen3vl::bfloat16) {
   const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
   for (int i = 0; i < 4; ++i) {
     f[2 * i] = __uint_as_float(w[i] << 16);
     f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
@@ -61,180 +63,279 @@ __device__ inline void to_floats(const uint4& raw, float* f, qwen3vl::bfloat16) 
 // 16 bytes of storage at p (valid elements of them: `valid`, the rest read as 0).
 template <class T>
 __device__ inline uint4 load16(const T* p, int valid, bool vector_ok) {
-  constexpr int kElems = Vec16<T>::kElems;
+  constexpr int kElems = 16 / sizeof(T);
   if (vector_ok && valid == kElems) return __ldg(reinterpret_cast<const uint4*>(p));
   union {
     uint4 raw;
     T t[kElems];
   } u;
   u.raw = make_uint4(0, 0, 0, 0);
+#pragma unroll
   for (int i = 0; i < kElems; ++i)
     if (i < valid) u.t[i] = p[i];
   return u.raw;
 }
 
-// K and V rows of the kDecodeUnroll keys a slot handles in one step (zeros for keys past the split
-// or behind a bad block id, which are then masked).
-template <class T, int kVecs>
-struct KeyStep {
-  static constexpr int kUnroll = kDecodeUnroll / kVecs;  // the same registers for any width
-  uint4 k[kUnroll][kVecs], v[kUnroll][kVecs];
-  bool ok[kUnroll];
-};
+// 2^x in one MUFU instruction (flush-to-zero: weights below 2^-126 are 0 either way).
+__device__ inline float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
+// 16 bytes from global to shared memory, asynchronously where the GPU can: `bytes` of them read
+// (16 or 0), the rest zero-filled.
+__device__ inline void copy16_async(uint4* dst, const void* src, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+#else
+  *dst = bytes > 0 ? __ldg(static_cast<const uint4*>(src)) : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ inline void commit_copies() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int kPending>
+__device__ inline void wait_copies() {  // all but the newest kPending groups have landed
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+#endif
+}
+
+// A lane's K and V pieces of key j into its slots of one ring stage (zeros for a key past the
+// split or behind a bad block id, which is never read); returns whether the key is valid.
 template <class T, int kLanes, int kVecs, bool kPaged>
-__device__ inline void load_step(const DecodeArgs& a, int b, int kvh, bool head_ok, int lane,
-                                 int slot, int slots, int jb, int ke, KeyStep<T, kVecs>& st) {
-  constexpr int kElems = Vec16<T>::kElems;
-  const T* kbase = static_cast<const T*>(a.k);
-  const T* vbase = static_cast<const T*>(a.v);
-  for (int u = 0; u < KeyStep<T, kVecs>::kUnroll; ++u) {
-    const int j = jb + u * slots + slot;
-    int64_t major = b;
-    int minor = j;
-    st.ok[u] = head_ok && j < ke;
-    if (kPaged && st.ok[u]) {
-      const int blk = j / static_cast<int>(a.block_size);  // 32-bit: keys are < 2^31
-      major = a.table[b * a.table_stride[0] + blk * a.table_stride[1]];
-      minor = j - blk * static_cast<int>(a.block_size);
-      st.ok[u] = major >= 0 && major < a.num_blocks;  // a bad id masks the key, never read
-    }
-    const int64_t k_off = major * a.k_stride[0] + minor * a.k_stride[1] + kvh * a.k_stride[2];
-    const int64_t v_off = major * a.v_stride[0] + minor * a.v_stride[1] + kvh * a.v_stride[2];
-    for (int v = 0; v < kVecs; ++v) {
-      const int e0 = (v * kLanes + lane) * kElems;
-      const int valid = st.ok[u] ? (a.head_dim - e0 < kElems ? a.head_dim - e0 : kElems) : 0;
-      st.k[u][v] = valid > 0 ? load16(kbase + k_off + e0, valid, a.vector_loads) : make_uint4(0, 0, 0, 0);
-      st.v[u][v] = valid > 0 ? load16(vbase + v_off + e0, valid, a.vector_loads) : make_uint4(0, 0, 0, 0);
+__device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, bool head_ok, int sub, int j,
+                                  int ke, uint4* k_dst, uint4* v_dst) {
+  constexpr int kElems = 16 / sizeof(T);
+  int64_t major = b;
+  int minor = j;
+  bool ok = head_ok && j < ke;
+  if (kPaged && ok) {
+    const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
+    major = __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
+    minor = j - blk * static_cast<int>(a.block_size);
+    ok = major >= 0 && major < a.num_blocks;
+  }
+  if (!ok) major = minor = 0;  // a harmless address for the zero-byte copies
+  const T* kp = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor * a.k_stride[1] + kvh * a.k_stride[2];
+  const T* vp = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor * a.v_stride[1] + kvh * a.v_stride[2];
+#pragma unroll
+  for (int v = 0; v < kVecs; ++v) {
+    const int e0 = (v * kLanes + sub) * kElems;
+    const int valid = ok ? min(a.head_dim - e0, kElems) : 0;
+    if (a.vector_loads) {  // whole aligned pieces (D a multiple of them): asynchronous
+      copy16_async(k_dst + v * 32, kp + (valid > 0 ? e0 : 0), valid > 0 ? 16 : 0);
+      copy16_async(v_dst + v * 32, vp + (valid > 0 ? e0 : 0), valid > 0 ? 16 : 0);
+    } else {
+      k_dst[v * 32] = valid > 0 ? load16(kp + e0, valid, false) : make_uint4(0, 0, 0, 0);
+      v_dst[v * 32] = valid > 0 ? load16(vp + e0, valid, false) : make_uint4(0, 0, 0, 0);
     }
   }
+  commit_copies();
+  return ok;
 }
 
 template <class T, int kLanes, int kVecs, bool kPaged>
 __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) decode_kernel(const DecodeArgs a) {
-  constexpr int kElems = Vec16<T>::kElems;  // per 16-byte vector
-  constexpr int kPer = kVecs * kElems;      // head-dim elements per lane
-  constexpr int kGroups = kDecodeThreads / kLanes;
-  constexpr int kPadded = kLanes * kPer;    // head dim covered by a group
-  constexpr int kUnroll = KeyStep<T, kVecs>::kUnroll;
+  constexpr int kElems = 16 / sizeof(T);
+  constexpr int kPer = kVecs * kElems;  // head-dim elements per lane
+  constexpr int kKeys = 32 / kLanes;    // keys per warp-iteration
+  constexpr int kPadded = kLanes * kPer;
+  constexpr int kRows = kDecodeRowTile;
   constexpr float kNegInf = -INFINITY;
+  static_assert(kRows == 4 && kLanes >= 4, "the score reduce-scatter splits 4 rows over 4+ lanes");
 
-  const int hpb = a.heads_per_block, slots = kGroups / hpb;
+  const int hpb = a.heads_per_block, slots = kWarps / hpb;
   const int split = blockIdx.x;
   const int chunk = blockIdx.y / a.row_tiles, tile = blockIdx.y % a.row_tiles;
   const int b = blockIdx.z;
-  const int lane = threadIdx.x % kLanes, group = threadIdx.x / kLanes;
-  const int local_head = group % hpb, slot = group / hpb;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int sub = lane % kLanes, key_in_step = lane / kLanes;
+  const int local_head = warp % hpb, slot = warp / hpb;
   const int kvh = chunk * hpb + local_head;
   const bool head_ok = kvh < a.kv_heads;
-  const int d = a.head_dim;
-  const int step = slots * kUnroll;
 
   int len = a.seq_lens[b * a.lens_stride];
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   const int per_split = (len + a.splits - 1) / a.splits;
   const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
   const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
+  // This warp's warp-iterations: it = slot, slot + slots, ...; iteration n covers keys
+  // kb + it * kKeys + [0, kKeys).
+  const int total_it = (ke - kb + kKeys - 1) / kKeys;
+  const int my_it = total_it > slot ? (total_it - slot + slots - 1) / slots : 0;
+  auto key_of = [&](int n) { return kb + (n * slots + slot) * kKeys + key_in_step; };
 
-  // The first step's K / V loads go out before anything else, then the queries are read.
-  KeyStep<T, kVecs> cur;
-  load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, head_ok, lane, slot, slots, kb, ke, cur);
+  // The ring: [warp][stage][K, V][vector][lane] 16-byte pieces; the merge reuses it at the end.
+  constexpr int kStage = kStages<kVecs>;
+  constexpr int kRingBytes = kWarps * kStage * 2 * kVecs * 32 * 16;
+  constexpr int kMergeBytes = kWarps * kRows * (kPadded + 4) * 4;
+  __shared__ uint4 smem[(kRingBytes > kMergeBytes ? kRingBytes : kMergeBytes) / 16];
+  auto k_slot = [&](int stage) { return smem + ((warp * kStage + stage) * 2 * kVecs) * 32 + lane; };
+  auto v_slot = [&](int stage) { return k_slot(stage) + kVecs * 32; };
+
+  // The first stages' copies go out before anything else, then the queries are read.
+  unsigned ok_bits = 0;  // bit s: stage s holds a valid key
+#pragma unroll
+  for (int s = 0; s < kStage; ++s)
+    ok_bits |= static_cast<unsigned>(load_stage<T, kLanes, kVecs, kPaged>(
+                   a, b, kvh, head_ok && s < my_it, sub, key_of(s), ke, k_slot(s), v_slot(s))) << s;
 
   // This tile's query rows: head (kvh * G + gi / R), new row gi % R, visible keys [0, end).
-  float q[kDecodeRowTile][kPer];
-  int end[kDecodeRowTile];
-  for (int i = 0; i < kDecodeRowTile; ++i) {
-    const int gi = tile * kDecodeRowTile + i;
+  float q[kRows][kPer];
+  int end[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    const int gi = tile * kRows + i;
     const bool active = head_ok && gi < a.group_rows;
     const int head = kvh * (a.heads / a.kv_heads) + gi / a.rows, r = gi % a.rows;
     end[i] = active ? len - a.rows + r + 1 : 0;
     const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
+#pragma unroll
     for (int v = 0; v < kVecs; ++v)
+#pragma unroll
       for (int x = 0; x < kElems; ++x) {
-        const int e = (v * kLanes + lane) * kElems + x;
+        const int e = (v * kLanes + sub) * kElems + x;
         q[i][v * kElems + x] =
-            active && e < d ? load_element(a.q, q_off + e, a.q_dtype) * a.scale_log2 : 0.0f;
+            active && e < a.head_dim ? load_element(a.q, q_off + e, a.q_dtype) * a.scale_log2 : 0.0f;
       }
   }
 
-  float m[kDecodeRowTile], l[kDecodeRowTile], o[kDecodeRowTile][kPer];
-  for (int i = 0; i < kDecodeRowTile; ++i) {
-    m[i] = kNegInf;
-    l[i] = 0.0f;
+  // After the score reduce-scatter, lane `sub` of a group holds the full score of one row, its
+  // own: row_of(sub); the softmax state of row i lives in the lanes of that row (lane_of(i) is
+  // one of them).
+  constexpr int kHalf = kLanes / 2, kQuarter = kLanes / 4;
+  const int own_row = (sub & kHalf ? 2 : 0) + (sub & kQuarter ? 1 : 0);
+  auto lane_of = [](int i) { return (i >> 1) * kHalf + (i & 1) * kQuarter; };
+  int own_end = end[0];
+#pragma unroll
+  for (int i = 1; i < kRows; ++i) own_end = own_row == i ? end[i] : own_end;
+  float own_m = kNegInf, own_l = 0.0f, o[kRows][kPer];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
     for (int x = 0; x < kPer; ++x) o[i][x] = 0.0f;
-  }
 
-  for (int jb = kb; jb < ke; jb += step) {
-    // The next step's loads are in flight while this step computes (register double buffer).
-    KeyStep<T, kVecs> next;
-    if (jb + step < ke)
-      load_step<T, kLanes, kVecs, kPaged>(a, b, kvh, head_ok, lane, slot, slots, jb + step, ke, next);
+  for (int base = 0; base < my_it; base += kStage) {
+#pragma unroll
+    for (int s = 0; s < kStage; ++s) {
+      const int n = base + s;
+      if (n >= my_it) break;  // warp-uniform
+      const int j = key_of(n);
+      const bool ok = ok_bits >> s & 1u;
+      wait_copies<kStage - 1>();  // this stage's group is the oldest
 
-    // Scores: every lane of a slot ends with the full dot products (xor shuffles within the slot).
-    float s[kUnroll][kDecodeRowTile];
-    for (int u = 0; u < kUnroll; ++u) {
-      float kf[kPer];
-      for (int v = 0; v < kVecs; ++v) to_floats(cur.k[u][v], kf + v * kElems, T{});
-      const int j = jb + u * slots + slot;
-      for (int i = 0; i < kDecodeRowTile; ++i) {
-        float d0 = 0.0f, d1 = 0.0f;  // two chains
+      float kf[kPer], vf[kPer];
+#pragma unroll
+      for (int v = 0; v < kVecs; ++v) {
+        to_floats(k_slot(s)[v * 32], kf + v * kElems, T{});
+        to_floats(v_slot(s)[v * 32], vf + v * kElems, T{});
+      }
+      // Partial dot products of the four rows, then a reduce-scatter over the group's lanes: the
+      // first two xor steps halve the rows each lane carries, the rest finish its own row's sum.
+      float dot[kRows];
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        float d0 = 0.0f, d1 = 0.0f;
+#pragma unroll
         for (int x = 0; x < kPer; x += 2) {
           d0 = fmaf(q[i][x], kf[x], d0);
           d1 = fmaf(q[i][x + 1], kf[x + 1], d1);
         }
-        float dot = d0 + d1;
-        for (int off = kLanes / 2; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        s[u][i] = cur.ok[u] && j < end[i] ? dot : kNegInf;
+        dot[i] = d0 + d1;
       }
-    }
+      const bool upper = sub & kHalf, odd = sub & kQuarter;
+      float keep0 = upper ? dot[2] : dot[0], keep1 = upper ? dot[3] : dot[1];
+      keep0 += __shfl_xor_sync(0xffffffffu, upper ? dot[0] : dot[2], kHalf);
+      keep1 += __shfl_xor_sync(0xffffffffu, upper ? dot[1] : dot[3], kHalf);
+      float score = (odd ? keep1 : keep0) + __shfl_xor_sync(0xffffffffu, odd ? keep0 : keep1, kQuarter);
+#pragma unroll
+      for (int off = kQuarter / 2; off > 0; off /= 2) score += __shfl_xor_sync(0xffffffffu, score, off);
+      score = ok && j < own_end ? score : kNegInf;
 
-    // Online softmax per row: one rescale per step, weights back into s.
-    for (int i = 0; i < kDecodeRowTile; ++i) {
-      float mx = kNegInf;
-      for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, s[u][i]);
-      if (mx == kNegInf) {
-        for (int u = 0; u < kUnroll; ++u) s[u][i] = 0.0f;
-        continue;
+      // Lazy rescale: the running max moves only when a score passes it by the slack; every lane
+      // then scales its outputs by each row's factor.
+      const bool grow = score > own_m + kRescaleSlack;
+      if (__any_sync(0xffffffffu, grow)) {
+        const float alpha = grow ? exp2_approx(own_m - score) : 1.0f;  // 0 from -inf
+        own_m = grow ? score : own_m;
+        own_l *= alpha;
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+          const float row_alpha = __shfl_sync(0xffffffffu, alpha, lane_of(i), kLanes);
+#pragma unroll
+          for (int x = 0; x < kPer; ++x) o[i][x] *= row_alpha;
+        }
       }
-      const float m_new = fmaxf(m[i], mx);
-      const float alpha = exp2f(m[i] - m_new);
-      float sum = 0.0f;
-      for (int u = 0; u < kUnroll; ++u) {
-        s[u][i] = exp2f(s[u][i] - m_new);
-        sum += s[u][i];
+      const float p = score == kNegInf ? 0.0f : exp2_approx(score - own_m);
+      own_l += p;
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) {
+        const float row_p = __shfl_sync(0xffffffffu, p, lane_of(i), kLanes);
+#pragma unroll
+        for (int x = 0; x < kPer; ++x) o[i][x] = fmaf(row_p, vf[x], o[i][x]);
       }
-      l[i] = l[i] * alpha + sum;
-      m[i] = m_new;
-      for (int x = 0; x < kPer; ++x) o[i][x] *= alpha;
+      // Refill this stage kStage warp-iterations ahead (an empty group past the end keeps the
+      // count of groups per iteration fixed).
+      const bool next_ok = load_stage<T, kLanes, kVecs, kPaged>(
+          a, b, kvh, head_ok && n + kStage < my_it, sub, key_of(n + kStage), ke, k_slot(s), v_slot(s));
+      ok_bits = (ok_bits & ~(1u << s)) | static_cast<unsigned>(next_ok) << s;
     }
-
-    for (int u = 0; u < kUnroll; ++u) {
-      if (!cur.ok[u]) continue;  // weight 0 for every row; its V was not loaded
-      float vf[kPer];
-      for (int v = 0; v < kVecs; ++v) to_floats(cur.v[u][v], vf + v * kElems, T{});
-      for (int i = 0; i < kDecodeRowTile; ++i)
-        for (int x = 0; x < kPer; ++x) o[i][x] = fmaf(s[u][i], vf[x], o[i][x]);
-    }
-    cur = next;
   }
 
-  // Merge the groups of each head (its slots): per row, each slot's weight exp2(m - max) once,
-  // then the outputs.
-  __shared__ float sm_o[kGroups][kDecodeRowTile][kPadded];
-  __shared__ float sm_m[kGroups][kDecodeRowTile], sm_l[kGroups][kDecodeRowTile];
-  __shared__ float sm_inv[kGroups][kDecodeRowTile], sm_lse[kGroups][kDecodeRowTile];
-  for (int i = 0; i < kDecodeRowTile; ++i) {
-    for (int v = 0; v < kVecs; ++v)
-      for (int x = 0; x < kElems; ++x)
-        sm_o[group][i][(v * kLanes + lane) * kElems + x] = o[i][v * kElems + x];
-    if (lane == 0) {
-      sm_m[group][i] = m[i];
-      sm_l[group][i] = l[i];
+  // Every lane gets each row's state, then the warp's lane groups are merged (xor over the group
+  // bits): every group ends with the warp's state.
+  float m[kRows], l[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    m[i] = __shfl_sync(0xffffffffu, own_m, lane_of(i), kLanes);
+    l[i] = __shfl_sync(0xffffffffu, own_l, lane_of(i), kLanes);
+  }
+#pragma unroll
+  for (int off = kLanes; off < 32; off *= 2)
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      const float m_o = __shfl_xor_sync(0xffffffffu, m[i], off);
+      const float l_o = __shfl_xor_sync(0xffffffffu, l[i], off);
+      const float mx = fmaxf(m[i], m_o);
+      const float w = m[i] == kNegInf ? 0.0f : exp2f(m[i] - mx);
+      const float w_o = m_o == kNegInf ? 0.0f : exp2f(m_o - mx);
+      l[i] = l[i] * w + l_o * w_o;
+#pragma unroll
+      for (int x = 0; x < kPer; ++x) {
+        const float o_o = __shfl_xor_sync(0xffffffffu, o[i][x], off);
+        o[i][x] = o[i][x] * w + o_o * w_o;
+      }
+      m[i] = mx;
+    }
+
+  // Merge the slots of each head: per row, each slot's weight exp2(m - max) once, then the outputs.
+  wait_copies<0>();
+  __syncthreads();  // every warp is done with its ring
+  using RowFloats = float[kWarps][kRows];
+  auto& sm_o = *reinterpret_cast<float(*)[kWarps][kRows][kPadded]>(smem);
+  RowFloats* tail = reinterpret_cast<RowFloats*>(reinterpret_cast<float*>(smem) + kWarps * kRows * kPadded);
+  RowFloats &sm_m = tail[0], &sm_l = tail[1], &sm_inv = tail[2], &sm_lse = tail[3];
+  if (key_in_step == 0) {
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+      for (int v = 0; v < kVecs; ++v)
+#pragma unroll
+        for (int x = 0; x < kElems; ++x) sm_o[warp][i][(v * kLanes + sub) * kElems + x] = o[i][v * kElems + x];
+      if (sub == 0) {
+        sm_m[warp][i] = m[i];
+        sm_l[warp][i] = l[i];
+      }
     }
   }
   __syncthreads();
-  if (threadIdx.x < hpb * kDecodeRowTile) {  // one thread per (head, row): weights and LSE
-    const int h = threadIdx.x / kDecodeRowTile, i = threadIdx.x % kDecodeRowTile;
+  if (threadIdx.x < hpb * kRows) {  // one thread per (head, row): weights and LSE
+    const int h = threadIdx.x / kRows, i = threadIdx.x % kRows;
     float mx = kNegInf;
     for (int sl = 0; sl < slots; ++sl) mx = fmaxf(mx, sm_m[sl * hpb + h][i]);
     float sum = 0.0f;
@@ -249,10 +350,11 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
     sm_lse[h][i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
   }
   __syncthreads();
+  const int d = a.head_dim;
   const int heads_per_group = a.heads / a.kv_heads;
-  for (int idx = threadIdx.x; idx < hpb * kDecodeRowTile * d; idx += kDecodeThreads) {
-    const int h = idx / (kDecodeRowTile * d), i = idx / d % kDecodeRowTile, e = idx % d;
-    const int gi = tile * kDecodeRowTile + i, out_kvh = chunk * hpb + h;
+  for (int idx = threadIdx.x; idx < hpb * kRows * d; idx += kDecodeThreads) {
+    const int h = idx / (kRows * d), i = idx / d % kRows, e = idx % d;
+    const int gi = tile * kRows + i, out_kvh = chunk * hpb + h;
     if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
     float acc = 0.0f;
     for (int sl = 0; sl < slots; ++sl) acc = fmaf(sm_m[sl * hpb + h][i], sm_o[sl * hpb + h][i][e], acc);
@@ -275,30 +377,29 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 
 namespace qwen3vl::detail {
 
-// Picks lanes per key row (8, 16 or 32) and 16-byte vectors per lane (1, or 2 for f32 with
-// D > 128) so that one group covers the head dimension, then launches.
+// Lanes per key from decode_lanes (one 16-byte piece a lane, two for f32 with D > 128), paged or
+// contiguous, then launches.
 template <class T>
 Status launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   using namespace decode_cuda;
-  constexpr int kElems = Vec16<T>::kElems;
+  constexpr int kElems = 16 / sizeof(T);
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
                   static_cast<unsigned>(a.batch));
-  const int vectors = (a.head_dim + kElems - 1) / kElems;
   const bool paged = a.table != nullptr;
   auto go = [&](auto kernel) {
     kernel<<<grid, kDecodeThreads, 0, stream>>>(a);
     return cuda_status(cudaGetLastError(), "launch of decode_kernel");
   };
-#define QWEN3VL_DECODE_LAUNCH(lanes, vecs)                                              \
+#define QWEN3VL_DECODE_LAUNCH(lanes, vecs) \
   return paged ? go(decode_kernel<T, lanes, vecs, true>) : go(decode_kernel<T, lanes, vecs, false>)
-  switch (decode_lanes<T>(a.head_dim)) {  // the host planned head chunks with the same choice
+  if constexpr (kElems == 4) {
+    if (a.head_dim > 32 * kElems) QWEN3VL_DECODE_LAUNCH(32, 2);  // f32, D > 128
+  }
+  switch (decode_lanes(a.head_dim, kElems)) {
+    case 4: QWEN3VL_DECODE_LAUNCH(4, 1);
     case 8: QWEN3VL_DECODE_LAUNCH(8, 1);
     case 16: QWEN3VL_DECODE_LAUNCH(16, 1);
-    default:
-      if constexpr (kElems == 4) {
-        if (vectors > 32) QWEN3VL_DECODE_LAUNCH(32, 2);
-      }
-      QWEN3VL_DECODE_LAUNCH(32, 1);
+    default: QWEN3VL_DECODE_LAUNCH(32, 1);
   }
 #undef QWEN3VL_DECODE_LAUNCH
 }

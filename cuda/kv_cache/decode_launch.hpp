@@ -12,6 +12,7 @@ namespace qwen3vl::detail {
 
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeRowTile = 4;  // packed query rows (G * R of a KV head) per thread block
+constexpr int kDecodeWarps = kDecodeThreads / 32;  // KV heads (or slots of one head) per block
 
 // Everything a decode block needs, by value (no device-side argument buffer to allocate).
 struct DecodeArgs {
@@ -30,20 +31,20 @@ struct DecodeArgs {
   const int32_t* table;       // null: contiguous layout
   int64_t table_stride[2];
   int64_t block_size, num_blocks, capacity;
+  int block_shift;            // log2(block_size) where a power of two, else -1
   int batch, heads, kv_heads, rows, head_dim, group_rows, row_tiles, splits;
-  int heads_per_block, head_chunks;  // KV heads a block serves (a divisor of its lane groups)
+  int heads_per_block, head_chunks;  // KV heads a block serves (a divisor of its warps)
   float scale_log2;           // scale * log2(e)
   bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
   float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
   float* partial_lse;         // [B, Hq, R, splits], natural log
 };
 
-// Lane groups of a decode block for storage type T and head dim d (16-byte vectors per lane).
-template <class T>
-inline int decode_lanes(int head_dim) {
-  const int elems = 16 / static_cast<int>(sizeof(T));
-  const int vectors = (head_dim + elems - 1) / elems;
-  return vectors <= 8 ? 8 : vectors <= 16 ? 16 : 32;
+// Lanes that share one key in a decode warp, `elems` head-dim elements each (a power of two, 4..32).
+inline int decode_lanes(int head_dim, int elems) {
+  int lanes = 4;
+  while (lanes < 32 && lanes * elems < head_dim) lanes *= 2;
+  return lanes;
 }
 
 // The split-KV kernel (grid: splits x (head chunks * row tiles) x B) for storage type T, and the

@@ -134,6 +134,48 @@ TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {
   }
 }
 
+// The kernel's edges: more splits than keys (empty splits), 16 query heads per KV head with 8
+// rows (32 row tiles), the widest lane groups (D 256) and padded ones (D 72, 17), Hkv 1..3 (warps
+// of a block sharing one head), every storage dtype.
+TEST(DecodeCuda, EdgeShapesMatchTheReference) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto gpu = make_cuda();
+  struct Edge {
+    std::vector<int32_t> lens;
+    int64_t rows, heads, kv_heads, head_dim;
+    DType dtype;
+    int64_t block_size, splits;  // block_size 0: contiguous
+  };
+  const Edge edges[] = {
+      {{10, 3}, 1, 8, 2, 128, DType::kF16, 16, 64},     // splits > keys
+      {{300}, 8, 16, 1, 128, DType::kBF16, 16, 0},      // G 16, R 8
+      {{517}, 8, 32, 2, 72, DType::kF16, 0, 5},         // G 16, R 8, padded D
+      {{1031, 64}, 3, 12, 3, 256, DType::kBF16, 32, 0}, // D 256, Hkv 3
+      {{2000}, 1, 32, 8, 256, DType::kF32, 16, 0},      // f32 D 256
+      {{95}, 2, 6, 3, 17, DType::kF32, 0, 7},           // D 17, Hkv 3
+  };
+  uint64_t seed = 900;
+  for (const Edge& e : edges) {
+    DecodeSpec s;
+    s.lens = e.lens;
+    s.rows = e.rows;
+    s.heads = e.heads;
+    s.kv_heads = e.kv_heads;
+    s.head_dim = e.head_dim;
+    s.kv_dtype = s.q_dtype = e.dtype;
+    s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
+    s.block_size = e.block_size ? e.block_size : 16;
+    s.num_splits = e.splits;
+    s.seed = ++seed;
+    DecodeProblem h(s);
+    DeviceDecode d(h);
+    ASSERT_TRUE(d.run(*gpu, h).ok()) << s.to_string();
+    const testing::DecodeErrors err = testing::decode_errors(h);
+    EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
+    EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
+  }
+}
+
 TEST(DecodeCuda, BadBlockIdsAreMaskedNotRead) {
   QWEN3VL_REQUIRE_GPU();
   DecodeSpec s;
