@@ -344,12 +344,14 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
       return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
                         ": must equal MoHConfig.num_heads = ", config_.num_heads);
     QWEN3VL_RETURN_IF_ERROR(detail::moh::refuse_unsupported(p));
-    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));
     QWEN3VL_RETURN_IF_ERROR(detail::check_device_params(ctx_, p, query_pointers));
     return detail::check_device_tensor(ctx_, p.q_positions, "q_positions", query_pointers);
   }
   Status check(const AttentionParams& p, const HeadRouting& r, bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));  // gathered rows only
     QWEN3VL_RETURN_IF_ERROR(validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads));
     QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, r.head_index, "routing.head_index", query_pointers));
     return detail::check_device_tensor(ctx_, r.head_weight, "routing.head_weight", query_pointers);

@@ -79,8 +79,7 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     if (s.heads != config_.num_heads)
       return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
                         ": must equal MoHConfig.num_heads = ", config_.num_heads);
-    QWEN3VL_RETURN_IF_ERROR(detail::moh::refuse_unsupported(p));
-    return detail::moh::check_window_alignment(p, s);
+    return detail::moh::refuse_unsupported(p);
   }
 
   Status supports(const AttentionParams& p, const HeadRouting& r) const override {
@@ -88,6 +87,9 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     if (r.head_index.present() && r.head_index.device != Device::kCPU)
       return make_error(StatusCode::kInvalidArgument, "routing.head_index.device = ",
                         to_string(r.head_index.device), ": must be host memory like q");
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));  // gathered rows only
     return validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads);
   }
 

@@ -264,7 +264,9 @@ TEST(MoHErrors, BadKnobsRoutingsAndInputsAreTyped) {
   win.window_left = 3;
   win.window_right = 2;
   Problem pw(win);
-  EXPECT_EQ(moh->supports(pw.params).code(), StatusCode::kUnsupported);
+  const Routing wr = random_routing(20, 4, 2, 5);
+  EXPECT_EQ(moh->supports(pw.params, wr.view()).code(), StatusCode::kUnsupported);
+  EXPECT_TRUE(moh->supports(pw.params).ok());  // the dense forward takes it
 
   // Router: logits of the wrong width, a missing mix, NaN.
   const MoHConfig c{4, 1, 2};

@@ -81,7 +81,8 @@ TEST(MoHCuda, RoutedSweepMatchesGatedDenseAndCpu) {
       // same problem then runs with a left window only.
       Problem refused(s);
       DeviceProblem dev(refused);
-      EXPECT_EQ(cuda_moh(s.heads)->supports(dev.params).code(), StatusCode::kUnsupported);
+      DeviceRouting routing(r);
+      EXPECT_EQ(cuda_moh(s.heads)->supports(dev.params, routing.view).code(), StatusCode::kUnsupported);
       s.window_right = 0;
     }
     Problem gpu(s);
