@@ -2,6 +2,8 @@
 // kept) at densities 50%, 10% and 5% against dense flash2 on the same problem, in one run; a
 // summary gives the dense/sparse time ratios next to the ideal 1/density. A layout listing every
 // block (density 100%) shows what the layout's row-block tasks cost over flash2's own tiles.
+// Ratios come from wall time and from the process's CPU time per call (all threads): on a shared
+// machine the second is the steadier one.
 //
 // Own flags (removed before Google Benchmark sees argv):
 //   --n=N         queries = keys (default 4096; the documented figures use 16384)
@@ -14,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <string>
@@ -69,9 +72,18 @@ bool take_switch(int* argc, char** argv, const std::string& name) {
   return found;
 }
 
-std::map<std::string, std::vector<double>>& samples() {  // per-call ms of every benchmark
-  static std::map<std::string, std::vector<double>> all;
+struct Samples {
+  std::vector<double> wall_ms, cpu_ms;  // per call
+};
+std::map<std::string, Samples>& samples() {
+  static std::map<std::string, Samples> all;
   return all;
+}
+
+double process_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
 }
 
 testing::Problem& problem(const SparseSettings& s) {
@@ -116,9 +128,12 @@ void attention(benchmark::State& state, const SparseSettings& s, int density_pct
     state.SkipWithError(st.to_string().c_str());
     return;
   }
+  Samples& mine = samples()[name];
   for (auto _ : state) {
+    const double cpu0 = process_cpu_ms();
     const double ms = wall_ms(call);
-    samples()[name].push_back(ms);
+    mine.cpu_ms.push_back(process_cpu_ms() - cpu0);
+    mine.wall_ms.push_back(ms);
     state.SetIterationTime(ms / 1e3);
   }
   const double density = density_pct < 0 ? 1.0 : block_layout_density(layout.layout, s.n, s.n);
@@ -132,15 +147,18 @@ void print_summary(const SparseSettings& s) {
   const auto& all = samples();
   const auto dense = all.find("dense");
   if (dense == all.end()) return;
-  const double dense_ms = median(dense->second);
-  std::printf("\nN %lld, H %lld, D %lld, block %lld, %d threads, %s: dense flash2 %.1f ms\n",
-              static_cast<long long>(s.n), static_cast<long long>(s.heads),
-              static_cast<long long>(s.head_dim), static_cast<long long>(s.block), s.threads,
-              s.causal ? "causal" : "non-causal", dense_ms);
-  for (const auto& [name, ms] : all)
+  const double wall = median(dense->second.wall_ms), cpu = median(dense->second.cpu_ms);
+  std::printf(
+      "\nN %lld, H %lld, D %lld, block %lld, %d threads, %s: dense flash2 %.1f ms wall, "
+      "%.1f ms CPU\n",
+      static_cast<long long>(s.n), static_cast<long long>(s.heads),
+      static_cast<long long>(s.head_dim), static_cast<long long>(s.block), s.threads,
+      s.causal ? "causal" : "non-causal", wall, cpu);
+  for (const auto& [name, x] : all)
     if (name != "dense")
-      std::printf("  %-20s %9.1f ms  dense/sparse %5.2fx\n", name.c_str(), median(ms),
-                  dense_ms / median(ms));
+      std::printf("  %-20s %9.1f ms wall (dense/sparse %5.2fx) %9.1f ms CPU (%5.2fx)\n",
+                  name.c_str(), median(x.wall_ms), wall / median(x.wall_ms), median(x.cpu_ms),
+                  cpu / median(x.cpu_ms));
 }
 
 }  // namespace
