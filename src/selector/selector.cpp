@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #if QWEN3VL_WITH_CUDA
@@ -66,16 +67,38 @@ Variant cuda_auto_variant(const AttentionConfig& c, std::string* why) {
   return Variant::kFlash2;
 }
 
-using CudaFactory = Status (*)(const CudaOptions&, std::unique_ptr<Attention>*);
-CudaFactory cuda_factory(Variant v) {
+// The CUDA object for a variant (nullptr-free: kNotImplemented when this build has none).
+Status create_cuda(Variant v, const AttentionConfig& c, std::unique_ptr<Attention>* out) {
+  CudaOptions o;
+  o.device = c.cuda_device;
   switch (v) {
-    case Variant::kStandard: return &create_standard_cuda;
-    case Variant::kFlash2: return &create_flash2_cuda;
-    case Variant::kSm61Tiled: return &create_sm61_tiled_cuda;
-    default: return nullptr;
+    case Variant::kStandard: return create_standard_cuda(o, out);
+    case Variant::kFlash2: return create_flash2_cuda(o, out);
+    case Variant::kSm61Tiled: return create_sm61_tiled_cuda(o, out);
+    case Variant::kBlockSparse: return create_block_sparse_cuda(o, out);
+    case Variant::kStaticSparse: return create_static_sparse_cuda(o, c.static_sparse, out);
+    case Variant::kDynamicSparse: return create_dynamic_sparse_cuda(o, c.dynamic_sparse, out);
+    case Variant::kLinear: return create_linear_cuda(o, c.linear, out);
+    case Variant::kMixtureOfHeads: return create_mixture_of_heads_cuda(o, c.mixture_of_heads, out);
+    default: return make_error(StatusCode::kNotImplemented, "variant ", to_string(v), " on cuda");
   }
 }
 #endif
+
+// The CPU object for a variant.
+Status create_cpu(Variant v, const AttentionConfig& c, std::unique_ptr<Attention>* out) {
+  switch (v) {
+    case Variant::kStandard: return create_standard_cpu(c.cpu, out);
+    case Variant::kFlash2: return create_flash2_cpu(c.cpu, out);
+    case Variant::kBlockSparse: return create_block_sparse_cpu(c.cpu, out);
+    case Variant::kStaticSparse: return create_static_sparse_cpu(c.cpu, c.static_sparse, out);
+    case Variant::kDynamicSparse: return create_dynamic_sparse_cpu(c.cpu, c.dynamic_sparse, out);
+    case Variant::kLinear: return create_linear_cpu(c.cpu, c.linear, out);
+    case Variant::kMixtureOfHeads:
+      return create_mixture_of_heads_cpu(c.cpu, c.mixture_of_heads, out);
+    default: return make_error(StatusCode::kNotImplemented, "variant ", to_string(v), " on cpu");
+  }
+}
 
 std::string built_list() {
   std::string s;
@@ -87,11 +110,14 @@ std::string built_list() {
 }  // namespace
 
 std::vector<std::pair<Variant, Device>> Selector::built() {
-  std::vector<std::pair<Variant, Device>> built = {{Variant::kStandard, Device::kCPU},
-                                                   {Variant::kFlash2, Device::kCPU}};
+  const Variant every[] = {Variant::kStandard,     Variant::kFlash2,        Variant::kBlockSparse,
+                           Variant::kStaticSparse, Variant::kDynamicSparse, Variant::kLinear,
+                           Variant::kMixtureOfHeads};
+  std::vector<std::pair<Variant, Device>> built;
+  for (Variant v : every) built.emplace_back(v, Device::kCPU);
 #if QWEN3VL_WITH_CUDA
-  for (Variant v : {Variant::kStandard, Variant::kFlash2, Variant::kSm61Tiled})
-    built.emplace_back(v, Device::kCUDA);
+  for (Variant v : every) built.emplace_back(v, Device::kCUDA);
+  built.emplace_back(Variant::kSm61Tiled, Device::kCUDA);
 #endif
   return built;
 }
@@ -123,18 +149,19 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     return make_error(StatusCode::kUnsupported, "need_weights with variant ", to_string(variant),
                       ": only the standard variant returns attention weights");
 
+  AttentionConfig filled = config;  // knobs that default to the config's shape
+  if (filled.mixture_of_heads.num_heads == 0) filled.mixture_of_heads.num_heads = config.num_heads;
+  if (filled.linear.head_dim == 0) filled.linear.head_dim = config.head_dim;
   std::unique_ptr<Attention> impl;
-  if (variant == Variant::kStandard && config.device == Device::kCPU) {
-    QWEN3VL_RETURN_IF_ERROR(create_standard_cpu(config.cpu, &impl));
-  } else if (variant == Variant::kFlash2 && config.device == Device::kCPU) {
-    QWEN3VL_RETURN_IF_ERROR(create_flash2_cpu(config.cpu, &impl));
+  if (config.device == Device::kCPU && variant != Variant::kSm61Tiled) {
+    QWEN3VL_RETURN_IF_ERROR(create_cpu(variant, filled, &impl));
 #if QWEN3VL_WITH_CUDA
-  } else if (config.device == Device::kCUDA && cuda_factory(variant) != nullptr) {
-    QWEN3VL_RETURN_IF_ERROR(cuda_factory(variant)(CudaOptions{}, &impl));
+  } else if (config.device == Device::kCUDA) {
+    QWEN3VL_RETURN_IF_ERROR(create_cuda(variant, filled, &impl));
 #endif
   } else {
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
-                      to_string(config.device), " is not built yet (built: ", built_list(), ")");
+                      to_string(config.device), " is not built (built: ", built_list(), ")");
   }
   *out = std::make_unique<Chosen>(std::move(impl), reason);
   return Status();

@@ -36,15 +36,60 @@ TEST(Selector, WeightsRequireTheStandardVariant) {
 
 TEST(Selector, AVariantNotBuiltIsAnErrorNamingIt) {
   AttentionConfig c;
-  c.variant = Variant::kMixtureOfHeads;
+  c.variant = Variant::kSm61Tiled;  // Pascal tiles exist only on CUDA
   ASSERT_FALSE(is_built(c.variant, c.device));
   try {
     Selector::create(c);
     FAIL() << "expected an Error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), StatusCode::kNotImplemented);
-    EXPECT_NE(std::string(e.what()).find("moh"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sm61_tiled"), std::string::npos) << e.what();
   }
+}
+
+TEST(Selector, BuildsEveryCpuVariantOfTheFamily) {
+  for (Variant v : {Variant::kStandard, Variant::kFlash2, Variant::kBlockSparse,
+                    Variant::kStaticSparse, Variant::kDynamicSparse, Variant::kLinear,
+                    Variant::kMixtureOfHeads}) {
+    ASSERT_TRUE(is_built(v, Device::kCPU)) << to_string(v);
+    AttentionConfig c;
+    c.variant = v;
+    c.num_heads = 8;
+    c.num_kv_heads = 2;
+    c.head_dim = 64;
+    c.mixture_of_heads.num_shared_heads = 2;
+    c.mixture_of_heads.top_k = 3;
+    std::unique_ptr<Attention> out;
+    ASSERT_TRUE(Selector::try_create(c, 1, &out).ok()) << to_string(v);
+    EXPECT_EQ(out->variant(), v);
+    EXPECT_EQ(out->device(), Device::kCPU);
+    EXPECT_NE(out->describe().find("requested"), std::string::npos) << out->describe();
+  }
+}
+
+TEST(Selector, PassesEachVariantItsKnobs) {
+  AttentionConfig c;
+  c.variant = Variant::kStaticSparse;
+  c.static_sparse.pattern = SparsePattern::kBigBird;
+  c.static_sparse.bigbird.num_random_blocks = 2;
+  std::string why = Selector::create(c)->describe();
+  EXPECT_NE(why.find("bigbird"), std::string::npos) << why;
+
+  c = AttentionConfig();
+  c.variant = Variant::kDynamicSparse;
+  c.dynamic_sparse.method = DynamicSparseMethod::kExactTopK;
+  why = Selector::create(c)->describe();
+  EXPECT_NE(why.find(to_string(DynamicSparseMethod::kExactTopK)), std::string::npos) << why;
+
+  // Bad knobs are the variant's typed errors, passed through.
+  c.dynamic_sparse.top_k = -1;
+  std::unique_ptr<Attention> out;
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
+  c = AttentionConfig();
+  c.variant = Variant::kMixtureOfHeads;
+  c.num_heads = 4;
+  c.mixture_of_heads.top_k = 5;  // more routed heads than exist
+  EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(Selector, RejectsBadConfigs) {

@@ -7,6 +7,10 @@
 
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "qwen3vl/variants/linear.hpp"
+#include "qwen3vl/variants/moe.hpp"
+#include "qwen3vl/variants/sparse.hpp"
 
 namespace qwen3vl {
 
@@ -20,6 +24,15 @@ struct AttentionConfig {
   MaskKind mask = MaskKind::kCausal;
   bool need_weights = false;  // the caller wants the attention weights (standard variant only)
   CpuOptions cpu;             // threads, ISA and hardware override for CPU variants
+  int cuda_device = -1;       // CUDA variants: the device ordinal (-1: the current device)
+
+  // The knobs of the variant that uses them (the others ignore them). kBlockSparse has none: its
+  // layout comes with each call (AttentionParams::block_layout).
+  StaticSparseConfig static_sparse;    // kStaticSparse: the pattern and its knobs
+  DynamicSparseConfig dynamic_sparse;  // kDynamicSparse: the routing method and its budget
+  LinearConfig linear;                 // kLinear: the feature map
+  MoHConfig mixture_of_heads;          // kMixtureOfHeads: shared heads and top-k (num_heads 0:
+                                       // taken from num_heads above)
 };
 
 class Selector {
