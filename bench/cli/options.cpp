@@ -180,7 +180,9 @@ With no shape flags it runs the Qwen3-VL workload for every (variant, device) th
                  (block-diagonal: an 8-frame 512x512 clip, 16-px patches, temporal patch 2)
 
 Flags (--flag VALUE or --flag=VALUE):
-  --variant NAME|all    a variant (standard, flash2, sm61_tiled, ..., auto); default: all built
+  --variant NAME|all    a variant (standard, flash2, sm61_tiled, ..., auto); default all: the
+                        built variants that compute exact dense attention (the sparse family
+                        approximates it: named, its error column is its deviation from dense)
   --device cpu|cuda|all default all
   --dtype f32|f16|bf16  storage dtype of q/k/v/out (arithmetic is fp32); default f32
   --batch B --seq N --seq-q N --seq-k N --heads H --kv-heads H --head-dim D --causal
