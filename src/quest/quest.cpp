@@ -87,6 +87,11 @@ Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAtte
   return Status();
 }
 
+bool QuestDecode::fits_budget(const KvCacheView& kv) const {
+  const int64_t bs = kv.block_size() > 0 ? kv.block_size() : 1;
+  return kv.length_bound() <= (config_.token_budget + bs - 1) / bs * bs;
+}
+
 int64_t QuestDecode::max_pages(const KvCacheView& kv) const {
   const int64_t bs = kv.block_size() > 0 ? kv.block_size() : 1;
   const int64_t budget = (config_.token_budget + bs - 1) / bs;
@@ -135,7 +140,8 @@ Status QuestDecode::supports(const QuestParams& p) const {
 // CUDA stream is being captured.
 size_t QuestDecode::workspace_bytes(const QuestParams& p, const DecodeShape& s) const {
   const size_t decode_bytes =
-      decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+      fits_budget(p.decode.kv) ? decode_->workspace_size(p.decode)
+                               : decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
   return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
                    device() == Device::kCPU, decode_bytes).total;
 }
@@ -168,6 +174,8 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
                       " (workspace_size() for these params)");
   const Plan plan = make_plan(s, kv.block_table.shape[1], pages, host, 0);
   char* base = static_cast<char*>(ws.data);
+  if (fits_budget(kv))  // every page of every sequence is kept: the dense decode, all heads at once
+    return decode_->forward(p.decode, Workspace{base + plan.decode, ws.bytes - plan.decode}, stream);
 
   detail::quest::SelectArgs a;
   a.q = p.decode.q.data;

@@ -33,7 +33,17 @@ void select_one(const SelectArgs& a, int64_t b, int64_t g) {
   auto q = [=](int64_t bb, int64_t h, int64_t r, int64_t c) {
     return qs[((bb * heads + h) * rows + r) * d + c];
   };
+  const int64_t row_bytes = d * static_cast<int64_t>(sizeof(float));
   for (int64_t p = 0; p < candidates; ++p) {
+    // The bounds of a page two ahead (its min and max rows, 2 * D floats of this head): pages are
+    // scattered through the pool, and this loop is otherwise bound by the misses' latency.
+    if (p + 2 < candidates) {
+      const char* next = reinterpret_cast<const char*>(a.bounds + (block_of(p + 2) * 2 * a.kv_heads + g) * d);
+      for (int64_t off = 0; off < row_bytes; off += 64) {
+        __builtin_prefetch(next + off);
+        __builtin_prefetch(next + a.kv_heads * row_bytes + off);
+      }
+    }
     keys[p] = order_key(group_score(a, q, b, g, block_of(p)));
     order[p] = static_cast<int32_t>(p);
   }

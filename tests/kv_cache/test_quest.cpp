@@ -216,8 +216,12 @@ TEST(Quest, IsExactAttentionOverItsSelection) {
       }
 }
 
+// Both ways: a length bound within the budget (forward runs the dense decode directly), and a
+// bound past it (0: the capacity), where every sequence still fits and the per-head path keeps
+// all its pages.
 TEST(Quest, BudgetCoveringTheSequenceIsTheDenseDecode) {
-  for (int64_t splits : {1, 3, 0}) {
+  for (int64_t splits : {1, 3, 0})
+  for (bool per_head : {false, true}) {
     QuestSpec s;
     s.lens = {250, 33, 97};
     s.rows = 4;
@@ -230,16 +234,25 @@ TEST(Quest, BudgetCoveringTheSequenceIsTheDenseDecode) {
     QuestProblem p(s);
     const auto quest = make_quest(256);
     QuestParams params = p.params(splits);
+    if (per_head) params.decode.kv.max_seq_len = 0;
+    ASSERT_EQ(params.decode.kv.length_bound() > 256, per_head);
     std::vector<char> ws(quest->workspace_size(params));
     throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));
+    if (per_head) {  // the selection kept every page, in order
+      const QuestDecode::Selection sel = quest->selection(params, Workspace{ws.data(), ws.size()});
+      for (int64_t g = 0; g < s.kv_heads; ++g)
+        for (int64_t b = 0; b < s.batch(); ++b)
+          ASSERT_EQ(sel.lens[g * s.batch() + b], s.lens[static_cast<size_t>(b)]);
+    }
     Tensor dense_out(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
     Tensor dense_lse(DType::kF32, {s.batch(), s.heads, s.rows});
     DecodeParams dense = params.decode;
+    dense.kv.max_seq_len = p.cache.view().max_seq_len;  // the same split plan in both runs
     dense.out = dense_out.view();
     dense.lse = dense_lse.view();
     dense_decode()->run(dense);
     EXPECT_EQ(std::memcmp(p.out.data<char>(), dense_out.data<char>(),
-                          static_cast<size_t>(dense_out.bytes())), 0) << "splits " << splits;
+                          static_cast<size_t>(dense_out.bytes())), 0) << "splits " << splits << " per-head " << per_head;
     EXPECT_EQ(std::memcmp(p.lse.data<char>(), dense_lse.data<char>(),
                           static_cast<size_t>(dense_lse.bytes())), 0) << "splits " << splits;
   }

@@ -165,8 +165,11 @@ TEST(QuestCuda, BudgetCoveringTheSequenceIsTheDenseDecode) {
     s.kv_dtype = s.q_dtype = DType::kF32;
     DeviceQuest dev(s);
     QuestProblem host(s, dev.mirror());
-    const auto gpu = make_quest(1024, true, QuestAggregation::kMax);
+    // Budget 1000 (63 pages) holds every sequence; the length bound 0 (the capacity, 64 pages)
+    // does not, so forward() takes the per-head path rather than calling the dense decode.
+    const auto gpu = make_quest(1000, true, QuestAggregation::kMax);
     QuestParams dp = dev.params(host, splits);
+    dp.decode.kv.max_seq_len = 0;
     DeviceBuffer dws(gpu->workspace_size(dp));
     throw_if_error(gpu->forward(dp, Workspace{dws.data(), dws.bytes()}));
     Tensor quest_out(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
