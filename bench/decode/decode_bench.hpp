@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +21,8 @@ struct DecodeCase {
   int64_t block_size = 16;
   int64_t num_splits = 0;  // 0: the kernel's own choice
   int threads = 0;         // CPU threads; 0: physical cores
+  bool huge_pages = true;  // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving
+                           // system's pool would be; 4 KiB pages cost page walks at 256 MiB
   int warmup = 3, repeats = 20;
 
   // K and V bytes one decode call must read.
@@ -34,19 +38,35 @@ struct DecodeResult {
   double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run: median
   double best_copy_gbps = 0;  // and best sample (pairs with min_ms on a machine others share)
   int64_t splits = 0;
+  double cpu_ms = -1;       // CPU: process CPU time of one call, median (-1: not measured); with
+                           // other work on the machine the least disturbed figure of the kernel
   double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
   std::string device;
 };
 
 // Copy bandwidth of the host: memcpy of `bytes` (larger than the L3) split over `threads`
 // threads, counted as bytes read + bytes written per second.
+// Zeroed host memory, 2 MiB aligned and madvise(MADV_HUGEPAGE)d before the first touch when asked.
+class HostBuffer {
+ public:
+  HostBuffer(size_t bytes, bool huge_pages);
+  char* data() const { return static_cast<char*>(data_.get()); }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> data_;
+};
+
 class HostCopy {
  public:
-  HostCopy(int64_t bytes, int threads);
+  HostCopy(int64_t bytes, int threads, bool huge_pages);
   double sample_gbps();
 
  private:
-  std::vector<char> src_, dst_;
+  int64_t bytes_;
+  HostBuffer src_, dst_;
   int threads_;
 };
 

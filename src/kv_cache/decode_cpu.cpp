@@ -147,8 +147,8 @@ class DecodeCpu final : public DecodeAttention {
     }
     const int64_t rows = s.group_size() * s.rows;
     if (plan.splits > 1) plan.partial_floats = s.batch * plan.splits * s.kv_heads * rows * (s.head_dim + 1);
-    plan.slot_bytes = static_cast<size_t>(detail::decode_scratch_floats(
-                          s, plan.heads_per_task, size_of(p.kv.k.dtype))) * sizeof(float);
+    plan.slot_bytes =
+        static_cast<size_t>(detail::decode_scratch_floats(s, plan.heads_per_task)) * sizeof(float);
     return plan;
   }
 

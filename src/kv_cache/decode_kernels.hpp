@@ -31,17 +31,15 @@ struct DecodeTask {
   void* scratch;  // decode_scratch_floats(...) floats, 64-byte aligned
 };
 
-// Floats of per-thread scratch for a task over `heads` KV heads with `kv_bytes`-byte storage:
-// per head q, o, running max and sum, two chunks of scores; then head-major copies of two chunks
-// of V rows.
+// Floats of per-thread scratch for a task over `heads` KV heads: per head q, o, running max and
+// sum, two chunks of scores.
 inline int64_t decode_padded_dim(int64_t d) { return (d + 15) / 16 * 16; }
 inline int64_t decode_padded_rows(int64_t rows) {
   return (rows + kDecodeRowTile - 1) / kDecodeRowTile * kDecodeRowTile;
 }
-inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads, int64_t kv_bytes) {
+inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
   const int64_t rows = decode_padded_rows(s.group_size() * s.rows), dp = decode_padded_dim(s.head_dim);
-  const int64_t v_bytes = 2 * heads * kDecodeChunk * dp * kv_bytes;
-  return heads * rows * (2 * dp + 2 + 2 * kDecodeChunk) + (v_bytes + 3) / 4;
+  return heads * rows * (2 * dp + 2 + 2 * kDecodeChunk);
 }
 
 using DecodeKernel = void (*)(const DecodeTask& task);
