@@ -41,7 +41,9 @@ float topic(int64_t t, int64_t c) {
   Noise n{static_cast<uint64_t>(t * 1000 + c) * 0x9E3779B97F4A7C15ull + 7};
   return n.next();
 }
-int64_t topic_of_token(int64_t j) { return static_cast<int64_t>((j / kSegment) * 2654435761u % kTopics); }
+int64_t topic_of_token(int64_t j) {
+  return static_cast<int64_t>((j / kSegment) * 2654435761u % kTopics);
+}
 int64_t topic_of_head(int64_t h) { return (h * 37 + 11) % kTopics; }
 
 }  // namespace
@@ -85,9 +87,10 @@ HostQuestCache::HostQuestCache(const QuestShape& s) : shape(s) {
   q = Tensor(s.dtype, {1, 1, s.heads, d});
   for (int64_t h = 0; h < s.heads; ++h)
     for (int64_t c = 0; c < d; ++c)
-      q.set(h * d + c, s.structured ? topic(topic_of_head(s.grouped ? h / (s.heads / s.kv_heads) : h), c) +
-                                          0.5f * noise.next()
-                                    : noise.next() * 0.577f);
+      q.set(h * d + c, s.structured
+                           ? topic(topic_of_head(s.grouped ? h / (s.heads / s.kv_heads) : h), c) +
+                                 0.5f * noise.next()
+                           : noise.next() * 0.577f);
   out = Tensor(s.dtype, {1, 1, s.heads, d});
   lse = Tensor(DType::kF32, {1, s.heads, 1});
 }
@@ -116,14 +119,16 @@ void recall(const HostQuestCache& h, const int32_t* table, const int32_t* lens, 
   *least = 1;
   for (int64_t g = 0; g < s.kv_heads; ++g) {
     std::fill(kept.begin(), kept.end(), 0);
-    for (int64_t i = 0; i < (lens[g] + bs - 1) / bs; ++i) kept[static_cast<size_t>(table[g * width + i])] = 1;
+    for (int64_t i = 0; i < (lens[g] + bs - 1) / bs; ++i)
+      kept[static_cast<size_t>(table[g * width + i])] = 1;
     for (int64_t hh = g * group; hh < (g + 1) * group; ++hh) {
       double top = -INFINITY;
       for (int64_t j = 0; j < s.kv_len; ++j) {
         const int64_t blk = h.cache.block_table()[static_cast<size_t>(j / bs)];
         double dot = 0;
         for (int64_t c = 0; c < d; ++c)
-          dot += static_cast<double>(h.q.get(hh * d + c)) * load_float(kt, kt.offset(blk, j % bs, g) + c);
+          dot += static_cast<double>(h.q.get(hh * d + c)) *
+                 load_float(kt, kt.offset(blk, j % bs, g) + c);
         score[static_cast<size_t>(j)] = dot / std::sqrt(static_cast<double>(d));
         top = std::max(top, score[static_cast<size_t>(j)]);
       }
@@ -176,12 +181,18 @@ int main(int argc, char** argv) {
   int threads = 0, repeats = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--lens") lens = parse_list(argv[i + 1]);
-    else if (flag == "--budgets") budgets = parse_list(argv[i + 1]);
-    else if (flag == "--device") device = argv[i + 1];
-    else if (flag == "--data") data = argv[i + 1];
-    else if (flag == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (flag == "--repeats") repeats = std::atoi(argv[i + 1]);
+    if (flag == "--lens")
+      lens = parse_list(argv[i + 1]);
+    else if (flag == "--budgets")
+      budgets = parse_list(argv[i + 1]);
+    else if (flag == "--device")
+      device = argv[i + 1];
+    else if (flag == "--data")
+      data = argv[i + 1];
+    else if (flag == "--threads")
+      threads = std::atoi(argv[i + 1]);
+    else if (flag == "--repeats")
+      repeats = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
@@ -217,40 +228,54 @@ int main(int argc, char** argv) {
           std::unique_ptr<QuestDecode> quest;
           const QuestConfig config{budget, agg};
           throw_if_error(QuestDecode::create(config, std::move(inner), &quest));
-          std::vector<char> qws(quest->workspace_size(params)), dws(dense->workspace_size(params.decode));
+          std::vector<char> qws(quest->workspace_size(params)),
+              dws(dense->workspace_size(params.decode));
           std::vector<double> tq, td, cq, cd;
           for (int r = 0; r < (cpu ? repeats + 2 : 1); ++r) {
             double w = 0;
-            cq.push_back(cpu_ms([&] { w = wall_ms([&] { throw_if_error(quest->forward(params, Workspace{qws.data(), qws.size()})); }); }));
+            cq.push_back(cpu_ms([&] {
+              w = wall_ms([&] {
+                throw_if_error(quest->forward(params, Workspace{qws.data(), qws.size()}));
+              });
+            }));
             tq.push_back(w);
             if (cpu) {
-              cd.push_back(cpu_ms([&] { w = wall_ms([&] { throw_if_error(dense->forward(params.decode, Workspace{dws.data(), dws.size()})); }); }));
+              cd.push_back(cpu_ms([&] {
+                w = wall_ms([&] {
+                  throw_if_error(dense->forward(params.decode, Workspace{dws.data(), dws.size()}));
+                });
+              }));
               td.push_back(w);
             }
           }
-          const QuestDecode::Selection sel = quest->selection(params, Workspace{qws.data(), qws.size()});
+          const QuestDecode::Selection sel =
+              quest->selection(params, Workspace{qws.data(), qws.size()});
           const int64_t width = quest->max_pages(params.decode.kv);
           double mean = 0, least = 0;
           recall(host, sel.table, sel.lens, width, &mean, &least);
           if (cpu) {
             for (auto* v : {&tq, &td, &cq, &cd}) v->erase(v->begin(), v->begin() + 2);
-            std::printf("%-6s %-10s %6lld %6lld %4s %9.3f %9.3f %7.2f %8.4f %8.4f %s cpu-time: dense %.3f quest %.3f "
-                        "speedup %.2f\n", "cpu", kind.c_str(),
-                        static_cast<long long>(len), static_cast<long long>(budget), to_string(agg),
-                        median(td), median(tq), median(td) / median(tq), mean, least, load_average().c_str(),
-                        median(cd), median(cq), median(cd) / median(cq));
+            std::printf(
+                "%-6s %-10s %6lld %6lld %4s %9.3f %9.3f %7.2f %8.4f %8.4f %s cpu-time: dense %.3f "
+                "quest %.3f "
+                "speedup %.2f\n",
+                "cpu", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
+                to_string(agg), median(td), median(tq), median(td) / median(tq), mean, least,
+                load_average().c_str(), median(cd), median(cq), median(cd) / median(cq));
           }
 #if QWEN3VL_QUEST_BENCH_CUDA
           if (cuda) {
             const std::vector<int32_t> table(sel.table, sel.table + shape.kv_heads * width);
             const std::vector<int32_t> lens_sel(sel.lens, sel.lens + shape.kv_heads);
             const CudaTimes t = run_cuda_quest(host, config, repeats, table, lens_sel);
-            std::printf("%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s graph: dense %.4f quest %.4f "
-                        "speedup %.2f\n", "cuda", kind.c_str(),
-                        static_cast<long long>(len), static_cast<long long>(budget), to_string(agg),
-                        t.dense_ms, t.quest_ms, t.dense_ms / t.quest_ms, mean, least,
-                        t.same_selection ? "same-selection" : "SELECTION-DIFFERS", t.dense_graph_ms,
-                        t.quest_graph_ms, t.dense_graph_ms / t.quest_graph_ms);
+            std::printf(
+                "%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s graph: dense %.4f "
+                "quest %.4f "
+                "speedup %.2f\n",
+                "cuda", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
+                to_string(agg), t.dense_ms, t.quest_ms, t.dense_ms / t.quest_ms, mean, least,
+                t.same_selection ? "same-selection" : "SELECTION-DIFFERS", t.dense_graph_ms,
+                t.quest_graph_ms, t.dense_graph_ms / t.quest_graph_ms);
           }
 #endif
           std::fflush(stdout);

@@ -31,14 +31,15 @@ struct HostQuestCache {
 struct CudaTimes {
   double dense_ms = 0, quest_ms = 0;              // launched one call at a time
   double dense_graph_ms = 0, quest_graph_ms = 0;  // the same call replayed as a CUDA graph
-  bool same_selection = false;  // the device kept exactly the pages the host kept
+  bool same_selection = false;                    // the device kept exactly the pages the host kept
 };
 
 #if QWEN3VL_QUEST_BENCH_CUDA
 // Times CUDA dense decode and CUDA Quest on a device copy of `host` (median of `repeats`, CUDA
 // events) and compares the device selection with `host_selection` ([Hkv, 1, max_pages] + lens).
 CudaTimes run_cuda_quest(HostQuestCache& host, const QuestConfig& config, int repeats,
-                         const std::vector<int32_t>& host_table, const std::vector<int32_t>& host_lens);
+                         const std::vector<int32_t>& host_table,
+                         const std::vector<int32_t>& host_lens);
 #endif
 
 }  // namespace qwen3vl::bench

@@ -7,9 +7,9 @@
 #include <memory>
 
 #include "common/timing.hpp"
+#include "quest_bench.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
-#include "quest_bench.hpp"
 
 namespace qwen3vl::bench {
 
@@ -62,10 +62,12 @@ double median_graph_ms(int repeats, cudaStream_t stream, F&& call) {
 }  // namespace
 
 CudaTimes run_cuda_quest(HostQuestCache& host, const QuestConfig& config, int repeats,
-                         const std::vector<int32_t>& host_table, const std::vector<int32_t>& host_lens) {
+                         const std::vector<int32_t>& host_table,
+                         const std::vector<int32_t>& host_lens) {
   DeviceBuffer k = DeviceBuffer::copy_of(host.k), v = DeviceBuffer::copy_of(host.v);
   DeviceBuffer bounds = DeviceBuffer::copy_of(host.bounds), q = DeviceBuffer::copy_of(host.q);
-  DeviceBuffer out(static_cast<size_t>(host.out.bytes())), lse(static_cast<size_t>(host.lse.bytes()));
+  DeviceBuffer out(static_cast<size_t>(host.out.bytes())),
+      lse(static_cast<size_t>(host.lse.bytes()));
   CudaKvMetadata meta;
   throw_if_error(CudaKvMetadata::create(host.config, 0, &meta));
   throw_if_error(meta.upload(host.cache));

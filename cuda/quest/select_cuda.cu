@@ -63,7 +63,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a) {
     return to_float(q[bb * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2] + d]) * a.scale;
   };
   const int32_t block = a.table[b * a.table_stride[0] + p * a.table_stride[1]];
-  a.keys[(b * a.kv_heads + g) * a.max_blocks + p] = order_key(group_score(a, scaled_q, b, g, block));
+  a.keys[(b * a.kv_heads + g) * a.max_blocks + p] =
+      order_key(group_score(a, scaled_q, b, g, block));
 }
 
 __global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {

@@ -27,8 +27,10 @@ Plan make_plan(const DecodeShape& s, int64_t max_blocks, int64_t max_pages, bool
   p.table = take(sizeof(int32_t) * static_cast<size_t>(s.kv_heads * s.batch * max_pages));
   p.lens = take(sizeof(int32_t) * static_cast<size_t>(s.kv_heads * s.batch));
   p.keys = take(sizeof(uint32_t) * static_cast<size_t>(s.batch * s.kv_heads * max_blocks));
-  p.order = take(host ? sizeof(int32_t) * static_cast<size_t>(s.batch * s.kv_heads * max_blocks) : 0);
-  p.scaled_q = take(host ? sizeof(float) * static_cast<size_t>(s.batch * s.heads * s.rows * s.head_dim) : 0);
+  p.order =
+      take(host ? sizeof(int32_t) * static_cast<size_t>(s.batch * s.kv_heads * max_blocks) : 0);
+  p.scaled_q =
+      take(host ? sizeof(float) * static_cast<size_t>(s.batch * s.heads * s.rows * s.head_dim) : 0);
   p.decode = take(decode_bytes);
   p.total = at;
   return p;
@@ -74,8 +76,9 @@ Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAtte
     return make_error(StatusCode::kInvalidArgument, "config.token_budget = ", config.token_budget,
                       ": must be >= 1 (tokens attended per sequence and KV head)");
   if (config.aggregation != QuestAggregation::kMax && config.aggregation != QuestAggregation::kSum)
-    return make_error(StatusCode::kInvalidArgument, "config.aggregation = ",
-                      static_cast<int>(config.aggregation), ": allowed max (0) or sum (1)");
+    return make_error(StatusCode::kInvalidArgument,
+                      "config.aggregation = ", static_cast<int>(config.aggregation),
+                      ": allowed max (0) or sum (1)");
   if (!decode)
     return make_error(StatusCode::kInvalidArgument,
                       "decode = null: Quest needs a decode kernel (create_decode_cpu / _cuda)");
@@ -110,21 +113,23 @@ Status QuestDecode::check(const QuestParams& p, DecodeShape* shape) const {
     return make_error(StatusCode::kUnsupported, "kv.k.device = ", to_string(kv.k.device),
                       ": this Quest object runs on ", to_string(device()));
   if (kv.block_table.device != kv.k.device)
-    return make_error(StatusCode::kInvalidArgument, "kv.block_table.device = ",
-                      to_string(kv.block_table.device), ": must be the cache's device (",
-                      to_string(kv.k.device), ")");
+    return make_error(StatusCode::kInvalidArgument,
+                      "kv.block_table.device = ", to_string(kv.block_table.device),
+                      ": must be the cache's device (", to_string(kv.k.device), ")");
   const TensorView& b = p.key_bounds;
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
   QWEN3VL_RETURN_IF_ERROR(
       detail::check_dims(b, "key_bounds", 4, {kv.k.shape[0], 2, s.kv_heads, s.head_dim}));
-  const TensorView packed = TensorView::contiguous(b.data, DType::kF32, {b.shape[0], 2, s.kv_heads, s.head_dim});
+  const TensorView packed =
+      TensorView::contiguous(b.data, DType::kF32, {b.shape[0], 2, s.kv_heads, s.head_dim});
   for (int d = 0; d < 4; ++d)
     if (b.stride[d] != packed.stride[d])
       return make_error(StatusCode::kBadStride, "key_bounds.stride[", d, "] = ", b.stride[d],
                         ": must be contiguous (", packed.stride[d], ")");
   if (b.dtype != DType::kF32 || b.device != kv.k.device || b.device_index != kv.k.device_index)
     return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
-                      to_string(b.device), ": must be f32 on the cache's device (KvCache::key_bounds())");
+                      to_string(b.device),
+                      ": must be f32 on the cache's device (KvCache::key_bounds())");
   if (shape) *shape = s;
   return Status();
 }
@@ -140,10 +145,12 @@ Status QuestDecode::supports(const QuestParams& p) const {
 // CUDA stream is being captured.
 size_t QuestDecode::workspace_bytes(const QuestParams& p, const DecodeShape& s) const {
   const size_t decode_bytes =
-      fits_budget(p.decode.kv) ? decode_->workspace_size(p.decode)
-                               : decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+      fits_budget(p.decode.kv)
+          ? decode_->workspace_size(p.decode)
+          : decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
   return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
-                   device() == Device::kCPU, decode_bytes).total;
+                   device() == Device::kCPU, decode_bytes)
+      .total;
 }
 
 size_t QuestDecode::workspace_size(const QuestParams& p) const {
@@ -175,7 +182,8 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
   const Plan plan = make_plan(s, kv.block_table.shape[1], pages, host, 0);
   char* base = static_cast<char*>(ws.data);
   if (fits_budget(kv))  // every page of every sequence is kept: the dense decode, all heads at once
-    return decode_->forward(p.decode, Workspace{base + plan.decode, ws.bytes - plan.decode}, stream);
+    return decode_->forward(p.decode, Workspace{base + plan.decode, ws.bytes - plan.decode},
+                            stream);
 
   detail::quest::SelectArgs a;
   a.q = p.decode.q.data;
@@ -212,8 +220,8 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
 
   const Workspace rest{base + plan.decode, ws.bytes - plan.decode};
   for (int64_t g = 0; g < s.kv_heads; ++g)
-    QWEN3VL_RETURN_IF_ERROR(
-        decode_->forward(head_params(p.decode, g, s, a.out_table, a.out_lens, pages), rest, stream));
+    QWEN3VL_RETURN_IF_ERROR(decode_->forward(
+        head_params(p.decode, g, s, a.out_table, a.out_lens, pages), rest, stream));
   return Status();
 }
 

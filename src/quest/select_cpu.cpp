@@ -16,7 +16,9 @@ void select_one(const SelectArgs& a, int64_t b, int64_t g) {
   const int64_t pages = (len + bs - 1) / bs;
   int32_t* out = a.out_table + (g * a.batch + b) * a.max_pages;
   int32_t& out_len = a.out_lens[g * a.batch + b];
-  auto block_of = [&](int64_t page) { return a.table[b * a.table_stride[0] + page * a.table_stride[1]]; };
+  auto block_of = [&](int64_t page) {
+    return a.table[b * a.table_stride[0] + page * a.table_stride[1]];
+  };
   if (pages <= a.budget_pages) {  // everything fits: the dense decode
     for (int64_t p = 0; p < pages; ++p) out[p] = block_of(p);
     out_len = static_cast<int32_t>(len);
@@ -38,7 +40,8 @@ void select_one(const SelectArgs& a, int64_t b, int64_t g) {
     // The bounds of a page two ahead (its min and max rows, 2 * D floats of this head): pages are
     // scattered through the pool, and this loop is otherwise bound by the misses' latency.
     if (p + 2 < candidates) {
-      const char* next = reinterpret_cast<const char*>(a.bounds + (block_of(p + 2) * 2 * a.kv_heads + g) * d);
+      const char* next =
+          reinterpret_cast<const char*>(a.bounds + (block_of(p + 2) * 2 * a.kv_heads + g) * d);
       for (int64_t off = 0; off < row_bytes; off += 64) {
         __builtin_prefetch(next + off);
         __builtin_prefetch(next + a.kv_heads * row_bytes + off);
@@ -47,7 +50,9 @@ void select_one(const SelectArgs& a, int64_t b, int64_t g) {
     keys[p] = order_key(group_score(a, q, b, g, block_of(p)));
     order[p] = static_cast<int32_t>(p);
   }
-  auto better = [&](int32_t x, int32_t y) { return keys[x] != keys[y] ? keys[x] > keys[y] : x < y; };
+  auto better = [&](int32_t x, int32_t y) {
+    return keys[x] != keys[y] ? keys[x] > keys[y] : x < y;
+  };
   if (keep < candidates) std::nth_element(order, order + keep, order + candidates, better);
   std::sort(order, order + keep);
   int64_t n = 0;

@@ -65,7 +65,8 @@ inline void quest_token(const QuestSpec& s, int64_t b, int64_t j, float* k, floa
 
 // Receives every host append (k, v [tokens, Hkv, D] f32, cu_seqlens), e.g. to repeat it on a
 // device cache.
-using QuestMirror = std::function<void(const TensorView& k, const TensorView& v, const TensorView& cu)>;
+using QuestMirror =
+    std::function<void(const TensorView& k, const TensorView& v, const TensorView& cu)>;
 
 // Appends tokens [from[b], to[b]) of every sequence in one ragged append.
 inline Status quest_append(KvCache& cache, const QuestSpec& s, const std::vector<int64_t>& from,
@@ -80,7 +81,8 @@ inline Status quest_append(KvCache& cache, const QuestSpec& s, const std::vector
   cu.data<int32_t>()[0] = 0;
   for (size_t b = 0; b < from.size(); ++b) {
     for (int64_t j = from[b]; j < to[b]; ++j, ++at)
-      quest_token(s, static_cast<int64_t>(b), j, k.data<float>() + at * row, v.data<float>() + at * row);
+      quest_token(s, static_cast<int64_t>(b), j, k.data<float>() + at * row,
+                  v.data<float>() + at * row);
     cu.data<int32_t>()[b + 1] = static_cast<int32_t>(at);
   }
   TensorView kv = k.view(), vv = v.view();
@@ -100,7 +102,8 @@ struct QuestProblem {
     k_store = Tensor(s.kv_dtype, kv_storage_shape(config));
     v_store = Tensor(s.kv_dtype, kv_storage_shape(config));
     bounds = Tensor(DType::kF32, kv_key_bounds_shape(config));
-    for (int64_t i = 0; i < k_store.numel(); ++i) k_store.set(i, std::numeric_limits<float>::quiet_NaN());
+    for (int64_t i = 0; i < k_store.numel(); ++i)
+      k_store.set(i, std::numeric_limits<float>::quiet_NaN());
     throw_if_error(KvCache::create(config, k_store.view(), v_store.view(), bounds.view(), &cache));
     // Odd chunk sizes, different per sequence, so partial pages are extended many times.
     std::vector<int64_t> done(s.lens.size(), 0);

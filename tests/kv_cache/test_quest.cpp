@@ -25,7 +25,8 @@ std::unique_ptr<DecodeAttention> dense_decode() {
   return d;
 }
 
-std::unique_ptr<QuestDecode> make_quest(int64_t budget, QuestAggregation agg = QuestAggregation::kMax) {
+std::unique_ptr<QuestDecode> make_quest(int64_t budget,
+                                        QuestAggregation agg = QuestAggregation::kMax) {
   std::unique_ptr<QuestDecode> q;
   throw_if_error(QuestDecode::create(QuestConfig{budget, agg}, dense_decode(), &q));
   return q;
@@ -128,7 +129,8 @@ TEST(QuestPageBound, BoundsEveryScoreOfItsPage) {
       const float u = quest_page_bound([&](int64_t d) { return q[static_cast<size_t>(d)]; }, lo, hi,
                                        s.head_dim);
       double best = -INFINITY, magnitude = 0;
-      for (int64_t i = 0; i < std::min<int64_t>(s.block_size, s.lens[0] - page * s.block_size); ++i) {
+      for (int64_t i = 0; i < std::min<int64_t>(s.block_size, s.lens[0] - page * s.block_size);
+           ++i) {
         double dot = 0, mag = 0;
         for (int64_t c = 0; c < s.head_dim; ++c) {
           dot += static_cast<double>(q[static_cast<size_t>(c)]) * p.key(block, i, 0, c);
@@ -174,8 +176,12 @@ void expect_selection_well_formed(const QuestProblem& p, const QuestDecode& ques
 }
 
 TEST(Quest, IsExactAttentionOverItsSelection) {
-  const int64_t shapes[][5] = {  // rows, heads, kv_heads, head_dim, block_size
-      {1, 4, 2, 72, 16}, {5, 8, 2, 80, 16}, {8, 6, 1, 64, 32}, {3, 4, 4, 17, 16}, {2, 8, 2, 128, 48}};
+  const int64_t shapes[][5] = {// rows, heads, kv_heads, head_dim, block_size
+                               {1, 4, 2, 72, 16},
+                               {5, 8, 2, 80, 16},
+                               {8, 6, 1, 64, 32},
+                               {3, 4, 4, 17, 16},
+                               {2, 8, 2, 128, 48}};
   uint64_t seed = 40;
   for (const auto& sh : shapes)
     for (int64_t budget : {1, 40, 100})
@@ -195,7 +201,8 @@ TEST(Quest, IsExactAttentionOverItsSelection) {
         ASSERT_TRUE(quest->supports(params).ok()) << quest->supports(params).to_string();
         std::vector<char> ws(quest->workspace_size(params));
         throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));
-        const QuestDecode::Selection sel = quest->selection(params, Workspace{ws.data(), ws.size()});
+        const QuestDecode::Selection sel =
+            quest->selection(params, Workspace{ws.data(), ws.size()});
         expect_selection_well_formed(p, *quest, sel, params);
         const int64_t width = quest->max_pages(params.decode.kv);
         double worst = 0;
@@ -221,41 +228,46 @@ TEST(Quest, IsExactAttentionOverItsSelection) {
 // all its pages.
 TEST(Quest, BudgetCoveringTheSequenceIsTheDenseDecode) {
   for (int64_t splits : {1, 3, 0})
-  for (bool per_head : {false, true}) {
-    QuestSpec s;
-    s.lens = {250, 33, 97};
-    s.rows = 4;
-    s.heads = 8;
-    s.kv_heads = 2;
-    s.head_dim = 80;
-    s.kv_dtype = DType::kF16;
-    s.q_dtype = DType::kF16;
-    s.seed = 70 + static_cast<uint64_t>(splits);
-    QuestProblem p(s);
-    const auto quest = make_quest(256);
-    QuestParams params = p.params(splits);
-    if (per_head) params.decode.kv.max_seq_len = 0;
-    ASSERT_EQ(params.decode.kv.length_bound() > 256, per_head);
-    std::vector<char> ws(quest->workspace_size(params));
-    throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));
-    if (per_head) {  // the selection kept every page, in order
-      const QuestDecode::Selection sel = quest->selection(params, Workspace{ws.data(), ws.size()});
-      for (int64_t g = 0; g < s.kv_heads; ++g)
-        for (int64_t b = 0; b < s.batch(); ++b)
-          ASSERT_EQ(sel.lens[g * s.batch() + b], s.lens[static_cast<size_t>(b)]);
+    for (bool per_head : {false, true}) {
+      QuestSpec s;
+      s.lens = {250, 33, 97};
+      s.rows = 4;
+      s.heads = 8;
+      s.kv_heads = 2;
+      s.head_dim = 80;
+      s.kv_dtype = DType::kF16;
+      s.q_dtype = DType::kF16;
+      s.seed = 70 + static_cast<uint64_t>(splits);
+      QuestProblem p(s);
+      const auto quest = make_quest(256);
+      QuestParams params = p.params(splits);
+      if (per_head) params.decode.kv.max_seq_len = 0;
+      ASSERT_EQ(params.decode.kv.length_bound() > 256, per_head);
+      std::vector<char> ws(quest->workspace_size(params));
+      throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));
+      if (per_head) {  // the selection kept every page, in order
+        const QuestDecode::Selection sel =
+            quest->selection(params, Workspace{ws.data(), ws.size()});
+        for (int64_t g = 0; g < s.kv_heads; ++g)
+          for (int64_t b = 0; b < s.batch(); ++b)
+            ASSERT_EQ(sel.lens[g * s.batch() + b], s.lens[static_cast<size_t>(b)]);
+      }
+      Tensor dense_out(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
+      Tensor dense_lse(DType::kF32, {s.batch(), s.heads, s.rows});
+      DecodeParams dense = params.decode;
+      dense.kv.max_seq_len = p.cache.view().max_seq_len;  // the same split plan in both runs
+      dense.out = dense_out.view();
+      dense.lse = dense_lse.view();
+      dense_decode()->run(dense);
+      EXPECT_EQ(std::memcmp(p.out.data<char>(), dense_out.data<char>(),
+                            static_cast<size_t>(dense_out.bytes())),
+                0)
+          << "splits " << splits << " per-head " << per_head;
+      EXPECT_EQ(std::memcmp(p.lse.data<char>(), dense_lse.data<char>(),
+                            static_cast<size_t>(dense_lse.bytes())),
+                0)
+          << "splits " << splits;
     }
-    Tensor dense_out(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
-    Tensor dense_lse(DType::kF32, {s.batch(), s.heads, s.rows});
-    DecodeParams dense = params.decode;
-    dense.kv.max_seq_len = p.cache.view().max_seq_len;  // the same split plan in both runs
-    dense.out = dense_out.view();
-    dense.lse = dense_lse.view();
-    dense_decode()->run(dense);
-    EXPECT_EQ(std::memcmp(p.out.data<char>(), dense_out.data<char>(),
-                          static_cast<size_t>(dense_out.bytes())), 0) << "splits " << splits << " per-head " << per_head;
-    EXPECT_EQ(std::memcmp(p.lse.data<char>(), dense_lse.data<char>(),
-                          static_cast<size_t>(dense_lse.bytes())), 0) << "splits " << splits;
-  }
 }
 
 TEST(Quest, FindsThePlantedPage) {
@@ -273,7 +285,8 @@ TEST(Quest, FindsThePlantedPage) {
     q.fill_uniform(123);
     s.shape_key = [&](int64_t b, int64_t j, int64_t g, float* key) {
       for (int64_t c = 0; c < 64; ++c)
-        key[c] = j == planted[b][g] ? 4.0f * q.get(q.view().offset(b, 0, g * 4) + c) : 0.05f * key[c];
+        key[c] =
+            j == planted[b][g] ? 4.0f * q.get(q.view().offset(b, 0, g * 4) + c) : 0.05f * key[c];
     };
     QuestProblem p(s);
     for (int64_t i = 0; i < q.numel(); ++i) p.q.set(i, q.get(i));
@@ -284,9 +297,12 @@ TEST(Quest, FindsThePlantedPage) {
     const QuestDecode::Selection sel = quest->selection(params, Workspace{ws.data(), ws.size()});
     for (int64_t b = 0; b < 2; ++b)
       for (int64_t g = 0; g < 2; ++g) {
-        const int32_t want = p.cache.block_table()[static_cast<size_t>(b * p.config.max_blocks + planted[b][g] / 16)];
+        const int32_t want =
+            p.cache
+                .block_table()[static_cast<size_t>(b * p.config.max_blocks + planted[b][g] / 16)];
         const int32_t* row = sel.table + (g * 2 + b) * 3;
-        EXPECT_TRUE(row[0] == want || row[1] == want) << to_string(agg) << " seq " << b << " head " << g;
+        EXPECT_TRUE(row[0] == want || row[1] == want)
+            << to_string(agg) << " seq " << b << " head " << g;
         EXPECT_EQ(sel.lens[g * 2 + b], 2 * 16 + (s.lens[static_cast<size_t>(b)] - 1) % 16 + 1);
       }
   }
@@ -307,7 +323,8 @@ TEST(Quest, BadKnobsAreTypedErrorsAndLeaveTheCacheAlone) {
   s.lens = {100, 60};
   QuestProblem p(s);
   const std::vector<int32_t> lens = p.cache.lengths(), table = p.cache.block_table();
-  const std::vector<float> bounds(p.bounds.data<float>(), p.bounds.data<float>() + p.bounds.numel());
+  const std::vector<float> bounds(p.bounds.data<float>(),
+                                  p.bounds.data<float>() + p.bounds.numel());
   const auto quest = make_quest(32);
   QuestParams params = p.params();
   std::vector<char> ws(quest->workspace_size(params));
@@ -316,7 +333,8 @@ TEST(Quest, BadKnobsAreTypedErrorsAndLeaveTheCacheAlone) {
   EXPECT_EQ(quest->forward(bad, Workspace{ws.data(), ws.size()}).code(), StatusCode::kNullPointer);
   bad = params;
   bad.key_bounds.shape[2] = 3;
-  EXPECT_EQ(quest->forward(bad, Workspace{ws.data(), ws.size()}).code(), StatusCode::kShapeMismatch);
+  EXPECT_EQ(quest->forward(bad, Workspace{ws.data(), ws.size()}).code(),
+            StatusCode::kShapeMismatch);
   bad = params;
   bad.decode.kv.layout = KvLayout::kContiguous;
   EXPECT_EQ(quest->supports(bad).code(), StatusCode::kUnsupported);

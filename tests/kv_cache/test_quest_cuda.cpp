@@ -8,9 +8,9 @@
 #include <memory>
 #include <vector>
 
+#include "quest_problem.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
-#include "quest_problem.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -46,12 +46,14 @@ struct DeviceQuest {
   CudaKvMetadata meta;
 
   explicit DeviceQuest(const QuestSpec& s) : config(testing::quest_cache_config(s)) {
-    Tensor shape_k(s.kv_dtype, kv_storage_shape(config)), shape_b(DType::kF32, kv_key_bounds_shape(config));
+    Tensor shape_k(s.kv_dtype, kv_storage_shape(config)),
+        shape_b(DType::kF32, kv_key_bounds_shape(config));
     k = DeviceBuffer(static_cast<size_t>(shape_k.bytes()));
     v = DeviceBuffer(static_cast<size_t>(shape_k.bytes()));
     bounds = DeviceBuffer(static_cast<size_t>(shape_b.bytes()));
     throw_if_error(KvCache::create(config, k.view_like(shape_k.view()), v.view_like(shape_k.view()),
-                                   bounds.view_like(shape_b.view()), &cache, &cuda_kv_storage_ops()));
+                                   bounds.view_like(shape_b.view()), &cache,
+                                   &cuda_kv_storage_ops()));
     throw_if_error(CudaKvMetadata::create(config, 0, &meta));
   }
   testing::QuestMirror mirror() {
@@ -83,8 +85,11 @@ struct DeviceQuest {
 
 TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
   if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
-  const int64_t shapes[][5] = {  // rows, heads, kv_heads, head_dim, block_size
-      {1, 8, 2, 128, 16}, {5, 8, 2, 80, 16}, {8, 6, 1, 72, 32}, {2, 28, 4, 128, 16}};
+  const int64_t shapes[][5] = {// rows, heads, kv_heads, head_dim, block_size
+                               {1, 8, 2, 128, 16},
+                               {5, 8, 2, 80, 16},
+                               {8, 6, 1, 72, 32},
+                               {2, 28, 4, 128, 16}};
   const DType dtypes[] = {DType::kF16, DType::kBF16, DType::kF32, DType::kF16};
   uint64_t seed = 500;
   for (size_t i = 0; i < 4; ++i)
@@ -109,10 +114,13 @@ TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
         ASSERT_EQ(dev.cache.block_table(), host.cache.block_table()) << what;
         for (int64_t b = 0; b < s.batch(); ++b)
           for (int64_t page = 0; page * s.block_size < s.lens[static_cast<size_t>(b)]; ++page) {
-            const int64_t blk = host.cache.block_table()[static_cast<size_t>(b * host.config.max_blocks + page)];
+            const int64_t blk =
+                host.cache.block_table()[static_cast<size_t>(b * host.config.max_blocks + page)];
             const int64_t per_block = 2 * s.kv_heads * s.head_dim;
-            ASSERT_EQ(std::memcmp(dev_bounds.data() + blk * per_block,
-                                  host.bounds.data<float>() + blk * per_block, per_block * sizeof(float)), 0)
+            ASSERT_EQ(
+                std::memcmp(dev_bounds.data() + blk * per_block,
+                            host.bounds.data<float>() + blk * per_block, per_block * sizeof(float)),
+                0)
                 << what << " block " << blk;
           }
 
@@ -132,8 +140,10 @@ TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
         const int64_t width = cpu->max_pages(hp.decode.kv);
         const size_t table_n = static_cast<size_t>(s.kv_heads * s.batch() * width);
         std::vector<int32_t> dtable(table_n), dlens(static_cast<size_t>(s.kv_heads * s.batch()));
-        ASSERT_EQ(cudaMemcpy(dtable.data(), dsel.table, table_n * 4, cudaMemcpyDeviceToHost), cudaSuccess);
-        ASSERT_EQ(cudaMemcpy(dlens.data(), dsel.lens, dlens.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(dtable.data(), dsel.table, table_n * 4, cudaMemcpyDeviceToHost),
+                  cudaSuccess);
+        ASSERT_EQ(cudaMemcpy(dlens.data(), dsel.lens, dlens.size() * 4, cudaMemcpyDeviceToHost),
+                  cudaSuccess);
         for (int64_t gb = 0; gb < s.kv_heads * s.batch(); ++gb) {
           ASSERT_EQ(dlens[static_cast<size_t>(gb)], hsel.lens[gb]) << what << " (head, seq) " << gb;
           const int64_t pages = (hsel.lens[gb] + s.block_size - 1) / s.block_size;

@@ -60,7 +60,9 @@ enum class QuestAggregation : uint8_t {
   kSum,  // the sum: pages the whole group likes; one sharply focused head can be outvoted
 };
 
-inline const char* to_string(QuestAggregation a) { return a == QuestAggregation::kMax ? "max" : "sum"; }
+inline const char* to_string(QuestAggregation a) {
+  return a == QuestAggregation::kMax ? "max" : "sum";
+}
 
 struct QuestConfig {
   int64_t token_budget = 4096;  // tokens attended per (sequence, KV head); >= 1
@@ -68,8 +70,9 @@ struct QuestConfig {
 };
 
 struct QuestParams {
-  DecodeParams decode;    // a paged cache (kv.layout kPaged) and its queries, as for decode
-  TensorView key_bounds;  // KvCache::key_bounds(): f32 [num_blocks, 2, Hkv, D], on the cache's device
+  DecodeParams decode;  // a paged cache (kv.layout kPaged) and its queries, as for decode
+  TensorView
+      key_bounds;  // KvCache::key_bounds(): f32 [num_blocks, 2, Hkv, D], on the cache's device
 };
 
 class QuestDecode {
