@@ -26,11 +26,15 @@ class CpuBackend {
   int threads() const { return threads_; }
   tbb::task_arena& arena() const { return *arena_; }
 
-  // Workspace for `threads()` slots of `slot_bytes`, plus room to align the caller's pointer.
+  // Thread slots of the arena: oneTBB gives an arena with one slot reserved for an external thread
+  // at least 2 slots, so with 1 thread a second caller of forward() on the same object enters as
+  // thread index 1 and can run the first call's tasks. Slots are unique while threads run in it.
+  int slots() const { return threads_ < 2 ? 2 : threads_; }
+  // Workspace for `slots()` slots of `slot_bytes`, plus room to align the caller's pointer.
   size_t workspace_bytes(size_t slot_bytes) const {
-    return align_up(slot_bytes) * static_cast<size_t>(threads_) + kSlotAlignment;
+    return align_up(slot_bytes) * static_cast<size_t>(slots()) + kSlotAlignment;
   }
-  // The slot of the worker thread calling this (inside arena().execute).
+  // The slot of the thread calling this (inside arena().execute): its arena slot index.
   static void* thread_slot(Workspace ws, size_t slot_bytes) {
     const auto base = (reinterpret_cast<uintptr_t>(ws.data) + kSlotAlignment - 1) & ~uintptr_t(kSlotAlignment - 1);
     const int index = tbb::this_task_arena::current_thread_index();

@@ -199,7 +199,7 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     call->scores = detail::scores_kernel(backend_->isa());
     call->pv = detail::pv_kernel(backend_->isa());
     call->arena = &backend_->arena();
-    call->threads = backend_->threads();
+    call->threads = backend_->slots();  // scratch slots by arena slot index
     return Status();
   }
 
