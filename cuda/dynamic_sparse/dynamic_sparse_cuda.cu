@@ -339,9 +339,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     layout->indices = TensorView::contiguous(r.indices, DType::kI32, {pl.layouts, r.capacity});
     layout->indptr.device = layout->indices.device = Device::kCUDA;
     layout->indptr.device_index = layout->indices.device_index = ctx_.device;
-    if (pl.layouts == 0 || pl.nbq == 0) return Status();
-
     const auto stream = static_cast<cudaStream_t>(stream_ptr);
+    if (pl.layouts == 0) return Status();
+    if (pl.nbq == 0) {  // no query rows: indptr [L, 1] of zeros
+      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(r.indptr, 0, static_cast<size_t>(pl.layouts) * 4, stream));
+      return Status();
+    }
     const unsigned layouts = static_cast<unsigned>(pl.layouts);
     pool_kernel<<<dim3(static_cast<unsigned>(std::max<int64_t>(std::max(pl.nbq, pl.nbk), 1)), layouts), 128, 0, stream>>>(r);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse pool_kernel");

@@ -71,8 +71,9 @@ class DynamicSparseAttention : public Attention {
   virtual const DynamicSparseConfig& config() const = 0;
   // Workspace bytes of estimate(): the layout and the estimator's scratch.
   virtual size_t estimate_workspace_size(const AttentionParams& params) const = 0;
-  // Block routers: writes the layout (host memory inside `workspace`, valid while it lives) for
-  // these inputs into *layout. kExactTopK has no block layout: kUnsupported.
+  // Block routers: writes the layout for these inputs into `workspace` (valid while it lives) and
+  // its view into *layout: host memory on the CPU; device memory on CUDA, launched on the default
+  // stream (synchronise before reading it). kExactTopK has no block layout: kUnsupported.
   virtual Status estimate(const AttentionParams& params, Workspace workspace,
                           BlockLayout* layout) const = 0;
   // Kept fraction of the visible (query block, key block) pairs, or of the visible (query, key)
