@@ -99,4 +99,33 @@ AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape
   return a;
 }
 
+AttentionArgs make_gathered_args(const AttentionParams& p, const AttentionShape& s,
+                                 const GatheredQueries& g) {
+  AttentionArgs a = make_attention_args(p, s);
+  const auto gathered = [&](void* data) {
+    RowTensor r;
+    r.data = data;
+    r.token = s.head_dim;
+    r.head = g.rows * s.head_dim;
+    return r;
+  };
+  a.q = gathered(g.q);
+  a.out = gathered(g.out);
+  a.vector_io = s.head_dim % 4 == 0 && vector_aligned(a.q, a.dtype) &&
+                vector_aligned(a.k, a.dtype) && vector_aligned(a.v, a.dtype) &&
+                vector_aligned(a.out, a.dtype);
+  a.lse = g.lse;
+  a.lse_batch = 0;
+  a.lse_head = g.rows;
+  a.lse_token = 1;
+  a.q_positions = g.positions;
+  a.q_positions_batch = 0;
+  a.q_positions_head = g.rows;
+  a.q_positions_token = 1;
+  a.head_cu_q = g.cu_rows;
+  a.head_cu_q_stride = s.batch + 1;
+  a.head_rows = g.rows;
+  return a;
+}
+
 }  // namespace qwen3vl::detail

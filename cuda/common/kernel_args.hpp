@@ -54,9 +54,36 @@ struct AttentionArgs {
   int64_t layouts = 0;                                          // 1, Hkv or B * Hkv
   int32_t layout_capacity = 0;  // entries per layout in layout_indices (bounds indptr values)
   int32_t block_q = 0, block_k = 0;
+
+  // Gathered query rows (mixture-of-heads: one launch over every head's own rows), or null: the
+  // problem's rows. When set, query head h of sequence b owns rows [head_cu_q[h * head_cu_q_stride
+  // + b], head_cu_q[h * head_cu_q_stride + b + 1]) (clamped to head_rows) of its own packed block:
+  // q/out at row * token + h * head (batch stride 0), LSE at h * lse_head + row * lse_token,
+  // q_positions at h * q_positions_head + row * q_positions_token. Keys are the problem's.
+  const int32_t* head_cu_q = nullptr;
+  int64_t head_cu_q_stride = 0, head_rows = 0;
+  int64_t q_positions_head = 0;
+};
+
+// Where a launch over gathered query rows finds them (device memory): per query head h, a block
+// of `rows` packed rows of head_dim elements at q/out + h * rows * head_dim, in sequence order,
+// sequence b's at cu_rows[h * (batch + 1) + b ...]; lse (optional) and positions (optional: the
+// rows' key positions, as q_positions) [heads, rows].
+struct GatheredQueries {
+  void* q = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;
+  const int32_t* positions = nullptr;
+  const int32_t* cu_rows = nullptr;
+  int64_t rows = 0;
 };
 
 // Fills args from validated params (host side; reads no device memory).
 AttentionArgs make_attention_args(const AttentionParams& p, const AttentionShape& s);
+
+// The same problem's keys with the query rows gathered per head (validated params; `p`'s own q,
+// out, lse and q_positions are not read).
+AttentionArgs make_gathered_args(const AttentionParams& p, const AttentionShape& s,
+                                 const GatheredQueries& g);
 
 }  // namespace qwen3vl::detail

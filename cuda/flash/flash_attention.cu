@@ -106,15 +106,17 @@ class FlashCuda final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query_pointers));
     QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
-    if (s.batch == 0 || s.max_q == 0) return Status();
-    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
-    const AttentionArgs args = make_attention_args(p, s);
-    const dim3 grid(static_cast<unsigned>(s.heads),
-                    static_cast<unsigned>((s.max_q + k.block_m - 1) / k.block_m),
-                    static_cast<unsigned>(s.batch));
-    k.kernel<<<grid, k.threads, k.smem_bytes, static_cast<cudaStream_t>(stream)>>>(args);
-    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("flash_forward_kernel");
-    return Status();
+    return launch(make_attention_args(p, s), s, stream);
+  }
+
+  // One launch over the query rows each head gathered (forward_gathered()); the caller checked
+  // the params against this object (supports()) outside any capture.
+  Status forward_gathered(const AttentionParams& p, const GatheredQueries& g, void* stream) const {
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    QWEN3VL_RETURN_IF_ERROR(check_grid(s));
+    QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
+    return launch(make_gathered_args(p, s, g), s, stream);
   }
 
   std::string describe() const override {
@@ -136,6 +138,28 @@ class FlashCuda final : public Attention {
   }
 
  private:
+  Status launch(const AttentionArgs& args, const AttentionShape& s, void* stream) const {
+    if (s.batch == 0 || s.max_q == 0) return Status();
+    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
+    const dim3 grid(static_cast<unsigned>(s.heads),
+                    static_cast<unsigned>((s.max_q + k.block_m - 1) / k.block_m),
+                    static_cast<unsigned>(s.batch));
+    k.kernel<<<grid, k.threads, k.smem_bytes, static_cast<cudaStream_t>(stream)>>>(args);
+    QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("flash_forward_kernel");
+    return Status();
+  }
+
+  Status check_grid(const AttentionShape& s) const {
+    if (s.batch > ctx_.max_grid_z)
+      return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
+                        ": this device launches at most ", ctx_.max_grid_z, " sequences per call");
+    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
+    if ((s.max_q + k.block_m - 1) / k.block_m > ctx_.max_grid_y)
+      return make_error(StatusCode::kUnsupported, "max_seqlen_q = ", s.max_q, ": allowed up to ",
+                        int64_t{ctx_.max_grid_y} * k.block_m, " per call on this device");
+    return Status();
+  }
+
   Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
@@ -153,14 +177,7 @@ class FlashCuda final : public Attention {
         check_device_tensor(ctx_, bl.indptr, "block_layout.indptr", query_pointers));
     QWEN3VL_RETURN_IF_ERROR(
         check_device_tensor(ctx_, bl.indices, "block_layout.indices", query_pointers));
-    if (s.batch > ctx_.max_grid_z)
-      return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
-                        ": this device launches at most ", ctx_.max_grid_z, " sequences per call");
-    const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
-    if ((s.max_q + k.block_m - 1) / k.block_m > ctx_.max_grid_y)
-      return make_error(StatusCode::kUnsupported, "max_seqlen_q = ", s.max_q, ": allowed up to ",
-                        int64_t{ctx_.max_grid_y} * k.block_m, " per call on this device");
-    return Status();
+    return check_grid(s);
   }
 
   Variant variant_;
@@ -170,6 +187,18 @@ class FlashCuda final : public Attention {
 };
 
 }  // namespace
+
+Status forward_gathered(const Attention& flash, const AttentionParams& p, const GatheredQueries& g,
+                        void* stream) {
+  const auto* impl = dynamic_cast<const FlashCuda*>(&flash);
+  if (impl == nullptr || impl->variant() == Variant::kBlockSparse)
+    return make_error(StatusCode::kInvalidArgument, "flash = ", flash.describe(),
+                      ": gathered query rows run on a CUDA flash2 or sm61_tiled object");
+  if (p.block_layout.present() || p.additive_mask.present() || p.weights.present())
+    return make_error(StatusCode::kUnsupported,
+                      "gathered query rows take structural masks and key_lengths only");
+  return impl->forward_gathered(p, g, stream);
+}
 
 Status create_flash_attention(Variant variant, const CudaOptions& options,
                               std::unique_ptr<Attention>* out) {

@@ -245,7 +245,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
   // Heads vary fastest and query tiles run in reverse: under a causal mask every head's longest
   // tiles are dispatched first, so the tail of the grid is short.
   const int64_t i0 = static_cast<int64_t>(gridDim.y - 1 - blockIdx.y) * kBm;
-  const DeviceSpan sp = sequence_span(a, b);
+  const DeviceSpan sp = head_span(a, b, h);
   if (i0 >= sp.q_len) return;  // varlen: this sequence is shorter than the grid
   const int head_dim = kStaticD ? T::kHeadDim : a.head_dim;
   const int64_t kv_head = h / a.group;
@@ -255,8 +255,8 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
   // ends never decrease with the row (q_positions are non-decreasing), so the union is
   // [first.begin, last.end). Tiles outside it are never touched; tiles inside [last.begin,
   // first.end) that the layout lists for every row need no per-element mask.
-  const KeyRange first = row_keys(a, sp, b, i0);
-  const KeyRange last = row_keys(a, sp, b, i0 + rows_valid - 1);
+  const KeyRange first = row_keys(a, sp, b, h, i0);
+  const KeyRange last = row_keys(a, sp, b, h, i0 + rows_valid - 1);
   const int64_t k_begin = first.begin;
   const int64_t k_end = last.end < sp.k_len ? last.end : sp.k_len;
   const int64_t full_lo = last.begin, full_hi = first.end;
@@ -390,7 +390,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
 #pragma unroll
       for (int i = 0; i < kRm; ++i) {
         const int64_t row = i0 + ty * kRm + i;
-        const KeyRange r = row_keys(a, sp, b, row);
+        const KeyRange r = row_keys(a, sp, b, h, row);
         // The granules this row's block lists (bit 4 g); the dense walk lists all.
         const int row_block = a.layout_indptr ? static_cast<int>(row) / a.block_q : 0;
         const uint32_t listed = tile.allow >> ((row_block - first_row_block) & 3);
@@ -527,7 +527,8 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
 #define QWEN3VL_FLASH_MIN_BLOCKS(T) T::kMinBlocks
 #endif
 
-// Grid: x = query heads, y = query tiles of kBlockM rows (last first), z = sequences.
+// Grid: x = query heads, y = query tiles of kBlockM rows (last first), z = sequences. With
+// gathered rows (AttentionArgs::head_cu_q) a head's tiles cover its own rows of the sequence.
 template <class T>
 __global__ void __launch_bounds__(T::kThreads, QWEN3VL_FLASH_MIN_BLOCKS(T))
     flash_forward_kernel(const AttentionArgs a) {

@@ -40,4 +40,10 @@ KernelInfo find_kernel(TileConfig config, int head_dim);
 Status create_flash_attention(Variant variant, const CudaOptions& options,
                               std::unique_ptr<Attention>* out);
 
+// One launch of `flash` (a flash2 or sm61_tiled object from create_flash_attention) over every
+// query head's gathered rows `g` against the keys of `p` (which passed flash.supports()): the
+// mixture-of-heads path. No pointer queries, no allocation: capturable.
+Status forward_gathered(const Attention& flash, const AttentionParams& p, const GatheredQueries& g,
+                        void* stream);
+
 }  // namespace qwen3vl::detail::flash

@@ -13,15 +13,27 @@
 
 namespace qwen3vl::detail::flash {
 
-// Keys visible to query row `row` of sequence b: at its q_positions entry when given, else by the
-// bottom-right alignment. Rows past the sequence read the last row's position.
+// The rows of sequence b that query head h computes: the sequence's, or with gathered rows
+// (a.head_cu_q) the head's own.
+__device__ inline DeviceSpan head_span(const AttentionArgs& a, int64_t b, int64_t h) {
+  DeviceSpan sp = sequence_span(a, b);
+  if (a.head_cu_q != nullptr) {
+    const int32_t* cu = a.head_cu_q + h * a.head_cu_q_stride + b;
+    sp.q_start = clamp64(__ldg(cu), 0, a.head_rows);
+    sp.q_len = clamp64(__ldg(cu + 1), sp.q_start, a.head_rows) - sp.q_start;
+  }
+  return sp;
+}
+
+// Keys visible to query row `row` of sequence b, head h: at its q_positions entry when given,
+// else by the bottom-right alignment. Rows past the sequence read the last row's position.
 __device__ inline KeyRange row_keys(const AttentionArgs& a, const DeviceSpan& sp, int64_t b,
-                                    int64_t row) {
+                                    int64_t h, int64_t row) {
   if (a.q_positions == nullptr)
     return visible_keys(a.mask_kind, a.window_left, a.window_right, row, sp.q_len, sp.k_len);
   const int64_t r = row < sp.q_len ? row : sp.q_len - 1;
-  const int64_t pos =
-      __ldg(a.q_positions + b * a.q_positions_batch + (sp.q_start + r) * a.q_positions_token);
+  const int64_t pos = __ldg(a.q_positions + b * a.q_positions_batch + h * a.q_positions_head +
+                            (sp.q_start + r) * a.q_positions_token);
   return visible_keys_at(a.mask_kind, a.window_left, a.window_right, pos, sp.k_len);
 }
 

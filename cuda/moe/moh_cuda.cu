@@ -1,9 +1,11 @@
-// Mixture-of-heads on CUDA: one routing kernel (a block per query head scans the tokens in order
-// and packs the ones routed to it that see a key: row index, gate, key position, and the per-
-// sequence row offsets, all on the device), one gather kernel (q rows into per-head blocks), the
-// CUDA flash object once per head on its block (one-head varlen calls, max_seqlen_q bounded by
-// the token count), and one scatter kernel (gate * O, zeros and LSE -inf elsewhere). No
-// allocation and no host sync: the host never learns how many rows a head got.
+// Mixture-of-heads on CUDA, four launches: one routing kernel (a block per query head scans the
+// tokens in order and packs the ones routed to it that see a key: row index, gate, key position,
+// and the per-sequence row offsets, all on the device), one gather kernel (q rows into per-head
+// blocks), ONE flash launch over every head's gathered rows (the flash kernel's gathered-rows
+// mode: sequence b of head h is that head's rows of b, against the problem's own K/V), and one
+// scatter kernel (gate * O, zeros and LSE -inf elsewhere). No allocation and no host sync: the
+// host never learns how many rows a head got. A launch per head instead cost 5.6x dense at every
+// active fraction on an H200: each lasted as long as its longest (4096-key) tile.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -11,13 +13,13 @@
 
 #include "../../src/moe/head_call.hpp"
 #include "../common/device_context.hpp"
+#include "../flash/flash_registry.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
 
 namespace qwen3vl {
 namespace {
 
-using detail::moh::HeadBlock;
 constexpr size_t kAlign = 256;
 constexpr int kRouteThreads = 256;  // a multiple of 32
 
@@ -28,7 +30,7 @@ struct RouteArgs {
   int64_t index_stride[2], weight_stride[2];
   int k;
   int64_t tokens, heads, batch, lq, lk;  // lq, lk: fixed-length sequence lengths
-  bool varlen, merged;
+  bool varlen;
   const int32_t* cu_q;
   const int32_t* cu_k;
   int64_t cu_q_stride, cu_k_stride;
@@ -39,14 +41,13 @@ struct RouteArgs {
   MaskKind mask;
   int64_t window_left, window_right;
   // Outputs, per head h at h * tokens: the token's row in the head's block (-1: none), its gate,
-  // the tokens in packed order, the rows' key positions; the calls' cu_seqlens_q (merged: B + 1
-  // per head; else 2 per (head, sequence)) and the key offsets b * Lk.
+  // the tokens in packed order (= the rows), the rows' key positions; and per head at
+  // h * (batch + 1) the first row of each sequence (GatheredQueries::cu_rows).
   int32_t* row_of;
   float* gate;
   int32_t* packed;
   int32_t* positions;
-  int32_t* cu_calls;
-  int32_t* cu_k_out;
+  int32_t* cu_rows;
 };
 
 struct Row {
@@ -146,26 +147,17 @@ __global__ void route_kernel(RouteArgs a) {
   }
   const int64_t n = total;
   const int32_t* packed = a.packed + base;
-  // Rows per sequence: the calls' cu_seqlens_q.
+  // The first row of each sequence.
   for (int64_t b = threadIdx.x; b <= a.batch; b += blockDim.x) {
     const int64_t first = b < a.batch ? lower_bound(packed, n, sequence_start(a, b)) : n;
-    if (a.merged) {
-      a.cu_calls[h * (a.batch + 1) + b] = static_cast<int32_t>(first);
-    } else if (b < a.batch) {
-      const int64_t next = b + 1 < a.batch ? lower_bound(packed, n, sequence_start(a, b + 1)) : n;
-      a.cu_calls[(h * a.batch + b) * 2] = 0;
-      a.cu_calls[(h * a.batch + b) * 2 + 1] = static_cast<int32_t>(next - first);
-    }
-    if (h == 0) a.cu_k_out[b] = static_cast<int32_t>(b * a.lk);
+    a.cu_rows[h * (a.batch + 1) + b] = static_cast<int32_t>(first);
   }
-  // Each packed token's row (merged: its rank; else rank within its sequence, at b * Lq) and key
-  // position (clamped at 0: see check_window_alignment).
-  for (int64_t g = threadIdx.x; g < n; g += blockDim.x) {
-    const int64_t t = packed[g];
-    const Row r = locate(a, t);
-    const int64_t row = a.merged ? g : r.b * a.lq + g - lower_bound(packed, n, sequence_start(a, r.b));
+  // Each packed token's row (its rank) and key position (clamped at 0: see
+  // check_window_alignment).
+  for (int64_t row = threadIdx.x; row < n; row += blockDim.x) {
+    const int64_t t = packed[row];
     a.row_of[base + t] = static_cast<int32_t>(row);
-    const int64_t pos = key_position(a, r);
+    const int64_t pos = key_position(a, locate(a, t));
     a.positions[base + row] = static_cast<int32_t>(pos > 0 ? pos : 0);
   }
 }
@@ -218,60 +210,12 @@ __global__ void scatter_kernel(RouteArgs a, RowCopyArgs c) {
         row >= 0 ? c.block_lse[h * a.tokens + row] : -INFINITY;
 }
 
-// The per-head flash calls are small (one head, a few dozen query tiles) and each one's time is
-// its longest tile's, so they run side by side on kStreams internal streams: forked from the
-// caller's stream after the gather and joined back before the scatter with events (which a
-// graph capture follows). One forward at a time per object: the streams and events are shared.
-constexpr int kStreams = 8;
-
-class StreamFan {
- public:
-  StreamFan() = default;
-  StreamFan(const StreamFan&) = delete;
-  StreamFan& operator=(const StreamFan&) = delete;
-  ~StreamFan() {
-    for (cudaStream_t s : streams_)
-      if (s) cudaStreamDestroy(s);
-    for (cudaEvent_t e : joined_)
-      if (e) cudaEventDestroy(e);
-    if (fork_) cudaEventDestroy(fork_);
-  }
-  Status create() {  // on the current device
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-    for (int i = 0; i < kStreams; ++i) {
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&streams_[i], cudaStreamNonBlocking));
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&joined_[i], cudaEventDisableTiming));
-    }
-    return Status();
-  }
-  // Every internal stream waits for the work enqueued on `origin` so far.
-  Status fork(cudaStream_t origin) const {
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(fork_, origin));
-    for (cudaStream_t s : streams_) QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(s, fork_, 0));
-    return Status();
-  }
-  // `origin` waits for the work enqueued on every internal stream.
-  Status join(cudaStream_t origin) const {
-    for (int i = 0; i < kStreams; ++i) {
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(joined_[i], streams_[i]));
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(origin, joined_[i], 0));
-    }
-    return Status();
-  }
-  cudaStream_t stream(int64_t i) const { return streams_[i % kStreams]; }
-
- private:
-  cudaStream_t streams_[kStreams] = {};
-  cudaEvent_t joined_[kStreams] = {};
-  cudaEvent_t fork_ = nullptr;
-};
-
 // Byte offsets of the workspace parts (from a kAlign-aligned base).
 struct DeviceLayout {
-  size_t row_of, gate, packed, positions, cu_calls, cu_k, q, out, lse, kernel, kernel_slice, total;
+  size_t row_of, gate, packed, positions, cu_rows, q, out, lse, total;
 };
 
-DeviceLayout device_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes) {
+DeviceLayout device_layout(const AttentionParams& p, const AttentionShape& s) {
   const size_t ht = static_cast<size_t>(s.heads * detail::moh::routing_tokens(p));
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
   DeviceLayout l{};
@@ -285,13 +229,10 @@ DeviceLayout device_layout(const AttentionParams& p, const AttentionShape& s, si
   l.gate = take(ht * 4);
   l.packed = take(ht * 4);
   l.positions = take(ht * 4);
-  l.cu_calls = take(static_cast<size_t>(s.heads * std::max<int64_t>(s.batch + 1, 2 * s.batch)) * 4);
-  l.cu_k = take(static_cast<size_t>(s.batch + 1) * 4);
+  l.cu_rows = take(static_cast<size_t>(s.heads * (s.batch + 1)) * 4);
   l.q = take(ht * row_bytes);
   l.out = take(ht * row_bytes);
   l.lse = take(ht * 4);
-  l.kernel_slice = (kernel_bytes + kAlign - 1) / kAlign * kAlign;
-  l.kernel = take(l.kernel_slice * kStreams);  // one slice per internal stream
   l.total = at + kAlign;
   return l;
 }
@@ -301,7 +242,6 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   MixtureOfHeadsCuda(const detail::DeviceContext& ctx, std::unique_ptr<Attention> kernel,
                      const MoHConfig& config)
       : ctx_(ctx), kernel_(std::move(kernel)), config_(config) {}
-  Status init() { return fan_.create(); }
 
   Variant variant() const override { return Variant::kMixtureOfHeads; }
   Device device() const override { return Device::kCUDA; }
@@ -315,7 +255,7 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   size_t workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!validate(p, &s).ok()) return 0;
-    return std::max(device_layout(p, s, kernel_bytes(p, s)).total, kernel_->workspace_size(p));
+    return std::max(device_layout(p, s).total, kernel_->workspace_size(p));
   }
 
   Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
@@ -332,7 +272,7 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     return std::string("mixture-of-heads (cuda): ") + std::to_string(config_.num_shared_heads) +
            " shared + top-" + std::to_string(config_.top_k) + " of " +
            std::to_string(config_.routed_heads()) +
-           " routed heads; routing, gather and scatter kernels around one-head calls of [" +
+           " routed heads; routing, gather and scatter kernels around one gathered-rows launch of [" +
            kernel_->describe() + "]";
   }
 
@@ -357,20 +297,9 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     return detail::check_device_tensor(ctx_, r.head_weight, "routing.head_weight", query_pointers);
   }
 
-  // The flash object's workspace for a one-head call (the same for every head; device pointers
-  // are never read by workspace_size()).
-  size_t kernel_bytes(const AttentionParams& p, const AttentionShape& s) const {
-    static char placeholder[16];
-    void* any = placeholder;
-    HeadBlock blk{any, any, static_cast<float*>(any), static_cast<int32_t*>(any),
-                  static_cast<int32_t*>(any), static_cast<int32_t*>(any), detail::moh::call_rows(p)};
-    return kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk));
-  }
-
   detail::DeviceContext ctx_;
   std::unique_ptr<Attention> kernel_;
   MoHConfig config_;
-  StreamFan fan_;
 };
 
 Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
@@ -383,34 +312,16 @@ Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& 
   QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
   const int64_t tokens = detail::moh::routing_tokens(p);
   if (tokens == 0 || s.batch == 0 || s.max_q == 0) return Status();
-  const DeviceLayout l = device_layout(p, s, kernel_bytes(p, s));
+  const DeviceLayout l = device_layout(p, s);
   if (ws.data == nullptr || ws.bytes < l.total)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ": mixture-of-heads needs ", l.total, " (workspace_size())");
   char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(ws.data) + kAlign - 1) &
                                        ~uintptr_t(kAlign - 1));
   const auto at = [base](size_t offset) { return static_cast<void*>(base + offset); };
-  const bool merged = detail::moh::one_call_per_head(p);
-  const int64_t calls = detail::moh::calls_per_head(p, s), rows = detail::moh::call_rows(p);
-  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
-  // Head h, call c: its block, positions, LSE and cu_seqlens in the workspace.
-  const auto block_of = [&](int64_t h, int64_t c) {
-    const int64_t first = h * tokens + (merged ? 0 : c * p.q.shape[1]);
-    HeadBlock b;
-    b.q = base + l.q + static_cast<size_t>(first) * row_bytes;
-    b.out = base + l.out + static_cast<size_t>(first) * row_bytes;
-    b.lse = static_cast<float*>(at(l.lse)) + first;
-    b.positions = static_cast<int32_t*>(at(l.positions)) + first;
-    b.cu_q = static_cast<int32_t*>(at(l.cu_calls)) + (merged ? h * (s.batch + 1) : (h * s.batch + c) * 2);
-    b.cu_k = static_cast<int32_t*>(at(l.cu_k));
-    b.rows = rows;
-    return b;
-  };
-  // The flash object must take the one-head calls: asked before anything is launched.
-
-  // (Not while the stream is captured: supports() queries pointer attributes.)
-  if (query_pointers)
-    QWEN3VL_RETURN_IF_ERROR(kernel_->supports(detail::moh::head_call(p, s, 0, 0, block_of(0, 0))));
+  // The flash object must take the problem: asked before anything is launched (not while the
+  // stream is captured: supports() queries pointer attributes).
+  if (query_pointers) QWEN3VL_RETURN_IF_ERROR(kernel_->supports(p));
 
   RouteArgs a{};
   a.head_index = r.head_index.ptr<const int32_t>();
@@ -424,7 +335,6 @@ Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& 
   a.heads = s.heads;
   a.batch = s.batch;
   a.varlen = p.varlen();
-  a.merged = merged;
   a.lq = a.varlen ? 0 : p.q.shape[1];
   a.lk = a.varlen ? 0 : p.k.shape[1];
   if (a.varlen) {
@@ -449,8 +359,7 @@ Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& 
   a.gate = static_cast<float*>(at(l.gate));
   a.packed = static_cast<int32_t*>(at(l.packed));
   a.positions = static_cast<int32_t*>(at(l.positions));
-  a.cu_calls = static_cast<int32_t*>(at(l.cu_calls));
-  a.cu_k_out = static_cast<int32_t*>(at(l.cu_k));
+  a.cu_rows = static_cast<int32_t*>(at(l.cu_rows));
 
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   route_kernel<<<static_cast<unsigned>(s.heads), kRouteThreads, 0, stream>>>(a);
@@ -478,16 +387,14 @@ Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& 
     return Status();
   });
   QWEN3VL_RETURN_IF_ERROR(launched);
-  QWEN3VL_RETURN_IF_ERROR(fan_.fork(stream));
-  for (int64_t h = 0; h < s.heads; ++h)
-    for (int64_t c = 0; c < calls; ++c) {
-      const int64_t lane = h * calls + c;
-      const Workspace lane_ws{at(l.kernel + static_cast<size_t>(lane % kStreams) * l.kernel_slice),
-                              l.kernel_slice};
-      QWEN3VL_RETURN_IF_ERROR(kernel_->forward(detail::moh::head_call(p, s, h, c, block_of(h, c)),
-                                               lane_ws, fan_.stream(lane)));
-    }
-  QWEN3VL_RETURN_IF_ERROR(fan_.join(stream));
+  detail::GatheredQueries g;
+  g.q = at(l.q);
+  g.out = at(l.out);
+  g.lse = p.lse.present() ? static_cast<float*>(at(l.lse)) : nullptr;
+  g.positions = detail::moh::needs_positions(p) ? a.positions : nullptr;
+  g.cu_rows = a.cu_rows;
+  g.rows = tokens;
+  QWEN3VL_RETURN_IF_ERROR(detail::flash::forward_gathered(*kernel_, p, g, stream));
   return dispatch_float_dtype(p.out.dtype, [&](auto tag) {
     using T = decltype(tag);
     scatter_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.out, at(l.out)));
@@ -508,14 +415,7 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
   bound.device = ctx.device;
   std::unique_ptr<Attention> flash;
   QWEN3VL_RETURN_IF_ERROR(create_flash2_cuda(bound, &flash));
-  auto impl = std::make_unique<MixtureOfHeadsCuda>(ctx, std::move(flash), config);
-  int previous = -1;
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(ctx.device));  // the streams belong to its device
-  const Status status = impl->init();
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
-  QWEN3VL_RETURN_IF_ERROR(status);
-  *out = std::move(impl);
+  *out = std::make_unique<MixtureOfHeadsCuda>(ctx, std::move(flash), config);
   return Status();
 }
 

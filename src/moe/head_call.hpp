@@ -1,5 +1,8 @@
 // Mixture-of-heads internals shared by the CPU and CUDA drivers: where a query row sits on the key
-// axis, and the one-head varlen call that runs a head's gathered rows through a flash kernel.
+// axis, what is refused, and (CPU) the one-head varlen call that runs a head's gathered rows
+// through a flash kernel. CUDA runs every head's rows in one launch instead (the flash kernel's
+// gathered-rows mode, cuda/common/kernel_args.hpp: per-head row offsets against the problem's
+// own K/V), which needs no cu_seqlens_k trick.
 //
 // Why one call per head (per (sequence, head) when K/V cannot be read as packed rows) rather than
 // one varlen call packing every head's rows: cu_seqlens_k partitions the key rows into disjoint
