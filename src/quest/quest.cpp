@@ -1,5 +1,6 @@
 // QuestDecode: checks, the workspace plan, then selection (host or CUDA) and one run of the dense
-// decode kernel per KV head, on a one-head view of the cache with the compacted block table.
+// decode kernel per KV head, on a one-head view of the cache with the compacted block table (CUDA:
+// side by side on internal streams, each with its own slice of the decode workspace).
 #include <algorithm>
 
 #include "quest_select.hpp"
@@ -86,7 +87,15 @@ Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAtte
   if (decode->device() == Device::kCUDA)
     return make_error(StatusCode::kUnsupported, "decode device = cuda: this build has no CUDA");
 #endif
-  out->reset(new QuestDecode(config, std::move(decode)));
+  std::unique_ptr<QuestDecode> quest(new QuestDecode(config, std::move(decode)));
+#if QWEN3VL_WITH_CUDA
+  if (quest->device() == Device::kCUDA) {
+    std::shared_ptr<detail::quest::HeadStreams> streams;
+    QWEN3VL_RETURN_IF_ERROR(detail::quest::create_head_streams(&streams));
+    quest->head_streams_ = std::move(streams);
+  }
+#endif
+  *out = std::move(quest);
   return Status();
 }
 
@@ -140,14 +149,24 @@ Status QuestDecode::supports(const QuestParams& p) const {
   return decode_->supports(head_params(p.decode, 0, s, nullptr, nullptr, 0));
 }
 
+// Decode workspace slices: one per concurrent per-head decode (CUDA), else one.
+int64_t QuestDecode::decode_lanes(const DecodeShape& s) const {
+#if QWEN3VL_WITH_CUDA
+  if (head_streams_) return std::min<int64_t>(s.kv_heads, detail::quest::kHeadStreams);
+#endif
+  (void)s;
+  return 1;
+}
+
 // The kernel's workspace for one head is sized at the cache's own length bound (an upper bound of
-// the compacted view's, which has the same shape otherwise). No pointer queries: safe while a
-// CUDA stream is being captured.
+// the compacted view's, which has the same shape otherwise), one slice per lane. No pointer
+// queries: safe while a CUDA stream is being captured.
 size_t QuestDecode::workspace_bytes(const QuestParams& p, const DecodeShape& s) const {
   const size_t decode_bytes =
       fits_budget(p.decode.kv)
           ? decode_->workspace_size(p.decode)
-          : decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+          : align_up(decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0))) *
+                static_cast<size_t>(decode_lanes(s));
   return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
                    device() == Device::kCPU, decode_bytes)
       .total;
@@ -218,10 +237,22 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
   QWEN3VL_RETURN_IF_ERROR(detail::quest::select_cpu(a));
 #endif
 
+  const auto head_decode = [&](int64_t g, Workspace slice, void* on) {
+    return decode_->forward(head_params(p.decode, g, s, a.out_table, a.out_lens, pages), slice, on);
+  };
+#if QWEN3VL_WITH_CUDA
+  if (head_streams_) {
+    const size_t slice = (ws.bytes - plan.decode) / static_cast<size_t>(decode_lanes(s)) / kAlign * kAlign;
+    return detail::quest::run_on_head_streams(
+        *std::static_pointer_cast<detail::quest::HeadStreams>(head_streams_), stream, s.kv_heads,
+        [&](int64_t g, void* on) {
+          const size_t lane = static_cast<size_t>(g % detail::quest::kHeadStreams);
+          return head_decode(g, Workspace{base + plan.decode + lane * slice, slice}, on);
+        });
+  }
+#endif
   const Workspace rest{base + plan.decode, ws.bytes - plan.decode};
-  for (int64_t g = 0; g < s.kv_heads; ++g)
-    QWEN3VL_RETURN_IF_ERROR(decode_->forward(
-        head_params(p.decode, g, s, a.out_table, a.out_lens, pages), rest, stream));
+  for (int64_t g = 0; g < s.kv_heads; ++g) QWEN3VL_RETURN_IF_ERROR(head_decode(g, rest, stream));
   return Status();
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "quest_problem.hpp"
@@ -201,6 +202,84 @@ TEST(QuestCuda, BudgetCoveringTheSequenceIsTheDenseDecode) {
       diff = std::max<double>(diff, std::abs(quest_out.get(e) - dense_out.get(e)));
     EXPECT_LE(diff, 2e-6) << "splits " << splits;
   }
+}
+
+// The per-KV-head decodes fork to internal streams and join back: a forward captured in a graph
+// and replayed, and forwards from 3 threads at once on their own streams and buffers, give the
+// bytes of a lone forward on the default stream.
+TEST(QuestCuda, GraphCaptureAndConcurrentCallsEqualALoneCall) {
+  if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
+  QuestSpec s;
+  s.lens = {1500, 18, 700};
+  s.rows = 2;
+  s.heads = 32;
+  s.kv_heads = 8;  // one lane per internal stream
+  s.head_dim = 128;
+  s.kv_dtype = s.q_dtype = DType::kF16;
+  DeviceQuest dev(s);
+  QuestProblem host(s, dev.mirror());
+  const auto gpu = make_quest(128, true, QuestAggregation::kMax);
+  const QuestParams lone = dev.params(host, 2);
+  const size_t out_bytes = static_cast<size_t>(host.out.bytes());
+  const auto run = [&](const QuestParams& p, cudaStream_t stream, bool capture) {
+    DeviceBuffer ws(gpu->workspace_size(p));
+    const Workspace w{ws.data(), ws.bytes()};
+    if (!capture) {
+      throw_if_error(gpu->forward(p, w, stream));
+    } else {
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+      const Status st = gpu->forward(p, w, stream);
+      ASSERT_EQ(cudaStreamEndCapture(stream, &graph), cudaSuccess) << st.to_string();
+      throw_if_error(st);
+      ASSERT_EQ(cudaGraphInstantiateWithFlags(&exec, graph, 0), cudaSuccess);
+      for (int i = 0; i < 2; ++i) ASSERT_EQ(cudaGraphLaunch(exec, stream), cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+    }
+    throw_if_error(cuda_status(cudaStreamSynchronize(stream), "quest forward"));
+  };
+  run(lone, nullptr, false);
+  std::vector<char> expected(out_bytes), got(out_bytes);
+  dev.out.download(expected.data(), out_bytes);
+
+  // A copy of the params writing to its own output buffers.
+  struct Own {
+    DeviceBuffer out, lse;
+    QuestParams p;
+  };
+  const auto own = [&](Own* o) {
+    o->out = DeviceBuffer(out_bytes);
+    o->lse = DeviceBuffer(static_cast<size_t>(host.lse.bytes()));
+    o->out.fill_bytes(0xff);
+    o->p = lone;
+    o->p.decode.out = o->out.view_like(host.out.view());
+    o->p.decode.lse = o->lse.view_like(host.lse.view());
+  };
+  cudaStream_t streams[3];
+  for (cudaStream_t& st : streams) ASSERT_EQ(cudaStreamCreate(&st), cudaSuccess);
+  {
+    Own o;
+    own(&o);
+    run(o.p, streams[0], true);
+    o.out.download(got.data(), out_bytes);
+    EXPECT_EQ(std::memcmp(got.data(), expected.data(), out_bytes), 0) << "graph replay";
+  }
+  Own owns[3];
+  for (Own& o : owns) own(&o);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 4; ++i) run(owns[t].p, streams[t], t == 2 && i == 0);
+    });
+  for (std::thread& t : threads) t.join();
+  for (int t = 0; t < 3; ++t) {
+    owns[t].out.download(got.data(), out_bytes);
+    EXPECT_EQ(std::memcmp(got.data(), expected.data(), out_bytes), 0) << "thread " << t;
+  }
+  for (cudaStream_t st : streams) cudaStreamDestroy(st);
 }
 
 }  // namespace
