@@ -5,9 +5,6 @@
 // variant agrees. Skips where no CUDA device exists.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -17,12 +14,15 @@
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "support/block_layouts.hpp"
+#include "support/block_sparse_cases.hpp"
 
 namespace qwen3vl {
 namespace {
 
 using testing::DeviceProblem;
 using testing::HostLayout;
+using testing::LayoutCase;
+using testing::LayoutProblem;
 using testing::Problem;
 using testing::ProblemSpec;
 using testing::RandomLayoutSpec;
@@ -107,12 +107,8 @@ struct Kernel {
 const Kernel kLayoutKernels[] = {{"block_sparse", &create_block_sparse_cuda},
                                  {"sm61_tiled", &create_sm61_tiled_cuda}};
 
-std::string describe(const ProblemSpec& s, const RandomLayoutSpec& l) {
-  return s.to_string() + " layout " + std::to_string(l.block_q) + "x" + std::to_string(l.block_k) +
-         " L" + std::to_string(l.layouts) + " density " + std::to_string(l.density);
-}
-
-// Checks `p` (host layout / positions attached) on both tile configurations.
+// Checks `p` (host layout / positions attached) on both tile configurations; a
+// testing::LayoutCheck.
 void expect_both_tiles_match(Problem& p, const std::string& label) {
   const reference::Result ref = reference::attention(p.params);
   for (const Kernel& k : kLayoutKernels)
@@ -123,70 +119,26 @@ void expect_both_tiles_match(Problem& p, const std::string& label) {
 // 80, 112) whose blocks straddle a kernel tile, against key blocks of every width.
 TEST(BlockSparseCuda, RandomLayoutsMatchTheFloat64Reference) {
   QWEN3VL_REQUIRE_GPU();
-  const int32_t q_sizes[] = {16, 32, 48, 64, 80, 128};
-  const int32_t k_sizes[] = {16, 48, 64, 112, 128};
-  const int64_t dims[] = {64, 72, 128};
-  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow,
-                            MaskKind::kCausalTopLeft};
-  const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
-  uint64_t seed = 9000;
-  int k = 0;
-  for (int32_t bq : q_sizes)
-    for (int32_t bk : k_sizes) {
-      ProblemSpec s;
-      s.batch = 2;
-      s.seq_q = k % 2 ? 333 : 517;
-      s.seq_k = k % 2 ? 517 : 333;
-      s.heads = 8;
-      s.kv_heads = 2;
-      s.head_dim = dims[k % 3];
-      s.mask = masks[k % 4];
-      s.window_left = 90;
-      s.window_right = k % 2 ? 0 : 40;
-      s.dtype = dtypes[k % 3];
-      s.with_lse = true;
-      s.seed = ++seed;
-      RandomLayoutSpec l;
-      l.block_q = bq;
-      l.block_k = bk;
-      l.layouts = k % 3 == 0 ? 1 : (k % 3 == 1 ? s.kv_heads : s.batch * s.kv_heads);
-      l.density = k % 2 ? 0.3 : 0.6;
-      l.empty_every = 3;
-      l.seed = seed;
-      Problem p(s);
-      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-      p.params.block_layout = layout.layout;
-      expect_both_tiles_match(p, describe(s, l));
-      ++k;
-    }
+  testing::LayoutSweep w;
+  w.q_blocks = {16, 32, 48, 64, 80, 128};
+  w.k_blocks = {16, 48, 64, 112, 128};
+  w.lengths = {{517, 333}, {333, 517}};
+  w.batches = {2};
+  w.masks = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow,
+             MaskKind::kCausalTopLeft};
+  w.dtypes = {DType::kF32, DType::kF16, DType::kBF16};
+  w.seed = 9000;
+  testing::check_random_layouts(w, &expect_both_tiles_match);
 }
 
 // Rows of an empty row block see no key: output 0 and LSE -inf, never NaN.
 TEST(BlockSparseCuda, EmptyRowBlocksGiveZeroAndMinusInfLse) {
   QWEN3VL_REQUIRE_GPU();
-  ProblemSpec s;
-  s.seq_q = 100;
-  s.seq_k = 90;
-  s.heads = 4;
-  s.kv_heads = 2;
-  s.with_lse = true;
-  const HostLayout layout(32, 16, {{{0, 3}, {}, {5}, {}}});  // row blocks 1 and 3 list nothing
   for (const Kernel& k : kLayoutKernels) {
-    Problem p(s);
-    p.params.block_layout = layout.layout;
-    DeviceRun d(p);
+    LayoutProblem p = testing::empty_row_blocks_problem();
+    DeviceRun d(p.problem);
     ASSERT_TRUE(d.run(*make(k.create)).ok()) << k.name;
-    for (int64_t i = 0; i < s.seq_q; ++i)
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const bool empty = (i / 32) % 2 == 1;
-        const float lse = p.lse.get(h * s.seq_q + i);
-        EXPECT_EQ(empty, lse == kNegInf) << k.name << " row " << i;
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          const float o = p.out.get((i * s.heads + h) * s.head_dim + c);
-          ASSERT_FALSE(std::isnan(o)) << k.name << " row " << i;
-          if (empty) ASSERT_EQ(o, 0.0f) << k.name << " row " << i;
-        }
-      }
+    testing::expect_empty_row_blocks_zero(p.problem, k.name);
   }
 }
 
@@ -198,96 +150,34 @@ TEST(BlockSparseCuda, FullLayoutEqualsDenseFlash2) {
   uint64_t seed = 9100;
   for (MaskKind mask : {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow})
     for (int32_t block : {16, 64, 128}) {
-      ProblemSpec s;
-      s.seq_q = 333;
-      s.seq_k = 517;
-      s.heads = 8;
-      s.kv_heads = 2;
-      s.head_dim = 72;
-      s.mask = mask;
-      s.window_left = 50;
-      s.window_right = 7;
-      s.with_lse = true;
-      s.seed = ++seed;
-      Problem sparse(s), dense(s);
-      const HostLayout layout = testing::full_layout(block, block, 1, s.seq_q, s.seq_k);
-      sparse.params.block_layout = layout.layout;
-      DeviceRun ds(sparse), dd(dense);
+      const ProblemSpec s = testing::full_layout_spec(mask, 333, 517, 8, ++seed);
+      LayoutProblem sparse(testing::full_layout(block, block, 1, s.seq_q, s.seq_k), s);
+      Problem dense(s);
+      DeviceRun ds(sparse.problem), dd(dense);
       ASSERT_TRUE(ds.run(*make(&create_block_sparse_cuda)).ok());
       ASSERT_TRUE(dd.run(*make(&create_flash2_cuda)).ok());
-      const int64_t n = dense.out.numel();
-      double diff = 0.0, norm = 0.0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double a = sparse.out.get(i), b = dense.out.get(i);
-        diff += (a - b) * (a - b);
-        norm += b * b;
-      }
-      const std::string label = s.to_string() + " block " + std::to_string(block);
-      if (mask == MaskKind::kSlidingWindow) {
-        EXPECT_LE(std::sqrt(diff / norm), 1e-6) << label;
-      } else {
-        EXPECT_EQ(std::memcmp(sparse.out.data<float>(), dense.out.data<float>(),
-                              static_cast<size_t>(n) * sizeof(float)),
-                  0)
-            << label << " relative difference " << std::sqrt(diff / norm);
-      }
+      testing::expect_same_as_dense(sparse.problem, dense, /*with_lse=*/false,
+                                    s.to_string() + " block " + std::to_string(block));
     }
-}
-
-// Sorted distinct key positions for gathered query rows (every sequence `rows` of `keys`).
-Tensor gathered_positions(int64_t batch, int64_t rows, int64_t keys, uint64_t seed) {
-  Tensor t(DType::kI32, {batch, rows});
-  uint64_t state = seed;
-  for (int64_t b = 0; b < batch; ++b) {
-    int64_t taken = 0;
-    for (int64_t j = 0; j < keys && taken < rows; ++j) {  // selection sampling keeps the order
-      const uint64_t u = testing::splitmix64(&state) % static_cast<uint64_t>(keys - j);
-      if (static_cast<int64_t>(u) < rows - taken)
-        t.data<int32_t>()[b * rows + taken++] = static_cast<int32_t>(j);
-    }
-  }
-  return t;
 }
 
 // Gathered query rows: dense (flash2, sm61_tiled) and with a layout on top, every mask.
 TEST(BlockSparseCuda, QueryPositionsMatchTheReference) {
   QWEN3VL_REQUIRE_GPU();
   uint64_t seed = 9200;
-  for (MaskKind mask : {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow,
-                        MaskKind::kNone})
+  for (MaskKind mask :
+       {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow, MaskKind::kNone})
     for (bool with_layout : {false, true}) {
-      ProblemSpec s;
-      s.batch = 2;
-      s.seq_q = 150;
-      s.seq_k = 517;
-      s.heads = 8;
-      s.kv_heads = 2;
-      s.head_dim = 64;
-      s.mask = mask;
-      s.window_left = 30;
-      s.window_right = 5;
-      s.dtype = with_layout ? DType::kBF16 : DType::kF32;
-      s.with_lse = true;
-      s.seed = ++seed;
-      Problem p(s);
-      const Tensor positions = gathered_positions(s.batch, s.seq_q, s.seq_k, seed);
-      p.params.q_positions = positions.view();
-      RandomLayoutSpec l;
-      l.block_q = 32;
-      l.block_k = 48;
-      l.layouts = s.kv_heads;
-      l.density = 0.5;
-      l.seed = seed;
-      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-      if (with_layout) p.params.block_layout = layout.layout;
-      const reference::Result ref = reference::attention(p.params);
+      const LayoutCase c = testing::query_positions_case(mask, with_layout, 150, 517, 8, ++seed);
+      LayoutProblem p = testing::query_positions_problem(c, with_layout);
+      const reference::Result ref = reference::attention(p.problem.params);
       const Kernel kernels[] = {{"flash2", &create_flash2_cuda},
                                 {"sm61_tiled", &create_sm61_tiled_cuda},
                                 {"block_sparse", &create_block_sparse_cuda}};
       for (const Kernel& k : kernels) {
         if (!with_layout && k.create == &create_block_sparse_cuda) continue;
-        EXPECT_EQ(check(k.create, p, ref), "")
-            << k.name << " " << s.to_string() << (with_layout ? " q_positions + layout" : "");
+        EXPECT_EQ(check(k.create, p.problem, ref), "")
+            << k.name << " " << c.spec.to_string() << (with_layout ? " q_positions + layout" : "");
       }
     }
 }
@@ -296,88 +186,24 @@ TEST(BlockSparseCuda, QueryPositionsMatchTheReference) {
 // then q_positions on the packed rows with a window.
 TEST(BlockSparseCuda, VarlenWithPerSequenceLayouts) {
   QWEN3VL_REQUIRE_GPU();
-  ProblemSpec s;
-  s.varlen_q = {100, 0, 333, 50};
-  s.varlen_k = {120, 30, 517, 0};
-  s.batch = 4;
-  s.heads = 8;
-  s.kv_heads = 2;
-  s.head_dim = 80;
-  s.mask = MaskKind::kCausal;
-  s.dtype = DType::kF16;
-  s.with_lse = true;
-  s.seed = 9300;
-  RandomLayoutSpec l;
-  l.block_q = 64;
-  l.block_k = 32;
-  l.layouts = s.batch * s.kv_heads;
-  l.density = 0.4;
-  l.keep_diagonal = true;
-  l.seed = 9300;
-  const HostLayout layout = testing::random_layout(l, 333, 517);
-  {
-    Problem p(s);
-    p.params.block_layout = layout.layout;
-    expect_both_tiles_match(p, s.to_string() + " layout B x Hkv");
-  }
-  Problem p(s);
-  p.params.block_layout = layout.layout;
-  Tensor positions(DType::kI32, {483});
-  int64_t row = 0;
-  for (size_t b = 0; b < s.varlen_q.size(); ++b)
-    for (int32_t i = 0; i < s.varlen_q[b]; ++i)
-      positions.data<int32_t>()[row++] = i * s.varlen_k[b] / std::max(s.varlen_q[b], 1) + 1;
-  p.params.q_positions = positions.view();
-  p.params.mask = MaskKind::kSlidingWindow;
-  p.params.window_left = 20;
-  p.params.window_right = 3;
-  expect_both_tiles_match(p, s.to_string() + " window + q_positions");
+  testing::check_varlen_layouts(testing::varlen_case(DType::kF16, 9300), &expect_both_tiles_match);
 }
 
 // Token-level masks inside visited blocks: additive mask, key padding and soft-cap; a rank-1
 // layout with MQA.
 TEST(BlockSparseCuda, TokenMasksInsideBlocksAndRankOneLayout) {
   QWEN3VL_REQUIRE_GPU();
-  ProblemSpec s;
-  s.batch = 2;
-  s.seq_q = 77;
-  s.seq_k = 200;
-  s.heads = 4;
-  s.kv_heads = 4;
-  s.head_dim = 64;
-  s.additive_mask = true;
-  s.key_lengths = {200, 101};
-  s.softcap = 20.0f;
-  s.with_lse = true;
-  s.seed = 9400;
-  RandomLayoutSpec l;
-  l.block_q = 16;
-  l.block_k = 64;
-  l.density = 0.5;
-  l.keep_diagonal = true;
-  l.seed = 9400;
+  const LayoutCase masks = testing::token_masks_case(9400);
   {
-    Problem p(s);
-    const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-    p.params.block_layout = layout.layout;
-    expect_both_tiles_match(p, describe(s, l));
+    LayoutProblem p(masks);
+    expect_both_tiles_match(p.problem, masks.label());
   }
-  ProblemSpec m;
-  m.seq_q = 130;
-  m.seq_k = 130;
-  m.heads = 4;
-  m.kv_heads = 1;
-  m.head_dim = 128;
-  m.mask = MaskKind::kCausal;
-  m.with_lse = true;
-  m.seed = 9401;
-  l.block_q = 48;
-  l.block_k = 32;
-  Problem p(m);
-  const HostLayout flat(l.block_q, l.block_k, testing::random_layout_columns(l, 130, 130), true);
-  ASSERT_EQ(flat.layout.indptr.rank, 1);
-  p.params.block_layout = flat.layout;
-  expect_both_tiles_match(p, describe(m, l) + " rank 1");
+  LayoutCase flat = testing::rank_one_case(128, 9401);
+  flat.layout.keep_diagonal = true;  // the token-mask case's layout at 48 x 32
+  flat.layout.seed = masks.layout.seed;
+  LayoutProblem p(flat, /*flat=*/true);
+  ASSERT_EQ(p.layout.layout.indptr.rank, 1);
+  expect_both_tiles_match(p.problem, flat.label() + " rank 1");
 }
 
 // Keys that every row hides by an additive -inf, inside tiles other keys make visible, hold NaN
@@ -445,13 +271,7 @@ TEST(BlockSparseCuda, AgreesWithTheCpuVariant) {
   std::unique_ptr<Attention> host;
   ASSERT_TRUE(create_block_sparse_cpu(CpuOptions{}, &host).ok());
   host->run(cpu.params);
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < cpu.out.numel(); ++i) {
-    const double a = gpu.out.get(i), b = cpu.out.get(i);
-    diff += (a - b) * (a - b);
-    norm += b * b;
-  }
-  EXPECT_LE(std::sqrt(diff / norm), 1e-5);
+  EXPECT_LE(testing::relative_difference(gpu.out, cpu.out), 1e-5);
 }
 
 TEST(BlockSparseCuda, RequiresADeviceLayoutAndDescribesItself) {
@@ -493,16 +313,14 @@ TEST(CudaSanitize, BlockSparseReducedCases) {
   s.mask = MaskKind::kCausal;
   s.with_lse = true;
   s.seed = 9600;
-  RandomLayoutSpec l;
-  l.block_q = 48;
-  l.block_k = 16;
-  l.layouts = 2;
-  l.density = 0.5;
-  l.seed = 9600;
-  Problem p(s);
-  const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-  p.params.block_layout = layout.layout;
-  expect_both_tiles_match(p, describe(s, l));
+  LayoutCase c{s, RandomLayoutSpec{}};
+  c.layout.block_q = 48;
+  c.layout.block_k = 16;
+  c.layout.layouts = 2;
+  c.layout.density = 0.5;
+  c.layout.seed = 9600;
+  LayoutProblem p(c);
+  expect_both_tiles_match(p.problem, c.label());
 }
 
 }  // namespace

@@ -6,11 +6,13 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "support/empty_rows.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl::testing {
@@ -34,21 +36,27 @@ inline std::unique_ptr<Attention> make_cpu(CpuFactory create, CpuIsa isa, int th
   return a;
 }
 
-// Runs `spec` on every runnable ISA and compares output (and LSE) with the float64 reference.
-inline void expect_matches_reference(CpuFactory create, const ProblemSpec& spec) {
-  Problem p(spec);
+// Runs `p` (anything extra already attached to its params) with `create` on every runnable ISA
+// and compares output (and LSE) with the float64 reference; `label` names the case.
+inline void expect_matches_reference(CpuFactory create, Problem& p, const std::string& label) {
   const reference::Result ref = reference::attention(p.params);
   for (CpuIsa isa : runnable_isas()) {
     const auto attn = make_cpu(create, isa);
-    ASSERT_TRUE(attn->supports(p.params).ok()) << spec.to_string();
+    const Status ok = attn->supports(p.params);
+    ASSERT_TRUE(ok.ok()) << ok.to_string() << " " << label;
     attn->run(p.params);
-    EXPECT_LE(relative_error(p.params, ref), tolerance(spec.dtype))
-        << to_string(isa) << " " << spec.to_string();
-    if (spec.with_lse) {
-      EXPECT_LE(lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
-          << to_string(isa) << " " << spec.to_string();
+    EXPECT_LE(relative_error(p.params, ref), tolerance(p.spec.dtype))
+        << to_string(isa) << " " << label;
+    if (p.spec.with_lse) {
+      EXPECT_LE(lse_max_error(p.params, ref), p.spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
+          << to_string(isa) << " " << label;
     }
   }
+}
+
+inline void expect_matches_reference(CpuFactory create, const ProblemSpec& spec) {
+  Problem p(spec);
+  expect_matches_reference(create, p, spec.to_string());
 }
 
 // Causal with Lq = seq_q > Lk = 3 (rows before seq_q - 3 see no key) in a batch of two whose second
@@ -61,23 +69,11 @@ inline void expect_fully_masked_rows_zero(CpuFactory create, int64_t seq_q) {
   s.with_lse = true;
   s.batch = 2;
   s.key_lengths = {3, 0};
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   for (CpuIsa isa : runnable_isas()) {
     Problem p(s);
     make_cpu(create, isa)->run(p.params);
-    for (int64_t b = 0; b < 2; ++b)
-      for (int64_t i = 0; i < seq_q; ++i)
-        for (int64_t h = 0; h < s.heads; ++h) {
-          const bool empty = b == 1 || i < seq_q - 3;
-          const float lse = p.lse.get((b * s.heads + h) * seq_q + i);
-          EXPECT_EQ(empty, lse == neg_inf) << to_string(isa) << " b" << b << " i" << i;
-          EXPECT_FALSE(std::isnan(lse)) << to_string(isa);
-          for (int64_t c = 0; c < s.head_dim; ++c) {
-            const float o = p.out.get(((b * seq_q + i) * s.heads + h) * s.head_dim + c);
-            ASSERT_FALSE(std::isnan(o)) << to_string(isa);
-            if (empty) ASSERT_EQ(o, 0.0f) << to_string(isa);
-          }
-        }
+    expect_empty_rows_zero(
+        p, [&](int64_t b, int64_t i) { return b == 1 || i < seq_q - 3; }, to_string(isa));
   }
 }
 

@@ -2,10 +2,6 @@
 // against the float64 reference on every ISA this machine runs.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,119 +10,46 @@
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #include "support/block_layouts.hpp"
+#include "support/block_sparse_cases.hpp"
 #include "support/cpu_variants.hpp"
 
 namespace qwen3vl {
 namespace {
 
+using testing::expect_matches_reference;
 using testing::HostLayout;
+using testing::LayoutCase;
+using testing::LayoutProblem;
 using testing::Problem;
 using testing::ProblemSpec;
 using testing::RandomLayoutSpec;
 using testing::runnable_isas;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Runs `p` (layout and positions already attached) with `create` on every ISA and compares with
-// the reference: output within the dtype's tolerance, LSE within 1e-5 (f32) with -inf rows exact.
-void expect_matches_reference(testing::CpuFactory create, Problem& p, const std::string& label) {
-  const reference::Result ref = reference::attention(p.params);
-  for (CpuIsa isa : runnable_isas()) {
-    const auto attn = testing::make_cpu(create, isa);
-    const Status ok = attn->supports(p.params);
-    ASSERT_TRUE(ok.ok()) << ok.to_string() << " " << label;
-    attn->run(p.params);
-    EXPECT_LE(testing::relative_error(p.params, ref), testing::tolerance(p.spec.dtype))
-        << to_string(isa) << " " << label;
-    if (p.spec.with_lse)
-      EXPECT_LE(testing::lse_max_error(p.params, ref), p.spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
-          << to_string(isa) << " " << label;
-  }
-}
-
-std::string describe(const ProblemSpec& s, const RandomLayoutSpec& l) {
-  return s.to_string() + " layout " + std::to_string(l.block_q) + "x" + std::to_string(l.block_k) +
-         " L" + std::to_string(l.layouts) + " density " + std::to_string(l.density);
-}
-
-// Sorted random key positions for gathered query rows: sequence b's rows at distinct keys.
-Tensor gathered_positions(int64_t batch, int64_t rows, int64_t keys, uint64_t seed) {
-  Tensor t(DType::kI32, {batch, rows});
-  uint64_t state = seed;
-  for (int64_t b = 0; b < batch; ++b) {
-    int64_t taken = 0;
-    for (int64_t j = 0; j < keys && taken < rows; ++j) {  // selection sampling keeps order
-      const uint64_t u = testing::splitmix64(&state) % static_cast<uint64_t>(keys - j);
-      if (static_cast<int64_t>(u) < rows - taken)
-        t.data<int32_t>()[b * rows + taken++] = static_cast<int32_t>(j);
-    }
-  }
-  return t;
+// The block-sparse variant on every ISA, as a testing::LayoutCheck.
+void block_sparse_matches_reference(Problem& p, const std::string& label) {
+  expect_matches_reference(&create_block_sparse_cpu, p, label);
 }
 
 // Every block size pair for q and k, odd N (333 x 517, 245 x 161), D 64/72/128, GQA 8/2, the
 // three layout counts (1, Hkv, B x Hkv), masks none / causal / window, f32 and bf16, random
 // subsets with some row blocks empty.
 TEST(BlockSparseCpu, RandomLayoutsMatchTheFloat64Reference) {
-  const int32_t sizes[] = {16, 32, 64, 128};
-  const int64_t dims[] = {64, 72, 128};
-  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow};
-  uint64_t seed = 7000;
-  int k = 0;
-  for (int32_t bq : sizes)
-    for (int32_t bk : sizes) {
-      ProblemSpec s;
-      s.batch = k % 3 == 2 ? 2 : 1;  // two sequences where each has its own layout
-      s.seq_q = k % 2 ? 333 : 245;   // odd sizes, Lq < Lk and Lq > Lk
-      s.seq_k = k % 2 ? 517 : 161;
-      s.heads = 8;
-      s.kv_heads = 2;
-      s.head_dim = dims[k % 3];
-      s.mask = masks[k % 3];
-      s.window_left = 90;
-      s.window_right = k % 2 ? 0 : 40;
-      s.dtype = k % 4 == 3 ? DType::kBF16 : DType::kF32;
-      s.with_lse = true;
-      s.seed = ++seed;
-      RandomLayoutSpec l;
-      l.block_q = bq;
-      l.block_k = bk;
-      l.layouts = (k % 3 == 0 ? 1 : (k % 3 == 1 ? s.kv_heads : s.batch * s.kv_heads));
-      l.density = k % 2 ? 0.3 : 0.6;
-      l.empty_every = 3;
-      l.seed = seed;
-      Problem p(s);
-      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-      p.params.block_layout = layout.layout;
-      expect_matches_reference(&create_block_sparse_cpu, p, describe(s, l));
-      ++k;
-    }
+  testing::LayoutSweep w;
+  w.q_blocks = w.k_blocks = {16, 32, 64, 128};
+  w.lengths = {{245, 161}, {333, 517}};  // odd sizes, Lq < Lk and Lq > Lk
+  w.batches = {1, 1, 2};                 // two sequences where each has its own layout
+  w.masks = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow};
+  w.dtypes = {DType::kF32, DType::kF32, DType::kF32, DType::kBF16};
+  w.seed = 7000;
+  testing::check_random_layouts(w, &block_sparse_matches_reference);
 }
 
 // Rows of an empty row block see no key: output 0 and LSE -inf on every ISA, never NaN.
 TEST(BlockSparseCpu, EmptyRowBlocksGiveZeroAndMinusInfLse) {
-  ProblemSpec s;
-  s.seq_q = 100;
-  s.seq_k = 90;
-  s.heads = 4;
-  s.kv_heads = 2;
-  s.with_lse = true;
-  const HostLayout layout(32, 16, {{{0, 3}, {}, {5}, {}}});  // row blocks 1 and 3 list nothing
   for (CpuIsa isa : runnable_isas()) {
-    Problem p(s);
-    p.params.block_layout = layout.layout;
-    testing::make_cpu(&create_block_sparse_cpu, isa)->run(p.params);
-    for (int64_t i = 0; i < s.seq_q; ++i)
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const bool empty = (i / 32) % 2 == 1;
-        const float lse = p.lse.get(h * s.seq_q + i);
-        EXPECT_EQ(empty, lse == kNegInf) << to_string(isa) << " row " << i;
-        EXPECT_FALSE(std::isnan(lse));
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          const float o = p.out.get((i * s.heads + h) * s.head_dim + c);
-          ASSERT_FALSE(std::isnan(o)) << to_string(isa);
-          if (empty) ASSERT_EQ(o, 0.0f) << to_string(isa) << " row " << i;
-        }
-      }
+    LayoutProblem p = testing::empty_row_blocks_problem();
+    testing::make_cpu(&create_block_sparse_cpu, isa)->run(p.problem.params);
+    testing::expect_empty_row_blocks_zero(p.problem, to_string(isa));
   }
 }
 
@@ -134,48 +57,19 @@ TEST(BlockSparseCpu, EmptyRowBlocksGiveZeroAndMinusInfLse) {
 // walk the keys from 0 in the same steps (no mask, causal), to 1e-6 under a window (whose tasks
 // start their key walk at different keys).
 TEST(BlockSparseCpu, FullLayoutEqualsDenseFlash2) {
-  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow};
   uint64_t seed = 7100;
-  for (MaskKind mask : masks)
+  for (MaskKind mask : {MaskKind::kNone, MaskKind::kCausal, MaskKind::kSlidingWindow})
     for (int32_t block : {16, 64, 128}) {
-      ProblemSpec s;  // small: this test runs each kernel twice per ISA (the ASan build is slow)
-      s.seq_q = 133;
-      s.seq_k = 217;
-      s.heads = 4;
-      s.kv_heads = 2;
-      s.head_dim = 72;
-      s.mask = mask;
-      s.window_left = 50;
-      s.window_right = 7;
-      s.with_lse = true;
-      s.seed = ++seed;
-      Problem sparse(s), dense(s);
-      const HostLayout layout = testing::full_layout(block, block, 1, s.seq_q, s.seq_k);
-      sparse.params.block_layout = layout.layout;
+      // small: this test runs each kernel twice per ISA (the ASan build is slow)
+      const ProblemSpec s = testing::full_layout_spec(mask, 133, 217, 4, ++seed);
+      LayoutProblem sparse(testing::full_layout(block, block, 1, s.seq_q, s.seq_k), s);
+      Problem dense(s);
       for (CpuIsa isa : runnable_isas()) {
-        testing::make_cpu(&create_block_sparse_cpu, isa)->run(sparse.params);
+        testing::make_cpu(&create_block_sparse_cpu, isa)->run(sparse.problem.params);
         testing::make_cpu(&create_flash2_cpu, isa)->run(dense.params);
-        const int64_t n = dense.out.numel();
-        double diff = 0.0, norm = 0.0;
-        for (int64_t i = 0; i < n; ++i) {
-          const double a = sparse.out.get(i), b = dense.out.get(i);
-          diff += (a - b) * (a - b);
-          norm += b * b;
-        }
-        const std::string label =
-            std::string(to_string(isa)) + " " + s.to_string() + " block " + std::to_string(block);
-        if (mask == MaskKind::kSlidingWindow) {
-          EXPECT_LE(std::sqrt(diff / norm), 1e-6) << label;
-        } else {
-          EXPECT_EQ(std::memcmp(sparse.out.data<float>(), dense.out.data<float>(),
-                                static_cast<size_t>(n) * sizeof(float)),
-                    0)
-              << label << " relative difference " << std::sqrt(diff / norm);
-          EXPECT_EQ(std::memcmp(sparse.lse.data<float>(), dense.lse.data<float>(),
-                                static_cast<size_t>(dense.lse.numel()) * sizeof(float)),
-                    0)
-              << label;
-        }
+        testing::expect_same_as_dense(
+            sparse.problem, dense, /*with_lse=*/true,
+            std::string(to_string(isa)) + " " + s.to_string() + " block " + std::to_string(block));
       }
     }
 }
@@ -183,41 +77,19 @@ TEST(BlockSparseCpu, FullLayoutEqualsDenseFlash2) {
 // Gathered query rows (q_positions): flash2 and standard alone, and block-sparse with a layout on
 // top, for causal (both kinds) and window masks.
 TEST(BlockSparseCpu, QueryPositionsMatchTheReference) {
-  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow,
-                            MaskKind::kNone};
   uint64_t seed = 7200;
-  for (MaskKind mask : masks)
+  for (MaskKind mask :
+       {MaskKind::kCausal, MaskKind::kCausalTopLeft, MaskKind::kSlidingWindow, MaskKind::kNone})
     for (bool with_layout : {false, true}) {
-      ProblemSpec s;
-      s.batch = 2;
-      s.seq_q = 70;
-      s.seq_k = 301;
-      s.heads = 4;
-      s.kv_heads = 2;
-      s.head_dim = 64;
-      s.mask = mask;
-      s.window_left = 30;
-      s.window_right = 5;
-      s.dtype = with_layout ? DType::kBF16 : DType::kF32;
-      s.with_lse = true;
-      s.seed = ++seed;
-      Problem p(s);
-      const Tensor positions = gathered_positions(s.batch, s.seq_q, s.seq_k, seed);
-      p.params.q_positions = positions.view();
-      RandomLayoutSpec l;
-      l.block_q = 32;
-      l.block_k = 48;
-      l.layouts = s.kv_heads;
-      l.density = 0.5;
-      l.seed = seed;
-      const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-      if (with_layout) p.params.block_layout = layout.layout;
+      const LayoutCase c = testing::query_positions_case(mask, with_layout, 70, 301, 4, ++seed);
+      LayoutProblem p = testing::query_positions_problem(c, with_layout);
+      const std::string label = c.spec.to_string();
       if (with_layout) {
-        expect_matches_reference(&create_block_sparse_cpu, p,
-                                 s.to_string() + " q_positions + layout");
+        expect_matches_reference(&create_block_sparse_cpu, p.problem,
+                                 label + " q_positions + layout");
       } else {
-        expect_matches_reference(&create_flash2_cpu, p, s.to_string() + " q_positions");
-        expect_matches_reference(&create_standard_cpu, p, s.to_string() + " q_positions standard");
+        expect_matches_reference(&create_flash2_cpu, p.problem, label + " q_positions");
+        expect_matches_reference(&create_standard_cpu, p.problem, label + " q_positions standard");
       }
     }
 }
@@ -225,90 +97,23 @@ TEST(BlockSparseCpu, QueryPositionsMatchTheReference) {
 // Packed sequences of different lengths (one without queries, one without keys) with one layout
 // per (sequence, KV head), plus q_positions on the packed rows.
 TEST(BlockSparseCpu, VarlenWithPerSequenceLayouts) {
-  ProblemSpec s;
-  s.varlen_q = {100, 0, 333, 50};
-  s.varlen_k = {120, 30, 517, 0};
-  s.batch = 4;
-  s.heads = 8;
-  s.kv_heads = 2;
-  s.head_dim = 80;
-  s.mask = MaskKind::kCausal;
-  s.with_lse = true;
-  s.seed = 7300;
-  RandomLayoutSpec l;
-  l.block_q = 64;
-  l.block_k = 32;
-  l.layouts = s.batch * s.kv_heads;
-  l.density = 0.4;
-  l.keep_diagonal = true;
-  l.seed = 7300;
-  const HostLayout layout = testing::random_layout(l, 333, 517);
-  {
-    Problem p(s);
-    p.params.block_layout = layout.layout;
-    expect_matches_reference(&create_block_sparse_cpu, p, s.to_string() + " layout B x Hkv");
-  }
-  // Positions: each packed row at a distinct key of its own sequence, ascending.
-  Problem p(s);
-  p.params.block_layout = layout.layout;
-  Tensor positions(DType::kI32, {483});
-  int64_t row = 0;
-  for (size_t b = 0; b < s.varlen_q.size(); ++b)
-    for (int32_t i = 0; i < s.varlen_q[b]; ++i)
-      positions.data<int32_t>()[row++] = i * s.varlen_k[b] / std::max(s.varlen_q[b], 1) + 1;
-  p.params.q_positions = positions.view();
-  p.params.mask = MaskKind::kSlidingWindow;
-  p.params.window_left = 20;
-  p.params.window_right = 3;
-  expect_matches_reference(&create_block_sparse_cpu, p, s.to_string() + " window + q_positions");
+  testing::check_varlen_layouts(testing::varlen_case(DType::kF32, 7300),
+                                &block_sparse_matches_reference);
 }
 
 // Token-level masks inside visited blocks: additive mask, key padding and softcap with a layout.
 TEST(BlockSparseCpu, AdditiveMaskKeyPaddingAndSoftcapInsideBlocks) {
-  ProblemSpec s;
-  s.batch = 2;
-  s.seq_q = 77;
-  s.seq_k = 200;
-  s.heads = 4;
-  s.kv_heads = 4;
-  s.head_dim = 64;
-  s.additive_mask = true;
-  s.key_lengths = {200, 101};
-  s.softcap = 20.0f;
-  s.with_lse = true;
-  s.seed = 7400;
-  Problem p(s);
-  RandomLayoutSpec l;
-  l.block_q = 16;
-  l.block_k = 64;
-  l.density = 0.5;
-  l.keep_diagonal = true;
-  l.seed = 7400;
-  const HostLayout layout = testing::random_layout(l, s.seq_q, s.seq_k);
-  p.params.block_layout = layout.layout;
-  expect_matches_reference(&create_block_sparse_cpu, p, describe(s, l));
+  const LayoutCase c = testing::token_masks_case(7400);
+  LayoutProblem p(c);
+  block_sparse_matches_reference(p.problem, c.label());
 }
 
 // A rank-1 layout (one pattern for every head) is the same as a [1, ...] one.
 TEST(BlockSparseCpu, RankOneLayout) {
-  ProblemSpec s;
-  s.seq_q = 130;
-  s.seq_k = 130;
-  s.heads = 4;
-  s.kv_heads = 1;
-  s.mask = MaskKind::kCausal;
-  s.with_lse = true;
-  s.seed = 7500;
-  Problem p(s);
-  RandomLayoutSpec l;
-  l.block_q = 48;
-  l.block_k = 32;
-  l.density = 0.5;
-  l.seed = 7500;
-  const HostLayout layout(l.block_q, l.block_k, testing::random_layout_columns(l, 130, 130), true);
-  ASSERT_EQ(layout.layout.indptr.rank, 1);
-  p.params.block_layout = layout.layout;
-  expect_matches_reference(&create_block_sparse_cpu, p, describe(s, l));
+  const LayoutCase c = testing::rank_one_case(64, 7500);
+  LayoutProblem p(c, /*flat=*/true);
+  ASSERT_EQ(p.layout.layout.indptr.rank, 1);
+  block_sparse_matches_reference(p.problem, c.label());
 }
 
 // The standard variant takes query positions but not layouts: it says so with kUnsupported.
