@@ -38,11 +38,8 @@ DynamicSparseConfig keep_all(DynamicSparseMethod m) {
 
 std::unique_ptr<DynamicSparseAttention> make(const DynamicSparseConfig& c, CpuIsa isa = CpuIsa::kAuto,
                                              int threads = 2) {
-  CpuOptions o;
-  o.isa = isa;
-  o.num_threads = threads;
   std::unique_ptr<DynamicSparseAttention> a;
-  throw_if_error(create_dynamic_sparse_cpu(o, c, &a));
+  throw_if_error(create_dynamic_sparse_cpu(cpu_options(isa, threads), c, &a));
   return a;
 }
 
@@ -61,21 +58,6 @@ BlockLayout estimate(const DynamicSparseAttention& a, const AttentionParams& p,
 std::set<int32_t> listed(const BlockLayout& bl, int64_t l, int64_t row) {
   const int32_t* ptr = bl.row_ptr(l);
   return std::set<int32_t>(bl.col_ptr(l) + ptr[row], bl.col_ptr(l) + ptr[row + 1]);
-}
-
-ProblemSpec spec(int64_t lq, int64_t lk, int64_t h, int64_t hkv, int64_t d, MaskKind mask,
-                 uint64_t seed, int64_t batch = 1) {
-  ProblemSpec s;
-  s.batch = batch;
-  s.seq_q = lq;
-  s.seq_k = lk;
-  s.heads = h;
-  s.kv_heads = hkv;
-  s.head_dim = d;
-  s.mask = mask;
-  s.with_lse = true;
-  s.seed = seed;
-  return s;
 }
 
 // ---- knobs -------------------------------------------------------------------------------------
@@ -120,13 +102,13 @@ TEST(DynamicSparse, BadKnobsAreTypedErrors) {
 
 TEST(DynamicSparse, RefusesWeightsAndGivenLayouts) {
   for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kExactTopK}) {
-    ProblemSpec s = spec(20, 20, 2, 1, 64, MaskKind::kCausal, 3);
+    ProblemSpec s = problem_spec(20, 20, 2, 1, 64, MaskKind::kCausal, 3);
     s.with_weights = true;
     Problem p(s);
     EXPECT_EQ(make(method_config(m))->supports(p.params).code(), StatusCode::kUnsupported);
   }
   const auto exact = make(method_config(DynamicSparseMethod::kExactTopK));
-  Problem p(spec(20, 20, 2, 1, 64, MaskKind::kCausal, 3));
+  Problem p(problem_spec(20, 20, 2, 1, 64, MaskKind::kCausal, 3));
   BlockLayout layout;
   EXPECT_EQ(exact->estimate(p.params, Workspace{}, &layout).code(), StatusCode::kUnsupported);
   const auto block = make(method_config(DynamicSparseMethod::kBlockTopK));
@@ -172,15 +154,15 @@ TEST(DynamicSparseExactTopK, MatchesFloat64Oracle) {
     double fraction;
   };
   const Case cases[] = {
-      {spec(77, 77, 4, 2, 72, MaskKind::kCausal, 11), 7, 0.0},
-      {spec(50, 131, 6, 3, 80, MaskKind::kNone, 12), 1, 0.0},
-      {spec(100, 100, 4, 1, 64, MaskKind::kCausal, 13, 2), 32, 0.0},
-      {spec(33, 90, 2, 2, 128, MaskKind::kSlidingWindow, 14), 5, 0.0},
-      {spec(129, 129, 4, 2, 64, MaskKind::kCausal, 15), 0, 0.3},
+      {problem_spec(77, 77, 4, 2, 72, MaskKind::kCausal, 11), 7, 0.0},
+      {problem_spec(50, 131, 6, 3, 80, MaskKind::kNone, 12), 1, 0.0},
+      {problem_spec(100, 100, 4, 1, 64, MaskKind::kCausal, 13, 2), 32, 0.0},
+      {problem_spec(33, 90, 2, 2, 128, MaskKind::kSlidingWindow, 14), 5, 0.0},
+      {problem_spec(129, 129, 4, 2, 64, MaskKind::kCausal, 15), 0, 0.3},
       // > 1024 visible keys, k < a quarter of them: the sampled lower bound prunes the gather
-      {spec(40, 1500, 2, 1, 64, MaskKind::kNone, 16), 40, 0.0},
-      {spec(64, 1300, 4, 2, 72, MaskKind::kCausal, 17), 100, 0.0},
-      {spec(30, 2000, 2, 2, 64, MaskKind::kNone, 18), 0, 0.02},
+      {problem_spec(40, 1500, 2, 1, 64, MaskKind::kNone, 16), 40, 0.0},
+      {problem_spec(64, 1300, 4, 2, 72, MaskKind::kCausal, 17), 100, 0.0},
+      {problem_spec(30, 2000, 2, 2, 64, MaskKind::kNone, 18), 0, 0.02},
   };
   for (const Case& c : cases) {
     Problem p(c.spec);
@@ -219,7 +201,7 @@ TEST(DynamicSparseExactTopK, KeepAllEqualsDense) {
     s.with_weights = false;
     expect_matches_reference(n++ % 2 ? exact_keep_all : exact_keep_fraction_one, s);
   }
-  Problem p(spec(129, 129, 4, 2, 80, MaskKind::kCausal, 21));
+  Problem p(problem_spec(129, 129, 4, 2, 80, MaskKind::kCausal, 21));
   make_cpu(exact_keep_all, CpuIsa::kAuto)->run(p.params);
   std::vector<float> ours(static_cast<size_t>(p.out.numel()));
   for (int64_t e = 0; e < p.out.numel(); ++e) ours[e] = p.out.get(e);
@@ -244,7 +226,7 @@ TEST(DynamicSparseExactTopK, FullyMaskedRowsGiveZero) {
 TEST(DynamicSparseBlockTopK, FindsPlantedBlocks) {
   const int64_t n = 64 * 7 + 19, d = 64, blocks = 8;  // odd N: a partial last block
   for (int64_t kv_heads : {1, 2}) {
-    ProblemSpec s = spec(n, n, 4, kv_heads, d, MaskKind::kNone, 31);
+    ProblemSpec s = problem_spec(n, n, 4, kv_heads, d, MaskKind::kNone, 31);
     Problem p(s);
     const auto target = [&](int64_t row_block, int64_t kv) { return (row_block * 3 + 2 + kv) % blocks; };
     for (int64_t i = 0; i < n; ++i) {
@@ -283,7 +265,7 @@ TEST(DynamicSparseBlockTopK, FindsPlantedBlocks) {
 TEST(DynamicSparseVerticalSlash, FindsPlantedColumnsAndDiagonal) {
   const int64_t n = 301, d = 64, delta = 37, bq = 16, bk = 32;
   const std::vector<int64_t> heavy = {40, 123, 201};
-  ProblemSpec s = spec(n, n, 2, 1, d, MaskKind::kCausal, 41);
+  ProblemSpec s = problem_spec(n, n, 2, 1, d, MaskKind::kCausal, 41);
   Problem p(s);
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -341,15 +323,15 @@ TEST(DynamicSparseVerticalSlash, FindsPlantedColumnsAndDiagonal) {
 // With a keep-everything budget both routers list every visible block (density 1), and with a
 // small one no block holds only keys the rows cannot see (causal, window, key padding, varlen).
 TEST(DynamicSparseBlockRouters, LayoutsCoverVisibleBlocksOnly) {
-  std::vector<ProblemSpec> specs = {spec(200, 200, 4, 2, 72, MaskKind::kCausal, 51, 2),
-                                    spec(77, 150, 2, 1, 80, MaskKind::kCausal, 52),
-                                    spec(150, 77, 3, 3, 64, MaskKind::kNone, 53),
-                                    spec(130, 130, 4, 1, 64, MaskKind::kSlidingWindow, 54),
-                                    spec(90, 160, 2, 2, 64, MaskKind::kCausalTopLeft, 55)};
+  std::vector<ProblemSpec> specs = {problem_spec(200, 200, 4, 2, 72, MaskKind::kCausal, 51, 2),
+                                    problem_spec(77, 150, 2, 1, 80, MaskKind::kCausal, 52),
+                                    problem_spec(150, 77, 3, 3, 64, MaskKind::kNone, 53),
+                                    problem_spec(130, 130, 4, 1, 64, MaskKind::kSlidingWindow, 54),
+                                    problem_spec(90, 160, 2, 2, 64, MaskKind::kCausalTopLeft, 55)};
   specs[3].window_left = 40;
   specs[3].window_right = 0;
   specs[0].key_lengths = {200, 120};
-  ProblemSpec varlen = spec(0, 0, 4, 2, 64, MaskKind::kCausal, 56);
+  ProblemSpec varlen = problem_spec(0, 0, 4, 2, 64, MaskKind::kCausal, 56);
   varlen.varlen_q = varlen.varlen_k = {100, 0, 45};
   specs.push_back(varlen);
   for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
@@ -418,9 +400,9 @@ TEST(DynamicSparseBlockRouters, KeepAllEqualsDense) {
 // A partial budget: forward() equals the float64 reference run with the layout estimate() gives
 // (routing is deterministic), on odd shapes, GQA, causal and not.
 TEST(DynamicSparseBlockRouters, ForwardEqualsReferenceWithRoutedLayout) {
-  const ProblemSpec specs[] = {spec(300, 300, 4, 2, 72, MaskKind::kCausal, 61),
-                               spec(130, 211, 6, 3, 80, MaskKind::kNone, 62),
-                               spec(257, 257, 2, 1, 64, MaskKind::kCausal, 63, 2)};
+  const ProblemSpec specs[] = {problem_spec(300, 300, 4, 2, 72, MaskKind::kCausal, 61),
+                               problem_spec(130, 211, 6, 3, 80, MaskKind::kNone, 62),
+                               problem_spec(257, 257, 2, 1, 64, MaskKind::kCausal, 63, 2)};
   for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
     for (const ProblemSpec& s : specs) {
       DynamicSparseConfig cfg = method_config(m);
@@ -452,7 +434,7 @@ TEST(DynamicSparseBlockRouters, ForwardEqualsReferenceWithRoutedLayout) {
 // Routed rows of many separate key-block runs (the block-sparse kernel's scratch grows with the
 // runs): workspace_size() must cover any layout the router can produce.
 TEST(DynamicSparseBlockRouters, FragmentedLayoutsFitTheWorkspace) {
-  Problem p(spec(700, 700, 2, 1, 64, MaskKind::kNone, 71));
+  Problem p(problem_spec(700, 700, 2, 1, 64, MaskKind::kNone, 71));
   DynamicSparseConfig cfg = method_config(DynamicSparseMethod::kBlockTopK);
   cfg.block_q = cfg.block_k = 16;
   cfg.top_k_blocks = 20;

@@ -47,31 +47,17 @@ std::vector<std::vector<int32_t>> rows_of(const BlockLayout& bl) {
   return rows;
 }
 
-ProblemSpec spec(int64_t lq, int64_t lk, int64_t h, int64_t hkv, int64_t d, MaskKind mask,
-                 uint64_t seed, int64_t batch = 1) {
-  ProblemSpec s;
-  s.batch = batch;
-  s.seq_q = lq;
-  s.seq_k = lk;
-  s.heads = h;
-  s.kv_heads = hkv;
-  s.head_dim = d;
-  s.mask = mask;
-  s.with_lse = true;
-  s.seed = seed;
-  return s;
-}
-
 std::vector<ProblemSpec> cases() {
-  std::vector<ProblemSpec> specs = {spec(300, 300, 4, 2, 72, MaskKind::kCausal, 81),
-                                    spec(130, 211, 6, 3, 80, MaskKind::kNone, 82),
-                                    spec(257, 257, 2, 1, 64, MaskKind::kCausal, 83, 2),
-                                    spec(200, 200, 4, 4, 128, MaskKind::kSlidingWindow, 84)};
+  std::vector<ProblemSpec> specs = {
+      problem_spec(300, 300, 4, 2, 72, MaskKind::kCausal, 81),
+      problem_spec(130, 211, 6, 3, 80, MaskKind::kNone, 82),
+      problem_spec(257, 257, 2, 1, 64, MaskKind::kCausal, 83, 2),
+      problem_spec(200, 200, 4, 4, 128, MaskKind::kSlidingWindow, 84)};
   specs[2].key_lengths = {257, 150};
   specs[3].window_left = 60;
   specs[3].window_right = 0;
   specs[3].dtype = DType::kBF16;
-  ProblemSpec varlen = spec(0, 0, 4, 2, 64, MaskKind::kCausal, 85);
+  ProblemSpec varlen = problem_spec(0, 0, 4, 2, 64, MaskKind::kCausal, 85);
   varlen.varlen_q = varlen.varlen_k = {100, 0, 145};
   specs.push_back(varlen);
   return specs;

@@ -20,11 +20,8 @@ using testing::ProblemSpec;
 using testing::runnable_isas;
 
 std::unique_ptr<Attention> make(const StaticSparseConfig& c, CpuIsa isa, int threads = 2) {
-  CpuOptions o;
-  o.isa = isa;
-  o.num_threads = threads;
   std::unique_ptr<Attention> a;
-  throw_if_error(create_static_sparse_cpu(o, c, &a));
+  throw_if_error(create_static_sparse_cpu(testing::cpu_options(isa, threads), c, &a));
   return a;
 }
 

@@ -25,14 +25,19 @@ inline std::vector<CpuIsa> runnable_isas() {
   return isas;
 }
 
-// A CPU variant from its factory (create_standard_cpu, create_flash2_cpu, ...); throws on error.
-using CpuFactory = Status (*)(const CpuOptions&, std::unique_ptr<Attention>*);
-inline std::unique_ptr<Attention> make_cpu(CpuFactory create, CpuIsa isa, int threads = 2) {
+// Options for an ISA and a thread count (2 by default: the CI machine has two cores).
+inline CpuOptions cpu_options(CpuIsa isa = CpuIsa::kAuto, int threads = 2) {
   CpuOptions o;
   o.isa = isa;
   o.num_threads = threads;
+  return o;
+}
+
+// A CPU variant from its factory (create_standard_cpu, create_flash2_cpu, ...); throws on error.
+using CpuFactory = Status (*)(const CpuOptions&, std::unique_ptr<Attention>*);
+inline std::unique_ptr<Attention> make_cpu(CpuFactory create, CpuIsa isa, int threads = 2) {
   std::unique_ptr<Attention> a;
-  throw_if_error(create(o, &a));
+  throw_if_error(create(cpu_options(isa, threads), &a));
   return a;
 }
 

@@ -46,6 +46,22 @@ struct ProblemSpec {
   }
 };
 
+// The fields most tests set: sizes, heads, head_dim, mask and seed, with LSE.
+inline ProblemSpec problem_spec(int64_t seq_q, int64_t seq_k, int64_t heads, int64_t kv_heads,
+                                int64_t head_dim, MaskKind mask, uint64_t seed, int64_t batch = 1) {
+  ProblemSpec s;
+  s.batch = batch;
+  s.seq_q = seq_q;
+  s.seq_k = seq_k;
+  s.heads = heads;
+  s.kv_heads = kv_heads;
+  s.head_dim = head_dim;
+  s.mask = mask;
+  s.with_lse = true;
+  s.seed = seed;
+  return s;
+}
+
 struct Problem {
   ProblemSpec spec;
   Tensor q, k, v, out, lse, weights, mask, cu_q, cu_k, key_len;
