@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <string>
 
+#include "../../src/core/as_attention.hpp"
 #include "../common/device_context.hpp"
 #include "../common/device_util.cuh"
 #include "qwen3vl/cuda/attention_cuda.hpp"
@@ -382,11 +383,8 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
 
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                                   std::unique_ptr<Attention>* out) {
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
-  std::unique_ptr<DynamicSparseAttention> made;
-  QWEN3VL_RETURN_IF_ERROR(create_dynamic_sparse_cuda(options, config, &made));
-  *out = std::move(made);
-  return Status();
+  return detail::create_as_attention<DynamicSparseAttention>(
+      out, [&](auto* made) { return create_dynamic_sparse_cuda(options, config, made); });
 }
 
 }  // namespace qwen3vl

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "../../src/core/as_attention.hpp"
 #include "../../src/core/linear_common.hpp"
 #include "../common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
@@ -225,10 +226,8 @@ Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config
 
 Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
                           std::unique_ptr<Attention>* out) {
-  std::unique_ptr<LinearAttention> linear;
-  QWEN3VL_RETURN_IF_ERROR(create_linear_cuda(options, config, &linear));
-  *out = std::move(linear);
-  return Status();
+  return detail::create_as_attention<LinearAttention>(
+      out, [&](auto* made) { return create_linear_cuda(options, config, made); });
 }
 
 }  // namespace qwen3vl

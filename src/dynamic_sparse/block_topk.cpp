@@ -93,8 +93,7 @@ void route_block_topk(const RoutingCall& call, Carver* carver, const LayoutBuild
       const int64_t row = t % nbq, kv = t / nbq % s.kv_heads, b = t / nbq / s.kv_heads;
       const int64_t l = b * s.kv_heads + kv;
       const SequenceSpan span = sequence_span(p, b);
-      const int64_t r0 = row * cfg.block_q, r1 = std::min<int64_t>(r0 + cfg.block_q, span.q_len);
-      const KeyRange hull = r0 < r1 ? rows_key_hull(p, b, span, r0, r1) : KeyRange{0, 0};
+      const auto [r0, r1, hull] = row_block_keys(p, b, span, row, cfg.block_q);
       if (hull.size() <= 0) {
         layout.set_count(l, row, 0);
         return;

@@ -9,6 +9,7 @@
 
 #include "block_routers.hpp"
 #include "exact_topk.hpp"
+#include "../core/as_attention.hpp"
 #include "../cpu/cpu_backend.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
@@ -254,11 +255,8 @@ Status create_dynamic_sparse_cpu(const CpuOptions& options, const DynamicSparseC
 
 Status create_dynamic_sparse_cpu(const CpuOptions& options, const DynamicSparseConfig& config,
                                  std::unique_ptr<Attention>* out) {
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
-  std::unique_ptr<DynamicSparseAttention> made;
-  QWEN3VL_RETURN_IF_ERROR(create_dynamic_sparse_cpu(options, config, &made));
-  *out = std::move(made);
-  return Status();
+  return detail::create_as_attention<DynamicSparseAttention>(
+      out, [&](auto* made) { return create_dynamic_sparse_cpu(options, config, made); });
 }
 
 }  // namespace qwen3vl

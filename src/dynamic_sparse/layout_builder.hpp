@@ -66,8 +66,8 @@ inline int64_t visible_block_pairs(const AttentionParams& p, const AttentionShap
   int64_t pairs = 0;
   for (int64_t b = 0; b < s.batch; ++b) {
     const SequenceSpan span = sequence_span(p, b);
-    for (int64_t r0 = 0; r0 < span.q_len; r0 += block_q) {
-      const KeyRange hull = rows_key_hull(p, b, span, r0, std::min<int64_t>(r0 + block_q, span.q_len));
+    for (int64_t row = 0; row * block_q < span.q_len; ++row) {
+      const KeyRange hull = row_block_keys(p, b, span, row, block_q).hull;
       if (hull.size() > 0) pairs += (hull.end - 1) / block_k - hull.begin / block_k + 1;
     }
   }

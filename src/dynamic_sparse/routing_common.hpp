@@ -94,6 +94,18 @@ inline KeyRange rows_key_hull(const AttentionParams& p, int64_t b, const Sequenc
   return hull;
 }
 
+// Query block `row` of a sequence: its rows [first, end) (clipped to the sequence) and the keys
+// some of them see (empty if none sees any, or the block starts past the sequence).
+struct RowBlockKeys {
+  int64_t first, end;
+  KeyRange hull;
+};
+inline RowBlockKeys row_block_keys(const AttentionParams& p, int64_t b, const SequenceSpan& span,
+                                   int64_t row, int64_t block_q) {
+  const int64_t first = row * block_q, end = std::min<int64_t>(first + block_q, span.q_len);
+  return {first, end, first < end ? rows_key_hull(p, b, span, first, end) : KeyRange{0, 0}};
+}
+
 // rows [i0, i0 + n) of head `head` (tokens of sequence b) as f32 rows of length d, times `scale`.
 inline void pack_rows(const AttentionParams& p, const TensorView& t, int64_t b, int64_t start,
                       int64_t i0, int64_t n, int64_t head, int64_t d, float scale, float* dst,

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "../../core/as_attention.hpp"
 #include "../cpu_backend.hpp"
 #include "linear_kernels.hpp"
 
@@ -119,10 +120,8 @@ Status create_linear_cpu(const CpuOptions& options, const LinearConfig& config,
 
 Status create_linear_cpu(const CpuOptions& options, const LinearConfig& config,
                          std::unique_ptr<Attention>* out) {
-  std::unique_ptr<LinearAttention> linear;
-  QWEN3VL_RETURN_IF_ERROR(create_linear_cpu(options, config, &linear));
-  *out = std::move(linear);
-  return Status();
+  return detail::create_as_attention<LinearAttention>(
+      out, [&](auto* made) { return create_linear_cpu(options, config, made); });
 }
 
 }  // namespace qwen3vl
