@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "qwen3vl/variants/linear.hpp"
@@ -18,6 +19,14 @@ class LinearOracle {
   // omega: the Performer projection [F, D] (make_performer_projection), empty for elu+1.
   LinearOracle(const LinearConfig& config, std::vector<float> omega)
       : config_(config), omega_(std::move(omega)) {}
+
+  // The oracle of `config` for head_dim d (its Performer projection made here when it needs one).
+  static LinearOracle of(const LinearConfig& config, int64_t d) {
+    std::vector<float> omega;
+    if (config.feature_map == LinearFeatureMap::kPerformer)
+      throw_if_error(make_performer_projection(config, d, &omega));
+    return LinearOracle(config, std::move(omega));
+  }
 
   reference::Result run(const AttentionParams& p) const {
     AttentionShape s;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "linear/linear_cases.hpp"
 #include "linear/linear_oracle.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "support/cpu_variants.hpp"
@@ -15,26 +16,15 @@ namespace qwen3vl::testing {
 namespace {
 
 std::unique_ptr<LinearAttention> make_linear(const LinearConfig& config, CpuIsa isa) {
-  CpuOptions o;
-  o.isa = isa;
-  o.num_threads = 2;
   std::unique_ptr<LinearAttention> a;
-  throw_if_error(create_linear_cpu(o, config, &a));
+  throw_if_error(create_linear_cpu(cpu_options(isa), config, &a));
   return a;
-}
-
-std::vector<float> projection_of(const LinearConfig& config, int64_t d) {
-  std::vector<float> omega;
-  if (config.feature_map == LinearFeatureMap::kPerformer)
-    throw_if_error(make_performer_projection(config, d, &omega));
-  return omega;
 }
 
 // Runs forward() on every ISA and compares with the oracle.
 void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, double tol) {
   Problem p(spec);
-  const reference::Result ref =
-      LinearOracle(config, projection_of(config, spec.head_dim)).run(p.params);
+  const reference::Result ref = LinearOracle::of(config, spec.head_dim).run(p.params);
   for (CpuIsa isa : runnable_isas()) {
     make_linear(config, isa)->run(p.params);
     EXPECT_LE(relative_error(p.params, ref), tol) << to_string(isa) << " " << spec.to_string();
@@ -42,20 +32,10 @@ void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, 
 }
 
 TEST(LinearCpu, ChunkedMatchesQuadraticOracle) {
-  uint64_t seed = 1;
-  for (MaskKind mask : {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft})
-    for (int64_t len : {1, 63, 64, 65, 333})
-      for (int64_t d : {64, 72, 128}) {
-        ProblemSpec spec;
-        spec.batch = 2;
-        spec.seq_q = spec.seq_k = len;
-        spec.heads = d == 72 ? 6 : 4;  // GQA groups of 3 and 2
-        spec.kv_heads = 2;
-        spec.head_dim = d;
-        spec.mask = mask;
-        spec.seed = seed++;
-        expect_matches_oracle(LinearConfig{}, spec, 1e-5);
-      }
+  for (const ProblemSpec& spec :
+       chunked_cases({MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft},
+                     {1, 63, 64, 65, 333}, {64, 72, 128}))
+    expect_matches_oracle(LinearConfig{}, spec, 1e-5);
 }
 
 TEST(LinearCpu, NonCausalTakesDifferentQueryAndKeyLengths) {
@@ -140,36 +120,6 @@ TEST(LinearCpu, KeyPaddingAndRowsWithoutKeys) {
   }
 }
 
-struct StateBuffers {
-  Tensor s, z;
-  LinearState view() { return LinearState{s.view(), z.view()}; }
-  StateBuffers(int64_t b, int64_t hkv, int64_t f, int64_t d)
-      : s(DType::kF32, {b, hkv, f, d}), z(DType::kF32, {b, hkv, f}) {}
-};
-
-double state_difference(const StateBuffers& a, const StateBuffers& b) {
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < a.s.numel(); ++i) {
-    diff += std::pow(a.s.get(i) - b.s.get(i), 2);
-    norm += std::pow(b.s.get(i), 2);
-  }
-  for (int64_t i = 0; i < a.z.numel(); ++i) {
-    diff += std::pow(a.z.get(i) - b.z.get(i), 2);
-    norm += std::pow(b.z.get(i), 2);
-  }
-  return std::sqrt(diff / norm);
-}
-
-// Tokens [first, first + n) of a fixed-length problem as their own params (views, no copies).
-AttentionParams slice(const AttentionParams& p, int64_t first, int64_t n) {
-  AttentionParams s = p;
-  for (TensorView* t : {&s.q, &s.k, &s.v, &s.out}) {
-    t->data = static_cast<char*>(t->data) + t->offset(0, first) * size_of(t->dtype);
-    t->shape[1] = n;
-  }
-  return s;
-}
-
 // prefill(first part) + steps of 1 and of several tokens == one prefill == the oracle.
 TEST(LinearCpu, PrefillThenStepsEqualsOnePrefill) {
   for (int64_t d : {64, 72}) {
@@ -190,10 +140,11 @@ TEST(LinearCpu, PrefillThenStepsEqualsOnePrefill) {
       ASSERT_TRUE(attn->prefill(whole.params, one.view(), {ws.data(), ws.size()}).ok());
       EXPECT_LE(relative_error(whole.params, ref), 1e-5) << to_string(isa);
 
-      ASSERT_TRUE(attn->prefill(slice(parts.params, 0, 70), stepped.view(), {ws.data(), ws.size()}).ok());
+      const Workspace w{ws.data(), ws.size()};
+      ASSERT_TRUE(attn->prefill(token_slice(parts.params, 0, 70), stepped.view(), w).ok());
       int64_t pos = 70;
       for (int64_t n : {1, 1, 1, 5, 64, 1, 7}) {  // ends at 150
-        ASSERT_TRUE(attn->step(slice(parts.params, pos, n), stepped.view(), {ws.data(), ws.size()}).ok());
+        ASSERT_TRUE(attn->step(token_slice(parts.params, pos, n), stepped.view(), w).ok());
         pos += n;
       }
       ASSERT_EQ(pos, 150);

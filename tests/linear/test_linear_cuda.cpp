@@ -3,11 +3,11 @@
 // (prefill + steps == one prefill, and the states equal the CPU's). Skips without a CUDA device.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <memory>
 #include <vector>
 
 #include "cuda/device_problem.hpp"
+#include "linear/linear_cases.hpp"
 #include "linear/linear_oracle.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/linear.hpp"
@@ -24,13 +24,6 @@ std::unique_ptr<LinearAttention> make_cuda(const LinearConfig& config) {
   return a;
 }
 
-std::vector<float> projection_of(const LinearConfig& config, int64_t d) {
-  std::vector<float> omega;
-  if (config.feature_map == LinearFeatureMap::kPerformer)
-    throw_if_error(make_performer_projection(config, d, &omega));
-  return omega;
-}
-
 // Runs one forward on the device (one shared cu_seqlens for causal varlen) and downloads `out`.
 void run_on_device(const LinearAttention& attn, Problem& p) {
   DeviceProblem dp(p);
@@ -45,27 +38,16 @@ void run_on_device(const LinearAttention& attn, Problem& p) {
 
 void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, double tol) {
   Problem p(spec);
-  const reference::Result ref = LinearOracle(config, projection_of(config, spec.head_dim)).run(p.params);
+  const reference::Result ref = LinearOracle::of(config, spec.head_dim).run(p.params);
   run_on_device(*make_cuda(config), p);
   EXPECT_LE(relative_error(p.params, ref), tol) << spec.to_string();
 }
 
 TEST(LinearCuda, ChunkedMatchesQuadraticOracle) {
   SKIP_WITHOUT_DEVICE();
-  uint64_t seed = 1;
-  for (MaskKind mask : {MaskKind::kNone, MaskKind::kCausal})
-    for (int64_t len : {1, 63, 65, 333})
-      for (int64_t d : {64, 72, 128, 256}) {
-        ProblemSpec spec;
-        spec.batch = 2;
-        spec.seq_q = spec.seq_k = len;
-        spec.heads = d == 72 ? 6 : 4;
-        spec.kv_heads = 2;
-        spec.head_dim = d;
-        spec.mask = mask;
-        spec.seed = seed++;
-        expect_matches_oracle(LinearConfig{}, spec, 1e-5);
-      }
+  for (const ProblemSpec& spec :
+       chunked_cases({MaskKind::kNone, MaskKind::kCausal}, {1, 63, 65, 333}, {64, 72, 128, 256}))
+    expect_matches_oracle(LinearConfig{}, spec, 1e-5);
 }
 
 TEST(LinearCuda, VarlenPaddingStridesAndLengths) {
@@ -129,12 +111,12 @@ TEST(LinearCuda, PrefillThenStepsEqualCpu) {
   Problem p(spec);
   const reference::Result ref = LinearOracle(LinearConfig{}, {}).run(p.params);
   const int64_t f = 72, states = 2 * 2 * f * f, zs = 2 * 2 * f;
-  Tensor s_cpu(DType::kF32, {2, 2, f, f}), z_cpu(DType::kF32, {2, 2, f});
+  StateBuffers cpu_state(2, 2, f, f), gpu_state(2, 2, f, f);
   {
     std::unique_ptr<LinearAttention> cpu;
     throw_if_error(create_linear_cpu(CpuOptions{}, LinearConfig{}, &cpu));
     std::vector<unsigned char> ws(cpu->workspace_size(p.params));
-    ASSERT_TRUE(cpu->prefill(p.params, {s_cpu.view(), z_cpu.view()}, {ws.data(), ws.size()}).ok());
+    ASSERT_TRUE(cpu->prefill(p.params, cpu_state.view(), {ws.data(), ws.size()}).ok());
   }
   const auto attn = make_cuda(LinearConfig{});
   DeviceProblem dp(p);
@@ -144,18 +126,11 @@ TEST(LinearCuda, PrefillThenStepsEqualCpu) {
   state.s.device = state.z.device = Device::kCUDA;
   state.s.device_index = state.z.device_index = cuda_current_device();
   DeviceBuffer ws(attn->workspace_size(dp.params));
-  auto part = [&](int64_t first, int64_t n) {
-    AttentionParams s = dp.params;
-    for (TensorView* t : {&s.q, &s.k, &s.v, &s.out}) {
-      t->data = static_cast<char*>(t->data) + t->offset(0, first) * size_of(t->dtype);
-      t->shape[1] = n;
-    }
-    return s;
-  };
-  ASSERT_TRUE(attn->prefill(part(0, 70), state, {ws.data(), attn->workspace_size(dp.params)}).ok());
+  const Workspace w{ws.data(), attn->workspace_size(dp.params)};
+  ASSERT_TRUE(attn->prefill(token_slice(dp.params, 0, 70), state, w).ok());
   int64_t pos = 70;
   for (int64_t n : {1, 1, 5, 64, 1, 8}) {
-    const Status st = attn->step(part(pos, n), state, {ws.data(), attn->workspace_size(dp.params)});
+    const Status st = attn->step(token_slice(dp.params, pos, n), state, w);
     ASSERT_TRUE(st.ok()) << st.to_string();
     pos += n;
   }
@@ -163,19 +138,9 @@ TEST(LinearCuda, PrefillThenStepsEqualCpu) {
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   dp.download();
   EXPECT_LE(relative_error(p.params, ref), 1e-5);
-  std::vector<float> s_host(states), z_host(zs);
-  s_dev.download(s_host.data(), states * sizeof(float));
-  z_dev.download(z_host.data(), zs * sizeof(float));
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < states; ++i) {
-    diff += std::pow(s_host[i] - s_cpu.get(i), 2);
-    norm += std::pow(s_cpu.get(i), 2);
-  }
-  for (int64_t i = 0; i < zs; ++i) {
-    diff += std::pow(z_host[i] - z_cpu.get(i), 2);
-    norm += std::pow(z_cpu.get(i), 2);
-  }
-  EXPECT_LE(std::sqrt(diff / norm), 1e-5);
+  s_dev.download(gpu_state.s.data<float>(), states * sizeof(float));
+  z_dev.download(gpu_state.z.data<float>(), zs * sizeof(float));
+  EXPECT_LE(state_difference(gpu_state, cpu_state), 1e-5);
 }
 
 TEST(LinearCuda, BadInputGivesTypedErrors) {
