@@ -1,4 +1,5 @@
-// Wall-clock timing helpers shared by the benchmarks: per-call milliseconds and their median.
+// Wall-clock timing helpers shared by the benchmarks: per-call milliseconds, their median, and
+// the median of repeated calls after a warm-up.
 #pragma once
 
 #include <algorithm>
@@ -22,6 +23,15 @@ inline double median(std::vector<double> samples) {
   std::sort(samples.begin(), samples.end());
   const size_t mid = samples.size() / 2;
   return samples.size() % 2 ? samples[mid] : 0.5 * (samples[mid - 1] + samples[mid]);
+}
+
+// The median milliseconds of `reps` calls after `warmups` untimed ones.
+template <class F>
+double median_ms(int reps, F&& call, int warmups = 1) {
+  for (int w = 0; w < warmups; ++w) call();
+  std::vector<double> samples;
+  for (int r = 0; r < reps; ++r) samples.push_back(wall_ms(call));
+  return median(samples);
 }
 
 }  // namespace qwen3vl::bench

@@ -37,10 +37,8 @@ namespace {
 
 double time_forward(const Attention& a, const AttentionParams& p, int reps, std::vector<unsigned char>* ws) {
   ws->resize(a.workspace_size(p));
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r)
-    ms.push_back(wall_ms([&] { throw_if_error(a.forward(p, Workspace{ws->data(), ws->size()})); }));
-  return median(ms);
+  return median_ms(
+      reps, [&] { throw_if_error(a.forward(p, Workspace{ws->data(), ws->size()})); }, /*warmups=*/0);
 }
 
 }  // namespace

@@ -30,11 +30,7 @@ namespace {
 double time_cpu(const Attention& attn, const AttentionParams& p, int reps) {
   std::vector<unsigned char> ws(attn.workspace_size(p));
   const Workspace w{ws.data(), ws.size()};
-  throw_if_error(attn.forward(p, w));  // warm-up
-  std::vector<double> samples;
-  for (int r = 0; r < reps; ++r)
-    samples.push_back(wall_ms([&] { throw_if_error(attn.forward(p, w)); }));
-  return median(samples);
+  return median_ms(reps, [&] { throw_if_error(attn.forward(p, w)); });
 }
 
 bool run_linear_cpu(const LinearCase& c, LinearTimes* t) {

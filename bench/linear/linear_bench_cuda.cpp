@@ -2,9 +2,10 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "common/timing.hpp"
+#include "common/cuda_timing.hpp"
 #include "linear/linear_bench.hpp"
 #include "qwen3vl/attention.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
@@ -32,26 +33,11 @@ double time_forward(const Attention& attn, const AttentionParams& p, int reps, s
     *why = s.to_string();
     return -1;
   }
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> samples;
-  for (int r = 0; r < reps; ++r) {
-    cudaEventRecord(start);
-    (void)attn.forward(p, w);
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    samples.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  if (cudaGetLastError() != cudaSuccess) {
-    *why = "a CUDA error during the timed runs";
-    return -1;
-  }
-  return median(samples);
+  // The checked call above was the warm-up.
+  const double ms = cuda_median_ms(reps, [&] { (void)attn.forward(p, w); }, /*warmups=*/0);
+  if (ms < 0) *why = std::string("a CUDA error during the timed runs: ") +
+                     cudaGetErrorString(cudaGetLastError());
+  return ms;
 }
 
 }  // namespace

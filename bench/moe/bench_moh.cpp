@@ -33,12 +33,7 @@ int main(int argc, char** argv) {
   p.mask = o.causal ? MaskKind::kCausal : MaskKind::kNone;
   std::vector<unsigned char> ws(std::max(dense->workspace_size(p), moh->workspace_size(p)));
   const Workspace w{ws.data(), ws.size()};
-  const auto time = [&](auto&& call) {
-    call();  // warm-up
-    std::vector<double> ms;
-    for (int r = 0; r < o.reps; ++r) ms.push_back(bench::wall_ms(call));
-    return bench::median(ms);
-  };
+  const auto time = [&](auto&& call) { return bench::median_ms(o.reps, call); };
   const double dense_ms = time([&] { throw_if_error(dense->forward(p, w)); });
   std::printf("T %lld Hq %lld Hkv %lld D %lld %s f32, threads %d, median of %d\n",
               static_cast<long long>(o.tokens), static_cast<long long>(o.heads),

@@ -2,7 +2,6 @@
 // copy of the same bytes (q and k read and written once), both measured in this run with the same
 // threads. Usage: qwen3vl-rope-bench [--tokens 4096 --q-heads 32 --kv-heads 8 --head-dim 128
 // --reps 30 --threads 0]
-#include <chrono>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -18,13 +17,6 @@ using namespace qwen3vl;
 
 namespace {
 
-template <class F>
-double seconds(F&& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // Medians of a and b, timed alternately so that both see the same machine load.
 template <class A, class B>
 std::pair<double, double> time_pair(int reps, A&& a, B&& b) {
@@ -32,8 +24,8 @@ std::pair<double, double> time_pair(int reps, A&& a, B&& b) {
   b();
   std::vector<double> sa, sb;
   for (int r = 0; r < reps; ++r) {
-    sa.push_back(seconds(a));
-    sb.push_back(seconds(b));
+    sa.push_back(bench::wall_ms(a) * 1e-3);
+    sb.push_back(bench::wall_ms(b) * 1e-3);
   }
   return {bench::median(sa), bench::median(sb)};
 }

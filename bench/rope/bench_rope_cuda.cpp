@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "common/cuda_timing.hpp"
 #include "qwen3vl/rope/cuda.hpp"
 #include "rope_bench_common.hpp"
 
@@ -19,25 +20,12 @@ void check(cudaError_t e, const char* what) {
   }
 }
 
+// Seconds per call: the median of `reps` after 3 warm-ups; exits on a CUDA error.
 template <class F>
 double time_median(int reps, F&& f) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  for (int w = 0; w < 3; ++w) f();
-  std::vector<double> s;
-  for (int r = 0; r < reps; ++r) {
-    check(cudaEventRecord(a), "record");
-    f();
-    check(cudaEventRecord(b), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "elapsed");
-    s.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return bench::median(s);
+  const double ms = bench::cuda_median_ms(reps, f, 3);
+  if (ms < 0) check(cudaGetLastError(), "timed calls");
+  return ms * 1e-3;
 }
 
 void* device_copy(const Tensor& t) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/timing.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/rope/rope.hpp"
 
@@ -106,11 +107,6 @@ inline Tensor make_bench_positions(const RopeBenchOptions& o, const RopeMode& m)
     }
   }
   return p;
-}
-
-inline double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // bytes: q and k read once and written once.
