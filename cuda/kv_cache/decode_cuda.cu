@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "../common/device_context.hpp"
 #include "../common/device_util.cuh"
@@ -108,20 +111,34 @@ struct Layout {
 // fewer where splits of at least kMinSplitKeys could not fill a wave of `wave` blocks: more warps
 // per head then share each split, instead of more splits with more partials to merge (KV 4096
 // at Hkv 8 on 132 SMs: 4 warps per head and 66 splits, not 1 and 128).
-Layout layout_of(const DecodeShape& s, int64_t wave) {
+Layout layout_of(const DecodeShape& s, int64_t wave, int64_t row_tile = detail::kDecodeRowTile,
+                 int64_t min_split_keys = kMinSplitKeys, int64_t warps = detail::kDecodeWarps) {
   Layout l;
-  l.row_tiles = (s.group_size() * s.rows + detail::kDecodeRowTile - 1) / detail::kDecodeRowTile;
-  while (l.heads_per_block * 2 <= std::min<int64_t>(detail::kDecodeWarps, s.kv_heads)) l.heads_per_block *= 2;
-  const int64_t most_splits = std::max<int64_t>(1, s.max_len / kMinSplitKeys);
+  l.row_tiles = (s.group_size() * s.rows + row_tile - 1) / row_tile;
+  while (l.heads_per_block * 2 <= std::min<int64_t>(warps, s.kv_heads)) l.heads_per_block *= 2;
+  const int64_t most_splits = std::max<int64_t>(1, s.max_len / min_split_keys);
   for (;; l.heads_per_block /= 2) {
     l.head_chunks = (s.kv_heads + l.heads_per_block - 1) / l.heads_per_block;
     if (l.heads_per_block == 1 || most_splits * l.blocks_per_split(s) >= wave) return l;
   }
 }
 
+// The tensor-core kernel's plan: tiles of 16 rows, 8 warps a block, splits of at least 4 16-key
+// tiles, a wave of one block per SM.
+constexpr int64_t kMmaMinSplitKeys = 4 * detail::kMmaTileKeys;
+Layout mma_layout_of(const DecodeShape& s, int64_t wave) {
+  return layout_of(s, wave, detail::kMmaRowTile, kMmaMinSplitKeys, detail::kMmaWarps);
+}
+
 class DecodeCuda final : public DecodeAttention {
  public:
-  explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {}
+  // QWEN3VL_DECODE_MMA=1 turns on the tensor-core kernel (decode_mma.cuh) on sm_80+. It is opt-in
+  // because it measured slower than the CUDA-core kernel (H200, KV 4096 / 16384 / 65536: 25.8 /
+  // 56.9 / 132.9 us against 20.3 / 45.8 / 110.5, docs/performance.md "## Decode").
+  explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
+    const char* env = std::getenv("QWEN3VL_DECODE_MMA");
+    mma_allowed_ = env && std::strcmp(env, "1") == 0;
+  }
 
   Device device() const override { return Device::kCUDA; }
 
@@ -185,7 +202,8 @@ class DecodeCuda final : public DecodeAttention {
     a.rows = static_cast<int>(s.rows);
     a.head_dim = static_cast<int>(s.head_dim);
     a.group_rows = static_cast<int>(s.group_size() * s.rows);
-    const Layout layout = layout_of(s, wave());
+    const bool mma = use_mma(p, s);
+    const Layout layout = mma ? mma_layout_of(s, mma_wave()) : layout_of(s, wave());
     a.row_tiles = static_cast<int>(layout.row_tiles);
     a.heads_per_block = static_cast<int>(layout.heads_per_block);
     a.head_chunks = static_cast<int>(layout.head_chunks);
@@ -198,15 +216,19 @@ class DecodeCuda final : public DecodeAttention {
     }
     const auto st = static_cast<cudaStream_t>(stream);
     QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(p.kv.k.dtype, [&](auto tag) {
-      return detail::launch_decode<decltype(tag)>(a, st);
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, float>)
+        if (mma) return detail::launch_decode_mma<T>(a, st);
+      return detail::launch_decode<T>(a, st);
     }));
     if (a.splits > 1) QWEN3VL_RETURN_IF_ERROR(detail::launch_merge(a, st));
     return Status();
   }
 
   std::string describe() const override {
-    return "decode (cuda): GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " +
-           ctx_.to_string();
+    return std::string("decode (cuda): ") +
+           (ctx_.cc_major >= 8 && mma_allowed_ ? "tensor cores (mma.sync, 16-row x 16-key tiles) for f16/bf16 q and cache with D % 16 == 0 <= 128, else " : "") +
+           "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " + ctx_.to_string();
   }
 
  private:
@@ -222,7 +244,7 @@ class DecodeCuda final : public DecodeAttention {
       return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
                         " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
                         INT32_MAX, ")");
-    const Layout layout = layout_of(s, wave());
+    const Layout layout = use_mma(p, s) ? mma_layout_of(s, mma_wave()) : layout_of(s, wave());
     const int64_t grid_y = layout.head_chunks * layout.row_tiles;
     if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
       return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
@@ -235,12 +257,27 @@ class DecodeCuda final : public DecodeAttention {
   // bounds) without splits shorter than kMinSplitKeys.
   int64_t plan_splits(const DecodeParams& p, const DecodeShape& s) const {
     if (p.num_splits > 0) return p.num_splits;
+    if (use_mma(p, s)) {  // one wave of blocks
+      const int64_t want = std::max<int64_t>(1, mma_wave() / mma_layout_of(s, mma_wave()).blocks_per_split(s));
+      const int64_t most = std::max<int64_t>(1, s.max_len / kMmaMinSplitKeys);
+      return std::clamp<int64_t>(std::min(want, most), 1, kMaxAutoSplits);
+    }
     const int64_t want = std::max<int64_t>(1, wave() / layout_of(s, wave()).blocks_per_split(s));
     const int64_t most = std::max<int64_t>(1, s.max_len / kMinSplitKeys);
     return std::clamp<int64_t>(std::min(want, most), 1, kMaxAutoSplits);
   }
 
   int64_t wave() const { return 4 * ctx_.multiprocessors; }
+  int64_t mma_wave() const { return ctx_.multiprocessors; }
+
+  // The tensor-core kernel: sm_80+, 2-byte caches and queries of the same type (an f32 query asks
+  // for f32 accuracy, which P rounded to 2 bytes would not keep), whole 16-column MMA steps,
+  // aligned rows.
+  bool use_mma(const DecodeParams& p, const DecodeShape& s) const {
+    return mma_allowed_ && ctx_.cc_major >= 8 && p.kv.k.dtype != DType::kF32 && p.q.dtype == p.kv.k.dtype &&
+           s.head_dim % 16 == 0 &&
+           s.head_dim <= detail::kMmaMaxHeadDim && vector_loads(p.kv);
+  }
 
   // 16-byte vector loads need aligned rows: base, strides and head dim multiples of the vector.
   static bool vector_loads(const KvCacheView& kv) {
@@ -254,6 +291,7 @@ class DecodeCuda final : public DecodeAttention {
   }
 
   detail::DeviceContext ctx_;
+  bool mma_allowed_ = false;
 };
 
 }  // namespace

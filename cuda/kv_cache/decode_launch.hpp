@@ -3,6 +3,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "qwen3vl/core/status.hpp"
@@ -47,10 +48,26 @@ inline int decode_lanes(int head_dim, int elems) {
   return lanes;
 }
 
+// The tensor-core kernel (decode_mma.cuh, sm_80+, f16 / bf16 caches, D % 16 == 0, D <= 128):
+// tiles of 16 packed query rows and 16 keys, 8 warps (up to 8 KV heads) a block, a ring of
+// kMmaStages K/V tiles per warp in dynamic shared memory (204 KiB at D 128: one block per SM).
+constexpr int kMmaWarps = 8;
+constexpr int kMmaThreads = 32 * kMmaWarps;
+constexpr int kMmaStages = 3;
+constexpr int kMmaMaxHeadDim = 128;
+constexpr int kMmaRowTile = 16;
+constexpr int kMmaTileKeys = 16;
+inline size_t mma_decode_smem_bytes(int head_dim) {
+  return static_cast<size_t>(kMmaWarps) * kMmaStages * 2 * kMmaTileKeys * (head_dim + 8) * 2;
+}
+
 // The split-KV kernel (grid: splits x (head chunks * row tiles) x B) for storage type T, and the
 // merge.
 template <class T>
 Status launch_decode(const DecodeArgs& args, cudaStream_t stream);
+// The tensor-core kernel (grid: splits x (head chunks * 16-row tiles) x B), T = half or bfloat16.
+template <class T>
+Status launch_decode_mma(const DecodeArgs& args, cudaStream_t stream);
 Status launch_merge(const DecodeArgs& args, cudaStream_t stream);
 
 }  // namespace qwen3vl::detail

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -35,6 +36,15 @@ bool gpu_present() {
 std::unique_ptr<DecodeAttention> make_cuda() {
   std::unique_ptr<DecodeAttention> d;
   throw_if_error(create_decode_cuda(CudaOptions{}, &d));
+  return d;
+}
+
+// The tensor-core kernel, opt-in (QWEN3VL_DECODE_MMA=1 at creation); on sm_61..sm_75 it is the
+// CUDA-core kernel again.
+std::unique_ptr<DecodeAttention> make_cuda_mma() {
+  setenv("QWEN3VL_DECODE_MMA", "1", 1);
+  auto d = make_cuda();
+  unsetenv("QWEN3VL_DECODE_MMA");
   return d;
 }
 
@@ -296,6 +306,76 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
     EXPECT_EQ(0, std::memcmp(back_k.view().data, hk.view().data, static_cast<size_t>(hk.bytes())));
     EXPECT_EQ(0, std::memcmp(back_v.view().data, hv.view().data, static_cast<size_t>(hv.bytes())));
   }
+}
+
+// The tensor-core path (sm_80+: f16 / bf16, D % 16 == 0, D <= 128) at its edges: rows that fill
+// neither the 16-row tile nor a whole second one, D 16 / 80 / 96, heads per block 1 / 2 / 4 with
+// a KV-head chunk past Hkv, more splits than tiles, empty sequences; D 72 and 144 and f32
+// queries take the CUDA-core path. Each
+// case also matches the CUDA-core kernel (the default) run on the same inputs.
+TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto gpu = make_cuda_mma(), core = make_cuda();
+  struct Edge {
+    std::vector<int32_t> lens;
+    int64_t rows, heads, kv_heads, head_dim;
+    DType kv_dtype, q_dtype;
+    int64_t block_size, splits;  // block_size 0: contiguous
+  };
+  const Edge edges[] = {
+      {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},       // Qwen shape, 4 of 16 rows
+      {{1000, 0, 77}, 4, 10, 2, 64, DType::kBF16, DType::kBF16, 0, 0}, // 20 rows: tiles 16 + 4
+      {{700}, 1, 12, 3, 128, DType::kF16, DType::kF16, 16, 0},         // Hkv 3: a chunk of 2, a padded one
+      {{5000}, 1, 64, 16, 96, DType::kBF16, DType::kBF16, 64, 0},      // Hkv 16: 4 heads a block
+      {{333}, 2, 8, 2, 80, DType::kF16, DType::kF16, 48, 3},           // D 80, 48-key pages
+      {{259, 16}, 3, 4, 1, 16, DType::kBF16, DType::kBF16, 32, 0},    // D 16
+      {{40, 9}, 1, 4, 2, 128, DType::kF16, DType::kF16, 32, 7},        // splits > tiles
+      {{90}, 2, 8, 2, 128, DType::kBF16, DType::kF32, 16, 0},          // f32 q: CUDA-core path
+      {{200}, 8, 4, 2, 128, DType::kBF16, DType::kBF16, 16, 2},        // 16 rows, R 8 causal
+      {{150}, 2, 6, 3, 72, DType::kF16, DType::kF16, 16, 0},           // D 72: CUDA-core path
+      {{150}, 1, 4, 2, 144, DType::kBF16, DType::kBF16, 0, 0},         // D 144: CUDA-core path
+  };
+  uint64_t seed = 1300;
+  for (const Edge& e : edges) {
+    DecodeSpec s;
+    s.lens = e.lens;
+    s.rows = e.rows;
+    s.heads = e.heads;
+    s.kv_heads = e.kv_heads;
+    s.head_dim = e.head_dim;
+    s.kv_dtype = e.kv_dtype;
+    s.q_dtype = e.q_dtype;
+    s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
+    s.block_size = e.block_size ? e.block_size : 16;
+    s.num_splits = e.splits;
+    s.seed = ++seed;
+    DecodeProblem h(s), c(s);
+    DeviceDecode d(h), dc(c);
+    const Status st = d.run(*gpu, h), st_core = dc.run(*core, c);
+    ASSERT_TRUE(st.ok()) << s.to_string() << ": " << st.to_string();
+    ASSERT_TRUE(st_core.ok()) << s.to_string() << ": " << st_core.to_string();
+    const testing::DecodeErrors err = testing::decode_errors(h);
+    EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
+    EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
+    EXPECT_LE(relative_diff(h.out, c.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
+    EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << s.to_string();
+  }
+}
+
+// Bad block ids on the tensor-core path: masked (zero-filled copies), the output stays finite.
+TEST(DecodeCuda, TensorCorePathMasksBadBlockIds) {
+  QWEN3VL_REQUIRE_GPU();
+  DecodeSpec s;
+  s.lens = {70};
+  s.head_dim = 128;
+  s.kv_dtype = s.q_dtype = DType::kF16;
+  s.num_splits = 2;
+  DecodeProblem h(s);
+  h.table.data<int32_t>()[1] = 1 << 30;
+  h.table.data<int32_t>()[3] = -5;
+  DeviceDecode d(h);
+  ASSERT_TRUE(d.run(*make_cuda_mma(), h).ok());
+  for (int64_t i = 0; i < h.out.numel(); ++i) ASSERT_TRUE(std::isfinite(h.out.get(i)));
 }
 
 }  // namespace

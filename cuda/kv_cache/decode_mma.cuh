@@ -1,0 +1,391 @@
+// The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
+// multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
+// Opt-in (QWEN3VL_DECODE_MMA=1): correct on the H200 but slower there than the CUDA-core kernel
+// (25.8 / 56.9 / 132.9 against 20.3 / 45.8 / 110.5 us at KV 4096 / 16384 / 65536); it issues far
+// fewer instructions per byte, so what limits it now is how its bytes are kept in flight, not
+// issue (not profiled yet: see docs/performance.md "## Decode").
+//
+// One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
+// w of 8 serves head w % hpb, and the 8 / hpb warps of a head (its slots) take turns over the
+// split's 16-key tiles, so with hpb 8 a block reads whole token rows (2 KiB at Hkv 8, D 128). That
+// did not pay: a first version with 4 warps a block (2 blocks per SM), all on one head, reading
+// 256 bytes of each token row, took 22.7 / 42.5 / 120.4 us at KV 4096 / 16384 / 65536 against
+// this one's 25.8 / 56.9 / 132.9. Each warp streams its tiles through its own ring of
+// kMmaStages tiles in shared memory filled by cp.async (each lane copies one key's 32-byte
+// pieces, so a warp's copy instruction reads whole sectors). Per tile, with mma.sync m16n8k16 (f32
+// accumulation): S = Q K^T (Q: the 16 rows as the A operand, kept in registers; K through
+// ldmatrix), the online softmax on S's accumulator fragments (base 2, lazy rescale: the running
+// max moves only when a score passes it by kMmaRescaleSlack), P rounded to the cache's type as
+// the A operand of O += P V (V through ldmatrix.trans). That is 32 MMAs and 16 ldmatrix per 8 KiB
+// of K/V at D 128 where the CUDA-core kernel issues ~140 instructions per KiB. The query has the
+// cache's type (f32 queries take the CUDA-core path, which keeps them exact). For bf16, whose 8
+// significant bits would cost ~1e-3 of relative error in P, P is split into a high and a low bf16
+// part (two P V MMAs), so P keeps ~16 bits as f16's P does 11.
+// Rows are padded with ldmatrix-friendly 16 bytes (an odd count of 16-byte pieces a row: the 8
+// rows an ldmatrix phase reads fall in 8 different bank groups). At the end the slots of a head
+// are merged through shared memory and the block writes the output or its split's partial, the
+// same [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
+// the last block of a tile through an atomic count, measured slower than the merge kernel: 29.7
+// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node.)
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "../common/device_util.cuh"
+#include "decode_kernel.cuh"  // copy16_async, commit_copies, wait_copies, exp2_approx
+#include "decode_launch.hpp"
+
+namespace qwen3vl::detail::decode_mma {
+
+using decode_cuda::commit_copies;
+using decode_cuda::copy16_async;
+using decode_cuda::exp2_approx;
+using decode_cuda::wait_copies;
+
+constexpr int kKeys = 16;              // keys per tile (the MMA's K for P V, 2 x its N for Q K^T)
+constexpr int kWarps = kMmaWarps;
+constexpr float kMmaRescaleSlack = 8.0f;  // P <= 2^8: exact enough in f16 / bf16, no overflow
+
+__host__ __device__ inline constexpr int row_halves(int head_dim) { return head_dim + 8; }  // padded row, 2-byte elements
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+
+template <class T>
+__device__ inline uint32_t pack2(float lo, float hi) {
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    const __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+}
+template <class T>
+__device__ inline float round_trip(float x) {  // x rounded to T and back
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return __bfloat162float(__float2bfloat16_rn(x));
+  else return __half2float(__float2half_rn(x));
+}
+
+// d += a * b for one m16n8k16 tile (a: 4 registers of the 16x16 A operand, b: 2 of the 16x8 B).
+template <class T>
+__device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four 8x8 matrices of 2-byte elements from shared memory; lane L gives matrix L / 8's row L % 8.
+template <bool kTrans>
+__device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
+  const unsigned p = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  if constexpr (kTrans)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(p));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(p));
+}
+
+#endif
+
+// Lane `lane` copies key lane / 2 of the tile starting at key `start` (its 16-byte pieces
+// lane % 2, lane % 2 + 2, ...) into the K and V tiles; a key past `ke` or behind a bad block id is
+// zero-filled. Returns the warp's ballot of valid keys (bits 2k and 2k + 1 for key k).
+template <class T, bool kPaged>
+__device__ inline unsigned load_tile(const DecodeArgs& a, int b, int kvh, bool live, int start, int ke,
+                                     T* k_tile, T* v_tile) {
+  const int lane = threadIdx.x % 32, key = lane >> 1;
+  const int j = start + key;
+  int64_t major = b;
+  int minor = j;
+  bool ok = live && j < ke;
+  if (kPaged && ok) {
+    const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
+    major = __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
+    minor = j - blk * static_cast<int>(a.block_size);
+    ok = major >= 0 && major < a.num_blocks;
+  }
+  if (!ok) major = minor = 0;  // a harmless address for the zero-byte copies
+  const T* kp = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor * a.k_stride[1] + kvh * a.k_stride[2];
+  const T* vp = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor * a.v_stride[1] + kvh * a.v_stride[2];
+  const int pieces = a.head_dim / 8, stride = row_halves(a.head_dim);
+  for (int c = lane & 1; c < pieces; c += 2) {
+    copy16_async(reinterpret_cast<uint4*>(k_tile + key * stride + c * 8), kp + c * 8, ok ? 16 : 0);
+    copy16_async(reinterpret_cast<uint4*>(v_tile + key * stride + c * 8), vp + c * 8, ok ? 16 : 0);
+  }
+  commit_copies();
+  return __ballot_sync(0xffffffffu, ok);
+}
+
+template <class T, int kMaxSteps, bool kPaged>
+__global__ void __launch_bounds__(kMmaThreads, 1) decode_mma_kernel(const DecodeArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  constexpr int kStages = kMmaStages;
+  constexpr float kNegInf = -INFINITY;
+  const int d = a.head_dim, steps = d / 16, stride = row_halves(d);
+  const int split = blockIdx.x;
+  const int chunk = blockIdx.y / a.row_tiles, tile = blockIdx.y % a.row_tiles;
+  const int b = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int hpb = a.heads_per_block, slots = kWarps / hpb, slot = warp / hpb;
+  const int kvh = chunk * hpb + warp % hpb;
+  const bool head_ok = kvh < a.kv_heads;
+  const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and thread-in-group
+
+  int len = a.seq_lens[b * a.lens_stride];
+  len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
+  // Splits of whole tiles, so every tile starts at a multiple of 16 keys.
+  const int per_split = ((len + a.splits - 1) / a.splits + kKeys - 1) / kKeys * kKeys;
+  const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
+  const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
+  const int tiles = (ke - kb + kKeys - 1) / kKeys;
+  const int my_tiles = head_ok && tiles > slot ? (tiles - slot + slots - 1) / slots : 0;
+  auto start_of = [&](int n) { return kb + (n * slots + slot) * kKeys; };
+
+  extern __shared__ uint4 smem_raw[];
+  T* ring = reinterpret_cast<T*>(smem_raw) + warp * kStages * 2 * kKeys * stride;
+  auto k_tile = [&](int s) { return ring + s * 2 * kKeys * stride; };
+  auto v_tile = [&](int s) { return k_tile(s) + kKeys * stride; };
+
+  unsigned valid[kStages];
+#pragma unroll
+  for (int s = 0; s < kStages; ++s)
+    valid[s] = load_tile<T, kPaged>(a, b, kvh, s < my_tiles, start_of(s), ke, k_tile(s), v_tile(s));
+
+  // The rows this lane's fragments touch: g and g + 8 of the tile.
+  const int heads_per_group = a.heads / a.kv_heads;
+  int end[2];
+  uint32_t qa[kMaxSteps][4];  // Q as A fragments
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int gi = tile * 16 + g + 8 * h;
+    const bool active = head_ok && gi < a.group_rows;
+    const int head = kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
+    end[h] = active ? len - a.rows + r + 1 : 0;
+    const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
+#pragma unroll
+    for (int ks = 0; ks < kMaxSteps; ++ks)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // columns 16 ks + 8 half + 2t, + 1
+        float x[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int col = 16 * ks + 8 * half + 2 * t + e;
+          x[e] = active && ks < steps ? load_element(a.q, q_off + col, a.q_dtype) : 0.0f;
+        }
+        qa[ks][h + 2 * half] = pack2<T>(x[0], x[1]);
+      }
+  }
+
+  float o[2 * kMaxSteps][4];
+#pragma unroll
+  for (int n = 0; n < 2 * kMaxSteps; ++n)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) o[n][c] = 0.0f;
+  float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
+
+  for (int base = 0; base < my_tiles; base += kStages) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) {
+      const int n = base + s;
+      if (n >= my_tiles) break;  // warp-uniform
+      wait_copies<kStages - 1>();
+      __syncwarp();  // every lane's copies of this tile have landed
+      const T* kt = k_tile(s);
+      const T* vt = v_tile(s);
+
+      // S = Q K^T: two 8-key accumulator tiles; the ldmatrix gives both tiles' B fragments.
+      float sc[2][4] = {};
+#pragma unroll
+      for (int ks = 0; ks < kMaxSteps; ++ks) {
+        if (ks >= steps) break;
+        uint32_t kf[4];
+        ldmatrix4<false>(kf, kt + ((lane >> 4) * 8 + (lane & 7)) * stride + (2 * ks + ((lane >> 3) & 1)) * 8);
+        mma<T>(sc[0], qa[ks], kf[0], kf[1]);
+        mma<T>(sc[1], qa[ks], kf[2], kf[3]);
+      }
+      // Scale and mask: sc[nt][c] is row g + 8 (c / 2), key 8 nt + 2t + c % 2 of the tile.
+      const int start = start_of(n);
+      float mx[2] = {kNegInf, kNegInf};
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int key = 8 * nt + 2 * t + (c & 1);
+          const bool ok = (valid[s] >> (2 * key) & 1u) && start + key < end[c >> 1];
+          sc[nt][c] = ok ? sc[nt][c] * a.scale_log2 : kNegInf;
+          mx[c >> 1] = fmaxf(mx[c >> 1], sc[nt][c]);
+        }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      }
+      const bool grow0 = mx[0] > m[0] + kMmaRescaleSlack, grow1 = mx[1] > m[1] + kMmaRescaleSlack;
+      if (__any_sync(0xffffffffu, grow0 || grow1)) {
+        const float alpha0 = grow0 ? exp2_approx(m[0] - mx[0]) : 1.0f;  // 0 from -inf
+        const float alpha1 = grow1 ? exp2_approx(m[1] - mx[1]) : 1.0f;
+        m[0] = grow0 ? mx[0] : m[0];
+        m[1] = grow1 ? mx[1] : m[1];
+        l[0] *= alpha0;
+        l[1] *= alpha1;
+#pragma unroll
+        for (int nt = 0; nt < 2 * kMaxSteps; ++nt) {
+          o[nt][0] *= alpha0;
+          o[nt][1] *= alpha0;
+          o[nt][2] *= alpha1;
+          o[nt][3] *= alpha1;
+        }
+      }
+      float p[2][4];
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          p[nt][c] = sc[nt][c] == kNegInf ? 0.0f : exp2_approx(sc[nt][c] - m[c >> 1]);
+          l[c >> 1] += p[nt][c];
+        }
+      // P as the A operand (rows g, g + 8; keys 2t.. and 8 + 2t..): the S fragments as they are.
+      constexpr bool kSplitP = std::is_same_v<T, qwen3vl::bfloat16>;
+      const uint32_t pa[4] = {pack2<T>(p[0][0], p[0][1]), pack2<T>(p[0][2], p[0][3]),
+                              pack2<T>(p[1][0], p[1][1]), pack2<T>(p[1][2], p[1][3])};
+      uint32_t pl[4] = {};
+      if constexpr (kSplitP) {
+        auto rest = [](float x) { return x - round_trip<T>(x); };
+        pl[0] = pack2<T>(rest(p[0][0]), rest(p[0][1]));
+        pl[1] = pack2<T>(rest(p[0][2]), rest(p[0][3]));
+        pl[2] = pack2<T>(rest(p[1][0]), rest(p[1][1]));
+        pl[3] = pack2<T>(rest(p[1][2]), rest(p[1][3]));
+      }
+      // O += P V, 16 head-dim columns (two accumulator tiles) per ldmatrix.trans.
+#pragma unroll
+      for (int ks = 0; ks < kMaxSteps; ++ks) {
+        if (ks >= steps) break;
+        uint32_t vf[4];
+        ldmatrix4<true>(vf, vt + (((lane >> 3) & 1) * 8 + (lane & 7)) * stride + (2 * ks + (lane >> 4)) * 8);
+        mma<T>(o[2 * ks], pa, vf[0], vf[1]);
+        mma<T>(o[2 * ks + 1], pa, vf[2], vf[3]);
+        if constexpr (kSplitP) {
+          mma<T>(o[2 * ks], pl, vf[0], vf[1]);
+          mma<T>(o[2 * ks + 1], pl, vf[2], vf[3]);
+        }
+      }
+      __syncwarp();  // every lane is done reading this stage before it is refilled
+      valid[s] = load_tile<T, kPaged>(a, b, kvh, n + kStages < my_tiles, start_of(n + kStages), ke, k_tile(s),
+                                      v_tile(s));
+    }
+  }
+
+  // Row sums over the 4 lanes of a row group; then the warps' states are merged per row.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+  wait_copies<0>();
+  __syncthreads();  // every warp is done with its ring
+  float* sm_o = reinterpret_cast<float*>(smem_raw);  // [warp][16][d]
+  float* sm_m = sm_o + kWarps * 16 * d;              // [warp][16], then each warp's weight
+  float* sm_l = sm_m + kWarps * 16;                  // [warp][16]
+  float* sm_inv = sm_l + kWarps * 16;                // [hpb][16]
+  float* sm_lse = sm_inv + kWarps * 16;              // [hpb][16]
+#pragma unroll
+  for (int nt = 0; nt < 2 * kMaxSteps; ++nt) {
+    if (nt >= 2 * steps) break;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float* row = sm_o + (warp * 16 + g + 8 * h) * d + 8 * nt + 2 * t;
+      row[0] = o[nt][2 * h];
+      row[1] = o[nt][2 * h + 1];
+    }
+  }
+  if (t == 0)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      sm_m[warp * 16 + g + 8 * h] = m[h];
+      sm_l[warp * 16 + g + 8 * h] = l[h];
+    }
+  __syncthreads();
+  if (threadIdx.x < hpb * 16) {  // one thread per (head, row): its slots' weights and the LSE
+    const int h = threadIdx.x / 16, i = threadIdx.x % 16;
+    float mx = kNegInf;
+    for (int sl = 0; sl < slots; ++sl) mx = fmaxf(mx, sm_m[(sl * hpb + h) * 16 + i]);
+    float sum = 0.0f;
+    for (int sl = 0; sl < slots; ++sl) {
+      const int w = sl * hpb + h;
+      const float mw = sm_m[w * 16 + i];
+      const float wt = mx == kNegInf || mw == kNegInf ? 0.0f : exp2f(mw - mx);
+      sm_m[w * 16 + i] = wt;
+      sum += sm_l[w * 16 + i] * wt;
+    }
+    const bool empty = !(sum > 0.0f);
+    sm_inv[h * 16 + i] = empty ? 0.0f : 1.0f / sum;
+    sm_lse[h * 16 + i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < hpb * 16 * d; idx += kMmaThreads) {
+    const int h = idx / (16 * d), i = idx / d % 16, e = idx % d;
+    const int gi = tile * 16 + i, out_kvh = chunk * hpb + h;
+    if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
+    float acc = 0.0f;
+    for (int sl = 0; sl < slots; ++sl) {
+      const int w = sl * hpb + h;
+      acc = fmaf(sm_m[w * 16 + i], sm_o[(w * 16 + i) * d + e], acc);
+    }
+    const float value = acc * sm_inv[h * 16 + i];
+    const int head = out_kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
+    if (a.splits > 1) {
+      const int64_t row = (static_cast<int64_t>(b) * a.heads + head) * a.rows + r;
+      a.partial_o[(row * a.splits + split) * d + e] = value;
+      if (e == 0) a.partial_lse[row * a.splits + split] = sm_lse[h * 16 + i];
+      continue;
+    }
+    store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e, a.q_dtype,
+                  value);
+    if (e == 0 && a.lse)
+      a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] = sm_lse[h * 16 + i];
+  }
+#else
+  __trap();  // the host launches this kernel on sm_80+ only (mma_decode_supported)
+#endif
+}
+
+}  // namespace qwen3vl::detail::decode_mma
+
+namespace qwen3vl::detail {
+
+template <class T>
+Status launch_decode_mma(const DecodeArgs& a, cudaStream_t stream) {
+  using namespace decode_mma;
+  constexpr int kMaxSteps = kMmaMaxHeadDim / 16;
+  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
+                  static_cast<unsigned>(a.batch));
+  const size_t bytes = mma_decode_smem_bytes(a.head_dim);
+  auto go = [&](auto kernel) {
+    // Above 48 KiB dynamic shared memory must be allowed per kernel (and device); cheap to repeat.
+    QWEN3VL_RETURN_IF_ERROR(cuda_status(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+        "cudaFuncSetAttribute(decode_mma_kernel)"));
+    kernel<<<grid, kMmaThreads, bytes, stream>>>(a);
+    return cuda_status(cudaGetLastError(), "launch of decode_mma_kernel");
+  };
+  return a.table ? go(decode_mma_kernel<T, kMaxSteps, true>) : go(decode_mma_kernel<T, kMaxSteps, false>);
+}
+
+}  // namespace qwen3vl::detail
