@@ -14,6 +14,7 @@
 #include "qwen3vl/reference/attention.hpp"
 #include "qwen3vl/variants/moe.hpp"
 #include "support/problem.hpp"
+#include "support/sweep.hpp"
 
 namespace qwen3vl::testing {
 
@@ -121,29 +122,20 @@ inline reference::Result gated_reference(const AttentionParams& p, const Routing
 // batches, key padding, varlen with an empty segment, BHSD strides.
 inline std::vector<ProblemSpec> routed_sweep() {
   std::vector<ProblemSpec> specs;
-  const int64_t sizes[][2] = {{1, 1}, {17, 17}, {65, 65}, {129, 129}, {33, 70}, {70, 33}, {200, 200}};
-  const int64_t dims[] = {72, 80, 64, 128, 33, 72, 128};
-  const int64_t heads[][2] = {{8, 2}, {6, 3}, {4, 1}, {5, 5}};
-  const MaskKind masks[] = {MaskKind::kCausal, MaskKind::kNone, MaskKind::kCausalTopLeft,
-                            MaskKind::kSlidingWindow};
-  const DType dtypes[] = {DType::kF32, DType::kBF16, DType::kF32, DType::kF16};
+  SweepTables t;
+  t.sizes = {{1, 1}, {17, 17}, {65, 65}, {129, 129}, {33, 70}, {70, 33}, {200, 200}};
+  t.dims = {72, 80, 64, 128, 33, 72, 128};
+  t.heads = {{8, 2}, {6, 3}, {4, 1}, {5, 5}};
+  t.masks = {MaskKind::kCausal, MaskKind::kNone, MaskKind::kCausalTopLeft,
+             MaskKind::kSlidingWindow};
+  t.dtypes = {DType::kF32, DType::kBF16, DType::kF32, DType::kF16};
   uint64_t seed = 700;
-  for (size_t i = 0; i < std::size(sizes); ++i) {
-    ProblemSpec s;
-    s.batch = 1 + static_cast<int64_t>(i % 2);
-    s.seq_q = sizes[i][0];
-    s.seq_k = sizes[i][1];
-    s.head_dim = dims[i];
-    s.heads = heads[i % 4][0];
-    s.kv_heads = heads[i % 4][1];
-    s.mask = masks[i % 4];
+  for (size_t i = 0; i < t.rows(); ++i) {
+    ProblemSpec s = t.row(i, ++seed);
     s.window_left = 9;
     s.window_right = 0;
-    s.dtype = dtypes[i % 4];
-    s.with_lse = true;
     s.bhsd = i % 3 == 2;
     if (i == 4) s.key_lengths = {50};
-    s.seed = ++seed;
     specs.push_back(s);
   }
   ProblemSpec v;  // packed sequences with an empty one, GQA, causal

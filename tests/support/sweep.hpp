@@ -3,6 +3,8 @@
 // built around its tile sizes).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <iterator>
 #include <vector>
@@ -11,42 +13,60 @@
 
 namespace qwen3vl::testing {
 
+// The tables a random sweep walks: row i takes sizes[i] and dims[i] (one row per size), and heads,
+// masks and dtypes at i modulo their counts.
+struct SweepTables {
+  std::vector<std::array<int64_t, 2>> sizes;  // (seq_q, seq_k)
+  std::vector<int64_t> dims;
+  std::vector<std::array<int64_t, 2>> heads;  // (heads, kv_heads)
+  std::vector<MaskKind> masks;
+  std::vector<DType> dtypes;
+
+  size_t rows() const { return sizes.size(); }
+  // Row i with batch 1 + i % 2, LSE on, and `seed`; callers add their own variations.
+  ProblemSpec row(size_t i, uint64_t seed) const {
+    ProblemSpec s;
+    s.batch = 1 + static_cast<int64_t>(i % 2);
+    s.seq_q = sizes[i][0];
+    s.seq_k = sizes[i][1];
+    s.head_dim = dims[i];
+    s.heads = heads[i % heads.size()][0];
+    s.kv_heads = heads[i % heads.size()][1];
+    s.mask = masks[i % masks.size()];
+    s.dtype = dtypes[i % dtypes.size()];
+    s.with_lse = true;
+    s.seed = seed;
+    return s;
+  }
+};
+
 // The random sweep: odd sizes, Lq != Lk both ways, several K/V tiles, every fast head_dim and odd
 // ones (the run-time head_dim kernel, scalar loads when head_dim % 4 != 0), MHA/GQA/MQA, every
 // mask, every storage dtype, BHSD strides, varlen with an empty segment, key padding, additive
 // mask, soft-cap and an explicit scale.
 inline std::vector<ProblemSpec> attention_sweep() {
   std::vector<ProblemSpec> specs;
-  const int64_t sizes[][2] = {{1, 1},   {3, 17},   {17, 3},    {63, 65},   {65, 63}, {129, 129},
-                              {1, 257}, {257, 33}, {200, 517}, {517, 200}, {64, 64}, {96, 160}};
-  const int64_t dims[] = {64, 72, 80, 96, 128, 256, 40, 33, 130, 8, 72, 128};
-  const int64_t heads[][2] = {{4, 4}, {4, 2}, {3, 1}, {6, 3}};
-  const MaskKind masks[] = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft,
-                            MaskKind::kSlidingWindow};
-  const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+  SweepTables t;
+  t.sizes = {{1, 1},   {3, 17},   {17, 3},    {63, 65},   {65, 63}, {129, 129},
+             {1, 257}, {257, 33}, {200, 517}, {517, 200}, {64, 64}, {96, 160}};
+  t.dims = {64, 72, 80, 96, 128, 256, 40, 33, 130, 8, 72, 128};
+  t.heads = {{4, 4}, {4, 2}, {3, 1}, {6, 3}};
+  t.masks = {MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft,
+             MaskKind::kSlidingWindow};
+  t.dtypes = {DType::kF32, DType::kF16, DType::kBF16};
   uint64_t seed = 500;
-  for (size_t i = 0; i < std::size(sizes); ++i) {
-    ProblemSpec s;
-    s.batch = 1 + static_cast<int64_t>(i % 2);
-    s.seq_q = sizes[i][0];
-    s.seq_k = sizes[i][1];
-    s.head_dim = dims[i];
-    s.heads = heads[i % 4][0];
-    s.kv_heads = heads[i % 4][1];
-    s.mask = masks[i % 4];
+  for (size_t i = 0; i < t.rows(); ++i) {
+    ProblemSpec s = t.row(i, ++seed);
     s.window_left = i % 2 ? 70 : 5;
     s.window_right = i % 3 == 0 ? 2 : 0;
-    s.dtype = dtypes[i % 3];
-    s.with_lse = true;
     s.with_weights = true;
-    s.seed = ++seed;
     specs.push_back(s);
-    ProblemSpec t = s;  // the same shape through BHSD strides with another mask and dtype
-    t.bhsd = true;
-    t.mask = masks[(i + 1) % 4];
-    t.dtype = dtypes[(i + 1) % 3];
-    t.seed = ++seed;
-    specs.push_back(t);
+    ProblemSpec b = s;  // the same shape through BHSD strides with another mask and dtype
+    b.bhsd = true;
+    b.mask = t.masks[(i + 1) % 4];
+    b.dtype = t.dtypes[(i + 1) % 3];
+    b.seed = ++seed;
+    specs.push_back(b);
   }
   ProblemSpec v;  // packed frames with an empty segment, GQA, causal
   v.varlen_q = {17, 0, 130, 5};
