@@ -14,6 +14,7 @@
 #include "common/timing.hpp"
 #include "linear/linear_bench.hpp"
 #include "qwen3vl/attention.hpp"
+#include "support/problem.hpp"
 
 namespace qwen3vl::bench {
 namespace {
@@ -34,17 +35,11 @@ double time_cpu(const Attention& attn, const AttentionParams& p, int reps) {
 }
 
 bool run_linear_cpu(const LinearCase& c, LinearTimes* t) {
-  Tensor q(DType::kF32, {1, c.n, c.heads, c.head_dim}), out(DType::kF32, {1, c.n, c.heads, c.head_dim});
-  Tensor k(DType::kF32, {1, c.n, c.kv_heads, c.head_dim}), v(DType::kF32, {1, c.n, c.kv_heads, c.head_dim});
-  q.fill_uniform(1);
-  k.fill_uniform(2);
-  v.fill_uniform(3);
-  AttentionParams p;
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.out = out;
-  p.mask = MaskKind::kCausal;
+  testing::ProblemSpec spec = testing::problem_spec(c.n, c.n, c.heads, c.kv_heads, c.head_dim,
+                                                    MaskKind::kCausal, /*seed=*/1);
+  spec.with_lse = false;
+  const testing::Problem problem(spec);
+  const AttentionParams& p = problem.params;
   std::unique_ptr<Attention> linear, flash;
   throw_if_error(create_linear_cpu(CpuOptions{}, LinearConfig{}, &linear));
   t->linear_ms = time_cpu(*linear, p, c.reps);

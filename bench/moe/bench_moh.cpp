@@ -8,6 +8,7 @@
 
 #include "moh_bench_common.hpp"
 #include "qwen3vl/variants/flash2.hpp"
+#include "support/problem.hpp"
 
 using namespace qwen3vl;
 
@@ -20,17 +21,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<MixtureOfHeadsAttention> moh;
   throw_if_error(create_mixture_of_heads_cpu(cpu, MoHConfig{o.heads, 0, o.heads}, &moh));
   std::printf("# %s\n", moh->describe().c_str());
-  Tensor q(DType::kF32, {1, o.tokens, o.heads, o.head_dim}), out(DType::kF32, {1, o.tokens, o.heads, o.head_dim});
-  Tensor k(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim}), v(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim});
-  q.fill_uniform(1);
-  k.fill_uniform(2);
-  v.fill_uniform(3);
-  AttentionParams p;
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.out = out;
-  p.mask = o.causal ? MaskKind::kCausal : MaskKind::kNone;
+  testing::ProblemSpec spec =
+      testing::problem_spec(o.tokens, o.tokens, o.heads, o.kv_heads, o.head_dim,
+                            o.causal ? MaskKind::kCausal : MaskKind::kNone, /*seed=*/1);
+  spec.with_lse = false;
+  const testing::Problem problem(spec);
+  const AttentionParams& p = problem.params;
   std::vector<unsigned char> ws(std::max(dense->workspace_size(p), moh->workspace_size(p)));
   const Workspace w{ws.data(), ws.size()};
   const auto time = [&](auto&& call) { return bench::median_ms(o.reps, call); };
