@@ -247,15 +247,8 @@ TEST(BlockSparseCuda, NanInKeysHiddenByAnAdditiveMaskDoesNotLeak) {
 // reference, and of each other).
 TEST(BlockSparseCuda, AgreesWithTheCpuVariant) {
   QWEN3VL_REQUIRE_GPU();
-  ProblemSpec s;
-  s.batch = 2;
-  s.seq_q = 300;
-  s.seq_k = 300;
-  s.heads = 8;
-  s.kv_heads = 2;
-  s.head_dim = 128;
-  s.mask = MaskKind::kCausal;
-  s.seed = 9500;
+  ProblemSpec s = testing::problem_spec(300, 300, 8, 2, 128, MaskKind::kCausal, 9500, 2);
+  s.with_lse = false;
   RandomLayoutSpec l;
   l.block_q = 32;
   l.block_k = 64;
@@ -304,16 +297,8 @@ TEST(BlockSparseCuda, RequiresADeviceLayoutAndDescribesItself) {
 // The reduced case compute-sanitizer runs: straddling row blocks, a partial key block, varlen.
 TEST(CudaSanitize, BlockSparseReducedCases) {
   QWEN3VL_REQUIRE_GPU();
-  ProblemSpec s;
-  s.seq_q = 70;
-  s.seq_k = 101;
-  s.heads = 4;
-  s.kv_heads = 2;
-  s.head_dim = 72;
-  s.mask = MaskKind::kCausal;
-  s.with_lse = true;
-  s.seed = 9600;
-  LayoutCase c{s, RandomLayoutSpec{}};
+  LayoutCase c;
+  c.spec = testing::problem_spec(70, 101, 4, 2, 72, MaskKind::kCausal, 9600);
   c.layout.block_q = 48;
   c.layout.block_k = 16;
   c.layout.layouts = 2;

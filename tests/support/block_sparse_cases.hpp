@@ -126,12 +126,7 @@ inline void check_random_layouts(const LayoutSweep& w, const LayoutCheck& check)
 
 // 100 queries / 90 keys, GQA 4/2, row blocks of 32 of which 1 and 3 list nothing.
 inline LayoutProblem empty_row_blocks_problem() {
-  ProblemSpec s;
-  s.seq_q = 100;
-  s.seq_k = 90;
-  s.heads = 4;
-  s.kv_heads = 2;
-  s.with_lse = true;
+  const ProblemSpec s = problem_spec(100, 90, 4, 2, 64, MaskKind::kNone, /*seed=*/1);
   return LayoutProblem(HostLayout(32, 16, {{{0, 3}, {}, {5}, {}}}), s);
 }
 
@@ -157,17 +152,9 @@ inline double relative_difference(const Tensor& a, const Tensor& b) {
 // GQA with D 72, a window of (50, 7) for the window mask.
 inline ProblemSpec full_layout_spec(MaskKind mask, int64_t seq_q, int64_t seq_k, int64_t heads,
                                     uint64_t seed) {
-  ProblemSpec s;
-  s.seq_q = seq_q;
-  s.seq_k = seq_k;
-  s.heads = heads;
-  s.kv_heads = 2;
-  s.head_dim = 72;
-  s.mask = mask;
+  ProblemSpec s = problem_spec(seq_q, seq_k, heads, 2, 72, mask, seed);
   s.window_left = 50;
   s.window_right = 7;
-  s.with_lse = true;
-  s.seed = seed;
   return s;
 }
 
@@ -215,19 +202,10 @@ inline Tensor gathered_positions(int64_t batch, int64_t rows, int64_t keys, uint
 inline LayoutCase query_positions_case(MaskKind mask, bool with_layout, int64_t seq_q,
                                        int64_t seq_k, int64_t heads, uint64_t seed) {
   LayoutCase c;
-  ProblemSpec& s = c.spec;
-  s.batch = 2;
-  s.seq_q = seq_q;
-  s.seq_k = seq_k;
-  s.heads = heads;
-  s.kv_heads = 2;
-  s.head_dim = 64;
-  s.mask = mask;
+  ProblemSpec& s = c.spec = problem_spec(seq_q, seq_k, heads, 2, 64, mask, seed, /*batch=*/2);
   s.window_left = 30;
   s.window_right = 5;
   s.dtype = with_layout ? DType::kBF16 : DType::kF32;
-  s.with_lse = true;
-  s.seed = seed;
   c.layout.block_q = 32;
   c.layout.block_k = 48;
   c.layout.layouts = s.kv_heads;
@@ -303,18 +281,10 @@ inline void check_varlen_layouts(const LayoutCase& c, const LayoutCheck& check) 
 // 200) with a 16 x 64 layout that keeps the diagonal.
 inline LayoutCase token_masks_case(uint64_t seed) {
   LayoutCase c;
-  ProblemSpec& s = c.spec;
-  s.batch = 2;
-  s.seq_q = 77;
-  s.seq_k = 200;
-  s.heads = 4;
-  s.kv_heads = 4;
-  s.head_dim = 64;
+  ProblemSpec& s = c.spec = problem_spec(77, 200, 4, 4, 64, MaskKind::kNone, seed, /*batch=*/2);
   s.additive_mask = true;
   s.key_lengths = {200, 101};
   s.softcap = 20.0f;
-  s.with_lse = true;
-  s.seed = seed;
   c.layout.block_q = 16;
   c.layout.block_k = 64;
   c.layout.density = 0.5;
@@ -326,15 +296,7 @@ inline LayoutCase token_masks_case(uint64_t seed) {
 // MQA, causal 130 x 130, one 48 x 32 layout (run it flat: LayoutProblem(c, true)).
 inline LayoutCase rank_one_case(int64_t head_dim, uint64_t seed) {
   LayoutCase c;
-  ProblemSpec& s = c.spec;
-  s.seq_q = 130;
-  s.seq_k = 130;
-  s.heads = 4;
-  s.kv_heads = 1;
-  s.head_dim = head_dim;
-  s.mask = MaskKind::kCausal;
-  s.with_lse = true;
-  s.seed = seed;
+  c.spec = problem_spec(130, 130, 4, 1, head_dim, MaskKind::kCausal, seed);
   c.layout.block_q = 48;
   c.layout.block_k = 32;
   c.layout.density = 0.5;
