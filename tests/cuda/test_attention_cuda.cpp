@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "device_problem.hpp"
+#include "support/empty_rows.hpp"
 #include "support/sweep.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/selector/selector.hpp"
@@ -109,19 +110,8 @@ TEST_P(CudaVariants, FullyMaskedRowsGiveZeroAndMinusInfLse) {
   s.key_lengths = {3, 0};  // the second sequence sees nothing at all
   Problem p(s);
   ASSERT_TRUE(run_on_device(*make(GetParam()), p).ok());
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t i = 0; i < s.seq_q; ++i)
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const bool empty = b == 1 || i < 77;
-        const float lse = p.lse.get((b * s.heads + h) * s.seq_q + i);
-        EXPECT_FALSE(std::isnan(lse));
-        if (empty) EXPECT_EQ(lse, -std::numeric_limits<float>::infinity());
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          const float o = p.out.get(((b * s.seq_q + i) * s.heads + h) * s.head_dim + c);
-          ASSERT_FALSE(std::isnan(o)) << GetParam().name << " b" << b << " i" << i;
-          if (empty) EXPECT_EQ(o, 0.0f);
-        }
-      }
+  testing::expect_empty_rows_zero(
+      p, [](int64_t b, int64_t i) { return b == 1 || i < 77; }, GetParam().name);
 }
 
 TEST_P(CudaVariants, NanInMaskedOutKeysDoesNotLeak) {
@@ -138,13 +128,7 @@ TEST_P(CudaVariants, NanInMaskedOutKeysDoesNotLeak) {
     s.dtype = dtype;
     s.head_dim = 128;
     Problem p(s);
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (int64_t j : {0, 5, 20, 100, 150, 170, 199})
-      for (int64_t h = 0; h < s.kv_heads; ++h)
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          p.k.set((j * s.kv_heads + h) * s.head_dim + c, nan);
-          p.v.set((j * s.kv_heads + h) * s.head_dim + c, nan);
-        }
+    testing::poison_keys(p, {0, 5, 20, 100, 150, 170, 199});
     const reference::Result ref = reference::attention(p.params);
     ASSERT_TRUE(run_on_device(*make(GetParam()), p).ok());
     EXPECT_LE(testing::relative_error(p.params, ref), testing::tolerance(dtype)) << GetParam().name;

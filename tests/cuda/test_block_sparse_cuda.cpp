@@ -5,7 +5,6 @@
 // variant agrees. Skips where no CUDA device exists.
 #include <gtest/gtest.h>
 
-#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,7 +25,6 @@ using testing::LayoutProblem;
 using testing::Problem;
 using testing::ProblemSpec;
 using testing::RandomLayoutSpec;
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 #define QWEN3VL_REQUIRE_GPU() \
   if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
@@ -211,7 +209,6 @@ TEST(BlockSparseCuda, TokenMasksInsideBlocksAndRankOneLayout) {
 // flash kernel (block_sparse with a full layout).
 TEST(BlockSparseCuda, NanInKeysHiddenByAnAdditiveMaskDoesNotLeak) {
   QWEN3VL_REQUIRE_GPU();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
   for (DType dtype : {DType::kF32, DType::kF16}) {
     ProblemSpec s;
     s.seq_q = 70;
@@ -223,14 +220,7 @@ TEST(BlockSparseCuda, NanInKeysHiddenByAnAdditiveMaskDoesNotLeak) {
     s.dtype = dtype;
     s.seed = 9700;
     Problem p(s);
-    for (int64_t j : {3, 64, 100, 149}) {
-      for (int64_t i = 0; i < s.seq_q; ++i) p.mask.set(i * s.seq_k + j, kNegInf);
-      for (int64_t h = 0; h < s.kv_heads; ++h)
-        for (int64_t c = 0; c < s.head_dim; ++c) {
-          p.k.set((j * s.kv_heads + h) * s.head_dim + c, nan);
-          p.v.set((j * s.kv_heads + h) * s.head_dim + c, nan);
-        }
-    }
+    testing::poison_keys(p, {3, 64, 100, 149});
     const HostLayout layout = testing::full_layout(32, 16, 1, s.seq_q, s.seq_k);
     const reference::Result dense_ref = reference::attention(p.params);
     const Kernel kernels[] = {{"flash2", &create_flash2_cuda},

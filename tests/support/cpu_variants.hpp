@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -101,21 +99,11 @@ inline void expect_hidden_nan_keys_do_not_leak(CpuFactory create) {
   additive.seq_q = 20;
   additive.seq_k = 90;
   additive.additive_mask = true;
-  const float nan = std::numeric_limits<float>::quiet_NaN();
   const std::vector<std::pair<ProblemSpec, std::vector<int64_t>>> cases = {
       {window, {0, 5, 79, 150, 170, 199}}, {top_left, {50, 64, 100, 139}}, {additive, {3, 66}}};
   for (const auto& [spec, hidden] : cases) {
     Problem p(spec);
-    for (int64_t j : hidden) {
-      if (spec.additive_mask)
-        for (int64_t i = 0; i < spec.seq_q; ++i)
-          p.mask.set(i * spec.seq_k + j, -std::numeric_limits<float>::infinity());
-      for (int64_t h = 0; h < spec.kv_heads; ++h)
-        for (int64_t c = 0; c < spec.head_dim; ++c) {
-          p.k.set((j * spec.kv_heads + h) * spec.head_dim + c, nan);
-          p.v.set((j * spec.kv_heads + h) * spec.head_dim + c, nan);
-        }
-    }
+    poison_keys(p, hidden);
     const reference::Result ref = reference::attention(p.params);
     for (CpuIsa isa : runnable_isas()) {
       make_cpu(create, isa)->run(p.params);

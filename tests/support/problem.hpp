@@ -141,6 +141,23 @@ struct Problem {
   }
 };
 
+// K and V rows of `keys` (sequence 0, BSHD storage) hold NaN; with an additive mask the keys are
+// also hidden from every query row by -inf. A kernel that reads a key it must skip then leaks NaN.
+inline void poison_keys(Problem& p, const std::vector<int64_t>& keys) {
+  const ProblemSpec& s = p.spec;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t j : keys) {
+    if (s.additive_mask)
+      for (int64_t i = 0; i < s.seq_q; ++i)
+        p.mask.set(i * s.seq_k + j, -std::numeric_limits<float>::infinity());
+    for (int64_t h = 0; h < s.kv_heads; ++h)
+      for (int64_t c = 0; c < s.head_dim; ++c) {
+        p.k.set((j * s.kv_heads + h) * s.head_dim + c, nan);
+        p.v.set((j * s.kv_heads + h) * s.head_dim + c, nan);
+      }
+  }
+}
+
 // ||out - ref|| / ||ref|| over every output element; +inf if any output is NaN or Inf.
 // A reference of all zeros (every row fully masked) compares by the absolute norm instead.
 inline double relative_error(const AttentionParams& p, const reference::Result& ref) {
