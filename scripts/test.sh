@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests: missing Debian packages, then the Release workflow and the `debug-asan` workflow
-# (ASan + UBSan), each configure + build + ctest (unit tests, header checks, consumer projects).
+# (ASan + UBSan), each configure + build + ctest (unit tests, header checks, consumer projects;
+# the consumer projects only in the Release run), two tests at a time.
 # Where no GPU is visible the Release workflow is `release-nogpu`: the CUDA code (if a CUDA
 # compiler is found) is compiled for its default architectures (75, 80, 90 with CUDA 13) as a
 # compile check, and tests labelled "gpu" are left out.
