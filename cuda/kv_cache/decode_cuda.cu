@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "../common/device_context.hpp"
@@ -112,10 +113,11 @@ struct Layout {
 // per head then share each split, instead of more splits with more partials to merge (KV 4096
 // at Hkv 8 on 132 SMs: 4 warps per head and 66 splits, not 1 and 128).
 Layout layout_of(const DecodeShape& s, int64_t wave, int64_t row_tile = detail::kDecodeRowTile,
-                 int64_t min_split_keys = kMinSplitKeys, int64_t warps = detail::kDecodeWarps) {
+                 int64_t min_split_keys = kMinSplitKeys, int64_t warps = detail::kDecodeWarps,
+                 int64_t max_heads = detail::kDecodeWarps) {
   Layout l;
   l.row_tiles = (s.group_size() * s.rows + row_tile - 1) / row_tile;
-  while (l.heads_per_block * 2 <= std::min<int64_t>(warps, s.kv_heads)) l.heads_per_block *= 2;
+  while (l.heads_per_block * 2 <= std::min({warps, max_heads, s.kv_heads})) l.heads_per_block *= 2;
   const int64_t most_splits = std::max<int64_t>(1, s.max_len / min_split_keys);
   for (;; l.heads_per_block /= 2) {
     l.head_chunks = (s.kv_heads + l.heads_per_block - 1) / l.heads_per_block;
@@ -123,21 +125,41 @@ Layout layout_of(const DecodeShape& s, int64_t wave, int64_t row_tile = detail::
   }
 }
 
-// The tensor-core kernel's plan: tiles of 16 rows, 8 warps a block, splits of at least 4 16-key
-// tiles, a wave of one block per SM.
+// The tensor-core kernel's block shape and its plan: tiles of 16 rows, `warps` warps a block, at
+// most `max_heads` KV heads a block, splits of at least 4 16-key tiles, a wave of as many blocks
+// as fit on the SMs (shared memory: 8 warps a SM). One KV head a block by default (its warps take
+// turns over a split's tiles: fewer, longer splits): H100, KV 4096 / 16384 / 65536, 23.6 / 43.6 /
+// 115.4 us against 25.4 / 54.8 / 126.7 with 8 heads a block (docs/performance.md "## Decode").
+struct MmaShape {
+  int warps = detail::kMmaWarps, max_heads = 1;
+};
 constexpr int64_t kMmaMinSplitKeys = 4 * detail::kMmaTileKeys;
-Layout mma_layout_of(const DecodeShape& s, int64_t wave) {
-  return layout_of(s, wave, detail::kMmaRowTile, kMmaMinSplitKeys, detail::kMmaWarps);
+Layout mma_layout_of(const DecodeShape& s, int64_t wave, const MmaShape& m) {
+  return layout_of(s, wave, detail::kMmaRowTile, kMmaMinSplitKeys, m.warps, m.max_heads);
+}
+
+// Measurement knobs: QWEN3VL_DECODE_MMA_WARPS=4 (blocks of 4 warps, two a SM) and
+// QWEN3VL_DECODE_MMA_HEADS=n (at most n KV heads a block).
+MmaShape mma_shape_from_env() {
+  auto number = [](const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : fallback;
+  };
+  MmaShape m;
+  if (number("QWEN3VL_DECODE_MMA_WARPS", m.warps) == detail::kMmaWarps / 2) m.warps = detail::kMmaWarps / 2;
+  m.max_heads = std::clamp(number("QWEN3VL_DECODE_MMA_HEADS", m.max_heads), 1, m.warps);
+  return m;
 }
 
 class DecodeCuda final : public DecodeAttention {
  public:
   // QWEN3VL_DECODE_MMA=1 turns on the tensor-core kernel (decode_mma.cuh) on sm_80+. It is opt-in
-  // because it measured slower than the CUDA-core kernel (H200, KV 4096 / 16384 / 65536: 25.8 /
-  // 56.9 / 132.9 us against 20.3 / 45.8 / 110.5, docs/performance.md "## Decode").
+  // because it is not faster at every length (H100, KV 4096 / 16384 / 65536: 23.6 / 43.6 / 115.4 us
+  // against 21.6 / 49.7 / 117.4, docs/performance.md "## Decode").
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");
     mma_allowed_ = env && std::strcmp(env, "1") == 0;
+    mma_ = mma_shape_from_env();
   }
 
   Device device() const override { return Device::kCUDA; }
@@ -203,7 +225,8 @@ class DecodeCuda final : public DecodeAttention {
     a.head_dim = static_cast<int>(s.head_dim);
     a.group_rows = static_cast<int>(s.group_size() * s.rows);
     const bool mma = use_mma(p, s);
-    const Layout layout = mma ? mma_layout_of(s, mma_wave()) : layout_of(s, wave());
+    const Layout layout = mma ? mma_layout_of(s, mma_wave(), mma_) : layout_of(s, wave());
+    a.mma_warps = mma_.warps;
     a.row_tiles = static_cast<int>(layout.row_tiles);
     a.heads_per_block = static_cast<int>(layout.heads_per_block);
     a.head_chunks = static_cast<int>(layout.head_chunks);
@@ -227,7 +250,11 @@ class DecodeCuda final : public DecodeAttention {
 
   std::string describe() const override {
     return std::string("decode (cuda): ") +
-           (ctx_.cc_major >= 8 && mma_allowed_ ? "tensor cores (mma.sync, 16-row x 16-key tiles) for f16/bf16 q and cache with D % 16 == 0 <= 128, else " : "") +
+           (ctx_.cc_major >= 8 && mma_allowed_
+                ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " + std::to_string(mma_.warps) +
+                      " warps, <= " + std::to_string(mma_.max_heads) +
+                      " KV heads) for f16/bf16 q and cache with D % 16 == 0 <= 128, else "
+                : std::string()) +
            "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " + ctx_.to_string();
   }
 
@@ -244,7 +271,7 @@ class DecodeCuda final : public DecodeAttention {
       return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
                         " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
                         INT32_MAX, ")");
-    const Layout layout = use_mma(p, s) ? mma_layout_of(s, mma_wave()) : layout_of(s, wave());
+    const Layout layout = use_mma(p, s) ? mma_layout_of(s, mma_wave(), mma_) : layout_of(s, wave());
     const int64_t grid_y = layout.head_chunks * layout.row_tiles;
     if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
       return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
@@ -258,7 +285,8 @@ class DecodeCuda final : public DecodeAttention {
   int64_t plan_splits(const DecodeParams& p, const DecodeShape& s) const {
     if (p.num_splits > 0) return p.num_splits;
     if (use_mma(p, s)) {  // one wave of blocks
-      const int64_t want = std::max<int64_t>(1, mma_wave() / mma_layout_of(s, mma_wave()).blocks_per_split(s));
+      const int64_t want =
+          std::max<int64_t>(1, mma_wave() / mma_layout_of(s, mma_wave(), mma_).blocks_per_split(s));
       const int64_t most = std::max<int64_t>(1, s.max_len / kMmaMinSplitKeys);
       return std::clamp<int64_t>(std::min(want, most), 1, kMaxAutoSplits);
     }
@@ -268,7 +296,7 @@ class DecodeCuda final : public DecodeAttention {
   }
 
   int64_t wave() const { return 4 * ctx_.multiprocessors; }
-  int64_t mma_wave() const { return ctx_.multiprocessors; }
+  int64_t mma_wave() const { return ctx_.multiprocessors * detail::mma_blocks_per_sm(mma_.warps); }
 
   // The tensor-core kernel: sm_80+, 2-byte caches and queries of the same type (an f32 query asks
   // for f32 accuracy, which P rounded to 2 bytes would not keep), whole 16-column MMA steps,
@@ -292,6 +320,7 @@ class DecodeCuda final : public DecodeAttention {
 
   detail::DeviceContext ctx_;
   bool mma_allowed_ = false;
+  MmaShape mma_;
 };
 
 }  // namespace

@@ -39,6 +39,7 @@ struct DecodeArgs {
   bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
   float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
   float* partial_lse;         // [B, Hq, R, splits], natural log
+  int mma_warps;              // tensor-core kernel: warps a block, kMmaWarps or kMmaWarps / 2
 };
 
 // Lanes that share one key in a decode warp, `elems` head-dim elements each (a power of two, 4..32).
@@ -50,15 +51,16 @@ inline int decode_lanes(int head_dim, int elems) {
 
 // The tensor-core kernel (decode_mma.cuh, sm_80+, f16 / bf16 caches, D % 16 == 0, D <= 128):
 // tiles of 16 packed query rows and 16 keys, 8 warps (up to 8 KV heads) a block, a ring of
-// kMmaStages K/V tiles per warp in dynamic shared memory (204 KiB at D 128: one block per SM).
+// kMmaStages K/V tiles per warp in dynamic shared memory (204 KiB at D 128: one block per SM), or
+// blocks of 4 warps (two a SM).
 constexpr int kMmaWarps = 8;
-constexpr int kMmaThreads = 32 * kMmaWarps;
 constexpr int kMmaStages = 3;
+__host__ __device__ constexpr int mma_blocks_per_sm(int warps) { return kMmaWarps / warps; }
 constexpr int kMmaMaxHeadDim = 128;
 constexpr int kMmaRowTile = 16;
 constexpr int kMmaTileKeys = 16;
-inline size_t mma_decode_smem_bytes(int head_dim) {
-  return static_cast<size_t>(kMmaWarps) * kMmaStages * 2 * kMmaTileKeys * (head_dim + 8) * 2;
+inline size_t mma_decode_smem_bytes(int head_dim, int warps) {
+  return static_cast<size_t>(warps) * kMmaStages * 2 * kMmaTileKeys * (head_dim + 8) * 2;
 }
 
 // The split-KV kernel (grid: splits x (head chunks * row tiles) x B) for storage type T, and the

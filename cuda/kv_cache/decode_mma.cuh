@@ -1,18 +1,17 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
-// Opt-in (QWEN3VL_DECODE_MMA=1): correct on the H200 but slower there than the CUDA-core kernel
-// (25.8 / 56.9 / 132.9 against 20.3 / 45.8 / 110.5 us at KV 4096 / 16384 / 65536); it issues far
-// fewer instructions per byte, so what limits it now is how its bytes are kept in flight, not
-// issue (not profiled yet: see docs/performance.md "## Decode").
+// Opt-in (QWEN3VL_DECODE_MMA=1): faster than the CUDA-core kernel from KV 16384 but not at 4096
+// (H100, paged f16 Hq 32 / Hkv 8 / D 128: 23.6 / 43.6 / 115.4 against 21.6 / 49.7 / 117.4 us at KV
+// 4096 / 16384 / 65536, docs/performance.md "## Decode"). Its floor at short caches is a fixed cost
+// per block (~15 us, from forced splits), not the bytes: the prime suspect is the Q prologue's 64
+// dependent 2-byte loads a lane through load_element's dtype switch, not yet measured.
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
-// w of 8 serves head w % hpb, and the 8 / hpb warps of a head (its slots) take turns over the
-// split's 16-key tiles, so with hpb 8 a block reads whole token rows (2 KiB at Hkv 8, D 128). That
-// did not pay: a first version with 4 warps a block (2 blocks per SM), all on one head, reading
-// 256 bytes of each token row, took 22.7 / 42.5 / 120.4 us at KV 4096 / 16384 / 65536 against
-// this one's 25.8 / 56.9 / 132.9. Each warp streams its tiles through its own ring of
-// kMmaStages tiles in shared memory filled by cp.async (each lane copies one key's 32-byte
-// pieces, so a warp's copy instruction reads whole sectors). Per tile, with mma.sync m16n8k16 (f32
+// w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
+// head (its slots) take turns over the split's 16-key tiles. hpb is 1 by default (a block's warps
+// read 8 consecutive tiles of one head); 8 heads a block (whole token rows) measured slower. Each
+// warp streams its tiles through its own ring of kMmaStages tiles in shared memory filled by
+// cp.async, 16 lanes per 256-byte key row (load_tile). Per tile, with mma.sync m16n8k16 (f32
 // accumulation): S = Q K^T (Q: the 16 rows as the A operand, kept in registers; K through
 // ldmatrix), the online softmax on S's accumulator fragments (base 2, lazy rescale: the running
 // max moves only when a score passes it by kMmaRescaleSlack), P rounded to the cache's type as
@@ -26,7 +25,8 @@
 // are merged through shared memory and the block writes the output or its split's partial, the
 // same [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
 // the last block of a tile through an atomic count, measured slower than the merge kernel: 29.7
-// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node.)
+// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node.
+// Rings of 6 tiles with 4 warps, one block a SM, measured slower too: 32.4 / 76.8 / 156.5 us.)
 #pragma once
 
 #include <cuda_bf16.h>
@@ -48,7 +48,6 @@ using decode_cuda::exp2_approx;
 using decode_cuda::wait_copies;
 
 constexpr int kKeys = 16;              // keys per tile (the MMA's K for P V, 2 x its N for Q K^T)
-constexpr int kWarps = kMmaWarps;
 constexpr float kMmaRescaleSlack = 8.0f;  // P <= 2^8: exact enough in f16 / bf16, no overflow
 
 __host__ __device__ inline constexpr int row_halves(int head_dim) { return head_dim + 8; }  // padded row, 2-byte elements
@@ -104,37 +103,48 @@ __device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
 
 #endif
 
-// Lane `lane` copies key lane / 2 of the tile starting at key `start` (its 16-byte pieces
-// lane % 2, lane % 2 + 2, ...) into the K and V tiles; a key past `ke` or behind a bad block id is
-// zero-filled. Returns the warp's ballot of valid keys (bits 2k and 2k + 1 for key k).
+// The warp copies the tile of keys [start, start + 16) into the K and V tiles, 16-byte piece
+// lane + 32 i of the tile's flattened [key][piece] order per copy instruction: at D 128 the 16
+// lanes of a key read its whole 256-byte row, so one instruction reads 4 whole 128-byte lines
+// (with a lane per key it read 32 bytes of each of 16 rows: 132.9 against 113.1 us at KV 65536).
+// Block sizes are multiples of 16 (validated) and tiles start at multiples of 16, so a tile lies
+// in one page: one block-table read a tile. Keys past `ke` or behind a bad block id are
+// zero-filled (P V then adds exact zeros). Returns the tile's valid keys, bit k for key k.
 template <class T, bool kPaged>
 __device__ inline unsigned load_tile(const DecodeArgs& a, int b, int kvh, bool live, int start, int ke,
                                      T* k_tile, T* v_tile) {
-  const int lane = threadIdx.x % 32, key = lane >> 1;
-  const int j = start + key;
+  const int lane = threadIdx.x % 32;
+  const int pieces = a.head_dim / 8, stride = row_halves(a.head_dim);  // even: D % 16 == 0
+  const int count = ke - start;
+  unsigned valid = !live || count <= 0 ? 0u : count >= kKeys ? 0xffffu : (1u << count) - 1u;
   int64_t major = b;
-  int minor = j;
-  bool ok = live && j < ke;
-  if (kPaged && ok) {
-    const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
+  int minor0 = start;
+  if (kPaged && valid) {
+    const int blk = a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
     major = __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
-    minor = j - blk * static_cast<int>(a.block_size);
-    ok = major >= 0 && major < a.num_blocks;
+    minor0 = start - blk * static_cast<int>(a.block_size);
+    if (major < 0 || major >= a.num_blocks) valid = 0u;
   }
-  if (!ok) major = minor = 0;  // a harmless address for the zero-byte copies
-  const T* kp = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor * a.k_stride[1] + kvh * a.k_stride[2];
-  const T* vp = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor * a.v_stride[1] + kvh * a.v_stride[2];
-  const int pieces = a.head_dim / 8, stride = row_halves(a.head_dim);
-  for (int c = lane & 1; c < pieces; c += 2) {
-    copy16_async(reinterpret_cast<uint4*>(k_tile + key * stride + c * 8), kp + c * 8, ok ? 16 : 0);
-    copy16_async(reinterpret_cast<uint4*>(v_tile + key * stride + c * 8), vp + c * 8, ok ? 16 : 0);
+  if (!valid) major = minor0 = 0;  // a harmless address for the zero-byte copies
+  const T* k_row = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor0 * a.k_stride[1] + kvh * a.k_stride[2];
+  const T* v_row = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor0 * a.v_stride[1] + kvh * a.v_stride[2];
+  const int key_step = 32 / pieces, piece_step = 32 % pieces;
+  int key = lane / pieces, c = lane % pieces;
+  for (int i = 0; i < pieces / 2; ++i) {
+    const int bytes = valid >> key & 1u ? 16 : 0;
+    const int64_t at = bytes ? key * a.k_stride[1] + c * 8 : 0, v_at = bytes ? key * a.v_stride[1] + c * 8 : 0;
+    copy16_async(reinterpret_cast<uint4*>(k_tile + key * stride + c * 8), k_row + at, bytes);
+    copy16_async(reinterpret_cast<uint4*>(v_tile + key * stride + c * 8), v_row + v_at, bytes);
+    key += key_step;
+    c += piece_step;
+    if (c >= pieces) c -= pieces, ++key;
   }
   commit_copies();
-  return __ballot_sync(0xffffffffu, ok);
+  return valid;
 }
 
-template <class T, int kMaxSteps, bool kPaged>
-__global__ void __launch_bounds__(kMmaThreads, 1) decode_mma_kernel(const DecodeArgs a) {
+template <class T, int kWarps, int kMaxSteps, bool kPaged>
+__global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode_mma_kernel(const DecodeArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kStages = kMmaStages;
   constexpr float kNegInf = -INFINITY;
@@ -228,7 +238,7 @@ __global__ void __launch_bounds__(kMmaThreads, 1) decode_mma_kernel(const Decode
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const int key = 8 * nt + 2 * t + (c & 1);
-          const bool ok = (valid[s] >> (2 * key) & 1u) && start + key < end[c >> 1];
+          const bool ok = (valid[s] >> key & 1u) && start + key < end[c >> 1];
           sc[nt][c] = ok ? sc[nt][c] * a.scale_log2 : kNegInf;
           mx[c >> 1] = fmaxf(mx[c >> 1], sc[nt][c]);
         }
@@ -339,7 +349,7 @@ __global__ void __launch_bounds__(kMmaThreads, 1) decode_mma_kernel(const Decode
     sm_lse[h * 16 + i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < hpb * 16 * d; idx += kMmaThreads) {
+  for (int idx = threadIdx.x; idx < hpb * 16 * d; idx += 32 * kWarps) {
     const int h = idx / (16 * d), i = idx / d % 16, e = idx % d;
     const int gi = tile * 16 + i, out_kvh = chunk * hpb + h;
     if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
@@ -376,16 +386,22 @@ Status launch_decode_mma(const DecodeArgs& a, cudaStream_t stream) {
   constexpr int kMaxSteps = kMmaMaxHeadDim / 16;
   const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
                   static_cast<unsigned>(a.batch));
-  const size_t bytes = mma_decode_smem_bytes(a.head_dim);
+  const size_t bytes = mma_decode_smem_bytes(a.head_dim, a.mma_warps);
   auto go = [&](auto kernel) {
     // Above 48 KiB dynamic shared memory must be allowed per kernel (and device); cheap to repeat.
     QWEN3VL_RETURN_IF_ERROR(cuda_status(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
         "cudaFuncSetAttribute(decode_mma_kernel)"));
-    kernel<<<grid, kMmaThreads, bytes, stream>>>(a);
+    kernel<<<grid, 32 * a.mma_warps, bytes, stream>>>(a);
     return cuda_status(cudaGetLastError(), "launch of decode_mma_kernel");
   };
-  return a.table ? go(decode_mma_kernel<T, kMaxSteps, true>) : go(decode_mma_kernel<T, kMaxSteps, false>);
+  // Blocks of 8 warps (one a SM) or 4 (two a SM).
+  auto shape = [&](auto warps) {
+    constexpr int kW = decltype(warps)::value;
+    return a.table ? go(decode_mma_kernel<T, kW, kMaxSteps, true>) : go(decode_mma_kernel<T, kW, kMaxSteps, false>);
+  };
+  return a.mma_warps == kMmaWarps / 2 ? shape(std::integral_constant<int, kMmaWarps / 2>{})
+                                      : shape(std::integral_constant<int, kMmaWarps>{});
 }
 
 }  // namespace qwen3vl::detail

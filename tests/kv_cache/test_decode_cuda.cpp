@@ -41,10 +41,18 @@ std::unique_ptr<DecodeAttention> make_cuda() {
 
 // The tensor-core kernel, opt-in (QWEN3VL_DECODE_MMA=1 at creation); on sm_61..sm_75 it is the
 // CUDA-core kernel again.
-std::unique_ptr<DecodeAttention> make_cuda_mma() {
+// `shape`: the tensor-core kernel's block shape as QWEN3VL_DECODE_MMA_WARPS / _HEADS (warps a
+// block, at most this many KV heads a block); null: the default.
+struct MmaShape {
+  const char *warps, *heads;
+};
+std::unique_ptr<DecodeAttention> make_cuda_mma(MmaShape shape = {nullptr, nullptr}) {
   setenv("QWEN3VL_DECODE_MMA", "1", 1);
+  if (shape.warps) setenv("QWEN3VL_DECODE_MMA_WARPS", shape.warps, 1);
+  if (shape.heads) setenv("QWEN3VL_DECODE_MMA_HEADS", shape.heads, 1);
   auto d = make_cuda();
-  unsetenv("QWEN3VL_DECODE_MMA");
+  for (const char* name : {"QWEN3VL_DECODE_MMA", "QWEN3VL_DECODE_MMA_WARPS", "QWEN3VL_DECODE_MMA_HEADS"})
+    unsetenv(name);
   return d;
 }
 
@@ -315,7 +323,7 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
 // case also matches the CUDA-core kernel (the default) run on the same inputs.
 TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
   QWEN3VL_REQUIRE_GPU();
-  const auto gpu = make_cuda_mma(), core = make_cuda();
+  const auto core = make_cuda();
   struct Edge {
     std::vector<int32_t> lens;
     int64_t rows, heads, kv_heads, head_dim;
@@ -335,30 +343,34 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
       {{150}, 2, 6, 3, 72, DType::kF16, DType::kF16, 16, 0},           // D 72: CUDA-core path
       {{150}, 1, 4, 2, 144, DType::kBF16, DType::kBF16, 0, 0},         // D 144: CUDA-core path
   };
-  uint64_t seed = 1300;
-  for (const Edge& e : edges) {
-    DecodeSpec s;
-    s.lens = e.lens;
-    s.rows = e.rows;
-    s.heads = e.heads;
-    s.kv_heads = e.kv_heads;
-    s.head_dim = e.head_dim;
-    s.kv_dtype = e.kv_dtype;
-    s.q_dtype = e.q_dtype;
-    s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
-    s.block_size = e.block_size ? e.block_size : 16;
-    s.num_splits = e.splits;
-    s.seed = ++seed;
-    DecodeProblem h(s), c(s);
-    DeviceDecode d(h), dc(c);
-    const Status st = d.run(*gpu, h), st_core = dc.run(*core, c);
-    ASSERT_TRUE(st.ok()) << s.to_string() << ": " << st.to_string();
-    ASSERT_TRUE(st_core.ok()) << s.to_string() << ": " << st_core.to_string();
-    const testing::DecodeErrors err = testing::decode_errors(h);
-    EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
-    EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
-    EXPECT_LE(relative_diff(h.out, c.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
-    EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << s.to_string();
+  for (const MmaShape shape : {MmaShape{"8", "1"}, MmaShape{"8", "8"}, MmaShape{"4", "4"}, MmaShape{"4", "1"}}) {
+    const auto gpu = make_cuda_mma(shape);
+    SCOPED_TRACE(std::string("warps ") + shape.warps + ", heads " + shape.heads);
+    uint64_t seed = 1300;
+    for (const Edge& e : edges) {
+      DecodeSpec s;
+      s.lens = e.lens;
+      s.rows = e.rows;
+      s.heads = e.heads;
+      s.kv_heads = e.kv_heads;
+      s.head_dim = e.head_dim;
+      s.kv_dtype = e.kv_dtype;
+      s.q_dtype = e.q_dtype;
+      s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
+      s.block_size = e.block_size ? e.block_size : 16;
+      s.num_splits = e.splits;
+      s.seed = ++seed;
+      DecodeProblem h(s), c(s);
+      DeviceDecode d(h), dc(c);
+      const Status st = d.run(*gpu, h), st_core = dc.run(*core, c);
+      ASSERT_TRUE(st.ok()) << s.to_string() << ": " << st.to_string();
+      ASSERT_TRUE(st_core.ok()) << s.to_string() << ": " << st_core.to_string();
+      const testing::DecodeErrors err = testing::decode_errors(h);
+      EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
+      EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
+      EXPECT_LE(relative_diff(h.out, c.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
+      EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << s.to_string();
+    }
   }
 }
 
