@@ -38,6 +38,7 @@ pack() {
   mkdir -p "$carry/bin" "$carry/lib"
   for t in $targets; do cp "$build/tests/$t" "$carry/bin/"; done
   echo "$root" >"$carry/source_root"
+  (cd "$root" && git rev-parse --short HEAD && git status --porcelain | head -n 5) >"$carry/commit"
   # What the device image may lack: oneTBB and the CUDA 13 runtime (cuBLAS comes from its CUDA).
   cp -L /usr/lib/x86_64-linux-gnu/libtbb.so.12 "$(ls /usr/local/cuda/lib64/libcudart.so.13 \
     /usr/local/cuda/lib/libcudart.so.13 2>/dev/null | head -n 1)" "$carry/lib/"
@@ -55,7 +56,7 @@ run() {
   source_root=$(cat "$carry/source_root")
   if [ ! -e "$source_root" ]; then mkdir -p "$(dirname "$source_root")" && ln -s "$root" "$source_root"; fi
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  echo "commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "built from commit $(cat "$carry/commit")"
   local failed=0
   for bin in "$carry"/bin/*; do
     local name start=$SECONDS rc
