@@ -73,8 +73,12 @@ void run(const StandardHeadTask& task) {
       for (int64_t j = lo; j < hi; ++j) row[j] = 0.0f;
     } else {
       auto seg = Eigen::Map<Eigen::ArrayXf>(row + lo, hi - lo);
-      // Eigen's exp clamps its input, so exp(-inf) would give ~1e-39, not 0: select 0 for masks.
-      seg = (seg == kNegInf).select(Eigen::ArrayXf::Zero(hi - lo), (seg - mx).exp());
+      // Eigen's exp clamps its input, so exp(-inf) would give ~1e-39, not 0: select 0 where an
+      // additive mask put -inf (the only source of -inf inside [lo, hi); the select is not free).
+      if (p.additive_mask.present())
+        seg = (seg == kNegInf).select(Eigen::ArrayXf::Zero(hi - lo), (seg - mx).exp());
+      else
+        seg = (seg - mx).exp();
       const float sum = seg.sum();
       seg *= 1.0f / sum;
       lse = mx + std::log(sum);
