@@ -8,18 +8,10 @@
 #include <vector>
 
 #include "qwen3vl/cuda/device_buffer.cuh"
+#include "support/cuda_device.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl::testing {
-
-inline bool cuda_device_present() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return count > 0;
-}
 
 inline int cuda_current_device() {
   int device = 0;

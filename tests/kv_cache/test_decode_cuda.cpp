@@ -15,6 +15,7 @@
 #include "decode_problem.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "support/cuda_device.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -22,16 +23,8 @@ namespace {
 using testing::DecodeProblem;
 using testing::DecodeSpec;
 
-bool gpu_present() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return count > 0;
-}
 #define QWEN3VL_REQUIRE_GPU() \
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device"
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
 
 std::unique_ptr<DecodeAttention> make_cuda() {
   std::unique_ptr<DecodeAttention> d;

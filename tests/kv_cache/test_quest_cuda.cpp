@@ -12,21 +12,13 @@
 #include "quest_problem.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "support/cuda_device.hpp"
 
 namespace qwen3vl {
 namespace {
 
 using testing::QuestProblem;
 using testing::QuestSpec;
-
-bool gpu_present() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return count > 0;
-}
 
 std::unique_ptr<QuestDecode> make_quest(int64_t budget, bool cuda, QuestAggregation agg) {
   std::unique_ptr<DecodeAttention> d;
@@ -85,7 +77,7 @@ struct DeviceQuest {
 };
 
 TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   const int64_t shapes[][5] = {// rows, heads, kv_heads, head_dim, block_size
                                {1, 8, 2, 128, 16},
                                {5, 8, 2, 80, 16},
@@ -165,7 +157,7 @@ TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
 }
 
 TEST(QuestCuda, BudgetCoveringTheSequenceIsTheDenseDecode) {
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   for (int64_t splits : {1, 3}) {
     QuestSpec s;
     s.lens = {1000, 33, 517};
@@ -208,7 +200,7 @@ TEST(QuestCuda, BudgetCoveringTheSequenceIsTheDenseDecode) {
 // and replayed, and forwards from 3 threads at once on their own streams and buffers, give the
 // bytes of a lone forward on the default stream.
 TEST(QuestCuda, GraphCaptureAndConcurrentCallsEqualALoneCall) {
-  if (!gpu_present()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   QuestSpec s;
   s.lens = {1500, 18, 700};
   s.rows = 2;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "qwen3vl/rope/cuda.hpp"
+#include "support/cuda_device.hpp"
 #include "support/rope_problem.hpp"
 
 namespace qwen3vl {
@@ -18,15 +19,6 @@ using rope::RopeStyle;
 using rope::TableLayout;
 using testing::RopeProblem;
 using testing::RopeSpec;
-
-bool have_gpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
 
 // A device copy of a host tensor, with the host view's shape and strides.
 struct DeviceCopy {
@@ -72,7 +64,7 @@ void expect_cuda_equals_cpu(const RopeSpec& spec) {
 }
 
 TEST(RopeCuda, EqualsCpuBitForBit) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   uint64_t seed = 1;
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
     for (RopeStyle style : {RopeStyle::kNeox, RopeStyle::kGptj})
@@ -97,7 +89,7 @@ TEST(RopeCuda, EqualsCpuBitForBit) {
 }
 
 TEST(RopeCuda, ScalarPathsPartialRotaryAndDecode) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   for (int64_t rot : {2, 6, 20, 64}) {  // half 1, 3, 10: the one-slot (unvectorised) kernel
     RopeSpec s;
     s.head_dim = 80;
@@ -116,7 +108,7 @@ TEST(RopeCuda, ScalarPathsPartialRotaryAndDecode) {
 }
 
 TEST(RopeCuda, OutOfRangePositionsAreReportedAndSkipped) {
-  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   RopeSpec s;
   s.mrope = MRopeLayout::kInterleaved;
   RopeProblem hp(s);
