@@ -1,13 +1,15 @@
-// Dynamic sparse prefill on CUDA: block top-k routing (the CPU router's definition, see
-// src/dynamic_sparse/block_topk.cpp) written as a device layout, then the CUDA block-sparse
-// object. Three launches, no host sync and no allocation:
+// Dynamic sparse prefill on CUDA: block top-k or vertical-slash routing (the CPU routers'
+// definitions, see src/dynamic_sparse/block_topk.cpp and vertical_slash.cpp) written as a device
+// layout, then the CUDA block-sparse object. No host sync and no allocation. Block top-k:
 //   pool_kernel     one block per (sequence, KV head, block index): the mean of each query block's
 //                   rows (every head of the group) and of each key block's valid keys;
 //   route_kernel    one block per (sequence, KV head, query block): the key hull its rows see,
 //                   per-head softmax of the pooled scores summed over the group, sink and local
 //                   blocks forced, the top blocks by rank, written in increasing order to a slot;
+// Vertical-slash: the launches of vertical_slash_cuda.cu (last rows' softmax sums, selection,
+// block marking) fill the same slots and counts. Then, for both:
 //   compact_kernel  one block per layout: counts -> indptr, slots -> indices (BSR).
-// Vertical-slash and exact top-k are CPU only for now.
+// Exact top-k is exact_topk_cuda.cu (token granular, no layout).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -18,6 +20,8 @@
 #include "../../src/core/as_attention.hpp"
 #include "../common/device_context.hpp"
 #include "../common/device_util.cuh"
+#include "exact_topk_cuda.hpp"
+#include "vertical_slash_cuda.cuh"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
@@ -192,6 +196,7 @@ struct Plan {
   int64_t nbq = 0, nbk = 0, row_cap = 0, layouts = 0;
   size_t indptr = 0, indices = 0, slots = 0, counts = 0, q_pool = 0, k_pool = 0, scratch_end = 0;
   size_t layout_end = 0;
+  detail::VerticalSlashScratch vs;  // vertical-slash scratch, at q_pool (block top-k: unused)
 };
 
 class DynamicSparseCuda final : public DynamicSparseAttention {
@@ -241,6 +246,13 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   }
 
   std::string describe() const override {
+    if (vertical_slash())
+      return "dynamic_sparse (cuda): vertical_slash, last " + std::to_string(config_.last_queries) +
+             " queries, " + budget_text(config_.vertical, "columns") + " and " +
+             budget_text(config_.slash, "diagonals") + " (" + std::to_string(config_.forced_vertical) +
+             " / " + std::to_string(config_.forced_slash) + " forced), blocks " +
+             std::to_string(config_.block_q) + "x" + std::to_string(config_.block_k) +
+             "; routing in 4 kernels (score, select, mark, compact); over " + block_sparse_->describe();
     char fraction[32];
     std::snprintf(fraction, sizeof fraction, "%.3g", config_.keep_fraction);
     return std::string("dynamic_sparse (cuda): block_topk, ") +
@@ -253,6 +265,15 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   }
 
  private:
+  bool vertical_slash() const { return config_.method == DynamicSparseMethod::kVerticalSlash; }
+
+  std::string budget_text(int64_t count, const char* what) const {
+    if (config_.keep_fraction <= 0) return std::to_string(count) + " " + what;
+    char fraction[32];
+    std::snprintf(fraction, sizeof fraction, "%.3g", config_.keep_fraction);
+    return std::string(fraction) + " of the keys as " + what;
+  }
+
   static char* aligned(void* p) {
     return reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kAlign - 1) & ~uintptr_t(kAlign - 1));
   }
@@ -265,6 +286,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
                                ? static_cast<int64_t>(std::ceil(config_.keep_fraction * double(pl.nbk)))
                                : config_.top_k_blocks;
     pl.row_cap = std::max<int64_t>(1, std::min(pl.nbk, config_.sink_blocks + config_.local_blocks + routed));
+    if (vertical_slash()) pl.row_cap = std::max<int64_t>(1, pl.nbk);  // any block may be touched
     pl.layouts = s.batch * s.kv_heads;
     size_t at = 0;
     const auto take = [&at](size_t bytes) {
@@ -277,8 +299,16 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     pl.layout_end = at;
     pl.slots = take(static_cast<size_t>(pl.layouts * pl.nbq * pl.row_cap) * 4);
     pl.counts = take(static_cast<size_t>(pl.layouts * pl.nbq) * 4);
-    pl.q_pool = take(static_cast<size_t>(s.batch * s.heads * pl.nbq * s.head_dim) * 4);
-    pl.k_pool = take(static_cast<size_t>(pl.layouts * pl.nbk * s.head_dim) * 4);
+    if (vertical_slash()) {
+      pl.q_pool = at;
+      pl.vs = detail::vertical_slash_scratch(s.batch, s.heads, s.kv_heads,
+                                             std::min<int64_t>(config_.last_queries, s.max_q),
+                                             s.max_k, kAlign);
+      take(pl.vs.end);
+    } else {
+      pl.q_pool = take(static_cast<size_t>(s.batch * s.heads * pl.nbq * s.head_dim) * 4);
+      pl.k_pool = take(static_cast<size_t>(pl.layouts * pl.nbk * s.head_dim) * 4);
+    }
     pl.scratch_end = at;
     return pl;
   }
@@ -294,7 +324,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
                         " blocks) is set: the dynamic-sparse variant routes its own layout");
     if (p.q_positions.present())
       return make_error(StatusCode::kUnsupported, "q_positions = ", p.q_positions.shape_string(),
-                        ": the CUDA block top-k router aligns rows bottom-right (no query positions)");
+                        ": the CUDA block routers align rows by the mask (no query positions)");
     return detail::check_device_params(ctx_, p, query_pointers);
   }
 
@@ -309,7 +339,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
                         pl.scratch_end + kAlign, " (workspace_size() for these params)");
     const size_t shared = static_cast<size_t>(2 * pl.nbk) * sizeof(float);
-    if (shared > 48 * 1024)
+    if (!vertical_slash() && shared > 48 * 1024)
       return make_error(StatusCode::kUnsupported, "key blocks = ", pl.nbk, " (max_k ", s.max_k,
                         " / block_k ", config_.block_k, "): the CUDA router holds at most ",
                         48 * 1024 / 8, " per row in shared memory");
@@ -347,6 +377,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
       return Status();
     }
     const unsigned layouts = static_cast<unsigned>(pl.layouts);
+    if (vertical_slash()) {
+      QWEN3VL_RETURN_IF_ERROR(detail::launch_vertical_slash(vertical_slash_args(r, s, pl, base), stream));
+      compact_kernel<<<layouts, kThreads, 0, stream>>>(r);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse compact_kernel");
+      return Status();
+    }
     pool_kernel<<<dim3(static_cast<unsigned>(std::max<int64_t>(std::max(pl.nbq, pl.nbk), 1)), layouts), 128, 0, stream>>>(r);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse pool_kernel");
     route_kernel<<<dim3(static_cast<unsigned>(pl.nbq), layouts), kThreads, shared, stream>>>(r);
@@ -354,6 +390,29 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     compact_kernel<<<layouts, kThreads, 0, stream>>>(r);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse compact_kernel");
     return Status();
+  }
+
+  detail::VerticalSlashArgs vertical_slash_args(const RouteArgs& r, const AttentionShape& s,
+                                                const Plan& pl, char* base) const {
+    detail::VerticalSlashArgs v;
+    v.a = r.a;
+    v.kv_heads = s.kv_heads;
+    v.max_q = s.max_q;
+    v.max_k = s.max_k;
+    v.nbq = pl.nbq;
+    v.nbk = pl.nbk;
+    v.row_cap = pl.row_cap;
+    v.a_max = std::min<int64_t>(config_.last_queries, s.max_q);
+    v.config = config_;
+    char* at = base + pl.q_pool;
+    v.scores = reinterpret_cast<float*>(at + pl.vs.scores);
+    v.vertical = reinterpret_cast<float*>(at + pl.vs.vertical);
+    v.slash = reinterpret_cast<float*>(at + pl.vs.slash);
+    v.kept_v = reinterpret_cast<unsigned char*>(at + pl.vs.kept_v);
+    v.kept_s = reinterpret_cast<unsigned char*>(at + pl.vs.kept_s);
+    v.slots = r.slots;
+    v.counts = r.counts;
+    return v;
   }
 
   detail::DeviceContext ctx_;
@@ -367,10 +426,8 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
                                   std::unique_ptr<DynamicSparseAttention>* out) {
   if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
   QWEN3VL_RETURN_IF_ERROR(validate(config));
-  if (config.method != DynamicSparseMethod::kBlockTopK)
-    return make_error(StatusCode::kNotImplemented, "method = ", to_string(config.method),
-                      ": on CUDA only block_topk is built (vertical_slash and exact_topk run on "
-                      "the CPU)");
+  if (config.method == DynamicSparseMethod::kExactTopK)
+    return detail::create_exact_topk_cuda(options, config, out);
   detail::DeviceContext ctx;
   QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
   CudaOptions bound = options;

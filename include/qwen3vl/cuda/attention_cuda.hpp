@@ -49,10 +49,11 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
                                     std::unique_ptr<Attention>* out);
 
-// Dynamic sparse prefill (variants/dynamic_sparse.hpp) on CUDA: block top-k only (pool, route and
-// compact kernels writing one layout per (sequence, KV head) into the device workspace, no host
-// sync), then the block-sparse object. Other methods: kNotImplemented. No q_positions;
-// last_density() is -1 (it would need a host sync).
+// Dynamic sparse prefill (variants/dynamic_sparse.hpp) on CUDA. Block top-k and vertical-slash:
+// kernels writing one layout per (sequence, KV head) into the device workspace (no host sync, no
+// q_positions), then the block-sparse object. Exact top-k: the standard variant's probabilities
+// (workspace O(B Hq Lq Lk); fixed-length batches only) thresholded per row, then P V over the kept
+// keys. last_density() is -1 (it would need a host sync).
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                                   std::unique_ptr<DynamicSparseAttention>* out);
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
