@@ -233,6 +233,7 @@ class DecodeCuda final : public DecodeAttention {
     a.splits = static_cast<int>(plan_splits(p, s));
     a.scale_log2 = s.scale * 1.4426950408889634f;
     a.vector_loads = vector_loads(p.kv);
+    a.q_vector = q_vector_loads(p.q);
     if (a.splits > 1) {
       a.partial_o = static_cast<float*>(ws.data);
       a.partial_lse = a.partial_o + s.batch * s.heads * s.rows * a.splits * s.head_dim;
@@ -316,6 +317,16 @@ class DecodeCuda final : public DecodeAttention {
         if (t->stride[i] % elems != 0) return false;
     }
     return kv.head_dim() % elems == 0;
+  }
+
+  // The query prologue's vector loads: a 16-byte aligned base and [b, r, h] strides (the head
+  // dimension is contiguous), so every lane's run of elements starts on its vector's boundary.
+  static bool q_vector_loads(const TensorView& q) {
+    const int64_t elems = 16 / size_of(q.dtype);
+    if (reinterpret_cast<uintptr_t>(q.data) % 16 != 0) return false;
+    for (int i = 0; i < 3; ++i)
+      if (q.stride[i] % elems != 0) return false;
+    return true;
   }
 
   detail::DeviceContext ctx_;

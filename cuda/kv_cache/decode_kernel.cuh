@@ -76,6 +76,30 @@ __device__ inline uint4 load16(const T* p, int valid, bool vector_ok) {
   return u.raw;
 }
 
+// kN query elements of type Q from p as floats (`valid` of them, the rest 0): whole 16-byte (or,
+// for kN * sizeof(Q) == 8, 8-byte) vectors when `whole` (aligned, all kN valid), else element by
+// element. The loads are independent and straight-line, so they are all in flight together.
+template <class Q, int kN>
+__device__ inline void load_q_run(const Q* p, int valid, bool whole, DType dtype, float* f) {
+  constexpr int kBytes = kN * static_cast<int>(sizeof(Q));
+  if (whole && valid >= kN) {
+    if constexpr (kBytes >= 16) {
+      constexpr int kPerVec = 16 / static_cast<int>(sizeof(Q));
+#pragma unroll
+      for (int c = 0; c < kBytes / 16; ++c) to_floats(__ldg(reinterpret_cast<const uint4*>(p) + c), f + c * kPerVec, Q{});
+    } else {  // 8 bytes: four 2-byte elements
+      const uint2 raw = __ldg(reinterpret_cast<const uint2*>(p));
+      float both[8];
+      to_floats(make_uint4(raw.x, raw.y, 0u, 0u), both, Q{});
+#pragma unroll
+      for (int x = 0; x < kN; ++x) f[x] = both[x];
+    }
+    return;
+  }
+#pragma unroll
+  for (int x = 0; x < kN; ++x) f[x] = x < valid ? load_element(p, x, dtype) : 0.0f;
+}
+
 // 2^x in one MUFU instruction (flush-to-zero: weights below 2^-126 are 0 either way).
 __device__ inline float exp2_approx(float x) {
   float y;
@@ -186,24 +210,42 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
                    a, b, kvh, head_ok && s < my_it, sub, key_of(s), ke, k_slot(s), v_slot(s))) << s;
 
   // This tile's query rows: head (kvh * G + gi / R), new row gi % R, visible keys [0, end).
+  // The dtype switch sits outside the loads (one straight-line run of vector loads per dtype);
+  // with a per-element switch the 2-byte loads went out one at a time.
   float q[kRows][kPer];
   int end[kRows];
+  int64_t q_off[kRows];
+  bool q_live[kRows];
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
     const int gi = tile * kRows + i;
     const bool active = head_ok && gi < a.group_rows;
     const int head = kvh * (a.heads / a.kv_heads) + gi / a.rows, r = gi % a.rows;
     end[i] = active ? len - a.rows + r + 1 : 0;
-    const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
-#pragma unroll
-    for (int v = 0; v < kVecs; ++v)
-#pragma unroll
-      for (int x = 0; x < kElems; ++x) {
-        const int e = (v * kLanes + sub) * kElems + x;
-        q[i][v * kElems + x] =
-            active && e < a.head_dim ? load_element(a.q, q_off + e, a.q_dtype) * a.scale_log2 : 0.0f;
-      }
+    q_live[i] = active;
+    q_off[i] = active ? b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2] : 0;
   }
+  auto read_q = [&](auto tag) {
+    using Q = decltype(tag);
+#pragma unroll
+    for (int i = 0; i < kRows; ++i)
+#pragma unroll
+      for (int v = 0; v < kVecs; ++v) {
+        const int e0 = (v * kLanes + sub) * kElems;
+        const int valid = !q_live[i] ? 0 : max(0, min(a.head_dim - e0, kElems));
+        load_q_run<Q, kElems>(static_cast<const Q*>(a.q) + (valid > 0 ? q_off[i] + e0 : 0), valid, a.q_vector,
+                              a.q_dtype, q[i] + v * kElems);
+      }
+  };
+  switch (a.q_dtype) {
+    case DType::kF16: read_q(qwen3vl::half{}); break;
+    case DType::kBF16: read_q(qwen3vl::bfloat16{}); break;
+    default: read_q(0.0f); break;
+  }
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int x = 0; x < kPer; ++x) q[i][x] *= a.scale_log2;
 
   // After the score reduce-scatter, lane `sub` of a group holds the full score of one row, its
   // own: row_of(sub); the softmax state of row i lives in the lanes of that row (lane_of(i) is

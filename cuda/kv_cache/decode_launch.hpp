@@ -37,6 +37,7 @@ struct DecodeArgs {
   int heads_per_block, head_chunks;  // KV heads a block serves (a divisor of its warps)
   float scale_log2;           // scale * log2(e)
   bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
+  bool q_vector;              // 16-byte aligned q base and row strides: the query prologue reads vectors
   float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
   float* partial_lse;         // [B, Hq, R, splits], natural log
   int mma_warps;              // tensor-core kernel: warps a block, kMmaWarps or kMmaWarps / 2

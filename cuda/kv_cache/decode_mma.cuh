@@ -1,10 +1,9 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
 // Opt-in (QWEN3VL_DECODE_MMA=1): faster than the CUDA-core kernel from KV 16384 but not at 4096
-// (H100, paged f16 Hq 32 / Hkv 8 / D 128: 23.6 / 43.6 / 115.4 against 21.6 / 49.7 / 117.4 us at KV
-// 4096 / 16384 / 65536, docs/performance.md "## Decode"). Its floor at short caches is a fixed cost
-// per block (~15 us, from forced splits), not the bytes: the prime suspect is the Q prologue's 64
-// dependent 2-byte loads a lane through load_element's dtype switch, not yet measured.
+// (H100, paged f16 Hq 32 / Hkv 8 / D 128: 20.8 / 40.0 / 106.7 against 20.2 / 47.8 / 116.0 us at KV
+// 4096 / 16384 / 65536 with the vectorised Q prologues, docs/performance.md "## Decode"). Its floor at short caches is a fixed cost
+// per block (~15 us, from forced splits), not the bytes; the Q prologue reads packed 4-byte pairs.
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
 // w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
@@ -189,17 +188,23 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
     const int head = kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
     end[h] = active ? len - a.rows + r + 1 : 0;
     const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
+    // The query has the cache's type, so a pair of columns is already a packed fragment register:
+    // one independent 4-byte load each when aligned (the element-wise path went through
+    // load_element's dtype switch, 2 bytes at a time).
+    const T* q_row = static_cast<const T*>(a.q) + (active ? q_off : 0);
 #pragma unroll
     for (int ks = 0; ks < kMaxSteps; ++ks)
 #pragma unroll
       for (int half = 0; half < 2; ++half) {  // columns 16 ks + 8 half + 2t, + 1
-        float x[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int col = 16 * ks + 8 * half + 2 * t + e;
-          x[e] = active && ks < steps ? load_element(a.q, q_off + col, a.q_dtype) : 0.0f;
+        const int col = 16 * ks + 8 * half + 2 * t;
+        if (!active || ks >= steps) {
+          qa[ks][h + 2 * half] = 0u;
+        } else if (a.q_vector) {
+          qa[ks][h + 2 * half] = __ldg(reinterpret_cast<const unsigned*>(q_row + col));
+        } else {
+          qa[ks][h + 2 * half] =
+              pack2<T>(load_element(a.q, q_off + col, a.q_dtype), load_element(a.q, q_off + col + 1, a.q_dtype));
         }
-        qa[ks][h + 2 * half] = pack2<T>(x[0], x[1]);
       }
   }
 
