@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <string>
 
+#include "../../src/core/as_attention.hpp"
 #include "../../src/moe/head_call.hpp"
 #include "../common/device_context.hpp"
 #include "../flash/flash_registry.hpp"
@@ -421,10 +422,8 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
 
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
                                     std::unique_ptr<Attention>* out) {
-  std::unique_ptr<MixtureOfHeadsAttention> moh;
-  QWEN3VL_RETURN_IF_ERROR(create_mixture_of_heads_cuda(options, config, &moh));
-  *out = std::move(moh);
-  return Status();
+  return detail::create_as_attention<MixtureOfHeadsAttention>(
+      out, [&](auto* made) { return create_mixture_of_heads_cuda(options, config, made); });
 }
 
 }  // namespace qwen3vl

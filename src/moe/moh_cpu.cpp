@@ -10,6 +10,7 @@
 #include <string>
 #include <utility>
 
+#include "../core/as_attention.hpp"
 #include "../cpu/cpu_backend.hpp"
 #include "head_call.hpp"
 #include "qwen3vl/variants/flash2.hpp"
@@ -288,10 +289,8 @@ Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& c
 
 Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& config,
                                    std::unique_ptr<Attention>* out) {
-  std::unique_ptr<MixtureOfHeadsAttention> moh;
-  QWEN3VL_RETURN_IF_ERROR(create_mixture_of_heads_cpu(options, config, &moh));
-  *out = std::move(moh);
-  return Status();
+  return detail::create_as_attention<MixtureOfHeadsAttention>(
+      out, [&](auto* made) { return create_mixture_of_heads_cpu(options, config, made); });
 }
 
 }  // namespace qwen3vl
