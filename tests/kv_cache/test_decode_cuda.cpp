@@ -145,39 +145,47 @@ TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {
   }
 }
 
+// One edge case of the decode sweeps: its shape, storage dtypes, layout and split count.
+struct Edge {
+  std::vector<int32_t> lens;
+  int64_t rows, heads, kv_heads, head_dim;
+  DType kv_dtype, q_dtype;
+  int64_t block_size, splits;  // block_size 0: contiguous
+};
+
+DecodeSpec spec_of(const Edge& e, uint64_t seed) {
+  DecodeSpec s;
+  s.lens = e.lens;
+  s.rows = e.rows;
+  s.heads = e.heads;
+  s.kv_heads = e.kv_heads;
+  s.head_dim = e.head_dim;
+  s.kv_dtype = e.kv_dtype;
+  s.q_dtype = e.q_dtype;
+  s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
+  s.block_size = e.block_size ? e.block_size : 16;
+  s.num_splits = e.splits;
+  s.seed = seed;
+  return s;
+}
+
 // The kernel's edges: more splits than keys (empty splits), 16 query heads per KV head with 8
 // rows (32 row tiles), the widest lane groups (D 256) and padded ones (D 72, 17), Hkv 1..3 (warps
 // of a block sharing one head), every storage dtype.
 TEST(DecodeCuda, EdgeShapesMatchTheReference) {
   QWEN3VL_REQUIRE_GPU();
   const auto gpu = make_cuda();
-  struct Edge {
-    std::vector<int32_t> lens;
-    int64_t rows, heads, kv_heads, head_dim;
-    DType dtype;
-    int64_t block_size, splits;  // block_size 0: contiguous
-  };
   const Edge edges[] = {
-      {{10, 3}, 1, 8, 2, 128, DType::kF16, 16, 64},     // splits > keys
-      {{300}, 8, 16, 1, 128, DType::kBF16, 16, 0},      // G 16, R 8
-      {{517}, 8, 32, 2, 72, DType::kF16, 0, 5},         // G 16, R 8, padded D
-      {{1031, 64}, 3, 12, 3, 256, DType::kBF16, 32, 0}, // D 256, Hkv 3
-      {{2000}, 1, 32, 8, 256, DType::kF32, 16, 0},      // f32 D 256
-      {{95}, 2, 6, 3, 17, DType::kF32, 0, 7},           // D 17, Hkv 3
+      {{10, 3}, 1, 8, 2, 128, DType::kF16, DType::kF16, 16, 64},     // splits > keys
+      {{300}, 8, 16, 1, 128, DType::kBF16, DType::kBF16, 16, 0},      // G 16, R 8
+      {{517}, 8, 32, 2, 72, DType::kF16, DType::kF16, 0, 5},         // G 16, R 8, padded D
+      {{1031, 64}, 3, 12, 3, 256, DType::kBF16, DType::kBF16, 32, 0}, // D 256, Hkv 3
+      {{2000}, 1, 32, 8, 256, DType::kF32, DType::kF32, 16, 0},      // f32 D 256
+      {{95}, 2, 6, 3, 17, DType::kF32, DType::kF32, 0, 7},           // D 17, Hkv 3
   };
   uint64_t seed = 900;
   for (const Edge& e : edges) {
-    DecodeSpec s;
-    s.lens = e.lens;
-    s.rows = e.rows;
-    s.heads = e.heads;
-    s.kv_heads = e.kv_heads;
-    s.head_dim = e.head_dim;
-    s.kv_dtype = s.q_dtype = e.dtype;
-    s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
-    s.block_size = e.block_size ? e.block_size : 16;
-    s.num_splits = e.splits;
-    s.seed = ++seed;
+    const DecodeSpec s = spec_of(e, ++seed);
     DecodeProblem h(s);
     DeviceDecode d(h);
     ASSERT_TRUE(d.run(*gpu, h).ok()) << s.to_string();
@@ -317,12 +325,6 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
 TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
   QWEN3VL_REQUIRE_GPU();
   const auto core = make_cuda();
-  struct Edge {
-    std::vector<int32_t> lens;
-    int64_t rows, heads, kv_heads, head_dim;
-    DType kv_dtype, q_dtype;
-    int64_t block_size, splits;  // block_size 0: contiguous
-  };
   const Edge edges[] = {
       {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},       // Qwen shape, 4 of 16 rows
       {{1000, 0, 77}, 4, 10, 2, 64, DType::kBF16, DType::kBF16, 0, 0}, // 20 rows: tiles 16 + 4
@@ -341,18 +343,7 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
     SCOPED_TRACE(std::string("warps ") + shape.warps + ", heads " + shape.heads);
     uint64_t seed = 1300;
     for (const Edge& e : edges) {
-      DecodeSpec s;
-      s.lens = e.lens;
-      s.rows = e.rows;
-      s.heads = e.heads;
-      s.kv_heads = e.kv_heads;
-      s.head_dim = e.head_dim;
-      s.kv_dtype = e.kv_dtype;
-      s.q_dtype = e.q_dtype;
-      s.layout = e.block_size ? KvLayout::kPaged : KvLayout::kContiguous;
-      s.block_size = e.block_size ? e.block_size : 16;
-      s.num_splits = e.splits;
-      s.seed = ++seed;
+      const DecodeSpec s = spec_of(e, ++seed);
       DecodeProblem h(s), c(s);
       DeviceDecode d(h), dc(c);
       const Status st = d.run(*gpu, h), st_core = dc.run(*core, c);
