@@ -35,14 +35,21 @@ struct Flash2Plan {
   int register_rows = 0;
 };
 
-// One flash2 task: query rows [q_begin, q_end) of sequence b, for every query head of kv_head
-// (never crossing a row block of the block-sparse layout).
+struct Flash2GatheredRows;  // src/cpu/flash2/gathered_rows.hpp
+
+// One flash2 task: query rows [q_begin, q_end) of sequence b, for query heads [head, head + heads)
+// of kv_head (never crossing a row block of the block-sparse layout).
 struct Flash2Task {
   const AttentionParams* params;
   AttentionShape shape;
   Flash2Plan plan;
   int64_t b;
   int64_t kv_head;
+  int64_t head;   // first query head: kv_head x group, or a gathered run's first head
+  int64_t heads;  // query heads per row position: the group, or a gathered run's length
+  // Null: the problem's rows. Otherwise the heads' gathered rows (span.q_start, q_len: the run's
+  // rows of sequence b in its blocks) and their key positions.
+  const Flash2GatheredRows* gathered;
   SequenceSpan span;
   int64_t q_begin, q_end;
   const KeyRange* rows;  // visible keys of rows q_begin..q_end-1 (begin and end non-decreasing)

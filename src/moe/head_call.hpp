@@ -1,14 +1,16 @@
 // Mixture-of-heads internals shared by the CPU and CUDA drivers: where a query row sits on the key
-// axis, what is refused, and (CPU) the one-head varlen call that runs a head's gathered rows
-// through a flash kernel. CUDA runs every head's rows in one launch instead (the flash kernel's
-// gathered-rows mode, cuda/common/kernel_args.hpp: per-head row offsets against the problem's
+// axis, what is refused, and (CPU, any head kernel but flash2) the one-head varlen call that runs
+// a head's gathered rows through an arbitrary Attention object. Both drivers give their flash
+// kernel every head's rows at once instead (the gathered-rows modes: cuda/common/kernel_args.hpp
+// GatheredQueries, src/cpu/flash2/gathered_rows.hpp: per-head row offsets against the problem's
 // own K/V), which needs no cu_seqlens_k trick.
 //
-// Why one call per head (per (sequence, head) when K/V cannot be read as packed rows) rather than
-// one varlen call packing every head's rows: cu_seqlens_k partitions the key rows into disjoint
-// ranges, so two packed "sequences" cannot read the same K/V rows. The query heads of a GQA group share their
-// K/V rows, and with token-major K/V even different KV heads' rows interleave; packing them would
-// need a K/V copy per head. A one-head strided view of K/V needs none.
+// Why a plain Attention needs one call per head (per (sequence, head) when K/V cannot be read as
+// packed rows) rather than one varlen call packing every head's rows: cu_seqlens_k partitions the
+// key rows into disjoint ranges, so two packed "sequences" cannot read the same K/V rows. The
+// query heads of a GQA group share their K/V rows, and with token-major K/V even different KV
+// heads' rows interleave; packing them would need a K/V copy per head. A one-head strided view of
+// K/V needs none.
 #pragma once
 
 #include <cstdint>
@@ -48,15 +50,17 @@ inline bool needs_positions(const AttentionParams& p) {
   return p.mask != MaskKind::kNone || p.q_positions.present();
 }
 
-// One call's gathered rows on the kernel's device.
+// One call's gathered rows: `heads` heads' blocks of `rows` rows, head_stride rows apart (the
+// driver's per-head blocks), starting at the call's first row.
 struct HeadBlock {
   void* q = nullptr;
   void* out = nullptr;
   float* lse = nullptr;          // with params.lse only
-  int32_t* positions = nullptr;  // with needs_positions() only
-  int32_t* cu_q = nullptr;       // [sequences of the call + 1]: gathered rows per sequence
-  int32_t* cu_k = nullptr;       // fixed-length inputs: b * Lk for b = 0 .. sequences of the call
-  int64_t rows = 0;              // capacity
+  int32_t* positions = nullptr;  // with needs_positions() only (the first head's)
+  const int32_t* cu_q = nullptr;  // [sequences of the call + 1]: gathered rows per sequence
+  const int32_t* cu_k = nullptr;  // fixed-length inputs: b * Lk for b = 0 .. sequences of the call
+  int64_t rows = 0;
+  int64_t head_stride = 0;
 };
 
 // One call per head covers every sequence when K/V can be read as packed varlen rows: varlen
@@ -86,8 +90,8 @@ inline void* byte_offset(void* base, int64_t elements, DType t) {
 }
 
 // The varlen call for query heads h .. h + heads - 1 (one KV group's) over the gathered rows in
-// `blk` ([rows, heads, D]): every sequence (one_call_per_head), or sequence `call` of a
-// fixed-length batch. K/V are strided views of their KV head.
+// `blk` (a strided [rows, heads, D] view): every sequence (one_call_per_head), or sequence `call`
+// of a fixed-length batch. K/V are strided views of their KV head.
 inline AttentionParams head_call(const AttentionParams& p, const AttentionShape& s, int64_t h,
                                  int64_t call, const HeadBlock& blk, int64_t heads = 1) {
   const int64_t kvh = h / s.group_size(), d = s.head_dim;
@@ -98,8 +102,9 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
     v.device_index = p.q.device_index;
     return v;
   };
-  c.q = place(TensorView::contiguous(blk.q, p.q.dtype, {blk.rows, heads, d}));
-  c.out = place(TensorView::contiguous(blk.out, p.out.dtype, {blk.rows, heads, d}));
+  const int64_t head_step = blk.head_stride * d;
+  c.q = place(TensorView::strided(blk.q, p.q.dtype, {blk.rows, heads, d}, {d, head_step, 1}));
+  c.out = place(TensorView::strided(blk.out, p.out.dtype, {blk.rows, heads, d}, {d, head_step, 1}));
   // Key rows: packed tokens (varlen), the whole batch as packed rows (merged fixed-length), or
   // sequence `call`.
   const int hd = varlen ? 1 : 2;  // the heads dimension of k/v
@@ -112,9 +117,11 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
   c.k = kv_view(p.k);
   c.v = kv_view(p.v);
   const int64_t sequences = call_sequences(p, s);
-  c.cu_seqlens_q = place(TensorView::contiguous(blk.cu_q, DType::kI32, {sequences + 1}));
-  c.cu_seqlens_k = varlen ? p.cu_seqlens_k
-                          : place(TensorView::contiguous(blk.cu_k, DType::kI32, {sequences + 1}));
+  const auto indices = [&](const int32_t* data) {  // the kernel only reads them
+    return place(TensorView::contiguous(const_cast<int32_t*>(data), DType::kI32, {sequences + 1}));
+  };
+  c.cu_seqlens_q = indices(blk.cu_q);
+  c.cu_seqlens_k = varlen ? p.cu_seqlens_k : indices(blk.cu_k);
   c.max_seqlen_q = s.max_q;
   c.max_seqlen_k = s.max_k;
   if (p.key_lengths.present()) {
@@ -124,7 +131,8 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
       c.key_lengths.shape[0] = 1;
     }
   }
-  if (p.lse.present()) c.lse = place(TensorView::contiguous(blk.lse, DType::kF32, {heads, blk.rows}));
+  if (p.lse.present())
+    c.lse = place(TensorView::strided(blk.lse, DType::kF32, {heads, blk.rows}, {blk.head_stride, 1}));
   if (needs_positions(p))
     c.q_positions = place(TensorView::contiguous(blk.positions, DType::kI32, {blk.rows}));
   c.scale = s.scale;
@@ -135,7 +143,7 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
   return c;
 }
 
-// What the driver refuses (both devices): the inputs a gathered one-head call cannot express.
+// What the driver refuses (both devices): the inputs gathered query rows cannot express.
 inline Status refuse_unsupported(const AttentionParams& p) {
   if (p.additive_mask.present())
     return make_error(StatusCode::kUnsupported, "additive_mask = ", p.additive_mask.shape_string(),

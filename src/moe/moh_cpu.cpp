@@ -1,8 +1,13 @@
-// Mixture-of-heads on the host: per query head, the routed rows are gathered into a packed block,
-// run through the head kernel (CPU flash2) as a one-head varlen call, and scattered back times the
-// gate; (token, head) pairs nobody routed become 0 in the same pass. Heads of a KV group routed the
-// same rows share one call. Calls run one after another, each parallel inside the kernel; the
-// workspace holds one call's block at a time.
+// Mixture-of-heads on the host, in passes over every head at once: route (per head, the tokens
+// routed to it with a non-zero gate, in token order), gather (each head's rows that see a key into
+// its own block, [heads][tokens][D], with their key positions and per-sequence row offsets, as the
+// CUDA driver lays them out), ONE gathered-rows forward of CPU flash2 over every head's rows (one
+// task pool of (head run, sequence, row block) tasks reading K/V in place:
+// src/cpu/flash2/gathered_rows.hpp), and scatter (gate * O; 0 and LSE -inf for every other row).
+// Heads of a KV group routed the same rows form a run, whose tiles convert each K/V block once for
+// all of them, as dense flash2 does for a group. A head kernel other than CPU flash2
+// (create_mixture_of_heads) runs each run's gathered blocks as one-head varlen calls instead
+// (head_call.hpp). The output is written only once every head has run.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +17,7 @@
 
 #include "../core/as_attention.hpp"
 #include "../cpu/cpu_backend.hpp"
+#include "../cpu/flash2/gathered_rows.hpp"
 #include "head_call.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/moe.hpp"
@@ -22,17 +28,19 @@ namespace {
 using detail::moh::HeadBlock;
 
 // Where each part lives in the caller's workspace (byte offsets from a 64-byte aligned base).
+// Per head h, at h * tokens: its routed tokens and gates, its gathered q/out rows, LSE and key
+// positions; per head at h * (batch + 1): the first gathered row of each sequence.
 struct HostLayout {
-  size_t tokens = 0, weights = 0, counts = 0, q = 0, out = 0, lse = 0, positions = 0, cu_q = 0,
-         cu_k = 0, kernel = 0, total = 0;
+  size_t tokens = 0, weights = 0, counts = 0, run_begin = 0, q = 0, out = 0, lse = 0,
+         positions = 0, cu_rows = 0, cu_k = 0, cu_call = 0, kernel = 0, total = 0;
 };
 
 HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes) {
   using detail::align_up;
   const size_t t = static_cast<size_t>(detail::moh::routing_tokens(p));
-  const size_t rows = static_cast<size_t>(detail::moh::call_rows(p));
   const size_t heads = static_cast<size_t>(s.heads);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
+  const size_t sequences = static_cast<size_t>(s.batch);
   HostLayout l;
   size_t at = 0;
   const auto take = [&at](size_t bytes) {
@@ -40,32 +48,48 @@ HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t
     at += align_up(bytes);
     return here;
   };
-  l.tokens = take(heads * t * sizeof(int32_t));  // per head: the tokens routed to it, in order
-  l.weights = take(heads * t * sizeof(float));   // and their gates (0: routed, but sees no key)
+  l.tokens = take(heads * t * sizeof(int32_t));
+  l.weights = take(heads * t * sizeof(float));  // 0: routed, but sees no key
   l.counts = take(heads * sizeof(int64_t));
-  const size_t group = static_cast<size_t>(s.group_size());  // heads one call may hold
-  l.q = take(rows * group * row_bytes);
-  l.out = take(rows * group * row_bytes);
-  l.lse = take(rows * group * sizeof(float));
-  l.positions = take(rows * sizeof(int32_t));
-  const size_t sequences = static_cast<size_t>(detail::moh::call_sequences(p, s));
-  l.cu_q = take((sequences + 1) * sizeof(int32_t));
-  l.cu_k = take((sequences + 1) * sizeof(int32_t));
+  l.run_begin = take((heads + 1) * sizeof(int32_t));
+  l.q = take(heads * t * row_bytes);
+  l.out = take(heads * t * row_bytes);
+  l.lse = take(p.lse.present() ? heads * t * sizeof(float) : 0);
+  l.positions = take(detail::moh::needs_positions(p) ? heads * t * sizeof(int32_t) : 0);
+  l.cu_rows = take(heads * (sequences + 1) * sizeof(int32_t));
+  l.cu_k = take((sequences + 1) * sizeof(int32_t));  // one-head calls only (below)
+  l.cu_call = take(2 * sizeof(int32_t));
   l.kernel = take(kernel_bytes);
   l.total = at + detail::kSlotAlignment;
   return l;
 }
 
-// Key row offsets of the sequences one call covers (fixed-length inputs: b * Lk).
+// Key row offsets of the sequences one one-head call covers (fixed-length inputs: b * Lk).
 void fill_key_offsets(const AttentionParams& p, const AttentionShape& s, int32_t* cu) {
   const int64_t lk = p.varlen() ? 0 : p.k.shape[1];
   for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b) cu[b] = static_cast<int32_t>(b * lk);
 }
 
+// The workspace parts of one forward, carved from the caller's workspace.
+struct HostBlocks {
+  int32_t* tokens;
+  float* weights;
+  int64_t* counts;
+  int32_t* run_begin;
+  char* q;
+  char* out;
+  float* lse;
+  int32_t* positions;
+  int32_t* cu_rows;
+  int32_t* cu_k;
+  int32_t* cu_call;
+  Workspace kernel;
+};
+
 class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
  public:
   MixtureOfHeadsHost(std::unique_ptr<Attention> kernel, const MoHConfig& config)
-      : kernel_(std::move(kernel)), config_(config) {}
+      : kernel_(std::move(kernel)), config_(config), flash2_(detail::is_flash2_cpu(*kernel_)) {}
 
   Variant variant() const override { return Variant::kMixtureOfHeads; }
   Device device() const override { return Device::kCPU; }
@@ -111,14 +135,16 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   std::string describe() const override {
     return std::string("mixture-of-heads (cpu): ") + std::to_string(config_.num_shared_heads) +
            " shared + top-" + std::to_string(config_.top_k) + " of " +
-           std::to_string(config_.routed_heads()) +
-           " routed heads; each head's routed rows gathered and run as one-head calls of [" +
+           std::to_string(config_.routed_heads()) + " routed heads; each head's routed rows " +
+           (flash2_ ? "gathered and run in one gathered-rows pass of ["
+                    : "gathered and run as one-head calls of [") +
            kernel_->describe() + "]";
   }
 
  private:
-  // The head kernel's workspace for a one-head call of this problem (the same for every head).
+  // The head kernel's workspace: flash2's gathered pass, or the largest one-head call.
   size_t kernel_bytes(const AttentionParams& p, const AttentionShape& s) const {
+    if (flash2_) return detail::flash2_gathered_workspace_size(*kernel_, p);
     // Shapes and host index arrays are all workspace_size() reads; the row blocks are not touched.
     static char placeholder;
     std::vector<int32_t> cu(static_cast<size_t>(detail::moh::call_sequences(p, s) + 1), 0);
@@ -127,16 +153,54 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     std::vector<int32_t> positions(static_cast<size_t>(detail::moh::call_rows(p)), 0);
     float lse = 0.0f;
     HeadBlock blk{&placeholder, &placeholder, &lse, positions.data(), cu.data(), cu_k.data(),
-                  detail::moh::call_rows(p)};
+                  detail::moh::call_rows(p), detail::moh::routing_tokens(p)};
     size_t bytes = 0;
     for (int64_t heads = 1; heads <= s.group_size(); ++heads)
       bytes = std::max(bytes, kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk, heads)));
     return bytes;
   }
 
+  // A head kernel other than flash2: per run, one varlen call over its gathered rows (or one per
+  // sequence when K/V cannot be read as packed rows).
+  Status run_head_calls(const AttentionParams& p, const AttentionShape& s, const HostBlocks& w,
+                        int64_t runs, void* stream) const;
+
   std::unique_ptr<Attention> kernel_;
   MoHConfig config_;
+  bool flash2_;  // kernel_ is CPU flash2: one gathered-rows pass for every head
 };
+
+Status MixtureOfHeadsHost::run_head_calls(const AttentionParams& p, const AttentionShape& s,
+                                          const HostBlocks& w, int64_t runs, void* stream) const {
+  const int64_t tokens = detail::moh::routing_tokens(p);
+  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
+  const bool merged = detail::moh::one_call_per_head(p);
+  fill_key_offsets(p, s, w.cu_k);
+  for (int64_t run = 0; run < runs; ++run) {
+    const int64_t h = w.run_begin[run], heads = w.run_begin[run + 1] - h;
+    const int32_t* cu = w.cu_rows + h * (s.batch + 1);
+    for (int64_t call = 0; call < detail::moh::calls_per_head(p, s); ++call) {
+      const int64_t first = merged ? 0 : cu[call];
+      const int64_t rows = (merged ? cu[s.batch] : cu[call + 1]) - first;
+      if (rows == 0) continue;
+      w.cu_call[0] = 0;
+      w.cu_call[1] = static_cast<int32_t>(rows);
+      const int64_t at = h * tokens + first;  // the run's first head's first row of the call
+      HeadBlock blk;
+      blk.q = w.q + static_cast<size_t>(at) * row_bytes;
+      blk.out = w.out + static_cast<size_t>(at) * row_bytes;
+      blk.lse = w.lse ? w.lse + at : nullptr;
+      blk.positions = w.positions ? w.positions + at : nullptr;
+      blk.cu_q = merged ? cu : w.cu_call;
+      blk.cu_k = w.cu_k;
+      blk.rows = rows;
+      blk.head_stride = tokens;
+      QWEN3VL_RETURN_IF_ERROR(
+          kernel_->forward(detail::moh::head_call(p, s, h, call, blk, heads), w.kernel, stream));
+    }
+  }
+  return Status();
+}
 
 Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
                                    void* stream) const {
@@ -150,114 +214,128 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
   char* base = reinterpret_cast<char*>(
       (reinterpret_cast<uintptr_t>(ws.data) + detail::kSlotAlignment - 1) &
       ~uintptr_t(detail::kSlotAlignment - 1));
+  const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + l.kernel;
+  const HostBlocks w{reinterpret_cast<int32_t*>(base + l.tokens),
+                     reinterpret_cast<float*>(base + l.weights),
+                     reinterpret_cast<int64_t*>(base + l.counts),
+                     reinterpret_cast<int32_t*>(base + l.run_begin),
+                     base + l.q,
+                     base + l.out,
+                     p.lse.present() ? reinterpret_cast<float*>(base + l.lse) : nullptr,
+                     detail::moh::needs_positions(p) ? reinterpret_cast<int32_t*>(base + l.positions)
+                                                     : nullptr,
+                     reinterpret_cast<int32_t*>(base + l.cu_rows),
+                     reinterpret_cast<int32_t*>(base + l.cu_k),
+                     reinterpret_cast<int32_t*>(base + l.cu_call),
+                     Workspace{base + l.kernel, ws.bytes - used}};
   const int64_t tokens = detail::moh::routing_tokens(p);
-  auto* list_tokens = reinterpret_cast<int32_t*>(base + l.tokens);
-  auto* list_weights = reinterpret_cast<float*>(base + l.weights);
-  auto* counts = reinterpret_cast<int64_t*>(base + l.counts);
-  HeadBlock blk{base + l.q, base + l.out, reinterpret_cast<float*>(base + l.lse),
-                reinterpret_cast<int32_t*>(base + l.positions), reinterpret_cast<int32_t*>(base + l.cu_q),
-                reinterpret_cast<int32_t*>(base + l.cu_k), detail::moh::call_rows(p)};
-  const Workspace kernel_ws{base + l.kernel, ws.bytes - static_cast<size_t>(base - static_cast<char*>(ws.data)) - l.kernel};
+  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
 
-  // Per-head token lists, in token order (so each head's rows stay sorted by position).
-  std::fill(counts, counts + s.heads, int64_t{0});
+  // Route: per-head token lists, in token order (so each head's rows stay sorted by position).
+  std::fill(w.counts, w.counts + s.heads, int64_t{0});
   const TensorView& idx = r.head_index;
   const TensorView& gate = r.head_weight;
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t e = 0; e < idx.shape[1]; ++e) {
       const int32_t h = idx.ptr<const int32_t>()[t * idx.stride[0] + e * idx.stride[1]];
-      const float w = gate.ptr<const float>()[t * gate.stride[0] + e * gate.stride[1]];
-      if (w == 0.0f) continue;  // a zero gate computes nothing
-      list_tokens[h * tokens + counts[h]] = static_cast<int32_t>(t);
-      list_weights[h * tokens + counts[h]++] = w;
+      const float g = gate.ptr<const float>()[t * gate.stride[0] + e * gate.stride[1]];
+      if (g == 0.0f) continue;  // a zero gate computes nothing
+      w.tokens[h * tokens + w.counts[h]] = static_cast<int32_t>(t);
+      w.weights[h * tokens + w.counts[h]++] = g;
     }
 
-  // The kernel must take the one-head calls: asked once, before any head runs.
-  std::fill(blk.cu_q, blk.cu_q + detail::moh::call_sequences(p, s) + 1, 0);
-  std::fill(blk.positions, blk.positions + blk.rows, 0);
-  fill_key_offsets(p, s, blk.cu_k);
-  QWEN3VL_RETURN_IF_ERROR(kernel_->supports(detail::moh::head_call(p, s, 0, 0, blk)));
+  // Gather: head h's routed rows that see a key, sequence by sequence, into its block.
+  for (int64_t h = 0; h < s.heads; ++h) {
+    const int32_t* tok = w.tokens + h * tokens;
+    float* wts = w.weights + h * tokens;
+    int32_t* cu = w.cu_rows + h * (s.batch + 1);
+    int64_t e = 0, rows = 0;
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const SequenceSpan span = sequence_span(p, b);
+      const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
+      cu[b] = static_cast<int32_t>(rows);
+      for (; e < w.counts[h] && tok[e] < t0 + span.q_len; ++e) {
+        if (tok[e] < t0) continue;  // a packed row outside every sequence
+        const int64_t i = tok[e] - t0;
+        const int64_t pos = detail::moh::row_position(p, b, span, i);
+        if (!detail::moh::row_sees_keys(p, pos, span.k_len)) {
+          wts[e] = 0.0f;  // output 0
+          continue;
+        }
+        const int64_t at = h * tokens + rows++;
+        std::memcpy(w.q + static_cast<size_t>(at) * row_bytes,
+                    static_cast<const char*>(p.q.data) +
+                        row_offset(p.q, p.varlen(), b, span.q_start, i, h) * size_of(p.q.dtype),
+                    row_bytes);
+        if (w.positions) w.positions[at] = static_cast<int32_t>(std::max<int64_t>(pos, 0));
+      }
+    }
+    cu[s.batch] = static_cast<int32_t>(rows);
+  }
 
-  const bool positions = detail::moh::needs_positions(p);
-  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
+  // Runs: heads of one KV group routed the same rows (shared heads; every head when all are on).
+  int64_t runs = 0;
+  for (int64_t h = 0; h < s.heads; ++runs) {
+    w.run_begin[runs] = static_cast<int32_t>(h);
+    const int32_t* tok = w.tokens + h * tokens;
+    int64_t n = 1;
+    while (h + n < s.heads && (h + n) / s.group_size() == h / s.group_size() &&
+           w.counts[h + n] == w.counts[h] &&
+           std::equal(tok, tok + w.counts[h], w.tokens + (h + n) * tokens))
+      ++n;
+    h += n;
+  }
+  w.run_begin[runs] = static_cast<int32_t>(s.heads);
+
+  if (flash2_) {
+    detail::Flash2GatheredRows g;
+    g.q = w.q;
+    g.out = w.out;
+    g.lse = w.lse;
+    g.positions = w.positions;
+    g.cu_rows = w.cu_rows;
+    g.rows = tokens;
+    g.run_begin = w.run_begin;
+    g.runs = runs;
+    QWEN3VL_RETURN_IF_ERROR(detail::flash2_forward_gathered(*kernel_, p, g, w.kernel));
+  } else {
+    QWEN3VL_RETURN_IF_ERROR(run_head_calls(p, s, w, runs, stream));
+  }
+
+  // Scatter: gate * row for routed rows, 0 (LSE -inf) for every other row of every sequence.
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  const int64_t calls = detail::moh::calls_per_head(p, s), group = s.group_size();
-  const bool merged = detail::moh::one_call_per_head(p);
-  for (int64_t h = 0; h < s.heads;) {
-    // Heads of one KV group routed the same rows (shared heads; every head when all are on) run
-    // as one call, so flash2 converts each K/V block once for all of them, as in dense attention.
-    const int32_t* tok = list_tokens + h * tokens;
-    int64_t run = 1;
-    while (h + run < s.heads && (h + run) / group == h / group && counts[h + run] == counts[h] &&
-           std::equal(tok, tok + counts[h], list_tokens + (h + run) * tokens))
-      ++run;
-    int64_t e = 0;  // next list entry
-    for (int64_t call = 0; call < calls; ++call) {
-      const int64_t seq_begin = merged ? 0 : call, seq_end = merged ? s.batch : call + 1;
-      // Gather: the rows of these sequences routed to the run that see a key, [rows, run, D].
-      const int64_t e_begin = e;
-      int64_t rows = 0;
-      for (int64_t b = seq_begin; b < seq_end; ++b) {
+  return dispatch_float_dtype(p.out.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const int32_t* tok = w.tokens + h * tokens;
+      const float* wts = w.weights + h * tokens;
+      const T* block = reinterpret_cast<const T*>(w.out) + h * tokens * s.head_dim;
+      int64_t f = 0, row = 0;
+      for (int64_t b = 0; b < s.batch; ++b) {
         const SequenceSpan span = sequence_span(p, b);
         const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
-        blk.cu_q[b - seq_begin] = static_cast<int32_t>(rows);
-        for (; e < counts[h] && tok[e] < t0 + span.q_len; ++e) {
-          if (tok[e] < t0) continue;  // a packed row outside every sequence
-          const int64_t i = tok[e] - t0;
-          const int64_t pos = detail::moh::row_position(p, b, span, i);
-          if (!detail::moh::row_sees_keys(p, pos, span.k_len)) {
-            for (int64_t j = 0; j < run; ++j) list_weights[(h + j) * tokens + e] = 0.0f;  // output 0
-            continue;
+        while (f < w.counts[h] && tok[f] < t0) ++f;
+        for (int64_t i = 0; i < span.q_len; ++i) {
+          T* dst = p.out.ptr<T>() + row_offset(p.out, p.varlen(), b, span.q_start, i, h);
+          float g = 0.0f;
+          if (f < w.counts[h] && tok[f] == t0 + i) g = wts[f++];
+          float row_lse = neg_inf;
+          if (g != 0.0f) {
+            const T* src = block + row * s.head_dim;
+            for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(g * to_float(src[c]));
+            if (w.lse) row_lse = w.lse[h * tokens + row];
+            ++row;
+          } else {
+            for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(0.0f);
           }
-          for (int64_t j = 0; j < run; ++j)
-            std::memcpy(static_cast<char*>(blk.q) + (rows * run + j) * row_bytes,
-                        static_cast<const char*>(p.q.data) +
-                            row_offset(p.q, p.varlen(), b, span.q_start, i, h + j) * size_of(p.q.dtype),
-                        row_bytes);
-          if (positions) blk.positions[rows] = static_cast<int32_t>(std::max<int64_t>(pos, 0));
-          ++rows;
+          if (p.lse.present())
+            p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i)
+                                          : p.lse.offset(b, h, i)] = row_lse;
         }
       }
-      blk.cu_q[seq_end - seq_begin] = static_cast<int32_t>(rows);
-      if (rows > 0)
-        QWEN3VL_RETURN_IF_ERROR(
-            kernel_->forward(detail::moh::head_call(p, s, h, call, blk, run), kernel_ws, stream));
-
-      // Scatter: gate * row for routed rows, 0 (LSE -inf) for every other row of these sequences.
-      for (int64_t j = 0; j < run; ++j) {
-        const float* wts = list_weights + (h + j) * tokens;
-        int64_t f = e_begin, row = 0;
-        dispatch_float_dtype(p.out.dtype, [&](auto tag) {
-          using T = decltype(tag);
-          const T* o = static_cast<const T*>(blk.out);
-          for (int64_t b = seq_begin; b < seq_end; ++b) {
-            const SequenceSpan span = sequence_span(p, b);
-            const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
-            while (f < e && tok[f] < t0) ++f;
-            for (int64_t i = 0; i < span.q_len; ++i) {
-              T* dst = p.out.ptr<T>() + row_offset(p.out, p.varlen(), b, span.q_start, i, h + j);
-              float w = 0.0f;
-              if (f < e && tok[f] == t0 + i) w = wts[f++];
-              float row_lse = neg_inf;
-              if (w != 0.0f) {
-                const T* src = o + (row * run + j) * s.head_dim;
-                for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(w * to_float(src[c]));
-                if (p.lse.present()) row_lse = blk.lse[j * blk.rows + row];
-                ++row;
-              } else {
-                for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(0.0f);
-              }
-              if (p.lse.present())
-                p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h + j, span.q_start + i)
-                                              : p.lse.offset(b, h + j, i)] = row_lse;
-            }
-          }
-        });
-      }
     }
-    h += run;
-  }
-  return Status();
+    return Status();
+  });
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Mixture-of-heads on the CPU: the router against a float64 re-statement of the MoH gates, the
 // gathered-row driver against the oracle (dense float64 attention per head times the gate matrix)
-// with the reference as head kernel and with CPU flash2 on every ISA, and typed errors.
+// with the reference as head kernel (one-head calls) and with CPU flash2 on every ISA (its
+// gathered-rows pass), and typed errors.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../src/cpu/flash2/gathered_rows.hpp"
 #include "moe/moh_support.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "support/cpu_variants.hpp"
@@ -52,9 +54,10 @@ void expect_routed_matches(const MixtureOfHeadsAttention& moh, const ProblemSpec
   ASSERT_TRUE(moh.supports(p.params, r.view()).ok()) << what << " " << spec.to_string();
   moh.run(p.params, r.view());
   EXPECT_LE(relative_error(p.params, ref), tolerance(spec.dtype)) << what << " " << spec.to_string();
-  if (spec.with_lse)
+  if (spec.with_lse) {
     EXPECT_LE(lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
         << what << " " << spec.to_string();
+  }
 }
 
 TEST(MoHRouting, AllHeadsWithGateOneEqualsDense) {
@@ -152,6 +155,112 @@ TEST(MoHRouting, SharedHeadsFromTheRouterMatchGatedDense) {
     if (flash_takes_positions())
       for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(8, isa), s, r, to_string(isa));
   }
+}
+
+// Heads 0 and 1 take every token (one run of 2 in a KV group of 4, or a whole group of 2), head 2
+// the even tokens, head 3 every third (runs of 1); gates vary, some are 0.
+Routing banded_routing(int64_t tokens) {
+  Routing r{Tensor(DType::kI32, {tokens, 4}), Tensor(DType::kF32, {tokens, 4})};
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t e = 0; e < 4; ++e) {
+      const int64_t h = (e + t) % 4;
+      const float gate = h < 2 ? 0.25f + 0.1f * static_cast<float>(t % 7)
+                         : h == 2 ? (t % 2 == 0 ? 0.8f : 0.0f)
+                                  : (t % 3 == 1 ? 1.1f : 0.0f);
+      r.index.data<int32_t>()[t * 4 + e] = static_cast<int32_t>(h);
+      r.weight.data<float>()[t * 4 + e] = gate;
+    }
+  return r;
+}
+
+// Hundreds of gathered rows per head: every run spans several tasks of flash2's gathered-rows pass
+// (a run of n heads takes group x block_q / n positions per task), fixed-length and varlen with
+// unequal sequences, causal and windowed, LSE; every ISA and the reference kernel.
+TEST(MoHRouting, LongRunsSpanSeveralGatheredTasks) {
+  for (const MaskKind mask : {MaskKind::kCausal, MaskKind::kSlidingWindow}) {
+    ProblemSpec fixed;
+    fixed.batch = 1;
+    fixed.seq_q = fixed.seq_k = 600;
+    fixed.heads = 4;
+    fixed.kv_heads = 1;
+    fixed.head_dim = 40;
+    ProblemSpec packed = fixed;
+    packed.varlen_q = {311, 250};
+    packed.varlen_k = {311, 400};
+    packed.kv_heads = 2;
+    packed.head_dim = 72;
+    for (ProblemSpec s : {fixed, packed}) {
+      s.mask = mask;
+      s.window_left = 100;
+      s.window_right = 0;
+      s.with_lse = true;
+      s.seed = 900 + static_cast<uint64_t>(mask);
+      const Routing r = banded_routing(routing_tokens(s));
+      expect_routed_matches(*reference_moh(4), s, r, "reference kernel");
+      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(4, isa), s, r, to_string(isa));
+    }
+  }
+}
+
+// The gathered-rows pass over every row of every head (runs of a whole KV group) equals dense
+// flash2, and it refuses rows it cannot run with typed errors.
+TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
+  ProblemSpec s;
+  s.seq_q = s.seq_k = 16;
+  s.heads = 4;
+  s.kv_heads = 2;
+  s.head_dim = 32;
+  s.mask = MaskKind::kCausal;
+  Problem p(s);
+  const auto flash = make_cpu(create_flash2_cpu, runnable_isas().back());
+  std::vector<float> q(4 * 16 * 32), out(q.size());
+  const auto* q_rows = static_cast<const float*>(p.params.q.data);
+  for (int64_t h = 0; h < 4; ++h)
+    for (int64_t i = 0; i < 16; ++i)
+      std::copy_n(q_rows + row_offset(p.params.q, false, 0, 0, i, h), 32, &q[(h * 16 + i) * 32]);
+  std::vector<int32_t> cu{0, 16, 0, 16, 0, 16, 0, 16}, positions(4 * 16);
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int32_t>(i % 16);
+  std::vector<int32_t> runs{0, 2, 4};
+  detail::Flash2GatheredRows g;
+  g.q = q.data();
+  g.out = out.data();
+  g.positions = positions.data();
+  g.cu_rows = cu.data();
+  g.rows = 16;
+  g.run_begin = runs.data();
+  g.runs = 2;
+  std::vector<unsigned char> ws(detail::flash2_gathered_workspace_size(*flash, p.params));
+  const Workspace w{ws.data(), ws.size()};
+  ASSERT_TRUE(detail::flash2_forward_gathered(*flash, p.params, g, w).ok());
+  flash->run(p.params);
+  const auto* dense = static_cast<const float*>(p.params.out.data);
+  for (int64_t h = 0; h < 4; ++h)
+    for (int64_t i = 0; i < 16; ++i)
+      for (int64_t c = 0; c < 32; ++c)
+        ASSERT_NEAR(out[(h * 16 + i) * 32 + c], dense[row_offset(p.params.out, false, 0, 0, i, h) + c], 1e-5f)
+            << "head " << h << " row " << i;
+  const auto code = [&](const detail::Flash2GatheredRows& bad) {
+    return detail::flash2_forward_gathered(*flash, p.params, bad, w).code();
+  };
+  EXPECT_EQ(detail::flash2_forward_gathered(ReferenceKernel(), p.params, g, w).code(),
+            StatusCode::kInvalidArgument);
+  detail::Flash2GatheredRows bad = g;
+  bad.cu_rows = nullptr;
+  EXPECT_EQ(code(bad), StatusCode::kNullPointer);
+  bad = g;
+  bad.positions = nullptr;  // a causal mask needs them
+  EXPECT_EQ(code(bad), StatusCode::kInvalidArgument);
+  std::vector<int32_t> across{0, 3, 4};  // heads 0..2 cross the KV groups {0, 1}, {2, 3}
+  bad = g;
+  bad.run_begin = across.data();
+  EXPECT_EQ(code(bad), StatusCode::kInvalidArgument);
+  std::vector<int32_t> past = cu;
+  past[5] = 17;  // head 2's rows end past the 16-row capacity
+  bad = g;
+  bad.cu_rows = past.data();
+  EXPECT_EQ(code(bad), StatusCode::kInvalidArgument);
+  EXPECT_EQ(detail::flash2_forward_gathered(*flash, p.params, g, Workspace{ws.data(), 8}).code(),
+            StatusCode::kWorkspaceTooSmall);
 }
 
 // The MoH gates restated in float64 with a full sort (the router uses a partial sort in float).

@@ -71,8 +71,8 @@ class MixtureOfHeadsAttention : public Attention {
 
   virtual const MoHConfig& config() const = 0;
   virtual Status supports(const AttentionParams& params, const HeadRouting& routing) const = 0;
-  // Bytes for forward(params, routing, ...) and forward(params, ...) alike: gathered rows of one
-  // head, per-head token lists, and the flash kernel's own workspace.
+  // Bytes for forward(params, routing, ...) and forward(params, ...) alike: every head's gathered
+  // rows and token lists, and the head kernel's own workspace.
   size_t workspace_size(const AttentionParams& params) const override = 0;
   virtual Status forward(const AttentionParams& params, const HeadRouting& routing,
                          Workspace workspace, void* stream = nullptr) const = 0;
@@ -80,8 +80,8 @@ class MixtureOfHeadsAttention : public Attention {
   void run(const AttentionParams& params, const HeadRouting& routing) const;
 };
 
-// CPU: per query head, the routed rows run through the CPU flash2 kernel (one call per head, or
-// per (sequence, head) for fixed-length batches; see docs/architecture.md for why not one call).
+// CPU: every query head's routed rows are gathered and run through the CPU flash2 kernel in one
+// parallel pass against the problem's own K/V (see docs/architecture.md).
 [[nodiscard]] Status create_mixture_of_heads_cpu(const CpuOptions& options, const MoHConfig& config,
                                                  std::unique_ptr<MixtureOfHeadsAttention>* out);
 // The same as a plain Attention (forward(params) only: dense), for callers that hold any variant.
@@ -89,7 +89,8 @@ class MixtureOfHeadsAttention : public Attention {
                                                  std::unique_ptr<Attention>* out);
 
 // The same driver over any host `head_kernel` that honours params.q_positions (e.g. a test's
-// reference adapter): it runs the gathered one-head calls.
+// reference adapter): a CPU flash2 object gets the one gathered pass, any other kernel one varlen
+// call per head (per (sequence, head) for fixed-length batches whose K/V are not packed rows).
 [[nodiscard]] Status create_mixture_of_heads(std::unique_ptr<Attention> head_kernel,
                                              const MoHConfig& config,
                                              std::unique_ptr<MixtureOfHeadsAttention>* out);

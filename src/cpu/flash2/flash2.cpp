@@ -12,6 +12,10 @@
 // Query positions (q_positions) only change the rows' key ranges. A block-sparse layout cuts each
 // sequence into its row blocks first (tasks never cross one), and each task walks the key
 // intervals its row block lists instead of the hull of its rows' keys.
+//
+// Gathered rows (gathered_rows.hpp, mixture-of-heads): the same schedule with runs of query heads
+// in place of KV heads, each task a block of one run's gathered rows of a sequence. A run of n
+// heads takes group x block_q / n positions per task, so its tiles hold as many rows as dense ones.
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -20,6 +24,7 @@
 
 #include "../cpu_backend.hpp"
 #include "../kernels.hpp"
+#include "gathered_rows.hpp"
 #include "key_intervals.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 
@@ -50,63 +55,33 @@ class Flash2Cpu final : public Attention {
   size_t workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!validate(p, &s).ok()) return 0;
+    const detail::Flash2Plan tiles = plan(s);
     const int64_t intervals = detail::max_key_intervals(p.block_layout);
-    return backend_->workspace_bytes(slot_bytes(plan(s), intervals));
+    return backend_->workspace_bytes(slot_bytes(tiles, intervals, tiles.block_q));
   }
 
   Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
     QWEN3VL_RETURN_IF_ERROR(supports(p));
     AttentionShape s;
     QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const detail::Flash2Plan tiles = plan(s);
-    const BlockLayout& layout = p.block_layout;
-    const int64_t max_intervals = detail::max_key_intervals(layout);
-    const size_t slot = slot_bytes(tiles, max_intervals);
-    QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
+    return run_tasks(p, s, nullptr, ws);
+  }
 
-    // A sequence is cut into segments (the layout's row blocks; without a layout, one segment),
-    // each into chunks of the plan's block_q: task (KV head, sequence, chunk of the sequence).
-    const int64_t segment = layout.present() ? layout.block_q : std::max<int64_t>(s.max_q, 1);
-    const int64_t chunks = (segment + tiles.block_q - 1) / tiles.block_q;
-    const int64_t blocks = (s.max_q + segment - 1) / segment * chunks;
-    const int64_t total = s.kv_heads * s.batch * blocks;
-    if (total == 0) return Status();
-    const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
-    std::atomic<int64_t> next{0};
-    const auto worker = [&] {
-      char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
-      auto* ranges = reinterpret_cast<KeyRange*>(base);
-      auto* intervals = reinterpret_cast<KeyRange*>(base + ranges_bytes(tiles));
-      void* scratch = base + ranges_bytes(tiles) + intervals_bytes(max_intervals);
-      for (int64_t t = next++; t < total; t = next++) {
-        const int64_t order = t % blocks;
-        const int64_t qb = heavy_last ? blocks - 1 - order : order;
-        detail::Flash2Task task;
-        task.params = &p;
-        task.shape = s;
-        task.plan = tiles;
-        task.b = t / blocks % s.batch;
-        task.kv_head = t / blocks / s.batch;
-        task.span = sequence_span(p, task.b);
-        const int64_t row_block = qb / chunks;
-        const int64_t segment_end = std::min((row_block + 1) * segment, task.span.q_len);
-        task.q_begin = row_block * segment + qb % chunks * tiles.block_q;
-        if (task.q_begin >= segment_end) continue;
-        task.q_end = std::min(task.q_begin + tiles.block_q, segment_end);
-        for (int64_t i = task.q_begin; i < task.q_end; ++i)
-          ranges[i - task.q_begin] = row_visible_keys(p, task.b, task.span, i);
-        task.rows = ranges;
-        task.intervals = intervals;
-        task.interval_count = detail::key_intervals(
-            layout, layout.layout_index(task.b, task.kv_head, s.kv_heads), row_block,
-            detail::key_hull(ranges, task.q_end - task.q_begin), intervals);
-        task.scratch = scratch;
-        kernels_.flash2_tile(task);
-      }
-    };
-    backend_->arena().execute(
-        [&] { tbb::parallel_for(0, backend_->threads(), [&](int) { worker(); }); });
-    return Status();
+  // The gathered-rows mode (gathered_rows.hpp): one task pool over every run's rows.
+  size_t gathered_workspace_size(const AttentionParams& p) const {
+    AttentionShape s;
+    if (!validate(p, &s).ok()) return 0;
+    const detail::Flash2Plan tiles = plan(s);
+    return backend_->workspace_bytes(slot_bytes(tiles, 1, s.group_size() * tiles.block_q));
+  }
+
+  Status forward_gathered(const AttentionParams& p, const detail::Flash2GatheredRows& g,
+                          Workspace ws) const {
+    QWEN3VL_RETURN_IF_ERROR(supports(p));
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    QWEN3VL_RETURN_IF_ERROR(check_gathered(p, s, g));
+    return run_tasks(p, s, &g, ws);
   }
 
   std::string describe() const override {
@@ -123,21 +98,139 @@ class Flash2Cpu final : public Attention {
   }
 
  private:
+  // Every task of the problem's rows (g null) or of the gathered rows g, pulled from one counter.
+  Status run_tasks(const AttentionParams& p, const AttentionShape& s,
+                   const detail::Flash2GatheredRows* g, Workspace ws) const {
+    const detail::Flash2Plan tiles = plan(s);
+    const BlockLayout& layout = p.block_layout;  // absent with gathered rows
+    const int64_t max_intervals = detail::max_key_intervals(layout);
+    const int64_t group = s.group_size();
+    const int64_t max_positions = g ? group * tiles.block_q : tiles.block_q;  // per task
+    const size_t slot = slot_bytes(tiles, max_intervals, max_positions);
+    QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
+
+    // A sequence is cut into segments (the layout's row blocks; without a layout, one segment),
+    // each into chunks of the plan's block_q: task (unit, sequence, chunk of the sequence), a unit
+    // being a KV head (all its query heads) or a gathered run. A run of fewer heads than the group
+    // takes more positions per chunk, so its last chunks are empty.
+    const int64_t segment = layout.present() ? layout.block_q : std::max<int64_t>(s.max_q, 1);
+    const int64_t chunks = (segment + tiles.block_q - 1) / tiles.block_q;
+    const int64_t blocks = (s.max_q + segment - 1) / segment * chunks;
+    const int64_t units = g ? g->runs : s.kv_heads;
+    const int64_t total = units * s.batch * blocks;
+    if (total == 0) return Status();
+    const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
+    std::atomic<int64_t> next{0};
+    const auto worker = [&] {
+      char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
+      auto* ranges = reinterpret_cast<KeyRange*>(base);
+      auto* intervals = reinterpret_cast<KeyRange*>(base + ranges_bytes(max_positions));
+      void* scratch = base + ranges_bytes(max_positions) + intervals_bytes(max_intervals);
+      for (int64_t t = next++; t < total; t = next++) {
+        const int64_t order = t % blocks;
+        const int64_t qb = heavy_last ? blocks - 1 - order : order;
+        const int64_t unit = t / blocks / s.batch;
+        detail::Flash2Task task;
+        task.params = &p;
+        task.shape = s;
+        task.plan = tiles;
+        task.b = t / blocks % s.batch;
+        task.span = sequence_span(p, task.b);
+        task.gathered = g;
+        int64_t positions = tiles.block_q;
+        if (g) {
+          task.head = g->run_begin ? g->run_begin[unit] : unit;
+          task.heads = g->run_begin ? g->run_begin[unit + 1] - task.head : 1;
+          const int32_t* cu = g->cu_rows + task.head * (s.batch + 1) + task.b;
+          task.span.q_start = cu[0];
+          task.span.q_len = cu[1] - cu[0];
+          positions = max_positions / task.heads;
+        } else {
+          task.head = unit * group;
+          task.heads = group;
+        }
+        task.kv_head = task.head / group;
+        const int64_t row_block = qb / chunks;
+        const int64_t segment_end = std::min((row_block + 1) * segment, task.span.q_len);
+        task.q_begin = row_block * segment + qb % chunks * positions;
+        if (task.q_begin >= segment_end) continue;
+        task.q_end = std::min(task.q_begin + positions, segment_end);
+        for (int64_t i = task.q_begin; i < task.q_end; ++i)
+          ranges[i - task.q_begin] = g ? gathered_keys(p, *g, task, i)
+                                       : row_visible_keys(p, task.b, task.span, i);
+        task.rows = ranges;
+        task.intervals = intervals;
+        task.interval_count = detail::key_intervals(
+            layout, layout.layout_index(task.b, task.kv_head, s.kv_heads), row_block,
+            detail::key_hull(ranges, task.q_end - task.q_begin), intervals);
+        task.scratch = scratch;
+        kernels_.flash2_tile(task);
+      }
+    };
+    backend_->arena().execute(
+        [&] { tbb::parallel_for(0, backend_->threads(), [&](int) { worker(); }); });
+    return Status();
+  }
+
+  // Keys seen by gathered row i of the task's sequence (the run's first head holds the positions).
+  static KeyRange gathered_keys(const AttentionParams& p, const detail::Flash2GatheredRows& g,
+                                const detail::Flash2Task& t, int64_t i) {
+    if (!g.positions) return KeyRange{0, t.span.k_len};
+    const int64_t position = g.positions[t.head * g.rows + t.span.q_start + i];
+    return visible_keys_at(p.mask, p.window_left, p.window_right, position, t.span.k_len);
+  }
+
+  // What the gathered rows must hold for the problem: blocks, row offsets inside the capacity,
+  // runs of one KV group, positions whenever a mask looks at them.
+  static Status check_gathered(const AttentionParams& p, const AttentionShape& s,
+                               const detail::Flash2GatheredRows& g) {
+    if (p.block_layout.present() || p.additive_mask.present())
+      return make_error(StatusCode::kUnsupported,
+                        "gathered query rows take structural masks and key_lengths only (no "
+                        "block_layout or additive_mask)");
+    if (g.q == nullptr || g.out == nullptr || g.cu_rows == nullptr)
+      return make_error(StatusCode::kNullPointer, "gathered q/out/cu_rows = null: must point to ",
+                        "the heads' row blocks and row offsets");
+    if (g.positions == nullptr && p.mask != MaskKind::kNone)
+      return make_error(StatusCode::kInvalidArgument, "gathered positions = null with mask ",
+                        to_string(p.mask), ": masked rows need their key positions");
+    const int64_t runs = g.run_begin ? g.runs : s.heads;
+    if (g.run_begin && (g.runs < 1 || g.run_begin[0] != 0 || g.run_begin[g.runs] != s.heads))
+      return make_error(StatusCode::kInvalidArgument, "gathered runs = ", g.runs,
+                        ": run_begin must go from 0 to heads = ", s.heads);
+    for (int64_t r = 0; r < runs; ++r) {
+      const int64_t h = g.run_begin ? g.run_begin[r] : r;
+      const int64_t end = g.run_begin ? g.run_begin[r + 1] : r + 1;
+      if (end <= h || h / s.group_size() != (end - 1) / s.group_size())
+        return make_error(StatusCode::kInvalidArgument, "gathered run ", r, " = heads [", h, ", ",
+                          end, "): must be non-empty and inside one KV group of ",
+                          s.group_size());
+      const int32_t* cu = g.cu_rows + h * (s.batch + 1);
+      for (int64_t b = 0; b < s.batch; ++b)
+        if (cu[b] < 0 || cu[b + 1] < cu[b] || cu[b + 1] > g.rows)
+          return make_error(StatusCode::kInvalidArgument, "gathered cu_rows[", h, ", ", b + 1,
+                            "] = ", cu[b + 1], ": must be non-decreasing from ", cu[b],
+                            " and at most rows = ", g.rows);
+    }
+    return Status();
+  }
+
   detail::Flash2Plan plan(const AttentionShape& s) const {
     detail::Flash2Plan t;
     kernels_.flash2_plan(s, l2_bytes_, &t);
     return t;
   }
-  static size_t ranges_bytes(const detail::Flash2Plan& t) {
-    return detail::align_up(static_cast<size_t>(t.block_q) * sizeof(KeyRange));
+  static size_t ranges_bytes(int64_t positions) {
+    return detail::align_up(static_cast<size_t>(positions) * sizeof(KeyRange));
   }
   static size_t intervals_bytes(int64_t count) {
     return detail::align_up(static_cast<size_t>(count) * sizeof(KeyRange));
   }
-  // Per thread: the task's row ranges, its key intervals (as many as the layout's longest row
-  // block needs; one without a layout) and the kernel's tile scratch.
-  static size_t slot_bytes(const detail::Flash2Plan& t, int64_t max_intervals) {
-    return ranges_bytes(t) + intervals_bytes(max_intervals) + t.scratch_bytes;
+  // Per thread: the task's row ranges (one per position), its key intervals (as many as the
+  // layout's longest row block needs; one without a layout) and the kernel's tile scratch.
+  static size_t slot_bytes(const detail::Flash2Plan& t, int64_t max_intervals,
+                           int64_t max_positions) {
+    return ranges_bytes(max_positions) + intervals_bytes(max_intervals) + t.scratch_bytes;
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;
@@ -155,4 +248,25 @@ Status create_flash2_cpu(const CpuOptions& options, std::unique_ptr<Attention>* 
   return Status();
 }
 
+namespace detail {
+
+bool is_flash2_cpu(const Attention& attention) {
+  return dynamic_cast<const Flash2Cpu*>(&attention) != nullptr;
+}
+
+size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p) {
+  const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
+  return f ? f->gathered_workspace_size(p) : 0;
+}
+
+Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p,
+                               const Flash2GatheredRows& g, Workspace ws) {
+  const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
+  if (f == nullptr)
+    return make_error(StatusCode::kInvalidArgument, "flash2 = ", flash2.describe(),
+                      ": gathered query rows run on a CPU flash2 object");
+  return f->forward_gathered(p, g, ws);
+}
+
+}  // namespace detail
 }  // namespace qwen3vl

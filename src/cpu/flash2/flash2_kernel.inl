@@ -1,6 +1,7 @@
 // FlashAttention-2 forward for one task (a block of query positions times every query head of
-// one KV head), compiled once per ISA: include it after defining QWEN3VL_ISA_NS and including that
-// ISA's simd_<isa>.hpp and vector_math.inl.
+// one KV head, or times a run of heads' gathered rows: gathered_rows.hpp), compiled once per ISA:
+// include it after defining QWEN3VL_ISA_NS and including that ISA's simd_<isa>.hpp and
+// vector_math.inl.
 //
 // The tile works transposed: S^T = K Q^T and O^T += V^T P^T, so SIMD lanes run over query rows.
 // Online-softmax statistics (running max, sum, rescale factor) are then plain vectors, with no
@@ -25,6 +26,7 @@
 #include <limits>
 
 #include "../kernels.hpp"
+#include "gathered_rows.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
 namespace {
@@ -136,6 +138,17 @@ const T* row_ptr(const TensorView& t, const Flash2Task& task, int64_t start, int
   return static_cast<const T*>(t.data) + off;
 }
 
+// Row (position i of the task's sequence, query head h) of q or out: the problem's view, or the
+// head's gathered block (span.q_start is the sequence's first row there).
+template <class T>
+T* query_row(const TensorView& t, void* gathered_block, const Flash2Task& task, int64_t i,
+             int64_t h) {
+  if (task.gathered)
+    return static_cast<T*>(gathered_block) +
+           (h * task.gathered->rows + task.span.q_start + i) * task.shape.head_dim;
+  return const_cast<T*>(row_ptr<T>(t, task, task.span.q_start, i, h));
+}
+
 // n elements of any storage type -> fp32, times scale.
 template <class T>
 void convert_row(const T* src, int64_t n, float scale, float* dst) {
@@ -152,15 +165,16 @@ void store_row(const float* src, int64_t n, T* dst) {
   for (; c < n; ++c) Simd::store_one(dst + c, src[c]);
 }
 
-// Q^T of the tile's rows (row r = position r / G, head r % G of the group); padding rows are 0.
+// Q^T of the tile's rows (row r = position r / heads, head r % heads of the task's heads);
+// padding rows are 0.
 template <class T>
 void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, const Scratch& w) {
-  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  void* gathered_q = t.gathered ? t.gathered->q : nullptr;
   for (int64_t r = 0; r < g.rows_pad; ++r) {
     if (r < rows)
-      convert_row(row_ptr<T>(t.params->q, t, t.span.q_start, t.q_begin + r / group,
-                             t.kv_head * group + r % group),
-                  g.d, scale, w.row);
+      convert_row<T>(query_row<T>(t.params->q, gathered_q, t, t.q_begin + r / t.heads,
+                                  t.head + r % t.heads),
+                     g.d, scale, w.row);
     else
       fill(w.row, g.d, 0.0f);
     float* dst = w.qt + (r / kRows) * g.d * kRows + r % kRows;
@@ -284,7 +298,7 @@ void apply_softcap(const Geometry& g, int64_t kn, float cap, const Scratch& w) {
 // of hidden keys vanish).
 void mask_structural(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn,
                      const Scratch& w) {
-  const int64_t nq = t.q_end - t.q_begin, group = t.shape.heads / t.shape.kv_heads;
+  const int64_t nq = t.q_end - t.q_begin, group = t.heads;
   int64_t lo = 0, hi = 0;
   for (int64_t j = 0; j < kn; ++j) {
     const int64_t key = k0 + j;
@@ -308,12 +322,12 @@ int64_t mask_offset(const TensorView& m, int64_t b, int64_t h, int64_t i, int64_
 template <class M>
 void add_mask(const Flash2Task& t, const Geometry& g, int64_t rows, int64_t k0, int64_t kn,
               const Scratch& w) {
-  const TensorView& mv = t.params->additive_mask;
-  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  const TensorView& mv = t.params->additive_mask;  // problem rows only (never gathered)
+  const int64_t group = t.heads;
   const int64_t step = mv.shape[mv.rank - 1] == 1 ? 0 : mv.stride[mv.rank - 1];
   for (int64_t r = 0; r < rows; ++r) {
     const M* src = static_cast<const M*>(mv.data) +
-                   mask_offset(mv, t.b, t.kv_head * group + r % group, t.q_begin + r / group, k0);
+                   mask_offset(mv, t.b, t.head + r % group, t.q_begin + r / group, k0);
     float* s = w.st + r;
     for (int64_t j = 0; j < kn; ++j) {
       const float add = Simd::load_one(src + j * step);
@@ -399,21 +413,25 @@ void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
 template <class T>
 void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch& w) {
   const AttentionParams& p = *t.params;
-  const int64_t group = t.shape.heads / t.shape.kv_heads;
+  const int64_t group = t.heads;
+  const Flash2GatheredRows* gathered = t.gathered;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = t.q_begin + r / group, h = t.kv_head * group + r % group;
+    const int64_t i = t.q_begin + r / group, h = t.head + r % group;
     const float sum = w.l[r];
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
     const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
     for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
-    store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
-    if (p.lse.rank > 0) {
-      const TensorView& lse = p.lse;
-      const int64_t off = t.shape.varlen
-                              ? h * lse.stride[0] + (t.span.q_start + i) * lse.stride[1]
-                              : t.b * lse.stride[0] + h * lse.stride[1] + i * lse.stride[2];
-      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
+    store_row(w.row, g.d, query_row<T>(p.out, gathered ? gathered->out : nullptr, t, i, h));
+    float* lse = nullptr;
+    if (gathered) {
+      if (gathered->lse) lse = gathered->lse + h * gathered->rows + t.span.q_start + i;
+    } else if (p.lse.rank > 0) {
+      const TensorView& v = p.lse;
+      lse = static_cast<float*>(v.data) +
+            (t.shape.varlen ? h * v.stride[0] + (t.span.q_start + i) * v.stride[1]
+                            : t.b * v.stride[0] + h * v.stride[1] + i * v.stride[2]);
     }
+    if (lse) *lse = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
   }
 }
 
@@ -424,7 +442,7 @@ void run(const Flash2Task& t) {
   Scratch w;
   layout(g, static_cast<char*>(t.scratch), &w);
   const int64_t nq = t.q_end - t.q_begin;
-  const int64_t rows = nq * (t.shape.heads / t.shape.kv_heads);
+  const int64_t rows = nq * t.heads;
   g.rows_pad = round_up(rows, kRows);  // a short last block computes only the panels it needs
   g.rows = rows;
 

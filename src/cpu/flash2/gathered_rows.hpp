@@ -1,0 +1,46 @@
+// CPU flash2's gathered-rows mode, the host counterpart of the CUDA kernel's (GatheredQueries in
+// cuda/common/kernel_args.hpp): every query head brings its own packed rows (mixture-of-heads
+// computes only the rows routed to a head), and one forward runs them all against the problem's
+// own K/V, read in place. Tasks are (head run, sequence, block of the run's rows of the sequence);
+// the tile code is flash2's, only the rows' addresses and positions differ.
+#pragma once
+
+#include <cstdint>
+
+#include "qwen3vl/variants/attention.hpp"
+
+namespace qwen3vl::detail {
+
+// Query head h's rows: `rows` (capacity) packed rows of head_dim elements at q/out +
+// h * rows * head_dim, in sequence order, sequence b's at cu_rows[h * (batch + 1) + b] ..
+// cu_rows[h * (batch + 1) + b + 1]; lse (optional) and positions (the rows' key positions, as
+// q_positions; null: every row sees all valid keys) at h * rows + row.
+//
+// Heads are computed in runs: run r is heads [run_begin[r], run_begin[r + 1]), all of one KV group
+// and with the same rows (the same cu_rows and positions), so a tile holds (row, head) pairs of
+// the run and converts each K/V block once for all of them, as dense flash2 does for a group.
+// run_begin = null: one head per run.
+struct Flash2GatheredRows {
+  void* q = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;
+  const int32_t* positions = nullptr;
+  const int32_t* cu_rows = nullptr;
+  int64_t rows = 0;
+  const int32_t* run_begin = nullptr;  // [runs + 1], run_begin[0] = 0, run_begin[runs] = heads
+  int64_t runs = 0;
+};
+
+// Whether `attention` is a CPU flash2 object (create_flash2_cpu), which the functions below take.
+bool is_flash2_cpu(const Attention& attention);
+
+// Workspace of flash2_forward_gathered() for the keys of `p` (0 if p is invalid).
+size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p);
+
+// One parallel forward of `flash2` over every head's gathered rows `g` against the keys of `p`,
+// which must pass flash2.supports() and carry no block layout or additive mask; p's own q, out,
+// lse and q_positions are not read.
+Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p,
+                               const Flash2GatheredRows& g, Workspace ws);
+
+}  // namespace qwen3vl::detail
