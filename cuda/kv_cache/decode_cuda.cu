@@ -153,12 +153,12 @@ MmaShape mma_shape_from_env() {
 
 class DecodeCuda final : public DecodeAttention {
  public:
-  // QWEN3VL_DECODE_MMA=1 turns on the tensor-core kernel (decode_mma.cuh) on sm_80+. It is opt-in
-  // because it is not faster at every length (H100, KV 4096 / 16384 / 65536: 23.6 / 43.6 / 115.4 us
-  // against 21.6 / 49.7 / 117.4, docs/performance.md "## Decode").
+  // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: H100, KV 4096 / 16384 /
+  // 65536, paged f16, 20.1 / 39.8 / 106.7 us against the CUDA-core kernel's 20.2 / 47.2 / 113.5
+  // (docs/performance.md "## Decode"). QWEN3VL_DECODE_MMA=0 (a measurement knob) turns it off.
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");
-    mma_allowed_ = env && std::strcmp(env, "1") == 0;
+    mma_allowed_ = !(env && std::strcmp(env, "0") == 0);
     mma_ = mma_shape_from_env();
   }
 

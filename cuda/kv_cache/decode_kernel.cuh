@@ -80,7 +80,7 @@ __device__ inline uint4 load16(const T* p, int valid, bool vector_ok) {
 // for kN * sizeof(Q) == 8, 8-byte) vectors when `whole` (aligned, all kN valid), else element by
 // element. The loads are independent and straight-line, so they are all in flight together.
 template <class Q, int kN>
-__device__ inline void load_q_run(const Q* p, int valid, bool whole, DType dtype, float* f) {
+__device__ inline void load_q_run(const Q* p, int valid, bool whole, float* f) {
   constexpr int kBytes = kN * static_cast<int>(sizeof(Q));
   if (whole && valid >= kN) {
     if constexpr (kBytes >= 16) {
@@ -97,7 +97,7 @@ __device__ inline void load_q_run(const Q* p, int valid, bool whole, DType dtype
     return;
   }
 #pragma unroll
-  for (int x = 0; x < kN; ++x) f[x] = x < valid ? load_element(p, x, dtype) : 0.0f;
+  for (int x = 0; x < kN; ++x) f[x] = x < valid ? load_element(p, x, dtype_of<Q>::value) : 0.0f;
 }
 
 // 2^x in one MUFU instruction (flush-to-zero: weights below 2^-126 are 0 either way).
@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 
   // The first stages' copies go out before anything else, then the queries are read.
   unsigned ok_bits = 0;  // bit s: stage s holds a valid key
-#pragma unroll
+#pragma unroll 1
   for (int s = 0; s < kStage; ++s)
     ok_bits |= static_cast<unsigned>(load_stage<T, kLanes, kVecs, kPaged>(
                    a, b, kvh, head_ok && s < my_it, sub, key_of(s), ke, k_slot(s), v_slot(s))) << s;
@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
         const int e0 = (v * kLanes + sub) * kElems;
         const int valid = !q_live[i] ? 0 : max(0, min(a.head_dim - e0, kElems));
         load_q_run<Q, kElems>(static_cast<const Q*>(a.q) + (valid > 0 ? q_off[i] + e0 : 0), valid, a.q_vector,
-                              a.q_dtype, q[i] + v * kElems);
+                              q[i] + v * kElems);
       }
   };
   switch (a.q_dtype) {
@@ -262,11 +262,13 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 #pragma unroll
     for (int x = 0; x < kPer; ++x) o[i][x] = 0.0f;
 
-  for (int base = 0; base < my_it; base += kStage) {
-#pragma unroll
-    for (int s = 0; s < kStage; ++s) {
-      const int n = base + s;
-      if (n >= my_it) break;  // warp-uniform
+  // One copy of the loop body, not kStage: unrolled over the ring the kernel's code was ~130 KiB,
+  // past the SM's instruction cache, and warps stalled on instruction fetch ("no instruction" was
+  // the top stall reason under Nsight Compute at KV 4096).
+#pragma unroll 1
+  for (int n = 0; n < my_it; ++n) {
+    {
+      const int s = n & (kStage - 1);
       const int j = key_of(n);
       const bool ok = ok_bits >> s & 1u;
       wait_copies<kStage - 1>();  // this stage's group is the oldest

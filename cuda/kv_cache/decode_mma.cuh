@@ -172,6 +172,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   auto k_tile = [&](int s) { return ring + s * 2 * kKeys * stride; };
   auto v_tile = [&](int s) { return k_tile(s) + kKeys * stride; };
 
+  // valid[0] is the oldest stage's (tile n's) key mask; the masks rotate as the ring does, so the
+  // loop needs no runtime index into a register array.
   unsigned valid[kStages];
 #pragma unroll
   for (int s = 0; s < kStages; ++s)
@@ -203,7 +205,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
           qa[ks][h + 2 * half] = __ldg(reinterpret_cast<const unsigned*>(q_row + col));
         } else {
           qa[ks][h + 2 * half] =
-              pack2<T>(load_element(a.q, q_off + col, a.q_dtype), load_element(a.q, q_off + col + 1, a.q_dtype));
+              pack2<T>(load_element(a.q, q_off + col, dtype_of<T>::value),
+                       load_element(a.q, q_off + col + 1, dtype_of<T>::value));
         }
       }
   }
@@ -215,11 +218,11 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
     for (int c = 0; c < 4; ++c) o[n][c] = 0.0f;
   float m[2] = {kNegInf, kNegInf}, l[2] = {0.0f, 0.0f};
 
-  for (int base = 0; base < my_tiles; base += kStages) {
-#pragma unroll
-    for (int s = 0; s < kStages; ++s) {
-      const int n = base + s;
-      if (n >= my_tiles) break;  // warp-uniform
+  // One copy of the loop body (unrolled over the ring the code outgrew the instruction cache:
+  // "no instruction" was the top stall under Nsight Compute at KV 4096).
+#pragma unroll 1
+  for (int n = 0, s = 0; n < my_tiles; ++n, s = s + 1 == kStages ? 0 : s + 1) {
+    {
       wait_copies<kStages - 1>();
       __syncwarp();  // every lane's copies of this tile have landed
       const T* kt = k_tile(s);
@@ -243,7 +246,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const int key = 8 * nt + 2 * t + (c & 1);
-          const bool ok = (valid[s] >> key & 1u) && start + key < end[c >> 1];
+          const bool ok = (valid[0] >> key & 1u) && start + key < end[c >> 1];
           sc[nt][c] = ok ? sc[nt][c] * a.scale_log2 : kNegInf;
           mx[c >> 1] = fmaxf(mx[c >> 1], sc[nt][c]);
         }
@@ -302,8 +305,10 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
         }
       }
       __syncwarp();  // every lane is done reading this stage before it is refilled
-      valid[s] = load_tile<T, kPaged>(a, b, kvh, n + kStages < my_tiles, start_of(n + kStages), ke, k_tile(s),
-                                      v_tile(s));
+#pragma unroll
+      for (int r = 0; r + 1 < kStages; ++r) valid[r] = valid[r + 1];
+      valid[kStages - 1] = load_tile<T, kPaged>(a, b, kvh, n + kStages < my_tiles, start_of(n + kStages), ke,
+                                                k_tile(s), v_tile(s));
     }
   }
 
@@ -320,11 +325,14 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   float* sm_l = sm_m + kWarps * 16;                  // [warp][16]
   float* sm_inv = sm_l + kWarps * 16;                // [hpb][16]
   float* sm_lse = sm_inv + kWarps * 16;              // [hpb][16]
+  // Only the tile's live rows go through shared memory (G * R is often 4 of the 16).
+  const int live_rows = min(16, a.group_rows - tile * 16);
 #pragma unroll
   for (int nt = 0; nt < 2 * kMaxSteps; ++nt) {
     if (nt >= 2 * steps) break;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
+      if (g + 8 * h >= live_rows) continue;
       float* row = sm_o + (warp * 16 + g + 8 * h) * d + 8 * nt + 2 * t;
       row[0] = o[nt][2 * h];
       row[1] = o[nt][2 * h + 1];
@@ -354,10 +362,10 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
     sm_lse[h * 16 + i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < hpb * 16 * d; idx += 32 * kWarps) {
-    const int h = idx / (16 * d), i = idx / d % 16, e = idx % d;
+  for (int idx = threadIdx.x; idx < hpb * live_rows * d; idx += 32 * kWarps) {
+    const int h = idx / (live_rows * d), i = idx / d % live_rows, e = idx % d;
     const int gi = tile * 16 + i, out_kvh = chunk * hpb + h;
-    if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
+    if (out_kvh >= a.kv_heads) continue;
     float acc = 0.0f;
     for (int sl = 0; sl < slots; ++sl) {
       const int w = sl * hpb + h;

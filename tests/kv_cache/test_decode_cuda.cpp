@@ -32,20 +32,25 @@ std::unique_ptr<DecodeAttention> make_cuda() {
   return d;
 }
 
-// The tensor-core kernel, opt-in (QWEN3VL_DECODE_MMA=1 at creation); on sm_61..sm_75 it is the
-// CUDA-core kernel again.
-// `shape`: the tensor-core kernel's block shape as QWEN3VL_DECODE_MMA_WARPS / _HEADS (warps a
-// block, at most this many KV heads a block); null: the default.
+// The CUDA-core kernel everywhere (QWEN3VL_DECODE_MMA=0 at creation). make_cuda() takes the
+// tensor-core kernel where it applies (sm_80+, f16 / bf16, D % 16 == 0 <= 128).
+std::unique_ptr<DecodeAttention> make_cuda_core() {
+  setenv("QWEN3VL_DECODE_MMA", "0", 1);
+  auto d = make_cuda();
+  unsetenv("QWEN3VL_DECODE_MMA");
+  return d;
+}
+
+// The default object with the tensor-core kernel's block shape set by QWEN3VL_DECODE_MMA_WARPS /
+// _HEADS (warps a block, at most this many KV heads a block); null: the default.
 struct MmaShape {
   const char *warps, *heads;
 };
 std::unique_ptr<DecodeAttention> make_cuda_mma(MmaShape shape = {nullptr, nullptr}) {
-  setenv("QWEN3VL_DECODE_MMA", "1", 1);
   if (shape.warps) setenv("QWEN3VL_DECODE_MMA_WARPS", shape.warps, 1);
   if (shape.heads) setenv("QWEN3VL_DECODE_MMA_HEADS", shape.heads, 1);
   auto d = make_cuda();
-  for (const char* name : {"QWEN3VL_DECODE_MMA", "QWEN3VL_DECODE_MMA_WARPS", "QWEN3VL_DECODE_MMA_HEADS"})
-    unsetenv(name);
+  for (const char* name : {"QWEN3VL_DECODE_MMA_WARPS", "QWEN3VL_DECODE_MMA_HEADS"}) unsetenv(name);
   return d;
 }
 
@@ -129,8 +134,8 @@ std::vector<DecodeSpec> sweep() {
 
 TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {
   QWEN3VL_REQUIRE_GPU();
-  const auto gpu = make_cuda();
   const auto cpu = make_cpu();
+  for (const auto& gpu : {make_cuda(), make_cuda_core()})
   for (const DecodeSpec& spec : sweep()) {
     DecodeProblem h(spec);
     DeviceDecode d(h);
@@ -174,7 +179,6 @@ DecodeSpec spec_of(const Edge& e, uint64_t seed) {
 // of a block sharing one head), every storage dtype.
 TEST(DecodeCuda, EdgeShapesMatchTheReference) {
   QWEN3VL_REQUIRE_GPU();
-  const auto gpu = make_cuda();
   const Edge edges[] = {
       {{10, 3}, 1, 8, 2, 128, DType::kF16, DType::kF16, 16, 64},     // splits > keys
       {{300}, 8, 16, 1, 128, DType::kBF16, DType::kBF16, 16, 0},      // G 16, R 8
@@ -184,6 +188,7 @@ TEST(DecodeCuda, EdgeShapesMatchTheReference) {
       {{95}, 2, 6, 3, 17, DType::kF32, DType::kF32, 0, 7},           // D 17, Hkv 3
   };
   uint64_t seed = 900;
+  for (const auto& gpu : {make_cuda(), make_cuda_core()})
   for (const Edge& e : edges) {
     const DecodeSpec s = spec_of(e, ++seed);
     DecodeProblem h(s);
@@ -321,10 +326,10 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
 // neither the 16-row tile nor a whole second one, D 16 / 80 / 96, heads per block 1 / 2 / 4 with
 // a KV-head chunk past Hkv, more splits than tiles, empty sequences; D 72 and 144 and f32
 // queries take the CUDA-core path. Each
-// case also matches the CUDA-core kernel (the default) run on the same inputs.
+// case also matches the CUDA-core kernel run on the same inputs.
 TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
   QWEN3VL_REQUIRE_GPU();
-  const auto core = make_cuda();
+  const auto core = make_cuda_core();
   const Edge edges[] = {
       {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},       // Qwen shape, 4 of 16 rows
       {{1000, 0, 77}, 4, 10, 2, 64, DType::kBF16, DType::kBF16, 0, 0}, // 20 rows: tiles 16 + 4
