@@ -107,21 +107,28 @@ __device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
 // lanes of a key read its whole 256-byte row, so one instruction reads 4 whole 128-byte lines
 // (with a lane per key it read 32 bytes of each of 16 rows: 132.9 against 113.1 us at KV 65536).
 // Block sizes are multiples of 16 (validated) and tiles start at multiples of 16, so a tile lies
-// in one page: one block-table read a tile. Keys past `ke` or behind a bad block id are
-// zero-filled (P V then adds exact zeros). Returns the tile's valid keys, bit k for key k.
+// in one page: one block-table read a tile (tile_page, issued a tile ahead of its copy so the
+// warp never waits on it). Keys past `ke` or behind a bad block id are zero-filled (P V then adds
+// exact zeros). Returns the tile's valid keys, bit k for key k.
+template <bool kPaged>
+__device__ inline int tile_page(const DecodeArgs& a, int b, bool live, int start, int ke) {
+  if (!kPaged || !live || start >= ke) return b;  // contiguous: the sequence is the major index
+  const int blk = a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
+  return __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
+}
+
 template <class T, bool kPaged>
-__device__ inline unsigned load_tile(const DecodeArgs& a, int b, int kvh, bool live, int start, int ke,
+__device__ inline unsigned load_tile(const DecodeArgs& a, int page, bool live, int kvh, int start, int ke,
                                      T* k_tile, T* v_tile) {
   const int lane = threadIdx.x % 32;
   const int pieces = a.head_dim / 8, stride = row_halves(a.head_dim);  // even: D % 16 == 0
   const int count = ke - start;
   unsigned valid = !live || count <= 0 ? 0u : count >= kKeys ? 0xffffu : (1u << count) - 1u;
-  int64_t major = b;
+  int64_t major = page;
   int minor0 = start;
   if (kPaged && valid) {
-    const int blk = a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
-    major = __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
-    minor0 = start - blk * static_cast<int>(a.block_size);
+    const int size = static_cast<int>(a.block_size);
+    minor0 = a.block_shift >= 0 ? start & (size - 1) : start % size;
     if (major < 0 || major >= a.num_blocks) valid = 0u;
   }
   if (!valid) major = minor0 = 0;  // a harmless address for the zero-byte copies
@@ -176,8 +183,12 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // loop needs no runtime index into a register array.
   unsigned valid[kStages];
 #pragma unroll
-  for (int s = 0; s < kStages; ++s)
-    valid[s] = load_tile<T, kPaged>(a, b, kvh, s < my_tiles, start_of(s), ke, k_tile(s), v_tile(s));
+  for (int s = 0; s < kStages; ++s) {
+    const bool live = s < my_tiles;
+    valid[s] = load_tile<T, kPaged>(a, tile_page<kPaged>(a, b, live, start_of(s), ke), live, kvh, start_of(s),
+                                    ke, k_tile(s), v_tile(s));
+  }
+  int page_ahead = tile_page<kPaged>(a, b, kStages < my_tiles, start_of(kStages), ke);  // the next copy's
 
   // The rows this lane's fragments touch: g and g + 8 of the tile.
   const int heads_per_group = a.heads / a.kv_heads;
@@ -307,8 +318,9 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
       __syncwarp();  // every lane is done reading this stage before it is refilled
 #pragma unroll
       for (int r = 0; r + 1 < kStages; ++r) valid[r] = valid[r + 1];
-      valid[kStages - 1] = load_tile<T, kPaged>(a, b, kvh, n + kStages < my_tiles, start_of(n + kStages), ke,
-                                                k_tile(s), v_tile(s));
+      valid[kStages - 1] = load_tile<T, kPaged>(a, page_ahead, n + kStages < my_tiles, kvh, start_of(n + kStages),
+                                                ke, k_tile(s), v_tile(s));
+      page_ahead = tile_page<kPaged>(a, b, n + kStages + 1 < my_tiles, start_of(n + kStages + 1), ke);
     }
   }
 
@@ -320,8 +332,10 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   }
   wait_copies<0>();
   __syncthreads();  // every warp is done with its ring
-  float* sm_o = reinterpret_cast<float*>(smem_raw);  // [warp][16][d]
-  float* sm_m = sm_o + kWarps * 16 * d;              // [warp][16], then each warp's weight
+  // [warp][16][d + 8]: padded so the 8-byte stores of rows g = 0..3 fall in distinct banks.
+  const int o_stride = d + 8;
+  float* sm_o = reinterpret_cast<float*>(smem_raw);
+  float* sm_m = sm_o + kWarps * 16 * o_stride;       // [warp][16], then each warp's weight
   float* sm_l = sm_m + kWarps * 16;                  // [warp][16]
   float* sm_inv = sm_l + kWarps * 16;                // [hpb][16]
   float* sm_lse = sm_inv + kWarps * 16;              // [hpb][16]
@@ -333,9 +347,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (g + 8 * h >= live_rows) continue;
-      float* row = sm_o + (warp * 16 + g + 8 * h) * d + 8 * nt + 2 * t;
-      row[0] = o[nt][2 * h];
-      row[1] = o[nt][2 * h + 1];
+      float* row = sm_o + (warp * 16 + g + 8 * h) * o_stride + 8 * nt + 2 * t;
+      *reinterpret_cast<float2*>(row) = make_float2(o[nt][2 * h], o[nt][2 * h + 1]);
     }
   }
   if (t == 0)
@@ -369,7 +382,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
     float acc = 0.0f;
     for (int sl = 0; sl < slots; ++sl) {
       const int w = sl * hpb + h;
-      acc = fmaf(sm_m[w * 16 + i], sm_o[(w * 16 + i) * d + e], acc);
+      acc = fmaf(sm_m[w * 16 + i], sm_o[(w * 16 + i) * o_stride + e], acc);
     }
     const float value = acc * sm_inv[h * 16 + i];
     const int head = out_kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
