@@ -47,8 +47,8 @@ struct Flash2Task {
   int64_t kv_head;
   int64_t head;   // first query head: kv_head x group, or a gathered run's first head
   int64_t heads;  // query heads per row position: the group, or a gathered run's length
-  // Null: the problem's rows. Otherwise the heads' gathered rows (span.q_start, q_len: the run's
-  // rows of sequence b in its blocks) and their key positions.
+  // Null: the problem's rows. Otherwise the heads' gathered rows, and q_begin, q_end index the
+  // run's gathered rows (not the sequence's; see gathered_rows.hpp).
   const Flash2GatheredRows* gathered;
   SequenceSpan span;
   int64_t q_begin, q_end;

@@ -1,13 +1,15 @@
 // Mixture-of-heads on the host, in passes over every head at once: route (per head, the tokens
-// routed to it with a non-zero gate, in token order), gather (each head's rows that see a key into
-// its own block, [heads][tokens][D], with their key positions and per-sequence row offsets, as the
+// routed to it with a non-zero gate, in token order), gather (per head, the routed rows that see a
+// key: their index in the sequence, gate and key position, and per-sequence row offsets, as the
 // CUDA driver lays them out), ONE gathered-rows forward of CPU flash2 over every head's rows (one
-// task pool of (head run, sequence, row block) tasks reading K/V in place:
-// src/cpu/flash2/gathered_rows.hpp), and scatter (gate * O; 0 and LSE -inf for every other row).
-// Heads of a KV group routed the same rows form a run, whose tiles convert each K/V block once for
-// all of them, as dense flash2 does for a group. A head kernel other than CPU flash2
-// (create_mixture_of_heads) runs each run's gathered blocks as one-head varlen calls instead
-// (head_call.hpp). The output is written only once every head has run.
+// task pool of (head run, sequence, row block) tasks that read q and K/V in place and write
+// gate x O and LSE in place: src/cpu/flash2/gathered_rows.hpp), and a pass that writes 0 (LSE
+// -inf) to every other row. Heads of a KV group routed the same rows form a run, whose tiles
+// convert each K/V block once for all of them, as dense flash2 does for a group.
+//
+// A head kernel other than CPU flash2 (create_mixture_of_heads) cannot take row lists: the gather
+// also copies the q rows into per-head blocks ([heads][tokens][D]), each run's blocks go through
+// one-head varlen calls (head_call.hpp), and the last pass copies gate x O back.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -28,14 +30,17 @@ namespace {
 using detail::moh::HeadBlock;
 
 // Where each part lives in the caller's workspace (byte offsets from a 64-byte aligned base).
-// Per head h, at h * tokens: its routed tokens and gates, its gathered q/out rows, LSE and key
-// positions; per head at h * (batch + 1): the first gathered row of each sequence.
+// Per head h, at h * tokens: its routed tokens and gates, then its gathered rows' sequence rows,
+// gates and key positions (and, for one-head calls, q/out rows and LSE); per head at
+// h * (batch + 1): the first gathered row of each sequence.
 struct HostLayout {
-  size_t tokens = 0, weights = 0, counts = 0, run_begin = 0, q = 0, out = 0, lse = 0,
-         positions = 0, cu_rows = 0, cu_k = 0, cu_call = 0, kernel = 0, total = 0;
+  size_t tokens = 0, weights = 0, counts = 0, run_begin = 0, row = 0, row_gate = 0, positions = 0,
+         cu_rows = 0, q = 0, out = 0, lse = 0, cu_k = 0, cu_call = 0, kernel = 0, total = 0;
 };
 
-HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes) {
+// `blocks`: the one-head calls' copies of the rows.
+HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes,
+                       bool blocks) {
   using detail::align_up;
   const size_t t = static_cast<size_t>(detail::moh::routing_tokens(p));
   const size_t heads = static_cast<size_t>(s.heads);
@@ -52,13 +57,17 @@ HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t
   l.weights = take(heads * t * sizeof(float));  // 0: routed, but sees no key
   l.counts = take(heads * sizeof(int64_t));
   l.run_begin = take((heads + 1) * sizeof(int32_t));
-  l.q = take(heads * t * row_bytes);
-  l.out = take(heads * t * row_bytes);
-  l.lse = take(p.lse.present() ? heads * t * sizeof(float) : 0);
+  l.row = take(heads * t * sizeof(int32_t));
+  l.row_gate = take(heads * t * sizeof(float));
   l.positions = take(detail::moh::needs_positions(p) ? heads * t * sizeof(int32_t) : 0);
   l.cu_rows = take(heads * (sequences + 1) * sizeof(int32_t));
-  l.cu_k = take((sequences + 1) * sizeof(int32_t));  // one-head calls only (below)
-  l.cu_call = take(2 * sizeof(int32_t));
+  if (blocks) {
+    l.q = take(heads * t * row_bytes);
+    l.out = take(heads * t * row_bytes);
+    l.lse = take(p.lse.present() ? heads * t * sizeof(float) : 0);
+    l.cu_k = take((sequences + 1) * sizeof(int32_t));
+    l.cu_call = take(2 * sizeof(int32_t));
+  }
   l.kernel = take(kernel_bytes);
   l.total = at + detail::kSlotAlignment;
   return l;
@@ -70,17 +79,20 @@ void fill_key_offsets(const AttentionParams& p, const AttentionShape& s, int32_t
   for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b) cu[b] = static_cast<int32_t>(b * lk);
 }
 
-// The workspace parts of one forward, carved from the caller's workspace.
+// The workspace parts of one forward, carved from the caller's workspace (q, out, lse, cu_k and
+// cu_call: one-head calls only; null otherwise).
 struct HostBlocks {
   int32_t* tokens;
   float* weights;
   int64_t* counts;
   int32_t* run_begin;
+  int32_t* row;
+  float* row_gate;
+  int32_t* positions;
+  int32_t* cu_rows;
   char* q;
   char* out;
   float* lse;
-  int32_t* positions;
-  int32_t* cu_rows;
   int32_t* cu_k;
   int32_t* cu_call;
   Workspace kernel;
@@ -121,7 +133,8 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   size_t workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!supports(p).ok() || !validate(p, &s).ok()) return 0;
-    return std::max(host_layout(p, s, kernel_bytes(p, s)).total, kernel_->workspace_size(p));
+    return std::max(host_layout(p, s, kernel_bytes(p, s), !flash2_).total,
+                    kernel_->workspace_size(p));
   }
 
   Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
@@ -207,7 +220,7 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
   QWEN3VL_RETURN_IF_ERROR(supports(p, r));
   AttentionShape s;
   QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-  const HostLayout l = host_layout(p, s, kernel_bytes(p, s));
+  const HostLayout l = host_layout(p, s, kernel_bytes(p, s), !flash2_);
   if (ws.data == nullptr || ws.bytes < l.total)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ": mixture-of-heads needs ", l.total, " (workspace_size())");
@@ -215,18 +228,21 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
       (reinterpret_cast<uintptr_t>(ws.data) + detail::kSlotAlignment - 1) &
       ~uintptr_t(detail::kSlotAlignment - 1));
   const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + l.kernel;
+  const bool blocks = !flash2_;
   const HostBlocks w{reinterpret_cast<int32_t*>(base + l.tokens),
                      reinterpret_cast<float*>(base + l.weights),
                      reinterpret_cast<int64_t*>(base + l.counts),
                      reinterpret_cast<int32_t*>(base + l.run_begin),
-                     base + l.q,
-                     base + l.out,
-                     p.lse.present() ? reinterpret_cast<float*>(base + l.lse) : nullptr,
+                     reinterpret_cast<int32_t*>(base + l.row),
+                     reinterpret_cast<float*>(base + l.row_gate),
                      detail::moh::needs_positions(p) ? reinterpret_cast<int32_t*>(base + l.positions)
                                                      : nullptr,
                      reinterpret_cast<int32_t*>(base + l.cu_rows),
-                     reinterpret_cast<int32_t*>(base + l.cu_k),
-                     reinterpret_cast<int32_t*>(base + l.cu_call),
+                     blocks ? base + l.q : nullptr,
+                     blocks ? base + l.out : nullptr,
+                     blocks && p.lse.present() ? reinterpret_cast<float*>(base + l.lse) : nullptr,
+                     blocks ? reinterpret_cast<int32_t*>(base + l.cu_k) : nullptr,
+                     blocks ? reinterpret_cast<int32_t*>(base + l.cu_call) : nullptr,
                      Workspace{base + l.kernel, ws.bytes - used}};
   const int64_t tokens = detail::moh::routing_tokens(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
@@ -244,7 +260,7 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
       w.weights[h * tokens + w.counts[h]++] = g;
     }
 
-  // Gather: head h's routed rows that see a key, sequence by sequence, into its block.
+  // Gather: head h's routed rows that see a key, sequence by sequence.
   for (int64_t h = 0; h < s.heads; ++h) {
     const int32_t* tok = w.tokens + h * tokens;
     float* wts = w.weights + h * tokens;
@@ -263,11 +279,14 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
           continue;
         }
         const int64_t at = h * tokens + rows++;
-        std::memcpy(w.q + static_cast<size_t>(at) * row_bytes,
-                    static_cast<const char*>(p.q.data) +
-                        row_offset(p.q, p.varlen(), b, span.q_start, i, h) * size_of(p.q.dtype),
-                    row_bytes);
+        w.row[at] = static_cast<int32_t>(i);
+        w.row_gate[at] = wts[e];
         if (w.positions) w.positions[at] = static_cast<int32_t>(std::max<int64_t>(pos, 0));
+        if (blocks)
+          std::memcpy(w.q + static_cast<size_t>(at) * row_bytes,
+                      static_cast<const char*>(p.q.data) +
+                          row_offset(p.q, p.varlen(), b, span.q_start, i, h) * size_of(p.q.dtype),
+                      row_bytes);
       }
     }
     cu[s.batch] = static_cast<int32_t>(rows);
@@ -289,9 +308,8 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
 
   if (flash2_) {
     detail::Flash2GatheredRows g;
-    g.q = w.q;
-    g.out = w.out;
-    g.lse = w.lse;
+    g.row = w.row;
+    g.gate = w.row_gate;
     g.positions = w.positions;
     g.cu_rows = w.cu_rows;
     g.rows = tokens;
@@ -302,28 +320,29 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
     QWEN3VL_RETURN_IF_ERROR(run_head_calls(p, s, w, runs, stream));
   }
 
-  // Scatter: gate * row for routed rows, 0 (LSE -inf) for every other row of every sequence.
+  // Every other row: 0 and LSE -inf (flash2 wrote the gathered rows); after one-head calls,
+  // gate * O and LSE of the gathered rows from their blocks too.
   const float neg_inf = -std::numeric_limits<float>::infinity();
   return dispatch_float_dtype(p.out.dtype, [&](auto tag) {
     using T = decltype(tag);
     for (int64_t h = 0; h < s.heads; ++h) {
       const int32_t* tok = w.tokens + h * tokens;
       const float* wts = w.weights + h * tokens;
-      const T* block = reinterpret_cast<const T*>(w.out) + h * tokens * s.head_dim;
-      int64_t f = 0, row = 0;
+      int64_t f = 0, row = h * tokens;
       for (int64_t b = 0; b < s.batch; ++b) {
         const SequenceSpan span = sequence_span(p, b);
         const int64_t t0 = p.varlen() ? span.q_start : b * s.max_q;
         while (f < w.counts[h] && tok[f] < t0) ++f;
         for (int64_t i = 0; i < span.q_len; ++i) {
+          const bool gathered = f < w.counts[h] && tok[f] == t0 + i && wts[f++] != 0.0f;
+          if (gathered && !blocks) continue;
           T* dst = p.out.ptr<T>() + row_offset(p.out, p.varlen(), b, span.q_start, i, h);
-          float g = 0.0f;
-          if (f < w.counts[h] && tok[f] == t0 + i) g = wts[f++];
           float row_lse = neg_inf;
-          if (g != 0.0f) {
-            const T* src = block + row * s.head_dim;
-            for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(g * to_float(src[c]));
-            if (w.lse) row_lse = w.lse[h * tokens + row];
+          if (gathered) {
+            const T* src = reinterpret_cast<const T*>(w.out) + row * s.head_dim;
+            for (int64_t c = 0; c < s.head_dim; ++c)
+              dst[c] = from_float<T>(w.row_gate[row] * to_float(src[c]));
+            if (w.lse) row_lse = w.lse[row];
             ++row;
           } else {
             for (int64_t c = 0; c < s.head_dim; ++c) dst[c] = from_float<T>(0.0f);

@@ -203,7 +203,7 @@ TEST(MoHRouting, LongRunsSpanSeveralGatheredTasks) {
 }
 
 // The gathered-rows pass over every row of every head (runs of a whole KV group) equals dense
-// flash2, and it refuses rows it cannot run with typed errors.
+// flash2 times each head's gate, and it refuses rows it cannot run with typed errors.
 TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
   ProblemSpec s;
   s.seq_q = s.seq_k = 16;
@@ -213,18 +213,17 @@ TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
   s.mask = MaskKind::kCausal;
   Problem p(s);
   const auto flash = make_cpu(create_flash2_cpu, runnable_isas().back());
-  std::vector<float> q(4 * 16 * 32), out(q.size());
-  const auto* q_rows = static_cast<const float*>(p.params.q.data);
-  for (int64_t h = 0; h < 4; ++h)
-    for (int64_t i = 0; i < 16; ++i)
-      std::copy_n(q_rows + row_offset(p.params.q, false, 0, 0, i, h), 32, &q[(h * 16 + i) * 32]);
-  std::vector<int32_t> cu{0, 16, 0, 16, 0, 16, 0, 16}, positions(4 * 16);
-  for (size_t i = 0; i < positions.size(); ++i) positions[i] = static_cast<int32_t>(i % 16);
+  std::vector<int32_t> cu{0, 16, 0, 16, 0, 16, 0, 16}, rows(4 * 16);
+  std::vector<float> gates(rows.size());
+  for (size_t j = 0; j < rows.size(); ++j) {
+    rows[j] = static_cast<int32_t>(j % 16);
+    gates[j] = j / 16 == 3 ? 0.5f : 1.0f;  // head 3 at half
+  }
   std::vector<int32_t> runs{0, 2, 4};
   detail::Flash2GatheredRows g;
-  g.q = q.data();
-  g.out = out.data();
-  g.positions = positions.data();
+  g.row = rows.data();
+  g.gate = gates.data();
+  g.positions = rows.data();  // aligned: row i sits at key i
   g.cu_rows = cu.data();
   g.rows = 16;
   g.run_begin = runs.data();
@@ -232,13 +231,15 @@ TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
   std::vector<unsigned char> ws(detail::flash2_gathered_workspace_size(*flash, p.params));
   const Workspace w{ws.data(), ws.size()};
   ASSERT_TRUE(detail::flash2_forward_gathered(*flash, p.params, g, w).ok());
+  const auto* out = static_cast<const float*>(p.params.out.data);
+  const std::vector<float> gathered(out, out + 16 * 4 * 32);
   flash->run(p.params);
-  const auto* dense = static_cast<const float*>(p.params.out.data);
-  for (int64_t h = 0; h < 4; ++h)
-    for (int64_t i = 0; i < 16; ++i)
-      for (int64_t c = 0; c < 32; ++c)
-        ASSERT_NEAR(out[(h * 16 + i) * 32 + c], dense[row_offset(p.params.out, false, 0, 0, i, h) + c], 1e-5f)
-            << "head " << h << " row " << i;
+  for (int64_t i = 0; i < 16; ++i)
+    for (int64_t h = 0; h < 4; ++h)
+      for (int64_t c = 0; c < 32; ++c) {
+        const int64_t at = row_offset(p.params.out, false, 0, 0, i, h) + c;
+        ASSERT_NEAR(gathered[at], (h == 3 ? 0.5f : 1.0f) * out[at], 1e-5f) << "head " << h << " row " << i;
+      }
   const auto code = [&](const detail::Flash2GatheredRows& bad) {
     return detail::flash2_forward_gathered(*flash, p.params, bad, w).code();
   };
@@ -246,6 +247,9 @@ TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
             StatusCode::kInvalidArgument);
   detail::Flash2GatheredRows bad = g;
   bad.cu_rows = nullptr;
+  EXPECT_EQ(code(bad), StatusCode::kNullPointer);
+  bad = g;
+  bad.gate = nullptr;
   EXPECT_EQ(code(bad), StatusCode::kNullPointer);
   bad = g;
   bad.positions = nullptr;  // a causal mask needs them

@@ -137,13 +137,15 @@ class Flash2Cpu final : public Attention {
         task.b = t / blocks % s.batch;
         task.span = sequence_span(p, task.b);
         task.gathered = g;
-        int64_t positions = tiles.block_q;
+        // The unit's rows of the sequence, [first, first + count): the sequence's own, or the run's
+        // gathered rows of it.
+        int64_t first = 0, count = task.span.q_len, positions = tiles.block_q;
         if (g) {
           task.head = g->run_begin ? g->run_begin[unit] : unit;
           task.heads = g->run_begin ? g->run_begin[unit + 1] - task.head : 1;
           const int32_t* cu = g->cu_rows + task.head * (s.batch + 1) + task.b;
-          task.span.q_start = cu[0];
-          task.span.q_len = cu[1] - cu[0];
+          first = cu[0];
+          count = cu[1] - cu[0];
           positions = max_positions / task.heads;
         } else {
           task.head = unit * group;
@@ -151,10 +153,11 @@ class Flash2Cpu final : public Attention {
         }
         task.kv_head = task.head / group;
         const int64_t row_block = qb / chunks;
-        const int64_t segment_end = std::min((row_block + 1) * segment, task.span.q_len);
-        task.q_begin = row_block * segment + qb % chunks * positions;
-        if (task.q_begin >= segment_end) continue;
-        task.q_end = std::min(task.q_begin + positions, segment_end);
+        const int64_t segment_end = std::min((row_block + 1) * segment, count);
+        const int64_t begin = row_block * segment + qb % chunks * positions;
+        if (begin >= segment_end) continue;
+        task.q_begin = first + begin;
+        task.q_end = first + std::min(begin + positions, segment_end);
         for (int64_t i = task.q_begin; i < task.q_end; ++i)
           ranges[i - task.q_begin] = g ? gathered_keys(p, *g, task, i)
                                        : row_visible_keys(p, task.b, task.span, i);
@@ -172,25 +175,26 @@ class Flash2Cpu final : public Attention {
     return Status();
   }
 
-  // Keys seen by gathered row i of the task's sequence (the run's first head holds the positions).
+  // Keys seen by the run's gathered row i (its first head holds the positions).
   static KeyRange gathered_keys(const AttentionParams& p, const detail::Flash2GatheredRows& g,
                                 const detail::Flash2Task& t, int64_t i) {
     if (!g.positions) return KeyRange{0, t.span.k_len};
-    const int64_t position = g.positions[t.head * g.rows + t.span.q_start + i];
+    const int64_t position = g.positions[t.head * g.rows + i];
     return visible_keys_at(p.mask, p.window_left, p.window_right, position, t.span.k_len);
   }
 
-  // What the gathered rows must hold for the problem: blocks, row offsets inside the capacity,
-  // runs of one KV group, positions whenever a mask looks at them.
+  // What the gathered rows must hold for the problem: rows and gates, row offsets inside the
+  // capacity, runs of one KV group, positions whenever a mask looks at them. (Row indices and
+  // positions are the caller's word: O(rows) to check, and the caller just wrote them.)
   static Status check_gathered(const AttentionParams& p, const AttentionShape& s,
                                const detail::Flash2GatheredRows& g) {
     if (p.block_layout.present() || p.additive_mask.present())
       return make_error(StatusCode::kUnsupported,
                         "gathered query rows take structural masks and key_lengths only (no "
                         "block_layout or additive_mask)");
-    if (g.q == nullptr || g.out == nullptr || g.cu_rows == nullptr)
-      return make_error(StatusCode::kNullPointer, "gathered q/out/cu_rows = null: must point to ",
-                        "the heads' row blocks and row offsets");
+    if (g.row == nullptr || g.gate == nullptr || g.cu_rows == nullptr)
+      return make_error(StatusCode::kNullPointer, "gathered row/gate/cu_rows = null: must point ",
+                        "to the heads' rows, gates and row offsets");
     if (g.positions == nullptr && p.mask != MaskKind::kNone)
       return make_error(StatusCode::kInvalidArgument, "gathered positions = null with mask ",
                         to_string(p.mask), ": masked rows need their key positions");

@@ -138,15 +138,9 @@ const T* row_ptr(const TensorView& t, const Flash2Task& task, int64_t start, int
   return static_cast<const T*>(t.data) + off;
 }
 
-// Row (position i of the task's sequence, query head h) of q or out: the problem's view, or the
-// head's gathered block (span.q_start is the sequence's first row there).
-template <class T>
-T* query_row(const TensorView& t, void* gathered_block, const Flash2Task& task, int64_t i,
-             int64_t h) {
-  if (task.gathered)
-    return static_cast<T*>(gathered_block) +
-           (h * task.gathered->rows + task.span.q_start + i) * task.shape.head_dim;
-  return const_cast<T*>(row_ptr<T>(t, task, task.span.q_start, i, h));
+// The sequence row of the task's row i: i itself, or gathered row i's index in its sequence.
+int64_t sequence_row(const Flash2Task& t, int64_t i) {
+  return t.gathered ? t.gathered->row[t.head * t.gathered->rows + i] : i;
 }
 
 // n elements of any storage type -> fp32, times scale.
@@ -169,12 +163,11 @@ void store_row(const float* src, int64_t n, T* dst) {
 // padding rows are 0.
 template <class T>
 void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, const Scratch& w) {
-  void* gathered_q = t.gathered ? t.gathered->q : nullptr;
   for (int64_t r = 0; r < g.rows_pad; ++r) {
     if (r < rows)
-      convert_row<T>(query_row<T>(t.params->q, gathered_q, t, t.q_begin + r / t.heads,
-                                  t.head + r % t.heads),
-                     g.d, scale, w.row);
+      convert_row(row_ptr<T>(t.params->q, t, t.span.q_start, sequence_row(t, t.q_begin + r / t.heads),
+                             t.head + r % t.heads),
+                  g.d, scale, w.row);
     else
       fill(w.row, g.d, 0.0f);
     float* dst = w.qt + (r / kRows) * g.d * kRows + r % kRows;
@@ -409,29 +402,28 @@ void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
 
 // --- the task ---------------------------------------------------------------------------------
 
-// out = O / l once at the end; LSE in natural log. Rows that saw no key get 0 and -inf.
+// out = O / l once at the end (gathered rows: gate x O / l); LSE in natural log. Rows that saw no
+// key get 0 and -inf.
 template <class T>
 void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch& w) {
   const AttentionParams& p = *t.params;
   const int64_t group = t.heads;
   const Flash2GatheredRows* gathered = t.gathered;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = t.q_begin + r / group, h = t.head + r % group;
+    const int64_t j = t.q_begin + r / group, h = t.head + r % group, i = sequence_row(t, j);
+    const float scale = gathered ? gathered->gate[h * gathered->rows + j] : 1.0f;
     const float sum = w.l[r];
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const float inv = sum > 0.0f ? scale / sum : 0.0f;
     const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
     for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
-    store_row(w.row, g.d, query_row<T>(p.out, gathered ? gathered->out : nullptr, t, i, h));
-    float* lse = nullptr;
-    if (gathered) {
-      if (gathered->lse) lse = gathered->lse + h * gathered->rows + t.span.q_start + i;
-    } else if (p.lse.rank > 0) {
-      const TensorView& v = p.lse;
-      lse = static_cast<float*>(v.data) +
-            (t.shape.varlen ? h * v.stride[0] + (t.span.q_start + i) * v.stride[1]
-                            : t.b * v.stride[0] + h * v.stride[1] + i * v.stride[2]);
+    store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
+    if (p.lse.rank > 0) {
+      const TensorView& lse = p.lse;
+      const int64_t off = t.shape.varlen
+                              ? h * lse.stride[0] + (t.span.q_start + i) * lse.stride[1]
+                              : t.b * lse.stride[0] + h * lse.stride[1] + i * lse.stride[2];
+      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
     }
-    if (lse) *lse = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
   }
 }
 

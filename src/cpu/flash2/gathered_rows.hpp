@@ -1,8 +1,9 @@
 // CPU flash2's gathered-rows mode, the host counterpart of the CUDA kernel's (GatheredQueries in
-// cuda/common/kernel_args.hpp): every query head brings its own packed rows (mixture-of-heads
+// cuda/common/kernel_args.hpp): every query head brings its own list of rows (mixture-of-heads
 // computes only the rows routed to a head), and one forward runs them all against the problem's
-// own K/V, read in place. Tasks are (head run, sequence, block of the run's rows of the sequence);
-// the tile code is flash2's, only the rows' addresses and positions differ.
+// own K/V. Tasks are (head run, sequence, block of the run's rows of the sequence); the tile code
+// is flash2's, only the rows' indices, positions and output scale differ. Unlike CUDA, the rows
+// are not copied: a tile reads q rows in place and writes gate x O (and LSE) to out in place.
 #pragma once
 
 #include <cstdint>
@@ -11,19 +12,19 @@
 
 namespace qwen3vl::detail {
 
-// Query head h's rows: `rows` (capacity) packed rows of head_dim elements at q/out +
-// h * rows * head_dim, in sequence order, sequence b's at cu_rows[h * (batch + 1) + b] ..
-// cu_rows[h * (batch + 1) + b + 1]; lse (optional) and positions (the rows' key positions, as
-// q_positions; null: every row sees all valid keys) at h * rows + row.
+// Query head h's rows, at h * rows + j for its j-th row (`rows`: the capacity per head), in
+// sequence order: sequence b's are j = cu_rows[h * (batch + 1) + b] .. cu_rows[h * (batch + 1) +
+// b + 1] - 1. For each: `row`, its index in sequence b (q/out/lse row i of b); `positions`, its key
+// position (as q_positions; non-decreasing within a sequence; null: every row sees all valid
+// keys); `gate`, the factor its output is written with.
 //
 // Heads are computed in runs: run r is heads [run_begin[r], run_begin[r + 1]), all of one KV group
-// and with the same rows (the same cu_rows and positions), so a tile holds (row, head) pairs of
-// the run and converts each K/V block once for all of them, as dense flash2 does for a group.
-// run_begin = null: one head per run.
+// and with the same rows (cu_rows, row and positions are read from the run's first head; gates
+// from each head), so a tile holds (row, head) pairs of the run and converts each K/V block once
+// for all of them, as dense flash2 does for a group. run_begin = null: one head per run.
 struct Flash2GatheredRows {
-  void* q = nullptr;
-  void* out = nullptr;
-  float* lse = nullptr;
+  const int32_t* row = nullptr;
+  const float* gate = nullptr;
   const int32_t* positions = nullptr;
   const int32_t* cu_rows = nullptr;
   int64_t rows = 0;
@@ -37,9 +38,9 @@ bool is_flash2_cpu(const Attention& attention);
 // Workspace of flash2_forward_gathered() for the keys of `p` (0 if p is invalid).
 size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p);
 
-// One parallel forward of `flash2` over every head's gathered rows `g` against the keys of `p`,
-// which must pass flash2.supports() and carry no block layout or additive mask; p's own q, out,
-// lse and q_positions are not read.
+// One parallel forward of `flash2` over every head's gathered rows `g` of `p`, which must pass
+// flash2.supports() and carry no block layout or additive mask: writes gate x O (and LSE) to the
+// gathered rows of p.out (p.lse) and nothing else; p.q_positions is not read.
 Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p,
                                const Flash2GatheredRows& g, Workspace ws);
 
