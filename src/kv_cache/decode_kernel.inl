@@ -3,18 +3,28 @@
 // only exponential. Keys past the sequence length are never read.
 //
 // Per chunk of up to kDecodeChunk keys (within one block when paged), two kinds of work:
-//  A. In address order (key by key, every head of a key in turn): S = Q K^T for the packed G * R
-//     query rows of each head (each K row converted once, four rows per tile, the four dot
-//     products reduced together) and a prefetch of the V rows. The rows of one head are Hkv * D
+//  A. In address order (kKeys keys at a time, every head in turn): S = Q K^T for the packed G * R
+//     query rows of each head (each K row converted once, four rows per tile, kKeys x 4 dot
+//     products reduced together into one vector of scores), and a software prefetch into L2 of
+//     the same keys' K and V rows kPrefetchChunks chunks ahead. The rows of one head are Hkv * D
 //     elements apart; reading them from DRAM head by head defeats the hardware prefetchers
-//     (measured: half the bandwidth on Zen 4), so A touches every V row in address order.
-//  B. Per head: the causal mask of the new rows, an online base-2 softmax per row, then O += P V
-//     straight from the cached V rows (in L1/L2 since A) with the outputs of four rows held in
-//     registers across the chunk. (A copy of V into a head-major scratch during A cost 14-16% more
-//     CPU time per byte, 1 thread, Zen 4.)
+//     (measured: half the bandwidth on Zen 4), so A touches every row in address order.
+//  B. Per head: the causal mask of the new rows, an online base-2 softmax per row on whole
+//     vectors, then O = alpha O + P V straight from the cached V rows (in L2 since the prefetch).
+//     (A copy of V into a head-major scratch during A cost 14-16% more CPU time per byte.)
 // B of one chunk is spread between the keys of A of the next (two sets of score buffers),
 // so the cache keeps streaming: pausing the reads for a whole pass B cost as much again.
+//
+// Zen 4, 1 thread, f16, Hq 32 / Hkv 8 / D 128: the prefetch took a 65536-key call from 9.5 to
+// 15-16 GB/s (the hardware prefetchers alone kept ~15 lines in flight: the kernel waited on K);
+// with the cache hot, the kKeys-wide Q K^T, the folded weight broadcasts of P V and the vector
+// softmax took 129 to 101 cycles per key and KV head.
 #if defined(__AVX2__) || defined(__AVX512F__)
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (a self-initialised variable), which
+// -Wmaybe-uninitialized reports at every inlined use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #endif
 
@@ -30,123 +40,132 @@ namespace {
 
 constexpr int kTile = kDecodeRowTile;  // query rows sharing each converted K / V vector
 constexpr int64_t kChunk = kDecodeChunk;
+// K and V rows are prefetched into L2 this many chunks (64 KiB at Hkv 8, D 128, f16) ahead of
+// their Q K^T: 1, 2 and 3 measured alike on Zen 4; prefetcht0 or prefetchnta instead of prefetcht2
+// made the kernel slower than none.
+constexpr int64_t kPrefetchChunks = 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(kLanes % kTile == 0, "a vector holds whole [key][4 rows] score groups");
 
-// out[r] = q[r] . k for the four rows of a tile and one key. Two vectors of the head dimension per
-// step give eight independent FMA chains (four would wait on the FMA latency).
+constexpr int kKeys = kKeysPerVec;  // keys per Q K^T step: their [key][4 rows] scores fill a vector
+static_assert(kChunk % kKeys == 0, "a chunk's score buffer holds whole vectors of keys");
+
+// out[i * 4 + r] = q[r] . k_i for the four rows of a tile and the nk <= kKeys keys at k, k_stride
+// apart (missing keys repeat the last one; their scores are masked later). Each column chunk of
+// the four q rows is loaded once for all the keys, the kKeys x 4 accumulators are independent FMA
+// chains, and one transpose-reduce turns them into a whole vector of scores.
 template <class T>
-inline void qk_key(const float* q, int64_t q_stride, const T* k, int64_t d, float* out) {
+inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stride, int64_t nk,
+                    int64_t d, float* out) {
+  const T* key[kKeys];
+  for (int i = 0; i < kKeys; ++i) key[i] = k + (i < nk ? i : nk - 1) * k_stride;
   const int64_t dv = d / kLanes * kLanes;
-  Vec a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-  Vec b0 = vzero(), b1 = vzero(), b2 = vzero(), b3 = vzero();
-  int64_t c = 0;
-  for (; c + 2 * kLanes <= dv; c += 2 * kLanes) {
-    const Vec x = vload(k + c), y = vload(k + c + kLanes);
-    a0 = vfma(vload(q + c), x, a0);
-    a1 = vfma(vload(q + q_stride + c), x, a1);
-    a2 = vfma(vload(q + 2 * q_stride + c), x, a2);
-    a3 = vfma(vload(q + 3 * q_stride + c), x, a3);
-    b0 = vfma(vload(q + c + kLanes), y, b0);
-    b1 = vfma(vload(q + q_stride + c + kLanes), y, b1);
-    b2 = vfma(vload(q + 2 * q_stride + c + kLanes), y, b2);
-    b3 = vfma(vload(q + 3 * q_stride + c + kLanes), y, b3);
+  Vec acc[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) acc[i][r] = vzero();
+  for (int64_t c = 0; c < dv; c += kLanes) {
+    Vec qc[kTile];
+    for (int r = 0; r < kTile; ++r) qc[r] = vload(q + r * q_stride + c);
+    for (int i = 0; i < kKeys; ++i) {
+      const Vec x = vload(key[i] + c);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = vfma(qc[r], x, acc[i][r]);
+    }
   }
-  for (; c < dv; c += kLanes) {
-    const Vec x = vload(k + c);
-    a0 = vfma(vload(q + c), x, a0);
-    a1 = vfma(vload(q + q_stride + c), x, a1);
-    a2 = vfma(vload(q + 2 * q_stride + c), x, a2);
-    a3 = vfma(vload(q + 3 * q_stride + c), x, a3);
-  }
-  vreduce4(vadd(a0, b0), vadd(a1, b1), vadd(a2, b2), vadd(a3, b3), out);
-  for (; c < d; ++c) {
-    const float x = to_float(k[c]);
-    for (int r = 0; r < kTile; ++r) out[r] += q[r * q_stride + c] * x;
-  }
+  vstore(out, vreduce_keys(acc));
+  for (int64_t c = dv; c < d; ++c)
+    for (int i = 0; i < kKeys; ++i) {
+      const float x = to_float(key[i][c]);
+      for (int r = 0; r < kTile; ++r) out[i * kTile + r] += q[r * q_stride + c] * x;
+    }
 }
 
-// o[r] += sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out [key][4 rows]).
+// o[r] = alpha[r] o[r] + sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out
+// [key][4 rows]). One column vector at a time, so each weight feeds a single FMA per pass and the
+// compiler folds its broadcast into the FMA (AVX-512 {1to16}: a separate broadcast costs a shuffle
+// uop per two FMAs on Zen 4); even and odd keys go to separate accumulators (8 FMA chains).
 template <class T>
 inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, int64_t d, float* o,
-                     int64_t o_stride) {
+                     int64_t o_stride, const float* alpha) {
+  bool rescale = false;
+  for (int r = 0; r < kTile; ++r) rescale |= alpha[r] != 1.0f;
   const int64_t dv = d / kLanes * kLanes;
-  int64_t c = 0;
-  for (; c + 2 * kLanes <= dv; c += 2 * kLanes) {
-    Vec a[kTile][2];
+  for (int64_t c = 0; c < dv; c += kLanes) {
+    Vec a[kTile], b[kTile];
     for (int r = 0; r < kTile; ++r) {
-      a[r][0] = vload(o + r * o_stride + c);
-      a[r][1] = vload(o + r * o_stride + c + kLanes);
+      a[r] = vload(o + r * o_stride + c);
+      if (rescale) a[r] = vmul(a[r], vset1(alpha[r]));
+      b[r] = vzero();
     }
-    for (int64_t j = 0; j < n; ++j) {
-      const T* vj = v + j * v_stride + c;
-      const Vec x0 = vload(vj), x1 = vload(vj + kLanes);
+    int64_t j = 0;
+    for (; j + 2 <= n; j += 2) {
+      const Vec x = vload(v + j * v_stride + c), y = vload(v + (j + 1) * v_stride + c);
       for (int r = 0; r < kTile; ++r) {
-        const Vec w = vset1(p[j * kTile + r]);
-        a[r][0] = vfma(w, x0, a[r][0]);
-        a[r][1] = vfma(w, x1, a[r][1]);
+        a[r] = vfma(vset1(p[j * kTile + r]), x, a[r]);
+        b[r] = vfma(vset1(p[(j + 1) * kTile + r]), y, b[r]);
       }
     }
-    for (int r = 0; r < kTile; ++r) {
-      vstore(o + r * o_stride + c, a[r][0]);
-      vstore(o + r * o_stride + c + kLanes, a[r][1]);
-    }
-  }
-  for (; c < dv; c += kLanes) {
-    Vec a[kTile];
-    for (int r = 0; r < kTile; ++r) a[r] = vload(o + r * o_stride + c);
-    for (int64_t j = 0; j < n; ++j) {
+    if (j < n) {
       const Vec x = vload(v + j * v_stride + c);
       for (int r = 0; r < kTile; ++r) a[r] = vfma(vset1(p[j * kTile + r]), x, a[r]);
     }
-    for (int r = 0; r < kTile; ++r) vstore(o + r * o_stride + c, a[r]);
+    for (int r = 0; r < kTile; ++r) vstore(o + r * o_stride + c, vadd(a[r], b[r]));
   }
-  for (; c < d; ++c)
-    for (int64_t j = 0; j < n; ++j) {
-      const float x = to_float(v[j * v_stride + c]);
-      for (int r = 0; r < kTile; ++r) o[r * o_stride + c] += p[j * kTile + r] * x;
+  for (int64_t c = dv; c < d; ++c)
+    for (int r = 0; r < kTile; ++r) {
+      float acc = o[r * o_stride + c] * alpha[r];
+      for (int64_t j = 0; j < n; ++j) acc += p[j * kTile + r] * to_float(v[j * v_stride + c]);
+      o[r * o_stride + c] = acc;
     }
 }
 
 // Softmax step for one tile over a chunk: s holds n keys' scores as [key][4 rows] (padded to whole
-// vectors), ends[r] = keys of the chunk row r sees. Folds them into the running max / sum, rescales
-// the rows' outputs and leaves the weights in s.
-inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, float* l, float* o,
-                         int64_t dp) {
+// vectors), ends[r] = keys of the chunk row r sees. Folds them into the running max / sum, leaves
+// the weights in s and the factors the rows' outputs must be rescaled by in alpha. Whole vectors:
+// a vector's lanes j and j + 4 belong to the same row.
+inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, float* l, float* alpha) {
   const int64_t used = n * kTile, padded = (used + kLanes - 1) / kLanes * kLanes;
-  for (int64_t j = 0; j < n; ++j)
-    for (int r = 0; r < kTile; ++r)
-      if (j >= ends[r]) s[j * kTile + r] = kNegInf;
+  bool masked = false;
+  for (int r = 0; r < kTile; ++r) masked |= ends[r] < n;
+  if (masked)
+    for (int64_t j = 0; j < n; ++j)
+      for (int r = 0; r < kTile; ++r)
+        if (j >= ends[r]) s[j * kTile + r] = kNegInf;
   for (int64_t i = used; i < padded; ++i) s[i] = kNegInf;
-  float mx[kTile] = {kNegInf, kNegInf, kNegInf, kNegInf};
-  for (int64_t j = 0; j < n; ++j)
-    for (int r = 0; r < kTile; ++r) mx[r] = s[j * kTile + r] > mx[r] ? s[j * kTile + r] : mx[r];
-  alignas(64) float shift[kLanes];
-  float alpha[kTile];
+  Vec mx = vset1(kNegInf);
+  for (int64_t i = 0; i < padded; i += kLanes) mx = vmax(mx, vload(s + i));
+  alignas(64) float lanes[kLanes];
+  vstore(lanes, vfold4_max(mx));
+  float shift[kTile], decay[kTile];
   for (int r = 0; r < kTile; ++r) {
-    const float m_new = mx[r] > m[r] ? mx[r] : m[r];
-    alpha[r] = m_new == kNegInf ? 1.0f : std::exp2(m[r] - m_new);  // 0 on the first visible chunk
+    const float m_new = lanes[r] > m[r] ? lanes[r] : m[r];
+    const bool none = m_new == kNegInf;  // no key seen yet: weights 0, nothing to rescale
+    shift[r] = none ? 0.0f : m_new;
+    decay[r] = none ? 0.0f : m[r] - m_new;  // -inf on the first visible chunk: alpha 0
     m[r] = m_new;
-    for (int i = r; i < kLanes; i += kTile) shift[i] = m_new == kNegInf ? 0.0f : m_new;
   }
-  const Vec sv = vload(shift);
+  const Vec sv = vload4_rep(shift);
   Vec sum = vzero();
   for (int64_t i = 0; i < padded; i += kLanes) {
     const Vec e = vexp2(vsub(vload(s + i), sv));
     vstore(s + i, e);
     sum = vadd(sum, e);
   }
-  alignas(64) float sums[kLanes];
-  vstore(sums, sum);
+  vstore(lanes, vfold4_sum(sum));
+  alignas(64) float factors[kLanes];
+  vstore(factors, vexp2(vload4_rep(decay)));
   for (int r = 0; r < kTile; ++r) {
-    float row_sum = 0.0f;
-    for (int i = r; i < kLanes; i += kTile) row_sum += sums[i];
-    l[r] = l[r] * alpha[r] + row_sum;
-    if (alpha[r] != 1.0f) {
-      const Vec av = vset1(alpha[r]);
-      for (int64_t c = 0; c < dp; c += kLanes) vstore(o + r * dp + c, vmul(vload(o + r * dp + c), av));
-    }
+    alpha[r] = factors[r];
+    l[r] = l[r] * alpha[r] + lanes[r];
   }
+}
+
+// dst[c] = scale * src[c] for c < d: a row between storage (float, half, bfloat16) and fp32.
+template <class To, class From>
+inline void scale_row(const From* src, int64_t d, float scale, To* dst) {
+  const Vec sv = vset1(scale);
+  int64_t c = 0;
+  for (; c + kLanes <= d; c += kLanes) vstore(dst + c, vmul(vload(src + c), sv));
+  for (; c < d; ++c) dst[c] = from_float<To>(to_float(src[c]) * scale);
 }
 
 // The running state of one KV head's packed query rows (padded to whole tiles).
@@ -178,18 +197,20 @@ void run(const DecodeTask& t) {
 
   // Packed row i of a head is (group member i / R, new row i % R); row r sees keys < end(i).
   auto visible_end = [&](int64_t i) { return i < rows ? t.seq_len - s.rows + i % s.rows + 1 : 0; };
-  for (int64_t h = 0; h < heads; ++h) {
-    const HeadState st = state(h);
-    for (int64_t i = 0; i < padded_rows; ++i) {
-      for (int64_t c = 0; c < dp; ++c) st.q[i * dp + c] = st.o[i * dp + c] = 0.0f;
-      st.m[i] = kNegInf;
-      st.l[i] = 0.0f;
-      if (i >= rows) continue;
-      const int64_t qh = (t.kv_head_begin + h) * g_size + i / s.rows;
-      const int64_t off = p.q.offset(t.b, i % s.rows, qh);
-      for (int64_t c = 0; c < d; ++c) st.q[i * dp + c] = load_float(p.q, off + c) * q_scale;
+  dispatch_float_dtype(p.q.dtype, [&](auto q_tag) {
+    using Q = decltype(q_tag);
+    for (int64_t h = 0; h < heads; ++h) {
+      const HeadState st = state(h);
+      for (int64_t i = 0; i < padded_rows; ++i) {
+        for (int64_t c = 0; c < dp; ++c) st.q[i * dp + c] = st.o[i * dp + c] = 0.0f;
+        st.m[i] = kNegInf;
+        st.l[i] = 0.0f;
+        if (i >= rows) continue;
+        const int64_t qh = (t.kv_head_begin + h) * g_size + i / s.rows;
+        scale_row(p.q.ptr<const Q>() + p.q.offset(t.b, i % s.rows, qh), d, q_scale, st.q + i * dp);
+      }
     }
-  }
+  });
 
   const TensorView& kv_k = p.kv.k;
   const TensorView& kv_v = p.kv.v;
@@ -210,62 +231,92 @@ void run(const DecodeTask& t) {
       for (int r = 0; r < kTile; ++r) ends[r] = visible_end(tile * kTile + r) - c.j0;
       float* sc = st.s + c.buffer * score_buffer + tile * kChunk * kTile;
       float* o = st.o + tile * kTile * dp;
-      softmax_tile(sc, c.n, ends, st.m + tile * kTile, st.l + tile * kTile, o, dp);
-      pv_chunk(sc, c.v0 + h * kv_v.stride[2], kv_v.stride[1], c.n, d, o, dp);
+      float alpha[kTile];
+      softmax_tile(sc, c.n, ends, st.m + tile * kTile, st.l + tile * kTile, alpha);
+      pv_chunk(sc, c.v0 + h * kv_v.stride[2], kv_v.stride[1], c.n, d, o, dp, alpha);
     }
   };
+
+  // The rows of the chunk that starts at key j0 (within one block when paged).
+  struct Rows {
+    const T* k = nullptr;  // K and V rows of its first key, first head of the task
+    const T* v = nullptr;
+    int64_t n = 0;  // keys (0: past the task's end)
+  };
+  auto rows_at = [&](int64_t j0) {
+    Rows r;
+    if (j0 >= t.key_end) return r;
+    r.n = t.key_end - j0 < kChunk ? t.key_end - j0 : kChunk;
+    if (paged) r.n = pager.run(j0, r.n);
+    const KvSlot slot = paged ? pager.slot(t.b, j0) : KvSlot{t.b, j0};
+    r.k = kv_k.ptr<const T>() + kv_k.offset(slot.major, slot.minor, t.kv_head_begin);
+    r.v = kv_v.ptr<const T>() + kv_v.offset(slot.major, slot.minor, t.kv_head_begin);
+    return r;
+  };
+  // Software prefetch into L2 (prefetcht2) of keys [i0, i1) of a chunk, head h: K and V rows.
+  auto prefetch = [&](const Rows& r, int64_t i0, int64_t i1, int64_t h) {
+    for (int64_t i = i0; i < i1 && i < r.n; ++i) {
+      const char* k_row = reinterpret_cast<const char*>(r.k + i * kv_k.stride[1] + h * kv_k.stride[2]);
+      const char* v_row = reinterpret_cast<const char*>(r.v + i * kv_v.stride[1] + h * kv_v.stride[2]);
+      for (size_t at = 0; at < row_bytes; at += 64) {
+        prefetch_l2(k_row + at);
+        prefetch_l2(v_row + at);
+      }
+    }
+  };
+  for (int64_t c = 0; c < kPrefetchChunks; ++c) {  // the first chunks at once, as the loop runs behind
+    const Rows r = rows_at(t.key_begin + c * kChunk);
+    for (int64_t h = 0; h < heads; ++h) prefetch(r, 0, r.n, h);
+  }
 
   Chunk pending;           // the chunk whose B is spread over this chunk's A
   int64_t pending_head = heads;  // its next head to finish (heads: none left)
   for (int64_t j0 = t.key_begin, buffer = 0; j0 < t.key_end; buffer ^= 1) {
-    int64_t n = t.key_end - j0 < kChunk ? t.key_end - j0 : kChunk;
-    if (paged) n = pager.run(j0, n);
-    const KvSlot slot = paged ? pager.slot(t.b, j0) : KvSlot{t.b, j0};
-    const T* k0 = kv_k.ptr<const T>() + kv_k.offset(slot.major, slot.minor, t.kv_head_begin);
-    const T* v0 = kv_v.ptr<const T>() + kv_v.offset(slot.major, slot.minor, t.kv_head_begin);
-    for (int64_t j = 0; j < n; ++j) {
-      for (int64_t h = 0; h < heads; ++h) {  // A, in address order
+    const Rows now = rows_at(j0), next = rows_at(j0 + kPrefetchChunks * kChunk);
+    const int64_t n = now.n;
+    for (int64_t j = 0; j < n; j += kKeys) {
+      const int64_t nk = n - j < kKeys ? n - j : kKeys;
+      for (int64_t h = 0; h < heads; ++h) {  // A, in address order (kKeys rows at a time)
         const HeadState st = state(h);
-        const T* k = k0 + j * kv_k.stride[1] + h * kv_k.stride[2];
+        const T* k = now.k + j * kv_k.stride[1] + h * kv_k.stride[2];
         float* sc = st.s + buffer * score_buffer + j * kTile;
         for (int64_t tile = 0; tile < tiles; ++tile)
-          qk_key(st.q + tile * kTile * dp, dp, k, d, sc + tile * kChunk * kTile);
-        // V: only fetched here, in address order, and read from the cache (L1/L2) by B.
-        const char* v_row = reinterpret_cast<const char*>(v0 + j * kv_v.stride[1] + h * kv_v.stride[2]);
-        for (size_t at = 0; at < row_bytes; at += 64) __builtin_prefetch(v_row + at, 0, 3);
+          qk_keys(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], nk, d, sc + tile * kChunk * kTile);
+        prefetch(next, j, j + kKeys, h);
       }
       // The previous chunk's heads, evenly spread over this chunk's keys.
-      for (const int64_t due = ((j + 1) * heads + n - 1) / n; pending_head < due; ++pending_head)
+      for (const int64_t due = ((j + nk) * heads + n - 1) / n; pending_head < due; ++pending_head)
         finish_head(pending, pending_head);
     }
     for (; pending_head < heads; ++pending_head) finish_head(pending, pending_head);
-    pending = Chunk{j0, n, buffer, v0};
+    pending = Chunk{j0, n, buffer, now.v};
     pending_head = 0;
     j0 += n;
   }
   for (; pending_head < heads; ++pending_head) finish_head(pending, pending_head);
 
   // Normalise; rows that saw no key give 0 and LSE -inf.
-  for (int64_t h = 0; h < heads; ++h) {
-    const HeadState st = state(h);
-    const int64_t kvh = t.kv_head_begin + h;
-    for (int64_t i = 0; i < rows; ++i) {
-      const bool empty = !(st.l[i] > 0.0f);
-      const float inv = empty ? 0.0f : 1.0f / st.l[i];
-      const float lse = empty ? kNegInf : (st.m[i] + std::log2(st.l[i])) * 0.6931471805599453f;
-      const float* o = st.o + i * dp;
-      if (t.partial_o) {
-        float* dst = t.partial_o + (kvh * rows + i) * d;
-        for (int64_t c = 0; c < d; ++c) dst[c] = o[c] * inv;
-        t.partial_lse[kvh * rows + i] = lse;
-        continue;
+  dispatch_float_dtype(p.out.dtype, [&](auto out_tag) {
+    using O = decltype(out_tag);
+    for (int64_t h = 0; h < heads; ++h) {
+      const HeadState st = state(h);
+      const int64_t kvh = t.kv_head_begin + h;
+      for (int64_t i = 0; i < rows; ++i) {
+        const bool empty = !(st.l[i] > 0.0f);
+        const float inv = empty ? 0.0f : 1.0f / st.l[i];
+        const float lse = empty ? kNegInf : (st.m[i] + std::log2(st.l[i])) * 0.6931471805599453f;
+        const float* o = st.o + i * dp;
+        if (t.partial_o) {
+          scale_row(o, d, inv, t.partial_o + (kvh * rows + i) * d);
+          t.partial_lse[kvh * rows + i] = lse;
+          continue;
+        }
+        const int64_t qh = kvh * g_size + i / s.rows, r = i % s.rows;
+        scale_row(o, d, inv, p.out.ptr<O>() + p.out.offset(t.b, r, qh));
+        if (p.lse.present()) p.lse.ptr<float>()[p.lse.offset(t.b, qh, r)] = lse;
       }
-      const int64_t qh = kvh * g_size + i / s.rows, r = i % s.rows;
-      const int64_t off = p.out.offset(t.b, r, qh);
-      for (int64_t c = 0; c < d; ++c) store_float(p.out, off + c, o[c] * inv);
-      if (p.lse.present()) p.lse.ptr<float>()[p.lse.offset(t.b, qh, r)] = lse;
     }
-  }
+  });
 }
 
 }  // namespace

@@ -20,6 +20,9 @@ inline Vec vload(const bfloat16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 inline void vstore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline void vstore(half* p, Vec v) {  // round to nearest even, as to_half
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline Vec vmul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
 inline Vec vsub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
@@ -34,15 +37,33 @@ inline Vec vpow2i(Vec n) {  // 2^n for integral n in [-126, 127]
 inline Vec vzero_below(Vec y, Vec x, float bound) {  // 0 where x < bound
   return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(bound), _CMP_GE_OQ), y);
 }
-inline __m256 vhalves(Vec v) {
-  return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+// Lane k * 4 + r of the result = the sum of the lanes of a[k][r] (4 keys x 4 rows). Each step adds
+// pairs of half-width partials: 256-bit halves, then 128-bit quarters, then within 128-bit lanes.
+constexpr int kKeysPerVec = 4;
+inline Vec vreduce_keys(const Vec (&a)[kKeysPerVec][4]) {
+  auto halves = [](Vec x, Vec y) {  // [x0+x2, x1+x3, y0+y2, y1+y3] in 128-bit quarters
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+  };
+  auto quarters = [](Vec xy, Vec zw) {  // [x, y, z, w]: each 4 partial sums of one source
+    return _mm512_add_ps(_mm512_shuffle_f32x4(xy, zw, 0x88), _mm512_shuffle_f32x4(xy, zw, 0xDD));
+  };
+  Vec rows[4];  // rows[r] quarter k: partial sums of a[k][r]
+  for (int r = 0; r < 4; ++r) rows[r] = quarters(halves(a[0][r], a[1][r]), halves(a[2][r], a[3][r]));
+  const Vec r01 = _mm512_add_ps(_mm512_unpacklo_ps(rows[0], rows[1]), _mm512_unpackhi_ps(rows[0], rows[1]));
+  const Vec r23 = _mm512_add_ps(_mm512_unpacklo_ps(rows[2], rows[3]), _mm512_unpackhi_ps(rows[2], rows[3]));
+  return _mm512_add_ps(_mm512_shuffle_ps(r01, r23, 0x44), _mm512_shuffle_ps(r01, r23, 0xEE));
 }
-// out[i] = the sum of the lanes of vector i, for four vectors at once (a hadd tree).
-inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(vhalves(a), vhalves(b)),
-                                  _mm256_hadd_ps(vhalves(c), vhalves(d)));
-  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+// Lane i of the result = op over the lanes j with j % 4 == i % 4 (a [key][4 rows] vector folded
+// over its keys, every key slot holding the result).
+inline Vec vfold4_max(Vec v) {
+  v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  return _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
 }
+inline Vec vfold4_sum(Vec v) {
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  return _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+}
+inline Vec vload4_rep(const float* p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
 #elif defined(__AVX2__)
 constexpr int kLanes = 8;
 using Vec = __m256;
@@ -57,6 +78,9 @@ inline Vec vload(const bfloat16* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
 }
 inline void vstore(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline void vstore(half* p, Vec v) {  // round to nearest even, as to_half
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline Vec vmul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
 inline Vec vsub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
@@ -81,10 +105,18 @@ inline Vec vpow2i(Vec n) {
 inline Vec vzero_below(Vec y, Vec x, float bound) {
   return _mm256_and_ps(y, _mm256_cmp_ps(x, _mm256_set1_ps(bound), _CMP_GE_OQ));
 }
-inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
-  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+// Lane k * 4 + r of the result = the sum of the lanes of a[k][r] (2 keys x 4 rows).
+constexpr int kKeysPerVec = 2;
+inline Vec vreduce_keys(const Vec (&a)[kKeysPerVec][4]) {
+  auto key = [](const Vec (&r)[4]) {  // [lower-half sums of r0..r3 | upper-half sums]
+    return _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
+  };
+  const Vec k0 = key(a[0]), k1 = key(a[1]);
+  return _mm256_add_ps(_mm256_permute2f128_ps(k0, k1, 0x20), _mm256_permute2f128_ps(k0, k1, 0x31));
 }
+inline Vec vfold4_max(Vec v) { return _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1)); }
+inline Vec vfold4_sum(Vec v) { return _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1)); }
+inline Vec vload4_rep(const float* p) { return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p)); }
 #else
 constexpr int kLanes = 4;
 struct Vec {
@@ -101,6 +133,7 @@ inline Vec vset1(float a) { return vmap([a](int) { return a; }); }
 template <class T>
 inline Vec vload(const T* p) { return vmap([p](int i) { return to_float(p[i]); }); }
 inline void vstore(float* p, Vec v) { for (int i = 0; i < 4; ++i) p[i] = v.x[i]; }
+inline void vstore(half* p, Vec v) { for (int i = 0; i < 4; ++i) p[i] = to_half(v.x[i]); }
 inline Vec vfma(Vec a, Vec b, Vec c) { return vmap([&](int i) { return a.x[i] * b.x[i] + c.x[i]; }); }
 inline Vec vmul(Vec a, Vec b) { return vmap([&](int i) { return a.x[i] * b.x[i]; }); }
 inline Vec vsub(Vec a, Vec b) { return vmap([&](int i) { return a.x[i] - b.x[i]; }); }
@@ -113,13 +146,31 @@ inline Vec vpow2i(Vec n) { return vmap([&](int i) { return std::ldexp(1.0f, stat
 inline Vec vzero_below(Vec y, Vec x, float bound) {
   return vmap([&](int i) { return x.x[i] >= bound ? y.x[i] : 0.0f; });
 }
-inline void vreduce4(Vec a, Vec b, Vec c, Vec d, float* out) {
-  out[0] = vsum(a);
-  out[1] = vsum(b);
-  out[2] = vsum(c);
-  out[3] = vsum(d);
+constexpr int kKeysPerVec = 1;
+inline Vec vreduce_keys(const Vec (&a)[kKeysPerVec][4]) {
+  return vmap([&](int r) { return vsum(a[0][r]); });
 }
+inline Vec vfold4_max(Vec v) { return v; }
+inline Vec vfold4_sum(Vec v) { return v; }
+inline Vec vload4_rep(const float* p) { return vload(p); }
 #endif
+
+// bfloat16 stores go through to_bf16 lane by lane on every ISA (its NaN handling included).
+inline void vstore(bfloat16* p, Vec v) {
+  alignas(64) float lanes[kLanes];
+  vstore(lanes, v);
+  for (int i = 0; i < kLanes; ++i) p[i] = to_bf16(lanes[i]);
+}
+
+// Software prefetch of the line at p into L2 (prefetcht2). An asm statement, not __builtin_prefetch:
+// GCC 12 deems a function that only prefetches free of side effects and drops calls to it.
+inline void prefetch_l2(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ volatile("prefetcht2 %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 0, 1);
+#endif
+}
 
 // 2^x for x <= 0 with a relative error of about 2e-7 (Cephes exp2f's polynomial on [-0.5, 0.5]);
 // exactly 0 below 2^-126, so masked scores (-inf) weigh nothing.
