@@ -3,7 +3,8 @@
 // fraction of the copy bandwidth measured in the same run (bytes read + written per second).
 //
 //   qwen3vl-decode-bench [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N]
-//                        [--layout paged|contiguous] [--block-size 16] [--splits 0] [--rows 1]
+//                        [--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd]
+//                        [--splits 0] [--rows 1]
 //                        [--batch 1] [--repeats 20] [--huge-pages 1]
 //
 // On the CPU the cache and the copy buffers are in 2 MiB pages unless --huge-pages 0: with 4 KiB
@@ -165,7 +166,7 @@ std::vector<int64_t> parse_list(const char* text) {
 int usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N] "
-               "[--layout paged|contiguous] [--block-size 16] [--splits 0] [--rows 1] "
+               "[--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd] [--splits 0] [--rows 1] "
                "[--batch 1] [--dtype f16|bf16|f32] [--repeats 20] [--huge-pages 1]\n",
                argv0);
   return 2;
@@ -187,6 +188,7 @@ int main(int argc, char** argv) {
     else if (arg == "--threads") base.threads = std::atoi(value);
     else if (arg == "--layout") base.layout = std::string(value) == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
     else if (arg == "--block-size") base.block_size = std::atoll(value);
+    else if (arg == "--kv-order") base.head_major = std::string(value) == "hnd";
     else if (arg == "--splits") base.num_splits = std::atoll(value);
     else if (arg == "--rows") base.rows = std::atoll(value);
     else if (arg == "--batch") base.batch = std::atoll(value);

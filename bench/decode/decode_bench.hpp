@@ -19,6 +19,8 @@ struct DecodeCase {
   DType dtype = DType::kF16;
   KvLayout layout = KvLayout::kPaged;
   int64_t block_size = 16;
+  bool head_major = false;  // CUDA: storage [major, Hkv, minor, D] (each head's page rows contiguous)
+                            // instead of [major, minor, Hkv, D]; the same shape through strides
   int64_t num_splits = 0;  // 0: the kernel's own choice
   int threads = 0;         // CPU threads; 0: physical cores
   bool huge_pages = true;  // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving

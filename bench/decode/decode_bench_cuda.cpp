@@ -62,6 +62,11 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   const size_t bytes = static_cast<size_t>(elems * size_of(c.dtype));
   DeviceBuffer k_store(bytes), v_store(bytes);
   TensorView kv = TensorView::contiguous(k_store.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]}, Device::kCUDA);
+  if (c.head_major) {  // [major, Hkv, minor, D] memory order, the same logical shape
+    kv.stride[0] = shape[1] * shape[2] * shape[3];
+    kv.stride[1] = shape[3];
+    kv.stride[2] = shape[1] * shape[3];
+  }
   TensorView vv = kv;
   vv.data = v_store.data();
   KvCache cache;
