@@ -1,16 +1,15 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
-// Opt-in (QWEN3VL_DECODE_MMA=1): faster than the CUDA-core kernel from KV 16384 but not at 4096
-// (H100, paged f16 Hq 32 / Hkv 8 / D 128: 20.8 / 40.0 / 106.7 against 20.2 / 47.8 / 116.0 us at KV
-// 4096 / 16384 / 65536 with the vectorised Q prologues, docs/performance.md "## Decode"). Its floor at short caches is a fixed cost
-// per block (~15 us, from forced splits), not the bytes; the Q prologue reads packed 4-byte pairs.
+// The default where it applies (QWEN3VL_DECODE_MMA=0 turns it off for measurements): H100, paged
+// f16 Hq 32 / Hkv 8 / D 128, 15.5 / 36.8 / 105.4 us at KV 4096 / 16384 / 65536 against the
+// CUDA-core kernel's 20.8 / 48.5 / 114.3 (docs/performance.md "## Decode").
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
 // w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
 // head (its slots) take turns over the split's 16-key tiles. hpb is 1 by default (a block's warps
 // read 8 consecutive tiles of one head); 8 heads a block (whole token rows) measured slower. Each
-// warp streams its tiles through its own ring of kMmaStages tiles in shared memory filled by
-// cp.async, 16 lanes per 256-byte key row (load_tile). Per tile, with mma.sync m16n8k16 (f32
+// warp streams its tiles through its own ring of kMmaStages tiles (tile 0 first, see below) in
+// shared memory filled by cp.async, 16 lanes per 256-byte key row (load_tile). Per tile, with mma.sync m16n8k16 (f32
 // accumulation): S = Q K^T (Q: the 16 rows as the A operand, kept in registers; K through
 // ldmatrix), the online softmax on S's accumulator fragments (base 2, lazy rescale: the running
 // max moves only when a score passes it by kMmaRescaleSlack), P rounded to the cache's type as
@@ -21,8 +20,8 @@
 // part (two P V MMAs), so P keeps ~16 bits as f16's P does 11.
 // Rows are padded with ldmatrix-friendly 16 bytes (an odd count of 16-byte pieces a row: the 8
 // rows an ldmatrix phase reads fall in 8 different bank groups). At the end the slots of a head
-// are merged through shared memory and the block writes the output or its split's partial, the
-// same [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
+// are merged through shared memory (one warp a live row) and the block writes the output or its
+// split's partial, the [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
 // the last block of a tile through an atomic count, measured slower than the merge kernel: 29.7
 // against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node.
 // Rings of 6 tiles with 4 warps, one block a SM, measured slower too: 32.4 / 76.8 / 156.5 us.)
