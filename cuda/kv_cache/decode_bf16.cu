@@ -5,4 +5,5 @@
 namespace qwen3vl::detail {
 template Status launch_decode<qwen3vl::bfloat16>(const DecodeArgs& args, cudaStream_t stream);
 template Status launch_decode_mma<qwen3vl::bfloat16>(const DecodeArgs& args, cudaStream_t stream);
+template bool decode_mma_compiled<qwen3vl::bfloat16>();
 }  // namespace qwen3vl::detail

@@ -140,7 +140,8 @@ class DecodeCuda final : public DecodeAttention {
   // (docs/performance.md "## Decode"). QWEN3VL_DECODE_MMA=0 (a measurement knob) turns it off.
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");
-    mma_allowed_ = !(env && std::strcmp(env, "0") == 0);
+    mma_allowed_ = !(env && std::strcmp(env, "0") == 0) && ctx_.cc_major >= 8 &&
+                   detail::decode_mma_compiled<qwen3vl::half>() && detail::decode_mma_compiled<qwen3vl::bfloat16>();
     mma_ = mma_shape_from_env();
   }
 

@@ -72,5 +72,9 @@ Status launch_decode(const DecodeArgs& args, cudaStream_t stream);
 template <class T>
 Status launch_decode_mma(const DecodeArgs& args, cudaStream_t stream);
 Status launch_merge(const DecodeArgs& args, cudaStream_t stream);
+// Whether this binary's tensor-core kernel runs on the current device: compiled for sm_80+, not
+// the trap a compute_61 build (JIT-compiled on a newer GPU) holds in its place.
+template <class T>
+bool decode_mma_compiled();
 
 }  // namespace qwen3vl::detail

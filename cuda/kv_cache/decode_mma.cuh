@@ -456,4 +456,16 @@ Status launch_decode_mma(const DecodeArgs& a, cudaStream_t stream) {
                                       : shape(std::integral_constant<int, kMmaWarps>{});
 }
 
+template <class T>
+bool decode_mma_compiled() {
+  cudaFuncAttributes attr{};
+  const cudaError_t e =
+      cudaFuncGetAttributes(&attr, decode_mma::decode_mma_kernel<T, kMmaWarps, kMmaMaxHeadDim / 16, true>);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // not sticky: clear it
+    return false;
+  }
+  return attr.ptxVersion >= 80;
+}
+
 }  // namespace qwen3vl::detail
