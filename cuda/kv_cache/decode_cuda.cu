@@ -191,10 +191,12 @@ class DecodeCuda final : public DecodeAttention {
     a.v = p.kv.v.data;
     a.seq_lens = p.kv.seq_lens.ptr<const int32_t>();
     a.lens_stride = p.kv.seq_lens.stride[0];
+    a.lens_stride_head = p.kv.lens_head_stride();
     const bool paged = p.kv.layout == KvLayout::kPaged;
     a.table = paged ? p.kv.block_table.ptr<const int32_t>() : nullptr;
-    a.table_stride[0] = paged ? p.kv.block_table.stride[0] : 0;
-    a.table_stride[1] = paged ? p.kv.block_table.stride[1] : 0;
+    a.table_stride[0] = paged ? p.kv.table_stride() : 0;
+    a.table_stride[1] = paged ? p.kv.table_col_stride() : 0;
+    a.table_stride_head = paged ? p.kv.table_head_stride() : 0;
     a.block_size = paged ? p.kv.block_size() : 1;
     a.block_shift = -1;
     for (int shift = 0; shift < 31; ++shift)

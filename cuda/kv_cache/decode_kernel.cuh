@@ -140,7 +140,7 @@ __device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, bool head
   bool ok = head_ok && j < ke;
   if (kPaged && ok) {
     const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
-    major = __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
+    major = __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head + blk * a.table_stride[1]);
     minor = j - blk * static_cast<int>(a.block_size);
     ok = major >= 0 && major < a.num_blocks;
   }
@@ -183,7 +183,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   const int kvh = chunk * hpb + local_head;
   const bool head_ok = kvh < a.kv_heads;
 
-  int len = a.seq_lens[b * a.lens_stride];
+  // This warp's head's length (per-head pages: the heads of a block may differ).
+  int len = a.seq_lens[b * a.lens_stride + (head_ok ? kvh : 0) * a.lens_stride_head];
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   const int per_split = (len + a.splits - 1) / a.splits;
   const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));

@@ -28,9 +28,10 @@ struct DecodeArgs {
   const void* v;
   int64_t k_stride[3], v_stride[3];  // [major, minor, head]
   const int32_t* seq_lens;
-  int64_t lens_stride;
+  int64_t lens_stride, lens_stride_head;  // seq_lens over sequences and KV heads (0: shared)
   const int32_t* table;       // null: contiguous layout
-  int64_t table_stride[2];
+  int64_t table_stride[2];    // [b, block]
+  int64_t table_stride_head;  // per-KV-head tables (0: one table for all heads)
   int64_t block_size, num_blocks, capacity;
   int block_shift;            // log2(block_size) where a power of two, else -1
   int batch, heads, kv_heads, rows, head_dim, group_rows, row_tiles, splits;

@@ -109,10 +109,10 @@ __device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
 // in one page: one block-table entry a tile (TilePages). Keys past `ke` or behind a bad block id
 // are zero-filled (P V then adds exact zeros). Returns the tile's valid keys, bit k for key k.
 template <bool kPaged>
-__device__ inline int tile_page(const DecodeArgs& a, int b, bool live, int start, int ke) {
+__device__ inline int tile_page(const DecodeArgs& a, int b, int kvh, bool live, int start, int ke) {
   if (!kPaged || !live || start >= ke) return b;  // contiguous: the sequence is the major index
   const int blk = a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
-  return __ldg(a.table + b * a.table_stride[0] + blk * a.table_stride[1]);
+  return __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head + blk * a.table_stride[1]);
 }
 
 // A warp's page of each of its tiles, 32 tiles a batch (lane j: tile 32 k + j), the next batch
@@ -122,12 +122,12 @@ __device__ inline int tile_page(const DecodeArgs& a, int b, bool live, int start
 template <bool kPaged, class StartOf>
 struct TilePages {
   const DecodeArgs& a;
-  int b, my_tiles, ke;
+  int b, kvh, my_tiles, ke;
   StartOf start_of;
   int now = 0, next = 0, batch = -1;  // `now` holds tiles 32 batch ..
   __device__ int read(int first) const {
     const int n = first + static_cast<int>(threadIdx.x % 32);
-    return tile_page<kPaged>(a, b, n < my_tiles, start_of(n), ke);
+    return tile_page<kPaged>(a, b, kvh, n < my_tiles, start_of(n), ke);
   }
   // Tile n's page; n never decreases between calls and moves by at most one batch.
   __device__ int operator()(int n) {
@@ -188,7 +188,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   const bool head_ok = kvh < a.kv_heads;
   const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and thread-in-group
 
-  int len = a.seq_lens[b * a.lens_stride];
+  // This warp's head's length (per-head pages: the heads of a block may differ).
+  int len = a.seq_lens[b * a.lens_stride + (head_ok ? kvh : 0) * a.lens_stride_head];
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   // Splits of whole tiles, so every tile starts at a multiple of 16 keys.
   const int per_split = ((len + a.splits - 1) / a.splits + kKeys - 1) / kKeys * kKeys;
@@ -210,7 +211,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // interleaves the requests), so at short caches no tile's work overlapped the reads (H100, KV
   // 4096: 16.9 -> 15.5 us; +0.3 / +0.6 us at 16384 / 65536; only for short runs: slower at 16384).
   unsigned valid[kStages];
-  TilePages<kPaged, decltype(start_of)> page_of{a, b, my_tiles, ke, start_of};
+  TilePages<kPaged, decltype(start_of)> page_of{a, b, kvh, my_tiles, ke, start_of};
   valid[0] = load_tile<T, kPaged>(a, page_of(0), 0 < my_tiles, kvh, start_of(0), ke, k_tile(0), v_tile(0));
 #pragma unroll
   for (int s = 1; s < kStages; ++s) commit_copies();

@@ -94,8 +94,6 @@ class DecodeCpu final : public DecodeAttention {
     const int64_t rows = s.group_size() * s.rows;
     float* partial_o = static_cast<float*>(ws.data);
     float* partial_lse = partial_o + s.batch * plan.splits * s.kv_heads * rows * s.head_dim;
-    const int32_t* lens = p.kv.seq_lens.ptr<const int32_t>();
-    const int64_t lens_stride = p.kv.seq_lens.stride[0];
     const int64_t groups = plan.head_groups(s);
     const int64_t tasks = s.batch * plan.splits * groups;
     const auto kernel = detail::decode_kernel(backend_->isa());
@@ -111,7 +109,7 @@ class DecodeCpu final : public DecodeAttention {
           const int64_t split = id / groups % plan.splits, group = id % groups;
           t.kv_head_begin = group * plan.heads_per_task;
           t.kv_head_end = t.kv_head_begin + plan.heads_per_task;
-          t.seq_len = lens[t.b * lens_stride];
+          t.seq_len = p.kv.seq_len(t.b, t.kv_head_begin);
           const int64_t per_split = (t.seq_len + plan.splits - 1) / plan.splits;
           const int64_t chunk = (per_split + 15) / 16 * 16;  // split on 16-key (block) bounds
           t.key_begin = std::min(t.seq_len, split * chunk);
@@ -136,7 +134,9 @@ class DecodeCpu final : public DecodeAttention {
  private:
   Plan make_plan(const DecodeParams& p, const DecodeShape& s) const {
     Plan plan;
-    plan.heads_per_task = s.kv_heads;  // whole token rows: the cache is read in address order
+    // Whole token rows (the cache read in address order), or one head a task where each KV head
+    // has its own pages.
+    plan.heads_per_task = p.kv.per_head() ? 1 : s.kv_heads;
     if (p.num_splits > 0) {
       plan.splits = p.num_splits;
     } else {

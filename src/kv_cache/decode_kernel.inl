@@ -248,7 +248,7 @@ void run(const DecodeTask& t) {
     if (j0 >= t.key_end) return r;
     r.n = t.key_end - j0 < kChunk ? t.key_end - j0 : kChunk;
     if (paged) r.n = pager.run(j0, r.n);
-    const KvSlot slot = paged ? pager.slot(t.b, j0) : KvSlot{t.b, j0};
+    const KvSlot slot = paged ? pager.slot(t.b, j0, t.kv_head_begin) : KvSlot{t.b, j0};
     r.k = kv_k.ptr<const T>() + kv_k.offset(slot.major, slot.minor, t.kv_head_begin);
     r.v = kv_v.ptr<const T>() + kv_v.offset(slot.major, slot.minor, t.kv_head_begin);
     return r;

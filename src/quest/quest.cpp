@@ -1,6 +1,6 @@
 // QuestDecode: checks, the workspace plan, then selection (host or CUDA) and one run of the dense
-// decode kernel per KV head, on a one-head view of the cache with the compacted block table (CUDA:
-// side by side on internal streams, each with its own slice of the decode workspace).
+// decode kernel over the whole cache with the compacted tables as per-KV-head pages
+// (KvCacheView's block_table [batch, Hkv, pages] and seq_lens [batch, Hkv], through strides).
 #include <algorithm>
 
 #include "quest_select.hpp"
@@ -37,38 +37,25 @@ Plan make_plan(const DecodeShape& s, int64_t max_blocks, int64_t max_pages, bool
   return p;
 }
 
-// Dimension `dim` of `t` narrowed to [start, start + n).
-TensorView narrow(const TensorView& t, int dim, int64_t start, int64_t n) {
-  if (!t.present()) return t;
-  TensorView v = t;
-  v.data = static_cast<char*>(t.data) + start * t.stride[dim] * size_of(t.dtype);
-  v.shape[dim] = n;
-  return v;
-}
-
-// The decode params of KV head g: its query heads, its K/V column, and (when given) the compacted
-// table and lengths of that head.
-DecodeParams head_params(const DecodeParams& p, int64_t g, const DecodeShape& s,
-                         const int32_t* table, const int32_t* lens, int64_t max_pages) {
+// The decode params over the selection: every KV head reads its own compacted table and length
+// ([Hkv, batch, pages] and [Hkv, batch] in the workspace, seen as [batch, Hkv, ...] by strides).
+DecodeParams selected_params(const DecodeParams& p, const DecodeShape& s, const int32_t* table,
+                             const int32_t* lens, int64_t max_pages) {
   DecodeParams d = p;
-  const int64_t group = s.group_size();
-  d.q = narrow(p.q, 2, g * group, group);
-  d.out = narrow(p.out, 2, g * group, group);
-  d.lse = narrow(p.lse, 1, g * group, group);
-  d.kv.k = narrow(p.kv.k, 2, g, 1);
-  d.kv.v = narrow(p.kv.v, 2, g, 1);
-  if (table) {
-    const Device dev = p.kv.k.device;
-    d.kv.block_table = TensorView::contiguous(const_cast<int32_t*>(table + g * s.batch * max_pages),
-                                              DType::kI32, {s.batch, max_pages}, dev);
-    d.kv.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens + g * s.batch), DType::kI32,
-                                           {s.batch}, dev);
-    d.kv.block_table.device_index = d.kv.seq_lens.device_index = p.kv.k.device_index;
-    d.kv.max_seq_len = std::min(p.kv.length_bound(), max_pages * p.kv.block_size());
-  }
+  const Device dev = p.kv.k.device;
+  TensorView t = TensorView::contiguous(const_cast<int32_t*>(table), DType::kI32,
+                                        {s.batch, s.kv_heads, max_pages}, dev);
+  t.stride[0] = max_pages;
+  t.stride[1] = s.batch * max_pages;
+  TensorView l = TensorView::contiguous(const_cast<int32_t*>(lens), DType::kI32, {s.batch, s.kv_heads}, dev);
+  l.stride[0] = 1;
+  l.stride[1] = s.batch;
+  t.device_index = l.device_index = p.kv.k.device_index;
+  d.kv.block_table = t;
+  d.kv.seq_lens = l;
+  d.kv.max_seq_len = std::min(p.kv.length_bound(), max_pages * p.kv.block_size());
   return d;
 }
-
 }  // namespace
 
 Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAttention> decode,
@@ -87,15 +74,7 @@ Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAtte
   if (decode->device() == Device::kCUDA)
     return make_error(StatusCode::kUnsupported, "decode device = cuda: this build has no CUDA");
 #endif
-  std::unique_ptr<QuestDecode> quest(new QuestDecode(config, std::move(decode)));
-#if QWEN3VL_WITH_CUDA
-  if (quest->device() == Device::kCUDA) {
-    std::shared_ptr<detail::quest::HeadStreams> streams;
-    QWEN3VL_RETURN_IF_ERROR(detail::quest::create_head_streams(&streams));
-    quest->head_streams_ = std::move(streams);
-  }
-#endif
-  *out = std::move(quest);
+  out->reset(new QuestDecode(config, std::move(decode)));
   return Status();
 }
 
@@ -116,6 +95,9 @@ Status QuestDecode::check(const QuestParams& p, DecodeShape* shape) const {
   if (kv.layout != KvLayout::kPaged)
     return make_error(StatusCode::kUnsupported, "kv.layout = ", to_string(kv.layout),
                       ": Quest selects pages of a paged cache");
+  if (kv.per_head())
+    return make_error(StatusCode::kUnsupported, "kv.seq_lens = ", kv.seq_lens.shape_string(),
+                      ": Quest selects from one block table for all KV heads ([batch] lengths)");
   DecodeShape s;
   QWEN3VL_RETURN_IF_ERROR(validate(p.decode, &s));
   if (kv.k.device != device())
@@ -146,27 +128,15 @@ Status QuestDecode::check(const QuestParams& p, DecodeShape* shape) const {
 Status QuestDecode::supports(const QuestParams& p) const {
   DecodeShape s;
   QWEN3VL_RETURN_IF_ERROR(check(p, &s));
-  return decode_->supports(head_params(p.decode, 0, s, nullptr, nullptr, 0));
+  return decode_->supports(p.decode);
 }
 
-// Decode workspace slices: one per concurrent per-head decode (CUDA), else one.
-int64_t QuestDecode::decode_lanes(const DecodeShape& s) const {
-#if QWEN3VL_WITH_CUDA
-  if (head_streams_) return std::min<int64_t>(s.kv_heads, detail::quest::kHeadStreams);
-#endif
-  (void)s;
-  return 1;
-}
-
-// The kernel's workspace for one head is sized at the cache's own length bound (an upper bound of
-// the compacted view's, which has the same shape otherwise), one slice per lane. No pointer
-// queries: safe while a CUDA stream is being captured.
+// The kernel's workspace is sized for the cache's own view: its length bound is an upper bound of
+// the selection's (fewer or as many splits) and its shared table asks for the larger CPU scratch
+// (whole token rows a task). The selection's view cannot be sized before it is written: its
+// tables live in this workspace. No pointer queries: safe while a CUDA stream is being captured.
 size_t QuestDecode::workspace_bytes(const QuestParams& p, const DecodeShape& s) const {
-  const size_t decode_bytes =
-      fits_budget(p.decode.kv)
-          ? decode_->workspace_size(p.decode)
-          : align_up(decode_->workspace_size(head_params(p.decode, 0, s, nullptr, nullptr, 0))) *
-                static_cast<size_t>(decode_lanes(s));
+  const size_t decode_bytes = decode_->workspace_size(p.decode);
   return make_plan(s, p.decode.kv.block_table.shape[1], max_pages(p.decode.kv),
                    device() == Device::kCPU, decode_bytes)
       .total;
@@ -237,23 +207,8 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
   QWEN3VL_RETURN_IF_ERROR(detail::quest::select_cpu(a));
 #endif
 
-  const auto head_decode = [&](int64_t g, Workspace slice, void* on) {
-    return decode_->forward(head_params(p.decode, g, s, a.out_table, a.out_lens, pages), slice, on);
-  };
-#if QWEN3VL_WITH_CUDA
-  if (head_streams_) {
-    const size_t slice = (ws.bytes - plan.decode) / static_cast<size_t>(decode_lanes(s)) / kAlign * kAlign;
-    return detail::quest::run_on_head_streams(
-        *std::static_pointer_cast<detail::quest::HeadStreams>(head_streams_), stream, s.kv_heads,
-        [&](int64_t g, void* on) {
-          const size_t lane = static_cast<size_t>(g % detail::quest::kHeadStreams);
-          return head_decode(g, Workspace{base + plan.decode + lane * slice, slice}, on);
-        });
-  }
-#endif
-  const Workspace rest{base + plan.decode, ws.bytes - plan.decode};
-  for (int64_t g = 0; g < s.kv_heads; ++g) QWEN3VL_RETURN_IF_ERROR(head_decode(g, rest, stream));
-  return Status();
+  return decode_->forward(selected_params(p.decode, s, a.out_table, a.out_lens, pages),
+                          Workspace{base + plan.decode, ws.bytes - plan.decode}, stream);
 }
 
 std::string QuestDecode::describe() const {

@@ -4,8 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
-#include <memory>
 
 #include "qwen3vl/kv_cache/quest.hpp"
 
@@ -74,14 +72,5 @@ Status select_cpu(const SelectArgs& a);
 #if QWEN3VL_WITH_CUDA
 Status select_cuda(const SelectArgs& a, void* stream);
 #endif
-
-// The per-KV-head decodes on CUDA run side by side on internal streams (cuda/quest/head_streams.cu,
-// called only in CUDA builds): lane i on stream i % kHeadStreams, forked from and joined back to
-// the caller's stream with events (capturable). Each lane needs its own decode workspace.
-constexpr int kHeadStreams = 8;
-class HeadStreams;  // a pool of stream sets; thread-safe
-Status create_head_streams(std::shared_ptr<HeadStreams>* out);  // on the current device
-Status run_on_head_streams(HeadStreams& pool, void* origin, int64_t lanes,
-                           const std::function<Status(int64_t lane, void* stream)>& body);
 
 }  // namespace qwen3vl::detail::quest

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -161,6 +162,20 @@ struct DecodeProblem {
         }
   }
 };
+
+// ||a - b|| / ||b|| of two decode results; equal infinities (the -inf LSE of an empty row) count
+// as equal, any other non-finite value of a as an infinite difference.
+inline double relative_diff(const Tensor& a, const Tensor& b) {
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double x = a.get(i), y = b.get(i);
+    if (!std::isfinite(x) && !(std::isinf(y) && x == y)) return INFINITY;
+    if (std::isinf(y) && x == y) continue;
+    diff += (x - y) * (x - y);
+    norm += y * y;
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
 
 // Relative error of the decode output against the float64 reference (+inf on NaN), and the LSE's
 // largest absolute error. The reference is computed once per problem.

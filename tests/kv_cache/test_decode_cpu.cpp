@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "decode_problem.hpp"
+#include "per_head_pages.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -128,6 +129,66 @@ TEST(DecodeCpu, PagedEqualsContiguous) {
                                  static_cast<size_t>(paged.out.bytes())));
       }
     }
+}
+
+// Per-KV-head pages (block_table [B, Hkv, pages], seq_lens [B, Hkv]): one call equals each head
+// decoded alone on its own table, on every ISA; GQA, an empty sequence, partial last blocks, splits.
+TEST(DecodeCpu, PerHeadPagesEqualOneDecodePerHead) {
+  DecodeSpec a, b, c;
+  a.lens = {100, 0, 257};
+  a.heads = 8;
+  a.kv_heads = 4;
+  a.kv_dtype = a.q_dtype = DType::kF16;
+  b.lens = {700};
+  b.heads = 12;
+  b.kv_heads = 3;
+  b.head_dim = 72;
+  b.block_size = 32;
+  b.num_splits = 3;
+  c.lens = {45, 333};
+  c.rows = 3;
+  c.head_dim = 128;
+  c.kv_dtype = DType::kBF16;
+  uint64_t seed = 70;
+  for (DecodeSpec s : {a, b, c}) {
+    s.seed = ++seed;
+    for (CpuIsa isa : runnable_isas()) {
+      DecodeProblem all(s), alone(s);
+      const testing::PerHeadPages pages(all);
+      const auto dec = make(isa);
+      dec->run(pages.all_heads(all.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>()));
+      for (int64_t h = 0; h < s.kv_heads; ++h)
+        dec->run(pages.one_head(alone.params, h, pages.table.data<int32_t>(), pages.lens.data<int32_t>()));
+      EXPECT_LE(testing::relative_diff(all.out, alone.out), 1e-6) << s.to_string() << " " << to_string(isa);
+      EXPECT_LE(testing::relative_diff(all.lse, alone.lse), 1e-6) << s.to_string() << " " << to_string(isa);
+    }
+  }
+}
+
+// Per-head metadata: a [B, Hkv, pages] table needs [B, Hkv] lengths; lengths must have Hkv
+// columns; each head's block ids and lengths are checked, the message naming (b, h).
+TEST(DecodeCpu, PerHeadPagesAreValidated) {
+  DecodeSpec s;
+  s.lens = {40, 20};
+  DecodeProblem p(s);
+  const testing::PerHeadPages pages(p);
+  const auto dec = make();
+  const DecodeParams good = pages.all_heads(p.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>());
+  ASSERT_TRUE(dec->supports(good).ok());
+  DecodeParams bad = good;
+  bad.kv.seq_lens = p.params.kv.seq_lens;  // [B] lengths with a per-head table
+  EXPECT_EQ(dec->supports(bad).code(), StatusCode::kShapeMismatch);
+  bad = good;
+  bad.kv.seq_lens.shape[1] = 3;
+  EXPECT_EQ(dec->supports(bad).code(), StatusCode::kInvalidArgument);
+  const int32_t saved = pages.table.data<int32_t>()[pages.pages];  // head 0, sequence 1, page 0
+  pages.table.data<int32_t>()[pages.pages] = 99;
+  const Status st = dec->supports(good);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("kv.block_table[1, 0, 0] = 99"), std::string::npos) << st.message();
+  pages.table.data<int32_t>()[pages.pages] = saved;
+  pages.lens.data<int32_t>()[1] = 1000;  // head 0, sequence 1
+  EXPECT_EQ(dec->supports(good).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(DecodeCpu, EverySplitCountAgrees) {

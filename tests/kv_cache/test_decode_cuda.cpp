@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "decode_problem.hpp"
+#include "per_head_pages.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
 #include "support/cuda_device.hpp"
@@ -22,6 +23,7 @@ namespace {
 
 using testing::DecodeProblem;
 using testing::DecodeSpec;
+using testing::relative_diff;
 
 #define QWEN3VL_REQUIRE_GPU() \
   if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
@@ -91,18 +93,6 @@ struct DeviceDecode {
     return Status();
   }
 };
-
-double relative_diff(const Tensor& a, const Tensor& b) {
-  double diff = 0, norm = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const double x = a.get(i), y = b.get(i);
-    if (!std::isfinite(x) && !(std::isinf(y) && x == y)) return INFINITY;
-    if (std::isinf(y) && x == y) continue;
-    diff += (x - y) * (x - y);
-    norm += y * y;
-  }
-  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-}
 
 std::vector<DecodeSpec> sweep() {
   const std::vector<std::vector<int32_t>> lens = {{1}, {17, 0, 64}, {129, 257}, {1000}, {4097, 3}, {63}};
@@ -361,6 +351,42 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
       EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << s.to_string();
     }
   }
+}
+
+// Per-KV-head pages (block_table [B, Hkv, pages], seq_lens [B, Hkv]): one call equals each head
+// decoded alone on its own table, for both kernels; an empty sequence, partial last blocks,
+// forced and automatic splits, the Qwen shape (8 heads, several warps a head on the tensor cores).
+TEST(DecodeCuda, PerHeadPagesEqualOneDecodePerHead) {
+  QWEN3VL_REQUIRE_GPU();
+  const Edge edges[] = {
+      {{100, 0, 257}, 1, 8, 4, 64, DType::kF16, DType::kF16, 16, 0},
+      {{700}, 1, 12, 3, 72, DType::kF32, DType::kF32, 32, 3},
+      {{45, 333}, 3, 4, 2, 128, DType::kBF16, DType::kBF16, 16, 0},
+      {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},
+  };
+  uint64_t seed = 1500;
+  for (const auto& gpu : {make_cuda(), make_cuda_core()})
+    for (const Edge& e : edges) {
+      const DecodeSpec s = spec_of(e, ++seed);
+      DecodeProblem all(s), alone(s);
+      const testing::PerHeadPages pages(all);
+      DeviceDecode da(all), dl(alone);
+      DeviceBuffer table = DeviceBuffer::copy_of(pages.table), lens = DeviceBuffer::copy_of(pages.lens);
+      auto run = [&](const DecodeParams& params) {
+        DeviceBuffer ws(gpu->workspace_size(params));
+        const Status st = gpu->forward(params, Workspace{ws.data(), ws.bytes()}, nullptr);
+        EXPECT_TRUE(st.ok()) << s.to_string() << ": " << st.to_string();
+        throw_if_error(cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"));
+      };
+      run(pages.all_heads(da.params, table.data(), lens.data()));
+      for (int64_t h = 0; h < s.kv_heads; ++h) run(pages.one_head(dl.params, h, table.data(), lens.data()));
+      da.out.download(all.out.view().data, static_cast<size_t>(all.out.bytes()));
+      da.lse.download(all.lse.view().data, static_cast<size_t>(all.lse.bytes()));
+      dl.out.download(alone.out.view().data, static_cast<size_t>(alone.out.bytes()));
+      dl.lse.download(alone.lse.view().data, static_cast<size_t>(alone.lse.bytes()));
+      EXPECT_LE(relative_diff(all.out, alone.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
+      EXPECT_LE(relative_diff(all.lse, alone.lse), 1e-5) << s.to_string();
+    }
 }
 
 // Bad block ids on the tensor-core path: masked (zero-filled copies), the output stays finite.

@@ -73,6 +73,14 @@ struct TensorView {
     v.stride[d1] = stride[d0];
     return v;
   }
+  // View of indices [start, start + n) of dimension d (the same memory).
+  TensorView narrowed(int d, int64_t start, int64_t n) const {
+    TensorView v = *this;
+    if (!present()) return v;
+    v.data = static_cast<char*>(data) + start * stride[d] * static_cast<int64_t>(size_of(dtype));
+    v.shape[d] = n;
+    return v;
+  }
   template <class T>
   T* ptr() const {
     return static_cast<T*>(data);

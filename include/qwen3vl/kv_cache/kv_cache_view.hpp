@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "qwen3vl/core/macros.hpp"
 #include "qwen3vl/core/params.hpp"
@@ -20,23 +21,36 @@ inline const char* to_string(KvLayout l) { return l == KvLayout::kPaged ? "paged
 
 // Any layout through strides (last dimension contiguous). seq_lens and block_table are i32 and
 // live where the kernel reads them: host memory for the CPU, device memory for CUDA.
+// Per-KV-head pages: with seq_lens [batch, Hkv] (and, paged, block_table [batch, Hkv, max_blocks])
+// each KV head reads its own tokens, as a page-selecting decode does (Quest keeps different pages
+// per head): one decode call instead of one per head.
 struct KvCacheView {
   KvLayout layout = KvLayout::kContiguous;
   TensorView k, v;
-  TensorView seq_lens;     // i32 [batch]: valid tokens per sequence
-  TensorView block_table;  // i32 [batch, max_blocks]: paged only; entries past a sequence's last
-                           // block are never read
+  TensorView seq_lens;     // i32 [batch] (or [batch, Hkv]): valid tokens per sequence (and head)
+  TensorView block_table;  // i32 [batch, max_blocks] (or [batch, Hkv, max_blocks] with per-head
+                           // seq_lens): paged only; entries past a sequence's last block are never read
   int64_t max_seq_len = 0;  // host-side bound on seq_lens; sizes split-KV work (0: the capacity)
 
   int64_t batch() const { return seq_lens.shape[0]; }
   int64_t kv_heads() const { return k.shape[2]; }
   int64_t head_dim() const { return k.shape[3]; }
   int64_t block_size() const { return layout == KvLayout::kPaged ? k.shape[1] : 0; }
+  bool per_head() const { return seq_lens.rank == 2; }
+  // block_table's strides over sequences, KV heads (0: one table for all) and blocks.
+  int64_t table_stride() const { return block_table.stride[0]; }
+  int64_t table_head_stride() const { return block_table.rank == 3 ? block_table.stride[1] : 0; }
+  int64_t table_col_stride() const { return block_table.stride[block_table.rank - 1]; }
+  int64_t lens_head_stride() const { return per_head() ? seq_lens.stride[1] : 0; }
   // The most tokens one sequence can hold.
   int64_t capacity() const {
-    return layout == KvLayout::kPaged ? block_table.shape[1] * k.shape[1] : k.shape[1];
+    return layout == KvLayout::kPaged ? block_table.shape[block_table.rank - 1] * k.shape[1] : k.shape[1];
   }
   int64_t length_bound() const { return max_seq_len > 0 ? max_seq_len : capacity(); }
+  // Host-resident seq_lens only: the tokens KV head h of sequence b sees.
+  int64_t seq_len(int64_t b, int64_t h) const {
+    return seq_lens.ptr<const int32_t>()[b * seq_lens.stride[0] + h * lens_head_stride()];
+  }
 };
 
 namespace detail {
@@ -58,9 +72,10 @@ struct PagedIndexer {
   int64_t table_stride;  // block_table.stride[0]
   int64_t table_col_stride;
   int64_t block_size;
-  QWEN3VL_HOST_DEVICE KvSlot slot(int64_t b, int64_t j) const {
+  int64_t table_head_stride = 0;  // per-KV-head tables (0: one table for every head)
+  QWEN3VL_HOST_DEVICE KvSlot slot(int64_t b, int64_t j, int64_t h = 0) const {
     const int64_t blk = j / block_size;
-    return KvSlot{table[b * table_stride + blk * table_col_stride], j - blk * block_size};
+    return KvSlot{table[b * table_stride + h * table_head_stride + blk * table_col_stride], j - blk * block_size};
   }
   QWEN3VL_HOST_DEVICE int64_t run(int64_t j, int64_t limit) const {
     const int64_t left = block_size - j % block_size;
@@ -69,8 +84,8 @@ struct PagedIndexer {
 };
 
 inline PagedIndexer paged_indexer(const KvCacheView& kv) {
-  return PagedIndexer{kv.block_table.ptr<const int32_t>(), kv.block_table.stride[0],
-                      kv.block_table.stride[1], kv.block_size()};
+  return PagedIndexer{kv.block_table.ptr<const int32_t>(), kv.table_stride(), kv.table_col_stride(),
+                      kv.block_size(), kv.table_head_stride()};
 }
 
 }  // namespace detail
@@ -103,17 +118,21 @@ inline Status validate(const KvCacheView& kv) {
   if (kv.k.shape[2] < 1 || kv.k.shape[3] < 1 || kv.k.shape[3] > 256)
     return make_error(StatusCode::kInvalidArgument, "kv.k.shape = ", kv.k.shape_string(),
                       ": needs Hkv >= 1 and head_dim 1..256");
-  if (kv.seq_lens.dtype != DType::kI32 || kv.seq_lens.rank != 1)
+  if (kv.seq_lens.dtype != DType::kI32 || kv.seq_lens.rank < 1 || kv.seq_lens.rank > 2 ||
+      (kv.seq_lens.rank == 2 && kv.seq_lens.shape[1] != kv.k.shape[2]))
     return make_error(StatusCode::kInvalidArgument, "kv.seq_lens = ", to_string(kv.seq_lens.dtype),
-                      " ", kv.seq_lens.shape_string(), ": must be i32 [batch]");
+                      " ", kv.seq_lens.shape_string(), ": must be i32 [batch] or [batch, Hkv = ",
+                      kv.k.shape[2], "]");
   const int64_t batch = kv.seq_lens.shape[0];
   if (kv.layout == KvLayout::kPaged) {
     QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.block_table, "kv.block_table"));
-    if (kv.block_table.dtype != DType::kI32 || kv.block_table.rank != 2 ||
-        kv.block_table.shape[0] != batch)
+    const bool shared = kv.block_table.rank == 2;
+    if (kv.block_table.dtype != DType::kI32 || kv.block_table.shape[0] != batch ||
+        (!shared && (kv.block_table.rank != 3 || kv.block_table.shape[1] != kv.k.shape[2] || !kv.per_head())))
       return make_error(StatusCode::kShapeMismatch, "kv.block_table = ",
                         to_string(kv.block_table.dtype), " ", kv.block_table.shape_string(),
-                        ": must be i32 [batch = ", batch, ", max_blocks]");
+                        ": must be i32 [batch = ", batch, ", max_blocks], or [batch, Hkv = ",
+                        kv.k.shape[2], ", max_blocks] with per-head seq_lens [batch, Hkv]");
     if (kv.k.shape[1] < 16 || kv.k.shape[1] % 16 != 0)
       return make_error(StatusCode::kInvalidArgument, "block_size (kv.k.shape[1]) = ",
                         kv.k.shape[1], ": must be a positive multiple of 16");
@@ -130,24 +149,26 @@ inline Status validate(const KvCacheView& kv) {
                       ": allowed 0 (the capacity) .. ", kv.capacity());
   if (kv.seq_lens.device != Device::kCPU) return Status();  // values are checked where they live
 
-  const int32_t* lens = kv.seq_lens.ptr<const int32_t>();
   const detail::PagedIndexer paged =
       kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv) : detail::PagedIndexer{};
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t len = lens[b * kv.seq_lens.stride[0]];
-    if (len < 0 || len > kv.length_bound())
-      return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", b, "] = ", len,
-                        ": allowed 0..", kv.length_bound(),
-                        kv.max_seq_len > 0 ? " (max_seq_len)" : " (the capacity)");
-    if (kv.layout != KvLayout::kPaged) continue;
-    for (int64_t j = 0; j < len; j += kv.block_size()) {
-      const int64_t block = paged.slot(b, j).major;
-      if (block < 0 || block >= kv.k.shape[0])
-        return make_error(StatusCode::kInvalidArgument, "kv.block_table[", b, ", ",
-                          j / kv.block_size(), "] = ", block, ": allowed 0..", kv.k.shape[0] - 1,
-                          " (num_blocks)");
+  const int64_t heads = kv.per_head() ? kv.kv_heads() : 1;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h) {
+      const std::string at = kv.per_head() ? detail::concat(b, ", ", h) : detail::concat(b);
+      const int64_t len = kv.seq_len(b, h);
+      if (len < 0 || len > kv.length_bound())
+        return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", at, "] = ", len,
+                          ": allowed 0..", kv.length_bound(),
+                          kv.max_seq_len > 0 ? " (max_seq_len)" : " (the capacity)");
+      if (kv.layout != KvLayout::kPaged) continue;
+      for (int64_t j = 0; j < len; j += kv.block_size()) {
+        const int64_t block = paged.slot(b, j, h).major;
+        if (block < 0 || block >= kv.k.shape[0])
+          return make_error(StatusCode::kInvalidArgument, "kv.block_table[", at, ", ",
+                            j / kv.block_size(), "] = ", block, ": allowed 0..", kv.k.shape[0] - 1,
+                            " (num_blocks)");
+      }
     }
-  }
   return Status();
 }
 

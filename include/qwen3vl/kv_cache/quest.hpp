@@ -87,9 +87,9 @@ class QuestDecode {
   Status supports(const QuestParams& params) const;
   // Selection scratch, the compacted tables and the decode kernel's workspace.
   size_t workspace_size(const QuestParams& params) const;
-  // Selects and attends; no allocation, no host sync (CUDA: the work is ordered on `stream`, the
-  // per-KV-head decodes forked to internal streams and joined back with events, and the call may
-  // be captured into a CUDA graph; concurrent calls on one object use separate streams).
+  // Selects and attends: the selection, then ONE decode call over per-KV-head pages (the
+  // compacted tables as KvCacheView's per-head block_table); no allocation, no host sync (CUDA:
+  // ordered on `stream`, capturable into a CUDA graph).
   Status forward(const QuestParams& params, Workspace workspace, void* stream = nullptr) const;
   // The most pages one (sequence, KV head) keeps: ceil(budget / block_size), at least the 2 that
   // may be forced, at most the table's width.
@@ -111,12 +111,8 @@ class QuestDecode {
   Status check(const QuestParams& params, DecodeShape* shape) const;
   bool fits_budget(const KvCacheView& kv) const;  // every sequence keeps all its pages
   size_t workspace_bytes(const QuestParams& params, const DecodeShape& shape) const;
-  int64_t decode_lanes(const DecodeShape& shape) const;  // decode workspace slices
   QuestConfig config_;
   std::unique_ptr<DecodeAttention> decode_;
-  // CUDA: the internal streams the per-KV-head decodes run on side by side (a
-  // detail::quest::HeadStreams pool); null on the CPU.
-  std::shared_ptr<void> head_streams_;
 };
 
 }  // namespace qwen3vl
