@@ -1,5 +1,8 @@
-// Quest page selection on CUDA, two kernels. score_pages: one thread per candidate page of every
-// (sequence, KV head), the shared group_score, so the ranking equals the host's. select_pages: one
+// Quest page selection on CUDA, two kernels. score_pages: 8 threads per candidate page of every
+// (sequence, KV head), thread j owning quest_page_bound's lane j (dims j, j + 8, ...) and the
+// lanes combined by the same pairwise tree through shuffles, so every score, and the ranking,
+// equals the host's bit for bit. (One thread a page read its page's bounds alone, uncoalesced,
+// in a 512-step loop: ~0.1 ms of a Quest call at KV 16384 on an H100.) select_pages: one
 // thread block per (sequence, KV head) finds the k-th best key by a 4-pass radix select (8 bits a
 // pass, shared histogram), then an ordered block-wide compaction writes the kept pages in position
 // order, ties to the earlier page, then the forced pages and the token count.
@@ -51,20 +54,75 @@ __device__ PageCounts page_counts(const SelectArgs& a, int64_t b) {
 }
 
 constexpr int kScoreThreads = 128;
+constexpr int kBoundLanes = 8;  // quest_page_bound's lane partials
+constexpr int kPagesPerBlock = kScoreThreads / kBoundLanes;
 
-// grid (page chunks, batch * Hkv): the ranking key of every candidate page.
+// grid (page chunks, batch * Hkv): the ranking key of every candidate page; group_score's
+// arithmetic, its 8 lanes on 8 threads.
 template <class Q>
 __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a) {
   const int64_t b = blockIdx.y / a.kv_heads, g = blockIdx.y % a.kv_heads;
-  const int64_t p = static_cast<int64_t>(blockIdx.x) * kScoreThreads + threadIdx.x;
-  if (p >= page_counts(a, b).candidates) return;
+  const int64_t p = static_cast<int64_t>(blockIdx.x) * kPagesPerBlock + threadIdx.x / kBoundLanes;
+  const int j = threadIdx.x % kBoundLanes;
+  const bool live = p < page_counts(a, b).candidates;  // a group of 8 lives or not as one
   const Q* q = static_cast<const Q*>(a.q);
-  auto scaled_q = [&](int64_t bb, int64_t h, int64_t r, int64_t d) {
-    return to_float(q[bb * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2] + d]) * a.scale;
-  };
-  const int32_t block = a.table[b * a.table_stride[0] + p * a.table_stride[1]];
-  a.keys[(b * a.kv_heads + g) * a.max_blocks + p] =
-      order_key(group_score(a, scaled_q, b, g, block));
+  const int64_t block = live ? a.table[b * a.table_stride[0] + p * a.table_stride[1]] : 0;
+  const float* lo = a.bounds + ((block * 2) * a.kv_heads + g) * a.head_dim;
+  const float* hi = lo + a.kv_heads * a.head_dim;
+  float agg = a.sum ? 0.0f : -INFINITY;
+  for (int64_t i = 0; i < a.group() * a.rows; ++i) {
+    const int64_t h = g * a.group() + i / a.rows, r = i % a.rows;
+    const Q* qr = q + b * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2];
+    float lane = 0.0f;
+    if (live)
+      for (int64_t d = j; d < a.head_dim; d += kBoundLanes) {
+        const float s = to_float(qr[d]) * a.scale, x = s * lo[d], y = s * hi[d];
+        lane += x > y ? x : y;
+      }
+    lane += __shfl_xor_sync(0xffffffffu, lane, 1);  // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+    lane += __shfl_xor_sync(0xffffffffu, lane, 2);
+    lane += __shfl_xor_sync(0xffffffffu, lane, 4);
+    agg = a.sum ? agg + lane : (lane > agg || !(lane == lane) ? lane : agg);
+  }
+  if (live && j == 0) a.keys[(b * a.kv_heads + g) * a.max_blocks + p] = order_key(agg);
+}
+
+// The radix pass's bin (warp 0): the highest bin b whose keys and the keys above it reach `need`
+// (bin 0 when none do), and how many of its keys are still needed: what a scan down from bin 255
+// finds, as suffix sums over 8 bins a lane (a serial scan by one thread cost ~4 us a pass).
+__device__ void choose_bin(const int* hist, int need, int* chosen, int* still_needed) {
+  const int lane = threadIdx.x;
+  int mine[8], own = 0;
+#pragma unroll
+  for (int i = 0; i < 8; ++i) own += mine[i] = hist[lane * 8 + i];
+  // Suffix sums (from bin 255 down) by an inclusive scan over the lanes in reverse.
+  int suffix = own;
+  for (int off = 1; off < 32; off *= 2) {
+    const int x = __shfl_down_sync(0xffffffffu, suffix, off);
+    if (lane + off < 32) suffix += x;
+  }
+  int s = suffix - own, best = -1, best_above = 0;  // s: keys in bins above this lane's
+#pragma unroll
+  for (int i = 7; i >= 0; --i) {
+    if (best < 0 && s + mine[i] >= need) {
+      best = lane * 8 + i;
+      best_above = s;
+    }
+    s += mine[i];
+  }
+  int top = best;
+  for (int off = 16; off > 0; off /= 2) top = max(top, __shfl_xor_sync(0xffffffffu, top, off));
+  if (top < 0) {  // no bin reaches `need`: bin 0, with every key above it counted
+    if (lane == 0) {
+      *chosen = 0;
+      *still_needed = need - (suffix - mine[0]);
+    }
+    return;
+  }
+  if (best == top) {
+    *chosen = top;
+    *still_needed = need - best_above;
+  }
 }
 
 __global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {
@@ -97,12 +155,7 @@ __global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {
         if ((key & mask) == threshold) atomicAdd(&hist[(key >> shift) & 255u], 1);
       }
       __syncthreads();
-      if (threadIdx.x == 0) {
-        int above = 0, bin = 255;
-        for (; bin > 0 && above + hist[bin] < need_equal; --bin) above += hist[bin];
-        chosen_bin = bin;
-        still_needed = need_equal - above;
-      }
+      if (threadIdx.x < 32) choose_bin(hist, need_equal, &chosen_bin, &still_needed);
       __syncthreads();
       threshold |= static_cast<uint32_t>(chosen_bin) << shift;
       mask |= 255u << shift;
@@ -141,7 +194,7 @@ Status select_cuda(const SelectArgs& a, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   const unsigned grid = static_cast<unsigned>(a.batch * a.kv_heads);
   if (grid == 0) return Status();
-  const unsigned chunks = static_cast<unsigned>((a.max_blocks + kScoreThreads - 1) / kScoreThreads);
+  const unsigned chunks = static_cast<unsigned>((a.max_blocks + kPagesPerBlock - 1) / kPagesPerBlock);
   QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(a.q_dtype, [&](auto tag) -> Status {
     score_pages<decltype(tag)><<<dim3(chunks, grid), kScoreThreads, 0, s>>>(a);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("quest score_pages");
