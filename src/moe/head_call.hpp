@@ -125,11 +125,7 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
   c.max_seqlen_q = s.max_q;
   c.max_seqlen_k = s.max_k;
   if (p.key_lengths.present()) {
-    c.key_lengths = p.key_lengths;
-    if (!merged) {  // this sequence's entry
-      c.key_lengths.data = byte_offset(p.key_lengths.data, call * p.key_lengths.stride[0], DType::kI32);
-      c.key_lengths.shape[0] = 1;
-    }
+    c.key_lengths = merged ? p.key_lengths : p.key_lengths.narrowed(0, call, 1);  // this sequence's entry
   }
   if (p.lse.present())
     c.lse = place(TensorView::strided(blk.lse, DType::kF32, {heads, blk.rows}, {blk.head_stride, 1}));

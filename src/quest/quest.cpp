@@ -37,25 +37,6 @@ Plan make_plan(const DecodeShape& s, int64_t max_blocks, int64_t max_pages, bool
   return p;
 }
 
-// The decode params over the selection: every KV head reads its own compacted table and length
-// ([Hkv, batch, pages] and [Hkv, batch] in the workspace, seen as [batch, Hkv, ...] by strides).
-DecodeParams selected_params(const DecodeParams& p, const DecodeShape& s, const int32_t* table,
-                             const int32_t* lens, int64_t max_pages) {
-  DecodeParams d = p;
-  const Device dev = p.kv.k.device;
-  TensorView t = TensorView::contiguous(const_cast<int32_t*>(table), DType::kI32,
-                                        {s.batch, s.kv_heads, max_pages}, dev);
-  t.stride[0] = max_pages;
-  t.stride[1] = s.batch * max_pages;
-  TensorView l = TensorView::contiguous(const_cast<int32_t*>(lens), DType::kI32, {s.batch, s.kv_heads}, dev);
-  l.stride[0] = 1;
-  l.stride[1] = s.batch;
-  t.device_index = l.device_index = p.kv.k.device_index;
-  d.kv.block_table = t;
-  d.kv.seq_lens = l;
-  d.kv.max_seq_len = std::min(p.kv.length_bound(), max_pages * p.kv.block_size());
-  return d;
-}
 }  // namespace
 
 Status QuestDecode::create(const QuestConfig& config, std::unique_ptr<DecodeAttention> decode,
@@ -207,8 +188,9 @@ Status QuestDecode::forward(const QuestParams& p, Workspace ws, void* stream) co
   QWEN3VL_RETURN_IF_ERROR(detail::quest::select_cpu(a));
 #endif
 
-  return decode_->forward(selected_params(p.decode, s, a.out_table, a.out_lens, pages),
-                          Workspace{base + plan.decode, ws.bytes - plan.decode}, stream);
+  DecodeParams selected = p.decode;  // every KV head on its own compacted pages
+  selected.kv = with_head_major_pages(p.decode.kv, a.out_table, a.out_lens, pages);
+  return decode_->forward(selected, Workspace{base + plan.decode, ws.bytes - plan.decode}, stream);
 }
 
 std::string QuestDecode::describe() const {

@@ -49,14 +49,7 @@ struct PerHeadPages {
   // and `lens_data` hold copies of `table` and `lens` on that device.
   DecodeParams all_heads(const DecodeParams& base, void* table_data, void* lens_data) const {
     DecodeParams d = base;
-    const Device dev = base.kv.k.device;
-    d.kv.block_table = TensorView::contiguous(table_data, DType::kI32, {batch, kv_heads, pages}, dev);
-    d.kv.block_table.stride[0] = pages;
-    d.kv.block_table.stride[1] = batch * pages;
-    d.kv.seq_lens = TensorView::contiguous(lens_data, DType::kI32, {batch, kv_heads}, dev);
-    d.kv.seq_lens.stride[0] = 1;
-    d.kv.seq_lens.stride[1] = batch;
-    d.kv.max_seq_len = std::min(base.kv.length_bound(), pages * base.kv.block_size());
+    d.kv = with_head_major_pages(base.kv, static_cast<int32_t*>(table_data), static_cast<int32_t*>(lens_data), pages);
     return d;
   }
 

@@ -3,6 +3,7 @@
 // indexer differs.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -52,6 +53,20 @@ struct KvCacheView {
     return seq_lens.ptr<const int32_t>()[b * seq_lens.stride[0] + h * lens_head_stride()];
   }
 };
+
+// `kv` reading per-KV-head pages kept head-major, as Quest's selection writes them: `table` i32
+// [Hkv][batch][pages] and `lens` i32 [Hkv][batch], on the cache's device, become block_table
+// [batch, Hkv, pages] and seq_lens [batch, Hkv] through strides; max_seq_len is capped at what
+// `pages` pages hold.
+inline KvCacheView with_head_major_pages(KvCacheView kv, int32_t* table, int32_t* lens, int64_t pages) {
+  const int64_t batch = kv.batch(), heads = kv.kv_heads();
+  kv.block_table = TensorView::strided(table, DType::kI32, {batch, heads, pages}, {pages, batch * pages, 1},
+                                       kv.k.device);
+  kv.seq_lens = TensorView::strided(lens, DType::kI32, {batch, heads}, {1, batch}, kv.k.device);
+  kv.block_table.device_index = kv.seq_lens.device_index = kv.k.device_index;
+  kv.max_seq_len = std::min(kv.length_bound(), pages * kv.block_size());
+  return kv;
+}
 
 namespace detail {
 
