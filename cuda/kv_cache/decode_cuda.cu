@@ -237,7 +237,7 @@ class DecodeCuda final : public DecodeAttention {
 
   std::string describe() const override {
     return std::string("decode (cuda): ") +
-           (ctx_.cc_major >= 8 && mma_allowed_
+           (mma_allowed_
                 ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " + std::to_string(mma_.warps) +
                       " warps, <= " + std::to_string(mma_.max_heads) +
                       " KV heads) for f16/bf16 q and cache with D % 16 == 0 <= 128, else "
@@ -289,7 +289,7 @@ class DecodeCuda final : public DecodeAttention {
   // for f32 accuracy, which P rounded to 2 bytes would not keep), whole 16-column MMA steps,
   // aligned rows.
   bool use_mma(const DecodeParams& p, const DecodeShape& s) const {
-    return mma_allowed_ && ctx_.cc_major >= 8 && p.kv.k.dtype != DType::kF32 && p.q.dtype == p.kv.k.dtype &&
+    return mma_allowed_ && p.kv.k.dtype != DType::kF32 && p.q.dtype == p.kv.k.dtype &&
            s.head_dim % 16 == 0 &&
            s.head_dim <= detail::kMmaMaxHeadDim && vector_loads(p.kv);
   }
@@ -316,7 +316,7 @@ class DecodeCuda final : public DecodeAttention {
   }
 
   detail::DeviceContext ctx_;
-  bool mma_allowed_ = false;
+  bool mma_allowed_ = false;  // sm_80+, this binary compiled the kernel for it, not switched off
   MmaShape mma_;
 };
 
