@@ -132,12 +132,12 @@ __device__ inline void wait_copies() {  // all but the newest kPending groups ha
 // A lane's K and V pieces of key j into its slots of one ring stage (zeros for a key past the
 // split or behind a bad block id, which is never read); returns whether the key is valid.
 template <class T, int kLanes, int kVecs, bool kPaged>
-__device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, bool head_ok, int sub, int j,
-                                  int ke, uint4* k_dst, uint4* v_dst) {
+__device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, int sub, int j, int ke, uint4* k_dst,
+                                  uint4* v_dst) {
   constexpr int kElems = 16 / sizeof(T);
   int64_t major = b;
   int minor = j;
-  bool ok = head_ok && j < ke;
+  bool ok = j < ke;
   if (kPaged && ok) {
     const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
     major = __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head + blk * a.table_stride[1]);
@@ -203,12 +203,16 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   auto k_slot = [&](int stage) { return smem + ((warp * kStage + stage) * 2 * kVecs) * 32 + lane; };
   auto v_slot = [&](int stage) { return k_slot(stage) + kVecs * 32; };
 
+  // Warp-iteration n into stage s; past the warp's last one an empty group holds its place
+  // (zero-byte copies there cost ~1 us of issue at the end of every warp on an H100).
+  auto refill = [&](int n, int s) {
+    if (!head_ok || n >= my_it) return commit_copies(), false;
+    return load_stage<T, kLanes, kVecs, kPaged>(a, b, kvh, sub, key_of(n), ke, k_slot(s), v_slot(s));
+  };
   // The first stages' copies go out before anything else, then the queries are read.
   unsigned ok_bits = 0;  // bit s: stage s holds a valid key
 #pragma unroll 1
-  for (int s = 0; s < kStage; ++s)
-    ok_bits |= static_cast<unsigned>(load_stage<T, kLanes, kVecs, kPaged>(
-                   a, b, kvh, head_ok && s < my_it, sub, key_of(s), ke, k_slot(s), v_slot(s))) << s;
+  for (int s = 0; s < kStage; ++s) ok_bits |= static_cast<unsigned>(refill(s, s)) << s;
 
   // This tile's query rows: head (kvh * G + gi / R), new row gi % R, visible keys [0, end).
   // The dtype switch sits outside the loads (one straight-line run of vector loads per dtype);
@@ -326,8 +330,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
       }
       // Refill this stage kStage warp-iterations ahead (an empty group past the end keeps the
       // count of groups per iteration fixed).
-      const bool next_ok = load_stage<T, kLanes, kVecs, kPaged>(
-          a, b, kvh, head_ok && n + kStage < my_it, sub, key_of(n + kStage), ke, k_slot(s), v_slot(s));
+      const bool next_ok = refill(n + kStage, s);
       ok_bits = (ok_bits & ~(1u << s)) | static_cast<unsigned>(next_ok) << s;
     }
   }
