@@ -141,7 +141,7 @@ struct TilePages {
   }
 };
 
-template <class T, bool kPaged>
+template <class T, int kMaxSteps, bool kPaged>
 __device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int start, int ke, T* k_tile,
                                      T* v_tile) {
   const int lane = threadIdx.x % 32;
@@ -160,7 +160,9 @@ __device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int
   const T* v_row = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor0 * a.v_stride[1] + kvh * a.v_stride[2];
   const int key_step = 32 / pieces, piece_step = 32 % pieces;
   int key = lane / pieces, c = lane % pieces;
-  for (int i = 0; i < pieces / 2; ++i) {
+#pragma unroll
+  for (int i = 0; i < kMaxSteps; ++i) {  // pieces / 2 = D / 16 copy instructions, straight-line
+    if (i >= pieces / 2) break;
     const int bytes = valid >> key & 1u ? 16 : 0;
     const int64_t at = bytes ? key * a.k_stride[1] + c * 8 : 0, v_at = bytes ? key * a.v_stride[1] + c * 8 : 0;
     copy16_async(reinterpret_cast<uint4*>(k_tile + key * stride + c * 8), k_row + at, bytes);
@@ -180,11 +182,15 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   constexpr float kNegInf = -INFINITY;
   const int d = a.head_dim, steps = d / 16, stride = row_halves(d);
   const int split = blockIdx.x;
-  const int chunk = blockIdx.y / a.row_tiles, tile = blockIdx.y % a.row_tiles;
+  const int chunk = a.row_tiles == 1 ? blockIdx.y : blockIdx.y / a.row_tiles;
+  const int tile = blockIdx.y - chunk * a.row_tiles;
   const int b = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int hpb = a.heads_per_block, slots = kWarps / hpb, slot = warp / hpb;
-  const int kvh = chunk * hpb + warp % hpb;
+  // hpb and slots are powers of two: shifts and masks, not divisions (the prologue is on the
+  // critical path of short caches).
+  const int hpb = a.heads_per_block, hpb_shift = __ffs(hpb) - 1, slots = kWarps >> hpb_shift,
+            slot = warp >> hpb_shift;
+  const int kvh = chunk * hpb + (warp & (hpb - 1));
   const bool head_ok = kvh < a.kv_heads;
   const int g = lane >> 2, t = lane & 3;  // the MMA fragments' row group and thread-in-group
 
@@ -196,7 +202,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
   const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
   const int tiles = (ke - kb + kKeys - 1) / kKeys;
-  const int my_tiles = head_ok && tiles > slot ? (tiles - slot + slots - 1) / slots : 0;
+  const int my_tiles = head_ok && tiles > slot ? (tiles - slot + slots - 1) >> (__ffs(slots) - 1) : 0;
   auto start_of = [&](int n) { return kb + (n * slots + slot) * kKeys; };
 
   extern __shared__ uint4 smem_raw[];
@@ -217,7 +223,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // copies for it cost ~1 us of issue at the end of every warp, H100).
   auto load = [&](int n, int stage) {
     if (n >= my_tiles) return commit_copies(), 0u;
-    return load_tile<T, kPaged>(a, page_of(n), kvh, start_of(n), ke, k_tile(stage), v_tile(stage));
+    return load_tile<T, kMaxSteps, kPaged>(a, page_of(n), kvh, start_of(n), ke, k_tile(stage), v_tile(stage));
   };
   valid[0] = load(0, 0);
 #pragma unroll
