@@ -26,6 +26,9 @@ struct DecodeCase {
   bool huge_pages = true;  // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving
                            // system's pool would be; 4 KiB pages cost page walks at 256 MiB
   int warmup = 3, repeats = 20;
+  bool rotate = true;      // CPU: each round times back-to-back calls over copies of the cache
+                           // (>= 256 MiB of them, as a model's layers each read their own cache);
+                           // false: one call a round on one cache, right after the copy sample
 
   // K and V bytes one decode call must read.
   double kv_bytes() const {
