@@ -31,7 +31,20 @@ constexpr int kMergeThreads = 256;
 constexpr int kMergeWarps = kMergeThreads / 32;
 constexpr int kAhead = 4;  // splits a warp loads up front: 32 splits in all
 
-__global__ void __launch_bounds__(kMergeThreads) merge_splits(const DecodeArgs a) {
+// The merge kernel's arguments: two constant-cache lines, not DecodeArgs' six (cold under a graph
+// replay that streams the caches, see DecodeArgs).
+struct MergeArgs {
+  const float* partial_o;    // [rows, splits, D]
+  const float* partial_lse;  // [rows, splits]
+  int splits, head_dim, rows, heads;
+  void* out;
+  DType q_dtype;
+  int64_t out_stride[3];
+  float* lse;
+  int64_t lse_stride[3];
+};
+
+__global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a) {
   __shared__ float part[kMergeWarps][32];
   const int64_t row = blockIdx.x;
   const float* po = a.partial_o + row * a.splits * a.head_dim;
@@ -82,7 +95,12 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const DecodeArgs a
 Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(a.batch) * a.heads * a.rows;
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((a.head_dim + 31) / 32));
-  merge_splits<<<grid, kMergeThreads, 0, stream>>>(a);
+  MergeArgs m{a.partial_o, a.partial_lse, a.splits, a.head_dim, a.rows, a.heads, a.out, a.q_dtype, {}, a.lse, {}};
+  for (int i = 0; i < 3; ++i) {
+    m.out_stride[i] = a.out_stride[i];
+    m.lse_stride[i] = a.lse_stride[i];
+  }
+  merge_splits<<<grid, kMergeThreads, 0, stream>>>(m);
   return cuda_status(cudaGetLastError(), "launch of merge_splits");
 }
 

@@ -15,32 +15,42 @@ constexpr int kDecodeThreads = 128;
 constexpr int kDecodeRowTile = 4;  // packed query rows (G * R of a KV head) per thread block
 constexpr int kDecodeWarps = kDecodeThreads / 32;  // KV heads (or slots of one head) per block
 
-// Everything a decode block needs, by value (no device-side argument buffer to allocate).
+// Everything a decode block needs, by value (no device-side argument buffer to allocate). The
+// fields are ordered by first use: kernel parameters sit in constant memory, and under a graph
+// replay that streams the caches they are cold, so each 64-byte line a block touches first is a
+// miss on the path to its first copy.
 struct DecodeArgs {
+  // The sequence's length and the split plan (every block's first reads).
+  const int32_t* seq_lens;
+  int64_t lens_stride, lens_stride_head;  // seq_lens over sequences and KV heads (0: shared)
+  int64_t capacity;
+  int splits, row_tiles, heads_per_block, kv_heads;  // heads_per_block: KV heads a block serves (a power of two)
+  // Where the keys are (the first tile's copies).
+  const void* k;
+  const void* v;
+  int64_t k_stride[3], v_stride[3];  // [major, minor, head]
+  const int32_t* table;       // null: contiguous layout
+  int64_t table_stride[2];    // [b, block]
+  int64_t table_stride_head;  // per-KV-head tables (0: one table for all heads)
+  int64_t block_size, num_blocks;
+  int block_shift;            // log2(block_size) where a power of two, else -1
+  int head_dim;
+  // The queries.
   const void* q;
-  DType q_dtype;              // also the output dtype
   int64_t q_stride[3];        // [b, r, h]
+  DType q_dtype;              // also the output dtype
+  int heads, rows, group_rows;
+  float scale_log2;           // scale * log2(e)
+  bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
+  bool q_vector;              // 16-byte aligned q base and row strides: the query prologue reads vectors
+  // The outputs.
+  float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
+  float* partial_lse;         // [B, Hq, R, splits], natural log
   void* out;
   int64_t out_stride[3];      // [b, r, h]
   float* lse;                 // null: not written
   int64_t lse_stride[3];      // [b, h, r]
-  const void* k;
-  const void* v;
-  int64_t k_stride[3], v_stride[3];  // [major, minor, head]
-  const int32_t* seq_lens;
-  int64_t lens_stride, lens_stride_head;  // seq_lens over sequences and KV heads (0: shared)
-  const int32_t* table;       // null: contiguous layout
-  int64_t table_stride[2];    // [b, block]
-  int64_t table_stride_head;  // per-KV-head tables (0: one table for all heads)
-  int64_t block_size, num_blocks, capacity;
-  int block_shift;            // log2(block_size) where a power of two, else -1
-  int batch, heads, kv_heads, rows, head_dim, group_rows, row_tiles, splits;
-  int heads_per_block, head_chunks;  // KV heads a block serves (a divisor of its warps)
-  float scale_log2;           // scale * log2(e)
-  bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
-  bool q_vector;              // 16-byte aligned q base and row strides: the query prologue reads vectors
-  float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
-  float* partial_lse;         // [B, Hq, R, splits], natural log
+  int batch, head_chunks;
   int mma_warps;              // tensor-core kernel: warps a block, kMmaWarps or kMmaWarps / 2
 };
 
