@@ -23,8 +23,11 @@
 // are merged through shared memory (one warp a live row) and the block writes the output or its
 // split's partial, the [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
 // the last block of a tile through an atomic count, measured slower than the merge kernel: 29.7
-// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node.
-// Rings of 6 tiles with 4 warps, one block a SM, measured slower too: 32.4 / 76.8 / 156.5 us.)
+// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node. So
+// did a thread-block-cluster merge through distributed shared memory on an H100: 19.8 against
+// 19.2 us at KV 4096 with 8 splits in clusters of 8, and the default 16 splits do not fit, since
+// only 7 clusters of 16 one-block-a-SM blocks are resident at once. Rings of 6 tiles with 4
+// warps, one block a SM, measured slower too: 32.4 / 76.8 / 156.5 us.)
 #pragma once
 
 #include <cuda_bf16.h>
@@ -367,10 +370,10 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
 
   // Row sums over the 4 lanes of a row group; then the slots of each head are merged through
   // shared memory (the ring's), one warp a (head, live row): the slots' weights once, then 32
-  // head-dim elements a step, no division per element (spreading the elements over all 8 warps,
-  // each recomputing its row's weights, measured 0.9 us slower at KV 4096). (The previous epilogue, with a 16-thread
-  // pass for the weights and a divide-heavy loop per element, took ~2.7 of 18 us at KV 4096 on an
-  // H100; writing one partial a warp instead moved the cost into the merge kernel: slower.)
+  // head-dim elements a step, no division per element. Measured slower at KV 4096 on an H100:
+  // spreading the elements over all 8 warps, each recomputing its row's weights (+0.9 us); a
+  // 16-thread pass for the weights and a divide per element (~2.7 of 18 us); one partial a warp
+  // (the cost moved into the merge kernel).
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
