@@ -165,8 +165,8 @@ MmaShape mma_shape_from_env() {
 class DecodeCuda final : public DecodeAttention {
  public:
   // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: H100, KV 4096 / 16384 /
-  // 65536, paged f16, 15.7-16.2 / 35.2-36.0 / 99.3-100.5 us against the CUDA-core kernel's 20.8-21.0
-  // / 47.3-48.0 / 112.3-112.5 (docs/performance.md "## Decode"). QWEN3VL_DECODE_MMA=0 (a measurement
+  // 65536, paged f16, 13.2 / 32.8-33.0 / 99.1-100.8 us against the CUDA-core kernel's 19.5 / 46.4 /
+  // 112.9 (docs/performance.md "## Decode"). QWEN3VL_DECODE_MMA=0 (a measurement
   // knob) turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");

@@ -1,8 +1,8 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
 // The default where it applies (QWEN3VL_DECODE_MMA=0 turns it off for measurements): H100, paged
-// f16 Hq 32 / Hkv 8 / D 128, 15.7-16.2 / 35.2-36.0 / 99.3-100.5 us at KV 4096 / 16384 / 65536
-// against the CUDA-core kernel's 20.8-21.0 / 47.3-48.0 / 112.3-112.5 (docs/performance.md "## Decode").
+// f16 Hq 32 / Hkv 8 / D 128, 13.2 / 32.8-33.0 / 99.1-100.8 us at KV 4096 / 16384 / 65536
+// against the CUDA-core kernel's 19.5 / 46.4 / 112.9 (docs/performance.md "## Decode").
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
 // w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
