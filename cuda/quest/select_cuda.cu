@@ -56,29 +56,53 @@ __device__ PageCounts page_counts(const SelectArgs& a, int64_t b) {
 constexpr int kScoreThreads = 128;
 constexpr int kBoundLanes = 8;  // quest_page_bound's lane partials
 constexpr int kPagesPerBlock = kScoreThreads / kBoundLanes;
+constexpr size_t kStagedQBytes = 32 << 10;  // the group's scaled q rows in shared memory, where they fit
 
 // grid (page chunks, batch * Hkv): the ranking key of every candidate page; group_score's
-// arithmetic, its 8 lanes on 8 threads.
-template <class Q>
-__global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a) {
-  const int64_t b = blockIdx.y / a.kv_heads, g = blockIdx.y % a.kv_heads;
+// arithmetic, its 8 lanes on 8 threads. The block's pages share one KV head, so the group's q
+// rows, scaled, are staged in shared memory once a block (`staged`: where they fit), and a lane's
+// D / 8 dims are an unrolled loop where kLaneDims gives their count (D 64 / 128 / 256). This
+// kernel was instruction-bound: 2300 instructions a warp at D 128, a third of them 64-bit
+// divisions for the (head, row) of every row and the rest 2-byte q loads, conversions and
+// address arithmetic repeated per page (16.5 of a ~40 us Quest call at KV 16384 on an H100).
+template <class Q, int kLaneDims>
+__global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool staged) {
+  extern __shared__ float sq[];  // [group * rows][head_dim] when staged
+  const int kv_heads = static_cast<int>(a.kv_heads), group = static_cast<int>(a.group());
+  const int rows = static_cast<int>(a.rows), d_max = static_cast<int>(a.head_dim);
+  const int b = static_cast<int>(blockIdx.y) / kv_heads, g = static_cast<int>(blockIdx.y) - b * kv_heads;
+  const int n_rows = group * rows;
+  const Q* q = static_cast<const Q*>(a.q);
+  auto scaled_q = [&](int i, int d) {  // row i: head g * G + i / R, new row i % R
+    const int h = g * group + i / rows, r = i - i / rows * rows;
+    return to_float(q[b * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2] + d]) * a.scale;
+  };
+  if (staged) {
+    for (int x = threadIdx.x; x < n_rows * d_max; x += kScoreThreads) sq[x] = scaled_q(x / d_max, x % d_max);
+    __syncthreads();
+  }
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kPagesPerBlock + threadIdx.x / kBoundLanes;
   const int j = threadIdx.x % kBoundLanes;
   const bool live = p < page_counts(a, b).candidates;  // a group of 8 lives or not as one
-  const Q* q = static_cast<const Q*>(a.q);
   const int64_t block = live ? a.table[b * a.table_stride[0] + p * a.table_stride[1]] : 0;
-  const float* lo = a.bounds + ((block * 2) * a.kv_heads + g) * a.head_dim;
+  const float* lo = a.bounds + ((block * 2) * a.kv_heads + g) * a.head_dim + j;  // this lane's dims
   const float* hi = lo + a.kv_heads * a.head_dim;
   float agg = a.sum ? 0.0f : -INFINITY;
-  for (int64_t i = 0; i < a.group() * a.rows; ++i) {
-    const int64_t h = g * a.group() + i / a.rows, r = i % a.rows;
-    const Q* qr = q + b * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2];
+  for (int i = 0; i < n_rows; ++i) {
+    auto term = [&](int k) {  // lane dim j + 8 k
+      const float s = staged ? sq[i * d_max + j + kBoundLanes * k] : scaled_q(i, j + kBoundLanes * k);
+      const float x = s * lo[kBoundLanes * k], y = s * hi[kBoundLanes * k];
+      return x > y ? x : y;
+    };
     float lane = 0.0f;
-    if (live)
-      for (int64_t d = j; d < a.head_dim; d += kBoundLanes) {
-        const float s = to_float(qr[d]) * a.scale, x = s * lo[d], y = s * hi[d];
-        lane += x > y ? x : y;
+    if (live) {
+      if constexpr (kLaneDims > 0) {
+#pragma unroll
+        for (int k = 0; k < kLaneDims; ++k) lane += term(k);
+      } else {
+        for (int k = 0; j + kBoundLanes * k < d_max; ++k) lane += term(k);
       }
+    }
     lane += __shfl_xor_sync(0xffffffffu, lane, 1);  // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
     lane += __shfl_xor_sync(0xffffffffu, lane, 2);
     lane += __shfl_xor_sync(0xffffffffu, lane, 4);
@@ -195,8 +219,19 @@ Status select_cuda(const SelectArgs& a, void* stream) {
   const unsigned grid = static_cast<unsigned>(a.batch * a.kv_heads);
   if (grid == 0) return Status();
   const unsigned chunks = static_cast<unsigned>((a.max_blocks + kPagesPerBlock - 1) / kPagesPerBlock);
+  const size_t q_bytes = static_cast<size_t>(a.group() * a.rows * a.head_dim) * sizeof(float);
+  const bool staged = q_bytes <= kStagedQBytes;
   QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(a.q_dtype, [&](auto tag) -> Status {
-    score_pages<decltype(tag)><<<dim3(chunks, grid), kScoreThreads, 0, s>>>(a);
+    using Q = decltype(tag);
+    auto launch = [&](auto kernel) {
+      kernel<<<dim3(chunks, grid), kScoreThreads, staged ? q_bytes : 0, s>>>(a, staged);
+    };
+    switch (a.head_dim) {  // D / 8 dims a lane, unrolled
+      case 64: launch(score_pages<Q, 8>); break;
+      case 128: launch(score_pages<Q, 16>); break;
+      case 256: launch(score_pages<Q, 32>); break;
+      default: launch(score_pages<Q, 0>); break;
+    }
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("quest score_pages");
     return Status();
   }));
