@@ -137,14 +137,15 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
                               : 1;
   std::vector<HostBuffer> copy_store;
   std::vector<DecodeParams> params(1, p);
+  auto copy_of = [&](const HostBuffer& from) {
+    HostBuffer& to = copy_store.emplace_back(store_bytes, c.huge_pages);
+    std::memcpy(to.data(), from.data(), store_bytes);
+    return to.data();
+  };
   for (int i = 1; i < copies; ++i) {
-    copy_store.emplace_back(store_bytes, c.huge_pages);
-    std::memcpy(copy_store.back().data(), k_buffer.data(), store_bytes);
-    copy_store.emplace_back(store_bytes, c.huge_pages);
-    std::memcpy(copy_store.back().data(), v_buffer.data(), store_bytes);
-    params.push_back(p);
-    params.back().kv.k.data = copy_store[copy_store.size() - 2].data();
-    params.back().kv.v.data = copy_store.back().data();
+    DecodeParams& call = params.emplace_back(p);
+    call.kv.k.data = copy_of(k_buffer);
+    call.kv.v.data = copy_of(v_buffer);
   }
   CpuOptions options;
   options.num_threads = c.threads;
