@@ -85,7 +85,8 @@ struct LayerProfile {
   int64_t calls = 0;
 };
 
-// What the convenience call returns: the seed's (output, attn_weights, past_key_value).
+// What the convenience call returns: (output, attn_weights, past_key_value), as older
+// transformers attention layers return them.
 struct TextAttentionResult {
   Tensor output;            // [B, L, hidden]
   Tensor attn_weights;      // f32 [B, Hq, L, Lk] when asked for, else empty
