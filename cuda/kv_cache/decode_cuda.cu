@@ -165,7 +165,7 @@ MmaShape mma_shape_from_env() {
 class DecodeCuda final : public DecodeAttention {
  public:
   // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: it is faster than the
-  // CUDA-core kernel at every cache length (docs/performance.md "Decode"). QWEN3VL_DECODE_MMA=0 (a
+  // CUDA-core kernel at every cache length (docs/perf-log/decode.md). QWEN3VL_DECODE_MMA=0 (a
   // measurement knob) turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");
