@@ -323,3 +323,7 @@ void run_task(const DecodeTask& task) {
 }
 
 }  // namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(DecodeKernels, &decode::QWEN3VL_ISA_NS::run_task)
+}  // namespace qwen3vl::detail
