@@ -128,6 +128,7 @@ Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
   c.v_ = v_storage;
   c.ops_ = ops;
   c.lengths_.assign(static_cast<size_t>(config.batch), 0);
+  c.deltas_.assign(static_cast<size_t>(config.batch), 0);
   if (config.layout == KvLayout::kPaged) {
     c.table_.assign(static_cast<size_t>(config.batch * config.max_blocks), -1);
     c.allocator_ = BlockAllocator(static_cast<int32_t>(config.num_blocks));
@@ -317,6 +318,7 @@ Status KvCache::fork(int64_t src, int64_t dst, void* stream) {
     QWEN3VL_RETURN_IF_ERROR(write_runs(k_, v_, stream));
   }
   lengths_[static_cast<size_t>(dst)] = static_cast<int32_t>(len);
+  deltas_[static_cast<size_t>(dst)] = deltas_[static_cast<size_t>(src)];
   return Status();
 }
 
@@ -332,6 +334,16 @@ Status KvCache::reset(int64_t seq) {
     }
   }
   lengths_[static_cast<size_t>(seq)] = 0;
+  deltas_[static_cast<size_t>(seq)] = 0;
+  return Status();
+}
+
+Status KvCache::set_position_delta(int64_t seq, int64_t delta) {
+  QWEN3VL_RETURN_IF_ERROR(check_seq(seq, "set_position_delta seq"));
+  if (delta < INT32_MIN || delta > INT32_MAX)
+    return make_error(StatusCode::kInvalidArgument, "position delta = ", delta,
+                      ": allowed the int32 range");
+  deltas_[static_cast<size_t>(seq)] = static_cast<int32_t>(delta);
   return Status();
 }
 

@@ -119,6 +119,14 @@ class KvCache {
   const KvCacheConfig& config() const { return config_; }
   int64_t length(int64_t seq) const { return lengths_[static_cast<size_t>(seq)]; }
   const std::vector<int32_t>& lengths() const { return lengths_; }
+  // The M-RoPE position delta of sequence `seq` (transformers' rope_deltas): a token at cache
+  // index n that comes without position ids takes position n + delta on every axis, so decode
+  // after a prompt with images or video continues where the prompt's positions ended (delta =
+  // highest position + 1 - length: negative after an image, whose tokens share positions). 0 for a
+  // new or reset sequence; fork copies it. The CPU text layer records it from every call that
+  // passes position ids; set it yourself where positions live in device memory.
+  int32_t position_delta(int64_t seq) const { return deltas_[static_cast<size_t>(seq)]; }
+  Status set_position_delta(int64_t seq, int64_t delta);
   // Row-major [batch, max_blocks]; -1 where no block is assigned (paged only, else empty).
   const std::vector<int32_t>& block_table() const { return table_; }
   const BlockAllocator& allocator() const { return allocator_; }
@@ -144,6 +152,7 @@ class KvCache {
   TensorView bounds_;  // present when config_.key_bounds
   const KvStorageOps* ops_ = nullptr;
   std::vector<int32_t> lengths_;
+  std::vector<int32_t> deltas_;  // per sequence: see position_delta()
   std::vector<int32_t> table_;
   BlockAllocator allocator_;
   std::vector<KvRun> runs_;  // scratch reused across appends
