@@ -310,6 +310,38 @@ TEST(TextLayerCache, CacheCarriesEachSequencesRopeDelta) {
   EXPECT_EQ(oc.cache.position_delta(0), -4);
 }
 
+// The KV cache stores f16 unless told otherwise, and says so: the layer's and the cache's
+// describe() name the default and its cost, which the decode error here shows.
+TEST(TextLayerCache, F16CacheDefaultIsStatedAndMeasured) {
+  EXPECT_EQ(KvCacheConfig().dtype, DType::kF16);
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 11);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const std::string why = layer->describe();
+  EXPECT_NE(why.find("KvCacheConfig::dtype defaults to f16"), std::string::npos) << why;
+  const int64_t B = 2, total = 40, prefill = 13;
+  Tensor x(DType::kF32, {B, total, kHidden});
+  x.fill_uniform(7);
+  const Tensor full = (*layer)(x).output;
+  double worst[2] = {0.0, 0.0};
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    OwnedCache oc(KvLayout::kPaged, B, total + 5, dtype);
+    const std::string cache = oc.cache.describe();
+    EXPECT_NE(cache.find(to_string(dtype)), std::string::npos) << cache;
+    EXPECT_EQ(cache.find("default") != std::string::npos, dtype == DType::kF16) << cache;
+    (*layer)(testing::token_slice(x, 1, 0, prefill), {}, {}, &oc.cache);
+    for (int64_t at = prefill; at < total; ++at) {
+      const Tensor out = (*layer)(testing::token_slice(x, 1, at, 1), {}, {}, &oc.cache).output;
+      for (int64_t b = 0; b < B; ++b)
+        worst[dtype == DType::kF16] =
+            std::max(worst[dtype == DType::kF16],
+                     testing::rel_error(testing::rows(out, b, 0, 1), testing::rows(full, b, at, 1)));
+    }
+  }
+  EXPECT_LT(worst[0], 2e-6);                       // f32 storage: ~6e-7
+  EXPECT_GT(worst[1], 1e-4);                       // f16 storage: ~4e-4, what the docs quote
+  EXPECT_LT(worst[1], 2e-3);
+}
+
 // The allocation-free forward() equals the convenience call, and reports its step times.
 TEST(TextLayerCache, ForwardWithWorkspaceAndProfile) {
   const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 30);
