@@ -255,7 +255,7 @@ Status record_position_deltas(const TensorView& pos, int64_t L, KvCache* cache) 
   const int32_t* data = pos.ptr<const int32_t>();
   for (int64_t b = 0; b < cache->config().batch; ++b) {
     const int64_t length = cache->length(b), before = length - L;
-    int64_t highest = before > 0 ? length - L + cache->position_delta(b) - 1 : -1;
+    int64_t highest = before > 0 ? before + cache->position_delta(b) - 1 : -1;
     for (int64_t a = 0; a < axes; ++a)
       for (int64_t i = 0; i < L; ++i)
         highest = std::max<int64_t>(highest, data[pos.rank == 3 ? pos.offset(a, b, i)
@@ -391,8 +391,8 @@ Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cac
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
 
   if (cache) {
-    // Host position ids (CPU) set where the sequence continues; computed before the append moves
-    // the lengths. Device positions (CUDA) are not read back: no host sync.
+    // Host position ids (CPU) set where each sequence continues, read against the lengths after
+    // the append. Device position ids (CUDA) are not read back: no host sync.
     const bool record = in.position_ids.present() && in.position_ids.device == Device::kCPU;
     QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));
     if (record) QWEN3VL_RETURN_IF_ERROR(record_position_deltas(in.position_ids, L, cache));
