@@ -220,8 +220,8 @@ Status Qwen3VLVisionAttention::forward(const VisionAttentionInputs& in, const Te
 }
 
 Tensor Qwen3VLVisionAttention::operator()(const TensorView& hidden_states,
-                                          const TensorView& cu_seqlens,
-                                          const TensorView& positions) const {
+                                          const TensorView& positions,
+                                          const TensorView& cu_seqlens) const {
   const Impl& m = *impl_;
   if (m.config.options.device != Device::kCPU)
     throw Error(StatusCode::kUnsupported,

@@ -62,7 +62,10 @@ struct TextAttentionWeights {
 struct TextAttentionInputs {
   TensorView hidden_states;   // [B, L, hidden], the layer's dtype and device
   TensorView position_ids;    // optional i32 [3, B, L] (t, h, w) or [B, L] (all axes); absent:
-                              // text positions past_len[b] + i (host memory, CPU layer only).
+                              // past_len[b] + i + cache->position_delta(b) on every axis (host
+                              // memory, CPU layer only), transformers' decode positions after a
+                              // prompt with images: the CPU layer records each sequence's delta
+                              // in the cache from every call that passes position ids.
                               // Values outside [0, max_position): an error on the CPU; on CUDA
                               // those tokens stay unrotated (rope::RopeApplier::take_error)
   TensorView attention_mask;  // optional i32 [B, L] on the host: 1 keeps a key, 0 masks it
