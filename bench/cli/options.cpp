@@ -248,9 +248,10 @@ Flags (--flag VALUE or --flag=VALUE):
   --help                this text
 
 Columns: median ms; GFLOP/s = 4 * Hq * D * (visible query-key pairs) / time, so a causal Lq = Lk
-shape counts about half of 4*B*Hq*Lq*Lk*D; sgemm GFLOP/s of the same device and thread count
-(OpenBLAS, else Eigen over oneTBB; cuBLAS fp32 on CUDA); their ratio; max relative error of 32
-sampled rows vs the float64 reference (any NaN/Inf in the output counts as inf); workspace bytes.
+shape counts about half of 4*B*Hq*Lq*Lk*D (for the non-dense variants: the dense-equivalent
+rate); sgemm GFLOP/s of the same device and thread count (OpenBLAS, else Eigen over oneTBB; cuBLAS
+fp32 on CUDA); their ratio; max relative error of 32 sampled rows vs the variant's float64 check
+(see --variant; any NaN/Inf in the output counts as inf); workspace bytes.
 Exit status: 0 ok, 1 a run failed or exceeded the tolerance (1e-5 f32, 1e-2 f16/bf16), 2 bad flags
 or a variant/device this build does not contain (or knobs it rejects, e.g. --moh-top-k too large).
 )";
