@@ -250,23 +250,48 @@ TEST(RopeInvFreq, TextLayerUsesTheCheckpointFrequencies) {
   EXPECT_NE(s.message().find("inv_freq"), std::string::npos) << s.message();
 }
 
-TEST(RopeInvFreq, VisionLayerRejectsAWrongSize) {
-  const int64_t hidden = 144;
+// The vision layer: rope_inv_freq reaches its table (theta's own frequencies change nothing, one
+// slot changed changes the output), and a wrong size is a typed error.
+TEST(RopeInvFreq, VisionLayerUsesTheCheckpointFrequencies) {
+  const int64_t hidden = 144, n = 16;  // 2 heads of 72: 18 frequencies
   Tensor qkv_w(DType::kF32, {3 * hidden, hidden}), qkv_b(DType::kF32, {3 * hidden}),
       proj_w(DType::kF32, {hidden, hidden}), proj_b(DType::kF32, {hidden});
+  qkv_w.fill_uniform(1, -0.1f, 0.1f);
+  qkv_b.fill_uniform(2, -0.1f, 0.1f);
+  proj_w.fill_uniform(3, -0.1f, 0.1f);
+  proj_b.fill_uniform(4, -0.1f, 0.1f);
+  const layers::VisionAttentionWeights w{qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()};
   layers::VisionAttentionConfig config;
   config.hidden_size = hidden;
-  config.num_heads = 2;  // head_dim 72: 18 frequencies
-  config.rope_inv_freq.f32.assign(36, 0.5f);
+  config.num_heads = 2;
+  config.options.cpu.num_threads = 1;
+  Tensor x(DType::kF32, {n, hidden}), cu(DType::kI32, {2}), pos(DType::kI32, {2, n});
+  x.fill_uniform(5);
+  cu.data<int32_t>()[0] = 0;
+  cu.data<int32_t>()[1] = static_cast<int32_t>(n);
+  for (int64_t i = 0; i < n; ++i) {
+    pos.data<int32_t>()[i] = static_cast<int32_t>(40 + i / 4);      // rows
+    pos.data<int32_t>()[n + i] = static_cast<int32_t>(50 + i % 4);  // columns
+  }
+  const auto run = [&](const layers::VisionAttentionConfig& c) {
+    return (*layers::Qwen3VLVisionAttention::create(c, w))(x.view(), cu.view(), pos.view());
+  };
+  const Tensor base = run(config);
+  layers::VisionAttentionConfig same = config;
+  same.rope_inv_freq.f32 = rope::detail::default_inv_freq(config.rope_theta, 36);
+  const Tensor a = run(same);
+  EXPECT_EQ(std::memcmp(a.data<char>(), base.data<char>(), static_cast<size_t>(a.bytes())), 0);
+  layers::VisionAttentionConfig off = same;
+  off.rope_inv_freq.f32[1] *= 1.5f;
+  const Tensor b = run(off);
+  EXPECT_NE(std::memcmp(b.data<char>(), base.data<char>(), static_cast<size_t>(b.bytes())), 0);
+
+  layers::VisionAttentionConfig wrong = config;
+  wrong.rope_inv_freq.f32.assign(36, 0.5f);
   std::unique_ptr<layers::Qwen3VLVisionAttention> layer;
-  const Status s = layers::Qwen3VLVisionAttention::try_create(
-      config, {qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()}, 0, &layer);
+  const Status s = layers::Qwen3VLVisionAttention::try_create(wrong, w, 0, &layer);
   EXPECT_EQ(s.code(), StatusCode::kShapeMismatch);
   EXPECT_NE(s.message().find("head_dim / 4 = 18"), std::string::npos) << s.message();
-  config.rope_inv_freq.f32.assign(18, 0.5f);
-  EXPECT_TRUE(layers::Qwen3VLVisionAttention::try_create(
-                  config, {qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()}, 0, &layer)
-                  .ok());
 }
 
 }  // namespace
