@@ -33,7 +33,8 @@ Status random_layout(const VariantFlags& f, const AttentionParams& p, const Atte
     // The last key a row of this block sees: its position on the key axis under bottom-right
     // causal alignment.
     const int64_t last_row = std::min((i + 1) * b, s.max_q) - 1;
-    const int64_t last_key = causal ? std::min(last_row + s.max_k - s.max_q, s.max_k - 1) : s.max_k - 1;
+    const int64_t last_key =
+        causal ? std::min(last_row + s.max_k - s.max_q, s.max_k - 1) : s.max_k - 1;
     if (last_key < 0) continue;
     const int64_t last = last_key / b;
     for (int64_t j = 0; j <= last; ++j)
@@ -179,7 +180,8 @@ Status sampled_variant_error(const Attention& attention, const AttentionConfig& 
         return make_error(StatusCode::kUnsupported,
                           "dynamic_sparse exact top-k: no block layout to check against");
       std::unique_ptr<DynamicSparseAttention> router;
-      QWEN3VL_RETURN_IF_ERROR(create_dynamic_sparse_cpu(config.cpu, config.dynamic_sparse, &router));
+      QWEN3VL_RETURN_IF_ERROR(
+          create_dynamic_sparse_cpu(config.cpu, config.dynamic_sparse, &router));
       std::vector<unsigned char> scratch(router->estimate_workspace_size(host) + 64);
       Workspace ws{scratch.data(), scratch.size()};
       BlockLayout layout;
@@ -210,9 +212,7 @@ Status sampled_variant_error(const Attention& attention, const AttentionConfig& 
       });
       return Status();
     }
-    default:
-      *error = sampled_max_relative_error(inputs.with_layout(host), count);
-      return Status();
+    default: *error = sampled_max_relative_error(inputs.with_layout(host), count); return Status();
   }
 }
 

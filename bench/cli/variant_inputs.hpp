@@ -25,9 +25,9 @@
 namespace qwen3vl::bench {
 
 struct VariantFlags {
-  double block_density = 0.25;  // block_sparse: kept fraction of each query block's key blocks
-  int32_t block_size = 64;      // block_sparse: block_q = block_k
-  int64_t moh_top_k = 0;        // moh: routed heads per token; 0: half the routed heads (>= 1)
+  double block_density = 0.25;   // block_sparse: kept fraction of each query block's key blocks
+  int32_t block_size = 64;       // block_sparse: block_q = block_k
+  int64_t moh_top_k = 0;         // moh: routed heads per token; 0: half the routed heads (>= 1)
   int64_t moh_shared_heads = 0;  // moh: heads 0 .. n - 1 on for every token
   uint64_t seed = 11;
 };
@@ -41,7 +41,7 @@ Status create_variant(const AttentionConfig& config, std::unique_ptr<Attention>*
 
 // The per-call inputs of one run, host memory.
 struct VariantInputs {
-  BlockLayoutData layout;  // block_sparse: the layout passed with every call
+  BlockLayoutData layout;          // block_sparse: the layout passed with every call
   Tensor head_index, head_weight;  // moh: the routing
 
   // Builds them for `variant` on `host` (kUnsupported where the device needs device copies).

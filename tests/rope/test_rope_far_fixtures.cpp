@@ -87,9 +87,10 @@ TEST(RopeFarFixtures, TransformersRecipeWithCheckpointInvFreqMatchesTransformers
   int differing = 0;
   for (size_t i = 0; i < given.f32.size(); ++i) differing += own.spec().inv_freq[i] != given.f32[i];
   const Drift o = drift(own);
-  std::printf("[ far ] transformers-fp32 table, computed inv_freq (%d slots differ): max |diff| "
-              "%.3g (p %d)\n",
-              differing, o.max_abs, o.at_position);
+  std::printf(
+      "[ far ] transformers-fp32 table, computed inv_freq (%d slots differ): max |diff| "
+      "%.3g (p %d)\n",
+      differing, o.max_abs, o.at_position);
 }
 
 // float64 frequencies rounded to fp32 give the same transformers-recipe table as their fp32 form.

@@ -92,9 +92,10 @@ TEST(RopeInvFreq, ExactRecipeIsExactToTheFrequenciesGiven) {
     const double e64 = max_angle_error(with_f64, f64), e32 = max_angle_error(with_f32, f64);
     std::vector<double> widened(with_f32.spec().inv_freq.begin(), with_f32.spec().inv_freq.end());
     const double e32_own = max_angle_error(with_f32, widened);
-    std::printf("[ inv_freq ] exact/%s vs float64 frequencies: %.3g rad with float64 given, %.3g "
-                "with fp32 (%.3g vs the fp32 frequencies themselves)\n",
-                to_string(layout), e64, e32, e32_own);
+    std::printf(
+        "[ inv_freq ] exact/%s vs float64 frequencies: %.3g rad with float64 given, %.3g "
+        "with fp32 (%.3g vs the fp32 frequencies themselves)\n",
+        to_string(layout), e64, e32, e32_own);
     EXPECT_LE(e64, 1e-6) << to_string(layout);
     EXPECT_LE(e32_own, 1e-6) << to_string(layout);
     EXPECT_GE(e32, 1e-3) << "fp32 frequencies drift from float64 ones at large positions";
@@ -191,9 +192,9 @@ TEST(RopeInvFreq, BadFrequenciesAreTypedErrors) {
 
 TEST(RopeInvFreq, VisionTableTakesTheCheckpointFrequencies) {
   RopeTable computed, given_f32, given_f64;
-  ASSERT_TRUE(make_vision_table(72, 1e4, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull,
-                                &computed)
-                  .ok());
+  ASSERT_TRUE(
+      make_vision_table(72, 1e4, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull, &computed)
+          .ok());
   InvFreq f32, f64;
   f32.f32.assign(computed.spec().inv_freq.begin(), computed.spec().inv_freq.begin() + 18);
   ASSERT_TRUE(make_vision_table(72, 1e4, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull,

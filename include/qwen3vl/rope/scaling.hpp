@@ -61,10 +61,10 @@ struct RopeConfig {
 };
 
 struct RopeFrequencies {
-  std::vector<float> inv_freq;        // rotary / 2 entries
-  std::vector<double> inv_freq_f64;   // the same frequencies in float64, only when given so
-                                      // (InvFreq::f64); empty otherwise
-  double attention_factor = 1.0;      // multiplies cos and sin (YaRN); 1 otherwise
+  std::vector<float> inv_freq;       // rotary / 2 entries
+  std::vector<double> inv_freq_f64;  // the same frequencies in float64, only when given so
+                                     // (InvFreq::f64); empty otherwise
+  double attention_factor = 1.0;     // multiplies cos and sin (YaRN); 1 otherwise
 };
 
 // A checkpoint's own frequencies, used as given instead of the ones computed from the config:

@@ -243,8 +243,8 @@ class RopeTable {
   std::vector<float> cos_, sin_, cos_hi_, sin_hi_;
 };
 
-// The text table of a model: frequencies from `config` (dynamic NTK sized for max_position) or, when
-// `inv_freq` is not empty, the checkpoint's own (rotary_dim / 2 entries, fp32 or float64; see
+// The text table of a model: frequencies from `config` (dynamic NTK sized for max_position) or,
+// when `inv_freq` is not empty, the checkpoint's own (rotary_dim / 2 entries, fp32 or float64; see
 // compute_frequencies), the M-RoPE section map, positions up to max_position.
 [[nodiscard]] inline Status make_text_table(const RopeConfig& config, MRopeLayout layout,
                                             MRopeSection section, int64_t max_position,

@@ -68,7 +68,8 @@ inline int64_t vision_patches(const std::vector<GridThw>& grids) {
     return make_error(StatusCode::kInvalidArgument, "vision theta = ", theta, ": allowed > 1");
   if (!inv_freq.f32.empty() && !inv_freq.f64.empty())
     return make_error(StatusCode::kInvalidArgument, "vision inv_freq: f32 (", inv_freq.f32.size(),
-                      " entries) and f64 (", inv_freq.f64.size(), " entries) both set: allowed one");
+                      " entries) and f64 (", inv_freq.f64.size(),
+                      " entries) both set: allowed one");
   const size_t quarter = static_cast<size_t>(head_dim / 4);
   const size_t given = inv_freq.f32.empty() ? inv_freq.f64.size() : inv_freq.f32.size();
   if (!inv_freq.empty() && given != quarter)
