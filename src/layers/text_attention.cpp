@@ -306,7 +306,8 @@ Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
   rc.scaling = config.rope_scaling;
   QWEN3VL_RETURN_IF_ERROR(rope::make_text_table(rc, config.mrope_layout, config.mrope_section,
                                                 config.max_position, config.rope_recipe,
-                                                config.rope_table, &m->table));
+                                                config.rope_table, &m->table,
+                                                config.rope_inv_freq));
   QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
   QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
 

@@ -140,7 +140,7 @@ Status Qwen3VLVisionAttention::try_create(const VisionAttentionConfig& config,
   const LayerOptions& opt = config.options;
   QWEN3VL_RETURN_IF_ERROR(rope::make_vision_table(m->dim(), config.rope_theta, config.max_grid_side,
                                                   config.rope_recipe, rope::TableLayout::kFull,
-                                                  &m->table));
+                                                  &m->table, config.rope_inv_freq));
   QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
   QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
   AttentionConfig ac;

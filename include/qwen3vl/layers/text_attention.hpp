@@ -39,9 +39,13 @@ struct TextAttentionConfig {
   rope::MRopeLayout mrope_layout = rope::MRopeLayout::kInterleaved;
   rope::MRopeSection mrope_section{24, 20, 20};  // must add up to head_dim / 2
   int64_t max_position = 262144;                 // positions allowed: [0, max_position)
-  // The cos/sin table: exact angles in two small split tables by default (any position, ~1e-7).
+  // The cos/sin table: exact angles in two small split tables by default (~2e-7 at any position,
+  // exact to the fp32 frequencies; rope_inv_freq in float64 makes it exact to those).
   rope::AngleRecipe rope_recipe = rope::AngleRecipe::kExact;
   rope::TableLayout rope_table = rope::TableLayout::kSplit;
+  // Optional: the checkpoint's inv_freq (head_dim / 2 entries, f32 or f64) instead of the one
+  // computed from rope_theta / rope_scaling (see rope/table.hpp for what each recipe is exact to).
+  rope::InvFreq rope_inv_freq;
   // transformers' text path rounds cos/sin and every product to the activation dtype.
   rope::RopeArithmetic rope_arithmetic = rope::RopeArithmetic::kTransformersStorage;
   LayerOptions options;

@@ -27,6 +27,8 @@ struct VisionAttentionConfig {
   // (apply_rotary_pos_emb_vision).
   rope::AngleRecipe rope_recipe = rope::AngleRecipe::kTransformersFp32;
   rope::RopeArithmetic rope_arithmetic = rope::RopeArithmetic::kTransformersFp32;
+  // Optional: the checkpoint's inv_freq (head_dim / 4 entries, f32 or f64) instead of theta's.
+  rope::InvFreq rope_inv_freq;
   LayerOptions options;  // need_weights is not used (varlen attention returns no weights)
 };
 

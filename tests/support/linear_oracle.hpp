@@ -1,4 +1,5 @@
-// The float64 quadratic oracle of linear attention, shared by the CPU and CUDA linear tests:
+// The float64 quadratic oracle of linear attention, shared by the CPU and CUDA linear tests and the
+// benchmark CLI's accuracy check:
 // o_i = sum_j (phi(q_i) . phi(k_j)) v_j / (sum_j phi(q_i) . phi(k_j) + eps) over the keys row i
 // sees, with the features computed in double from the stored (rounded) inputs.
 #pragma once
@@ -26,6 +27,32 @@ class LinearOracle {
     if (config.feature_map == LinearFeatureMap::kPerformer)
       throw_if_error(make_performer_projection(config, d, &omega));
     return LinearOracle(config, std::move(omega));
+  }
+
+  // One output row: query row i of sequence b, query head h (out: head_dim values). Costs
+  // O(keys x features x D), so a benchmark can check sampled rows of a large problem.
+  void output_row(const AttentionParams& p, int64_t b, int64_t h, int64_t i, double* out) const {
+    AttentionShape s;
+    throw_if_error(validate(p, &s));
+    const int64_t d = s.head_dim, g = h / s.group_size();
+    const SequenceSpan span = sequence_span(p, b);
+    const double key_c = key_stabiliser(p, s, b, span, g);
+    const std::vector<double> phi_q =
+        features(row(p.q, s, b, span.q_start, i, h), s.scale, true, 0.0);
+    std::vector<double> num(static_cast<size_t>(d), 0.0);
+    double den = 0.0;
+    const int64_t end = p.mask != MaskKind::kNone ? std::min(i + 1, span.k_len) : span.k_len;
+    for (int64_t j = 0; j < end; ++j) {
+      const std::vector<double> phi_k =
+          features(row(p.k, s, b, span.k_start, j, g), s.scale, false, key_c);
+      double w = 0.0;
+      for (size_t f = 0; f < phi_q.size(); ++f) w += phi_q[f] * phi_k[f];
+      const std::vector<double> v = row(p.v, s, b, span.k_start, j, g);
+      for (int64_t c = 0; c < d; ++c) num[c] += w * v[c];
+      den += w;
+    }
+    den += config_.eps;
+    for (int64_t c = 0; c < d; ++c) out[c] = den > 0 ? num[c] / den : 0.0;
   }
 
   reference::Result run(const AttentionParams& p) const {
