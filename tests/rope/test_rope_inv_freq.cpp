@@ -275,7 +275,7 @@ TEST(RopeInvFreq, VisionLayerUsesTheCheckpointFrequencies) {
     pos.data<int32_t>()[n + i] = static_cast<int32_t>(50 + i % 4);  // columns
   }
   const auto run = [&](const layers::VisionAttentionConfig& c) {
-    return (*layers::Qwen3VLVisionAttention::create(c, w))(x.view(), cu.view(), pos.view());
+    return (*layers::Qwen3VLVisionAttention::create(c, w))(x.view(), pos.view(), cu.view());
   };
   const Tensor base = run(config);
   layers::VisionAttentionConfig same = config;
