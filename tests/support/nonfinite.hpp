@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "qwen3vl/reference/attention.hpp"
+#include "support/block_layouts.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl::testing {
@@ -148,6 +149,111 @@ inline std::vector<float> nonfinite_values() {
 
 inline std::string value_name(float x) {
   return std::isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf";
+}
+
+// ---- the scenes every variant runs -------------------------------------------------------------
+
+// A problem, the key rows planted in one of its sequences, the q rows planted for the q case, and
+// anything else the scene needs (an additive mask hiding the keys from some rows).
+struct Scene {
+  std::string name;
+  ProblemSpec spec;
+  int64_t b = 0;
+  std::vector<int64_t> keys, q_rows;
+  std::function<void(Problem&)> prepare;
+};
+
+inline ProblemSpec spec_of(int64_t batch, int64_t lq, int64_t lk, int64_t heads, int64_t kv_heads,
+                    int64_t d, MaskKind mask, DType dtype = DType::kF32) {
+  ProblemSpec s = problem_spec(lq, lk, heads, kv_heads, d, mask, 7, batch);
+  s.dtype = dtype;
+  return s;
+}
+
+inline std::vector<Scene> nonfinite_scenes() {
+  std::vector<Scene> out;
+  // The report's repro: the last key of a causal problem holds the value; rows 0-30 cannot see it.
+  out.push_back({"causal L32", spec_of(1, 32, 32, 2, 2, 16, MaskKind::kCausal), 0, {31}, {5}, {}});
+  // Bottom-right causal, Lq < Lk, GQA: keys 40 and 44 are seen by the last rows only.
+  out.push_back({"causal Lq37 Lk45", spec_of(1, 37, 45, 4, 2, 20, MaskKind::kCausal), 0, {40, 44}, {0, 36}, {}});
+  ProblemSpec window = spec_of(1, 45, 45, 3, 1, 17, MaskKind::kSlidingWindow);
+  window.window_left = 8;
+  window.window_right = 0;
+  out.push_back({"window (8, 0)", window, 0, {5, 41}, {20}, {}});
+  ProblemSpec both = spec_of(1, 29, 29, 2, 1, 24, MaskKind::kSlidingWindow, DType::kBF16);
+  both.window_left = 5;
+  both.window_right = 3;
+  out.push_back({"window (5, 3) bf16", both, 0, {14}, {3}, {}});
+  // An additive mask: key 11 hidden from the even rows, key 12 from rows >= 5.
+  ProblemSpec additive = spec_of(1, 19, 29, 2, 1, 24, MaskKind::kNone);
+  additive.additive_mask = true;
+  out.push_back({"additive -inf", additive, 0, {11, 12}, {3}, [](Problem& p) {
+                   const float kNegInf = -std::numeric_limits<float>::infinity();
+                   for (int64_t i = 0; i < 19; ++i) {
+                     if (i % 2 == 0) p.mask.set(i * 29 + 11, kNegInf);
+                     if (i >= 5) p.mask.set(i * 29 + 12, kNegInf);
+                   }
+                 }});
+  // Key padding: sequence 0 has 20 keys; key 23 is padding (nobody sees it), key 19 only row 20.
+  ProblemSpec pad = spec_of(2, 21, 26, 4, 2, 16, MaskKind::kCausal);
+  pad.key_lengths = {20, 26};
+  out.push_back({"key padding", pad, 0, {19, 23}, {4}, {}});
+  out.push_back({"causal f16 L50", spec_of(1, 50, 50, 4, 4, 64, MaskKind::kCausal, DType::kF16), 0, {47}, {2}, {}});
+  ProblemSpec varlen = spec_of(2, 0, 0, 2, 1, 32, MaskKind::kCausal);
+  varlen.varlen_q = {13, 20};
+  varlen.varlen_k = {13, 20};
+  out.push_back({"varlen causal", varlen, 1, {18}, {7}, {}});
+  return out;
+}
+
+
+// One way to run a variant on a host problem (an ISA, a device): computes p's outputs in place;
+// false when the variant does not take the problem (that scene is skipped).
+struct NonFiniteRun {
+  std::string name;
+  std::function<bool(Problem&)> run;
+};
+
+// Runs every scene with Inf, -Inf and NaN planted in K, in V and in q, through every run, and
+// checks the rule against the oracle of the zeroed problem. `oracle` gives the oracle's params
+// (the variant's own pattern attached); `with_layout` attaches a random 16 x 16 block layout
+// (70% of the blocks, the diagonal kept) to each problem first. Returns the runs checked.
+inline int64_t check_nonfinite_scenes(
+    const std::string& variant, const std::vector<NonFiniteRun>& runs, bool with_layout = false,
+    const std::function<AttentionParams(const AttentionParams&)>& oracle = nullptr) {
+  int64_t ran = 0;
+  for (const Scene& scene : nonfinite_scenes())
+    for (PlantIn where : {PlantIn::kK, PlantIn::kV, PlantIn::kQ})
+      for (float value : nonfinite_values()) {
+        Problem p(scene.spec);
+        if (scene.prepare) scene.prepare(p);
+        HostLayout layout;
+        if (with_layout) {
+          RandomLayoutSpec l;
+          l.block_q = l.block_k = 16;
+          l.density = 0.7;
+          l.keep_diagonal = true;
+          l.seed = static_cast<uint64_t>(scene.spec.seq_q);
+          AttentionShape s;
+          throw_if_error(validate(p.params, &s));
+          layout = random_layout(l, s.max_q, s.max_k);
+          p.params.block_layout = layout.layout;
+        }
+        const Planted planted{where, scene.b, where == PlantIn::kQ ? scene.q_rows : scene.keys};
+        set_planted(p, planted, 0.0f);
+        const AttentionParams oracle_params = oracle ? oracle(p.params) : p.params;
+        const reference::Result ref = reference::attention(oracle_params);
+        set_planted(p, planted, value);
+        for (const NonFiniteRun& r : runs) {
+          if (!r.run(p)) continue;
+          ++ran;
+          expect_nonfinite_rule(p.params, ref, planted, reference_sees(oracle_params),
+                                tolerance(scene.spec.dtype),
+                                variant + " " + r.name + " " + scene.name + " " + value_name(value) +
+                                    " in " + to_string(where));
+        }
+      }
+  return ran;
 }
 
 }  // namespace qwen3vl::testing
