@@ -146,15 +146,22 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
       for (int r = 0; r < kTile; ++r)
         if (j >= ends[r]) s[j * kTile + r] = kNegInf;
   for (int64_t i = used; i < padded; ++i) s[i] = kNegInf;
-  Vec mx = vset1(kNegInf);
-  for (int64_t i = 0; i < padded; i += kLanes) mx = vmax(mx, vload(s + i));
-  alignas(64) float lanes[kLanes];
-  vstore(lanes, vfold4_max(mx));
   // A NaN score (q, or a K row the row sees) must make the row NaN, but the vector max and exp2
-  // clamp it away: the row's max and sum are set to NaN instead (sticky over later chunks).
-  bool nan[kTile] = {};
-  for (int64_t j = 0; j < n; ++j)
-    for (int r = 0; r < kTile; ++r) nan[r] |= s[j * kTile + r] != s[j * kTile + r];
+  // clamp it away. probe sums the scores scaled down (no overflow): NaN exactly where a row has a
+  // NaN score (or +inf beside -inf, a non-finite score too); masked -inf alone stays -inf. Such a
+  // row's max and sum are set to NaN (sticky over later chunks).
+  Vec mx = vset1(kNegInf), probe = vzero();
+  const Vec tiny = vset1(0x1p-100f);
+  for (int64_t i = 0; i < padded; i += kLanes) {
+    const Vec x = vload(s + i);
+    mx = vmax(mx, x);
+    probe = vfma(x, tiny, probe);
+  }
+  alignas(64) float lanes[kLanes];
+  vstore(lanes, vfold4_sum(probe));
+  bool nan[kTile];
+  for (int r = 0; r < kTile; ++r) nan[r] = lanes[r] != lanes[r];
+  vstore(lanes, vfold4_max(mx));
   float shift[kTile], decay[kTile];
   for (int r = 0; r < kTile; ++r) {
     if (nan[r]) lanes[r] = std::numeric_limits<float>::quiet_NaN();
