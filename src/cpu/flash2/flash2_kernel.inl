@@ -187,7 +187,7 @@ void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, cons
 // live[] states of a block's keys.
 constexpr uint8_t kDead = 0;           // no row of the tile sees the key
 constexpr uint8_t kLive = 1;           // some row sees it
-constexpr uint8_t kLiveNonFinite = 2;  // some row sees it, not every row, and its V holds Inf/NaN
+constexpr uint8_t kLiveNonFinite = 2;  // some row sees it, its V holds Inf/NaN, the block is partial
 
 // Does a row of n floats hold Inf or NaN? (x * 0 is NaN exactly for those.)
 bool has_non_finite(const float* x, int64_t n) {
