@@ -71,7 +71,9 @@ __global__ void keep_kernel(KeepArgs t) {
   for (int64_t j = threadIdx.x; j < t.lk; j += blockDim.x)
     if (__float_as_uint(w[j]) >= threshold) kept_sum += w[j];
   const float mass = block_sum(kept_sum, &sum_cell);
-  const float inv = mass > 0.0f ? 1.0f / mass : 0.0f;
+  // A row that saw a NaN has NaN probabilities (the standard variant's rule): its mass is NaN and
+  // so are its output and LSE. Only a mass of 0 is a row that keeps nothing.
+  const float inv = mass == 0.0f ? 0.0f : 1.0f / mass;
   for (int64_t j = threadIdx.x; j < t.lk; j += blockDim.x)
     w[j] = __float_as_uint(w[j]) >= threshold ? w[j] * inv : 0.0f;
   __syncthreads();  // the renormalised row is read by every thread below
@@ -86,7 +88,7 @@ __global__ void keep_kernel(KeepArgs t) {
   if (a.lse != nullptr && threadIdx.x == 0) {
     const float std_lse = t.std_lse[row];
     a.lse[b * a.lse_batch + h * a.lse_head + i * a.lse_token] =
-        mass > 0.0f ? std_lse + logf(mass) : -__int_as_float(0x7f800000);
+        mass == 0.0f ? -__int_as_float(0x7f800000) : std_lse + logf(mass);
   }
 }
 

@@ -202,6 +202,13 @@ __device__ inline void load_shared(const float* p, float (&v)[Vw]) {
   }
 }
 
+// A compile-time bool for generic lambdas (std::integral_constant needs <type_traits> in device
+// code; this is all that is used).
+template <bool B>
+struct BoolTag {
+  static constexpr bool value = B;
+};
+
 template <int Tx>
 __device__ inline float row_max(float x) {
 #pragma unroll
@@ -428,7 +435,9 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
       float sum = 0.0f;
 #pragma unroll
       for (int j = 0; j < kRn; ++j) {
-        s[i][j] = exp2f(s[i][j] - m_use);
+        // Masked tiles mark a hidden key's p as -0 (exp2 of -inf is +0), which P V skips below.
+        const float p = exp2f(s[i][j] - m_use);
+        s[i][j] = masked && s[i][j] == kNegInf ? -0.0f : p;
         sum += s[i][j];
       }
       l[i] = l[i] * alpha + sum;
@@ -448,17 +457,13 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
     __syncthreads();
     stage ^= 1;
 
-    // O += P V over the V chunks; the last one fetches the next tile's first K chunk.
+    // O += P V over the V chunks; the last one fetches the next tile's first K chunk. In masked
+    // tiles a key some rows see and others do not is stored, and the zero p of the rows that do
+    // not see it must not multiply its V: 0 x Inf = NaN would reach them. Those p are -0 (set
+    // above) and skipped there; tiles every row sees fully take the plain FMA.
     const KeyTile& next = walked[(n + 1) & 1];
-    for (int vc = 0; vc < n_vc; ++vc) {
-      const bool next_v = vc + 1 < n_vc;
-      const bool has_next = next_v || next.keys > 0;
-      if (next_v)
-        fetch(tile, n_kc + vc + 1);
-      else if (has_next)
-        fetch(next, 0);
-      const float* vb = chunk_buffer(stage);
-      const float* pb = s_p + (vc * kJc) * T::kPLd + ty * kRm;
+    auto pv = [&](const float* vb, const float* pb, auto skip_hidden) {
+      constexpr bool kSkip = decltype(skip_hidden)::value;
 #pragma unroll(kPvUnroll)
       for (int jj = 0; jj < kJc; ++jj) {
         float p[kRm];
@@ -473,11 +478,28 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
           float v[kVw];
           load_shared<kVw>(vb + jj * T::kVLd + g * kTx * kVw + tx * kVw, v);
 #pragma unroll
-          for (int i = 0; i < kRm; ++i)
+          for (int i = 0; i < kRm; ++i) {
+            const bool hidden = kSkip && __float_as_uint(p[i]) == 0x80000000u;
 #pragma unroll
-            for (int e = 0; e < kVw; ++e) o[i][g * kVw + e] = fmaf(p[i], v[e], o[i][g * kVw + e]);
+            for (int e = 0; e < kVw; ++e)
+              o[i][g * kVw + e] = hidden ? o[i][g * kVw + e] : fmaf(p[i], v[e], o[i][g * kVw + e]);
+          }
         }
       }
+    };
+    for (int vc = 0; vc < n_vc; ++vc) {
+      const bool next_v = vc + 1 < n_vc;
+      const bool has_next = next_v || next.keys > 0;
+      if (next_v)
+        fetch(tile, n_kc + vc + 1);
+      else if (has_next)
+        fetch(next, 0);
+      const float* vb = chunk_buffer(stage);
+      const float* pb = s_p + (vc * kJc) * T::kPLd + ty * kRm;
+      if (masked)
+        pv(vb, pb, BoolTag<true>{});
+      else
+        pv(vb, pb, BoolTag<false>{});
       if (next_v)
         store(n_kc + vc + 1, chunk_buffer(stage ^ 1), masked, epoch);
       else if (has_next)
@@ -494,7 +516,8 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
     const float sum = row_sum<kTx>(l[i]);
     const int64_t row = i0 + ty * kRm + i;
     if (row >= sp.q_len) continue;
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const bool empty = sum == 0.0f;  // a NaN sum (the row saw a NaN) is not empty: NaN out
+    const float inv = empty ? 0.0f : 1.0f / sum;
     const int64_t off = o_base + row * a.out.token;
 #pragma unroll
     for (int g = 0; g < kRd; ++g) {
@@ -517,7 +540,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
     }
     if (a.lse != nullptr && tx == 0)
       a.lse[b * a.lse_batch + h * a.lse_head + (sp.q_start + row) * a.lse_token] =
-          sum > 0.0f ? (m[i] + log2f(sum)) * kLn2 : kNegInf;
+          empty ? kNegInf : (m[i] + log2f(sum)) * kLn2;
   }
 }
 

@@ -64,7 +64,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a)
   float mx = -INFINITY;
   for (int s = lane; s < a.splits; s += 32) mx = fmaxf(mx, pl[s]);
   for (int off = 16; off > 0; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  auto weight = [mx](float ls) { return ls > -INFINITY ? expf(ls - mx) : 0.0f; };  // 0 for every split of an empty row
+  // 0 for every split of an empty row; a NaN split (its rows saw a NaN) weighs NaN, so the row is NaN.
+  auto weight = [mx](float ls) { return ls > -INFINITY || ls != ls ? expf(ls - mx) : 0.0f; };
   float sum = 0.0f;
   for (int s = lane; s < a.splits; s += 32) sum += weight(pl[s]);
   for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
@@ -85,10 +86,10 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a)
     const int64_t b = row / (static_cast<int64_t>(a.rows) * a.heads);
     if (in_row)
       store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e, a.q_dtype,
-                    sum > 0.0f ? acc / sum : 0.0f);
+                    sum == 0.0f ? 0.0f : acc / sum);
     if (e == 0 && a.lse)
       a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] =
-          sum > 0.0f ? mx + logf(sum) : -INFINITY;
+          sum == 0.0f ? -INFINITY : mx + logf(sum);
   }
 }
 

@@ -19,6 +19,7 @@
 
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cmath>
 
 #include "../common/device_util.cuh"
@@ -251,6 +252,12 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   for (int i = 0; i < kRows; ++i)
 #pragma unroll
     for (int x = 0; x < kPer; ++x) q[i][x] *= a.scale_log2;
+  // Keys below all_end are seen by every live row of the tile; past it (the last R - 1 keys of a
+  // sequence with R new rows) some rows do not see a key, and their zero weight must not multiply
+  // its V (0 x Inf = NaN): those keys take the masked P V below.
+  int all_end = INT_MAX;
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) all_end = q_live[i] && end[i] < all_end ? end[i] : all_end;
 
   // After the score reduce-scatter, lane `sub` of a group holds the full score of one row, its
   // own: row_of(sub); the softmax state of row i lives in the lanes of that row (lane_of(i) is
@@ -321,11 +328,21 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
       }
       const float p = score == kNegInf ? 0.0f : exp2_approx(score - own_m);
       own_l += p;
+      if (__any_sync(0xffffffffu, ok && j >= all_end)) {  // warp-uniform: rare, last keys only
 #pragma unroll
-      for (int i = 0; i < kRows; ++i) {
-        const float row_p = __shfl_sync(0xffffffffu, p, lane_of(i), kLanes);
+        for (int i = 0; i < kRows; ++i) {
+          const float row_p = __shfl_sync(0xffffffffu, p, lane_of(i), kLanes);
+          const bool hidden = !ok || j >= end[i];
 #pragma unroll
-        for (int x = 0; x < kPer; ++x) o[i][x] = fmaf(row_p, vf[x], o[i][x]);
+          for (int x = 0; x < kPer; ++x) o[i][x] = hidden ? o[i][x] : fmaf(row_p, vf[x], o[i][x]);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+          const float row_p = __shfl_sync(0xffffffffu, p, lane_of(i), kLanes);
+#pragma unroll
+          for (int x = 0; x < kPer; ++x) o[i][x] = fmaf(row_p, vf[x], o[i][x]);
+        }
       }
       // Refill this stage kStage warp-iterations ahead (an empty group past the end keeps the
       // count of groups per iteration fixed).
@@ -392,7 +409,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
       sm_m[sl * hpb + h][i] = w;  // from here on: the slot's weight
       sum += sm_l[sl * hpb + h][i] * w;
     }
-    const bool empty = !(sum > 0.0f);
+    const bool empty = sum == 0.0f;  // NaN (the row saw a NaN score) stays NaN
     sm_inv[h][i] = empty ? 0.0f : 1.0f / sum;
     sm_lse[h][i] = empty ? kNegInf : (mx + log2f(sum)) * kLn2;
   }

@@ -66,6 +66,18 @@ __device__ inline float round_trip(float x) {  // x rounded to T and back
   else return __half2float(__float2half_rn(x));
 }
 
+// A 2-byte element of T (f16 or bf16) by its bits: Inf or NaN (all-ones exponent), and its value.
+template <class T>
+__device__ inline bool non_finite_bits(uint16_t x) {
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return (x & 0x7f80u) == 0x7f80u;
+  else return (x & 0x7c00u) == 0x7c00u;
+}
+template <class T>
+__device__ inline float bits_to_float(uint16_t x) {
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return __uint_as_float(static_cast<uint32_t>(x) << 16);
+  else return __half2float(__ushort_as_half(x));
+}
+
 // d += a * b for one m16n8k16 tile (a: 4 registers of the 16x16 A operand, b: 2 of the 16x8 B).
 template <class T>
 __device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -227,6 +239,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // The rows this lane's fragments touch: g and g + 8 of the tile.
   const int heads_per_group = a.heads / a.kv_heads;
   int end[2];
+  int all_end = INT_MAX;  // keys below it are seen by every live row of the warp's tile
   uint32_t qa[kMaxSteps][4];  // Q as A fragments
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -234,6 +247,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
     const bool active = head_ok && gi < a.group_rows;
     const int head = kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
     end[h] = active ? len - a.rows + r + 1 : 0;
+    all_end = active && end[h] < all_end ? end[h] : all_end;
     const int64_t q_off = b * a.q_stride[0] + r * a.q_stride[1] + head * a.q_stride[2];
     // The query has the cache's type, so a pair of columns is already a packed fragment register:
     // one independent 4-byte load each when aligned (the element-wise path went through
@@ -255,6 +269,9 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
         }
       }
   }
+
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) all_end = min(all_end, __shfl_xor_sync(0xffffffffu, all_end, off));
 
   float o[2 * kMaxSteps][4];
 #pragma unroll
@@ -340,6 +357,36 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
         pl[2] = pack2<T>(rest(p[1][0]), rest(p[1][1]));
         pl[3] = pack2<T>(rest(p[1][2]), rest(p[1][3]));
       }
+      // Keys of a tile past all_end (the last R - 1 of a sequence with R new rows) are hidden from
+      // some live rows, whose p = 0 the MMA would multiply by the key's V: 0 x Inf = NaN. Their
+      // non-finite V elements are added here to the rows that see them (p from the lanes holding
+      // it), then zeroed in the ring before the MMA. Warp-uniform, and only such tiles pay.
+      if (start + kKeys > all_end) {
+        uint16_t* vb = reinterpret_cast<uint16_t*>(const_cast<T*>(vt));
+#pragma unroll
+        for (int k = 0; k < kKeys; ++k) {
+          const int src = (lane & ~3) | ((k & 7) >> 1);  // holds key k of rows g and g + 8
+          const float p0 = __shfl_sync(0xffffffffu, p[k >> 3][k & 1], src);
+          const float p1 = __shfl_sync(0xffffffffu, p[k >> 3][2 + (k & 1)], src);
+          if (start + k < all_end || !(valid[0] >> k & 1u)) continue;
+#pragma unroll
+          for (int nt = 0; nt < 2 * kMaxSteps; ++nt) {
+            if (nt >= 2 * steps) break;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+              const uint16_t x = vb[k * stride + 8 * nt + 2 * t + (c & 1)];
+              if (non_finite_bits<T>(x) && start + k < end[c >> 1])
+                o[nt][c] += (c < 2 ? p0 : p1) * bits_to_float<T>(x);
+            }
+          }
+        }
+        __syncwarp();
+        for (int idx = lane; idx < kKeys * d; idx += 32) {
+          const int k = idx / d, col = idx - k * d;
+          if (start + k >= all_end && non_finite_bits<T>(vb[k * stride + col])) vb[k * stride + col] = 0;
+        }
+        __syncwarp();
+      }
       // O += P V, 16 head-dim columns (two accumulator tiles) per ldmatrix.trans.
 #pragma unroll
       for (int ks = 0; ks < kMaxSteps; ++ks) {
@@ -411,7 +458,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
       w[sl] = ms[sl] == kNegInf ? 0.0f : exp2_approx(ms[sl] - mx);
       sum = sl < slots ? fmaf(sm_l[sl * hpb * 16 + at], w[sl], sum) : sum;
     }
-    const bool empty = !(sum > 0.0f);
+    const bool empty = sum == 0.0f;  // NaN (a row that saw a NaN score) stays NaN
     const float inv = empty ? 0.0f : __fdividef(1.0f, sum);
     const int gi = tile * 16 + i;
     const int head = (chunk * hpb + h) * heads_per_group + gi / a.rows, r = gi % a.rows;

@@ -136,7 +136,9 @@ __global__ void performer_features_kernel(LinearArgs l) {
     float acc = 0.0f;
     for (int64_t c = 0; c < d; ++c) acc += w[c] * x[c];
     dst[e] = acc;
-    mx = fmaxf(mx, acc);
+    // The key stabiliser is shared by every row: a key's Inf or NaN must not reach rows that do
+    // not see the key through it, so keys count finite projections only.
+    mx = keys && !isfinite(acc) ? mx : fmaxf(mx, acc);
   }
   mx = block_reduce(mx, scratch, [](float p, float q) { return fmaxf(p, q); });
   const float norm = rsqrtf(static_cast<float>(f));
@@ -323,6 +325,7 @@ __global__ void output_kernel(LinearArgs l) {
     }
     if (l.causal) {
       __syncthreads();
+      bool non_finite = false;
       for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
         const int j = idx / kChunk, c = idx % kChunk;
         float v = 0.0f;
@@ -332,18 +335,28 @@ __global__ void output_kernel(LinearArgs l) {
                                       l.a.cu_q ? span.k_start + n0 + j : n0 + j, g) + c0 + c,
                            l.a.dtype);
         tv[j][c] = v;
+        non_finite = non_finite || !isfinite(v);
       }
-      __syncthreads();
-      for (int j = 0; j < cn; ++j)
-        for (int m = 0; m < 4; ++m)
-          for (int k = 0; k < 4; ++k) acc[m][k] += a_tile[ty + 16 * m][j] * tv[j][tx + 16 * k];
+      // The zeros above A's diagonal times a later key's Inf/NaN V would give NaN in earlier rows
+      // (0 x Inf): a tile holding one skips those products; the others take the plain loop.
+      if (__syncthreads_or(non_finite)) {
+        for (int j = 0; j < cn; ++j)
+          for (int m = 0; m < 4; ++m)
+            for (int k = 0; k < 4; ++k)
+              acc[m][k] = j <= ty + 16 * m ? fmaf(a_tile[ty + 16 * m][j], tv[j][tx + 16 * k], acc[m][k])
+                                           : acc[m][k];
+      } else {
+        for (int j = 0; j < cn; ++j)
+          for (int m = 0; m < 4; ++m)
+            for (int k = 0; k < 4; ++k) acc[m][k] += a_tile[ty + 16 * m][j] * tv[j][tx + 16 * k];
+      }
     }
     __syncthreads();  // den is complete
     for (int m = 0; m < 4; ++m) {
       const int i = ty + 16 * m;
       if (i >= cn) continue;
       const float dn = den[i] + l.eps;
-      const float inv = dn > 0.0f ? 1.0f / dn : 0.0f;
+      const float inv = dn == 0.0f ? 0.0f : 1.0f / dn;  // a NaN den (the row saw a NaN) stays NaN
       const int64_t token = l.a.cu_q ? span.q_start + n0 + i : n0 + i;
       const int64_t off = row_offset(l.a.out, l.a.cu_q ? 0 : b, token, h);
       for (int k = 0; k < 4; ++k) {

@@ -69,7 +69,10 @@ __global__ void scores_kernel(const AttentionArgs a, const ScoreBuffer w, int64_
     const bool visible = j >= keys.begin && j < keys.end;
     float x = acc[r] * a.scale;
     if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-    if (visible && a.mask != nullptr) x += load_mask(a, b, h, i, j);
+    if (visible && a.mask != nullptr) {  // -inf hides the key even where its score is NaN
+      const float add = load_mask(a, b, h, i, j);
+      x = add == -INFINITY ? -INFINITY : x + add;
+    }
     w.at(b, h, i)[j] = visible ? x : -INFINITY;
   }
 }
@@ -94,11 +97,14 @@ __global__ void softmax_kernel(const AttentionArgs a, const ScoreBuffer w, int64
   float sum = 0.0f;
   for (int64_t j = lane; j < max_k; j += 32) sum += expf(row[j] - m_use);
   for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  // A NaN score (q, or a K row the row sees) gives a NaN sum: the row's weights, output and LSE
+  // are NaN (fmaxf skipped it in the max). Only a sum of 0 is a row that sees no key.
+  const bool empty = sum == 0.0f;
+  const float inv = empty ? 0.0f : 1.0f / sum;
   for (int64_t j = lane; j < max_k; j += 32) row[j] = expf(row[j] - m_use) * inv;
   if (a.lse != nullptr && lane == 0)
     a.lse[b * a.lse_batch + h * a.lse_head + (sp.q_start + i) * a.lse_token] =
-        sum > 0.0f ? m_use + logf(sum) : -INFINITY;
+        empty ? -INFINITY : m_use + logf(sum);
 }
 
 // Grid: (column tiles, query tiles, B * Hq); block (kTile, kRowsY).

@@ -15,7 +15,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <tbb/parallel_for.h>
@@ -69,6 +71,30 @@ size_t slot_bytes(const AttentionShape& s) {
   return sizing.used();
 }
 
+// Does any of V's rows [keys) of (sequence b, KV head kv) hold Inf or NaN? An all-ones exponent
+// field, tested on the bits so the loop vectorises (an OR of flags, no float reduction).
+bool v_rows_non_finite(const AttentionParams& p, int64_t b, const SequenceSpan& span, int64_t kv,
+                       KeyRange keys, int64_t d) {
+  bool bad = false;
+  dispatch_float_dtype(p.v.dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>;
+    const Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u)
+                          : std::is_same_v<T, half> ? Bits(0x7c00u) : Bits(0x7f80u);
+    for (int64_t j = keys.begin; j < keys.end && !bad; ++j) {
+      const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, j, kv);
+      Bits any = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        Bits x;
+        std::memcpy(&x, v + c, sizeof x);
+        any |= (x & exponent) == exponent;
+      }
+      bad = any != 0;
+    }
+  });
+  return bad;
+}
+
 // One row: threshold, softmax over the kept keys, and lse. With dense_pv the row of logits becomes
 // its probabilities (0 off the kept keys) for the tile's P V GEMM; otherwise the kept keys' V rows
 // are accumulated here and out is written. Returns the keys kept.
@@ -97,13 +123,26 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
       bound = slot.sample[deeper];
     }
   }
-  int64_t finite = 0, count = 0;
+  int64_t finite = 0, count = 0, nan = 0;
   for (int64_t j = seen.begin; j < seen.end; ++j) {  // branch-free gather; NaN never passes
     const float x = row(j);
     slot.values[count] = x;
     slot.keys[count] = static_cast<int32_t>(j);
     finite += x > neg_inf;
+    nan += x != x;
     count += x > neg_inf && x >= bound;
+  }
+  if (nan > 0) {  // a NaN logit (from q or a K row the row sees) makes the row NaN, as dense does
+    const float qnan = std::numeric_limits<float>::quiet_NaN();
+    if (dense_pv) {
+      std::fill(logits, logits + keys.size(), qnan);
+    } else {
+      const int64_t o = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
+      for (int64_t c = 0; c < d; ++c) store_float(p.out, o + c, qnan);
+    }
+    if (p.lse.present())
+      p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i)] = qnan;
+    return 0;
   }
   const int64_t k = row_budget(*call.config, finite);
   if (count < k) {  // the sample's bound was too high: gather every finite logit
@@ -217,10 +256,14 @@ void run_exact_topk(const RoutingCall& call, void* workspace, double* density) {
         pack_rows(p, p.q, b, span.q_start, r0, n, kv * g_size + g, d, s.scale, slot.q + g * n * d, d);
       score_keys(call, b, span, kv, slot.q, g_size * n, keys, slot.scores, keys.size(), slot.chunk);
       // Many kept keys per row: P V as one GEMM over the tile (the probabilities stay in the
-      // score tile), else gathered V rows per row. Not with an additive mask: a key it hides from
-      // every row may hold NaN, which 0 * NaN would spread.
+      // score tile), else gathered V rows per row. Not with an additive mask, nor when a V row of
+      // the tile holds Inf or NaN: the GEMM multiplies the zero probability of a key a row does
+      // not see (or does not keep) by that row, and 0 x Inf = NaN would reach the row. The
+      // gathered path reads kept keys only. (The check reads the tile's V once; the GEMM reads it
+      // and does rows x more work.)
       const int64_t typical = row_budget(*call.config, keys.size());
-      const bool dense_pv = !p.additive_mask.present() && typical * kDensePvRatio >= keys.size();
+      const bool dense_pv = !p.additive_mask.present() && typical * kDensePvRatio >= keys.size() &&
+                            !v_rows_non_finite(p, b, span, kv, keys, d);
       int64_t task_kept = 0, task_visible = 0;
       for (int64_t g = 0; g < g_size; ++g)
         for (int64_t i = r0; i < r1; ++i) {

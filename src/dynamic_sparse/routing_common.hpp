@@ -157,8 +157,10 @@ inline KeyRange finish_row_scores(const AttentionParams& p, int64_t b, int64_t h
       continue;
     }
     if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap);
-    if (p.additive_mask.present())
-      x += load_float(p.additive_mask, additive_mask_offset(p.additive_mask, b, h, i, j));
+    if (p.additive_mask.present()) {  // -inf hides the key even where its score is NaN
+      const float m = load_float(p.additive_mask, additive_mask_offset(p.additive_mask, b, h, i, j));
+      x = m == neg_inf ? neg_inf : x + m;
+    }
   }
   return row;
 }

@@ -115,6 +115,21 @@ inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, in
     }
 }
 
+// o[r] += p[j][r] v[j] for keys j in [from, n) and the rows r that see them (j < ends[r]): the
+// keys some rows of the tile do not see. pv_chunk would multiply their zero weights by V, and
+// 0 x Inf = NaN would reach those rows; only the last few keys of a sequence (R new rows) are
+// here, so a plain loop does.
+template <class T>
+inline void pv_partial(const float* p, const T* v, int64_t v_stride, int64_t from, int64_t n,
+                       const int64_t* ends, int rows, int64_t d, float* o, int64_t o_stride) {
+  for (int64_t j = from; j < n; ++j)
+    for (int r = 0; r < rows; ++r) {
+      if (j >= ends[r]) continue;
+      const float w = p[j * kTile + r];
+      for (int64_t c = 0; c < d; ++c) o[r * o_stride + c] += w * to_float(v[j * v_stride + c]);
+    }
+}
+
 // Softmax step for one tile over a chunk: s holds n keys' scores as [key][4 rows] (padded to whole
 // vectors), ends[r] = keys of the chunk row r sees. Folds them into the running max / sum, leaves
 // the weights in s and the factors the rows' outputs must be rescaled by in alpha. Whole vectors:
@@ -128,13 +143,26 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
       for (int r = 0; r < kTile; ++r)
         if (j >= ends[r]) s[j * kTile + r] = kNegInf;
   for (int64_t i = used; i < padded; ++i) s[i] = kNegInf;
-  Vec mx = vset1(kNegInf);
-  for (int64_t i = 0; i < padded; i += kLanes) mx = vmax(mx, vload(s + i));
+  // A NaN score (q, or a K row the row sees) must make the row NaN, but the vector max and exp2
+  // clamp it away. probe sums the scores scaled down (no overflow): NaN exactly where a row has a
+  // NaN score (or +inf beside -inf, a non-finite score too); masked -inf alone stays -inf. Such a
+  // row's max and sum are set to NaN (sticky over later chunks).
+  Vec mx = vset1(kNegInf), probe = vzero();
+  const Vec tiny = vset1(0x1p-100f);
+  for (int64_t i = 0; i < padded; i += kLanes) {
+    const Vec x = vload(s + i);
+    mx = vmax(mx, x);
+    probe = vfma(x, tiny, probe);
+  }
   alignas(64) float lanes[kLanes];
+  vstore(lanes, vfold4_sum(probe));
+  bool nan[kTile];
+  for (int r = 0; r < kTile; ++r) nan[r] = lanes[r] != lanes[r];
   vstore(lanes, vfold4_max(mx));
   float shift[kTile], decay[kTile];
   for (int r = 0; r < kTile; ++r) {
-    const float m_new = lanes[r] > m[r] ? lanes[r] : m[r];
+    if (nan[r]) lanes[r] = std::numeric_limits<float>::quiet_NaN();
+    const float m_new = lanes[r] > m[r] || lanes[r] != lanes[r] ? lanes[r] : m[r];
     const bool none = m_new == kNegInf;  // no key seen yet: weights 0, nothing to rescale
     shift[r] = none ? 0.0f : m_new;
     decay[r] = none ? 0.0f : m[r] - m_new;  // -inf on the first visible chunk: alpha 0
@@ -152,7 +180,7 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
   vstore(factors, vexp2(vload4_rep(decay)));
   for (int r = 0; r < kTile; ++r) {
     alpha[r] = factors[r];
-    l[r] = l[r] * alpha[r] + lanes[r];
+    l[r] = nan[r] ? std::numeric_limits<float>::quiet_NaN() : l[r] * alpha[r] + lanes[r];
   }
 }
 
@@ -230,7 +258,13 @@ void run(const DecodeTask& t) {
       float* o = st.o + tile * kTile * dp;
       float alpha[kTile];
       softmax_tile(sc, c.n, ends, st.m + tile * kTile, st.l + tile * kTile, alpha);
-      pv_chunk(sc, c.v0 + h * kv_v.stride[2], kv_v.stride[1], c.n, d, o, dp, alpha);
+      // Keys [0, all) are seen by every row of the tile (padding rows aside: never stored).
+      const int real = static_cast<int>(rows - tile * kTile < kTile ? rows - tile * kTile : kTile);
+      int64_t all = c.n;
+      for (int r = 0; r < real; ++r) all = ends[r] < all ? (ends[r] > 0 ? ends[r] : 0) : all;
+      const T* v = c.v0 + h * kv_v.stride[2];
+      pv_chunk(sc, v, kv_v.stride[1], all, d, o, dp, alpha);
+      if (all < c.n) pv_partial(sc, v, kv_v.stride[1], all, c.n, ends, real, d, o, dp);
     }
   };
 
@@ -299,7 +333,7 @@ void run(const DecodeTask& t) {
       const HeadState st = state(h);
       const int64_t kvh = t.kv_head_begin + h;
       for (int64_t i = 0; i < rows; ++i) {
-        const bool empty = !(st.l[i] > 0.0f);
+        const bool empty = st.l[i] == 0.0f;  // NaN (a NaN score was seen) stays NaN
         const float inv = empty ? 0.0f : 1.0f / st.l[i];
         const float lse = empty ? kNegInf : (st.m[i] + std::log2(st.l[i])) * 0.6931471805599453f;
         const float* o = st.o + i * dp;

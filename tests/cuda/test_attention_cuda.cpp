@@ -13,6 +13,7 @@
 
 #include "device_problem.hpp"
 #include "support/empty_rows.hpp"
+#include "support/nonfinite.hpp"
 #include "support/sweep.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/selector/selector.hpp"
@@ -133,6 +134,21 @@ TEST_P(CudaVariants, NanInMaskedOutKeysDoesNotLeak) {
     ASSERT_TRUE(run_on_device(*make(GetParam()), p).ok());
     EXPECT_LE(testing::relative_error(p.params, ref), testing::tolerance(dtype)) << GetParam().name;
   }
+}
+
+// Inf / NaN in K or V rows hidden from some rows (causal, window, additive -inf, key padding,
+// varlen) reach only the rows that see them; NaN in q makes its row NaN.
+TEST_P(CudaVariants, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto attn = make(GetParam());
+  const int64_t ran = testing::check_nonfinite_scenes(
+      GetParam().name, {{"cuda", [&attn](Problem& p) {
+                           DeviceProblem d(p);
+                           if (!attn->supports(d.params).ok()) return false;
+                           throw_if_error(run_on_device(*attn, p));
+                           return true;
+                         }}});
+  EXPECT_GT(ran, 0);
 }
 
 TEST_P(CudaVariants, CapturedInACudaGraphGivesTheSameResult) {

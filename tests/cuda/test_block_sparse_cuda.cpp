@@ -13,6 +13,7 @@
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "support/block_layouts.hpp"
+#include "support/nonfinite.hpp"
 #include "support/block_sparse_cases.hpp"
 
 namespace qwen3vl {
@@ -230,6 +231,24 @@ TEST(BlockSparseCuda, NanInKeysHiddenByAnAdditiveMaskDoesNotLeak) {
       if (k.create == &create_block_sparse_cuda) p.params.block_layout = layout.layout;
       EXPECT_EQ(check(k.create, p, dense_ref), "") << k.name << " " << s.to_string();
     }
+  }
+}
+
+// Inf / NaN in K or V rows that the layout or a mask hides from some rows reach only the rows
+// that see them, on both tile configurations.
+TEST(BlockSparseCuda, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
+  QWEN3VL_REQUIRE_GPU();
+  for (const Kernel& k : kLayoutKernels) {
+    const auto attn = make(k.create);
+    const int64_t ran = testing::check_nonfinite_scenes(
+        k.name, {{"cuda", [&attn](Problem& p) {
+                    DeviceRun d(p);
+                    if (!attn->supports(d.params()).ok()) return false;
+                    throw_if_error(d.run(*attn));
+                    return true;
+                  }}},
+        /*with_layout=*/true);
+    EXPECT_GT(ran, 0) << k.name;
   }
 }
 

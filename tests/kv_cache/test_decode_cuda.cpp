@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "decode_nonfinite.hpp"
 #include "decode_problem.hpp"
 #include "per_head_pages.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
@@ -120,6 +121,21 @@ std::vector<DecodeSpec> sweep() {
     specs.push_back(s);
   }
   return specs;
+}
+
+// Inf / NaN in the last keys (hidden from the earlier of several new rows) reach only the rows
+// that see them, on the CUDA-core kernel and on the tensor-core one (the f16 / bf16 cases).
+TEST(DecodeCuda, NonFiniteKeysReachOnlyTheRowsThatSeeThem) {
+  QWEN3VL_REQUIRE_GPU();
+  const auto core = make_cuda_core();
+  const auto tensor_cores = make_cuda();
+  const auto on = [](const DecodeAttention& d) {
+    return [&d](DecodeProblem& p) {
+      DeviceDecode dev(p);
+      throw_if_error(dev.run(d, p));
+    };
+  };
+  testing::check_decode_nonfinite({{"cuda core", on(*core)}, {"cuda default", on(*tensor_cores)}});
 }
 
 TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {

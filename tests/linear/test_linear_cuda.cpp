@@ -8,6 +8,7 @@
 
 #include "cuda/device_problem.hpp"
 #include "linear/linear_cases.hpp"
+#include "linear/linear_nonfinite.hpp"
 #include "support/linear_oracle.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/linear.hpp"
@@ -41,6 +42,15 @@ void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, 
   const reference::Result ref = LinearOracle::of(config, spec.head_dim).run(p.params);
   run_on_device(*make_cuda(config), p);
   EXPECT_LE(relative_error(p.params, ref), tol) << spec.to_string();
+}
+
+// A later key's Inf / NaN never reaches earlier rows (prefix state, own chunk, Performer
+// stabiliser); rows that see it are non-finite.
+TEST(LinearCuda, CausalRowsNeverSeeLaterNonFiniteKeys) {
+  SKIP_WITHOUT_DEVICE();
+  check_linear_nonfinite({{"cuda", [](const LinearConfig& config, Problem& p) {
+                             run_on_device(*make_cuda(config), p);
+                           }}});
 }
 
 TEST(LinearCuda, ChunkedMatchesQuadraticOracle) {

@@ -13,6 +13,7 @@
 
 #include "cuda/device_problem.hpp"
 #include "moe/moh_support.hpp"
+#include "support/nonfinite.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 
 namespace qwen3vl::testing {
@@ -69,6 +70,25 @@ void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& 
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
   cudaStreamDestroy(stream);
   dev.download();
+}
+
+// Every head routed for every token (gate 1: dense attention through the gathered-rows flash
+// launch): Inf / NaN in K or V rows hidden from some rows reach only the rows that see them.
+TEST(MoHCuda, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
+  SKIP_WITHOUT_GPU();
+  const int64_t ran = check_nonfinite_scenes("mixture-of-heads", {{"cuda", [](Problem& p) {
+    AttentionShape s;
+    throw_if_error(validate(p.params, &s));
+    const auto moh = cuda_moh(s.heads);
+    const int64_t tokens = p.params.varlen() ? p.params.q.shape[0] : s.batch * s.max_q;
+    const Routing r = all_heads(tokens, s.heads);
+    DeviceProblem dev(p);
+    DeviceRouting routing(r);
+    if (!moh->supports(dev.params, routing.view).ok()) return false;
+    run_cuda(*moh, p, r);
+    return true;
+  }}});
+  EXPECT_GT(ran, 0);
 }
 
 TEST(MoHCuda, RoutedSweepMatchesGatedDenseAndCpu) {

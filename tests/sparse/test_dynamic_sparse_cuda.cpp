@@ -12,6 +12,7 @@
 #include "cuda/device_problem.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "support/nonfinite.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl::testing {
@@ -268,6 +269,27 @@ TEST(DynamicSparseCuda, ExactTopKKeepAllEqualsDenseAndRejectsVarlen) {
   ASSERT_FALSE(packed.spec.varlen_q.empty());
   DeviceProblem dev(packed);
   EXPECT_EQ(gpu->supports(dev.params).code(), StatusCode::kUnsupported);
+}
+
+// Exact top-k keeping every key is dense attention: Inf / NaN in K or V rows hidden from some rows
+// reach only the rows that see them (fixed-length scenes; varlen is refused and skipped).
+TEST(DynamicSparseCuda, ExactTopKNonFiniteValuesReachOnlyTheRowsThatSeeThem) {
+  SKIP_WITHOUT_GPU();
+  DynamicSparseConfig cfg;
+  cfg.method = DynamicSparseMethod::kExactTopK;
+  cfg.top_k = 1 << 20;
+  std::unique_ptr<Attention> gpu;
+  throw_if_error(create_dynamic_sparse_cuda(CudaOptions{}, cfg, &gpu));
+  const int64_t ran = check_nonfinite_scenes("exact top-k", {{"cuda", [&gpu](Problem& p) {
+    DeviceProblem dev(p);
+    if (!gpu->supports(dev.params).ok()) return false;
+    DeviceBuffer ws(gpu->workspace_size(dev.params));
+    throw_if_error(gpu->forward(dev.params, Workspace{ws.data(), ws.bytes()}));
+    throw_if_error(cuda_status(cudaDeviceSynchronize(), "sync"));
+    dev.download();
+    return true;
+  }}});
+  EXPECT_GT(ran, 0);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 // sum of exp(scores) over them (-inf when the partial saw no key). Merging weighs each o by
 // exp(lse_i - lse) where lse = log(exp(lse1) + exp(lse2)). An empty partial (lse = -inf) has weight
 // exactly 0 and its o is never read, so merging with it is the identity, bit for bit; two empty
-// partials give o = 0 and lse = -inf, never NaN.
+// partials give o = 0 and lse = -inf, never NaN. A NaN LSE gives a NaN merge.
 #pragma once
 
 #include <cmath>
@@ -26,7 +26,13 @@ struct MergeWeights {
 
 QWEN3VL_HOST_DEVICE inline MergeWeights merge_weights(float lse1, float lse2) {
   const float neg_inf = -INFINITY;
-  const bool has1 = lse1 > neg_inf, has2 = lse2 > neg_inf;  // NaN counts as empty too
+  // A NaN LSE (the partial's rows saw an Inf or NaN) makes the merge NaN: weights NaN, so the
+  // merged o is NaN too, as if one kernel had seen every key.
+  if (lse1 != lse1 || lse2 != lse2) {
+    const float nan = lse1 + lse2;  // NaN plus anything is NaN
+    return MergeWeights{nan, nan, nan};
+  }
+  const bool has1 = lse1 > neg_inf, has2 = lse2 > neg_inf;
   if (!has1) return MergeWeights{0.0f, has2 ? 1.0f : 0.0f, has2 ? lse2 : neg_inf};
   if (!has2) return MergeWeights{1.0f, 0.0f, lse1};
   const float m = lse1 > lse2 ? lse1 : lse2;

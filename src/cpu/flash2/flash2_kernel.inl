@@ -98,7 +98,7 @@ struct Scratch {
   float* l;          // [rows_pad] running sum
   float* alpha;      // [rows_pad] this block's rescale factor
   float* row;        // [dim_pad] one converted row
-  uint8_t* live;     // [block_k] some row of the tile sees the key
+  uint8_t* live;     // [block_k] kDead, kLive or kLiveNonFinite (see pack_v)
   uint8_t* rescale;  // [rows_pad / kRows] the panel's max moved in this block
 };
 
@@ -185,16 +185,38 @@ void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, cons
   fill(w.kp + kn * g.d, (round_up(kn, kKeys) - kn) * g.d, 0.0f);
 }
 
+// live[] states of a block's keys.
+constexpr uint8_t kDead = 0;           // no row of the tile sees the key
+constexpr uint8_t kLive = 1;           // some row sees it
+constexpr uint8_t kLiveNonFinite = 2;  // some row sees it, its V holds Inf/NaN, the block is partial
+
+// Does a row of n floats hold Inf or NaN? (x * 0 is NaN exactly for those.)
+bool has_non_finite(const float* x, int64_t n) {
+  V acc = Simd::zero();
+  int64_t c = 0;
+  for (; c + kW <= n; c += kW) acc = Simd::add(acc, Simd::mul(Simd::load(x + c), Simd::zero()));
+  float tail = 0.0f;
+  for (; c < n; ++c) tail += x[c] * 0.0f;
+  return !Simd::all(Simd::eq(acc, acc)) || tail != tail;
+}
+
 // Values [k0, k0 + kn) as fp32 rows of dim_pad (zero tail). Keys no row sees are stored as 0, not
-// read: 0 x NaN would otherwise leak their NaN through a zero probability.
+// read: 0 x NaN would otherwise leak their NaN through a zero probability. In a block where some
+// rows do not see some keys (`partial`), the same holds for a seen key whose V row holds Inf or
+// NaN: the rows that do not see it multiply it by a zero probability. Such a row is stored as 0
+// too and marked kLiveNonFinite; add_non_finite() adds it to the rows that see it after the P V
+// micro-kernel. Blocks that every row sees fully need neither the check nor the pass.
 template <class T>
-void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
+void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, bool partial,
+            const Scratch& w) {
   for (int64_t j = 0; j < kn; ++j) {
     float* dst = w.vp + j * g.dim_pad;
     if (w.live[j])
       convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, dst);
-    else
+    if (!w.live[j] || (partial && has_non_finite(dst, g.d))) {
+      if (w.live[j]) w.live[j] = kLiveNonFinite;
       fill(dst, g.d, 0.0f);
+    }
     fill(dst + g.d, g.dim_pad - g.d, 0.0f);
   }
 }
@@ -336,7 +358,7 @@ void mark_live(const Geometry& g, int64_t rows, int64_t kn, const Scratch& w) {
     const float* s = w.st + j * g.rows_pad;
     int64_t r = 0;
     while (r < rows && s[r] == kNegInf) ++r;
-    w.live[j] = r < rows;
+    w.live[j] = r < rows ? kLive : kDead;
   }
 }
 
@@ -401,6 +423,40 @@ void accumulate(const Geometry& g, int64_t kn, const Scratch& w) {
     });
 }
 
+// Additive mask value [b, h, i, j] as float.
+float mask_value(const TensorView& mv, int64_t b, int64_t h, int64_t i, int64_t j) {
+  const int64_t off = mask_offset(mv, b, h, i, j);
+  switch (mv.dtype) {
+    case DType::kF16: return Simd::load_one(static_cast<const half*>(mv.data) + off);
+    case DType::kBF16: return Simd::load_one(static_cast<const bfloat16*>(mv.data) + off);
+    default: return static_cast<const float*>(mv.data)[off];
+  }
+}
+
+// O^T += p v for the keys pack_v left out (kLiveNonFinite), over the rows that see them only: the
+// structural range of the row's position and, with an additive mask, an entry other than -inf.
+// Runs after accumulate(), so O^T is already rescaled to this block's max, as p is.
+template <class T>
+void add_non_finite(const Flash2Task& t, const Geometry& g, int64_t rows, int64_t k0, int64_t kn,
+                    const Scratch& w) {
+  const TensorView& mv = t.params->additive_mask;
+  const int64_t group = t.heads;
+  for (int64_t j = 0; j < kn; ++j) {
+    if (w.live[j] != kLiveNonFinite) continue;
+    const int64_t key = k0 + j;
+    convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, key, t.kv_head), g.d, 1.0f, w.row);
+    for (int64_t r = 0; r < rows; ++r) {
+      const KeyRange& range = t.rows[r / group];
+      if (key < range.begin || key >= range.end) continue;
+      if (mv.rank > 0 && mask_value(mv, t.b, t.head + r % group, t.q_begin + r / group, key) == kNegInf)
+        continue;
+      const float p = w.st[j * g.rows_pad + r];
+      float* o = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
+      for (int64_t c = 0; c < g.d; ++c) o[c * kRows] += p * w.row[c];
+    }
+  }
+}
+
 // --- the task ---------------------------------------------------------------------------------
 
 // out = O / l once at the end (gathered rows: gate x O / l); LSE in natural log. Rows that saw no
@@ -414,7 +470,8 @@ void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch&
     const int64_t j = t.q_begin + r / group, h = t.head + r % group, i = sequence_row(t, j);
     const float scale = gathered ? gathered->gate[h * gathered->rows + j] : 1.0f;
     const float sum = w.l[r];
-    const float inv = sum > 0.0f ? scale / sum : 0.0f;
+    const bool empty = sum == 0.0f;  // NaN (the row saw a NaN) is not empty: it stays NaN
+    const float inv = empty ? 0.0f : scale / sum;
     const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
     for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
     store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
@@ -423,7 +480,7 @@ void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch&
       const int64_t off = t.shape.varlen
                               ? h * lse.stride[0] + (t.span.q_start + i) * lse.stride[1]
                               : t.b * lse.stride[0] + h * lse.stride[1] + i * lse.stride[2];
-      static_cast<float*>(lse.data)[off] = sum > 0.0f ? (w.m[r] + log2f(sum)) * kLn2 : kNegInf;
+      static_cast<float*>(lse.data)[off] = empty ? kNegInf : (w.m[r] + log2f(sum)) * kLn2;
     }
   }
 }
@@ -478,13 +535,15 @@ void run(const Flash2Task& t) {
           default: add_mask<float>(t, g, rows, k0, kn, w); break;
         }
       }
-      if (!full || additive)
+      const bool partial = !full || additive;
+      if (partial)
         mark_live(g, rows, kn, w);
       else
-        std::memset(w.live, 1, static_cast<size_t>(kn));
+        std::memset(w.live, kLive, static_cast<size_t>(kn));
       softmax_block(g, kn, w);
-      pack_v<T>(t, g, k0, kn, w);
+      pack_v<T>(t, g, k0, kn, partial, w);
       accumulate(g, kn, w);
+      if (partial) add_non_finite<T>(t, g, rows, k0, kn, w);
     }
   }
   finish<T>(t, g, rows, w);

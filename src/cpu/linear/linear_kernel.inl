@@ -69,13 +69,21 @@ class HeadRunner {
     const int64_t valid = load_keys(n0, cn);
     Map state(state_, f_, d_ + 1);
     ConstMap phi_k(phi_k_, cn, f_), v1(v1_, cn, d_ + 1);
+    // Eigen's triangular product multiplies the zeros above the diagonal by [V | 1] too, and
+    // 0 x Inf = NaN: a later key's Inf/NaN would reach earlier rows of its chunk. When the chunk
+    // holds one (rare; checked once per chunk), each row takes its own prefix instead.
+    const bool finite = phi_k.allFinite() && v1.allFinite();
     for (int64_t h = first_head(); h < first_head() + group(); ++h) {
       load_query_features(h, n0, cn);
       ConstMap phi_q(phi_q_, cn, f_);
       Map o(o_, cn, d_ + 1), a(a_, cn, cn);
       o.noalias() = phi_q * state;
       a.noalias() = phi_q * phi_k.transpose();
-      o.noalias() += a.template triangularView<Eigen::Lower>() * v1;
+      if (finite)
+        o.noalias() += a.template triangularView<Eigen::Lower>() * v1;
+      else
+        for (int64_t i = 0; i < cn; ++i)
+          o.row(i).noalias() += a.row(i).head(i + 1) * v1.topRows(i + 1);
       write_out(h, n0, cn);
     }
     accumulate(valid);
@@ -158,7 +166,10 @@ class HeadRunner {
       const int64_t cn = std::min(c_, t_.span.k_len - n0);
       load_rows(p_.k, t_.span.k_start, n0, cn, t_.kv_head, 1.0f, x_);
       projections(cn, phi_k_);
-      mx = std::max(mx, ConstMap(phi_k_, cn, f_).maxCoeff());
+      // Finite projections only: a key's Inf or NaN must not reach rows that do not see it (the
+      // stabiliser is shared by every row).
+      const auto a = ConstMap(phi_k_, cn, f_).array();
+      mx = std::max(mx, a.isFinite().select(a, -std::numeric_limits<float>::infinity()).maxCoeff());
     }
     return std::isfinite(mx) ? mx : 0.0f;
   }
@@ -170,8 +181,9 @@ class HeadRunner {
       T* dst = base + row_offset(p_.out, t_.call->shape.varlen, t_.b, t_.span.q_start, n0 + r, h);
       const float* o = o_ + r * (d_ + 1);
       const float den = o[d_] + eps;
-      // No key at all (den == 0 with eps 0): output 0, never NaN.
-      const float inv = den > 0.0f ? 1.0f / den : 0.0f;
+      // No key at all (den == 0 with eps 0): output 0, never NaN. A NaN den (the row saw a NaN)
+      // stays NaN.
+      const float inv = den == 0.0f ? 0.0f : 1.0f / den;
       for (int64_t c = 0; c < d_; ++c) store(dst + c, o[c] * inv);
     }
   }

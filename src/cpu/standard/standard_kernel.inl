@@ -1,6 +1,8 @@
 // Standard attention for one (sequence, query head), compiled once per ISA (see isa_prologue.hpp):
 // S = (scale Q) K^T with Eigen, softcap and masks, a row softmax, then O = P V with Eigen.
 // Only keys that some row of the sequence can see are read, so NaN in fully masked K/V never enters.
+// Keys hidden from some rows only are read: their scores are replaced before the softmax, and V
+// rows holding Inf/NaN leave the P V product (see below), so they reach only the rows that see them.
 #include <cmath>
 #include <limits>
 
@@ -68,8 +70,15 @@ void run(const StandardHeadTask& task) {
                                    additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
         row[j] = m == kNegInf ? kNegInf : row[j] + m;
       }
+    // A NaN score (from q or from a K row the row sees) makes the row NaN, as in flash2: a plain
+    // max would skip it and the row would pass for one that sees no key.
     float mx = kNegInf;
-    for (int64_t j = lo; j < hi; ++j) mx = row[j] > mx ? row[j] : mx;
+    bool nan = false;
+    for (int64_t j = lo; j < hi; ++j) {
+      mx = row[j] > mx ? row[j] : mx;
+      nan = nan || row[j] != row[j];
+    }
+    if (nan) mx = std::numeric_limits<float>::quiet_NaN();
     float lse = kNegInf;
     if (mx == kNegInf) {  // fully masked row: weights and output 0
       for (int64_t j = lo; j < hi; ++j) row[j] = 0.0f;
@@ -97,25 +106,39 @@ void run(const StandardHeadTask& task) {
     }
   }
 
-  // V rows that no row weighs (hidden by an additive mask from every row) are zeroed: 0 * NaN would
-  // otherwise reach the output. The K buffer, no longer needed, holds each column's largest weight.
-  if (p.additive_mask.present() && n > 0) {
-    float* col_max = k;
-    for (int64_t j = 0; j < n; ++j) col_max[j] = 0.0f;
-    for (int64_t i = 0; i < lq; ++i)
-      for (int64_t j = 0; j < n; ++j) col_max[j] = scores[i * n + j] > col_max[j] ? scores[i * n + j] : col_max[j];
-    for (int64_t j = 0; j < n; ++j)
-      if (col_max[j] == 0.0f)
-        for (int64_t c = 0; c < d; ++c) v[j * d + c] = 0.0f;
-  }
-
   // O = P V into the Q buffer (Q is no longer needed), then store in the output dtype.
+  // P holds exact zeros where a row does not see a key, but 0 x Inf = NaN: a V row holding Inf or
+  // NaN would reach rows that cannot see it. Such rows (rare; one vectorised check finds whether
+  // there are any) leave the GEMM as zeros, flagged in the K buffer (free now), and are reloaded
+  // and added after it to the rows that see them only.
   float* o = q;
+  float* flagged = k;
   MatrixMap om(o, lq, d);
+  const bool any_bad = n > 0 && !vm.allFinite();
+  if (any_bad)
+    for (int64_t j = 0; j < n; ++j) {
+      flagged[j] = vm.row(j).allFinite() ? 0.0f : 1.0f;
+      if (flagged[j] != 0.0f) vm.row(j).setZero();
+    }
   if (n > 0)
     om.noalias() = sm * vm;
   else
     om.setZero();
+  for (int64_t j = 0; any_bad && j < n; ++j) {
+    if (flagged[j] == 0.0f) continue;
+    float* vj = v + j * d;
+    load_rows<T>(p.v, task, task.span.k_start, k_lo + j, 1, kv_head, 1.0f, vj);
+    for (int64_t i = 0; i < lq; ++i) {
+      const KeyRange r = row_visible_keys(p, task.b, task.span, i);
+      if (k_lo + j < r.begin || k_lo + j >= r.end) continue;
+      if (p.additive_mask.present() &&
+          load_float(p.additive_mask,
+                     additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j)) == kNegInf)
+        continue;
+      const float w = scores[i * n + j];
+      for (int64_t c = 0; c < d; ++c) o[i * d + c] += w * vj[c];
+    }
+  }
   T* out = p.out.ptr<T>();
   for (int64_t i = 0; i < lq; ++i) {
     T* dst = out + row_offset(p.out, s.varlen, task.b, task.span.q_start, i, task.h);

@@ -1,0 +1,80 @@
+// The non-finite rule for causal linear attention (tests/support/nonfinite.hpp), shared by the CPU
+// and CUDA linear tests: row i sees keys j <= i (Lq = Lk) below the sequence's key length, so a
+// later key's Inf or NaN must not reach row i, from the prefix state or from i's own chunk.
+#pragma once
+
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "support/linear_oracle.hpp"
+#include "support/nonfinite.hpp"
+
+namespace qwen3vl::testing {
+
+// One way to run linear attention (an ISA, a device) with a config: fills p's out.
+struct LinearNonFiniteRun {
+  std::string name;
+  std::function<void(const LinearConfig&, Problem&)> run;
+};
+
+// elu+1 and Performer features, chunks of 16 (a planted key shares its chunk with earlier rows),
+// key padding, f32 and f16; Inf, -Inf, NaN in K, V and q.
+inline void check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs) {
+  struct Case {
+    std::string name;
+    LinearConfig config;
+    ProblemSpec spec;
+    std::vector<int64_t> keys;
+  };
+  LinearConfig elu;
+  elu.chunk = 16;
+  LinearConfig performer;
+  performer.feature_map = LinearFeatureMap::kPerformer;
+  performer.performer_features = 32;
+  performer.chunk = 16;
+  performer.head_dim = 16;
+  ProblemSpec causal = spec_of(1, 37, 37, 4, 2, 16, MaskKind::kCausal);
+  causal.with_lse = false;
+  ProblemSpec pad = spec_of(2, 37, 37, 2, 1, 24, MaskKind::kCausal);
+  pad.with_lse = false;
+  pad.key_lengths = {30, 37};
+  ProblemSpec dense = pad;
+  dense.mask = MaskKind::kNone;
+  ProblemSpec half = spec_of(1, 45, 45, 2, 2, 32, MaskKind::kCausal, DType::kF16);
+  half.with_lse = false;
+  const std::vector<Case> cases = {
+      {"elu causal", elu, causal, {20, 36}},  // key 20: rows 16-19 share its chunk
+      {"elu causal key padding", elu, pad, {18, 33}},
+      {"elu non-causal key padding", elu, dense, {33}},  // padding: nobody sees key 33
+      {"elu causal f16", elu, half, {40}},
+      {"performer causal", performer, causal, {20, 36}},
+  };
+  for (const Case& c : cases) {
+    const bool elu_map = c.config.feature_map == LinearFeatureMap::kEluPlusOne;
+    for (PlantIn where : {PlantIn::kK, PlantIn::kV, PlantIn::kQ})
+      for (float value : nonfinite_values()) {
+        // elu(-inf) + 1 = 0 exactly: -Inf in q or K is a zero feature, not a non-finite one.
+        if (elu_map && where != PlantIn::kV && value == -std::numeric_limits<float>::infinity()) continue;
+        Problem p(c.spec);
+        const Planted planted{where, 0, where == PlantIn::kQ ? std::vector<int64_t>{9} : c.keys};
+        set_planted(p, planted, 0.0f);
+        const reference::Result ref = LinearOracle::of(c.config, c.spec.head_dim).run(p.params);
+        set_planted(p, planted, value);
+        const bool causal_mask = c.spec.mask != MaskKind::kNone;
+        const AttentionParams params = p.params;
+        const SeesKey sees = [params, causal_mask](int64_t b, int64_t, int64_t i, int64_t j) {
+          return j < sequence_span(params, b).k_len && (!causal_mask || j <= i);
+        };
+        for (const LinearNonFiniteRun& r : runs) {
+          r.run(c.config, p);
+          expect_nonfinite_rule(p.params, ref, planted, sees, c.spec.dtype == DType::kF32 ? 1e-5 : 2e-2,
+                                "linear " + c.name + " " + r.name + " " + value_name(value) + " in " +
+                                    to_string(where));
+        }
+      }
+  }
+}
+
+}  // namespace qwen3vl::testing
