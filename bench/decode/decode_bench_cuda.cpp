@@ -8,11 +8,12 @@
 // numbers measured the same way:
 //  - events (the headline ms, copy GB/s, ratio): back-to-back launches on one stream outside any
 //    graph, an event before and after each group of calls; the median over groups of the time per
-//    call. A cudaMemcpyAsync timed so runs at the copy rate a kernel can reach.
+//    call. If the host launches slower than the GPU runs the calls, this figure shows it.
 //  - graph: the same calls captured into a CUDA graph, its replays timed between events (no host
-//    launch gaps). The copy as a graph's memcpy node was measured at 2.7 TB/s (read + written) on
-//    an H100 against 4.1 TB/s for the same copy timed with events: dividing an in-graph kernel by
-//    it overstated the ratio 1.5x. The graph pair is printed beside the event pair.
+//    launch gaps). The copy as a graph's memcpy node was measured at about 2.7 TB/s (read +
+//    written) on an H100 against 4.1 TB/s for the same copy timed with events: an in-graph decode
+//    divided by the event-timed copy reads 1.5x lower than divided by the in-graph copy, so each
+//    pair is printed with its own copy.
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -71,7 +71,7 @@ def main():
             rec = dict(kind="sdpa", backend=backend, **c)
             score_gb = 4.0 * c["batch"] * c["heads"] * c["seq"] ** 2 / 1e9
             if backend == "MATH" and score_gb > args.math_gb:
-                ms, why = None, f"skipped: MATH materialises {score_gb:.0f} GB of scores (> --math-gb {args.math_gb:g})"
+                ms, why = None, f"skipped: MATH materialises {score_gb:.1f} GB of scores (> --math-gb {args.math_gb:g})"
             else:
                 ms, why = tt.time_backend(backend, call, "events", per_sample=1, reps=args.reps, warmup=3)
             times[backend] = ms
