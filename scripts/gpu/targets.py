@@ -56,6 +56,9 @@ class Samples:
         if value is not None:
             self.runs.setdefault((build, rnd), {})[key] = value
 
+    def append(self, build, rnd, key, value):
+        self.runs.setdefault((build, rnd), {}).setdefault(key, []).append(value)
+
     def builds(self):
         return sorted({b for b, _ in self.runs}, key=lambda b: (b != "base", b))
 
@@ -85,12 +88,15 @@ def parse(out):
                 if len(f) >= 14:  # events first, graph columns last
                     s.put(b, r, ("dec_ms", layout, n), float(f[3]))
                     s.put(b, r, ("dec_ratio", layout, n), float(f[7]))
+                    s.append(b, r, "copy", float(f[6]))
                     if f[11] != "-":
                         s.put(b, r, ("dec_graph_ms", layout, n), float(f[11]))
                         s.put(b, r, ("dec_graph_ratio", layout, n), float(f[13]))
+                        s.append(b, r, "graph_copy", float(f[12]))
                 else:  # a binary from before the events columns: it timed graphs only
                     s.put(b, r, ("dec_graph_ms", layout, n), float(f[3]))
                     s.put(b, r, ("dec_graph_ratio", layout, n), float(f[7]))
+                    s.append(b, r, "graph_copy", float(f[6]))
     for path in glob.glob(os.path.join(raw, "quest.*.log")):
         b, r = tag(path)
         for line in open(path, errors="replace"):
@@ -168,6 +174,9 @@ def figures(torch):
                 out.append((fid + "_ms", "ms", False, lambda r, name=name: att_ms(r, name)))
                 out.append((fid + "_over_torch_best", "x", True,
                             lambda r, name=name, k=(n, dt, causal, 8): div(sdpa(k, 0), att_ms(r, name))))
+    med = lambda v: statistics.median(v) if v else None  # noqa: E731
+    out.append(("decode_copy_gbps", "GB/s", True, lambda r: med(r.get("copy"))))
+    out.append(("decode_graph_copy_gbps", "GB/s", True, lambda r: med(r.get("graph_copy"))))
     for n in LENS:
         t = torch.get(("dec", n), (None, None, None))
         out.append((f"torch_decode_{n}_us", "us", False, lambda r, t=t: t[0] * 1e3 if t[0] else None))
@@ -192,6 +201,14 @@ def figures(torch):
 
 
 TORCH_ONLY = ("torch_",)
+
+
+def safe(fn, run):
+    """fn(run), or None where a malformed log left it nothing to compute with."""
+    try:
+        return fn(run)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
 
 
 def fmt(v):
@@ -221,9 +238,9 @@ def main():
         row = dict(id=fid, unit=unit, higher_is_better=higher)
         for b in ("base", "cur"):
             if fid.startswith(TORCH_ONLY):  # measured once, shown in the cur column
-                vals = [v for v in [fn({})] if v is not None] if b == "cur" else []
+                vals = [v for v in [safe(fn, {})] if v is not None] if b == "cur" else []
             else:
-                vals = [v for v in (fn(run) for run in samples.rounds(b)) if v is not None]
+                vals = [v for v in (safe(fn, run) for run in samples.rounds(b)) if v is not None]
             row[b + "_samples"] = vals
             row[b] = statistics.median(vals) if vals else None
         rec = recorded.get(fid)
@@ -250,8 +267,11 @@ def main():
           + f"; rounds: {len(samples.rounds('cur'))}")
     print("# recorded: " + "; ".join(f"{letter[s]} = {s}" for s in sources)
           + "  (decode graph figures recorded against a graph-timed copy; torch recorded = its default backend)")
-    for key, (ms, gms, backend) in sorted((k, v) for k, v in torch.items() if k[0] == "dec"):
-        print(f"# torch decode {key[1]}: fastest backend events/graph: {backend}")
+    dec = [f"{k[1]} {v[2]}" for k, v in sorted((k, v) for k, v in torch.items() if k[0] == "dec")]
+    print("# torch decode, fastest backend events/graph: " + ", ".join(dec))
+    pre = [f"{k[2]} N{k[1]}{' causal' if k[3] else ''}: {v[2]}" for k, v in torch.items()
+           if k[0] == "sdpa" and k[1] != "vision"]
+    print("# torch prefill, fastest backend: " + ", ".join(pre))
     print("# cur/base: + better, - worse, = within 0.5%; recorded letters name the card and commit above")
     print(f"{'figure':42s} {'unit':7s} {'recorded':>10s} {'base':>9s} {'cur':>9s} {'cur/base':>8s} {'cur/rec':>8s}")
     for r in rows:

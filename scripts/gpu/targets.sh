@@ -187,7 +187,10 @@ run() {
   if [ "$dry" = 1 ]; then
     echo "+ python3 $root/scripts/gpu/targets.py $out"
   else
-    python3 "$root/scripts/gpu/targets.py" "$out" >"$out/table.txt" 2>&1
+    if ! python3 "$root/scripts/gpu/targets.py" "$out" >"$out/table.txt" 2>&1; then
+      # The summary failed: the raw result lines instead (the logs stay in $OUT/raw).
+      grep -hE '^(cuda |sdpa .*best|# sgemm)' "$raw"/*.log | cut -c1-150 | tail -n 60
+    fi
     cat "$out/table.txt"
   fi
 }
