@@ -116,6 +116,10 @@ run() {
       *) echo "run: unknown argument $1" >&2; return 2 ;;
     esac
   done
+  if [ "$dry" = 0 ] && [ ! -x "$carry/cur/qwen3vl-cuda-bench" ]; then
+    echo "run: no binaries in $carry/cur: run 'scripts/gpu/targets.sh pack' here and carry build-targets-carry" >&2
+    return 2
+  fi
   local out=${OUT:-$root/build-targets-out}
   local raw=$out/raw
   mkdir -p "$raw"
