@@ -220,7 +220,7 @@ int usage(const char* argv0) {
   return 2;
 }
 
-// Prints a number, or null when it was not measured (negative).
+// A JSON number, or null for a figure not measured (negative).
 std::string json_number(double v) { return v < 0 ? "null" : std::to_string(v); }
 
 }  // namespace
