@@ -21,10 +21,9 @@ int usage_error(const Status& status) {
   return kUsageError;
 }
 
-// The variants that compute exact dense attention, which the CLI's accuracy column checks against
-// the dense float64 reference. The sparse family approximates it (or, block-sparse, needs a
-// layout per call) and has its own benchmarks (bench/sparse, bench/dynamic_sparse, bench/linear,
-// bench/moe); naming one runs it, and its error column is then its deviation from dense.
+// The variants that compute exact dense attention: what --variant all runs. The others compute
+// something else on purpose (a pattern, a routing, a kernel feature map); naming one runs it with
+// the inputs it needs and checks it against its own oracle (variant_inputs.hpp).
 bool computes_dense_attention(Variant v) {
   return v == Variant::kStandard || v == Variant::kFlash2 || v == Variant::kSm61Tiled;
 }
@@ -91,6 +90,7 @@ int run(const CliOptions& o) {
   settings.threads = o.threads > 0 ? o.threads : CpuInfo::current().physical_cores;
   settings.isa = o.isa;
   settings.repeats = o.repeats;
+  settings.variant = o.variant_flags;
   const std::vector<WorkloadCase> cases =
       o.custom_shape() ? std::vector<WorkloadCase>{{"custom", custom_spec(o)}}
                        : qwen3vl_workload(o.dtype);
@@ -98,7 +98,7 @@ int run(const CliOptions& o) {
   // Every target must build (a bad --isa, a variant not built) before any time is spent.
   for (const Target& t : targets) {
     std::unique_ptr<Attention> attention;
-    if (Status s = Selector::try_create(make_config(t, cases[0].spec, settings), 0, &attention);
+    if (Status s = create_variant(make_config(t, cases[0].spec, settings), &attention);
         !s.ok())
       return usage_error(s);
   }

@@ -22,6 +22,17 @@ Status parse_int(const std::string& flag, const std::string& text, int64_t lo, i
   return Status();
 }
 
+Status parse_fraction(const std::string& flag, const std::string& text, double* out) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno == ERANGE || !(value > 0.0 && value <= 1.0))
+    return make_error(StatusCode::kInvalidArgument, flag, " = '", text,
+                      "': allowed a number in (0, 1]");
+  *out = value;
+  return Status();
+}
+
 Status parse_choice(const std::string& flag, const std::string& text,
                     std::initializer_list<const char*> allowed, std::string* out) {
   std::string list;
@@ -108,6 +119,28 @@ const std::vector<Flag>& flags() {
       size_flag("--heads", &CliOptions::heads, 1, 1024),
       size_flag("--kv-heads", &CliOptions::kv_heads, 1, 1024),
       size_flag("--head-dim", &CliOptions::head_dim, 1, 256),
+      {"--block-density", true,
+       [](const std::string& f, const std::string& v, CliOptions* o) {
+         return parse_fraction(f, v, &o->variant_flags.block_density);
+       }},
+      {"--block-size", true,
+       [](const std::string& f, const std::string& v, CliOptions* o) {
+         int64_t b = 0;
+         QWEN3VL_RETURN_IF_ERROR(parse_int(f, v, 16, 128, &b));
+         if (b % 16 != 0)
+           return make_error(StatusCode::kInvalidArgument, f, " = '", v,
+                             "': allowed a multiple of 16 in 16..128");
+         o->variant_flags.block_size = static_cast<int32_t>(b);
+         return Status();
+       }},
+      {"--moh-top-k", true,
+       [](const std::string& f, const std::string& v, CliOptions* o) {
+         return parse_int(f, v, 1, 1024, &o->variant_flags.moh_top_k);
+       }},
+      {"--moh-shared-heads", true,
+       [](const std::string& f, const std::string& v, CliOptions* o) {
+         return parse_int(f, v, 0, 1024, &o->variant_flags.moh_shared_heads);
+       }},
       count_flag("--threads", &CliOptions::threads, 1, 1024),
       count_flag("--repeats", &CliOptions::repeats, 1, 10000),
       switch_flag("--causal", &CliOptions::causal),
@@ -180,9 +213,26 @@ With no shape flags it runs the Qwen3-VL workload for every (variant, device) th
                  (block-diagonal: an 8-frame 512x512 clip, 16-px patches, temporal patch 2)
 
 Flags (--flag VALUE or --flag=VALUE):
-  --variant NAME|all    a variant (standard, flash2, sm61_tiled, ..., auto); default all: the
-                        built variants that compute exact dense attention (the sparse family
-                        approximates it: named, its error column is its deviation from dense)
+  --variant NAME|all    standard, flash2, sm61_tiled, sparse, dynamic_sparse, block_sparse,
+                        linear, moh or auto; default all: the built variants that compute exact
+                        dense attention. Each is checked against what it computes:
+                          standard, flash2, sm61_tiled  the dense float64 reference
+                          sparse          the reference restricted to its static pattern
+                                          (sliding window, block 64)
+                          dynamic_sparse  the reference restricted to the layout its block
+                                          top-k router picks for these inputs
+                          block_sparse    the reference restricted to a seeded random layout
+                                          (--block-density, --block-size); CPU only here
+                          linear          its own float64 oracle (elu+1 features)
+                          moh             gate x dense reference on the heads each token is
+                                          routed to (seeded logits), 0 elsewhere; CPU only here
+  --block-density F     block_sparse: kept fraction of each query block's visible key blocks
+                        (the last visible one always kept), in (0, 1]; default 0.25
+  --block-size B        block_sparse: layout block (queries = keys), 16..128, a multiple of 16;
+                        default 64
+  --moh-top-k K         moh: routed heads per token, 1..Hq - shared; default half the routed
+                        heads (at least 1)
+  --moh-shared-heads S  moh: heads 0..S-1 on for every token; default 0
   --device cpu|cuda|all default all
   --dtype f32|f16|bf16  storage dtype of q/k/v/out (arithmetic is fp32); default f32
   --batch B --seq N --seq-q N --seq-k N --heads H --kv-heads H --head-dim D --causal
@@ -198,11 +248,12 @@ Flags (--flag VALUE or --flag=VALUE):
   --help                this text
 
 Columns: median ms; GFLOP/s = 4 * Hq * D * (visible query-key pairs) / time, so a causal Lq = Lk
-shape counts about half of 4*B*Hq*Lq*Lk*D; sgemm GFLOP/s of the same device and thread count
-(OpenBLAS, else Eigen over oneTBB; cuBLAS fp32 on CUDA); their ratio; max relative error of 32
-sampled rows vs the float64 reference (any NaN/Inf in the output counts as inf); workspace bytes.
+shape counts about half of 4*B*Hq*Lq*Lk*D (for the non-dense variants: the dense-equivalent
+rate); sgemm GFLOP/s of the same device and thread count (OpenBLAS, else Eigen over oneTBB; cuBLAS
+fp32 on CUDA); their ratio; max relative error of 32 sampled rows vs the variant's float64 check
+(see --variant; any NaN/Inf in the output counts as inf); workspace bytes.
 Exit status: 0 ok, 1 a run failed or exceeded the tolerance (1e-5 f32, 1e-2 f16/bf16), 2 bad flags
-or a variant/device this build does not contain.
+or a variant/device this build does not contain (or knobs it rejects, e.g. --moh-top-k too large).
 )";
 }
 

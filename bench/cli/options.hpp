@@ -9,6 +9,7 @@
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/cpu/isa.hpp"
 #include "support/problem.hpp"
+#include "variant_inputs.hpp"
 
 namespace qwen3vl::bench {
 
@@ -22,6 +23,7 @@ struct CliOptions {
   int threads = 0;  // 0: the machine's physical cores
   CpuIsa isa = CpuIsa::kAuto;
   int repeats = 5;
+  VariantFlags variant_flags;  // --block-density, --block-size, --moh-top-k, --moh-shared-heads
   bool json = false;
   bool help = false;
 

@@ -21,28 +21,33 @@ AttentionConfig make_config(const Target& target, const testing::ProblemSpec& sp
   c.mask = spec.mask;
   c.cpu.num_threads = settings.threads;
   c.cpu.isa = settings.isa;
+  apply_variant_flags(settings.variant, &c);
   return c;
 }
 
 Status run_case(const Target& target, const WorkloadCase& workload, testing::Problem* problem,
                 const RunSettings& settings, const SgemmRate& sgemm, CaseResult* result) {
+  const AttentionConfig config = make_config(target, workload.spec, settings);
   std::unique_ptr<Attention> attention;
-  QWEN3VL_RETURN_IF_ERROR(
-      Selector::try_create(make_config(target, workload.spec, settings), 0, &attention));
+  QWEN3VL_RETURN_IF_ERROR(create_variant(config, &attention));
+  VariantInputs inputs;
+  QWEN3VL_RETURN_IF_ERROR(VariantInputs::make(attention->variant(), target.device,
+                                              settings.variant, config, problem->params, &inputs));
   // A previous target's output must not pass for this one's.
   for (int64_t i = 0; i < problem->out.numel(); ++i)
     problem->out.set(i, std::numeric_limits<float>::quiet_NaN());
 
   std::unique_ptr<DeviceRun> run;
   QWEN3VL_RETURN_IF_ERROR(make_device_run(target.device, problem, &run));
-  const AttentionParams& params = run->params();
+  const AttentionParams params = inputs.with_layout(run->params());
   QWEN3VL_RETURN_IF_ERROR(attention->supports(params));
   const size_t workspace_bytes = attention->workspace_size(params);
   Workspace ws;
   QWEN3VL_RETURN_IF_ERROR(run->workspace(workspace_bytes, &ws));
   std::vector<double> ms;
-  QWEN3VL_RETURN_IF_ERROR(run->time([&] { return attention->forward(params, ws, run->stream()); },
-                                    1, settings.repeats, &ms));
+  QWEN3VL_RETURN_IF_ERROR(run->time(
+      [&] { return forward_variant(*attention, params, inputs, ws, run->stream()); }, 1,
+      settings.repeats, &ms));
   QWEN3VL_RETURN_IF_ERROR(run->fetch_output(problem));
 
   const testing::ProblemSpec& s = workload.spec;
@@ -71,7 +76,8 @@ Status run_case(const Target& target, const WorkloadCase& workload, testing::Pro
   r.gflops = attention_flops(problem->params) / (r.ms * 1e6);
   r.sgemm_gflops = sgemm.gflops;
   r.ratio_to_sgemm = sgemm.gflops > 0 ? r.gflops / sgemm.gflops : 0.0;
-  r.max_rel_err = sampled_max_relative_error(problem->params, settings.sampled_rows);
+  QWEN3VL_RETURN_IF_ERROR(sampled_variant_error(*attention, config, problem->params, inputs,
+                                                settings.sampled_rows, &r.max_rel_err));
   r.accurate = r.max_rel_err <= testing::tolerance(s.dtype);
   r.workspace_bytes = workspace_bytes;
   r.sgemm_source = sgemm.source;

@@ -7,6 +7,7 @@
 #include "../common/sgemm.hpp"
 #include "../common/workload.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#include "variant_inputs.hpp"
 
 namespace qwen3vl::bench {
 
@@ -20,6 +21,7 @@ struct RunSettings {
   CpuIsa isa = CpuIsa::kAuto;
   int repeats = 5;
   int sampled_rows = 32;
+  VariantFlags variant;  // block_sparse layout, moh routing
 };
 
 struct CaseResult {
@@ -38,8 +40,9 @@ struct CaseResult {
 AttentionConfig make_config(const Target& target, const testing::ProblemSpec& spec,
                             const RunSettings& settings);
 
-// Creates the target through the selector, runs `problem` (whose output it overwrites), and fills
-// `result`. kUnsupported means the variant does not take this problem (the caller skips it).
+// Creates the target through the selector, runs `problem` (whose output it overwrites) with the
+// inputs its variant needs, checks it (variant_inputs.hpp says against what), and fills `result`.
+// kUnsupported means the variant does not take this problem here (the caller skips it).
 Status run_case(const Target& target, const WorkloadCase& workload, testing::Problem* problem,
                 const RunSettings& settings, const SgemmRate& sgemm, CaseResult* result);
 

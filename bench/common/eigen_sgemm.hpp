@@ -1,5 +1,5 @@
 // Eigen's GEMM split over oneTBB: the sgemm anchor where OpenBLAS is absent. Compiled once per ISA
-// (eigen_sgemm_<isa>.cpp with the library's per-ISA flags and Eigen namespace).
+// (qwen3vl_add_isa_kernels: the library's per-ISA flags and Eigen namespace).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <tbb/task_arena.h>
 
 #include "qwen3vl/cpu/isa.hpp"
+#include "../../src/cpu/isa_table.hpp"
 
 namespace qwen3vl::bench {
 
@@ -14,13 +15,9 @@ namespace qwen3vl::bench {
 void eigen_sgemm(CpuIsa isa, tbb::task_arena& arena, const float* a, const float* b, float* c,
                  int64_t n);
 
-#define QWEN3VL_DECLARE_EIGEN_SGEMM(ns)                                                          \
-  namespace ns {                                                                                 \
-  void eigen_sgemm(tbb::task_arena& arena, const float* a, const float* b, float* c, int64_t n); \
-  }
-QWEN3VL_DECLARE_EIGEN_SGEMM(scalar)
-QWEN3VL_DECLARE_EIGEN_SGEMM(avx2)
-QWEN3VL_DECLARE_EIGEN_SGEMM(avx512)
-#undef QWEN3VL_DECLARE_EIGEN_SGEMM
+struct EigenSgemmKernels {
+  void (*run)(tbb::task_arena& arena, const float* a, const float* b, float* c, int64_t n);
+};
+QWEN3VL_DECLARE_ISA_TABLE(EigenSgemmKernels)
 
 }  // namespace qwen3vl::bench

@@ -1,4 +1,5 @@
-// One ISA's Eigen sgemm (see eigen_sgemm.hpp); included after isa_prologue.hpp.
+// One ISA's Eigen sgemm (see eigen_sgemm.hpp), compiled per ISA by qwen3vl_add_isa_kernels.
+#include <Eigen/Core>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -25,3 +26,7 @@ void eigen_sgemm(tbb::task_arena& arena, const float* a, const float* b, float* 
 }
 
 }  // namespace qwen3vl::bench::QWEN3VL_ISA_NS
+
+namespace qwen3vl::bench {
+QWEN3VL_DEFINE_ISA_TABLE(EigenSgemmKernels, &QWEN3VL_ISA_NS::eigen_sgemm)
+}  // namespace qwen3vl::bench

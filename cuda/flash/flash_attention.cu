@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <string>
+#include <utility>
 
 #include "../common/device_context.hpp"
 #include "flash_registry.hpp"
@@ -18,33 +19,23 @@ const char* to_string(TileConfig c) {
   return c == TileConfig::kGeneric ? "generic" : "compact(sm61)";
 }
 
-template <TileConfig C>
-KernelInfo find_kernel_in(int head_dim) {
-  switch (head_dim) {
-    case 64: return kernel_info<C, 64>();
-    case 72: return kernel_info<C, 72>();
-    case 80: return kernel_info<C, 80>();
-    case 96: return kernel_info<C, 96>();
-    case 128: return kernel_info<C, 128>();
-    case 256: return kernel_info<C, 256>();
-    default: return kernel_info<C, 0>();
-  }
+// The fast path compiled for head_dim, else the run-time head_dim kernel: one comparison per entry
+// of kFastHeadDims, expanded at compile time.
+template <TileConfig C, size_t... I>
+KernelInfo find_kernel_in(int head_dim, std::index_sequence<I...>) {
+  KernelInfo found = kernel_info<C, 0>();
+  ((kFastHeadDims[I] == head_dim ? (found = kernel_info<C, kFastHeadDims[I]>(), true) : false) ||
+   ...);
+  return found;
 }
 
 KernelInfo find_kernel(TileConfig config, int head_dim) {
-  return config == TileConfig::kGeneric ? find_kernel_in<TileConfig::kGeneric>(head_dim)
-                                        : find_kernel_in<TileConfig::kCompact>(head_dim);
+  constexpr auto fast = std::make_index_sequence<kFastHeadDimCount>();
+  return config == TileConfig::kGeneric ? find_kernel_in<TileConfig::kGeneric>(head_dim, fast)
+                                        : find_kernel_in<TileConfig::kCompact>(head_dim, fast);
 }
 
 namespace {
-
-constexpr int kHeadDimSlots = 7;  // the six fast paths, then any other head_dim
-
-int slot_of(int head_dim) {
-  for (int i = 0; i < 6; ++i)
-    if (kFastHeadDims[i] == head_dim) return i;
-  return 6;
-}
 
 class FlashCuda final : public Attention {
  public:
@@ -53,7 +44,7 @@ class FlashCuda final : public Attention {
   // Picks the configuration of every head_dim slot and raises the kernels' shared-memory limit.
   Status init() {
     for (int slot = 0; slot < kHeadDimSlots; ++slot) {
-      const int d = slot < 6 ? kFastHeadDims[slot] : 0;
+      const int d = slot_head_dim(slot);
       TileConfig config =
           variant_ == Variant::kSm61Tiled ? TileConfig::kCompact : TileConfig::kGeneric;
       KernelInfo k = find_kernel(config, d);
@@ -129,7 +120,7 @@ class FlashCuda final : public Attention {
     for (int slot = 0; slot < kHeadDimSlots; ++slot) {
       const KernelInfo& k = kernels_[slot];
       s += std::string(slot ? "," : "") + " D" +
-           (slot < 6 ? std::to_string(kFastHeadDims[slot]) : "<=256") + " " +
+           (slot_head_dim(slot) ? std::to_string(slot_head_dim(slot)) : "<=256") + " " +
            to_string(configs_[slot]) + " " + std::to_string(k.block_m) + "x" +
            std::to_string(k.block_n) + "/" + std::to_string(k.threads) + "thr/" +
            std::to_string(k.smem_bytes / 1024) + "KB";

@@ -1,11 +1,13 @@
 // The compiled flash kernels, by tile configuration and head_dim (host side; no kernel code here).
-// Fast paths exist for head_dim 64, 72, 80, 96, 128 and 256; every other head_dim <= 256 runs the
-// run-time head_dim instantiation (D = 0).
+// Fast paths exist for the head_dims of QWEN3VL_FLASH_HEAD_DIMS (cuda/CMakeLists.txt); every other
+// head_dim <= 256 runs the run-time head_dim instantiation (D = 0).
 #pragma once
 
+#include <cstddef>
 #include <memory>
 
 #include "../common/kernel_args.hpp"
+#include "flash_head_dims.hpp"
 #include "qwen3vl/cuda/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
 
@@ -26,11 +28,23 @@ struct KernelInfo {
   int max_head_dim = 0;
 };
 
-// Defined in flash_kernel.cuh, instantiated in flash_d<D>.cu.
+// Defined in flash_kernel.cuh, instantiated in the generated flash_d<D>.cu.
 template <TileConfig C, int D>
 KernelInfo kernel_info();
 
-constexpr int kFastHeadDims[] = {64, 72, 80, 96, 128, 256};
+constexpr int kFastHeadDims[] = {QWEN3VL_FLASH_HEAD_DIMS};
+constexpr int kFastHeadDimCount = static_cast<int>(sizeof(kFastHeadDims) / sizeof(int));
+// Kernel slots of an object: one per fast head_dim, then the run-time head_dim one.
+constexpr int kHeadDimSlots = kFastHeadDimCount + 1;
+
+// The slot of `head_dim`: its fast path's index, else the last slot (any head_dim <= 256).
+inline int slot_of(int head_dim) {
+  for (int i = 0; i < kFastHeadDimCount; ++i)
+    if (kFastHeadDims[i] == head_dim) return i;
+  return kFastHeadDimCount;
+}
+// The head_dim the kernel of `slot` is compiled for (0: any).
+inline int slot_head_dim(int slot) { return slot < kFastHeadDimCount ? kFastHeadDims[slot] : 0; }
 
 // The instantiation that runs `head_dim` in configuration `config`.
 KernelInfo find_kernel(TileConfig config, int head_dim);

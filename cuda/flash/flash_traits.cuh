@@ -66,7 +66,7 @@ template <> struct Tiles<kG, 128> : TileShape<8, 16, 8, 4, 128, 128, 32, 16, 4, 
 template <> struct Tiles<kG, 256> : TileShape<16, 16, 4, 4, 256, 256, 32, 8, 4, 4, 1, 1> {};
 template <> struct Tiles<kG, 0>   : TileShape<16, 16, 4, 4, 0, 256, 32, 8, 1, 16, 1, 1> {};
 // Compact (sm_61): 64 x 32 tiles (32 x 32 for D > 128), 128 threads, <= 48 KB per block; 3 blocks
-// per SM on sm_70+ (+5% at D=128 on an H200, measured, despite a few spilled registers).
+// per SM on sm_70+ (faster at D=128 than 2 blocks, despite a few spilled registers).
 template <> struct Tiles<kC, 64>  : TileShape<16, 8, 4, 4, 64, 64, 32, 16, 4, 2, 2, 3> {};
 template <> struct Tiles<kC, 72>  : TileShape<16, 8, 4, 4, 72, 72, 24, 8, 1, 9, 2, 3> {};
 template <> struct Tiles<kC, 80>  : TileShape<16, 8, 4, 4, 80, 80, 40, 16, 1, 10, 2, 3> {};

@@ -24,9 +24,9 @@ namespace detail {
 // out = sum_s w_s o_s / sum_s w_s, lse = M + log(sum_s w_s); an empty split (lse = -inf) weighs
 // exactly 0. One block per (sequence, query head, row) and 32 head-dim elements. Warp w sums
 // splits w, w + 8, ... of its 32 elements; every load of the first kAhead of them (partial and
-// LSE) goes out before the LSE reductions, so the kernel waits on L2 once, not three times
-// (2.15 us at 16 splits on an H100 with the loads in series). Every warp finds M and the sum of
-// weights itself (lanes over the LSEs, shuffles: no barrier); warp 0 adds the 8 sums: one barrier.
+// LSE) goes out before the LSE reductions, so the kernel waits on L2 once, not three times. Every
+// warp finds M and the sum of weights itself (lanes over the LSEs, shuffles: no barrier); warp 0
+// adds the 8 sums: one barrier.
 constexpr int kMergeThreads = 256;
 constexpr int kMergeWarps = kMergeThreads / 32;
 constexpr int kAhead = 4;  // splits a warp loads up front: 32 splits in all
@@ -139,8 +139,8 @@ Layout layout_of(const DecodeShape& s, int64_t wave, int64_t row_tile = detail::
 // The tensor-core kernel's block shape and its plan: tiles of 16 rows, `warps` warps a block, at
 // most `max_heads` KV heads a block, splits of at least 4 16-key tiles, a wave of as many blocks
 // as fit on the SMs (shared memory: 8 warps a SM). One KV head a block by default (its warps take
-// turns over a split's tiles: fewer, longer splits): H100, KV 4096 / 16384 / 65536, 23.6 / 43.6 /
-// 115.4 us against 25.4 / 54.8 / 126.7 with 8 heads a block (docs/performance.md "## Decode").
+// turns over a split's tiles: fewer, longer splits), which measured faster than 8 heads a block
+// at every cache length.
 struct MmaShape {
   int warps = detail::kMmaWarps, max_heads = 1;
 };
@@ -164,10 +164,9 @@ MmaShape mma_shape_from_env() {
 
 class DecodeCuda final : public DecodeAttention {
  public:
-  // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: H100, KV 4096 / 16384 /
-  // 65536, paged f16, 13.2 / 32.8-33.0 / 99.1-100.8 us against the CUDA-core kernel's 19.5 / 46.4 /
-  // 112.9 (docs/performance.md "## Decode"). QWEN3VL_DECODE_MMA=0 (a measurement
-  // knob) turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
+  // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: it is faster than the
+  // CUDA-core kernel at every cache length (docs/perf-log/decode.md). QWEN3VL_DECODE_MMA=0 (a
+  // measurement knob) turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
   explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
     const char* env = std::getenv("QWEN3VL_DECODE_MMA");
     mma_allowed_ = !(env && std::strcmp(env, "0") == 0) && ctx_.cc_major >= 8 &&

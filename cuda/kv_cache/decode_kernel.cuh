@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   auto v_slot = [&](int stage) { return k_slot(stage) + kVecs * 32; };
 
   // Warp-iteration n into stage s; past the warp's last one an empty group holds its place
-  // (zero-byte copies there cost ~1 us of issue at the end of every warp on an H100).
+  // (zero-byte copies there cost ~1 us of issue at the end of every warp).
   auto refill = [&](int n, int s) {
     if (!head_ok || n >= my_it) return commit_copies(), false;
     return load_stage<T, kLanes, kVecs, kPaged>(a, b, kvh, sub, key_of(n), ke, k_slot(s), v_slot(s));
@@ -268,8 +268,7 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
     for (int x = 0; x < kPer; ++x) o[i][x] = 0.0f;
 
   // One copy of the loop body, not kStage: unrolled over the ring the kernel's code was ~130 KiB,
-  // past the SM's instruction cache, and warps stalled on instruction fetch ("no instruction" was
-  // the top stall reason under Nsight Compute at KV 4096).
+  // past the SM's instruction cache, and warps stalled on instruction fetch.
 #pragma unroll 1
   for (int n = 0; n < my_it; ++n) {
     {

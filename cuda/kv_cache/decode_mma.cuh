@@ -1,8 +1,7 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
-// The default where it applies (QWEN3VL_DECODE_MMA=0 turns it off for measurements): H100, paged
-// f16 Hq 32 / Hkv 8 / D 128, 13.2 / 32.8-33.0 / 99.1-100.8 us at KV 4096 / 16384 / 65536
-// against the CUDA-core kernel's 19.5 / 46.4 / 112.9 (docs/performance.md "## Decode").
+// The default where it applies (QWEN3VL_DECODE_MMA=0 turns it off, for comparisons); its times
+// are in docs/performance.md "Decode".
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
 // w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
@@ -21,13 +20,9 @@
 // Rows are padded with ldmatrix-friendly 16 bytes (an odd count of 16-byte pieces a row: the 8
 // rows an ldmatrix phase reads fall in 8 different bank groups). At the end the slots of a head
 // are merged through shared memory (one warp a live row) and the block writes the output or its
-// split's partial, the [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits in the kernel, by
-// the last block of a tile through an atomic count, measured slower than the merge kernel: 29.7
-// against 22.7 us at KV 4096, the last block's serial pass over 33 splits plus a memset node. So
-// did a thread-block-cluster merge through distributed shared memory on an H100: 19.8 against
-// 19.2 us at KV 4096 with 8 splits in clusters of 8, and the default 16 splits do not fit, since
-// only 7 clusters of 16 one-block-a-SM blocks are resident at once. Rings of 6 tiles with 4
-// warps, one block a SM, measured slower too: 32.4 / 76.8 / 156.5 us.)
+// split's partial, the [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits
+// inside this kernel, by its last block or through a thread-block cluster, measured slower than
+// the separate merge kernel: docs/perf-log/code-notes.md.)
 #pragma once
 
 #include <cuda_bf16.h>
@@ -107,7 +102,7 @@ __device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
 // The warp copies the tile of keys [start, start + 16) into the K and V tiles, 16-byte piece
 // lane + 32 i of the tile's flattened [key][piece] order per copy instruction: at D 128 the 16
 // lanes of a key read its whole 256-byte row, so one instruction reads 4 whole 128-byte lines
-// (with a lane per key it read 32 bytes of each of 16 rows: 132.9 against 113.1 us at KV 65536).
+// (a lane per key read 32 bytes of each of 16 rows, ~17% slower at long caches).
 // Block sizes are multiples of 16 (validated) and tiles start at multiples of 16, so a tile lies
 // in one page: one block-table entry a tile (TilePages). Keys past `ke` or behind a bad block id
 // are zero-filled (P V then adds exact zeros). Returns the tile's valid keys, bit k for key k.
@@ -119,9 +114,8 @@ __device__ inline int tile_page(const DecodeArgs& a, int b, int kvh, bool live, 
 }
 
 // A warp's page of each of its tiles, 32 tiles a batch (lane j: tile 32 k + j), the next batch
-// read while the current one serves, so no copy waits on a block-table read: with one read a
-// tile issued a tile ahead, paged caches took 20% longer than contiguous ones on an H200 (33.0
-// against 27.4 us at KV 16384), the reads queueing behind the stream in L2.
+// read while the current one serves, so no copy waits on a block-table read (one read a tile,
+// even issued a tile ahead, queued behind the stream in L2 and made paged caches ~20% slower).
 template <bool kPaged, class StartOf>
 struct TilePages {
   const DecodeArgs& a;
@@ -217,13 +211,11 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // loop needs no runtime index into a register array. Tile 0 is copied first and tiles 1 ..
   // kStages - 1 once it has landed (empty groups hold their places meanwhile): issued all at once,
   // every warp's first tile landed only when the whole first wave had (the memory system
-  // interleaves the requests), so at short caches no tile's work overlapped the reads (H100, KV
-  // 4096: 16.9 -> 15.5 us; +0.3 / +0.6 us at 16384 / 65536; staggering only warps with few tiles
-  // measured 1 us slower at 16384).
+  // interleaves the requests), so at short caches no tile's work overlapped the reads.
   unsigned valid[kStages];
   TilePages<kPaged, decltype(start_of)> page_of{a, b, kvh, my_tiles, ke, start_of};
   // A tile past the warp's last is never computed: an empty group holds its place (zero-byte
-  // copies for it cost ~1 us of issue at the end of every warp, H100).
+  // copies for it cost ~1 us of issue at the end of every warp).
   auto load = [&](int n, int stage) {
     if (n >= my_tiles) return commit_copies(), 0u;
     return load_tile<T, kMaxSteps, kPaged>(a, page_of(n), kvh, start_of(n), ke, k_tile(stage), v_tile(stage));
@@ -370,10 +362,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
 
   // Row sums over the 4 lanes of a row group; then the slots of each head are merged through
   // shared memory (the ring's), one warp a (head, live row): the slots' weights once, then 32
-  // head-dim elements a step, no division per element. Measured slower at KV 4096 on an H100:
-  // spreading the elements over all 8 warps, each recomputing its row's weights (+0.9 us); a
-  // 16-thread pass for the weights and a divide per element (~2.7 of 18 us); one partial a warp
-  // (the cost moved into the merge kernel).
+  // head-dim elements a step, no division per element (the alternatives measured slower:
+  // docs/perf-log/code-notes.md).
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
@@ -404,8 +394,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   __syncthreads();
   // One warp a (head, live row) task, straight-line code: this runs after the last tile, on the
   // critical path, so it is short on serial instructions (approximate exp2 / log2 / reciprocal,
-  // slots and head-dim chunks unrolled, one output pointer): with exp2f, log2f, an IEEE divide
-  // and runtime loops it took ~1.7 us at KV 4096 on an H100.
+  // slots and head-dim chunks unrolled, one output pointer).
   for (int task = warp; task < hpb * live_rows; task += kWarps) {
     const int h = task / live_rows, i = task - h * live_rows;
     if (chunk * hpb + h >= a.kv_heads) continue;

@@ -2,7 +2,7 @@
 // (sequence, KV head), thread j owning quest_page_bound's lane j (dims j, j + 8, ...) and the
 // lanes combined by the same pairwise tree through shuffles, so every score, and the ranking,
 // equals the host's bit for bit. (One thread a page read its page's bounds alone, uncoalesced,
-// in a 512-step loop: ~0.1 ms of a Quest call at KV 16384 on an H100.) select_pages: one
+// in a 512-step loop, and dominated a Quest call.) select_pages: one
 // thread block per (sequence, KV head) finds the k-th best key by a 4-pass radix select (8 bits a
 // pass, shared histogram), then an ordered block-wide compaction writes the kept pages in position
 // order, ties to the earlier page, then the forced pages and the token count.
@@ -81,9 +81,9 @@ constexpr size_t kStagedQBytes = 32 << 10;  // the group's scaled q rows in shar
 // arithmetic, its 8 lanes on 8 threads. The block's pages share one KV head, so the group's q
 // rows, scaled, are staged in shared memory once a block (`staged`: where they fit), and a lane's
 // D / 8 dims are an unrolled loop where kLaneDims gives their count (D 64 / 128 / 256). This
-// kernel was instruction-bound: 2300 instructions a warp at D 128, a third of them 64-bit
-// divisions for the (head, row) of every row and the rest 2-byte q loads, conversions and
-// address arithmetic repeated per page (16.5 of a ~40 us Quest call at KV 16384 on an H100).
+// kernel was instruction-bound before: a third of its instructions were 64-bit divisions for the
+// (head, row) of every row and the rest 2-byte q loads, conversions and address arithmetic
+// repeated per page.
 template <class Q, int kLaneDims>
 __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool staged) {
   extern __shared__ float sq[];  // [group * rows][head_dim] when staged
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
 
 // The radix pass's bin (warp 0): the highest bin b whose keys and the keys above it reach `need`
 // (bin 0 when none do), and how many of its keys are still needed: what a scan down from bin 255
-// finds, as suffix sums over 8 bins a lane (a serial scan by one thread cost ~4 us a pass).
+// finds, as suffix sums over 8 bins a lane (not a serial scan of 256 bins by one thread).
 __device__ void choose_bin(const int* hist, int need, int* chosen, int* still_needed) {
   const int lane = threadIdx.x;
   int mine[8], own = 0;
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {
   // Kept: every key above the threshold, and the earliest `need_equal` keys equal to it, in
   // position order. Thread t owns a run of consecutive candidates: it counts them, two block
   // scans place its equal and kept keys, and it writes its kept pages (two scans for the whole
-  // compaction; two per 256 keys before, ~45% of the kernel at KV 65536 under Nsight Compute).
+  // compaction, not two per 256 keys).
   const int per = (n + kThreads - 1) / kThreads;
   const int first = min(n, static_cast<int>(threadIdx.x) * per), last = min(n, first + per);
   int above = 0, equal = 0;

@@ -18,7 +18,7 @@ const char* to_string(Variant v) {
     case Variant::kStandard: return "standard";
     case Variant::kFlash2: return "flash2";
     case Variant::kSm61Tiled: return "sm61_tiled";
-    case Variant::kStaticSparse: return "sparse";
+    case Variant::kStaticSparse: return "static_sparse";
     case Variant::kDynamicSparse: return "dynamic_sparse";
     case Variant::kBlockSparse: return "block_sparse";
     case Variant::kLinear: return "linear";

@@ -1,12 +1,13 @@
-// The per-ISA kernel table. Each ISA's kernels are compiled in their own translation units, with
-// their own flags and namespace (qwen3vl::cpu::<isa>); the table is the only way to reach them, so
-// no code compiled for a wider ISA runs before CPUID allowed it.
+// The attention kernels' per-ISA tables (standard, flash2, vector math). Each ISA's kernels are
+// compiled in their own generated translation units, with their own flags and namespace
+// (qwen3vl::detail::cpu::<isa>); isa_table<T>(isa) (isa_table.hpp) is the only way to reach them.
 #pragma once
 
 #include <cstdint>
 
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/cpu/isa.hpp"
+#include "isa_table.hpp"
 
 namespace qwen3vl::detail {
 
@@ -63,26 +64,18 @@ struct Flash2Task {
 // Element-wise vector math of an ISA build, exposed for its accuracy test.
 enum class VectorOp : uint8_t { kExp, kExp2, kTanh };
 
-struct CpuKernels {
-  void (*standard_head)(const StandardHeadTask& task);
-  void (*flash2_plan)(const AttentionShape& shape, int64_t cache_bytes, Flash2Plan* plan);
-  void (*flash2_tile)(const Flash2Task& task);
-  void (*vector_math)(VectorOp op, const float* x, float* y, int64_t n);
+struct StandardKernels {
+  void (*head)(const StandardHeadTask& task);
 };
-
-// The table for an ISA that resolve_cpu_isa() returned.
-const CpuKernels& cpu_kernels(CpuIsa isa);
-
-#define QWEN3VL_DECLARE_CPU_KERNELS(ns) \
-  namespace cpu::ns {                   \
-  void standard_head(const StandardHeadTask& task); \
-  void flash2_plan(const AttentionShape& shape, int64_t cache_bytes, Flash2Plan* plan); \
-  void flash2_tile(const Flash2Task& task); \
-  void vector_math(VectorOp op, const float* x, float* y, int64_t n); \
-  }
-QWEN3VL_DECLARE_CPU_KERNELS(scalar)
-QWEN3VL_DECLARE_CPU_KERNELS(avx2)
-QWEN3VL_DECLARE_CPU_KERNELS(avx512)
-#undef QWEN3VL_DECLARE_CPU_KERNELS
+struct Flash2Kernels {
+  void (*plan)(const AttentionShape& shape, int64_t cache_bytes, Flash2Plan* plan);
+  void (*tile)(const Flash2Task& task);
+};
+struct VectorMathKernels {
+  void (*apply)(VectorOp op, const float* x, float* y, int64_t n);
+};
+QWEN3VL_DECLARE_ISA_TABLE(StandardKernels)
+QWEN3VL_DECLARE_ISA_TABLE(Flash2Kernels)
+QWEN3VL_DECLARE_ISA_TABLE(VectorMathKernels)
 
 }  // namespace qwen3vl::detail

@@ -197,8 +197,9 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     call->params = &p;
     QWEN3VL_RETURN_IF_ERROR(validate(p, &call->shape));
     call->config = &config_;
-    call->scores = detail::scores_kernel(backend_->isa());
-    call->pv = detail::pv_kernel(backend_->isa());
+    const detail::ScoresKernels& products = detail::isa_table<detail::ScoresKernels>(backend_->isa());
+    call->scores = products.scores;
+    call->pv = products.pv;
     call->arena = &backend_->arena();
     call->threads = backend_->slots();  // scratch slots by arena slot index
     return Status();

@@ -1,11 +1,12 @@
 // The dense products the routers and exact top-k need, S = Q K^T and O += P V over f32 rows,
 // compiled once per ISA (Eigen's GEMM with that ISA's flags, in its own namespace) and reached
-// through scores_kernel(isa) / pv_kernel(isa).
+// through isa_table<ScoresKernels>(isa).
 #pragma once
 
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
+#include "../cpu/isa_table.hpp"
 
 namespace qwen3vl::detail {
 
@@ -17,27 +18,10 @@ using ScoresFn = void (*)(const float* q, int64_t rows, int64_t ldq, const float
 using PvFn = void (*)(const float* p, int64_t rows, int64_t ldp, const float* v, int64_t keys,
                       int64_t ldv, int64_t d, float* o, int64_t ldo);
 
-// For an ISA that resolve_cpu_isa() returned.
-ScoresFn scores_kernel(CpuIsa isa);
-PvFn pv_kernel(CpuIsa isa);
-
-namespace cpu::scalar {
-void dynamic_sparse_scores(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                           float*, int64_t);
-void dynamic_sparse_pv(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       float*, int64_t);
-}
-namespace cpu::avx2 {
-void dynamic_sparse_scores(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                           float*, int64_t);
-void dynamic_sparse_pv(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       float*, int64_t);
-}
-namespace cpu::avx512 {
-void dynamic_sparse_scores(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                           float*, int64_t);
-void dynamic_sparse_pv(const float*, int64_t, int64_t, const float*, int64_t, int64_t, int64_t,
-                       float*, int64_t);
-}
+struct ScoresKernels {
+  ScoresFn scores;
+  PvFn pv;
+};
+QWEN3VL_DECLARE_ISA_TABLE(ScoresKernels)
 
 }  // namespace qwen3vl::detail

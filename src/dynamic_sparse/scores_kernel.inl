@@ -1,4 +1,6 @@
 // S = Q K^T and O += P V with Eigen's GEMM; included by scores_<isa>.cpp after the ISA prologue.
+#include <Eigen/Core>
+
 #include "scores.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
@@ -24,3 +26,8 @@ void dynamic_sparse_pv(const float* p, int64_t rows, int64_t ldp, const float* v
 }
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(ScoresKernels, &cpu::QWEN3VL_ISA_NS::dynamic_sparse_scores,
+                         &cpu::QWEN3VL_ISA_NS::dynamic_sparse_pv)
+}  // namespace qwen3vl::detail

@@ -12,19 +12,6 @@
 
 namespace qwen3vl {
 
-namespace detail {
-DecodeKernel decode_kernel(CpuIsa isa) {
-#if QWEN3VL_HAVE_AVX512
-  if (isa == CpuIsa::kAvx512) return &decode::avx512::run_task;
-#endif
-#if QWEN3VL_HAVE_AVX2
-  if (isa == CpuIsa::kAvx2) return &decode::avx2::run_task;
-#endif
-  (void)isa;
-  return &decode::scalar::run_task;
-}
-}  // namespace detail
-
 void DecodeAttention::run(const DecodeParams& params) const {
   if (device() != Device::kCPU)
     throw Error(StatusCode::kUnsupported,
@@ -96,7 +83,7 @@ class DecodeCpu final : public DecodeAttention {
     float* partial_lse = partial_o + s.batch * plan.splits * s.kv_heads * rows * s.head_dim;
     const int64_t groups = plan.head_groups(s);
     const int64_t tasks = s.batch * plan.splits * groups;
-    const auto kernel = detail::decode_kernel(backend_->isa());
+    const auto kernel = detail::isa_table<detail::DecodeKernels>(backend_->isa()).run_task;
 
     backend_->arena().execute([&] {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),

@@ -11,14 +11,11 @@
 //     (measured: half the bandwidth on Zen 4), so A touches every row in address order.
 //  B. Per head: the causal mask of the new rows, an online base-2 softmax per row on whole
 //     vectors, then O = alpha O + P V straight from the cached V rows (in L2 since the prefetch).
-//     (A copy of V into a head-major scratch during A cost 14-16% more CPU time per byte.)
+//     (Copying V into a head-major scratch during A cost more CPU time per byte.)
 // B of one chunk is spread between the keys of A of the next (two sets of score buffers),
 // so the cache keeps streaming: pausing the reads for a whole pass B cost as much again.
-//
-// Zen 4, 1 thread, f16, Hq 32 / Hkv 8 / D 128: the prefetch took a 65536-key call from 9.5 to
-// 15-16 GB/s (the hardware prefetchers alone kept ~15 lines in flight: the kernel waited on K);
-// with the cache hot, the kKeys-wide Q K^T, the folded weight broadcasts of P V and the vector
-// softmax took 129 to 101 cycles per key and KV head.
+// Without the software prefetch the kernel waited on K: the hardware prefetchers alone keep too
+// few lines in flight (docs/perf-log/decode.md, the prefetch round).
 #if defined(__AVX2__) || defined(__AVX512F__)
 #if defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (a self-initialised variable), which
@@ -41,8 +38,8 @@ namespace {
 constexpr int kTile = kDecodeRowTile;  // query rows sharing each converted K / V vector
 constexpr int64_t kChunk = kDecodeChunk;
 // K and V rows are prefetched into L2 this many chunks (64 KiB at Hkv 8, D 128, f16) ahead of
-// their Q K^T: 1, 2 and 3 measured alike on Zen 4; prefetcht0 or prefetchnta instead of prefetcht2
-// made the kernel slower than none.
+// their Q K^T (1 to 3 measured alike; prefetcht0 or prefetchnta instead of prefetcht2 made the
+// kernel slower than no prefetch).
 constexpr int64_t kPrefetchChunks = 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(kLanes % kTile == 0, "a vector holds whole [key][4 rows] score groups");
@@ -326,3 +323,7 @@ void run_task(const DecodeTask& task) {
 }
 
 }  // namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(DecodeKernels, &decode::QWEN3VL_ISA_NS::run_task)
+}  // namespace qwen3vl::detail

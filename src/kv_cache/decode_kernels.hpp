@@ -1,11 +1,12 @@
-// The CPU decode kernel's task and its per-ISA function table (like src/cpu/kernels.hpp, kept next
-// to the decode sources). Each ISA's kernel is compiled in its own translation unit with its own
-// flags, in namespace qwen3vl::detail::decode::<isa>; the table is the only way to reach it.
+// The CPU decode kernel's task and its per-ISA table. Each ISA's kernel is compiled in its own
+// generated translation unit with its own flags, in namespace qwen3vl::detail::decode::<isa>;
+// isa_table<DecodeKernels>(isa) is the only way to reach it.
 #pragma once
 
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
+#include "../cpu/isa_table.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 
 namespace qwen3vl::detail {
@@ -42,13 +43,9 @@ inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
   return heads * rows * (2 * dp + 2 + 2 * kDecodeChunk);
 }
 
-using DecodeKernel = void (*)(const DecodeTask& task);
-
-// The kernel for an ISA that resolve_cpu_isa() returned.
-DecodeKernel decode_kernel(CpuIsa isa);
-
-namespace decode::scalar { void run_task(const DecodeTask& task); }
-namespace decode::avx2 { void run_task(const DecodeTask& task); }
-namespace decode::avx512 { void run_task(const DecodeTask& task); }
+struct DecodeKernels {
+  void (*run_task)(const DecodeTask& task);
+};
+QWEN3VL_DECLARE_ISA_TABLE(DecodeKernels)
 
 }  // namespace qwen3vl::detail

@@ -42,7 +42,7 @@ class CpuLayerOps final : public LayerOps {
  public:
   Status init(const CpuOptions& options) {
     QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::CpuBackend::create(options, &backend_));
-    gemm_ = projection_kernel(backend_->isa());
+    gemm_ = qwen3vl::detail::isa_table<ProjectionKernels>(backend_->isa()).gemm_tile;
     return rope::create_rope_cpu(options, &rope_);
   }
 

@@ -1,4 +1,6 @@
 // One ISA's projection tile (see projection_kernels.hpp); included after isa_prologue.hpp.
+#include <Eigen/Core>
+
 #include "projection_kernels.hpp"
 
 namespace qwen3vl::layers::detail::projection::QWEN3VL_ISA_NS {
@@ -17,3 +19,7 @@ void gemm_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, float* 
 }
 
 }  // namespace qwen3vl::layers::detail::projection::QWEN3VL_ISA_NS
+
+namespace qwen3vl::layers::detail {
+QWEN3VL_DEFINE_ISA_TABLE(ProjectionKernels, &projection::QWEN3VL_ISA_NS::gemm_tile)
+}  // namespace qwen3vl::layers::detail

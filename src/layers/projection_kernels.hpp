@@ -1,10 +1,11 @@
 // The per-ISA projection GEMM tile (projection_<isa>.cpp, each compiled with its own flags and its
-// own Eigen namespace) and the table that picks one.
+// own Eigen namespace), reached through isa_table<ProjectionKernels>(isa).
 #pragma once
 
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
+#include "../cpu/isa_table.hpp"
 
 namespace qwen3vl::layers::detail {
 
@@ -13,16 +14,9 @@ namespace qwen3vl::layers::detail {
 using GemmTile = void (*)(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y,
                           int64_t ldy, int64_t rows, int64_t cols, int64_t depth);
 
-GemmTile projection_kernel(CpuIsa isa);
-
-#define QWEN3VL_DECLARE_PROJECTION(ns)                                                            \
-  namespace projection::ns {                                                                      \
-  void gemm_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, float* y, int64_t ldy, \
-                 int64_t rows, int64_t cols, int64_t depth);                                      \
-  }
-QWEN3VL_DECLARE_PROJECTION(scalar)
-QWEN3VL_DECLARE_PROJECTION(avx2)
-QWEN3VL_DECLARE_PROJECTION(avx512)
-#undef QWEN3VL_DECLARE_PROJECTION
+struct ProjectionKernels {
+  GemmTile gemm_tile;
+};
+QWEN3VL_DECLARE_ISA_TABLE(ProjectionKernels)
 
 }  // namespace qwen3vl::layers::detail

@@ -241,6 +241,30 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
   return Status();
 }
 
+// The position a sequence's next token takes without position ids: its cache length plus the
+// rope delta its prompt left (transformers: cache_position + rope_deltas), on every axis.
+int64_t next_position(const KvCache* cache, int64_t b) {
+  return cache ? int64_t{cache->length(b)} + cache->position_delta(b) : 0;
+}
+
+// After appending L tokens with host position ids [3, B, L] or [B, L] (values checked by the RoPE
+// apply): delta = highest position so far + 1 - length, so that tokens without position ids
+// continue after the highest (transformers' rope_deltas = max(position) + 1 - prompt length).
+Status record_position_deltas(const TensorView& pos, int64_t L, KvCache* cache) {
+  const int64_t axes = pos.rank == 3 ? pos.shape[0] : 1;
+  const int32_t* data = pos.ptr<const int32_t>();
+  for (int64_t b = 0; b < cache->config().batch; ++b) {
+    const int64_t length = cache->length(b), before = length - L;
+    int64_t highest = before > 0 ? before + cache->position_delta(b) - 1 : -1;
+    for (int64_t a = 0; a < axes; ++a)
+      for (int64_t i = 0; i < L; ++i)
+        highest = std::max<int64_t>(highest, data[pos.rank == 3 ? pos.offset(a, b, i)
+                                                                : pos.offset(b, i)]);
+    QWEN3VL_RETURN_IF_ERROR(cache->set_position_delta(b, highest + 1 - length));
+  }
+  return Status();
+}
+
 Status check_config(const TextAttentionConfig& c) {
   if (c.hidden_size < 1 || c.num_heads < 1 || c.num_kv_heads < 1 || c.num_heads % c.num_kv_heads)
     return make_error(StatusCode::kInvalidArgument,
@@ -282,7 +306,8 @@ Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
   rc.scaling = config.rope_scaling;
   QWEN3VL_RETURN_IF_ERROR(rope::make_text_table(rc, config.mrope_layout, config.mrope_section,
                                                 config.max_position, config.rope_recipe,
-                                                config.rope_table, &m->table));
+                                                config.rope_table, &m->table,
+                                                config.rope_inv_freq));
   QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
   QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
 
@@ -359,15 +384,20 @@ Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cac
   const float eps = static_cast<float>(m.config.rms_norm_eps);
   QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.q, m.q_norm, eps, stream));
   QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.k, m.k_norm, eps, stream));
-  if (!in.position_ids.present())  // text positions continuing each sequence (host, CPU layer)
+  if (!in.position_ids.present())  // positions continuing each sequence (host, CPU layer)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = 0; i < L; ++i)
-        p.positions.ptr<int32_t>()[b * L + i] =
-            static_cast<int32_t>((cache ? cache->length(b) : 0) + i);
+        p.positions.ptr<int32_t>()[b * L + i] = static_cast<int32_t>(next_position(cache, b) + i);
   QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(p.rope, stream));
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
 
-  if (cache) QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));
+  if (cache) {
+    // Host position ids (CPU) set where each sequence continues, read against the lengths after
+    // the append. Device position ids (CUDA) are not read back: no host sync.
+    const bool record = in.position_ids.present() && in.position_ids.device == Device::kCPU;
+    QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));
+    if (record) QWEN3VL_RETURN_IF_ERROR(record_position_deltas(in.position_ids, L, cache));
+  }
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::cache));
 
   if (p.path == Path::kDecode) {
@@ -448,6 +478,9 @@ std::string Qwen3VLTextAttention::describe() const {
       to_string(c.mrope_layout), " M-RoPE [", c.mrope_section.t, ", ", c.mrope_section.h, ", ",
       c.mrope_section.w, "] theta ", c.rope_theta, "; attention: ", m.attention->describe());
   if (m.decode) s += "; decode: " + m.decode->describe();
+  // The cache is the caller's; its storage default is the precision trap worth naming here.
+  s += "; KV cache: the caller's KvCache (KvCacheConfig::dtype defaults to f16: ~4e-4 decode "
+       "error against ~6e-7 with f32)";
   return s + "; " + m.ops->describe();
 }
 

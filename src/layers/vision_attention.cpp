@@ -140,7 +140,7 @@ Status Qwen3VLVisionAttention::try_create(const VisionAttentionConfig& config,
   const LayerOptions& opt = config.options;
   QWEN3VL_RETURN_IF_ERROR(rope::make_vision_table(m->dim(), config.rope_theta, config.max_grid_side,
                                                   config.rope_recipe, rope::TableLayout::kFull,
-                                                  &m->table));
+                                                  &m->table, config.rope_inv_freq));
   QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
   QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
   AttentionConfig ac;
@@ -220,8 +220,8 @@ Status Qwen3VLVisionAttention::forward(const VisionAttentionInputs& in, const Te
 }
 
 Tensor Qwen3VLVisionAttention::operator()(const TensorView& hidden_states,
-                                          const TensorView& cu_seqlens,
-                                          const TensorView& positions) const {
+                                          const TensorView& positions,
+                                          const TensorView& cu_seqlens) const {
   const Impl& m = *impl_;
   if (m.config.options.device != Device::kCPU)
     throw Error(StatusCode::kUnsupported,

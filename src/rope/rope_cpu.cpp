@@ -29,7 +29,7 @@ class RopeCpu final : public RopeApplier {
                         ": the CPU RoPE applier needs host memory");
     QWEN3VL_RETURN_IF_ERROR(check_positions(p, s));
     const detail::RopeTask task{&p, s};
-    const auto kernel = detail::rope_cpu_kernels(backend_->isa()).apply_tokens;
+    const auto kernel = qwen3vl::detail::isa_table<detail::RopeCpuKernels>(backend_->isa()).apply_tokens;
     const int64_t tokens = s.tokens();
     const int64_t per_token = (s.q_heads + s.k_heads) * s.rotary_dim;
     if (tokens * per_token <= kSerialElements || backend_->threads() == 1) {

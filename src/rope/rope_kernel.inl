@@ -130,3 +130,7 @@ void apply_tokens(const RopeTask& task, int64_t begin, int64_t end) {
 }
 
 }  // namespace qwen3vl::rope::detail::cpu_rope::QWEN3VL_ISA_NS
+
+namespace qwen3vl::rope::detail {
+QWEN3VL_DEFINE_ISA_TABLE(RopeCpuKernels, &cpu_rope::QWEN3VL_ISA_NS::apply_tokens)
+}  // namespace qwen3vl::rope::detail

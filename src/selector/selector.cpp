@@ -1,6 +1,7 @@
 // The selector: builds what the config asks for from what this build contains, and says why.
 #include "qwen3vl/selector/selector.hpp"
 
+#include <optional>
 #include <string>
 
 #include "qwen3vl/variants/block_sparse.hpp"
@@ -13,23 +14,42 @@
 namespace qwen3vl {
 namespace {
 
-// Wraps a chosen implementation so describe() also tells the layer and the reason for the choice.
+// Wraps a chosen implementation so describe() also tells the layer and the reason for the choice,
+// and holds every call to the config's mask when the config sets one.
 class Chosen final : public Attention {
  public:
-  Chosen(std::unique_ptr<Attention> impl, std::string reason)
-      : impl_(std::move(impl)), reason_(std::move(reason)) {}
+  Chosen(std::unique_ptr<Attention> impl, std::string reason, std::optional<MaskKind> mask)
+      : impl_(std::move(impl)), reason_(std::move(reason)), mask_(mask) {}
   Variant variant() const override { return impl_->variant(); }
   Device device() const override { return impl_->device(); }
-  Status supports(const AttentionParams& p) const override { return impl_->supports(p); }
-  size_t workspace_size(const AttentionParams& p) const override { return impl_->workspace_size(p); }
+  Status supports(const AttentionParams& p) const override {
+    QWEN3VL_RETURN_IF_ERROR(check_mask(p));
+    return impl_->supports(p);
+  }
+  size_t workspace_size(const AttentionParams& p) const override {
+    return check_mask(p).ok() ? impl_->workspace_size(p) : 0;
+  }
   Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+    QWEN3VL_RETURN_IF_ERROR(check_mask(p));
     return impl_->forward(p, ws, stream);
   }
-  std::string describe() const override { return impl_->describe() + " [" + reason_ + "]"; }
+  std::string describe() const override {
+    const std::string mask = mask_ ? std::string("mask ") + to_string(*mask_) : "mask per call";
+    return impl_->describe() + " [" + reason_ + "; " + mask + "]";
+  }
 
  private:
+  Status check_mask(const AttentionParams& p) const {
+    if (mask_ && p.mask != *mask_)
+      return make_error(StatusCode::kInvalidArgument, "params.mask = ", to_string(p.mask),
+                        " differs from config.mask = ", to_string(*mask_),
+                        ": pass the config's mask with every call (or leave config.mask unset)");
+    return Status();
+  }
+
   std::unique_ptr<Attention> impl_;
   std::string reason_;
+  std::optional<MaskKind> mask_;
 };
 
 Status check_config(const AttentionConfig& c) {
@@ -40,6 +60,9 @@ Status check_config(const AttentionConfig& c) {
   if (c.head_dim < 0 || c.head_dim > 256)
     return make_error(StatusCode::kInvalidArgument, "config head_dim = ", c.head_dim,
                       ": allowed 1..256 (0 = not known in advance)");
+  if (c.mask && static_cast<int>(*c.mask) > static_cast<int>(MaskKind::kSlidingWindow))
+    return make_error(StatusCode::kInvalidArgument, "config mask = ", static_cast<int>(*c.mask),
+                      ": allowed none, causal, causal_top_left, sliding_window, or unset");
   if (!is_floating(c.dtype))
     return make_error(StatusCode::kInvalidArgument, "config dtype = ", to_string(c.dtype),
                       ": allowed f32, f16, bf16");
@@ -163,7 +186,7 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
                       to_string(config.device), " is not built (built: ", built_list(), ")");
   }
-  *out = std::make_unique<Chosen>(std::move(impl), reason);
+  *out = std::make_unique<Chosen>(std::move(impl), reason, config.mask);
   return Status();
 }
 

@@ -172,7 +172,7 @@ TEST(LayerErrors, VisionInputs) {
   expect_error(layer->supports({x.view(), pos_bad.view(), cu.view()}, x.view()),
                StatusCode::kShapeMismatch, "positions");
   pos.data<int32_t>()[3] = 4096;  // past max_grid_side
-  EXPECT_THROW((*layer)(x, cu, pos), Error);
+  EXPECT_THROW((*layer)(x, pos, cu), Error);
 }
 
 }  // namespace

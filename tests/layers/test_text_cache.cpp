@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "layer_support.hpp"
+#include "qwen3vl/rope/position_ids.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -217,6 +218,128 @@ TEST(TextLayerCache, PaddingMask) {
   EXPECT_LT(testing::rel_error(testing::rows(padded, 1, 0, L), testing::rows(unmasked, 0, 0, L)),
             1e-6);
   for (int64_t i = 0; i < pad * kHidden; ++i) ASSERT_TRUE(std::isfinite(padded.get(i)));
+}
+
+// Two prompts of 11 tokens with an image each (Qwen3-VL, merge 2): [x x x I*6 x x] with grid
+// (1, 4, 6) and [x I*4 x x x x x x] with grid (1, 4, 4). Their M-RoPE positions end below their
+// lengths: rope deltas -3 and -2.
+rope::RopeIndexOutput image_prompts() {
+  const int64_t L = 11;
+  std::vector<int32_t> types(2 * L, rope::kTextToken);
+  for (int64_t i = 3; i < 9; ++i) types[static_cast<size_t>(i)] = rope::kImageToken;
+  for (int64_t i = 1; i < 5; ++i) types[static_cast<size_t>(L + i)] = rope::kImageToken;
+  rope::RopeIndexInput in;
+  in.batch = 2;
+  in.seq_len = L;
+  in.token_types = types.data();
+  in.image_grid_thw = {{1, 4, 6}, {1, 4, 4}};
+  rope::RopeIndexOutput out;
+  throw_if_error(rope::get_rope_index(in, &out));
+  return out;
+}
+
+Tensor i32_tensor(const std::vector<int32_t>& values, std::vector<int64_t> shape) {
+  Tensor t(DType::kI32, shape);
+  for (size_t i = 0; i < values.size(); ++i) t.data<int32_t>()[i] = values[i];
+  return t;
+}
+
+// Decode after a prefill with an image, without position ids, takes transformers' positions
+// past_len + i + rope_delta (the same on every axis), not past_len + i.
+TEST(TextLayerCache, DecodeAfterImagePrefillKeepsTheRopeDelta) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 17);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const rope::RopeIndexOutput prompt = image_prompts();
+  ASSERT_EQ(prompt.delta, (std::vector<int32_t>{-3, -2}));
+  const int64_t B = 2, L = 11, steps = 5;
+  const Tensor prompt_pos = i32_tensor(prompt.positions, {3, B, L});
+  Tensor x(DType::kF32, {B, L + steps, kHidden});
+  x.fill_uniform(23);
+  for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
+    SCOPED_TRACE(layout == KvLayout::kPaged ? "paged" : "contiguous");
+    // implicit: no position ids after the prefill; explicit: transformers' decode positions;
+    // undelta'd: what decode without the delta used to compute.
+    OwnedCache implicit(layout, B, 32), explicit_pos(layout, B, 32), undelta(layout, B, 32);
+    for (OwnedCache* c : {&implicit, &explicit_pos, &undelta})
+      (*layer)(testing::token_slice(x, 1, 0, L), {}, prompt_pos, &c->cache);
+    for (int64_t at = L, n = 1; at < L + steps; at += n, n = 2) {  // 1 row, then 2 rows a step
+      const TensorView xs = testing::token_slice(x, 1, at, n);
+      std::vector<int32_t> with_delta, without;
+      for (int64_t a = 0; a < 3; ++a)
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t i = 0; i < n; ++i) {
+            with_delta.push_back(static_cast<int32_t>(at + i + prompt.delta[static_cast<size_t>(b)]));
+            without.push_back(static_cast<int32_t>(at + i));
+          }
+      const Tensor got = (*layer)(xs, {}, {}, &implicit.cache).output;
+      const Tensor want = (*layer)(xs, {}, i32_tensor(with_delta, {3, B, n}), &explicit_pos.cache)
+                              .output;
+      const Tensor old = (*layer)(xs, {}, i32_tensor(without, {3, B, n}), &undelta.cache).output;
+      EXPECT_EQ(testing::rel_error(got, want), 0.0) << "rows " << at << ".." << at + n;
+      EXPECT_GT(testing::rel_error(got, old), 1e-3) << "rows " << at << ".." << at + n;
+    }
+  }
+}
+
+// The cache carries each sequence's delta: recorded from calls with position ids (the highest
+// position so far + 1 - length), kept by calls without, copied by fork, cleared by reset.
+TEST(TextLayerCache, CacheCarriesEachSequencesRopeDelta) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 18);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const rope::RopeIndexOutput prompt = image_prompts();
+  Tensor x(DType::kF32, {2, 14, kHidden});
+  x.fill_uniform(29);
+  OwnedCache oc(KvLayout::kPaged, 2, 32);
+  EXPECT_EQ(oc.cache.position_delta(0), 0);
+  (*layer)(testing::token_slice(x, 1, 0, 11), {}, i32_tensor(prompt.positions, {3, 2, 11}),
+           &oc.cache);
+  EXPECT_EQ(oc.cache.position_delta(0), -3);
+  EXPECT_EQ(oc.cache.position_delta(1), -2);
+  (*layer)(testing::token_slice(x, 1, 11, 1), {}, {}, &oc.cache);
+  EXPECT_EQ(oc.cache.position_delta(0), -3);
+  // Explicit positions below the highest so far leave the highest in charge.
+  (*layer)(testing::token_slice(x, 1, 12, 1), {}, i32_tensor({0, 0, 0, 0, 0, 0}, {3, 2, 1}),
+           &oc.cache);
+  EXPECT_EQ(oc.cache.position_delta(0), -4);  // highest 8 + 1 - length 13
+  ASSERT_TRUE(oc.cache.reset(1).ok());
+  EXPECT_EQ(oc.cache.position_delta(1), 0);
+  ASSERT_TRUE(oc.cache.fork(0, 1).ok());
+  EXPECT_EQ(oc.cache.position_delta(1), -4);
+  EXPECT_EQ(oc.cache.set_position_delta(2, 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(oc.cache.set_position_delta(0, int64_t{1} << 40).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(oc.cache.position_delta(0), -4);
+}
+
+// The KV cache stores f16 unless told otherwise, and says so: the layer's and the cache's
+// describe() name the default and its cost, which the decode error here shows.
+TEST(TextLayerCache, F16CacheDefaultIsStatedAndMeasured) {
+  EXPECT_EQ(KvCacheConfig().dtype, DType::kF16);
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 11);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const std::string why = layer->describe();
+  EXPECT_NE(why.find("KvCacheConfig::dtype defaults to f16"), std::string::npos) << why;
+  const int64_t B = 2, total = 40, prefill = 13;
+  Tensor x(DType::kF32, {B, total, kHidden});
+  x.fill_uniform(7);
+  const Tensor full = (*layer)(x).output;
+  double worst[2] = {0.0, 0.0};
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    OwnedCache oc(KvLayout::kPaged, B, total + 5, dtype);
+    const std::string cache = oc.cache.describe();
+    EXPECT_NE(cache.find(to_string(dtype)), std::string::npos) << cache;
+    EXPECT_EQ(cache.find("default") != std::string::npos, dtype == DType::kF16) << cache;
+    (*layer)(testing::token_slice(x, 1, 0, prefill), {}, {}, &oc.cache);
+    for (int64_t at = prefill; at < total; ++at) {
+      const Tensor out = (*layer)(testing::token_slice(x, 1, at, 1), {}, {}, &oc.cache).output;
+      for (int64_t b = 0; b < B; ++b)
+        worst[dtype == DType::kF16] =
+            std::max(worst[dtype == DType::kF16],
+                     testing::rel_error(testing::rows(out, b, 0, 1), testing::rows(full, b, at, 1)));
+    }
+  }
+  EXPECT_LT(worst[0], 2e-6);                       // f32 storage: ~6e-7
+  EXPECT_GT(worst[1], 1e-4);                       // f16 storage: ~4e-4, what the docs quote
+  EXPECT_LT(worst[1], 2e-3);
 }
 
 // The allocation-free forward() equals the convenience call, and reports its step times.

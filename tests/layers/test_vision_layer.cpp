@@ -52,7 +52,7 @@ TEST_P(VisionFixture, MatchesTransformers) {
       config.options.dtype = dtype;
       config.options.variant = variant;
       const auto layer = layers::Qwen3VLVisionAttention::create(config, c.weights());
-      const Tensor out = (*layer)(testing::converted(c.hidden, dtype), c.cu, c.positions);
+      const Tensor out = (*layer)(testing::converted(c.hidden, dtype), c.positions, c.cu);
       EXPECT_LT(testing::rel_error(out, c.ref), testing::tolerance(dtype));
     }
   const Tensor f32 = LayerFixtures::get().tensor(GetParam() + "/f32/output");
@@ -96,7 +96,7 @@ TEST(VisionLayer, FramesAreIndependent) {
   }
   for (size_t f = 0; f < frames.size(); ++f)
     cu.data<int32_t>()[f + 1] = cu.data<int32_t>()[f] + frames[f];
-  const Tensor packed = (*layer)(x, cu, pos);
+  const Tensor packed = (*layer)(x, pos, cu);
   for (size_t f = 0; f < frames.size(); ++f) {
     const int64_t at = cu.data<int32_t>()[f], len = frames[f];
     if (len == 0) continue;
@@ -107,11 +107,42 @@ TEST(VisionLayer, FramesAreIndependent) {
       pf.data<int32_t>()[len + i] = pos.data<int32_t>()[n + at + i];
     }
     cf.data<int32_t>()[1] = static_cast<int32_t>(len);
-    const Tensor alone = (*layer)(xf, cf, pf);
+    const Tensor alone = (*layer)(xf, pf, cf);
     Tensor part(DType::kF32, {len, hidden});
     for (int64_t i = 0; i < len * hidden; ++i) part.set(i, packed.get(at * hidden + i));
     EXPECT_LT(testing::rel_error(part, alone), 1e-6) << "frame " << f;
   }
+}
+
+// The convenience call takes its inputs in VisionAttentionInputs' order (hidden_states, positions,
+// cu_seqlens) and equals forward() with that struct.
+TEST(VisionLayer, CallOrderIsTheInputsOrder) {
+  const int64_t hidden = 32, heads = 2, n = 12;
+  Tensor qkv_w(DType::kF32, {3 * hidden, hidden}), qkv_b(DType::kF32, {3 * hidden});
+  Tensor proj_w(DType::kF32, {hidden, hidden}), proj_b(DType::kF32, {hidden});
+  qkv_w.fill_uniform(6, -0.2f, 0.2f);
+  qkv_b.fill_uniform(7, -0.1f, 0.1f);
+  proj_w.fill_uniform(8, -0.2f, 0.2f);
+  proj_b.fill_uniform(9, -0.1f, 0.1f);
+  layers::VisionAttentionConfig config;
+  config.hidden_size = hidden;
+  config.num_heads = heads;
+  const auto layer = layers::Qwen3VLVisionAttention::create(
+      config, {qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()});
+  Tensor x(DType::kF32, {n, hidden}), pos(DType::kI32, {2, n}), cu(DType::kI32, {3});
+  x.fill_uniform(10);
+  for (int64_t i = 0; i < n; ++i) {
+    pos.data<int32_t>()[i] = static_cast<int32_t>(i / 4);
+    pos.data<int32_t>()[n + i] = static_cast<int32_t>(i % 4);
+  }
+  cu.data<int32_t>()[1] = 4;
+  cu.data<int32_t>()[2] = static_cast<int32_t>(n);
+  const layers::VisionAttentionInputs in{x.view(), pos.view(), cu.view()};
+  Tensor expected(DType::kF32, {n, hidden});
+  std::vector<char> ws(layer->workspace_size(in, expected.view()));
+  ASSERT_TRUE(layer->forward(in, expected.view(), Workspace{ws.data(), ws.size()}).ok());
+  const Tensor out = (*layer)(in.hidden_states, in.positions, in.cu_seqlens);
+  EXPECT_EQ(testing::rel_error(out, expected), 0.0);
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "linear/linear_cases.hpp"
-#include "linear/linear_oracle.hpp"
+#include "support/linear_oracle.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "support/cpu_variants.hpp"
 

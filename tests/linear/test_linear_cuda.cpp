@@ -8,7 +8,7 @@
 
 #include "cuda/device_problem.hpp"
 #include "linear/linear_cases.hpp"
-#include "linear/linear_oracle.hpp"
+#include "support/linear_oracle.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/linear.hpp"
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "qwen3vl/selector/selector.hpp"
+#include "support/problem.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -105,6 +106,37 @@ TEST(Selector, RejectsBadConfigs) {
   c.cpu.num_threads = -2;
   EXPECT_EQ(Selector::try_create(c, 0, &out).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Selector::try_create(AttentionConfig(), -1, &out).code(), StatusCode::kInvalidArgument);
+}
+
+// The config's mask, when set, is the object's: a call whose params.mask differs is a typed error
+// naming both (before, the config's mask was ignored and such a call ran without it).
+TEST(Selector, ConfigMaskIsTheObjectsMask) {
+  testing::Problem none(testing::problem_spec(9, 9, 4, 2, 32, MaskKind::kNone, 3));
+  testing::Problem causal(testing::problem_spec(9, 9, 4, 2, 32, MaskKind::kCausal, 3));
+  for (Variant v : {Variant::kAuto, Variant::kStandard, Variant::kFlash2}) {
+    SCOPED_TRACE(to_string(v));
+    AttentionConfig c;
+    c.variant = v;
+    c.mask = MaskKind::kCausal;
+    const auto attention = Selector::create(c);
+    for (const Status& s : {attention->supports(none.params),
+                            attention->forward(none.params, Workspace{nullptr, 0})}) {
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.to_string();
+      EXPECT_NE(s.message().find("params.mask = none"), std::string::npos) << s.to_string();
+      EXPECT_NE(s.message().find("config.mask = causal"), std::string::npos) << s.to_string();
+    }
+    EXPECT_NE(attention->describe().find("mask causal"), std::string::npos)
+        << attention->describe();
+    // The agreeing call runs and is causal.
+    attention->run(causal.params);
+    EXPECT_LT(testing::relative_error(causal.params, reference::attention(causal.params)), 1e-5);
+  }
+  // Unset (the default): each call's params.mask decides.
+  AttentionConfig unset;
+  ASSERT_FALSE(unset.mask.has_value());
+  const auto free_mask = Selector::create(unset);
+  EXPECT_TRUE(free_mask->supports(none.params).ok());
+  EXPECT_TRUE(free_mask->supports(causal.params).ok());
 }
 
 TEST(Selector, VariantNamesRoundTrip) {

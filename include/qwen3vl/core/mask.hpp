@@ -1,4 +1,4 @@
-// The mask conventions every kernel shares (DESIGN section 4). Structural masks always leave a
+// The mask conventions every kernel shares (docs/api.md). Structural masks always leave a
 // contiguous range of visible keys per query row, so kernels iterate [begin, end) and skip the rest.
 #pragma once
 

@@ -39,9 +39,13 @@ struct TextAttentionConfig {
   rope::MRopeLayout mrope_layout = rope::MRopeLayout::kInterleaved;
   rope::MRopeSection mrope_section{24, 20, 20};  // must add up to head_dim / 2
   int64_t max_position = 262144;                 // positions allowed: [0, max_position)
-  // The cos/sin table: exact angles in two small split tables by default (any position, ~1e-7).
+  // The cos/sin table: exact angles in two small split tables by default (~2e-7 at any position,
+  // exact to the fp32 frequencies; rope_inv_freq in float64 makes it exact to those).
   rope::AngleRecipe rope_recipe = rope::AngleRecipe::kExact;
   rope::TableLayout rope_table = rope::TableLayout::kSplit;
+  // Optional: the checkpoint's inv_freq (head_dim / 2 entries, f32 or f64) instead of the one
+  // computed from rope_theta / rope_scaling (see rope/table.hpp for what each recipe is exact to).
+  rope::InvFreq rope_inv_freq;
   // transformers' text path rounds cos/sin and every product to the activation dtype.
   rope::RopeArithmetic rope_arithmetic = rope::RopeArithmetic::kTransformersStorage;
   LayerOptions options;
@@ -62,7 +66,10 @@ struct TextAttentionWeights {
 struct TextAttentionInputs {
   TensorView hidden_states;   // [B, L, hidden], the layer's dtype and device
   TensorView position_ids;    // optional i32 [3, B, L] (t, h, w) or [B, L] (all axes); absent:
-                              // text positions past_len[b] + i (host memory, CPU layer only).
+                              // past_len[b] + i + cache->position_delta(b) on every axis (host
+                              // memory, CPU layer only), transformers' decode positions after a
+                              // prompt with images: the CPU layer records each sequence's delta
+                              // in the cache from every call that passes position ids.
                               // Values outside [0, max_position): an error on the CPU; on CUDA
                               // those tokens stay unrotated (rope::RopeApplier::take_error)
   TensorView attention_mask;  // optional i32 [B, L] on the host: 1 keeps a key, 0 masks it
@@ -85,7 +92,8 @@ struct LayerProfile {
   int64_t calls = 0;
 };
 
-// What the convenience call returns: the seed's (output, attn_weights, past_key_value).
+// What the convenience call returns: (output, attn_weights, past_key_value), as older
+// transformers attention layers return them.
 struct TextAttentionResult {
   Tensor output;            // [B, L, hidden]
   Tensor attn_weights;      // f32 [B, Hq, L, Lk] when asked for, else empty

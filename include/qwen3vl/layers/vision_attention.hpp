@@ -27,6 +27,8 @@ struct VisionAttentionConfig {
   // (apply_rotary_pos_emb_vision).
   rope::AngleRecipe rope_recipe = rope::AngleRecipe::kTransformersFp32;
   rope::RopeArithmetic rope_arithmetic = rope::RopeArithmetic::kTransformersFp32;
+  // Optional: the checkpoint's inv_freq (head_dim / 4 entries, f32 or f64) instead of theta's.
+  rope::InvFreq rope_inv_freq;
   LayerOptions options;  // need_weights is not used (varlen attention returns no weights)
 };
 
@@ -65,9 +67,11 @@ class Qwen3VLVisionAttention {
   [[nodiscard]] Status forward(const VisionAttentionInputs& inputs, const TensorView& output,
                                Workspace workspace, void* stream = nullptr,
                                LayerProfile* profile = nullptr) const;
-  // Convenience for host callers (CPU layer): allocates, throws Error.
-  Tensor operator()(const TensorView& hidden_states, const TensorView& cu_seqlens,
-                    const TensorView& positions) const;
+  // Convenience for host callers (CPU layer): allocates, throws Error. The arguments come in
+  // VisionAttentionInputs' order (hidden states, position data, cu_seqlens); passing the two
+  // i32 views the other way round is a shape error ([2, N] against [frames + 1]).
+  Tensor operator()(const TensorView& hidden_states, const TensorView& positions,
+                    const TensorView& cu_seqlens) const;
 
   std::string describe() const;
 

@@ -1,5 +1,5 @@
 // The float64 oracle: attention computed the obvious way, one query row at a time, straight from the
-// definitions in DESIGN section 4. Every kernel's test compares against it. Slow on purpose.
+// definitions (masks: core/mask.hpp). Every kernel's test compares against it. Slow on purpose.
 #pragma once
 
 #include <cmath>

@@ -1,6 +1,8 @@
 // RoPE frequencies: inv_freq and the attention factor for every scaling type. Each is computed with
 // the fp32 operation sequence of transformers' rope initialisation functions (modeling_rope_utils),
-// so a table built from it matches transformers to the last bit, save torch's pow (<= 1 ulp).
+// so it equals transformers' inv_freq save torch's pow (<= 1 ulp in a few slots; enough to move a
+// fp32 angle by ~2e-4 rad at position 262143). To match a checkpoint exactly, pass its own
+// inv_freq (InvFreq) to compute_frequencies, the tables (table.hpp, vision.hpp) or the layers.
 #pragma once
 
 #include <cmath>
@@ -59,8 +61,22 @@ struct RopeConfig {
 };
 
 struct RopeFrequencies {
-  std::vector<float> inv_freq;    // rotary / 2 entries
-  double attention_factor = 1.0;  // multiplies cos and sin (YaRN); 1 otherwise
+  std::vector<float> inv_freq;       // rotary / 2 entries
+  std::vector<double> inv_freq_f64;  // the same frequencies in float64, only when given so
+                                     // (InvFreq::f64); empty otherwise
+  double attention_factor = 1.0;     // multiplies cos and sin (YaRN); 1 otherwise
+};
+
+// A checkpoint's own frequencies, used as given instead of the ones computed from the config:
+// transformers' `rotary_emb.inv_freq` buffer (fp32), or frequencies in float64. Set at most one;
+// both empty computes them from the config. torch's powf can differ from the correctly rounded
+// power by 1 ulp, which moves a fp32 angle by up to ~2e-4 rad at position 262143: passing the
+// checkpoint's buffer makes the transformers-fp32 recipe match transformers at every position.
+struct InvFreq {
+  std::vector<float> f32;
+  std::vector<double> f64;
+
+  bool empty() const { return f32.empty() && f64.empty(); }
 };
 
 [[nodiscard]] inline Status validate(const RopeConfig& c) {
@@ -183,11 +199,45 @@ inline void llama3(const RopeConfig& c, RopeFrequencies* out) {
 // inv_freq and attention factor for `config`. `seq_len` matters only for dynamic NTK (transformers
 // passes max(position) + 1; below original_max_position the unscaled frequencies are returned).
 [[nodiscard]] inline Status compute_frequencies(const RopeConfig& config, int64_t seq_len,
-                                                RopeFrequencies* out) {
+                                                RopeFrequencies* out);
+
+// The same, with the frequencies a checkpoint gives (`given`, rotary / 2 entries, finite, >= 0)
+// replacing the computed ones when it is not empty; the attention factor still comes from `config`
+// (YaRN). Given f64 frequencies fill inv_freq_f64, and inv_freq with their fp32 rounding.
+[[nodiscard]] inline Status compute_frequencies(const RopeConfig& config, int64_t seq_len,
+                                                const InvFreq& given, RopeFrequencies* out) {
+  QWEN3VL_RETURN_IF_ERROR(compute_frequencies(config, seq_len, out));
+  if (given.empty()) return Status();
+  if (!given.f32.empty() && !given.f64.empty())
+    return make_error(StatusCode::kInvalidArgument, "rope inv_freq: f32 (", given.f32.size(),
+                      " entries) and f64 (", given.f64.size(), " entries) both set: allowed one");
+  const size_t half = out->inv_freq.size();
+  const size_t n = given.f32.empty() ? given.f64.size() : given.f32.size();
+  if (n != half)
+    return make_error(StatusCode::kShapeMismatch, "rope inv_freq.size() = ", n,
+                      ": must equal rotary_dim / 2 = ", half);
+  for (size_t i = 0; i < n; ++i) {
+    const double f = given.f32.empty() ? given.f64[i] : double{given.f32[i]};
+    if (!std::isfinite(f) || f < 0.0)
+      return make_error(StatusCode::kInvalidArgument, "rope inv_freq[", i, "] = ", f,
+                        ": allowed finite and >= 0");
+  }
+  out->inv_freq_f64 = given.f64;
+  if (given.f32.empty()) {
+    for (size_t i = 0; i < n; ++i) out->inv_freq[i] = static_cast<float>(given.f64[i]);
+  } else {
+    out->inv_freq = given.f32;
+  }
+  return Status();
+}
+
+inline Status compute_frequencies(const RopeConfig& config, int64_t seq_len,
+                                  RopeFrequencies* out) {
   QWEN3VL_RETURN_IF_ERROR(validate(config));
   const int64_t dim = config.rotary();
   const RopeScaling& s = config.scaling;
   out->attention_factor = 1.0;
+  out->inv_freq_f64.clear();
   switch (s.type) {
     case RopeScalingType::kDefault:
       out->inv_freq = detail::default_inv_freq(config.theta, dim);

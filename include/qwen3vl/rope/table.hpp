@@ -1,14 +1,24 @@
 // cos/sin tables for the apply kernels, and the per-slot lookup every kernel (CPU and CUDA) shares.
 //
-// Angle recipes (what a table entry holds for position p and frequency slot i with fp32 inv_i):
-//   kExact             cos/sin of p * inv_i evaluated in float64, rounded once to fp32
-//   kTransformersFp32  transformers' recipe: angle = fp32(inv_i * fp32(p)), then cos/sin of that
-//                      fp32 angle (the error vs float64 grows with p: ~1.5e-2 rad at 262143)
+// Frequencies: inv_i per slot, fp32 (RopeTableSpec::inv_freq) or float64 (inv_freq_f64, e.g. a
+// checkpoint's frequencies or theta^(-2i/d) evaluated in float64). What each mode is exact to:
+//   kExact             cos/sin of p * inv_i with inv_i as given (fp32 widened exactly, or float64),
+//                      product and cos/sin in float64, rounded once to fp32: within ~6e-8 of the
+//                      true value for those frequencies at any position. With fp32 frequencies
+//                      that is exact for the fp32 inv_i, not for theta^(-2i/d): the fp32 rounding
+//                      of inv_i (relative <= 6e-8) moves the angle by p * inv_i * 6e-8, ~1e-2 rad
+//                      at position 262143 (theta 5e6, D 128). Pass float64 frequencies for that.
+//   kTransformersFp32  transformers' recipe: angle = fp32(fp32(inv_i) * fp32(p)), then cos/sin of
+//                      that fp32 angle rounded to fp32 (torch's cosf/sinf: within 2 ulp of ours).
+//                      Bit-for-bit transformers' angles only when inv_i is transformers' own fp32
+//                      inv_freq (pass it: InvFreq); float64 frequencies are rounded to fp32 first,
+//                      as transformers' .float() does. Its error against float64 angles grows with
+//                      p: ~1.5e-2 rad at 262143.
 // Layouts:
 //   kFull   one row per position: [max_position, half] cos and sin (max_position * half * 8 bytes)
-//   kSplit  exact at any position with two small tables: p = a * 2^k + b, lo[b] = (cos, sin)(b inv)
-//           and hi[a] = (cos, sin)(a 2^k inv), combined by the angle-addition identity in fp32 with
-//           fused multiply-adds (error ~1e-7, independent of p). kExact only.
+//   kSplit  two small tables: p = a * 2^k + b, lo[b] = (cos, sin)(b inv) and hi[a] = (cos, sin)
+//           (a 2^k inv), each exact as kExact, combined by the angle-addition identity in fp32 with
+//           fused multiply-adds: within ~2e-7 of kExact's value, independent of p. kExact only.
 // The attention factor (YaRN) multiplies cos and sin; kSplit folds it into the lo table.
 #pragma once
 
@@ -80,7 +90,10 @@ QWEN3VL_HOST_DEVICE inline void rope_slot(const RopeTableView& t, const int32_t*
 }  // namespace detail
 
 struct RopeTableSpec {
-  std::vector<float> inv_freq;  // per slot: half entries
+  std::vector<float> inv_freq;       // per slot: half entries (may stay empty when inv_freq_f64 is
+                                     // set: create() fills it with the fp32 rounding)
+  std::vector<double> inv_freq_f64;  // optional float64 frequencies: kExact evaluates with them;
+                                     // inv_freq must then be empty or their fp32 rounding
   std::vector<uint8_t> axis;    // per slot; empty: every slot reads axis 0
   int32_t axes = 1;
   double attention_factor = 1.0;
@@ -93,7 +106,9 @@ struct RopeTableSpec {
 // An owning host table. Build it once per model (it is read-only afterwards).
 class RopeTable {
  public:
-  [[nodiscard]] static Status create(const RopeTableSpec& spec, RopeTable* out) {
+  [[nodiscard]] static Status create(const RopeTableSpec& given, RopeTable* out) {
+    RopeTableSpec spec = given;
+    QWEN3VL_RETURN_IF_ERROR(resolve_f64(&spec));
     const int64_t half = static_cast<int64_t>(spec.inv_freq.size());
     if (half < 1 || half > 256)
       return make_error(StatusCode::kInvalidArgument, "rope table inv_freq.size() = ", half,
@@ -174,6 +189,29 @@ class RopeTable {
   const std::vector<float>& sin_hi_table() const { return sin_hi_; }
 
  private:
+  // With float64 frequencies: checks them and fills (or checks) their fp32 rounding in inv_freq.
+  static Status resolve_f64(RopeTableSpec* spec) {
+    const std::vector<double>& f64 = spec->inv_freq_f64;
+    if (f64.empty()) return Status();
+    for (double f : f64)
+      if (!std::isfinite(f) || f < 0.0)
+        return make_error(StatusCode::kInvalidArgument, "rope table inv_freq_f64 entry = ", f,
+                          ": allowed finite and >= 0");
+    if (spec->inv_freq.empty()) {
+      for (double f : f64) spec->inv_freq.push_back(static_cast<float>(f));
+      return Status();
+    }
+    if (spec->inv_freq.size() != f64.size())
+      return make_error(StatusCode::kShapeMismatch, "rope table inv_freq.size() = ",
+                        spec->inv_freq.size(), ": must be 0 or inv_freq_f64.size() = ", f64.size());
+    for (size_t i = 0; i < f64.size(); ++i)
+      if (spec->inv_freq[i] != static_cast<float>(f64[i]))
+        return make_error(StatusCode::kInvalidArgument, "rope table inv_freq[", i,
+                          "] = ", spec->inv_freq[i], ": must be the fp32 rounding of inv_freq_f64[",
+                          i, "] = ", f64[i], " (or leave inv_freq empty)");
+    return Status();
+  }
+
   // rows of cos/sin for positions r * step, r in [0, rows), scaled by `factor`.
   void fill(std::vector<float>* c, std::vector<float>* s, int64_t rows, int64_t step,
             double factor) {
@@ -186,7 +224,9 @@ class RopeTable {
         const size_t at = static_cast<size_t>(r) * half + i;
         const float inv = spec_.inv_freq[i];
         if (spec_.recipe == AngleRecipe::kExact) {
-          const double angle = static_cast<double>(r * step) * static_cast<double>(inv);
+          const double inv_exact =
+              spec_.inv_freq_f64.empty() ? static_cast<double>(inv) : spec_.inv_freq_f64[i];
+          const double angle = static_cast<double>(r * step) * inv_exact;
           (*c)[at] = static_cast<float>(std::cos(angle) * factor);
           (*s)[at] = static_cast<float>(std::sin(angle) * factor);
         } else {
@@ -203,17 +243,19 @@ class RopeTable {
   std::vector<float> cos_, sin_, cos_hi_, sin_hi_;
 };
 
-// The text table of a model: frequencies from `config` (dynamic NTK sized for max_position), the
-// M-RoPE section map, positions up to max_position.
+// The text table of a model: frequencies from `config` (dynamic NTK sized for max_position) or,
+// when `inv_freq` is not empty, the checkpoint's own (rotary_dim / 2 entries, fp32 or float64; see
+// compute_frequencies), the M-RoPE section map, positions up to max_position.
 [[nodiscard]] inline Status make_text_table(const RopeConfig& config, MRopeLayout layout,
                                             MRopeSection section, int64_t max_position,
                                             AngleRecipe recipe, TableLayout table_layout,
-                                            RopeTable* out) {
+                                            RopeTable* out, const InvFreq& inv_freq = InvFreq()) {
   RopeFrequencies f;
-  QWEN3VL_RETURN_IF_ERROR(compute_frequencies(config, max_position, &f));
+  QWEN3VL_RETURN_IF_ERROR(compute_frequencies(config, max_position, inv_freq, &f));
   RopeTableSpec spec;
   QWEN3VL_RETURN_IF_ERROR(mrope_axis_map(layout, section, config.rotary() / 2, &spec.axis));
   spec.inv_freq = std::move(f.inv_freq);
+  spec.inv_freq_f64 = std::move(f.inv_freq_f64);
   spec.attention_factor = f.attention_factor;
   spec.axes = mrope_axes(layout);
   spec.max_position = max_position;

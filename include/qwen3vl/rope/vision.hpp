@@ -55,21 +55,39 @@ inline int64_t vision_patches(const std::vector<GridThw>& grids) {
   return Status();
 }
 
-// The vision table: 2 axes (row, col), half = head_dim / 2 slots, positions up to max_side.
+// The vision table: 2 axes (row, col), half = head_dim / 2 slots, positions up to max_side. The
+// head_dim / 4 frequencies come from theta or, when `inv_freq` is not empty, are the checkpoint's
+// own (transformers' Qwen3VLVisionRotaryEmbedding.inv_freq, fp32, or float64), shared by both axes.
 [[nodiscard]] inline Status make_vision_table(int64_t head_dim, double theta, int64_t max_side,
                                               AngleRecipe recipe, TableLayout layout,
-                                              RopeTable* out) {
+                                              RopeTable* out, const InvFreq& inv_freq = InvFreq()) {
   if (head_dim < 4 || head_dim % 4 != 0 || head_dim > 512)
     return make_error(StatusCode::kInvalidArgument, "vision head_dim = ", head_dim,
                       ": allowed a multiple of 4 in 4..512");
   if (!(theta > 1.0))
     return make_error(StatusCode::kInvalidArgument, "vision theta = ", theta, ": allowed > 1");
-  const std::vector<float> inv = detail::default_inv_freq(theta, head_dim / 2);
-  RopeTableSpec spec;
-  spec.inv_freq = inv;
-  spec.inv_freq.insert(spec.inv_freq.end(), inv.begin(), inv.end());
-  spec.axis.assign(inv.size(), 0);
-  spec.axis.insert(spec.axis.end(), inv.size(), 1);
+  if (!inv_freq.f32.empty() && !inv_freq.f64.empty())
+    return make_error(StatusCode::kInvalidArgument, "vision inv_freq: f32 (", inv_freq.f32.size(),
+                      " entries) and f64 (", inv_freq.f64.size(),
+                      " entries) both set: allowed one");
+  const size_t quarter = static_cast<size_t>(head_dim / 4);
+  const size_t given = inv_freq.f32.empty() ? inv_freq.f64.size() : inv_freq.f32.size();
+  if (!inv_freq.empty() && given != quarter)
+    return make_error(StatusCode::kShapeMismatch, "vision inv_freq.size() = ", given,
+                      ": must equal head_dim / 4 = ", quarter);
+  RopeTableSpec spec;  // RopeTable::create checks the values
+  if (!inv_freq.f64.empty()) {
+    spec.inv_freq_f64 = inv_freq.f64;
+    spec.inv_freq_f64.insert(spec.inv_freq_f64.end(), inv_freq.f64.begin(), inv_freq.f64.end());
+  } else {
+    const std::vector<float> inv = inv_freq.f32.empty()
+                                       ? detail::default_inv_freq(theta, head_dim / 2)
+                                       : inv_freq.f32;
+    spec.inv_freq = inv;
+    spec.inv_freq.insert(spec.inv_freq.end(), inv.begin(), inv.end());
+  }
+  spec.axis.assign(quarter, 0);
+  spec.axis.insert(spec.axis.end(), quarter, 1);
   spec.axes = 2;
   spec.max_position = max_side;
   spec.recipe = recipe;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -21,7 +22,10 @@ struct AttentionConfig {
   int num_kv_heads = 0;  // Hkv
   int head_dim = 0;
   DType dtype = DType::kF32;
-  MaskKind mask = MaskKind::kCausal;
+  // The mask of every call, when set: a call whose params.mask differs is a kInvalidArgument
+  // error naming both (the per-call mask is never overridden in silence). Unset: each call's
+  // params.mask decides. The window bounds always come with the call.
+  std::optional<MaskKind> mask;
   bool need_weights = false;  // the caller wants the attention weights (standard variant only)
   CpuOptions cpu;             // threads, ISA and hardware override for CPU variants
   int cuda_device = -1;       // CUDA variants: the device ordinal (-1: the current device)

@@ -35,7 +35,7 @@ class Flash2Cpu final : public Attention {
  public:
   Flash2Cpu(std::unique_ptr<detail::CpuBackend> backend, int64_t l2_bytes)
       : backend_(std::move(backend)),
-        kernels_(detail::cpu_kernels(backend_->isa())),
+        kernels_(detail::isa_table<detail::Flash2Kernels>(backend_->isa())),
         l2_bytes_(l2_bytes) {}
 
   Variant variant() const override { return Variant::kFlash2; }
@@ -167,7 +167,7 @@ class Flash2Cpu final : public Attention {
             layout, layout.layout_index(task.b, task.kv_head, s.kv_heads), row_block,
             detail::key_hull(ranges, task.q_end - task.q_begin), intervals);
         task.scratch = scratch;
-        kernels_.flash2_tile(task);
+        kernels_.tile(task);
       }
     };
     backend_->arena().execute(
@@ -221,7 +221,7 @@ class Flash2Cpu final : public Attention {
 
   detail::Flash2Plan plan(const AttentionShape& s) const {
     detail::Flash2Plan t;
-    kernels_.flash2_plan(s, l2_bytes_, &t);
+    kernels_.plan(s, l2_bytes_, &t);
     return t;
   }
   static size_t ranges_bytes(int64_t positions) {
@@ -238,7 +238,7 @@ class Flash2Cpu final : public Attention {
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;
-  const detail::CpuKernels& kernels_;
+  const detail::Flash2Kernels& kernels_;
   int64_t l2_bytes_;  // sizes the tiles
 };
 

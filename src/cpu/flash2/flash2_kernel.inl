@@ -26,6 +26,7 @@
 #include <limits>
 
 #include "../kernels.hpp"
+#include "../simd/simd.hpp"
 #include "gathered_rows.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
@@ -527,3 +528,8 @@ void flash2_tile(const Flash2Task& task) {
 }
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(Flash2Kernels, &cpu::QWEN3VL_ISA_NS::flash2_plan,
+                         &cpu::QWEN3VL_ISA_NS::flash2_tile)
+}  // namespace qwen3vl::detail

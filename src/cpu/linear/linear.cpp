@@ -77,7 +77,7 @@ class LinearCpu final : public LinearAttention {
     const size_t slot = slot_bytes(call);
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
     const float* omega = omega_.empty() ? nullptr : omega_.data();
-    const auto kernel = detail::linear_kernels(backend_->isa()).run;
+    const auto kernel = detail::isa_table<detail::LinearKernels>(backend_->isa()).run;
     const int64_t tasks = call.shape.batch * call.shape.kv_heads;
     backend_->arena().execute([&] {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),

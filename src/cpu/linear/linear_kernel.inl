@@ -8,6 +8,8 @@
 #include <cmath>
 #include <limits>
 
+#include <Eigen/Core>
+
 #include "linear_kernels.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
@@ -215,3 +217,7 @@ void linear_run(const LinearTask& task) {
 }
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(LinearKernels, &cpu::QWEN3VL_ISA_NS::linear_run)
+}  // namespace qwen3vl::detail

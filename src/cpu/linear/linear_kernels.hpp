@@ -6,6 +6,7 @@
 
 #include "../../core/linear_common.hpp"
 #include "qwen3vl/cpu/isa.hpp"
+#include "../isa_table.hpp"
 
 namespace qwen3vl::detail {
 
@@ -32,15 +33,6 @@ struct LinearKernels {
   void (*run)(const LinearTask& task);
 };
 
-const LinearKernels& linear_kernels(CpuIsa isa);
-
-#define QWEN3VL_DECLARE_LINEAR_KERNELS(ns) \
-  namespace cpu::ns {                      \
-  void linear_run(const LinearTask& task); \
-  }
-QWEN3VL_DECLARE_LINEAR_KERNELS(scalar)
-QWEN3VL_DECLARE_LINEAR_KERNELS(avx2)
-QWEN3VL_DECLARE_LINEAR_KERNELS(avx512)
-#undef QWEN3VL_DECLARE_LINEAR_KERNELS
+QWEN3VL_DECLARE_ISA_TABLE(LinearKernels)
 
 }  // namespace qwen3vl::detail

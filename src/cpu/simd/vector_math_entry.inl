@@ -1,9 +1,9 @@
 // The kernel-table entry that runs one vector_math.inl function over an array (for its tests).
-#pragma once
 
 #include <cstdint>
 
 #include "../kernels.hpp"
+#include "simd.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
 
@@ -27,3 +27,7 @@ void vector_math(VectorOp op, const float* x, float* y, int64_t n) {
 }
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(VectorMathKernels, &cpu::QWEN3VL_ISA_NS::vector_math)
+}  // namespace qwen3vl::detail

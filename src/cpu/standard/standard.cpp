@@ -40,7 +40,7 @@ class StandardCpu final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
     const size_t slot = slot_bytes(s);
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
-    const auto kernel = detail::cpu_kernels(backend_->isa()).standard_head;
+    const auto kernel = detail::isa_table<detail::StandardKernels>(backend_->isa()).head;
     const int64_t tasks = s.batch * s.heads;
     backend_->arena().execute([&] {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <Eigen/Core>
+
 #include "../kernels.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
@@ -128,3 +130,7 @@ void standard_head(const StandardHeadTask& task) {
 }
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
+
+namespace qwen3vl::detail {
+QWEN3VL_DEFINE_ISA_TABLE(StandardKernels, &cpu::QWEN3VL_ISA_NS::standard_head)
+}  // namespace qwen3vl::detail

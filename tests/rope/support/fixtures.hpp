@@ -1,5 +1,6 @@
 // Reader for tests/fixtures/rope: rope_fixtures.json (a manifest: case metadata and, per array,
-// dtype/shape/offset) and rope_fixtures.bin (raw little-endian arrays), written by
+// dtype/shape/offset) and rope_fixtures.bin (raw little-endian arrays), and the same pair for
+// rope_far_fixtures (cos/sin at large positions), written by
 // scripts/fixtures/gen_rope_fixtures.py. A small JSON parser covers what the manifest uses.
 #pragma once
 
@@ -153,11 +154,15 @@ class RopeFixtures {
     static const RopeFixtures f(directory());
     return f;
   }
+  // rope_far_fixtures.*: Qwen3-VL text cos/sin at dense positions up to 262143.
+  static const RopeFixtures& far() {
+    static const RopeFixtures f(directory(), "rope_far_fixtures");
+    return f;
+  }
 
-  explicit RopeFixtures(const std::string& dir) {
-    std::ifstream js(dir + "/rope_fixtures.json"),
-        bin(dir + "/rope_fixtures.bin", std::ios::binary);
-    if (!js || !bin) throw std::runtime_error("rope fixtures not found in " + dir);
+  explicit RopeFixtures(const std::string& dir, const std::string& stem = "rope_fixtures") {
+    std::ifstream js(dir + "/" + stem + ".json"), bin(dir + "/" + stem + ".bin", std::ios::binary);
+    if (!js || !bin) throw std::runtime_error("rope fixtures " + stem + " not found in " + dir);
     std::stringstream text;
     text << js.rdbuf();
     manifest_ = Json::parse(text.str());

@@ -1,3 +1,0 @@
-#define QWEN3VL_ISA_NS avx2
-#include "../isa_prologue.hpp"
-#include "linear_kernel.inl"
