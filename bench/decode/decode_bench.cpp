@@ -10,8 +10,8 @@
 //
 // Every ratio divides two figures timed the same way. CUDA: the decode and a 1 GiB
 // device-to-device copy, both as event-timed back-to-back launches outside graphs (ms, copy GB/s,
-// ratio) and both replayed from CUDA graphs (graph ms, graph copy GB/s, graph ratio); see
-// decode_bench_cuda.cpp. CPU: wall time of back-to-back calls against std::memcpy over the same
+// ratio) and both replayed from CUDA graphs (graph ms, graph copy GB/s, graph ratio: ~1.5x high,
+// since a graph's memcpy node copies slower than a direct copy; see decode_bench_cuda.cpp). CPU: wall time of back-to-back calls against std::memcpy over the same
 // threads, alternated round by round.
 //
 // On the CPU the cache and the copy buffers are in 2 MiB pages unless --huge-pages 0: with 4 KiB
@@ -214,7 +214,8 @@ int usage(const char* argv0) {
                "[--rotate 1] [--json FILE] [--help]\n"
                "Each ratio divides two figures timed the same way. cuda: decode and a 1 GiB device copy both\n"
                "as event-timed back-to-back launches outside graphs (ms, copy GB/s, ratio), and both replayed\n"
-               "from CUDA graphs (graph ms, graph copy GB/s, graph ratio). cpu: wall time of back-to-back\n"
+               "from CUDA graphs (graph ms, graph copy GB/s, graph ratio; a graph's memcpy node copies ~1.5x\n"
+               "slower, so quote the event ratio). cpu: wall time of back-to-back\n"
                "calls against std::memcpy on the same threads. --json FILE: one JSON object per length.\n",
                argv0);
   return 2;

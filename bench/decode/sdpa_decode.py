@@ -8,8 +8,10 @@ Timing matches qwen3vl-decode-bench, and each ratio divides two figures timed th
   events: 20 calls launched back to back outside any graph between two events, median over 20
           samples; divided by a 1 GiB device copy timed the same way (ratio).
   graph:  the same 20 calls captured into a CUDA graph, median over 20 replays; divided by the copy
-          captured the same way (graph_ratio). Where eager PyTorch's host time per call exceeds the
-          GPU time of a short cache, the events figure is the host's and the graph figure the GPU's.
+          captured the same way (graph_ratio; ~1.5x high, since the copy as a graph node runs
+          slower than launched directly: quote the events ratio). Where eager PyTorch's host time
+          per call exceeds a short cache's GPU time, the events time is the host's, the graph
+          time the GPU's.
 The calls cycle through copies of K/V (at least 512 MiB of them, 10x the L2) so that every call
 reads from HBM, as the C++ benchmark does. Prints one line per length and backend, the fastest per
 method, and writes JSON lines with --json."""
