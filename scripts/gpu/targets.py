@@ -266,7 +266,8 @@ def main():
           + (f"; base {meta['commit_base']}" if "base" in builds else "; no baseline carried")
           + f"; rounds: {len(samples.rounds('cur'))}")
     print("# recorded: " + "; ".join(f"{letter[s]} = {s}" for s in sources)
-          + "  (decode graph figures recorded against a graph-timed copy; torch recorded = its default backend)")
+          + " (recorded *_graph_copy_ratio: graph decode / graph copy; *_copy_ratio at d380380: graph decode"
+          " / event copy; recorded torch: its default backend)")
     dec = [f"{k[1]} {v[2]}" for k, v in sorted((k, v) for k, v in torch.items() if k[0] == "dec")]
     print("# torch decode, fastest backend events/graph: " + ", ".join(dec))
     pre = [f"{k[2]} N{k[1]}{' causal' if k[3] else ''}: {v[2]}" for k, v in torch.items()
