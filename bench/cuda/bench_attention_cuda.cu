@@ -1,14 +1,21 @@
-// qwen3vl-cuda-bench: GFLOP/s of the CUDA variants on the figures of issue 5 (batch 1, 32 heads,
-// head_dim 128, N 1024 / 4096 / 16384, causal and not, fp32 and fp16 storage; the vision shape:
-// 16 heads, head_dim 72, packed frames), next to cuBLAS SGEMM (fp32, TF32 off) measured in the same
-// process. Prints a table and writes one JSON object per line to --json FILE.
-// --block-sparse runs issue 7's cases instead: N 16384, D 128, 32 query / 8 KV heads, fp32 and
-// fp16 storage, dense flash2 then block_sparse on random 64x64 layouts (one per KV head, the
+// qwen3vl-cuda-bench: GFLOP/s of the CUDA variants on the prefill shapes of the project's CUDA
+// targets (batch 1, 32 heads, head_dim 128, N 1024 / 4096 / 16384, causal and not, fp32 and fp16
+// storage; the vision shape: 16 heads, head_dim 72, packed frames), next to cuBLAS SGEMM (fp32,
+// TF32 off) measured in the same process. Prints a table and writes one JSON object per line to
+// --json FILE.
+// --block-sparse runs the block-sparse cases instead: N 16384, D 128, 32 query / 8 KV heads, fp32
+// and fp16 storage, dense flash2 then block_sparse on random 64x64 layouts (one per KV head, the
 // diagonal block kept) at densities 50/10/5%, with the dense/sparse time ratio.
+//
+// Timing: every figure (attention and SGEMM alike) is the median of event-timed single calls on
+// stream 0 outside any graph, after untimed warm-ups; scripts/gpu/sdpa_bench.py times PyTorch the
+// same way.
 //
 // Usage: qwen3vl-cuda-bench [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard]
 //                           [--reps N] [--filter TEXT[,TEXT...]]   (cases whose name contains one)
-//                           [--block-sparse]
+//                           [--dtypes f32,f16[,bf16]] [--seqs 1024,4096,16384]
+//                           [--kv-heads N]   (text shapes with N KV heads: GQA; 0 = 32, MHA)
+//                           [--block-sparse] [--help]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -174,7 +181,7 @@ Status time_case(const Attention& attn, const Inputs& in, int reps, double* ms) 
   return Status();
 }
 
-// Issue 7: dense flash2, then block-sparse at 50/10/5% of the 64x64 blocks, per storage dtype.
+// Dense flash2, then block-sparse at 50/10/5% of the 64x64 blocks, per storage dtype.
 std::vector<Case> block_sparse_cases() {
   std::vector<Case> all;
   for (DType dtype : {DType::kF32, DType::kF16})
@@ -190,23 +197,32 @@ std::vector<Case> block_sparse_cases() {
   return all;
 }
 
-std::vector<Case> cases(bool quick) {
+// The prefill cases: text shapes per dtype, causal and not, per N; then the vision shape per
+// dtype.
+struct CaseOptions {
+  bool quick = false;
+  std::vector<DType> dtypes = {DType::kF32, DType::kF16};
+  std::vector<int64_t> seqs;  // empty: 1024, 4096 (and 16384 unless quick)
+  int64_t kv_heads = 0;       // text shapes; 0: as many as query heads
+};
+
+std::vector<Case> cases(const CaseOptions& o) {
   std::vector<Case> all;
-  const int64_t seqs_full[] = {1024, 4096, 16384};
-  const int64_t seqs_quick[] = {1024, 4096};
-  for (DType dtype : {DType::kF32, DType::kF16})
+  std::vector<int64_t> seqs = o.seqs;
+  if (seqs.empty()) seqs = o.quick ? std::vector<int64_t>{1024, 4096} : std::vector<int64_t>{1024, 4096, 16384};
+  for (DType dtype : o.dtypes)
     for (bool causal : {false, true}) {
-      for (int64_t n : quick ? std::vector<int64_t>(std::begin(seqs_quick), std::end(seqs_quick))
-                             : std::vector<int64_t>(std::begin(seqs_full), std::end(seqs_full))) {
+      for (int64_t n : seqs) {
         Case c;
         c.shape = "text";
         c.dtype = dtype;
         c.causal = causal;
         c.seq = n;
+        c.kv_heads = o.kv_heads;
         all.push_back(c);
       }
     }
-  for (DType dtype : {DType::kF32, DType::kF16}) {  // vision: 16 frames of 32x32 patches
+  for (DType dtype : o.dtypes) {  // vision: 16 frames of 32x32 patches
     Case c;
     c.shape = "vision";
     c.dtype = dtype;
@@ -219,8 +235,24 @@ std::vector<Case> cases(bool quick) {
   return all;
 }
 
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream list(text);
+  for (std::string item; std::getline(list, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+const char* const kUsage =
+    "usage: %s [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard] [--reps N]\n"
+    "          [--filter a,b] [--dtypes f32,f16,bf16] [--seqs 1024,4096,16384] [--kv-heads N]\n"
+    "          [--block-sparse] [--help]\n"
+    "Each figure (attention and cuBLAS SGEMM) is the median of event-timed single calls outside\n"
+    "any graph, after warm-ups; --kv-heads sets the text shapes' KV heads (0: MHA).\n";
+
 int run(int argc, char** argv) {
-  bool quick = false, block_sparse = false;
+  CaseOptions case_options;
+  bool block_sparse = false;
   int reps = 10;
   std::string json_path;
   std::string variant_list = "flash2,sm61_tiled,standard";
@@ -228,7 +260,25 @@ int run(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") {
-      quick = true;
+      case_options.quick = true;
+    } else if (a == "--help" || a == "-h") {
+      std::printf(kUsage, argv[0]);
+      return 0;
+    } else if (a == "--dtypes" && i + 1 < argc) {
+      case_options.dtypes.clear();
+      for (const std::string& d : split_list(argv[++i])) {
+        if (d == "f32") case_options.dtypes.push_back(DType::kF32);
+        else if (d == "f16") case_options.dtypes.push_back(DType::kF16);
+        else if (d == "bf16") case_options.dtypes.push_back(DType::kBF16);
+        else {
+          std::fprintf(stderr, "--dtypes %s: allowed f32, f16, bf16\n", d.c_str());
+          return 2;
+        }
+      }
+    } else if (a == "--seqs" && i + 1 < argc) {
+      for (const std::string& n : split_list(argv[++i])) case_options.seqs.push_back(std::atoll(n.c_str()));
+    } else if (a == "--kv-heads" && i + 1 < argc) {
+      case_options.kv_heads = std::max(0, std::atoi(argv[++i]));
     } else if (a == "--block-sparse") {
       block_sparse = true;
     } else if (a == "--json" && i + 1 < argc) {
@@ -236,15 +286,12 @@ int run(int argc, char** argv) {
     } else if (a == "--variants" && i + 1 < argc) {
       variant_list = argv[++i];
     } else if (a == "--filter" && i + 1 < argc) {
-      std::stringstream list(argv[++i]);
-      for (std::string f; std::getline(list, f, ',');) filters.push_back(f);
+      filters = split_list(argv[++i]);
     } else if (a == "--reps" && i + 1 < argc) {
       reps = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr,
-                   "unknown argument '%s'\nusage: %s [--quick] [--json FILE] "
-                   "[--variants a,b] [--reps N] [--filter a,b] [--block-sparse]\n",
-                   a.c_str(), argv[0]);
+      std::fprintf(stderr, "unknown argument '%s'\n", a.c_str());
+      std::fprintf(stderr, kUsage, argv[0]);
       return 2;
     }
   }
@@ -284,7 +331,7 @@ int run(int argc, char** argv) {
   std::printf("%-40s %-12s %10s %10s %8s %9s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm",
               block_sparse ? "dense/bsr" : "");
   double dense_ms = 0.0;  // --block-sparse: the last dense case's time
-  for (const Case& c : block_sparse ? block_sparse_cases() : cases(quick)) {
+  for (const Case& c : block_sparse ? block_sparse_cases() : cases(case_options)) {
     bool wanted = filters.empty();
     for (const std::string& f : filters) wanted = wanted || c.name().find(f) != std::string::npos;
     if (!wanted) continue;

@@ -6,7 +6,13 @@
 //                        [--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd]
 //                        [--splits 0] [--rows 1]
 //                        [--batch 1] [--repeats 20] [--huge-pages 1] [--copy-threads fresh|pool]
-//                        [--rotate 1]
+//                        [--rotate 1] [--json FILE] [--help]
+//
+// Every ratio divides two figures timed the same way. CUDA: the decode and a 1 GiB
+// device-to-device copy, both as event-timed back-to-back launches outside graphs (ms, copy GB/s,
+// ratio) and both replayed from CUDA graphs (graph ms, graph copy GB/s, graph ratio: ~1.5x high,
+// since a graph's memcpy node copies slower than a direct copy; see decode_bench_cuda.cpp). CPU: wall time of back-to-back calls against std::memcpy over the same
+// threads, alternated round by round.
 //
 // On the CPU the cache and the copy buffers are in 2 MiB pages unless --huge-pages 0: with 4 KiB
 // pages a 256 MiB cache needs 512 KiB of page tables, whose walks then miss the caches.
@@ -205,10 +211,18 @@ int usage(const char* argv0) {
                "usage: %s [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N] "
                "[--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd] [--splits 0] [--rows 1] "
                "[--batch 1] [--dtype f16|bf16|f32] [--repeats 20] [--huge-pages 1] [--copy-threads fresh|pool] "
-               "[--rotate 1]\n",
+               "[--rotate 1] [--json FILE] [--help]\n"
+               "Each ratio divides two figures timed the same way. cuda: decode and a 1 GiB device copy both\n"
+               "as event-timed back-to-back launches outside graphs (ms, copy GB/s, ratio), and both replayed\n"
+               "from CUDA graphs (graph ms, graph copy GB/s, graph ratio; a graph's memcpy node copies ~1.5x\n"
+               "slower, so quote the event ratio). cpu: wall time of back-to-back\n"
+               "calls against std::memcpy on the same threads. --json FILE: one JSON object per length.\n",
                argv0);
   return 2;
 }
+
+// A JSON number, or null for a figure not measured (negative).
+std::string json_number(double v) { return v < 0 ? "null" : std::to_string(v); }
 
 }  // namespace
 
@@ -217,8 +231,13 @@ int main(int argc, char** argv) {
   bench::DecodeCase base;
   std::string device = "cpu";
   std::vector<int64_t> lens = {4096, 16384, 65536};
+  std::string json_path;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      usage(argv[0]);
+      return 0;
+    }
     if (i + 1 >= argc) return usage(argv[0]);
     const char* value = argv[++i];
     if (arg == "--device") device = value;
@@ -232,6 +251,7 @@ int main(int argc, char** argv) {
     else if (arg == "--batch") base.batch = std::atoll(value);
     else if (arg == "--repeats") base.repeats = std::atoi(value);
     else if (arg == "--huge-pages") base.huge_pages = std::atoi(value) != 0;
+    else if (arg == "--json") json_path = value;
     else if (arg == "--rotate") base.rotate = std::atoi(value) != 0;
     else if (arg == "--copy-threads") bench::g_copy_on_pool = std::string(value) == "pool";
     else if (arg == "--dtype") base.dtype = std::string(value) == "f32" ? DType::kF32 : std::string(value) == "bf16" ? DType::kBF16 : DType::kF16;
@@ -249,8 +269,14 @@ int main(int argc, char** argv) {
               static_cast<long long>(base.kv_heads), static_cast<long long>(base.head_dim),
               static_cast<long long>(base.rows), to_string(base.dtype), to_string(base.layout),
               static_cast<long long>(base.block_size));
-  std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %s\n", "device", "kv_len", "splits",
-              "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio", "GB/cpu-s", "max|gpu-cpu|");
+  std::FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
+  if (!json_path.empty() && !json) {
+    std::fprintf(stderr, "--json %s: cannot open for writing\n", json_path.c_str());
+    return 2;
+  }
+  std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %12s %10s %11s %11s\n", "device", "kv_len",
+              "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio", "GB/cpu-s",
+              "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
   for (int64_t len : lens) {
     bench::DecodeCase c = base;
     c.kv_len = len;
@@ -263,16 +289,34 @@ int main(int argc, char** argv) {
 #endif
       const double gbps = c.kv_bytes() / (r.ms * 1e6);
       const double best = c.kv_bytes() / (r.min_ms * 1e6) / r.best_copy_gbps;
-      std::printf("%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %10.3f %12s %s\n", device.c_str(),
-                  static_cast<long long>(len), static_cast<long long>(r.splits), r.ms, r.min_ms, gbps,
-                  r.copy_gbps, gbps / r.copy_gbps, best,
+      const double graph_ratio =
+          r.graph_ms > 0 && r.graph_copy_gbps > 0 ? c.kv_bytes() / (r.graph_ms * 1e6) / r.graph_copy_gbps : -1;
+      std::printf("%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %10.3f %12s %12s %10s %11s %11s\n",
+                  device.c_str(), static_cast<long long>(len), static_cast<long long>(r.splits), r.ms, r.min_ms,
+                  gbps, r.copy_gbps, gbps / r.copy_gbps, best,
                   r.cpu_ms > 0 ? std::to_string(c.kv_bytes() / (r.cpu_ms * 1e6)).c_str() : "-",
-                  r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-");
+                  r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-",
+                  r.graph_ms > 0 ? std::to_string(r.graph_ms).c_str() : "-",
+                  r.graph_copy_gbps > 0 ? std::to_string(r.graph_copy_gbps).c_str() : "-",
+                  graph_ratio > 0 ? std::to_string(graph_ratio).c_str() : "-");
+      if (json) {
+        std::fprintf(json,
+                     "{\"kind\":\"decode\",\"device\":\"%s\",\"kv_len\":%lld,\"layout\":\"%s\",\"dtype\":\"%s\","
+                     "\"splits\":%lld,\"ms\":%s,\"copy_gbps\":%s,\"ratio\":%s,\"graph_ms\":%s,"
+                     "\"graph_copy_gbps\":%s,\"graph_ratio\":%s,\"max_abs_diff\":%s,\"kernel\":\"%s\"}\n",
+                     device.c_str(), static_cast<long long>(len), to_string(c.layout), to_string(c.dtype),
+                     static_cast<long long>(r.splits), json_number(r.ms).c_str(), json_number(r.copy_gbps).c_str(),
+                     json_number(gbps / r.copy_gbps).c_str(), json_number(r.graph_ms).c_str(),
+                     json_number(r.graph_copy_gbps).c_str(), json_number(graph_ratio).c_str(),
+                     json_number(r.max_abs_diff).c_str(), r.device.c_str());
+        std::fflush(json);
+      }
       if (len == lens.front()) std::printf("# %s\n", r.device.c_str());
     } catch (const Error& e) {
       std::fprintf(stderr, "kv_len %lld: %s\n", static_cast<long long>(len), e.what());
       return 1;
     }
   }
+  if (json) std::fclose(json);
   return 0;
 }

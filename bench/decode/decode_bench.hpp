@@ -38,7 +38,7 @@ struct DecodeCase {
 };
 
 struct DecodeResult {
-  double ms = 0;           // median time of one call
+  double ms = 0;           // median time of one call (CUDA: event-timed launches, no graph)
   double min_ms = 0;       // fastest call (the least disturbed by other work on the machine)
   double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run: median
   double best_copy_gbps = 0;  // and best sample (pairs with min_ms on a machine others share)
@@ -46,6 +46,8 @@ struct DecodeResult {
   double cpu_ms = -1;       // CPU: process CPU time of one call, median (-1: not measured); with
                            // other work on the machine the least disturbed figure of the kernel
   double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
+  double graph_ms = -1;     // CUDA: the same calls replayed from a CUDA graph (-1: not measured)
+  double graph_copy_gbps = -1;  // CUDA: the copy as a graph node, the denominator for graph_ms
   std::string device;
 };
 

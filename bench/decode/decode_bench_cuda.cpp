@@ -1,9 +1,20 @@
 // The CUDA side of qwen3vl-decode-bench: a paged (or contiguous) f16 cache filled by device
-// appends, decode timed as CUDA-graph replays between events (the GPU time of the kernels, no
-// host launch overhead), the device-to-device copy bandwidth measured in the same run, and a
-// check of the output against the CPU kernel on the same cache. The graph cycles through copies
-// of the cache storage (at least 512 MiB of them, 10x the H100/H200 L2), so that every call reads
-// its K/V from HBM as a real decode step does, not from the L2 the previous call filled.
+// appends, decode timed against a device-to-device copy of 1 GiB, and a check of the output
+// against the CPU kernel on the same cache. The calls cycle through copies of the cache storage
+// (at least 512 MiB of them, 10x the H100/H200 L2), so that every call reads its K/V from HBM as a
+// real decode step does, not from the L2 the previous call filled.
+//
+// Timing: the decode and the copy are each timed twice, the same two ways, and each ratio divides
+// numbers measured the same way:
+//  - events (the headline ms, copy GB/s, ratio): back-to-back launches on one stream outside any
+//    graph, an event before and after each group of calls; the median over groups of the time per
+//    call. If the host launches slower than the GPU runs the calls, this figure shows it.
+//  - graph: the same calls captured into a CUDA graph, its replays timed between events (no host
+//    launch gaps). The graph ratio is what this bench printed before; it reads about 1.5x higher
+//    than the event ratio because the copy as a graph's memcpy node runs at about 2.7 TB/s (read +
+//    written) against 4.14 TB/s for the same copy launched directly (H200), not because the
+//    decode is faster in a graph. Quote the event ratio; the graph pair shows the launch-free
+//    decode time and ties the new figures to the old ones.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -49,6 +60,30 @@ double graph_ms(cudaStream_t stream, int per_graph, int repeats, F&& record) {
   cudaEventDestroy(stop);
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
+  return median(ms);
+}
+
+// Milliseconds per call of `record` (which launches on `stream`), launched `per_sample` times in
+// a row outside any graph between two events, `repeats` samples after one untimed group; the
+// median over samples.
+template <class F>
+double events_ms(cudaStream_t stream, int per_sample, int repeats, F&& record) {
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int i = 0; i < per_sample; ++i) record();  // warm-up
+  std::vector<double> ms;
+  for (int r = 0; r < repeats; ++r) {
+    check(cudaEventRecord(start, stream), "cudaEventRecord");
+    for (int i = 0; i < per_sample; ++i) record();
+    check(cudaEventRecord(stop, stream), "cudaEventRecord");
+    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float t = 0;
+    check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
+    ms.push_back(t / per_sample);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
   return median(ms);
 }
 
@@ -116,20 +151,24 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   DecodeResult r;
   r.device = decode->describe();
   r.splits = decode->splits(p);
-  // Copy bandwidth: a device-to-device copy of a buffer much larger than L2, before and after.
+  // Copy bandwidth: a device-to-device copy of a buffer much larger than L2, sampled before and
+  // after the decode, each sample both ways (events and graph).
   const size_t copy_bytes = size_t(1) << 30;
   DeviceBuffer src(copy_bytes), dst(copy_bytes);
   src.fill_bytes(1);
-  auto copy_gbps = [&] {
-    const double ms = graph_ms(stream, 4, 10, [&] {
-      check(cudaMemcpyAsync(dst.data(), src.data(), copy_bytes, cudaMemcpyDeviceToDevice, stream),
-            "cudaMemcpyAsync");
-    });
-    return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6);  // read + written
+  auto copy_once = [&] {
+    check(cudaMemcpyAsync(dst.data(), src.data(), copy_bytes, cudaMemcpyDeviceToDevice, stream),
+          "cudaMemcpyAsync");
   };
-  std::vector<double> copy = {copy_gbps()};
+  auto gbps = [&](double ms) { return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6); };  // read + written
+  std::vector<double> copy, graph_copy;
+  auto sample_copy = [&] {
+    copy.push_back(gbps(events_ms(stream, 4, 10, copy_once)));
+    graph_copy.push_back(gbps(graph_ms(stream, 4, 10, copy_once)));
+  };
+  sample_copy();
   size_t call = 0;
-  r.ms = graph_ms(stream, 20, c.repeats, [&] {
+  auto decode_once = [&] {
     DecodeParams pc = p;
     const size_t i = call++ % copies;
     if (i > 0) {
@@ -137,11 +176,14 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
       pc.kv.v.data = v_copies[i - 1].data();
     }
     throw_if_error(decode->forward(pc, Workspace{ws.data(), ws.bytes()}, stream));
-  });
+  };
+  r.ms = events_ms(stream, 20, c.repeats, decode_once);
+  r.graph_ms = graph_ms(stream, 20, c.repeats, decode_once);
   r.min_ms = r.ms;
-  copy.push_back(copy_gbps());
+  sample_copy();
   r.copy_gbps = median(copy);
   r.best_copy_gbps = *std::max_element(copy.begin(), copy.end());
+  r.graph_copy_gbps = median(graph_copy);
 
   // The same decode on the CPU from a host copy of the cache.
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");

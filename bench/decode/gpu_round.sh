@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call for the CUDA decode figures of docs/performance.md "## Decode": test_decode_cuda,
 # then qwen3vl-decode-bench (the default kernel paged and contiguous, twice; bf16; the CUDA-core
-# kernel; forced splits at KV 4096) and PyTorch SDPA on the same shape.
+# kernel; forced splits at KV 4096) and PyTorch SDPA (every backend) on the same shape. The GPU
+# targets as a whole: scripts/gpu/targets.sh.
 #   bench/decode/gpu_round.sh pack <build dir> <carry dir>   (here: copies binaries + runtimes)
 #   bench/decode/gpu_round.sh run <carry dir>                (on the GPU machine, repository root)
 set -uo pipefail
@@ -17,20 +18,22 @@ run)
   export LD_LIBRARY_PATH=$c:$cublas:${LD_LIBRARY_PATH:-}
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   timeout 90 "$c/test_decode_cuda" --gtest_brief=1 2>&1 | tail -n 2
-  # One line per setting: KV length: us / splits (fraction of the copy rate).
+  # One line per setting: KV length: us / splits (fraction of the copy rate), event-timed and
+  # graph-timed, each against a copy timed the same way.
   bench() {
     printf "%-36s " "$*"
-    timeout 40 env "$@" "$c/qwen3vl-decode-bench" --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
-      awk '$1 == "cuda" { printf "%s: %.1f us / %s (%.3f)  ", $2, $4 * 1000, $3, $9 } /rror/'
+    # shellcheck disable=SC2086  # ARGS: several words
+    timeout 60 env "$@" "$c/qwen3vl-decode-bench" --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
+      awk '$1 == "cuda" { printf "%s: %.1f us / %s (%.3f), graph %.1f us (%.3f)  ", $2, $4 * 1000, $3, $8, $12 * 1000, $14 } /rror/'
     echo
   }
-  for round in 1 2; do
+  for _ in 1 2; do
     ARGS="--layout paged" bench QWEN3VL_DECODE_MMA=1
     ARGS="--layout contiguous" bench QWEN3VL_DECODE_MMA=1
   done
   ARGS="--dtype bf16" bench QWEN3VL_DECODE_MMA=1
   ARGS="--layout paged" bench QWEN3VL_DECODE_MMA=0
   for s in 8 12 24; do LENS=4096 ARGS="--splits $s" bench QWEN3VL_DECODE_MMA=1; done
-  timeout 60 python3 bench/decode/sdpa_decode.py 2>&1 | tail -n 4 ;;
+  timeout 120 python3 bench/decode/sdpa_decode.py 2>&1 | grep -E "^#|best" ;;
 *) echo "usage: $0 pack <build> <carry> | run <carry>"; exit 2 ;;
 esac

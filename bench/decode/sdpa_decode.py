@@ -1,58 +1,58 @@
 #!/usr/bin/env python3
 """PyTorch decode attention on the shape of qwen3vl-decode-bench: one query row, Hq 32 / Hkv 8,
 head_dim 128, fp16 K/V of 4096 / 16384 / 65536 keys, through F.scaled_dot_product_attention
-(enable_gqa, whatever backend PyTorch picks), and the device-to-device copy bandwidth of the same
-run. Times are CUDA-graph replays between events (GPU time, no launch overhead), like the C++
-benchmark, and cycle through copies of K/V (at least 512 MiB of them, 10x the L2) so that every
-call reads from HBM, as the C++ benchmark does. Prints one line per length and writes JSON lines
-with --json."""
+(enable_gqa) under every SDPA backend PyTorch has (default, FLASH_ATTENTION, EFFICIENT_ATTENTION,
+CUDNN_ATTENTION, MATH; one that refuses the shape is recorded with the reason), in one process.
+
+Timing matches qwen3vl-decode-bench, and each ratio divides two figures timed the same way:
+  events: 20 calls launched back to back outside any graph between two events, median over 20
+          samples; divided by a 1 GiB device copy timed the same way (ratio).
+  graph:  the same 20 calls captured into a CUDA graph, median over 20 replays; divided by the copy
+          captured the same way (graph_ratio; ~1.5x high, since the copy as a graph node runs
+          slower than launched directly: quote the events ratio). Where eager PyTorch's host time
+          per call exceeds a short cache's GPU time, the events time is the host's, the graph
+          time the GPU's.
+The calls cycle through copies of K/V (at least 512 MiB of them, 10x the L2) so that every call
+reads from HBM, as the C++ benchmark does. Prints one line per length and backend, the fastest per
+method, and writes JSON lines with --json."""
 import argparse
 import json
-import statistics
+import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
-
-def graph_ms(fn, per_graph=20, reps=20):
-    """fn(i): the i-th call of a graph."""
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        for i in range(3):
-            fn(i)  # warm-up outside the graph (kernel selection, workspace)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        for i in range(per_graph):
-            fn(i)
-    graph.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) / per_graph)
-    return statistics.median(times)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "gpu"))
+import torch_timing as tt  # noqa: E402
 
 
-def copy_gbps():
-    src = torch.ones(1 << 28, device="cuda", dtype=torch.float32)  # 1 GiB
-    dst = torch.empty_like(src)
-    ms = graph_ms(lambda i: dst.copy_(src), per_graph=4, reps=10)
-    return 2 * src.numel() * 4 / (ms * 1e6)
+KEYS = {m: {k: (k if m == "events" else f"graph_{k}") for k in ("ms", "copy_gbps", "ratio", "refused", "fastest")}
+        for m in ("events", "graph")}
+
+
+def figures(method, ms, kv_bytes, copy_gbps):
+    """The JSON fields of one timing: ms, the copy it is divided by, and the ratio (None if refused)."""
+    k = KEYS[method]
+    return {k["ms"]: ms, k["copy_gbps"]: copy_gbps,
+            k["ratio"]: kv_bytes / (ms * 1e6) / copy_gbps if ms else None}
+
+
+def us(ms):
+    return f"{ms * 1e3:9.1f}" if ms else "        -"
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lens", default="4096,16384,65536")
+    ap.add_argument("--backends", default=",".join(tt.BACKEND_NAMES))
     ap.add_argument("--json")
     args = ap.parse_args()
     heads, kv_heads, dim = 32, 8, 128
     out = open(args.json, "w") if args.json else None
     print(f"# torch {torch.__version__}, {torch.cuda.get_device_name()}")
+    copy = {m: tt.copy_gbps(m) for m in ("events", "graph")}
+    print(f"# copy (1 GiB, read + written): events {copy['events']:.1f} GB/s, graph {copy['graph']:.1f} GB/s")
     for n in (int(x) for x in args.lens.split(",")):
         gen = torch.Generator(device="cuda").manual_seed(n)
         q = torch.rand((1, heads, 1, dim), device="cuda", dtype=torch.float16, generator=gen) - 0.5
@@ -62,15 +62,38 @@ def main():
         copies = max(2, -(-(512 << 20) // kv_bytes))
         ks = [k] + [k.clone() for _ in range(copies - 1)]
         vs = [v] + [v.clone() for _ in range(copies - 1)]
-        bw = copy_gbps()
-        ms = graph_ms(lambda i: F.scaled_dot_product_attention(q, ks[i % copies], vs[i % copies],
-                                                               enable_gqa=True))
-        rec = dict(kind="sdpa_decode", kv_len=n, copies=copies, ms=ms, kv_gbps=kv_bytes / (ms * 1e6),
-                   copy_gbps=bw, ratio=kv_bytes / (ms * 1e6) / bw, torch=torch.__version__)
-        print(f"sdpa   {n:8d} {ms:10.4f} ms {rec['kv_gbps']:10.1f} KV GB/s "
-              f"{bw:10.1f} copy GB/s {rec['ratio']:8.3f}")
+
+        def call(i):
+            return F.scaled_dot_product_attention(q, ks[i % copies], vs[i % copies], enable_gqa=True)
+
+        times = {"events": {}, "graph": {}}
+        for backend in args.backends.split(","):
+            rec = dict(kind="sdpa_decode", backend=backend, kv_len=n, copies=copies, torch=torch.__version__)
+            for method, kw in (("events", dict(per_sample=20, reps=20)), ("graph", dict(per_graph=20, reps=20))):
+                ms, why = tt.time_backend(backend, call, method, **kw)
+                times[method][backend] = ms
+                rec.update(figures(method, ms, kv_bytes, copy[method]))
+                if why:
+                    rec[KEYS[method]["refused"]] = why
+            if rec.get("refused"):
+                print(f"sdpa {backend:20s} {n:8d} refused: {rec['refused']}")
+            else:
+                g = (f"{us(rec['graph_ms'])} us {rec['graph_ratio']:6.3f}" if rec["graph_ms"]
+                     else f"refused: {rec.get('graph_refused')}")
+                print(f"sdpa {backend:20s} {n:8d} events {us(rec['ms'])} us {rec['ratio']:6.3f}  graph {g}")
+            if out:
+                out.write(json.dumps(rec) + "\n")
+        best = dict(kind="sdpa_decode", backend="best", kv_len=n, copies=copies, torch=torch.__version__)
+        for method in ("events", "graph"):
+            name, ms = tt.fastest(times[method])
+            best.update(figures(method, ms, kv_bytes, copy[method]))
+            best[KEYS[method]["fastest"]] = name
+        print(f"sdpa best {n:8d}: events {best['fastest']} {us(best['ms'])} us, "
+              f"graph {best['graph_fastest']} {us(best['graph_ms'])} us")
         if out:
-            out.write(json.dumps(rec) + "\n")
+            out.write(json.dumps(best) + "\n")
+        del q, k, v, ks, vs
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
