@@ -47,8 +47,7 @@ awk -F '\t' -v limit="$limit" '
     if (!(key in regs) || $2 + 0 > regs[key]) regs[key] = $2
     if (!(key in smem) || $3 + 0 > smem[key]) smem[key] = $3
     if ($4 + 0 > stack[key]) stack[key] = $4
-    spill = $5 + $6
-    if (spill > spills[key]) spills[key] = spill
+    if ($5 + $6 >= spills[key]) { spills[key] = $5 + $6; stores[key] = $5; loads[key] = $6 }
     if (!(arch in archs)) { archs[arch] = 1; arch_list[++na] = arch }
     # Flash tiles: Tiles<(...TileConfig)C, D> in the demangled name (some demanglers write D as
     # "(int)D").
@@ -75,7 +74,8 @@ awk -F '\t' -v limit="$limit" '
           total = smem[key] + dyn[key]
           line = line sprintf(" + %d B dynamic = %d B", dyn[key], total)
         }
-        line = line sprintf(", stack %d B, spills %d B", stack[key], spills[key])
+        line = line sprintf(", stack %d B, spill stores %d B, loads %d B", stack[key], stores[key],
+                            loads[key])
         if (old) {
           ++checked[arch]
           if (spills[key] > 0) { line = line "  << FAIL: spills"; ++failed; ++bad[arch] }
@@ -91,7 +91,7 @@ awk -F '\t' -v limit="$limit" '
     for (j = 1; j <= na; ++j) {
       arch = arch_list[j]
       if (!(arch in checked)) continue
-      printf "%s: %d kernels, largest spill %d B, most shared memory %d B (%s): %s\n", arch,
+      printf "%s: %d kernels, largest spill (stores + loads) %d B, most shared memory %d B (%s): %s\n", arch,
              checked[arch], most_spill[arch] + 0, most[arch] + 0, most_name[arch],
              (arch in bad) ? "FAILED" : "ok"
     }
