@@ -1,6 +1,8 @@
 # Optional CUDA backend. QWEN3VL_CUDA=AUTO builds it when a CUDA compiler is found, ON requires it,
-# OFF skips it. Sets QWEN3VL_WITH_CUDA. Default architectures: 75;80;90 (SASS) plus compute_90 PTX.
-# sm_61 (Pascal) needs CUDA <= 12: CUDA 13 dropped offline compilation below sm_75.
+# OFF skips it. Sets QWEN3VL_WITH_CUDA. Default architectures: 75;80;90 (SASS) plus compute_90 PTX;
+# with CUDA <= 12, Pascal's 60;61 (SASS) plus compute_60 PTX (the P100, sm_60, cannot run
+# compute_61 PTX), 75 and 80. Pascal needs CUDA <= 12: CUDA 13 dropped offline compilation below
+# sm_75.
 set(QWEN3VL_WITH_CUDA OFF)
 if(QWEN3VL_CUDA STREQUAL "OFF")
   return()
@@ -28,7 +30,7 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "")
   if(_cuda_major GREATER_EQUAL 13)
     set(CMAKE_CUDA_ARCHITECTURES "75-real;80-real;90-real;90-virtual")
   else()
-    set(CMAKE_CUDA_ARCHITECTURES "61-real;61-virtual;75-real;80-real")
+    set(CMAKE_CUDA_ARCHITECTURES "60-real;61-real;60-virtual;75-real;80-real")
   endif()
 endif()
 foreach(_arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
@@ -36,7 +38,7 @@ foreach(_arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
   if(_num AND _num LESS 75 AND _cuda_major GREATER_EQUAL 13)
     message(FATAL_ERROR
       "CMAKE_CUDA_ARCHITECTURES contains ${_arch}, but CUDA ${_cuda_major} cannot compile below sm_75. "
-      "Build sm_61 with CUDA <= 12, for example Debian's CUDA 11.8 (nvidia-cuda-toolkit): "
+      "Build Pascal (sm_60, sm_61) with CUDA <= 12, for example Debian's CUDA 11.8 (nvidia-cuda-toolkit): "
       "see the 'sm61' preset and scripts/build-sm61.sh.")
   endif()
 endforeach()

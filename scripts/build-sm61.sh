@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The sm_61 (Pascal) build: Debian's CUDA 11.8 (CUDA 13 cannot compile below sm_75), the `sm61`
-# preset, then ptxas's resource report (registers, shared memory, spills) for every kernel.
+# The Pascal build: Debian's CUDA 11.8 (CUDA 13 cannot compile below sm_75), the `sm61` preset
+# (sm_60 and sm_61 SASS, compute_60 PTX), then ptxas's resource report (registers, shared memory,
+# stack, spills) for every kernel and architecture, and its check: no spills and at most 48 KB of
+# static + dynamic shared memory per block. Exits non-zero when the build or the check fails.
 # Usage: scripts/build-sm61.sh   (needs root or sudo the first time, to install the toolkit)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,30 +41,24 @@ unset CUDACXX CUDA_PATH CUDA_HOME CUDAToolkit_ROOT
 echo "qwen3vl: nvcc $(/usr/bin/nvcc --version | grep -o 'release [0-9.]*'), ptxas at" \
   "$(PATH=/usr/bin:$PATH command -v ptxas), host compiler $(g++-11 -dumpfullversion)"
 
-# Recompile the CUDA objects so that ptxas reports every kernel, not only the changed ones.
+# Recompile the CUDA objects so that ptxas reports every kernel, not only the changed ones. The C++
+# objects go through ccache when it is installed (the CUDA ones never: a cache hit prints nothing).
 build_dir="$root/build-sm61"
 [ -d "$build_dir" ] && find "$build_dir" -name '*.cu.o' -delete
-cmake --preset sm61 -S "$root" >/dev/null
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake --preset sm61 -S "$root" "${launcher[@]}" >/dev/null
 log="$build_dir/build.log"
 status=0
+started=$SECONDS
 cmake --build --preset sm61 >"$log" 2>&1 || status=$?
 if [ "$status" -ne 0 ]; then
   grep -E -A12 '^FAILED|error' "$log" | head -n 60
   echo "qwen3vl: the sm61 build FAILED; full log: $log (the report below covers what compiled)"
 else
-  echo "qwen3vl: built $build_dir (log: $log)"
+  echo "qwen3vl: built $build_dir in $((SECONDS - started)) s (log: $log)"
 fi
 
 echo
-echo "== ptxas resource report (sm_61) =="
-demangle=$(command -v cu++filt || command -v c++filt || echo cat)
-if grep -q "^ptxas info *: Used" "$log"; then
-  # Per kernel: its name, then registers, shared/constant memory, stack and spills.
-  awk '/Compiling entry function/ { split($0, q, "\047"); name = q[2]; next }
-       /bytes stack frame/ { sub(/^ +/, ""); frame = $0; next }
-       /^ptxas info *: Used/ { sub(/^ptxas info *: /, ""); print name; print "    " $0 "; " frame }' \
-    "$log" | $demangle
-else
-  echo "(no kernels: the CUDA sources compiled for sm_61 define no __global__ functions yet)"
-fi
+"$root/scripts/lib/ptxas_report.sh" "$log" "$root" || status=$?
 exit "$status"

@@ -8,6 +8,13 @@
 
 #include "qwen3vl/cpu/isa.hpp"
 
+// The dispatch below tests QWEN3VL_HAVE_<ISA>, which only the library's kernel targets define
+// (qwen3vl_add_isa_kernels; tests reaching in take the QWEN3VL_ISA_DEFINITIONS property): without
+// them every ISA would silently get the scalar table.
+#ifndef QWEN3VL_HAVE_SCALAR
+#error "isa_table.hpp needs the QWEN3VL_HAVE_<ISA> definitions (see src/CMakeLists.txt)"
+#endif
+
 namespace qwen3vl::detail {
 
 template <CpuIsa I>

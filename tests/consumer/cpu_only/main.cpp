@@ -1,0 +1,46 @@
+// The CPU backend alone (qwen3vl::attention_cpu): flash2 checked by hand. With q = 0 every score is
+// equal, so under the causal mask query row i gets the mean of V[0..i].
+#include <qwen3vl/core/tensor.hpp>
+#include <qwen3vl/variants/flash2.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+int main() {
+  using namespace qwen3vl;
+  const int64_t seq = 7, heads = 2, head_dim = 16;
+  Tensor q(DType::kF32, {1, seq, heads, head_dim});  // zeros
+  Tensor k(DType::kF32, {1, seq, heads, head_dim});
+  Tensor v(DType::kF32, {1, seq, heads, head_dim});
+  Tensor out(DType::kF32, {1, seq, heads, head_dim});
+  k.fill_uniform(/*seed=*/3);
+  v.fill_uniform(/*seed=*/4);
+
+  std::unique_ptr<Attention> attention;
+  Status status = create_flash2_cpu(CpuOptions{}, &attention);
+  if (!status.ok()) {
+    std::printf("create_flash2_cpu: %s\n", status.to_string().c_str());
+    return 1;
+  }
+  AttentionParams params;
+  params.q = q;
+  params.k = k;
+  params.v = v;
+  params.out = out;
+  params.mask = MaskKind::kCausal;
+  attention->run(params);  // throws qwen3vl::Error on bad input
+
+  int wrong = 0;  // NaN counts as wrong
+  for (int64_t i = 0; i < seq; ++i)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t d = 0; d < head_dim; ++d) {
+        double mean = 0.0;
+        for (int64_t j = 0; j <= i; ++j) mean += v.get((j * heads + h) * head_dim + d);
+        mean /= static_cast<double>(i + 1);
+        if (!(std::fabs(out.get((i * heads + h) * head_dim + d) - mean) < 1e-5)) ++wrong;
+      }
+  std::printf("%s\n%d of %d outputs differ from the mean of V\n", attention->describe().c_str(),
+              wrong, static_cast<int>(out.numel()));
+  return wrong == 0 ? 0 : 1;
+}
