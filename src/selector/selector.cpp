@@ -13,25 +13,6 @@
 namespace qwen3vl {
 namespace {
 
-// Wraps a chosen implementation so describe() also tells the layer and the reason for the choice.
-class Chosen final : public Attention {
- public:
-  Chosen(std::unique_ptr<Attention> impl, std::string reason)
-      : impl_(std::move(impl)), reason_(std::move(reason)) {}
-  Variant variant() const override { return impl_->variant(); }
-  Device device() const override { return impl_->device(); }
-  Status supports(const AttentionParams& p) const override { return impl_->supports(p); }
-  size_t workspace_size(const AttentionParams& p) const override { return impl_->workspace_size(p); }
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    return impl_->forward(p, ws, stream);
-  }
-  std::string describe() const override { return impl_->describe() + " [" + reason_ + "]"; }
-
- private:
-  std::unique_ptr<Attention> impl_;
-  std::string reason_;
-};
-
 Status check_config(const AttentionConfig& c) {
   if (c.num_heads < 0 || c.num_kv_heads < 0 ||
       (c.num_heads > 0 && c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads != 0))
@@ -163,7 +144,8 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
                       to_string(config.device), " is not built (built: ", built_list(), ")");
   }
-  *out = std::make_unique<Chosen>(std::move(impl), reason);
+  impl->set_selection_reason(reason);  // describe() tells the layer and why
+  *out = std::move(impl);
   return Status();
 }
 
