@@ -22,6 +22,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include "../../core/workspace_carver.hpp"
 #include "../cpu_backend.hpp"
 #include "../kernels.hpp"
 #include "gathered_rows.hpp"
@@ -130,10 +131,11 @@ class Flash2Cpu final : public Attention {
     const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
     std::atomic<int64_t> next{0};
     const auto worker = [&] {
-      char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
-      auto* ranges = reinterpret_cast<KeyRange*>(base);
-      auto* intervals = reinterpret_cast<KeyRange*>(base + ranges_bytes(max_positions));
-      void* scratch = base + ranges_bytes(max_positions) + intervals_bytes(max_intervals);
+      detail::Carver carver(detail::CpuBackend::thread_slot(ws, slot));
+      const SlotParts parts = carve_slot(carver, tiles, max_intervals, max_positions);
+      KeyRange* ranges = parts.ranges;
+      KeyRange* intervals = parts.intervals;
+      void* scratch = parts.scratch;
       for (int64_t t = next++; t < total; t = next++) {
         const int64_t order = t % blocks;
         const int64_t qb = heavy_last ? blocks - 1 - order : order;
@@ -252,17 +254,27 @@ class Flash2Cpu final : public Attention {
            std::to_string(d.tiles.register_rows) + " register blocks, " +
            std::to_string(d.max_intervals) + " key intervals per task";
   }
-  static size_t ranges_bytes(int64_t positions) {
-    return detail::align_up(static_cast<size_t>(positions) * sizeof(KeyRange));
-  }
-  static size_t intervals_bytes(int64_t count) {
-    return detail::align_up(static_cast<size_t>(count) * sizeof(KeyRange));
-  }
   // Per thread: the task's row ranges (one per position), its key intervals (as many as the
-  // layout's longest row block needs; one without a layout) and the kernel's tile scratch.
+  // layout's longest row block needs; one without a layout) and the kernel's tile scratch, laid
+  // out by one carver (counting for the plan, over the thread's slot in run()).
+  struct SlotParts {
+    KeyRange* ranges;
+    KeyRange* intervals;
+    char* scratch;
+  };
+  static SlotParts carve_slot(detail::Carver& c, const detail::Flash2Plan& t,
+                              int64_t max_intervals, int64_t max_positions) {
+    SlotParts parts;
+    parts.ranges = c.take<KeyRange>(max_positions);
+    parts.intervals = c.take<KeyRange>(max_intervals);
+    parts.scratch = c.take<char>(static_cast<int64_t>(t.scratch_bytes));
+    return parts;
+  }
   static size_t slot_bytes(const detail::Flash2Plan& t, int64_t max_intervals,
                            int64_t max_positions) {
-    return ranges_bytes(max_positions) + intervals_bytes(max_intervals) + t.scratch_bytes;
+    detail::Carver sizing;
+    carve_slot(sizing, t, max_intervals, max_positions);
+    return sizing.used();
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;
