@@ -48,12 +48,13 @@ class Flash2Cpu final : public Attention {
     int64_t max_intervals = 1;
     int64_t max_positions = 0;
     size_t slot = 0;
+    const void* layout_indices = nullptr;  // the planned layout's, whose intervals were counted
   };
 
   // The gathered-rows mode (gathered_rows.hpp): one task pool over every run's rows; `shape` is
   // the validated problem's.
   void plan_gathered(const AttentionShape& s, AttentionPlan* plan) const {
-    plan_tasks(s, 1, s.group_size(), plan);
+    plan_tasks(s, 1, s.group_size(), nullptr, plan);
     plan->reason = "flash2 (cpu) over gathered query rows; " + tiles_text(s, plan);
   }
 
@@ -75,7 +76,9 @@ class Flash2Cpu final : public Attention {
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": flash2 never materialises the scores; use the standard variant");
     // validate() put q_positions and block_layout on q's device: host memory
-    plan_tasks(plan->shape, detail::max_key_intervals(p.block_layout), 1, plan);
+    const BlockLayout& layout = p.block_layout;
+    plan_tasks(plan->shape, detail::max_key_intervals(layout), 1,
+               layout.present() ? layout.indices.data : nullptr, plan);
     plan->reason = "flash2 (cpu); " + tiles_text(plan->shape, plan);
     return Status();
   }
@@ -113,10 +116,13 @@ class Flash2Cpu final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
     // A layout other than the planned one (a router's, planned for its widest rows) must fit the
     // planned interval lists.
-    if (layout.present() && detail::max_key_intervals(layout) > max_intervals)
-      return make_error(StatusCode::kInvalidArgument, "block_layout: a row block lists ",
-                        detail::max_key_intervals(layout), " key intervals; the plan holds ",
-                        max_intervals, " (plan() this layout)");
+    if (layout.present() && layout.indices.data != planned.layout_indices) {
+      const int64_t needed = detail::max_key_intervals(layout);
+      if (needed > max_intervals)
+        return make_error(StatusCode::kInvalidArgument, "block_layout: a row block lists ", needed,
+                          " key intervals; the plan holds ", max_intervals,
+                          " (plan() this layout)");
+    }
 
     // A sequence is cut into segments (the layout's row blocks; without a layout, one segment),
     // each into chunks of the plan's block_q: task (unit, sequence, chunk of the sequence), a unit
@@ -237,8 +243,9 @@ class Flash2Cpu final : public Attention {
   // The tiles for s; tasks of `groups` x block_q positions (gathered rows: a group's worth of
   // one-head positions) and `max_intervals` key intervals; the workspace of one slot per thread.
   void plan_tasks(const AttentionShape& s, int64_t max_intervals, int64_t groups,
-                  AttentionPlan* plan) const {
+                  const void* layout_indices, AttentionPlan* plan) const {
     auto data = std::make_shared<PlanData>();
+    data->layout_indices = layout_indices;
     data->tiles = tiles_for(s);
     data->max_intervals = max_intervals;
     data->max_positions = groups * data->tiles.block_q;
