@@ -220,7 +220,9 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     if (layout == nullptr) return make_error(StatusCode::kNullPointer, "layout = null");
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(nullptr, &query_pointers));
-    return route(p, ws, nullptr, layout, query_pointers);
+    AttentionShape s;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    return route(p, s, ws, nullptr, layout, query_pointers);
   }
 
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
@@ -237,7 +239,8 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query_pointers));
     AttentionParams routed = p;
-    QWEN3VL_RETURN_IF_ERROR(route(p, ws, stream, &routed.block_layout, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(
+        route(p, plan.shape, ws, stream, &routed.block_layout, query_pointers));
     const Plan pl = layout_plan(plan.shape);
     char* base = aligned(ws.data);
     const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + pl.layout_end;
@@ -312,8 +315,8 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return pl;
   }
 
+  // The variant's limits and where the pointers live, for params that passed validate().
   Status check(const AttentionParams& p, bool query_pointers) const {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": dynamic sparse never materialises the scores; use the standard variant");
@@ -327,12 +330,11 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return detail::check_device_params(ctx_, p, query_pointers);
   }
 
-  Status route(const AttentionParams& p, Workspace ws, void* stream_ptr, BlockLayout* layout,
-               bool query_pointers) const {
+  // Routes validated params of shape s.
+  Status route(const AttentionParams& p, const AttentionShape& s, Workspace ws, void* stream_ptr,
+               BlockLayout* layout, bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
     QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
     const Plan pl = layout_plan(s);
     if (ws.data == nullptr || ws.bytes < pl.scratch_end + kAlign)
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",

@@ -178,8 +178,8 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     return pl;
   }
 
+  // The variant's limits and where the pointers live, for params that passed validate().
   Status check(const AttentionParams& p, bool query_pointers) const {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": dynamic sparse returns no attention weights; use the standard variant");

@@ -253,8 +253,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
 
  protected:
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
-    QWEN3VL_RETURN_IF_ERROR(check(p, true));
     const AttentionShape& s = plan->shape;
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, true));
     const bool no_rows = detail::moh::routing_tokens(p) == 0 || s.batch == 0 || s.max_q == 0;
     plan->workspace_bytes =  // an empty problem launches nothing
         std::max(no_rows ? 0 : device_layout(p, s).total, kernel_->workspace_size(p));
@@ -262,11 +262,11 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     return Status();
   }
 
-  Status launch(const AttentionPlan&, const AttentionParams& p, Workspace ws,
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
                 void* stream) const override {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query_pointers));
-    QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));  // where the new pointers live
+    QWEN3VL_RETURN_IF_ERROR(check(p, plan.shape, query_pointers));  // the new pointers
     return kernel_->forward(p, ws, stream);  // every head, gate 1: dense attention
   }
 
@@ -284,9 +284,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   }
 
  private:
-  Status check(const AttentionParams& p, bool query_pointers) const {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  // The variant's limits and where the pointers live, for validated params of shape s.
+  Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
     if (s.heads != config_.num_heads)
       return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
                         ": must equal MoHConfig.num_heads = ", config_.num_heads);
@@ -313,7 +312,7 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
   bool query_pointers = true;
   QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream_ptr, &query_pointers));
   const AttentionShape& s = plan.shape;
-  QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));  // where the new pointers live
+  QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));  // where the new pointers live
   QWEN3VL_RETURN_IF_ERROR(check_routing(s, p, r, query_pointers));
   QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
   const int64_t tokens = detail::moh::routing_tokens(p);
