@@ -210,42 +210,44 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   const DynamicSparseConfig& config() const override { return config_; }
   double last_density() const override { return -1.0; }  // would need a host sync
 
-  Status supports(const AttentionParams& p) const override { return check(p, true); }
-
   size_t estimate_workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!validate(p, &s).ok()) return 0;
-    return plan(s).scratch_end + kAlign;
+    return layout_plan(s).scratch_end + kAlign;
   }
 
   Status estimate(const AttentionParams& p, Workspace ws, BlockLayout* layout) const override {
     if (layout == nullptr) return make_error(StatusCode::kNullPointer, "layout = null");
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(nullptr, &query_pointers));
-    return route(p, ws, nullptr, layout, query_pointers);
-  }
-
-  size_t workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    const Plan pl = plan(s);
-    return std::max(pl.scratch_end, pl.layout_end + block_sparse_->workspace_size(p)) + kAlign;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+    return route(p, s, ws, nullptr, layout, query_pointers);
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    QWEN3VL_RETURN_IF_ERROR(check(p, true));
+    const Plan pl = layout_plan(plan->shape);
+    plan->workspace_bytes =
+        std::max(pl.scratch_end, pl.layout_end + block_sparse_->workspace_size(p)) + kAlign;
+    plan->reason = description();
+    return Status();
+  }
+
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query_pointers));
     AttentionParams routed = p;
-    QWEN3VL_RETURN_IF_ERROR(route(p, ws, stream, &routed.block_layout, query_pointers));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const Plan pl = plan(s);
+    QWEN3VL_RETURN_IF_ERROR(
+        route(p, plan.shape, ws, stream, &routed.block_layout, query_pointers));
+    const Plan pl = layout_plan(plan.shape);
     char* base = aligned(ws.data);
     const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + pl.layout_end;
     return block_sparse_->forward(routed, Workspace{base + pl.layout_end, ws.bytes - used}, stream);
   }
 
-  std::string describe() const override {
+  std::string description() const override {
     if (vertical_slash())
       return "dynamic_sparse (cuda): vertical_slash, last " + std::to_string(config_.last_queries) +
              " queries, " + budget_text(config_.vertical, "columns") + " and " +
@@ -278,7 +280,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kAlign - 1) & ~uintptr_t(kAlign - 1));
   }
 
-  Plan plan(const AttentionShape& s) const {
+  Plan layout_plan(const AttentionShape& s) const {
     Plan pl;
     pl.nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
     pl.nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
@@ -313,8 +315,8 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return pl;
   }
 
+  // The variant's limits and where the pointers live, for params that passed validate().
   Status check(const AttentionParams& p, bool query_pointers) const {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": dynamic sparse never materialises the scores; use the standard variant");
@@ -328,13 +330,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return detail::check_device_params(ctx_, p, query_pointers);
   }
 
-  Status route(const AttentionParams& p, Workspace ws, void* stream_ptr, BlockLayout* layout,
-               bool query_pointers) const {
+  // Routes validated params of shape s.
+  Status route(const AttentionParams& p, const AttentionShape& s, Workspace ws, void* stream_ptr,
+               BlockLayout* layout, bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
     QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const Plan pl = plan(s);
+    const Plan pl = layout_plan(s);
     if (ws.data == nullptr || ws.bytes < pl.scratch_end + kAlign)
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
                         pl.scratch_end + kAlign, " (workspace_size() for these params)");

@@ -107,28 +107,27 @@ class ExactTopKCuda final : public DynamicSparseAttention {
   const DynamicSparseConfig& config() const override { return config_; }
   double last_density() const override { return -1.0; }  // would need a host sync
 
-  Status supports(const AttentionParams& p) const override { return check(p, true); }
-
   size_t estimate_workspace_size(const AttentionParams&) const override { return 0; }
   Status estimate(const AttentionParams&, Workspace, BlockLayout*) const override {
     return make_error(StatusCode::kUnsupported,
                       "method = exact_topk: token granular, it has no block layout to estimate");
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    return plan(s).end + kAlign;
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    QWEN3VL_RETURN_IF_ERROR(check(p, true));
+    plan->workspace_bytes = buffers(plan->shape).end + kAlign;
+    plan->reason = description();
+    return Status();
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query_pointers));
-    QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));  // where the new pointers live
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const Plan pl = plan(s);
+    const AttentionShape& s = plan.shape;
+    const Plan pl = buffers(s);
     if (ws.data == nullptr || ws.bytes < pl.end + kAlign)
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
                         pl.end + kAlign, " (workspace_size() for these params)");
@@ -155,7 +154,7 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     return Status();
   }
 
-  std::string describe() const override {
+  std::string description() const override {
     const std::string budget = config_.keep_fraction > 0
                                    ? std::to_string(config_.keep_fraction) + " of the visible keys"
                                    : "top " + std::to_string(config_.top_k) + " keys";
@@ -172,7 +171,7 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     return v;
   }
 
-  static Plan plan(const AttentionShape& s) {
+  static Plan buffers(const AttentionShape& s) {
     const auto round = [](size_t x) { return (x + kAlign - 1) / kAlign * kAlign; };
     Plan pl;
     pl.weights = 0;
@@ -181,8 +180,8 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     return pl;
   }
 
+  // The variant's limits and where the pointers live, for params that passed validate().
   Status check(const AttentionParams& p, bool query_pointers) const {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": dynamic sparse returns no attention weights; use the standard variant");

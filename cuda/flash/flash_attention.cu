@@ -82,22 +82,21 @@ class FlashCuda final : public Attention {
   Variant variant() const override { return variant_; }
   Device device() const override { return Device::kCUDA; }
 
-  Status supports(const AttentionParams& p) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    return check(p, s, true);
+  // Data pointers are checked where they live at every run (they change between runs).
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    QWEN3VL_RETURN_IF_ERROR(check(p, plan->shape, true));
+    plan->reason = description();
+    return Status();
   }
 
-  size_t workspace_size(const AttentionParams&) const override { return 0; }
-
-  Status forward(const AttentionParams& p, Workspace, void* stream) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace,
+                void* stream) const override {
+    const AttentionShape& s = plan.shape;
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query_pointers));
     QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
-    return launch(make_attention_args(p, s), s, stream);
+    return launch_kernel(make_attention_args(p, s), s, stream);
   }
 
   // One launch over the query rows each head gathered (forward_gathered()); the caller checked
@@ -107,10 +106,10 @@ class FlashCuda final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
     QWEN3VL_RETURN_IF_ERROR(check_grid(s));
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
-    return launch(make_gathered_args(p, s, g), s, stream);
+    return launch_kernel(make_gathered_args(p, s, g), s, stream);
   }
 
-  std::string describe() const override {
+  std::string description() const override {
     std::string s = std::string(qwen3vl::to_string(variant_)) +
                     " (cuda): fused FlashAttention-2 forward, fp32 math" +
                     (variant_ == Variant::kBlockSparse
@@ -129,7 +128,7 @@ class FlashCuda final : public Attention {
   }
 
  private:
-  Status launch(const AttentionArgs& args, const AttentionShape& s, void* stream) const {
+  Status launch_kernel(const AttentionArgs& args, const AttentionShape& s, void* stream) const {
     if (s.batch == 0 || s.max_q == 0) return Status();
     const KernelInfo& k = kernels_[slot_of(static_cast<int>(s.head_dim))];
     const dim3 grid(static_cast<unsigned>(s.heads),

@@ -71,23 +71,31 @@ class LinearCuda final : public LinearAttention {
   Variant variant() const override { return Variant::kLinear; }
   Device device() const override { return Device::kCUDA; }
 
-  Status supports(const AttentionParams& p) const override {
-    LinearCall call;
-    return check(p, call, true);
+  std::string description() const override {
+    return std::string("linear (cuda): ") +
+           (config_.feature_map == LinearFeatureMap::kEluPlusOne ? "elu+1" : "performer") +
+           " features, chunked form in 4 launches (features, per-chunk phi(K)^T [V|1], scan over "
+           "chunks, outputs), chunk 64, fp32 state; " + ctx_.to_string();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    LinearCall call;
-    if (!check_linear_params(p, config_, Device::kCUDA, &call).ok()) return 0;
-    return layout_of(p, call).bytes();
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    auto call = std::make_shared<LinearCall>();
+    call->shape = plan->shape;
+    QWEN3VL_RETURN_IF_ERROR(check_linear_problem(p, config_, Device::kCUDA, call.get()));
+    QWEN3VL_RETURN_IF_ERROR(check_launch(p, *call, true));
+    plan->workspace_bytes = layout_of(p, *call).bytes();
+    plan->reason = description();
+    plan->data = std::move(call);
+    return Status();
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    LinearCall call;
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
+    const auto& call = *static_cast<const LinearCall*>(plan.data.get());
     bool query = true;
     QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream, &query));
-    QWEN3VL_RETURN_IF_ERROR(check(p, call, query));
-    return launch(p, call, nullptr, false, ws, stream);
+    QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query));  // the new pointers
+    return launch_chunks(p, call, nullptr, false, ws, stream);
   }
 
   Status prefill(const AttentionParams& p, const LinearState& state, Workspace ws,
@@ -100,16 +108,14 @@ class LinearCuda final : public LinearAttention {
     return with_state(p, state, true, ws, stream);
   }
 
-  std::string describe() const override {
-    return std::string("linear (cuda): ") +
-           (config_.feature_map == LinearFeatureMap::kEluPlusOne ? "elu+1" : "performer") +
-           " features, chunked form in 4 launches (features, per-chunk phi(K)^T [V|1], scan over "
-           "chunks, outputs), chunk 64, fp32 state; " + ctx_.to_string();
-  }
-
  private:
   Status check(const AttentionParams& p, LinearCall& call, bool query) const {
     QWEN3VL_RETURN_IF_ERROR(check_linear_params(p, config_, Device::kCUDA, &call));
+    return check_launch(p, call, query);
+  }
+
+  // The device's limits for a checked call.
+  Status check_launch(const AttentionParams& p, const LinearCall& call, bool query) const {
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query));
     if (call.shape.batch > ctx_.max_grid_z || call.shape.heads > ctx_.max_grid_y)
       return make_error(StatusCode::kUnsupported, "batch = ", call.shape.batch, ", heads = ",
@@ -127,11 +133,11 @@ class LinearCuda final : public LinearAttention {
     QWEN3VL_RETURN_IF_ERROR(check_linear_state(p, config_, state, Device::kCUDA, &call));
     QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, state.s, "state.s", query));
     QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, state.z, "state.z", query));
-    return launch(p, call, &state, continue_state, ws, stream);
+    return launch_chunks(p, call, &state, continue_state, ws, stream);
   }
 
-  Status launch(const AttentionParams& p, const LinearCall& call, const LinearState* state,
-                bool continue_state, Workspace ws, void* stream_ptr) const {
+  Status launch_chunks(const AttentionParams& p, const LinearCall& call, const LinearState* state,
+                       bool continue_state, Workspace ws, void* stream_ptr) const {
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
     const Layout layout = layout_of(p, call);
     if (ws.bytes < layout.bytes() || (ws.data == nullptr && layout.bytes() > 0))

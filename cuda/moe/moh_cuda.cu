@@ -248,28 +248,34 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   Device device() const override { return Device::kCUDA; }
   const MoHConfig& config() const override { return config_; }
 
-  Status supports(const AttentionParams& p) const override { return check(p, true); }
-  Status supports(const AttentionParams& p, const HeadRouting& r) const override {
-    return check(p, r, true);
+  Status run(const AttentionPlan& plan, const AttentionParams& p, const HeadRouting& r,
+             Workspace ws, void* stream) const override;
+
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    const AttentionShape& s = plan->shape;
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, true));
+    const bool no_rows = detail::moh::routing_tokens(p) == 0 || s.batch == 0 || s.max_q == 0;
+    plan->workspace_bytes =  // an empty problem launches nothing
+        std::max(no_rows ? 0 : device_layout(p, s).total, kernel_->workspace_size(p));
+    plan->reason = description();
+    return Status();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    return std::max(device_layout(p, s).total, kernel_->workspace_size(p));
-  }
-
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query_pointers));
-    QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check(p, plan.shape, query_pointers));  // the new pointers
     return kernel_->forward(p, ws, stream);  // every head, gate 1: dense attention
   }
 
-  Status forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
-                 void* stream) const override;
+  Status check_routing(const AttentionPlan& plan, const AttentionParams& p,
+                       const HeadRouting& r) const override {
+    return check_routing(plan.shape, p, r, true);
+  }
 
-  std::string describe() const override {
+  std::string description() const override {
     return std::string("mixture-of-heads (cuda): ") + std::to_string(config_.num_shared_heads) +
            " shared + top-" + std::to_string(config_.top_k) + " of " +
            std::to_string(config_.routed_heads()) +
@@ -278,9 +284,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   }
 
  private:
-  Status check(const AttentionParams& p, bool query_pointers) const {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  // The variant's limits and where the pointers live, for validated params of shape s.
+  Status check(const AttentionParams& p, const AttentionShape& s, bool query_pointers) const {
     if (s.heads != config_.num_heads)
       return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
                         ": must equal MoHConfig.num_heads = ", config_.num_heads);
@@ -288,10 +293,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     QWEN3VL_RETURN_IF_ERROR(detail::check_device_params(ctx_, p, query_pointers));
     return detail::check_device_tensor(ctx_, p.q_positions, "q_positions", query_pointers);
   }
-  Status check(const AttentionParams& p, const HeadRouting& r, bool query_pointers) const {
-    QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  Status check_routing(const AttentionShape& s, const AttentionParams& p, const HeadRouting& r,
+                       bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));  // gathered rows only
     QWEN3VL_RETURN_IF_ERROR(validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads));
     QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, r.head_index, "routing.head_index", query_pointers));
@@ -303,14 +306,15 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   MoHConfig config_;
 };
 
-Status MixtureOfHeadsCuda::forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
-                                   void* stream_ptr) const {
+Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams& p,
+                               const HeadRouting& r, Workspace ws, void* stream_ptr) const {
+  QWEN3VL_RETURN_IF_ERROR(check_run(plan, p, ws));
   bool query_pointers = true;
   QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream_ptr, &query_pointers));
-  QWEN3VL_RETURN_IF_ERROR(check(p, r, query_pointers));
+  const AttentionShape& s = plan.shape;
+  QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));  // where the new pointers live
+  QWEN3VL_RETURN_IF_ERROR(check_routing(s, p, r, query_pointers));
   QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
-  AttentionShape s;
-  QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
   const int64_t tokens = detail::moh::routing_tokens(p);
   if (tokens == 0 || s.batch == 0 || s.max_q == 0) return Status();
   const DeviceLayout l = device_layout(p, s);

@@ -26,24 +26,29 @@ class StandardCuda final : public Attention {
   Variant variant() const override { return Variant::kStandard; }
   Device device() const override { return Device::kCUDA; }
 
-  Status supports(const AttentionParams& p) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    return check(p, s, true);
+  std::string description() const override {
+    return "standard (cuda): scores materialised ([B, Hq, Lq, Lk] fp32 in weights or the "
+           "workspace), row softmax, P V; fp32 math; " +
+           ctx_.to_string();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!validate(p, &s).ok() || p.weights.present()) return 0;
-    return score_bytes(s) + kWorkspaceAlignment;
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    const AttentionShape& s = plan->shape;
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, true));
+    const bool no_scores = s.batch == 0 || s.max_q == 0 || s.max_k == 0;  // launches nothing
+    plan->workspace_bytes =
+        p.weights.present() || no_scores ? 0 : score_bytes(s) + kWorkspaceAlignment;
+    plan->reason = description();
+    return Status();
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* stream_ptr) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream_ptr) const override {
+    const AttentionShape& s = plan.shape;
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(pointer_queries_allowed(stream_ptr, &query_pointers));
-    QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(check(p, s, query_pointers));  // where the new pointers live
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
     if (s.batch == 0 || s.max_q == 0) return Status();
 
@@ -92,12 +97,6 @@ class StandardCuda final : public Attention {
     pv_kernel<<<grid, block, 0, stream>>>(args, w);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("standard pv_kernel");
     return Status();
-  }
-
-  std::string describe() const override {
-    return "standard (cuda): scores materialised ([B, Hq, Lq, Lk] fp32 in weights or the "
-           "workspace), row softmax, P V; fp32 math; " +
-           ctx_.to_string();
   }
 
  private:

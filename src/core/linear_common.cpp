@@ -111,6 +111,11 @@ Status check_linear_params(const AttentionParams& p, const LinearConfig& config,
                            LinearCall* call) {
   QWEN3VL_RETURN_IF_ERROR(check_linear_config(config));
   QWEN3VL_RETURN_IF_ERROR(validate(p, &call->shape));
+  return check_linear_problem(p, config, device, call);
+}
+
+Status check_linear_problem(const AttentionParams& p, const LinearConfig& config, Device device,
+                            LinearCall* call) {
   if (p.q.device != device)
     return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                       ": this linear variant runs on ", to_string(device));

@@ -19,6 +19,10 @@ Status check_linear_config(const LinearConfig& config);
 // validate() plus the linear variant's own limits; `device` is the backend's.
 Status check_linear_params(const AttentionParams& p, const LinearConfig& config, Device device,
                            LinearCall* call);
+// The linear variant's own limits for params that passed validate(), whose shape call->shape
+// holds (Attention::plan()).
+Status check_linear_problem(const AttentionParams& p, const LinearConfig& config, Device device,
+                            LinearCall* call);
 
 // The state API: causal, elu+1, and s [B, Hkv, F, D] / z [B, Hkv, F] f32 on `device`.
 Status check_linear_state(const AttentionParams& p, const LinearConfig& config,

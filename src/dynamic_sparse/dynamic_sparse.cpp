@@ -83,25 +83,9 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
   const DynamicSparseConfig& config() const override { return config_; }
   double last_density() const override { return last_density_.load(); }
 
-  Status supports(const AttentionParams& p) const override {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
-    if (p.q.device != Device::kCPU)
-      return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
-                        ": the CPU dynamic-sparse variant needs host memory");
-    if (p.weights.present())
-      return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
-                        ": dynamic sparse never materialises the scores; use the standard variant");
-    if (p.block_layout.present())
-      return make_error(StatusCode::kInvalidArgument, "block_layout (", p.block_layout.block_q, "x",
-                        p.block_layout.block_k,
-                        " blocks) is set: the dynamic-sparse variant routes its own layout (use "
-                        "the block-sparse variant for a given one)");
-    return Status();
-  }
-
   size_t estimate_workspace_size(const AttentionParams& p) const override {
     detail::RoutingCall call;
-    if (!make_call(p, &call).ok() || !is_block_method()) return 0;
+    if (!checked_call(p, &call).ok() || !is_block_method()) return 0;
     return detail::block_route_bytes(call);
   }
 
@@ -111,7 +95,7 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
       return make_error(StatusCode::kUnsupported, "method = ", to_string(config_.method),
                         ": exact top-k is token granular and has no block layout");
     detail::RoutingCall call;
-    QWEN3VL_RETURN_IF_ERROR(make_call(p, &call));
+    QWEN3VL_RETURN_IF_ERROR(checked_call(p, &call));
     QWEN3VL_RETURN_IF_ERROR(check_bytes(ws, detail::block_route_bytes(call)));
     double density = 0.0;
     detail::route_blocks(call, ws.data, layout, &density);
@@ -119,18 +103,29 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     return Status();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    detail::RoutingCall call;
-    if (!make_call(p, &call).ok()) return 0;
-    if (!is_block_method()) return detail::exact_topk_bytes(call);
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    QWEN3VL_RETURN_IF_ERROR(check_problem(p));
+    const detail::RoutingCall call = make_call(p, plan->shape);
+    plan->reason = description();
+    if (!is_block_method()) {
+      plan->workspace_bytes = detail::exact_topk_bytes(call);
+      return Status();
+    }
+    // The block-sparse kernel's plan for the widest layout a router can make for this shape.
+    auto inner = std::make_shared<AttentionPlan>();
+    QWEN3VL_RETURN_IF_ERROR(plan_widest_kernel(p, plan->shape, inner.get()));
     size_t layout_bytes = 0;
     const size_t route = detail::block_route_bytes(call, &layout_bytes);
-    return std::max(route, layout_bytes + widest_kernel_bytes(p, call.shape) + detail::kAlignSlack);
+    plan->workspace_bytes =
+        std::max(route, layout_bytes + inner->workspace_bytes + detail::kAlignSlack);
+    plan->data = std::move(inner);
+    return Status();
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    detail::RoutingCall call;
-    QWEN3VL_RETURN_IF_ERROR(make_call(p, &call));
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
+    const detail::RoutingCall call = make_call(p, plan.shape);
     double density = 0.0;
     if (!is_block_method()) {
       QWEN3VL_RETURN_IF_ERROR(check_bytes(ws, detail::exact_topk_bytes(call)));
@@ -144,16 +139,17 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     detail::route_blocks(call, ws.data, &routed.block_layout, &density);
     last_density_.store(density);
     // The kernel's workspace follows the layout, over the router's finished scratch.
+    const auto& inner = *static_cast<const AttentionPlan*>(plan.data.get());
     char* rest = detail::carve(ws.data).cursor() + layout_bytes;
     const size_t used = static_cast<size_t>(rest - static_cast<char*>(ws.data));
-    const size_t need = block_sparse_->workspace_size(routed);
+    const size_t need = inner.workspace_bytes;
     if (ws.bytes < used + need)
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
                         used + need, " for this layout (workspace_size() for these params)");
-    return block_sparse_->forward(routed, Workspace{rest, ws.bytes - used}, stream);
+    return launch_part(*block_sparse_, inner, routed, Workspace{rest, ws.bytes - used}, stream);
   }
 
-  std::string describe() const override {
+  std::string description() const override {
     const DynamicSparseConfig& c = config_;
     std::string budget;
     char fraction[32];
@@ -192,23 +188,49 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
  private:
   bool is_block_method() const { return config_.method != DynamicSparseMethod::kExactTopK; }
 
-  Status make_call(const AttentionParams& p, detail::RoutingCall* call) const {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    call->params = &p;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &call->shape));
-    call->config = &config_;
-    const detail::ScoresKernels& products = detail::isa_table<detail::ScoresKernels>(backend_->isa());
-    call->scores = products.scores;
-    call->pv = products.pv;
-    call->arena = &backend_->arena();
-    call->threads = backend_->slots();  // scratch slots by arena slot index
+  // The variant's own limits, for params that passed validate().
+  Status check_problem(const AttentionParams& p) const {
+    if (p.q.device != Device::kCPU)
+      return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
+                        ": the CPU dynamic-sparse variant needs host memory");
+    if (p.weights.present())
+      return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
+                        ": dynamic sparse never materialises the scores; use the standard variant");
+    if (p.block_layout.present())
+      return make_error(StatusCode::kInvalidArgument, "block_layout (", p.block_layout.block_q, "x",
+                        p.block_layout.block_k,
+                        " blocks) is set: the dynamic-sparse variant routes its own layout (use "
+                        "the block-sparse variant for a given one)");
     return Status();
   }
 
-  // The block-sparse kernel's workspace for the most fragmented row a layout of this shape can
-  // have (its per-thread scratch grows with a row block's runs of consecutive key blocks: at most
+  detail::RoutingCall make_call(const AttentionParams& p, const AttentionShape& shape) const {
+    detail::RoutingCall call;
+    call.params = &p;
+    call.shape = shape;
+    call.config = &config_;
+    const detail::ScoresKernels& products = detail::isa_table<detail::ScoresKernels>(backend_->isa());
+    call.scores = products.scores;
+    call.pv = products.pv;
+    call.arena = &backend_->arena();
+    call.threads = backend_->slots();  // scratch slots by arena slot index
+    return call;
+  }
+
+  // estimate()'s checks: validate() and the variant's limits.
+  Status checked_call(const AttentionParams& p, detail::RoutingCall* call) const {
+    AttentionShape shape;
+    QWEN3VL_RETURN_IF_ERROR(validate(p, &shape));
+    QWEN3VL_RETURN_IF_ERROR(check_problem(p));
+    *call = make_call(p, shape);
+    return Status();
+  }
+
+  // The block-sparse kernel's plan for the most fragmented row a layout of this shape can have
+  // (its per-thread scratch grows with a row block's runs of consecutive key blocks: at most
   // every other block), so any routed layout fits.
-  size_t widest_kernel_bytes(const AttentionParams& p, const AttentionShape& s) const {
+  Status plan_widest_kernel(const AttentionParams& p, const AttentionShape& s,
+                            AttentionPlan* inner) const {
     const int64_t nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
     const int64_t nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
     const int64_t runs = (nbk + 1) / 2;
@@ -222,7 +244,7 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     widest.block_layout.indptr = TensorView::contiguous(indptr.data(), DType::kI32, {nbq + 1});
     widest.block_layout.indices =
         TensorView::contiguous(indices.data(), DType::kI32, {static_cast<int64_t>(indices.size())});
-    return block_sparse_->workspace_size(widest);
+    return plan_part(*block_sparse_, widest, s, inner);
   }
 
   static Status check_bytes(Workspace ws, size_t need) {

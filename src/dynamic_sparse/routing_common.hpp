@@ -1,6 +1,6 @@
 // What the routers and the exact top-k kernel share: the per-call context, row geometry (aligned
 // positions, the keys a block of rows sees), f32 packing of q/k rows, scoring rows against a key
-// range, and the bump allocator that carves the caller's workspace.
+// range, and per-thread slots of the caller's workspace (carved by ../core/workspace_carver.hpp).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 
 #include <tbb/task_arena.h>
 
+#include "../core/workspace_carver.hpp"
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "scores.hpp"
@@ -27,32 +28,6 @@ struct RoutingCall {
   tbb::task_arena* arena;
   int threads;
 };
-
-// Carves 64-byte aligned regions out of a buffer; with a null base it only counts (sizing).
-class Carver {
- public:
-  explicit Carver(void* base = nullptr) : base_(static_cast<char*>(base)) {}
-  template <class T>
-  T* take(int64_t count) {
-    offset_ = (offset_ + 63) / 64 * 64;
-    T* p = base_ ? reinterpret_cast<T*>(base_ + offset_) : nullptr;
-    offset_ += static_cast<size_t>(count) * sizeof(T);
-    return p;
-  }
-  bool sizing() const { return base_ == nullptr; }
-  // Bytes taken so far (from an aligned base), and the first free byte.
-  size_t used() const { return (offset_ + 63) / 64 * 64; }
-  char* cursor() const { return base_ + used(); }
-
- private:
-  char* base_;
-  size_t offset_ = 0;
-};
-// A carver over the aligned start of a caller's buffer (callers size buffers used() + 64).
-inline Carver carve(void* data) {
-  return Carver(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(data) + 63) & ~uintptr_t(63)));
-}
-constexpr size_t kAlignSlack = 64;
 
 // One scratch slot per worker of the call's arena (slot = this_task_arena::current_thread_index()).
 class ThreadSlots {

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "../core/as_attention.hpp"
+#include "../core/workspace_carver.hpp"
 #include "../cpu/cpu_backend.hpp"
 #include "../cpu/flash2/gathered_rows.hpp"
 #include "head_call.hpp"
@@ -29,48 +30,54 @@ namespace {
 
 using detail::moh::HeadBlock;
 
-// Where each part lives in the caller's workspace (byte offsets from a 64-byte aligned base).
-// Per head h, at h * tokens: its routed tokens and gates, then its gathered rows' sequence rows,
-// gates and key positions (and, for one-head calls, q/out rows and LSE); per head at
-// h * (batch + 1): the first gathered row of each sequence.
-struct HostLayout {
-  size_t tokens = 0, weights = 0, counts = 0, run_begin = 0, row = 0, row_gate = 0, positions = 0,
-         cu_rows = 0, q = 0, out = 0, lse = 0, cu_k = 0, cu_call = 0, kernel = 0, total = 0;
+// The workspace parts of one routed forward (q, out, lse, cu_k and cu_call: one-head calls only;
+// null otherwise), then the head kernel's workspace (the rest of the caller's buffer).
+struct HostBlocks {
+  int32_t* tokens = nullptr;
+  float* weights = nullptr;  // 0: routed, but sees no key
+  int64_t* counts = nullptr;
+  int32_t* run_begin = nullptr;
+  int32_t* row = nullptr;
+  float* row_gate = nullptr;
+  int32_t* positions = nullptr;
+  int32_t* cu_rows = nullptr;
+  char* q = nullptr;
+  char* out = nullptr;
+  float* lse = nullptr;
+  int32_t* cu_k = nullptr;
+  int32_t* cu_call = nullptr;
+  char* kernel = nullptr;
 };
 
-// `blocks`: the one-head calls' copies of the rows.
-HostLayout host_layout(const AttentionParams& p, const AttentionShape& s, size_t kernel_bytes,
-                       bool blocks) {
-  using detail::align_up;
-  const size_t t = static_cast<size_t>(detail::moh::routing_tokens(p));
-  const size_t heads = static_cast<size_t>(s.heads);
-  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
-  const size_t sequences = static_cast<size_t>(s.batch);
-  HostLayout l;
-  size_t at = 0;
-  const auto take = [&at](size_t bytes) {
-    const size_t here = at;
-    at += align_up(bytes);
-    return here;
-  };
-  l.tokens = take(heads * t * sizeof(int32_t));
-  l.weights = take(heads * t * sizeof(float));  // 0: routed, but sees no key
-  l.counts = take(heads * sizeof(int64_t));
-  l.run_begin = take((heads + 1) * sizeof(int32_t));
-  l.row = take(heads * t * sizeof(int32_t));
-  l.row_gate = take(heads * t * sizeof(float));
-  l.positions = take(detail::moh::needs_positions(p) ? heads * t * sizeof(int32_t) : 0);
-  l.cu_rows = take(heads * (sequences + 1) * sizeof(int32_t));
+// Lays the parts out with `c` (a counting carver sizes them, plan(); a carver over the workspace
+// places them, run()). Per head h, at h * tokens: its routed tokens and gates, then its gathered
+// rows' sequence rows, gates and key positions (and, for one-head calls, q/out rows and LSE); per
+// head at h * (batch + 1): the first gathered row of each sequence. `blocks`: the one-head calls'
+// copies of the rows.
+HostBlocks carve_host(detail::Carver& c, const AttentionParams& p, const AttentionShape& s,
+                      size_t kernel_bytes, bool blocks) {
+  const int64_t t = detail::moh::routing_tokens(p);
+  const int64_t heads = s.heads;
+  const int64_t row_bytes = s.head_dim * static_cast<int64_t>(size_of(p.q.dtype));
+  const int64_t sequences = s.batch;
+  HostBlocks w;
+  w.tokens = c.take<int32_t>(heads * t);
+  w.weights = c.take<float>(heads * t);
+  w.counts = c.take<int64_t>(heads);
+  w.run_begin = c.take<int32_t>(heads + 1);
+  w.row = c.take<int32_t>(heads * t);
+  w.row_gate = c.take<float>(heads * t);
+  if (detail::moh::needs_positions(p)) w.positions = c.take<int32_t>(heads * t);
+  w.cu_rows = c.take<int32_t>(heads * (sequences + 1));
   if (blocks) {
-    l.q = take(heads * t * row_bytes);
-    l.out = take(heads * t * row_bytes);
-    l.lse = take(p.lse.present() ? heads * t * sizeof(float) : 0);
-    l.cu_k = take((sequences + 1) * sizeof(int32_t));
-    l.cu_call = take(2 * sizeof(int32_t));
+    w.q = c.take<char>(heads * t * row_bytes);
+    w.out = c.take<char>(heads * t * row_bytes);
+    if (p.lse.present()) w.lse = c.take<float>(heads * t);
+    w.cu_k = c.take<int32_t>(sequences + 1);
+    w.cu_call = c.take<int32_t>(2);
   }
-  l.kernel = take(kernel_bytes);
-  l.total = at + detail::kSlotAlignment;
-  return l;
+  w.kernel = c.take<char>(static_cast<int64_t>(kernel_bytes));
+  return w;
 }
 
 // Key row offsets of the sequences one one-head call covers (fixed-length inputs: b * Lk).
@@ -78,25 +85,6 @@ void fill_key_offsets(const AttentionParams& p, const AttentionShape& s, int32_t
   const int64_t lk = p.varlen() ? 0 : p.k.shape[1];
   for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b) cu[b] = static_cast<int32_t>(b * lk);
 }
-
-// The workspace parts of one forward, carved from the caller's workspace (q, out, lse, cu_k and
-// cu_call: one-head calls only; null otherwise).
-struct HostBlocks {
-  int32_t* tokens;
-  float* weights;
-  int64_t* counts;
-  int32_t* run_begin;
-  int32_t* row;
-  float* row_gate;
-  int32_t* positions;
-  int32_t* cu_rows;
-  char* q;
-  char* out;
-  float* lse;
-  int32_t* cu_k;
-  int32_t* cu_call;
-  Workspace kernel;
-};
 
 class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
  public:
@@ -107,45 +95,22 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   Device device() const override { return Device::kCPU; }
   const MoHConfig& config() const override { return config_; }
 
-  Status supports(const AttentionParams& p) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    if (p.q.device != Device::kCPU)
-      return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
-                        ": the CPU mixture-of-heads variant needs host memory");
-    if (s.heads != config_.num_heads)
-      return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
-                        ": must equal MoHConfig.num_heads = ", config_.num_heads);
-    return detail::moh::refuse_unsupported(p);
-  }
+  Status run(const AttentionPlan& plan, const AttentionParams& p, const HeadRouting& r,
+             Workspace ws, void* stream) const override;
 
-  Status supports(const AttentionParams& p, const HeadRouting& r) const override {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    if (r.head_index.present() && r.head_index.device != Device::kCPU)
-      return make_error(StatusCode::kInvalidArgument, "routing.head_index.device = ",
-                        to_string(r.head_index.device), ": must be host memory like q");
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));  // gathered rows only
-    return validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads);
-  }
+  // What a plan of this object holds: the head kernel's plan of the problem (dense forward), and
+  // for routed calls flash2's gathered-rows plan (flash2 kernels) or the largest one-head call's
+  // workspace, and the routed calls' workspace.
+  struct Planned {
+    Status dense_status;  // the head kernel may refuse the dense problem: only forward(params) fails
+    AttentionPlan dense;
+    AttentionPlan gathered;
+    size_t kernel_bytes = 0;
+    size_t routed_bytes = 0;
+  };
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!supports(p).ok() || !validate(p, &s).ok()) return 0;
-    return std::max(host_layout(p, s, kernel_bytes(p, s), !flash2_).total,
-                    kernel_->workspace_size(p));
-  }
-
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    return kernel_->forward(p, ws, stream);  // every head, gate 1: dense attention
-  }
-
-  Status forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
-                 void* stream) const override;
-
-  std::string describe() const override {
+ protected:
+  std::string description() const override {
     return std::string("mixture-of-heads (cpu): ") + std::to_string(config_.num_shared_heads) +
            " shared + top-" + std::to_string(config_.top_k) + " of " +
            std::to_string(config_.routed_heads()) + " routed heads; each head's routed rows " +
@@ -154,18 +119,62 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
            kernel_->describe() + "]";
   }
 
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    const AttentionShape& s = plan->shape;
+    if (p.q.device != Device::kCPU)
+      return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
+                        ": the CPU mixture-of-heads variant needs host memory");
+    if (s.heads != config_.num_heads)
+      return make_error(StatusCode::kShapeMismatch, "q heads = ", s.heads,
+                        ": must equal MoHConfig.num_heads = ", config_.num_heads);
+    QWEN3VL_RETURN_IF_ERROR(detail::moh::refuse_unsupported(p));
+    auto planned = std::make_shared<Planned>();
+    planned->dense_status = plan_part(*kernel_, p, s, &planned->dense);
+    if (flash2_) {
+      QWEN3VL_RETURN_IF_ERROR(detail::flash2_plan_gathered(*kernel_, s, &planned->gathered));
+      planned->kernel_bytes = planned->gathered.workspace_bytes;
+    } else {
+      planned->kernel_bytes = head_call_bytes(p, s);
+    }
+    detail::Carver sizing;
+    carve_host(sizing, p, s, planned->kernel_bytes, !flash2_);
+    planned->routed_bytes = sizing.used() + detail::kAlignSlack;
+    plan->workspace_bytes = std::max(planned->routed_bytes,
+                                     planned->dense_status.ok() ? planned->dense.workspace_bytes : 0);
+    plan->reason = description();
+    plan->data = std::move(planned);
+    return Status();
+  }
+
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
+    // every head, gate 1: dense attention
+    const Planned& planned = *static_cast<const Planned*>(plan.data.get());
+    QWEN3VL_RETURN_IF_ERROR(planned.dense_status);
+    if (ws.bytes < planned.dense.workspace_bytes)
+      return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
+                        planned.dense.workspace_bytes, " (workspace_size() for these params)");
+    return launch_part(*kernel_, planned.dense, p, ws, stream);
+  }
+
+  Status check_routing(const AttentionPlan& plan, const AttentionParams& p,
+                       const HeadRouting& r) const override {
+    if (r.head_index.present() && r.head_index.device != Device::kCPU)
+      return make_error(StatusCode::kInvalidArgument, "routing.head_index.device = ",
+                        to_string(r.head_index.device), ": must be host memory like q");
+    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, plan.shape));  // gathered rows only
+    return validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads);
+  }
+
  private:
-  // The head kernel's workspace: flash2's gathered pass, or the largest one-head call.
-  size_t kernel_bytes(const AttentionParams& p, const AttentionShape& s) const {
-    if (flash2_) return detail::flash2_gathered_workspace_size(*kernel_, p);
-    // Shapes and host index arrays are all workspace_size() reads; the row blocks are not touched.
-    static char placeholder;
+  // The largest one-head call's workspace (a head kernel other than flash2), planned from the
+  // calls' shapes: the row blocks have no memory yet, their index arrays are real.
+  size_t head_call_bytes(const AttentionParams& p, const AttentionShape& s) const {
     std::vector<int32_t> cu(static_cast<size_t>(detail::moh::call_sequences(p, s) + 1), 0);
     std::vector<int32_t> cu_k(cu.size());
     fill_key_offsets(p, s, cu_k.data());
     std::vector<int32_t> positions(static_cast<size_t>(detail::moh::call_rows(p)), 0);
-    float lse = 0.0f;
-    HeadBlock blk{&placeholder, &placeholder, &lse, positions.data(), cu.data(), cu_k.data(),
+    HeadBlock blk{nullptr, nullptr, nullptr, positions.data(), cu.data(), cu_k.data(),
                   detail::moh::call_rows(p), detail::moh::routing_tokens(p)};
     size_t bytes = 0;
     for (int64_t heads = 1; heads <= s.group_size(); ++heads)
@@ -176,7 +185,7 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   // A head kernel other than flash2: per run, one varlen call over its gathered rows (or one per
   // sequence when K/V cannot be read as packed rows).
   Status run_head_calls(const AttentionParams& p, const AttentionShape& s, const HostBlocks& w,
-                        int64_t runs, void* stream) const;
+                        int64_t runs, Workspace kernel_ws, void* stream) const;
 
   std::unique_ptr<Attention> kernel_;
   MoHConfig config_;
@@ -184,7 +193,8 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
 };
 
 Status MixtureOfHeadsHost::run_head_calls(const AttentionParams& p, const AttentionShape& s,
-                                          const HostBlocks& w, int64_t runs, void* stream) const {
+                                          const HostBlocks& w, int64_t runs, Workspace kernel_ws,
+                                          void* stream) const {
   const int64_t tokens = detail::moh::routing_tokens(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
   const bool merged = detail::moh::one_call_per_head(p);
@@ -209,41 +219,25 @@ Status MixtureOfHeadsHost::run_head_calls(const AttentionParams& p, const Attent
       blk.rows = rows;
       blk.head_stride = tokens;
       QWEN3VL_RETURN_IF_ERROR(
-          kernel_->forward(detail::moh::head_call(p, s, h, call, blk, heads), w.kernel, stream));
+          kernel_->forward(detail::moh::head_call(p, s, h, call, blk, heads), kernel_ws, stream));
     }
   }
   return Status();
 }
 
-Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& r, Workspace ws,
-                                   void* stream) const {
-  QWEN3VL_RETURN_IF_ERROR(supports(p, r));
-  AttentionShape s;
-  QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-  const HostLayout l = host_layout(p, s, kernel_bytes(p, s), !flash2_);
-  if (ws.data == nullptr || ws.bytes < l.total)
+Status MixtureOfHeadsHost::run(const AttentionPlan& plan, const AttentionParams& p,
+                               const HeadRouting& r, Workspace ws, void* stream) const {
+  QWEN3VL_RETURN_IF_ERROR(check_run(plan, p, ws));
+  QWEN3VL_RETURN_IF_ERROR(check_routing(plan, p, r));
+  const AttentionShape& s = plan.shape;
+  const Planned& planned = *static_cast<const Planned*>(plan.data.get());
+  if (ws.data == nullptr || ws.bytes < planned.routed_bytes)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
-                      ": mixture-of-heads needs ", l.total, " (workspace_size())");
-  char* base = reinterpret_cast<char*>(
-      (reinterpret_cast<uintptr_t>(ws.data) + detail::kSlotAlignment - 1) &
-      ~uintptr_t(detail::kSlotAlignment - 1));
-  const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + l.kernel;
+                      ": mixture-of-heads needs ", planned.routed_bytes, " (workspace_size())");
+  detail::Carver carver = detail::carve(ws.data);
   const bool blocks = !flash2_;
-  const HostBlocks w{reinterpret_cast<int32_t*>(base + l.tokens),
-                     reinterpret_cast<float*>(base + l.weights),
-                     reinterpret_cast<int64_t*>(base + l.counts),
-                     reinterpret_cast<int32_t*>(base + l.run_begin),
-                     reinterpret_cast<int32_t*>(base + l.row),
-                     reinterpret_cast<float*>(base + l.row_gate),
-                     detail::moh::needs_positions(p) ? reinterpret_cast<int32_t*>(base + l.positions)
-                                                     : nullptr,
-                     reinterpret_cast<int32_t*>(base + l.cu_rows),
-                     blocks ? base + l.q : nullptr,
-                     blocks ? base + l.out : nullptr,
-                     blocks && p.lse.present() ? reinterpret_cast<float*>(base + l.lse) : nullptr,
-                     blocks ? reinterpret_cast<int32_t*>(base + l.cu_k) : nullptr,
-                     blocks ? reinterpret_cast<int32_t*>(base + l.cu_call) : nullptr,
-                     Workspace{base + l.kernel, ws.bytes - used}};
+  const HostBlocks w = carve_host(carver, p, s, planned.kernel_bytes, blocks);
+  const Workspace kernel_ws{w.kernel, ws.bytes - static_cast<size_t>(w.kernel - static_cast<char*>(ws.data))};
   const int64_t tokens = detail::moh::routing_tokens(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
 
@@ -315,9 +309,10 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
     g.rows = tokens;
     g.run_begin = w.run_begin;
     g.runs = runs;
-    QWEN3VL_RETURN_IF_ERROR(detail::flash2_forward_gathered(*kernel_, p, g, w.kernel));
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::flash2_run_gathered(*kernel_, planned.gathered, p, g, kernel_ws));
   } else {
-    QWEN3VL_RETURN_IF_ERROR(run_head_calls(p, s, w, runs, stream));
+    QWEN3VL_RETURN_IF_ERROR(run_head_calls(p, s, w, runs, kernel_ws, stream));
   }
 
   // Every other row: 0 and LSE -inf (flash2 wrote the gathered rows); after one-head calls,
@@ -359,10 +354,25 @@ Status MixtureOfHeadsHost::forward(const AttentionParams& p, const HeadRouting& 
 
 }  // namespace
 
+Status MixtureOfHeadsAttention::supports(const AttentionParams& p, const HeadRouting& r) const {
+  AttentionPlan made;
+  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
+  return check_routing(made, p, r);
+}
+
+Status MixtureOfHeadsAttention::forward(const AttentionParams& p, const HeadRouting& r,
+                                        Workspace ws, void* stream) const {
+  AttentionPlan made;
+  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
+  return run(made, p, r, ws, stream);
+}
+
 void MixtureOfHeadsAttention::run(const AttentionParams& p, const HeadRouting& r) const {
-  throw_if_error(supports(p, r));
-  std::vector<unsigned char> scratch(workspace_size(p));
-  throw_if_error(forward(p, r, Workspace{scratch.data(), scratch.size()}));
+  AttentionPlan made;
+  throw_if_error(plan(p, &made));
+  throw_if_error(check_routing(made, p, r));
+  std::vector<unsigned char> scratch(made.workspace_bytes);
+  throw_if_error(run(made, p, r, Workspace{scratch.data(), scratch.size()}));
 }
 
 Status create_mixture_of_heads(std::unique_ptr<Attention> head_kernel, const MoHConfig& config,

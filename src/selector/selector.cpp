@@ -14,44 +14,6 @@
 namespace qwen3vl {
 namespace {
 
-// Wraps a chosen implementation so describe() also tells the layer and the reason for the choice,
-// and holds every call to the config's mask when the config sets one.
-class Chosen final : public Attention {
- public:
-  Chosen(std::unique_ptr<Attention> impl, std::string reason, std::optional<MaskKind> mask)
-      : impl_(std::move(impl)), reason_(std::move(reason)), mask_(mask) {}
-  Variant variant() const override { return impl_->variant(); }
-  Device device() const override { return impl_->device(); }
-  Status supports(const AttentionParams& p) const override {
-    QWEN3VL_RETURN_IF_ERROR(check_mask(p));
-    return impl_->supports(p);
-  }
-  size_t workspace_size(const AttentionParams& p) const override {
-    return check_mask(p).ok() ? impl_->workspace_size(p) : 0;
-  }
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    QWEN3VL_RETURN_IF_ERROR(check_mask(p));
-    return impl_->forward(p, ws, stream);
-  }
-  std::string describe() const override {
-    const std::string mask = mask_ ? std::string("mask ") + to_string(*mask_) : "mask per call";
-    return impl_->describe() + " [" + reason_ + "; " + mask + "]";
-  }
-
- private:
-  Status check_mask(const AttentionParams& p) const {
-    if (mask_ && p.mask != *mask_)
-      return make_error(StatusCode::kInvalidArgument, "params.mask = ", to_string(p.mask),
-                        " differs from config.mask = ", to_string(*mask_),
-                        ": pass the config's mask with every call (or leave config.mask unset)");
-    return Status();
-  }
-
-  std::unique_ptr<Attention> impl_;
-  std::string reason_;
-  std::optional<MaskKind> mask_;
-};
-
 Status check_config(const AttentionConfig& c) {
   if (c.num_heads < 0 || c.num_kv_heads < 0 ||
       (c.num_heads > 0 && c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads != 0))
@@ -186,7 +148,8 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     return make_error(StatusCode::kNotImplemented, "variant ", to_string(variant), " on device ",
                       to_string(config.device), " is not built (built: ", built_list(), ")");
   }
-  *out = std::make_unique<Chosen>(std::move(impl), reason, config.mask);
+  impl->set_selection(reason, config.mask);  // describe() tells the layer, why, and the mask
+  *out = std::move(impl);
   return Status();
 }
 

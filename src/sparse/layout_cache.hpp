@@ -90,27 +90,8 @@ class PatternLayoutCache {
   mutable size_t count_ = 0, next_evict_ = 0, last_ = 0;
 };
 
-// params with block_layout set to the pattern's layout for this problem's shape; `layout` keeps
-// it alive for the call.
-inline Status with_pattern_layout(const PatternLayoutCache& cache, const AttentionParams& params,
-                                  AttentionParams* with,
-                                  std::shared_ptr<const PatternLayout>* layout) {
-  if (params.block_layout.present())
-    return make_error(StatusCode::kInvalidArgument, "block_layout (", params.block_layout.block_q,
-                      "x", params.block_layout.block_k,
-                      " blocks) is set: the static-sparse variant supplies its own pattern (use "
-                      "the block-sparse variant for a given layout)");
-  AttentionShape shape;
-  QWEN3VL_RETURN_IF_ERROR(validate(params, &shape));
-  QWEN3VL_RETURN_IF_ERROR(
-      cache.get(params.q.device_index, shape.max_q, shape.max_k, shape.kv_heads, layout));
-  *with = params;
-  with->block_layout = (*layout)->view;
-  return Status();
-}
-
 // The Attention methods of a static-sparse object: everything goes to the block-sparse object
-// `inner` with the pattern's layout attached.
+// `inner` with the pattern's layout for the problem's shape attached.
 class StaticSparseAttention : public Attention {
  public:
   StaticSparseAttention(std::unique_ptr<Attention> inner, StaticSparseConfig config,
@@ -120,36 +101,51 @@ class StaticSparseAttention : public Attention {
   Variant variant() const override { return Variant::kStaticSparse; }
   Device device() const override { return inner_->device(); }
 
-  Status supports(const AttentionParams& params) const override {
-    AttentionParams with;
-    std::shared_ptr<const PatternLayout> layout;
-    QWEN3VL_RETURN_IF_ERROR(with_pattern_layout(cache_, params, &with, &layout));
-    return inner_->supports(with);
-  }
-
-  size_t workspace_size(const AttentionParams& params) const override {
-    AttentionParams with;
-    std::shared_ptr<const PatternLayout> layout;
-    if (!with_pattern_layout(cache_, params, &with, &layout).ok()) return 0;
-    return inner_->workspace_size(with);
-  }
-
-  Status forward(const AttentionParams& params, Workspace workspace,
-                 void* stream) const override {
-    AttentionParams with;
-    std::shared_ptr<const PatternLayout> layout;
-    QWEN3VL_RETURN_IF_ERROR(with_pattern_layout(cache_, params, &with, &layout));
-    return inner_->forward(with, workspace, stream);
-  }
-
-  std::string describe() const override {
+ protected:
+  std::string description() const override {
     const std::string built = cache_.last_built();
     return std::string("static_sparse ") + to_string(inner_->device()) + ": " +
            cache_.config().to_string() + (built.empty() ? "" : ", ") + built + "; over " +
            inner_->describe();
   }
 
+  Status make_plan(const AttentionParams& params, AttentionPlan* plan) const override {
+    if (params.block_layout.present())
+      return make_error(StatusCode::kInvalidArgument, "block_layout (", params.block_layout.block_q,
+                        "x", params.block_layout.block_k,
+                        " blocks) is set: the static-sparse variant supplies its own pattern (use "
+                        "the block-sparse variant for a given layout)");
+    const AttentionShape& shape = plan->shape;
+    auto planned = std::make_shared<Planned>();
+    QWEN3VL_RETURN_IF_ERROR(cache_.get(params.q.device_index, shape.max_q, shape.max_k,
+                                       shape.kv_heads, &planned->layout));
+    QWEN3VL_RETURN_IF_ERROR(plan_part(*inner_, with_layout(params, *planned), shape,
+                                      &planned->inner));
+    plan->workspace_bytes = planned->inner.workspace_bytes;
+    plan->reason = "static_sparse (" + cache_.config().to_string() + ") over " +
+                   planned->inner.reason;
+    plan->data = std::move(planned);
+    return Status();
+  }
+
+  Status launch(const AttentionPlan& plan, const AttentionParams& params, Workspace workspace,
+                void* stream) const override {
+    const auto& planned = *static_cast<const Planned*>(plan.data.get());
+    return launch_part(*inner_, planned.inner, with_layout(params, planned), workspace, stream);
+  }
+
  private:
+  // The pattern's layout for the planned shape (kept alive by the plan) and the inner plan.
+  struct Planned {
+    std::shared_ptr<const PatternLayout> layout;
+    AttentionPlan inner;
+  };
+  static AttentionParams with_layout(const AttentionParams& params, const Planned& planned) {
+    AttentionParams with = params;
+    with.block_layout = planned.layout->view;
+    return with;
+  }
+
   std::unique_ptr<Attention> inner_;
   PatternLayoutCache cache_;
 };

@@ -24,11 +24,13 @@ class ReferenceKernel final : public Attention {
  public:
   Variant variant() const override { return Variant::kStandard; }
   Device device() const override { return Device::kCPU; }
-  Status supports(const AttentionParams& p) const override { return validate(p); }
-  size_t workspace_size(const AttentionParams&) const override { return 0; }
-  Status forward(const AttentionParams& p, Workspace, void*) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  std::string description() const override { return "float64 reference"; }
+
+ protected:
+  Status make_plan(const AttentionParams&, AttentionPlan*) const override { return Status(); }
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace,
+                void*) const override {
+    const AttentionShape& s = plan.shape;
     const reference::Result r = reference::attention(p);
     for (int64_t b = 0; b < s.batch; ++b) {
       const SequenceSpan span = sequence_span(p, b);
@@ -46,7 +48,6 @@ class ReferenceKernel final : public Attention {
     }
     return Status();
   }
-  std::string describe() const override { return "float64 reference"; }
 };
 
 // An owned routing of `tokens` rows with k heads each.

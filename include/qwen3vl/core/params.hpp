@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "qwen3vl/core/block_layout.hpp"
+#include "qwen3vl/core/debug_counters.hpp"
 #include "qwen3vl/core/mask.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
@@ -133,9 +134,10 @@ inline int64_t additive_mask_offset(const TensorView& m, int64_t b, int64_t h, i
 
 namespace detail {
 
-inline Status check_present(const TensorView& t, const char* name) {
+// need_data = false: a null data pointer is allowed (planning from shapes alone).
+inline Status check_present(const TensorView& t, const char* name, bool need_data = true) {
   if (!t.present()) return make_error(StatusCode::kNullPointer, name, " is absent: it is required");
-  if (t.data == nullptr && t.numel() > 0)
+  if (need_data && t.data == nullptr && t.numel() > 0)
     return make_error(StatusCode::kNullPointer, name, ".data = null with shape ", t.shape_string(),
                       ": a non-empty tensor needs memory");
   for (int d = 0; d < t.rank; ++d)
@@ -205,12 +207,16 @@ inline Status check_cu_seqlens(const TensorView& cu, const char* name, int64_t t
 }  // namespace detail
 
 // Checks every argument once, up front; on success fills `shape` (if given) with derived sizes.
-inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr) {
+// need_data = false (Attention::plan): q, k, v, out, lse, weights and additive_mask may have null
+// data; index tensors are read as always.
+inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr,
+                       bool need_data = true) {
+  detail::validation_counter().fetch_add(1, std::memory_order_relaxed);
   using detail::check_dims;
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.q, "q"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.k, "k"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.v, "v"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.out, "out"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.q, "q", need_data));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.k, "k", need_data));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.v, "v", need_data));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.out, "out", need_data));
 
   const TensorView* named[] = {&p.q, &p.k, &p.v, &p.out};
   const char* names[] = {"q", "k", "v", "out"};
@@ -295,7 +301,7 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
                         ": must be f32");
     QWEN3VL_RETURN_IF_ERROR(varlen ? check_dims(p.lse, "lse", 2, {hq, p.q.shape[0]})
                                    : check_dims(p.lse, "lse", 3, {s.batch, hq, s.max_q}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.lse, "lse"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.lse, "lse", need_data));
   }
   if (p.weights.present()) {
     if (varlen)
@@ -305,7 +311,7 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
       return make_error(StatusCode::kInvalidArgument, "weights.dtype = ",
                         to_string(p.weights.dtype), ": must be f32");
     QWEN3VL_RETURN_IF_ERROR(check_dims(p.weights, "weights", 4, {s.batch, hq, s.max_q, s.max_k}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.weights, "weights"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.weights, "weights", need_data));
     QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(p.weights, "weights"));
   }
   if (p.additive_mask.present()) {
@@ -327,7 +333,7 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
                           ": dimension ", dim, " must be ", want, " or 1 (broadcast to [", s.batch,
                           ", ", hq, ", ", s.max_q, ", ", s.max_k, "])");
     }
-    QWEN3VL_RETURN_IF_ERROR(detail::check_present(m, "additive_mask"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(m, "additive_mask", need_data));
     if (m.device != p.q.device)
       return make_error(StatusCode::kInvalidArgument, "additive_mask.device = ", to_string(m.device),
                         ": must equal q.device");

@@ -3,53 +3,90 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "qwen3vl/core/params.hpp"
+#include "qwen3vl/variants/plan.hpp"
 
 namespace qwen3vl {
 
-enum class Variant : uint8_t {
-  kAuto,
-  kStandard,        // scores materialised; can return the attention weights
-  kFlash2,          // FlashAttention-2 style fused kernel, O(n) memory
-  kSm61Tiled,       // flash kernel with Pascal (sm_61) tiles
-  kStaticSparse,    // fixed sparse patterns (window, dilated, global, BigBird, ...)
-  kDynamicSparse,   // routed sparse: the pattern is chosen from the inputs
-  kBlockSparse,     // BSR block-sparse layout
-  kLinear,          // linear attention (kernel feature maps)
-  kMixtureOfHeads,  // per-token top-k head routing
-};
-
-const char* to_string(Variant v);
 Status parse_variant(const std::string& text, Variant* v);
 
-// Caller-owned scratch memory on the variant's device; size it with workspace_size().
+// Caller-owned scratch memory on the variant's device; size it with the plan's workspace_bytes.
 struct Workspace {
   void* data = nullptr;
   size_t bytes = 0;
 };
 
+// The contract is plan once, run many: plan() validates a problem once and decides everything
+// that depends only on its shapes (kernel, ISA, tiles, workspace layout); run() launches it for
+// any params equal to the planned ones up to the data pointers, with cheap checks only.
 class Attention {
  public:
   virtual ~Attention() = default;
 
   virtual Variant variant() const = 0;
   virtual Device device() const = 0;
-  // Whether forward() can run these params; never throws.
-  virtual Status supports(const AttentionParams& params) const = 0;
-  // Bytes of workspace forward() needs for these params (0 if none).
-  virtual size_t workspace_size(const AttentionParams& params) const = 0;
-  // Computes params.out (and lse / weights when given). No allocation; on CUDA no host sync, and
-  // `stream` is the cudaStream_t to launch on.
-  virtual Status forward(const AttentionParams& params, Workspace workspace,
-                         void* stream = nullptr) const = 0;
-  // What was chosen and why (variant, device, ISA or architecture, threads, tiles).
-  virtual std::string describe() const = 0;
 
-  // Convenience for CPU variants: allocates a host workspace and throws Error on failure (CUDA
-  // variants refuse it: they need forward() with a device workspace).
+  // Validates `problem` (data pointers of q, k, v, out, lse, weights and additive_mask may be
+  // null; host index tensors are read) and plans it; a problem this object cannot run is the
+  // error. Never throws.
+  Status plan(const AttentionParams& problem, AttentionPlan* plan) const;
+  // Computes params.out (and lse / weights when given) with a plan of this object: checks that
+  // params match the plan, the data pointers and the workspace, then launches. No allocation; on
+  // CUDA no host sync, and `stream` is the cudaStream_t to launch on.
+  Status run(const AttentionPlan& plan, const AttentionParams& params, Workspace workspace,
+             void* stream = nullptr) const;
+
+  // plan() then run(), for one-off calls.
+  Status forward(const AttentionParams& params, Workspace workspace, void* stream = nullptr) const;
+  // Whether forward() can run these params (plan()'s status).
+  Status supports(const AttentionParams& params) const;
+  // Bytes of workspace forward() needs for these params (0 if none, or if plan() refuses them).
+  size_t workspace_size(const AttentionParams& params) const;
+  // Convenience for CPU variants: plans, allocates a host workspace, runs; throws Error on failure
+  // (CUDA variants refuse it: they need forward() with a device workspace).
   void run(const AttentionParams& params) const;
+
+  // What was chosen and why (variant, device, ISA or architecture, threads, tiles), and the
+  // selector's reason when a selector made it.
+  std::string describe() const;
+  // The selector's word on this object: why it was chosen, and the mask every call must carry
+  // (the config's mask when set: plan() refuses a problem whose mask differs, never overriding it
+  // in silence; unset, each call's mask decides).
+  void set_selection(std::string reason, std::optional<MaskKind> required_mask) {
+    selection_reason_ = std::move(reason);
+    required_mask_ = required_mask;
+  }
+
+ protected:
+  // The variant's description for describe().
+  virtual std::string description() const = 0;
+  // The variant's planning: plan->shape holds what validate() derived; fills workspace_bytes,
+  // reason and data, or returns why the problem is refused.
+  virtual Status make_plan(const AttentionParams& problem, AttentionPlan* plan) const = 0;
+  // The launch: plan is this object's and matches params, the data pointers are set and the
+  // workspace holds plan.workspace_bytes.
+  virtual Status launch(const AttentionPlan& plan, const AttentionParams& params,
+                        Workspace workspace, void* stream) const = 0;
+
+  // run()'s checks before the launch: the plan is this object's, params match it, data pointers
+  // are set and the workspace is large enough.
+  Status check_run(const AttentionPlan& plan, const AttentionParams& params,
+                   Workspace workspace) const;
+  // For objects built over others: plan a part for a problem already validated (shape), and
+  // launch it with that plan, without the public entry points' checks and counters.
+  static Status plan_part(const Attention& part, const AttentionParams& problem,
+                          const AttentionShape& shape, AttentionPlan* plan);
+  static Status launch_part(const Attention& part, const AttentionPlan& plan,
+                            const AttentionParams& params, Workspace workspace, void* stream) {
+    return part.launch(plan, params, workspace, stream);
+  }
+
+ private:
+  std::string selection_reason_;
+  std::optional<MaskKind> required_mask_;
 };
 
 }  // namespace qwen3vl

@@ -70,14 +70,24 @@ class MixtureOfHeadsAttention : public Attention {
   using Attention::supports;
 
   virtual const MoHConfig& config() const = 0;
-  virtual Status supports(const AttentionParams& params, const HeadRouting& routing) const = 0;
-  // Bytes for forward(params, routing, ...) and forward(params, ...) alike: every head's gathered
-  // rows and token lists, and the head kernel's own workspace.
-  size_t workspace_size(const AttentionParams& params) const override = 0;
-  virtual Status forward(const AttentionParams& params, const HeadRouting& routing,
-                         Workspace workspace, void* stream = nullptr) const = 0;
+  // Routed calls reuse the plan of the problem (plan(params, ...)): its workspace_bytes covers
+  // forward(params, ...) and the routed calls alike (every head's gathered rows and token lists,
+  // and the head kernel's own workspace). run() checks the plan and the routing, then launches.
+  virtual Status run(const AttentionPlan& plan, const AttentionParams& params,
+                     const HeadRouting& routing, Workspace workspace,
+                     void* stream = nullptr) const = 0;
+  // plan() plus the routing's checks.
+  Status supports(const AttentionParams& params, const HeadRouting& routing) const;
+  // plan() then the routed run().
+  Status forward(const AttentionParams& params, const HeadRouting& routing, Workspace workspace,
+                 void* stream = nullptr) const;
   // Host convenience (CPU objects): allocates the workspace and throws Error on failure.
   void run(const AttentionParams& params, const HeadRouting& routing) const;
+
+ protected:
+  // What the routing must satisfy for a planned problem (run() checks it too).
+  virtual Status check_routing(const AttentionPlan& plan, const AttentionParams& params,
+                               const HeadRouting& routing) const = 0;
 };
 
 // CPU: every query head's routed rows are gathered and run through the CPU flash2 kernel in one

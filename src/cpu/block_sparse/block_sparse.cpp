@@ -18,27 +18,30 @@ class BlockSparseCpu final : public Attention {
   Variant variant() const override { return Variant::kBlockSparse; }
   Device device() const override { return Device::kCPU; }
 
-  Status supports(const AttentionParams& p) const override {
+  std::string description() const override {
+    const std::string what =
+        "block_sparse (cpu): flash2 visiting only a layout's listed key blocks";
+    return what + "; " + flash2_->describe();
+  }
+
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     if (!p.block_layout.present())
       return make_error(StatusCode::kInvalidArgument,
                         "block_layout is absent: the block-sparse variant needs a BSR layout "
                         "(indptr and indices); use flash2 for dense attention");
-    return flash2_->supports(p);
+    auto inner = std::make_shared<AttentionPlan>();
+    QWEN3VL_RETURN_IF_ERROR(plan_part(*flash2_, p, plan->shape, inner.get()));
+    plan->workspace_bytes = inner->workspace_bytes;
+    plan->reason = "block_sparse (cpu) over " + inner->reason;
+    plan->data = std::move(inner);
+    return Status();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    return flash2_->workspace_size(p);
-  }
-
-  Status forward(const AttentionParams& p, Workspace ws, void* stream) const override {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    return flash2_->forward(p, ws, stream);
-  }
-
-  std::string describe() const override {
-    const std::string what =
-        "block_sparse (cpu): flash2 visiting only a layout's listed key blocks";
-    return what + "; " + flash2_->describe();
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* stream) const override {
+    return launch_part(*flash2_, *static_cast<const AttentionPlan*>(plan.data.get()), p, ws,
+                       stream);
   }
 
  private:

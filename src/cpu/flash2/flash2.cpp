@@ -22,6 +22,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include "../../core/workspace_carver.hpp"
 #include "../cpu_backend.hpp"
 #include "../kernels.hpp"
 #include "gathered_rows.hpp"
@@ -41,55 +42,58 @@ class Flash2Cpu final : public Attention {
   Variant variant() const override { return Variant::kFlash2; }
   Device device() const override { return Device::kCPU; }
 
-  Status supports(const AttentionParams& p) const override {
-    QWEN3VL_RETURN_IF_ERROR(validate(p));
+  // A tile plan, how many key intervals and query positions a task holds, and the thread slot.
+  struct PlanData {
+    detail::Flash2Plan tiles;
+    int64_t max_intervals = 1;
+    int64_t max_positions = 0;
+    size_t slot = 0;
+    const void* layout_indices = nullptr;  // the planned layout's, whose intervals were counted
+  };
+
+  // The gathered-rows mode (gathered_rows.hpp): one task pool over every run's rows; `shape` is
+  // the validated problem's.
+  void plan_gathered(const AttentionShape& s, AttentionPlan* plan) const {
+    plan_tasks(s, 1, s.group_size(), nullptr, plan);
+    plan->reason = "flash2 (cpu) over gathered query rows; " + tiles_text(s, plan);
+  }
+
+  Status run_gathered(const AttentionPlan& plan, const AttentionParams& p,
+                      const detail::Flash2GatheredRows& g, Workspace ws) const {
+    if (plan.owner != this || !plan.data)
+      return make_error(StatusCode::kInvalidArgument,
+                        "plan: not a gathered-rows plan of this flash2 object");
+    QWEN3VL_RETURN_IF_ERROR(check_gathered(p, plan.shape, g));
+    return run_tasks(p, plan, &g, ws);
+  }
+
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     if (p.q.device != Device::kCPU)
       return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                         ": the CPU flash2 variant needs host memory");
     if (p.weights.present())
       return make_error(StatusCode::kUnsupported, "weights = ", p.weights.shape_string(),
                         ": flash2 never materialises the scores; use the standard variant");
-    return Status();  // validate() put q_positions and block_layout on q's device: host memory
+    // validate() put q_positions and block_layout on q's device: host memory
+    const BlockLayout& layout = p.block_layout;
+    plan_tasks(plan->shape, detail::max_key_intervals(layout), 1,
+               layout.present() ? layout.indices.data : nullptr, plan);
+    plan->reason = "flash2 (cpu); " + tiles_text(plan->shape, plan);
+    return Status();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    const detail::Flash2Plan tiles = plan(s);
-    const int64_t intervals = detail::max_key_intervals(p.block_layout);
-    return backend_->workspace_bytes(slot_bytes(tiles, intervals, tiles.block_q));
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* /*stream*/) const override {
+    return run_tasks(p, plan, nullptr, ws);
   }
 
-  Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    return run_tasks(p, s, nullptr, ws);
-  }
-
-  // The gathered-rows mode (gathered_rows.hpp): one task pool over every run's rows.
-  size_t gathered_workspace_size(const AttentionParams& p) const {
-    AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    const detail::Flash2Plan tiles = plan(s);
-    return backend_->workspace_bytes(slot_bytes(tiles, 1, s.group_size() * tiles.block_q));
-  }
-
-  Status forward_gathered(const AttentionParams& p, const detail::Flash2GatheredRows& g,
-                          Workspace ws) const {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    QWEN3VL_RETURN_IF_ERROR(check_gathered(p, s, g));
-    return run_tasks(p, s, &g, ws);
-  }
-
-  std::string describe() const override {
+  std::string description() const override {
     AttentionShape typical;  // the tile policy for MHA at head_dim 128
     typical.batch = typical.heads = typical.kv_heads = 1;
     typical.head_dim = 128;
     typical.max_q = typical.max_k = 4096;
-    const detail::Flash2Plan t = plan(typical);
+    const detail::Flash2Plan t = tiles_for(typical);
     return "flash2 (cpu): fused tiles with online softmax, O(n) memory; " + backend_->describe() +
            "; tiles at head_dim 128: " + std::to_string(t.block_q) +
            " query rows (group x positions) x " + std::to_string(t.block_k) + " keys for L2 " +
@@ -99,15 +103,26 @@ class Flash2Cpu final : public Attention {
 
  private:
   // Every task of the problem's rows (g null) or of the gathered rows g, pulled from one counter.
-  Status run_tasks(const AttentionParams& p, const AttentionShape& s,
+  Status run_tasks(const AttentionParams& p, const AttentionPlan& plan,
                    const detail::Flash2GatheredRows* g, Workspace ws) const {
-    const detail::Flash2Plan tiles = plan(s);
+    const AttentionShape& s = plan.shape;
+    const auto& planned = *static_cast<const PlanData*>(plan.data.get());
+    const detail::Flash2Plan& tiles = planned.tiles;
     const BlockLayout& layout = p.block_layout;  // absent with gathered rows
-    const int64_t max_intervals = detail::max_key_intervals(layout);
+    const int64_t max_intervals = planned.max_intervals;
     const int64_t group = s.group_size();
-    const int64_t max_positions = g ? group * tiles.block_q : tiles.block_q;  // per task
-    const size_t slot = slot_bytes(tiles, max_intervals, max_positions);
+    const int64_t max_positions = planned.max_positions;  // per task
+    const size_t slot = planned.slot;
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
+    // A layout other than the planned one (a router's, planned for its widest rows) must fit the
+    // planned interval lists.
+    if (layout.present() && layout.indices.data != planned.layout_indices) {
+      const int64_t needed = detail::max_key_intervals(layout);
+      if (needed > max_intervals)
+        return make_error(StatusCode::kInvalidArgument, "block_layout: a row block lists ", needed,
+                          " key intervals; the plan holds ", max_intervals,
+                          " (plan() this layout)");
+    }
 
     // A sequence is cut into segments (the layout's row blocks; without a layout, one segment),
     // each into chunks of the plan's block_q: task (unit, sequence, chunk of the sequence), a unit
@@ -122,10 +137,11 @@ class Flash2Cpu final : public Attention {
     const bool heavy_last = p.mask == MaskKind::kCausal || p.mask == MaskKind::kCausalTopLeft;
     std::atomic<int64_t> next{0};
     const auto worker = [&] {
-      char* base = static_cast<char*>(detail::CpuBackend::thread_slot(ws, slot));
-      auto* ranges = reinterpret_cast<KeyRange*>(base);
-      auto* intervals = reinterpret_cast<KeyRange*>(base + ranges_bytes(max_positions));
-      void* scratch = base + ranges_bytes(max_positions) + intervals_bytes(max_intervals);
+      detail::Carver carver(detail::CpuBackend::thread_slot(ws, slot));
+      const SlotParts parts = carve_slot(carver, tiles, max_intervals, max_positions);
+      KeyRange* ranges = parts.ranges;
+      KeyRange* intervals = parts.intervals;
+      void* scratch = parts.scratch;
       for (int64_t t = next++; t < total; t = next++) {
         const int64_t order = t % blocks;
         const int64_t qb = heavy_last ? blocks - 1 - order : order;
@@ -219,22 +235,53 @@ class Flash2Cpu final : public Attention {
     return Status();
   }
 
-  detail::Flash2Plan plan(const AttentionShape& s) const {
+  detail::Flash2Plan tiles_for(const AttentionShape& s) const {
     detail::Flash2Plan t;
     kernels_.plan(s, l2_bytes_, &t);
     return t;
   }
-  static size_t ranges_bytes(int64_t positions) {
-    return detail::align_up(static_cast<size_t>(positions) * sizeof(KeyRange));
+  // The tiles for s; tasks of `groups` x block_q positions (gathered rows: a group's worth of
+  // one-head positions) and `max_intervals` key intervals; the workspace of one slot per thread.
+  void plan_tasks(const AttentionShape& s, int64_t max_intervals, int64_t groups,
+                  const void* layout_indices, AttentionPlan* plan) const {
+    auto data = std::make_shared<PlanData>();
+    data->layout_indices = layout_indices;
+    data->tiles = tiles_for(s);
+    data->max_intervals = max_intervals;
+    data->max_positions = groups * data->tiles.block_q;
+    data->slot = slot_bytes(data->tiles, max_intervals, data->max_positions);
+    plan->workspace_bytes = backend_->workspace_bytes(data->slot);
+    plan->data = std::move(data);
   }
-  static size_t intervals_bytes(int64_t count) {
-    return detail::align_up(static_cast<size_t>(count) * sizeof(KeyRange));
+  std::string tiles_text(const AttentionShape& s, const AttentionPlan* plan) const {
+    const auto& d = *static_cast<const PlanData*>(plan->data.get());
+    return backend_->describe() + "; tiles at head_dim " + std::to_string(s.head_dim) + ": " +
+           std::to_string(d.tiles.block_q) + " query rows x " + std::to_string(d.tiles.block_k) +
+           " keys, " + std::to_string(d.tiles.register_keys) + "x" +
+           std::to_string(d.tiles.register_rows) + " register blocks, " +
+           std::to_string(d.max_intervals) + " key intervals per task";
   }
   // Per thread: the task's row ranges (one per position), its key intervals (as many as the
-  // layout's longest row block needs; one without a layout) and the kernel's tile scratch.
+  // layout's longest row block needs; one without a layout) and the kernel's tile scratch, laid
+  // out by one carver (counting for the plan, over the thread's slot in run()).
+  struct SlotParts {
+    KeyRange* ranges;
+    KeyRange* intervals;
+    char* scratch;
+  };
+  static SlotParts carve_slot(detail::Carver& c, const detail::Flash2Plan& t,
+                              int64_t max_intervals, int64_t max_positions) {
+    SlotParts parts;
+    parts.ranges = c.take<KeyRange>(max_positions);
+    parts.intervals = c.take<KeyRange>(max_intervals);
+    parts.scratch = c.take<char>(static_cast<int64_t>(t.scratch_bytes));
+    return parts;
+  }
   static size_t slot_bytes(const detail::Flash2Plan& t, int64_t max_intervals,
                            int64_t max_positions) {
-    return ranges_bytes(max_positions) + intervals_bytes(max_intervals) + t.scratch_bytes;
+    detail::Carver sizing;
+    carve_slot(sizing, t, max_intervals, max_positions);
+    return sizing.used();
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;
@@ -259,17 +306,43 @@ bool is_flash2_cpu(const Attention& attention) {
 }
 
 size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p) {
-  const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
-  return f ? f->gathered_workspace_size(p) : 0;
+  AttentionPlan plan;
+  if (!flash2.plan(p, &plan).ok() || !flash2_plan_gathered(flash2, plan.shape, &plan).ok()) return 0;
+  return plan.workspace_bytes;
 }
 
 Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p,
                                const Flash2GatheredRows& g, Workspace ws) {
+  AttentionPlan plan;
+  if (dynamic_cast<const Flash2Cpu*>(&flash2) != nullptr)
+    QWEN3VL_RETURN_IF_ERROR(flash2.plan(p, &plan));
+  QWEN3VL_RETURN_IF_ERROR(flash2_plan_gathered(flash2, plan.shape, &plan));
+  return flash2_run_gathered(flash2, plan, p, g, ws);
+}
+
+Status flash2_plan_gathered(const Attention& flash2, const AttentionShape& shape,
+                           AttentionPlan* plan) {
   const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
   if (f == nullptr)
     return make_error(StatusCode::kInvalidArgument, "flash2 = ", flash2.describe(),
                       ": gathered query rows run on a CPU flash2 object");
-  return f->forward_gathered(p, g, ws);
+  const AttentionShape planned = shape;  // `shape` may be plan->shape
+  *plan = AttentionPlan();
+  plan->variant = f->variant();
+  plan->device = f->device();
+  plan->owner = f;
+  plan->shape = planned;
+  f->plan_gathered(planned, plan);
+  return Status();
+}
+
+Status flash2_run_gathered(const Attention& flash2, const AttentionPlan& plan,
+                           const AttentionParams& p, const Flash2GatheredRows& g, Workspace ws) {
+  const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
+  if (f == nullptr)
+    return make_error(StatusCode::kInvalidArgument, "flash2 = ", flash2.describe(),
+                      ": gathered query rows run on a CPU flash2 object");
+  return f->run_gathered(plan, p, g, ws);
 }
 
 }  // namespace detail

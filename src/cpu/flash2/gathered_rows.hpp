@@ -35,13 +35,21 @@ struct Flash2GatheredRows {
 // Whether `attention` is a CPU flash2 object (create_flash2_cpu), which the functions below take.
 bool is_flash2_cpu(const Attention& attention);
 
-// Workspace of flash2_forward_gathered() for the keys of `p` (0 if p is invalid).
+// One-off forms of the two below (plan, then run), for tests.
 size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p);
-
-// One parallel forward of `flash2` over every head's gathered rows `g` of `p`, which must pass
-// flash2.supports() and carry no block layout or additive mask: writes gate x O (and LSE) to the
-// gathered rows of p.out (p.lse) and nothing else; p.q_positions is not read.
 Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p,
                                const Flash2GatheredRows& g, Workspace ws);
+
+// Plans `flash2` over gathered query rows of a validated problem of this shape (the plan's
+// workspace_bytes is the workspace flash2_run_gathered() needs).
+Status flash2_plan_gathered(const Attention& flash2, const AttentionShape& shape,
+                            AttentionPlan* plan);
+
+// One parallel forward of `flash2` over every head's gathered rows `g` of `p`, with a plan of
+// flash2_plan_gathered() for p's shape, where p passed flash2's plan() and carries no block layout
+// or additive mask: writes gate x O (and LSE) to the gathered rows of p.out (p.lse) and nothing
+// else; p.q_positions is not read.
+Status flash2_run_gathered(const Attention& flash2, const AttentionPlan& plan,
+                           const AttentionParams& p, const Flash2GatheredRows& g, Workspace ws);
 
 }  // namespace qwen3vl::detail

@@ -27,42 +27,43 @@ class LinearCpu final : public LinearAttention {
   Variant variant() const override { return Variant::kLinear; }
   Device device() const override { return Device::kCPU; }
 
-  Status supports(const AttentionParams& p) const override {
-    detail::LinearCall call;
-    return detail::check_linear_params(p, config_, Device::kCPU, &call);
-  }
-
-  size_t workspace_size(const AttentionParams& p) const override {
-    detail::LinearCall call;
-    if (!detail::check_linear_params(p, config_, Device::kCPU, &call).ok()) return 0;
-    return backend_->workspace_bytes(slot_bytes(call));
-  }
-
-  Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
-    detail::LinearCall call;
-    QWEN3VL_RETURN_IF_ERROR(detail::check_linear_params(p, config_, Device::kCPU, &call));
-    return launch(p, call, nullptr, false, ws);
-  }
-
   Status prefill(const AttentionParams& p, const LinearState& state, Workspace ws,
                  void* /*stream*/) const override {
     detail::LinearCall call;
     QWEN3VL_RETURN_IF_ERROR(detail::check_linear_state(p, config_, state, Device::kCPU, &call));
-    return launch(p, call, &state, false, ws);
+    return run_chunks(p, call, &state, false, ws);
   }
 
   Status step(const AttentionParams& p, const LinearState& state, Workspace ws,
               void* /*stream*/) const override {
     detail::LinearCall call;
     QWEN3VL_RETURN_IF_ERROR(detail::check_linear_state(p, config_, state, Device::kCPU, &call));
-    return launch(p, call, &state, true, ws);
+    return run_chunks(p, call, &state, true, ws);
   }
 
-  std::string describe() const override {
+  std::string description() const override {
     return std::string("linear (cpu): ") +
            (config_.feature_map == LinearFeatureMap::kEluPlusOne ? "elu+1" : "performer") +
            " features, chunked form (chunk " + std::to_string(config_.chunk) +
            "), Eigen per (sequence, KV head); " + backend_->describe();
+  }
+
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
+    auto call = std::make_shared<detail::LinearCall>();
+    call->shape = plan->shape;
+    QWEN3VL_RETURN_IF_ERROR(detail::check_linear_problem(p, config_, Device::kCPU, call.get()));
+    plan->workspace_bytes = backend_->workspace_bytes(slot_bytes(*call));
+    plan->reason = description() + "; " + std::to_string(call->features) + " features, " +
+                   (call->causal ? "causal" : "non-causal");
+    plan->data = std::move(call);
+    return Status();
+  }
+
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* /*stream*/) const override {
+    return run_chunks(p, *static_cast<const detail::LinearCall*>(plan.data.get()), nullptr, false,
+                      ws);
   }
 
  private:
@@ -72,8 +73,8 @@ class LinearCpu final : public LinearAttention {
            sizeof(float);
   }
 
-  Status launch(const AttentionParams& p, const detail::LinearCall& call, const LinearState* state,
-                bool continue_state, Workspace ws) const {
+  Status run_chunks(const AttentionParams& p, const detail::LinearCall& call,
+                    const LinearState* state, bool continue_state, Workspace ws) const {
     const size_t slot = slot_bytes(call);
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
     const float* omega = omega_.empty() ? nullptr : omega_.data();

@@ -17,27 +17,28 @@ class StandardCpu final : public Attention {
   Variant variant() const override { return Variant::kStandard; }
   Device device() const override { return Device::kCPU; }
 
-  Status supports(const AttentionParams& p) const override {
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  std::string description() const override {
+    return "standard (cpu): scores materialised, Eigen GEMMs per (sequence, head); " +
+           backend_->describe();
+  }
+
+ protected:
+  Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     if (p.q.device != Device::kCPU)
       return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                         ": the CPU standard variant needs host memory");
     AttentionParams dense_keys = p;  // query positions only move the rows' key ranges: taken
     dense_keys.q_positions = TensorView();
-    return refuse_sparse_rows(dense_keys, "CPU standard");
+    QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(dense_keys, "CPU standard"));
+    const size_t slot = slot_bytes(plan->shape);
+    plan->workspace_bytes = slot ? backend_->workspace_bytes(slot) : 0;
+    plan->reason = description() + "; " + std::to_string(slot) + " bytes of scores per thread";
+    return Status();
   }
 
-  size_t workspace_size(const AttentionParams& p) const override {
-    AttentionShape s;
-    if (!validate(p, &s).ok()) return 0;
-    return backend_->workspace_bytes(slot_bytes(s));
-  }
-
-  Status forward(const AttentionParams& p, Workspace ws, void* /*stream*/) const override {
-    QWEN3VL_RETURN_IF_ERROR(supports(p));
-    AttentionShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
+  Status launch(const AttentionPlan& plan, const AttentionParams& p, Workspace ws,
+                void* /*stream*/) const override {
+    const AttentionShape& s = plan.shape;
     const size_t slot = slot_bytes(s);
     QWEN3VL_RETURN_IF_ERROR(backend_->check_workspace(ws, slot));
     const auto kernel = detail::isa_table<detail::StandardKernels>(backend_->isa()).head;
@@ -59,11 +60,6 @@ class StandardCpu final : public Attention {
       }, tbb::simple_partitioner());
     });
     return Status();
-  }
-
-  std::string describe() const override {
-    return "standard (cpu): scores materialised, Eigen GEMMs per (sequence, head); " +
-           backend_->describe();
   }
 
  private:

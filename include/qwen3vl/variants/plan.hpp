@@ -1,0 +1,76 @@
+// AttentionPlan: what Attention::plan() decided for one problem, reused by Attention::run() for
+// every call of the same shapes (plan once, run many).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "qwen3vl/core/params.hpp"
+
+namespace qwen3vl {
+
+enum class Variant : uint8_t {
+  kAuto,
+  kStandard,        // scores materialised; can return the attention weights
+  kFlash2,          // FlashAttention-2 style fused kernel, O(n) memory
+  kSm61Tiled,       // flash kernel with Pascal (sm_61) tiles
+  kStaticSparse,    // fixed sparse patterns (window, dilated, global, BigBird, ...)
+  kDynamicSparse,   // routed sparse: the pattern is chosen from the inputs
+  kBlockSparse,     // BSR block-sparse layout
+  kLinear,          // linear attention (kernel feature maps)
+  kMixtureOfHeads,  // per-token top-k head routing
+};
+
+const char* to_string(Variant v);
+
+namespace detail {
+
+// A tensor argument as the plan saw it: everything but the data pointer, which run() may change,
+// except for host-resident index tensors (cu_seqlens, key_lengths, q_positions, block layouts),
+// whose values plan() read: their pointer is kept, and their values must not change either.
+struct TensorSignature {
+  const void* index_data = nullptr;
+  DType dtype = DType::kF32;
+  Device device = Device::kCPU;
+  int device_index = 0;
+  int rank = 0;
+  int64_t shape[TensorView::kMaxRank] = {0, 0, 0, 0};
+  int64_t stride[TensorView::kMaxRank] = {0, 0, 0, 0};
+};
+
+// Every field of AttentionParams that a plan depends on.
+struct ProblemSignature {
+  static constexpr int kTensors = 13;  // q k v out lse weights cu_q cu_k mask kl qpos indptr indices
+  TensorSignature tensors[kTensors];
+  bool has_scale = false;
+  float scale = 0.0f;
+  float softcap = 0.0f;
+  MaskKind mask = MaskKind::kNone;
+  int64_t window_left = -1, window_right = -1;
+  int64_t max_seqlen_q = 0, max_seqlen_k = 0;
+  int32_t block_q = 0, block_k = 0;
+};
+
+ProblemSignature signature_of(const AttentionParams& params);
+// kInvalidArgument naming the first field of `params` that differs from the planned one.
+Status check_signature(const ProblemSignature& planned, const AttentionParams& params);
+
+}  // namespace detail
+
+// A plan: a plain copyable value, valid for the object that made it and for params equal to the
+// planned ones up to the data pointers of q, k, v, out, lse, weights and additive_mask.
+struct AttentionPlan {
+  Variant variant = Variant::kAuto;
+  Device device = Device::kCPU;
+  const void* owner = nullptr;  // the Attention object that made it
+  AttentionShape shape;         // what validate() derived
+  size_t workspace_bytes = 0;   // run() needs at least this much workspace
+  detail::ProblemSignature signature;
+  std::string reason;  // what was chosen for this problem and why (describe() for the problem)
+  // The variant's own decisions (tiles, inner plans, layouts), immutable and shared by copies.
+  std::shared_ptr<const void> data;
+};
+
+}  // namespace qwen3vl
