@@ -159,7 +159,7 @@ TEST(LayersCuda, VisionMatchesTransformersAndCpu) {
     const layers::VisionAttentionWeights w{qw, qb, pw, pb};
     const Tensor x = f.tensor(n + "/hidden_states"), pos = f.tensor(n + "/positions");
     const Tensor cu = f.tensor(n + "/cu_seqlens"), ref = f.tensor(n + "/f64/output");
-    const Tensor cpu = (*layers::Qwen3VLVisionAttention::create(c, w))(x, cu, pos);
+    const Tensor cpu = (*layers::Qwen3VLVisionAttention::create(c, w))(x, pos, cu);
     const OnDevice d_pos(pos);
     for (DType dtype : {DType::kF32, DType::kBF16}) {
       SCOPED_TRACE(n + " " + to_string(dtype));

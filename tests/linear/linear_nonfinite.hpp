@@ -19,9 +19,11 @@ struct LinearNonFiniteRun {
   std::function<void(const LinearConfig&, Problem&)> run;
 };
 
-// elu+1 and Performer features, chunks of 16 (a planted key shares its chunk with earlier rows),
-// key padding, f32 and f16; Inf, -Inf, NaN in K, V and q.
-inline void check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs) {
+// elu+1 and Performer features, chunks of `chunk` (the CPU takes any, CUDA 64): three chunks per
+// sequence, a planted key in the second and third (it shares its chunk with earlier rows, and
+// later chunks start from a prefix state that must not hold it), key padding, f32 and f16; Inf,
+// -Inf, NaN in K, V and q.
+inline void check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs, int64_t chunk = 16) {
   struct Case {
     std::string name;
     LinearConfig config;
@@ -29,27 +31,28 @@ inline void check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs) 
     std::vector<int64_t> keys;
   };
   LinearConfig elu;
-  elu.chunk = 16;
+  elu.chunk = chunk;
   LinearConfig performer;
   performer.feature_map = LinearFeatureMap::kPerformer;
   performer.performer_features = 32;
-  performer.chunk = 16;
+  performer.chunk = chunk;
   performer.head_dim = 16;
-  ProblemSpec causal = spec_of(1, 37, 37, 4, 2, 16, MaskKind::kCausal);
+  const int64_t n = 2 * chunk + 5, c2 = 2 * chunk;  // 37 and 32 for chunks of 16
+  ProblemSpec causal = spec_of(1, n, n, 4, 2, 16, MaskKind::kCausal);
   causal.with_lse = false;
-  ProblemSpec pad = spec_of(2, 37, 37, 2, 1, 24, MaskKind::kCausal);
+  ProblemSpec pad = spec_of(2, n, n, 2, 1, 24, MaskKind::kCausal);
   pad.with_lse = false;
-  pad.key_lengths = {30, 37};
+  pad.key_lengths = {c2 - 2, n};
   ProblemSpec dense = pad;
   dense.mask = MaskKind::kNone;
-  ProblemSpec half = spec_of(1, 45, 45, 2, 2, 32, MaskKind::kCausal, DType::kF16);
+  ProblemSpec half = spec_of(1, c2 + 13, c2 + 13, 2, 2, 32, MaskKind::kCausal, DType::kF16);
   half.with_lse = false;
   const std::vector<Case> cases = {
-      {"elu causal", elu, causal, {20, 36}},  // key 20: rows 16-19 share its chunk
-      {"elu causal key padding", elu, pad, {18, 33}},
-      {"elu non-causal key padding", elu, dense, {33}},  // padding: nobody sees key 33
-      {"elu causal f16", elu, half, {40}},
-      {"performer causal", performer, causal, {20, 36}},
+      {"elu causal", elu, causal, {chunk + 4, c2 + 4}},  // rows chunk..chunk+3 share its chunk
+      {"elu causal key padding", elu, pad, {chunk + 2, c2 + 1}},
+      {"elu non-causal key padding", elu, dense, {c2 + 1}},  // padding: nobody sees it
+      {"elu causal f16", elu, half, {c2 + 8}},
+      {"performer causal", performer, causal, {chunk + 4, c2 + 4}},
   };
   for (const Case& c : cases) {
     const bool elu_map = c.config.feature_map == LinearFeatureMap::kEluPlusOne;

@@ -50,7 +50,8 @@ TEST(LinearCuda, CausalRowsNeverSeeLaterNonFiniteKeys) {
   SKIP_WITHOUT_DEVICE();
   check_linear_nonfinite({{"cuda", [](const LinearConfig& config, Problem& p) {
                              run_on_device(*make_cuda(config), p);
-                           }}});
+                           }}},
+                         /*chunk=*/64);  // the CUDA kernels' chunk
 }
 
 TEST(LinearCuda, ChunkedMatchesQuadraticOracle) {
