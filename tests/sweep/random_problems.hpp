@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "support/problem.hpp"
+#include "sweep/padded_views.hpp"
 #include "sweep/sweep_runner.hpp"
 
 namespace qwen3vl::testing::sweep {
@@ -23,7 +24,7 @@ struct Allowed {
                                  MaskKind::kSlidingWindow};
   std::vector<DType> dtypes = {DType::kF32, DType::kF16, DType::kBF16};
   bool varlen = true, key_lengths = true, additive_mask = true, softcap = true, scale = true;
-  bool bhsd = true, lse = true, weights = false, q_positions = false, q_gain = true;
+  bool bhsd = true, lse = true, weights = false, q_positions = false, q_gain = true, padded = true;
   bool square = false;    // Lq == Lk in every sequence
   bool varlen_key_lengths = true;  // key_lengths also with packed sequences
   // > 0: Lk - Lq is a multiple of this block (0, 1 or 2 blocks), and packed sequences have
@@ -46,6 +47,7 @@ struct RandomProblem {
   unsigned mask_ones = 0;
   DType mask_dtype = DType::kF32;
   int64_t max_seqlen_extra = -1;  // >= 0: varlen max_seqlen_q/k given, this much over the longest
+  bool padded = false;  // q, k, v, out inside larger buffers (padded_views.hpp)
 
   std::string label() const {
     std::string s = spec.to_string();
@@ -65,6 +67,7 @@ struct RandomProblem {
       for (int d = 0; d < mask_rank; ++d)
         if (mask_ones >> d & 1u) s += " " + std::to_string(3 - d);
     }
+    if (padded) s += " padded";
     if (max_seqlen_extra >= 0) s += " max_seqlen +" + std::to_string(max_seqlen_extra);
     if (q_gain != 1.0f) s += " q_gain=" + std::to_string(q_gain);
     if (q_positions) s += " q_positions";
@@ -85,13 +88,14 @@ inline int64_t draw_length(Rng& r, int64_t max_len) {
 inline int64_t draw_head_dim(Rng& r) {
   static const std::vector<int64_t> fast = {64, 72, 80, 96, 128, 256};
   static const std::vector<int64_t> odd = {1, 3, 8, 16, 17, 32, 33, 40, 48, 63, 100, 112, 130, 160, 200, 255};
-  return r.chance(0.5) ? r.pick(fast) : r.pick(odd);
+  const double u = r.uniform();
+  return u < 0.5 ? r.pick(fast) : (u < 0.8 ? r.pick(odd) : r.range(1, 256));
 }
 
-// (Hq, Hkv): MHA, GQA groups 2..4, MQA.
+// (Hq, Hkv): MHA, GQA groups 2..7 (Qwen's 7), MQA.
 inline void draw_heads(Rng& r, ProblemSpec* s) {
   static const std::vector<int64_t> kv = {1, 1, 2, 2, 3, 4};
-  static const std::vector<int64_t> group = {1, 1, 2, 3, 4};
+  static const std::vector<int64_t> group = {1, 1, 2, 3, 4, 5, 7};
   s->kv_heads = r.pick(kv);
   s->heads = s->kv_heads * r.pick(group);
 }
@@ -189,6 +193,7 @@ inline RandomProblem random_problem(Rng& r, const Allowed& a, uint64_t seed) {
   if (varlen && r.chance(0.3)) p.max_seqlen_extra = r.range(0, 16);
   if (a.q_gain && r.chance(0.15)) p.q_gain = static_cast<float>(r.uniform(2.0, 6.0));
   p.q_positions = a.q_positions && r.chance(0.15);
+  p.padded = a.padded && !s.bhsd && r.chance(0.2);
   return p;
 }
 
@@ -196,6 +201,8 @@ inline RandomProblem random_problem(Rng& r, const Allowed& a, uint64_t seed) {
 struct BuiltProblem {
   Problem problem;
   Tensor positions, mask;
+  PaddedCopy q, k, v, out;  // with RandomProblem::padded: what params.q/k/v/out view
+  bool padded = false;
 
   explicit BuiltProblem(const RandomProblem& rp) : problem(rp.spec) {
     const ProblemSpec& s = rp.spec;
@@ -206,6 +213,7 @@ struct BuiltProblem {
     }
     if (rp.q_gain != 1.0f)
       for (int64_t i = 0; i < problem.q.numel(); ++i) problem.q.set(i, problem.q.get(i) * rp.q_gain);
+    if (rp.padded) pad(s.seed);
     if (rp.q_positions) {
       // Per sequence: sorted random positions in [0, k_len + 2] (beyond the keys is allowed).
       Rng r(s.seed ^ 0x51ED270B7A3C9D1Full);
@@ -239,11 +247,38 @@ struct BuiltProblem {
     problem.params.additive_mask = mask.view();
   }
 
+  // q, k, v and out moved into padded buffers: up to 2 extra rows per leading dimension and up
+  // to 8 extra elements per row.
+  void pad(uint64_t seed) {
+    Rng r(seed ^ 0x0DDBA11CAFEull);
+    const auto pads = [&](const TensorView& t) {
+      std::vector<int64_t> p;
+      for (int d = 0; d < t.rank; ++d) p.push_back(d + 1 == t.rank ? r.range(0, 8) : r.range(0, 2));
+      return p;
+    };
+    q = PaddedCopy(problem.params.q, pads(problem.params.q));
+    k = PaddedCopy(problem.params.k, pads(problem.params.k));
+    v = PaddedCopy(problem.params.v, pads(problem.params.v));
+    out = PaddedCopy(problem.params.out, pads(problem.params.out));
+    problem.params.q = q.view();
+    problem.params.k = k.view();
+    problem.params.v = v.view();
+    problem.params.out = out.view();
+    padded = true;
+  }
+
+  // Whether the runs left every padding element of q, k, v and out as it was.
+  bool padding_intact() const {
+    return !padded || (q.padding_intact() && k.padding_intact() && v.padding_intact() && out.padding_intact());
+  }
+
   // Output, LSE and weights back to NaN, so that a run that skips an element cannot pass on an
   // earlier run's value.
   void poison_outputs() {
     const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (Tensor* t : {&problem.out, &problem.lse, &problem.weights})
+    const TensorView& o = problem.params.out;
+    for_each_index(o, [&](const int64_t* idx) { store_float(o, offset_of(o, idx), nan); });
+    for (Tensor* t : {&problem.lse, &problem.weights})
       for (int64_t i = 0; i < t->numel(); ++i) t->set(i, nan);
   }
 };

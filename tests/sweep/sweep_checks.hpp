@@ -64,6 +64,7 @@ inline void expect_matches(BuiltProblem& bp, const reference::Result& ref, const
   if (s.with_lse) EXPECT_LE(lse_scaled_error(bp.problem.params, ref), lse_tolerance(s.dtype)) << who << ": lse";
   if (s.with_weights)
     EXPECT_LE(weights_max_error(bp.problem.weights, ref), weights_tolerance(s.dtype)) << who << ": weights";
+  EXPECT_TRUE(bp.padding_intact()) << who << ": an element outside the strided views changed";
 }
 
 // Runs `attn` on the problem (outputs poisoned first) and compares it with `ref`; a refusal of
