@@ -105,6 +105,7 @@ inline int64_t case_count(int64_t release) {
 }
 
 // QWEN3VL_SWEEP_SEED=n: run only the case of seed n (in whichever family tests run).
+// QWEN3VL_SWEEP_OFFSET=k starts each family's seeds k further on (longer runs elsewhere).
 inline bool replay_seed(uint64_t* seed) {
   const char* env = std::getenv("QWEN3VL_SWEEP_SEED");
   if (env == nullptr || *env == '\0') return false;
@@ -149,7 +150,9 @@ inline void run_family(const std::string& family, uint64_t base_seed, int64_t re
     seeds.push_back(replay);
   } else {
     const int64_t n = case_count(release_cases);
-    for (int64_t i = 0; i < n; ++i) seeds.push_back(base_seed + static_cast<uint64_t>(i));
+    const char* offset = std::getenv("QWEN3VL_SWEEP_OFFSET");  // soak runs: further seeds
+    const uint64_t first = base_seed + (offset ? std::strtoull(offset, nullptr, 10) : 0);
+    for (int64_t i = 0; i < n; ++i) seeds.push_back(first + static_cast<uint64_t>(i));
   }
   int64_t runs = 0, failing = 0, ran = 0;
   for (uint64_t seed : seeds) {
