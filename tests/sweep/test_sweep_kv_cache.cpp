@@ -60,8 +60,8 @@ CacheCase draw_cache_case(Rng& r) {
     c.target[1] = std::max(c.target[1], c.prefix);
   }
   const int64_t longest = *std::max_element(c.target.begin(), c.target.end());
-  k.max_len = longest + r.range(0, 5);
-  k.max_blocks = (longest + k.block_size - 1) / k.block_size + r.range(0, 1);
+  k.max_len = std::max<int64_t>(1, longest + r.range(0, 5));  // a cache holds at least one token
+  k.max_blocks = std::max<int64_t>(1, (longest + k.block_size - 1) / k.block_size + r.range(0, 1));
   k.num_blocks = k.max_blocks * k.batch + 1;  // enough for every sequence's own blocks
   return c;
 }
