@@ -1,9 +1,10 @@
 // Random prefill problems for the differential sweep, drawn from one seed: batch 1-3, odd-biased
 // lengths 1..300, GQA heads, fast and odd head dims, f32/f16/bf16, every mask with random window
-// bounds, key padding, packed varlen batches (empty segments included), additive masks, soft-cap,
-// explicit scales (zero and negative too), BHSD strides, sharper queries, and query positions.
-// `Allowed` says which of these a variant takes. Values are finite (the additive mask's -inf
-// entries mask keys, as the API defines).
+// bounds, key padding, packed varlen batches (empty segments included, max_seqlen given or not),
+// additive masks of every rank, broadcast and dtype, soft-cap, explicit scales (zero and negative
+// too), BHSD strides, padded row strides, sharper queries, and query positions. `Allowed` says
+// which of these a variant takes. Values are finite (the additive mask's -inf entries mask keys,
+// as the API defines).
 #pragma once
 
 #include <algorithm>
