@@ -117,7 +117,12 @@ class KvCache {
   }
 
   const KvCacheConfig& config() const { return config_; }
-  int64_t length(int64_t seq) const { return lengths_[static_cast<size_t>(seq)]; }
+  // Tokens sequence `seq` holds; 0 for an index outside 0..batch - 1 (no sequence there), as
+  // BlockAllocator::ref_count answers for an id outside the pool.
+  int64_t length(int64_t seq) const {
+    return seq >= 0 && seq < static_cast<int64_t>(lengths_.size()) ? lengths_[static_cast<size_t>(seq)]
+                                                                    : 0;
+  }
   const std::vector<int32_t>& lengths() const { return lengths_; }
   // Row-major [batch, max_blocks]; -1 where no block is assigned (paged only, else empty).
   const std::vector<int32_t>& block_table() const { return table_; }
