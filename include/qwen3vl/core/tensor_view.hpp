@@ -42,7 +42,7 @@ struct TensorView {
     int64_t s = 1;
     for (int d = v.rank - 1; d >= 0; --d) {
       v.stride[d] = s;
-      s *= v.shape[d];
+      if (!checked_mul(s, v.shape[d], &s)) s = INT64_MAX;  // validate() refuses such a view
     }
     return v;
   }
