@@ -77,7 +77,7 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
     return make_error(StatusCode::kBadStride, name, ".stride[", rank - 1,
                       "] = ", t.stride[rank - 1],
                       ": the head dimension must be contiguous (stride 1)");
-  return qwen3vl::detail::check_no_self_overlap(t, name);  // rotated in place: each element written once
+  return Status();
 }
 
 }  // namespace detail
@@ -149,6 +149,10 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
   if (pos.data == nullptr && s.tokens() > 0)
     return make_error(StatusCode::kNullPointer, "positions.data = null");
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_view_extent(pos, "positions"));
+  // Rotated in place: each element of q and k written once (after the shape checks, which name
+  // a mismatched view more precisely).
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(p.q, "q"));
+  if (p.k.present()) QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(p.k, "k"));
   *shape = s;
   return Status();
 }
