@@ -213,6 +213,7 @@ Status Attention::check_run(const AttentionPlan& plan, const AttentionParams& pa
     if (data[t]->present() && data[t]->data == nullptr && data[t]->numel() > 0)
       return make_error(StatusCode::kNullPointer, names[t], ".data = null with shape ",
                         data[t]->shape_string(), ": a non-empty tensor needs memory");
+  QWEN3VL_RETURN_IF_ERROR(detail::check_data_pointers(params));  // the new pointers' checks
   if (plan.workspace_bytes > 0 && (ws.data == nullptr || ws.bytes < plan.workspace_bytes))
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", plan.workspace_bytes,

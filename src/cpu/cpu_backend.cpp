@@ -7,11 +7,15 @@ Status CpuBackend::create(const CpuOptions& options, std::unique_ptr<CpuBackend>
   if (options.num_threads < 0)
     return make_error(StatusCode::kInvalidArgument, "num_threads = ", options.num_threads,
                       ": must be >= 0 (0 = the machine's physical cores)");
+  if (options.num_threads > kMaxCpuThreads)
+    return make_error(StatusCode::kInvalidArgument, "num_threads = ", options.num_threads,
+                      ": allowed 0 (the machine's physical cores) or 1..", kMaxCpuThreads);
   auto backend = std::make_unique<CpuBackend>();
   QWEN3VL_RETURN_IF_ERROR(resolve_cpu_isa(options.isa, cpu, &backend->isa_));
   // Physical cores by default: these kernels are FMA-bound and SMT siblings share the FMA units.
   backend->threads_ = options.num_threads > 0 ? options.num_threads : cpu.physical_cores;
   if (backend->threads_ < 1) backend->threads_ = 1;
+  if (backend->threads_ > kMaxCpuThreads) backend->threads_ = kMaxCpuThreads;  // a hardware override
   backend->arena_ = std::make_unique<tbb::task_arena>(backend->threads_);
   *out = std::move(backend);
   return Status();

@@ -36,7 +36,7 @@ Status check_config(const KvCacheConfig& c) {
   if (c.num_blocks < 1 || c.num_blocks > INT32_MAX)
     return make_error(StatusCode::kInvalidArgument, "config.num_blocks = ", c.num_blocks,
                       ": allowed 1..", INT32_MAX);
-  if (c.max_blocks < 1 || c.max_blocks * c.block_size > INT32_MAX)
+  if (c.max_blocks < 1 || c.max_blocks > INT32_MAX / c.block_size)  // no int64 overflow
     return make_error(StatusCode::kInvalidArgument, "config.max_blocks = ", c.max_blocks,
                       ": must be >= 1 with max_blocks * block_size <= ", INT32_MAX);
   return Status();
@@ -115,6 +115,10 @@ Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
   if (v_storage.device != k_storage.device || v_storage.device_index != k_storage.device_index)
     return make_error(StatusCode::kInvalidArgument, "v_storage.device = ",
                       to_string(v_storage.device), ": must equal k_storage.device");
+  // The cache writes both: no row stored twice, and keys and values in separate memory.
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(k_storage, "k_storage"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(v_storage, "v_storage"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(v_storage, "v_storage", k_storage, "k_storage"));
   if (!ops && k_storage.device == Device::kCPU) ops = &cpu_kv_storage_ops();
   if (!ops || ops->device != k_storage.device)
     return make_error(StatusCode::kInvalidArgument, "ops = ", ops ? to_string(ops->device) : "none",

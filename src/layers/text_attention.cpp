@@ -118,6 +118,7 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
       detail::check_activation(x, "hidden_states", o, {B, L, m.config.hidden_size}));
   QWEN3VL_RETURN_IF_ERROR(
       detail::check_activation(out.output, "output", o, {B, L, m.config.hidden_size}));
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(out.output, "output"));
   p->batch = B;
   p->len = L;
   if (cache) QWEN3VL_RETURN_IF_ERROR(check_cache(m, *cache, B, L, &p->past_max));
@@ -153,6 +154,13 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
       return make_error(StatusCode::kInvalidArgument, "attention_mask = ", to_string(mask.dtype),
                         " on ", to_string(mask.device), ": must be i32 in host memory");
     QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_dims(mask, "attention_mask", 2, {B, L}));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < L; ++i) {
+        const int32_t keep = mask.ptr<const int32_t>()[mask.offset(b, i)];
+        if (keep != 0 && keep != 1)
+          return make_error(StatusCode::kInvalidArgument, "attention_mask[", b, ", ", i, "] = ", keep,
+                            ": allowed 0 (padding) or 1 (keep)");
+      }
   }
 
   // The workspace: q/k/v, the attention output, fp32 staging, positions, masks, then the kernel's.

@@ -49,6 +49,7 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
   const int64_t N = x.shape[0];
   QWEN3VL_RETURN_IF_ERROR(detail::check_activation(x, "hidden_states", o, {N, hidden}));
   QWEN3VL_RETURN_IF_ERROR(detail::check_activation(out, "output", o, {N, hidden}));
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(out, "output"));
   const TensorView& pos = in.positions;
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_present(pos, "positions"));
   if (pos.dtype != DType::kI32 || pos.device != o.device)

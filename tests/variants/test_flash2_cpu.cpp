@@ -218,7 +218,13 @@ TEST(Flash2Cpu, WorkspaceDoesNotGrowWithSequenceLength) {
   const auto sized = [&](int64_t n) {
     p.q = p.out = TensorView::contiguous(nullptr, DType::kF32, {1, n, 32, 128});
     p.k = p.v = TensorView::contiguous(nullptr, DType::kF32, {1, n, 8, 128});
-    p.q.data = p.k.data = p.v.data = p.out.data = &p;  // never read: only sizes are asked for
+    // Never read: only sizes are asked for. Placeholders far apart, since out must not share
+    // memory with q, k or v.
+    const auto at = [](int i) { return reinterpret_cast<void*>(uintptr_t{1} << (40 + i)); };
+    p.q.data = at(0);
+    p.k.data = at(1);
+    p.v.data = at(2);
+    p.out.data = at(3);
     return attn->workspace_size(p);
   };
   const size_t small = sized(1024), large = sized(32768);

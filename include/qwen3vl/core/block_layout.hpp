@@ -9,6 +9,7 @@
 
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
+#include "qwen3vl/core/view_checks.hpp"
 
 namespace qwen3vl {
 
@@ -72,6 +73,7 @@ inline Status validate_block_layout(const BlockLayout& bl, int64_t batch, int64_
                         v.stride[v.rank - 1], ": must be 1");
     if (v.data == nullptr && v.numel() > 0)
       return make_error(StatusCode::kNullPointer, names[t], ".data = null");
+    QWEN3VL_RETURN_IF_ERROR(detail::check_view_extent(v, names[t]));
   }
   const int64_t row_blocks = (max_q + bl.block_q - 1) / bl.block_q;
   const int64_t col_blocks = (max_k + bl.block_k - 1) / bl.block_k;

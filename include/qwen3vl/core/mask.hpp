@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "qwen3vl/core/checked_math.hpp"
 #include "qwen3vl/core/macros.hpp"
 
 namespace qwen3vl {
@@ -34,7 +35,8 @@ struct KeyRange {
 // Keys visible to a query row that sits at key position `position` (the key it is aligned with),
 // with `k_len` valid keys: causal (either kind) keys <= position, a window [position - left,
 // position + right]. A window bound of -1 is unbounded; HF/Mistral window W is left = W - 1,
-// right = 0.
+// right = 0. Bounds may be anything up to INT64_MAX (effectively unbounded): the arithmetic
+// saturates instead of wrapping.
 QWEN3VL_HOST_DEVICE inline KeyRange visible_keys_at(MaskKind mask, int64_t window_left,
                                                     int64_t window_right, int64_t position,
                                                     int64_t k_len) {
@@ -43,10 +45,10 @@ QWEN3VL_HOST_DEVICE inline KeyRange visible_keys_at(MaskKind mask, int64_t windo
   switch (mask) {
     case MaskKind::kNone: break;
     case MaskKind::kCausal:
-    case MaskKind::kCausalTopLeft: end = position + 1; break;
+    case MaskKind::kCausalTopLeft: end = saturating_add(position, 1); break;
     case MaskKind::kSlidingWindow:
-      if (window_left >= 0) begin = position - window_left;
-      if (window_right >= 0) end = position + window_right + 1;
+      if (window_left >= 0) begin = saturating_sub(position, window_left);
+      if (window_right >= 0) end = saturating_add(saturating_add(position, window_right), 1);
       break;
   }
   begin = begin < 0 ? 0 : begin;

@@ -11,6 +11,7 @@
 #include "qwen3vl/core/mask.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
+#include "qwen3vl/core/view_checks.hpp"
 
 namespace qwen3vl {
 
@@ -134,9 +135,35 @@ inline int64_t additive_mask_offset(const TensorView& m, int64_t b, int64_t h, i
 
 namespace detail {
 
+// What validate() checks of the data pointers themselves (views of null data pass): each view's
+// bytes within the address space, and outputs sharing no memory with an input or another output.
+// Attention::run() repeats it for the new pointers of a reused plan (the shapes were planned).
+inline Status check_data_pointers(const AttentionParams& p) {
+  const TensorView* views[] = {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.weights, &p.additive_mask};
+  const char* names[] = {"q", "k", "v", "out", "lse", "weights", "additive_mask"};
+  for (int t = 0; t < 7; ++t) {
+    int64_t lo = 0, hi = 0;
+    if (views[t]->present() && views[t]->data != nullptr && views[t]->byte_range(&lo, &hi))
+      QWEN3VL_RETURN_IF_ERROR(check_view_address(*views[t], names[t], lo, hi));
+  }
+  const TensorView* outputs[] = {&p.out, &p.lse, &p.weights};
+  const char* output_names[] = {"out", "lse", "weights"};
+  const TensorView* read[] = {&p.q, &p.k, &p.v, &p.out, &p.lse};
+  const char* read_names[] = {"q", "k", "v", "out", "lse"};
+  for (int o = 0; o < 3; ++o) {
+    if (!outputs[o]->present()) continue;
+    for (int r = 0; r < 3 + o; ++r)
+      QWEN3VL_RETURN_IF_ERROR(check_disjoint(*outputs[o], output_names[o], *read[r], read_names[r]));
+  }
+  return Status();
+}
+
 // need_data = false: a null data pointer is allowed (planning from shapes alone).
 inline Status check_present(const TensorView& t, const char* name, bool need_data = true) {
   if (!t.present()) return make_error(StatusCode::kNullPointer, name, " is absent: it is required");
+  if (t.rank > TensorView::kMaxRank)
+    return make_error(StatusCode::kShapeMismatch, name, ".rank = ", t.rank, ": allowed 1..",
+                      TensorView::kMaxRank);
   if (need_data && t.data == nullptr && t.numel() > 0)
     return make_error(StatusCode::kNullPointer, name, ".data = null with shape ", t.shape_string(),
                       ": a non-empty tensor needs memory");
@@ -144,7 +171,7 @@ inline Status check_present(const TensorView& t, const char* name, bool need_dat
     if (t.shape[d] < 0)
       return make_error(StatusCode::kInvalidArgument, name, ".shape[", d, "] = ", t.shape[d],
                         ": must be >= 0");
-  return Status();
+  return check_view_extent(t, name);  // element count and offsets without overflow
 }
 
 inline Status check_last_contiguous(const TensorView& t, const char* name) {
@@ -183,6 +210,7 @@ inline Status check_cu_seqlens(const TensorView& cu, const char* name, int64_t t
   if (cu.rank != 1 || cu.shape[0] < 2)
     return make_error(StatusCode::kShapeMismatch, name, ".shape = ", cu.shape_string(),
                       ": must be [batch + 1] with batch >= 1");
+  QWEN3VL_RETURN_IF_ERROR(check_present(cu, name));
   *batch = cu.shape[0] - 1;
   if (cu.device != Device::kCPU) return Status();  // values are checked where they live
   const int32_t* c = cu.ptr<const int32_t>();
@@ -397,6 +425,14 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
   if (!(p.softcap >= 0.0f) || !std::isfinite(p.softcap))
     return make_error(StatusCode::kInvalidArgument, "softcap = ", p.softcap,
                       ": must be finite and >= 0 (0 disables it)");
+
+  // Outputs: no element written twice, no memory shared with an input or another output.
+  const TensorView* outputs[] = {&p.out, &p.lse, &p.weights};
+  const char* output_names[] = {"out", "lse", "weights"};
+  for (int o = 0; o < 3; ++o)
+    if (outputs[o]->present())
+      QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(*outputs[o], output_names[o]));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_data_pointers(p));
 
   s.scale = p.scale ? *p.scale : 1.0f / std::sqrt(static_cast<float>(d));
   if (shape) *shape = s;

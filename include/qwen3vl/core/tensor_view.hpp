@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "qwen3vl/core/checked_math.hpp"
 #include "qwen3vl/core/dtype.hpp"
 
 namespace qwen3vl {
@@ -41,7 +42,7 @@ struct TensorView {
     int64_t s = 1;
     for (int d = v.rank - 1; d >= 0; --d) {
       v.stride[d] = s;
-      s *= v.shape[d];
+      if (!checked_mul(s, v.shape[d], &s)) s = INT64_MAX;  // validate() refuses such a view
     }
     return v;
   }
@@ -59,10 +60,42 @@ struct TensorView {
 
   bool present() const { return rank > 0; }
   int64_t size(int d) const { return shape[d]; }
+  // Elements of the view; INT64_MAX when the product of the shape overflows int64 (validate()
+  // rejects such views).
   int64_t numel() const {
-    int64_t n = rank > 0 ? 1 : 0;
-    for (int d = 0; d < rank; ++d) n *= shape[d];
+    if (rank <= 0) return 0;
+    const int r = rank < kMaxRank ? rank : kMaxRank;
+    for (int d = 0; d < r; ++d)
+      if (shape[d] == 0) return 0;
+    int64_t n = 1;
+    for (int d = 0; d < r; ++d)
+      if (!checked_mul(n, shape[d], &n)) return INT64_MAX;
     return n;
+  }
+  // The bytes the elements occupy, relative to data: [*lo, *hi) (both 0 for an empty view).
+  // False when an element offset or its byte offset overflows int64 (huge strides or shapes), or
+  // for a negative shape.
+  bool byte_range(int64_t* lo, int64_t* hi) const {
+    int64_t low = 0, high = 0;
+    const int r = rank < kMaxRank ? rank : kMaxRank;
+    for (int d = 0; d < r; ++d)
+      if (shape[d] < 0) return false;
+    if (numel() == 0) {
+      *lo = *hi = 0;
+      return true;
+    }
+    for (int d = 0; d < r; ++d) {
+      int64_t reach = 0;  // (shape - 1) * stride: the offset of this dimension's last index
+      if (!checked_mul(shape[d] - 1, stride[d], &reach)) return false;
+      if (!checked_add(reach < 0 ? low : high, reach, reach < 0 ? &low : &high)) return false;
+    }
+    const int64_t bytes = static_cast<int64_t>(size_of(dtype));
+    if (!checked_mul(low, bytes, &low) || !checked_mul(high, bytes, &high) ||
+        !checked_add(high, bytes, &high))
+      return false;
+    *lo = low;
+    *hi = high;
+    return true;
   }
   // View with dimensions d0 and d1 swapped (e.g. BHSD memory seen as BSHD).
   TensorView transposed(int d0, int d1) const {
@@ -89,9 +122,14 @@ struct TensorView {
   int64_t offset(int64_t i0, int64_t i1 = 0, int64_t i2 = 0, int64_t i3 = 0) const {
     return i0 * stride[0] + i1 * stride[1] + i2 * stride[2] + i3 * stride[3];
   }
-  std::string shape_string() const {
+  std::string shape_string() const { return list_string(shape); }
+  std::string stride_string() const { return list_string(stride); }
+
+ private:
+  std::string list_string(const int64_t* values) const {
     std::string s = "[";
-    for (int d = 0; d < rank; ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+    const int r = rank < kMaxRank ? rank : kMaxRank;
+    for (int d = 0; d < r; ++d) s += (d ? ", " : "") + std::to_string(values[d]);
     return s + "]";
   }
 };

@@ -29,6 +29,9 @@ class BlockAllocator {
   [[nodiscard]] Status allocate(int32_t n, int32_t* ids) {
     if (n < 0)
       return make_error(StatusCode::kInvalidArgument, "blocks requested = ", n, ": must be >= 0");
+    if (n > 0 && ids == nullptr)
+      return make_error(StatusCode::kNullPointer, "ids = null with ", n,
+                        " blocks requested: needs room for n ids");
     if (n > free_count())
       return make_error(StatusCode::kOutOfMemory, "blocks requested = ", n, ": only ",
                         free_count(), " of ", capacity(), " blocks are free");

@@ -92,6 +92,18 @@ inline Status validate(const DecodeParams& p, DecodeShape* shape = nullptr) {
   if (p.num_splits < 0 || p.num_splits > 1024)
     return make_error(StatusCode::kInvalidArgument, "num_splits = ", p.num_splits,
                       ": allowed 0 (auto) .. 1024");
+  // Outputs: no element written twice, no memory shared with the queries, the cache or each other.
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(p.out, "out"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.q, "q"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.k, "kv.k"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.v, "kv.v"));
+  if (p.lse.present()) {
+    QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(p.lse, "lse"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.lse, "lse", p.q, "q"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.lse, "lse", p.out, "out"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.lse, "lse", p.kv.k, "kv.k"));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.lse, "lse", p.kv.v, "kv.v"));
+  }
   s.max_len = p.kv.length_bound();
   s.scale = p.scale ? *p.scale : 1.0f / std::sqrt(static_cast<float>(s.head_dim));
   if (shape) *shape = s;

@@ -124,7 +124,12 @@ class KvCache {
   std::string describe() const;
 
   const KvCacheConfig& config() const { return config_; }
-  int64_t length(int64_t seq) const { return lengths_[static_cast<size_t>(seq)]; }
+  // Tokens sequence `seq` holds; 0 for an index outside 0..batch - 1 (no sequence there), as
+  // BlockAllocator::ref_count answers for an id outside the pool.
+  int64_t length(int64_t seq) const {
+    return seq >= 0 && seq < static_cast<int64_t>(lengths_.size()) ? lengths_[static_cast<size_t>(seq)]
+                                                                    : 0;
+  }
   const std::vector<int32_t>& lengths() const { return lengths_; }
   // The M-RoPE position delta of sequence `seq` (transformers' rope_deltas): a token at cache
   // index n that comes without position ids takes position n + delta on every axis, so decode
@@ -132,7 +137,11 @@ class KvCache {
   // highest position + 1 - length: negative after an image, whose tokens share positions). 0 for a
   // new or reset sequence; fork copies it. The CPU text layer records it from every call that
   // passes position ids; set it yourself where positions live in device memory.
-  int32_t position_delta(int64_t seq) const { return deltas_[static_cast<size_t>(seq)]; }
+  // 0 for an index outside [0, batch), like length().
+  int32_t position_delta(int64_t seq) const {
+    return seq >= 0 && seq < static_cast<int64_t>(deltas_.size()) ? deltas_[static_cast<size_t>(seq)]
+                                                                   : 0;
+  }
   Status set_position_delta(int64_t seq, int64_t delta);
   // Row-major [batch, max_blocks]; -1 where no block is assigned (paged only, else empty).
   const std::vector<int32_t>& block_table() const { return table_; }

@@ -48,9 +48,13 @@ struct KvCacheView {
     return layout == KvLayout::kPaged ? block_table.shape[block_table.rank - 1] * k.shape[1] : k.shape[1];
   }
   int64_t length_bound() const { return max_seq_len > 0 ? max_seq_len : capacity(); }
-  // Host-resident seq_lens only: the tokens KV head h of sequence b sees.
+  // Host-resident seq_lens only: the tokens KV head h of sequence b sees; 0 for (b, h) outside
+  // [0, batch) x [0, Hkv) (h is ignored without per-head lengths) or when seq_lens is absent.
   int64_t seq_len(int64_t b, int64_t h) const {
-    return seq_lens.ptr<const int32_t>()[b * seq_lens.stride[0] + h * lens_head_stride()];
+    if (!seq_lens.present() || seq_lens.data == nullptr || b < 0 || b >= batch() ||
+        (per_head() && (h < 0 || h >= seq_lens.shape[1])))
+      return 0;
+    return seq_lens.ptr<const int32_t>()[b * seq_lens.stride[0] + (per_head() ? h * lens_head_stride() : 0)];
   }
 };
 

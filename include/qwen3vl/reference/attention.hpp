@@ -37,8 +37,9 @@ inline bool key_visible(const AttentionParams& p, int64_t b, int64_t h, int64_t 
     case MaskKind::kCausal: return j <= aligned;
     case MaskKind::kCausalTopLeft: return j <= (p.q_positions.present() ? aligned : i);
     case MaskKind::kSlidingWindow:
-      return (p.window_left < 0 || j >= aligned - p.window_left) &&
-             (p.window_right < 0 || j <= aligned + p.window_right);
+      // Distances instead of aligned -/+ window: bounds up to INT64_MAX must not overflow.
+      return (p.window_left < 0 || aligned - j <= p.window_left) &&
+             (p.window_right < 0 || j - aligned <= p.window_right);
   }
   return false;
 }

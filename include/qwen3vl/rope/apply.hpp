@@ -14,6 +14,7 @@
 #include "qwen3vl/core/dtype.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
+#include "qwen3vl/core/view_checks.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/rope/table.hpp"
 
@@ -63,11 +64,12 @@ struct RopeApplyShape {
 namespace detail {
 
 inline Status check_rope_tensor(const TensorView& t, const char* name, int rank) {
-  if (t.data == nullptr && t.numel() > 0)
-    return make_error(StatusCode::kNullPointer, name, ".data = null with shape ", t.shape_string());
   if (t.rank != rank)
     return make_error(StatusCode::kShapeMismatch, name, ".rank = ", t.rank, ": must be ", rank,
                       " (same as q: [B, S, H, D] or packed [T, H, D])");
+  if (t.data == nullptr && t.numel() > 0)
+    return make_error(StatusCode::kNullPointer, name, ".data = null with shape ", t.shape_string());
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_view_extent(t, name));
   if (!is_floating(t.dtype))
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
                       ": allowed f32, f16, bf16");
@@ -82,6 +84,13 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
 
 [[nodiscard]] inline Status validate(const RopeApplyParams& p, RopeApplyShape* shape) {
   RopeApplyShape s;
+  if (p.style != RopeStyle::kNeox && p.style != RopeStyle::kGptj)
+    return make_error(StatusCode::kInvalidArgument, "style = ", static_cast<int>(p.style),
+                      ": allowed 0 (neox) or 1 (gptj)");
+  if (p.arithmetic != RopeArithmetic::kFused && p.arithmetic != RopeArithmetic::kTransformersFp32 &&
+      p.arithmetic != RopeArithmetic::kTransformersStorage)
+    return make_error(StatusCode::kInvalidArgument, "arithmetic = ", static_cast<int>(p.arithmetic),
+                      ": allowed 0 (fused), 1 (transformers-fp32), 2 (transformers-storage)");
   if (p.q.rank != 3 && p.q.rank != 4)
     return make_error(StatusCode::kShapeMismatch, "q.rank = ", p.q.rank,
                       ": allowed 4 ([B, S, H, D]) or 3 (packed [T, H, D])");
@@ -139,6 +148,11 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
                         ": token dimensions must equal q's ", p.q.shape_string());
   if (pos.data == nullptr && s.tokens() > 0)
     return make_error(StatusCode::kNullPointer, "positions.data = null");
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_view_extent(pos, "positions"));
+  // Rotated in place: each element of q and k written once (after the shape checks, which name
+  // a mismatched view more precisely).
+  QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(p.q, "q"));
+  if (p.k.present()) QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(p.k, "k"));
   *shape = s;
   return Status();
 }

@@ -17,8 +17,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "qwen3vl/core/checked_math.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/rope/grid.hpp"
 
@@ -81,8 +83,9 @@ inline Status rope_index_grids(const RopeIndexInput& in, std::vector<VisionGrid>
   const auto check = [&](const std::vector<GridThw>& grids, const char* name) {
     for (size_t g = 0; g < grids.size(); ++g) {
       const GridThw& d = grids[g];
-      if (d.t < 1 || d.h < m || d.w < m || d.h % m || d.w % m ||
-          d.t * d.h * d.w > (int64_t{1} << 30))
+      int64_t patches = 0;
+      if (d.t < 1 || d.h < m || d.w < m || d.h % m || d.w % m || !checked_mul(d.t, d.h, &patches) ||
+          !checked_mul(patches, d.w, &patches) || patches > (int64_t{1} << 30))
         return make_error(StatusCode::kInvalidArgument, name, "[", g, "] = (", d.t, ", ", d.h, ", ",
                           d.w,
                           "): allowed t >= 1 and h, w positive multiples of spatial_merge_size (",
@@ -117,13 +120,21 @@ inline Status rope_index_grids(const RopeIndexInput& in, std::vector<VisionGrid>
 
 }  // namespace detail
 
-[[nodiscard]] inline Status get_rope_index(const RopeIndexInput& in, RopeIndexOutput* out) {
-  if (in.batch < 0 || in.seq_len < 0 || in.batch * in.seq_len > (int64_t{1} << 31))
+// On error *out is left as it was.
+[[nodiscard]] inline Status get_rope_index(const RopeIndexInput& in, RopeIndexOutput* result) {
+  int64_t total = 0;
+  if (in.batch < 0 || in.seq_len < 0 || !checked_mul(in.batch, in.seq_len, &total) ||
+      total > (int64_t{1} << 31))
     return make_error(StatusCode::kInvalidArgument, "batch = ", in.batch,
                       ", seq_len = ", in.seq_len,
                       ": allowed non-negative with batch * seq_len <= 2^31");
-  if (in.token_types == nullptr && in.batch * in.seq_len > 0)
+  if (in.token_types == nullptr && total > 0)
     return make_error(StatusCode::kNullPointer, "token_types = null");
+  if (in.model != RopeIndexModel::kQwen2VL && in.model != RopeIndexModel::kQwen25VL &&
+      in.model != RopeIndexModel::kQwen3VL)
+    return make_error(StatusCode::kInvalidArgument, "model = ", static_cast<int>(in.model),
+                      ": allowed 0 (qwen2-vl), 1 (qwen2.5-vl), 2 (qwen3-vl)");
+  if (result == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
   if (in.spatial_merge_size < 1 || in.spatial_merge_size > 64)
     return make_error(StatusCode::kInvalidArgument, "spatial_merge_size = ", in.spatial_merge_size,
                       ": allowed 1..64");
@@ -134,6 +145,8 @@ inline Status rope_index_grids(const RopeIndexInput& in, std::vector<VisionGrid>
   QWEN3VL_RETURN_IF_ERROR(detail::rope_index_grids(in, &grids[kImageToken], &grids[kVideoToken]));
   size_t next[3] = {0, 0, 0};
   const int64_t m = in.spatial_merge_size, L = in.seq_len, B = in.batch;
+  RopeIndexOutput built;  // moved into *result only on success
+  RopeIndexOutput* out = &built;
   out->positions.assign(static_cast<size_t>(3 * B * L), in.pad_position);
   out->delta.assign(static_cast<size_t>(B), 0);
   std::vector<int64_t> kept;
@@ -176,6 +189,11 @@ inline Status rope_index_grids(const RopeIndexInput& in, std::vector<VisionGrid>
                             ")");
         const detail::VisionGrid& v = grids[kind][next[kind]++];
         const int64_t gh = v.grid.h / m, gw = v.grid.w / m, tokens = v.grid.t * gh * gw;
+        int64_t last_frame = 0;  // (t - 1) * interval: up to 2^30 * 1e12, past int64
+        if (!checked_mul(v.grid.t - 1, v.interval, &last_frame) || last_frame > INT32_MAX)
+          return make_error(StatusCode::kInvalidArgument, name, " grid t = ", v.grid.t,
+                            " with a frame interval of ", v.interval,
+                            ": positions reach past 2^31 - 1");
         if (tokens != run)
           return make_error(StatusCode::kShapeMismatch, name, " grid (", v.grid.t, ", ", v.grid.h,
                             ", ", v.grid.w, ") gives ", tokens, " tokens: the run at batch row ", b,
@@ -195,6 +213,7 @@ inline Status rope_index_grids(const RopeIndexInput& in, std::vector<VisionGrid>
     out->delta[static_cast<size_t>(b)] =
         kept.empty() ? 0 : static_cast<int32_t>(max_pos + 1 - static_cast<int64_t>(kept.size()));
   }
+  *result = std::move(built);
   return Status();
 }
 
