@@ -203,6 +203,20 @@ TEST(PlanRun, ForeignPlansAndMismatchedParamsAreTypedErrors) {
     EXPECT_NE(st.message().find("params.mask"), std::string::npos) << st.message();
     EXPECT_EQ(attn->run(plan, p.params, Workspace{ws.data(), ws.size() / 2}).code(),
               StatusCode::kWorkspaceTooSmall);
+    // A reused plan's new pointers get validate()'s pointer checks: out over q is refused and
+    // out stays as it was.
+    AttentionParams aliased = p.params;
+    aliased.out.data = aliased.q.data;
+    const auto q_values = [&p] {
+      std::vector<float> v(static_cast<size_t>(p.q.numel()));
+      for (int64_t i = 0; i < p.q.numel(); ++i) v[static_cast<size_t>(i)] = p.q.get(i);
+      return v;
+    };
+    const std::vector<float> q_before = q_values();
+    st = attn->run(plan, aliased, w);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.message().find("out.data"), std::string::npos) << st.message();
+    EXPECT_EQ(q_values(), q_before);
   }
 }
 
