@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "linear/linear_oracle.hpp"
+#include "support/linear_oracle.hpp"
 #include "moe/moh_support.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/moe.hpp"
