@@ -389,10 +389,18 @@ int run_attention_cases(bool varlen) {
       snap.add("cu_seqlens_q", p.cu_q);
       snap.add("cu_seqlens_k", p.cu_k);
       const std::string label = variant + (varlen ? " varlen: " : ": ") + c.name;
-      expect_rejected(v.attention->supports(p.params), c.mentions, snap, label + " (supports)");
+      // A null data pointer of q, k, v, out, lse or the additive mask is a run-time fact: plans
+      // are made from shapes (supports() and workspace_size() are plan()'s), run() refuses it.
+      const std::string mentions = c.mentions;
+      const bool data_pointer =
+          std::string(c.name) == "additive mask null" ||
+          (mentions.size() > 5 && mentions.compare(mentions.size() - 5, 5, ".data") == 0);
+      if (!data_pointer) {
+        expect_rejected(v.attention->supports(p.params), c.mentions, snap, label + " (supports)");
+        EXPECT_EQ(v.attention->workspace_size(p.params), 0u) << label;
+      }
       expect_rejected(v.attention->forward(p.params, Workspace{ws.data(), ws.size()}), c.mentions,
                       snap, label + " (forward)");
-      EXPECT_EQ(v.attention->workspace_size(p.params), 0u) << label;
       ++count;
     }
   }

@@ -223,6 +223,17 @@ TEST(ViewChecks, OutputsMustNotAliasOrOverlap) {
 
 // ---- enum values and layer masks ----
 
+// An empty output writes nothing, so its strides are free: a varlen batch of no query rows gives
+// lse [Hq, 0] with stride [0, 1] (found by the random sweep once the overlap check landed).
+TEST(ViewChecks, EmptyOutputsTakeAnyStride) {
+  float cell = 0.0f;
+  TensorView lse = TensorView::contiguous(&cell, DType::kF32, {8, 0});
+  lse.stride[0] = 0;
+  EXPECT_TRUE(detail::check_no_self_overlap(lse, "lse").ok());
+  lse.shape[1] = 2;
+  EXPECT_EQ(detail::check_no_self_overlap(lse, "lse").code(), StatusCode::kBadStride);
+}
+
 TEST(EnumValues, RopeStyleAndArithmetic) {
   Tensor q(DType::kF32, {1, 2, 1, 8});
   Tensor pos(DType::kI32, {1, 2});
