@@ -234,6 +234,30 @@ TEST(ViewChecks, EmptyOutputsTakeAnyStride) {
   EXPECT_EQ(detail::check_no_self_overlap(lse, "lse").code(), StatusCode::kBadStride);
 }
 
+// Views interleaved in one buffer share no element and are accepted: q, k, v and out side by side
+// in each batch slot (tests/cuda's large-offset test lays them out so), and a fused QKV
+// projection [T, 3, H, D] read as three views; out placed over an input stays refused.
+TEST(ViewChecks, InterleavedViewsAreApart) {
+  std::vector<float> buffer(2 * 4 * 3 * 8);
+  // [T 2, 3, H 4, D 8]: q = [:, 0], k = [:, 1], v = [:, 2], each a [2, 4, 8] view, stride [96, 8, 1].
+  const auto part = [&](int i) {
+    TensorView t = TensorView::contiguous(buffer.data() + i * 32, DType::kF32, {2, 4, 8});
+    t.stride[0] = 96;
+    return t;
+  };
+  EXPECT_TRUE(detail::check_disjoint(part(0), "q", part(1), "k").ok());
+  EXPECT_TRUE(detail::check_disjoint(part(2), "v", part(0), "q").ok());
+  EXPECT_EQ(detail::check_disjoint(part(0), "out", part(0), "q").code(),
+            StatusCode::kInvalidArgument);
+  TensorView shifted = part(0);  // starts half-way into q's rows: shares bytes with q
+  shifted.data = buffer.data() + 16;
+  EXPECT_EQ(detail::check_disjoint(shifted, "out", part(0), "q").code(),
+            StatusCode::kInvalidArgument);
+  // A view of another outermost stride over q's first rows is refused.
+  TensorView dense = TensorView::contiguous(buffer.data() + 16, DType::kF32, {2, 4, 8});
+  EXPECT_EQ(detail::check_disjoint(dense, "out", part(0), "q").code(), StatusCode::kInvalidArgument);
+}
+
 TEST(EnumValues, RopeStyleAndArithmetic) {
   Tensor q(DType::kF32, {1, 2, 1, 8});
   Tensor pos(DType::kI32, {1, 2});

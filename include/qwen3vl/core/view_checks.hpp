@@ -75,6 +75,34 @@ inline Status check_no_self_overlap(const TensorView& t, const char* name) {
   return Status();
 }
 
+// Views interleaved in one buffer with the same outermost stride (batch slots holding q, k, v
+// and out side by side, or a fused [tokens, 3, heads, D] QKV projection): each dimension-0 step
+// repeats the same footprint P bytes further on, so they share no byte when their footprints
+// within one period lie apart on a circle of P bytes. False when that does not decide it.
+inline bool interleaved_apart(const TensorView& a, const TensorView& b) {
+  if (a.rank < 2 || b.rank < 2) return false;
+  const int64_t sa = a.stride[0] * size_of(a.dtype);
+  const int64_t sb = b.stride[0] * size_of(b.dtype);
+  if (sa <= 0 || sa != sb) return false;
+  const auto inner = [](const TensorView& t, int64_t* lo, int64_t* hi) {  // bytes of one step
+    TensorView rest = t;
+    rest.shape[0] = 1;
+    return rest.byte_range(lo, hi);
+  };
+  int64_t alo = 0, ahi = 0, blo = 0, bhi = 0;
+  if (!inner(a, &alo, &ahi) || !inner(b, &blo, &bhi)) return false;
+  const int64_t period = sa, alen = ahi - alo, blen = bhi - blo;
+  if (alen > period || blen > period) return false;
+  const auto start = [period](const TensorView& t, int64_t lo) {
+    const int64_t r = static_cast<int64_t>((reinterpret_cast<uintptr_t>(t.data) +
+                                            static_cast<uintptr_t>(lo)) %
+                                           static_cast<uintptr_t>(period));
+    return r;
+  };
+  const int64_t gap = ((start(b, blo) - start(a, alo)) % period + period) % period;
+  return gap >= alen && gap + blen <= period;
+}
+
 // Two views on one device whose byte ranges intersect (call after check_view_extent on both).
 // Range based: views interleaved in one buffer without a common element are refused too.
 inline Status check_disjoint(const TensorView& out, const char* out_name, const TensorView& in,
@@ -88,7 +116,7 @@ inline Status check_disjoint(const TensorView& out, const char* out_name, const 
   const auto o = reinterpret_cast<uintptr_t>(out.data), i = reinterpret_cast<uintptr_t>(in.data);
   const uintptr_t o_begin = o + static_cast<uintptr_t>(olo), o_end = o + static_cast<uintptr_t>(ohi);
   const uintptr_t i_begin = i + static_cast<uintptr_t>(ilo), i_end = i + static_cast<uintptr_t>(ihi);
-  if (o_begin < i_end && i_begin < o_end)
+  if (o_begin < i_end && i_begin < o_end && !interleaved_apart(out, in))
     return make_error(StatusCode::kInvalidArgument, out_name, ".data = ", out.data, " (",
                       ohi - olo, " bytes from offset ", olo, ") overlaps ", in_name, ".data = ",
                       in.data, " (", ihi - ilo, " bytes from offset ", ilo, "): ", out_name,
