@@ -102,6 +102,9 @@ class Carver {
     return reinterpret_cast<void*>((uintptr_t{1} << (sizeof(uintptr_t) * 8 - 2)) + at);
   }
   size_t used() const { return used_; }
+  // Counting only: the addresses handed out are placeholders, never to be dereferenced or shown
+  // to the CUDA runtime (a pointer query of one fails).
+  bool counting() const { return base_ == nullptr; }
 
  private:
   char* base_;

@@ -220,7 +220,9 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
         p->block_table = d.kv.block_table = device_i32({B, cache->config().max_blocks});
     }
     const size_t need = m.decode->workspace_size(d);
-    if (need == 0) QWEN3VL_RETURN_IF_ERROR(m.decode->supports(d));
+    // 0 bytes may also mean refused: supports() says why. Not while counting: CUDA decode's
+    // supports() queries the placeholder pointers; the pass with the real workspace asks.
+    if (need == 0 && !carve.counting()) QWEN3VL_RETURN_IF_ERROR(m.decode->supports(d));
     p->kernel = Workspace{carve.take(need), need};
   } else {
     AttentionParams& a = p->params;
