@@ -68,43 +68,6 @@ Status random_routing(const VariantFlags& f, const MoHConfig& mc, int64_t tokens
   return route_mixture_of_heads(mc, logits, {out->head_index.view(), out->head_weight.view()});
 }
 
-bool all_finite(const AttentionParams& p, const AttentionShape& s) {
-  for (int64_t b = 0; b < s.batch; ++b) {
-    const SequenceSpan span = sequence_span(p, b);
-    for (int64_t i = 0; i < span.q_len; ++i)
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const int64_t off = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
-        for (int64_t c = 0; c < s.head_dim; ++c)
-          if (!std::isfinite(load_float(p.out, off + c))) return false;
-      }
-  }
-  return true;
-}
-
-// max over sampled rows of ||out - want|| / ||want|| (absolute where want is 0), `want` filling
-// the float64 expectation of a row.
-double sampled_error(const AttentionParams& p, int count,
-                     const std::function<void(const RowIndex&, double*)>& want) {
-  AttentionShape s;
-  throw_if_error(validate(p, &s));
-  if (!all_finite(p, s)) return std::numeric_limits<double>::infinity();
-  std::vector<double> ref(static_cast<size_t>(s.head_dim));
-  double worst = 0.0;
-  for (const RowIndex& r : sample_rows(p, count, 7)) {
-    want(r, ref.data());
-    const SequenceSpan span = sequence_span(p, r.b);
-    const int64_t off = row_offset(p.out, p.varlen(), r.b, span.q_start, r.i, r.h);
-    double diff = 0.0, norm = 0.0;
-    for (int64_t c = 0; c < s.head_dim; ++c) {
-      const double got = load_float(p.out, off + c), w = ref[static_cast<size_t>(c)];
-      diff += (got - w) * (got - w);
-      norm += w * w;
-    }
-    worst = std::max(worst, norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff));
-  }
-  return worst;
-}
-
 }  // namespace
 
 void apply_variant_flags(const VariantFlags& flags, AttentionConfig* config) {
@@ -193,14 +156,14 @@ Status sampled_variant_error(const Attention& attention, const AttentionConfig& 
     }
     case Variant::kLinear: {
       const testing::LinearOracle oracle = testing::LinearOracle::of(config.linear, s.head_dim);
-      *error = sampled_error(host, count, [&](const RowIndex& r, double* want) {
+      *error = sampled_error(host, count, 7, [&](const RowIndex& r, double* want) {
         oracle.output_row(host, r.b, r.h, r.i, want);
       });
       return Status();
     }
     case Variant::kMixtureOfHeads: {
       const int64_t k = inputs.head_index.size(1);
-      *error = sampled_error(host, count, [&](const RowIndex& r, double* want) {
+      *error = sampled_error(host, count, 7, [&](const RowIndex& r, double* want) {
         const SequenceSpan span = sequence_span(host, r.b);
         const int64_t t = host.varlen() ? span.q_start + r.i : r.b * s.max_q + r.i;
         double gate = 0.0;

@@ -46,26 +46,35 @@ std::vector<RowIndex> sample_rows(const AttentionParams& p, int count, uint64_t 
   return rows;
 }
 
-double sampled_max_relative_error(const AttentionParams& p, int count, uint64_t seed) {
+double sampled_error(const AttentionParams& p, int count, uint64_t seed,
+                     const std::function<void(const RowIndex&, double*)>& want) {
   AttentionShape s;
   throw_if_error(validate(p, &s));
   if (!all_finite(p, s)) return std::numeric_limits<double>::infinity();
   std::vector<double> ref(static_cast<size_t>(s.head_dim));
   double worst = 0.0;
   for (const RowIndex& r : sample_rows(p, count, seed)) {
-    reference::attention_row(p, s, r.b, r.h, r.i, ref.data());
+    want(r, ref.data());
     const SequenceSpan span = sequence_span(p, r.b);
     const int64_t off = row_offset(p.out, p.varlen(), r.b, span.q_start, r.i, r.h);
     double diff = 0.0, norm = 0.0;
     for (int64_t c = 0; c < s.head_dim; ++c) {
-      const double got = load_float(p.out, off + c), want = ref[static_cast<size_t>(c)];
-      diff += (got - want) * (got - want);
-      norm += want * want;
+      const double got = load_float(p.out, off + c), w = ref[static_cast<size_t>(c)];
+      diff += (got - w) * (got - w);
+      norm += w * w;
     }
     const double err = norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
     worst = err > worst ? err : worst;
   }
   return worst;
+}
+
+double sampled_max_relative_error(const AttentionParams& p, int count, uint64_t seed) {
+  AttentionShape s;
+  throw_if_error(validate(p, &s));
+  return sampled_error(p, count, seed, [&](const RowIndex& r, double* row) {
+    reference::attention_row(p, s, r.b, r.h, r.i, row);
+  });
 }
 
 }  // namespace qwen3vl::bench

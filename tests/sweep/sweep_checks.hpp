@@ -1,6 +1,6 @@
-// The sweep's comparisons with an oracle: output by testing::relative_error, LSE by its largest
-// error relative to the LSE's size (sharpened queries give logits of ~100, where a float's
-// rounding alone exceeds a fixed absolute bound), attention weights by their largest difference.
+// The sweep's comparisons with an oracle: output by testing::relative_error, LSE by
+// testing::lse_max_error relative to the LSE's size (sharpened queries give logits of ~100),
+// attention weights by their largest difference.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -14,30 +14,6 @@
 #include "sweep/random_problems.hpp"
 
 namespace qwen3vl::testing::sweep {
-
-// Largest |got - want| / max(1, |want|) over the LSE rows; -inf must match -inf exactly and
-// anything else non-finite counts as infinite.
-inline double lse_scaled_error(const AttentionParams& p, const reference::Result& ref) {
-  AttentionShape s;
-  throw_if_error(validate(p, &s));
-  double worst = 0.0;
-  for (int64_t b = 0; b < s.batch; ++b) {
-    const SequenceSpan span = sequence_span(p, b);
-    for (int64_t i = 0; i < span.q_len; ++i)
-      for (int64_t h = 0; h < s.heads; ++h) {
-        const int64_t t = p.varlen() ? span.q_start + i : b * s.max_q + i;
-        const int64_t off = p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i);
-        const double got = p.lse.ptr<const float>()[off];
-        const double want = ref.lse[static_cast<size_t>(t * s.heads + h)];
-        if (std::isinf(want) || !std::isfinite(got)) {
-          if (got != want) return std::numeric_limits<double>::infinity();
-          continue;
-        }
-        worst = std::max(worst, std::fabs(got - want) / std::max(1.0, std::fabs(want)));
-      }
-  }
-  return worst;
-}
 
 // Largest |weights - ref.weights| (the reference computed with weights).
 inline double weights_max_error(const Tensor& weights, const reference::Result& ref) {
@@ -61,7 +37,7 @@ inline void expect_matches(BuiltProblem& bp, const reference::Result& ref, const
   const ProblemSpec& s = bp.problem.spec;
   const double tol = out_tolerance >= 0 ? out_tolerance : tolerance(s.dtype);
   EXPECT_LE(relative_error(bp.problem.params, ref), tol) << who << ": output";
-  if (s.with_lse) EXPECT_LE(lse_scaled_error(bp.problem.params, ref), lse_tolerance(s.dtype)) << who << ": lse";
+  if (s.with_lse) EXPECT_LE(lse_max_error(bp.problem.params, ref, /*relative_to_size=*/true), lse_tolerance(s.dtype)) << who << ": lse";
   if (s.with_weights)
     EXPECT_LE(weights_max_error(bp.problem.weights, ref), weights_tolerance(s.dtype)) << who << ": weights";
   EXPECT_TRUE(bp.padding_intact()) << who << ": an element outside the strided views changed";
