@@ -3,7 +3,7 @@
 namespace qwen3vl::detail {
 
 Status CpuBackend::create(const CpuOptions& options, std::unique_ptr<CpuBackend>* out) {
-  const CpuInfo& cpu = options.hardware ? options.hardware->cpu : CpuInfo::current();
+  const CpuInfo& cpu = options.cpu_info ? *options.cpu_info : CpuInfo::current();
   if (options.num_threads < 0)
     return make_error(StatusCode::kInvalidArgument, "num_threads = ", options.num_threads,
                       ": must be >= 0 (0 = the machine's physical cores)");

@@ -36,9 +36,9 @@ Status check_config(const AttentionConfig& c) {
 // capability is the hardware override's first GPU when given, else the current device's.
 Variant cuda_auto_variant(const AttentionConfig& c, std::string* why) {
   int major = 0, minor = 0;
-  if (c.cpu.hardware != nullptr && !c.cpu.hardware->gpus.empty()) {
-    major = c.cpu.hardware->gpus[0].sm_major;
-    minor = c.cpu.hardware->gpus[0].sm_minor;
+  if (c.hardware != nullptr && !c.hardware->gpus.empty()) {
+    major = c.hardware->gpus[0].sm_major;
+    minor = c.hardware->gpus[0].sm_minor;
   } else if (!cuda_compute_capability(-1, &major, &minor).ok()) {
     *why = "auto -> flash2 (no CUDA device to inspect)";
     return Variant::kFlash2;
@@ -71,7 +71,9 @@ Status create_cuda(Variant v, const AttentionConfig& c, std::unique_ptr<Attentio
 #endif
 
 // The CPU object for a variant.
-Status create_cpu(Variant v, const AttentionConfig& c, std::unique_ptr<Attention>* out) {
+Status create_cpu(Variant v, const AttentionConfig& config, std::unique_ptr<Attention>* out) {
+  AttentionConfig c = config;  // the machine override's CPU where the CPU options name none
+  if (c.cpu.cpu_info == nullptr && c.hardware != nullptr) c.cpu.cpu_info = &c.hardware->cpu;
   switch (v) {
     case Variant::kStandard: return create_standard_cpu(c.cpu, out);
     case Variant::kFlash2: return create_flash2_cpu(c.cpu, out);

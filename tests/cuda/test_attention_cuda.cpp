@@ -361,7 +361,7 @@ TEST(CudaSelector, AutoPicksFlashOrSm61ByComputeCapabilityAndStandardForWeights)
   ASSERT_FALSE(pascal.gpus.empty());
   for (GpuInfo& g : pascal.gpus) g.sm_major = 6, g.sm_minor = 1;
   c.variant = Variant::kAuto;
-  c.cpu.hardware = &pascal;
+  c.hardware = &pascal;
   EXPECT_EQ(Selector::create(c)->variant(), Variant::kSm61Tiled);
 }
 

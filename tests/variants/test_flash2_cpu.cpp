@@ -254,7 +254,7 @@ TEST(Flash2Cpu, TilesFollowTheL2SizeAndAllGiveTheSameResult) {
       CpuOptions o;
       o.isa = isa;
       o.num_threads = 2;
-      o.hardware = &hw;
+      o.cpu_info = &hw.cpu;
       std::unique_ptr<Attention> attn;
       ASSERT_TRUE(create_flash2_cpu(o, &attn).ok());
       attn->run(p.params);

@@ -27,8 +27,11 @@ struct AttentionConfig {
   // params.mask decides. The window bounds always come with the call.
   std::optional<MaskKind> mask;
   bool need_weights = false;  // the caller wants the attention weights (standard variant only)
-  CpuOptions cpu;             // threads, ISA and hardware override for CPU variants
+  CpuOptions cpu;             // threads, ISA and CPU override for CPU variants
   int cuda_device = -1;       // CUDA variants: the device ordinal (-1: the current device)
+  // The machine auto selection plans for (its first GPU's compute capability picks the CUDA
+  // tiles, its CPU stands in for cpu.cpu_info when that is null); nullptr: this machine.
+  const HardwareInfo* hardware = nullptr;
 
   // The knobs of the variant that uses them (the others ignore them). kBlockSparse has none: its
   // layout comes with each call (AttentionParams::block_layout).

@@ -294,7 +294,7 @@ class Flash2Cpu final : public Attention {
 Status create_flash2_cpu(const CpuOptions& options, std::unique_ptr<Attention>* out) {
   std::unique_ptr<detail::CpuBackend> backend;
   QWEN3VL_RETURN_IF_ERROR(detail::CpuBackend::create(options, &backend));
-  const CpuInfo& cpu = options.hardware ? options.hardware->cpu : CpuInfo::current();
+  const CpuInfo& cpu = options.cpu_info ? *options.cpu_info : CpuInfo::current();
   *out = std::make_unique<Flash2Cpu>(std::move(backend), cpu.l2_bytes);
   return Status();
 }
