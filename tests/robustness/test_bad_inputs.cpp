@@ -5,7 +5,6 @@
 // as it was. Each suite prints how many cases it ran.
 #include <gtest/gtest.h>
 
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -22,6 +21,7 @@
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
+#include "robustness/rejected.hpp"
 #include "support/block_layouts.hpp"
 #include "support/problem.hpp"
 
@@ -32,64 +32,13 @@ constexpr int64_t kHuge = int64_t{1} << 61;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Byte snapshots of buffers, compared after a rejected call.
-class Snapshot {
- public:
-  void add(const std::string& name, const void* data, size_t bytes) {
-    if (data == nullptr || bytes == 0) return;
-    const char* p = static_cast<const char*>(data);
-    entries_.push_back({name, p, std::vector<char>(p, p + bytes)});
-  }
-  void add(const std::string& name, const Tensor& t) {
-    add(name, t.view().data, static_cast<size_t>(t.bytes()));
-  }
-  // The first buffer that changed, or "" when none did.
-  std::string changed() const {
-    for (const Entry& e : entries_)
-      if (std::memcmp(e.where, e.bytes.data(), e.bytes.size()) != 0) return e.name;
-    return "";
-  }
-
- private:
-  struct Entry {
-    std::string name;
-    const char* where;
-    std::vector<char> bytes;
-  };
-  std::vector<Entry> entries_;
-};
-
 // Fills a tensor with a sentinel byte pattern (an output that must stay untouched).
 void sentinel(Tensor& t) {
   if (t.bytes() > 0) std::memset(t.view().data, 0xA5, static_cast<size_t>(t.bytes()));
 }
 
-bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-
-// Does `message` hold `name` with a name boundary on each side (where name starts or ends with a
-// name character): "q" matches "q = ...", "q.data", "q[1]", "params.q" but not "seq_q" or "qk".
-bool names_argument(const std::string& message, const std::string& name) {
-  if (name.empty()) return false;
-  for (size_t at = message.find(name); at != std::string::npos; at = message.find(name, at + 1)) {
-    const size_t end = at + name.size();
-    const bool starts = !is_name_char(name.front()) || at == 0 || !is_name_char(message[at - 1]);
-    const bool ends = !is_name_char(name.back()) || end == message.size() || !is_name_char(message[end]);
-    if (starts && ends) return true;
-  }
-  return false;
-}
-
-// One rejected call: a typed error naming `mentions` (as a token), every snapshotted buffer
-// unchanged.
-void expect_rejected(const Status& s, const std::string& mentions, const Snapshot& snap,
-                     const std::string& label) {
-  EXPECT_FALSE(s.ok()) << label << ": accepted";
-  EXPECT_NE(s.code(), StatusCode::kInternal) << label << ": " << s.to_string();
-  EXPECT_TRUE(names_argument(s.message(), mentions))
-      << label << ": message '" << s.message() << "' should name '" << mentions << "'";
-  const std::string changed = snap.changed();
-  EXPECT_EQ(changed, "") << label << ": " << changed << " was modified by a rejected call";
-}
+using testing::expect_rejected;
+using testing::Snapshot;
 
 void report(const char* suite, int cases) {
   std::printf("[ corpus   ] %s: %d bad-input cases\n", suite, cases);

@@ -11,6 +11,7 @@
 #include "qwen3vl/layers/text_attention.hpp"
 #include "qwen3vl/layers/vision_attention.hpp"
 #include "qwen3vl/rope/rope.hpp"
+#include "support/table_checks.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -40,7 +41,6 @@ struct Weights {
   }
 };
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
 constexpr double kTheta = 5e6;
 
 RopeConfig text_config() {
@@ -60,18 +60,7 @@ std::vector<double> float64_frequencies(double theta, int64_t dim) {
 // The largest |angle error| (radians) of the table's effective cos/sin against p * want[i] in
 // float64, over probe positions up to 262143.
 double max_angle_error(const RopeTable& table, const std::vector<double>& want) {
-  std::vector<int32_t> probes = {0, 1, 4095, 65535, 131071, 262142, 262143};
-  for (int32_t p = 11; p < 262144; p += 2039) probes.push_back(p);
-  const RopeTableView v = table.view();
-  double worst = 0;
-  for (int32_t p : probes)
-    for (int32_t i = 0; i < v.half; ++i) {
-      float c, s;
-      rope::detail::rope_slot<struct InvFreqTag>(v, &p, i, &c, &s);
-      const double angle = std::fmod(static_cast<double>(p) * want[static_cast<size_t>(i)], kTwoPi);
-      worst = std::max(worst, std::fabs(std::remainder(std::atan2(s, c) - angle, kTwoPi)));
-    }
-  return worst;
+  return testing::angle_error(table, testing::far_probes(11, 2039), want).angle;
 }
 
 // kExact is exact to the frequencies it is given: with float64 ones, to theta^(-2i/d) itself;
@@ -90,8 +79,7 @@ TEST(RopeInvFreq, ExactRecipeIsExactToTheFrequenciesGiven) {
                     .ok());
     EXPECT_EQ(with_f64.spec().inv_freq_f64, f64);
     const double e64 = max_angle_error(with_f64, f64), e32 = max_angle_error(with_f32, f64);
-    std::vector<double> widened(with_f32.spec().inv_freq.begin(), with_f32.spec().inv_freq.end());
-    const double e32_own = max_angle_error(with_f32, widened);
+    const double e32_own = max_angle_error(with_f32, testing::own_frequencies(with_f32));
     std::printf(
         "[ inv_freq ] exact/%s vs float64 frequencies: %.3g rad with float64 given, %.3g "
         "with fp32 (%.3g vs the fp32 frequencies themselves)\n",
