@@ -60,5 +60,5 @@ else
 fi
 
 echo
-"$root/scripts/lib/ptxas_report.sh" "$log" "$root" || status=$?
+"$root/scripts/lib/ptxas_report.sh" "$log" "$root" "$build_dir" || status=$?
 exit "$status"

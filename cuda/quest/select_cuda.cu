@@ -119,8 +119,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
 #pragma unroll
         for (int k = 0; k < kLaneDims; ++k) lane += term(k);
       } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 700
-#pragma unroll 2  // ptxas 11.8 spills 4 bytes (half q) at its own unroll for sm_60; not sm_61
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 600
+#pragma unroll 2  // ptxas 11.8 spills 4 bytes (half q) at its own unroll for sm_60 only
 #endif
         for (int k = 0; j + kBoundLanes * k < d_max; ++k) lane += term(k);
       }

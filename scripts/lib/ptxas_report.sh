@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # ptxas's resource report of a CUDA build log (compiled with -Xptxas=-v), and the Pascal check.
-# Usage: scripts/lib/ptxas_report.sh <build log> <source root>
+# Usage: scripts/lib/ptxas_report.sh <build log> <source root> <build dir>
 # Prints, per kernel and architecture, registers, shared memory (static from ptxas; dynamic for the
-# flash tiles, whose size is a compile-time constant), stack and spill bytes. For every
+# flash tiles Tiles<C, D> of cuda/flash/flash_traits.cuh, whose size is a compile-time constant,
+# over the head_dims of the build's generated flash_head_dims.hpp), stack and spill bytes. For every
 # architecture below sm_70 it checks that no kernel spills and that static + dynamic shared memory
 # stays within the 48 KB a block may use there; it exits 1 when one does not. Kernels whose dynamic
 # size is chosen at run time are checked by their host code before launch, not here. Flash tiles
 # above 48 KB compile to a trap before sm_70 (the host never launches them there) and are skipped.
+# A flash kernel whose Tiles<C, D> has no known size fails the check (a head_dim list out of step).
 set -euo pipefail
+if [ $# -ne 3 ]; then
+  echo "usage: $0 <build log> <source root> <build dir>" >&2
+  exit 2
+fi
 log=$1
 root=$2
+generated=$3/cuda/generated/flash  # flash_head_dims.hpp, from QWEN3VL_FLASH_HEAD_DIMS at configure
+if [ ! -f "$generated/flash_head_dims.hpp" ]; then
+  echo "qwen3vl: $generated/flash_head_dims.hpp is missing: configure $3 with CUDA first" >&2
+  exit 2
+fi
 limit=$((48 * 1024))
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -21,8 +32,8 @@ if ! grep -q "^ptxas info *: Used" "$log"; then
 fi
 
 # The flash tiles' dynamic shared memory: "<TileConfig> <D> <bytes>".
-"${CXX:-c++}" -std=c++17 -I"$root/include" -I"$root/cuda" "$root/scripts/lib/flash_tile_smem.cpp" \
-  -o "$tmp/flash_tile_smem"
+"${CXX:-c++}" -std=c++17 -I"$root/include" -I"$root/cuda" -I"$generated" \
+  "$root/scripts/lib/flash_tile_smem.cpp" -o "$tmp/flash_tile_smem"
 "$tmp/flash_tile_smem" >"$tmp/tiles"
 
 # One record per (kernel, architecture): arch, registers, static smem, stack, spill stores, spill
@@ -50,11 +61,14 @@ awk -F '\t' -v limit="$limit" '
     if ($5 + $6 >= spills[key]) { spills[key] = $5 + $6; stores[key] = $5; loads[key] = $6 }
     if (!(arch in archs)) { archs[arch] = 1; arch_list[++na] = arch }
     # Flash tiles: Tiles<(...TileConfig)C, D> in the demangled name (some demanglers write D as
-    # "(int)D").
+    # "(int)D"). A Tiles<> kernel of no known size is -2: a failure below.
     dyn[key] = -1
-    if (match(name, /TileConfig\)[0-9]+, *(\(int\))?[0-9]+>/)) {
-      s = substr(name, RSTART + 11, RLENGTH - 12); sub(/\(int\)/, "", s); split(s, cd, /, */)
-      if ((cd[1] " " cd[2]) in tile) dyn[key] = tile[cd[1] " " cd[2]]
+    if (match(name, /Tiles<\([A-Za-z0-9_:]*TileConfig\)[0-9]+, *(\(int\))?[0-9]+>/)) {
+      s = substr(name, RSTART, RLENGTH - 1); sub(/^.*TileConfig\)/, "", s); sub(/\(int\)/, "", s)
+      split(s, cd, /, */)
+      dyn[key] = ((cd[1] " " cd[2]) in tile) ? tile[cd[1] " " cd[2]] : -2
+    } else if (name ~ /Tiles</) {
+      dyn[key] = -2
     }
   }
   END {
@@ -76,6 +90,10 @@ awk -F '\t' -v limit="$limit" '
         }
         line = line sprintf(", stack %d B, spill stores %d B, loads %d B", stack[key], stores[key],
                             loads[key])
+        if (dyn[key] == -2) {
+          line = line "  << FAIL: flash tiles of unknown dynamic size (not in flash_tile_smem)"
+          ++failed; ++bad[arch]
+        }
         if (old) {
           ++checked[arch]
           if (spills[key] > 0) { line = line "  << FAIL: spills"; ++failed; ++bad[arch] }

@@ -1,9 +1,13 @@
-// Variant names: each prints what it is, and parse_variant() reads back every printed name.
+// Variant names: each prints what it is, and parse_variant() reads back every printed name (every
+// variant, built or not: the selector's tests rely on this for the built ones).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
 #include <set>
 #include <string>
 
+#include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl {
@@ -30,10 +34,16 @@ TEST(VariantNames, RoundTripAndUnique) {
     ASSERT_TRUE(parse_variant(name, &parsed).ok()) << name;
     EXPECT_EQ(parsed, v) << name;
   }
-  Variant parsed = Variant::kAuto;
-  const Status s = parse_variant("sparse", &parsed);
-  EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("static_sparse"), std::string::npos) << s.message();
+  for (const auto& [variant, device] : Selector::built())  // the list covers what the selector builds
+    EXPECT_NE(std::find(std::begin(kVariants), std::end(kVariants), variant), std::end(kVariants))
+        << to_string(variant);
+  for (const char* unknown : {"sparse", "flashy"}) {
+    Variant parsed = Variant::kAuto;
+    const Status s = parse_variant(unknown, &parsed);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << unknown;
+    EXPECT_NE(s.message().find("static_sparse"), std::string::npos) << s.message();  // lists the names
+    EXPECT_EQ(parsed, Variant::kAuto) << unknown;
+  }
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 
 #include <cuda_runtime.h>
 
-#include <limits>
 #include <vector>
 
 #include "qwen3vl/cuda/device_buffer.cuh"
@@ -23,10 +22,8 @@ class DeviceProblem {
  public:
   explicit DeviceProblem(Problem& host) {
     params = host.params;
-    // Poison every output so that an unwritten element shows as NaN.
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    for (Tensor* t : {&host.out, &host.lse, &host.weights})
-      for (int64_t i = 0; i < t->numel(); ++i) t->set(i, nan);
+    // Poison every output so that an unwritten element shows (output_poison_value()).
+    for (Tensor* t : {&host.out, &host.lse, &host.weights}) poison(*t);
     place(host.q, &params.q, false);
     place(host.k, &params.k, false);
     place(host.v, &params.v, false);

@@ -46,8 +46,10 @@ struct DecodeNonFiniteRun {
 };
 
 // Contiguous and paged caches, f32 / f16 / bf16 (head_dim 64 in 2-byte types: the CUDA tensor-core
-// path), split-KV, GQA; Inf, -Inf, NaN in K, V and q.
-inline void check_decode_nonfinite(const std::vector<DecodeNonFiniteRun>& runs) {
+// path), split-KV, GQA; Inf, -Inf, NaN in K, V and q. Returns the runs checked: 36 per run.
+inline int64_t check_decode_nonfinite(const std::vector<DecodeNonFiniteRun>& runs) {
+  ScopedOutputPoison finite(kUnwritten);  // device copies of the outputs get it too
+  int64_t ran = 0;
   struct Case {
     DecodeSpec spec;
     std::vector<int64_t> keys;  // of sequence 0
@@ -83,7 +85,10 @@ inline void check_decode_nonfinite(const std::vector<DecodeNonFiniteRun>& runs) 
         const reference::Result ref = reference::attention(p.dense);
         set_decode_rows(p, planted, value);
         for (const DecodeNonFiniteRun& r : runs) {
+          poison(p.out);  // a run that writes nothing must not pass on the last run's outputs
+          poison(p.lse);
           r.run(p);
+          ++ran;
           const std::string label = "decode " + r.name + " " + c.spec.to_string() + " " +
                                     value_name(value) + " in " + to_string(where);
           EXPECT_GT(expect_nonfinite_rule(p.dense, ref, planted, reference_sees(p.dense),
@@ -92,6 +97,7 @@ inline void check_decode_nonfinite(const std::vector<DecodeNonFiniteRun>& runs) 
               << label;
         }
       }
+  return ran;
 }
 
 }  // namespace qwen3vl::testing

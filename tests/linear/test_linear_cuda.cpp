@@ -48,10 +48,11 @@ void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, 
 // stabiliser); rows that see it are non-finite.
 TEST(LinearCuda, CausalRowsNeverSeeLaterNonFiniteKeys) {
   SKIP_WITHOUT_DEVICE();
-  check_linear_nonfinite({{"cuda", [](const LinearConfig& config, Problem& p) {
-                             run_on_device(*make_cuda(config), p);
-                           }}},
-                         /*chunk=*/64);  // the CUDA kernels' chunk
+  EXPECT_EQ(check_linear_nonfinite({{"cuda", [](const LinearConfig& config, Problem& p) {
+                                       run_on_device(*make_cuda(config), p);
+                                     }}},
+                                   /*chunk=*/64),  // the CUDA kernels' chunk
+            kLinearNonFiniteCases);
 }
 
 TEST(LinearCuda, ChunkedMatchesQuadraticOracle) {

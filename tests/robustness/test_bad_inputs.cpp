@@ -21,6 +21,7 @@
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
+#include "robustness/rejected.hpp"
 #include "support/block_layouts.hpp"
 #include "support/problem.hpp"
 
@@ -31,48 +32,13 @@ constexpr int64_t kHuge = int64_t{1} << 61;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-// Byte snapshots of buffers, compared after a rejected call.
-class Snapshot {
- public:
-  void add(const std::string& name, const void* data, size_t bytes) {
-    if (data == nullptr || bytes == 0) return;
-    const char* p = static_cast<const char*>(data);
-    entries_.push_back({name, p, std::vector<char>(p, p + bytes)});
-  }
-  void add(const std::string& name, const Tensor& t) {
-    add(name, t.view().data, static_cast<size_t>(t.bytes()));
-  }
-  // The first buffer that changed, or "" when none did.
-  std::string changed() const {
-    for (const Entry& e : entries_)
-      if (std::memcmp(e.where, e.bytes.data(), e.bytes.size()) != 0) return e.name;
-    return "";
-  }
-
- private:
-  struct Entry {
-    std::string name;
-    const char* where;
-    std::vector<char> bytes;
-  };
-  std::vector<Entry> entries_;
-};
-
 // Fills a tensor with a sentinel byte pattern (an output that must stay untouched).
 void sentinel(Tensor& t) {
   if (t.bytes() > 0) std::memset(t.view().data, 0xA5, static_cast<size_t>(t.bytes()));
 }
 
-// One rejected call: a typed error naming `mentions`, every snapshotted buffer unchanged.
-void expect_rejected(const Status& s, const std::string& mentions, const Snapshot& snap,
-                     const std::string& label) {
-  EXPECT_FALSE(s.ok()) << label << ": accepted";
-  EXPECT_NE(s.code(), StatusCode::kInternal) << label << ": " << s.to_string();
-  EXPECT_NE(s.message().find(mentions), std::string::npos)
-      << label << ": message '" << s.message() << "' should name '" << mentions << "'";
-  const std::string changed = snap.changed();
-  EXPECT_EQ(changed, "") << label << ": " << changed << " was modified by a rejected call";
-}
+using testing::expect_rejected;
+using testing::Snapshot;
 
 void report(const char* suite, int cases) {
   std::printf("[ corpus   ] %s: %d bad-input cases\n", suite, cases);
@@ -225,9 +191,9 @@ std::vector<AttnCase> fixed_length_cases() {
          p.params.window_left = INT64_MIN;
          p.params.window_right = INT64_MIN;
        }},
-      {"cu_seqlens_q alone", "cu_seqlens",
+      {"cu_seqlens_q alone", "cu_seqlens_k",  // the one missing
        [](P& p) { p.params.cu_seqlens_q = i32_three.view(); }},
-      {"cu_seqlens_k alone", "cu_seqlens",
+      {"cu_seqlens_k alone", "cu_seqlens_q",
        [](P& p) { p.params.cu_seqlens_k = i32_three.view(); }},
       {"additive mask rank 1", "additive_mask",
        [](P& p) {
@@ -306,8 +272,8 @@ std::vector<AttnCase> varlen_cases() {
       {"cu_seqlens_q stride 2^62", "cu_seqlens_q",
        [](P& p) { p.params.cu_seqlens_q.stride[0] = 2 * kHuge; }},
       {"cu_seqlens_q rank 2", "cu_seqlens_q", [](P& p) { p.params.cu_seqlens_q.rank = 2; }},
-      {"max_seqlen_q -1", "max_seqlen", [](P& p) { p.params.max_seqlen_q = -1; }},
-      {"max_seqlen_k too small", "max_seqlen", [](P& p) { p.params.max_seqlen_k = 3; }},
+      {"max_seqlen_q -1", "max_seqlen_q/k", [](P& p) { p.params.max_seqlen_q = -1; }},
+      {"max_seqlen_k too small", "max_seqlen_q/k", [](P& p) { p.params.max_seqlen_k = 3; }},
       {"varlen weights", "weights", [](P& p) { p.params.weights = weights.view(); }},
       {"varlen additive mask", "additive_mask", [](P& p) { p.params.additive_mask = mask4.view(); }},
       {"varlen q rank 4", "q.rank", [](P& p) { p.params.q.rank = 4; }},

@@ -16,6 +16,7 @@
 #include "qwen3vl/rope/position_ids.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
+#include "robustness/rejected.hpp"
 #include "support/cpu_variants.hpp"
 #include "support/problem.hpp"
 
@@ -24,11 +25,7 @@ namespace {
 
 constexpr int64_t kMax = INT64_MAX;
 
-void expect_error(const Status& s, StatusCode code, const std::string& mentions) {
-  EXPECT_EQ(s.code(), code) << s.to_string();
-  EXPECT_NE(s.message().find(mentions), std::string::npos)
-      << "message '" << s.message() << "' should mention '" << mentions << "'";
-}
+using testing::expect_error;
 
 // ---- window bounds near INT64_MAX ----
 

@@ -12,6 +12,7 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/rope/rope.hpp"
 #include "support/fixtures.hpp"
+#include "support/table_checks.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -176,30 +177,12 @@ void check_text_case(const std::string& name, MRopeLayout layout, MRopeSection s
     const FixtureArray cos = fx().array(base + "/cos"),
                        sin = fx().array(base + "/sin");  // [B, L, D]
     const bool bf16 = std::string(tag) == "bf16";
-    double worst = 0;
-    int64_t off = 0;
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t l = 0; l < L; ++l) {
-        int32_t p[3];
-        for (int a = 0; a < 3; ++a) p[a] = pos.i[static_cast<size_t>((a * B + b) * L + l)];
-        for (int32_t i = 0; i < half; ++i) {
-          float c, s;
-          rope::detail::rope_slot<struct FixtureTag>(table.view(), p, i, &c, &s);
-          if (bf16) {
-            c = rope::detail::round_to<bfloat16>(c);
-            s = rope::detail::round_to<bfloat16>(s);
-          }
-          for (int64_t dup : {int64_t{0}, half}) {
-            const size_t at = static_cast<size_t>((b * L + l) * 2 * half + i + dup);
-            worst = std::max(
-                {worst, std::fabs(double{c} - cos.f[at]), std::fabs(double{s} - sin.f[at])});
-            off += (c != cos.f[at]) + (s != sin.f[at]);
-          }
-        }
-      }
+    const testing::FixtureDiff d = testing::cos_sin_vs_fixture(table, pos, cos, sin, bf16);
+    const double worst = d.max_abs;
+    const int64_t off = d.differ;
     std::printf("[ fixtures ] %-22s %-4s cos/sin: max |diff| %.3g, %lld of %lld differ\n",
-                name.c_str(), tag, worst, static_cast<long long>(off),
-                static_cast<long long>(4 * B * L * half));
+                name.c_str(), tag, worst, static_cast<long long>(off), static_cast<long long>(d.total));
+    EXPECT_EQ(d.total, 4 * B * L * half) << base;
     // torch's cosf/sinf (CPU or CUDA) are within 2 ulp; bf16 rounding almost always hides that.
     EXPECT_LE(worst, bf16 ? 8e-3 : 2.5e-7) << base;
     if (bf16) EXPECT_LE(off, 4 * B * L * half / 500) << base;

@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "qwen3vl/rope/rope.hpp"
+#include "support/table_checks.hpp"
 
 namespace qwen3vl {
 namespace {
 
 using namespace rope;
 
-constexpr double kTwoPi = 6.283185307179586476925286766559;
+using testing::kTwoPi;
 
 double rel(double got, double want) { return std::fabs(got - want) / std::fabs(want); }
 
@@ -133,43 +134,23 @@ TEST(RopeMRope, SectionMaps) {
   ASSERT_TRUE(mrope_axis_map(MRopeLayout::kInterleaved, {11, 11, 10}, 32, &axis).ok());
 }
 
-// The largest |angle error| (radians) of a table's effective cos/sin over positions that include
-// the precision probes, against p * inv_i in float64; also the largest |cos^2 + sin^2 - 1|.
-struct AngleError {
-  double angle = 0, norm = 0;
-};
-
-AngleError measure(const RopeTable& table, const std::vector<int32_t>& probes) {
-  const RopeTableView v = table.view();
-  AngleError e;
-  for (int32_t p : probes)
-    for (int32_t i = 0; i < v.half; ++i) {
-      float c, s;
-      rope::detail::rope_slot<struct MeasureTag>(v, &p, i, &c, &s);
-      const double want = std::fmod(static_cast<double>(p) * table.spec().inv_freq[i], kTwoPi);
-      double diff = std::remainder(std::atan2(double{s}, double{c}) - want, kTwoPi);
-      e.angle = std::max(e.angle, std::fabs(diff));
-      e.norm = std::max(e.norm, std::fabs(double{c} * c + double{s} * s - 1.0));
-    }
-  return e;
-}
-
 TEST(RopeTables, MeasuredAngleErrorPerMode) {
   // theta 5e6, D 128, positions up to 262143 (the target: <= 1e-6 rad).
-  std::vector<int32_t> probes = {0, 1, 255, 256, 4095, 4096, 32767, 100000, 131071, 262143};
-  for (int32_t p = 7; p < 262144; p += 1021) probes.push_back(p);
+  const std::vector<int32_t> probes = testing::far_probes(7, 1021);
   const RopeConfig c = config(128, 5e6);
   const struct {
     AngleRecipe recipe;
     TableLayout layout;
     double bound;
-  } modes[] = {{AngleRecipe::kExact, TableLayout::kFull, 1e-6},
-               {AngleRecipe::kExact, TableLayout::kSplit, 1e-6},
-               {AngleRecipe::kTransformersFp32, TableLayout::kFull, 5e-2}};
+  } modes[] = {// include/qwen3vl/rope/table.hpp: kExact within ~6e-8 at any position, kSplit ~2e-7
+               // more, transformers' fp32 angles ~1.5e-2 rad at 262143
+               {AngleRecipe::kExact, TableLayout::kFull, 6e-8},
+               {AngleRecipe::kExact, TableLayout::kSplit, 2.6e-7},
+               {AngleRecipe::kTransformersFp32, TableLayout::kFull, 1.5e-2}};
   for (const auto& m : modes) {
     RopeTable t;
     ASSERT_TRUE(make_text_table(c, MRopeLayout::kNone, {}, 262144, m.recipe, m.layout, &t).ok());
-    const AngleError e = measure(t, probes);
+    const testing::AngleError e = testing::angle_error(t, probes, testing::own_frequencies(t));
     std::printf(
         "[ measured ] theta 5e6 D128 p<=262143 %s/%s: max angle error %.3g rad, "
         "max |c^2+s^2-1| %.3g, table %.1f MiB\n",

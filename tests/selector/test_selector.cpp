@@ -139,15 +139,5 @@ TEST(Selector, ConfigMaskIsTheObjectsMask) {
   EXPECT_TRUE(free_mask->supports(causal.params).ok());
 }
 
-TEST(Selector, VariantNamesRoundTrip) {
-  for (const auto& [variant, device] : Selector::built()) {
-    Variant parsed;
-    ASSERT_TRUE(parse_variant(to_string(variant), &parsed).ok());
-    EXPECT_EQ(parsed, variant);
-  }
-  Variant v;
-  EXPECT_EQ(parse_variant("flashy", &v).code(), StatusCode::kInvalidArgument);
-}
-
 }  // namespace
 }  // namespace qwen3vl

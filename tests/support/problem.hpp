@@ -63,6 +63,30 @@ inline ProblemSpec problem_spec(int64_t seq_q, int64_t seq_k, int64_t heads, int
   return s;
 }
 
+// The value written into every output before a run, so that an element a kernel leaves
+// unwritten shows: NaN by default (it fails every finite comparison). The non-finite tests expect
+// NaN in some rows, so they set a finite value no output can take for their scope.
+inline float& output_poison_value() {
+  static thread_local float value = std::numeric_limits<float>::quiet_NaN();
+  return value;
+}
+
+class ScopedOutputPoison {
+ public:
+  explicit ScopedOutputPoison(float value) : saved_(output_poison_value()) { output_poison_value() = value; }
+  ~ScopedOutputPoison() { output_poison_value() = saved_; }
+  ScopedOutputPoison(const ScopedOutputPoison&) = delete;
+  ScopedOutputPoison& operator=(const ScopedOutputPoison&) = delete;
+
+ private:
+  float saved_;
+};
+
+inline void poison(Tensor& t) {
+  const float value = output_poison_value();
+  for (int64_t i = 0; i < t.numel(); ++i) t.set(i, value);
+}
+
 struct Problem {
   ProblemSpec spec;
   Tensor q, k, v, out, lse, weights, mask, cu_q, cu_k, key_len;

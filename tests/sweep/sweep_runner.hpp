@@ -7,12 +7,14 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,11 +94,32 @@ inline void install_crash_note() {
 #endif
 }
 
+// A whole number read from environment variable `name` (decimal digits only), or nullopt with a
+// test failure naming the variable and its value: a typo must not turn into a run of no cases.
+inline std::optional<uint64_t> env_number(const char* name, const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long n = std::strtoull(text, &end, 10);
+  if (*text < '0' || *text > '9' || *end != '\0' || errno == ERANGE) {
+    ADD_FAILURE() << name << " = '" << text << "': allowed a whole number (decimal digits)";
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(n);
+}
+
 // Cases per family: `release` in an optimised build; where NDEBUG is unset (the Debug + ASan/UBSan
-// workflow, about 20x slower per case) a twentieth, at least 10. QWEN3VL_SWEEP_CASES=n overrides
-// both.
+// workflow, about 20x slower per case) a twentieth, at least 10. QWEN3VL_SWEEP_CASES=n (n >= 1)
+// overrides both; 0, a negative number or anything but digits fails the test (and runs no case).
 inline int64_t case_count(int64_t release) {
-  if (const char* env = std::getenv("QWEN3VL_SWEEP_CASES")) return std::atoll(env);
+  if (const char* env = std::getenv("QWEN3VL_SWEEP_CASES")) {
+    const std::optional<uint64_t> n = env_number("QWEN3VL_SWEEP_CASES", env);
+    if (!n) return 0;
+    if (*n < 1 || *n > uint64_t{1} << 40) {
+      ADD_FAILURE() << "QWEN3VL_SWEEP_CASES = " << *n << ": allowed 1.." << (uint64_t{1} << 40);
+      return 0;
+    }
+    return static_cast<int64_t>(*n);
+  }
 #ifdef NDEBUG
   return release;
 #else
@@ -104,12 +127,18 @@ inline int64_t case_count(int64_t release) {
 #endif
 }
 
-// QWEN3VL_SWEEP_SEED=n: run only the case of seed n (in whichever family tests run).
+// QWEN3VL_SWEEP_SEED=n: run only the case of seed n (in whichever family tests run); false with a
+// failure when it is not a number.
 // QWEN3VL_SWEEP_OFFSET=k starts each family's seeds k further on (longer runs elsewhere).
-inline bool replay_seed(uint64_t* seed) {
+inline bool replay_seed(uint64_t* seed, bool* bad) {
   const char* env = std::getenv("QWEN3VL_SWEEP_SEED");
   if (env == nullptr || *env == '\0') return false;
-  *seed = std::strtoull(env, nullptr, 10);
+  const std::optional<uint64_t> n = env_number("QWEN3VL_SWEEP_SEED", env);
+  if (!n) {
+    *bad = true;
+    return false;
+  }
+  *seed = *n;
   return true;
 }
 
@@ -146,13 +175,17 @@ inline void run_family(const std::string& family, uint64_t base_seed, int64_t re
   install_crash_note();
   std::vector<uint64_t> seeds;
   uint64_t replay = 0;
-  if (replay_seed(&replay)) {
+  bool bad_env = false, defaults = false;
+  if (replay_seed(&replay, &bad_env)) {
     seeds.push_back(replay);
-  } else {
+  } else if (!bad_env) {
     const int64_t n = case_count(release_cases);
-    const char* offset = std::getenv("QWEN3VL_SWEEP_OFFSET");  // soak runs: further seeds
-    const uint64_t first = base_seed + (offset ? std::strtoull(offset, nullptr, 10) : 0);
-    for (int64_t i = 0; i < n; ++i) seeds.push_back(first + static_cast<uint64_t>(i));
+    defaults = std::getenv("QWEN3VL_SWEEP_CASES") == nullptr;
+    const char* offset_env = std::getenv("QWEN3VL_SWEEP_OFFSET");  // soak runs: further seeds
+    const std::optional<uint64_t> offset =
+        offset_env && *offset_env ? env_number("QWEN3VL_SWEEP_OFFSET", offset_env) : std::optional<uint64_t>(0);
+    if (offset)
+      for (int64_t i = 0; i < n; ++i) seeds.push_back(base_seed + *offset + static_cast<uint64_t>(i));
   }
   int64_t runs = 0, failing = 0, ran = 0;
   for (uint64_t seed : seeds) {
@@ -188,6 +221,10 @@ inline void run_family(const std::string& family, uint64_t base_seed, int64_t re
               static_cast<unsigned long long>(ran ? seeds.front() : 0),
               static_cast<unsigned long long>(ran ? seeds[static_cast<size_t>(ran - 1)] : 0));
   std::fflush(stdout);
+  // A family that ran nothing checked nothing: a bad setting above, or (over the default cases;
+  // one replayed seed may be a case another family's body skips) bodies that all skipped.
+  EXPECT_GT(ran, 0) << "[sweep " << family << "] ran no case";
+  if (defaults) EXPECT_GT(runs, 0) << "[sweep " << family << "] ran no kernel";
 }
 
 }  // namespace qwen3vl::testing::sweep
