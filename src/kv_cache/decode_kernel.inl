@@ -174,13 +174,13 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
   const Vec sv = S::broadcast4(shift);
   Vec sum = S::zero();
   for (int64_t i = 0; i < padded; i += kLanes) {
-    const Vec e = simd::vmath::exp2<S>(S::sub(S::load(s + i), sv));
+    const Vec e = simd::vmath::exp2_nonpositive<S>(S::sub(S::load(s + i), sv));
     S::store(s + i, e);
     sum = S::add(sum, e);
   }
   S::store(lanes, S::fold_groups_sum(sum));
   alignas(64) float factors[kLanes];
-  S::store(factors, simd::vmath::exp2<S>(S::broadcast4(decay)));
+  S::store(factors, simd::vmath::exp2_nonpositive<S>(S::broadcast4(decay)));
   for (int r = 0; r < kTile; ++r) {
     alpha[r] = factors[r];
     l[r] = nan[r] ? std::numeric_limits<float>::quiet_NaN() : l[r] * alpha[r] + lanes[r];
@@ -293,8 +293,8 @@ void run(const DecodeTask& t) {
       const char* k_row = reinterpret_cast<const char*>(r.k + i * kv_k.stride[1] + h * kv_k.stride[2]);
       const char* v_row = reinterpret_cast<const char*>(r.v + i * kv_v.stride[1] + h * kv_v.stride[2]);
       for (size_t at = 0; at < row_bytes; at += 64) {
-        prefetch_l2(k_row + at);
-        prefetch_l2(v_row + at);
+        prefetch_l2(k_row, at);
+        prefetch_l2(v_row, at);
       }
     }
   };

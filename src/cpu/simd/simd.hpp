@@ -10,6 +10,8 @@
 //   prefetch_l2 a software prefetch into L2.
 #pragma once
 
+#include <cstddef>
+
 #if defined(QWEN3VL_ISA_AVX512)
 #include "simd_avx512.hpp"
 #elif defined(QWEN3VL_ISA_AVX2)
@@ -19,17 +21,18 @@
 #endif
 #include "vector_math.inl"
 
-    namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
+namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
 
-  // Software prefetch of the line at p into L2 (prefetcht2). An asm statement, not
-  // __builtin_prefetch: GCC 12 deems a function that only prefetches free of side effects and drops
-  // calls to it.
-  inline void prefetch_l2(const void* p) {
+// Software prefetch of the line at base + offset into L2 (prefetcht2). An asm statement, not
+// __builtin_prefetch: GCC 12 deems a function that only prefetches free of side effects and drops
+// calls to it. Base and offset are one addressing mode, so a loop over a row's lines costs no
+// address arithmetic beyond its counter.
+inline void prefetch_l2(const void* base, size_t offset) {
 #if defined(__x86_64__) || defined(__i386__)
-    __asm__ volatile("prefetcht2 %0" : : "m"(*static_cast<const char*>(p)));
+  __asm__ volatile("prefetcht2 (%0,%1)" : : "r"(base), "r"(offset));
 #else
-    __builtin_prefetch(p, 0, 1);
+  __builtin_prefetch(static_cast<const char*>(base) + offset, 0, 1);
 #endif
-  }
+}
 
 }  // namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS
