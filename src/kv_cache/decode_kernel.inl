@@ -16,24 +16,27 @@
 // so the cache keeps streaming: pausing the reads for a whole pass B cost as much again.
 // Without the software prefetch the kernel waited on K: the hardware prefetchers alone keep too
 // few lines in flight (docs/perf-log/decode.md, the prefetch round).
-#if defined(__AVX2__) || defined(__AVX512F__)
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_ps() (a self-initialised variable), which
 // -Wmaybe-uninitialized reports at every inlined use.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <immintrin.h>
 #endif
 
 #include <cmath>
 #include <limits>
 
+#include "../cpu/simd/simd.hpp"
 #include "decode_kernels.hpp"
 
 namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS {
 namespace {
 
-#include "simd.inl"
+namespace simd = ::qwen3vl::detail::cpu::QWEN3VL_ISA_NS;
+// Vectors of whole [key][4 rows] score groups (4 portable lanes in the scalar build).
+using S = simd::Simd4;
+using Vec = S::V;
+constexpr int kLanes = S::kWidth;
+using simd::prefetch_l2;
 
 constexpr int kTile = kDecodeRowTile;  // query rows sharing each converted K / V vector
 constexpr int64_t kChunk = kDecodeChunk;
@@ -44,7 +47,7 @@ constexpr int64_t kPrefetchChunks = 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 static_assert(kLanes % kTile == 0, "a vector holds whole [key][4 rows] score groups");
 
-constexpr int kKeys = kKeysPerVec;  // keys per Q K^T step: their [key][4 rows] scores fill a vector
+constexpr int kKeys = S::kGroups;  // keys per Q K^T step: their [key][4 rows] scores fill a vector
 static_assert(kChunk % kKeys == 0, "a chunk's score buffer holds whole vectors of keys");
 
 // out[i * 4 + r] = q[r] . k_i for the four rows of a tile and the nk <= kKeys keys at k, k_stride
@@ -59,16 +62,16 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
   const int64_t dv = d / kLanes * kLanes;
   Vec acc[kKeys][kTile];
   for (int i = 0; i < kKeys; ++i)
-    for (int r = 0; r < kTile; ++r) acc[i][r] = vzero();
+    for (int r = 0; r < kTile; ++r) acc[i][r] = S::zero();
   for (int64_t c = 0; c < dv; c += kLanes) {
     Vec qc[kTile];
-    for (int r = 0; r < kTile; ++r) qc[r] = vload(q + r * q_stride + c);
+    for (int r = 0; r < kTile; ++r) qc[r] = S::load(q + r * q_stride + c);
     for (int i = 0; i < kKeys; ++i) {
-      const Vec x = vload(key[i] + c);
-      for (int r = 0; r < kTile; ++r) acc[i][r] = vfma(qc[r], x, acc[i][r]);
+      const Vec x = S::load(key[i] + c);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = S::fma(qc[r], x, acc[i][r]);
     }
   }
-  vstore(out, vreduce_keys(acc));
+  S::store(out, S::reduce_groups(acc));
   for (int64_t c = dv; c < d; ++c)
     for (int i = 0; i < kKeys; ++i) {
       const float x = to_float(key[i][c]);
@@ -89,23 +92,23 @@ inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, in
   for (int64_t c = 0; c < dv; c += kLanes) {
     Vec a[kTile], b[kTile];
     for (int r = 0; r < kTile; ++r) {
-      a[r] = vload(o + r * o_stride + c);
-      if (rescale) a[r] = vmul(a[r], vset1(alpha[r]));
-      b[r] = vzero();
+      a[r] = S::load(o + r * o_stride + c);
+      if (rescale) a[r] = S::mul(a[r], S::set1(alpha[r]));
+      b[r] = S::zero();
     }
     int64_t j = 0;
     for (; j + 2 <= n; j += 2) {
-      const Vec x = vload(v + j * v_stride + c), y = vload(v + (j + 1) * v_stride + c);
+      const Vec x = S::load(v + j * v_stride + c), y = S::load(v + (j + 1) * v_stride + c);
       for (int r = 0; r < kTile; ++r) {
-        a[r] = vfma(vset1(p[j * kTile + r]), x, a[r]);
-        b[r] = vfma(vset1(p[(j + 1) * kTile + r]), y, b[r]);
+        a[r] = S::fma(S::set1(p[j * kTile + r]), x, a[r]);
+        b[r] = S::fma(S::set1(p[(j + 1) * kTile + r]), y, b[r]);
       }
     }
     if (j < n) {
-      const Vec x = vload(v + j * v_stride + c);
-      for (int r = 0; r < kTile; ++r) a[r] = vfma(vset1(p[j * kTile + r]), x, a[r]);
+      const Vec x = S::load(v + j * v_stride + c);
+      for (int r = 0; r < kTile; ++r) a[r] = S::fma(S::set1(p[j * kTile + r]), x, a[r]);
     }
-    for (int r = 0; r < kTile; ++r) vstore(o + r * o_stride + c, vadd(a[r], b[r]));
+    for (int r = 0; r < kTile; ++r) S::store(o + r * o_stride + c, S::add(a[r], b[r]));
   }
   for (int64_t c = dv; c < d; ++c)
     for (int r = 0; r < kTile; ++r) {
@@ -143,22 +146,22 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
       for (int r = 0; r < kTile; ++r)
         if (j >= ends[r]) s[j * kTile + r] = kNegInf;
   for (int64_t i = used; i < padded; ++i) s[i] = kNegInf;
-  // A NaN score (q, or a K row the row sees) must make the row NaN, but the vector max and exp2
-  // clamp it away. probe sums the scores scaled down (no overflow): NaN exactly where a row has a
+  // A NaN score (q, or a K row the row sees) must make the row NaN, but the vector max drops a NaN
+  // operand. probe sums the scores scaled down (no overflow): NaN exactly where a row has a
   // NaN score (or +inf beside -inf, a non-finite score too); masked -inf alone stays -inf. Such a
   // row's max and sum are set to NaN (sticky over later chunks).
-  Vec mx = vset1(kNegInf), probe = vzero();
-  const Vec tiny = vset1(0x1p-100f);
+  Vec mx = S::set1(kNegInf), probe = S::zero();
+  const Vec tiny = S::set1(0x1p-100f);
   for (int64_t i = 0; i < padded; i += kLanes) {
-    const Vec x = vload(s + i);
-    mx = vmax(mx, x);
-    probe = vfma(x, tiny, probe);
+    const Vec x = S::load(s + i);
+    mx = S::max(mx, x);
+    probe = S::fma(x, tiny, probe);
   }
   alignas(64) float lanes[kLanes];
-  vstore(lanes, vfold4_sum(probe));
+  S::store(lanes, S::fold_groups_sum(probe));
   bool nan[kTile];
   for (int r = 0; r < kTile; ++r) nan[r] = lanes[r] != lanes[r];
-  vstore(lanes, vfold4_max(mx));
+  S::store(lanes, S::fold_groups_max(mx));
   float shift[kTile], decay[kTile];
   for (int r = 0; r < kTile; ++r) {
     if (nan[r]) lanes[r] = std::numeric_limits<float>::quiet_NaN();
@@ -168,16 +171,16 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
     decay[r] = none ? 0.0f : m[r] - m_new;  // -inf on the first visible chunk: alpha 0
     m[r] = m_new;
   }
-  const Vec sv = vload4_rep(shift);
-  Vec sum = vzero();
+  const Vec sv = S::broadcast4(shift);
+  Vec sum = S::zero();
   for (int64_t i = 0; i < padded; i += kLanes) {
-    const Vec e = vexp2(vsub(vload(s + i), sv));
-    vstore(s + i, e);
-    sum = vadd(sum, e);
+    const Vec e = simd::vmath::exp2_nonpositive<S>(S::sub(S::load(s + i), sv));
+    S::store(s + i, e);
+    sum = S::add(sum, e);
   }
-  vstore(lanes, vfold4_sum(sum));
+  S::store(lanes, S::fold_groups_sum(sum));
   alignas(64) float factors[kLanes];
-  vstore(factors, vexp2(vload4_rep(decay)));
+  S::store(factors, simd::vmath::exp2_nonpositive<S>(S::broadcast4(decay)));
   for (int r = 0; r < kTile; ++r) {
     alpha[r] = factors[r];
     l[r] = nan[r] ? std::numeric_limits<float>::quiet_NaN() : l[r] * alpha[r] + lanes[r];
@@ -187,9 +190,9 @@ inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, flo
 // dst[c] = scale * src[c] for c < d: a row between storage (float, half, bfloat16) and fp32.
 template <class To, class From>
 inline void scale_row(const From* src, int64_t d, float scale, To* dst) {
-  const Vec sv = vset1(scale);
+  const Vec sv = S::set1(scale);
   int64_t c = 0;
-  for (; c + kLanes <= d; c += kLanes) vstore(dst + c, vmul(vload(src + c), sv));
+  for (; c + kLanes <= d; c += kLanes) S::store(dst + c, S::mul(S::load(src + c), sv));
   for (; c < d; ++c) dst[c] = from_float<To>(to_float(src[c]) * scale);
 }
 
@@ -290,8 +293,8 @@ void run(const DecodeTask& t) {
       const char* k_row = reinterpret_cast<const char*>(r.k + i * kv_k.stride[1] + h * kv_k.stride[2]);
       const char* v_row = reinterpret_cast<const char*>(r.v + i * kv_v.stride[1] + h * kv_v.stride[2]);
       for (size_t at = 0; at < row_bytes; at += 64) {
-        prefetch_l2(k_row + at);
-        prefetch_l2(v_row + at);
+        prefetch_l2(k_row, at);
+        prefetch_l2(v_row, at);
       }
     }
   };

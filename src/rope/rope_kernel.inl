@@ -2,11 +2,9 @@
 // look up the slot cos/sin rows once (M-RoPE axis gather, split-table combination), then rotate
 // every head of q and k in place with SIMD lanes; the scalar remainder uses the same pair rotation
 // (detail::rotate_pair), so every ISA gives bit-identical results.
-#include <immintrin.h>
-
 #include <cstdint>
-#include <type_traits>
 
+#include "../cpu/simd/simd.hpp"
 #include "rope_kernels.hpp"
 
 namespace qwen3vl::rope::detail::cpu_rope::QWEN3VL_ISA_NS {
@@ -14,9 +12,10 @@ namespace {
 
 struct IsaTag {};
 
-#include "rope_vec.inl"
+// The ISA's SIMD traits (src/cpu/simd); the scalar build (one lane) takes the pair rotation only.
+using Simd = ::qwen3vl::detail::cpu::QWEN3VL_ISA_NS::Simd;
 
-template <class V, RopeArithmetic A, class T, class R = typename V::R>
+template <class V, RopeArithmetic A, class T, class R = typename V::V>
 inline void rotate_lanes(R x1, R x2, R c, R s, R* o1, R* o2) {
   if constexpr (A == RopeArithmetic::kFused) {
     *o1 = V::fma(x1, c, V::neg(V::mul(x2, s)));
@@ -35,13 +34,13 @@ inline void rotate_lanes(R x1, R x2, R c, R s, R* o1, R* o2) {
 }
 
 // One head row: pairs (j, half + j) for NeoX, (2j, 2j + 1) for GPT-J.
-// V is a parameter (default Vec) so that the SIMD branch is not instantiated without SIMD lanes.
-template <class T, RopeArithmetic A, RopeStyle S, class V = Vec>
+// V is a parameter (default Simd) so that the SIMD branch is not instantiated without SIMD lanes.
+template <class T, RopeArithmetic A, RopeStyle S, class V = Simd>
 inline void rotate_head(T* x, const float* c, const float* s, int64_t half) {
   int64_t j = 0;
-  if constexpr (V::kLanes > 0) {
-    for (; j + V::kLanes <= half; j += V::kLanes) {
-      typename V::R x1, x2, o1, o2;
+  if constexpr (V::kWidth > 1) {
+    for (; j + V::kWidth <= half; j += V::kWidth) {
+      typename V::V x1, x2, o1, o2;
       if constexpr (S == RopeStyle::kNeox) {
         x1 = V::load(x + j);
         x2 = V::load(x + half + j);

@@ -384,7 +384,7 @@ void softmax_panel(const Geometry& g, int64_t kn, int64_t rp, const Scratch& w) 
     moved = moved || !Simd::all(Simd::eq(old, now));
     // A row that has seen no key yet keeps max -inf; subtract 0 so exp2 gives 0, never NaN.
     base[v] = Simd::select(Simd::eq(now, Simd::set1(kNegInf)), Simd::zero(), now);
-    alpha[v] = vmath::exp2(Simd::sub(old, base[v]));
+    alpha[v] = vmath::exp2_nonpositive(Simd::sub(old, base[v]));
     Simd::store(w.m + r, now);
     Simd::store(w.alpha + r, alpha[v]);
     sum[v] = Simd::zero();
@@ -393,7 +393,7 @@ void softmax_panel(const Geometry& g, int64_t kn, int64_t rp, const Scratch& w) 
     float* s = w.st + j * g.rows_pad + rp;
     QWEN3VL_UNROLL
     for (int v = 0; v < NV; ++v) {
-      const V p = vmath::exp2(Simd::sub(Simd::load(s + v * kW), base[v]));
+      const V p = vmath::exp2_nonpositive(Simd::sub(Simd::load(s + v * kW), base[v]));
       Simd::store(s + v * kW, p);
       sum[v] = Simd::add(sum[v], p);
     }

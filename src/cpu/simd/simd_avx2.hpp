@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "qwen3vl/core/dtype.hpp"
 
@@ -43,16 +44,20 @@ struct Simd {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                      _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-  static void store(bfloat16* p, V x) {
+  // bf16 bits of each lane (round to nearest even, NaN stays a quiet NaN: to_bf16) in its low half.
+  static __m256i bf16_bits(V x) {
     const __m256i u = _mm256_castps_si256(x);
     const __m256i top = _mm256_srli_epi32(u, 16);
     const __m256i bias =
         _mm256_add_epi32(_mm256_and_si256(top, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
-    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);  // nearest even
-    const __m256i quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));       // NaN stays NaN
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+    const __m256i quiet = _mm256_or_si256(top, _mm256_set1_epi32(0x40));
     const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-    const __m256i r = _mm256_castps_si256(
+    return _mm256_castps_si256(
         _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(quiet), nan));
+  }
+  static void store(bfloat16* p, V x) {
+    const __m256i r = bf16_bits(x);  // every lane <= 0xffff: the unsigned pack is exact
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                      _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
   }
@@ -96,6 +101,56 @@ struct Simd {
   static Mask eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
   static V select(Mask m, V if_true, V if_false) { return _mm256_blendv_ps(if_false, if_true, m); }
   static bool all(Mask m) { return _mm256_movemask_ps(m) == 0xff; }
+  static V neg(V x) { return _mm256_xor_ps(x, _mm256_set1_ps(-0.0f)); }
+  // x rounded to storage type T and back.
+  template <class T>
+  static V round_to(V x) {
+    if constexpr (std::is_same_v<T, half>)
+      return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    else if constexpr (std::is_same_v<T, bfloat16>)
+      return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits(x), 16));
+    else
+      return x;
+  }
+
+  // 2 * kWidth elements at p as their even and odd elements (interleaved pairs), and back.
+  template <class T>
+  static void load_pairs(const T* p, V* even, V* odd) {
+    const V a = load(p), b = load(p + kWidth);
+    const V e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // a0 a2 b0 b2 | a4 a6 b4 b6
+    const V o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+    *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  template <class T>
+  static void store_pairs(T* p, V even, V odd) {
+    const V lo = _mm256_unpacklo_ps(even, odd);  // e0 o0 e1 o1 | e4 o4 e5 o5
+    const V hi = _mm256_unpackhi_ps(even, odd);  // e2 o2 e3 o3 | e6 o6 e7 o7
+    store(p, _mm256_permute2f128_ps(lo, hi, 0x20));
+    store(p + kWidth, _mm256_permute2f128_ps(lo, hi, 0x31));
+  }
+
+  // Lane groups: a vector as kGroups groups of 4 lanes (lane g * 4 + i is lane i of group g).
+  static constexpr int kGroups = 2;
+  // Group g, lane i of the result = the sum of the lanes of a[g][i].
+  static V reduce_groups(const V (&a)[kGroups][4]) {
+    const auto group = [](const V(&r)[4]) {  // [lower-half sums of r0..r3 | upper-half sums]
+      return _mm256_hadd_ps(_mm256_hadd_ps(r[0], r[1]), _mm256_hadd_ps(r[2], r[3]));
+    };
+    const V g0 = group(a[0]), g1 = group(a[1]);
+    return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20),
+                         _mm256_permute2f128_ps(g0, g1, 0x31));
+  }
+  // Lane i of the result = max / sum over the lanes with the same index i % 4 in every group.
+  static V fold_groups_max(V v) { return _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1)); }
+  static V fold_groups_sum(V v) { return _mm256_add_ps(v, _mm256_permute2f128_ps(v, v, 1)); }
+  // p[0..3] in every group.
+  static V broadcast4(const float* p) {
+    return _mm256_broadcast_ps(reinterpret_cast<const __m128*>(p));
+  }
 };
+
+// The traits with whole lane groups (see Simd4 in simd_scalar.hpp): Simd itself.
+using Simd4 = Simd;
 
 }  // namespace qwen3vl::detail::cpu::avx2

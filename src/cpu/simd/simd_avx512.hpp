@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "qwen3vl/core/dtype.hpp"
 
@@ -42,15 +43,18 @@ struct Simd {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                         _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-  static void store(bfloat16* p, V x) {
+  // bf16 bits of each lane (round to nearest even, NaN stays a quiet NaN: to_bf16) in its low half.
+  static __m512i bf16_bits(V x) {
     const __m512i u = _mm512_castps_si512(x);
     const __m512i top = _mm512_srli_epi32(u, 16);
     const __m512i bias =
         _mm512_add_epi32(_mm512_and_si512(top, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);  // nearest even
+    const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
     const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));  // NaN stays a quiet NaN
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+    return _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));
+  }
+  static void store(bfloat16* p, V x) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(x)));
   }
   static float load_one(const float* p) { return *p; }
   static float load_one(const half* p) { return _cvtsh_ss(p->bits); }
@@ -95,6 +99,73 @@ struct Simd {
     return _mm512_mask_blend_ps(m, if_false, if_true);
   }
   static bool all(Mask m) { return m == 0xffff; }
+  static V neg(V x) {
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)));
+  }
+  // x rounded to storage type T and back.
+  template <class T>
+  static V round_to(V x) {
+    if constexpr (std::is_same_v<T, half>)
+      return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    else if constexpr (std::is_same_v<T, bfloat16>)
+      return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(x), 16));
+    else
+      return x;
+  }
+
+  // 2 * kWidth elements at p as their even and odd elements (interleaved pairs), and back.
+  template <class T>
+  static void load_pairs(const T* p, V* even, V* odd) {
+    const V a = load(p), b = load(p + kWidth);
+    const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i io = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    *even = _mm512_permutex2var_ps(a, ie, b);
+    *odd = _mm512_permutex2var_ps(a, io, b);
+  }
+  template <class T>
+  static void store_pairs(T* p, V even, V odd) {
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi =
+        _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    store(p, _mm512_permutex2var_ps(even, lo, odd));
+    store(p + kWidth, _mm512_permutex2var_ps(even, hi, odd));
+  }
+
+  // Lane groups: a vector as kGroups groups of 4 lanes (lane g * 4 + i is lane i of group g).
+  static constexpr int kGroups = 4;
+  // Group g, lane i of the result = the sum of the lanes of a[g][i]. Each step adds pairs of
+  // half-width partials: 256-bit halves, then 128-bit quarters, then within 128-bit lanes.
+  static V reduce_groups(const V (&a)[kGroups][4]) {
+    const auto halves = [](V x, V y) {  // [x0+x2, x1+x3, y0+y2, y1+y3] in 128-bit quarters
+      return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+    };
+    const auto quarters = [](V xy, V zw) {  // [x, y, z, w]: each 4 partial sums of one source
+      return _mm512_add_ps(_mm512_shuffle_f32x4(xy, zw, 0x88), _mm512_shuffle_f32x4(xy, zw, 0xDD));
+    };
+    V rows[4];  // rows[i] quarter g: partial sums of a[g][i]
+    for (int i = 0; i < 4; ++i)
+      rows[i] = quarters(halves(a[0][i], a[1][i]), halves(a[2][i], a[3][i]));
+    const V r01 =
+        _mm512_add_ps(_mm512_unpacklo_ps(rows[0], rows[1]), _mm512_unpackhi_ps(rows[0], rows[1]));
+    const V r23 =
+        _mm512_add_ps(_mm512_unpacklo_ps(rows[2], rows[3]), _mm512_unpackhi_ps(rows[2], rows[3]));
+    return _mm512_add_ps(_mm512_shuffle_ps(r01, r23, 0x44), _mm512_shuffle_ps(r01, r23, 0xEE));
+  }
+  // Lane i of the result = max / sum over the lanes with the same index i % 4 in every group.
+  static V fold_groups_max(V v) {
+    v = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+    return _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  }
+  static V fold_groups_sum(V v) {
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+    return _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
+  }
+  // p[0..3] in every group.
+  static V broadcast4(const float* p) { return _mm512_broadcast_f32x4(_mm_loadu_ps(p)); }
 };
+
+// The traits with whole lane groups (see Simd4 in simd_scalar.hpp): Simd itself.
+using Simd4 = Simd;
 
 }  // namespace qwen3vl::detail::cpu::avx512

@@ -64,4 +64,92 @@ struct Simd {
   static bool all(Mask m) { return m; }
 };
 
+// Four portable lanes with Simd's interface and the lane-group operations (one group): the
+// scalar build of kernels whose vectors hold groups of 4 lanes (the decode kernel's [key][4 rows]
+// scores). On AVX2 and AVX-512, Simd4 is Simd. Each lane computes exactly as Simd.
+struct Simd4 {
+  struct V {
+    float x[4];
+  };
+  struct Mask {
+    bool x[4];
+  };
+  static constexpr int kWidth = 4;
+  static constexpr int kGroups = 1;
+
+  template <class F>
+  static V map(F f) {
+    V r;
+    for (int i = 0; i < 4; ++i) r.x[i] = f(i);
+    return r;
+  }
+  static V zero() { return set1(0.0f); }
+  static V set1(float a) {
+    return map([a](int) { return a; });
+  }
+  template <class T>
+  static V load(const T* p) {
+    return map([p](int i) { return Simd::load(p + i); });
+  }
+  template <class T>
+  static void store(T* p, V v) {
+    for (int i = 0; i < 4; ++i) Simd::store(p + i, v.x[i]);
+  }
+  static V add(V a, V b) {
+    return map([&](int i) { return Simd::add(a.x[i], b.x[i]); });
+  }
+  static V sub(V a, V b) {
+    return map([&](int i) { return Simd::sub(a.x[i], b.x[i]); });
+  }
+  static V mul(V a, V b) {
+    return map([&](int i) { return Simd::mul(a.x[i], b.x[i]); });
+  }
+  static V div(V a, V b) {
+    return map([&](int i) { return Simd::div(a.x[i], b.x[i]); });
+  }
+  static V fma(V a, V b, V c) {
+    return map([&](int i) { return Simd::fma(a.x[i], b.x[i], c.x[i]); });
+  }
+  static V fnma(V a, V b, V c) {
+    return map([&](int i) { return Simd::fnma(a.x[i], b.x[i], c.x[i]); });
+  }
+  static V max(V a, V b) {
+    return map([&](int i) { return Simd::max(a.x[i], b.x[i]); });
+  }
+  static V min(V a, V b) {
+    return map([&](int i) { return Simd::min(a.x[i], b.x[i]); });
+  }
+  static V round(V x) {
+    return map([&](int i) { return Simd::round(x.x[i]); });
+  }
+  static V pow2i(V n) {
+    return map([&](int i) { return Simd::pow2i(n.x[i]); });
+  }
+  static V abs(V x) {
+    return map([&](int i) { return Simd::abs(x.x[i]); });
+  }
+  static V copysign(V m, V s) {
+    return map([&](int i) { return Simd::copysign(m.x[i], s.x[i]); });
+  }
+  static Mask lt(V a, V b) {
+    return {{a.x[0] < b.x[0], a.x[1] < b.x[1], a.x[2] < b.x[2], a.x[3] < b.x[3]}};
+  }
+  static Mask eq(V a, V b) {
+    return {{a.x[0] == b.x[0], a.x[1] == b.x[1], a.x[2] == b.x[2], a.x[3] == b.x[3]}};
+  }
+  static V select(Mask m, V t, V f) {
+    return map([&](int i) { return m.x[i] ? t.x[i] : f.x[i]; });
+  }
+  static bool all(Mask m) { return m.x[0] && m.x[1] && m.x[2] && m.x[3]; }
+
+  // Lane groups (as Simd in simd_avx2.hpp): one group of 4 lanes.
+  static V reduce_groups(const V (&a)[kGroups][4]) {
+    return map(
+        [&](int i) { return (a[0][i].x[0] + a[0][i].x[1]) + (a[0][i].x[2] + a[0][i].x[3]); });
+  }
+  static V fold_groups_max(V v) { return v; }
+  static V fold_groups_sum(V v) { return v; }
+  static V broadcast4(const float* p) { return load(p); }
+};
+
 }  // namespace qwen3vl::detail::cpu::scalar
