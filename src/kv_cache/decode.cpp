@@ -91,6 +91,10 @@ Status check_decode_signature(const DecodeSignature& planned, const DecodeParams
 
 }  // namespace detail
 
+namespace {
+Status check_decode_data(const DecodeParams& params);
+}  // namespace
+
 Status DecodeAttention::plan(const DecodeParams& problem, DecodePlan* plan) const {
   if (plan == nullptr) return make_error(StatusCode::kNullPointer, "plan = null: must point to a DecodePlan");
   QWEN3VL_RETURN_IF_ERROR(check_device(problem));
@@ -114,9 +118,10 @@ Status DecodeAttention::check_plan(const DecodePlan& plan, const DecodeParams& p
   return detail::check_decode_signature(plan.signature, params);
 }
 
-Status DecodeAttention::run(const DecodePlan& plan, const DecodeParams& params, Workspace ws,
-                            void* stream) const {
-  QWEN3VL_RETURN_IF_ERROR(check_plan(plan, params));
+namespace {
+// What run() checks of the data on every call: pointers set, outputs apart from inputs, host table
+// values within bounds.
+Status check_decode_data(const DecodeParams& params) {
   const TensorView* data[] = {&params.q, &params.out, &params.lse, &params.kv.k, &params.kv.v,
                               &params.kv.seq_lens, &params.kv.block_table};
   const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
@@ -125,7 +130,14 @@ Status DecodeAttention::run(const DecodePlan& plan, const DecodeParams& params, 
       return make_error(StatusCode::kNullPointer, names[t], ".data = null with shape ",
                         data[t]->shape_string(), ": a non-empty tensor needs memory");
   QWEN3VL_RETURN_IF_ERROR(detail::check_decode_overlaps(params));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_kv_values(params.kv));
+  return detail::check_kv_values(params.kv);
+}
+}  // namespace
+
+Status DecodeAttention::run(const DecodePlan& plan, const DecodeParams& params, Workspace ws,
+                            void* stream) const {
+  QWEN3VL_RETURN_IF_ERROR(check_plan(plan, params));
+  QWEN3VL_RETURN_IF_ERROR(check_decode_data(params));
   if (plan.workspace_bytes > 0 && (ws.data == nullptr || ws.bytes < plan.workspace_bytes))
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", plan.workspace_bytes,
@@ -133,9 +145,12 @@ Status DecodeAttention::run(const DecodePlan& plan, const DecodeParams& params, 
   return launch(plan, params, ws, stream);
 }
 
+// Whether forward() can run these params: the plan, and run()'s data checks (decode's supports()
+// always looked at the data; plan() is the shape-only question).
 Status DecodeAttention::supports(const DecodeParams& params) const {
   DecodePlan made;
-  return plan(params, &made);
+  QWEN3VL_RETURN_IF_ERROR(plan(params, &made));
+  return check_decode_data(params);
 }
 
 size_t DecodeAttention::workspace_size(const DecodeParams& params) const {

@@ -202,6 +202,7 @@ class DecodeAttention {
   Status run(const DecodePlan& plan, const DecodeParams& params, Workspace workspace,
              void* stream = nullptr) const;
 
+  // plan() and run()'s data checks (pointers, overlaps, host table values): whether forward() runs.
   Status supports(const DecodeParams& params) const;
   size_t workspace_size(const DecodeParams& params) const;
   Status forward(const DecodeParams& params, Workspace workspace, void* stream = nullptr) const;
