@@ -1,4 +1,4 @@
-// CUDA decode: validation and device checks, the split plan (enough blocks to fill the GPU, never
+// CUDA decode (DecodeAttention's plan / run): device checks, the split plan (enough blocks to fill the GPU, never
 // splits shorter than kMinSplitKeys), the kernel arguments, and the merge kernel that combines the
 // splits' partials with merge_states' arithmetic, all splits of a row at once.
 #include <cuda_runtime.h>
@@ -177,33 +177,75 @@ class DecodeCuda final : public DecodeAttention {
 
   Device device() const override { return Device::kCUDA; }
 
-  Status supports(const DecodeParams& p) const override { return check(p, true); }
-
-  size_t workspace_size(const DecodeParams& p) const override {
-    DecodeShape s;
-    if (!validate(p, &s).ok()) return 0;
-    const int64_t splits = plan_splits(p, s);
-    if (splits == 1) return 0;
-    return static_cast<size_t>(s.batch * s.heads * s.rows * splits * (s.head_dim + 1)) * sizeof(float);
+  std::string describe() const override {
+    return std::string("decode (cuda): ") +
+           (mma_allowed_
+                ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " + std::to_string(mma_.warps) +
+                      " warps, <= " + std::to_string(mma_.max_heads) +
+                      " KV heads) for f16/bf16 q and cache with D % 16 == 0 <= 128, else "
+                : std::string()) +
+           "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " + ctx_.to_string();
   }
 
-  int64_t splits(const DecodeParams& p) const override {
-    DecodeShape s;
-    return validate(p, &s).ok() ? plan_splits(p, s) : 1;
+ protected:
+  uint64_t facts() const override {
+    // The device, its SM count (the wave the splits fill) and the kernel knobs.
+    return (static_cast<uint64_t>(ctx_.device) << 48 | static_cast<uint64_t>(ctx_.multiprocessors) << 16 |
+            static_cast<uint64_t>(mma_.warps) << 8 | static_cast<uint64_t>(mma_.max_heads) << 1 |
+            (mma_allowed_ ? 1u : 0u)) + 1;
   }
 
-  Status forward(const DecodeParams& p, Workspace ws, void* stream) const override {
+  // From shapes: device tags (pointers are queried by launch), the 32-bit key index, the grid,
+  // the kernel (tensor cores unless the data rules them out: launch decides from the pointers)
+  // and the split count.
+  Status make_plan(const DecodeParams& p, DecodePlan* plan) const override {
+    const DecodeShape& s = plan->shape;
+    const TensorView* tensors[] = {&p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens,
+                                   &p.kv.block_table};
+    const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
+    for (int i = 0; i < 7; ++i)
+      QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], false));
+    if (p.kv.capacity() > INT32_MAX)
+      return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
+                        " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
+                        INT32_MAX, ")");
+    const bool mma = use_mma(p, s);
+    // The tensor-core plan may fall back to the CUDA-core kernel at launch: both grids must fit.
+    for (int kernel = mma ? 1 : 0; kernel >= 0; --kernel) {
+      const Layout layout = kernel == 1 ? mma_layout_of(s, mma_wave(), mma_) : layout_of(s, wave());
+      const int64_t grid_y = layout.head_chunks * layout.row_tiles;
+      if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
+        return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
+                          ", head chunks * row tiles = ", grid_y, ": the grid allows at most ",
+                          ctx_.max_grid_z, " and ", ctx_.max_grid_y);
+    }
+    plan->kernel = mma ? 1 : 0;
+    plan->splits = plan_splits(p, s, mma);
+    plan->workspace_bytes =
+        plan->splits == 1 ? 0
+                          : static_cast<size_t>(s.batch * s.heads * s.rows * plan->splits * (s.head_dim + 1)) *
+                                sizeof(float);
+    plan->reason = detail::concat("cuda decode: ", mma ? "tensor-core" : "CUDA-core", " kernel, ",
+                                  plan->splits, plan->splits == 1 ? " split" : " key splits",
+                                  " (keys <= ", s.max_len, ", ", ctx_.multiprocessors, " SMs)");
+    return Status();
+  }
+
+  // Pointer checks (where the data lives, unless the stream is being captured), the current
+  // device, the kernel arguments. A plan for tensor cores falls back to the CUDA-core kernel with
+  // the same splits (and workspace) when the data is not aligned for it.
+  Status launch(const DecodePlan& plan, const DecodeParams& p, Workspace ws, void* stream) const override {
     bool query = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query));
-    QWEN3VL_RETURN_IF_ERROR(check(p, query));
+    if (query) {
+      const TensorView* tensors[] = {&p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens,
+                                     &p.kv.block_table};
+      const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
+      for (int i = 0; i < 7; ++i)
+        QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], true));
+    }
     QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
-    DecodeShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const size_t need = workspace_size(p);
-    if (need > 0 && (ws.data == nullptr || ws.bytes < need))
-      return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
-                        ws.data ? "" : " (data = null)", ": need ", need,
-                        " (workspace_size() for these params)");
+    const DecodeShape& s = plan.shape;
 
     detail::DecodeArgs a{};
     a.q = p.q.data;
@@ -239,13 +281,13 @@ class DecodeCuda final : public DecodeAttention {
     a.rows = static_cast<int>(s.rows);
     a.head_dim = static_cast<int>(s.head_dim);
     a.group_rows = static_cast<int>(s.group_size() * s.rows);
-    const bool mma = use_mma(p, s);
+    const bool mma = plan.kernel == 1 && use_mma(p, s);
     const Layout layout = mma ? mma_layout_of(s, mma_wave(), mma_) : layout_of(s, wave());
     a.mma_warps = mma_.warps;
     a.row_tiles = static_cast<int>(layout.row_tiles);
     a.heads_per_block = static_cast<int>(layout.heads_per_block);
     a.head_chunks = static_cast<int>(layout.head_chunks);
-    a.splits = static_cast<int>(plan_splits(p, s));
+    a.splits = static_cast<int>(plan.splits);
     a.scale_log2 = s.scale * 1.4426950408889634f;
     a.vector_loads = vector_loads(p.kv);
     a.q_vector = q_vector_loads(p.q);
@@ -264,43 +306,12 @@ class DecodeCuda final : public DecodeAttention {
     return Status();
   }
 
-  std::string describe() const override {
-    return std::string("decode (cuda): ") +
-           (mma_allowed_
-                ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " + std::to_string(mma_.warps) +
-                      " warps, <= " + std::to_string(mma_.max_heads) +
-                      " KV heads) for f16/bf16 q and cache with D % 16 == 0 <= 128, else "
-                : std::string()) +
-           "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " + ctx_.to_string();
-  }
-
  private:
-  Status check(const DecodeParams& p, bool query_pointers) const {
-    DecodeShape s;
-    QWEN3VL_RETURN_IF_ERROR(validate(p, &s));
-    const TensorView* tensors[] = {&p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens,
-                                   &p.kv.block_table};
-    const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
-    for (int i = 0; i < 7; ++i)
-      QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], query_pointers));
-    if (p.kv.capacity() > INT32_MAX)
-      return make_error(StatusCode::kUnsupported, "kv capacity = ", p.kv.capacity(),
-                        " tokens per sequence: CUDA decode indexes keys in 32 bits (at most ",
-                        INT32_MAX, ")");
-    const Layout layout = use_mma(p, s) ? mma_layout_of(s, mma_wave(), mma_) : layout_of(s, wave());
-    const int64_t grid_y = layout.head_chunks * layout.row_tiles;
-    if (s.batch > ctx_.max_grid_z || grid_y > ctx_.max_grid_y)
-      return make_error(StatusCode::kUnsupported, "batch = ", s.batch,
-                        ", head chunks * row tiles = ", grid_y, ": the grid allows at most ",
-                        ctx_.max_grid_z, " and ", ctx_.max_grid_y);
-    return Status();
-  }
-
   // Forced, or as many splits as fill one wave of resident blocks (4 per SM: the kernels' launch
   // bounds) without splits shorter than kMinSplitKeys.
-  int64_t plan_splits(const DecodeParams& p, const DecodeShape& s) const {
+  int64_t plan_splits(const DecodeParams& p, const DecodeShape& s, bool mma) const {
     if (p.num_splits > 0) return p.num_splits;
-    if (use_mma(p, s)) {  // one wave of blocks
+    if (mma) {  // one wave of blocks
       const int64_t want =
           std::max<int64_t>(1, mma_wave() / mma_layout_of(s, mma_wave(), mma_).blocks_per_split(s));
       const int64_t most = std::max<int64_t>(1, s.max_len / kMmaMinSplitKeys);

@@ -1,8 +1,11 @@
 // KV storage in device memory: the row-copy kernel behind KvCache::append / fork on CUDA, and the
-// device copies of a cache's lengths and block table (CudaKvMetadata).
+// device copy of a page table's lengths and block table (CudaKvMetadata, the table's mirror).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
@@ -120,43 +123,93 @@ Status write_cuda(const TensorView& dst_k, const TensorView& dst_v, const Tensor
   });
 }
 
+Status make_cuda_mirror(const KvTableConfig& config, int device, std::unique_ptr<KvTableMirror>* out) {
+  auto mirror = std::make_unique<CudaKvMetadata>();
+  QWEN3VL_RETURN_IF_ERROR(CudaKvMetadata::create(config, device, mirror.get()));
+  *out = std::move(mirror);
+  return Status();
+}
+
 }  // namespace
 
 const KvStorageOps& cuda_kv_storage_ops() {
-  static const KvStorageOps ops{Device::kCUDA, &write_cuda, &fold_key_bounds_cuda};
+  static const KvStorageOps ops{Device::kCUDA, &write_cuda, &fold_key_bounds_cuda, &make_cuda_mirror};
   return ops;
+}
+
+Status attach_cuda_mirror(KvPageTable* table, int device) {
+  if (table == nullptr || !table->created())
+    return make_error(StatusCode::kInvalidArgument, "table: ", table ? "not created" : "null",
+                      " (use KvPageTable::create)");
+  std::unique_ptr<KvTableMirror> mirror;
+  QWEN3VL_RETURN_IF_ERROR(make_cuda_mirror(table->config(), device, &mirror));
+  table->set_mirror(std::move(mirror));
+  return Status();
 }
 
 CudaKvMetadata::CudaKvMetadata(CudaKvMetadata&& other) noexcept { *this = std::move(other); }
 
 CudaKvMetadata& CudaKvMetadata::operator=(CudaKvMetadata&& other) noexcept {
-  std::swap(lens_, other.lens_);
-  std::swap(table_, other.table_);
+  std::swap(device_data_, other.device_data_);
+  std::swap(staging_, other.staging_);
+  for (int i = 0; i < kSlots; ++i) {
+    std::swap(events_[i], other.events_[i]);
+    std::swap(recorded_[i], other.recorded_[i]);
+  }
+  std::swap(next_slot_, other.next_slot_);
   std::swap(batch_, other.batch_);
   std::swap(max_blocks_, other.max_blocks_);
   std::swap(device_, other.device_);
+  std::swap(version_, other.version_);
+  std::swap(uploads_, other.uploads_);
   return *this;
 }
 
-CudaKvMetadata::~CudaKvMetadata() {
-  if (lens_) cudaFree(lens_);
-  if (table_) cudaFree(table_);
+CudaKvMetadata::~CudaKvMetadata() { release(); }
+
+void CudaKvMetadata::release() {
+  // Copies still in flight read the staging slots: wait for them before freeing.
+  for (int i = 0; i < kSlots; ++i)
+    if (events_[i]) {
+      if (recorded_[i]) cudaEventSynchronize(static_cast<cudaEvent_t>(events_[i]));
+      cudaEventDestroy(static_cast<cudaEvent_t>(events_[i]));
+      events_[i] = nullptr;
+    }
+  if (device_data_) cudaFree(device_data_);
+  if (staging_) cudaFreeHost(staging_);
+  device_data_ = staging_ = nullptr;
 }
 
 Status CudaKvMetadata::create(const KvCacheConfig& config, int device, CudaKvMetadata* out) {
+  KvTableConfig t;
+  t.layout = config.layout;
+  t.batch = config.batch;
+  t.max_len = config.max_len;
+  t.num_blocks = config.num_blocks;
+  t.block_size = config.block_size;
+  t.max_blocks = config.max_blocks;
+  return create(t, device, out);
+}
+
+Status CudaKvMetadata::create(const KvTableConfig& config, int device, CudaKvMetadata* out) {
   if (config.batch < 1)
     return make_error(StatusCode::kInvalidArgument, "config.batch = ", config.batch, ": must be >= 1");
   CudaKvMetadata m;
   m.device_ = device;
   m.batch_ = config.batch;
   m.max_blocks_ = config.layout == KvLayout::kPaged ? config.max_blocks : 0;
+  const size_t bytes = sizeof(int32_t) * static_cast<size_t>(m.batch_ * (1 + m.max_blocks_));
   int previous = 0;
   QWEN3VL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
   QWEN3VL_CUDA_RETURN_IF_ERROR(cudaSetDevice(device));
   auto allocate = [&]() -> Status {
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.lens_, sizeof(int32_t) * m.batch_));
-    if (m.max_blocks_ > 0)
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.table_, sizeof(int32_t) * m.batch_ * m.max_blocks_));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.device_data_, bytes));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.staging_, bytes * kSlots, cudaHostAllocDefault));
+    for (int i = 0; i < kSlots; ++i) {
+      cudaEvent_t e = nullptr;
+      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      m.events_[i] = e;
+    }
     return Status();
   };
   const Status st = allocate();
@@ -166,30 +219,43 @@ Status CudaKvMetadata::create(const KvCacheConfig& config, int device, CudaKvMet
   return Status();
 }
 
-Status CudaKvMetadata::upload(const KvCache& cache, void* stream) {
-  if (!lens_ || cache.config().batch != batch_ ||
-      (cache.config().layout == KvLayout::kPaged) != (max_blocks_ > 0) ||
-      (max_blocks_ > 0 && cache.config().max_blocks != max_blocks_))
-    return make_error(StatusCode::kShapeMismatch, "cache batch = ", cache.config().batch,
-                      ", max_blocks = ", cache.config().max_blocks, ": metadata was created for batch ",
+Status CudaKvMetadata::upload(const KvPageTable& table, void* stream) {
+  const KvTableConfig& c = table.config();
+  if (!device_data_ || c.batch != batch_ || (c.layout == KvLayout::kPaged) != (max_blocks_ > 0) ||
+      (max_blocks_ > 0 && c.max_blocks != max_blocks_))
+    return make_error(StatusCode::kShapeMismatch, "cache batch = ", c.batch,
+                      ", max_blocks = ", c.max_blocks, ": metadata was created for batch ",
                       batch_, ", max_blocks ", max_blocks_);
+  const size_t entries = static_cast<size_t>(batch_ * (1 + max_blocks_));
+  int32_t* slot = staging_ + static_cast<size_t>(next_slot_) * entries;
+  auto event = static_cast<cudaEvent_t>(events_[next_slot_]);
+  // The slot's previous copy (two uploads ago) must have read it before it is refilled.
+  if (recorded_[next_slot_]) QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(event));
+  const std::vector<int32_t>& lens = table.visible_lengths();
+  std::copy(lens.begin(), lens.end(), slot);
+  if (max_blocks_ > 0) std::copy(table.block_table().begin(), table.block_table().end(), slot + batch_);
   const auto s = static_cast<cudaStream_t>(stream);
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(lens_, cache.lengths().data(),
-                                               sizeof(int32_t) * batch_, cudaMemcpyHostToDevice, s));
-  if (max_blocks_ > 0)
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(table_, cache.block_table().data(),
-                                                 sizeof(int32_t) * batch_ * max_blocks_,
-                                                 cudaMemcpyHostToDevice, s));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(device_data_, slot, entries * sizeof(int32_t), cudaMemcpyHostToDevice, s));
+  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(event, s));
+  recorded_[next_slot_] = true;
+  next_slot_ = (next_slot_ + 1) % kSlots;
+  version_ = table.version();
+  ++uploads_;
   return Status();
 }
 
-KvCacheView CudaKvMetadata::view(const KvCache& cache) const {
-  KvCacheView v = cache.view();
-  v.seq_lens.data = lens_;
+Status CudaKvMetadata::sync(const KvPageTable& table, void* stream) {
+  if (version_ != 0 && version_ == table.version()) return Status();
+  return upload(table, stream);
+}
+
+KvCacheView CudaKvMetadata::device_view(KvCacheView v) const {
+  v.seq_lens.data = device_data_;
   v.seq_lens.device = Device::kCUDA;
   v.seq_lens.device_index = device_;
   if (v.layout == KvLayout::kPaged) {
-    v.block_table.data = table_;
+    v.block_table.data = device_data_ + batch_;
     v.block_table.device = Device::kCUDA;
     v.block_table.device_index = device_;
   }

@@ -44,44 +44,65 @@ struct TextPlan {
   Path path = Path::kFresh;
   int64_t batch = 0, len = 0, past_max = 0, keys = 0;
   TensorView qkv, q, k, v, attn, positions, key_lengths, additive_mask;
-  TensorView seq_lens, block_table;  // device copies of the cache's metadata (CUDA decode)
   void* linear_scratch = nullptr;
   rope::RopeApplyParams rope;
   AttentionParams params;
   DecodeParams decode;
+  DecodePlan decode_plan;     // made by the sizing pass (or taken from the table's step)
+  bool decode_planned = false;
   Workspace kernel;
   size_t bytes = 0;
 };
 
 using Impl = Qwen3VLTextAttention::Impl;
 
-Status check_cache(const Impl& m, const KvCache& cache, int64_t batch, int64_t len,
+// The cache a call uses: the model's shared table and this layer's storage over it (both null: no
+// cache). The table is changed only by forward(): the step's position deltas and decode plans.
+struct CacheRef {
+  KvPageTable* table = nullptr;
+  const KvLayerStorage* storage = nullptr;
+  explicit operator bool() const { return table != nullptr; }
+};
+
+Status check_cache(const Impl& m, const CacheRef& cache, int64_t batch, int64_t len,
                    int64_t* past_max) {
-  const KvCacheConfig& c = cache.config();
-  if (c.kv_heads != m.kv_heads() || c.head_dim != m.dim())
-    return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", c.kv_heads, ", ", c.head_dim,
+  if (cache.storage == nullptr || !cache.storage->created() || !cache.table->created())
+    return make_error(StatusCode::kInvalidArgument, "cache: ",
+                      cache.storage == nullptr ? "a table without layer storage"
+                                               : "not created (use KvCache::create)");
+  const KvPageTable& t = *cache.table;
+  const KvLayerStorage& s = *cache.storage;
+  if (s.table_config() != t.config())
+    return make_error(StatusCode::kInvalidArgument, "cache storage: made for another table than ",
+                      t.describe());
+  if (s.kv_heads() != m.kv_heads() || s.head_dim() != m.dim())
+    return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", s.kv_heads(), ", ", s.head_dim(),
                       ": must be the layer's ", m.kv_heads(), ", ", m.dim());
-  if (c.batch != batch)
-    return make_error(StatusCode::kShapeMismatch, "cache batch = ", c.batch,
+  if (t.config().batch != batch)
+    return make_error(StatusCode::kShapeMismatch, "cache batch = ", t.config().batch,
                       ": must equal hidden_states.shape[0] = ", batch);
-  if (cache.k_storage().device != m.config.options.device)
+  if (s.k().device != m.config.options.device)
     return make_error(StatusCode::kInvalidArgument,
-                      "cache device = ", to_string(cache.k_storage().device),
+                      "cache device = ", to_string(s.k().device),
                       ": must be the layer's device ", to_string(m.config.options.device));
+  if (t.step_open() && (t.step().ragged || t.step().rows != len))
+    return make_error(StatusCode::kInvalidArgument, "table step: appends ",
+                      t.step().ragged ? "ragged rows" : qwen3vl::detail::concat(t.step().rows, " tokens a sequence"),
+                      ": the layer appends L = ", len, " to every sequence (begin_append(", len, "))");
   *past_max = 0;
   for (int64_t b = 0; b < batch; ++b) {
-    if (cache.length(b) + len > cache.capacity())
+    if (t.length(b) + len > t.capacity())
       return make_error(StatusCode::kInvalidArgument, "cache length of sequence ", b, " = ",
-                        cache.length(b), " + ", len, " new tokens: exceeds the capacity ",
-                        cache.capacity());
-    *past_max = std::max(*past_max, cache.length(b));
+                        t.length(b), " + ", len, " new tokens: exceeds the capacity ",
+                        t.capacity());
+    *past_max = std::max(*past_max, t.length(b));
   }
   return Status();
 }
 
-Status choose_path(const Impl& m, const KvCache* cache, const TextAttentionInputs& in, bool weights,
+Status choose_path(const Impl& m, const CacheRef& cache, const TextAttentionInputs& in, bool weights,
                    TextPlan* p) {
-  if (cache == nullptr || p->past_max == 0) {
+  if (!cache || p->past_max == 0) {
     p->path = Path::kFresh;
     return Status();
   }
@@ -93,10 +114,11 @@ Status choose_path(const Impl& m, const KvCache* cache, const TextAttentionInput
     p->path = Path::kDecode;
     return Status();
   }
-  const KvCacheConfig& c = cache->config();
-  if (c.layout != KvLayout::kContiguous || c.dtype != m.config.options.dtype)
+  const KvLayout layout = cache.table->config().layout;
+  const DType dtype = cache.storage->k().dtype;
+  if (layout != KvLayout::kContiguous || dtype != m.config.options.dtype)
     return make_error(StatusCode::kUnsupported, "L = ", p->len, weights ? " with attn_weights" : "",
-                      " after past tokens in a ", to_string(c.layout), " ", to_string(c.dtype),
+                      " after past tokens in a ", to_string(layout), " ", to_string(dtype),
                       " cache: needs a contiguous cache of the layer's dtype (",
                       to_string(m.config.options.dtype), "), or at most ", kMaxDecodeRows,
                       " new rows without weights");
@@ -105,7 +127,7 @@ Status choose_path(const Impl& m, const KvCache* cache, const TextAttentionInput
 }
 
 // Checks every argument and lays the workspace out from `base` (null: sizes only). Nothing runs.
-Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* cache,
+Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& cache,
                  const TextAttentionOutputs& out, void* base, TextPlan* p) {
   const LayerOptions& o = m.config.options;
   const TensorView& x = in.hidden_states;
@@ -121,7 +143,7 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_no_self_overlap(out.output, "output"));
   p->batch = B;
   p->len = L;
-  if (cache) QWEN3VL_RETURN_IF_ERROR(check_cache(m, *cache, B, L, &p->past_max));
+  if (cache) QWEN3VL_RETURN_IF_ERROR(check_cache(m, cache, B, L, &p->past_max));
   const bool weights = out.attn_weights.present();
   if (weights && !o.need_weights)
     return make_error(StatusCode::kUnsupported,
@@ -203,26 +225,33 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
   if (p->path == Path::kDecode) {
     DecodeParams& d = p->decode;
     d.q = p->q;
-    d.kv = cache->view();
-    d.kv.max_seq_len = std::min(cache->capacity(), p->keys);
+    // CUDA decode reads the table's device mirror (synced once a step), the CPU the host table.
+    if (o.device != Device::kCPU && cache.table->mirror() == nullptr)
+      return make_error(StatusCode::kInvalidArgument,
+                        "cache table: no device mirror for CUDA decode (create the layer storage "
+                        "with cuda_kv_storage_ops(), which attaches one)");
+    d.kv = cache.storage->device_view(*cache.table);
+    d.kv.max_seq_len = std::min(cache.table->capacity(), p->keys);
     d.out = p->attn;
-    if (o.device != Device::kCPU) {  // CUDA decode reads lengths and block table on the device
-      const auto device_i32 = [&](std::initializer_list<int64_t> dims) {
-        int64_t n = 1;
-        for (int64_t x : dims) n *= x;
-        TensorView t = TensorView::contiguous(carve.take(static_cast<size_t>(n * 4)), DType::kI32,
-                                              dims, o.device);
-        t.device_index = o.device_index;
-        return t;
-      };
-      p->seq_lens = d.kv.seq_lens = device_i32({B});
-      if (d.kv.layout == KvLayout::kPaged)
-        p->block_table = d.kv.block_table = device_i32({B, cache->config().max_blocks});
+    // One decode plan a step: a plan an earlier layer of this step made serves this one when it
+    // fits (same shapes and device facts); else plan here, once per call (the sizing pass).
+    if (!p->decode_planned) {
+      const KvAppendStep* step = cache.table->step_open() ? &cache.table->step() : nullptr;
+      bool found = false;
+      if (step)
+        for (const DecodePlan& made : step->decode_plans)
+          if (m.decode->check_plan(made, d).ok()) {
+            p->decode_plan = made;
+            found = true;
+            break;
+          }
+      if (!found) {
+        QWEN3VL_RETURN_IF_ERROR(m.decode->plan(d, &p->decode_plan));
+        if (step) step->decode_plans.push_back(p->decode_plan);
+      }
+      p->decode_planned = true;
     }
-    const size_t need = m.decode->workspace_size(d);
-    // 0 bytes may also mean refused: supports() says why. Not while counting: CUDA decode's
-    // supports() queries the placeholder pointers; the pass with the real workspace asks.
-    if (need == 0 && !carve.counting()) QWEN3VL_RETURN_IF_ERROR(m.decode->supports(d));
+    const size_t need = p->decode_plan.workspace_bytes;
     p->kernel = Workspace{carve.take(need), need};
   } else {
     AttentionParams& a = p->params;
@@ -236,8 +265,8 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
       a.v = p->v;
     } else {  // the contiguous storage [B, max_len, Hkv, D], cut to the longest sequence after
               // append
-      a.k = cache->k_storage();
-      a.v = cache->v_storage();
+      a.k = cache.storage->k();
+      a.v = cache.storage->v();
       a.k.shape[1] = a.v.shape[1] = p->keys;
       p->key_lengths = TensorView::contiguous(carve.take(static_cast<size_t>(B * 4)), DType::kI32,
                                               {B}, o.device);
@@ -253,26 +282,96 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const KvCache* ca
 
 // The position a sequence's next token takes without position ids: its cache length plus the
 // rope delta its prompt left (transformers: cache_position + rope_deltas), on every axis.
-int64_t next_position(const KvCache* cache, int64_t b) {
-  return cache ? int64_t{cache->length(b)} + cache->position_delta(b) : 0;
+int64_t next_position(const CacheRef& cache, int64_t b) {
+  return cache ? cache.table->length(b) + cache.table->position_delta(b) : 0;
 }
 
 // After appending L tokens with host position ids [3, B, L] or [B, L] (values checked by the RoPE
 // apply): delta = highest position so far + 1 - length, so that tokens without position ids
 // continue after the highest (transformers' rope_deltas = max(position) + 1 - prompt length).
-Status record_position_deltas(const TensorView& pos, int64_t L, KvCache* cache) {
+// Read against the committed lengths and deltas, written into the open step: every layer of the
+// step records the same deltas, and commit() publishes them.
+Status record_position_deltas(const TensorView& pos, int64_t L, KvPageTable* table) {
   const int64_t axes = pos.rank == 3 ? pos.shape[0] : 1;
   const int32_t* data = pos.ptr<const int32_t>();
-  for (int64_t b = 0; b < cache->config().batch; ++b) {
-    const int64_t length = cache->length(b), before = length - L;
-    int64_t highest = before > 0 ? before + cache->position_delta(b) - 1 : -1;
+  for (int64_t b = 0; b < table->config().batch; ++b) {
+    const int64_t before = table->length(b), length = before + L;
+    int64_t highest = before > 0 ? before + table->position_delta(b) - 1 : -1;
     for (int64_t a = 0; a < axes; ++a)
       for (int64_t i = 0; i < L; ++i)
         highest = std::max<int64_t>(highest, data[pos.rank == 3 ? pos.offset(a, b, i)
                                                                 : pos.offset(b, i)]);
-    QWEN3VL_RETURN_IF_ERROR(cache->set_position_delta(b, highest + 1 - length));
+    QWEN3VL_RETURN_IF_ERROR(table->set_position_delta(b, highest + 1 - length));
   }
   return Status();
+}
+
+// Projections -> QK-norm -> M-RoPE -> the step's rows into this layer's storage -> attention ->
+// output projection, over a carved plan.
+// open_step: open the table's append step right before this layer writes it (the single-layer
+// form: errors of the steps before, such as positions out of the table, come first).
+Status run_steps(const Impl& m, const TextAttentionInputs& in, const CacheRef& cache,
+                 const TextAttentionOutputs& out, TextPlan& p, void* stream, LayerProfile* profile,
+                 bool open_step) {
+  const int64_t B = p.batch, L = p.len, D = m.dim();
+  detail::StepTimer timer(profile, *m.ops, stream);
+
+  const detail::RowsView qkv_rows{
+      p.qkv.data, p.qkv.dtype, B, L, m.qkv_heads() * D, L * m.qkv_heads() * D, m.qkv_heads() * D};
+  QWEN3VL_RETURN_IF_ERROR(
+      m.ops->linear(detail::rows_of(in.hidden_states), m.qkv, qkv_rows, p.linear_scratch, stream));
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::projections));
+
+  const float eps = static_cast<float>(m.config.rms_norm_eps);
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.q, m.q_norm, eps, stream));
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.k, m.k_norm, eps, stream));
+  if (!in.position_ids.present())  // positions continuing each sequence (host, CPU layer)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t i = 0; i < L; ++i)
+        p.positions.ptr<int32_t>()[b * L + i] = static_cast<int32_t>(next_position(cache, b) + i);
+  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(p.rope, stream));
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
+
+  if (cache) {
+    // This layer's share of the table's step. Host position ids (CPU) set where each sequence
+    // continues; device position ids (CUDA) are not read back: no host sync.
+    const bool record = in.position_ids.present() && in.position_ids.device == Device::kCPU;
+    if (open_step) QWEN3VL_RETURN_IF_ERROR(cache.table->begin_append(L));
+    QWEN3VL_RETURN_IF_ERROR(cache.storage->apply(*cache.table, p.k, p.v, stream));
+    if (record) QWEN3VL_RETURN_IF_ERROR(record_position_deltas(in.position_ids, L, cache.table));
+  }
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::cache));
+
+  if (p.path == Path::kDecode) {
+    // The step's lengths: host views on the CPU; on CUDA the table's mirror, uploaded by the
+    // step's first layer and read by every later one.
+    if (m.config.options.device != Device::kCPU) QWEN3VL_RETURN_IF_ERROR(cache.table->sync_mirror(stream));
+    p.decode.kv = cache.storage->device_view(*cache.table);
+    p.decode.kv.max_seq_len = std::min(cache.table->capacity(), p.keys);
+    QWEN3VL_RETURN_IF_ERROR(m.decode->run(p.decode_plan, p.decode, p.kernel, stream));
+  } else {
+    if (p.additive_mask.present()) {
+      const TensorView& mask = in.attention_mask;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < L; ++j)
+          p.additive_mask.ptr<float>()[b * L + j] =
+              mask.ptr<const int32_t>()[mask.offset(b, j)] != 0 ? 0.0f : -INFINITY;
+    }
+    if (p.path == Path::kCachedContiguous) {
+      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.key_lengths.data,
+                                                    cache.table->visible_lengths().data(),
+                                                    static_cast<size_t>(B) * 4, stream));
+      p.params.key_lengths = p.key_lengths;
+    }
+    QWEN3VL_RETURN_IF_ERROR(m.attention->forward(p.params, p.kernel, stream));
+  }
+  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::attention));
+
+  const int64_t hq = m.heads() * D;
+  const detail::RowsView attn_rows{p.attn.data, p.attn.dtype, B, L, hq, L * hq, hq};
+  QWEN3VL_RETURN_IF_ERROR(
+      m.ops->linear(attn_rows, m.o, detail::rows_of(out.output), p.linear_scratch, stream));
+  return timer.mark(&LayerProfile::projections);
 }
 
 Status check_config(const TextAttentionConfig& c) {
@@ -360,92 +459,82 @@ Qwen3VLTextAttention::~Qwen3VLTextAttention() = default;
 const TextAttentionConfig& Qwen3VLTextAttention::config() const { return impl_->config; }
 int Qwen3VLTextAttention::layer_idx() const { return impl_->layer_idx; }
 
-Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvCache* cache,
-                                      const TextAttentionOutputs& out) const {
-  TextPlan p;
-  return plan_text(*impl_, in, cache, out, nullptr, &p);
+namespace {
+
+CacheRef cache_ref(const KvCache* cache) {
+  if (!cache) return CacheRef{};
+  auto* c = const_cast<KvCache*>(cache);  // forward() takes it mutable; the checks only read
+  return CacheRef{&c->table(), &c->storage()};
 }
 
-size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvCache* cache,
-                                            const TextAttentionOutputs& out) const {
-  TextPlan p;
-  return plan_text(*impl_, in, cache, out, nullptr, &p).ok() ? p.bytes : 0;
-}
-
-Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cache,
-                                     const TextAttentionOutputs& out, Workspace ws, void* stream,
-                                     LayerProfile* profile) const {
-  const Impl& m = *impl_;
+// The layer's steps. own_step: the layer opens the table's append step itself and commits it at
+// the end (abort on error: the cache is unchanged), as the single-layer KvCache form does; else
+// the caller's step is open and the caller commits it after the last layer.
+Status run_layer(const Impl& m, const TextAttentionInputs& in, const CacheRef& cache,
+                 const TextAttentionOutputs& out, Workspace ws, void* stream, LayerProfile* profile,
+                 bool own_step) {
   TextPlan p;
   QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, nullptr, &p));
   if (ws.data == nullptr || ws.bytes < p.bytes)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", p.bytes, " (workspace_size())");
-  QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, detail::align64(ws.data), &p));
-  const int64_t B = p.batch, L = p.len, D = m.dim();
-  detail::StepTimer timer(profile, *m.ops, stream);
-
-  const detail::RowsView qkv_rows{
-      p.qkv.data, p.qkv.dtype, B, L, m.qkv_heads() * D, L * m.qkv_heads() * D, m.qkv_heads() * D};
-  QWEN3VL_RETURN_IF_ERROR(
-      m.ops->linear(detail::rows_of(in.hidden_states), m.qkv, qkv_rows, p.linear_scratch, stream));
-  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::projections));
-
-  const float eps = static_cast<float>(m.config.rms_norm_eps);
-  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.q, m.q_norm, eps, stream));
-  QWEN3VL_RETURN_IF_ERROR(m.ops->rms_norm_heads(p.k, m.k_norm, eps, stream));
-  if (!in.position_ids.present())  // positions continuing each sequence (host, CPU layer)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t i = 0; i < L; ++i)
-        p.positions.ptr<int32_t>()[b * L + i] = static_cast<int32_t>(next_position(cache, b) + i);
-  QWEN3VL_RETURN_IF_ERROR(m.ops->rope().apply(p.rope, stream));
-  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::norm_rope));
-
-  if (cache) {
-    // Host position ids (CPU) set where each sequence continues, read against the lengths after
-    // the append. Device position ids (CUDA) are not read back: no host sync.
-    const bool record = in.position_ids.present() && in.position_ids.device == Device::kCPU;
-    QWEN3VL_RETURN_IF_ERROR(cache->append(p.k, p.v, TensorView{}, stream));
-    if (record) QWEN3VL_RETURN_IF_ERROR(record_position_deltas(in.position_ids, L, cache));
+  if (cache && !own_step && !cache.table->step_open())
+    return make_error(StatusCode::kInvalidArgument,
+                      "table: no open append step (table.begin_append(L) before the layers, "
+                      "commit() after the last)");
+  Status st = plan_text(m, in, cache, out, detail::align64(ws.data), &p);
+  if (st.ok()) st = run_steps(m, in, cache, out, p, stream, profile, own_step);
+  if (own_step && cache.table->step_open()) {
+    if (!st.ok()) {
+      (void)cache.table->abort();
+      return st;
+    }
+    return cache.table->commit();
   }
-  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::cache));
+  return st;
+}
 
-  if (p.path == Path::kDecode) {
-    const KvCacheView host = cache->view();  // the lengths now include the new rows
-    p.decode.kv.max_seq_len = host.max_seq_len;
-    if (p.seq_lens.present()) {
-      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.seq_lens.data, host.seq_lens.data,
-                                                    static_cast<size_t>(B) * 4, stream));
-      if (p.block_table.present())
-        QWEN3VL_RETURN_IF_ERROR(
-            m.ops->copy_from_host(p.block_table.data, host.block_table.data,
-                                  static_cast<size_t>(host.block_table.numel()) * 4, stream));
-    } else {
-      p.decode.kv = host;
-    }
-    QWEN3VL_RETURN_IF_ERROR(m.decode->forward(p.decode, p.kernel, stream));
-  } else {
-    if (p.additive_mask.present()) {
-      const TensorView& mask = in.attention_mask;
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t j = 0; j < L; ++j)
-          p.additive_mask.ptr<float>()[b * L + j] =
-              mask.ptr<const int32_t>()[mask.offset(b, j)] != 0 ? 0.0f : -INFINITY;
-    }
-    if (p.path == Path::kCachedContiguous) {
-      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.key_lengths.data, cache->lengths().data(),
-                                                    static_cast<size_t>(B) * 4, stream));
-      p.params.key_lengths = p.key_lengths;
-    }
-    QWEN3VL_RETURN_IF_ERROR(m.attention->forward(p.params, p.kernel, stream));
-  }
-  QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::attention));
+}  // namespace
 
-  const int64_t hq = m.heads() * D;
-  const detail::RowsView attn_rows{p.attn.data, p.attn.dtype, B, L, hq, L * hq, hq};
-  QWEN3VL_RETURN_IF_ERROR(
-      m.ops->linear(attn_rows, m.o, detail::rows_of(out.output), p.linear_scratch, stream));
-  return timer.mark(&LayerProfile::projections);
+Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvCache* cache,
+                                      const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, cache_ref(cache), out, nullptr, &p);
+}
+
+size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvCache* cache,
+                                            const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, cache_ref(cache), out, nullptr, &p).ok() ? p.bytes : 0;
+}
+
+Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cache,
+                                     const TextAttentionOutputs& out, Workspace ws, void* stream,
+                                     LayerProfile* profile) const {
+  return run_layer(*impl_, in, cache_ref(cache), out, ws, stream, profile, cache != nullptr);
+}
+
+Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvPageTable* table,
+                                      const KvLayerStorage* storage,
+                                      const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr, &p);
+}
+
+size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvPageTable* table,
+                                            const KvLayerStorage* storage,
+                                            const TextAttentionOutputs& out) const {
+  TextPlan p;
+  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr, &p)
+                 .ok()
+             ? p.bytes
+             : 0;
+}
+
+Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvPageTable* table,
+                                     const KvLayerStorage* storage, const TextAttentionOutputs& out,
+                                     Workspace ws, void* stream, LayerProfile* profile) const {
+  return run_layer(*impl_, in, CacheRef{table, storage}, out, ws, stream, profile, false);
 }
 
 TextAttentionResult Qwen3VLTextAttention::operator()(const TensorView& hidden_states,

@@ -5,7 +5,9 @@
 
 #include <cuda_runtime.h>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cuda/device_problem.hpp"
 #include "layer_support.hpp"
@@ -143,6 +145,86 @@ TEST(LayersCuda, PrefillThenDecodeThroughDeviceCaches) {
       at += n;
     }
     EXPECT_EQ(cache.length(0), total);
+  }
+}
+
+// A model step on CUDA: three layers over one KvPageTable and a device storage each. The table's
+// device mirror is uploaded exactly once a decode step (by the first layer; the others read it),
+// never by a prefill step without past tokens, and every layer equals the CPU layer with its own
+// cache.
+TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
+  QWEN3VL_REQUIRE_GPU();
+  constexpr int kLayers = 3;
+  const int64_t hidden = 64, hq = 4, hkv = 2, d = 32, B = 2, prefill = 11, steps = 4;
+  layers::TextAttentionConfig c;
+  c.hidden_size = hidden;
+  c.num_heads = hq;
+  c.num_kv_heads = hkv;
+  c.head_dim = d;
+  c.mrope_section = {6, 5, 5};
+  c.max_position = 4096;
+  std::vector<testing::TextWeights> w;
+  for (int l = 0; l < kLayers; ++l) w.emplace_back(hidden, hq, hkv, d, 40 + 10 * l);
+  const int64_t total = prefill + steps;
+  Tensor x(DType::kF32, {B, total, hidden}), pos(DType::kI32, {B, total});
+  x.fill_uniform(8);
+  for (int64_t i = 0; i < B * total; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>(i % total);
+  std::vector<Tensor> cpu;
+  for (int l = 0; l < kLayers; ++l)
+    cpu.push_back((*layers::Qwen3VLTextAttention::create(c, w[l].views(), l))(x, {}, pos).output);
+  c.options = cuda_options(DType::kF32);
+  std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>> gpu;
+  for (int l = 0; l < kLayers; ++l) gpu.push_back(layers::Qwen3VLTextAttention::create(c, w[l].views(), l));
+  const OnDevice d_x(x), d_pos(pos);
+
+  KvTableConfig tc;
+  tc.layout = KvLayout::kPaged;
+  tc.batch = B;
+  tc.block_size = 16;
+  tc.max_blocks = 2;
+  tc.num_blocks = 4;
+  KvPageTable table;
+  ASSERT_TRUE(KvPageTable::create(tc, &table).ok());
+  const int64_t per_tensor = tc.num_blocks * tc.block_size * hkv * d * 4;
+  std::vector<std::unique_ptr<DeviceBuffer>> memory;
+  std::vector<KvLayerStorage> storage(kLayers);
+  for (int l = 0; l < kLayers; ++l) {
+    memory.push_back(std::make_unique<DeviceBuffer>(static_cast<size_t>(per_tensor)));
+    memory.push_back(std::make_unique<DeviceBuffer>(static_cast<size_t>(per_tensor)));
+    TensorView kv = TensorView::contiguous(memory[2 * l]->data(), DType::kF32,
+                                           {tc.num_blocks, tc.block_size, hkv, d}, Device::kCUDA);
+    kv.device_index = testing::cuda_current_device();
+    TensorView vv = kv;
+    vv.data = memory[2 * l + 1]->data();
+    ASSERT_TRUE(KvLayerStorage::create(&table, kv, vv, {}, &storage[l], &cuda_kv_storage_ops()).ok());
+  }
+  ASSERT_NE(table.mirror(), nullptr);  // attached by the first CUDA storage
+  EXPECT_EQ(table.mirror()->uploads(), 0u);
+
+  for (int64_t at = 0; at < total;) {
+    const int64_t n = at == 0 ? prefill : 1;
+    const uint64_t uploads = table.mirror()->uploads();
+    ASSERT_TRUE(table.begin_append(n).ok());
+    for (int l = 0; l < kLayers; ++l) {
+      Tensor out(DType::kF32, {B, n, hidden});
+      OnDevice d_out(out);
+      const layers::TextAttentionInputs in{testing::token_slice(d_x.view, 1, at, n),
+                                           testing::token_slice(d_pos.view, 1, at, n), {}};
+      const layers::TextAttentionOutputs outs{d_out.view, {}};
+      const size_t bytes = gpu[l]->workspace_size(in, &table, &storage[l], outs);
+      ASSERT_GT(bytes, 0u) << gpu[l]->supports(in, &table, &storage[l], outs).to_string();
+      DeviceBuffer ws(bytes);
+      ASSERT_TRUE(gpu[l]->forward(in, &table, &storage[l], outs, Workspace{ws.data(), bytes}).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const Tensor got = d_out.download(out);
+      for (int64_t b = 0; b < B; ++b)
+        EXPECT_LT(testing::rel_error(testing::rows(got, b, 0, n), testing::rows(cpu[l], b, at, n)), 1e-5)
+            << "layer " << l << " rows " << at << ".." << at + n;
+    }
+    ASSERT_TRUE(table.commit().ok());
+    EXPECT_EQ(table.mirror()->uploads() - uploads, at == 0 ? 0u : 1u)
+        << "uploads in the step at " << at << " (" << kLayers << " layers)";
+    at += n;
   }
 }
 

@@ -1,6 +1,7 @@
-// KvCache: a contiguous or paged KV cache for one attention layer. The caller owns the K/V
-// storage (host or device memory); the cache keeps the host-side metadata (lengths, block table,
-// block allocator) and moves token rows through a KvStorageOps of the storage's device.
+// KvCache: a contiguous or paged KV cache for one attention layer: a KvPageTable (lengths, block
+// table, block allocator) and one KvLayerStorage over it. A model of many layers shares one table
+// and keeps a storage per layer instead (page_table.hpp, layer_storage.hpp). The caller owns the K/V
+// storage (host or device memory).
 //
 // Every mutating call validates everything first and changes nothing when it fails: a typed
 // Status names the argument, its value and what is allowed.
@@ -10,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "qwen3vl/kv_cache/block_allocator.hpp"
-#include "qwen3vl/kv_cache/kv_cache_view.hpp"
+#include "qwen3vl/kv_cache/layer_storage.hpp"
+#include "qwen3vl/kv_cache/page_table.hpp"
 
 namespace qwen3vl {
 
@@ -45,28 +46,6 @@ inline std::vector<int64_t> kv_storage_shape(const KvCacheConfig& c) {
 inline std::vector<int64_t> kv_key_bounds_shape(const KvCacheConfig& c) {
   return {c.num_blocks, 2, c.kv_heads, c.head_dim};
 }
-
-// One run of token rows to copy: `count` rows from source (src_major, src_minor + i) to storage
-// (dst_major, dst_minor + i), all heads of each row. Sources are rank-4 [major, minor, Hkv, D].
-struct KvRun {
-  int64_t src_major, src_minor, dst_major, dst_minor, count;
-};
-
-// Data movement on one storage device. `write` converts dtypes (source any float dtype) and is
-// also used for copies inside the storage (copy-on-write, contiguous fork): then src_k/src_v are
-// the storage views themselves, and source and destination rows never overlap.
-struct KvStorageOps {
-  Device device;
-  Status (*write)(const TensorView& dst_k, const TensorView& dst_v, const TensorView& src_k,
-                  const TensorView& src_v, const KvRun* runs, int64_t count, void* stream);
-  // Folds the stored keys of each run's destination rows into bounds[dst_major] (see
-  // kv_key_bounds_shape), restarting from them where dst_minor == 0. Null: no key bounds.
-  Status (*fold_key_bounds)(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
-                            int64_t count, void* stream);
-};
-
-// Host-memory storage ops (always built).
-const KvStorageOps& cpu_kv_storage_ops();
 
 class KvCache {
  public:
@@ -106,19 +85,7 @@ class KvCache {
 
   // The decode kernels' view, with host-resident seq_lens and block_table (valid until the next
   // mutating call). CUDA decode needs them on the device: see CudaKvMetadata.
-  KvCacheView view() const {
-    KvCacheView view;
-    view.layout = config_.layout;
-    view.k = k_;
-    view.v = v_;
-    auto* lens = const_cast<int32_t*>(lengths_.data());  // views are non-const; kernels only read
-    view.seq_lens = TensorView::contiguous(lens, DType::kI32, {config_.batch});
-    if (config_.layout == KvLayout::kPaged)
-      view.block_table = TensorView::contiguous(const_cast<int32_t*>(table_.data()), DType::kI32,
-                                                {config_.batch, config_.max_blocks});
-    for (int32_t len : lengths_) view.max_seq_len = len > view.max_seq_len ? len : view.max_seq_len;
-    return view;
-  }
+  KvCacheView view() const { return storage_.view(table_); }
 
   // Layout, storage dtype (f16 named as the default with its cost), shape and capacity.
   std::string describe() const;
@@ -126,11 +93,8 @@ class KvCache {
   const KvCacheConfig& config() const { return config_; }
   // Tokens sequence `seq` holds; 0 for an index outside 0..batch - 1 (no sequence there), as
   // BlockAllocator::ref_count answers for an id outside the pool.
-  int64_t length(int64_t seq) const {
-    return seq >= 0 && seq < static_cast<int64_t>(lengths_.size()) ? lengths_[static_cast<size_t>(seq)]
-                                                                    : 0;
-  }
-  const std::vector<int32_t>& lengths() const { return lengths_; }
+  int64_t length(int64_t seq) const { return table_.length(seq); }
+  const std::vector<int32_t>& lengths() const { return table_.lengths(); }
   // The M-RoPE position delta of sequence `seq` (transformers' rope_deltas): a token at cache
   // index n that comes without position ids takes position n + delta on every axis, so decode
   // after a prompt with images or video continues where the prompt's positions ended (delta =
@@ -138,40 +102,26 @@ class KvCache {
   // new or reset sequence; fork copies it. The CPU text layer records it from every call that
   // passes position ids; set it yourself where positions live in device memory.
   // 0 for an index outside [0, batch), like length().
-  int32_t position_delta(int64_t seq) const {
-    return seq >= 0 && seq < static_cast<int64_t>(deltas_.size()) ? deltas_[static_cast<size_t>(seq)]
-                                                                   : 0;
-  }
-  Status set_position_delta(int64_t seq, int64_t delta);
+  int32_t position_delta(int64_t seq) const { return table_.position_delta(seq); }
+  Status set_position_delta(int64_t seq, int64_t delta) { return table_.set_position_delta(seq, delta); }
   // Row-major [batch, max_blocks]; -1 where no block is assigned (paged only, else empty).
-  const std::vector<int32_t>& block_table() const { return table_; }
-  const BlockAllocator& allocator() const { return allocator_; }
-  const TensorView& k_storage() const { return k_; }
-  const TensorView& v_storage() const { return v_; }
+  const std::vector<int32_t>& block_table() const { return table_.block_table(); }
+  const BlockAllocator& allocator() const { return table_.allocator(); }
+  const TensorView& k_storage() const { return storage_.k(); }
+  const TensorView& v_storage() const { return storage_.v(); }
   // Per-block min / max keys (absent unless config.key_bounds): what Quest page selection reads.
-  const TensorView& key_bounds() const { return bounds_; }
-  int64_t capacity() const {
-    return config_.layout == KvLayout::kPaged ? config_.max_blocks * config_.block_size
-                                              : config_.max_len;
-  }
+  const TensorView& key_bounds() const { return storage_.key_bounds(); }
+  int64_t capacity() const { return table_.capacity(); }
+
+  // The parts: the table (shared by every layer of a model) and this layer's storage.
+  const KvPageTable& table() const { return table_; }
+  KvPageTable& table() { return table_; }
+  const KvLayerStorage& storage() const { return storage_; }
 
  private:
-  int32_t& table_at(int64_t b, int64_t i) {
-    return table_[static_cast<size_t>(b * config_.max_blocks + i)];
-  }
-  Status check_seq(int64_t seq, const char* name) const;
-  Status write_runs(const TensorView& src_k, const TensorView& src_v, void* stream);
-  Status fold_bounds(void* stream);  // the key bounds of runs_' destination rows
-
   KvCacheConfig config_;
-  TensorView k_, v_;
-  TensorView bounds_;  // present when config_.key_bounds
-  const KvStorageOps* ops_ = nullptr;
-  std::vector<int32_t> lengths_;
-  std::vector<int32_t> deltas_;  // per sequence: see position_delta()
-  std::vector<int32_t> table_;
-  BlockAllocator allocator_;
-  std::vector<KvRun> runs_;  // scratch reused across appends
+  KvPageTable table_;
+  KvLayerStorage storage_;
 };
 
 }  // namespace qwen3vl

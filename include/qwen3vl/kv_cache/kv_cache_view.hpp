@@ -109,14 +109,20 @@ inline PagedIndexer paged_indexer(const KvCacheView& kv) {
 
 }  // namespace detail
 
+namespace detail {
+inline Status check_kv_values(const KvCacheView& kv);
+}  // namespace detail
+
 // Shapes, dtypes and devices of a view; where seq_lens / block_table are host-resident also their
 // values (every length within the capacity and max_seq_len, every block id a sequence uses within
 // the pool), so that no kernel reads out of bounds.
-inline Status validate(const KvCacheView& kv) {
+// need_data = false (DecodeAttention::plan): k and v may have null data; host seq_lens and
+// block_table are read when their data is there.
+inline Status validate(const KvCacheView& kv, bool need_data = true) {
   using detail::check_dims;
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.k, "kv.k"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.v, "kv.v"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.seq_lens, "kv.seq_lens"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.k, "kv.k", need_data));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.v, "kv.v", need_data));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.seq_lens, "kv.seq_lens", need_data));
   if (kv.k.rank != 4)
     return make_error(StatusCode::kShapeMismatch, "kv.k.rank = ", kv.k.rank, " (shape ",
                       kv.k.shape_string(), "): expected 4 (", kv.layout == KvLayout::kPaged
@@ -166,29 +172,41 @@ inline Status validate(const KvCacheView& kv) {
   if (kv.max_seq_len < 0 || kv.max_seq_len > kv.capacity())
     return make_error(StatusCode::kInvalidArgument, "kv.max_seq_len = ", kv.max_seq_len,
                       ": allowed 0 (the capacity) .. ", kv.capacity());
-  if (kv.seq_lens.device != Device::kCPU) return Status();  // values are checked where they live
+  return detail::check_kv_values(kv);
+}
 
+namespace detail {
+
+// The values of host-resident seq_lens and block_table (device ones are checked where they live):
+// every length within the capacity and max_seq_len, every block id a sequence uses within the
+// pool. What decode's run() checks again on every call, since the values change between steps.
+inline Status check_kv_values(const KvCacheView& kv) {
+  if (kv.seq_lens.device != Device::kCPU || kv.seq_lens.data == nullptr) return Status();
+  const int64_t batch = kv.seq_lens.shape[0];
   const detail::PagedIndexer paged =
       kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv) : detail::PagedIndexer{};
   const int64_t heads = kv.per_head() ? kv.kv_heads() : 1;
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < heads; ++h) {
-      const std::string at = kv.per_head() ? detail::concat(b, ", ", h) : detail::concat(b);
+      // The index text only for an error: run() checks every call.
+      const auto at = [&] { return kv.per_head() ? detail::concat(b, ", ", h) : detail::concat(b); };
       const int64_t len = kv.seq_len(b, h);
       if (len < 0 || len > kv.length_bound())
-        return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", at, "] = ", len,
+        return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", at(), "] = ", len,
                           ": allowed 0..", kv.length_bound(),
                           kv.max_seq_len > 0 ? " (max_seq_len)" : " (the capacity)");
       if (kv.layout != KvLayout::kPaged) continue;
       for (int64_t j = 0; j < len; j += kv.block_size()) {
         const int64_t block = paged.slot(b, j, h).major;
         if (block < 0 || block >= kv.k.shape[0])
-          return make_error(StatusCode::kInvalidArgument, "kv.block_table[", at, ", ",
+          return make_error(StatusCode::kInvalidArgument, "kv.block_table[", at(), ", ",
                             j / kv.block_size(), "] = ", block, ": allowed 0..", kv.k.shape[0] - 1,
                             " (num_blocks)");
       }
     }
   return Status();
 }
+
+}  // namespace detail
 
 }  // namespace qwen3vl

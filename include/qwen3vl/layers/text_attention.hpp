@@ -127,11 +127,29 @@ class Qwen3VLTextAttention {
   // and the attention kernel's own workspace); 0 when the arguments are invalid.
   size_t workspace_size(const TextAttentionInputs& inputs, const KvCache* cache,
                         const TextAttentionOutputs& outputs) const;
-  // Runs the layer: no allocation, the cache gains the L new tokens of every sequence. All checks
-  // come first; an error leaves the cache unchanged. `stream` is the cudaStream_t on CUDA.
+  // Runs the layer: no allocation, the cache gains the L new tokens of every sequence (one step of
+  // the cache's table, opened and committed here). All checks come first; an error leaves the
+  // cache unchanged. `stream` is the cudaStream_t on CUDA.
   [[nodiscard]] Status forward(const TextAttentionInputs& inputs, KvCache* cache,
                                const TextAttentionOutputs& outputs, Workspace workspace,
                                void* stream = nullptr, LayerProfile* profile = nullptr) const;
+
+  // The model form: `table` is the KvPageTable every layer of the model shares, `storage` this
+  // layer's K/V over it. The caller opens one append step of L tokens a sequence before the first
+  // layer (table->begin_append(L)) and commits it after the last (or aborts it on an error: the
+  // table is then unchanged). Each layer writes the step's rows into its storage, decodes against
+  // the step's lengths (the first layer's decode plan serves every later one; on CUDA the table's
+  // device mirror is uploaded once, by the first layer) and records position deltas into the step.
+  // supports() and workspace_size() take the table with or without an open step.
+  [[nodiscard]] Status supports(const TextAttentionInputs& inputs, const KvPageTable* table,
+                                const KvLayerStorage* storage,
+                                const TextAttentionOutputs& outputs) const;
+  size_t workspace_size(const TextAttentionInputs& inputs, const KvPageTable* table,
+                        const KvLayerStorage* storage, const TextAttentionOutputs& outputs) const;
+  [[nodiscard]] Status forward(const TextAttentionInputs& inputs, KvPageTable* table,
+                               const KvLayerStorage* storage, const TextAttentionOutputs& outputs,
+                               Workspace workspace, void* stream = nullptr,
+                               LayerProfile* profile = nullptr) const;
 
   // Convenience for host callers (CPU layer): allocates the outputs and the workspace, throws
   // Error. Attention weights come back when the layer was created with need_weights.

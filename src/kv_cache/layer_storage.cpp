@@ -1,0 +1,195 @@
+// KvLayerStorage: checks one layer's K/V (and key bounds) against its table, and writes a table's
+// append step into them through the device's KvStorageOps.
+#include "qwen3vl/kv_cache/layer_storage.hpp"
+
+namespace qwen3vl {
+namespace {
+
+Status check_storage(const KvTableConfig& c, const TensorView& t, const char* name,
+                     const TensorView& like) {
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(t, name));
+  if (t.rank != 4)
+    return make_error(StatusCode::kShapeMismatch, name, ".rank = ", t.rank, " (shape ",
+                      t.shape_string(), "): expected 4");
+  const bool paged = c.layout == KvLayout::kPaged;
+  const TensorView& first = like.present() ? like : t;
+  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(
+      t, name, 4, {paged ? c.num_blocks : c.batch, paged ? c.block_size : c.max_len, first.shape[2], first.shape[3]}));
+  if (t.shape[2] < 1 || t.shape[3] < 1 || t.shape[3] > 256)
+    return make_error(StatusCode::kInvalidArgument, name, ".shape = ", t.shape_string(),
+                      ": needs Hkv >= 1 and head_dim 1..256");
+  if (!is_floating(t.dtype))
+    return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
+                      ": allowed f32, f16, bf16");
+  if (like.present() && t.dtype != like.dtype)
+    return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
+                      ": must equal k_storage.dtype (", to_string(like.dtype), ")");
+  return detail::check_last_contiguous(t, name);
+}
+
+// Key bounds, when given: paged, f32 [num_blocks, 2, Hkv, D] contiguous on the storage's device,
+// and ops that can maintain them.
+Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const TensorView& b,
+                        const KvStorageOps& ops) {
+  if (!b.present()) return Status();
+  if (c.layout != KvLayout::kPaged)
+    return make_error(StatusCode::kInvalidArgument,
+                      "config.key_bounds = true: needs layout paged (bounds are per block), not ",
+                      to_string(c.layout));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
+  const int64_t want[4] = {c.num_blocks, 2, k.shape[2], k.shape[3]};
+  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
+  const TensorView packed = TensorView::contiguous(b.data, DType::kF32, {want[0], want[1], want[2], want[3]});
+  for (int d = 0; d < 4; ++d)
+    if (b.stride[d] != packed.stride[d])
+      return make_error(StatusCode::kBadStride, "key_bounds.stride[", d, "] = ", b.stride[d],
+                        ": must be contiguous (", packed.stride[d], ")");
+  if (b.dtype != DType::kF32 || b.device != k.device || b.device_index != k.device_index)
+    return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
+                      to_string(b.device), ":", b.device_index, ": must be f32 on the storage's device (",
+                      to_string(k.device), ":", k.device_index, ")");
+  if (!ops.fold_key_bounds)
+    return make_error(StatusCode::kUnsupported, "config.key_bounds = true: the ",
+                      to_string(ops.device), " storage ops keep no key bounds");
+  return Status();
+}
+
+// A rank-3 packed view [T, H, D] seen as rank 4 [1, T, H, D], so runs address every source alike.
+TensorView as_rank4(const TensorView& t) {
+  if (t.rank == 4) return t;
+  TensorView r = t;
+  r.rank = 4;
+  for (int d = 3; d >= 1; --d) {
+    r.shape[d] = t.shape[d - 1];
+    r.stride[d] = t.stride[d - 1];
+  }
+  r.shape[0] = 1;
+  r.stride[0] = 0;
+  return r;
+}
+
+}  // namespace
+
+Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const TensorView& v,
+                              const TensorView& key_bounds, KvLayerStorage* out,
+                              const KvStorageOps* ops) {
+  if (table == nullptr || !table->created())
+    return make_error(StatusCode::kInvalidArgument, "table: ", table ? "not created" : "null",
+                      " (use KvPageTable::create)");
+  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a KvLayerStorage");
+  const KvTableConfig& c = table->config();
+  QWEN3VL_RETURN_IF_ERROR(check_storage(c, k, "k_storage", TensorView{}));
+  QWEN3VL_RETURN_IF_ERROR(check_storage(c, v, "v_storage", k));
+  if (v.device != k.device || v.device_index != k.device_index)
+    return make_error(StatusCode::kInvalidArgument, "v_storage.device = ", to_string(v.device),
+                      ": must equal k_storage.device");
+  // Appends write both: no row stored twice, and keys and values in separate memory.
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(k, "k_storage"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(v, "v_storage"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(v, "v_storage", k, "k_storage"));
+  if (!ops && k.device == Device::kCPU) ops = &cpu_kv_storage_ops();
+  if (!ops || ops->device != k.device)
+    return make_error(StatusCode::kInvalidArgument, "ops = ", ops ? to_string(ops->device) : "none",
+                      ": storage on ", to_string(k.device), " needs that device's ops",
+                      k.device == Device::kCUDA ? " (cuda_kv_storage_ops())" : "");
+  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(c, k, key_bounds, *ops));
+  if (ops->make_mirror && !table->mirror()) {
+    std::unique_ptr<KvTableMirror> mirror;
+    QWEN3VL_RETURN_IF_ERROR(ops->make_mirror(c, k.device_index, &mirror));
+    table->set_mirror(std::move(mirror));
+  }
+  KvLayerStorage s;
+  s.config_ = c;
+  s.k_ = k;
+  s.v_ = v;
+  s.bounds_ = key_bounds;
+  s.ops_ = ops;
+  *out = s;
+  return Status();
+}
+
+Status KvLayerStorage::check_source(const TensorView& k, const TensorView& v, bool ragged) const {
+  if (!ops_) return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(k, "k"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(v, "v"));
+  const int rank = ragged ? 3 : 4;
+  if (k.rank != rank)
+    return make_error(StatusCode::kShapeMismatch, "k.rank = ", k.rank, " (shape ", k.shape_string(),
+                      "): expected ", rank, ragged ? " ([tokens, Hkv, D]) with cu_seqlens"
+                                                   : " ([batch, tokens, Hkv, D])");
+  const int64_t hkv = kv_heads(), d = head_dim();
+  if (ragged) {
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(k, "k", 3, {k.shape[0], hkv, d}));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(v, "v", 3, {k.shape[0], hkv, d}));
+  } else {
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(k, "k", 4, {config_.batch, k.shape[1], hkv, d}));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(v, "v", 4, {config_.batch, k.shape[1], hkv, d}));
+  }
+  for (const TensorView* t : {&k, &v}) {
+    const char* name = t == &k ? "k" : "v";
+    if (!is_floating(t->dtype))
+      return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t->dtype),
+                        ": allowed f32, f16, bf16");
+    if (t->device != k_.device || t->device_index != k_.device_index)
+      return make_error(StatusCode::kInvalidArgument, name, ".device = ", to_string(t->device), ":",
+                        t->device_index, ": must equal the storage device (",
+                        to_string(k_.device), ":", k_.device_index, ")");
+    QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
+  }
+  return Status();
+}
+
+Status KvLayerStorage::run(const std::vector<KvRun>& runs, const TensorView& src_k,
+                           const TensorView& src_v, void* stream) const {
+  if (runs.empty()) return Status();
+  const int64_t n = static_cast<int64_t>(runs.size());
+  QWEN3VL_RETURN_IF_ERROR(ops_->write(k_, v_, src_k, src_v, runs.data(), n, stream));
+  if (bounds_.present()) QWEN3VL_RETURN_IF_ERROR(ops_->fold_key_bounds(bounds_, k_, runs.data(), n, stream));
+  return Status();
+}
+
+Status KvLayerStorage::apply(const KvPageTable& table, const TensorView& k, const TensorView& v,
+                             void* stream) const {
+  if (!table.step_open())
+    return make_error(StatusCode::kInvalidArgument,
+                      "apply: the table has no open append step (begin_append first)");
+  if (table.config() != config_)
+    return make_error(StatusCode::kInvalidArgument, "apply: the table (", table.describe(),
+                      ") is not the one this storage was created for");
+  const KvAppendStep& s = table.step();
+  QWEN3VL_RETURN_IF_ERROR(check_source(k, v, s.ragged));
+  if (k.shape[s.ragged ? 0 : 1] != s.rows)
+    return make_error(StatusCode::kShapeMismatch, "k.shape = ", k.shape_string(), ": the step appends ",
+                      s.rows, s.ragged ? " rows in all" : " tokens to every sequence");
+  // Copy-on-write copies first: they fill the new blocks (and restart the copies' bounds).
+  QWEN3VL_RETURN_IF_ERROR(run(s.copies, k_, v_, stream));
+  return run(s.writes, as_rank4(k), as_rank4(v), stream);
+}
+
+Status KvLayerStorage::copy(const std::vector<KvRun>& runs, void* stream) const {
+  if (!ops_) return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  return run(runs, k_, v_, stream);
+}
+
+KvCacheView KvLayerStorage::view(const KvPageTable& table) const {
+  KvCacheView view;
+  view.layout = config_.layout;
+  view.k = k_;
+  view.v = v_;
+  const std::vector<int32_t>& lens = table.visible_lengths();
+  // Views are non-const; kernels only read them.
+  view.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens.data()), DType::kI32, {config_.batch});
+  if (config_.layout == KvLayout::kPaged)
+    view.block_table = TensorView::contiguous(const_cast<int32_t*>(table.block_table().data()),
+                                              DType::kI32, {config_.batch, config_.max_blocks});
+  view.max_seq_len = table.visible_max_length();
+  return view;
+}
+
+KvCacheView KvLayerStorage::device_view(const KvPageTable& table) const {
+  const KvCacheView host = view(table);
+  if (k_.device == Device::kCPU || table.mirror() == nullptr) return host;
+  return table.mirror()->device_view(host);
+}
+
+}  // namespace qwen3vl

@@ -1,0 +1,143 @@
+// Three text layers over one KvPageTable (a model's shared table, a storage per layer, one append
+// step per forward pass) give exactly what the same layers give over a KvCache each: prefill, then
+// decode steps, paged and contiguous. Each decode step makes one decode plan for all layers; a
+// layer error inside a step, then abort(), leaves the table as it was.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "layer_support.hpp"
+
+namespace qwen3vl {
+namespace {
+
+constexpr int64_t kHidden = 64, kHeads = 4, kKvHeads = 2, kDim = 32;
+constexpr int kLayers = 3;
+
+layers::TextAttentionConfig config() {
+  layers::TextAttentionConfig c;
+  c.hidden_size = kHidden;
+  c.num_heads = kHeads;
+  c.num_kv_heads = kKvHeads;
+  c.head_dim = kDim;
+  c.mrope_section = {6, 5, 5};
+  c.max_position = 4096;
+  c.options.cpu.num_threads = 2;
+  return c;
+}
+
+KvCacheConfig cache_config(KvLayout layout, int64_t batch, int64_t max_len) {
+  KvCacheConfig c;
+  c.layout = layout;
+  c.batch = batch;
+  c.kv_heads = kKvHeads;
+  c.head_dim = kDim;
+  c.dtype = DType::kF32;
+  c.max_len = max_len;
+  c.block_size = 16;
+  c.max_blocks = (max_len + 15) / 16;
+  c.num_blocks = batch * c.max_blocks + 2;
+  return c;
+}
+
+struct StepOutputs {
+  std::vector<Tensor> outputs;  // per layer
+};
+
+// The layers one after another on one hidden state each (every layer sees the same input: the
+// test is about the cache, not the residual stream).
+StepOutputs model_step(const std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>>& ls, KvPageTable& table,
+               const std::vector<KvLayerStorage>& storage, const TensorView& x) {
+  StepOutputs r;
+  const int64_t B = x.shape[0], L = x.shape[1];
+  throw_if_error(table.begin_append(L));
+  for (int l = 0; l < kLayers; ++l) {
+    r.outputs.emplace_back(DType::kF32, std::vector<int64_t>{B, L, kHidden});
+    const layers::TextAttentionInputs in{x, {}, {}};
+    const layers::TextAttentionOutputs out{r.outputs.back().view(), {}};
+    std::vector<char> ws(ls[l]->workspace_size(in, &table, &storage[l], out));
+    EXPECT_GT(ws.size(), 0u);
+    throw_if_error(ls[l]->forward(in, &table, &storage[l], out, Workspace{ws.data(), ws.size()}));
+  }
+  throw_if_error(table.commit());
+  return r;
+}
+
+class TextModel : public ::testing::TestWithParam<KvLayout> {};
+
+TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
+  const KvLayout layout = GetParam();
+  const int64_t B = 2, prefill = 19, steps = 5, max_len = 40;
+  std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>> ls;
+  std::vector<testing::TextWeights> weights;
+  for (int l = 0; l < kLayers; ++l) weights.emplace_back(kHidden, kHeads, kKvHeads, kDim, 100 + 10 * l);
+  for (int l = 0; l < kLayers; ++l) ls.push_back(layers::Qwen3VLTextAttention::create(config(), weights[l].views(), l));
+
+  const KvCacheConfig cc = cache_config(layout, B, max_len);
+  KvTableConfig tc;
+  tc.layout = cc.layout;
+  tc.batch = cc.batch;
+  tc.max_len = cc.max_len;
+  tc.num_blocks = cc.num_blocks;
+  tc.block_size = cc.block_size;
+  tc.max_blocks = cc.max_blocks;
+  KvPageTable table;
+  ASSERT_TRUE(KvPageTable::create(tc, &table).ok());
+  std::vector<Tensor> k, v;
+  std::vector<KvLayerStorage> storage(kLayers);
+  std::vector<KvCache> caches(kLayers);
+  std::vector<Tensor> ck, cv;
+  for (int l = 0; l < kLayers; ++l) {
+    k.emplace_back(DType::kF32, kv_storage_shape(cc));
+    v.emplace_back(DType::kF32, kv_storage_shape(cc));
+    ck.emplace_back(DType::kF32, kv_storage_shape(cc));
+    cv.emplace_back(DType::kF32, kv_storage_shape(cc));
+  }
+  for (int l = 0; l < kLayers; ++l) {
+    ASSERT_TRUE(KvLayerStorage::create(&table, k[l].view(), v[l].view(), {}, &storage[l]).ok());
+    ASSERT_TRUE(KvCache::create(cc, ck[l].view(), cv[l].view(), &caches[l]).ok());
+  }
+
+  Tensor x(DType::kF32, {B, prefill + steps, kHidden});
+  x.fill_uniform(5);
+  for (int64_t at = 0; at < prefill + steps;) {
+    const int64_t n = at == 0 ? prefill : 1;
+    const TensorView xs = testing::token_slice(x, 1, at, n);
+    const uint64_t plans = detail::decode_plan_count();
+    const StepOutputs shared = model_step(ls, table, storage, xs);
+    if (at > 0) EXPECT_EQ(detail::decode_plan_count() - plans, 1u) << "one decode plan a step, for every layer";
+    for (int l = 0; l < kLayers; ++l) {
+      const Tensor alone = (*ls[l])(xs, {}, {}, &caches[l]).output;
+      ASSERT_EQ(std::memcmp(shared.outputs[l].view().data, alone.view().data,
+                            static_cast<size_t>(alone.bytes())),
+                0)
+          << "layer " << l << " tokens " << at << ".." << at + n;
+      ASSERT_EQ(table.lengths(), caches[l].lengths());
+    }
+    at += n;
+  }
+
+  // A layer error inside a step: abort() leaves the table as it was, and the model goes on.
+  const std::vector<int32_t> lens = table.lengths(), blocks = table.block_table();
+  ASSERT_TRUE(table.begin_append(1).ok());
+  Tensor out(DType::kF32, {B, 1, kHidden});
+  const layers::TextAttentionInputs in{testing::token_slice(x, 1, 0, 1), {}, {}};
+  std::vector<char> ws(ls[0]->workspace_size(in, &table, &storage[0], {out.view(), {}}));
+  ASSERT_TRUE(ls[0]->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()}).ok());
+  Tensor wrong(DType::kF32, {B, 2, kHidden});  // two tokens in a one-token step
+  const layers::TextAttentionInputs bad{wrong.view(), {}, {}};
+  EXPECT_FALSE(ls[1]->forward(bad, &table, &storage[1], {wrong.view(), {}}, Workspace{ws.data(), ws.size()}).ok());
+  ASSERT_TRUE(table.abort().ok());
+  EXPECT_EQ(table.lengths(), lens);
+  EXPECT_EQ(table.block_table(), blocks);
+  // Without an open step the model form refuses to run.
+  EXPECT_EQ(ls[0]->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()}).code(),
+            StatusCode::kInvalidArgument);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, TextModel, ::testing::Values(KvLayout::kPaged, KvLayout::kContiguous));
+
+}  // namespace
+}  // namespace qwen3vl
