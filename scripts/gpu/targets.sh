@@ -36,7 +36,7 @@
 #       last (median over rounds with the min-max spread) and writes targets.jsonl and
 #       recorded.new.json. Each step gets at most 120 s and none runs past --limit-s (default 480)
 #       from the first step: a step with under 30 s left is skipped. Every step with a baseline at
-#       the default 5 rounds takes more than one call: split them with --steps.
+#       the default 5 rounds may not fit one call: split them with --steps.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 carry=${QWEN3VL_TARGETS_CARRY:-$root/build-targets-carry}
