@@ -22,7 +22,6 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <sstream>
 #include <thread>
 #include <vector>
 

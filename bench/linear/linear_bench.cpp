@@ -3,7 +3,6 @@
 // O(N)) and the N from which linear is faster. CPU here, CUDA in linear_bench_cuda.cpp.
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
