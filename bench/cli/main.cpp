@@ -1,162 +1,58 @@
-// qwen3vl-attn-bench: every built (variant, device) on the Qwen3-VL workload (or one shape given by
-// flags), timed, checked against the float64 reference on sampled rows, and quoted against the
-// sgemm rate of the same device measured in the same run.
-#include <algorithm>
+// qwen3vl-attn-bench: the project's one benchmark driver. The first argument names a routine
+// (prefill, decode, ...), the rest are that routine's flags; see routines.hpp and --help.
 #include <iostream>
-#include <map>
+#include <string>
+#include <vector>
 
-#include "../common/device_run.hpp"
-#include "qwen3vl/hardware/hardware_info.hpp"
-#include "options.hpp"
-#include "report.hpp"
-#include "run_case.hpp"
+#include "routines.hpp"
 
 namespace qwen3vl::bench {
+
+const std::vector<Routine>& routines() {
+  static const std::vector<Routine> all = {
+      {"prefill", "the variants on the Qwen3-VL workload vs sgemm, checked vs float64 (CPU, CUDA)",
+       prefill_routine},
+      {"cuda-prefill", "CUDA prefill target shapes and block-sparse vs cuBLAS SGEMM (CUDA builds)",
+       cuda_prefill_routine},
+      {"decode", "decode against a long KV cache vs the copy bandwidth of the same run (CPU, CUDA)",
+       decode_routine},
+      {"quest", "Quest page selection vs dense decode: time and recall (CPU, CUDA)", quest_routine},
+      {"rope", "fused q+k RoPE vs a copy of the same bytes (CPU, CUDA)", rope_routine},
+      {"moh", "mixture-of-heads at 25-100% of the heads vs dense flash2 (CPU, CUDA)", moh_routine},
+      {"linear", "causal linear attention vs flash2 over N: scaling and crossover (CPU, CUDA)",
+       linear_routine},
+      {"layer", "one Qwen3-VL text attention layer, prefill and decode, time split (CPU)",
+       layer_routine},
+      {"dynamic-sparse",
+       "dynamic sparse prefill vs dense flash2: time, density, recall (CPU, CUDA)",
+       dynamic_sparse_routine},
+      {"block-sparse", "block-sparse at 100/50/10/5% density vs dense flash2 (CPU)",
+       block_sparse_routine},
+      {"static-sparse", "each static-sparse pattern vs dense flash2 (CPU)", static_sparse_routine},
+  };
+  return all;
+}
+
 namespace {
 
-constexpr int kUsageError = 2;
-
-int usage_error(const Status& status) {
-  std::cerr << "qwen3vl-attn-bench: " << status.to_string() << "\n";
-  return kUsageError;
-}
-
-// The variants that compute exact dense attention: what --variant all runs. The others compute
-// something else on purpose (a pattern, a routing, a kernel feature map); naming one runs it with
-// the inputs it needs and checks it against its own oracle (variant_inputs.hpp).
-bool computes_dense_attention(Variant v) {
-  return v == Variant::kStandard || v == Variant::kFlash2 || v == Variant::kSm61Tiled;
-}
-
-bool contains(const std::vector<Device>& devices, Device d) {
-  return std::find(devices.begin(), devices.end(), d) != devices.end();
-}
-
-// The (variant, device) pairs the flags ask for; a named pair that is not built is the selector's
-// error, never a silent substitute.
-Status resolve_targets(const CliOptions& o, std::vector<Target>* out) {
-  const auto built = Selector::built();
-  std::vector<Device> devices;
-  if (o.device == "all") {
-    // "all" means every device built *and present*: a CUDA build on a machine without a GPU
-    // still benchmarks its CPU variants (--device cuda asks for the GPU and fails without one).
-    const bool gpu_present = !HardwareInfo::current().gpus.empty();
-    for (const auto& pair : built)
-      if (!contains(devices, pair.second) && (pair.second != Device::kCUDA || gpu_present))
-        devices.push_back(pair.second);
-    if (!gpu_present && std::any_of(built.begin(), built.end(),
-                                    [](const auto& p) { return p.second == Device::kCUDA; }))
-      std::cerr << "qwen3vl-attn-bench: CUDA variants are built but no CUDA device is visible; "
-                   "benchmarking the CPU only\n";
-  } else {
-    devices.push_back(o.device == "cuda" ? Device::kCUDA : Device::kCPU);
+std::string driver_help() {
+  std::string text =
+      "usage: qwen3vl-attn-bench ROUTINE [--flag value ...]\n"
+      "       qwen3vl-attn-bench ROUTINE --help\n\n"
+      "Routines:\n";
+  for (const Routine& r : routines()) {
+    std::string name = "  " + std::string(r.name);
+    name.resize(18, ' ');
+    text += name + r.summary + "\n";
   }
-  if (o.variant == "all") {
-    for (const auto& [variant, device] : built)
-      if (contains(devices, device) && computes_dense_attention(variant))
-        out->push_back({variant, device});
-    if (out->empty()) {
-      std::string list;
-      for (const auto& [variant, device] : built)
-        list += (list.empty() ? "" : ", ") + std::string(to_string(variant)) + "(" +
-                to_string(device) + ")";
-      return make_error(StatusCode::kNotImplemented, "--device = ", o.device,
-                        ": no variant is built for it (built: ", list, ")");
-    }
-    return Status();
-  }
-  Variant variant = Variant::kAuto;
-  QWEN3VL_RETURN_IF_ERROR(parse_variant(o.variant, &variant));
-  for (Device device : devices) {
-    const bool is_built =
-        std::find(built.begin(), built.end(), std::make_pair(variant, device)) != built.end();
-    if (variant == Variant::kAuto || is_built) out->push_back({variant, device});
-  }
-  if (out->empty()) {  // let the selector name what is missing
-    AttentionConfig config;
-    config.variant = variant;
-    config.device = o.device == "cuda" ? Device::kCUDA : Device::kCPU;
-    std::unique_ptr<Attention> attention;
-    QWEN3VL_RETURN_IF_ERROR(Selector::try_create(config, 0, &attention));
-    out->push_back({variant, config.device});
-  }
-  return Status();
-}
-
-int run(const CliOptions& o) {
-  std::vector<Target> targets;
-  if (Status s = resolve_targets(o, &targets); !s.ok()) return usage_error(s);
-  RunSettings settings;
-  settings.threads = o.threads > 0 ? o.threads : CpuInfo::current().physical_cores;
-  settings.isa = o.isa;
-  settings.repeats = o.repeats;
-  settings.variant = o.variant_flags;
-  const std::vector<WorkloadCase> cases =
-      o.custom_shape() ? std::vector<WorkloadCase>{{"custom", custom_spec(o)}}
-                       : qwen3vl_workload(o.dtype);
-
-  // Every target must build (a bad --isa, a variant not built) before any time is spent.
-  for (const Target& t : targets) {
-    std::unique_ptr<Attention> attention;
-    if (Status s = create_variant(make_config(t, cases[0].spec, settings), &attention);
-        !s.ok())
-      return usage_error(s);
-  }
-
-  ReportContext context;
-  context.repeats = settings.repeats;
-  context.sampled_rows = settings.sampled_rows;
-  std::map<Device, SgemmRate> anchors;  // one sgemm rate per device, measured before any kernel
-  for (const Target& t : targets) {
-    if (anchors.count(t.device)) continue;
-    std::cerr << "measuring sgemm on " << to_string(t.device) << " ...\n";
-    SgemmRate rate;
-    if (Status s = measure_sgemm(t.device, settings.threads, &rate); !s.ok()) {
-      std::cerr << "qwen3vl-attn-bench: sgemm on " << to_string(t.device) << ": " << s.to_string()
-                << "\n";
-      return 1;
-    }
-    anchors[t.device] = rate;
-    context.sgemm.push_back({to_string(t.device), rate});
-  }
-
-  std::vector<CaseResult> results;
-  int failures = 0;
-  for (const WorkloadCase& c : cases) {
-    context.has_vision |= !c.spec.varlen_q.empty();
-    testing::Problem problem(c.spec);
-    for (const Target& t : targets) {
-      std::cerr << to_string(t.variant) << "/" << to_string(t.device) << " " << c.label << " ("
-                << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... "
-                << std::flush;
-      CaseResult r;
-      const Status s = run_case(t, c, &problem, settings, anchors.at(t.device), &r);
-      if (s.code() == StatusCode::kUnsupported) {
-        std::cerr << "skipped: " << s.message() << "\n";
-        continue;
-      }
-      if (!s.ok()) {
-        std::cerr << "FAILED: " << s.to_string() << "\n";
-        ++failures;
-        continue;
-      }
-      std::cerr << r.ms << " ms, max rel err " << r.max_rel_err
-                << (r.accurate ? "\n" : " ABOVE TOLERANCE\n");
-      failures += r.accurate ? 0 : 1;
-      results.push_back(r);
-    }
-  }
-
-  if (o.json) {
-    print_json(std::cout, results);
-  } else {
-    const CpuInfo& cpu = CpuInfo::current();
-    std::cout << "machine: " << cpu.brand << ", " << cpu.physical_cores << " physical / "
-              << cpu.logical_cores << " logical cores; kernels and sgemm on " << settings.threads
-              << " threads\n\n";
-    print_table(std::cout, results, context);
-  }
-  return failures ? 1 : 0;
+  text +=
+      "\nEvery routine takes --json FILE and --csv FILE (- = stdout; the routine's table then "
+      "goes\n"
+      "to stderr): the rows it printed, with the machine (CPU model, cores, ISA; GPU name and\n"
+      "driver), the commit (git describe at configure time) and the date.\n"
+      "Exit status: 0 ok, 1 a run failed or missed its check, 2 bad arguments or something this\n"
+      "build or machine lacks.\n";
+  return text;
 }
 
 }  // namespace
@@ -164,17 +60,16 @@ int run(const CliOptions& o) {
 
 int main(int argc, char** argv) {
   using namespace qwen3vl::bench;
-  CliOptions options;
-  if (const qwen3vl::Status s = parse_cli({argv + 1, argv + argc}, &options); !s.ok())
-    return usage_error(s);
-  if (options.help) {
-    std::cout << cli_help();
-    return 0;
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << driver_help();
+    return args.empty() ? kExitUsage : 0;
   }
-  try {
-    return run(options);
-  } catch (const std::exception& e) {
-    std::cerr << "qwen3vl-attn-bench: " << e.what() << "\n";
-    return 1;
-  }
+  for (const Routine& r : routines())
+    if (args[0] == r.name) return r.run({args.begin() + 1, args.end()});
+  std::string names;
+  for (const Routine& r : routines()) names += (names.empty() ? "" : ", ") + std::string(r.name);
+  std::cerr << "qwen3vl-attn-bench: unknown routine '" << args[0] << "': allowed " << names
+            << " (see --help)\n";
+  return kExitUsage;
 }

@@ -1,4 +1,5 @@
-// Command-line flags of qwen3vl-attn-bench.
+// Flags of the prefill routine of qwen3vl-attn-bench (the CPU/CUDA variants on the Qwen3-VL
+// workload).
 #pragma once
 
 #include <cstdint>
@@ -6,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/args.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/cpu/isa.hpp"
 #include "support/problem.hpp"
@@ -24,21 +26,22 @@ struct CliOptions {
   CpuIsa isa = CpuIsa::kAuto;
   int repeats = 5;
   VariantFlags variant_flags;  // --block-density, --block-size, --moh-top-k, --moh-shared-heads
-  bool json = false;
-  bool help = false;
 
   bool custom_shape() const {
     return batch || seq || seq_q || seq_k || heads || kv_heads || head_dim || causal;
   }
 };
 
-// Parses argv[1..]; an unknown flag, a missing or malformed value, or a shape whose KV heads do
-// not divide its query heads is an error naming the flag, its value and what is allowed.
-Status parse_cli(const std::vector<std::string>& args, CliOptions* out);
+// Declares the routine's flags on `parser`, writing into `options` (which must outlive it).
+void add_prefill_flags(ArgParser* parser, CliOptions* options);
+
+// After parsing: a shape whose KV heads do not divide its query heads is an error naming both.
+Status check_prefill_options(const CliOptions& options);
 
 // The one problem the shape flags describe (defaults: the text prefill shape at 1024).
 testing::ProblemSpec custom_spec(const CliOptions& options);
 
-std::string cli_help();
+// What the routine measures, for --help.
+const char* prefill_about();
 
 }  // namespace qwen3vl::bench

@@ -17,25 +17,6 @@ std::string format(const char* fmt, double x) {
 
 std::string mib(size_t bytes) { return format("%.1f MiB", static_cast<double>(bytes) / (1 << 20)); }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_number(double x) { return std::isfinite(x) ? format("%.6g", x) : "null"; }
-
 }  // namespace
 
 void print_table(std::ostream& os, const std::vector<CaseResult>& results, const ReportContext& c) {
@@ -68,24 +49,27 @@ void print_table(std::ostream& os, const std::vector<CaseResult>& results, const
           "clip).\n";
 }
 
-void print_json(std::ostream& os, const std::vector<CaseResult>& results) {
-  os << "[";
-  for (size_t n = 0; n < results.size(); ++n) {
-    const CaseResult& r = results[n];
-    os << (n ? ",\n " : "\n ") << "{\"variant\": " << json_string(r.variant)
-       << ", \"device\": " << json_string(r.device) << ", \"dtype\": " << json_string(r.dtype)
-       << ", \"batch\": " << r.batch << ", \"seq_q\": " << r.seq_q << ", \"seq_k\": " << r.seq_k
-       << ", \"heads\": " << r.heads << ", \"kv_heads\": " << r.kv_heads
-       << ", \"head_dim\": " << r.head_dim << ", \"causal\": " << (r.causal ? "true" : "false")
-       << ", \"threads\": " << r.threads << ", \"ms\": " << json_number(r.ms)
-       << ", \"gflops\": " << json_number(r.gflops)
-       << ", \"sgemm_gflops\": " << json_number(r.sgemm_gflops)
-       << ", \"ratio_to_sgemm\": " << json_number(r.ratio_to_sgemm)
-       << ", \"max_rel_err\": " << json_number(r.max_rel_err)
-       << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"isa\": " << json_string(r.arch)
-       << ", \"sgemm_source\": " << json_string(r.sgemm_source) << "}";
-  }
-  os << (results.empty() ? "]\n" : "\n]\n");
+void add_rows(Report* report, const std::vector<CaseResult>& results) {
+  for (const CaseResult& r : results)
+    report->add({{"variant", r.variant},
+                 {"device", r.device},
+                 {"dtype", r.dtype},
+                 {"batch", r.batch},
+                 {"seq_q", r.seq_q},
+                 {"seq_k", r.seq_k},
+                 {"heads", r.heads},
+                 {"kv_heads", r.kv_heads},
+                 {"head_dim", r.head_dim},
+                 {"causal", r.causal},
+                 {"threads", r.threads},
+                 {"ms", r.ms},
+                 {"gflops", r.gflops},
+                 {"sgemm_gflops", r.sgemm_gflops},
+                 {"ratio_to_sgemm", r.ratio_to_sgemm},
+                 {"max_rel_err", r.max_rel_err},
+                 {"workspace_bytes", r.workspace_bytes},
+                 {"isa", r.arch},
+                 {"sgemm_source", r.sgemm_source}});
 }
 
 }  // namespace qwen3vl::bench

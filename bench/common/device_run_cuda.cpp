@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "cuda_timing.hpp"
 #include "device_run.hpp"
 #include "timing.hpp"
 
@@ -50,15 +51,11 @@ size_t extent_bytes(const TensorView& t) {
 class CudaRun final : public DeviceRun {
  public:
   ~CudaRun() override {
-    if (start_) cudaEventDestroy(start_);
-    if (stop_) cudaEventDestroy(stop_);
     if (stream_) cudaStreamDestroy(stream_);
   }
 
   Status init(const testing::Problem& host) {
     QWEN3VL_BENCH_CUDA_CHECK(cudaStreamCreate(&stream_));
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&start_));
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&stop_));
     AttentionShape s;
     QWEN3VL_RETURN_IF_ERROR(validate(host.params, &s));
     params_ = host.params;
@@ -84,19 +81,7 @@ class CudaRun final : public DeviceRun {
 
   Status time(const std::function<Status()>& call, int warmup, int repeats,
               std::vector<double>* ms) override {
-    for (int r = 0; r < warmup; ++r) QWEN3VL_RETURN_IF_ERROR(call());
-    QWEN3VL_BENCH_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    ms->clear();
-    for (int r = 0; r < repeats; ++r) {
-      QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(start_, stream_));
-      QWEN3VL_RETURN_IF_ERROR(call());
-      QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(stop_, stream_));
-      QWEN3VL_BENCH_CUDA_CHECK(cudaEventSynchronize(stop_));
-      float elapsed = 0.0f;
-      QWEN3VL_BENCH_CUDA_CHECK(cudaEventElapsedTime(&elapsed, start_, stop_));
-      ms->push_back(elapsed);
-    }
-    return Status();
+    return cuda_event_samples(stream_, warmup, repeats, 1, call, ms);
   }
 
   Status fetch_output(testing::Problem* host) override {
@@ -125,15 +110,10 @@ class CudaRun final : public DeviceRun {
   std::vector<DevicePtr> buffers_;
   DevicePtr workspace_;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
 
 // One cuBLAS SGEMM size: C = A B on n x n fp32 matrices, timed with events.
 struct CublasSgemm {
-  ~CublasSgemm() {
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-  }
   Status init(int64_t size) {
     n = size;
     const size_t elements = static_cast<size_t>(n * n);
@@ -146,27 +126,26 @@ struct CublasSgemm {
       QWEN3VL_BENCH_CUDA_CHECK(
           cudaMemcpy(m->get(), host.data(), elements * sizeof(float), cudaMemcpyHostToDevice));
     }
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&start));
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventCreate(&stop));
     return Status();
   }
   Status run(cublasHandle_t handle, double* gflops) {
     const float one = 1.0f, zero = 0.0f;
     const int m = static_cast<int>(n);
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(start));
-    QWEN3VL_BENCH_CUBLAS_CHECK(cublasSgemm(
-        handle, CUBLAS_OP_N, CUBLAS_OP_N, m, m, m, &one, static_cast<const float*>(a.get()), m,
-        static_cast<const float*>(b.get()), m, &zero, static_cast<float*>(c.get()), m));
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventRecord(stop));
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0.0f;
-    QWEN3VL_BENCH_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    *gflops = 2.0 * static_cast<double>(n) * n * n / (ms * 1e6);
+    std::vector<double> ms;
+    QWEN3VL_RETURN_IF_ERROR(cuda_event_samples(
+        nullptr, 0, 1, 1,
+        [&]() -> Status {
+          QWEN3VL_BENCH_CUBLAS_CHECK(cublasSgemm(
+              handle, CUBLAS_OP_N, CUBLAS_OP_N, m, m, m, &one, static_cast<const float*>(a.get()),
+              m, static_cast<const float*>(b.get()), m, &zero, static_cast<float*>(c.get()), m));
+          return Status();
+        },
+        &ms));
+    *gflops = 2.0 * static_cast<double>(n) * n * n / (ms[0] * 1e6);
     return Status();
   }
   int64_t n = 0;
   DevicePtr a, b, c;
-  cudaEvent_t start = nullptr, stop = nullptr;
 };
 
 }  // namespace

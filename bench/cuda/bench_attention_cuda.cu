@@ -1,32 +1,26 @@
-// qwen3vl-cuda-bench: GFLOP/s of the CUDA variants on the prefill shapes of the project's CUDA
-// targets (batch 1, 32 heads, head_dim 128, N 1024 / 4096 / 16384, causal and not, fp32 and fp16
-// storage; the vision shape: 16 heads, head_dim 72, packed frames), next to cuBLAS SGEMM (fp32,
-// TF32 off) measured in the same process. Prints a table and writes one JSON object per line to
-// --json FILE.
-// --block-sparse runs the block-sparse cases instead: N 16384, D 128, 32 query / 8 KV heads, fp32
-// and fp16 storage, dense flash2 then block_sparse on random 64x64 layouts (one per KV head, the
-// diagonal block kept) at densities 50/10/5%, with the dense/sparse time ratio.
+// qwen3vl-attn-bench cuda-prefill: GFLOP/s of the CUDA variants on the prefill shapes of the
+// project's CUDA targets (batch 1, 32 heads, head_dim 128, N 1024 / 4096 / 16384, causal and not,
+// fp32 and fp16 storage; the vision shape: 16 heads, head_dim 72, packed frames), next to cuBLAS
+// SGEMM (fp32, TF32 off) measured in the same process. --block-sparse runs the block-sparse cases
+// instead: N 16384, D 128, 32 query / 8 KV heads, fp32 and fp16 storage, dense flash2 then
+// block_sparse on random 64x64 layouts (one per KV head, the diagonal block kept) at densities
+// 50/10/5%, with the dense/sparse time ratio.
 //
 // Timing: every figure (attention and SGEMM alike) is the median of event-timed single calls on
-// stream 0 outside any graph, after untimed warm-ups; scripts/gpu/sdpa_bench.py times PyTorch the
-// same way.
-//
-// Usage: qwen3vl-cuda-bench [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard]
-//                           [--reps N] [--filter TEXT[,TEXT...]]   (cases whose name contains one)
-//                           [--dtypes f32,f16[,bf16]] [--seqs 1024,4096,16384]
-//                           [--kv-heads N]   (text shapes with N KV heads: GQA; 0 = 32, MHA)
-//                           [--block-sparse] [--help]
+// stream 0 outside any graph, after untimed warm-ups (bench/common/cuda_timing.hpp);
+// scripts/gpu/sdpa_bench.py times PyTorch the same way.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli/routines.hpp"
+#include "common/cuda_timing.hpp"
 #include "common/device_run.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
@@ -146,37 +140,14 @@ struct Inputs {
   }
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-struct EventPair {
-  cudaEvent_t start = nullptr, stop = nullptr;
-  ~EventPair() {
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-  }
-};
-
 // Median milliseconds of `reps` forward calls after two warm-ups, timed with events.
 Status time_case(const Attention& attn, const Inputs& in, int reps, double* ms) {
   QWEN3VL_RETURN_IF_ERROR(attn.supports(in.params));
   DeviceBuffer ws(attn.workspace_size(in.params));
   const Workspace w{ws.data(), ws.bytes()};
-  EventPair ev;
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&ev.start));
-  QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreate(&ev.stop));
   std::vector<double> times;
-  for (int r = 0; r < reps + 2; ++r) {
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(ev.start));
-    QWEN3VL_RETURN_IF_ERROR(attn.forward(in.params, w, nullptr));
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(ev.stop));
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(ev.stop));
-    float elapsed = 0.0f;
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&elapsed, ev.start, ev.stop));
-    if (r >= 2) times.push_back(elapsed);
-  }
+  QWEN3VL_RETURN_IF_ERROR(cuda_event_samples(
+      nullptr, 2, reps, 1, [&] { return attn.forward(in.params, w, nullptr); }, &times));
   *ms = median(times);
   return Status();
 }
@@ -235,68 +206,10 @@ std::vector<Case> cases(const CaseOptions& o) {
   return all;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream list(text);
-  for (std::string item; std::getline(list, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  return items;
-}
-
-const char* const kUsage =
-    "usage: %s [--quick] [--json FILE] [--variants flash2,sm61_tiled,standard] [--reps N]\n"
-    "          [--filter a,b] [--dtypes f32,f16,bf16] [--seqs 1024,4096,16384] [--kv-heads N]\n"
-    "          [--block-sparse] [--help]\n"
-    "Each figure (attention and cuBLAS SGEMM) is the median of event-timed single calls outside\n"
-    "any graph, after warm-ups; --kv-heads sets the text shapes' KV heads (0: MHA).\n";
-
-int run(int argc, char** argv) {
-  CaseOptions case_options;
-  bool block_sparse = false;
-  int reps = 10;
-  std::string json_path;
-  std::string variant_list = "flash2,sm61_tiled,standard";
-  std::vector<std::string> filters;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--quick") {
-      case_options.quick = true;
-    } else if (a == "--help" || a == "-h") {
-      std::printf(kUsage, argv[0]);
-      return 0;
-    } else if (a == "--dtypes" && i + 1 < argc) {
-      case_options.dtypes.clear();
-      for (const std::string& d : split_list(argv[++i])) {
-        if (d == "f32") case_options.dtypes.push_back(DType::kF32);
-        else if (d == "f16") case_options.dtypes.push_back(DType::kF16);
-        else if (d == "bf16") case_options.dtypes.push_back(DType::kBF16);
-        else {
-          std::fprintf(stderr, "--dtypes %s: allowed f32, f16, bf16\n", d.c_str());
-          return 2;
-        }
-      }
-    } else if (a == "--seqs" && i + 1 < argc) {
-      for (const std::string& n : split_list(argv[++i])) case_options.seqs.push_back(std::atoll(n.c_str()));
-    } else if (a == "--kv-heads" && i + 1 < argc) {
-      case_options.kv_heads = std::max(0, std::atoi(argv[++i]));
-    } else if (a == "--block-sparse") {
-      block_sparse = true;
-    } else if (a == "--json" && i + 1 < argc) {
-      json_path = argv[++i];
-    } else if (a == "--variants" && i + 1 < argc) {
-      variant_list = argv[++i];
-    } else if (a == "--filter" && i + 1 < argc) {
-      filters = split_list(argv[++i]);
-    } else if (a == "--reps" && i + 1 < argc) {
-      reps = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "unknown argument '%s'\n", a.c_str());
-      std::fprintf(stderr, kUsage, argv[0]);
-      return 2;
-    }
-  }
+int run(const CaseOptions& case_options, bool block_sparse, int reps,
+        std::string variant_list, const std::vector<std::string>& filters,
+        Report* report) {
   std::vector<std::unique_ptr<Attention>> variants;
-  if (block_sparse) variant_list = "flash2,block_sparse";
   std::stringstream names(variant_list);
   for (std::string name; std::getline(names, name, ',');) {
     Variant v;
@@ -323,11 +236,9 @@ int run(int argc, char** argv) {
   std::printf("# device: %s (sm_%d%d, %d SMs)\n# sgemm: %s, n=%lld: %.1f GFLOP/s\n", prop.name,
               prop.major, prop.minor, prop.multiProcessorCount, sgemm.source.c_str(),
               static_cast<long long>(sgemm.n), sgemm.gflops);
-  std::ofstream json;
-  if (!json_path.empty()) json.open(json_path);
-  if (json)
-    json << "{\"kind\":\"sgemm\",\"device\":\"" << prop.name << "\",\"n\":" << sgemm.n
-         << ",\"gflops\":" << sgemm.gflops << "}\n";
+  report->context("sgemm_gflops", sgemm.gflops);
+  report->context("sgemm_n", sgemm.n);
+  report->context("sgemm_source", sgemm.source);
   std::printf("%-40s %-12s %10s %10s %8s %9s\n", "case", "variant", "ms", "GFLOP/s", "/sgemm",
               block_sparse ? "dense/bsr" : "");
   double dense_ms = 0.0;  // --block-sparse: the last dense case's time
@@ -356,14 +267,13 @@ int run(int argc, char** argv) {
                   gflops / sgemm.gflops);
       if (layout) std::printf(" %8.2fx  (density %.4f)", speedup, in.density);
       std::printf("\n");
-      if (json)
-        json << "{\"kind\":\"attention\",\"case\":\"" << c.name() << "\",\"shape\":\"" << c.shape
-             << "\",\"variant\":\"" << vname << "\",\"dtype\":\"" << to_string(c.dtype)
-             << "\",\"causal\":" << (c.causal ? "true" : "false") << ",\"heads\":" << c.heads
-             << ",\"head_dim\":" << c.head_dim << ",\"seq\":" << c.seq << ",\"frames\":" << c.frames
-             << ",\"ms\":" << ms << ",\"gflops\":" << gflops
-             << ",\"ratio_sgemm\":" << gflops / sgemm.gflops << ",\"kv_heads\":" << c.kv()
-             << ",\"density\":" << in.density << ",\"dense_over_sparse\":" << speedup << "}\n";
+      report->add({{"case", c.name()}, {"shape", c.shape}, {"variant", vname},
+                   {"dtype", to_string(c.dtype)}, {"causal", c.causal}, {"heads", c.heads},
+                   {"kv_heads", c.kv()}, {"head_dim", c.head_dim}, {"seq", c.seq},
+                   {"frames", c.frames}, {"ms", ms}, {"gflops", gflops},
+                   {"ratio_sgemm", gflops / sgemm.gflops},
+                   {"density", layout ? Value(in.density) : Value()},
+                   {"dense_over_sparse", layout ? Value(speedup) : Value()}});
       std::fflush(stdout);
     }
   }
@@ -373,11 +283,42 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace qwen3vl::bench
 
-int main(int argc, char** argv) {
-  try {
-    return qwen3vl::bench::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qwen3vl-cuda-bench: %s\n", e.what());
-    return 1;
-  }
+namespace qwen3vl::bench {
+
+int cuda_prefill_routine(const std::vector<std::string>& args) {
+  CaseOptions case_options;
+  bool block_sparse = false;
+  int reps = 10;
+  std::vector<std::string> variants = {"flash2", "sm61_tiled", "standard"}, filters,
+                           dtypes = {"f32", "f16"};
+  ArgParser parser("cuda-prefill", R"(GFLOP/s of the CUDA variants on the prefill shapes of the CUDA targets (B 1, 32 heads, D 128,
+N 1024 / 4096 / 16384, causal and not, per storage dtype; the vision shape: 16 heads, D 72, 16
+packed frames of 1024), next to cuBLAS SGEMM (fp32, TF32 off) measured in the same process (was
+qwen3vl-cuda-bench). --block-sparse: N 16384, Hq 32 / Hkv 8, f32 and f16, dense flash2 then
+block_sparse on random 64x64 layouts at 50 / 10 / 5% with the dense/sparse time ratio.
+Every figure (attention and SGEMM) is the median of event-timed single calls on stream 0 outside
+any graph, after 2 warm-ups (standard: 3 calls, skipped where its N^2 scores pass 4 GB).)");
+  parser.add_switch("--quick", &case_options.quick, "N 1024 and 4096 only");
+  parser.add_word_list("--variants", &variants, {"flash2", "sm61_tiled", "standard", "block_sparse"},
+                       "variants to time");
+  parser.add_int("--reps", &reps, 1, 100000, "timed calls");
+  parser.add_word_list("--filter", &filters, {},
+                       "cases whose name contains one of these (e.g. 'D128 N4096 f32,vision')");
+  parser.add_word_list("--dtypes", &dtypes, {"f32", "f16", "bf16"}, "storage dtypes");
+  parser.add_int_list("--seqs", &case_options.seqs, 1, int64_t(1) << 20,
+                      "text N (default 1024,4096,16384; --quick: 1024,4096)");
+  parser.add_int("--kv-heads", &case_options.kv_heads, 0, 1024,
+                 "text shapes' KV heads (0: 32, MHA)");
+  parser.add_switch("--block-sparse", &block_sparse, "the block-sparse cases instead");
+  return run_routine(parser, args, [&](Report& report) {
+    case_options.dtypes.clear();
+    for (const std::string& d : dtypes)
+      case_options.dtypes.push_back(d == "f32" ? DType::kF32 : d == "f16" ? DType::kF16 : DType::kBF16);
+    std::string list;
+    for (const std::string& v : variants) list += (list.empty() ? "" : ",") + v;
+    return run(case_options, block_sparse, reps, block_sparse ? "flash2,block_sparse" : list,
+               filters, &report);
+  });
 }
+
+}  // namespace qwen3vl::bench

@@ -1,18 +1,12 @@
-// qwen3vl-decode-bench: decode attention against a long f16 KV cache (default Hq 32 / Hkv 8 /
+// qwen3vl-attn-bench decode: decode attention against a long f16 KV cache (default Hq 32 / Hkv 8 /
 // D 128, one query row, KV 4096 / 16384 / 65536), reported as K/V bytes read per second and as a
 // fraction of the copy bandwidth measured in the same run (bytes read + written per second).
 //
-//   qwen3vl-decode-bench [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N]
-//                        [--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd]
-//                        [--splits 0] [--rows 1]
-//                        [--batch 1] [--repeats 20] [--huge-pages 1] [--copy-threads fresh|pool]
-//                        [--rotate 1] [--json FILE] [--help]
-//
 // Every ratio divides two figures timed the same way. CUDA: the decode and a 1 GiB
-// device-to-device copy, both as event-timed back-to-back launches outside graphs (ms, copy GB/s,
-// ratio) and both replayed from CUDA graphs (graph ms, graph copy GB/s, graph ratio: ~1.5x high,
-// since a graph's memcpy node copies slower than a direct copy; see decode_bench_cuda.cpp). CPU: wall time of back-to-back calls against std::memcpy over the same
-// threads, alternated round by round.
+// device-to-device copy (one copy kernel, bench/common/copy_kernel.cu), both as event-timed
+// back-to-back launches outside graphs (ms, copy GB/s, ratio) and both replayed from CUDA graphs
+// (graph ms, graph copy GB/s, graph ratio); see decode_bench_cuda.cpp. CPU: wall time of
+// back-to-back calls against std::memcpy over the same threads, alternated round by round.
 //
 // On the CPU the cache and the copy buffers are in 2 MiB pages unless --huge-pages 0: with 4 KiB
 // pages a 256 MiB cache needs 512 KiB of page tables, whose walks then miss the caches.
@@ -28,10 +22,10 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "cli/routines.hpp"
 #include "common/timing.hpp"
 #include "decode_bench.hpp"
 #include "qwen3vl/core/tensor.hpp"
@@ -64,7 +58,7 @@ HostCopy::HostCopy(int64_t bytes, int threads, bool huge_pages)
 // fresh std::threads, so each decode call finds the worker awake, as a model step would after an
 // op on the same pool. With fresh threads the worker sleeps through the copy, and waking it cost
 // 0.3-1 ms a call on the 2-vCPU VM (measured: 2 threads at KV 4096 used 1.2-1.4 CPUs, not 2).
-static bool g_copy_on_pool = false;
+static bool g_copy_on_pool = false;  // --copy-threads pool
 
 double HostCopy::sample_gbps() {
   const int64_t part = bytes_ / threads_;
@@ -196,127 +190,107 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
 
 }  // namespace qwen3vl::bench
 
-namespace {
+namespace qwen3vl::bench {
 
-std::vector<int64_t> parse_list(const char* text) {
-  std::vector<int64_t> values;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) values.push_back(std::atoll(item.c_str()));
-  return values;
-}
-
-int usage(const char* argv0) {
-  std::fprintf(stderr,
-               "usage: %s [--device cpu|cuda] [--lens 4096,16384,65536] [--threads N] "
-               "[--layout paged|contiguous] [--block-size 16] [--kv-order nhd|hnd] [--splits 0] [--rows 1] "
-               "[--batch 1] [--dtype f16|bf16|f32] [--repeats 20] [--huge-pages 1] [--copy-threads fresh|pool] "
-               "[--rotate 1] [--json FILE] [--help]\n"
-               "Each ratio divides two figures timed the same way. cuda: decode and a 1 GiB device copy both\n"
-               "as event-timed back-to-back launches outside graphs (ms, copy GB/s, ratio), and both replayed\n"
-               "from CUDA graphs (graph ms, graph copy GB/s, graph ratio; a graph's memcpy node copies ~1.5x\n"
-               "slower, so quote the event ratio). cpu: wall time of back-to-back\n"
-               "calls against std::memcpy on the same threads. --json FILE: one JSON object per length.\n",
-               argv0);
-  return 2;
-}
-
-// A JSON number, or null for a figure not measured (negative).
-std::string json_number(double v) { return v < 0 ? "null" : std::to_string(v); }
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  using namespace qwen3vl;
-  bench::DecodeCase base;
-  std::string device = "cpu";
+int decode_routine(const std::vector<std::string>& args) {
+  DecodeCase base;
+  std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh";
   std::vector<int64_t> lens = {4096, 16384, 65536};
-  std::string json_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      usage(argv[0]);
-      return 0;
-    }
-    if (i + 1 >= argc) return usage(argv[0]);
-    const char* value = argv[++i];
-    if (arg == "--device") device = value;
-    else if (arg == "--lens") lens = parse_list(value);
-    else if (arg == "--threads") base.threads = std::atoi(value);
-    else if (arg == "--layout") base.layout = std::string(value) == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
-    else if (arg == "--block-size") base.block_size = std::atoll(value);
-    else if (arg == "--kv-order") base.head_major = std::string(value) == "hnd";
-    else if (arg == "--splits") base.num_splits = std::atoll(value);
-    else if (arg == "--rows") base.rows = std::atoll(value);
-    else if (arg == "--batch") base.batch = std::atoll(value);
-    else if (arg == "--repeats") base.repeats = std::atoi(value);
-    else if (arg == "--huge-pages") base.huge_pages = std::atoi(value) != 0;
-    else if (arg == "--json") json_path = value;
-    else if (arg == "--rotate") base.rotate = std::atoi(value) != 0;
-    else if (arg == "--copy-threads") bench::g_copy_on_pool = std::string(value) == "pool";
-    else if (arg == "--dtype") base.dtype = std::string(value) == "f32" ? DType::kF32 : std::string(value) == "bf16" ? DType::kBF16 : DType::kF16;
-    else return usage(argv[0]);
-  }
-  if (device != "cpu" && device != "cuda") return usage(argv[0]);
-#if !QWEN3VL_DECODE_BENCH_CUDA
-  if (device == "cuda") {
-    std::fprintf(stderr, "this build has no CUDA backend\n");
-    return 2;
-  }
+  int huge_pages = 1, rotate = 1;
+  ArgParser parser("decode", R"(Decode attention against a long KV cache (Hq 32 / Hkv 8 / D 128, f16, one query row by
+default), as K/V bytes read per second and as a fraction of a copy's bandwidth (bytes read +
+written per second) measured in the same run (was qwen3vl-decode-bench).
+cuda: the decode and a 1 GiB device copy (one copy kernel) both as event-timed back-to-back
+launches outside graphs (ms, copy GB/s, ratio: the figure to quote), and both replayed from CUDA
+graphs (graph ms, graph copy GB/s, graph ratio); the calls cycle through >= 512 MiB of cache
+copies so each reads HBM; max|gpu-cpu| checks the output against the CPU kernel.
+cpu: wall time of back-to-back calls over >= 256 MiB of cache copies (--rotate 0: one call a
+round), against std::memcpy on the same threads, alternated round by round.)");
+  parser.add_choice("--device", &device, {"cpu", "cuda"}, "where decode runs");
+  parser.add_int_list("--lens", &lens, 1, int64_t(1) << 24, "KV lengths, one line each");
+  parser.add_int("--threads", &base.threads, 0, 1024, "CPU threads (0: physical cores)");
+  parser.add_choice("--layout", &layout, {"paged", "contiguous"}, "KV cache layout");
+  parser.add_int("--block-size", &base.block_size, 1, 4096, "paged: tokens a page");
+  parser.add_choice("--kv-order", &kv_order, {"nhd", "hnd"},
+                    "cuda: storage [major, minor, Hkv, D] (nhd) or [major, Hkv, minor, D] (hnd)");
+  parser.add_int("--splits", &base.num_splits, 0, 4096, "KV splits (0: the kernel's choice)");
+  parser.add_int("--rows", &base.rows, 1, 64, "query rows a sequence");
+  parser.add_int("--batch", &base.batch, 1, 1024, "sequences");
+  parser.add_dtype("--dtype", &base.dtype, {DType::kF16, DType::kBF16, DType::kF32}, "cache dtype");
+  parser.add_int("--repeats", &base.repeats, 1, 100000, "timed samples");
+  parser.add_int("--huge-pages", &huge_pages, 0, 1, "cpu: 2 MiB pages for the cache and copy buffers");
+  parser.add_choice("--copy-threads", &copy_threads, {"fresh", "pool"},
+                    "cpu: the copy on fresh std::threads or on oneTBB's pool");
+  parser.add_int("--rotate", &rotate, 0, 1,
+                 "cpu: 1 = back-to-back calls over cache copies; 0 = one call a round on one cache");
+  return run_routine(parser, args, [&](Report& report) {
+    base.layout = layout == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
+    base.head_major = kv_order == "hnd";
+    base.huge_pages = huge_pages != 0;
+    base.rotate = rotate != 0;
+    g_copy_on_pool = copy_threads == "pool";
+#if !QWEN3VL_BENCH_CUDA
+    if (device == "cuda")
+      return usage_error("decode", make_error(StatusCode::kNotImplemented,
+                                              "--device = cuda: this build has no CUDA"));
 #endif
-  std::printf("# decode: B%lld Hq%lld/Hkv%lld D%lld rows %lld %s %s cache, block %lld\n",
-              static_cast<long long>(base.batch), static_cast<long long>(base.heads),
-              static_cast<long long>(base.kv_heads), static_cast<long long>(base.head_dim),
-              static_cast<long long>(base.rows), to_string(base.dtype), to_string(base.layout),
-              static_cast<long long>(base.block_size));
-  std::FILE* json = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
-  if (!json_path.empty() && !json) {
-    std::fprintf(stderr, "--json %s: cannot open for writing\n", json_path.c_str());
-    return 2;
-  }
-  std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %12s %10s %11s %11s\n", "device", "kv_len",
-              "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio", "GB/cpu-s",
-              "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
-  for (int64_t len : lens) {
-    bench::DecodeCase c = base;
-    c.kv_len = len;
-    try {
-      bench::DecodeResult r;
-#if QWEN3VL_DECODE_BENCH_CUDA
-      r = device == "cuda" ? bench::run_cuda_decode(c) : bench::run_cpu_decode(c);
+    std::printf("# decode: B%lld Hq%lld/Hkv%lld D%lld rows %lld %s %s cache, block %lld\n",
+                static_cast<long long>(base.batch), static_cast<long long>(base.heads),
+                static_cast<long long>(base.kv_heads), static_cast<long long>(base.head_dim),
+                static_cast<long long>(base.rows), to_string(base.dtype), to_string(base.layout),
+                static_cast<long long>(base.block_size));
+    std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %12s %10s %11s %11s\n", "device",
+                "kv_len", "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio",
+                "GB/cpu-s", "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
+    auto text = [](double v) { return v > 0 ? std::to_string(v) : std::string("-"); };
+    for (int64_t len : lens) {
+      DecodeCase c = base;
+      c.kv_len = len;
+      DecodeResult r;
+#if QWEN3VL_BENCH_CUDA
+      r = device == "cuda" ? run_cuda_decode(c) : run_cpu_decode(c);
 #else
-      r = bench::run_cpu_decode(c);
+      r = run_cpu_decode(c);
 #endif
       const double gbps = c.kv_bytes() / (r.ms * 1e6);
       const double best = c.kv_bytes() / (r.min_ms * 1e6) / r.best_copy_gbps;
-      const double graph_ratio =
-          r.graph_ms > 0 && r.graph_copy_gbps > 0 ? c.kv_bytes() / (r.graph_ms * 1e6) / r.graph_copy_gbps : -1;
+      const double graph_ratio = r.graph_ms > 0 && r.graph_copy_gbps > 0
+                                     ? c.kv_bytes() / (r.graph_ms * 1e6) / r.graph_copy_gbps
+                                     : -1;
+      const double cpu_gbps = r.cpu_ms > 0 ? c.kv_bytes() / (r.cpu_ms * 1e6) : -1;
       std::printf("%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %10.3f %12s %12s %10s %11s %11s\n",
-                  device.c_str(), static_cast<long long>(len), static_cast<long long>(r.splits), r.ms, r.min_ms,
-                  gbps, r.copy_gbps, gbps / r.copy_gbps, best,
-                  r.cpu_ms > 0 ? std::to_string(c.kv_bytes() / (r.cpu_ms * 1e6)).c_str() : "-",
+                  device.c_str(), static_cast<long long>(len), static_cast<long long>(r.splits),
+                  r.ms, r.min_ms, gbps, r.copy_gbps, gbps / r.copy_gbps, best,
+                  text(cpu_gbps).c_str(),
                   r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-",
-                  r.graph_ms > 0 ? std::to_string(r.graph_ms).c_str() : "-",
-                  r.graph_copy_gbps > 0 ? std::to_string(r.graph_copy_gbps).c_str() : "-",
-                  graph_ratio > 0 ? std::to_string(graph_ratio).c_str() : "-");
-      if (json) {
-        std::fprintf(json,
-                     "{\"kind\":\"decode\",\"device\":\"%s\",\"kv_len\":%lld,\"layout\":\"%s\",\"dtype\":\"%s\","
-                     "\"splits\":%lld,\"ms\":%s,\"copy_gbps\":%s,\"ratio\":%s,\"graph_ms\":%s,"
-                     "\"graph_copy_gbps\":%s,\"graph_ratio\":%s,\"max_abs_diff\":%s,\"kernel\":\"%s\"}\n",
-                     device.c_str(), static_cast<long long>(len), to_string(c.layout), to_string(c.dtype),
-                     static_cast<long long>(r.splits), json_number(r.ms).c_str(), json_number(r.copy_gbps).c_str(),
-                     json_number(gbps / r.copy_gbps).c_str(), json_number(r.graph_ms).c_str(),
-                     json_number(r.graph_copy_gbps).c_str(), json_number(graph_ratio).c_str(),
-                     json_number(r.max_abs_diff).c_str(), r.device.c_str());
-        std::fflush(json);
-      }
+                  text(r.graph_ms).c_str(), text(r.graph_copy_gbps).c_str(),
+                  text(graph_ratio).c_str());
       if (len == lens.front()) std::printf("# %s\n", r.device.c_str());
-    } catch (const Error& e) {
-      std::fprintf(stderr, "kv_len %lld: %s\n", static_cast<long long>(len), e.what());
-      return 1;
+      std::fflush(stdout);
+      report.add({{"device", device},
+                  {"kv_len", len},
+                  {"layout", to_string(c.layout)},
+                  {"kv_order", kv_order},
+                  {"dtype", to_string(c.dtype)},
+                  {"batch", c.batch},
+                  {"rows", c.rows},
+                  {"splits", r.splits},
+                  {"ms", r.ms},
+                  {"min_ms", r.min_ms},
+                  {"kv_gbps", gbps},
+                  {"copy_gbps", r.copy_gbps},
+                  {"ratio", gbps / r.copy_gbps},
+                  {"best_ratio", best},
+                  {"cpu_gbps", measured(cpu_gbps)},
+                  {"max_abs_diff", measured(r.max_abs_diff)},
+                  {"graph_ms", measured(r.graph_ms)},
+                  {"graph_copy_gbps", measured(r.graph_copy_gbps)},
+                  {"graph_ratio", measured(graph_ratio)},
+                  {"copy_method", device == "cuda" ? "copy kernel" : "std::memcpy"},
+                  {"kernel", r.device}});
     }
-  }
-  if (json) std::fclose(json);
-  return 0;
+    return 0;
+  });
 }
+
+}  // namespace qwen3vl::bench

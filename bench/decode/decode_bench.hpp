@@ -47,7 +47,7 @@ struct DecodeResult {
                            // other work on the machine the least disturbed figure of the kernel
   double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
   double graph_ms = -1;     // CUDA: the same calls replayed from a CUDA graph (-1: not measured)
-  double graph_copy_gbps = -1;  // CUDA: the copy as a graph node, the denominator for graph_ms
+  double graph_copy_gbps = -1;  // CUDA: the same copy kernel replayed from a graph, graph_ms's denominator
   std::string device;
 };
 
@@ -82,7 +82,7 @@ KvCacheConfig cache_config(const DecodeCase& c);
 
 DecodeResult run_cpu_decode(const DecodeCase& c);
 
-#if QWEN3VL_DECODE_BENCH_CUDA
+#if QWEN3VL_BENCH_CUDA
 DecodeResult run_cuda_decode(const DecodeCase& c);
 #endif
 

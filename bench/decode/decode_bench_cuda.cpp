@@ -1,27 +1,27 @@
-// The CUDA side of qwen3vl-decode-bench: a paged (or contiguous) f16 cache filled by device
+// The CUDA side of the decode routine: a paged (or contiguous) f16 cache filled by device
 // appends, decode timed against a device-to-device copy of 1 GiB, and a check of the output
 // against the CPU kernel on the same cache. The calls cycle through copies of the cache storage
 // (at least 512 MiB of them, 10x the H100/H200 L2), so that every call reads its K/V from HBM as a
 // real decode step does, not from the L2 the previous call filled.
 //
-// Timing: the decode and the copy are each timed twice, the same two ways, and each ratio divides
-// numbers measured the same way:
+// Timing (bench/common/cuda_timing.hpp): the decode and the copy are each timed twice, the same
+// two ways, and each ratio divides numbers measured the same way:
 //  - events (the headline ms, copy GB/s, ratio): back-to-back launches on one stream outside any
 //    graph, an event before and after each group of calls; the median over groups of the time per
 //    call. If the host launches slower than the GPU runs the calls, this figure shows it.
 //  - graph: the same calls captured into a CUDA graph, its replays timed between events (no host
-//    launch gaps). The graph ratio is what this bench printed before; it reads about 1.5x higher
-//    than the event ratio because the copy as a graph's memcpy node runs at about 2.7 TB/s (read +
-//    written) against 4.14 TB/s for the same copy launched directly (H200), not because the
-//    decode is faster in a graph. Quote the event ratio; the graph pair shows the launch-free
-//    decode time and ties the new figures to the old ones.
+//    launch gaps).
+// The copy is one kernel (bench/common/copy_kernel.cu) in both: a graph's memcpy node ran at about
+// 2.7 TB/s (read + written) against 4.14 TB/s for cudaMemcpyAsync on an H200, which made the graph
+// ratio of earlier versions about 1.5x high.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "common/timing.hpp"
+#include "common/copy_kernel.hpp"
+#include "common/cuda_timing.hpp"
 #include "decode_bench.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
@@ -32,58 +32,18 @@ namespace {
 
 void check(cudaError_t e, const char* what) { throw_if_error(cuda_status(e, what)); }
 
-// Milliseconds per call of `record` (which launches on `stream`), from a graph of `per_graph`
-// calls replayed `repeats` times; the median over replays.
-template <class F>
-double graph_ms(cudaStream_t stream, int per_graph, int repeats, F&& record) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
-  for (int i = 0; i < per_graph; ++i) record();
-  check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
-  check(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiateWithFlags");
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");  // warm-up
-  std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    check(cudaEventRecord(start, stream), "cudaEventRecord");
-    check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
-    check(cudaEventRecord(stop, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t / per_graph);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return median(ms);
-}
-
-// Milliseconds per call of `record` (which launches on `stream`), launched `per_sample` times in
-// a row outside any graph between two events, `repeats` samples after one untimed group; the
-// median over samples.
+// Milliseconds per call of `record`: the median of `repeats` event-timed groups of `per_sample`
+// calls after one untimed group.
 template <class F>
 double events_ms(cudaStream_t stream, int per_sample, int repeats, F&& record) {
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "cudaEventCreate");
-  check(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < per_sample; ++i) record();  // warm-up
+  return cuda_median_ms(stream, per_sample, repeats, per_sample, record);
+}
+
+// The same from a graph of `per_sample` calls, replayed `repeats` times after one warm-up replay.
+template <class F>
+double graph_ms(cudaStream_t stream, int per_sample, int repeats, F&& record) {
   std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    check(cudaEventRecord(start, stream), "cudaEventRecord");
-    for (int i = 0; i < per_sample; ++i) record();
-    check(cudaEventRecord(stop, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, start, stop), "cudaEventElapsedTime");
-    ms.push_back(t / per_sample);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  throw_if_error(cuda_graph_samples(stream, 1, repeats, per_sample, record, &ms));
   return median(ms);
 }
 
@@ -156,10 +116,7 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   const size_t copy_bytes = size_t(1) << 30;
   DeviceBuffer src(copy_bytes), dst(copy_bytes);
   src.fill_bytes(1);
-  auto copy_once = [&] {
-    check(cudaMemcpyAsync(dst.data(), src.data(), copy_bytes, cudaMemcpyDeviceToDevice, stream),
-          "cudaMemcpyAsync");
-  };
+  auto copy_once = [&] { return launch_copy_kernel(dst.data(), src.data(), copy_bytes, stream); };
   auto gbps = [&](double ms) { return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6); };  // read + written
   std::vector<double> copy, graph_copy;
   auto sample_copy = [&] {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the CUDA decode figures of docs/performance.md "## Decode": test_decode_cuda,
-# then qwen3vl-decode-bench (the default kernel paged and contiguous, twice; bf16; the CUDA-core
+# then qwen3vl-attn-bench decode (the default kernel paged and contiguous, twice; bf16; the CUDA-core
 # kernel; forced splits at KV 4096) and PyTorch SDPA (every backend) on the same shape. The GPU
 # targets as a whole: scripts/gpu/targets.sh.
 #   bench/decode/gpu_round.sh pack <build dir> <carry dir>   (here: copies binaries + runtimes)
@@ -9,7 +9,7 @@ set -uo pipefail
 case "${1:-}" in
 pack)
   rm -rf "$3" && mkdir -p "$3"
-  cp "$2/tests/test_decode_cuda" "$2/bench/decode/qwen3vl-decode-bench" "$3/"
+  cp "$2/tests/test_decode_cuda" "$2/bench/qwen3vl-attn-bench" "$3/"
   cp -L /usr/lib/x86_64-linux-gnu/libtbb.so.12 /usr/local/cuda/lib64/libcudart.so.13 "$3/"
   du -sh "$3" ;;
 run)
@@ -23,7 +23,7 @@ run)
   bench() {
     printf "%-36s " "$*"
     # shellcheck disable=SC2086  # ARGS: several words
-    timeout 60 env "$@" "$c/qwen3vl-decode-bench" --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
+    timeout 60 env "$@" "$c/qwen3vl-attn-bench" decode --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
       awk '$1 == "cuda" { printf "%s: %.1f us / %s (%.3f), graph %.1f us (%.3f)  ", $2, $4 * 1000, $3, $8, $12 * 1000, $14 } /rror/'
     echo
   }

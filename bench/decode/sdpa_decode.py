@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch decode attention on the shape of qwen3vl-decode-bench: one query row, Hq 32 / Hkv 8,
+"""PyTorch decode attention on the shape of qwen3vl-attn-bench decode: one query row, Hq 32 / Hkv 8,
 head_dim 128, fp16 K/V of 4096 / 16384 / 65536 keys, through F.scaled_dot_product_attention
 (enable_gqa) under every SDPA backend PyTorch has (default, FLASH_ATTENTION, EFFICIENT_ATTENTION,
 CUDNN_ATTENTION, MATH; one that refuses the shape is recorded with the reason), in one process.
 
-Timing matches qwen3vl-decode-bench, and each ratio divides two figures timed the same way:
+Timing matches qwen3vl-attn-bench decode, and each ratio divides two figures timed the same way:
   events: 20 calls launched back to back outside any graph between two events, median over 20
           samples; divided by a 1 GiB device copy timed the same way (ratio).
   graph:  the same 20 calls captured into a CUDA graph, median over 20 replays; divided by the copy

@@ -1,4 +1,4 @@
-// qwen3vl-dynamic-sparse-bench: dynamic sparse prefill (variants/dynamic_sparse.hpp) against dense
+// qwen3vl-attn-bench dynamic-sparse: dynamic sparse prefill (variants/dynamic_sparse.hpp) against dense
 // CPU flash2 in the same run: total time (routing + sparse attention), routing time alone, the
 // kept density, and the recall (the dense softmax mass on the kept keys, float64, averaged over
 // sampled rows) with the output error of those rows against float64 dense attention.
@@ -12,9 +12,7 @@
 //   - a local band: 8 sinusoid pairs of position (periods 64 .. 8192 tokens), +4 at distance 0.
 // Causal masks, Hq query heads sharing Hkv KV heads (the group shares one routed layout).
 //
-// Usage: qwen3vl-dynamic-sparse-bench [--n=16384] [--heads=8] [--kv-heads=2] [--dim=128]
-//        [--threads=0] [--reps=1] [--rows=32] [--methods=block,vs,exact] [--device=cpu|cuda]
-// --device=cuda (CUDA builds): block top-k on the GPU vs the CUDA flash2 object, CUDA-event times.
+// --device cuda (CUDA builds): block top-k on the GPU vs the CUDA flash2 object, CUDA-event times.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/routines.hpp"
 #include "common/timing.hpp"
 #include "structured_problem.hpp"
 #include "qwen3vl/core/tensor.hpp"
@@ -43,19 +42,19 @@ double time_forward(const Attention& a, const AttentionParams& p, int reps, std:
 
 }  // namespace
 
-#if !QWEN3VL_DS_BENCH_CUDA
-int run_cuda(const Options&, Inputs&, const std::vector<SampledRow>&) {
-  std::fprintf(stderr, "--device=cuda: this build has no CUDA\n");
-  return 2;
+#if !QWEN3VL_BENCH_CUDA
+int run_cuda(const Options&, Inputs&, const std::vector<SampledRow>&, Report*) {
+  return usage_error("dynamic-sparse", make_error(StatusCode::kNotImplemented,
+                                                  "--device = cuda: this build has no CUDA"));
 }
 #endif
 
 namespace {
 
-int run(const Options& o) {
+int run(const Options& o, Report* report) {
   Inputs in = make_inputs(o);
   const std::vector<SampledRow> rows = sample_rows(in, o);
-  if (o.device == "cuda") return run_cuda(o, in, rows);
+  if (o.device == "cuda") return run_cuda(o, in, rows, report);
   CpuOptions cpu;
   cpu.num_threads = o.threads;
   std::vector<unsigned char> ws;
@@ -126,43 +125,42 @@ int run(const Options& o) {
               "rows x %lld heads\ndense: %s\n\n",
               (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, o.reps,
               o.rows, (long long)o.heads, dense->describe().c_str());
-  print_table(table, dense_ms);
+  print_table(table, dense_ms, report);
   return 0;
 }
 
 }  // namespace
 }  // namespace qwen3vl::bench
 
-int main(int argc, char** argv) {
-  qwen3vl::bench::Options o;
-  for (int a = 1; a < argc; ++a) {
-    const char* s = argv[a];
-    const auto value = [&](const char* flag) -> const char* {
-      const size_t len = std::strlen(flag);
-      return std::strncmp(s, flag, len) == 0 && s[len] == '=' ? s + len + 1 : nullptr;
-    };
-    if (const char* x = value("--n")) o.n = std::atoll(x);
-    else if (const char* x = value("--heads")) o.heads = std::atoll(x);
-    else if (const char* x = value("--kv-heads")) o.kv_heads = std::atoll(x);
-    else if (const char* x = value("--dim")) o.dim = std::atoll(x);
-    else if (const char* x = value("--threads")) o.threads = std::atoi(x);
-    else if (const char* x = value("--reps")) o.reps = std::atoi(x);
-    else if (const char* x = value("--rows")) o.rows = std::atoi(x);
-    else if (const char* x = value("--methods")) o.methods = x;
-    else if (const char* x = value("--device")) o.device = x;
-    else {
-      std::fprintf(stderr, "unknown flag %s (see the header of dynamic_sparse_bench.cpp)\n", s);
-      return 2;
-    }
-  }
-  if (o.n < 64 || o.dim < 16 || o.kv_heads < 1 || o.heads % o.kv_heads != 0 || o.reps < 1 || o.rows < 1) {
-    std::fprintf(stderr, "need --n >= 64, --dim >= 16, --heads a multiple of --kv-heads, reps/rows >= 1\n");
-    return 2;
-  }
-  try {
-    return qwen3vl::bench::run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  }
+namespace qwen3vl::bench {
+
+int dynamic_sparse_routine(const std::vector<std::string>& args) {
+  Options o;
+  std::vector<std::string> methods = {"block", "vs", "exact"};
+  ArgParser parser("dynamic-sparse", R"(Dynamic sparse prefill against dense flash2 in the same run, on structured inputs (clusters,
+heavy columns, a local band; causal, f32): total time (routing + sparse attention), routing time,
+kept density, and the recall (dense softmax mass on the kept keys, float64, over sampled rows)
+with the output error of those rows (was qwen3vl-dynamic-sparse-bench). cpu: block top-k,
+vertical-slash and exact top-k, wall clock, median of --reps (no warm-up); cuda: block top-k vs
+the CUDA flash2 object, CUDA events, the mean of --reps calls after a warm-up.)");
+  parser.add_int("--n", &o.n, 64, int64_t(1) << 22, "queries = keys");
+  parser.add_int("--heads", &o.heads, 1, 1024, "query heads");
+  parser.add_int("--kv-heads", &o.kv_heads, 1, 1024, "KV heads (must divide --heads)");
+  parser.add_int("--dim", &o.dim, 16, 256, "head dim");
+  parser.add_int("--threads", &o.threads, 0, 1024, "CPU threads (0: physical cores)");
+  parser.add_int("--reps", &o.reps, 1, 100000, "timed calls");
+  parser.add_int("--rows", &o.rows, 1, 100000, "sampled rows for recall and error");
+  parser.add_word_list("--methods", &methods, {"block", "vs", "exact"}, "cpu: methods to run");
+  parser.add_choice("--device", &o.device, {"cpu", "cuda"}, "where it runs (cuda: block top-k)");
+  return run_routine(parser, args, [&](Report& report) {
+    if (o.heads % o.kv_heads != 0)
+      return usage_error("dynamic-sparse",
+                         make_error(StatusCode::kInvalidArgument, "--kv-heads = ", o.kv_heads,
+                                    ": must divide --heads = ", o.heads));
+    o.methods.clear();
+    for (const std::string& m : methods) o.methods += m + ",";
+    return run(o, &report);
+  });
 }
+
+}  // namespace qwen3vl::bench

@@ -1,6 +1,7 @@
-// qwen3vl-dynamic-sparse-bench --device=cuda: block top-k routed on the GPU (routing + the CUDA
-// block-sparse kernel) against the CUDA flash2 object on the same structured inputs, timed with
-// CUDA events (one warm-up, then the mean of --reps calls); recall and output error as on the CPU.
+// qwen3vl-attn-bench dynamic-sparse --device cuda: block top-k routed on the GPU (routing + the
+// CUDA block-sparse kernel) against the CUDA flash2 object on the same structured inputs, timed
+// with CUDA events (bench/common/cuda_timing.hpp: one warm-up, then one event pair around --reps
+// calls: their mean); recall and output error as on the CPU.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cuda_timing.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "structured_problem.hpp"
@@ -26,19 +28,7 @@ TensorView on_device(const TensorView& host, const DeviceBuffer& buffer, int dev
 
 template <class F>
 double mean_event_ms(int reps, F&& call) {
-  call();  // warm-up
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  cudaEventRecord(start);
-  for (int r = 0; r < reps; ++r) call();
-  cudaEventRecord(stop);
-  cudaEventSynchronize(stop);
-  float ms = 0.0f;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return ms / reps;
+  return cuda_median_ms(nullptr, 1, 1, reps, call);
 }
 
 std::vector<int32_t> download_i32(const TensorView& t) {
@@ -49,7 +39,7 @@ std::vector<int32_t> download_i32(const TensorView& t) {
 
 }  // namespace
 
-int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows) {
+int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, Report* report) {
   int device = 0;
   cudaDeviceProp prop;
   if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
@@ -108,7 +98,7 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows) 
               "warm-up; recall over %d rows x %lld heads\n\n",
               (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, prop.name,
               o.reps, o.rows, (long long)o.heads);
-  print_table(table, dense_ms);
+  print_table(table, dense_ms, report);
   return 0;
 }
 

@@ -1,4 +1,4 @@
-// The structured inputs of qwen3vl-dynamic-sparse-bench and what it measures on them (sampled
+// The structured inputs of the dynamic-sparse routine and what it measures on them (sampled
 // float64 dense rows, recall and output error), shared by its CPU and CUDA runs. See
 // dynamic_sparse_bench.cpp for the input recipe.
 #pragma once
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/report.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 
@@ -183,16 +184,20 @@ struct Row {
   Quality q;
 };
 
-inline void print_table(const std::vector<Row>& table, double dense_ms) {
+inline void print_table(const std::vector<Row>& table, double dense_ms, Report* report) {
   std::printf("| method | budget | total ms | vs dense | routing ms | density | recall | out rel. err |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : table)
     std::printf("| %s | %s | %.2f | %.3f | %.2f | %.4f | %.4f | %.2e |\n", r.method.c_str(),
                 r.budget.c_str(), r.total_ms, r.total_ms / dense_ms, r.route_ms, r.density,
                 r.q.recall, r.q.out_error);
+  for (const Row& r : table)
+    report->add({{"method", r.method}, {"budget", r.budget}, {"total_ms", r.total_ms},
+                 {"over_dense", r.total_ms / dense_ms}, {"route_ms", r.route_ms},
+                 {"density", r.density}, {"recall", r.q.recall}, {"out_rel_err", r.q.out_error}});
 }
 
 // The CUDA run (block top-k at two budgets vs the CUDA flash2 object); returns the exit code.
-int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows);
+int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, Report* report);
 
 }  // namespace qwen3vl::bench

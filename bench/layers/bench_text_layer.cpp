@@ -1,12 +1,10 @@
-// qwen3vl-layer-bench: one Qwen3-VL text attention layer (default the 4B shape: hidden 2560, Hq 32,
-// Hkv 8, D 128, interleaved M-RoPE [24, 20, 20]) on the CPU: a prefill of --prefill tokens, then
+// qwen3vl-attn-bench layer: one Qwen3-VL text attention layer (default the 4B shape: hidden 2560,
+// Hq 32, Hkv 8, D 128, interleaved M-RoPE [24, 20, 20]) on the CPU: a prefill of --prefill tokens,
+// then
 // --decode single-token steps through a KV cache, with the time split into projections, QK-norm +
 // RoPE, the cache append and attention (LayerProfile). Projection rates are quoted against the
 // machine's sgemm measured in the same run with the same threads.
-//
-//   qwen3vl-layer-bench [--prefill 2048] [--decode 128] [--threads N] [--dtype f32|bf16|f16]
-//                       [--cache-dtype f16|bf16|f32] [--layout paged|contiguous] [--reps 3]
-//                       [--hidden 2560 --heads 32 --kv-heads 8 --head-dim 128]
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/routines.hpp"
 #include "common/sgemm.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/layers/layers.hpp"
@@ -27,55 +26,6 @@ struct Options {
   DType dtype = DType::kF32, cache_dtype = DType::kF16;
   KvLayout layout = KvLayout::kPaged;
 };
-
-[[noreturn]] void usage(const char* why) {
-  std::fprintf(stderr, "qwen3vl-layer-bench: %s\n(see the header of bench_text_layer.cpp)\n", why);
-  std::exit(2);
-}
-
-DType parse_dtype(const std::string& s) {
-  if (s == "f32") return DType::kF32;
-  if (s == "f16") return DType::kF16;
-  if (s == "bf16") return DType::kBF16;
-  usage(("dtype " + s + ": allowed f32, f16, bf16").c_str());
-}
-
-Options parse(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) usage(("missing value after " + a).c_str());
-    const std::string v = argv[++i];
-    const auto num = [&] { return std::strtoll(v.c_str(), nullptr, 10); };
-    if (a == "--prefill")
-      o.prefill = num();
-    else if (a == "--decode")
-      o.decode = num();
-    else if (a == "--threads")
-      o.threads = static_cast<int>(num());
-    else if (a == "--reps")
-      o.reps = static_cast<int>(num());
-    else if (a == "--hidden")
-      o.hidden = num();
-    else if (a == "--heads")
-      o.heads = num();
-    else if (a == "--kv-heads")
-      o.kv_heads = num();
-    else if (a == "--head-dim")
-      o.head_dim = num();
-    else if (a == "--dtype")
-      o.dtype = parse_dtype(v);
-    else if (a == "--cache-dtype")
-      o.cache_dtype = parse_dtype(v);
-    else if (a == "--layout")
-      o.layout = v == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
-    else
-      usage(("unknown flag " + a).c_str());
-  }
-  if (o.prefill < 1 || o.decode < 0 || o.reps < 1)
-    usage("--prefill >= 1, --decode >= 0, --reps >= 1");
-  return o;
-}
 
 void fill(Tensor& t, uint32_t seed, float scale) {  // fast seeded values in [-scale, scale)
   uint32_t x = seed * 2654435761u + 1;
@@ -102,7 +52,7 @@ void print_phase(const char* name, const Phase& p, double proj_flops, double att
       1e3 * f.attention / per, attn_flops / f.attention / 1e9, 1e3 * other / per);
 }
 
-int run(const Options& o) {
+int run(const Options& o, Report* report) {
   layers::TextAttentionConfig c;
   c.hidden_size = o.hidden;
   c.num_heads = o.heads;
@@ -189,9 +139,23 @@ int run(const Options& o) {
   std::printf("sgemm anchor: %.1f GFLOP/s (%s, n = %lld)\n", sgemm.gflops, sgemm.source.c_str(),
               static_cast<long long>(sgemm.n));
   print_phase("prefill", pre, proj_per_token * T, attn_prefill, 1.0);
-  if (o.decode > 0)
+  const auto row = [&](const char* name, const Phase& p, double per) {
+    const layers::LayerProfile& f = p.profile;
+    report->add({{"phase", name},
+                 {"total_ms", p.total_ms / per},
+                 {"projections_ms", 1e3 * f.projections / per},
+                 {"norm_rope_ms", 1e3 * f.norm_rope / per},
+                 {"cache_ms", 1e3 * f.cache / per},
+                 {"attention_ms", 1e3 * f.attention / per},
+                 {"threads", threads},
+                 {"sgemm_gflops", sgemm.gflops}});
+  };
+  row("prefill", pre, 1.0);
+  if (o.decode > 0) {
     print_phase("decode", dec, proj_per_token * o.decode, attn_decode,
                 static_cast<double>(o.decode));
+    row("decode_step", dec, static_cast<double>(o.decode));
+  }
   std::printf(
       "prefill projections: %.2f of sgemm; decode: %.1f tokens/s, weights streamed at %.1f GB/s\n",
       proj_per_token * T / pre.profile.projections / 1e9 / sgemm.gflops,
@@ -203,11 +167,36 @@ int run(const Options& o) {
 }  // namespace
 }  // namespace qwen3vl::bench
 
-int main(int argc, char** argv) {
-  try {
-    return qwen3vl::bench::run(qwen3vl::bench::parse(argc, argv));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "qwen3vl-layer-bench: %s\n", e.what());
-    return 1;
-  }
+namespace qwen3vl::bench {
+
+int layer_routine(const std::vector<std::string>& args) {
+  Options o;
+  std::string layout = "paged";
+  ArgParser parser(
+      "layer",
+      R"(One Qwen3-VL text attention layer (default the 4B shape: hidden 2560, Hq 32, Hkv 8, D 128,
+interleaved M-RoPE [24, 20, 20]) on the CPU: a prefill of --prefill tokens, then --decode
+single-token steps through a KV cache, with the time split into projections, QK-norm + RoPE, the
+cache append and attention (LayerProfile); the run with the median total of --reps after a
+warm-up. Projection rates are quoted against the machine's sgemm measured in the same run with
+the same threads (was qwen3vl-layer-bench).)");
+  parser.add_int("--prefill", &o.prefill, 1, int64_t(1) << 20, "prefill tokens");
+  parser.add_int("--decode", &o.decode, 0, int64_t(1) << 20, "decode steps");
+  parser.add_int("--threads", &o.threads, 0, 1024, "CPU threads (0: physical cores)");
+  parser.add_int("--reps", &o.reps, 1, 10000, "timed repetitions");
+  parser.add_int("--hidden", &o.hidden, 1, 1 << 16, "hidden size");
+  parser.add_int("--heads", &o.heads, 1, 1024, "query heads");
+  parser.add_int("--kv-heads", &o.kv_heads, 1, 1024, "KV heads");
+  parser.add_int("--head-dim", &o.head_dim, 2, 256, "head dim");
+  parser.add_dtype("--dtype", &o.dtype, {DType::kF32, DType::kF16, DType::kBF16},
+                   "activation dtype");
+  parser.add_dtype("--cache-dtype", &o.cache_dtype, {DType::kF16, DType::kBF16, DType::kF32},
+                   "KV cache dtype");
+  parser.add_choice("--layout", &layout, {"paged", "contiguous"}, "KV cache layout");
+  return run_routine(parser, args, [&](Report& report) {
+    o.layout = layout == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
+    return run(o, &report);
+  });
 }
+
+}  // namespace qwen3vl::bench

@@ -1,4 +1,4 @@
-// qwen3vl-linear-bench: what a runner (CPU or CUDA) measures for one causal problem.
+// The linear routine: what a runner (CPU or CUDA) measures for one causal problem.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// The CUDA runner of qwen3vl-linear-bench: device buffers, CUDA-event timing of forward().
+// The CUDA runner of the linear routine: device buffers, CUDA-event timing of forward()
+// (bench/common/cuda_timing.hpp).
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -34,10 +35,14 @@ double time_forward(const Attention& attn, const AttentionParams& p, int reps, s
     return -1;
   }
   // The checked call above was the warm-up.
-  const double ms = cuda_median_ms(reps, [&] { (void)attn.forward(p, w); }, /*warmups=*/0);
-  if (ms < 0) *why = std::string("a CUDA error during the timed runs: ") +
-                     cudaGetErrorString(cudaGetLastError());
-  return ms;
+  std::vector<double> ms;
+  if (Status s = cuda_event_samples(nullptr, /*warmups=*/0, reps, 1,
+                                    [&] { return attn.forward(p, w); }, &ms);
+      !s.ok()) {
+    *why = s.to_string();
+    return -1;
+  }
+  return median(ms);
 }
 
 }  // namespace

@@ -1,19 +1,25 @@
-// Mixture-of-heads on the CPU against dense CPU flash2, measured in the same run: T tokens
+// qwen3vl-attn-bench moh: mixture-of-heads against dense flash2, measured in the same run (CPU
+// here, CUDA in bench_moh_cuda.cpp): T tokens
 // (default 4096), Hq 32 / Hkv 8, D 128, causal, f32, with 25/50/75/100% of the heads routed per
 // token (top_k of the MoH router over random logits). The time should fall with the active
 // fraction; at 100% the difference to dense is the gather/scatter overhead.
-//   qwen3vl-moh-bench [--tokens 4096 --heads 32 --kv-heads 8 --head-dim 128 --reps 3
-//                      --threads 0 --causal 1]
 #include <memory>
 
+#include "cli/routines.hpp"
 #include "moh_bench_common.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "support/problem.hpp"
 
-using namespace qwen3vl;
+namespace qwen3vl::bench {
 
-int main(int argc, char** argv) {
-  const bench::MoHBenchOptions o = bench::parse_moh_options(argc, argv);
+#if !QWEN3VL_BENCH_CUDA
+int run_moh_cuda(MoHBenchOptions, Report*) {
+  return usage_error(
+      "moh", make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
+}
+#endif
+
+int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
   CpuOptions cpu;
   cpu.num_threads = o.threads;
   std::unique_ptr<Attention> dense;
@@ -38,6 +44,12 @@ int main(int argc, char** argv) {
   std::printf("%-22s %10s %10s %12s\n", "case", "ms", "vs dense", "dense GFLOP/s");
   std::printf("%-22s %10.1f %10.3f %12.1f\n", "dense flash2", dense_ms, 1.0,
               bench::dense_flops(o) / dense_ms * 1e-6);
+  report->add({{"device", "cpu"},
+               {"case", "dense flash2"},
+               {"percent", 100},
+               {"ms", dense_ms},
+               {"over_dense", 1.0},
+               {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
   for (int percent : o.percents) {
     const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
     const double ms = time([&] { throw_if_error(moh->forward(p, r.view(), w)); });
@@ -46,6 +58,44 @@ int main(int argc, char** argv) {
     // Rate counted on the computed rows only (the active fraction of the dense FLOPs).
     std::printf("%-22s %10.1f %10.3f %12.1f\n", name, ms, ms / dense_ms,
                 bench::dense_flops(o) * percent / 100.0 / ms * 1e-6);
+    report->add({{"device", "cpu"},
+                 {"case", name},
+                 {"percent", percent},
+                 {"ms", ms},
+                 {"over_dense", ms / dense_ms},
+                 {"gflops", bench::dense_flops(o) * percent / 100.0 / ms * 1e-6}});
   }
   return 0;
 }
+
+int moh_routine(const std::vector<std::string>& args) {
+  MoHBenchOptions o;
+  std::string device = "cpu";
+  int causal = 1, reps = 0;
+  ArgParser parser(
+      "moh", R"(Mixture-of-heads against dense flash2 on the same problem, in the same run (was
+qwen3vl-moh-bench / qwen3vl-moh-bench-cuda): T tokens, Hq / Hkv heads, D, f32, causal unless
+--causal 0, routings from uniform router logits with top_k = 25 / 50 / 75 / 100% of the heads.
+The time should fall with the active fraction; at 100% the difference to dense is the
+gather/scatter overhead. Rates count the computed rows only. cpu: wall clock, median of --reps
+after a warm-up (default 3); cuda: CUDA events, median of --reps single calls after 2 warm-ups
+(default and least 10).)");
+  parser.add_choice("--device", &device, {"cpu", "cuda"}, "where it runs");
+  parser.add_int("--tokens", &o.tokens, 1, int64_t(1) << 20, "tokens T");
+  parser.add_int("--heads", &o.heads, 1, 1024, "query heads");
+  parser.add_int("--kv-heads", &o.kv_heads, 1, 1024, "KV heads");
+  parser.add_int("--head-dim", &o.head_dim, 1, 256, "head dim");
+  parser.add_int("--reps", &reps, 0, 100000, "timed calls (0: 3 on the CPU, 10 on CUDA)");
+  parser.add_int("--threads", &o.threads, 0, 1024, "CPU threads (0: physical cores)");
+  parser.add_int("--causal", &causal, 0, 1, "causal mask");
+  return run_routine(parser, args, [&](Report& report) {
+    o.causal = causal != 0;
+    if (o.heads % o.kv_heads != 0)
+      return usage_error("moh", make_error(StatusCode::kInvalidArgument, "--kv-heads = ",
+                                           o.kv_heads, ": must divide --heads = ", o.heads));
+    if (reps > 0) o.reps = reps;
+    return device == "cuda" ? run_moh_cuda(o, &report) : run_moh_cpu(o, &report);
+  });
+}
+
+}  // namespace qwen3vl::bench

@@ -1,9 +1,11 @@
-// Mixture-of-heads on a CUDA device against dense CUDA flash2, in the same run (CUDA events,
-// median of --reps, default 10): the same problem and routings as qwen3vl-moh-bench.
+// The moh routine on a CUDA device: mixture-of-heads against dense CUDA flash2 in the same run
+// (CUDA events, bench/common/cuda_timing.hpp: median of --reps single calls after 2 warm-ups;
+// at least 10), the same problem and routings as on the CPU.
 #include <cuda_runtime.h>
 
 #include <memory>
 
+#include "common/cuda_timing.hpp"
 #include "moh_bench_common.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 
@@ -32,29 +34,12 @@ TensorView on_device(const Tensor& t, std::vector<void*>* owned) {
 
 template <class F>
 double time_ms(int reps, F&& f) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "event");
-  check(cudaEventCreate(&b), "event");
-  for (int w = 0; w < 2; ++w) f();
-  std::vector<double> ms;
-  for (int r = 0; r < reps; ++r) {
-    check(cudaEventRecord(a), "record");
-    f();
-    check(cudaEventRecord(b), "record");
-    check(cudaEventSynchronize(b), "sync");
-    float x = 0;
-    check(cudaEventElapsedTime(&x, a, b), "elapsed");
-    ms.push_back(x);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return bench::median(ms);
+  return bench::cuda_median_ms(nullptr, 2, reps, 1, f);
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  bench::MoHBenchOptions o = bench::parse_moh_options(argc, argv);
+int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report) {
   if (o.reps < 10) o.reps = 10;
   std::unique_ptr<Attention> dense;
   throw_if_error(create_flash2_cuda(CudaOptions{}, &dense));
@@ -87,6 +72,8 @@ int main(int argc, char** argv) {
   std::printf("%-22s %10s %10s %14s\n", "case", "ms", "vs dense", "dense TFLOP/s");
   std::printf("%-22s %10.3f %10.3f %14.2f\n", "dense flash2", dense_ms, 1.0,
               bench::dense_flops(o) / dense_ms * 1e-9);
+  report->add({{"device", "cuda"}, {"case", "dense flash2"}, {"percent", 100}, {"ms", dense_ms},
+               {"over_dense", 1.0}, {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
   for (int percent : o.percents) {
     const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
     HeadRouting dr{on_device(r.index, &owned), on_device(r.weight, &owned)};
@@ -95,6 +82,9 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "moh %d%% heads", percent);
     std::printf("%-22s %10.3f %10.3f %14.2f\n", name, ms, ms / dense_ms,
                 bench::dense_flops(o) * percent / 100.0 / ms * 1e-9);
+    report->add({{"device", "cuda"}, {"case", name}, {"percent", percent}, {"ms", ms},
+                 {"over_dense", ms / dense_ms},
+                 {"gflops", bench::dense_flops(o) * percent / 100.0 / ms * 1e-6}});
   }
   for (void* d : owned) cudaFree(d);
   cudaFree(ws);

@@ -1,4 +1,4 @@
-// Shared by the mixture-of-heads benchmarks (CPU and CUDA): options, the problem (T tokens, Hq/Hkv
+// Shared by the CPU and CUDA sides of the moh routine: options, the problem (T tokens, Hq/Hkv
 // heads, D, causal by default) and MoH routings from random router logits at a given top_k.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/report.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/variants/moe.hpp"
@@ -21,26 +22,9 @@ struct MoHBenchOptions {
   std::vector<int> percents = {25, 50, 75, 100};  // routed heads active per token
 };
 
-inline MoHBenchOptions parse_moh_options(int argc, char** argv) {
-  MoHBenchOptions o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    const long long v = std::strtoll(argv[i + 1], nullptr, 10);
-    if (a == "--tokens") o.tokens = v;
-    else if (a == "--heads") o.heads = v;
-    else if (a == "--kv-heads") o.kv_heads = v;
-    else if (a == "--head-dim") o.head_dim = v;
-    else if (a == "--reps") o.reps = static_cast<int>(v);
-    else if (a == "--threads") o.threads = static_cast<int>(v);
-    else if (a == "--causal") o.causal = v != 0;
-    else {
-      std::fprintf(stderr, "unknown option %s (--tokens --heads --kv-heads --head-dim --reps "
-                           "--threads --causal 0|1)\n", a.c_str());
-      std::exit(2);
-    }
-  }
-  return o;
-}
+// The CPU and CUDA runs (bench_moh.cpp, bench_moh_cuda.cpp): a row a case in `report`.
+int run_moh_cpu(const MoHBenchOptions& o, Report* report);
+int run_moh_cuda(MoHBenchOptions o, Report* report);
 
 // A routing with top_k = percent% of the heads (no shared heads), from uniform router logits
 // through route_mixture_of_heads, as a model's router would produce it.

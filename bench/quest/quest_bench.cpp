@@ -1,10 +1,8 @@
-// qwen3vl-quest-bench: Quest page selection against dense decode on one long sequence (default
+// qwen3vl-attn-bench quest: Quest page selection against dense decode on one long sequence (default
 // Hq 32 / Hkv 8 / D 128, f16 paged cache, block 16, one query row): time per call of both, in the
 // same run, and the recall of the dense softmax mass by the selected tokens (float64), on
 // structured keys (topic segments a query aligns with) and on i.i.d. uniform keys.
-//
-//   qwen3vl-quest-bench [--device cpu|cuda|all] [--lens 16384,65536] [--budgets 1024,4096]
-//                       [--threads N] [--repeats 10] [--data structured|grouped|uniform|all]
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +13,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli/routines.hpp"
 #include "common/timing.hpp"
 #include "quest_bench.hpp"
 
@@ -144,14 +143,6 @@ void recall(const HostQuestCache& h, const int32_t* table, const int32_t* lens, 
   }
 }
 
-std::vector<int64_t> parse_list(const char* text) {
-  std::vector<int64_t> v;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(std::atoll(item.c_str()));
-  return v;
-}
-
 // Process CPU time of one call (all threads), in ms: on a shared, overloaded VM the wall clock
 // of anything longer than a time slice mostly measures the wait for the CPU.
 template <class F>
@@ -173,114 +164,146 @@ std::string load_average() {
 }  // namespace
 }  // namespace qwen3vl::bench
 
-int main(int argc, char** argv) {
-  using namespace qwen3vl;
-  using namespace qwen3vl::bench;
+namespace qwen3vl::bench {
+
+int quest_routine(const std::vector<std::string>& args) {
   std::vector<int64_t> lens = {16384, 65536}, budgets = {1024, 4096};
   std::string device = "cpu", data = "all";
   int threads = 0, repeats = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--lens")
-      lens = parse_list(argv[i + 1]);
-    else if (flag == "--budgets")
-      budgets = parse_list(argv[i + 1]);
-    else if (flag == "--device")
-      device = argv[i + 1];
-    else if (flag == "--data")
-      data = argv[i + 1];
-    else if (flag == "--threads")
-      threads = std::atoi(argv[i + 1]);
-    else if (flag == "--repeats")
-      repeats = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
-      return 2;
-    }
-  }
-  const bool cpu = device == "cpu" || device == "all";
-#if QWEN3VL_QUEST_BENCH_CUDA
-  const bool cuda = device == "cuda" || device == "all";
+  ArgParser parser(
+      "quest",
+      R"(Quest page selection against dense decode on one long sequence (Hq 32 / Hkv 8 / D 128, f16
+paged cache, block 16, one query row): time per call of both in the same run, and the recall of
+the dense softmax mass by the selected tokens (float64), max and sum page aggregation (was
+qwen3vl-quest-bench). cpu: wall time and process CPU time, median of --repeats after 2 warm-ups;
+cuda: CUDA events, median of --repeats single calls after 2 warm-ups, then the same calls
+replayed from a CUDA graph ("graph:"), and whether the device kept the pages the host kept.
+Data: structured (topic segments a query aligns with), grouped (one topic per KV group), uniform
+(i.i.d. keys: flat attention).)");
+  parser.add_choice("--device", &device, {"cpu", "cuda", "all"}, "where it runs");
+  parser.add_int_list("--lens", &lens, 16, int64_t(1) << 22, "KV lengths");
+  parser.add_int_list("--budgets", &budgets, 16, int64_t(1) << 22, "tokens Quest keeps");
+  parser.add_int("--threads", &threads, 0, 1024, "CPU threads (0: physical cores)");
+  parser.add_int("--repeats", &repeats, 1, 100000, "timed calls");
+  parser.add_choice("--data", &data, {"structured", "grouped", "uniform", "all"}, "key data");
+  return run_routine(parser, args, [&](Report& report) {
+    const bool cpu = device == "cpu" || device == "all";
+#if QWEN3VL_BENCH_CUDA
+    const bool cuda = device == "cuda" || device == "all";
 #else
-  if (device == "cuda") {
-    std::fprintf(stderr, "this build has no CUDA\n");
-    return 2;
-  }
+  if (device == "cuda")
+    return usage_error("quest", make_error(StatusCode::kNotImplemented,
+                                           "--device = cuda: this build has no CUDA"));
 #endif
-  CpuOptions options;
-  options.num_threads = threads;
-  std::printf("%-6s %-10s %6s %6s %4s %9s %9s %7s %8s %8s %s\n", "device", "data", "kv", "budget",
-              "agg", "dense_ms", "quest_ms", "speedup", "recall", "min_rec", "load");
-  for (const std::string kind : {"structured", "grouped", "uniform"}) {
-    if (data != "all" && data != kind) continue;
-    for (int64_t len : lens) {
-      QuestShape shape;
-      shape.kv_len = len;
-      shape.structured = kind != "uniform";
-      shape.grouped = kind == "grouped";
-      HostQuestCache host(shape);
-      QuestParams params = host.params();
-      for (int64_t budget : budgets)
-        for (QuestAggregation agg : {QuestAggregation::kMax, QuestAggregation::kSum}) {
-          std::unique_ptr<DecodeAttention> dense, inner;
-          throw_if_error(create_decode_cpu(options, &dense));
-          throw_if_error(create_decode_cpu(options, &inner));
-          std::unique_ptr<QuestDecode> quest;
-          const QuestConfig config{budget, agg};
-          throw_if_error(QuestDecode::create(config, std::move(inner), &quest));
-          std::vector<char> qws(quest->workspace_size(params)),
-              dws(dense->workspace_size(params.decode));
-          std::vector<double> tq, td, cq, cd;
-          for (int r = 0; r < (cpu ? repeats + 2 : 1); ++r) {
-            double w = 0;
-            cq.push_back(cpu_ms([&] {
-              w = wall_ms([&] {
-                throw_if_error(quest->forward(params, Workspace{qws.data(), qws.size()}));
-              });
-            }));
-            tq.push_back(w);
-            if (cpu) {
-              cd.push_back(cpu_ms([&] {
+    CpuOptions options;
+    options.num_threads = threads;
+    std::printf("%-6s %-10s %6s %6s %4s %9s %9s %7s %8s %8s %s\n", "device", "data", "kv", "budget",
+                "agg", "dense_ms", "quest_ms", "speedup", "recall", "min_rec", "load");
+    for (const std::string kind : {"structured", "grouped", "uniform"}) {
+      if (data != "all" && data != kind) continue;
+      for (int64_t len : lens) {
+        QuestShape shape;
+        shape.kv_len = len;
+        shape.structured = kind != "uniform";
+        shape.grouped = kind == "grouped";
+        HostQuestCache host(shape);
+        QuestParams params = host.params();
+        for (int64_t budget : budgets)
+          for (QuestAggregation agg : {QuestAggregation::kMax, QuestAggregation::kSum}) {
+            std::unique_ptr<DecodeAttention> dense, inner;
+            throw_if_error(create_decode_cpu(options, &dense));
+            throw_if_error(create_decode_cpu(options, &inner));
+            std::unique_ptr<QuestDecode> quest;
+            const QuestConfig config{budget, agg};
+            throw_if_error(QuestDecode::create(config, std::move(inner), &quest));
+            std::vector<char> qws(quest->workspace_size(params)),
+                dws(dense->workspace_size(params.decode));
+            std::vector<double> tq, td, cq, cd;
+            for (int r = 0; r < (cpu ? repeats + 2 : 1); ++r) {
+              double w = 0;
+              cq.push_back(cpu_ms([&] {
                 w = wall_ms([&] {
-                  throw_if_error(dense->forward(params.decode, Workspace{dws.data(), dws.size()}));
+                  throw_if_error(quest->forward(params, Workspace{qws.data(), qws.size()}));
                 });
               }));
-              td.push_back(w);
+              tq.push_back(w);
+              if (cpu) {
+                cd.push_back(cpu_ms([&] {
+                  w = wall_ms([&] {
+                    throw_if_error(
+                        dense->forward(params.decode, Workspace{dws.data(), dws.size()}));
+                  });
+                }));
+                td.push_back(w);
+              }
             }
-          }
-          const QuestDecode::Selection sel =
-              quest->selection(params, Workspace{qws.data(), qws.size()});
-          const int64_t width = quest->max_pages(params.decode.kv);
-          double mean = 0, least = 0;
-          recall(host, sel.table, sel.lens, width, &mean, &least);
-          if (cpu) {
-            for (auto* v : {&tq, &td, &cq, &cd}) v->erase(v->begin(), v->begin() + 2);
-            std::printf(
-                "%-6s %-10s %6lld %6lld %4s %9.3f %9.3f %7.2f %8.4f %8.4f %s cpu-time: dense %.3f "
-                "quest %.3f "
-                "speedup %.2f\n",
-                "cpu", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
-                to_string(agg), median(td), median(tq), median(td) / median(tq), mean, least,
-                load_average().c_str(), median(cd), median(cq), median(cd) / median(cq));
-          }
-#if QWEN3VL_QUEST_BENCH_CUDA
-          if (cuda) {
-            const std::vector<int32_t> table(sel.table, sel.table + shape.kv_heads * width);
-            const std::vector<int32_t> lens_sel(sel.lens, sel.lens + shape.kv_heads);
-            const CudaTimes t = run_cuda_quest(host, config, repeats, table, lens_sel);
-            std::printf(
-                "%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s graph: dense %.4f "
-                "quest %.4f "
-                "speedup %.2f\n",
-                "cuda", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
-                to_string(agg), t.dense_ms, t.quest_ms, t.dense_ms / t.quest_ms, mean, least,
-                t.same_selection ? "same-selection" : "SELECTION-DIFFERS", t.dense_graph_ms,
-                t.quest_graph_ms, t.dense_graph_ms / t.quest_graph_ms);
-          }
+            const QuestDecode::Selection sel =
+                quest->selection(params, Workspace{qws.data(), qws.size()});
+            const int64_t width = quest->max_pages(params.decode.kv);
+            double mean = 0, least = 0;
+            recall(host, sel.table, sel.lens, width, &mean, &least);
+            if (cpu) {
+              for (auto* v : {&tq, &td, &cq, &cd}) v->erase(v->begin(), v->begin() + 2);
+              std::printf(
+                  "%-6s %-10s %6lld %6lld %4s %9.3f %9.3f %7.2f %8.4f %8.4f %s cpu-time: dense "
+                  "%.3f "
+                  "quest %.3f "
+                  "speedup %.2f\n",
+                  "cpu", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
+                  to_string(agg), median(td), median(tq), median(td) / median(tq), mean, least,
+                  load_average().c_str(), median(cd), median(cq), median(cd) / median(cq));
+              report.add({{"device", "cpu"},
+                          {"data", kind},
+                          {"kv_len", len},
+                          {"budget", budget},
+                          {"aggregation", to_string(agg)},
+                          {"dense_ms", median(td)},
+                          {"quest_ms", median(tq)},
+                          {"speedup", median(td) / median(tq)},
+                          {"recall", mean},
+                          {"min_recall", least},
+                          {"dense_cpu_ms", median(cd)},
+                          {"quest_cpu_ms", median(cq)},
+                          {"cpu_speedup", median(cd) / median(cq)},
+                          {"load", load_average()}});
+            }
+#if QWEN3VL_BENCH_CUDA
+            if (cuda) {
+              const std::vector<int32_t> table(sel.table, sel.table + shape.kv_heads * width);
+              const std::vector<int32_t> lens_sel(sel.lens, sel.lens + shape.kv_heads);
+              const CudaTimes t = run_cuda_quest(host, config, repeats, table, lens_sel);
+              std::printf(
+                  "%-6s %-10s %6lld %6lld %4s %9.4f %9.4f %7.2f %8.4f %8.4f %s graph: dense %.4f "
+                  "quest %.4f "
+                  "speedup %.2f\n",
+                  "cuda", kind.c_str(), static_cast<long long>(len), static_cast<long long>(budget),
+                  to_string(agg), t.dense_ms, t.quest_ms, t.dense_ms / t.quest_ms, mean, least,
+                  t.same_selection ? "same-selection" : "SELECTION-DIFFERS", t.dense_graph_ms,
+                  t.quest_graph_ms, t.dense_graph_ms / t.quest_graph_ms);
+              const bool graphs = t.dense_graph_ms > 0 && t.quest_graph_ms > 0;
+              report.add({{"device", "cuda"},
+                          {"data", kind},
+                          {"kv_len", len},
+                          {"budget", budget},
+                          {"aggregation", to_string(agg)},
+                          {"dense_ms", t.dense_ms},
+                          {"quest_ms", t.quest_ms},
+                          {"speedup", t.dense_ms / t.quest_ms},
+                          {"recall", mean},
+                          {"min_recall", least},
+                          {"same_selection", t.same_selection},
+                          {"dense_graph_ms", measured(t.dense_graph_ms)},
+                          {"quest_graph_ms", measured(t.quest_graph_ms)},
+                          {"graph_speedup",
+                           graphs ? Value(t.dense_graph_ms / t.quest_graph_ms) : Value()}});
+            }
 #endif
-          std::fflush(stdout);
-        }
+            std::fflush(stdout);
+          }
+      }
     }
-  }
-  return 0;
+    return 0;
+  });
 }
+
+}  // namespace qwen3vl::bench

@@ -34,7 +34,7 @@ struct CudaTimes {
   bool same_selection = false;                    // the device kept exactly the pages the host kept
 };
 
-#if QWEN3VL_QUEST_BENCH_CUDA
+#if QWEN3VL_BENCH_CUDA
 // Times CUDA dense decode and CUDA Quest on a device copy of `host` (median of `repeats`, CUDA
 // events) and compares the device selection with `host_selection` ([Hkv, 1, max_pages] + lens).
 CudaTimes run_cuda_quest(HostQuestCache& host, const QuestConfig& config, int repeats,

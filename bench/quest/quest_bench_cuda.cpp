@@ -1,12 +1,14 @@
 // The Quest benchmark on CUDA: device copies of the host cache's storage, key bounds, lengths and
-// table; CUDA dense decode and CUDA Quest timed with events on one stream, medians of `repeats`.
+// table; CUDA dense decode and CUDA Quest timed with events on one stream (bench/common/
+// cuda_timing.hpp), medians of `repeats` single calls after 2 warm-ups; then each call captured
+// into a CUDA graph and its replays timed the same way.
 #include <cuda_runtime.h>
 
 #include <cstdio>
 #include <exception>
 #include <memory>
 
-#include "common/timing.hpp"
+#include "common/cuda_timing.hpp"
 #include "quest_bench.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
@@ -17,46 +19,21 @@ namespace {
 
 template <class F>
 double median_event_ms(int repeats, cudaStream_t stream, F&& call) {
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  std::vector<double> samples;
-  for (int r = 0; r < repeats + 2; ++r) {
-    cudaEventRecord(start, stream);
-    call();
-    cudaEventRecord(stop, stream);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    if (r >= 2) samples.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return median(samples);
+  return cuda_median_ms(stream, 2, repeats, 1, call);
 }
 
-// The call captured once into a CUDA graph, then its replay timed like median_event_ms.
+// The call captured once into a CUDA graph, its replays timed like median_event_ms; -1 when the
+// call could not be captured (printed as a negative time).
 template <class F>
 double median_graph_ms(int repeats, cudaStream_t stream, F&& call) {
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
-  bool failed = false;
-  try {
-    call();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "graph capture: %s\n", e.what());
-    failed = true;
+  std::vector<double> ms;
+  const Status s = cuda_graph_samples(stream, 2, repeats, 1, call, &ms);
+  if (s.code() == StatusCode::kUnsupported) {
+    std::fprintf(stderr, "%s\n", s.to_string().c_str());
+    return -1;
   }
-  const bool captured = cudaStreamEndCapture(stream, &graph) == cudaSuccess && !failed;
-  if (!captured || cudaGraphInstantiateWithFlags(&exec, graph, 0) != cudaSuccess) {
-    cudaGetLastError();
-    return -1;  // printed as a negative time: the call could not be captured
-  }
-  const double ms = median_event_ms(repeats, stream, [&] { cudaGraphLaunch(exec, stream); });
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  return ms;
+  throw_if_error(s);
+  return median(ms);
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
-// RoPE bandwidth on the CPU: the fused q+k apply at Qwen3-VL text shapes against a plain parallel
-// copy of the same bytes (q and k read and written once), both measured in this run with the same
-// threads. Usage: qwen3vl-rope-bench [--tokens 4096 --q-heads 32 --kv-heads 8 --head-dim 128
-// --reps 30 --threads 0]
+// qwen3vl-attn-bench rope: the fused q+k RoPE apply at Qwen3-VL text shapes against a plain copy
+// of the same bytes (q and k read and written once), both measured in this run. CPU here (the
+// same threads, wall clock, alternated), CUDA in bench_rope_cuda.cpp.
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -10,6 +9,7 @@
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
+#include "cli/routines.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
 #include "rope_bench_common.hpp"
 
@@ -32,8 +32,16 @@ std::pair<double, double> time_pair(int reps, A&& a, B&& b) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const bench::RopeBenchOptions o = bench::parse_rope_options(argc, argv);
+namespace qwen3vl::bench {
+
+#if !QWEN3VL_BENCH_CUDA
+int run_rope_cuda(const RopeBenchOptions&, Report*) {
+  return usage_error(
+      "rope", make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
+}
+#endif
+
+int run_rope_cpu(const RopeBenchOptions& o, Report* out) {
   CpuOptions options;
   options.num_threads = o.threads;
   std::unique_ptr<rope::RopeApplier> applier;
@@ -74,8 +82,36 @@ int main(int argc, char** argv) {
       p.table = table.view();
       const auto [copy_s, rope_s] =
           time_pair(o.reps, copy, [&] { throw_if_error(applier->apply(p)); });
-      bench::report("cpu", o, dt, m, bytes, rope_s, copy_s);
+      bench::report(out, "cpu", o, dt, m, bytes, rope_s, copy_s);
     }
   }
   return 0;
 }
+
+int rope_routine(const std::vector<std::string>& args) {
+  RopeBenchOptions o;
+  std::string device = "cpu";
+  ArgParser parser(
+      "rope",
+      R"(RoPE bandwidth: the fused q+k apply in place (rope-1d, M-RoPE with the full and the split
+table; f32 and bf16) against a plain copy of the same bytes (q and k read and written once), both
+measured in this run (was qwen3vl-rope-bench / qwen3vl-rope-bench-cuda). cpu: the copy on the
+same threads, wall clock, the two alternated, medians of --reps after a warm-up. cuda: a
+device-to-device copy (cudaMemcpyAsync), CUDA events, medians of --reps single calls after 3
+warm-ups. Ratio: copy time / RoPE time.)");
+  parser.add_choice("--device", &device, {"cpu", "cuda"}, "where it runs");
+  parser.add_int("--tokens", &o.tokens, 1, int64_t(1) << 22, "tokens T");
+  parser.add_int("--q-heads", &o.q_heads, 1, 1024, "query heads");
+  parser.add_int("--kv-heads", &o.k_heads, 1, 1024, "key heads");
+  parser.add_int("--head-dim", &o.head_dim, 2, 1024, "head dim (even)");
+  parser.add_int("--reps", &o.reps, 1, 100000, "timed calls");
+  parser.add_int("--threads", &o.threads, 0, 1024, "CPU threads (0: physical cores)");
+  return run_routine(parser, args, [&](Report& report) {
+    if (o.head_dim % 2)
+      return usage_error("rope", make_error(StatusCode::kInvalidArgument, "--head-dim = ",
+                                            o.head_dim, ": allowed an even number"));
+    return device == "cuda" ? run_rope_cuda(o, &report) : run_rope_cpu(o, &report);
+  });
+}
+
+}  // namespace qwen3vl::bench

@@ -1,6 +1,6 @@
-// RoPE bandwidth on a CUDA device: the fused q+k apply at Qwen3-VL text shapes against a
+// The rope routine on a CUDA device: the fused q+k apply at Qwen3-VL text shapes against a
 // device-to-device copy of the same bytes (q and k read and written once), timed with CUDA events
-// in this run (median of --reps). Usage: qwen3vl-rope-bench-cuda [same options as the CPU bench]
+// in this run (bench/common/cuda_timing.hpp; median of --reps after 3 warm-ups).
 #include <cuda_runtime.h>
 
 #include <memory>
@@ -23,9 +23,7 @@ void check(cudaError_t e, const char* what) {
 // Seconds per call: the median of `reps` after 3 warm-ups; exits on a CUDA error.
 template <class F>
 double time_median(int reps, F&& f) {
-  const double ms = bench::cuda_median_ms(reps, f, 3);
-  if (ms < 0) check(cudaGetLastError(), "timed calls");
-  return ms * 1e-3;
+  return bench::cuda_median_ms(nullptr, 3, reps, 1, f) * 1e-3;
 }
 
 void* device_copy(const Tensor& t) {
@@ -38,8 +36,7 @@ void* device_copy(const Tensor& t) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const bench::RopeBenchOptions o = bench::parse_rope_options(argc, argv);
+int qwen3vl::bench::run_rope_cuda(const bench::RopeBenchOptions& o, bench::Report* out) {
   std::unique_ptr<rope::RopeApplier> applier;
   throw_if_error(rope::create_rope_cuda(0, &applier));
   cudaDeviceProp prop{};
@@ -79,7 +76,7 @@ int main(int argc, char** argv) {
       });
       const double rope_s = time_median(o.reps, [&] { throw_if_error(applier->apply(p)); });
       throw_if_error(applier->take_error());
-      bench::report("cuda", o, dt, m, bytes, rope_s, copy_s);
+      bench::report(out, "cuda", o, dt, m, bytes, rope_s, copy_s);
       cudaFree(pos);
     }
     for (void* ptr : {q, k, q2, k2}) cudaFree(ptr);

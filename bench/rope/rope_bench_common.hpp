@@ -1,6 +1,6 @@
-// What the CPU and CUDA RoPE benchmarks share: options, the Qwen3-VL text workload (q and k of
-// T tokens, Hq/Hkv heads, head_dim D, positions of a text run around an image block), the modes
-// measured, and the report line.
+// What the CPU and CUDA sides of the rope routine share: options, the Qwen3-VL text workload (q and
+// k of T tokens, Hq/Hkv heads, head_dim D, positions of a text run around an image block), the
+// modes measured, and the report line.
 #pragma once
 
 #include <algorithm>
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/report.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/rope/rope.hpp"
@@ -22,38 +23,9 @@ struct RopeBenchOptions {
   int threads = 0;  // CPU: 0 = physical cores
 };
 
-inline RopeBenchOptions parse_rope_options(int argc, char** argv) {
-  RopeBenchOptions o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i];
-    const long long v = std::atoll(argv[i + 1]);
-    if (k == "--tokens")
-      o.tokens = v;
-    else if (k == "--q-heads")
-      o.q_heads = v;
-    else if (k == "--kv-heads")
-      o.k_heads = v;
-    else if (k == "--head-dim")
-      o.head_dim = v;
-    else if (k == "--reps")
-      o.reps = static_cast<int>(v);
-    else if (k == "--threads")
-      o.threads = static_cast<int>(v);
-    else {
-      std::fprintf(
-          stderr,
-          "unknown option %s (allowed --tokens --q-heads --kv-heads --head-dim --reps --threads)\n",
-          k.c_str());
-      std::exit(2);
-    }
-  }
-  if (o.tokens < 1 || o.q_heads < 1 || o.k_heads < 1 || o.head_dim < 2 || o.head_dim % 2 ||
-      o.reps < 1) {
-    std::fprintf(stderr, "bad sizes: tokens, heads, reps >= 1; head_dim even\n");
-    std::exit(2);
-  }
-  return o;
-}
+// The CPU and CUDA runs (bench_rope.cpp, bench_rope_cuda.cpp); a row a (dtype, mode) in `report`.
+int run_rope_cpu(const RopeBenchOptions& o, Report* report);
+int run_rope_cuda(const RopeBenchOptions& o, Report* report);
 
 // One measured configuration: the table it uses and its positions layout.
 struct RopeMode {
@@ -110,8 +82,8 @@ inline Tensor make_bench_positions(const RopeBenchOptions& o, const RopeMode& m)
 }
 
 // bytes: q and k read once and written once.
-inline void report(const char* device, const RopeBenchOptions& o, DType dt, const RopeMode& m,
-                   double bytes, double rope_s, double copy_s) {
+inline void report(Report* out, const char* device, const RopeBenchOptions& o, DType dt,
+                   const RopeMode& m, double bytes, double rope_s, double copy_s) {
   std::printf(
       "%-5s %-4s %-18s T%lld Hq%lld Hkv%lld D%lld  rope %9.1f us %7.1f GB/s | copy %9.1f us %7.1f "
       "GB/s"
@@ -120,6 +92,18 @@ inline void report(const char* device, const RopeBenchOptions& o, DType dt, cons
       static_cast<long long>(o.q_heads), static_cast<long long>(o.k_heads),
       static_cast<long long>(o.head_dim), rope_s * 1e6, bytes / rope_s / 1e9, copy_s * 1e6,
       bytes / copy_s / 1e9, 100.0 * copy_s / rope_s);
+  out->add({{"device", device},
+            {"dtype", to_string(dt)},
+            {"mode", m.name},
+            {"tokens", o.tokens},
+            {"q_heads", o.q_heads},
+            {"kv_heads", o.k_heads},
+            {"head_dim", o.head_dim},
+            {"rope_us", rope_s * 1e6},
+            {"rope_gbps", bytes / rope_s / 1e9},
+            {"copy_us", copy_s * 1e6},
+            {"copy_gbps", bytes / copy_s / 1e9},
+            {"rope_over_copy", copy_s / rope_s}});
 }
 
 }  // namespace qwen3vl::bench

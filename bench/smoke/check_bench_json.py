@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Smoke test of qwen3vl-attn-bench (python3 stdlib only).
+"""Smoke test of qwen3vl-attn-bench prefill (python3 stdlib only).
 
 Usage: check_bench_json.py <path to qwen3vl-attn-bench> cuda|nocuda
 
-Runs the CLI on tiny shapes with --repeats 1 --json and checks that the output is one JSON array
-whose objects carry every field with a sane value and a small max_rel_err; then checks that bad
-flags, and a device this build lacks, exit with status 2 and a message.
+Runs the prefill routine on tiny shapes with --repeats 1 --json - and checks that the output is
+one JSON report (machine, commit, date) whose rows carry every field with a sane value and a small
+max_rel_err, and that --csv - gives the same rows; then checks that bad flags, and a device this
+build lacks, exit with status 2 and a message.
 """
 import json
 import math
@@ -29,19 +30,34 @@ def check(condition, message):
 
 
 def run(bench, args):
-    return subprocess.run([bench] + args, capture_output=True, text=True, timeout=240)
+    return subprocess.run([bench, "prefill"] + args, capture_output=True, text=True, timeout=240)
+
+
+def check_report(name, doc):
+    """The fields every report carries besides its rows."""
+    ok = check(isinstance(doc, dict) and doc.get("routine") == "prefill", f"[{name}] routine: {doc!r:.200}")
+    ok = ok and check(isinstance(doc.get("commit"), str) and doc["commit"], f"[{name}] commit missing")
+    ok = ok and check(isinstance(doc.get("date"), str) and len(doc["date"]) == 20, f"[{name}] date: {doc.get('date')!r}")
+    machine = doc.get("machine", {}) if ok else {}
+    ok = ok and check(isinstance(machine.get("cpu"), str) and machine.get("physical_cores", 0) >= 1
+                      and machine.get("isa") in ("scalar", "avx2", "avx512")
+                      and isinstance(machine.get("gpus"), list), f"[{name}] machine: {machine!r}")
+    return ok
 
 
 def check_json_run(bench, args, expect):
-    proc = run(bench, args + ["--repeats", "1", "--json"])
+    proc = run(bench, args + ["--repeats", "1", "--json", "-"])
     name = " ".join(args)
     if not check(proc.returncode == 0, f"[{name}] exit {proc.returncode}: {proc.stderr.strip()}"):
         return
     try:
-        rows = json.loads(proc.stdout)
+        doc = json.loads(proc.stdout)
     except json.JSONDecodeError as e:
         check(False, f"[{name}] stdout is not JSON ({e}): {proc.stdout[:200]!r}")
         return
+    if not check_report(name, doc):
+        return
+    rows = doc.get("rows")
     if not check(isinstance(rows, list) and rows, f"[{name}] expected a non-empty JSON array"):
         return
     for row in rows:
@@ -92,6 +108,10 @@ def main():
     check_json_run(bench, ["--device", "cpu", "--seq-q", "17", "--seq-k", "129", "--head-dim", "64",
                            "--heads", "3", "--dtype", "f16", "--causal", "--isa", "scalar"],
                    {"seq_q": 17, "seq_k": 129, "heads": 3, "kv_heads": 3, "dtype": "f16"})
+    proc = run(bench, shape + ["--repeats", "1", "--csv", "-"])
+    lines = proc.stdout.strip().splitlines()
+    check(proc.returncode == 0 and len(lines) >= 2 and lines[0].startswith("variant,device,dtype,"),
+          f"--csv -: exit {proc.returncode}, {proc.stdout[:200]!r}")
     check_usage_error(bench, ["--seq", "abc"], "--seq")
     check_usage_error(bench, ["--frobnicate"], "unknown argument")
     check_usage_error(bench, ["--dtype", "f64"], "allowed f32, f16, bf16")
@@ -101,7 +121,7 @@ def main():
         check_usage_error(bench, ["--device", "cuda", "--seq", "16"], "cuda")
     proc = run(bench, ["--help"])
     check(proc.returncode == 0 and "--variant" in proc.stdout,
-          "--help must print the flags and exit 0")
+          "prefill --help must print the flags and exit 0")
     for f in failures:
         print("FAIL:", f)
     print("bench smoke:", "FAILED" if failures else "ok")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every variant qwen3vl-attn-bench accepts runs with its default knobs and passes its own check
+"""Every variant qwen3vl-attn-bench prefill accepts runs with its default knobs and passes its own check
 (python3 stdlib only).
 
 Usage: check_bench_variants.py <path to qwen3vl-attn-bench> cuda|nocuda
@@ -34,7 +34,12 @@ def check(condition, message):
 
 
 def run(bench, args):
-    return subprocess.run([bench] + args, capture_output=True, text=True, timeout=240)
+    return subprocess.run([bench, "prefill"] + args, capture_output=True, text=True, timeout=240)
+
+
+def json_rows(proc):
+    """The rows of the report a run wrote to stdout (--json -)."""
+    return json.loads(proc.stdout)["rows"]
 
 
 def listed_variants(bench):
@@ -47,7 +52,7 @@ def listed_variants(bench):
 
 def check_variant(bench, variant, device, shape):
     args = ["--variant", variant, "--device", device, "--threads", "2", "--repeats", "1",
-            "--json"] + shape
+            "--json", "-"] + shape
     name = " ".join(args)
     proc = run(bench, args)
     if proc.returncode == 2 and "is not built" in proc.stderr:
@@ -56,8 +61,8 @@ def check_variant(bench, variant, device, shape):
     if not check(proc.returncode == 0, f"[{name}] exit {proc.returncode}: {proc.stderr.strip()}"):
         return
     try:
-        rows = json.loads(proc.stdout)
-    except json.JSONDecodeError as e:
+        rows = json_rows(proc)
+    except (json.JSONDecodeError, KeyError) as e:
         check(False, f"[{name}] stdout is not JSON ({e}): {proc.stdout[:200]!r}")
         return
     if device == "cuda" and variant in HOST_INPUTS_ONLY:
@@ -77,7 +82,7 @@ def main():
     check(len(variants) >= 8, f"expected every variant to be listed: {variants}")
     devices = ["cpu"]
     if cuda and run(bench, ["--device", "cuda", "--variant", "flash2", "--seq", "16",
-                            "--repeats", "1", "--json"]).returncode == 0:
+                            "--repeats", "1", "--json", "-"]).returncode == 0:
         devices.append("cuda")
     for variant in variants:
         for device in devices:

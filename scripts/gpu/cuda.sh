@@ -9,8 +9,8 @@
 #   scripts/gpu/cuda.sh run    (on the GPU machine) runs, in order: the CUDA tests of the sm_90
 #                              build; the same tests of the sm_61 build, whose compute_61 PTX the
 #                              driver JIT-compiles for sm_90; compute-sanitizer memcheck and
-#                              racecheck on the reduced sweep; qwen3vl-cuda-bench (with cuBLAS SGEMM)
-#                              and PyTorch SDPA fp32; then the summary table. Logs and JSON go to
+#                              racecheck on the reduced sweep; qwen3vl-attn-bench cuda-prefill
+#                              (with cuBLAS SGEMM) and PyTorch SDPA fp32; then the summary table. Logs and JSON go to
 #                              $OUT (or build-gpu-out/), the table is printed last.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,7 +23,7 @@ pack() {
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=90-real \
     -DQWEN3VL_BENCH_OPENBLAS=OFF \
     >/dev/null
-  cmake --build "$build" -j2 --target test_attention_cuda qwen3vl-cuda-bench
+  cmake --build "$build" -j2 --target test_attention_cuda qwen3vl-attn-bench
   if [ "${QWEN3VL_SM61_QUICK:-0}" = 1 ] && [ -d "$root/build-sm61" ]; then
     # Only the test binary, with build-sm61.sh's environment (CUDA 13 off PATH).
     # The ptxas report of the objects rebuilt here (kernel, registers, shared memory, spills).
@@ -39,8 +39,7 @@ pack() {
   fi
   rm -rf "$carry"
   mkdir -p "$carry/bin" "$carry/bin-sm61" "$carry/lib"
-  cp "$build/tests/test_attention_cuda" "$(find "$build" -name qwen3vl-cuda-bench -type f | head -n 1)" \
-    "$carry/bin/"
+  cp "$build/tests/test_attention_cuda" "$build/bench/qwen3vl-attn-bench" "$carry/bin/"
   cp "$root/build-sm61/tests/test_attention_cuda" "$carry/bin-sm61/"
   [ -e "$root/build-sm61-report.txt" ] && cp "$root/build-sm61-report.txt" "$carry/"
   # What the device image may lack: oneTBB and both CUDA runtimes (cuBLAS comes from its CUDA).
@@ -79,11 +78,11 @@ run() {
     "$carry/bin/test_attention_cuda" --gtest_filter='CudaSanitize.*'
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 3 \
     "$carry/bin/test_attention_cuda" --gtest_filter='CudaSanitize.*'
-  step bench "$carry/bin/qwen3vl-cuda-bench" --json "$out/bench.jsonl"
+  step bench "$carry/bin/qwen3vl-attn-bench" cuda-prefill --json "$out/bench.json"
   step sdpa python3 "$root/scripts/gpu/sdpa_bench.py" --json "$out/sdpa.jsonl"
   grep -E "^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|ERROR SUMMARY|RACECHECK SUMMARY|error" "$log" |
     sort | uniq -c | sort -rn | head -n 40
-  python3 "$root/scripts/gpu/summarize.py" "$out/bench.jsonl" "$out/sdpa.jsonl" >"$out/summary.md" &&
+  python3 "$root/scripts/gpu/summarize.py" "$out/bench.json" "$out/sdpa.jsonl" >"$out/summary.md" &&
     cat "$out/summary.md"
   return $failed
 }

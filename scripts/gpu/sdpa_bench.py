@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch scaled_dot_product_attention on the prefill shapes of qwen3vl-cuda-bench: batch 1, 32
+"""PyTorch scaled_dot_product_attention on the prefill shapes of qwen3vl-attn-bench
+cuda-prefill: batch 1, 32
 heads (--kv-heads: fewer KV heads through enable_gqa), head_dim 128, N 1024/4096/16384, causal and
 not; the vision shape as 16 frames of 1024 tokens, 16 heads, head_dim 72 (a batch of frames: the
 same FLOPs as block-diagonal varlen). Every SDPA backend PyTorch has is forced in turn through
@@ -7,7 +8,7 @@ torch.nn.attention.sdpa_kernel (default, FLASH_ATTENTION, EFFICIENT_ATTENTION, C
 MATH), all in this process; a backend that refuses a shape is recorded with PyTorch's reason, MATH
 is skipped where its N^2 scores would exceed --math-gb, and the fastest is reported per case.
 
-Timing matches qwen3vl-cuda-bench: the median of --reps event-timed single calls outside any
+Timing matches qwen3vl-attn-bench cuda-prefill: the median of --reps event-timed single calls outside any
 graph, after 3 warm-ups. Writes JSON lines (--json: one per case and backend, plus backend "best")
 and prints a table."""
 import argparse

@@ -1,24 +1,21 @@
 #!/usr/bin/env python3
-"""Joins qwen3vl-cuda-bench and sdpa_bench.py JSON lines into the markdown table of
-docs/performance.md: GFLOP/s per variant, the ratio to cuBLAS SGEMM (fp32, TF32 off) and to PyTorch
-SDPA fp32 (its fastest backend) on the same shape, and sm61_tiled over flash2."""
-import json
+"""Joins the report of `qwen3vl-attn-bench cuda-prefill --json` (or qwen3vl-cuda-bench's JSON lines)
+and sdpa_bench.py's JSON lines into the markdown table of docs/performance.md: GFLOP/s per variant,
+the ratio to cuBLAS SGEMM (fp32, TF32 off) and to PyTorch SDPA fp32 (its fastest backend) on the
+same shape, and sm61_tiled over flash2."""
+import os
 import sys
 
-
-def load(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_reports import load_jsonl as load, prefill_rows  # noqa: E402
 
 
 def main(bench_path, sdpa_path):
-    rows = load(bench_path)
+    sgemm, att = prefill_rows(bench_path)
     # The fastest SDPA backend per fp32 case (files from before backends were forced have one row).
     sdpa = {(r["shape"], r["seq"], r["causal"]): r for r in load(sdpa_path)
             if r.get("backend", "best") == "best" and r.get("dtype", "f32") == "f32" and r.get("ms")} \
         if sdpa_path else {}
-    sgemm = next(r for r in rows if r["kind"] == "sgemm")
-    att = [r for r in rows if r["kind"] == "attention"]
     print(f"Device: {sgemm['device']}. cuBLAS SGEMM (fp32, TF32 off, n={sgemm['n']}): "
           f"{sgemm['gflops']:.0f} GFLOP/s.\n")
     print("| shape | dtype | causal | variant | ms | GFLOP/s | / SGEMM | / SDPA fp32 | sm61 / flash2 |")

@@ -3,8 +3,8 @@ PyTorch has, each forced through torch.nn.attention.sdpa_kernel (the default: no
 backend that refuses the shape recorded with PyTorch's reason, and two timing methods that match
 the C++ benches:
   events_ms: calls launched back to back outside any graph, an event before and after each group;
-             the median over groups of the time per call (qwen3vl-cuda-bench: groups of one call;
-             qwen3vl-decode-bench: groups of 20).
+             the median over groups of the time per call (qwen3vl-attn-bench cuda-prefill: groups of one call;
+             qwen3vl-attn-bench decode: groups of 20).
   graph_ms:  the same calls captured into a CUDA graph, its replays timed between events.
 Imported by scripts/gpu/sdpa_bench.py and bench/decode/sdpa_decode.py."""
 import contextlib
@@ -123,7 +123,8 @@ def fastest(results):
 def copy_gbps(method, gib=1):
     """Device-to-device copy bandwidth (bytes read + written per second, GB/s) of a buffer of
     `gib` GiB, timed by `method` ("events": 4 back-to-back copies a sample, 10 samples; "graph":
-    graphs of 4 copies, 10 replays), as qwen3vl-decode-bench times its copy."""
+    graphs of 4 copies, 10 replays), as qwen3vl-attn-bench decode times its copy kernel
+    (here torch's copy_, which a graph captures as a memcpy node)."""
     src = torch.ones(gib << 28, device="cuda", dtype=torch.float32)
     dst = torch.empty_like(src)
     fn = lambda i: dst.copy_(src)  # noqa: E731

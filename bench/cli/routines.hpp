@@ -1,0 +1,28 @@
+// The routines of qwen3vl-attn-bench, one entry point each (argv after the routine's name). Each
+// lives with its family (bench/<family>/) and measures what the executable it replaced measured,
+// the same way.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../common/routine.hpp"
+
+namespace qwen3vl::bench {
+
+int prefill_routine(const std::vector<std::string>& args);         // bench/cli/prefill.cpp
+int cuda_prefill_routine(const std::vector<std::string>& args);    // bench/cuda/
+int decode_routine(const std::vector<std::string>& args);          // bench/decode/
+int quest_routine(const std::vector<std::string>& args);           // bench/quest/
+int rope_routine(const std::vector<std::string>& args);            // bench/rope/
+int moh_routine(const std::vector<std::string>& args);             // bench/moe/
+int linear_routine(const std::vector<std::string>& args);          // bench/linear/
+int layer_routine(const std::vector<std::string>& args);           // bench/layers/
+int dynamic_sparse_routine(const std::vector<std::string>& args);  // bench/dynamic_sparse/
+int block_sparse_routine(const std::vector<std::string>& args);    // bench/sparse/
+int static_sparse_routine(const std::vector<std::string>& args);   // bench/sparse/
+
+// Every routine, in the order --help lists them.
+const std::vector<Routine>& routines();
+
+}  // namespace qwen3vl::bench
