@@ -231,7 +231,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     const Plan pl = layout_plan(plan->shape);
     plan->workspace_bytes =
         std::max(pl.scratch_end, pl.layout_end + block_sparse_->workspace_size(p)) + kAlign;
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 

@@ -141,7 +141,7 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     planned->routed_bytes = sizing.used() + detail::kAlignSlack;
     plan->workspace_bytes = std::max(planned->routed_bytes,
                                      planned->dense_status.ok() ? planned->dense.workspace_bytes : 0);
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     plan->data = std::move(planned);
     return Status();
   }
