@@ -354,27 +354,6 @@ Status MixtureOfHeadsHost::run(const AttentionPlan& plan, const AttentionParams&
 
 }  // namespace
 
-Status MixtureOfHeadsAttention::supports(const AttentionParams& p, const HeadRouting& r) const {
-  AttentionPlan made;
-  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
-  return check_routing(made, p, r);
-}
-
-Status MixtureOfHeadsAttention::forward(const AttentionParams& p, const HeadRouting& r,
-                                        Workspace ws, void* stream) const {
-  AttentionPlan made;
-  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
-  return run(made, p, r, ws, stream);
-}
-
-void MixtureOfHeadsAttention::run(const AttentionParams& p, const HeadRouting& r) const {
-  AttentionPlan made;
-  throw_if_error(plan(p, &made));
-  throw_if_error(check_routing(made, p, r));
-  std::vector<unsigned char> scratch(made.workspace_bytes);
-  throw_if_error(run(made, p, r, Workspace{scratch.data(), scratch.size()}));
-}
-
 Status create_mixture_of_heads(std::unique_ptr<Attention> head_kernel, const MoHConfig& config,
                                std::unique_ptr<MixtureOfHeadsAttention>* out) {
   if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
