@@ -18,6 +18,7 @@
 #include <string>
 
 #include "../../src/core/as_attention.hpp"
+#include "../../src/core/workspace_carver.hpp"
 #include "../common/device_context.hpp"
 #include "../common/device_util.cuh"
 #include "exact_topk_cuda.hpp"
@@ -192,11 +193,23 @@ __global__ void compact_kernel(RouteArgs r) {
       r.indices[l * r.capacity + ptr[row] + e] = r.slots[(l * r.nbq + row) * r.row_cap + e];
 }
 
-struct Plan {
+// The routing's geometry: query and key blocks, listed blocks per row, layouts.
+struct Geometry {
   int64_t nbq = 0, nbk = 0, row_cap = 0, layouts = 0;
-  size_t indptr = 0, indices = 0, slots = 0, counts = 0, q_pool = 0, k_pool = 0, scratch_end = 0;
-  size_t layout_end = 0;
-  detail::VerticalSlashScratch vs;  // vertical-slash scratch, at q_pool (block top-k: unused)
+};
+
+// The workspace (null pointers while sizing): the layout first (the block-sparse kernel's
+// workspace follows it, over the router's finished scratch), then the router's scratch.
+struct Buffers {
+  int32_t* indptr = nullptr;
+  int32_t* indices = nullptr;
+  size_t layout_end = 0;  // bytes from the aligned base to the end of the layout
+  int32_t* slots = nullptr;
+  int32_t* counts = nullptr;
+  float* q_pool = nullptr;  // block top-k
+  float* k_pool = nullptr;
+  detail::VerticalSlashScratch vs;  // vertical-slash
+  size_t scratch_end = 0;  // bytes from the aligned base to the end of the scratch
 };
 
 class DynamicSparseCuda final : public DynamicSparseAttention {
@@ -213,7 +226,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   size_t estimate_workspace_size(const AttentionParams& p) const override {
     AttentionShape s;
     if (!validate(p, &s).ok()) return 0;
-    return layout_plan(s).scratch_end + kAlign;
+    return buffers(nullptr, s).scratch_end + kAlign;
   }
 
   Status estimate(const AttentionParams& p, Workspace ws, BlockLayout* layout) const override {
@@ -228,10 +241,10 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     // A plan is made from shapes: where the data lives is checked by launch(), per call.
     QWEN3VL_RETURN_IF_ERROR(check(p, /*query_pointers=*/false));
-    const Plan pl = layout_plan(plan->shape);
+    const Buffers pl = buffers(nullptr, plan->shape);
     plan->workspace_bytes =
         std::max(pl.scratch_end, pl.layout_end + block_sparse_->workspace_size(p)) + kAlign;
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 
@@ -242,8 +255,8 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     AttentionParams routed = p;
     QWEN3VL_RETURN_IF_ERROR(
         route(p, plan.shape, ws, stream, &routed.block_layout, query_pointers));
-    const Plan pl = layout_plan(plan.shape);
-    char* base = aligned(ws.data);
+    const Buffers pl = buffers(nullptr, plan.shape);
+    char* base = detail::align_pointer(ws.data, kAlign);
     const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + pl.layout_end;
     return block_sparse_->forward(routed, Workspace{base + pl.layout_end, ws.bytes - used}, stream);
   }
@@ -277,43 +290,39 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     return std::string(fraction) + " of the keys as " + what;
   }
 
-  static char* aligned(void* p) {
-    return reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(p) + kAlign - 1) & ~uintptr_t(kAlign - 1));
+  Geometry geometry(const AttentionShape& s) const {
+    Geometry g;
+    g.nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
+    g.nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
+    const int64_t routed = config_.keep_fraction > 0
+                               ? static_cast<int64_t>(std::ceil(config_.keep_fraction * double(g.nbk)))
+                               : config_.top_k_blocks;
+    g.row_cap = std::max<int64_t>(1, std::min(g.nbk, config_.sink_blocks + config_.local_blocks + routed));
+    if (vertical_slash()) g.row_cap = std::max<int64_t>(1, g.nbk);  // any block may be touched
+    g.layouts = s.batch * s.kv_heads;
+    return g;
   }
 
-  Plan layout_plan(const AttentionShape& s) const {
-    Plan pl;
-    pl.nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
-    pl.nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
-    const int64_t routed = config_.keep_fraction > 0
-                               ? static_cast<int64_t>(std::ceil(config_.keep_fraction * double(pl.nbk)))
-                               : config_.top_k_blocks;
-    pl.row_cap = std::max<int64_t>(1, std::min(pl.nbk, config_.sink_blocks + config_.local_blocks + routed));
-    if (vertical_slash()) pl.row_cap = std::max<int64_t>(1, pl.nbk);  // any block may be touched
-    pl.layouts = s.batch * s.kv_heads;
-    size_t at = 0;
-    const auto take = [&at](size_t bytes) {
-      const size_t here = at;
-      at += (bytes + kAlign - 1) / kAlign * kAlign;
-      return here;
-    };
-    pl.indptr = take(static_cast<size_t>(pl.layouts * (pl.nbq + 1)) * 4);
-    pl.indices = take(static_cast<size_t>(pl.layouts * pl.nbq * pl.row_cap) * 4);
-    pl.layout_end = at;
-    pl.slots = take(static_cast<size_t>(pl.layouts * pl.nbq * pl.row_cap) * 4);
-    pl.counts = take(static_cast<size_t>(pl.layouts * pl.nbq) * 4);
+  // The workspace laid out by one carver: counting (data null) or over the caller's buffer.
+  Buffers buffers(void* data, const AttentionShape& s) const {
+    const Geometry g = geometry(s);
+    detail::Carver c = detail::carve(data, kAlign);
+    Buffers b;
+    b.indptr = c.take<int32_t>(g.layouts * (g.nbq + 1));
+    b.indices = c.take<int32_t>(g.layouts * g.nbq * g.row_cap);
+    b.layout_end = c.used();
+    b.slots = c.take<int32_t>(g.layouts * g.nbq * g.row_cap);
+    b.counts = c.take<int32_t>(g.layouts * g.nbq);
     if (vertical_slash()) {
-      pl.q_pool = at;
-      pl.vs = detail::vertical_slash_scratch(s.batch, s.heads, s.kv_heads,
-                                             std::min<int64_t>(config_.last_queries, s.max_q),
-                                             s.max_k, kAlign);
-      take(pl.vs.end);
+      b.vs = detail::vertical_slash_scratch(&c, s.batch, s.heads, s.kv_heads,
+                                            std::min<int64_t>(config_.last_queries, s.max_q),
+                                            s.max_k);
     } else {
-      pl.q_pool = take(static_cast<size_t>(s.batch * s.heads * pl.nbq * s.head_dim) * 4);
-      pl.k_pool = take(static_cast<size_t>(pl.layouts * pl.nbk * s.head_dim) * 4);
+      b.q_pool = c.take<float>(s.batch * s.heads * g.nbq * s.head_dim);
+      b.k_pool = c.take<float>(g.layouts * g.nbk * s.head_dim);
     }
-    pl.scratch_end = at;
-    return pl;
+    b.scratch_end = c.used();
+    return b;
   }
 
   // The variant's limits and where the pointers live, for params that passed validate().
@@ -336,16 +345,17 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
                BlockLayout* layout, bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));
     QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
-    const Plan pl = layout_plan(s);
-    if (ws.data == nullptr || ws.bytes < pl.scratch_end + kAlign)
+    const Geometry pl = geometry(s);
+    const size_t need = buffers(nullptr, s).scratch_end + kAlign;
+    if (ws.data == nullptr || ws.bytes < need)
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
-                        pl.scratch_end + kAlign, " (workspace_size() for these params)");
+                        need, " (workspace_size() for these params)");
     const size_t shared = static_cast<size_t>(2 * pl.nbk) * sizeof(float);
     if (!vertical_slash() && shared > 48 * 1024)
       return make_error(StatusCode::kUnsupported, "key blocks = ", pl.nbk, " (max_k ", s.max_k,
                         " / block_k ", config_.block_k, "): the CUDA router holds at most ",
                         48 * 1024 / 8, " per row in shared memory");
-    char* base = aligned(ws.data);
+    const Buffers b = buffers(ws.data, s);
     RouteArgs r;
     r.a = detail::make_attention_args(p, s);
     r.kv_heads = s.kv_heads;
@@ -359,12 +369,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     r.sink = config_.sink_blocks;
     r.local = config_.local_blocks;
     r.fraction = config_.keep_fraction;
-    r.q_pool = reinterpret_cast<float*>(base + pl.q_pool);
-    r.k_pool = reinterpret_cast<float*>(base + pl.k_pool);
-    r.slots = reinterpret_cast<int32_t*>(base + pl.slots);
-    r.counts = reinterpret_cast<int32_t*>(base + pl.counts);
-    r.indptr = reinterpret_cast<int32_t*>(base + pl.indptr);
-    r.indices = reinterpret_cast<int32_t*>(base + pl.indices);
+    r.q_pool = b.q_pool;
+    r.k_pool = b.k_pool;
+    r.slots = b.slots;
+    r.counts = b.counts;
+    r.indptr = b.indptr;
+    r.indices = b.indices;
 
     layout->block_q = config_.block_q;
     layout->block_k = config_.block_k;
@@ -380,7 +390,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     }
     const unsigned layouts = static_cast<unsigned>(pl.layouts);
     if (vertical_slash()) {
-      QWEN3VL_RETURN_IF_ERROR(detail::launch_vertical_slash(vertical_slash_args(r, s, pl, base), stream));
+      QWEN3VL_RETURN_IF_ERROR(detail::launch_vertical_slash(vertical_slash_args(r, s, pl, b.vs), stream));
       compact_kernel<<<layouts, kThreads, 0, stream>>>(r);
       QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse compact_kernel");
       return Status();
@@ -395,7 +405,8 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
   }
 
   detail::VerticalSlashArgs vertical_slash_args(const RouteArgs& r, const AttentionShape& s,
-                                                const Plan& pl, char* base) const {
+                                                const Geometry& pl,
+                                                const detail::VerticalSlashScratch& vs) const {
     detail::VerticalSlashArgs v;
     v.a = r.a;
     v.kv_heads = s.kv_heads;
@@ -406,12 +417,11 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     v.row_cap = pl.row_cap;
     v.a_max = std::min<int64_t>(config_.last_queries, s.max_q);
     v.config = config_;
-    char* at = base + pl.q_pool;
-    v.scores = reinterpret_cast<float*>(at + pl.vs.scores);
-    v.vertical = reinterpret_cast<float*>(at + pl.vs.vertical);
-    v.slash = reinterpret_cast<float*>(at + pl.vs.slash);
-    v.kept_v = reinterpret_cast<unsigned char*>(at + pl.vs.kept_v);
-    v.kept_s = reinterpret_cast<unsigned char*>(at + pl.vs.kept_s);
+    v.scores = vs.scores;
+    v.vertical = vs.vertical;
+    v.slash = vs.slash;
+    v.kept_v = vs.kept_v;
+    v.kept_s = vs.kept_s;
     v.slots = r.slots;
     v.counts = r.counts;
     return v;

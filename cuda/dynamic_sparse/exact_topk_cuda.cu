@@ -18,6 +18,7 @@
 #include <cmath>
 #include <string>
 
+#include "../../src/core/workspace_carver.hpp"
 #include "../common/device_context.hpp"
 #include "../common/device_util.cuh"
 #include "block_sum.cuh"
@@ -92,8 +93,10 @@ __global__ void keep_kernel(KeepArgs t) {
   }
 }
 
-struct Plan {
-  size_t weights = 0, lse = 0, end = 0;
+// The workspace: the standard variant's probabilities and LSE (null pointers while sizing).
+struct Buffers {
+  float* weights = nullptr;
+  float* lse = nullptr;
 };
 
 class ExactTopKCuda final : public DynamicSparseAttention {
@@ -116,8 +119,10 @@ class ExactTopKCuda final : public DynamicSparseAttention {
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     // A plan is made from shapes: where the data lives is checked by launch(), per call.
     QWEN3VL_RETURN_IF_ERROR(check(p, /*query_pointers=*/false));
-    plan->workspace_bytes = buffers(plan->shape).end + kAlign;
-    plan->reason = description();
+    Carver sizing(nullptr, kAlign);
+    buffers(&sizing, plan->shape);
+    plan->workspace_bytes = sizing.used() + kAlign;
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 
@@ -128,19 +133,14 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     QWEN3VL_RETURN_IF_ERROR(check(p, query_pointers));  // where the new pointers live
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
     const AttentionShape& s = plan.shape;
-    const Plan pl = buffers(s);
-    if (ws.data == nullptr || ws.bytes < pl.end + kAlign)
-      return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes, ": need ",
-                        pl.end + kAlign, " (workspace_size() for these params)");
-    char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(ws.data) + kAlign - 1) &
-                                         ~uintptr_t(kAlign - 1));
+    Carver carver = carve(ws.data, kAlign);  // run() checked ws against the plan's size
+    const Buffers pl = buffers(&carver, s);
     const int64_t rows = s.batch * s.heads * s.max_q;
     if (rows == 0) return Status();
     AttentionParams dense = p;
-    dense.weights = on_device(TensorView::contiguous(base + pl.weights, DType::kF32,
+    dense.weights = on_device(TensorView::contiguous(pl.weights, DType::kF32,
                                                      {s.batch, s.heads, s.max_q, s.max_k}));
-    dense.lse =
-        on_device(TensorView::contiguous(base + pl.lse, DType::kF32, {s.batch, s.heads, s.max_q}));
+    dense.lse = on_device(TensorView::contiguous(pl.lse, DType::kF32, {s.batch, s.heads, s.max_q}));
     QWEN3VL_RETURN_IF_ERROR(standard_->forward(dense, Workspace{nullptr, 0}, stream));
     KeepArgs t;
     t.a = make_attention_args(p, s);
@@ -172,13 +172,12 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     return v;
   }
 
-  static Plan buffers(const AttentionShape& s) {
-    const auto round = [](size_t x) { return (x + kAlign - 1) / kAlign * kAlign; };
-    Plan pl;
-    pl.weights = 0;
-    pl.lse = round(static_cast<size_t>(s.batch * s.heads * s.max_q * s.max_k) * 4);
-    pl.end = pl.lse + round(static_cast<size_t>(s.batch * s.heads * s.max_q) * 4);
-    return pl;
+  // Sizes (counting carver) and carves (over the workspace) with the same calls.
+  static Buffers buffers(Carver* c, const AttentionShape& s) {
+    Buffers b;
+    b.weights = c->take<float>(s.batch * s.heads * s.max_q * s.max_k);
+    b.lse = c->take<float>(s.batch * s.heads * s.max_q);
+    return b;
   }
 
   // The variant's limits and where the pointers live, for params that passed validate().

@@ -182,22 +182,15 @@ __global__ void mark_kernel(VerticalSlashArgs v) {
 
 }  // namespace
 
-VerticalSlashScratch vertical_slash_scratch(int64_t batch, int64_t heads, int64_t kv_heads,
-                                            int64_t a_max, int64_t max_k, size_t align) {
+VerticalSlashScratch vertical_slash_scratch(Carver* c, int64_t batch, int64_t heads,
+                                            int64_t kv_heads, int64_t a_max, int64_t max_k) {
   VerticalSlashScratch s;
-  size_t at = 0;
-  const auto take = [&at, align](size_t bytes) {
-    const size_t here = at;
-    at += (bytes + align - 1) / align * align;
-    return here;
-  };
-  const size_t layouts = static_cast<size_t>(batch * kv_heads), keys = static_cast<size_t>(max_k);
-  s.scores = take(static_cast<size_t>(batch * heads * a_max) * keys * 4);
-  s.vertical = take(layouts * keys * 4);
-  s.slash = take(layouts * 2 * keys * 4);
-  s.kept_v = take(layouts * keys);
-  s.kept_s = take(layouts * 2 * keys);
-  s.end = at;
+  const int64_t layouts = batch * kv_heads;
+  s.scores = c->take<float>(batch * heads * a_max * max_k);
+  s.vertical = c->take<float>(layouts * max_k);
+  s.slash = c->take<float>(layouts * 2 * max_k);
+  s.kept_v = c->take<unsigned char>(layouts * max_k);
+  s.kept_s = c->take<unsigned char>(layouts * 2 * max_k);
   return s;
 }
 

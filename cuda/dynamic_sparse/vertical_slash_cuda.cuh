@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../../src/core/workspace_carver.hpp"
 #include "../common/kernel_args.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
@@ -27,12 +28,16 @@ struct VerticalSlashArgs {
   int32_t* counts = nullptr;        // [B Hkv, nbq]
 };
 
-// Bytes of scratch for `scores` .. `kept_s`, in the order above, each rounded to `align`.
+// The scratch `scores` .. `kept_s`, in the order above, taken from `c` (null while it counts).
 struct VerticalSlashScratch {
-  size_t scores = 0, vertical = 0, slash = 0, kept_v = 0, kept_s = 0, end = 0;
+  float* scores = nullptr;
+  float* vertical = nullptr;
+  float* slash = nullptr;
+  unsigned char* kept_v = nullptr;
+  unsigned char* kept_s = nullptr;
 };
-VerticalSlashScratch vertical_slash_scratch(int64_t batch, int64_t heads, int64_t kv_heads,
-                                            int64_t a_max, int64_t max_k, size_t align);
+VerticalSlashScratch vertical_slash_scratch(Carver* c, int64_t batch, int64_t heads,
+                                            int64_t kv_heads, int64_t a_max, int64_t max_k);
 
 // Four launches on `stream`: zero the sums, score the last rows (one block per row and head),
 // select the columns and diagonals (one block per layout and kind), mark the blocks.

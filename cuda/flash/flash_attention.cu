@@ -86,7 +86,7 @@ class FlashCuda final : public Attention {
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     // A plan is made from shapes: where the data lives is checked by launch(), per call.
     QWEN3VL_RETURN_IF_ERROR(check(p, plan->shape, /*query_pointers=*/false));
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 

@@ -8,6 +8,7 @@
 
 #include "../../src/core/as_attention.hpp"
 #include "../../src/core/linear_common.hpp"
+#include "../../src/core/workspace_carver.hpp"
 #include "../common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
@@ -18,27 +19,36 @@ namespace detail::linear {
 namespace {
 
 constexpr size_t kAlign = 256;
-size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-// Byte sizes of the workspace's buffers, in carve order.
-struct Layout {
-  size_t phi_q, phi_k, chunk_state, total, key_max;
-  size_t bytes() const { return phi_q + phi_k + chunk_state + total + key_max + kAlign; }
+// The workspace's buffers (null pointers while sizing), laid out by `c`: plan() sizes with a
+// counting carver, the launch carves the caller's workspace with the same calls.
+struct Buffers {
+  float* phi_q;
+  float* phi_k;
+  float* chunk_state;
+  float* total;
+  unsigned* key_max;
 };
 
-Layout layout_of(const AttentionParams& p, const LinearCall& c) {
-  const AttentionShape& s = c.shape;
+Buffers carve_buffers(Carver* c, const AttentionParams& p, const LinearCall& call) {
+  const AttentionShape& s = call.shape;
   const int64_t rows_q = p.varlen() ? p.q.shape[0] : s.batch * s.max_q;
   const int64_t rows_k = p.varlen() ? p.k.shape[0] : s.batch * s.max_k;
   const int64_t chunks = (s.max_k + kChunk - 1) / kChunk;
-  const int64_t per_state = c.features * (s.head_dim + 1);
-  Layout l;
-  l.phi_q = aligned(sizeof(float) * rows_q * s.heads * c.features);
-  l.phi_k = aligned(sizeof(float) * rows_k * s.kv_heads * c.features);
-  l.chunk_state = aligned(sizeof(float) * s.batch * s.kv_heads * chunks * per_state);
-  l.total = aligned(sizeof(float) * s.batch * s.kv_heads * per_state);
-  l.key_max = aligned(sizeof(unsigned) * s.batch * s.kv_heads);
-  return l;
+  const int64_t per_state = call.features * (s.head_dim + 1);
+  Buffers b;
+  b.phi_q = c->take<float>(rows_q * s.heads * call.features);
+  b.phi_k = c->take<float>(rows_k * s.kv_heads * call.features);
+  b.chunk_state = c->take<float>(s.batch * s.kv_heads * chunks * per_state);
+  b.total = c->take<float>(s.batch * s.kv_heads * per_state);
+  b.key_max = c->take<unsigned>(s.batch * s.kv_heads);
+  return b;
+}
+
+size_t buffers_bytes(const AttentionParams& p, const LinearCall& call) {
+  Carver sizing(nullptr, kAlign);
+  carve_buffers(&sizing, p, call);
+  return sizing.used() + kAlign;
 }
 
 unsigned blocks_for(int64_t n) {
@@ -84,8 +94,8 @@ class LinearCuda final : public LinearAttention {
     QWEN3VL_RETURN_IF_ERROR(check_linear_problem(p, config_, Device::kCUDA, call.get()));
     // A plan is made from shapes: where the data lives is checked by launch(), per call.
     QWEN3VL_RETURN_IF_ERROR(check_launch(p, *call, /*query_pointers=*/false));
-    plan->workspace_bytes = layout_of(p, *call).bytes();
-    plan->reason = description();
+    plan->workspace_bytes = buffers_bytes(p, *call);
+    if (plan->with_reason) plan->reason = description();
     plan->data = std::move(call);
     return Status();
   }
@@ -140,10 +150,10 @@ class LinearCuda final : public LinearAttention {
   Status launch_chunks(const AttentionParams& p, const LinearCall& call, const LinearState* state,
                        bool continue_state, Workspace ws, void* stream_ptr) const {
     QWEN3VL_RETURN_IF_ERROR(check_current_device(ctx_));
-    const Layout layout = layout_of(p, call);
-    if (ws.bytes < layout.bytes() || (ws.data == nullptr && layout.bytes() > 0))
+    const size_t need = buffers_bytes(p, call);
+    if (ws.bytes < need || (ws.data == nullptr && need > 0))
       return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
-                        ": the CUDA linear variant needs ", layout.bytes(), " (workspace_size())");
+                        ": the CUDA linear variant needs ", need, " (workspace_size())");
     const AttentionShape& s = call.shape;
     if (s.batch == 0) return Status();
     LinearArgs l;
@@ -152,13 +162,13 @@ class LinearCuda final : public LinearAttention {
     l.chunks = (s.max_k + kChunk - 1) / kChunk;
     l.rows_q = p.varlen() ? p.q.shape[0] : s.batch * s.max_q;
     l.rows_k = p.varlen() ? p.k.shape[0] : s.batch * s.max_k;
-    char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(ws.data) + kAlign - 1) &
-                                         ~uintptr_t(kAlign - 1));
-    l.phi_q = reinterpret_cast<float*>(base);
-    l.phi_k = reinterpret_cast<float*>(base += layout.phi_q);
-    l.chunk_state = reinterpret_cast<float*>(base += layout.phi_k);
-    l.total = reinterpret_cast<float*>(base += layout.chunk_state);
-    l.key_max = reinterpret_cast<unsigned*>(base += layout.total);
+    Carver carver = carve(ws.data, kAlign);
+    const Buffers b = carve_buffers(&carver, p, call);
+    l.phi_q = b.phi_q;
+    l.phi_k = b.phi_k;
+    l.chunk_state = b.chunk_state;
+    l.total = b.total;
+    l.key_max = b.key_max;
     l.omega = omega_;
     l.query_scale = std::sqrt(s.scale);
     l.eps = config_.eps;

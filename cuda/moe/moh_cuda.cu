@@ -12,6 +12,7 @@
 #include <string>
 
 #include "../../src/core/as_attention.hpp"
+#include "../../src/core/workspace_carver.hpp"
 #include "../../src/moe/head_call.hpp"
 #include "../common/device_context.hpp"
 #include "../flash/flash_registry.hpp"
@@ -211,31 +212,38 @@ __global__ void scatter_kernel(RouteArgs a, RowCopyArgs c) {
         row >= 0 ? c.block_lse[h * a.tokens + row] : -INFINITY;
 }
 
-// Byte offsets of the workspace parts (from a kAlign-aligned base).
+// The workspace parts (null pointers while sizing), laid out by `c`: plan() sizes with a counting
+// carver, run() carves the caller's workspace with the same calls.
 struct DeviceLayout {
-  size_t row_of, gate, packed, positions, cu_rows, q, out, lse, total;
+  int32_t* row_of;
+  float* gate;
+  int32_t* packed;
+  int32_t* positions;
+  int32_t* cu_rows;
+  void* q;
+  void* out;
+  float* lse;
 };
 
-DeviceLayout device_layout(const AttentionParams& p, const AttentionShape& s) {
-  const size_t ht = static_cast<size_t>(s.heads * detail::moh::routing_tokens(p));
-  const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
+DeviceLayout device_layout(detail::Carver* c, const AttentionParams& p, const AttentionShape& s) {
+  const int64_t ht = s.heads * detail::moh::routing_tokens(p);
+  const int64_t row_bytes = s.head_dim * static_cast<int64_t>(size_of(p.q.dtype));
   DeviceLayout l{};
-  size_t at = 0;
-  const auto take = [&at](size_t bytes) {
-    const size_t here = at;
-    at += (bytes + kAlign - 1) / kAlign * kAlign;
-    return here;
-  };
-  l.row_of = take(ht * 4);
-  l.gate = take(ht * 4);
-  l.packed = take(ht * 4);
-  l.positions = take(ht * 4);
-  l.cu_rows = take(static_cast<size_t>(s.heads * (s.batch + 1)) * 4);
-  l.q = take(ht * row_bytes);
-  l.out = take(ht * row_bytes);
-  l.lse = take(ht * 4);
-  l.total = at + kAlign;
+  l.row_of = c->take<int32_t>(ht);
+  l.gate = c->take<float>(ht);
+  l.packed = c->take<int32_t>(ht);
+  l.positions = c->take<int32_t>(ht);
+  l.cu_rows = c->take<int32_t>(s.heads * (s.batch + 1));
+  l.q = c->take<char>(ht * row_bytes);
+  l.out = c->take<char>(ht * row_bytes);
+  l.lse = c->take<float>(ht);
   return l;
+}
+
+size_t device_layout_bytes(const AttentionParams& p, const AttentionShape& s) {
+  detail::Carver sizing(nullptr, kAlign);
+  device_layout(&sizing, p, s);
+  return sizing.used() + kAlign;
 }
 
 class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
@@ -258,8 +266,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     QWEN3VL_RETURN_IF_ERROR(check(p, s, /*query_pointers=*/false));
     const bool no_rows = detail::moh::routing_tokens(p) == 0 || s.batch == 0 || s.max_q == 0;
     plan->workspace_bytes =  // an empty problem launches nothing
-        std::max(no_rows ? 0 : device_layout(p, s).total, kernel_->workspace_size(p));
-    plan->reason = description();
+        std::max(no_rows ? 0 : device_layout_bytes(p, s), kernel_->workspace_size(p));
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 
@@ -318,13 +326,12 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
   QWEN3VL_RETURN_IF_ERROR(detail::check_current_device(ctx_));
   const int64_t tokens = detail::moh::routing_tokens(p);
   if (tokens == 0 || s.batch == 0 || s.max_q == 0) return Status();
-  const DeviceLayout l = device_layout(p, s);
-  if (ws.data == nullptr || ws.bytes < l.total)
+  const size_t need = device_layout_bytes(p, s);
+  if (ws.data == nullptr || ws.bytes < need)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
-                      ": mixture-of-heads needs ", l.total, " (workspace_size())");
-  char* base = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(ws.data) + kAlign - 1) &
-                                       ~uintptr_t(kAlign - 1));
-  const auto at = [base](size_t offset) { return static_cast<void*>(base + offset); };
+                      ": mixture-of-heads needs ", need, " (workspace_size())");
+  detail::Carver carver = detail::carve(ws.data, kAlign);
+  const DeviceLayout l = device_layout(&carver, p, s);
   // The flash object must take the problem: asked before anything is launched (not while the
   // stream is captured: supports() queries pointer attributes).
   if (query_pointers) QWEN3VL_RETURN_IF_ERROR(kernel_->supports(p));
@@ -361,11 +368,11 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
   a.mask = p.mask;
   a.window_left = p.window_left;
   a.window_right = p.window_right;
-  a.row_of = static_cast<int32_t*>(at(l.row_of));
-  a.gate = static_cast<float*>(at(l.gate));
-  a.packed = static_cast<int32_t*>(at(l.packed));
-  a.positions = static_cast<int32_t*>(at(l.positions));
-  a.cu_rows = static_cast<int32_t*>(at(l.cu_rows));
+  a.row_of = l.row_of;
+  a.gate = l.gate;
+  a.packed = l.packed;
+  a.positions = l.positions;
+  a.cu_rows = l.cu_rows;
 
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   route_kernel<<<static_cast<unsigned>(s.heads), kRouteThreads, 0, stream>>>(a);
@@ -376,7 +383,7 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
     c.rows = t.data;
     for (int d = 0; d < 3; ++d) c.stride[d] = t.stride[d];
     c.block = block;
-    c.block_lse = static_cast<float*>(at(l.lse));
+    c.block_lse = l.lse;
     c.head_dim = s.head_dim;
     if (p.lse.present()) {
       c.lse = p.lse.ptr<float>();
@@ -388,22 +395,22 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
   const dim3 grid(static_cast<unsigned>((tokens + kWarps - 1) / kWarps), static_cast<unsigned>(s.heads));
   Status launched = dispatch_float_dtype(p.q.dtype, [&](auto tag) {
     using T = decltype(tag);
-    gather_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.q, at(l.q)));
+    gather_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.q, l.q));
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("moh gather_kernel");
     return Status();
   });
   QWEN3VL_RETURN_IF_ERROR(launched);
   detail::GatheredQueries g;
-  g.q = at(l.q);
-  g.out = at(l.out);
-  g.lse = p.lse.present() ? static_cast<float*>(at(l.lse)) : nullptr;
+  g.q = l.q;
+  g.out = l.out;
+  g.lse = p.lse.present() ? l.lse : nullptr;
   g.positions = detail::moh::needs_positions(p) ? a.positions : nullptr;
   g.cu_rows = a.cu_rows;
   g.rows = tokens;
   QWEN3VL_RETURN_IF_ERROR(detail::flash::forward_gathered(*kernel_, p, g, stream));
   return dispatch_float_dtype(p.out.dtype, [&](auto tag) {
     using T = decltype(tag);
-    scatter_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.out, at(l.out)));
+    scatter_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.out, l.out));
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("moh scatter_kernel");
     return Status();
   });

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "../../src/core/workspace_carver.hpp"
 #include "../common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
@@ -15,8 +16,14 @@ namespace {
 
 constexpr size_t kWorkspaceAlignment = 256;
 
-size_t score_bytes(const AttentionShape& s) {
-  return static_cast<size_t>(s.batch * s.heads * s.max_q * s.max_k) * sizeof(float);
+// The workspace: the scores [B, Hq, Lq, Lk] fp32 (null while `c` counts).
+float* carve_scores(Carver* c, const AttentionShape& s) {
+  return c->take<float>(s.batch * s.heads * s.max_q * s.max_k);
+}
+size_t workspace_bytes_for(const AttentionShape& s) {
+  Carver sizing(nullptr, kWorkspaceAlignment);
+  carve_scores(&sizing, s);
+  return sizing.used() + kWorkspaceAlignment;
 }
 
 class StandardCuda final : public Attention {
@@ -39,8 +46,8 @@ class StandardCuda final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(check(p, s, /*query_pointers=*/false));
     const bool no_scores = s.batch == 0 || s.max_q == 0 || s.max_k == 0;  // launches nothing
     plan->workspace_bytes =
-        p.weights.present() || no_scores ? 0 : score_bytes(s) + kWorkspaceAlignment;
-    plan->reason = description();
+        p.weights.present() || no_scores ? 0 : workspace_bytes_for(s);
+    if (plan->with_reason) plan->reason = description();
     return Status();
   }
 
@@ -60,7 +67,7 @@ class StandardCuda final : public Attention {
       w.head = p.weights.stride[1];
       w.row = p.weights.stride[2];
     } else if (s.max_k > 0) {
-      const size_t needed = score_bytes(s) + kWorkspaceAlignment;
+      const size_t needed = workspace_bytes_for(s);
       if (ws.bytes < needed)
         return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                           ": the standard CUDA variant needs ", needed, " (workspace_size())");
@@ -71,9 +78,8 @@ class StandardCuda final : public Attention {
       wv.rank = 1;
       wv.shape[0] = static_cast<int64_t>(ws.bytes);
       QWEN3VL_RETURN_IF_ERROR(check_device_tensor(ctx_, wv, "workspace", query_pointers));
-      const uintptr_t base = (reinterpret_cast<uintptr_t>(ws.data) + kWorkspaceAlignment - 1) &
-                             ~uintptr_t(kWorkspaceAlignment - 1);
-      w.data = reinterpret_cast<float*>(base);
+      Carver carver = carve(ws.data, kWorkspaceAlignment);
+      w.data = carve_scores(&carver, s);
       w.row = s.max_k;
       w.head = s.max_q * s.max_k;
       w.batch = s.heads * s.max_q * s.max_k;

@@ -1,6 +1,7 @@
 #include "qwen3vl/variants/attention.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -44,43 +45,61 @@ Status parse_variant(const std::string& text, Variant* v) {
 namespace detail {
 namespace {
 
-// The tensors of a signature, in the order check_signature() reports them.
-struct NamedTensor {
-  const char* name;
-  const TensorView* view;
-  bool index;  // host-resident values that plan() reads
-};
-
-void named_tensors(const AttentionParams& p, NamedTensor (&out)[ProblemSignature::kTensors]) {
-  const NamedTensor all[ProblemSignature::kTensors] = {
-      {"q", &p.q, false},
-      {"k", &p.k, false},
-      {"v", &p.v, false},
-      {"out", &p.out, false},
-      {"lse", &p.lse, false},
-      {"weights", &p.weights, false},
-      {"cu_seqlens_q", &p.cu_seqlens_q, true},
-      {"cu_seqlens_k", &p.cu_seqlens_k, true},
-      {"additive_mask", &p.additive_mask, false},
-      {"key_lengths", &p.key_lengths, true},
-      {"q_positions", &p.q_positions, true},
-      {"block_layout.indptr", &p.block_layout.indptr, true},
-      {"block_layout.indices", &p.block_layout.indices, true}};
-  for (int t = 0; t < ProblemSignature::kTensors; ++t) out[t] = all[t];
+// FNV-1a over a host i32 tensor's values in index order (strides followed).
+uint64_t index_hash(const TensorView& v) {
+  uint64_t h = 1469598103934665603ull;
+  const int64_t n = v.numel();
+  if (v.data == nullptr || n <= 0) return h;
+  const int32_t* base = v.ptr<const int32_t>();
+  int64_t at[TensorView::kMaxRank] = {0, 0, 0, 0};
+  for (int64_t e = 0; e < n; ++e) {
+    int64_t off = 0;
+    for (int d = 0; d < v.rank; ++d) off += at[d] * v.stride[d];
+    uint32_t x = static_cast<uint32_t>(base[off]);
+    for (int byte = 0; byte < 4; ++byte, x >>= 8) h = (h ^ (x & 0xffu)) * 1099511628211ull;
+    for (int d = v.rank - 1; d >= 0 && ++at[d] == v.shape[d]; --d) at[d] = 0;
+  }
+  return h;
 }
 
-TensorSignature tensor_signature(const TensorView& v, bool index) {
-  TensorSignature t;
-  t.index_data = index && v.device == Device::kCPU ? v.data : nullptr;
-  t.dtype = v.dtype;
-  t.device = v.device;
-  t.device_index = v.device_index;
-  t.rank = v.rank;
-  for (int d = 0; d < v.rank; ++d) {
-    t.shape[d] = v.shape[d];
-    t.stride[d] = v.stride[d];
+bool host_index(const ParamTensor& t) {
+  return t.role == TensorRole::kIndex && t.view->present() && t.view->device == Device::kCPU;
+}
+
+// Everything but the values' hash (hash_of: once the shape is known to be the planned one).
+TensorSignature tensor_signature(const ParamTensor& t) {
+  const TensorView& v = *t.view;
+  TensorSignature s;
+  s.index_data = host_index(t) ? v.data : nullptr;
+  s.dtype = v.dtype;
+  s.device = v.device;
+  s.device_index = v.device_index;
+  s.rank = v.rank;
+  for (int d = 0; d < v.rank && d < TensorView::kMaxRank; ++d) {
+    s.shape[d] = v.shape[d];
+    s.stride[d] = v.stride[d];
   }
-  return t;
+  return s;
+}
+
+uint64_t hash_of(const ParamTensor& t) { return host_index(t) ? index_hash(*t.view) : 0; }
+
+// All but the hash (want's rank is a validated one: at most kMaxRank).
+bool same_tensor(const TensorSignature& got, const TensorSignature& want) {
+  if (got.rank != want.rank || !std::equal(got.shape, got.shape + got.rank, want.shape) ||
+      !std::equal(got.stride, got.stride + got.rank, want.stride))
+    return false;
+  return got.rank == 0 ||
+         (got.dtype == want.dtype && got.device == want.device &&
+          got.device_index == want.device_index && got.index_data == want.index_data);
+}
+
+bool same_scalars(const ProblemSignature& planned, const AttentionParams& p) {
+  return p.scale.has_value() == planned.has_scale && p.scale.value_or(0.0f) == planned.scale &&
+         p.softcap == planned.softcap && p.mask == planned.mask &&
+         p.window_left == planned.window_left && p.window_right == planned.window_right &&
+         p.max_seqlen_q == planned.max_seqlen_q && p.max_seqlen_k == planned.max_seqlen_k &&
+         p.block_layout.block_q == planned.block_q && p.block_layout.block_k == planned.block_k;
 }
 
 std::string dims(const int64_t* x, int rank) {
@@ -89,19 +108,62 @@ std::string dims(const int64_t* x, int rank) {
   return s + "]";
 }
 
-Status differs(const char* field, const std::string& given, const std::string& planned) {
+Status differs(const std::string& field, const std::string& given, const std::string& planned) {
   return make_error(StatusCode::kInvalidArgument, "params.", field, " = ", given,
                     ": the plan was made for ", planned, " (plan() these params)");
+}
+
+// The message for a tensor that differs from the planned one (same_tensor() was false).
+Status tensor_differs(const std::string& name, const TensorSignature& got,
+                      const TensorSignature& want) {
+  if (got.rank != want.rank)
+    return differs(name + ".rank", std::to_string(got.rank), std::to_string(want.rank));
+  if (!std::equal(got.shape, got.shape + got.rank, want.shape))
+    return differs(name + ".shape", dims(got.shape, got.rank), dims(want.shape, want.rank));
+  if (!std::equal(got.stride, got.stride + got.rank, want.stride))
+    return differs(name + ".stride", dims(got.stride, got.rank), dims(want.stride, want.rank));
+  if (got.dtype != want.dtype)
+    return differs(name + ".dtype", to_string(got.dtype), to_string(want.dtype));
+  if (got.device != want.device || got.device_index != want.device_index)
+    return differs(name + ".device",
+                   std::string(to_string(got.device)) + ":" + std::to_string(got.device_index),
+                   std::string(to_string(want.device)) + ":" + std::to_string(want.device_index));
+  if (got.index_data != want.index_data)
+    return differs(name + ".data", "another host index tensor", "the one whose values it read");
+  return make_error(StatusCode::kInvalidArgument, "params.", name,
+                    ": its values changed since plan() read them (the plan depends on them; "
+                    "plan() again after rewriting a host index tensor)");
+}
+
+// The message for scalars that differ (same_scalars() was false).
+Status scalars_differ(const ProblemSignature& planned, const AttentionParams& p) {
+  const auto text = [](auto x) { return detail::concat(x); };
+  if (p.scale.has_value() != planned.has_scale || p.scale.value_or(0.0f) != planned.scale)
+    return differs("scale", p.scale ? text(*p.scale) : "unset",
+                   planned.has_scale ? text(planned.scale) : "unset");
+  if (p.softcap != planned.softcap) return differs("softcap", text(p.softcap), text(planned.softcap));
+  if (p.mask != planned.mask) return differs("mask", to_string(p.mask), to_string(planned.mask));
+  if (p.window_left != planned.window_left || p.window_right != planned.window_right)
+    return differs("window", text(p.window_left) + ", " + text(p.window_right),
+                   text(planned.window_left) + ", " + text(planned.window_right));
+  if (p.max_seqlen_q != planned.max_seqlen_q || p.max_seqlen_k != planned.max_seqlen_k)
+    return differs("max_seqlen_q/k", text(p.max_seqlen_q) + "/" + text(p.max_seqlen_k),
+                   text(planned.max_seqlen_q) + "/" + text(planned.max_seqlen_k));
+  return differs("block_layout blocks",
+                 text(p.block_layout.block_q) + "x" + text(p.block_layout.block_k),
+                 text(planned.block_q) + "x" + text(planned.block_k));
 }
 
 }  // namespace
 
 ProblemSignature signature_of(const AttentionParams& p) {
   ProblemSignature s;
-  NamedTensor tensors[ProblemSignature::kTensors];
-  named_tensors(p, tensors);
-  for (int t = 0; t < ProblemSignature::kTensors; ++t)
-    s.tensors[t] = tensor_signature(*tensors[t].view, tensors[t].index);
+  ParamTensor tensors[kParamTensors];
+  param_tensors(p, tensors);
+  for (int t = 0; t < kParamTensors; ++t) {
+    s.tensors[t] = tensor_signature(tensors[t]);
+    s.tensors[t].index_hash = hash_of(tensors[t]);
+  }
   s.has_scale = p.scale.has_value();
   s.scale = p.scale.value_or(0.0f);
   s.softcap = p.softcap;
@@ -116,64 +178,42 @@ ProblemSignature signature_of(const AttentionParams& p) {
 }
 
 Status check_signature(const ProblemSignature& planned, const AttentionParams& p) {
-  NamedTensor tensors[ProblemSignature::kTensors];
-  named_tensors(p, tensors);
-  for (int t = 0; t < ProblemSignature::kTensors; ++t) {
-    const TensorSignature& want = planned.tensors[t];
-    const TensorSignature got = tensor_signature(*tensors[t].view, tensors[t].index);
-    const std::string name = tensors[t].name;
-    if (got.rank != want.rank)
-      return differs((name + ".rank").c_str(), std::to_string(got.rank), std::to_string(want.rank));
-    if (!std::equal(got.shape, got.shape + got.rank, want.shape))
-      return differs((name + ".shape").c_str(), dims(got.shape, got.rank),
-                     dims(want.shape, want.rank));
-    if (!std::equal(got.stride, got.stride + got.rank, want.stride))
-      return differs((name + ".stride").c_str(), dims(got.stride, got.rank),
-                     dims(want.stride, want.rank));
-    if (got.rank == 0) continue;
-    if (got.dtype != want.dtype)
-      return differs((name + ".dtype").c_str(), to_string(got.dtype), to_string(want.dtype));
-    if (got.device != want.device || got.device_index != want.device_index)
-      return differs((name + ".device").c_str(),
-                     std::string(to_string(got.device)) + ":" + std::to_string(got.device_index),
-                     std::string(to_string(want.device)) + ":" + std::to_string(want.device_index));
-    if (got.index_data != want.index_data)
-      return differs((name + ".data").c_str(), "another host index tensor",
-                     "the one whose values it read");
+  ParamTensor tensors[kParamTensors];
+  param_tensors(p, tensors);
+  for (int t = 0; t < kParamTensors; ++t) {
+    TensorSignature got = tensor_signature(tensors[t]);
+    if (same_tensor(got, planned.tensors[t])) got.index_hash = hash_of(tensors[t]);  // in bounds
+    if (!same_tensor(got, planned.tensors[t]) || got.index_hash != planned.tensors[t].index_hash)
+      return tensor_differs(tensors[t].name, got, planned.tensors[t]);
   }
-  const auto text = [](auto x) { return detail::concat(x); };
-  if (p.scale.has_value() != planned.has_scale || p.scale.value_or(0.0f) != planned.scale)
-    return differs("scale", p.scale ? text(*p.scale) : "unset",
-                   planned.has_scale ? text(planned.scale) : "unset");
-  if (p.softcap != planned.softcap) return differs("softcap", text(p.softcap), text(planned.softcap));
-  if (p.mask != planned.mask) return differs("mask", to_string(p.mask), to_string(planned.mask));
-  if (p.window_left != planned.window_left || p.window_right != planned.window_right)
-    return differs("window", text(p.window_left) + ", " + text(p.window_right),
-                   text(planned.window_left) + ", " + text(planned.window_right));
-  if (p.max_seqlen_q != planned.max_seqlen_q || p.max_seqlen_k != planned.max_seqlen_k)
-    return differs("max_seqlen_q/k", text(p.max_seqlen_q) + "/" + text(p.max_seqlen_k),
-                   text(planned.max_seqlen_q) + "/" + text(planned.max_seqlen_k));
-  if (p.block_layout.block_q != planned.block_q || p.block_layout.block_k != planned.block_k)
-    return differs("block_layout blocks",
-                   text(p.block_layout.block_q) + "x" + text(p.block_layout.block_k),
-                   text(planned.block_q) + "x" + text(planned.block_k));
-  return Status();
+  return same_scalars(planned, p) ? Status() : scalars_differ(planned, p);
 }
 
 }  // namespace detail
 
+uint64_t Attention::next_id() {
+  static std::atomic<uint64_t> counter{0};
+  return counter.fetch_add(1, std::memory_order_relaxed) + 1;  // 0 means "no maker"
+}
+
 Status Attention::plan(const AttentionParams& problem, AttentionPlan* plan) const {
   if (plan == nullptr) return make_error(StatusCode::kNullPointer, "plan = null: must point to an AttentionPlan");
+  return plan_problem(problem, /*need_data=*/false, /*for_run=*/true, plan);
+}
+
+Status Attention::plan_problem(const AttentionParams& problem, bool need_data, bool for_run,
+                               AttentionPlan* plan) const {
   AttentionShape shape;
-  QWEN3VL_RETURN_IF_ERROR(validate(problem, &shape, /*need_data=*/false));
+  QWEN3VL_RETURN_IF_ERROR(validate(problem, &shape, need_data));
   if (required_mask_ && problem.mask != *required_mask_)
     return make_error(StatusCode::kInvalidArgument, "params.mask = ", to_string(problem.mask),
                       " differs from config.mask = ", to_string(*required_mask_),
                       ": pass the config's mask with every call (or leave config.mask unset)");
   AttentionPlan made;
+  made.with_reason = for_run;
   QWEN3VL_RETURN_IF_ERROR(plan_part(*this, problem, shape, &made));
   detail::plan_counter().fetch_add(1, std::memory_order_relaxed);
-  made.signature = detail::signature_of(problem);
+  if (for_run) made.signature = detail::signature_of(problem);
   *plan = std::move(made);
   return Status();
 }
@@ -182,10 +222,10 @@ Status Attention::plan_part(const Attention& part, const AttentionParams& proble
                             const AttentionShape& shape, AttentionPlan* plan) {
   plan->variant = part.variant();
   plan->device = part.device();
-  plan->owner = &part;
+  plan->owner = part.id();
   plan->shape = shape;
   plan->workspace_bytes = 0;
-  plan->reason.clear();
+  plan->reason.clear();  // with_reason is the caller's
   plan->data.reset();
   return part.make_plan(problem, plan);
 }
@@ -198,22 +238,25 @@ Status Attention::run(const AttentionPlan& plan, const AttentionParams& params, 
 
 Status Attention::check_run(const AttentionPlan& plan, const AttentionParams& params,
                             Workspace ws) const {
-  if (plan.owner != this)
+  if (plan.owner != id())
     return make_error(StatusCode::kInvalidArgument, "plan (", to_string(plan.variant), ", ",
                       to_string(plan.device), "): ",
                       plan.owner ? "made by another attention object" : "not made by plan()",
                       "; run() takes a plan of this object (", to_string(variant()), ", ",
                       to_string(device()), ")");
   QWEN3VL_RETURN_IF_ERROR(detail::check_signature(plan.signature, params));
-  const TensorView* data[] = {&params.q,   &params.k,       &params.v,
-                              &params.out, &params.lse,     &params.weights,
-                              &params.additive_mask};
-  const char* names[] = {"q", "k", "v", "out", "lse", "weights", "additive_mask"};
-  for (int t = 0; t < 7; ++t)
-    if (data[t]->present() && data[t]->data == nullptr && data[t]->numel() > 0)
-      return make_error(StatusCode::kNullPointer, names[t], ".data = null with shape ",
-                        data[t]->shape_string(), ": a non-empty tensor needs memory");
+  detail::ParamTensor tensors[detail::kParamTensors];
+  detail::param_tensors(params, tensors);
+  for (const detail::ParamTensor& t : tensors)  // host index tensors' pointers are the planned ones
+    if (t.view->present() && t.view->data == nullptr && t.view->numel() > 0 &&
+        !(t.role == detail::TensorRole::kIndex && t.view->device == Device::kCPU))
+      return make_error(StatusCode::kNullPointer, t.name, ".data = null with shape ",
+                        t.view->shape_string(), ": a non-empty tensor needs memory");
   QWEN3VL_RETURN_IF_ERROR(detail::check_data_pointers(params));  // the new pointers' checks
+  return check_workspace(plan, ws);
+}
+
+Status Attention::check_workspace(const AttentionPlan& plan, Workspace ws) {
   if (plan.workspace_bytes > 0 && (ws.data == nullptr || ws.bytes < plan.workspace_bytes))
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", plan.workspace_bytes,
@@ -221,20 +264,25 @@ Status Attention::check_run(const AttentionPlan& plan, const AttentionParams& pa
   return Status();
 }
 
+// The one-off entry points plan with the data (validate() then checks the data pointers too) and
+// launch that plan at once: no signature to compare, no reason text to build.
 Status Attention::forward(const AttentionParams& params, Workspace ws, void* stream) const {
   AttentionPlan made;
-  QWEN3VL_RETURN_IF_ERROR(plan(params, &made));
-  return run(made, params, ws, stream);
+  QWEN3VL_RETURN_IF_ERROR(plan_problem(params, /*need_data=*/true, /*for_run=*/false, &made));
+  QWEN3VL_RETURN_IF_ERROR(check_workspace(made, ws));
+  return launch(made, params, ws, stream);
 }
 
 Status Attention::supports(const AttentionParams& params) const {
   AttentionPlan made;
-  return plan(params, &made);
+  return plan_problem(params, /*need_data=*/false, /*for_run=*/false, &made);
 }
 
 size_t Attention::workspace_size(const AttentionParams& params) const {
   AttentionPlan made;
-  return plan(params, &made).ok() ? made.workspace_bytes : 0;
+  return plan_problem(params, /*need_data=*/false, /*for_run=*/false, &made).ok()
+             ? made.workspace_bytes
+             : 0;
 }
 
 std::string Attention::describe() const {
@@ -252,7 +300,7 @@ void Attention::run(const AttentionParams& params) const {
                                to_string(variant()), "): run() allocates host memory; call ",
                                "forward() with a device workspace of workspace_size() bytes"));
   AttentionPlan made;
-  throw_if_error(plan(params, &made));
+  throw_if_error(plan_problem(params, /*need_data=*/true, /*for_run=*/false, &made));
   const size_t bytes = made.workspace_bytes;
   struct Free {
     void operator()(void* p) const { std::free(p); }
@@ -260,7 +308,7 @@ void Attention::run(const AttentionParams& params) const {
   std::unique_ptr<void, Free> buffer(bytes ? std::malloc(bytes) : nullptr);
   if (bytes && !buffer)
     throw Error(StatusCode::kOutOfMemory, detail::concat("workspace of ", bytes, " bytes"));
-  throw_if_error(run(made, params, Workspace{buffer.get(), bytes}));
+  throw_if_error(launch(made, params, Workspace{buffer.get(), bytes}, nullptr));
 }
 
 }  // namespace qwen3vl

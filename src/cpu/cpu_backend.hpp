@@ -9,14 +9,15 @@
 
 #include <tbb/task_arena.h>
 
+#include "../core/workspace_carver.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl::detail {
 
-constexpr size_t kSlotAlignment = 64;
-
-inline size_t align_up(size_t bytes) { return (bytes + kSlotAlignment - 1) / kSlotAlignment * kSlotAlignment; }
+// The carver's alignment, under the names the decode kernels use for their partial sums.
+constexpr size_t kSlotAlignment = kCarveAlignment;
+inline size_t align_up(size_t bytes) { return align_bytes(bytes); }
 
 class CpuBackend {
  public:
@@ -30,15 +31,19 @@ class CpuBackend {
   // at least 2 slots, so with 1 thread a second caller of forward() on the same object enters as
   // thread index 1 and can run the first call's tasks. Slots are unique while threads run in it.
   int slots() const { return threads_ < 2 ? 2 : threads_; }
-  // Workspace for `slots()` slots of `slot_bytes`, plus room to align the caller's pointer.
+  // The workspace of a variant whose only scratch is one slot of `slot_bytes` per arena slot:
+  // the carver's slot array over the caller's buffer. Its size, plus room to align the pointer:
   size_t workspace_bytes(size_t slot_bytes) const {
-    return align_up(slot_bytes) * static_cast<size_t>(slots()) + kSlotAlignment;
+    Carver sizing;
+    sizing.slots(slots(), slot_bytes);
+    return sizing.used() + kAlignSlack;
   }
-  // The slot of the thread calling this (inside arena().execute): its arena slot index.
+  // The slot of the thread calling this (inside arena().execute): its arena slot index, in the
+  // same slot array (a slot's place does not depend on how many follow it).
   static void* thread_slot(Workspace ws, size_t slot_bytes) {
-    const auto base = (reinterpret_cast<uintptr_t>(ws.data) + kSlotAlignment - 1) & ~uintptr_t(kSlotAlignment - 1);
     const int index = tbb::this_task_arena::current_thread_index();
-    return reinterpret_cast<void*>(base + static_cast<uintptr_t>(index) * align_up(slot_bytes));
+    Carver carver = carve(ws.data);
+    return carver.slots(index + 1, slot_bytes).slot(index);
   }
   Status check_workspace(Workspace ws, size_t slot_bytes) const;
   std::string describe() const;

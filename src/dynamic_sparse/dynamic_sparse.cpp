@@ -107,19 +107,19 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
     QWEN3VL_RETURN_IF_ERROR(check_problem(p));
     const detail::RoutingCall call = make_call(p, plan->shape);
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     if (!is_block_method()) {
       plan->workspace_bytes = detail::exact_topk_bytes(call);
       return Status();
     }
     // The block-sparse kernel's plan for the widest layout a router can make for this shape.
-    auto inner = std::make_shared<AttentionPlan>();
-    QWEN3VL_RETURN_IF_ERROR(plan_widest_kernel(p, plan->shape, inner.get()));
+    auto widest = std::make_shared<WidestPlan>();
+    QWEN3VL_RETURN_IF_ERROR(plan_widest_kernel(p, plan->shape, widest.get()));
     size_t layout_bytes = 0;
     const size_t route = detail::block_route_bytes(call, &layout_bytes);
     plan->workspace_bytes =
-        std::max(route, layout_bytes + inner->workspace_bytes + detail::kAlignSlack);
-    plan->data = std::move(inner);
+        std::max(route, layout_bytes + widest->inner.workspace_bytes + detail::kAlignSlack);
+    plan->data = std::move(widest);
     return Status();
   }
 
@@ -139,7 +139,7 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     detail::route_blocks(call, ws.data, &routed.block_layout, &density);
     last_density_.store(density);
     // The kernel's workspace follows the layout, over the router's finished scratch.
-    const auto& inner = *static_cast<const AttentionPlan*>(plan.data.get());
+    const auto& inner = static_cast<const WidestPlan*>(plan.data.get())->inner;
     char* rest = detail::carve(ws.data).cursor() + layout_bytes;
     const size_t used = static_cast<size_t>(rest - static_cast<char*>(ws.data));
     const size_t need = inner.workspace_bytes;
@@ -226,25 +226,37 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     return Status();
   }
 
+  // The kernel's plan for the widest layout, and that layout: the kernel's plan keeps a pointer to
+  // the layout it was made for (a routed layout at another address is checked against the plan),
+  // so the layout lives as long as the plan does; freed, its address could come back holding a
+  // routed layout that skips the check.
+  struct WidestPlan {
+    AttentionPlan inner;
+    std::vector<int32_t> indptr, indices;
+  };
+
   // The block-sparse kernel's plan for the most fragmented row a layout of this shape can have
   // (its per-thread scratch grows with a row block's runs of consecutive key blocks: at most
   // every other block), so any routed layout fits.
   Status plan_widest_kernel(const AttentionParams& p, const AttentionShape& s,
-                            AttentionPlan* inner) const {
+                            WidestPlan* widest) const {
     const int64_t nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
     const int64_t nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
     const int64_t runs = (nbk + 1) / 2;
-    std::vector<int32_t> indptr(static_cast<size_t>(nbq + 1), static_cast<int32_t>(runs));
-    std::vector<int32_t> indices(static_cast<size_t>(std::max<int64_t>(runs, 1)));
+    std::vector<int32_t>& indptr = widest->indptr;
+    std::vector<int32_t>& indices = widest->indices;
+    indptr.assign(static_cast<size_t>(nbq + 1), static_cast<int32_t>(runs));
+    indices.assign(static_cast<size_t>(std::max<int64_t>(runs, 1)), 0);
     indptr[0] = 0;
     for (int64_t e = 0; e < runs; ++e) indices[static_cast<size_t>(e)] = static_cast<int32_t>(2 * e);
-    AttentionParams widest = p;
-    widest.block_layout.block_q = config_.block_q;
-    widest.block_layout.block_k = config_.block_k;
-    widest.block_layout.indptr = TensorView::contiguous(indptr.data(), DType::kI32, {nbq + 1});
-    widest.block_layout.indices =
+    AttentionParams with_layout = p;
+    with_layout.block_layout.block_q = config_.block_q;
+    with_layout.block_layout.block_k = config_.block_k;
+    with_layout.block_layout.indptr = TensorView::contiguous(indptr.data(), DType::kI32, {nbq + 1});
+    with_layout.block_layout.indices =
         TensorView::contiguous(indices.data(), DType::kI32, {static_cast<int64_t>(indices.size())});
-    return plan_part(*block_sparse_, widest, s, inner);
+    widest->inner.with_reason = false;  // the description is the plan's reason
+    return plan_part(*block_sparse_, with_layout, s, &widest->inner);
   }
 
   static Status check_bytes(Workspace ws, size_t need) {

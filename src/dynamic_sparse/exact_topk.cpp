@@ -229,7 +229,9 @@ void tile_pv(const RoutingCall& call, int64_t b, const SequenceSpan& span, int64
 }  // namespace
 
 size_t exact_topk_bytes(const RoutingCall& call) {
-  return (slot_bytes(call.shape) + 63) / 64 * 64 * static_cast<size_t>(call.threads) + kAlignSlack;
+  Carver sizing;  // the slots run_exact_topk carves
+  const ThreadSlots slots(&sizing, call.threads, slot_bytes(call.shape));
+  return sizing.used() + kAlignSlack;
 }
 
 void run_exact_topk(const RoutingCall& call, void* workspace, double* density) {

@@ -29,19 +29,16 @@ struct RoutingCall {
   int threads;
 };
 
-// One scratch slot per worker of the call's arena (slot = this_task_arena::current_thread_index()).
+// One scratch slot per worker of the call's arena (slot = this_task_arena::current_thread_index()),
+// carved as the carver's slot array.
 class ThreadSlots {
  public:
   ThreadSlots(Carver* carver, int threads, size_t slot_bytes)
-      : stride_((slot_bytes + 63) / 64 * 64),
-        base_(carver->take<char>(static_cast<int64_t>(stride_) * threads)) {}
-  char* mine() const {
-    return base_ + stride_ * static_cast<size_t>(tbb::this_task_arena::current_thread_index());
-  }
+      : slots_(carver->slots(threads, slot_bytes)) {}
+  char* mine() const { return slots_.slot(tbb::this_task_arena::current_thread_index()); }
 
  private:
-  size_t stride_;
-  char* base_;
+  SlotArray slots_;
 };
 
 // Key position row i is aligned with (the one causal masks compare keys to).

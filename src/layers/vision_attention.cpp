@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "../core/workspace_carver.hpp"
 #include "layer_common.hpp"
 #include "qwen3vl/rope/vision.hpp"
 #include "qwen3vl/selector/selector.hpp"
@@ -70,30 +71,35 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
                       ": must equal the patch count ", N, " (every patch belongs to a frame)");
   p->tokens = N;
 
-  detail::Carver carve(base, x.data);
+  // The layout: counting with a null base (supports(), workspace_size(): views of null data and
+  // shape-only plans), over the caller's buffer in forward().
+  qwen3vl::detail::Carver carve = qwen3vl::detail::carve(base);
   const int64_t es = size_of(o.dtype);
-  void* qkv = carve.take(static_cast<size_t>(N * 3 * hidden * es));
+  void* qkv = carve.take<char>(N * 3 * hidden * es);
   p->qkv = TensorView::contiguous(qkv, o.dtype, {N, 3, H, D}, o.device);
   const auto part = [&](int64_t which) {  // [N, H, D] rows of one of q, k, v
-    return TensorView::strided(static_cast<char*>(qkv) + which * hidden * es, o.dtype, {N, H, D},
+    char* first = qkv ? static_cast<char*>(qkv) + which * hidden * es : nullptr;  // null: sizing
+    return TensorView::strided(first, o.dtype, {N, H, D},
                                {3 * hidden, D, 1}, o.device);
   };
   p->q = part(0);
   p->k = part(1);
   p->v = part(2);
-  p->attn = TensorView::contiguous(carve.take(static_cast<size_t>(N * hidden * es)), o.dtype,
+  p->attn = TensorView::contiguous(carve.take<char>(N * hidden * es), o.dtype,
                                    {N, H, D}, o.device);
   for (TensorView* t : {&p->qkv, &p->q, &p->k, &p->v, &p->attn}) t->device_index = o.device_index;
   const detail::RowsView xr = detail::rows_of(x);
-  p->linear_scratch = carve.take(std::max(m.ops->linear_scratch_bytes(xr, 3 * hidden),
-                                          m.ops->linear_scratch_bytes(xr, hidden)));
+  p->linear_scratch = carve.take<char>(static_cast<int64_t>(std::max(
+      m.ops->linear_scratch_bytes(xr, 3 * hidden), m.ops->linear_scratch_bytes(xr, hidden))));
   p->rope.q = p->q;
   p->rope.k = p->k;
   p->rope.positions = pos;
   p->rope.table = m.table_view;
   p->rope.arithmetic = m.config.rope_arithmetic;
   rope::RopeApplyShape rope_shape;
-  QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape));  // positions: values at apply
+  // positions: values at apply. q and k are the layer's own views, which need data: checked when
+  // carved for real (the positions' shape was checked above).
+  if (!carve.sizing()) QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape));
   AttentionParams& a = p->params;
   a.q = p->q;
   a.k = p->k;
@@ -103,15 +109,15 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
   a.cu_seqlens_q = a.cu_seqlens_k = cu;
   a.max_seqlen_q = a.max_seqlen_k = p->max_len;
   if (o.device != Device::kCPU) {  // kernels read cu_seqlens where they run
-    p->device_cu = TensorView::contiguous(carve.take(static_cast<size_t>((frames + 1) * 4)),
+    p->device_cu = TensorView::contiguous(carve.take<int32_t>(frames + 1),
                                           DType::kI32, {frames + 1}, o.device);
     p->device_cu.device_index = o.device_index;
     a.cu_seqlens_q = a.cu_seqlens_k = p->device_cu;
   }
   QWEN3VL_RETURN_IF_ERROR(m.attention->supports(a));
   const size_t need = m.attention->workspace_size(a);
-  p->kernel = Workspace{carve.take(need), need};
-  p->bytes = carve.used() + 64;
+  p->kernel = Workspace{carve.take<char>(static_cast<int64_t>(need)), need};
+  p->bytes = carve.used() + qwen3vl::detail::kAlignSlack;
   return Status();
 }
 
@@ -195,7 +201,7 @@ Status Qwen3VLVisionAttention::forward(const VisionAttentionInputs& in, const Te
   if (ws.data == nullptr || ws.bytes < p.bytes)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", p.bytes, " (workspace_size())");
-  QWEN3VL_RETURN_IF_ERROR(plan_vision(m, in, output, detail::align64(ws.data), &p));
+  QWEN3VL_RETURN_IF_ERROR(plan_vision(m, in, output, ws.data, &p));
   detail::StepTimer timer(profile, *m.ops, stream);
   const int64_t N = p.tokens, hidden = m.config.hidden_size;
   const detail::RowsView xr = detail::rows_of(in.hidden_states);

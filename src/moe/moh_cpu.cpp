@@ -141,7 +141,7 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     planned->routed_bytes = sizing.used() + detail::kAlignSlack;
     plan->workspace_bytes = std::max(planned->routed_bytes,
                                      planned->dense_status.ok() ? planned->dense.workspace_bytes : 0);
-    plan->reason = description();
+    if (plan->with_reason) plan->reason = description();
     plan->data = std::move(planned);
     return Status();
   }
@@ -353,27 +353,6 @@ Status MixtureOfHeadsHost::run(const AttentionPlan& plan, const AttentionParams&
 }
 
 }  // namespace
-
-Status MixtureOfHeadsAttention::supports(const AttentionParams& p, const HeadRouting& r) const {
-  AttentionPlan made;
-  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
-  return check_routing(made, p, r);
-}
-
-Status MixtureOfHeadsAttention::forward(const AttentionParams& p, const HeadRouting& r,
-                                        Workspace ws, void* stream) const {
-  AttentionPlan made;
-  QWEN3VL_RETURN_IF_ERROR(plan(p, &made));
-  return run(made, p, r, ws, stream);
-}
-
-void MixtureOfHeadsAttention::run(const AttentionParams& p, const HeadRouting& r) const {
-  AttentionPlan made;
-  throw_if_error(plan(p, &made));
-  throw_if_error(check_routing(made, p, r));
-  std::vector<unsigned char> scratch(made.workspace_bytes);
-  throw_if_error(run(made, p, r, Workspace{scratch.data(), scratch.size()}));
-}
 
 Status create_mixture_of_heads(std::unique_ptr<Attention> head_kernel, const MoHConfig& config,
                                std::unique_ptr<MixtureOfHeadsAttention>* out) {

@@ -135,25 +135,57 @@ inline int64_t additive_mask_offset(const TensorView& m, int64_t b, int64_t h, i
 
 namespace detail {
 
+// How the library uses a tensor of AttentionParams.
+enum class TensorRole : uint8_t {
+  kData,    // read by kernels; its data pointer may change between plan() and run()
+  kOutput,  // written by kernels; its data pointer may change too
+  kIndex,   // read by kernels, and on the host by plan() where host-resident: values part of the plan
+};
+struct ParamTensor {
+  const char* name;
+  const TensorView* view;
+  TensorRole role;
+};
+constexpr int kParamTensors = 13;
+
+// Every tensor of AttentionParams, in one fixed order: the one list that the data-pointer,
+// overlap and plan-signature checks walk (a tensor added to AttentionParams goes here).
+inline void param_tensors(const AttentionParams& p, ParamTensor (&out)[kParamTensors]) {
+  const ParamTensor all[kParamTensors] = {
+      {"q", &p.q, TensorRole::kData},
+      {"k", &p.k, TensorRole::kData},
+      {"v", &p.v, TensorRole::kData},
+      {"out", &p.out, TensorRole::kOutput},
+      {"lse", &p.lse, TensorRole::kOutput},
+      {"weights", &p.weights, TensorRole::kOutput},
+      {"cu_seqlens_q", &p.cu_seqlens_q, TensorRole::kIndex},
+      {"cu_seqlens_k", &p.cu_seqlens_k, TensorRole::kIndex},
+      {"additive_mask", &p.additive_mask, TensorRole::kData},
+      {"key_lengths", &p.key_lengths, TensorRole::kIndex},
+      {"q_positions", &p.q_positions, TensorRole::kIndex},
+      {"block_layout.indptr", &p.block_layout.indptr, TensorRole::kIndex},
+      {"block_layout.indices", &p.block_layout.indices, TensorRole::kIndex}};
+  for (int t = 0; t < kParamTensors; ++t) out[t] = all[t];
+}
+
 // What validate() checks of the data pointers themselves (views of null data pass): each view's
-// bytes within the address space, and outputs sharing no memory with an input or another output.
-// Attention::run() repeats it for the new pointers of a reused plan (the shapes were planned).
+// bytes within the address space, and outputs sharing no memory with any tensor read (inputs and
+// index tensors alike) or with another output. Attention::run() repeats it for the new pointers of
+// a reused plan (the shapes were planned).
 inline Status check_data_pointers(const AttentionParams& p) {
-  const TensorView* views[] = {&p.q, &p.k, &p.v, &p.out, &p.lse, &p.weights, &p.additive_mask};
-  const char* names[] = {"q", "k", "v", "out", "lse", "weights", "additive_mask"};
-  for (int t = 0; t < 7; ++t) {
+  ParamTensor t[kParamTensors];
+  param_tensors(p, t);
+  for (const ParamTensor& x : t) {  // index tensors' addresses were checked with their values
     int64_t lo = 0, hi = 0;
-    if (views[t]->present() && views[t]->data != nullptr && views[t]->byte_range(&lo, &hi))
-      QWEN3VL_RETURN_IF_ERROR(check_view_address(*views[t], names[t], lo, hi));
+    if (x.role != TensorRole::kIndex && x.view->present() && x.view->data != nullptr &&
+        x.view->byte_range(&lo, &hi))
+      QWEN3VL_RETURN_IF_ERROR(check_view_address(*x.view, x.name, lo, hi));
   }
-  const TensorView* outputs[] = {&p.out, &p.lse, &p.weights};
-  const char* output_names[] = {"out", "lse", "weights"};
-  const TensorView* read[] = {&p.q, &p.k, &p.v, &p.out, &p.lse};
-  const char* read_names[] = {"q", "k", "v", "out", "lse"};
-  for (int o = 0; o < 3; ++o) {
-    if (!outputs[o]->present()) continue;
-    for (int r = 0; r < 3 + o; ++r)
-      QWEN3VL_RETURN_IF_ERROR(check_disjoint(*outputs[o], output_names[o], *read[r], read_names[r]));
+  for (int o = 0; o < kParamTensors; ++o) {
+    if (t[o].role != TensorRole::kOutput || !t[o].view->present()) continue;
+    for (int r = 0; r < kParamTensors; ++r)  // each pair of outputs once
+      if (r != o && (t[r].role != TensorRole::kOutput || r < o))
+        QWEN3VL_RETURN_IF_ERROR(check_disjoint(*t[o].view, t[o].name, *t[r].view, t[r].name));
   }
   return Status();
 }
@@ -202,15 +234,17 @@ inline Status check_dims(const TensorView& t, const char* name, int rank,
 }
 
 // cu_seqlens: i32 rank 1, [B + 1], starts at 0, non-decreasing, ends within the packed tokens.
+// need_data = false: device-resident values (never read here) may have null data (a plan from
+// shapes); host values are always read.
 inline Status check_cu_seqlens(const TensorView& cu, const char* name, int64_t tokens,
-                               int64_t* batch, int64_t* max_len) {
+                               int64_t* batch, int64_t* max_len, bool need_data = true) {
   if (cu.dtype != DType::kI32)
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(cu.dtype),
                       ": must be i32");
   if (cu.rank != 1 || cu.shape[0] < 2)
     return make_error(StatusCode::kShapeMismatch, name, ".shape = ", cu.shape_string(),
                       ": must be [batch + 1] with batch >= 1");
-  QWEN3VL_RETURN_IF_ERROR(check_present(cu, name));
+  QWEN3VL_RETURN_IF_ERROR(check_present(cu, name, need_data || cu.device == Device::kCPU));
   *batch = cu.shape[0] - 1;
   if (cu.device != Device::kCPU) return Status();  // values are checked where they live
   const int32_t* c = cu.ptr<const int32_t>();
@@ -235,8 +269,8 @@ inline Status check_cu_seqlens(const TensorView& cu, const char* name, int64_t t
 }  // namespace detail
 
 // Checks every argument once, up front; on success fills `shape` (if given) with derived sizes.
-// need_data = false (Attention::plan): q, k, v, out, lse, weights and additive_mask may have null
-// data; index tensors are read as always.
+// need_data = false (Attention::plan): q, k, v, out, lse, weights, additive_mask and device-resident
+// cu_seqlens, key_lengths and q_positions may have null data; host index tensors are read as always.
 inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr,
                        bool need_data = true) {
   detail::validation_counter().fetch_add(1, std::memory_order_relaxed);
@@ -298,8 +332,10 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
     QWEN3VL_RETURN_IF_ERROR(check_dims(p.v, "v", 3, {p.k.shape[0], hkv, d}));
     QWEN3VL_RETURN_IF_ERROR(check_dims(p.out, "out", 3, {p.q.shape[0], hq, d}));
     int64_t bq = 0, bk = 0, mq = 0, mk = 0;
-    QWEN3VL_RETURN_IF_ERROR(detail::check_cu_seqlens(p.cu_seqlens_q, "cu_seqlens_q", p.q.shape[0], &bq, &mq));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_cu_seqlens(p.cu_seqlens_k, "cu_seqlens_k", p.k.shape[0], &bk, &mk));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_cu_seqlens(p.cu_seqlens_q, "cu_seqlens_q", p.q.shape[0],
+                                                     &bq, &mq, need_data));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_cu_seqlens(p.cu_seqlens_k, "cu_seqlens_k", p.k.shape[0],
+                                                     &bk, &mk, need_data));
     if (bq != bk)
       return make_error(StatusCode::kShapeMismatch, "cu_seqlens_k.shape[0] = ", bk + 1,
                         ": must equal cu_seqlens_q.shape[0] = ", bq + 1);
@@ -372,7 +408,8 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
       return make_error(StatusCode::kInvalidArgument, "key_lengths.dtype = ", to_string(kl.dtype),
                         ": must be i32");
     QWEN3VL_RETURN_IF_ERROR(check_dims(kl, "key_lengths", 1, {s.batch}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_present(kl, "key_lengths"));
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::check_present(kl, "key_lengths", need_data || kl.device == Device::kCPU));
     if (kl.device == Device::kCPU)
       for (int64_t b = 0; b < s.batch; ++b) {
         const int64_t len = kl.ptr<const int32_t>()[b * kl.stride[0]];
@@ -388,7 +425,8 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
                         ": must be i32");
     QWEN3VL_RETURN_IF_ERROR(varlen ? check_dims(qp, "q_positions", 1, {p.q.shape[0]})
                                    : check_dims(qp, "q_positions", 2, {s.batch, s.max_q}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_present(qp, "q_positions"));
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::check_present(qp, "q_positions", need_data || qp.device == Device::kCPU));
     if (qp.device != p.q.device)
       return make_error(StatusCode::kInvalidArgument, "q_positions.device = ", to_string(qp.device),
                         ": must equal q.device");
@@ -427,11 +465,11 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
                       ": must be finite and >= 0 (0 disables it)");
 
   // Outputs: no element written twice, no memory shared with an input or another output.
-  const TensorView* outputs[] = {&p.out, &p.lse, &p.weights};
-  const char* output_names[] = {"out", "lse", "weights"};
-  for (int o = 0; o < 3; ++o)
-    if (outputs[o]->present())
-      QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(*outputs[o], output_names[o]));
+  detail::ParamTensor tensors[detail::kParamTensors];
+  detail::param_tensors(p, tensors);
+  for (const detail::ParamTensor& t : tensors)
+    if (t.role == detail::TensorRole::kOutput && t.view->present())
+      QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(*t.view, t.name));
   QWEN3VL_RETURN_IF_ERROR(detail::check_data_pointers(p));
 
   s.scale = p.scale ? *p.scale : 1.0f / std::sqrt(static_cast<float>(d));

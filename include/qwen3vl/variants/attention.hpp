@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,13 +25,20 @@ struct Workspace {
 // any params equal to the planned ones up to the data pointers, with cheap checks only.
 class Attention {
  public:
+  Attention() = default;
+  // An object is its id: a copy would accept the original's plans.
+  Attention(const Attention&) = delete;
+  Attention& operator=(const Attention&) = delete;
   virtual ~Attention() = default;
 
   virtual Variant variant() const = 0;
+  // Unique among every Attention object of the process (never reused); a plan names its maker by it.
+  uint64_t id() const { return id_; }
   virtual Device device() const = 0;
 
-  // Validates `problem` (data pointers of q, k, v, out, lse, weights and additive_mask may be
-  // null; host index tensors are read) and plans it; a problem this object cannot run is the
+  // Validates `problem` (data pointers of q, k, v, out, lse, weights, additive_mask and of
+  // device-resident cu_seqlens, key_lengths and q_positions may be null; host index tensors are
+  // read, and run() refuses them rewritten) and plans it; a problem this object cannot run is the
   // error. Never throws.
   Status plan(const AttentionParams& problem, AttentionPlan* plan) const;
   // Computes params.out (and lse / weights when given) with a plan of this object: checks that
@@ -75,6 +83,11 @@ class Attention {
   // are set and the workspace is large enough.
   Status check_run(const AttentionPlan& plan, const AttentionParams& params,
                    Workspace workspace) const;
+  static Status check_workspace(const AttentionPlan& plan, Workspace workspace);
+  // plan() with options: need_data (data pointers set and checked, as forward() needs), for_run
+  // (false: a one-off plan launched at once by its maker, without a signature or reason text).
+  Status plan_problem(const AttentionParams& problem, bool need_data, bool for_run,
+                      AttentionPlan* plan) const;
   // For objects built over others: plan a part for a problem already validated (shape), and
   // launch it with that plan, without the public entry points' checks and counters.
   static Status plan_part(const Attention& part, const AttentionParams& problem,
@@ -85,6 +98,9 @@ class Attention {
   }
 
  private:
+  static uint64_t next_id();
+
+  const uint64_t id_ = next_id();
   std::string selection_reason_;
   std::optional<MaskKind> required_mask_;
 };

@@ -29,9 +29,11 @@ namespace detail {
 
 // A tensor argument as the plan saw it: everything but the data pointer, which run() may change,
 // except for host-resident index tensors (cu_seqlens, key_lengths, q_positions, block layouts),
-// whose values plan() read: their pointer is kept, and their values must not change either.
+// whose values plan() read: their pointer is kept, and a hash of their values, so that values
+// rewritten in place between plan() and run() are refused rather than run with a stale plan.
 struct TensorSignature {
   const void* index_data = nullptr;
+  uint64_t index_hash = 0;  // FNV-1a of the values in index order (host index tensors only)
   DType dtype = DType::kF32;
   Device device = Device::kCPU;
   int device_index = 0;
@@ -42,7 +44,7 @@ struct TensorSignature {
 
 // Every field of AttentionParams that a plan depends on.
 struct ProblemSignature {
-  static constexpr int kTensors = 13;  // q k v out lse weights cu_q cu_k mask kl qpos indptr indices
+  static constexpr int kTensors = kParamTensors;  // in param_tensors() order
   TensorSignature tensors[kTensors];
   bool has_scale = false;
   float scale = 0.0f;
@@ -54,7 +56,8 @@ struct ProblemSignature {
 };
 
 ProblemSignature signature_of(const AttentionParams& params);
-// kInvalidArgument naming the first field of `params` that differs from the planned one.
+// kInvalidArgument naming the first field of `params` that differs from the planned one. Allocates
+// nothing when they match (run()'s hot path); the message is built on a mismatch only.
 Status check_signature(const ProblemSignature& planned, const AttentionParams& params);
 
 }  // namespace detail
@@ -64,11 +67,16 @@ Status check_signature(const ProblemSignature& planned, const AttentionParams& p
 struct AttentionPlan {
   Variant variant = Variant::kAuto;
   Device device = Device::kCPU;
-  const void* owner = nullptr;  // the Attention object that made it
+  // The id of the Attention object that made it (Attention::id(): unique for the process's life,
+  // so an object allocated where a destroyed one lived never accepts that one's plans); 0: none.
+  uint64_t owner = 0;
   AttentionShape shape;         // what validate() derived
   size_t workspace_bytes = 0;   // run() needs at least this much workspace
   detail::ProblemSignature signature;
   std::string reason;  // what was chosen for this problem and why (describe() for the problem)
+  // Whether make_plan fills reason: false for the one-off plans of forward(), supports() and
+  // workspace_size(), whose reason nobody reads (building it costs string allocations per call).
+  bool with_reason = true;
   // The variant's own decisions (tiles, inner plans, layouts), immutable and shared by copies.
   std::shared_ptr<const void> data;
 };

@@ -31,9 +31,10 @@ class BlockSparseCpu final : public Attention {
                         "block_layout is absent: the block-sparse variant needs a BSR layout "
                         "(indptr and indices); use flash2 for dense attention");
     auto inner = std::make_shared<AttentionPlan>();
+    inner->with_reason = plan->with_reason;
     QWEN3VL_RETURN_IF_ERROR(plan_part(*flash2_, p, plan->shape, inner.get()));
     plan->workspace_bytes = inner->workspace_bytes;
-    plan->reason = "block_sparse (cpu) over " + inner->reason;
+    if (plan->with_reason) plan->reason = "block_sparse (cpu) over " + inner->reason;
     plan->data = std::move(inner);
     return Status();
   }

@@ -60,7 +60,7 @@ class Flash2Cpu final : public Attention {
 
   Status run_gathered(const AttentionPlan& plan, const AttentionParams& p,
                       const detail::Flash2GatheredRows& g, Workspace ws) const {
-    if (plan.owner != this || !plan.data)
+    if (plan.owner != id() || !plan.data)
       return make_error(StatusCode::kInvalidArgument,
                         "plan: not a gathered-rows plan of this flash2 object");
     QWEN3VL_RETURN_IF_ERROR(check_gathered(p, plan.shape, g));
@@ -79,7 +79,7 @@ class Flash2Cpu final : public Attention {
     const BlockLayout& layout = p.block_layout;
     plan_tasks(plan->shape, detail::max_key_intervals(layout), 1,
                layout.present() ? layout.indices.data : nullptr, plan);
-    plan->reason = "flash2 (cpu); " + tiles_text(plan->shape, plan);
+    if (plan->with_reason) plan->reason = "flash2 (cpu); " + tiles_text(plan->shape, plan);
     return Status();
   }
 
@@ -330,7 +330,7 @@ Status flash2_plan_gathered(const Attention& flash2, const AttentionShape& shape
   *plan = AttentionPlan();
   plan->variant = f->variant();
   plan->device = f->device();
-  plan->owner = f;
+  plan->owner = f->id();
   plan->shape = planned;
   f->plan_gathered(planned, plan);
   return Status();

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <limits>
 
+#include "../../core/workspace_carver.hpp"
 #include "../kernels.hpp"
 #include "../simd/simd.hpp"
 #include "gathered_rows.hpp"
@@ -103,27 +104,21 @@ struct Scratch {
 };
 
 size_t layout(const Geometry& g, char* base, Scratch* s) {
-  size_t used = 0;
-  const auto take = [&](int64_t count, size_t elem) {
-    char* p = base ? base + used : nullptr;
-    used += (static_cast<size_t>(count) * elem + 63) / 64 * 64;
-    return p;
-  };
-  const auto floats = [&](int64_t count) { return reinterpret_cast<float*>(take(count, 4)); };
+  Carver c(base);  // the slot is 64-byte aligned (the carver's slot array)
   Scratch w;
-  w.qt = floats(g.rows_pad * g.d);
-  w.ot = floats(g.rows_pad * g.dim_pad);
-  w.kp = floats(g.block_k * g.d);
-  w.vp = floats(g.block_k * g.dim_pad);
-  w.st = floats(g.block_k * g.rows_pad);
-  w.m = floats(g.rows_pad);
-  w.l = floats(g.rows_pad);
-  w.alpha = floats(g.rows_pad);
-  w.row = floats(g.dim_pad);
-  w.live = reinterpret_cast<uint8_t*>(take(g.block_k, 1));
-  w.rescale = reinterpret_cast<uint8_t*>(take(g.rows_pad / kRows, 1));
+  w.qt = c.take<float>(g.rows_pad * g.d);
+  w.ot = c.take<float>(g.rows_pad * g.dim_pad);
+  w.kp = c.take<float>(g.block_k * g.d);
+  w.vp = c.take<float>(g.block_k * g.dim_pad);
+  w.st = c.take<float>(g.block_k * g.rows_pad);
+  w.m = c.take<float>(g.rows_pad);
+  w.l = c.take<float>(g.rows_pad);
+  w.alpha = c.take<float>(g.rows_pad);
+  w.row = c.take<float>(g.dim_pad);
+  w.live = c.take<uint8_t>(g.block_k);
+  w.rescale = c.take<uint8_t>(g.rows_pad / kRows);
   if (s) *s = w;
-  return used;
+  return c.used();
 }
 
 void fill(float* p, int64_t n, float x) {

@@ -54,8 +54,9 @@ class LinearCpu final : public LinearAttention {
     call->shape = plan->shape;
     QWEN3VL_RETURN_IF_ERROR(detail::check_linear_problem(p, config_, Device::kCPU, call.get()));
     plan->workspace_bytes = backend_->workspace_bytes(slot_bytes(*call));
-    plan->reason = description() + "; " + std::to_string(call->features) + " features, " +
-                   (call->causal ? "causal" : "non-causal");
+    if (plan->with_reason)
+      plan->reason = description() + "; " + std::to_string(call->features) + " features, " +
+                     (call->causal ? "causal" : "non-causal");
     plan->data = std::move(call);
     return Status();
   }

@@ -32,7 +32,8 @@ class StandardCpu final : public Attention {
     QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(dense_keys, "CPU standard"));
     const size_t slot = slot_bytes(plan->shape);
     plan->workspace_bytes = slot ? backend_->workspace_bytes(slot) : 0;
-    plan->reason = description() + "; " + std::to_string(slot) + " bytes of scores per thread";
+    if (plan->with_reason)
+      plan->reason = description() + "; " + std::to_string(slot) + " bytes of scores per thread";
     return Status();
   }
 

@@ -44,6 +44,13 @@ void run(const StandardHeadTask& task) {
     k_hi = r.end > k_hi ? r.end : k_hi;
   }
   const int64_t n = k_hi > k_lo ? k_hi - k_lo : 0;
+  // Whether some row does not see some loaded key (a narrower range, or an additive mask's -inf):
+  // only then can a V row's Inf/NaN reach a row that must not see it (below).
+  bool hidden = p.additive_mask.present();
+  for (int64_t i = 0; i < lq && !hidden && n > 0; ++i) {
+    const KeyRange r = row_visible_keys(p, task.b, task.span, i);
+    hidden = r.begin != k_lo || r.end != k_hi;
+  }
 
   float* q = static_cast<float*>(task.scratch);
   float* k = q + s.max_q * d;
@@ -108,13 +115,15 @@ void run(const StandardHeadTask& task) {
 
   // O = P V into the Q buffer (Q is no longer needed), then store in the output dtype.
   // P holds exact zeros where a row does not see a key, but 0 x Inf = NaN: a V row holding Inf or
-  // NaN would reach rows that cannot see it. Such rows (rare; one vectorised check finds whether
-  // there are any) leave the GEMM as zeros, flagged in the K buffer (free now), and are reloaded
-  // and added after it to the rows that see them only.
+  // NaN would reach rows that cannot see it. Where some row does not see some key (`hidden`), such
+  // V rows (rare; one vectorised check finds whether there are any) leave the GEMM as zeros,
+  // flagged in the K buffer (free now), and are reloaded and added after it to the rows that see
+  // them only. Where every row sees every loaded key, a non-finite V row reaches only rows that see
+  // it, as the non-finite rule allows, so the check is skipped.
   float* o = q;
   float* flagged = k;
   MatrixMap om(o, lq, d);
-  const bool any_bad = n > 0 && !vm.allFinite();
+  const bool any_bad = hidden && n > 0 && !vm.allFinite();
   if (any_bad)
     for (int64_t j = 0; j < n; ++j) {
       flagged[j] = vm.row(j).allFinite() ? 0.0f : 1.0f;
