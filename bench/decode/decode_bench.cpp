@@ -196,7 +196,7 @@ int decode_routine(const std::vector<std::string>& args) {
   DecodeCase base;
   std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh";
   std::vector<int64_t> lens = {4096, 16384, 65536};
-  int huge_pages = 1, rotate = 1;
+  int huge_pages = 1, rotate = 1, tensor_cores = 1;
   ArgParser parser("decode", R"(Decode attention against a long KV cache (Hq 32 / Hkv 8 / D 128, f16, one query row by
 default), as K/V bytes read per second and as a fraction of a copy's bandwidth (bytes read +
 written per second) measured in the same run (was qwen3vl-decode-bench).
@@ -221,6 +221,8 @@ round), against std::memcpy on the same threads, alternated round by round.)");
   parser.add_int("--huge-pages", &huge_pages, 0, 1, "cpu: 2 MiB pages for the cache and copy buffers");
   parser.add_choice("--copy-threads", &copy_threads, {"fresh", "pool"},
                     "cpu: the copy on fresh std::threads or on oneTBB's pool");
+  parser.add_int("--tensor-cores", &tensor_cores, 0, 1,
+                 "cuda: 1 = the tensor-core kernel where it applies (default); 0 = CUDA cores only");
   parser.add_int("--rotate", &rotate, 0, 1,
                  "cpu: 1 = back-to-back calls over cache copies; 0 = one call a round on one cache");
   return run_routine(parser, args, [&](Report& report) {
@@ -228,6 +230,7 @@ round), against std::memcpy on the same threads, alternated round by round.)");
     base.head_major = kv_order == "hnd";
     base.huge_pages = huge_pages != 0;
     base.rotate = rotate != 0;
+    base.tensor_cores = tensor_cores != 0;
     g_copy_on_pool = copy_threads == "pool";
 #if !QWEN3VL_BENCH_CUDA
     if (device == "cuda")

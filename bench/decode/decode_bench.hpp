@@ -22,6 +22,7 @@ struct DecodeCase {
   bool head_major = false;  // CUDA: storage [major, Hkv, minor, D] (each head's page rows contiguous)
                             // instead of [major, minor, Hkv, D]; the same shape through strides
   int64_t num_splits = 0;  // 0: the kernel's own choice
+  bool tensor_cores = true;  // CUDA: CudaDecodeOptions::tensor_cores (false: the CUDA-core kernel)
   int threads = 0;         // CPU threads; 0: physical cores
   bool huge_pages = true;  // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving
                            // system's pool would be; 4 KiB pages cost page walks at 256 MiB

@@ -102,7 +102,9 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   p.kv = meta.view(cache);
   p.num_splits = c.num_splits;
   std::unique_ptr<DecodeAttention> decode;
-  throw_if_error(create_decode_cuda(CudaOptions{}, &decode));
+  CudaOptions options;
+  options.decode.tensor_cores = c.tensor_cores;
+  throw_if_error(create_decode_cuda(options, &decode));
   throw_if_error(decode->supports(p));
   DeviceBuffer ws(decode->workspace_size(p));
   cudaStream_t stream;

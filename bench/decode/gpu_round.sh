@@ -21,19 +21,19 @@ run)
   # One line per setting: KV length: us / splits (fraction of the copy rate), event-timed and
   # graph-timed, each against a copy timed the same way.
   bench() {
-    printf "%-36s " "$*"
+    printf "%-36s " "${ARGS:-default}"
     # shellcheck disable=SC2086  # ARGS: several words
-    timeout 60 env "$@" "$c/qwen3vl-attn-bench" decode --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
+    timeout 60 "$c/qwen3vl-attn-bench" decode --device cuda --lens "${LENS:-4096,16384,65536}" ${ARGS:-} 2>&1 |
       awk '$1 == "cuda" { printf "%s: %.1f us / %s (%.3f), graph %.1f us (%.3f)  ", $2, $4 * 1000, $3, $8, $12 * 1000, $14 } /rror/'
     echo
   }
   for _ in 1 2; do
-    ARGS="--layout paged" bench QWEN3VL_DECODE_MMA=1
-    ARGS="--layout contiguous" bench QWEN3VL_DECODE_MMA=1
+    ARGS="--layout paged" bench
+    ARGS="--layout contiguous" bench
   done
-  ARGS="--dtype bf16" bench QWEN3VL_DECODE_MMA=1
-  ARGS="--layout paged" bench QWEN3VL_DECODE_MMA=0
-  for s in 8 12 24; do LENS=4096 ARGS="--splits $s" bench QWEN3VL_DECODE_MMA=1; done
+  ARGS="--dtype bf16" bench
+  ARGS="--layout paged --tensor-cores 0" bench
+  for s in 8 12 24; do LENS=4096 ARGS="--splits $s" bench; done
   timeout 120 python3 bench/decode/sdpa_decode.py 2>&1 | grep -E "^#|best" ;;
 *) echo "usage: $0 pack <build> <carry> | run <carry>"; exit 2 ;;
 esac

@@ -150,29 +150,23 @@ Layout mma_layout_of(const DecodeShape& s, int64_t wave, const MmaShape& m) {
   return layout_of(s, wave, detail::kMmaRowTile, kMmaMinSplitKeys, m.warps, m.max_heads);
 }
 
-// Measurement knobs: QWEN3VL_DECODE_MMA_WARPS=4 (blocks of 4 warps, two a SM) and
-// QWEN3VL_DECODE_MMA_HEADS=n (at most n KV heads a block).
-MmaShape mma_shape_from_env() {
-  auto number = [](const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    return v && *v ? std::atoi(v) : fallback;
-  };
+// The block shape CudaDecodeOptions asks for (create_decode_cuda checked it).
+MmaShape mma_shape_of(const CudaDecodeOptions& o) {
   MmaShape m;
-  if (number("QWEN3VL_DECODE_MMA_WARPS", m.warps) == detail::kMmaWarps / 2) m.warps = detail::kMmaWarps / 2;
-  m.max_heads = std::clamp(number("QWEN3VL_DECODE_MMA_HEADS", m.max_heads), 1, m.warps);
+  m.warps = o.mma_warps;
+  m.max_heads = o.mma_kv_heads;
   return m;
 }
 
 class DecodeCuda final : public DecodeAttention {
  public:
   // The tensor-core kernel (decode_mma.cuh) serves what it can on sm_80+: it is faster than the
-  // CUDA-core kernel at every cache length (docs/perf-log/decode.md). QWEN3VL_DECODE_MMA=0 (a
-  // measurement knob) turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
-  explicit DecodeCuda(detail::DeviceContext ctx) : ctx_(std::move(ctx)) {
-    const char* env = std::getenv("QWEN3VL_DECODE_MMA");
-    mma_allowed_ = !(env && std::strcmp(env, "0") == 0) && ctx_.cc_major >= 8 &&
+  // CUDA-core kernel at every cache length (docs/perf-log/decode.md). options.tensor_cores = false
+  // turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
+  DecodeCuda(detail::DeviceContext ctx, const CudaDecodeOptions& options) : ctx_(std::move(ctx)) {
+    mma_allowed_ = options.tensor_cores && ctx_.cc_major >= 8 &&
                    detail::decode_mma_compiled<qwen3vl::half>() && detail::decode_mma_compiled<qwen3vl::bfloat16>();
-    mma_ = mma_shape_from_env();
+    mma_ = mma_shape_of(options);
   }
 
   Device device() const override { return Device::kCUDA; }
@@ -363,9 +357,16 @@ class DecodeCuda final : public DecodeAttention {
 }  // namespace
 
 Status create_decode_cuda(const CudaOptions& options, std::unique_ptr<DecodeAttention>* out) {
+  const CudaDecodeOptions& d = options.decode;
+  if (d.mma_warps != detail::kMmaWarps && d.mma_warps != detail::kMmaWarps / 2)
+    return make_error(StatusCode::kInvalidArgument, "decode.mma_warps = ", d.mma_warps,
+                      ": allowed ", detail::kMmaWarps, " or ", detail::kMmaWarps / 2);
+  if (d.mma_kv_heads < 1 || d.mma_kv_heads > d.mma_warps)
+    return make_error(StatusCode::kInvalidArgument, "decode.mma_kv_heads = ", d.mma_kv_heads,
+                      ": allowed 1..", d.mma_warps, " (decode.mma_warps)");
   detail::DeviceContext ctx;
   QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
-  *out = std::make_unique<DecodeCuda>(std::move(ctx));
+  *out = std::make_unique<DecodeCuda>(std::move(ctx), d);
   return Status();
 }
 

@@ -1,6 +1,6 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
 // multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
-// The default where it applies (QWEN3VL_DECODE_MMA=0 turns it off, for comparisons); its times
+// The default where it applies (CudaDecodeOptions::tensor_cores = false turns it off, for comparisons); its times
 // are in docs/performance.md "Decode".
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp

@@ -29,32 +29,30 @@ using testing::relative_diff;
 #define QWEN3VL_REQUIRE_GPU() \
   if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
 
-std::unique_ptr<DecodeAttention> make_cuda() {
+std::unique_ptr<DecodeAttention> make_cuda(const CudaOptions& options = {}) {
   std::unique_ptr<DecodeAttention> d;
-  throw_if_error(create_decode_cuda(CudaOptions{}, &d));
+  throw_if_error(create_decode_cuda(options, &d));
   return d;
 }
 
-// The CUDA-core kernel everywhere (QWEN3VL_DECODE_MMA=0 at creation). make_cuda() takes the
-// tensor-core kernel where it applies (sm_80+, f16 / bf16, D % 16 == 0 <= 128).
+// The CUDA-core kernel everywhere. make_cuda() takes the tensor-core kernel where it applies
+// (sm_80+, f16 / bf16, D % 16 == 0 <= 128).
 std::unique_ptr<DecodeAttention> make_cuda_core() {
-  setenv("QWEN3VL_DECODE_MMA", "0", 1);
-  auto d = make_cuda();
-  unsetenv("QWEN3VL_DECODE_MMA");
-  return d;
+  CudaOptions o;
+  o.decode.tensor_cores = false;
+  return make_cuda(o);
 }
 
-// The default object with the tensor-core kernel's block shape set by QWEN3VL_DECODE_MMA_WARPS /
-// _HEADS (warps a block, at most this many KV heads a block); null: the default.
+// The default object with the tensor-core kernel's block shape (warps a block, at most this many
+// KV heads a block); 0: the default.
 struct MmaShape {
-  const char *warps, *heads;
+  int warps, heads;
 };
-std::unique_ptr<DecodeAttention> make_cuda_mma(MmaShape shape = {nullptr, nullptr}) {
-  if (shape.warps) setenv("QWEN3VL_DECODE_MMA_WARPS", shape.warps, 1);
-  if (shape.heads) setenv("QWEN3VL_DECODE_MMA_HEADS", shape.heads, 1);
-  auto d = make_cuda();
-  for (const char* name : {"QWEN3VL_DECODE_MMA_WARPS", "QWEN3VL_DECODE_MMA_HEADS"}) unsetenv(name);
-  return d;
+std::unique_ptr<DecodeAttention> make_cuda_mma(MmaShape shape = {0, 0}) {
+  CudaOptions o;
+  if (shape.warps) o.decode.mma_warps = shape.warps;
+  if (shape.heads) o.decode.mma_kv_heads = shape.heads;
+  return make_cuda(o);
 }
 
 std::unique_ptr<DecodeAttention> make_cpu() {
@@ -352,9 +350,9 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
       {{150}, 2, 6, 3, 72, DType::kF16, DType::kF16, 16, 0},           // D 72: CUDA-core path
       {{150}, 1, 4, 2, 144, DType::kBF16, DType::kBF16, 0, 0},         // D 144: CUDA-core path
   };
-  for (const MmaShape shape : {MmaShape{"8", "1"}, MmaShape{"8", "8"}, MmaShape{"4", "4"}, MmaShape{"4", "1"}}) {
+  for (const MmaShape shape : {MmaShape{8, 1}, MmaShape{8, 8}, MmaShape{4, 4}, MmaShape{4, 1}}) {
     const auto gpu = make_cuda_mma(shape);
-    SCOPED_TRACE(std::string("warps ") + shape.warps + ", heads " + shape.heads);
+    SCOPED_TRACE("warps " + std::to_string(shape.warps) + ", heads " + std::to_string(shape.heads));
     uint64_t seed = 1300;
     for (const Edge& e : edges) {
       const DecodeSpec s = spec_of(e, ++seed);
