@@ -5,7 +5,7 @@
 #include <functional>
 #include <optional>
 
-#include "../common/workload.hpp"
+#include "common/workload.hpp"
 #include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl::bench {

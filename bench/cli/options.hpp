@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "../common/args.hpp"
+#include "common/args.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/cpu/isa.hpp"
 #include "support/problem.hpp"

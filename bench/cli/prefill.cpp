@@ -5,8 +5,8 @@
 #include <iostream>
 #include <map>
 
-#include "../common/device_run.hpp"
-#include "../common/routine.hpp"
+#include "common/device_run.hpp"
+#include "common/routine.hpp"
 #include "options.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
 #include "report.hpp"

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "../common/workload.hpp"
+#include "common/workload.hpp"
 
 namespace qwen3vl::bench {
 namespace {

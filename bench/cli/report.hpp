@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "../common/report.hpp"
+#include "common/report.hpp"
 #include "run_case.hpp"
 
 namespace qwen3vl::bench {

@@ -2,10 +2,10 @@
 
 #include <limits>
 
-#include "../common/accuracy.hpp"
-#include "../common/device_run.hpp"
-#include "../common/flops.hpp"
-#include "../common/timing.hpp"
+#include "common/accuracy.hpp"
+#include "common/device_run.hpp"
+#include "common/flops.hpp"
+#include "common/timing.hpp"
 
 namespace qwen3vl::bench {
 

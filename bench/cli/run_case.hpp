@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "../common/sgemm.hpp"
-#include "../common/workload.hpp"
+#include "common/sgemm.hpp"
+#include "common/workload.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "variant_inputs.hpp"
 

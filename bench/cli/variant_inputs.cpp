@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "../common/accuracy.hpp"
+#include "common/accuracy.hpp"
 #include "qwen3vl/reference/attention.hpp"
 #include "support/linear_oracle.hpp"
 
@@ -97,7 +97,7 @@ Status VariantInputs::make(Variant variant, Device device, const VariantFlags& f
     return make_error(StatusCode::kUnsupported, to_string(variant), " on ", to_string(device),
                       ": its ", variant == Variant::kBlockSparse ? "layout" : "routing",
                       " must be in device memory, which this CLI does not upload (time it with ",
-                      variant == Variant::kBlockSparse ? "bench/sparse" : "bench/moe", ")");
+                      variant == Variant::kBlockSparse ? "bench/block_sparse" : "bench/mixture_of_heads", ")");
   AttentionShape s;
   QWEN3VL_RETURN_IF_ERROR(validate(host, &s));
   if (variant == Variant::kBlockSparse) return random_layout(flags, host, s, &out->layout);

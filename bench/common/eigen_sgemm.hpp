@@ -7,7 +7,7 @@
 #include <tbb/task_arena.h>
 
 #include "qwen3vl/cpu/isa.hpp"
-#include "../../src/cpu/isa_table.hpp"
+#include "src/cpu/isa_table.hpp"
 
 namespace qwen3vl::bench {
 

@@ -17,10 +17,10 @@
 #include <cstdio>
 #include <string>
 
-#include "../../src/core/as_attention.hpp"
-#include "../../src/core/workspace_carver.hpp"
-#include "../common/device_context.hpp"
-#include "../common/device_util.cuh"
+#include "src/core/as_attention.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "cuda/common/device_context.hpp"
+#include "cuda/common/device_util.cuh"
 #include "exact_topk_cuda.hpp"
 #include "vertical_slash_cuda.cuh"
 #include "qwen3vl/cuda/attention_cuda.hpp"

@@ -18,9 +18,9 @@
 #include <cmath>
 #include <string>
 
-#include "../../src/core/workspace_carver.hpp"
-#include "../common/device_context.hpp"
-#include "../common/device_util.cuh"
+#include "src/core/workspace_carver.hpp"
+#include "cuda/common/device_context.hpp"
+#include "cuda/common/device_util.cuh"
 #include "block_sum.cuh"
 #include "qwen3vl/cuda/check.cuh"
 

@@ -13,7 +13,7 @@
 
 #include <cmath>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 #include "block_sum.cuh"
 #include "qwen3vl/cuda/check.cuh"
 

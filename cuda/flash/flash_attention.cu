@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "../common/device_context.hpp"
+#include "cuda/common/device_context.hpp"
 #include "flash_registry.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 #include "flash_registry.hpp"
 #include "flash_traits.cuh"
 #include "key_walk.cuh"

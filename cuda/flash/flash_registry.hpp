@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <memory>
 
-#include "../common/kernel_args.hpp"
+#include "cuda/common/kernel_args.hpp"
 #include "flash_head_dims.hpp"
 #include "qwen3vl/cuda/options.hpp"
 #include "qwen3vl/variants/attention.hpp"

@@ -9,7 +9,7 @@
 #include <climits>
 #include <cstdint>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 
 namespace qwen3vl::detail::flash {
 

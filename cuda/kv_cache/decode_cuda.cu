@@ -10,8 +10,8 @@
 #include <string>
 #include <type_traits>
 
-#include "../common/device_context.hpp"
-#include "../common/device_util.cuh"
+#include "cuda/common/device_context.hpp"
+#include "cuda/common/device_util.cuh"
 #include "decode_launch.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"

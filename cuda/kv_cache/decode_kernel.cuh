@@ -22,7 +22,7 @@
 #include <climits>
 #include <cmath>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 #include "decode_launch.hpp"
 #include "qwen3vl/cuda/check.cuh"
 

@@ -32,7 +32,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 #include "decode_kernel.cuh"  // copy16_async, commit_copies, wait_copies, exp2_approx
 #include "decode_launch.hpp"
 

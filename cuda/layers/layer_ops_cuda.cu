@@ -8,7 +8,7 @@
 #include <cmath>
 #include <vector>
 
-#include "../../src/layers/layer_ops.hpp"
+#include "src/layers/layer_ops.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/rope/cuda.hpp"
 

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "../../src/core/as_attention.hpp"
-#include "../../src/core/linear_common.hpp"
-#include "../../src/core/workspace_carver.hpp"
-#include "../common/device_context.hpp"
+#include "src/core/as_attention.hpp"
+#include "src/core/linear_common.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "cuda/common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "linear_kernels.cuh"

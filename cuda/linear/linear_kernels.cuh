@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 #include "qwen3vl/variants/linear.hpp"
 
 namespace qwen3vl::detail::linear {

@@ -9,7 +9,7 @@
 // Runs on sm_61 and up (warp ballots, shared atomics, 1 KB of shared memory).
 #include <cuda_runtime.h>
 
-#include "../../src/quest/quest_select.hpp"
+#include "src/quest/quest_select.hpp"
 #include "qwen3vl/cuda/check.cuh"
 
 namespace qwen3vl::detail::quest {

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "../../src/core/workspace_carver.hpp"
-#include "../common/device_context.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "cuda/common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "standard_kernels.cuh"

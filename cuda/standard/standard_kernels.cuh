@@ -7,7 +7,7 @@
 
 #include <cuda_runtime.h>
 
-#include "../common/device_util.cuh"
+#include "cuda/common/device_util.cuh"
 
 namespace qwen3vl::detail::standard {
 

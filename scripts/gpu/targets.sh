@@ -250,7 +250,7 @@ run() {
         --kv-heads 8 --seqs 4096,16384 --no-vision --json "$raw/sdpa_gqa.jsonl"
     fi
     if [ "$decode" = 1 ]; then
-      step "torch sdpa decode" "$raw/sdpa_decode.log" python3 "$root/bench/decode/sdpa_decode.py" \
+      step "torch sdpa decode" "$raw/sdpa_decode.log" python3 "$root/bench/kv_cache/sdpa_decode.py" \
         --json "$raw/sdpa_decode.jsonl"
     fi
   }

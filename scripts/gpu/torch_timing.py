@@ -6,7 +6,7 @@ the C++ benches:
              the median over groups of the time per call (qwen3vl-attn-bench cuda-prefill: groups of one call;
              qwen3vl-attn-bench decode: groups of 20).
   graph_ms:  the same calls captured into a CUDA graph, its replays timed between events.
-Imported by scripts/gpu/sdpa_bench.py and bench/decode/sdpa_decode.py."""
+Imported by scripts/gpu/sdpa_bench.py and bench/kv_cache/sdpa_decode.py."""
 import contextlib
 import statistics
 import warnings

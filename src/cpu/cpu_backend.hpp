@@ -9,7 +9,7 @@
 
 #include <tbb/task_arena.h>
 
-#include "../core/workspace_carver.hpp"
+#include "src/core/workspace_carver.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
 

@@ -36,7 +36,7 @@ struct Flash2Plan {
   int register_rows = 0;
 };
 
-struct Flash2GatheredRows;  // src/cpu/flash2/gathered_rows.hpp
+struct Flash2GatheredRows;  // src/flash/gathered_rows.hpp
 
 // One flash2 task: query rows [q_begin, q_end) of sequence b, for query heads [head, head + heads)
 // of kv_head (never crossing a row block of the block-sparse layout).

@@ -9,8 +9,8 @@
 
 #include "block_routers.hpp"
 #include "exact_topk.hpp"
-#include "../core/as_attention.hpp"
-#include "../cpu/cpu_backend.hpp"
+#include "src/core/as_attention.hpp"
+#include "src/cpu/cpu_backend.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 

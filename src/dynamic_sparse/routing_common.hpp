@@ -11,7 +11,7 @@
 
 #include <tbb/task_arena.h>
 
-#include "../core/workspace_carver.hpp"
+#include "src/core/workspace_carver.hpp"
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "scores.hpp"

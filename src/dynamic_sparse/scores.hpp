@@ -6,7 +6,7 @@
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
-#include "../cpu/isa_table.hpp"
+#include "src/cpu/isa_table.hpp"
 
 namespace qwen3vl::detail {
 

@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <memory>
 
-#include "../cpu/cpu_backend.hpp"
+#include "src/cpu/cpu_backend.hpp"
 #include "decode_kernels.hpp"
 
 namespace qwen3vl {

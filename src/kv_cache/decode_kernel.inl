@@ -25,7 +25,7 @@
 #include <cmath>
 #include <limits>
 
-#include "../cpu/simd/simd.hpp"
+#include "src/cpu/simd/simd.hpp"
 #include "decode_kernels.hpp"
 
 namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS {

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <deque>
 
-#include "../cpu/cpu_backend.hpp"
+#include "src/cpu/cpu_backend.hpp"
 #include "layer_ops.hpp"
 #include "projection_kernels.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "../core/workspace_carver.hpp"
+#include "src/core/workspace_carver.hpp"
 #include "layer_common.hpp"
 #include "qwen3vl/rope/vision.hpp"
 #include "qwen3vl/selector/selector.hpp"

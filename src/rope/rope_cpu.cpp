@@ -5,7 +5,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include "../cpu/cpu_backend.hpp"
+#include "src/cpu/cpu_backend.hpp"
 #include "rope_kernels.hpp"
 
 namespace qwen3vl::rope {

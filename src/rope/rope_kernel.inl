@@ -4,7 +4,7 @@
 // (detail::rotate_pair), so every ISA gives bit-identical results.
 #include <cstdint>
 
-#include "../cpu/simd/simd.hpp"
+#include "src/cpu/simd/simd.hpp"
 #include "rope_kernels.hpp"
 
 namespace qwen3vl::rope::detail::cpu_rope::QWEN3VL_ISA_NS {

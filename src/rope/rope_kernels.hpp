@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
-#include "../cpu/isa_table.hpp"
+#include "src/cpu/isa_table.hpp"
 #include "qwen3vl/rope/apply.hpp"
 
 namespace qwen3vl::rope::detail {

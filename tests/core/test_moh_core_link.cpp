@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "qwen3vl/variants/moe.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
 
 namespace qwen3vl {
 namespace {

@@ -8,7 +8,7 @@
 #include <limits>
 #include <vector>
 
-#include "../../src/cpu/kernels.hpp"
+#include "src/cpu/kernels.hpp"
 
 namespace qwen3vl {
 namespace {

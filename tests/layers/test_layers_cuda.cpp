@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/device_problem.hpp"
+#include "support/device_problem.hpp"
 #include "layer_support.hpp"
 #include "qwen3vl/kv_cache/cuda.hpp"
 

@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "cuda/device_problem.hpp"
+#include "support/device_problem.hpp"
 #include "linear/linear_cases.hpp"
 #include "linear/linear_nonfinite.hpp"
 #include "support/linear_oracle.hpp"

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "support/linear_oracle.hpp"
-#include "moe/moh_support.hpp"
+#include "mixture_of_heads/moh_support.hpp"
 #include "qwen3vl/variants/linear.hpp"
-#include "qwen3vl/variants/moe.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
 #include "support/cpu_variants.hpp"
 #include "sweep/random_problems.hpp"
 #include "sweep/sweep_checks.hpp"

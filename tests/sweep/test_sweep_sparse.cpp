@@ -11,7 +11,7 @@
 
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
-#include "qwen3vl/variants/sparse.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 #include "support/block_layouts.hpp"
 #include "support/block_sparse_cases.hpp"
 #include "support/cpu_variants.hpp"

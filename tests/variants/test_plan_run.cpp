@@ -16,10 +16,10 @@
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/linear.hpp"
-#include "qwen3vl/variants/moe.hpp"
-#include "qwen3vl/variants/sparse.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 #include "qwen3vl/variants/standard.hpp"
-#include "moe/moh_support.hpp"
+#include "mixture_of_heads/moh_support.hpp"
 #include "support/block_layouts.hpp"
 #include "support/cpu_variants.hpp"
 

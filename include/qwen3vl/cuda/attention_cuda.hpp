@@ -10,9 +10,9 @@
 #include "qwen3vl/variants/attention.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/linear.hpp"
-#include "qwen3vl/variants/moe.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
 #include "qwen3vl/variants/sm61_tiled.hpp"
-#include "qwen3vl/variants/sparse.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 
 namespace qwen3vl {
 
@@ -38,7 +38,7 @@ Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config
 Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
                           std::unique_ptr<Attention>* out);
 
-// Mixture-of-heads (variants/moe.hpp) on CUDA: routing, gather and scatter kernels around the
+// Mixture-of-heads (variants/mixture_of_heads.hpp) on CUDA: routing, gather and scatter kernels around the
 // CUDA flash2 object, called once per query head on its gathered rows, side by side on 8 internal
 // streams forked from and joined to the caller's (max_seqlen_q is bounded by the token count: the
 // host never reads the counts). One forward at a time per object. Routing tensors are device
@@ -59,7 +59,7 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                                   std::unique_ptr<Attention>* out);
 
-// Static sparse patterns (variants/sparse.hpp) on CUDA, over the block-sparse object: the layout
+// Static sparse patterns (variants/static_sparse.hpp) on CUDA, over the block-sparse object: the layout
 // of each (device, max_q, max_k, Hkv) is built on the host and copied to the device once, by the
 // first call for that shape (cudaMalloc and a synchronous copy: that call syncs the host); later
 // calls allocate nothing and copy nothing. Up to 8 shapes are kept; an evicted copy is freed when

@@ -7,7 +7,7 @@
 //   K/V appended to the cache (post-norm, post-RoPE), then causal GQA attention over past + new
 //   out = attn Wo^T
 //
-// The seed's `attention = selector.create(config, layer_idx)` then `output, attn_weights,
+// transformers' `attention = selector.create(config, layer_idx)` then `output, attn_weights,
 // past_key_value = attention(hidden_states, attention_mask, position_ids)` reads in C++ as
 //   auto attention = layers::Qwen3VLTextAttention::create(config, weights, layer_idx);
 //   auto [output, attn_weights, past_key_value] = (*attention)(hidden, mask, positions, &cache);

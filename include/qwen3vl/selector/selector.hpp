@@ -10,8 +10,8 @@
 #include "qwen3vl/variants/attention.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/linear.hpp"
-#include "qwen3vl/variants/moe.hpp"
-#include "qwen3vl/variants/sparse.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 
 namespace qwen3vl {
 

@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-#include "../kernels.hpp"
+#include "src/cpu/kernels.hpp"
 #include "simd.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
