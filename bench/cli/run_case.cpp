@@ -31,8 +31,8 @@ Status run_case(const Target& target, const WorkloadCase& workload, testing::Pro
   std::unique_ptr<Attention> attention;
   QWEN3VL_RETURN_IF_ERROR(create_variant(config, &attention));
   VariantInputs inputs;
-  QWEN3VL_RETURN_IF_ERROR(VariantInputs::make(attention->variant(), target.device,
-                                              settings.variant, config, problem->params, &inputs));
+  QWEN3VL_RETURN_IF_ERROR(VariantInputs::make(attention->variant(), target.device, settings.variant,
+                                              config, problem->params, &inputs));
   // A previous target's output must not pass for this one's.
   for (int64_t i = 0; i < problem->out.numel(); ++i)
     problem->out.set(i, std::numeric_limits<float>::quiet_NaN());
@@ -45,9 +45,9 @@ Status run_case(const Target& target, const WorkloadCase& workload, testing::Pro
   Workspace ws;
   QWEN3VL_RETURN_IF_ERROR(run->workspace(workspace_bytes, &ws));
   std::vector<double> ms;
-  QWEN3VL_RETURN_IF_ERROR(run->time(
-      [&] { return forward_variant(*attention, params, inputs, ws, run->stream()); }, 1,
-      settings.repeats, &ms));
+  QWEN3VL_RETURN_IF_ERROR(
+      run->time([&] { return forward_variant(*attention, params, inputs, ws, run->stream()); }, 1,
+                settings.repeats, &ms));
   QWEN3VL_RETURN_IF_ERROR(run->fetch_output(problem));
 
   const testing::ProblemSpec& s = workload.spec;

@@ -94,10 +94,11 @@ Status VariantInputs::make(Variant variant, Device device, const VariantFlags& f
   *out = VariantInputs();
   if (variant != Variant::kBlockSparse && variant != Variant::kMixtureOfHeads) return Status();
   if (device != Device::kCPU)
-    return make_error(StatusCode::kUnsupported, to_string(variant), " on ", to_string(device),
-                      ": its ", variant == Variant::kBlockSparse ? "layout" : "routing",
-                      " must be in device memory, which this CLI does not upload (time it with ",
-                      variant == Variant::kBlockSparse ? "bench/block_sparse" : "bench/mixture_of_heads", ")");
+    return make_error(
+        StatusCode::kUnsupported, to_string(variant), " on ", to_string(device), ": its ",
+        variant == Variant::kBlockSparse ? "layout" : "routing",
+        " must be in device memory, which this CLI does not upload (time it with ",
+        variant == Variant::kBlockSparse ? "bench/block_sparse" : "bench/mixture_of_heads", ")");
   AttentionShape s;
   QWEN3VL_RETURN_IF_ERROR(validate(host, &s));
   if (variant == Variant::kBlockSparse) return random_layout(flags, host, s, &out->layout);

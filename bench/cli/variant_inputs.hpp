@@ -13,7 +13,8 @@
 //                                 --moh-shared-heads always on): gate x the dense reference for
 //                                 the heads a token uses, 0 for the others
 // block_sparse and moh need their layout or routing in device memory on CUDA, which this CLI does
-// not upload: there they are skipped (bench/block_sparse and bench/mixture_of_heads time them on the GPU).
+// not upload: there they are skipped (bench/block_sparse and bench/mixture_of_heads time them on
+// the GPU).
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 // One ISA's Eigen sgemm (see eigen_sgemm.hpp), compiled per ISA by qwen3vl_add_isa_kernels.
-#include <Eigen/Core>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <Eigen/Core>
 
 #include "eigen_sgemm.hpp"
 

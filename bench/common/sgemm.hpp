@@ -1,7 +1,7 @@
 // The machine's sgemm rate: the anchor every attention rate is quoted against (attention and sgemm
 // do the same multiply-adds, so their ratio says how close a kernel runs to the machine's dense
-// rate), measured in the same process with the same thread count. OpenBLAS when the build found it, else
-// Eigen's GEMM split over oneTBB.
+// rate), measured in the same process with the same thread count. OpenBLAS when the build found it,
+// else Eigen's GEMM split over oneTBB.
 #pragma once
 
 #include <cstdint>

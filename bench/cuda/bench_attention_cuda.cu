@@ -53,7 +53,7 @@ struct Case {
   DType dtype = DType::kF32;
   bool causal = false;
   int64_t heads = 32, head_dim = 128, seq = 1024;
-  int64_t frames = 0;  // vision: packed frames of `seq` tokens each (block-diagonal, varlen)
+  int64_t frames = 0;    // vision: packed frames of `seq` tokens each (block-diagonal, varlen)
   int64_t kv_heads = 0;  // 0: as many as query heads
   double density = 0.0;  // > 0: a random 64x64 block layout listing this fraction of the blocks
 
@@ -180,7 +180,8 @@ struct CaseOptions {
 std::vector<Case> cases(const CaseOptions& o) {
   std::vector<Case> all;
   std::vector<int64_t> seqs = o.seqs;
-  if (seqs.empty()) seqs = o.quick ? std::vector<int64_t>{1024, 4096} : std::vector<int64_t>{1024, 4096, 16384};
+  if (seqs.empty())
+    seqs = o.quick ? std::vector<int64_t>{1024, 4096} : std::vector<int64_t>{1024, 4096, 16384};
   for (DType dtype : o.dtypes)
     for (bool causal : {false, true}) {
       for (int64_t n : seqs) {
@@ -206,9 +207,8 @@ std::vector<Case> cases(const CaseOptions& o) {
   return all;
 }
 
-int run(const CaseOptions& case_options, bool block_sparse, int reps,
-        std::string variant_list, const std::vector<std::string>& filters,
-        Report* report) {
+int run(const CaseOptions& case_options, bool block_sparse, int reps, std::string variant_list,
+        const std::vector<std::string>& filters, Report* report) {
   std::vector<std::unique_ptr<Attention>> variants;
   std::stringstream names(variant_list);
   for (std::string name; std::getline(names, name, ',');) {
@@ -267,10 +267,18 @@ int run(const CaseOptions& case_options, bool block_sparse, int reps,
                   gflops / sgemm.gflops);
       if (layout) std::printf(" %8.2fx  (density %.4f)", speedup, in.density);
       std::printf("\n");
-      report->add({{"case", c.name()}, {"shape", c.shape}, {"variant", vname},
-                   {"dtype", to_string(c.dtype)}, {"causal", c.causal}, {"heads", c.heads},
-                   {"kv_heads", c.kv()}, {"head_dim", c.head_dim}, {"seq", c.seq},
-                   {"frames", c.frames}, {"ms", ms}, {"gflops", gflops},
+      report->add({{"case", c.name()},
+                   {"shape", c.shape},
+                   {"variant", vname},
+                   {"dtype", to_string(c.dtype)},
+                   {"causal", c.causal},
+                   {"heads", c.heads},
+                   {"kv_heads", c.kv()},
+                   {"head_dim", c.head_dim},
+                   {"seq", c.seq},
+                   {"frames", c.frames},
+                   {"ms", ms},
+                   {"gflops", gflops},
                    {"ratio_sgemm", gflops / sgemm.gflops},
                    {"density", layout ? Value(in.density) : Value()},
                    {"dense_over_sparse", layout ? Value(speedup) : Value()}});
@@ -291,7 +299,9 @@ int cuda_prefill_routine(const std::vector<std::string>& args) {
   int reps = 10;
   std::vector<std::string> variants = {"flash2", "sm61_tiled", "standard"}, filters,
                            dtypes = {"f32", "f16"};
-  ArgParser parser("cuda-prefill", R"(GFLOP/s of the CUDA variants on the prefill shapes of the CUDA targets (B 1, 32 heads, D 128,
+  ArgParser parser(
+      "cuda-prefill",
+      R"(GFLOP/s of the CUDA variants on the prefill shapes of the CUDA targets (B 1, 32 heads, D 128,
 N 1024 / 4096 / 16384, causal and not, per storage dtype; the vision shape: 16 heads, D 72, 16
 packed frames of 1024), next to cuBLAS SGEMM (fp32, TF32 off) measured in the same process (was
 qwen3vl-cuda-bench). --block-sparse: N 16384, Hq 32 / Hkv 8, f32 and f16, dense flash2 then
@@ -299,8 +309,8 @@ block_sparse on random 64x64 layouts at 50 / 10 / 5% with the dense/sparse time 
 Every figure (attention and SGEMM) is the median of event-timed single calls on stream 0 outside
 any graph, after 2 warm-ups (standard: 3 calls, skipped where its N^2 scores pass 4 GB).)");
   parser.add_switch("--quick", &case_options.quick, "N 1024 and 4096 only");
-  parser.add_word_list("--variants", &variants, {"flash2", "sm61_tiled", "standard", "block_sparse"},
-                       "variants to time");
+  parser.add_word_list("--variants", &variants,
+                       {"flash2", "sm61_tiled", "standard", "block_sparse"}, "variants to time");
   parser.add_int("--reps", &reps, 1, 100000, "timed calls");
   parser.add_word_list("--filter", &filters, {},
                        "cases whose name contains one of these (e.g. 'D128 N4096 f32,vision')");
@@ -313,7 +323,9 @@ any graph, after 2 warm-ups (standard: 3 calls, skipped where its N^2 scores pas
   return run_routine(parser, args, [&](Report& report) {
     case_options.dtypes.clear();
     for (const std::string& d : dtypes)
-      case_options.dtypes.push_back(d == "f32" ? DType::kF32 : d == "f16" ? DType::kF16 : DType::kBF16);
+      case_options.dtypes.push_back(d == "f32"   ? DType::kF32
+                                    : d == "f16" ? DType::kF16
+                                                 : DType::kBF16);
     std::string list;
     for (const std::string& v : variants) list += (list.empty() ? "" : ",") + v;
     return run(case_options, block_sparse, reps, block_sparse ? "flash2,block_sparse" : list,

@@ -1,6 +1,6 @@
-// qwen3vl-attn-bench dynamic-sparse: dynamic sparse prefill (variants/dynamic_sparse.hpp) against dense
-// CPU flash2 in the same run: total time (routing + sparse attention), routing time alone, the
-// kept density, and the recall (the dense softmax mass on the kept keys, float64, averaged over
+// qwen3vl-attn-bench dynamic-sparse: dynamic sparse prefill (variants/dynamic_sparse.hpp) against
+// dense CPU flash2 in the same run: total time (routing + sparse attention), routing time alone,
+// the kept density, and the recall (the dense softmax mass on the kept keys, float64, averaged over
 // sampled rows) with the output error of those rows against float64 dense attention.
 //
 // Inputs have structure, since random Q/K give flat attention and meaningless recall. Per KV head,
@@ -26,18 +26,23 @@
 
 #include "cli/routines.hpp"
 #include "common/timing.hpp"
-#include "structured_problem.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
+#include "structured_problem.hpp"
 
 namespace qwen3vl::bench {
 namespace {
 
-double time_forward(const Attention& a, const AttentionParams& p, int reps, std::vector<unsigned char>* ws) {
+double time_forward(const Attention& a, const AttentionParams& p, int reps,
+                    std::vector<unsigned char>* ws) {
   ws->resize(a.workspace_size(p));
   return median_ms(
-      reps, [&] { throw_if_error(a.forward(p, Workspace{ws->data(), ws->size()})); }, /*warmups=*/0);
+      reps,
+      [&] {
+        throw_if_error(a.forward(p, Workspace{ws->data(), ws->size()}));
+      },
+      /*warmups=*/0);
 }
 
 }  // namespace
@@ -81,7 +86,8 @@ int run(const Options& o, Report* report) {
       c.method = DynamicSparseMethod::kVerticalSlash;
       c.vertical = vert;
       c.slash = sl;
-      configs.emplace_back(c, std::to_string(vert) + " columns + " + std::to_string(sl) + " diagonals");
+      configs.emplace_back(
+          c, std::to_string(vert) + " columns + " + std::to_string(sl) + " diagonals");
     }
   if (want("exact"))
     for (int64_t k : {256, 2048}) {
@@ -95,7 +101,7 @@ int run(const Options& o, Report* report) {
     std::unique_ptr<DynamicSparseAttention> a;
     throw_if_error(create_dynamic_sparse_cpu(cpu, config, &a));
     Row row{to_string(config.method), budget, time_forward(*a, in.params, o.reps, &ws), 0.0,
-            a->last_density(), {}};
+            a->last_density(),        {}};
     if (config.method == DynamicSparseMethod::kExactTopK) {
       // The kept keys of a row: its top-k logits (float64 ranks; float32 may differ at the edge).
       row.q = quality(in, o, rows, [&](const SampledRow& r, int64_t j) {
@@ -110,7 +116,8 @@ int run(const Options& o, Report* report) {
       std::vector<double> ms;
       for (int r = 0; r < o.reps; ++r)
         ms.push_back(wall_ms([&] {
-          throw_if_error(a->estimate(in.params, Workspace{scratch.data(), scratch.size()}, &layout));
+          throw_if_error(
+              a->estimate(in.params, Workspace{scratch.data(), scratch.size()}, &layout));
         }));
       row.route_ms = median(ms);
       const int64_t g = o.heads / o.kv_heads;
@@ -121,10 +128,11 @@ int run(const Options& o, Report* report) {
     table.push_back(row);
   }
 
-  std::printf("N %lld, Hq %lld / Hkv %lld, D %lld, causal, f32, %d rep(s) (median), recall over %d "
-              "rows x %lld heads\ndense: %s\n\n",
-              (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, o.reps,
-              o.rows, (long long)o.heads, dense->describe().c_str());
+  std::printf(
+      "N %lld, Hq %lld / Hkv %lld, D %lld, causal, f32, %d rep(s) (median), recall over %d "
+      "rows x %lld heads\ndense: %s\n\n",
+      (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, o.reps, o.rows,
+      (long long)o.heads, dense->describe().c_str());
   print_table(table, dense_ms, report);
   return 0;
 }
@@ -137,7 +145,9 @@ namespace qwen3vl::bench {
 int dynamic_sparse_routine(const std::vector<std::string>& args) {
   Options o;
   std::vector<std::string> methods = {"block", "vs", "exact"};
-  ArgParser parser("dynamic-sparse", R"(Dynamic sparse prefill against dense flash2 in the same run, on structured inputs (clusters,
+  ArgParser parser(
+      "dynamic-sparse",
+      R"(Dynamic sparse prefill against dense flash2 in the same run, on structured inputs (clusters,
 heavy columns, a local band; causal, f32): total time (routing + sparse attention), routing time,
 kept density, and the recall (dense softmax mass on the kept keys, float64, over sampled rows)
 with the output error of those rows (was qwen3vl-dynamic-sparse-bench). cpu: block top-k,

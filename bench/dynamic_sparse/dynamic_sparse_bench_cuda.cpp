@@ -33,7 +33,8 @@ double mean_event_ms(int reps, F&& call) {
 
 std::vector<int32_t> download_i32(const TensorView& t) {
   std::vector<int32_t> host(static_cast<size_t>(t.numel()));
-  throw_if_error(cuda_status(cudaMemcpy(host.data(), t.data, host.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy"));
+  throw_if_error(cuda_status(
+      cudaMemcpy(host.data(), t.data, host.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy"));
   return host;
 }
 
@@ -42,7 +43,8 @@ std::vector<int32_t> download_i32(const TensorView& t) {
 int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, Report* report) {
   int device = 0;
   cudaDeviceProp prop;
-  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
     std::fprintf(stderr, "no CUDA device\n");
     return 2;
   }
@@ -54,7 +56,9 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, 
   p.k = on_device(p.k, k, device);
   p.v = on_device(p.v, v, device);
   p.out = on_device(p.out, out, device);
-  const auto download_out = [&] { out.download(in.out.view().data, static_cast<size_t>(in.out.bytes())); };
+  const auto download_out = [&] {
+    out.download(in.out.view().data, static_cast<size_t>(in.out.bytes()));
+  };
 
   std::unique_ptr<Attention> dense;
   throw_if_error(create_flash2_cuda(CudaOptions{}, &dense));
@@ -74,15 +78,19 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, 
     throw_if_error(create_dynamic_sparse_cuda(CudaOptions{}, c, &a));
     DeviceBuffer ws(a->workspace_size(p));
     const Workspace w{ws.data(), ws.bytes()};
-    Row row{"block_topk cuda", std::to_string(top) + " blocks + 1 sink + 1 local (64x64)", 0, 0, 0, {}};
+    Row row{
+        "block_topk cuda", std::to_string(top) + " blocks + 1 sink + 1 local (64x64)", 0, 0, 0, {}};
     row.total_ms = mean_event_ms(o.reps, [&] { throw_if_error(a->forward(p, w)); });
     download_out();
     BlockLayout layout;
     row.route_ms = mean_event_ms(o.reps, [&] { throw_if_error(a->estimate(p, w, &layout)); });
-    std::vector<int32_t> indptr = download_i32(layout.indptr), indices = download_i32(layout.indices);
+    std::vector<int32_t> indptr = download_i32(layout.indptr),
+                         indices = download_i32(layout.indices);
     BlockLayout host = layout;
-    host.indptr = TensorView::contiguous(indptr.data(), DType::kI32, {layout.indptr.shape[0], layout.indptr.shape[1]});
-    host.indices = TensorView::contiguous(indices.data(), DType::kI32, {layout.indices.shape[0], layout.indices.shape[1]});
+    host.indptr = TensorView::contiguous(indptr.data(), DType::kI32,
+                                         {layout.indptr.shape[0], layout.indptr.shape[1]});
+    host.indices = TensorView::contiguous(indices.data(), DType::kI32,
+                                          {layout.indices.shape[0], layout.indices.shape[1]});
     int64_t kept = 0, visible = 0;  // causal self-attention: row block I sees key blocks 0..I'
     for (int64_t l = 0; l < host.layouts(); ++l)
       for (int64_t rb = 0; rb < host.row_blocks(); ++rb) {
@@ -91,13 +99,16 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, 
       }
     row.density = static_cast<double>(kept) / static_cast<double>(visible);
     const int64_t g = o.heads / o.kv_heads;
-    row.q = quality(in, o, rows, [&](const SampledRow& r, int64_t j) { return layout_keeps(host, r.h / g, r.i, j); });
+    row.q = quality(in, o, rows, [&](const SampledRow& r, int64_t j) {
+      return layout_keeps(host, r.h / g, r.i, j);
+    });
     table.push_back(row);
   }
-  std::printf("N %lld, Hq %lld / Hkv %lld, D %lld, causal, f32, %s, CUDA events: mean of %d after a "
-              "warm-up; recall over %d rows x %lld heads\n\n",
-              (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, prop.name,
-              o.reps, o.rows, (long long)o.heads);
+  std::printf(
+      "N %lld, Hq %lld / Hkv %lld, D %lld, causal, f32, %s, CUDA events: mean of %d after a "
+      "warm-up; recall over %d rows x %lld heads\n\n",
+      (long long)o.n, (long long)o.heads, (long long)o.kv_heads, (long long)o.dim, prop.name,
+      o.reps, o.rows, (long long)o.heads);
   print_table(table, dense_ms, report);
   return 0;
 }

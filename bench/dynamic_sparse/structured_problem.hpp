@@ -71,7 +71,8 @@ inline Inputs make_inputs(const Options& o) {
     for (auto& c : cluster_of) c = static_cast<int64_t>(rng() % clusters);
     std::vector<int64_t> heavy = {0, 1, 2, 3};
     for (int i = 0; i < 16; ++i) heavy.push_back(static_cast<int64_t>(rng() % n));
-    for (int64_t j = 0; j < n; ++j) add_scaled(k + (j * hkv + kv) * d, centers[cluster_of[j / segment]], 2.0f * root);
+    for (int64_t j = 0; j < n; ++j)
+      add_scaled(k + (j * hkv + kv) * d, centers[cluster_of[j / segment]], 2.0f * root);
     for (int64_t j : heavy) add_scaled(k + (j * hkv + kv) * d, heavy_dir, std::sqrt(6.0f) * root);
     for (int64_t i0 = 0; i0 < n; i0 += query_run) {
       const int64_t seen_segments = i0 / segment + 1;
@@ -87,7 +88,8 @@ inline Inputs make_inputs(const Options& o) {
     for (int64_t t = 0; t < n; ++t)
       for (int m = 0; m < 8; ++m) {
         const double w = 2.0 * M_PI / (64.0 * std::pow(2.0, m));
-        const float cs = amp * static_cast<float>(std::cos(w * t)), sn = amp * static_cast<float>(std::sin(w * t));
+        const float cs = amp * static_cast<float>(std::cos(w * t)),
+                    sn = amp * static_cast<float>(std::sin(w * t));
         float* kr = k + (t * hkv + kv) * d + d - 16;
         kr[2 * m] += cs;
         kr[2 * m + 1] += sn;
@@ -139,7 +141,8 @@ inline std::vector<SampledRow> sample_rows(const Inputs& in, const Options& o) {
       row.out.assign(static_cast<size_t>(d), 0.0);
       for (int64_t j = 0; j <= row.i; ++j) {
         row.prob[j] /= sum;
-        for (int64_t c = 0; c < d; ++c) row.out[c] += row.prob[j] * v[(j * o.kv_heads + h / g) * d + c];
+        for (int64_t c = 0; c < d; ++c)
+          row.out[c] += row.prob[j] * v[(j * o.kv_heads + h / g) * d + c];
       }
       rows.push_back(std::move(row));
     }
@@ -152,7 +155,8 @@ struct Quality {
 
 // Recall and output error of the sampled rows; kept(row, j) says whether the method kept key j.
 template <class Kept>
-Quality quality(const Inputs& in, const Options& o, const std::vector<SampledRow>& rows, Kept kept) {
+Quality quality(const Inputs& in, const Options& o, const std::vector<SampledRow>& rows,
+                Kept kept) {
   Quality r;
   double diff = 0, norm = 0;
   for (const SampledRow& row : rows) {
@@ -175,7 +179,8 @@ inline bool layout_keeps(const BlockLayout& layout, int64_t l, int64_t i, int64_
   const int64_t rb = i / layout.block_q;
   const int32_t* ptr = layout.row_ptr(l);
   const int32_t* col = layout.col_ptr(l);
-  return std::binary_search(col + ptr[rb], col + ptr[rb + 1], static_cast<int32_t>(j / layout.block_k));
+  return std::binary_search(col + ptr[rb], col + ptr[rb + 1],
+                            static_cast<int32_t>(j / layout.block_k));
 }
 
 struct Row {
@@ -185,16 +190,22 @@ struct Row {
 };
 
 inline void print_table(const std::vector<Row>& table, double dense_ms, Report* report) {
-  std::printf("| method | budget | total ms | vs dense | routing ms | density | recall | out rel. err |\n");
+  std::printf(
+      "| method | budget | total ms | vs dense | routing ms | density | recall | out rel. err |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : table)
     std::printf("| %s | %s | %.2f | %.3f | %.2f | %.4f | %.4f | %.2e |\n", r.method.c_str(),
                 r.budget.c_str(), r.total_ms, r.total_ms / dense_ms, r.route_ms, r.density,
                 r.q.recall, r.q.out_error);
   for (const Row& r : table)
-    report->add({{"method", r.method}, {"budget", r.budget}, {"total_ms", r.total_ms},
-                 {"over_dense", r.total_ms / dense_ms}, {"route_ms", r.route_ms},
-                 {"density", r.density}, {"recall", r.q.recall}, {"out_rel_err", r.q.out_error}});
+    report->add({{"method", r.method},
+                 {"budget", r.budget},
+                 {"total_ms", r.total_ms},
+                 {"over_dense", r.total_ms / dense_ms},
+                 {"route_ms", r.route_ms},
+                 {"density", r.density},
+                 {"recall", r.q.recall},
+                 {"out_rel_err", r.q.out_error}});
 }
 
 // The CUDA run (block top-k at two budgets vs the CUDA flash2 object); returns the exit code.

@@ -48,7 +48,9 @@ HostBuffer::HostBuffer(size_t bytes, bool huge_pages) {
 }
 
 HostCopy::HostCopy(int64_t bytes, int threads, bool huge_pages)
-    : bytes_(bytes), src_(static_cast<size_t>(bytes), huge_pages), dst_(static_cast<size_t>(bytes), huge_pages),
+    : bytes_(bytes),
+      src_(static_cast<size_t>(bytes), huge_pages),
+      dst_(static_cast<size_t>(bytes), huge_pages),
       threads_(std::max(1, threads)) {
   std::memset(src_.data(), 1, static_cast<size_t>(bytes));
   sample_gbps();  // warm-up: threads started once
@@ -62,7 +64,9 @@ static bool g_copy_on_pool = false;  // --copy-threads pool
 
 double HostCopy::sample_gbps() {
   const int64_t part = bytes_ / threads_;
-  auto copy_part = [&](int t) { std::memcpy(dst_.data() + t * part, src_.data() + t * part, part); };
+  auto copy_part = [&](int t) {
+    std::memcpy(dst_.data() + t * part, src_.data() + t * part, part);
+  };
   const double ms = wall_ms([&] {
     if (g_copy_on_pool) {
       tbb::task_arena(threads_).execute(
@@ -106,15 +110,18 @@ KvCacheConfig cache_config(const DecodeCase& c) {
 DecodeResult run_cpu_decode(const DecodeCase& c) {
   const KvCacheConfig config = cache_config(c);
   const std::vector<int64_t> shape = kv_storage_shape(config);
-  const size_t store_bytes = static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * size_of(c.dtype);
+  const size_t store_bytes =
+      static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * size_of(c.dtype);
   HostBuffer k_buffer(store_bytes, c.huge_pages), v_buffer(store_bytes, c.huge_pages);
-  const TensorView k_store = TensorView::contiguous(k_buffer.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]});
+  const TensorView k_store =
+      TensorView::contiguous(k_buffer.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]});
   TensorView v_store = k_store;
   v_store.data = v_buffer.data();
   KvCache cache;
   throw_if_error(KvCache::create(config, k_store, v_store, &cache));
   const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
-  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}), v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
+  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}),
+      v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
   fill_fast(k, 1);
   fill_fast(v, 2);
   for (int64_t done = 0; done < c.kv_len; done += chunk) {
@@ -123,7 +130,8 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
     throw_if_error(cache.append(kv, vv));
   }
 
-  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}), out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}),
+      out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
   fill_fast(q, 3);
   DecodeParams p;
   p.q = q.view();
@@ -132,9 +140,10 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
   p.num_splits = c.num_splits;
   // Copies of the storage the rounds cycle through (same block table): >= 256 MiB in all, so no
   // call finds the previous one's K/V in the L3 (a 4096-key cache is 16.8 MB, the VM's L3 32 MiB).
-  const int copies = c.rotate ? static_cast<int>(std::max<size_t>(1, ((size_t(256) << 20) + 2 * store_bytes - 1) /
-                                                                        (2 * store_bytes)))
-                              : 1;
+  const int copies = c.rotate
+                         ? static_cast<int>(std::max<size_t>(
+                               1, ((size_t(256) << 20) + 2 * store_bytes - 1) / (2 * store_bytes)))
+                         : 1;
   std::vector<HostBuffer> copy_store;
   std::vector<DecodeParams> params(1, p);
   auto copy_of = [&](const HostBuffer& from) {
@@ -176,8 +185,10 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
     copy.push_back(copier.sample_gbps());
     const double cpu0 = cpu_now_ms();
     ms.push_back(wall_ms([&] {
-                   for (const DecodeParams& call : params) throw_if_error(decode->forward(call, workspace));
-                 }) / copies);
+                   for (const DecodeParams& call : params)
+                     throw_if_error(decode->forward(call, workspace));
+                 }) /
+                 copies);
     cpu.push_back((cpu_now_ms() - cpu0) / copies);
   }
   r.cpu_ms = median(cpu);
@@ -197,7 +208,9 @@ int decode_routine(const std::vector<std::string>& args) {
   std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh";
   std::vector<int64_t> lens = {4096, 16384, 65536};
   int huge_pages = 1, rotate = 1, tensor_cores = 1;
-  ArgParser parser("decode", R"(Decode attention against a long KV cache (Hq 32 / Hkv 8 / D 128, f16, one query row by
+  ArgParser parser(
+      "decode",
+      R"(Decode attention against a long KV cache (Hq 32 / Hkv 8 / D 128, f16, one query row by
 default), as K/V bytes read per second and as a fraction of a copy's bandwidth (bytes read +
 written per second) measured in the same run (was qwen3vl-decode-bench).
 cuda: the decode and a 1 GiB device copy (one copy kernel) both as event-timed back-to-back
@@ -218,13 +231,16 @@ round), against std::memcpy on the same threads, alternated round by round.)");
   parser.add_int("--batch", &base.batch, 1, 1024, "sequences");
   parser.add_dtype("--dtype", &base.dtype, {DType::kF16, DType::kBF16, DType::kF32}, "cache dtype");
   parser.add_int("--repeats", &base.repeats, 1, 100000, "timed samples");
-  parser.add_int("--huge-pages", &huge_pages, 0, 1, "cpu: 2 MiB pages for the cache and copy buffers");
+  parser.add_int("--huge-pages", &huge_pages, 0, 1,
+                 "cpu: 2 MiB pages for the cache and copy buffers");
   parser.add_choice("--copy-threads", &copy_threads, {"fresh", "pool"},
                     "cpu: the copy on fresh std::threads or on oneTBB's pool");
-  parser.add_int("--tensor-cores", &tensor_cores, 0, 1,
-                 "cuda: 1 = the tensor-core kernel where it applies (default); 0 = CUDA cores only");
-  parser.add_int("--rotate", &rotate, 0, 1,
-                 "cpu: 1 = back-to-back calls over cache copies; 0 = one call a round on one cache");
+  parser.add_int(
+      "--tensor-cores", &tensor_cores, 0, 1,
+      "cuda: 1 = the tensor-core kernel where it applies (default); 0 = CUDA cores only");
+  parser.add_int(
+      "--rotate", &rotate, 0, 1,
+      "cpu: 1 = back-to-back calls over cache copies; 0 = one call a round on one cache");
   return run_routine(parser, args, [&](Report& report) {
     base.layout = layout == "contiguous" ? KvLayout::kContiguous : KvLayout::kPaged;
     base.head_major = kv_order == "hnd";
@@ -261,13 +277,12 @@ round), against std::memcpy on the same threads, alternated round by round.)");
                                      ? c.kv_bytes() / (r.graph_ms * 1e6) / r.graph_copy_gbps
                                      : -1;
       const double cpu_gbps = r.cpu_ms > 0 ? c.kv_bytes() / (r.cpu_ms * 1e6) : -1;
-      std::printf("%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %10.3f %12s %12s %10s %11s %11s\n",
-                  device.c_str(), static_cast<long long>(len), static_cast<long long>(r.splits),
-                  r.ms, r.min_ms, gbps, r.copy_gbps, gbps / r.copy_gbps, best,
-                  text(cpu_gbps).c_str(),
-                  r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-",
-                  text(r.graph_ms).c_str(), text(r.graph_copy_gbps).c_str(),
-                  text(graph_ratio).c_str());
+      std::printf(
+          "%-6s %8lld %7lld %10.4f %10.4f %10.1f %11.1f %8.3f %10.3f %12s %12s %10s %11s %11s\n",
+          device.c_str(), static_cast<long long>(len), static_cast<long long>(r.splits), r.ms,
+          r.min_ms, gbps, r.copy_gbps, gbps / r.copy_gbps, best, text(cpu_gbps).c_str(),
+          r.max_abs_diff >= 0 ? std::to_string(r.max_abs_diff).c_str() : "-",
+          text(r.graph_ms).c_str(), text(r.graph_copy_gbps).c_str(), text(graph_ratio).c_str());
       if (len == lens.front()) std::printf("# %s\n", r.device.c_str());
       std::fflush(stdout);
       report.add({{"device", device},

@@ -19,17 +19,18 @@ struct DecodeCase {
   DType dtype = DType::kF16;
   KvLayout layout = KvLayout::kPaged;
   int64_t block_size = 16;
-  bool head_major = false;  // CUDA: storage [major, Hkv, minor, D] (each head's page rows contiguous)
-                            // instead of [major, minor, Hkv, D]; the same shape through strides
-  int64_t num_splits = 0;  // 0: the kernel's own choice
+  bool head_major =
+      false;  // CUDA: storage [major, Hkv, minor, D] (each head's page rows contiguous)
+              // instead of [major, minor, Hkv, D]; the same shape through strides
+  int64_t num_splits = 0;    // 0: the kernel's own choice
   bool tensor_cores = true;  // CUDA: CudaDecodeOptions::tensor_cores (false: the CUDA-core kernel)
-  int threads = 0;         // CPU threads; 0: physical cores
-  bool huge_pages = true;  // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving
-                           // system's pool would be; 4 KiB pages cost page walks at 256 MiB
+  int threads = 0;           // CPU threads; 0: physical cores
+  bool huge_pages = true;    // CPU: cache and copy buffers in 2 MiB pages (madvise), as a serving
+                             // system's pool would be; 4 KiB pages cost page walks at 256 MiB
   int warmup = 3, repeats = 20;
-  bool rotate = true;      // CPU: each round times back-to-back calls over copies of the cache
-                           // (>= 256 MiB of them, as a model's layers each read their own cache);
-                           // false: one call a round on one cache, right after the copy sample
+  bool rotate = true;  // CPU: each round times back-to-back calls over copies of the cache
+                       // (>= 256 MiB of them, as a model's layers each read their own cache);
+                       // false: one call a round on one cache, right after the copy sample
 
   // K and V bytes one decode call must read.
   double kv_bytes() const {
@@ -39,16 +40,17 @@ struct DecodeCase {
 };
 
 struct DecodeResult {
-  double ms = 0;           // median time of one call (CUDA: event-timed launches, no graph)
-  double min_ms = 0;       // fastest call (the least disturbed by other work on the machine)
-  double copy_gbps = 0;    // copy bandwidth (bytes read + written per second), same run: median
+  double ms = 0;              // median time of one call (CUDA: event-timed launches, no graph)
+  double min_ms = 0;          // fastest call (the least disturbed by other work on the machine)
+  double copy_gbps = 0;       // copy bandwidth (bytes read + written per second), same run: median
   double best_copy_gbps = 0;  // and best sample (pairs with min_ms on a machine others share)
   int64_t splits = 0;
-  double cpu_ms = -1;       // CPU: process CPU time of one call, median (-1: not measured); with
-                           // other work on the machine the least disturbed figure of the kernel
+  double cpu_ms = -1;        // CPU: process CPU time of one call, median (-1: not measured); with
+                             // other work on the machine the least disturbed figure of the kernel
   double max_abs_diff = -1;  // against the CPU kernel on a sample (CUDA only; -1: not checked)
-  double graph_ms = -1;     // CUDA: the same calls replayed from a CUDA graph (-1: not measured)
-  double graph_copy_gbps = -1;  // CUDA: the same copy kernel replayed from a graph, graph_ms's denominator
+  double graph_ms = -1;      // CUDA: the same calls replayed from a CUDA graph (-1: not measured)
+  double graph_copy_gbps =
+      -1;  // CUDA: the same copy kernel replayed from a graph, graph_ms's denominator
   std::string device;
 };
 

@@ -56,7 +56,8 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   for (int64_t x : shape) elems *= x;
   const size_t bytes = static_cast<size_t>(elems * size_of(c.dtype));
   DeviceBuffer k_store(bytes), v_store(bytes);
-  TensorView kv = TensorView::contiguous(k_store.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]}, Device::kCUDA);
+  TensorView kv = TensorView::contiguous(k_store.data(), c.dtype,
+                                         {shape[0], shape[1], shape[2], shape[3]}, Device::kCUDA);
   if (c.head_major) {  // [major, Hkv, minor, D] memory order, the same logical shape
     kv.stride[0] = shape[1] * shape[2] * shape[3];
     kv.stride[1] = shape[3];
@@ -69,7 +70,8 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
 
   // Append the cache in chunks from one random device chunk (device-side conversion and copies).
   const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
-  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}), v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
+  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}),
+      v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
   k.fill_uniform(1);
   v.fill_uniform(2);
   DeviceBuffer kd = DeviceBuffer::copy_of(k), vd = DeviceBuffer::copy_of(v);
@@ -89,11 +91,14 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   for (size_t i = 1; i < copies; ++i) {
     k_copies.emplace_back(bytes);
     v_copies.emplace_back(bytes);
-    check(cudaMemcpy(k_copies.back().data(), k_store.data(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
-    check(cudaMemcpy(v_copies.back().data(), v_store.data(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
+    check(cudaMemcpy(k_copies.back().data(), k_store.data(), bytes, cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
+    check(cudaMemcpy(v_copies.back().data(), v_store.data(), bytes, cudaMemcpyDeviceToDevice),
+          "cudaMemcpy");
   }
 
-  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}), out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}),
+      out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
   q.fill_uniform(3);
   DeviceBuffer qd = DeviceBuffer::copy_of(q), od(static_cast<size_t>(out.bytes()));
   DecodeParams p;
@@ -119,7 +124,9 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   DeviceBuffer src(copy_bytes), dst(copy_bytes);
   src.fill_bytes(1);
   auto copy_once = [&] { return launch_copy_kernel(dst.data(), src.data(), copy_bytes, stream); };
-  auto gbps = [&](double ms) { return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6); };  // read + written
+  auto gbps = [&](double ms) {
+    return 2.0 * static_cast<double>(copy_bytes) / (ms * 1e6);
+  };  // read + written
   std::vector<double> copy, graph_copy;
   auto sample_copy = [&] {
     copy.push_back(gbps(events_ms(stream, 4, 10, copy_once)));
@@ -147,7 +154,8 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   // The same decode on the CPU from a host copy of the cache.
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   od.download(out.view().data, static_cast<size_t>(out.bytes()));
-  Tensor hk(c.dtype, shape), hv(c.dtype, shape), ref(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  Tensor hk(c.dtype, shape), hv(c.dtype, shape),
+      ref(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
   k_store.download(hk.view().data, bytes);
   v_store.download(hv.view().data, bytes);
   DecodeParams hp = p;
@@ -161,7 +169,8 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   cpu->run(hp);
   r.max_abs_diff = 0;
   for (int64_t i = 0; i < out.numel(); ++i)
-    r.max_abs_diff = std::max(r.max_abs_diff, static_cast<double>(std::fabs(out.get(i) - ref.get(i))));
+    r.max_abs_diff =
+        std::max(r.max_abs_diff, static_cast<double>(std::fabs(out.get(i) - ref.get(i))));
   cudaStreamDestroy(stream);
   return r;
 }

@@ -57,7 +57,9 @@ int linear_routine(const std::vector<std::string>& args) {
   std::string device = "cpu";
   int64_t heads = 0, kv_heads = 0, min_n = 256, max_n = 16384, flash_max = 16384;
   int reps = 0;
-  ArgParser parser("linear", R"(Causal linear attention (elu+1, chunk 64, f32, B 1, D 128) against causal flash2 on the same
+  ArgParser parser(
+      "linear",
+      R"(Causal linear attention (elu+1, chunk 64, f32, B 1, D 128) against causal flash2 on the same
 problem, N doubling from --min-n to --max-n: the time ratio T(16384) / T(4096) (ideal 4 for O(N))
 and the N from which linear is faster (was qwen3vl-linear-bench). cpu: wall clock, median of
 --reps after a warm-up (flash2 once from N 8192); cuda: CUDA events, median of --reps single calls
@@ -71,51 +73,60 @@ after one checked call.)");
   parser.add_int("--flash-max-n", &flash_max, 0, int64_t(1) << 22,
                  "flash2 only up to this N (0: none)");
   return run_routine(parser, args, [&](Report& report) {
-  const bool cuda = device == "cuda";
-  LinearCase base;
-  base.heads = heads ? heads : (cuda ? 32 : 4);
-  base.kv_heads = kv_heads ? kv_heads : base.heads;
-  base.reps = reps ? reps : (cuda ? 10 : 3);
-  if (base.heads % base.kv_heads != 0)
-    return usage_error("linear", make_error(StatusCode::kInvalidArgument, "--kv-heads = ",
-                                            base.kv_heads, ": must divide --heads = ", base.heads));
-  std::printf("device %s, B 1, Hq %lld, Hkv %lld, D 128, causal, f32; linear elu+1 chunk 64 vs flash2\n",
-              device.c_str(), static_cast<long long>(base.heads), static_cast<long long>(base.kv_heads));
-  std::printf("%8s %12s %12s %10s\n", "N", "linear ms", "flash2 ms", "flash/lin");
-  std::map<int64_t, double> linear_ms;
-  int64_t crossover = 0;
-  for (int64_t n = min_n; n <= max_n; n *= 2) {
-    LinearCase c = base;
-    c.n = n;
-    c.flash = n <= flash_max;
-    LinearTimes t;
-    std::string why;
-    if (cuda ? !run_linear_cuda(c, &t, &why) : !run_linear_cpu(c, &t)) {
-      std::fprintf(stderr, "qwen3vl-attn-bench linear: %s\n", why.c_str());
-      return kExitUsage;
+    const bool cuda = device == "cuda";
+    LinearCase base;
+    base.heads = heads ? heads : (cuda ? 32 : 4);
+    base.kv_heads = kv_heads ? kv_heads : base.heads;
+    base.reps = reps ? reps : (cuda ? 10 : 3);
+    if (base.heads % base.kv_heads != 0)
+      return usage_error("linear",
+                         make_error(StatusCode::kInvalidArgument, "--kv-heads = ", base.kv_heads,
+                                    ": must divide --heads = ", base.heads));
+    std::printf(
+        "device %s, B 1, Hq %lld, Hkv %lld, D 128, causal, f32; linear elu+1 chunk 64 vs flash2\n",
+        device.c_str(), static_cast<long long>(base.heads), static_cast<long long>(base.kv_heads));
+    std::printf("%8s %12s %12s %10s\n", "N", "linear ms", "flash2 ms", "flash/lin");
+    std::map<int64_t, double> linear_ms;
+    int64_t crossover = 0;
+    for (int64_t n = min_n; n <= max_n; n *= 2) {
+      LinearCase c = base;
+      c.n = n;
+      c.flash = n <= flash_max;
+      LinearTimes t;
+      std::string why;
+      if (cuda ? !run_linear_cuda(c, &t, &why) : !run_linear_cpu(c, &t)) {
+        std::fprintf(stderr, "qwen3vl-attn-bench linear: %s\n", why.c_str());
+        return kExitUsage;
+      }
+      linear_ms[n] = t.linear_ms;
+      report.add(
+          {{"device", device},
+           {"n", n},
+           {"heads", c.heads},
+           {"kv_heads", c.kv_heads},
+           {"linear_ms", t.linear_ms},
+           {"flash2_ms", t.flash_ms > 0 ? Value(t.flash_ms) : Value()},
+           {"flash_over_linear", t.flash_ms > 0 ? Value(t.flash_ms / t.linear_ms) : Value()}});
+      if (t.flash_ms > 0) {
+        std::printf("%8lld %12.3f %12.3f %10.2f\n", static_cast<long long>(n), t.linear_ms,
+                    t.flash_ms, t.flash_ms / t.linear_ms);
+        if (crossover == 0 && t.linear_ms < t.flash_ms) crossover = n;
+      } else {
+        std::printf("%8lld %12.3f %12s %10s\n", static_cast<long long>(n), t.linear_ms, "-", "-");
+      }
+      std::fflush(stdout);
     }
-    linear_ms[n] = t.linear_ms;
-    report.add({{"device", device}, {"n", n}, {"heads", c.heads}, {"kv_heads", c.kv_heads},
-                {"linear_ms", t.linear_ms}, {"flash2_ms", t.flash_ms > 0 ? Value(t.flash_ms) : Value()},
-                {"flash_over_linear", t.flash_ms > 0 ? Value(t.flash_ms / t.linear_ms) : Value()}});
-    if (t.flash_ms > 0) {
-      std::printf("%8lld %12.3f %12.3f %10.2f\n", static_cast<long long>(n), t.linear_ms, t.flash_ms,
-                  t.flash_ms / t.linear_ms);
-      if (crossover == 0 && t.linear_ms < t.flash_ms) crossover = n;
-    } else {
-      std::printf("%8lld %12.3f %12s %10s\n", static_cast<long long>(n), t.linear_ms, "-", "-");
+    if (linear_ms.count(4096) && linear_ms.count(16384)) {
+      std::printf("T(16384) / T(4096) = %.2f (O(N): 4)\n", linear_ms[16384] / linear_ms[4096]);
+      report.context("t16384_over_t4096", linear_ms[16384] / linear_ms[4096]);
     }
-    std::fflush(stdout);
-  }
-  if (linear_ms.count(4096) && linear_ms.count(16384)) {
-    std::printf("T(16384) / T(4096) = %.2f (O(N): 4)\n", linear_ms[16384] / linear_ms[4096]);
-    report.context("t16384_over_t4096", linear_ms[16384] / linear_ms[4096]);
-  }
-  if (crossover) std::printf("linear faster than flash2 from N = %lld (of the sizes run)\n",
-                             static_cast<long long>(crossover));
-  else std::printf("linear was not faster than flash2 at any N run\n");
-  report.context("crossover_n", crossover ? Value(crossover) : Value());
-  return 0;
+    if (crossover)
+      std::printf("linear faster than flash2 from N = %lld (of the sizes run)\n",
+                  static_cast<long long>(crossover));
+    else
+      std::printf("linear was not faster than flash2 at any N run\n");
+    report.context("crossover_n", crossover ? Value(crossover) : Value());
+    return 0;
   });
 }
 

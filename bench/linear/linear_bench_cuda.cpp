@@ -16,8 +16,12 @@ namespace {
 
 struct DeviceMemory {
   void* ptr = nullptr;
-  explicit DeviceMemory(size_t bytes) { if (bytes) cudaMalloc(&ptr, bytes); }
-  ~DeviceMemory() { if (ptr) cudaFree(ptr); }
+  explicit DeviceMemory(size_t bytes) {
+    if (bytes) cudaMalloc(&ptr, bytes);
+  }
+  ~DeviceMemory() {
+    if (ptr) cudaFree(ptr);
+  }
 };
 
 TensorView device_view(void* ptr, std::initializer_list<int64_t> dims) {
@@ -36,8 +40,8 @@ double time_forward(const Attention& attn, const AttentionParams& p, int reps, s
   }
   // The checked call above was the warm-up.
   std::vector<double> ms;
-  if (Status s = cuda_event_samples(nullptr, /*warmups=*/0, reps, 1,
-                                    [&] { return attn.forward(p, w); }, &ms);
+  if (Status s = cuda_event_samples(
+          nullptr, /*warmups=*/0, reps, 1, [&] { return attn.forward(p, w); }, &ms);
       !s.ok()) {
     *why = s.to_string();
     return -1;
@@ -56,7 +60,8 @@ bool run_linear_cuda(const LinearCase& c, LinearTimes* t, std::string* why) {
     return false;
   }
   std::vector<float> host(q_bytes / sizeof(float));
-  for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+  for (size_t i = 0; i < host.size(); ++i)
+    host[i] = static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
   cudaMemcpy(q.ptr, host.data(), q_bytes, cudaMemcpyHostToDevice);
   cudaMemcpy(k.ptr, host.data(), kv_bytes, cudaMemcpyHostToDevice);
   cudaMemcpy(v.ptr, host.data() + 7, kv_bytes - 7 * sizeof(float), cudaMemcpyHostToDevice);

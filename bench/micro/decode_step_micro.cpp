@@ -1,8 +1,9 @@
 // qwen3vl-decode-step-microbench: the host overhead of one decode step per layer, before and after
 // the plan-once shape (a model of 36 layers, Qwen3-VL-8B's attention: Hq 32, Hkv 8, D 128, one
 // sequence, a short cache so the kernel is small and the host side shows).
-//   CPU, per layer call:     forward() (validates and plans every call)  vs  run() with the step's plan
-//   CUDA, per step (36 layers), host time from the first launch to the last, GPU waits excluded:
+//   CPU, per layer call:     forward() (validates and plans every call)  vs  run() with the step's
+//   plan CUDA, per step (36 layers), host time from the first launch to the last, GPU waits
+//   excluded:
 //     per-layer copies of lengths + block table from pageable memory and forward()  vs
 //     one mirror upload (pinned staging) and run() with one plan
 // Flags: Google Benchmark's own; --benchmark_filter=Cpu / Cuda.
@@ -100,7 +101,8 @@ struct DeviceCopy {
   TensorView view;
   explicit DeviceCopy(const TensorView& like) {
     const size_t bytes = static_cast<size_t>(like.numel() * size_of(like.dtype));
-    if (cudaMalloc(&data, bytes) != cudaSuccess) throw Error(StatusCode::kOutOfMemory, "cudaMalloc");
+    if (cudaMalloc(&data, bytes) != cudaSuccess)
+      throw Error(StatusCode::kOutOfMemory, "cudaMalloc");
     cudaMemcpy(data, like.data, bytes, cudaMemcpyHostToDevice);
     view = like;
     view.data = data;
@@ -139,7 +141,8 @@ struct DeviceStep {
 // Before: every layer copied lengths and block table from pageable host memory, then forward().
 void BM_CudaDecodeStepPerLayerCopies(benchmark::State& state) {
   int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return state.SkipWithError("no CUDA device");
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
+    return state.SkipWithError("no CUDA device");
   DeviceStep s(state.range(0));
   const KvCacheConfig c = s.cache.config();
   int32_t *lens = nullptr, *table = nullptr;
@@ -155,7 +158,8 @@ void BM_CudaDecodeStepPerLayerCopies(benchmark::State& state) {
   cudaMalloc(&ws, bytes + 1);
   for (auto _ : state) {
     for (int l = 0; l < kLayers; ++l) {
-      cudaMemcpyAsync(lens, s.cache.lengths().data(), sizeof(int32_t) * c.batch, cudaMemcpyHostToDevice, s.stream);
+      cudaMemcpyAsync(lens, s.cache.lengths().data(), sizeof(int32_t) * c.batch,
+                      cudaMemcpyHostToDevice, s.stream);
       cudaMemcpyAsync(table, s.cache.block_table().data(), sizeof(int32_t) * c.batch * c.max_blocks,
                       cudaMemcpyHostToDevice, s.stream);
       const Status st = s.dec->forward(p, Workspace{ws, bytes}, s.stream);
@@ -174,7 +178,8 @@ void BM_CudaDecodeStepPerLayerCopies(benchmark::State& state) {
 // After: one upload of the table's mirror a step, one plan, run() per layer.
 void BM_CudaDecodeStepSharedTable(benchmark::State& state) {
   int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return state.SkipWithError("no CUDA device");
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
+    return state.SkipWithError("no CUDA device");
   DeviceStep s(state.range(0));
   KvPageTable& table = s.cache.table();
   throw_if_error(table.sync_mirror(s.stream));

@@ -24,7 +24,8 @@ void check(cudaError_t e, const char* what) {
 TensorView on_device(const Tensor& t, std::vector<void*>* owned) {
   void* d = nullptr;
   check(cudaMalloc(&d, static_cast<size_t>(t.bytes())), "cudaMalloc");
-  check(cudaMemcpy(d, t.view().data, static_cast<size_t>(t.bytes()), cudaMemcpyHostToDevice), "cudaMemcpy");
+  check(cudaMemcpy(d, t.view().data, static_cast<size_t>(t.bytes()), cudaMemcpyHostToDevice),
+        "cudaMemcpy");
   owned->push_back(d);
   TensorView v = t.view();
   v.data = d;
@@ -48,8 +49,10 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "properties");
   std::printf("# %s\n# %s\n", prop.name, moh->describe().c_str());
-  Tensor q(DType::kF32, {1, o.tokens, o.heads, o.head_dim}), out(DType::kF32, {1, o.tokens, o.heads, o.head_dim});
-  Tensor k(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim}), v(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim});
+  Tensor q(DType::kF32, {1, o.tokens, o.heads, o.head_dim}),
+      out(DType::kF32, {1, o.tokens, o.heads, o.head_dim});
+  Tensor k(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim}),
+      v(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim});
   q.fill_uniform(1);
   k.fill_uniform(2);
   v.fill_uniform(3);
@@ -72,8 +75,12 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
   std::printf("%-22s %10s %10s %14s\n", "case", "ms", "vs dense", "dense TFLOP/s");
   std::printf("%-22s %10.3f %10.3f %14.2f\n", "dense flash2", dense_ms, 1.0,
               bench::dense_flops(o) / dense_ms * 1e-9);
-  report->add({{"device", "cuda"}, {"case", "dense flash2"}, {"percent", 100}, {"ms", dense_ms},
-               {"over_dense", 1.0}, {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
+  report->add({{"device", "cuda"},
+               {"case", "dense flash2"},
+               {"percent", 100},
+               {"ms", dense_ms},
+               {"over_dense", 1.0},
+               {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
   for (int percent : o.percents) {
     const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
     HeadRouting dr{on_device(r.index, &owned), on_device(r.weight, &owned)};
@@ -82,7 +89,10 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
     std::snprintf(name, sizeof name, "moh %d%% heads", percent);
     std::printf("%-22s %10.3f %10.3f %14.2f\n", name, ms, ms / dense_ms,
                 bench::dense_flops(o) * percent / 100.0 / ms * 1e-9);
-    report->add({{"device", "cuda"}, {"case", name}, {"percent", percent}, {"ms", ms},
+    report->add({{"device", "cuda"},
+                 {"case", name},
+                 {"percent", percent},
+                 {"ms", ms},
                  {"over_dense", ms / dense_ms},
                  {"gflops", bench::dense_flops(o) * percent / 100.0 / ms * 1e-6}});
   }

@@ -1,6 +1,6 @@
-// qwen3vl-attn-bench static-sparse: the static-sparse CPU variant (variants/static_sparse.hpp), each
-// pattern at its default knobs (block 64), against dense flash2 on the same problem in one run:
-// the layout's block density and dense time / pattern time.
+// qwen3vl-attn-bench static-sparse: the static-sparse CPU variant (variants/static_sparse.hpp),
+// each pattern at its default knobs (block 64), against dense flash2 on the same problem in one
+// run: the layout's block density and dense time / pattern time.
 #include <cstdio>
 #include <memory>
 #include <string>

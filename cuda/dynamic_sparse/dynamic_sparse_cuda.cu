@@ -17,15 +17,15 @@
 #include <cstdio>
 #include <string>
 
-#include "src/core/as_attention.hpp"
-#include "src/core/workspace_carver.hpp"
 #include "cuda/common/device_context.hpp"
 #include "cuda/common/device_util.cuh"
 #include "exact_topk_cuda.hpp"
-#include "vertical_slash_cuda.cuh"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "src/core/as_attention.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "vertical_slash_cuda.cuh"
 
 namespace qwen3vl {
 namespace {
@@ -41,12 +41,12 @@ struct RouteArgs {
   int64_t kv_heads = 0, nbq = 0, nbk = 0, row_cap = 0, capacity = 0;
   int32_t block_q = 0, block_k = 0, top_k = 0, sink = 0, local = 0;
   double fraction = 0.0;
-  float* q_pool = nullptr;  // [B, Hkv, NBq, G, D]
-  float* k_pool = nullptr;  // [B, Hkv, NBk, D]
-  int32_t* slots = nullptr;   // [B Hkv, NBq, row_cap]
-  int32_t* counts = nullptr;  // [B Hkv, NBq]
-  int32_t* indptr = nullptr;  // [B Hkv, NBq + 1]
-  int32_t* indices = nullptr; // [B Hkv, capacity]
+  float* q_pool = nullptr;     // [B, Hkv, NBq, G, D]
+  float* k_pool = nullptr;     // [B, Hkv, NBk, D]
+  int32_t* slots = nullptr;    // [B Hkv, NBq, row_cap]
+  int32_t* counts = nullptr;   // [B Hkv, NBq]
+  int32_t* indptr = nullptr;   // [B Hkv, NBq + 1]
+  int32_t* indices = nullptr;  // [B Hkv, capacity]
 };
 
 __device__ float mean_row(const detail::RowTensor& t, DType dtype, int64_t b, int64_t start,
@@ -106,7 +106,8 @@ __global__ void route_kernel(RouteArgs r) {
   if (threadIdx.x == 0) hull_begin = 0x7fffffff, hull_end = 0, forced = 0;
   __syncthreads();
   for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
-    const KeyRange k = visible_keys(a.mask_kind, a.window_left, a.window_right, i, span.q_len, span.k_len);
+    const KeyRange k =
+        visible_keys(a.mask_kind, a.window_left, a.window_right, i, span.q_len, span.k_len);
     if (k.end > k.begin) {
       atomicMin(&hull_begin, static_cast<int>(k.begin));
       atomicMax(&hull_end, static_cast<int>(k.end));
@@ -136,7 +137,8 @@ __global__ void route_kernel(RouteArgs r) {
     }
     const float mx = block_reduce<true>(local_max, reduce);
     float local_sum = 0.0f;
-    for (int64_t c = threadIdx.x; c < n; c += blockDim.x) local_sum += head[c] = __expf(head[c] - mx);
+    for (int64_t c = threadIdx.x; c < n; c += blockDim.x)
+      local_sum += head[c] = __expf(head[c] - mx);
     const float sum = block_reduce<false>(local_sum, reduce);
     for (int64_t c = threadIdx.x; c < n; c += blockDim.x) total[c] += head[c] / sum;
   }
@@ -146,7 +148,8 @@ __global__ void route_kernel(RouteArgs r) {
       if (isnan(total[c])) total[c] = -inf;
     int f = 0;
     for (int64_t c = c0; c < min(c1, static_cast<int64_t>(r.sink)); ++c, ++f) total[c - c0] = inf;
-    const int64_t position = a.mask_kind == MaskKind::kCausalTopLeft ? r1 - 1 : r1 - 1 + span.k_len - span.q_len;
+    const int64_t position =
+        a.mask_kind == MaskKind::kCausalTopLeft ? r1 - 1 : r1 - 1 + span.k_len - span.q_len;
     const int64_t last = detail::clamp64(position, hull_begin, hull_end - 1);
     const int64_t diag = last / r.block_k;
     for (int64_t c = max(c0, diag - r.local + 1); c <= diag; ++c)
@@ -154,7 +157,8 @@ __global__ void route_kernel(RouteArgs r) {
     forced = f;
   }
   __syncthreads();
-  const int64_t budget = r.fraction > 0.0 ? static_cast<int64_t>(ceil(r.fraction * static_cast<double>(n))) : r.top_k;
+  const int64_t budget =
+      r.fraction > 0.0 ? static_cast<int64_t>(ceil(r.fraction * static_cast<double>(n))) : r.top_k;
   const int64_t keep = min(n, forced + budget);
   // Rank by (score descending, index ascending); kept iff rank < keep. head[] holds the flags.
   for (int64_t c = threadIdx.x; c < n; c += blockDim.x) {
@@ -171,7 +175,8 @@ __global__ void route_kernel(RouteArgs r) {
     for (int64_t c = 0; c < n; c += 32) {
       const bool kept = c + lane < n && head[c + lane] != 0.0f;
       const unsigned ballot = __ballot_sync(0xffffffffu, kept);
-      if (kept) out[base + __popc(ballot & ((1u << lane) - 1u))] = static_cast<int32_t>(c0 + c + lane);
+      if (kept)
+        out[base + __popc(ballot & ((1u << lane) - 1u))] = static_cast<int32_t>(c0 + c + lane);
       base += __popc(ballot);
     }
     if (lane == 0) *count = base;
@@ -209,7 +214,7 @@ struct Buffers {
   float* q_pool = nullptr;  // block top-k
   float* k_pool = nullptr;
   detail::VerticalSlashScratch vs;  // vertical-slash
-  size_t scratch_end = 0;  // bytes from the aligned base to the end of the scratch
+  size_t scratch_end = 0;           // bytes from the aligned base to the end of the scratch
 };
 
 class DynamicSparseCuda final : public DynamicSparseAttention {
@@ -253,8 +258,7 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     bool query_pointers = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query_pointers));
     AttentionParams routed = p;
-    QWEN3VL_RETURN_IF_ERROR(
-        route(p, plan.shape, ws, stream, &routed.block_layout, query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(route(p, plan.shape, ws, stream, &routed.block_layout, query_pointers));
     const Buffers pl = buffers(nullptr, plan.shape);
     char* base = detail::align_pointer(ws.data, kAlign);
     const size_t used = static_cast<size_t>(base - static_cast<char*>(ws.data)) + pl.layout_end;
@@ -265,10 +269,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     if (vertical_slash())
       return "dynamic_sparse (cuda): vertical_slash, last " + std::to_string(config_.last_queries) +
              " queries, " + budget_text(config_.vertical, "columns") + " and " +
-             budget_text(config_.slash, "diagonals") + " (" + std::to_string(config_.forced_vertical) +
-             " / " + std::to_string(config_.forced_slash) + " forced), blocks " +
+             budget_text(config_.slash, "diagonals") + " (" +
+             std::to_string(config_.forced_vertical) + " / " +
+             std::to_string(config_.forced_slash) + " forced), blocks " +
              std::to_string(config_.block_q) + "x" + std::to_string(config_.block_k) +
-             "; routing in 4 kernels (score, select, mark, compact); over " + block_sparse_->describe();
+             "; routing in 4 kernels (score, select, mark, compact); over " +
+             block_sparse_->describe();
     char fraction[32];
     std::snprintf(fraction, sizeof fraction, "%.3g", config_.keep_fraction);
     return std::string("dynamic_sparse (cuda): block_topk, ") +
@@ -294,10 +300,12 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     Geometry g;
     g.nbq = (s.max_q + config_.block_q - 1) / config_.block_q;
     g.nbk = (s.max_k + config_.block_k - 1) / config_.block_k;
-    const int64_t routed = config_.keep_fraction > 0
-                               ? static_cast<int64_t>(std::ceil(config_.keep_fraction * double(g.nbk)))
-                               : config_.top_k_blocks;
-    g.row_cap = std::max<int64_t>(1, std::min(g.nbk, config_.sink_blocks + config_.local_blocks + routed));
+    const int64_t routed =
+        config_.keep_fraction > 0
+            ? static_cast<int64_t>(std::ceil(config_.keep_fraction * double(g.nbk)))
+            : config_.top_k_blocks;
+    g.row_cap =
+        std::max<int64_t>(1, std::min(g.nbk, config_.sink_blocks + config_.local_blocks + routed));
     if (vertical_slash()) g.row_cap = std::max<int64_t>(1, g.nbk);  // any block may be touched
     g.layouts = s.batch * s.kv_heads;
     return g;
@@ -314,9 +322,9 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     b.slots = c.take<int32_t>(g.layouts * g.nbq * g.row_cap);
     b.counts = c.take<int32_t>(g.layouts * g.nbq);
     if (vertical_slash()) {
-      b.vs = detail::vertical_slash_scratch(&c, s.batch, s.heads, s.kv_heads,
-                                            std::min<int64_t>(config_.last_queries, s.max_q),
-                                            s.max_k);
+      b.vs =
+          detail::vertical_slash_scratch(&c, s.batch, s.heads, s.kv_heads,
+                                         std::min<int64_t>(config_.last_queries, s.max_q), s.max_k);
     } else {
       b.q_pool = c.take<float>(s.batch * s.heads * g.nbq * s.head_dim);
       b.k_pool = c.take<float>(g.layouts * g.nbk * s.head_dim);
@@ -385,17 +393,21 @@ class DynamicSparseCuda final : public DynamicSparseAttention {
     const auto stream = static_cast<cudaStream_t>(stream_ptr);
     if (pl.layouts == 0) return Status();
     if (pl.nbq == 0) {  // no query rows: indptr [L, 1] of zeros
-      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(r.indptr, 0, static_cast<size_t>(pl.layouts) * 4, stream));
+      QWEN3VL_CUDA_RETURN_IF_ERROR(
+          cudaMemsetAsync(r.indptr, 0, static_cast<size_t>(pl.layouts) * 4, stream));
       return Status();
     }
     const unsigned layouts = static_cast<unsigned>(pl.layouts);
     if (vertical_slash()) {
-      QWEN3VL_RETURN_IF_ERROR(detail::launch_vertical_slash(vertical_slash_args(r, s, pl, b.vs), stream));
+      QWEN3VL_RETURN_IF_ERROR(
+          detail::launch_vertical_slash(vertical_slash_args(r, s, pl, b.vs), stream));
       compact_kernel<<<layouts, kThreads, 0, stream>>>(r);
       QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse compact_kernel");
       return Status();
     }
-    pool_kernel<<<dim3(static_cast<unsigned>(std::max<int64_t>(std::max(pl.nbq, pl.nbk), 1)), layouts), 128, 0, stream>>>(r);
+    pool_kernel<<<dim3(static_cast<unsigned>(std::max<int64_t>(std::max(pl.nbq, pl.nbk), 1)),
+                       layouts),
+                  128, 0, stream>>>(r);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse pool_kernel");
     route_kernel<<<dim3(static_cast<unsigned>(pl.nbq), layouts), kThreads, shared, stream>>>(r);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("dynamic sparse route_kernel");

@@ -18,11 +18,11 @@
 #include <cmath>
 #include <string>
 
-#include "src/core/workspace_carver.hpp"
+#include "block_sum.cuh"
 #include "cuda/common/device_context.hpp"
 #include "cuda/common/device_util.cuh"
-#include "block_sum.cuh"
 #include "qwen3vl/cuda/check.cuh"
+#include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::detail {
 namespace {
@@ -138,8 +138,8 @@ class ExactTopKCuda final : public DynamicSparseAttention {
     const int64_t rows = s.batch * s.heads * s.max_q;
     if (rows == 0) return Status();
     AttentionParams dense = p;
-    dense.weights = on_device(TensorView::contiguous(pl.weights, DType::kF32,
-                                                     {s.batch, s.heads, s.max_q, s.max_k}));
+    dense.weights = on_device(
+        TensorView::contiguous(pl.weights, DType::kF32, {s.batch, s.heads, s.max_q, s.max_k}));
     dense.lse = on_device(TensorView::contiguous(pl.lse, DType::kF32, {s.batch, s.heads, s.max_q}));
     QWEN3VL_RETURN_IF_ERROR(standard_->forward(dense, Workspace{nullptr, 0}, stream));
     KeepArgs t;

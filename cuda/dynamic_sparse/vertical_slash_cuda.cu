@@ -13,8 +13,8 @@
 
 #include <cmath>
 
-#include "cuda/common/device_util.cuh"
 #include "block_sum.cuh"
+#include "cuda/common/device_util.cuh"
 #include "qwen3vl/cuda/check.cuh"
 
 namespace qwen3vl::detail {

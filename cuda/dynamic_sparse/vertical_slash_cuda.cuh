@@ -7,10 +7,10 @@
 
 #include <cstdint>
 
-#include "src/core/workspace_carver.hpp"
 #include "cuda/common/kernel_args.hpp"
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::detail {
 

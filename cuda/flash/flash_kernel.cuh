@@ -269,7 +269,7 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
   const int64_t full_lo = last.begin, full_hi = first.end;
   static_assert(kBm % 16 == 0, "row blocks are multiples of 16 rows");
   __shared__ KeyWalk<kBn, kBm / 16> walk;  // thread 0 walks; tiles n + 1 and n alternate in
-  __shared__ KeyTile walked[2];             // walked[] (written at the top of tile n)
+  __shared__ KeyTile walked[2];            // walked[] (written at the top of tile n)
   // V rows no query row weighs (every score -inf, e.g. under an additive -inf) are stored as
   // zeros in masked tiles: their p = 0 must not meet a NaN there (0 x NaN). live_keys[j] holds
   // n + 1 when some row of tile n weighs key j.
@@ -391,8 +391,8 @@ __device__ __forceinline__ void flash_forward_block(const AttentionArgs& a) {
 #pragma unroll
         for (int j = 0; j < kRn; ++j) s[i][j] = cap * tanhf(s[i][j]);
     }
-    const bool masked = a.mask != nullptr || t0 < full_lo || t0 + kBn > full_hi ||
-                        tile.keys < kBn || !tile.whole;
+    const bool masked =
+        a.mask != nullptr || t0 < full_lo || t0 + kBn > full_hi || tile.keys < kBn || !tile.whole;
     if (masked) {
 #pragma unroll
       for (int i = 0; i < kRm; ++i) {

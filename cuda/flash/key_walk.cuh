@@ -42,9 +42,9 @@ __device__ inline KeyRange row_keys(const AttentionArgs& a, const DeviceSpan& sp
 // first); the dense walk sets every bit. Trivial, so that it can live in shared memory.
 struct KeyTile {
   int64_t t0;
-  int keys;        // 0: the walk is over
+  int keys;  // 0: the walk is over
   uint32_t allow;
-  bool whole;      // every row block lists every granule: no per-key layout mask
+  bool whole;  // every row block lists every granule: no per-key layout mask
 };
 
 // kBn: keys per tile (a multiple of 16, at most 64); kRowBlocks: the most 16-row blocks a block

@@ -1,6 +1,6 @@
-// CUDA decode (DecodeAttention's plan / run): device checks, the split plan (enough blocks to fill the GPU, never
-// splits shorter than kMinSplitKeys), the kernel arguments, and the merge kernel that combines the
-// splits' partials with merge_states' arithmetic, all splits of a row at once.
+// CUDA decode (DecodeAttention's plan / run): device checks, the split plan (enough blocks to fill
+// the GPU, never splits shorter than kMinSplitKeys), the kernel arguments, and the merge kernel
+// that combines the splits' partials with merge_states' arithmetic, all splits of a row at once.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -58,13 +58,15 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a)
   for (int j = 0; j < kAhead; ++j) {
     const int s = warp + j * kMergeWarps;
     const bool live = s < a.splits;
-    o_ahead[j] = live && in_row ? po[static_cast<int64_t>(s) * a.head_dim + e] : 0.0f;  // empty splits hold 0
+    o_ahead[j] = live && in_row ? po[static_cast<int64_t>(s) * a.head_dim + e]
+                                : 0.0f;  // empty splits hold 0
     l_ahead[j] = live ? pl[s] : -INFINITY;
   }
   float mx = -INFINITY;
   for (int s = lane; s < a.splits; s += 32) mx = fmaxf(mx, pl[s]);
   for (int off = 16; off > 0; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-  // 0 for every split of an empty row; a NaN split (its rows saw a NaN) weighs NaN, so the row is NaN.
+  // 0 for every split of an empty row; a NaN split (its rows saw a NaN) weighs NaN, so the row is
+  // NaN.
   auto weight = [mx](float ls) { return ls > -INFINITY || ls != ls ? expf(ls - mx) : 0.0f; };
   float sum = 0.0f;
   for (int s = lane; s < a.splits; s += 32) sum += weight(pl[s]);
@@ -85,8 +87,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a)
     const int head = static_cast<int>(row / a.rows % a.heads);
     const int64_t b = row / (static_cast<int64_t>(a.rows) * a.heads);
     if (in_row)
-      store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e, a.q_dtype,
-                    sum == 0.0f ? 0.0f : acc / sum);
+      store_element(a.out, b * a.out_stride[0] + r * a.out_stride[1] + head * a.out_stride[2] + e,
+                    a.q_dtype, sum == 0.0f ? 0.0f : acc / sum);
     if (e == 0 && a.lse)
       a.lse[b * a.lse_stride[0] + head * a.lse_stride[1] + r * a.lse_stride[2]] =
           sum == 0.0f ? -INFINITY : mx + logf(sum);
@@ -96,7 +98,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_splits(const MergeArgs a)
 Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
   const int64_t rows = static_cast<int64_t>(a.batch) * a.heads * a.rows;
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((a.head_dim + 31) / 32));
-  MergeArgs m{a.partial_o, a.partial_lse, a.splits, a.head_dim, a.rows, a.heads, a.out, a.q_dtype, {}, a.lse, {}};
+  MergeArgs m{a.partial_o, a.partial_lse, a.splits, a.head_dim, a.rows, a.heads,
+              a.out,       a.q_dtype,     {},       a.lse,      {}};
   for (int i = 0; i < 3; ++i) {
     m.out_stride[i] = a.out_stride[i];
     m.lse_stride[i] = a.lse_stride[i];
@@ -109,7 +112,8 @@ Status launch_merge(const DecodeArgs& a, cudaStream_t stream) {
 
 namespace {
 
-constexpr int64_t kMinSplitKeys = 32;  // below this the partials (D + 1 floats a row) cost more than the keys
+constexpr int64_t kMinSplitKeys =
+    32;  // below this the partials (D + 1 floats a row) cost more than the keys
 constexpr int64_t kMaxAutoSplits = 1024;  // validate() caps num_splits here too
 
 // How the blocks of one decode call are laid out: KV heads per block (a power of two <= Hkv that
@@ -165,7 +169,8 @@ class DecodeCuda final : public DecodeAttention {
   // turns it off; so does a binary whose tensor-core kernel is a compute_61 trap.
   DecodeCuda(detail::DeviceContext ctx, const CudaDecodeOptions& options) : ctx_(std::move(ctx)) {
     mma_allowed_ = options.tensor_cores && ctx_.cc_major >= 8 &&
-                   detail::decode_mma_compiled<qwen3vl::half>() && detail::decode_mma_compiled<qwen3vl::bfloat16>();
+                   detail::decode_mma_compiled<qwen3vl::half>() &&
+                   detail::decode_mma_compiled<qwen3vl::bfloat16>();
     mma_ = mma_shape_of(options);
   }
 
@@ -174,19 +179,22 @@ class DecodeCuda final : public DecodeAttention {
   std::string describe() const override {
     return std::string("decode (cuda): ") +
            (mma_allowed_
-                ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " + std::to_string(mma_.warps) +
-                      " warps, <= " + std::to_string(mma_.max_heads) +
+                ? "tensor cores (mma.sync, 16-row x 16-key tiles; blocks of " +
+                      std::to_string(mma_.warps) + " warps, <= " + std::to_string(mma_.max_heads) +
                       " KV heads) for f16/bf16 q and cache with D % 16 == 0 <= 128, else "
                 : std::string()) +
-           "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " + ctx_.to_string();
+           "GQA-packed 4-row tiles, a warp per KV head, split-KV blocks + merge, fp32 math; " +
+           ctx_.to_string();
   }
 
  protected:
   uint64_t facts() const override {
     // The device, its SM count (the wave the splits fill) and the kernel knobs.
-    return (static_cast<uint64_t>(ctx_.device) << 48 | static_cast<uint64_t>(ctx_.multiprocessors) << 16 |
+    return (static_cast<uint64_t>(ctx_.device) << 48 |
+            static_cast<uint64_t>(ctx_.multiprocessors) << 16 |
             static_cast<uint64_t>(mma_.warps) << 8 | static_cast<uint64_t>(mma_.max_heads) << 1 |
-            (mma_allowed_ ? 1u : 0u)) + 1;
+            (mma_allowed_ ? 1u : 0u)) +
+           1;
   }
 
   // From shapes: device tags (pointers are queried by launch), the 32-bit key index, the grid,
@@ -194,8 +202,8 @@ class DecodeCuda final : public DecodeAttention {
   // and the split count.
   Status make_plan(const DecodeParams& p, DecodePlan* plan) const override {
     const DecodeShape& s = plan->shape;
-    const TensorView* tensors[] = {&p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens,
-                                   &p.kv.block_table};
+    const TensorView* tensors[] = {&p.q,    &p.out,         &p.lse,           &p.kv.k,
+                                   &p.kv.v, &p.kv.seq_lens, &p.kv.block_table};
     const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
     for (int i = 0; i < 7; ++i)
       QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], false));
@@ -216,9 +224,10 @@ class DecodeCuda final : public DecodeAttention {
     plan->kernel = mma ? 1 : 0;
     plan->splits = plan_splits(p, s, mma);
     plan->workspace_bytes =
-        plan->splits == 1 ? 0
-                          : static_cast<size_t>(s.batch * s.heads * s.rows * plan->splits * (s.head_dim + 1)) *
-                                sizeof(float);
+        plan->splits == 1
+            ? 0
+            : static_cast<size_t>(s.batch * s.heads * s.rows * plan->splits * (s.head_dim + 1)) *
+                  sizeof(float);
     plan->reason = detail::concat("cuda decode: ", mma ? "tensor-core" : "CUDA-core", " kernel, ",
                                   plan->splits, plan->splits == 1 ? " split" : " key splits",
                                   " (keys <= ", s.max_len, ", ", ctx_.multiprocessors, " SMs)");
@@ -228,12 +237,13 @@ class DecodeCuda final : public DecodeAttention {
   // Pointer checks (where the data lives, unless the stream is being captured), the current
   // device, the kernel arguments. A plan for tensor cores falls back to the CUDA-core kernel with
   // the same splits (and workspace) when the data is not aligned for it.
-  Status launch(const DecodePlan& plan, const DecodeParams& p, Workspace ws, void* stream) const override {
+  Status launch(const DecodePlan& plan, const DecodeParams& p, Workspace ws,
+                void* stream) const override {
     bool query = true;
     QWEN3VL_RETURN_IF_ERROR(detail::pointer_queries_allowed(stream, &query));
     if (query) {
-      const TensorView* tensors[] = {&p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens,
-                                     &p.kv.block_table};
+      const TensorView* tensors[] = {&p.q,    &p.out,         &p.lse,           &p.kv.k,
+                                     &p.kv.v, &p.kv.seq_lens, &p.kv.block_table};
       const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
       for (int i = 0; i < 7; ++i)
         QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, *tensors[i], names[i], true));
@@ -324,8 +334,7 @@ class DecodeCuda final : public DecodeAttention {
   // aligned rows.
   bool use_mma(const DecodeParams& p, const DecodeShape& s) const {
     return mma_allowed_ && p.kv.k.dtype != DType::kF32 && p.q.dtype == p.kv.k.dtype &&
-           s.head_dim % 16 == 0 &&
-           s.head_dim <= detail::kMmaMaxHeadDim && vector_loads(p.kv);
+           s.head_dim % 16 == 0 && s.head_dim <= detail::kMmaMaxHeadDim && vector_loads(p.kv);
   }
 
   // 16-byte vector loads need aligned rows: base, strides and head dim multiples of the vector.

@@ -3,18 +3,19 @@
 // the same head (warp / hpb), which take turns over the split's warp-iterations.
 //
 // Within a warp, kLanes lanes own one key (one 16-byte piece of the head dimension each: 8 elements
-// of 2-byte storage, 4 of f32; two pieces for f32 with D > 128), so a warp-iteration covers 32 / kLanes consecutive keys of its
-// head; a block-iteration reads the heads' rows of those keys together. Each lane group keeps its
-// own online softmax per row (fp32, base 2): the score is reduced with log2(kLanes) xor shuffles
-// and the running max only moves when a score exceeds it by more than kRescaleSlack (lazy rescale,
-// warp-uniform branch), so a typical key costs one exp2 per row and no rescale of the outputs.
-// Each lane copies its own K / V pieces of the next kStages - 1 warp-iterations into a per-warp
-// ring in shared memory with cp.async (sm_80+; 32 KiB in flight per block, where a register ring
-// of 3 stages, all that 128 registers held, left HBM at ~0.5-0.7 of its copy rate) and reads back
-// only what it copied, so a wait_group is the only synchronisation. Below sm_80 the copies are
-// plain loads and stores (correct, not fast). At the end the lane groups are merged with
-// shuffles, the slots of a head through shared memory, and the block writes the output or its
-// split's partial (o, lse) for the merge kernel. No tensor cores, so it compiles for sm_61.
+// of 2-byte storage, 4 of f32; two pieces for f32 with D > 128), so a warp-iteration covers 32 /
+// kLanes consecutive keys of its head; a block-iteration reads the heads' rows of those keys
+// together. Each lane group keeps its own online softmax per row (fp32, base 2): the score is
+// reduced with log2(kLanes) xor shuffles and the running max only moves when a score exceeds it by
+// more than kRescaleSlack (lazy rescale, warp-uniform branch), so a typical key costs one exp2 per
+// row and no rescale of the outputs. Each lane copies its own K / V pieces of the next kStages - 1
+// warp-iterations into a per-warp ring in shared memory with cp.async (sm_80+; 32 KiB in flight per
+// block, where a register ring of 3 stages, all that 128 registers held, left HBM at ~0.5-0.7 of
+// its copy rate) and reads back only what it copied, so a wait_group is the only synchronisation.
+// Below sm_80 the copies are plain loads and stores (correct, not fast). At the end the lane groups
+// are merged with shuffles, the slots of a head through shared memory, and the block writes the
+// output or its split's partial (o, lse) for the merge kernel. No tensor cores, so it compiles for
+// sm_61.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -31,7 +32,7 @@ namespace qwen3vl::detail::decode_cuda {
 // Warp-iterations in a warp's ring (stages of one 16-byte K and V piece a lane: 1 KiB a warp).
 template <int kVecs>
 constexpr int kStages = 8 / kVecs;
-constexpr float kRescaleSlack = 8.0f;   // weights stay <= 2^8 between rescales
+constexpr float kRescaleSlack = 8.0f;  // weights stay <= 2^8 between rescales
 constexpr int kWarps = kDecodeWarps;
 
 // Resident blocks per SM the register budget is sized for (128 registers a thread).
@@ -87,7 +88,8 @@ __device__ inline void load_q_run(const Q* p, int valid, bool whole, float* f) {
     if constexpr (kBytes >= 16) {
       constexpr int kPerVec = 16 / static_cast<int>(sizeof(Q));
 #pragma unroll
-      for (int c = 0; c < kBytes / 16; ++c) to_floats(__ldg(reinterpret_cast<const uint4*>(p) + c), f + c * kPerVec, Q{});
+      for (int c = 0; c < kBytes / 16; ++c)
+        to_floats(__ldg(reinterpret_cast<const uint4*>(p) + c), f + c * kPerVec, Q{});
     } else {  // 8 bytes: four 2-byte elements
       const uint2 raw = __ldg(reinterpret_cast<const uint2*>(p));
       float both[8];
@@ -133,21 +135,24 @@ __device__ inline void wait_copies() {  // all but the newest kPending groups ha
 // A lane's K and V pieces of key j into its slots of one ring stage (zeros for a key past the
 // split or behind a bad block id, which is never read); returns whether the key is valid.
 template <class T, int kLanes, int kVecs, bool kPaged>
-__device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, int sub, int j, int ke, uint4* k_dst,
-                                  uint4* v_dst) {
+__device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, int sub, int j, int ke,
+                                  uint4* k_dst, uint4* v_dst) {
   constexpr int kElems = 16 / sizeof(T);
   int64_t major = b;
   int minor = j;
   bool ok = j < ke;
   if (kPaged && ok) {
     const int blk = a.block_shift >= 0 ? j >> a.block_shift : j / static_cast<int>(a.block_size);
-    major = __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head + blk * a.table_stride[1]);
+    major = __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head +
+                  blk * a.table_stride[1]);
     minor = j - blk * static_cast<int>(a.block_size);
     ok = major >= 0 && major < a.num_blocks;
   }
   if (!ok) major = minor = 0;  // a harmless address for the zero-byte copies
-  const T* kp = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor * a.k_stride[1] + kvh * a.k_stride[2];
-  const T* vp = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor * a.v_stride[1] + kvh * a.v_stride[2];
+  const T* kp = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor * a.k_stride[1] +
+                kvh * a.k_stride[2];
+  const T* vp = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor * a.v_stride[1] +
+                kvh * a.v_stride[2];
 #pragma unroll
   for (int v = 0; v < kVecs; ++v) {
     const int e0 = (v * kLanes + sub) * kElems;
@@ -165,7 +170,8 @@ __device__ inline bool load_stage(const DecodeArgs& a, int b, int kvh, int sub, 
 }
 
 template <class T, int kLanes, int kVecs, bool kPaged>
-__global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) decode_kernel(const DecodeArgs a) {
+__global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS)
+    decode_kernel(const DecodeArgs a) {
   constexpr int kElems = 16 / sizeof(T);
   constexpr int kPer = kVecs * kElems;  // head-dim elements per lane
   constexpr int kKeys = 32 / kLanes;    // keys per warp-iteration
@@ -188,8 +194,10 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   int len = a.seq_lens[b * a.lens_stride + (head_ok ? kvh : 0) * a.lens_stride_head];
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   const int per_split = (len + a.splits - 1) / a.splits;
-  const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
-  const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
+  const int kb =
+      static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
+  const int ke =
+      static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
   // This warp's warp-iterations: it = slot, slot + slots, ...; iteration n covers keys
   // kb + it * kKeys + [0, kKeys).
   const int total_it = (ke - kb + kKeys - 1) / kKeys;
@@ -208,7 +216,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   // (zero-byte copies there cost ~1 us of issue at the end of every warp).
   auto refill = [&](int n, int s) {
     if (!head_ok || n >= my_it) return commit_copies(), false;
-    return load_stage<T, kLanes, kVecs, kPaged>(a, b, kvh, sub, key_of(n), ke, k_slot(s), v_slot(s));
+    return load_stage<T, kLanes, kVecs, kPaged>(a, b, kvh, sub, key_of(n), ke, k_slot(s),
+                                                v_slot(s));
   };
   // The first stages' copies go out before anything else, then the queries are read.
   unsigned ok_bits = 0;  // bit s: stage s holds a valid key
@@ -239,8 +248,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
       for (int v = 0; v < kVecs; ++v) {
         const int e0 = (v * kLanes + sub) * kElems;
         const int valid = !q_live[i] ? 0 : max(0, min(a.head_dim - e0, kElems));
-        load_q_run<Q, kElems>(static_cast<const Q*>(a.q) + (valid > 0 ? q_off[i] + e0 : 0), valid, a.q_vector,
-                              q[i] + v * kElems);
+        load_q_run<Q, kElems>(static_cast<const Q*>(a.q) + (valid > 0 ? q_off[i] + e0 : 0), valid,
+                              a.q_vector, q[i] + v * kElems);
       }
   };
   switch (a.q_dtype) {
@@ -274,8 +283,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 #pragma unroll
     for (int x = 0; x < kPer; ++x) o[i][x] = 0.0f;
 
-  // One copy of the loop body, not kStage: unrolled over the ring the kernel's code was ~130 KiB,
-  // past the SM's instruction cache, and warps stalled on instruction fetch.
+      // One copy of the loop body, not kStage: unrolled over the ring the kernel's code was ~130
+      // KiB, past the SM's instruction cache, and warps stalled on instruction fetch.
 #pragma unroll 1
   for (int n = 0; n < my_it; ++n) {
     {
@@ -307,9 +316,11 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
       float keep0 = upper ? dot[2] : dot[0], keep1 = upper ? dot[3] : dot[1];
       keep0 += __shfl_xor_sync(0xffffffffu, upper ? dot[0] : dot[2], kHalf);
       keep1 += __shfl_xor_sync(0xffffffffu, upper ? dot[1] : dot[3], kHalf);
-      float score = (odd ? keep1 : keep0) + __shfl_xor_sync(0xffffffffu, odd ? keep0 : keep1, kQuarter);
+      float score =
+          (odd ? keep1 : keep0) + __shfl_xor_sync(0xffffffffu, odd ? keep0 : keep1, kQuarter);
 #pragma unroll
-      for (int off = kQuarter / 2; off > 0; off /= 2) score += __shfl_xor_sync(0xffffffffu, score, off);
+      for (int off = kQuarter / 2; off > 0; off /= 2)
+        score += __shfl_xor_sync(0xffffffffu, score, off);
       score = ok && j < own_end ? score : kNegInf;
 
       // Lazy rescale: the running max moves only when a score passes it by the slack; every lane
@@ -382,7 +393,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
   __syncthreads();  // every warp is done with its ring
   using RowFloats = float[kWarps][kRows];
   auto& sm_o = *reinterpret_cast<float(*)[kWarps][kRows][kPadded]>(smem);
-  RowFloats* tail = reinterpret_cast<RowFloats*>(reinterpret_cast<float*>(smem) + kWarps * kRows * kPadded);
+  RowFloats* tail =
+      reinterpret_cast<RowFloats*>(reinterpret_cast<float*>(smem) + kWarps * kRows * kPadded);
   RowFloats &sm_m = tail[0], &sm_l = tail[1], &sm_inv = tail[2], &sm_lse = tail[3];
   if (key_in_step == 0) {
 #pragma unroll
@@ -390,7 +402,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
 #pragma unroll
       for (int v = 0; v < kVecs; ++v)
 #pragma unroll
-        for (int x = 0; x < kElems; ++x) sm_o[warp][i][(v * kLanes + sub) * kElems + x] = o[i][v * kElems + x];
+        for (int x = 0; x < kElems; ++x)
+          sm_o[warp][i][(v * kLanes + sub) * kElems + x] = o[i][v * kElems + x];
       if (sub == 0) {
         sm_m[warp][i] = m[i];
         sm_l[warp][i] = l[i];
@@ -421,7 +434,8 @@ __global__ void __launch_bounds__(kDecodeThreads, QWEN3VL_DECODE_MIN_BLOCKS) dec
     const int gi = tile * kRows + i, out_kvh = chunk * hpb + h;
     if (gi >= a.group_rows || out_kvh >= a.kv_heads) continue;
     float acc = 0.0f;
-    for (int sl = 0; sl < slots; ++sl) acc = fmaf(sm_m[sl * hpb + h][i], sm_o[sl * hpb + h][i][e], acc);
+    for (int sl = 0; sl < slots; ++sl)
+      acc = fmaf(sm_m[sl * hpb + h][i], sm_o[sl * hpb + h][i][e], acc);
     const float value = acc * sm_inv[h][i];
     const int head = out_kvh * heads_per_group + gi / a.rows, r = gi % a.rows;
     if (a.splits > 1) {
@@ -447,7 +461,8 @@ template <class T>
 Status launch_decode(const DecodeArgs& a, cudaStream_t stream) {
   using namespace decode_cuda;
   constexpr int kElems = 16 / sizeof(T);
-  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
+  const dim3 grid(static_cast<unsigned>(a.splits),
+                  static_cast<unsigned>(a.head_chunks * a.row_tiles),
                   static_cast<unsigned>(a.batch));
   const bool paged = a.table != nullptr;
   auto go = [&](auto kernel) {

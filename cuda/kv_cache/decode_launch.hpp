@@ -24,37 +24,39 @@ struct DecodeArgs {
   const int32_t* seq_lens;
   int64_t lens_stride, lens_stride_head;  // seq_lens over sequences and KV heads (0: shared)
   int64_t capacity;
-  int splits, row_tiles, heads_per_block, kv_heads;  // heads_per_block: KV heads a block serves (a power of two)
+  int splits, row_tiles, heads_per_block,
+      kv_heads;  // heads_per_block: KV heads a block serves (a power of two)
   // Where the keys are (the first tile's copies).
   const void* k;
   const void* v;
   int64_t k_stride[3], v_stride[3];  // [major, minor, head]
-  const int32_t* table;       // null: contiguous layout
-  int64_t table_stride[2];    // [b, block]
-  int64_t table_stride_head;  // per-KV-head tables (0: one table for all heads)
+  const int32_t* table;              // null: contiguous layout
+  int64_t table_stride[2];           // [b, block]
+  int64_t table_stride_head;         // per-KV-head tables (0: one table for all heads)
   int64_t block_size, num_blocks;
-  int block_shift;            // log2(block_size) where a power of two, else -1
+  int block_shift;  // log2(block_size) where a power of two, else -1
   int head_dim;
   // The queries.
   const void* q;
-  int64_t q_stride[3];        // [b, r, h]
-  DType q_dtype;              // also the output dtype
+  int64_t q_stride[3];  // [b, r, h]
+  DType q_dtype;        // also the output dtype
   int heads, rows, group_rows;
-  float scale_log2;           // scale * log2(e)
-  bool vector_loads;          // 16-byte aligned K/V rows and D a multiple of the vector width
-  bool q_vector;              // 16-byte aligned q base and row strides: the query prologue reads vectors
+  float scale_log2;   // scale * log2(e)
+  bool vector_loads;  // 16-byte aligned K/V rows and D a multiple of the vector width
+  bool q_vector;      // 16-byte aligned q base and row strides: the query prologue reads vectors
   // The outputs.
-  float* partial_o;           // [B, Hq, R, splits, D] when splits > 1
-  float* partial_lse;         // [B, Hq, R, splits], natural log
+  float* partial_o;    // [B, Hq, R, splits, D] when splits > 1
+  float* partial_lse;  // [B, Hq, R, splits], natural log
   void* out;
-  int64_t out_stride[3];      // [b, r, h]
-  float* lse;                 // null: not written
-  int64_t lse_stride[3];      // [b, h, r]
+  int64_t out_stride[3];  // [b, r, h]
+  float* lse;             // null: not written
+  int64_t lse_stride[3];  // [b, h, r]
   int batch, head_chunks;
-  int mma_warps;              // tensor-core kernel: warps a block, kMmaWarps or kMmaWarps / 2
+  int mma_warps;  // tensor-core kernel: warps a block, kMmaWarps or kMmaWarps / 2
 };
 
-// Lanes that share one key in a decode warp, `elems` head-dim elements each (a power of two, 4..32).
+// Lanes that share one key in a decode warp, `elems` head-dim elements each (a power of
+// two, 4..32).
 inline int decode_lanes(int head_dim, int elems) {
   int lanes = 4;
   while (lanes < 32 && lanes * elems < head_dim) lanes *= 2;

@@ -1,28 +1,28 @@
 // The tensor-core CUDA decode kernel (sm_80+, f16 / bf16 caches and queries of the same type, D a
-// multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's CUDA-core path.
-// The default where it applies (CudaDecodeOptions::tensor_cores = false turns it off, for comparisons); its times
-// are in docs/performance.md "Decode".
+// multiple of 16 up to 128, 16-byte aligned rows); everything else takes decode_kernel.cuh's
+// CUDA-core path. The default where it applies (CudaDecodeOptions::tensor_cores = false turns it
+// off, for comparisons); its times are in docs/performance.md "Decode".
 //
 // One block = one (key split, chunk of hpb KV heads, tile of 16 packed query rows, sequence); warp
 // w of kWarps (8, or 4 with two blocks a SM) serves head w % hpb, and the kWarps / hpb warps of a
 // head (its slots) take turns over the split's 16-key tiles. hpb is 1 by default (a block's warps
 // read 8 consecutive tiles of one head); 8 heads a block (whole token rows) measured slower. Each
 // warp streams its tiles through its own ring of kMmaStages tiles (tile 0 first, see below) in
-// shared memory filled by cp.async, 16 lanes per 256-byte key row (load_tile). Per tile, with mma.sync m16n8k16 (f32
-// accumulation): S = Q K^T (Q: the 16 rows as the A operand, kept in registers; K through
-// ldmatrix), the online softmax on S's accumulator fragments (base 2, lazy rescale: the running
-// max moves only when a score passes it by kMmaRescaleSlack), P rounded to the cache's type as
-// the A operand of O += P V (V through ldmatrix.trans). That is 32 MMAs and 16 ldmatrix per 8 KiB
-// of K/V at D 128 where the CUDA-core kernel issues ~140 instructions per KiB. The query has the
-// cache's type (f32 queries take the CUDA-core path, which keeps them exact). For bf16, whose 8
-// significant bits would cost ~1e-3 of relative error in P, P is split into a high and a low bf16
-// part (two P V MMAs), so P keeps ~16 bits as f16's P does 11.
-// Rows are padded with ldmatrix-friendly 16 bytes (an odd count of 16-byte pieces a row: the 8
-// rows an ldmatrix phase reads fall in 8 different bank groups). At the end the slots of a head
-// are merged through shared memory (one warp a live row) and the block writes the output or its
-// split's partial, the [B, Hq, R, splits, D] layout the merge kernel reads. (Merging the splits
-// inside this kernel, by its last block or through a thread-block cluster, measured slower than
-// the separate merge kernel: docs/perf-log/code-notes.md.)
+// shared memory filled by cp.async, 16 lanes per 256-byte key row (load_tile). Per tile, with
+// mma.sync m16n8k16 (f32 accumulation): S = Q K^T (Q: the 16 rows as the A operand, kept in
+// registers; K through ldmatrix), the online softmax on S's accumulator fragments (base 2, lazy
+// rescale: the running max moves only when a score passes it by kMmaRescaleSlack), P rounded to the
+// cache's type as the A operand of O += P V (V through ldmatrix.trans). That is 32 MMAs and 16
+// ldmatrix per 8 KiB of K/V at D 128 where the CUDA-core kernel issues ~140 instructions per KiB.
+// The query has the cache's type (f32 queries take the CUDA-core path, which keeps them exact). For
+// bf16, whose 8 significant bits would cost ~1e-3 of relative error in P, P is split into a high
+// and a low bf16 part (two P V MMAs), so P keeps ~16 bits as f16's P does 11. Rows are padded with
+// ldmatrix-friendly 16 bytes (an odd count of 16-byte pieces a row: the 8 rows an ldmatrix phase
+// reads fall in 8 different bank groups). At the end the slots of a head are merged through shared
+// memory (one warp a live row) and the block writes the output or its split's partial, the [B, Hq,
+// R, splits, D] layout the merge kernel reads. (Merging the splits inside this kernel, by its last
+// block or through a thread-block cluster, measured slower than the separate merge kernel:
+// docs/perf-log/code-notes.md.)
 #pragma once
 
 #include <cuda_bf16.h>
@@ -43,10 +43,12 @@ using decode_cuda::copy16_async;
 using decode_cuda::exp2_approx;
 using decode_cuda::wait_copies;
 
-constexpr int kKeys = 16;              // keys per tile (the MMA's K for P V, 2 x its N for Q K^T)
+constexpr int kKeys = 16;  // keys per tile (the MMA's K for P V, 2 x its N for Q K^T)
 constexpr float kMmaRescaleSlack = 8.0f;  // P <= 2^8: exact enough in f16 / bf16, no overflow
 
-__host__ __device__ inline constexpr int row_halves(int head_dim) { return head_dim + 8; }  // padded row, 2-byte elements
+__host__ __device__ inline constexpr int row_halves(int head_dim) {
+  return head_dim + 8;
+}  // padded row, 2-byte elements
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
 
@@ -62,20 +64,26 @@ __device__ inline uint32_t pack2(float lo, float hi) {
 }
 template <class T>
 __device__ inline float round_trip(float x) {  // x rounded to T and back
-  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return __bfloat162float(__float2bfloat16_rn(x));
-  else return __half2float(__float2half_rn(x));
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>)
+    return __bfloat162float(__float2bfloat16_rn(x));
+  else
+    return __half2float(__float2half_rn(x));
 }
 
 // A 2-byte element of T (f16 or bf16) by its bits: Inf or NaN (all-ones exponent), and its value.
 template <class T>
 __device__ inline bool non_finite_bits(uint16_t x) {
-  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return (x & 0x7f80u) == 0x7f80u;
-  else return (x & 0x7c00u) == 0x7c00u;
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>)
+    return (x & 0x7f80u) == 0x7f80u;
+  else
+    return (x & 0x7c00u) == 0x7c00u;
 }
 template <class T>
 __device__ inline float bits_to_float(uint16_t x) {
-  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>) return __uint_as_float(static_cast<uint32_t>(x) << 16);
-  else return __half2float(__ushort_as_half(x));
+  if constexpr (std::is_same_v<T, qwen3vl::bfloat16>)
+    return __uint_as_float(static_cast<uint32_t>(x) << 16);
+  else
+    return __half2float(__ushort_as_half(x));
 }
 
 // d += a * b for one m16n8k16 tile (a: 4 registers of the 16x16 A operand, b: 2 of the 16x8 B).
@@ -83,7 +91,8 @@ template <class T>
 __device__ inline void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   if constexpr (std::is_same_v<T, qwen3vl::bfloat16>)
     asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -121,8 +130,10 @@ __device__ inline void ldmatrix4(uint32_t (&r)[4], const void* row) {
 template <bool kPaged>
 __device__ inline int tile_page(const DecodeArgs& a, int b, int kvh, bool live, int start, int ke) {
   if (!kPaged || !live || start >= ke) return b;  // contiguous: the sequence is the major index
-  const int blk = a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
-  return __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head + blk * a.table_stride[1]);
+  const int blk =
+      a.block_shift >= 0 ? start >> a.block_shift : start / static_cast<int>(a.block_size);
+  return __ldg(a.table + b * a.table_stride[0] + kvh * a.table_stride_head +
+               blk * a.table_stride[1]);
 }
 
 // A warp's page of each of its tiles, 32 tiles a batch (lane j: tile 32 k + j), the next batch
@@ -151,8 +162,8 @@ struct TilePages {
 };
 
 template <class T, int kMaxSteps, bool kPaged>
-__device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int start, int ke, T* k_tile,
-                                     T* v_tile) {
+__device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int start, int ke,
+                                     T* k_tile, T* v_tile) {
   const int lane = threadIdx.x % 32;
   const int pieces = a.head_dim / 8, stride = row_halves(a.head_dim);  // even: D % 16 == 0
   const int count = ke - start;
@@ -165,15 +176,18 @@ __device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int
     if (major < 0 || major >= a.num_blocks) valid = 0u;
   }
   if (!valid) major = minor0 = 0;  // a harmless address for the zero-byte copies
-  const T* k_row = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor0 * a.k_stride[1] + kvh * a.k_stride[2];
-  const T* v_row = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor0 * a.v_stride[1] + kvh * a.v_stride[2];
+  const T* k_row = static_cast<const T*>(a.k) + major * a.k_stride[0] + minor0 * a.k_stride[1] +
+                   kvh * a.k_stride[2];
+  const T* v_row = static_cast<const T*>(a.v) + major * a.v_stride[0] + minor0 * a.v_stride[1] +
+                   kvh * a.v_stride[2];
   const int key_step = 32 / pieces, piece_step = 32 % pieces;
   int key = lane / pieces, c = lane % pieces;
 #pragma unroll
   for (int i = 0; i < kMaxSteps; ++i) {  // pieces / 2 = D / 16 copy instructions, straight-line
     if (i >= pieces / 2) break;
     const int bytes = valid >> key & 1u ? 16 : 0;
-    const int64_t at = bytes ? key * a.k_stride[1] + c * 8 : 0, v_at = bytes ? key * a.v_stride[1] + c * 8 : 0;
+    const int64_t at = bytes ? key * a.k_stride[1] + c * 8 : 0,
+                  v_at = bytes ? key * a.v_stride[1] + c * 8 : 0;
     copy16_async(reinterpret_cast<uint4*>(k_tile + key * stride + c * 8), k_row + at, bytes);
     copy16_async(reinterpret_cast<uint4*>(v_tile + key * stride + c * 8), v_row + v_at, bytes);
     key += key_step;
@@ -185,7 +199,8 @@ __device__ inline unsigned load_tile(const DecodeArgs& a, int page, int kvh, int
 }
 
 template <class T, int kWarps, int kMaxSteps, bool kPaged>
-__global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode_mma_kernel(const DecodeArgs a) {
+__global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps))
+    decode_mma_kernel(const DecodeArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int kStages = kMmaStages;
   constexpr float kNegInf = -INFINITY;
@@ -208,10 +223,13 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   len = len < 0 ? 0 : (len > a.capacity ? static_cast<int>(a.capacity) : len);
   // Splits of whole tiles, so every tile starts at a multiple of 16 keys.
   const int per_split = ((len + a.splits - 1) / a.splits + kKeys - 1) / kKeys * kKeys;
-  const int kb = static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
-  const int ke = static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
+  const int kb =
+      static_cast<int>(min(static_cast<int64_t>(split) * per_split, static_cast<int64_t>(len)));
+  const int ke =
+      static_cast<int>(min(static_cast<int64_t>(kb) + per_split, static_cast<int64_t>(len)));
   const int tiles = (ke - kb + kKeys - 1) / kKeys;
-  const int my_tiles = head_ok && tiles > slot ? (tiles - slot + slots - 1) >> (__ffs(slots) - 1) : 0;
+  const int my_tiles =
+      head_ok && tiles > slot ? (tiles - slot + slots - 1) >> (__ffs(slots) - 1) : 0;
   auto start_of = [&](int n) { return kb + (n * slots + slot) * kKeys; };
 
   extern __shared__ uint4 smem_raw[];
@@ -230,7 +248,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // copies for it cost ~1 us of issue at the end of every warp).
   auto load = [&](int n, int stage) {
     if (n >= my_tiles) return commit_copies(), 0u;
-    return load_tile<T, kMaxSteps, kPaged>(a, page_of(n), kvh, start_of(n), ke, k_tile(stage), v_tile(stage));
+    return load_tile<T, kMaxSteps, kPaged>(a, page_of(n), kvh, start_of(n), ke, k_tile(stage),
+                                           v_tile(stage));
   };
   valid[0] = load(0, 0);
 #pragma unroll
@@ -239,7 +258,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // The rows this lane's fragments touch: g and g + 8 of the tile.
   const int heads_per_group = a.heads / a.kv_heads;
   int end[2];
-  int all_end = INT_MAX;  // keys below it are seen by every live row of the warp's tile
+  int all_end = INT_MAX;      // keys below it are seen by every live row of the warp's tile
   uint32_t qa[kMaxSteps][4];  // Q as A fragments
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -263,15 +282,15 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
         } else if (a.q_vector) {
           qa[ks][h + 2 * half] = __ldg(reinterpret_cast<const unsigned*>(q_row + col));
         } else {
-          qa[ks][h + 2 * half] =
-              pack2<T>(load_element(a.q, q_off + col, dtype_of<T>::value),
-                       load_element(a.q, q_off + col + 1, dtype_of<T>::value));
+          qa[ks][h + 2 * half] = pack2<T>(load_element(a.q, q_off + col, dtype_of<T>::value),
+                                          load_element(a.q, q_off + col + 1, dtype_of<T>::value));
         }
       }
   }
 
 #pragma unroll
-  for (int off = 16; off > 0; off /= 2) all_end = min(all_end, __shfl_xor_sync(0xffffffffu, all_end, off));
+  for (int off = 16; off > 0; off /= 2)
+    all_end = min(all_end, __shfl_xor_sync(0xffffffffu, all_end, off));
 
   float o[2 * kMaxSteps][4];
 #pragma unroll
@@ -289,8 +308,7 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
       __syncwarp();  // every lane's copies of this tile have landed
       if (n == 0)
 #pragma unroll
-        for (int t1 = 1; t1 < kStages; ++t1)
-          valid[t1] = load(t1, t1);
+        for (int t1 = 1; t1 < kStages; ++t1) valid[t1] = load(t1, t1);
       const T* kt = k_tile(s);
       const T* vt = v_tile(s);
 
@@ -300,7 +318,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
       for (int ks = 0; ks < kMaxSteps; ++ks) {
         if (ks >= steps) break;
         uint32_t kf[4];
-        ldmatrix4<false>(kf, kt + ((lane >> 4) * 8 + (lane & 7)) * stride + (2 * ks + ((lane >> 3) & 1)) * 8);
+        ldmatrix4<false>(
+            kf, kt + ((lane >> 4) * 8 + (lane & 7)) * stride + (2 * ks + ((lane >> 3) & 1)) * 8);
         mma<T>(sc[0], qa[ks], kf[0], kf[1]);
         mma<T>(sc[1], qa[ks], kf[2], kf[3]);
       }
@@ -383,7 +402,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
         __syncwarp();
         for (int idx = lane; idx < kKeys * d; idx += 32) {
           const int k = idx / d, col = idx - k * d;
-          if (start + k >= all_end && non_finite_bits<T>(vb[k * stride + col])) vb[k * stride + col] = 0;
+          if (start + k >= all_end && non_finite_bits<T>(vb[k * stride + col]))
+            vb[k * stride + col] = 0;
         }
         __syncwarp();
       }
@@ -392,7 +412,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
       for (int ks = 0; ks < kMaxSteps; ++ks) {
         if (ks >= steps) break;
         uint32_t vf[4];
-        ldmatrix4<true>(vf, vt + (((lane >> 3) & 1) * 8 + (lane & 7)) * stride + (2 * ks + (lane >> 4)) * 8);
+        ldmatrix4<true>(
+            vf, vt + (((lane >> 3) & 1) * 8 + (lane & 7)) * stride + (2 * ks + (lane >> 4)) * 8);
         mma<T>(o[2 * ks], pa, vf[0], vf[1]);
         mma<T>(o[2 * ks + 1], pa, vf[2], vf[3]);
         if constexpr (kSplitP) {
@@ -421,8 +442,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   // [warp][16][d + 8]: padded so the 8-byte stores of rows g = 0..3 fall in distinct banks.
   const int o_stride = d + 8;
   float* sm_o = reinterpret_cast<float*>(smem_raw);
-  float* sm_m = sm_o + kWarps * 16 * o_stride;  // [warp][16]
-  float* sm_l = sm_m + kWarps * 16;             // [warp][16]
+  float* sm_m = sm_o + kWarps * 16 * o_stride;              // [warp][16]
+  float* sm_l = sm_m + kWarps * 16;                         // [warp][16]
   const int live_rows = min(16, a.group_rows - tile * 16);  // often 4 of the 16
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -445,7 +466,8 @@ __global__ void __launch_bounds__(32 * kWarps, mma_blocks_per_sm(kWarps)) decode
   for (int task = warp; task < hpb * live_rows; task += kWarps) {
     const int h = task / live_rows, i = task - h * live_rows;
     if (chunk * hpb + h >= a.kv_heads) continue;
-    const int at = h * 16 + i;  // the row in slot 0's part of sm_m / sm_l / sm_o; slot sl adds sl * hpb * 16
+    const int at =
+        h * 16 + i;  // the row in slot 0's part of sm_m / sm_l / sm_o; slot sl adds sl * hpb * 16
     float ms[kWarps], mx = kNegInf;
 #pragma unroll
     for (int sl = 0; sl < kWarps; ++sl) {
@@ -499,21 +521,24 @@ template <class T>
 Status launch_decode_mma(const DecodeArgs& a, cudaStream_t stream) {
   using namespace decode_mma;
   constexpr int kMaxSteps = kMmaMaxHeadDim / 16;
-  const dim3 grid(static_cast<unsigned>(a.splits), static_cast<unsigned>(a.head_chunks * a.row_tiles),
+  const dim3 grid(static_cast<unsigned>(a.splits),
+                  static_cast<unsigned>(a.head_chunks * a.row_tiles),
                   static_cast<unsigned>(a.batch));
   const size_t bytes = mma_decode_smem_bytes(a.head_dim, a.mma_warps);
   auto go = [&](auto kernel) {
     // Above 48 KiB dynamic shared memory must be allowed per kernel (and device); cheap to repeat.
-    QWEN3VL_RETURN_IF_ERROR(cuda_status(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-        "cudaFuncSetAttribute(decode_mma_kernel)"));
+    QWEN3VL_RETURN_IF_ERROR(
+        cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(bytes)),
+                    "cudaFuncSetAttribute(decode_mma_kernel)"));
     kernel<<<grid, 32 * a.mma_warps, bytes, stream>>>(a);
     return cuda_status(cudaGetLastError(), "launch of decode_mma_kernel");
   };
   // Blocks of 8 warps (one a SM) or 4 (two a SM).
   auto shape = [&](auto warps) {
     constexpr int kW = decltype(warps)::value;
-    return a.table ? go(decode_mma_kernel<T, kW, kMaxSteps, true>) : go(decode_mma_kernel<T, kW, kMaxSteps, false>);
+    return a.table ? go(decode_mma_kernel<T, kW, kMaxSteps, true>)
+                   : go(decode_mma_kernel<T, kW, kMaxSteps, false>);
   };
   return a.mma_warps == kMmaWarps / 2 ? shape(std::integral_constant<int, kMmaWarps / 2>{})
                                       : shape(std::integral_constant<int, kMmaWarps>{});
@@ -522,8 +547,8 @@ Status launch_decode_mma(const DecodeArgs& a, cudaStream_t stream) {
 template <class T>
 bool decode_mma_compiled() {
   cudaFuncAttributes attr{};
-  const cudaError_t e =
-      cudaFuncGetAttributes(&attr, decode_mma::decode_mma_kernel<T, kMmaWarps, kMmaMaxHeadDim / 16, true>);
+  const cudaError_t e = cudaFuncGetAttributes(
+      &attr, decode_mma::decode_mma_kernel<T, kMmaWarps, kMmaMaxHeadDim / 16, true>);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // not sticky: clear it
     return false;

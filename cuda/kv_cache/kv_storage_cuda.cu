@@ -26,12 +26,14 @@ struct RunBatch {
   int count;
 };
 
-RowView row_view(const TensorView& t) { return RowView{t.data, {t.stride[0], t.stride[1], t.stride[2]}}; }
+RowView row_view(const TensorView& t) {
+  return RowView{t.data, {t.stride[0], t.stride[1], t.stride[2]}};
+}
 
 // blockIdx.y: the run; blockIdx.x strides over its tokens; threads over (head, channel).
 template <class Src, class Dst>
-__global__ void copy_runs(RowView dst_k, RowView dst_v, RowView src_k, RowView src_v, RunBatch batch,
-                          int heads, int dim) {
+__global__ void copy_runs(RowView dst_k, RowView dst_v, RowView src_k, RowView src_v,
+                          RunBatch batch, int heads, int dim) {
   const KvRun run = batch.runs[blockIdx.y];
   for (int64_t i = blockIdx.x; i < run.count; i += gridDim.x)
     for (int e = threadIdx.x; e < heads * dim; e += blockDim.x) {
@@ -44,8 +46,10 @@ __global__ void copy_runs(RowView dst_k, RowView dst_v, RowView src_k, RowView s
                         h * dst_k.stride[2] + c;
       const int64_t dv = run.dst_major * dst_v.stride[0] + (run.dst_minor + i) * dst_v.stride[1] +
                          h * dst_v.stride[2] + c;
-      static_cast<Dst*>(dst_k.data)[d] = from_float<Dst>(to_float(static_cast<const Src*>(src_k.data)[s]));
-      static_cast<Dst*>(dst_v.data)[dv] = from_float<Dst>(to_float(static_cast<const Src*>(src_v.data)[sv]));
+      static_cast<Dst*>(dst_k.data)[d] =
+          from_float<Dst>(to_float(static_cast<const Src*>(src_k.data)[s]));
+      static_cast<Dst*>(dst_v.data)[dv] =
+          from_float<Dst>(to_float(static_cast<const Src*>(src_v.data)[sv]));
     }
 }
 
@@ -63,9 +67,8 @@ Status write_typed(const TensorView& dst_k, const TensorView& dst_v, const Tenso
     }
     const dim3 grid(static_cast<unsigned>(longest < 65535 ? longest : 65535),
                     static_cast<unsigned>(batch.count));
-    copy_runs<Src, Dst><<<grid, kCopyThreads, 0, stream>>>(row_view(dst_k), row_view(dst_v),
-                                                          row_view(src_k), row_view(src_v), batch,
-                                                          heads, dim);
+    copy_runs<Src, Dst><<<grid, kCopyThreads, 0, stream>>>(
+        row_view(dst_k), row_view(dst_v), row_view(src_k), row_view(src_v), batch, heads, dim);
     QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("copy_runs (KV append)");
   }
   return Status();
@@ -76,12 +79,14 @@ Status write_typed(const TensorView& dst_k, const TensorView& dst_v, const Tenso
 template <class T>
 __global__ void fold_runs(float* bounds, RowView k, RunBatch batch, int heads, int dim) {
   const KvRun run = batch.runs[blockIdx.y];
-  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < heads * dim; e += gridDim.x * blockDim.x) {
+  for (int e = blockIdx.x * blockDim.x + threadIdx.x; e < heads * dim;
+       e += gridDim.x * blockDim.x) {
     const int h = e / dim, c = e % dim;
     float* lo = bounds + (run.dst_major * 2 * heads + h) * static_cast<int64_t>(dim) + c;
     float* hi = lo + static_cast<int64_t>(heads) * dim;
     float mn = run.dst_minor == 0 ? INFINITY : *lo, mx = run.dst_minor == 0 ? -INFINITY : *hi;
-    const T* col = static_cast<const T*>(k.data) + run.dst_major * k.stride[0] + h * k.stride[2] + c;
+    const T* col =
+        static_cast<const T*>(k.data) + run.dst_major * k.stride[0] + h * k.stride[2] + c;
     for (int64_t i = 0; i < run.count; ++i) {
       const float x = to_float(col[(run.dst_minor + i) * k.stride[1]]);
       mn = x < mn ? x : mn;
@@ -92,17 +97,19 @@ __global__ void fold_runs(float* bounds, RowView k, RunBatch batch, int heads, i
   }
 }
 
-Status fold_key_bounds_cuda(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
-                            int64_t count, void* stream) {
-  const int heads = static_cast<int>(k_storage.shape[2]), dim = static_cast<int>(k_storage.shape[3]);
+Status fold_key_bounds_cuda(const TensorView& bounds, const TensorView& k_storage,
+                            const KvRun* runs, int64_t count, void* stream) {
+  const int heads = static_cast<int>(k_storage.shape[2]),
+            dim = static_cast<int>(k_storage.shape[3]);
   const unsigned x_blocks = static_cast<unsigned>((heads * dim + kCopyThreads - 1) / kCopyThreads);
   return dispatch_float_dtype(k_storage.dtype, [&](auto tag) -> Status {
     for (int64_t first = 0; first < count; first += kRunsPerLaunch) {
       RunBatch batch{};
-      batch.count = static_cast<int>(count - first < kRunsPerLaunch ? count - first : kRunsPerLaunch);
+      batch.count =
+          static_cast<int>(count - first < kRunsPerLaunch ? count - first : kRunsPerLaunch);
       for (int i = 0; i < batch.count; ++i) batch.runs[i] = runs[first + i];
-      fold_runs<decltype(tag)><<<dim3(x_blocks, static_cast<unsigned>(batch.count)), kCopyThreads, 0,
-                                 static_cast<cudaStream_t>(stream)>>>(
+      fold_runs<decltype(tag)><<<dim3(x_blocks, static_cast<unsigned>(batch.count)), kCopyThreads,
+                                 0, static_cast<cudaStream_t>(stream)>>>(
           bounds.ptr<float>(), row_view(k_storage), batch, heads, dim);
       QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("fold_runs (KV key bounds)");
     }
@@ -123,7 +130,8 @@ Status write_cuda(const TensorView& dst_k, const TensorView& dst_v, const Tensor
   });
 }
 
-Status make_cuda_mirror(const KvTableConfig& config, int device, std::unique_ptr<KvTableMirror>* out) {
+Status make_cuda_mirror(const KvTableConfig& config, int device,
+                        std::unique_ptr<KvTableMirror>* out) {
   auto mirror = std::make_unique<CudaKvMetadata>();
   QWEN3VL_RETURN_IF_ERROR(CudaKvMetadata::create(config, device, mirror.get()));
   *out = std::move(mirror);
@@ -133,7 +141,8 @@ Status make_cuda_mirror(const KvTableConfig& config, int device, std::unique_ptr
 }  // namespace
 
 const KvStorageOps& cuda_kv_storage_ops() {
-  static const KvStorageOps ops{Device::kCUDA, &write_cuda, &fold_key_bounds_cuda, &make_cuda_mirror};
+  static const KvStorageOps ops{Device::kCUDA, &write_cuda, &fold_key_bounds_cuda,
+                                &make_cuda_mirror};
   return ops;
 }
 
@@ -193,7 +202,8 @@ Status CudaKvMetadata::create(const KvCacheConfig& config, int device, CudaKvMet
 
 Status CudaKvMetadata::create(const KvTableConfig& config, int device, CudaKvMetadata* out) {
   if (config.batch < 1)
-    return make_error(StatusCode::kInvalidArgument, "config.batch = ", config.batch, ": must be >= 1");
+    return make_error(StatusCode::kInvalidArgument, "config.batch = ", config.batch,
+                      ": must be >= 1");
   CudaKvMetadata m;
   m.device_ = device;
   m.batch_ = config.batch;
@@ -224,8 +234,8 @@ Status CudaKvMetadata::upload(const KvPageTable& table, void* stream) {
   if (!device_data_ || c.batch != batch_ || (c.layout == KvLayout::kPaged) != (max_blocks_ > 0) ||
       (max_blocks_ > 0 && c.max_blocks != max_blocks_))
     return make_error(StatusCode::kShapeMismatch, "cache batch = ", c.batch,
-                      ", max_blocks = ", c.max_blocks, ": metadata was created for batch ",
-                      batch_, ", max_blocks ", max_blocks_);
+                      ", max_blocks = ", c.max_blocks, ": metadata was created for batch ", batch_,
+                      ", max_blocks ", max_blocks_);
   const size_t entries = static_cast<size_t>(batch_ * (1 + max_blocks_));
   int32_t* slot = staging_ + static_cast<size_t>(next_slot_) * entries;
   auto event = static_cast<cudaEvent_t>(events_[next_slot_]);
@@ -233,7 +243,8 @@ Status CudaKvMetadata::upload(const KvPageTable& table, void* stream) {
   if (recorded_[next_slot_]) QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(event));
   const std::vector<int32_t>& lens = table.visible_lengths();
   std::copy(lens.begin(), lens.end(), slot);
-  if (max_blocks_ > 0) std::copy(table.block_table().begin(), table.block_table().end(), slot + batch_);
+  if (max_blocks_ > 0)
+    std::copy(table.block_table().begin(), table.block_table().end(), slot + batch_);
   const auto s = static_cast<cudaStream_t>(stream);
   QWEN3VL_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(device_data_, slot, entries * sizeof(int32_t), cudaMemcpyHostToDevice, s));

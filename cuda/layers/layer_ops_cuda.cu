@@ -8,9 +8,9 @@
 #include <cmath>
 #include <vector>
 
-#include "src/layers/layer_ops.hpp"
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/rope/cuda.hpp"
+#include "src/layers/layer_ops.hpp"
 
 namespace qwen3vl::layers::detail {
 namespace {

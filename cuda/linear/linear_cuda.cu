@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "cuda/common/device_context.hpp"
+#include "linear_kernels.cuh"
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/check.cuh"
 #include "src/core/as_attention.hpp"
 #include "src/core/linear_common.hpp"
 #include "src/core/workspace_carver.hpp"
-#include "cuda/common/device_context.hpp"
-#include "qwen3vl/cuda/attention_cuda.hpp"
-#include "qwen3vl/cuda/check.cuh"
-#include "linear_kernels.cuh"
 
 namespace qwen3vl {
 namespace detail::linear {
@@ -85,7 +85,8 @@ class LinearCuda final : public LinearAttention {
     return std::string("linear (cuda): ") +
            (config_.feature_map == LinearFeatureMap::kEluPlusOne ? "elu+1" : "performer") +
            " features, chunked form in 4 launches (features, per-chunk phi(K)^T [V|1], scan over "
-           "chunks, outputs), chunk 64, fp32 state; " + ctx_.to_string();
+           "chunks, outputs), chunk 64, fp32 state; " +
+           ctx_.to_string();
   }
 
   Status make_plan(const AttentionParams& p, AttentionPlan* plan) const override {
@@ -129,8 +130,8 @@ class LinearCuda final : public LinearAttention {
   Status check_launch(const AttentionParams& p, const LinearCall& call, bool query) const {
     QWEN3VL_RETURN_IF_ERROR(check_device_params(ctx_, p, query));
     if (call.shape.batch > ctx_.max_grid_z || call.shape.heads > ctx_.max_grid_y)
-      return make_error(StatusCode::kUnsupported, "batch = ", call.shape.batch, ", heads = ",
-                        call.shape.heads, ": the CUDA linear kernels launch at most ",
+      return make_error(StatusCode::kUnsupported, "batch = ", call.shape.batch,
+                        ", heads = ", call.shape.heads, ": the CUDA linear kernels launch at most ",
                         ctx_.max_grid_z, " sequences and ", ctx_.max_grid_y, " heads");
     return Status();
   }
@@ -186,8 +187,8 @@ class LinearCuda final : public LinearAttention {
     if (omega_) {
       QWEN3VL_CUDA_RETURN_IF_ERROR(
           cudaMemsetAsync(l.key_max, 0, sizeof(unsigned) * s.batch * s.kv_heads, stream));
-      const int64_t rows = l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads
-                                                                      : l.rows_k * s.kv_heads;
+      const int64_t rows =
+          l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads : l.rows_k * s.kv_heads;
       if (rows > 0) {
         performer_features_kernel<<<dim3(static_cast<unsigned>(rows), 2), kThreads, 0, stream>>>(l);
         QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear performer_features_kernel");
@@ -196,8 +197,8 @@ class LinearCuda final : public LinearAttention {
         QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear performer_keys_kernel");
       }
     } else {
-      const int64_t n = l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads
-                                                                   : l.rows_k * s.kv_heads;
+      const int64_t n =
+          l.rows_q * s.heads > l.rows_k * s.kv_heads ? l.rows_q * s.heads : l.rows_k * s.kv_heads;
       if (n > 0) {
         elu_features_kernel<<<dim3(blocks_for(n * s.head_dim), 2), kThreads, 0, stream>>>(l);
         QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear elu_features_kernel");
@@ -205,8 +206,8 @@ class LinearCuda final : public LinearAttention {
     }
     const unsigned bkv = static_cast<unsigned>(s.batch * s.kv_heads);
     if (l.chunks > 0) {
-      const int64_t tiles = ((call.features + kTileF - 1) / kTileF) *
-                            ((s.head_dim + 1 + kTileF - 1) / kTileF);
+      const int64_t tiles =
+          ((call.features + kTileF - 1) / kTileF) * ((s.head_dim + 1 + kTileF - 1) / kTileF);
       chunk_state_kernel<<<dim3(static_cast<unsigned>(l.chunks), static_cast<unsigned>(tiles), bkv),
                            kTileF * 8, 0, stream>>>(l);
       QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("linear chunk_state_kernel");

@@ -19,26 +19,26 @@
 
 namespace qwen3vl::detail::linear {
 
-constexpr int kChunk = 64;    // tokens per chunk (the output kernel's tile rows)
+constexpr int kChunk = 64;  // tokens per chunk (the output kernel's tile rows)
 constexpr int kThreads = 256;
-constexpr int kTileF = 32;    // features per step of the F reductions
+constexpr int kTileF = 32;  // features per step of the F reductions
 
 // Where the workspace's buffers are and what shapes they have.
 struct LinearArgs {
   AttentionArgs a;
-  int64_t features = 0;      // F
-  int64_t chunks = 0;        // chunks per sequence (of the longest one)
+  int64_t features = 0;            // F
+  int64_t chunks = 0;              // chunks per sequence (of the longest one)
   int64_t rows_q = 0, rows_k = 0;  // packed rows of phi(Q), phi(K) (varlen: tokens; else B * L)
-  float* phi_q = nullptr;    // [rows_q, Hq, F]
-  float* phi_k = nullptr;    // [rows_k, Hkv, F]
-  float* chunk_state = nullptr;  // [B, Hkv, chunks, F, D + 1]
-  float* total = nullptr;        // [B, Hkv, F, D + 1]
-  unsigned* key_max = nullptr;   // [B, Hkv] ordered-int encoding of the Performer key stabiliser
-  const float* omega = nullptr;  // Performer [F, D], else null
-  float query_scale = 1.0f;      // sqrt(scale) for the Performer
+  float* phi_q = nullptr;          // [rows_q, Hq, F]
+  float* phi_k = nullptr;          // [rows_k, Hkv, F]
+  float* chunk_state = nullptr;    // [B, Hkv, chunks, F, D + 1]
+  float* total = nullptr;          // [B, Hkv, F, D + 1]
+  unsigned* key_max = nullptr;     // [B, Hkv] ordered-int encoding of the Performer key stabiliser
+  const float* omega = nullptr;    // Performer [F, D], else null
+  float query_scale = 1.0f;        // sqrt(scale) for the Performer
   float eps = 0.0f;
   bool causal = false;
-  float* state_s = nullptr;      // optional state [B, Hkv, F, D] / [B, Hkv, F] (strides in elements)
+  float* state_s = nullptr;  // optional state [B, Hkv, F, D] / [B, Hkv, F] (strides in elements)
   float* state_z = nullptr;
   int64_t s_stride[3] = {0, 0, 0};  // b, g, f
   int64_t z_stride[2] = {0, 0};     // b, g
@@ -88,10 +88,14 @@ __global__ void elu_features_kernel(LinearArgs l) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n;
        e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t c = e % d, h = (e / d) % heads, r = e / (d * heads);
-    if (keys && !l.a.cu_q && l.a.key_lengths) {  // fixed length: row r is key r % L of sequence r / L
+    if (keys && !l.a.cu_q &&
+        l.a.key_lengths) {  // fixed length: row r is key r % L of sequence r / L
       const int64_t b = r / l.a.seq_k;
       const int64_t valid = clamp64(l.a.key_lengths[b * l.a.key_lengths_stride], 0, l.a.seq_k);
-      if (r % l.a.seq_k >= valid) { dst[e] = 0.0f; continue; }
+      if (r % l.a.seq_k >= valid) {
+        dst[e] = 0.0f;
+        continue;
+      }
     }
     const int64_t off = l.a.cu_q ? r * t.token + h * t.head
                                  : (r / (keys ? l.a.seq_k : l.a.seq_q)) * t.batch +
@@ -123,7 +127,8 @@ __global__ void performer_features_kernel(LinearArgs l) {
     for (int64_t e = threadIdx.x; e < f; e += blockDim.x) dst[e] = -INFINITY;
     return;
   }
-  const int64_t off = l.a.cu_q ? r * t.token + h * t.head : b * t.batch + (r % len) * t.token + h * t.head;
+  const int64_t off =
+      l.a.cu_q ? r * t.token + h * t.head : b * t.batch + (r % len) * t.token + h * t.head;
   float sq = 0.0f;
   for (int64_t c = threadIdx.x; c < d; c += blockDim.x) {
     x[c] = load_element(t.data, off + c, l.a.dtype) * l.query_scale;
@@ -167,7 +172,10 @@ __global__ void performer_keys_kernel(LinearArgs l) {
        e += int64_t{gridDim.x} * blockDim.x) {
     const int64_t h = (e / f) % hkv, r = e / (f * hkv);
     const float v = l.phi_k[e];
-    if (v == -INFINITY) { l.phi_k[e] = 0.0f; continue; }
+    if (v == -INFINITY) {
+      l.phi_k[e] = 0.0f;
+      continue;
+    }
     int64_t seq = 0;
     if (l.a.cu_q) {
       while (seq + 1 < l.a.batch && l.a.cu_k[(seq + 1) * l.a.cu_k_stride] <= r) ++seq;
@@ -199,8 +207,10 @@ __global__ void chunk_state_kernel(LinearArgs l) {
     float v = 0.0f;
     if (j < cn && n0 + j < span.k_len && c0 + e < cols)
       v = c0 + e == d ? 1.0f
-                      : load_element(l.a.v.data, row_offset(l.a.v, l.a.cu_q ? 0 : b,
-                                                            l.a.cu_q ? span.k_start + n0 + j : n0 + j, g) + c0 + e,
+                      : load_element(l.a.v.data,
+                                     row_offset(l.a.v, l.a.cu_q ? 0 : b,
+                                                l.a.cu_q ? span.k_start + n0 + j : n0 + j, g) +
+                                         c0 + e,
                                      l.a.dtype);
     vv[j][e] = v;
   }
@@ -237,8 +247,10 @@ __global__ void scan_kernel(LinearArgs l) {
   }
   l.total[(b * hkv + g) * per + e] = acc;
   if (l.state_s) {
-    if (c == d) l.state_z[b * l.z_stride[0] + g * l.z_stride[1] + fr] = acc;
-    else l.state_s[b * l.s_stride[0] + g * l.s_stride[1] + fr * l.s_stride[2] + c] = acc;
+    if (c == d)
+      l.state_z[b * l.z_stride[0] + g * l.z_stride[1] + fr] = acc;
+    else
+      l.state_s[b * l.s_stride[0] + g * l.s_stride[1] + fr * l.s_stride[2] + c] = acc;
   }
 }
 
@@ -256,10 +268,10 @@ __global__ void output_kernel(LinearArgs l) {
   if (n0 >= span.q_len) return;
   const int64_t cn = min64(kChunk, span.q_len - n0);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-  float (*tq)[kTileF + 1] = reinterpret_cast<float (*)[kTileF + 1]>(pool);
-  float (*tk)[kTileF + 1] = reinterpret_cast<float (*)[kTileF + 1]>(pool + kChunk * (kTileF + 1));
-  float (*ts)[kChunk] = reinterpret_cast<float (*)[kChunk]>(pool + kChunk * (kTileF + 1));
-  float (*tv)[kChunk] = reinterpret_cast<float (*)[kChunk]>(pool);
+  float(*tq)[kTileF + 1] = reinterpret_cast<float(*)[kTileF + 1]>(pool);
+  float(*tk)[kTileF + 1] = reinterpret_cast<float(*)[kTileF + 1]>(pool + kChunk * (kTileF + 1));
+  float(*ts)[kChunk] = reinterpret_cast<float(*)[kChunk]>(pool + kChunk * (kTileF + 1));
+  float(*tv)[kChunk] = reinterpret_cast<float(*)[kChunk]>(pool);
   const float* s = l.causal ? state_block(l, l.chunk_state, b, g) + n * f * cols
                             : l.total + (b * hkv + g) * f * cols;
   auto phi_q = [&](int64_t i, int64_t e) {
@@ -288,7 +300,8 @@ __global__ void output_kernel(LinearArgs l) {
       for (int idx = threadIdx.x; idx < kChunk * kTileF; idx += blockDim.x) {
         const int j = idx / kTileF, e = idx % kTileF;
         tk[j][e] = (j < cn && e0 + e < f)
-                       ? l.phi_k[(packed_row(l, b, span.k_start, n0 + j, l.a.seq_k) * hkv + g) * f + e0 + e]
+                       ? l.phi_k[(packed_row(l, b, span.k_start, n0 + j, l.a.seq_k) * hkv + g) * f +
+                                 e0 + e]
                        : 0.0f;
       }
       __syncthreads();
@@ -330,10 +343,11 @@ __global__ void output_kernel(LinearArgs l) {
         const int j = idx / kChunk, c = idx % kChunk;
         float v = 0.0f;
         if (j < cn && n0 + j < span.k_len && c0 + c < d)
-          v = load_element(l.a.v.data,
-                           row_offset(l.a.v, l.a.cu_q ? 0 : b,
-                                      l.a.cu_q ? span.k_start + n0 + j : n0 + j, g) + c0 + c,
-                           l.a.dtype);
+          v = load_element(
+              l.a.v.data,
+              row_offset(l.a.v, l.a.cu_q ? 0 : b, l.a.cu_q ? span.k_start + n0 + j : n0 + j, g) +
+                  c0 + c,
+              l.a.dtype);
         tv[j][c] = v;
         non_finite = non_finite || !isfinite(v);
       }
@@ -343,8 +357,9 @@ __global__ void output_kernel(LinearArgs l) {
         for (int j = 0; j < cn; ++j)
           for (int m = 0; m < 4; ++m)
             for (int k = 0; k < 4; ++k)
-              acc[m][k] = j <= ty + 16 * m ? fmaf(a_tile[ty + 16 * m][j], tv[j][tx + 16 * k], acc[m][k])
-                                           : acc[m][k];
+              acc[m][k] = j <= ty + 16 * m
+                              ? fmaf(a_tile[ty + 16 * m][j], tv[j][tx + 16 * k], acc[m][k])
+                              : acc[m][k];
       } else {
         for (int j = 0; j < cn; ++j)
           for (int m = 0; m < 4; ++m)

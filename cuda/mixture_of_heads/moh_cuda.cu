@@ -11,13 +11,13 @@
 #include <algorithm>
 #include <string>
 
-#include "src/core/as_attention.hpp"
-#include "src/core/workspace_carver.hpp"
-#include "src/mixture_of_heads/head_call.hpp"
 #include "cuda/common/device_context.hpp"
 #include "cuda/flash/flash_registry.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
+#include "src/core/as_attention.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "src/mixture_of_heads/head_call.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -63,7 +63,10 @@ __device__ Row locate(const RouteArgs& a, int64_t t) {
     int64_t lo = 0, hi = a.batch;  // the last b with cu_q[b] <= t
     while (lo < hi) {
       const int64_t mid = (lo + hi + 1) / 2;
-      if (a.cu_q[mid * a.cu_q_stride] <= t) lo = mid; else hi = mid - 1;
+      if (a.cu_q[mid * a.cu_q_stride] <= t)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     const int64_t start = a.cu_q[lo * a.cu_q_stride];
     if (lo >= a.batch || t >= a.cu_q[(lo + 1) * a.cu_q_stride]) return r;
@@ -100,7 +103,10 @@ __device__ int64_t lower_bound(const int32_t* packed, int64_t n, int64_t t) {
   int64_t lo = 0, hi = n;
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
-    if (packed[mid] < t) lo = mid + 1; else hi = mid;
+    if (packed[mid] < t)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -203,7 +209,8 @@ __global__ void scatter_kernel(RouteArgs a, RowCopyArgs c) {
   const int32_t row = a.row_of[h * a.tokens + t];
   const float w = row >= 0 ? a.gate[h * a.tokens + t] : 0.0f;
   T* dst = static_cast<T*>(c.rows) + row_offset_of(a, c.stride, r, t, h);
-  const T* src = static_cast<const T*>(c.block) + (h * a.tokens + (row >= 0 ? row : 0)) * c.head_dim;
+  const T* src =
+      static_cast<const T*>(c.block) + (h * a.tokens + (row >= 0 ? row : 0)) * c.head_dim;
   for (int64_t d = threadIdx.x % 32; d < c.head_dim; d += 32)
     dst[d] = from_float<T>(row >= 0 ? w * to_float(src[d]) : 0.0f);
   if (c.lse && threadIdx.x % 32 == 0)
@@ -288,7 +295,8 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
     return std::string("mixture-of-heads (cuda): ") + std::to_string(config_.num_shared_heads) +
            " shared + top-" + std::to_string(config_.top_k) + " of " +
            std::to_string(config_.routed_heads()) +
-           " routed heads; routing, gather and scatter kernels around one gathered-rows launch of [" +
+           " routed heads; routing, gather and scatter kernels around one gathered-rows launch of "
+           "[" +
            kernel_->describe() + "]";
   }
 
@@ -305,8 +313,10 @@ class MixtureOfHeadsCuda final : public MixtureOfHeadsAttention {
   Status check_routing(const AttentionShape& s, const AttentionParams& p, const HeadRouting& r,
                        bool query_pointers) const {
     QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, s));  // gathered rows only
-    QWEN3VL_RETURN_IF_ERROR(validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_device_tensor(ctx_, r.head_index, "routing.head_index", query_pointers));
+    QWEN3VL_RETURN_IF_ERROR(
+        validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads));
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::check_device_tensor(ctx_, r.head_index, "routing.head_index", query_pointers));
     return detail::check_device_tensor(ctx_, r.head_weight, "routing.head_weight", query_pointers);
   }
 
@@ -392,7 +402,8 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
     return c;
   };
   constexpr int kWarps = 8;
-  const dim3 grid(static_cast<unsigned>((tokens + kWarps - 1) / kWarps), static_cast<unsigned>(s.heads));
+  const dim3 grid(static_cast<unsigned>((tokens + kWarps - 1) / kWarps),
+                  static_cast<unsigned>(s.heads));
   Status launched = dispatch_float_dtype(p.q.dtype, [&](auto tag) {
     using T = decltype(tag);
     gather_kernel<T><<<grid, kWarps * 32, 0, stream>>>(a, copy_args(p.q, l.q));
@@ -420,7 +431,8 @@ Status MixtureOfHeadsCuda::run(const AttentionPlan& plan, const AttentionParams&
 
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
                                     std::unique_ptr<MixtureOfHeadsAttention>* out) {
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
+  if (out == nullptr)
+    return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
   QWEN3VL_RETURN_IF_ERROR(validate_moh_config(config));
   detail::DeviceContext ctx;
   QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));

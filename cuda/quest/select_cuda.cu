@@ -9,8 +9,8 @@
 // Runs on sm_61 and up (warp ballots, shared atomics, 1 KB of shared memory).
 #include <cuda_runtime.h>
 
-#include "src/quest/quest_select.hpp"
 #include "qwen3vl/cuda/check.cuh"
+#include "src/quest/quest_select.hpp"
 
 namespace qwen3vl::detail::quest {
 namespace {
@@ -75,7 +75,8 @@ __device__ PageCounts page_counts(const SelectArgs& a, int64_t b) {
 constexpr int kScoreThreads = 128;
 constexpr int kBoundLanes = 8;  // quest_page_bound's lane partials
 constexpr int kPagesPerBlock = kScoreThreads / kBoundLanes;
-constexpr size_t kStagedQBytes = 32 << 10;  // the group's scaled q rows in shared memory, where they fit
+constexpr size_t kStagedQBytes =
+    32 << 10;  // the group's scaled q rows in shared memory, where they fit
 
 // grid (page chunks, batch * Hkv): the ranking key of every candidate page; group_score's
 // arithmetic, its 8 lanes on 8 threads. The block's pages share one KV head, so the group's q
@@ -89,7 +90,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
   extern __shared__ float sq[];  // [group * rows][head_dim] when staged
   const int kv_heads = static_cast<int>(a.kv_heads), group = static_cast<int>(a.group());
   const int rows = static_cast<int>(a.rows), d_max = static_cast<int>(a.head_dim);
-  const int b = static_cast<int>(blockIdx.y) / kv_heads, g = static_cast<int>(blockIdx.y) - b * kv_heads;
+  const int b = static_cast<int>(blockIdx.y) / kv_heads,
+            g = static_cast<int>(blockIdx.y) - b * kv_heads;
   const int n_rows = group * rows;
   const Q* q = static_cast<const Q*>(a.q);
   auto scaled_q = [&](int i, int d) {  // row i: head g * G + i / R, new row i % R
@@ -97,7 +99,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
     return to_float(q[b * a.q_stride[0] + r * a.q_stride[1] + h * a.q_stride[2] + d]) * a.scale;
   };
   if (staged) {
-    for (int x = threadIdx.x; x < n_rows * d_max; x += kScoreThreads) sq[x] = scaled_q(x / d_max, x % d_max);
+    for (int x = threadIdx.x; x < n_rows * d_max; x += kScoreThreads)
+      sq[x] = scaled_q(x / d_max, x % d_max);
     __syncthreads();
   }
   const int64_t p = static_cast<int64_t>(blockIdx.x) * kPagesPerBlock + threadIdx.x / kBoundLanes;
@@ -109,7 +112,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
   float agg = a.sum ? 0.0f : -INFINITY;
   for (int i = 0; i < n_rows; ++i) {
     auto term = [&](int k) {  // lane dim j + 8 k
-      const float s = staged ? sq[i * d_max + j + kBoundLanes * k] : scaled_q(i, j + kBoundLanes * k);
+      const float s =
+          staged ? sq[i * d_max + j + kBoundLanes * k] : scaled_q(i, j + kBoundLanes * k);
       const float x = s * lo[kBoundLanes * k], y = s * hi[kBoundLanes * k];
       return x > y ? x : y;
     };
@@ -125,7 +129,8 @@ __global__ void __launch_bounds__(kScoreThreads) score_pages(SelectArgs a, bool 
         for (int k = 0; j + kBoundLanes * k < d_max; ++k) lane += term(k);
       }
     }
-    lane += __shfl_xor_sync(0xffffffffu, lane, 1);  // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+    lane +=
+        __shfl_xor_sync(0xffffffffu, lane, 1);  // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
     lane += __shfl_xor_sync(0xffffffffu, lane, 2);
     lane += __shfl_xor_sync(0xffffffffu, lane, 4);
     agg = a.sum ? agg + lane : (lane > agg || !(lane == lane) ? lane : agg);
@@ -235,7 +240,8 @@ __global__ void __launch_bounds__(kThreads) select_pages(SelectArgs a) {
   if (threadIdx.x == 0) {  // the forced pages last, in order
     int64_t written = kept;
     for (int64_t p = c.candidates; p < c.pages; ++p) out[written++] = row[p * col];
-    a.out_lens[g * a.batch + b] = static_cast<int32_t>((written - 1) * bs + c.len - (c.pages - 1) * bs);
+    a.out_lens[g * a.batch + b] =
+        static_cast<int32_t>((written - 1) * bs + c.len - (c.pages - 1) * bs);
   }
 }
 
@@ -248,7 +254,8 @@ Status select_cuda(const SelectArgs& a, void* stream) {
   const auto s = static_cast<cudaStream_t>(stream);
   const unsigned grid = static_cast<unsigned>(a.batch * a.kv_heads);
   if (grid == 0) return Status();
-  const unsigned chunks = static_cast<unsigned>((a.max_blocks + kPagesPerBlock - 1) / kPagesPerBlock);
+  const unsigned chunks =
+      static_cast<unsigned>((a.max_blocks + kPagesPerBlock - 1) / kPagesPerBlock);
   const size_t q_bytes = static_cast<size_t>(a.group() * a.rows * a.head_dim) * sizeof(float);
   const bool staged = q_bytes <= kStagedQBytes;
   QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(a.q_dtype, [&](auto tag) -> Status {

@@ -4,10 +4,10 @@
 
 #include <string>
 
-#include "src/core/workspace_carver.hpp"
 #include "cuda/common/device_context.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
+#include "src/core/workspace_carver.hpp"
 #include "standard_kernels.cuh"
 
 namespace qwen3vl {
@@ -45,8 +45,7 @@ class StandardCuda final : public Attention {
     // A plan is made from shapes: where the data lives is checked by launch(), per call.
     QWEN3VL_RETURN_IF_ERROR(check(p, s, /*query_pointers=*/false));
     const bool no_scores = s.batch == 0 || s.max_q == 0 || s.max_k == 0;  // launches nothing
-    plan->workspace_bytes =
-        p.weights.present() || no_scores ? 0 : workspace_bytes_for(s);
+    plan->workspace_bytes = p.weights.present() || no_scores ? 0 : workspace_bytes_for(s);
     if (plan->with_reason) plan->reason = description();
     return Status();
   }

@@ -3,9 +3,9 @@
 // calls allocate nothing), run by the block-sparse CUDA object.
 #include <memory>
 
-#include "src/static_sparse/layout_cache.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/check.cuh"
+#include "src/static_sparse/layout_cache.hpp"
 
 namespace qwen3vl {
 namespace {

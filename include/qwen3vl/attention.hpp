@@ -25,8 +25,8 @@
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/mixture_of_heads.hpp"
-#include "qwen3vl/variants/static_sparse.hpp"
 #include "qwen3vl/variants/standard.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 #if QWEN3VL_WITH_CUDA  // the CUDA entry points; defined by the target
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/kv_cache/cuda.hpp"

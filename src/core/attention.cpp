@@ -10,9 +10,9 @@ namespace qwen3vl {
 
 namespace {
 constexpr Variant kAllVariants[] = {
-    Variant::kAuto,         Variant::kStandard,      Variant::kFlash2,
-    Variant::kSm61Tiled,    Variant::kStaticSparse,  Variant::kDynamicSparse,
-    Variant::kBlockSparse,  Variant::kLinear,        Variant::kMixtureOfHeads};
+    Variant::kAuto,        Variant::kStandard,     Variant::kFlash2,
+    Variant::kSm61Tiled,   Variant::kStaticSparse, Variant::kDynamicSparse,
+    Variant::kBlockSparse, Variant::kLinear,       Variant::kMixtureOfHeads};
 }
 
 const char* to_string(Variant v) {
@@ -141,7 +141,8 @@ Status scalars_differ(const ProblemSignature& planned, const AttentionParams& p)
   if (p.scale.has_value() != planned.has_scale || p.scale.value_or(0.0f) != planned.scale)
     return differs("scale", p.scale ? text(*p.scale) : "unset",
                    planned.has_scale ? text(planned.scale) : "unset");
-  if (p.softcap != planned.softcap) return differs("softcap", text(p.softcap), text(planned.softcap));
+  if (p.softcap != planned.softcap)
+    return differs("softcap", text(p.softcap), text(planned.softcap));
   if (p.mask != planned.mask) return differs("mask", to_string(p.mask), to_string(planned.mask));
   if (p.window_left != planned.window_left || p.window_right != planned.window_right)
     return differs("window", text(p.window_left) + ", " + text(p.window_right),
@@ -197,7 +198,8 @@ uint64_t Attention::next_id() {
 }
 
 Status Attention::plan(const AttentionParams& problem, AttentionPlan* plan) const {
-  if (plan == nullptr) return make_error(StatusCode::kNullPointer, "plan = null: must point to an AttentionPlan");
+  if (plan == nullptr)
+    return make_error(StatusCode::kNullPointer, "plan = null: must point to an AttentionPlan");
   return plan_problem(problem, /*need_data=*/false, /*for_run=*/true, plan);
 }
 
@@ -240,8 +242,8 @@ Status Attention::check_run(const AttentionPlan& plan, const AttentionParams& pa
                             Workspace ws) const {
   if (plan.owner != id())
     return make_error(StatusCode::kInvalidArgument, "plan (", to_string(plan.variant), ", ",
-                      to_string(plan.device), "): ",
-                      plan.owner ? "made by another attention object" : "not made by plan()",
+                      to_string(plan.device),
+                      "): ", plan.owner ? "made by another attention object" : "not made by plan()",
                       "; run() takes a plan of this object (", to_string(variant()), ", ",
                       to_string(device()), ")");
   QWEN3VL_RETURN_IF_ERROR(detail::check_signature(plan.signature, params));

@@ -45,7 +45,10 @@ Status make_performer_projection(const LinearConfig& config, int64_t head_dim,
       double length = std::sqrt(static_cast<double>(d));
       if (config.performer_norm == PerformerNorm::kChi) {
         double sq = 0.0;
-        for (int64_t c = 0; c < d; ++c) { const double g = gauss(rng); sq += g * g; }
+        for (int64_t c = 0; c < d; ++c) {
+          const double g = gauss(rng);
+          sq += g * g;
+        }
         length = std::sqrt(sq);
       }
       for (int64_t c = 0; c < d; ++c)
@@ -67,8 +70,9 @@ Status check_linear_config(const LinearConfig& c) {
                       ": must be finite and >= 0");
   if (c.feature_map == LinearFeatureMap::kPerformer &&
       (c.performer_features < 0 || c.performer_features > 4096))
-    return make_error(StatusCode::kInvalidArgument, "LinearConfig.performer_features = ",
-                      c.performer_features, ": allowed 0 (D ln D) or 1..4096");
+    return make_error(StatusCode::kInvalidArgument,
+                      "LinearConfig.performer_features = ", c.performer_features,
+                      ": allowed 0 (D ln D) or 1..4096");
   return Status();
 }
 
@@ -83,8 +87,9 @@ Status refuse(const char* what, const std::string& value) {
 Status check_square(const AttentionParams& p, Device device) {
   if (!p.varlen()) {
     if (p.q.shape[1] != p.k.shape[1])
-      return make_error(StatusCode::kShapeMismatch, "q.shape[1] = ", p.q.shape[1], ", k.shape[1] = ",
-                        p.k.shape[1], ": causal linear attention needs Lq == Lk");
+      return make_error(StatusCode::kShapeMismatch, "q.shape[1] = ", p.q.shape[1],
+                        ", k.shape[1] = ", p.k.shape[1],
+                        ": causal linear attention needs Lq == Lk");
     return Status();
   }
   if (device != Device::kCPU || p.cu_seqlens_q.device != Device::kCPU) {
@@ -100,7 +105,8 @@ Status check_square(const AttentionParams& p, Device device) {
     const int64_t a = cq[b * p.cu_seqlens_q.stride[0]], k = ck[b * p.cu_seqlens_k.stride[0]];
     if (a != k)
       return make_error(StatusCode::kShapeMismatch, "cu_seqlens_k[", b, "] = ", k,
-                        ", cu_seqlens_q[", b, "] = ", a, ": causal linear attention needs Lq == Lk");
+                        ", cu_seqlens_q[", b, "] = ", a,
+                        ": causal linear attention needs Lq == Lk");
   }
   return Status();
 }
@@ -119,7 +125,8 @@ Status check_linear_problem(const AttentionParams& p, const LinearConfig& config
   if (p.q.device != device)
     return make_error(StatusCode::kUnsupported, "q.device = ", to_string(p.q.device),
                       ": this linear variant runs on ", to_string(device));
-  if (p.mask != MaskKind::kNone && p.mask != MaskKind::kCausal && p.mask != MaskKind::kCausalTopLeft)
+  if (p.mask != MaskKind::kNone && p.mask != MaskKind::kCausal &&
+      p.mask != MaskKind::kCausalTopLeft)
     return make_error(StatusCode::kUnsupported, "mask = ", to_string(p.mask),
                       ": the linear variant supports none, causal and causal_top_left");
   if (p.additive_mask.present())
@@ -132,15 +139,16 @@ Status check_linear_problem(const AttentionParams& p, const LinearConfig& config
     return make_error(StatusCode::kUnsupported, "scale = ", *p.scale,
                       ": elu+1 features take no scale (leave it unset)");
   if (p.key_lengths.present() && p.varlen())
-    return make_error(StatusCode::kUnsupported,
-                      "key_lengths with cu_seqlens: the linear variant pads fixed-length batches only");
+    return make_error(
+        StatusCode::kUnsupported,
+        "key_lengths with cu_seqlens: the linear variant pads fixed-length batches only");
   QWEN3VL_RETURN_IF_ERROR(refuse_sparse_rows(p, "linear"));
   call->causal = p.mask != MaskKind::kNone;
   if (call->causal) QWEN3VL_RETURN_IF_ERROR(check_square(p, device));
   if (config.feature_map == LinearFeatureMap::kPerformer && call->shape.head_dim != config.head_dim)
-    return make_error(StatusCode::kInvalidArgument, "q.shape[-1] (head_dim) = ",
-                      call->shape.head_dim, ": this Performer was built for LinearConfig.head_dim = ",
-                      config.head_dim);
+    return make_error(StatusCode::kInvalidArgument,
+                      "q.shape[-1] (head_dim) = ", call->shape.head_dim,
+                      ": this Performer was built for LinearConfig.head_dim = ", config.head_dim);
   call->features = linear_feature_count(config, call->shape.head_dim);
   return Status();
 }
@@ -161,11 +169,11 @@ Status check_linear_state(const AttentionParams& p, const LinearConfig& config,
   for (int t = 0; t < 2; ++t) {
     QWEN3VL_RETURN_IF_ERROR(check_present(*views[t], names[t]));
     if (views[t]->dtype != DType::kF32)
-      return make_error(StatusCode::kInvalidArgument, names[t], ".dtype = ",
-                        to_string(views[t]->dtype), ": must be f32");
+      return make_error(StatusCode::kInvalidArgument, names[t],
+                        ".dtype = ", to_string(views[t]->dtype), ": must be f32");
     if (views[t]->device != device)
-      return make_error(StatusCode::kInvalidArgument, names[t], ".device = ",
-                        to_string(views[t]->device), ": must be ", to_string(device));
+      return make_error(StatusCode::kInvalidArgument, names[t],
+                        ".device = ", to_string(views[t]->device), ": must be ", to_string(device));
     QWEN3VL_RETURN_IF_ERROR(check_last_contiguous(*views[t], names[t]));
   }
   QWEN3VL_RETURN_IF_ERROR(

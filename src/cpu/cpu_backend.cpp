@@ -15,7 +15,8 @@ Status CpuBackend::create(const CpuOptions& options, std::unique_ptr<CpuBackend>
   // Physical cores by default: these kernels are FMA-bound and SMT siblings share the FMA units.
   backend->threads_ = options.num_threads > 0 ? options.num_threads : cpu.physical_cores;
   if (backend->threads_ < 1) backend->threads_ = 1;
-  if (backend->threads_ > kMaxCpuThreads) backend->threads_ = kMaxCpuThreads;  // a hardware override
+  if (backend->threads_ > kMaxCpuThreads)
+    backend->threads_ = kMaxCpuThreads;  // a hardware override
   backend->arena_ = std::make_unique<tbb::task_arena>(backend->threads_);
   *out = std::move(backend);
   return Status();

@@ -9,9 +9,9 @@
 
 #include <tbb/task_arena.h>
 
-#include "src/core/workspace_carver.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/variants/attention.hpp"
+#include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::detail {
 

@@ -61,8 +61,8 @@ Status resolve_cpu_isa(CpuIsa requested, const CpuInfo& cpu, CpuIsa* chosen) {
                       cpu_isa_compiled(CpuIsa::kAvx2) ? ", avx2" : "",
                       cpu_isa_compiled(CpuIsa::kAvx512) ? ", avx512" : "", ")");
   if (!cpu_supports(cpu, isa))
-    return make_error(StatusCode::kUnsupported, source, " isa = ", to_string(isa),
-                      ": this CPU (", cpu.brand, ") does not support it");
+    return make_error(StatusCode::kUnsupported, source, " isa = ", to_string(isa), ": this CPU (",
+                      cpu.brand, ") does not support it");
   *chosen = isa;
   return Status();
 }

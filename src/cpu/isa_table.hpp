@@ -36,17 +36,17 @@ const Table& isa_table(CpuIsa isa) {
 
 }  // namespace qwen3vl::detail
 
-#define QWEN3VL_DECLARE_ISA_TABLE(Table)                                                      \
-  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kScalar>,       \
-                            const Table*);                                                    \
-  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kAvx2>,         \
-                            const Table*);                                                    \
-  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kAvx512>,       \
+#define QWEN3VL_DECLARE_ISA_TABLE(Table)                                                \
+  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kScalar>, \
+                            const Table*);                                              \
+  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kAvx2>,   \
+                            const Table*);                                              \
+  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<::qwen3vl::CpuIsa::kAvx512>, \
                             const Table*);
 
 // In a per-ISA translation unit (QWEN3VL_ISA_ENUM comes from the generated file).
-#define QWEN3VL_DEFINE_ISA_TABLE(Table, ...)                                                     \
-  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<QWEN3VL_ISA_ENUM>, const Table*) {    \
-    static const Table table{__VA_ARGS__};                                                       \
-    return table;                                                                                \
+#define QWEN3VL_DEFINE_ISA_TABLE(Table, ...)                                                  \
+  const Table& isa_table_of(::qwen3vl::detail::IsaTableTag<QWEN3VL_ISA_ENUM>, const Table*) { \
+    static const Table table{__VA_ARGS__};                                                    \
+    return table;                                                                             \
   }

@@ -5,9 +5,9 @@
 
 #include <cstdint>
 
+#include "isa_table.hpp"
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/cpu/isa.hpp"
-#include "isa_table.hpp"
 
 namespace qwen3vl::detail {
 
@@ -15,11 +15,11 @@ namespace qwen3vl::detail {
 struct StandardHeadTask {
   const AttentionParams* params;
   AttentionShape shape;
-  int64_t b;            // sequence
-  int64_t h;            // query head
-  SequenceSpan span;    // rows and valid keys of sequence b
-  int64_t k_total;      // keys in the sequence including padding (weights row length)
-  void* scratch;        // standard_scratch_floats(max_q, max_k, D) floats, 64-byte aligned
+  int64_t b;          // sequence
+  int64_t h;          // query head
+  SequenceSpan span;  // rows and valid keys of sequence b
+  int64_t k_total;    // keys in the sequence including padding (weights row length)
+  void* scratch;      // standard_scratch_floats(max_q, max_k, D) floats, 64-byte aligned
 };
 
 inline int64_t standard_scratch_floats(int64_t max_q, int64_t max_k, int64_t d) {

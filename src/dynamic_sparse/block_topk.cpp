@@ -48,7 +48,8 @@ int64_t routed_budget(const DynamicSparseConfig& c, int64_t candidates) {
 
 int64_t block_topk_row_capacity(const RoutingCall& call, int64_t col_blocks) {
   const DynamicSparseConfig& c = *call.config;
-  return std::min<int64_t>(col_blocks, c.sink_blocks + c.local_blocks + routed_budget(c, col_blocks));
+  return std::min<int64_t>(col_blocks,
+                           c.sink_blocks + c.local_blocks + routed_budget(c, col_blocks));
 }
 
 void route_block_topk(const RoutingCall& call, Carver* carver, const LayoutBuilder& layout) {
@@ -57,7 +58,8 @@ void route_block_topk(const RoutingCall& call, Carver* carver, const LayoutBuild
   const DynamicSparseConfig& cfg = *call.config;
   const int64_t d = s.head_dim, g_size = s.group_size();
   const int64_t nbq = blocks_of(s.max_q, cfg.block_q), nbk = blocks_of(s.max_k, cfg.block_k);
-  // Pooled Q [B, Hkv, NBq, G, D] (a group's rows of one block are adjacent), pooled K [B, Hkv, NBk, D].
+  // Pooled Q [B, Hkv, NBq, G, D] (a group's rows of one block are adjacent), pooled K [B, Hkv, NBk,
+  // D].
   float* q_pool = carver->take<float>(s.batch * s.heads * nbq * d);
   float* k_pool = carver->take<float>(s.batch * s.kv_heads * nbk * d);
   const ThreadSlots slots(carver, call.threads,
@@ -119,7 +121,8 @@ void route_block_topk(const RoutingCall& call, Carver* carver, const LayoutBuild
         if (std::isnan(total[c])) total[c] = -inf;  // NaN inputs route nowhere in particular
       // Forced blocks score +inf: the sinks, and the local blocks ending at the diagonal.
       int64_t forced = 0;
-      for (int64_t c = c0; c < std::min<int64_t>(c1, cfg.sink_blocks); ++c, ++forced) total[c - c0] = inf;
+      for (int64_t c = c0; c < std::min<int64_t>(c1, cfg.sink_blocks); ++c, ++forced)
+        total[c - c0] = inf;
       const int64_t last = std::clamp(row_position(p, b, span, r1 - 1), hull.begin, hull.end - 1);
       const int64_t diag = last / cfg.block_k;
       for (int64_t c = std::max(c0, diag - cfg.local_blocks + 1); c <= diag; ++c)

@@ -9,10 +9,10 @@
 
 #include "block_routers.hpp"
 #include "exact_topk.hpp"
-#include "src/core/as_attention.hpp"
-#include "src/cpu/cpu_backend.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "src/core/as_attention.hpp"
+#include "src/cpu/cpu_backend.hpp"
 
 namespace qwen3vl {
 
@@ -47,8 +47,9 @@ Status validate(const DynamicSparseConfig& c) {
                           " (sink ", c.sink_blocks, ", local ", c.local_blocks,
                           "): must be >= 0, and the three must keep at least one block");
       if (c.sink_blocks < 0 || c.local_blocks < 0)
-        return make_error(StatusCode::kInvalidArgument, "sink_blocks / local_blocks = ",
-                          c.sink_blocks, " / ", c.local_blocks, ": must be >= 0");
+        return make_error(StatusCode::kInvalidArgument,
+                          "sink_blocks / local_blocks = ", c.sink_blocks, " / ", c.local_blocks,
+                          ": must be >= 0");
       break;
     case DynamicSparseMethod::kVerticalSlash:
       if (c.last_queries < 1)
@@ -58,8 +59,9 @@ Status validate(const DynamicSparseConfig& c) {
         return make_error(StatusCode::kInvalidArgument, "vertical / slash = ", c.vertical, " / ",
                           c.slash, ": must be >= 0 and keep at least one column or diagonal");
       if (c.forced_vertical < 0 || c.forced_slash < 0)
-        return make_error(StatusCode::kInvalidArgument, "forced_vertical / forced_slash = ",
-                          c.forced_vertical, " / ", c.forced_slash, ": must be >= 0");
+        return make_error(StatusCode::kInvalidArgument,
+                          "forced_vertical / forced_slash = ", c.forced_vertical, " / ",
+                          c.forced_slash, ": must be >= 0");
       break;
     case DynamicSparseMethod::kExactTopK:
       if (counts && c.top_k < 1)
@@ -162,9 +164,10 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
                  std::to_string(c.local_blocks) + " local per query block";
         break;
       case DynamicSparseMethod::kVerticalSlash:
-        budget = (c.keep_fraction > 0 ? std::string(fraction) + " of the keys as columns and as diagonals"
-                                      : std::to_string(c.vertical) + " columns + " +
-                                            std::to_string(c.slash) + " diagonals") +
+        budget = (c.keep_fraction > 0
+                      ? std::string(fraction) + " of the keys as columns and as diagonals"
+                      : std::to_string(c.vertical) + " columns + " + std::to_string(c.slash) +
+                            " diagonals") +
                  " from the last " + std::to_string(c.last_queries) + " queries";
         break;
       case DynamicSparseMethod::kExactTopK:
@@ -209,7 +212,8 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     call.params = &p;
     call.shape = shape;
     call.config = &config_;
-    const detail::ScoresKernels& products = detail::isa_table<detail::ScoresKernels>(backend_->isa());
+    const detail::ScoresKernels& products =
+        detail::isa_table<detail::ScoresKernels>(backend_->isa());
     call.scores = products.scores;
     call.pv = products.pv;
     call.arena = &backend_->arena();
@@ -248,7 +252,8 @@ class DynamicSparseCpu final : public DynamicSparseAttention {
     indptr.assign(static_cast<size_t>(nbq + 1), static_cast<int32_t>(runs));
     indices.assign(static_cast<size_t>(std::max<int64_t>(runs, 1)), 0);
     indptr[0] = 0;
-    for (int64_t e = 0; e < runs; ++e) indices[static_cast<size_t>(e)] = static_cast<int32_t>(2 * e);
+    for (int64_t e = 0; e < runs; ++e)
+      indices[static_cast<size_t>(e)] = static_cast<int32_t>(2 * e);
     AttentionParams with_layout = p;
     with_layout.block_layout.block_q = config_.block_q;
     with_layout.block_layout.block_k = config_.block_k;

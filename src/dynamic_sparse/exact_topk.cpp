@@ -36,7 +36,8 @@ int64_t tile_positions(const AttentionShape& s) {
 // Keys row keeps among `visible` (its finite logits count, at most).
 int64_t row_budget(const DynamicSparseConfig& c, int64_t visible) {
   if (c.keep_fraction > 0.0)
-    return std::min(visible, static_cast<int64_t>(std::ceil(c.keep_fraction * static_cast<double>(visible))));
+    return std::min(
+        visible, static_cast<int64_t>(std::ceil(c.keep_fraction * static_cast<double>(visible))));
   return std::min(visible, c.top_k);
 }
 
@@ -79,8 +80,9 @@ bool v_rows_non_finite(const AttentionParams& p, int64_t b, const SequenceSpan& 
   dispatch_float_dtype(p.v.dtype, [&](auto tag) {
     using T = decltype(tag);
     using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint16_t>;
-    const Bits exponent = sizeof(T) == 4 ? Bits(0x7f800000u)
-                          : std::is_same_v<T, half> ? Bits(0x7c00u) : Bits(0x7f80u);
+    const Bits exponent = sizeof(T) == 4            ? Bits(0x7f800000u)
+                          : std::is_same_v<T, half> ? Bits(0x7c00u)
+                                                    : Bits(0x7f80u);
     for (int64_t j = keys.begin; j < keys.end && !bad; ++j) {
       const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, j, kv);
       Bits any = 0;
@@ -117,9 +119,11 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
       if (x > neg_inf) slot.sample[taken++] = x;
     }
     const int64_t rank = k_estimate * kSample / n;
-    const int64_t deeper = rank + 8 + static_cast<int64_t>(2.0 * std::sqrt(static_cast<double>(rank)));
+    const int64_t deeper =
+        rank + 8 + static_cast<int64_t>(2.0 * std::sqrt(static_cast<double>(rank)));
     if (deeper < taken) {
-      std::nth_element(slot.sample, slot.sample + deeper, slot.sample + taken, std::greater<float>());
+      std::nth_element(slot.sample, slot.sample + deeper, slot.sample + taken,
+                       std::greater<float>());
       bound = slot.sample[deeper];
     }
   }
@@ -141,7 +145,8 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
       for (int64_t c = 0; c < d; ++c) store_float(p.out, o + c, qnan);
     }
     if (p.lse.present())
-      p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i)] = qnan;
+      p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i)] =
+          qnan;
     return 0;
   }
   const int64_t k = row_budget(*call.config, finite);
@@ -156,7 +161,8 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
   float threshold = neg_inf, mx = neg_inf;
   if (k > 0 && k < count) {
     std::copy(slot.values, slot.values + count, slot.select);
-    std::nth_element(slot.select, slot.select + (k - 1), slot.select + count, std::greater<float>());
+    std::nth_element(slot.select, slot.select + (k - 1), slot.select + count,
+                     std::greater<float>());
     threshold = slot.select[k - 1];
     mx = *std::max_element(slot.select, slot.select + k);
   } else if (k > 0) {  // every gathered logit is kept: no selection
@@ -183,7 +189,8 @@ int64_t finish_row(const RoutingCall& call, int64_t b, int64_t h, const Sequence
           const float w = std::exp(slot.values[e] - mx);
           sum += w;
           ++kept;
-          const T* v = p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, slot.keys[e], kv);
+          const T* v =
+              p.v.ptr<const T>() + row_offset(p.v, p.varlen(), b, span.k_start, slot.keys[e], kv);
           for (int64_t c = 0; c < d; ++c) slot.acc[c] += w * to_float(v[c]);
         }
       });
@@ -209,7 +216,8 @@ void tile_pv(const RoutingCall& call, int64_t b, const SequenceSpan& span, int64
   if (keys.size() > 0) {
     if (p.v.dtype == DType::kF32) {
       const int64_t ldv = p.varlen() ? p.v.stride[0] : p.v.stride[1];
-      const float* v0 = p.v.ptr<const float>() + row_offset(p.v, p.varlen(), b, span.k_start, keys.begin, kv);
+      const float* v0 =
+          p.v.ptr<const float>() + row_offset(p.v, p.varlen(), b, span.k_start, keys.begin, kv);
       call.pv(slot.scores, rows, keys.size(), v0, keys.size(), ldv, d, o, d);
     } else {
       for (int64_t j = keys.begin; j < keys.end; j += kKeyChunk) {
@@ -255,7 +263,8 @@ void run_exact_topk(const RoutingCall& call, void* workspace, double* density) {
       const Slot slot = carve_slot(&mine, s);
       const KeyRange keys = rows_key_hull(p, b, span, r0, r1);
       for (int64_t g = 0; g < g_size; ++g)
-        pack_rows(p, p.q, b, span.q_start, r0, n, kv * g_size + g, d, s.scale, slot.q + g * n * d, d);
+        pack_rows(p, p.q, b, span.q_start, r0, n, kv * g_size + g, d, s.scale, slot.q + g * n * d,
+                  d);
       score_keys(call, b, span, kv, slot.q, g_size * n, keys, slot.scores, keys.size(), slot.chunk);
       // Many kept keys per row: P V as one GEMM over the tile (the probabilities stay in the
       // score tile), else gathered V rows per row. Not with an additive mask, nor when a V row of

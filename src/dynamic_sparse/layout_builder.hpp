@@ -13,15 +13,20 @@ class LayoutBuilder {
  public:
   LayoutBuilder(int64_t layouts, int64_t row_blocks, int64_t row_capacity, int32_t block_q,
                 int32_t block_k, Carver* carver)
-      : layouts_(layouts), row_blocks_(row_blocks), row_capacity_(row_capacity),
-        block_q_(block_q), block_k_(block_k) {
+      : layouts_(layouts),
+        row_blocks_(row_blocks),
+        row_capacity_(row_capacity),
+        block_q_(block_q),
+        block_k_(block_k) {
     indptr_ = carver->take<int32_t>(layouts * (row_blocks + 1));
     indices_ = carver->take<int32_t>(layouts * capacity());
   }
 
   int64_t capacity() const { return row_blocks_ * row_capacity_; }
   // Row block `row` of layout l: write up to row_capacity column blocks (increasing), then count.
-  int32_t* slot(int64_t l, int64_t row) const { return indices_ + l * capacity() + row * row_capacity_; }
+  int32_t* slot(int64_t l, int64_t row) const {
+    return indices_ + l * capacity() + row * row_capacity_;
+  }
   void set_count(int64_t l, int64_t row, int64_t n) const {
     indptr_[l * (row_blocks_ + 1) + row + 1] = static_cast<int32_t>(n);
   }

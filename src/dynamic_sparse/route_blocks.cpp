@@ -13,9 +13,8 @@ LayoutBuilder carve_route(const RoutingCall& call, Carver* carver, size_t* layou
   const DynamicSparseConfig& cfg = *call.config;
   const int64_t nbq = (s.max_q + cfg.block_q - 1) / cfg.block_q;
   const int64_t nbk = (s.max_k + cfg.block_k - 1) / cfg.block_k;
-  const int64_t width = cfg.method == DynamicSparseMethod::kBlockTopK
-                            ? block_topk_row_capacity(call, nbk)
-                            : nbk;
+  const int64_t width =
+      cfg.method == DynamicSparseMethod::kBlockTopK ? block_topk_row_capacity(call, nbk) : nbk;
   LayoutBuilder layout(s.batch * s.kv_heads, nbq, std::max<int64_t>(width, 1), cfg.block_q,
                        cfg.block_k, carver);
   if (layout_bytes) *layout_bytes = carver->used();

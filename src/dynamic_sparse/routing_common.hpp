@@ -11,10 +11,10 @@
 
 #include <tbb/task_arena.h>
 
-#include "src/core/workspace_carver.hpp"
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
 #include "scores.hpp"
+#include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::detail {
 
@@ -104,7 +104,8 @@ inline void score_keys(const RoutingCall& call, int64_t b, const SequenceSpan& s
   if (rows == 0 || keys.size() <= 0) return;
   if (p.k.dtype == DType::kF32) {
     const int64_t ldk = p.varlen() ? p.k.stride[0] : p.k.stride[1];
-    const float* k0 = p.k.ptr<const float>() + row_offset(p.k, p.varlen(), b, span.k_start, keys.begin, kv);
+    const float* k0 =
+        p.k.ptr<const float>() + row_offset(p.k, p.varlen(), b, span.k_start, keys.begin, kv);
     call.scores(q, rows, d, k0, keys.size(), ldk, d, s, lds);
     return;
   }
@@ -130,7 +131,8 @@ inline KeyRange finish_row_scores(const AttentionParams& p, int64_t b, int64_t h
     }
     if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap);
     if (p.additive_mask.present()) {  // -inf hides the key even where its score is NaN
-      const float m = load_float(p.additive_mask, additive_mask_offset(p.additive_mask, b, h, i, j));
+      const float m =
+          load_float(p.additive_mask, additive_mask_offset(p.additive_mask, b, h, i, j));
       x = m == neg_inf ? neg_inf : x + m;
     }
   }

@@ -20,9 +20,10 @@ namespace qwen3vl::detail {
 namespace {
 
 int64_t budget(const DynamicSparseConfig& c, int64_t count, int64_t keys, int64_t candidates) {
-  const int64_t want = c.keep_fraction > 0.0
-                           ? static_cast<int64_t>(std::ceil(c.keep_fraction * static_cast<double>(keys)))
-                           : count;
+  const int64_t want =
+      c.keep_fraction > 0.0
+          ? static_cast<int64_t>(std::ceil(c.keep_fraction * static_cast<double>(keys)))
+          : count;
   return std::min(want, candidates);
 }
 
@@ -45,7 +46,8 @@ void route_vertical_slash(const RoutingCall& call, Carver* carver, const LayoutB
   int32_t* kept_columns = carver->take<int32_t>(s.batch * s.kv_heads * v_cap);
   int32_t* kept_deltas = carver->take<int32_t>(s.batch * s.kv_heads * s_cap);
   int64_t* kept_counts = carver->take<int64_t>(s.batch * s.kv_heads * 2);
-  const size_t phase1 = sizeof(float) * static_cast<size_t>(a_max * d + a_max * s.max_k + kKeyChunk * d) + 128;
+  const size_t phase1 =
+      sizeof(float) * static_cast<size_t>(a_max * d + a_max * s.max_k + kKeyChunk * d) + 128;
   const size_t phase2 = sizeof(int32_t) * static_cast<size_t>(diagonals);
   const size_t phase3 = static_cast<size_t>(nbk);
   const ThreadSlots slots(carver, call.threads, std::max({phase1, phase2, phase3}));
@@ -80,7 +82,8 @@ void route_vertical_slash(const RoutingCall& call, Carver* carver, const LayoutB
         for (int64_t j = seen.begin; j < seen.end; ++j)
           sum += row[j - keys.begin] = std::exp(row[j - keys.begin] - mx);
         const float inv = static_cast<float>(1.0 / sum);
-        const int64_t offset = row_position(p, b, span, i0 + r) + span.k_len - 1;  // delta + k_len - 1
+        const int64_t offset =
+            row_position(p, b, span, i0 + r) + span.k_len - 1;  // delta + k_len - 1
         for (int64_t j = seen.begin; j < seen.end; ++j) {
           const float w = row[j - keys.begin] * inv;
           v_sum[j] += w;
@@ -114,7 +117,8 @@ void route_vertical_slash(const RoutingCall& call, Carver* carver, const LayoutB
       std::copy(order, order + n_v, columns);
       int32_t* deltas = kept_deltas + l * s_cap;
       select_top(s_sum, n_diag, n_s, order);
-      for (int64_t e = 0; e < n_s; ++e) deltas[e] = static_cast<int32_t>(order[e] - (span.k_len - 1));
+      for (int64_t e = 0; e < n_s; ++e)
+        deltas[e] = static_cast<int32_t>(order[e] - (span.k_len - 1));
       kept_counts[2 * l] = n_v;
       kept_counts[2 * l + 1] = n_s;
     });

@@ -22,12 +22,12 @@
 
 #include <tbb/parallel_for.h>
 
-#include "src/core/workspace_carver.hpp"
-#include "src/cpu/cpu_backend.hpp"
-#include "src/cpu/kernels.hpp"
 #include "gathered_rows.hpp"
 #include "key_intervals.hpp"
 #include "qwen3vl/variants/flash2.hpp"
+#include "src/core/workspace_carver.hpp"
+#include "src/cpu/cpu_backend.hpp"
+#include "src/cpu/kernels.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -175,8 +175,8 @@ class Flash2Cpu final : public Attention {
         task.q_begin = first + begin;
         task.q_end = first + std::min(begin + positions, segment_end);
         for (int64_t i = task.q_begin; i < task.q_end; ++i)
-          ranges[i - task.q_begin] = g ? gathered_keys(p, *g, task, i)
-                                       : row_visible_keys(p, task.b, task.span, i);
+          ranges[i - task.q_begin] =
+              g ? gathered_keys(p, *g, task, i) : row_visible_keys(p, task.b, task.span, i);
         task.rows = ranges;
         task.intervals = intervals;
         task.interval_count = detail::key_intervals(
@@ -223,8 +223,7 @@ class Flash2Cpu final : public Attention {
       const int64_t end = g.run_begin ? g.run_begin[r + 1] : r + 1;
       if (end <= h || h / s.group_size() != (end - 1) / s.group_size())
         return make_error(StatusCode::kInvalidArgument, "gathered run ", r, " = heads [", h, ", ",
-                          end, "): must be non-empty and inside one KV group of ",
-                          s.group_size());
+                          end, "): must be non-empty and inside one KV group of ", s.group_size());
       const int32_t* cu = g.cu_rows + h * (s.batch + 1);
       for (int64_t b = 0; b < s.batch; ++b)
         if (cu[b] < 0 || cu[b + 1] < cu[b] || cu[b + 1] > g.rows)
@@ -269,8 +268,8 @@ class Flash2Cpu final : public Attention {
     KeyRange* intervals;
     char* scratch;
   };
-  static SlotParts carve_slot(detail::Carver& c, const detail::Flash2Plan& t,
-                              int64_t max_intervals, int64_t max_positions) {
+  static SlotParts carve_slot(detail::Carver& c, const detail::Flash2Plan& t, int64_t max_intervals,
+                              int64_t max_positions) {
     SlotParts parts;
     parts.ranges = c.take<KeyRange>(max_positions);
     parts.intervals = c.take<KeyRange>(max_intervals);
@@ -307,7 +306,8 @@ bool is_flash2_cpu(const Attention& attention) {
 
 size_t flash2_gathered_workspace_size(const Attention& flash2, const AttentionParams& p) {
   AttentionPlan plan;
-  if (!flash2.plan(p, &plan).ok() || !flash2_plan_gathered(flash2, plan.shape, &plan).ok()) return 0;
+  if (!flash2.plan(p, &plan).ok() || !flash2_plan_gathered(flash2, plan.shape, &plan).ok())
+    return 0;
   return plan.workspace_bytes;
 }
 
@@ -321,7 +321,7 @@ Status flash2_forward_gathered(const Attention& flash2, const AttentionParams& p
 }
 
 Status flash2_plan_gathered(const Attention& flash2, const AttentionShape& shape,
-                           AttentionPlan* plan) {
+                            AttentionPlan* plan) {
   const auto* f = dynamic_cast<const Flash2Cpu*>(&flash2);
   if (f == nullptr)
     return make_error(StatusCode::kInvalidArgument, "flash2 = ", flash2.describe(),

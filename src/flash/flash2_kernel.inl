@@ -25,10 +25,10 @@
 #include <cstring>
 #include <limits>
 
+#include "gathered_rows.hpp"
 #include "src/core/workspace_carver.hpp"
 #include "src/cpu/kernels.hpp"
 #include "src/cpu/simd/simd.hpp"
-#include "gathered_rows.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
 namespace {
@@ -161,8 +161,8 @@ template <class T>
 void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, const Scratch& w) {
   for (int64_t r = 0; r < g.rows_pad; ++r) {
     if (r < rows)
-      convert_row(row_ptr<T>(t.params->q, t, t.span.q_start, sequence_row(t, t.q_begin + r / t.heads),
-                             t.head + r % t.heads),
+      convert_row(row_ptr<T>(t.params->q, t, t.span.q_start,
+                             sequence_row(t, t.q_begin + r / t.heads), t.head + r % t.heads),
                   g.d, scale, w.row);
     else
       fill(w.row, g.d, 0.0f);
@@ -181,9 +181,10 @@ void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, cons
 }
 
 // live[] states of a block's keys.
-constexpr uint8_t kDead = 0;           // no row of the tile sees the key
-constexpr uint8_t kLive = 1;           // some row sees it
-constexpr uint8_t kLiveNonFinite = 2;  // some row sees it, its V holds Inf/NaN, the block is partial
+constexpr uint8_t kDead = 0;  // no row of the tile sees the key
+constexpr uint8_t kLive = 1;  // some row sees it
+constexpr uint8_t kLiveNonFinite =
+    2;  // some row sees it, its V holds Inf/NaN, the block is partial
 
 // Does a row of n floats hold Inf or NaN? (x * 0 is NaN exactly for those.)
 bool has_non_finite(const float* x, int64_t n) {
@@ -443,7 +444,8 @@ void add_non_finite(const Flash2Task& t, const Geometry& g, int64_t rows, int64_
     for (int64_t r = 0; r < rows; ++r) {
       const KeyRange& range = t.rows[r / group];
       if (key < range.begin || key >= range.end) continue;
-      if (mv.rank > 0 && mask_value(mv, t.b, t.head + r % group, t.q_begin + r / group, key) == kNegInf)
+      if (mv.rank > 0 &&
+          mask_value(mv, t.b, t.head + r % group, t.q_begin + r / group, key) == kNegInf)
         continue;
       const float p = w.st[j * g.rows_pad + r];
       float* o = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;

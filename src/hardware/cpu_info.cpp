@@ -58,8 +58,8 @@ void detect_isa(CpuInfo& c) {
   const bool osxsave = f1.c & (1u << 27);
   if (osxsave) {
     const unsigned long long xcr0 = xgetbv0();
-    c.os_saves_avx = (xcr0 & 0x6) == 0x6;           // XMM and YMM state
-    c.os_saves_avx512 = (xcr0 & 0xe6) == 0xe6;      // plus opmask and ZMM state
+    c.os_saves_avx = (xcr0 & 0x6) == 0x6;       // XMM and YMM state
+    c.os_saves_avx512 = (xcr0 & 0xe6) == 0xe6;  // plus opmask and ZMM state
   }
   if (max_leaf >= 7) {
     const Regs f7 = cpuid(7, 0);
@@ -101,7 +101,8 @@ void detect_topology(CpuInfo& c) {
   c.physical_cores = cores.empty() ? c.logical_cores : static_cast<int>(cores.size());
 
   for (int index = 0; index < 8; ++index) {
-    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    const std::string dir =
+        "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
     std::string level, type, size;
     if (!read_line(dir + "level", &level) || !read_line(dir + "type", &type) ||
         !read_line(dir + "size", &size))
@@ -137,10 +138,11 @@ std::string CpuInfo::to_string() const {
      << ", L2 " << kib(c.l2_bytes) << ", L3 " << kib(c.l3_bytes) << "\n";
   os << "isa:";
   const std::pair<const char*, bool> flags[] = {
-      {"sse4.2", c.sse42},      {"avx", c.avx},           {"avx2", c.avx2},
-      {"fma", c.fma},           {"f16c", c.f16c},         {"avx512f", c.avx512f},
-      {"avx512bw", c.avx512bw}, {"avx512vl", c.avx512vl}, {"avx512dq", c.avx512dq},
-      {"avx512_bf16", c.avx512_bf16}};
+      {"sse4.2", c.sse42},      {"avx", c.avx},
+      {"avx2", c.avx2},         {"fma", c.fma},
+      {"f16c", c.f16c},         {"avx512f", c.avx512f},
+      {"avx512bw", c.avx512bw}, {"avx512vl", c.avx512vl},
+      {"avx512dq", c.avx512dq}, {"avx512_bf16", c.avx512_bf16}};
   for (const auto& f : flags)
     if (f.second) os << " " << f.first;
   os << (c.os_saves_avx512 ? " (os: zmm)" : c.os_saves_avx ? " (os: ymm)" : "") << "\n";

@@ -24,16 +24,16 @@ DecodeTensorSignature tensor_signature(const TensorView& t) {
 }
 
 const TensorView* decode_tensors(const DecodeParams& p, int i) {
-  const TensorView* all[DecodeSignature::kTensors] = {&p.q,    &p.out,        &p.lse,
-                                                      &p.kv.k, &p.kv.v,       &p.kv.seq_lens,
-                                                      &p.kv.block_table};
+  const TensorView* all[DecodeSignature::kTensors] = {
+      &p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens, &p.kv.block_table};
   return all[i];
 }
 const char* const kDecodeTensorNames[DecodeSignature::kTensors] = {
     "q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
 
 bool same(const DecodeTensorSignature& a, const DecodeTensorSignature& b) {
-  if (a.dtype != b.dtype || a.device != b.device || a.device_index != b.device_index || a.rank != b.rank)
+  if (a.dtype != b.dtype || a.device != b.device || a.device_index != b.device_index ||
+      a.rank != b.rank)
     return false;
   for (int d = 0; d < a.rank && d < TensorView::kMaxRank; ++d)
     if (a.shape[d] != b.shape[d] || a.stride[d] != b.stride[d]) return false;
@@ -44,7 +44,8 @@ bool same(const DecodeTensorSignature& a, const DecodeTensorSignature& b) {
 
 DecodeSignature decode_signature_of(const DecodeParams& p) {
   DecodeSignature s;
-  for (int i = 0; i < DecodeSignature::kTensors; ++i) s.tensors[i] = tensor_signature(*decode_tensors(p, i));
+  for (int i = 0; i < DecodeSignature::kTensors; ++i)
+    s.tensors[i] = tensor_signature(*decode_tensors(p, i));
   s.layout = p.kv.layout;
   s.max_seq_len = p.kv.max_seq_len;
   s.has_scale = p.scale.has_value();
@@ -70,11 +71,12 @@ Status check_decode_signature(const DecodeSignature& planned, const DecodeParams
         want.shape[d] = w.shape[d];
         want.stride[d] = w.stride[d];
       }
-      return differs(kDecodeTensorNames[i],
-                     concat(to_string(t.dtype), " ", t.shape_string(), " strides ", t.stride_string(),
-                            " on ", to_string(t.device), ":", t.device_index),
-                     concat(to_string(w.dtype), " ", want.shape_string(), " strides ",
-                            want.stride_string(), " on ", to_string(w.device), ":", w.device_index));
+      return differs(
+          kDecodeTensorNames[i],
+          concat(to_string(t.dtype), " ", t.shape_string(), " strides ", t.stride_string(), " on ",
+                 to_string(t.device), ":", t.device_index),
+          concat(to_string(w.dtype), " ", want.shape_string(), " strides ", want.stride_string(),
+                 " on ", to_string(w.device), ":", w.device_index));
     }
   }
   if (p.kv.layout != planned.layout)
@@ -96,7 +98,8 @@ Status check_decode_data(const DecodeParams& params);
 }  // namespace
 
 Status DecodeAttention::plan(const DecodeParams& problem, DecodePlan* plan) const {
-  if (plan == nullptr) return make_error(StatusCode::kNullPointer, "plan = null: must point to a DecodePlan");
+  if (plan == nullptr)
+    return make_error(StatusCode::kNullPointer, "plan = null: must point to a DecodePlan");
   QWEN3VL_RETURN_IF_ERROR(check_device(problem));
   DecodePlan made;
   QWEN3VL_RETURN_IF_ERROR(validate(problem, &made.shape, /*need_data=*/false));
@@ -111,10 +114,10 @@ Status DecodeAttention::plan(const DecodeParams& problem, DecodePlan* plan) cons
 
 Status DecodeAttention::check_plan(const DecodePlan& plan, const DecodeParams& params) const {
   if (plan.device != device() || plan.facts != facts())
-    return make_error(StatusCode::kInvalidArgument, "plan (", to_string(plan.device), "): ",
-                      plan.facts == 0 ? "not made by plan()"
-                                      : "made by a decode object of other device facts",
-                      "; run() takes a plan of an object like this one (", describe(), ")");
+    return make_error(
+        StatusCode::kInvalidArgument, "plan (", to_string(plan.device), "): ",
+        plan.facts == 0 ? "not made by plan()" : "made by a decode object of other device facts",
+        "; run() takes a plan of an object like this one (", describe(), ")");
   return detail::check_decode_signature(plan.signature, params);
 }
 
@@ -122,8 +125,9 @@ namespace {
 // What run() checks of the data on every call: pointers set, outputs apart from inputs, host table
 // values within bounds.
 Status check_decode_data(const DecodeParams& params) {
-  const TensorView* data[] = {&params.q, &params.out, &params.lse, &params.kv.k, &params.kv.v,
-                              &params.kv.seq_lens, &params.kv.block_table};
+  const TensorView* data[] = {
+      &params.q,    &params.out,         &params.lse,           &params.kv.k,
+      &params.kv.v, &params.kv.seq_lens, &params.kv.block_table};
   const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
   for (int t = 0; t < 7; ++t)
     if (data[t]->present() && data[t]->data == nullptr && data[t]->numel() > 0)

@@ -1,6 +1,7 @@
-// CPU decode: plans key splits (DecodeAttention::plan), runs the per-ISA kernel with oneTBB over (sequence, split,
-// KV-head range) and merges the splits' partial results with merge_states' arithmetic. The
-// workspace holds the partials, then one scratch slot per thread; nothing is allocated here.
+// CPU decode: plans key splits (DecodeAttention::plan), runs the per-ISA kernel with oneTBB over
+// (sequence, split, KV-head range) and merges the splits' partial results with merge_states'
+// arithmetic. The workspace holds the partials, then one scratch slot per thread; nothing is
+// allocated here.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -8,8 +9,8 @@
 #include <cstdlib>
 #include <memory>
 
-#include "src/cpu/cpu_backend.hpp"
 #include "decode_kernels.hpp"
+#include "src/cpu/cpu_backend.hpp"
 
 namespace qwen3vl {
 
@@ -35,7 +36,8 @@ Layout layout_of(const DecodeShape& s, int64_t splits, bool per_head) {
   l.heads_per_task = per_head ? 1 : s.kv_heads;
   const int64_t rows = s.group_size() * s.rows;
   if (splits > 1) l.partial_floats = s.batch * splits * s.kv_heads * rows * (s.head_dim + 1);
-  l.slot_bytes = static_cast<size_t>(detail::decode_scratch_floats(s, l.heads_per_task)) * sizeof(float);
+  l.slot_bytes =
+      static_cast<size_t>(detail::decode_scratch_floats(s, l.heads_per_task)) * sizeof(float);
   return l;
 }
 
@@ -57,7 +59,9 @@ class DecodeCpu final : public DecodeAttention {
  protected:
   uint64_t facts() const override {
     // Threads decide the split count and the workspace's thread slots; the ISA the kernel.
-    return (static_cast<uint64_t>(backend_->threads()) << 8 | static_cast<uint64_t>(backend_->isa())) + 1;
+    return (static_cast<uint64_t>(backend_->threads()) << 8 |
+            static_cast<uint64_t>(backend_->isa())) +
+           1;
   }
 
   Status check_device(const DecodeParams& p) const override {
@@ -101,28 +105,31 @@ class DecodeCpu final : public DecodeAttention {
     const auto kernel = detail::isa_table<detail::DecodeKernels>(backend_->isa()).run_task;
 
     backend_->arena().execute([&] {
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),
-                        [&](const tbb::blocked_range<int64_t>& range) {
-        for (int64_t id = range.begin(); id != range.end(); ++id) {
-          detail::DecodeTask t;
-          t.params = &p;
-          t.shape = s;
-          t.b = id / (l.splits * groups);
-          const int64_t split = id / groups % l.splits, group = id % groups;
-          t.kv_head_begin = group * l.heads_per_task;
-          t.kv_head_end = t.kv_head_begin + l.heads_per_task;
-          t.seq_len = p.kv.seq_len(t.b, t.kv_head_begin);
-          const int64_t per_split = (t.seq_len + l.splits - 1) / l.splits;
-          const int64_t chunk = (per_split + 15) / 16 * 16;  // split on 16-key (block) bounds
-          t.key_begin = std::min(t.seq_len, split * chunk);
-          t.key_end = std::min(t.seq_len, t.key_begin + chunk);
-          const int64_t part = t.b * l.splits + split;
-          t.partial_o = l.splits > 1 ? partial_o + part * s.kv_heads * rows * s.head_dim : nullptr;
-          t.partial_lse = l.splits > 1 ? partial_lse + part * s.kv_heads * rows : nullptr;
-          t.scratch = detail::CpuBackend::thread_slot(slots, l.slot_bytes);
-          kernel(t);
-        }
-      }, tbb::simple_partitioner());
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tasks, 1),
+          [&](const tbb::blocked_range<int64_t>& range) {
+            for (int64_t id = range.begin(); id != range.end(); ++id) {
+              detail::DecodeTask t;
+              t.params = &p;
+              t.shape = s;
+              t.b = id / (l.splits * groups);
+              const int64_t split = id / groups % l.splits, group = id % groups;
+              t.kv_head_begin = group * l.heads_per_task;
+              t.kv_head_end = t.kv_head_begin + l.heads_per_task;
+              t.seq_len = p.kv.seq_len(t.b, t.kv_head_begin);
+              const int64_t per_split = (t.seq_len + l.splits - 1) / l.splits;
+              const int64_t chunk = (per_split + 15) / 16 * 16;  // split on 16-key (block) bounds
+              t.key_begin = std::min(t.seq_len, split * chunk);
+              t.key_end = std::min(t.seq_len, t.key_begin + chunk);
+              const int64_t part = t.b * l.splits + split;
+              t.partial_o =
+                  l.splits > 1 ? partial_o + part * s.kv_heads * rows * s.head_dim : nullptr;
+              t.partial_lse = l.splits > 1 ? partial_lse + part * s.kv_heads * rows : nullptr;
+              t.scratch = detail::CpuBackend::thread_slot(slots, l.slot_bytes);
+              kernel(t);
+            }
+          },
+          tbb::simple_partitioner());
       if (l.splits > 1) merge(p, s, l, partial_o, partial_lse);
     });
     return Status();

@@ -25,8 +25,8 @@
 #include <cmath>
 #include <limits>
 
-#include "src/cpu/simd/simd.hpp"
 #include "decode_kernels.hpp"
+#include "src/cpu/simd/simd.hpp"
 
 namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS {
 namespace {
@@ -137,7 +137,8 @@ inline void pv_partial(const float* p, const T* v, int64_t v_stride, int64_t fro
 // vectors), ends[r] = keys of the chunk row r sees. Folds them into the running max / sum, leaves
 // the weights in s and the factors the rows' outputs must be rescaled by in alpha. Whole vectors:
 // a vector's lanes j and j + 4 belong to the same row.
-inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, float* l, float* alpha) {
+inline void softmax_tile(float* s, int64_t n, const int64_t* ends, float* m, float* l,
+                         float* alpha) {
   const int64_t used = n * kTile, padded = (used + kLanes - 1) / kLanes * kLanes;
   bool masked = false;
   for (int r = 0; r < kTile; ++r) masked |= ends[r] < n;
@@ -290,20 +291,23 @@ void run(const DecodeTask& t) {
   // Software prefetch into L2 (prefetcht2) of keys [i0, i1) of a chunk, head h: K and V rows.
   auto prefetch = [&](const Rows& r, int64_t i0, int64_t i1, int64_t h) {
     for (int64_t i = i0; i < i1 && i < r.n; ++i) {
-      const char* k_row = reinterpret_cast<const char*>(r.k + i * kv_k.stride[1] + h * kv_k.stride[2]);
-      const char* v_row = reinterpret_cast<const char*>(r.v + i * kv_v.stride[1] + h * kv_v.stride[2]);
+      const char* k_row =
+          reinterpret_cast<const char*>(r.k + i * kv_k.stride[1] + h * kv_k.stride[2]);
+      const char* v_row =
+          reinterpret_cast<const char*>(r.v + i * kv_v.stride[1] + h * kv_v.stride[2]);
       for (size_t at = 0; at < row_bytes; at += 64) {
         prefetch_l2(k_row, at);
         prefetch_l2(v_row, at);
       }
     }
   };
-  for (int64_t c = 0; c < kPrefetchChunks; ++c) {  // the first chunks at once, as the loop runs behind
+  for (int64_t c = 0; c < kPrefetchChunks;
+       ++c) {  // the first chunks at once, as the loop runs behind
     const Rows r = rows_at(t.key_begin + c * kChunk);
     for (int64_t h = 0; h < heads; ++h) prefetch(r, 0, r.n, h);
   }
 
-  Chunk pending;           // the chunk whose B is spread over this chunk's A
+  Chunk pending;                 // the chunk whose B is spread over this chunk's A
   int64_t pending_head = heads;  // its next head to finish (heads: none left)
   for (int64_t j0 = t.key_begin, buffer = 0; j0 < t.key_end; buffer ^= 1) {
     const Rows now = rows_at(j0), next = rows_at(j0 + kPrefetchChunks * kChunk);
@@ -315,7 +319,8 @@ void run(const DecodeTask& t) {
         const T* k = now.k + j * kv_k.stride[1] + h * kv_k.stride[2];
         float* sc = st.s + buffer * score_buffer + j * kTile;
         for (int64_t tile = 0; tile < tiles; ++tile)
-          qk_keys(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], nk, d, sc + tile * kChunk * kTile);
+          qk_keys(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], nk, d,
+                  sc + tile * kChunk * kTile);
         prefetch(next, j, j + kKeys, h);
       }
       // The previous chunk's heads, evenly spread over this chunk's keys.

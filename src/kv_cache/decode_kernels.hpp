@@ -6,8 +6,8 @@
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
-#include "src/cpu/isa_table.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
+#include "src/cpu/isa_table.hpp"
 
 namespace qwen3vl::detail {
 
@@ -39,7 +39,8 @@ inline int64_t decode_padded_rows(int64_t rows) {
   return (rows + kDecodeRowTile - 1) / kDecodeRowTile * kDecodeRowTile;
 }
 inline int64_t decode_scratch_floats(const DecodeShape& s, int64_t heads) {
-  const int64_t rows = decode_padded_rows(s.group_size() * s.rows), dp = decode_padded_dim(s.head_dim);
+  const int64_t rows = decode_padded_rows(s.group_size() * s.rows),
+                dp = decode_padded_dim(s.head_dim);
   return heads * rows * (2 * dp + 2 + 2 * kDecodeChunk);
 }
 

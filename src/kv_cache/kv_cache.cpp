@@ -107,7 +107,8 @@ Status KvCache::append(const TensorView& k, const TensorView& v, const TensorVie
 
 Status KvCache::fork(int64_t src, int64_t dst, void* stream) {
   QWEN3VL_RETURN_IF_ERROR(table_.check_fork(src, dst));
-  if (config_.layout == KvLayout::kContiguous)  // rows first: a failed copy leaves the table as it was
+  if (config_.layout ==
+      KvLayout::kContiguous)  // rows first: a failed copy leaves the table as it was
     QWEN3VL_RETURN_IF_ERROR(storage_.copy({KvRun{src, 0, dst, 0, table_.length(src)}}, stream));
   return table_.fork(src, dst);
 }
@@ -120,9 +121,9 @@ std::string KvCache::describe() const {
       c.dtype == DType::kF16
           ? "f16 storage (the KvCacheConfig default: ~4e-4 decode error against ~6e-7 with f32)"
           : std::string(to_string(c.dtype)) + " storage";
-  std::string s = detail::concat("KvCache ", to_string(c.layout), ", ", storage, ", batch ",
-                                 c.batch, ", Hkv ", c.kv_heads, ", D ", c.head_dim, ", ",
-                                 capacity(), " tokens a sequence");
+  std::string s =
+      detail::concat("KvCache ", to_string(c.layout), ", ", storage, ", batch ", c.batch, ", Hkv ",
+                     c.kv_heads, ", D ", c.head_dim, ", ", capacity(), " tokens a sequence");
   if (c.layout == KvLayout::kPaged)
     s += detail::concat(", ", c.num_blocks, " blocks of ", c.block_size);
   return s;

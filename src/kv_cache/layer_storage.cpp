@@ -13,8 +13,10 @@ Status check_storage(const KvTableConfig& c, const TensorView& t, const char* na
                       t.shape_string(), "): expected 4");
   const bool paged = c.layout == KvLayout::kPaged;
   const TensorView& first = like.present() ? like : t;
-  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(
-      t, name, 4, {paged ? c.num_blocks : c.batch, paged ? c.block_size : c.max_len, first.shape[2], first.shape[3]}));
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_dims(t, name, 4,
+                         {paged ? c.num_blocks : c.batch, paged ? c.block_size : c.max_len,
+                          first.shape[2], first.shape[3]}));
   if (t.shape[2] < 1 || t.shape[3] < 1 || t.shape[3] > 256)
     return make_error(StatusCode::kInvalidArgument, name, ".shape = ", t.shape_string(),
                       ": needs Hkv >= 1 and head_dim 1..256");
@@ -38,16 +40,19 @@ Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const Tenso
                       to_string(c.layout));
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
   const int64_t want[4] = {c.num_blocks, 2, k.shape[2], k.shape[3]};
-  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
-  const TensorView packed = TensorView::contiguous(b.data, DType::kF32, {want[0], want[1], want[2], want[3]});
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
+  const TensorView packed =
+      TensorView::contiguous(b.data, DType::kF32, {want[0], want[1], want[2], want[3]});
   for (int d = 0; d < 4; ++d)
     if (b.stride[d] != packed.stride[d])
       return make_error(StatusCode::kBadStride, "key_bounds.stride[", d, "] = ", b.stride[d],
                         ": must be contiguous (", packed.stride[d], ")");
   if (b.dtype != DType::kF32 || b.device != k.device || b.device_index != k.device_index)
     return make_error(StatusCode::kInvalidArgument, "key_bounds = ", to_string(b.dtype), " on ",
-                      to_string(b.device), ":", b.device_index, ": must be f32 on the storage's device (",
-                      to_string(k.device), ":", k.device_index, ")");
+                      to_string(b.device), ":", b.device_index,
+                      ": must be f32 on the storage's device (", to_string(k.device), ":",
+                      k.device_index, ")");
   if (!ops.fold_key_bounds)
     return make_error(StatusCode::kUnsupported, "config.key_bounds = true: the ",
                       to_string(ops.device), " storage ops keep no key bounds");
@@ -76,7 +81,8 @@ Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const Ten
   if (table == nullptr || !table->created())
     return make_error(StatusCode::kInvalidArgument, "table: ", table ? "not created" : "null",
                       " (use KvPageTable::create)");
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a KvLayerStorage");
+  if (out == nullptr)
+    return make_error(StatusCode::kNullPointer, "out = null: must point to a KvLayerStorage");
   const KvTableConfig& c = table->config();
   QWEN3VL_RETURN_IF_ERROR(check_storage(c, k, "k_storage", TensorView{}));
   QWEN3VL_RETURN_IF_ERROR(check_storage(c, v, "v_storage", k));
@@ -109,14 +115,16 @@ Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const Ten
 }
 
 Status KvLayerStorage::check_source(const TensorView& k, const TensorView& v, bool ragged) const {
-  if (!ops_) return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  if (!ops_)
+    return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(k, "k"));
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(v, "v"));
   const int rank = ragged ? 3 : 4;
   if (k.rank != rank)
-    return make_error(StatusCode::kShapeMismatch, "k.rank = ", k.rank, " (shape ", k.shape_string(),
-                      "): expected ", rank, ragged ? " ([tokens, Hkv, D]) with cu_seqlens"
-                                                   : " ([batch, tokens, Hkv, D])");
+    return make_error(
+        StatusCode::kShapeMismatch, "k.rank = ", k.rank, " (shape ", k.shape_string(),
+        "): expected ", rank,
+        ragged ? " ([tokens, Hkv, D]) with cu_seqlens" : " ([batch, tokens, Hkv, D])");
   const int64_t hkv = kv_heads(), d = head_dim();
   if (ragged) {
     QWEN3VL_RETURN_IF_ERROR(detail::check_dims(k, "k", 3, {k.shape[0], hkv, d}));
@@ -132,8 +140,8 @@ Status KvLayerStorage::check_source(const TensorView& k, const TensorView& v, bo
                         ": allowed f32, f16, bf16");
     if (t->device != k_.device || t->device_index != k_.device_index)
       return make_error(StatusCode::kInvalidArgument, name, ".device = ", to_string(t->device), ":",
-                        t->device_index, ": must equal the storage device (",
-                        to_string(k_.device), ":", k_.device_index, ")");
+                        t->device_index, ": must equal the storage device (", to_string(k_.device),
+                        ":", k_.device_index, ")");
     QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
   }
   return Status();
@@ -144,7 +152,8 @@ Status KvLayerStorage::run(const std::vector<KvRun>& runs, const TensorView& src
   if (runs.empty()) return Status();
   const int64_t n = static_cast<int64_t>(runs.size());
   QWEN3VL_RETURN_IF_ERROR(ops_->write(k_, v_, src_k, src_v, runs.data(), n, stream));
-  if (bounds_.present()) QWEN3VL_RETURN_IF_ERROR(ops_->fold_key_bounds(bounds_, k_, runs.data(), n, stream));
+  if (bounds_.present())
+    QWEN3VL_RETURN_IF_ERROR(ops_->fold_key_bounds(bounds_, k_, runs.data(), n, stream));
   return Status();
 }
 
@@ -159,15 +168,17 @@ Status KvLayerStorage::apply(const KvPageTable& table, const TensorView& k, cons
   const KvAppendStep& s = table.step();
   QWEN3VL_RETURN_IF_ERROR(check_source(k, v, s.ragged));
   if (k.shape[s.ragged ? 0 : 1] != s.rows)
-    return make_error(StatusCode::kShapeMismatch, "k.shape = ", k.shape_string(), ": the step appends ",
-                      s.rows, s.ragged ? " rows in all" : " tokens to every sequence");
+    return make_error(StatusCode::kShapeMismatch, "k.shape = ", k.shape_string(),
+                      ": the step appends ", s.rows,
+                      s.ragged ? " rows in all" : " tokens to every sequence");
   // Copy-on-write copies first: they fill the new blocks (and restart the copies' bounds).
   QWEN3VL_RETURN_IF_ERROR(run(s.copies, k_, v_, stream));
   return run(s.writes, as_rank4(k), as_rank4(v), stream);
 }
 
 Status KvLayerStorage::copy(const std::vector<KvRun>& runs, void* stream) const {
-  if (!ops_) return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  if (!ops_)
+    return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
   return run(runs, k_, v_, stream);
 }
 
@@ -178,7 +189,8 @@ KvCacheView KvLayerStorage::view(const KvPageTable& table) const {
   view.v = v_;
   const std::vector<int32_t>& lens = table.visible_lengths();
   // Views are non-const; kernels only read them.
-  view.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens.data()), DType::kI32, {config_.batch});
+  view.seq_lens =
+      TensorView::contiguous(const_cast<int32_t*>(lens.data()), DType::kI32, {config_.batch});
   if (config_.layout == KvLayout::kPaged)
     view.block_table = TensorView::contiguous(const_cast<int32_t*>(table.block_table().data()),
                                               DType::kI32, {config_.batch, config_.max_blocks});

@@ -42,7 +42,8 @@ Status check_table_config(const KvTableConfig& c) {
 }  // namespace
 
 Status KvPageTable::create(const KvTableConfig& config, KvPageTable* out) {
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a KvPageTable");
+  if (out == nullptr)
+    return make_error(StatusCode::kNullPointer, "out = null: must point to a KvPageTable");
   QWEN3VL_RETURN_IF_ERROR(check_table_config(config));
   KvPageTable t;
   t.config_ = config;
@@ -66,7 +67,8 @@ void KvPageTable::update_max() {
 }
 
 Status KvPageTable::check_seq(int64_t seq, const char* name) const {
-  if (!created_) return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  if (!created_)
+    return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
   if (seq < 0 || seq >= config_.batch)
     return make_error(StatusCode::kInvalidArgument, name, " = ", seq, ": allowed 0..",
                       config_.batch - 1);
@@ -83,16 +85,17 @@ Status KvPageTable::check_closed(const char* what) const {
 Status KvPageTable::begin_append(int64_t rows, const TensorView& cu_seqlens) {
   QWEN3VL_RETURN_IF_ERROR(check_seq(0, "cache"));
   QWEN3VL_RETURN_IF_ERROR(check_closed("begin_append"));
-  if (rows < 0)
-    return make_error(StatusCode::kInvalidArgument, "rows = ", rows, ": must be >= 0");
+  if (rows < 0) return make_error(StatusCode::kInvalidArgument, "rows = ", rows, ": must be >= 0");
   const bool ragged = cu_seqlens.present();
   const int32_t* cu = nullptr;
   if (ragged) {
     if (cu_seqlens.device != Device::kCPU)
-      return make_error(StatusCode::kInvalidArgument, "cu_seqlens.device = ",
-                        to_string(cu_seqlens.device), ": must be host memory (cpu)");
+      return make_error(StatusCode::kInvalidArgument,
+                        "cu_seqlens.device = ", to_string(cu_seqlens.device),
+                        ": must be host memory (cpu)");
     int64_t seqs = 0, longest = 0;
-    QWEN3VL_RETURN_IF_ERROR(detail::check_cu_seqlens(cu_seqlens, "cu_seqlens", rows, &seqs, &longest));
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::check_cu_seqlens(cu_seqlens, "cu_seqlens", rows, &seqs, &longest));
     if (seqs != config_.batch)
       return make_error(StatusCode::kShapeMismatch, "cu_seqlens.shape[0] = ", seqs + 1,
                         ": must be batch + 1 = ", config_.batch + 1);
@@ -124,7 +127,8 @@ Status KvPageTable::begin_append(int64_t rows, const TensorView& cu_seqlens) {
     if (len % bs == 0) continue;
     const int32_t last = table_at(b, len / bs);
     if (allocator_.ref_count(last) < 2) continue;  // private: written in place
-    auto it = std::find_if(leaving.begin(), leaving.end(), [&](auto& e) { return e.first == last; });
+    auto it =
+        std::find_if(leaving.begin(), leaving.end(), [&](auto& e) { return e.first == last; });
     if (it == leaving.end()) it = leaving.insert(leaving.end(), {last, 0});
     if (allocator_.ref_count(last) - it->second > 1) {
       s.cow_[static_cast<size_t>(b)] = 1;
@@ -134,12 +138,13 @@ Status KvPageTable::begin_append(int64_t rows, const TensorView& cu_seqlens) {
   }
   if (blocks_needed > allocator_.free_count())
     return make_error(StatusCode::kOutOfMemory, "append needs ", blocks_needed,
-                      " free blocks: only ", allocator_.free_count(), " of ",
-                      allocator_.capacity(), " are free");
+                      " free blocks: only ", allocator_.free_count(), " of ", allocator_.capacity(),
+                      " are free");
 
   // Take the blocks and fill the table, remembering how to undo it.
   s.fresh_.resize(static_cast<size_t>(blocks_needed));
-  QWEN3VL_RETURN_IF_ERROR(allocator_.allocate(static_cast<int32_t>(blocks_needed), s.fresh_.data()));
+  QWEN3VL_RETURN_IF_ERROR(
+      allocator_.allocate(static_cast<int32_t>(blocks_needed), s.fresh_.data()));
   s.undo_.clear();
   s.copied_from_.clear();
   s.copies.clear();
@@ -190,7 +195,8 @@ Status KvPageTable::begin_append(int64_t rows, const TensorView& cu_seqlens) {
 
 Status KvPageTable::commit() {
   if (!open_) return make_error(StatusCode::kInvalidArgument, "commit: no append step is open");
-  for (int32_t id : step_.copied_from_) QWEN3VL_RETURN_IF_ERROR(allocator_.release(id));  // still shared
+  for (int32_t id : step_.copied_from_)
+    QWEN3VL_RETURN_IF_ERROR(allocator_.release(id));  // still shared
   lengths_.swap(step_.lengths);
   deltas_.swap(step_.position_deltas);
   max_length_ = step_.max_length;
@@ -282,8 +288,8 @@ std::string KvPageTable::describe() const {
   std::string s = detail::concat("KvPageTable ", to_string(c.layout), ", batch ", c.batch, ", ",
                                  capacity(), " tokens a sequence");
   if (c.layout == KvLayout::kPaged)
-    s += detail::concat(", ", c.num_blocks, " blocks of ", c.block_size, " (", allocator_.free_count(),
-                        " free)");
+    s += detail::concat(", ", c.num_blocks, " blocks of ", c.block_size, " (",
+                        allocator_.free_count(), " free)");
   return s;
 }
 

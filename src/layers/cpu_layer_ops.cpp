@@ -6,9 +6,9 @@
 #include <cstring>
 #include <deque>
 
-#include "src/cpu/cpu_backend.hpp"
 #include "layer_ops.hpp"
 #include "projection_kernels.hpp"
+#include "src/cpu/cpu_backend.hpp"
 
 namespace qwen3vl::layers::detail {
 namespace {

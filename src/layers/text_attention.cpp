@@ -48,7 +48,7 @@ struct TextPlan {
   rope::RopeApplyParams rope;
   AttentionParams params;
   DecodeParams decode;
-  DecodePlan decode_plan;     // made by the sizing pass (or taken from the table's step)
+  DecodePlan decode_plan;  // made by the sizing pass (or taken from the table's step)
   bool decode_planned = false;
   Workspace kernel;
   size_t bytes = 0;
@@ -76,19 +76,20 @@ Status check_cache(const Impl& m, const CacheRef& cache, int64_t batch, int64_t 
     return make_error(StatusCode::kInvalidArgument, "cache storage: made for another table than ",
                       t.describe());
   if (s.kv_heads() != m.kv_heads() || s.head_dim() != m.dim())
-    return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", s.kv_heads(), ", ", s.head_dim(),
-                      ": must be the layer's ", m.kv_heads(), ", ", m.dim());
+    return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", s.kv_heads(), ", ",
+                      s.head_dim(), ": must be the layer's ", m.kv_heads(), ", ", m.dim());
   if (t.config().batch != batch)
     return make_error(StatusCode::kShapeMismatch, "cache batch = ", t.config().batch,
                       ": must equal hidden_states.shape[0] = ", batch);
   if (s.k().device != m.config.options.device)
-    return make_error(StatusCode::kInvalidArgument,
-                      "cache device = ", to_string(s.k().device),
+    return make_error(StatusCode::kInvalidArgument, "cache device = ", to_string(s.k().device),
                       ": must be the layer's device ", to_string(m.config.options.device));
   if (t.step_open() && (t.step().ragged || t.step().rows != len))
-    return make_error(StatusCode::kInvalidArgument, "table step: appends ",
-                      t.step().ragged ? "ragged rows" : qwen3vl::detail::concat(t.step().rows, " tokens a sequence"),
-                      ": the layer appends L = ", len, " to every sequence (begin_append(", len, "))");
+    return make_error(
+        StatusCode::kInvalidArgument, "table step: appends ",
+        t.step().ragged ? "ragged rows"
+                        : qwen3vl::detail::concat(t.step().rows, " tokens a sequence"),
+        ": the layer appends L = ", len, " to every sequence (begin_append(", len, "))");
   *past_max = 0;
   for (int64_t b = 0; b < batch; ++b) {
     if (t.length(b) + len > t.capacity())
@@ -100,8 +101,8 @@ Status check_cache(const Impl& m, const CacheRef& cache, int64_t batch, int64_t 
   return Status();
 }
 
-Status choose_path(const Impl& m, const CacheRef& cache, const TextAttentionInputs& in, bool weights,
-                   TextPlan* p) {
+Status choose_path(const Impl& m, const CacheRef& cache, const TextAttentionInputs& in,
+                   bool weights, TextPlan* p) {
   if (!cache || p->past_max == 0) {
     p->path = Path::kFresh;
     return Status();
@@ -180,8 +181,8 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
       for (int64_t i = 0; i < L; ++i) {
         const int32_t keep = mask.ptr<const int32_t>()[mask.offset(b, i)];
         if (keep != 0 && keep != 1)
-          return make_error(StatusCode::kInvalidArgument, "attention_mask[", b, ", ", i, "] = ", keep,
-                            ": allowed 0 (padding) or 1 (keep)");
+          return make_error(StatusCode::kInvalidArgument, "attention_mask[", b, ", ", i,
+                            "] = ", keep, ": allowed 0 (padding) or 1 (keep)");
       }
   }
 
@@ -299,8 +300,8 @@ Status record_position_deltas(const TensorView& pos, int64_t L, KvPageTable* tab
     int64_t highest = before > 0 ? before + table->position_delta(b) - 1 : -1;
     for (int64_t a = 0; a < axes; ++a)
       for (int64_t i = 0; i < L; ++i)
-        highest = std::max<int64_t>(highest, data[pos.rank == 3 ? pos.offset(a, b, i)
-                                                                : pos.offset(b, i)]);
+        highest = std::max<int64_t>(highest,
+                                    data[pos.rank == 3 ? pos.offset(a, b, i) : pos.offset(b, i)]);
     QWEN3VL_RETURN_IF_ERROR(table->set_position_delta(b, highest + 1 - length));
   }
   return Status();
@@ -345,7 +346,8 @@ Status run_steps(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
   if (p.path == Path::kDecode) {
     // The step's lengths: host views on the CPU; on CUDA the table's mirror, uploaded by the
     // step's first layer and read by every later one.
-    if (m.config.options.device != Device::kCPU) QWEN3VL_RETURN_IF_ERROR(cache.table->sync_mirror(stream));
+    if (m.config.options.device != Device::kCPU)
+      QWEN3VL_RETURN_IF_ERROR(cache.table->sync_mirror(stream));
     p.decode.kv = cache.storage->device_view(*cache.table);
     p.decode.kv.max_seq_len = std::min(cache.table->capacity(), p.keys);
     QWEN3VL_RETURN_IF_ERROR(m.decode->run(p.decode_plan, p.decode, p.kernel, stream));
@@ -413,10 +415,9 @@ Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
   rc.head_dim = D;
   rc.theta = config.rope_theta;
   rc.scaling = config.rope_scaling;
-  QWEN3VL_RETURN_IF_ERROR(rope::make_text_table(rc, config.mrope_layout, config.mrope_section,
-                                                config.max_position, config.rope_recipe,
-                                                config.rope_table, &m->table,
-                                                config.rope_inv_freq));
+  QWEN3VL_RETURN_IF_ERROR(rope::make_text_table(
+      rc, config.mrope_layout, config.mrope_section, config.max_position, config.rope_recipe,
+      config.rope_table, &m->table, config.rope_inv_freq));
   QWEN3VL_RETURN_IF_ERROR(detail::make_layer_ops(opt, &m->ops));
   QWEN3VL_RETURN_IF_ERROR(m->ops->rope_table(m->table, &m->table_view));
 
@@ -518,7 +519,8 @@ Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvPag
                                       const KvLayerStorage* storage,
                                       const TextAttentionOutputs& out) const {
   TextPlan p;
-  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr, &p);
+  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr,
+                   &p);
 }
 
 size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvPageTable* table,

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 
-#include "src/core/workspace_carver.hpp"
 #include "layer_common.hpp"
 #include "qwen3vl/rope/vision.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::layers {
 
@@ -79,14 +79,12 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
   p->qkv = TensorView::contiguous(qkv, o.dtype, {N, 3, H, D}, o.device);
   const auto part = [&](int64_t which) {  // [N, H, D] rows of one of q, k, v
     char* first = qkv ? static_cast<char*>(qkv) + which * hidden * es : nullptr;  // null: sizing
-    return TensorView::strided(first, o.dtype, {N, H, D},
-                               {3 * hidden, D, 1}, o.device);
+    return TensorView::strided(first, o.dtype, {N, H, D}, {3 * hidden, D, 1}, o.device);
   };
   p->q = part(0);
   p->k = part(1);
   p->v = part(2);
-  p->attn = TensorView::contiguous(carve.take<char>(N * hidden * es), o.dtype,
-                                   {N, H, D}, o.device);
+  p->attn = TensorView::contiguous(carve.take<char>(N * hidden * es), o.dtype, {N, H, D}, o.device);
   for (TensorView* t : {&p->qkv, &p->q, &p->k, &p->v, &p->attn}) t->device_index = o.device_index;
   const detail::RowsView xr = detail::rows_of(x);
   p->linear_scratch = carve.take<char>(static_cast<int64_t>(std::max(
@@ -109,8 +107,8 @@ Status plan_vision(const Impl& m, const VisionAttentionInputs& in, const TensorV
   a.cu_seqlens_q = a.cu_seqlens_k = cu;
   a.max_seqlen_q = a.max_seqlen_k = p->max_len;
   if (o.device != Device::kCPU) {  // kernels read cu_seqlens where they run
-    p->device_cu = TensorView::contiguous(carve.take<int32_t>(frames + 1),
-                                          DType::kI32, {frames + 1}, o.device);
+    p->device_cu = TensorView::contiguous(carve.take<int32_t>(frames + 1), DType::kI32,
+                                          {frames + 1}, o.device);
     p->device_cu.device_index = o.device_index;
     a.cu_seqlens_q = a.cu_seqlens_k = p->device_cu;
   }

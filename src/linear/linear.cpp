@@ -5,9 +5,9 @@
 
 #include <vector>
 
+#include "linear_kernels.hpp"
 #include "src/core/as_attention.hpp"
 #include "src/cpu/cpu_backend.hpp"
-#include "linear_kernels.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -69,8 +69,8 @@ class LinearCpu final : public LinearAttention {
 
  private:
   size_t slot_bytes(const detail::LinearCall& call) const {
-    return static_cast<size_t>(detail::linear_scratch_floats(config_.chunk, call.features,
-                                                             call.shape.head_dim)) *
+    return static_cast<size_t>(
+               detail::linear_scratch_floats(config_.chunk, call.features, call.shape.head_dim)) *
            sizeof(float);
   }
 
@@ -82,23 +82,25 @@ class LinearCpu final : public LinearAttention {
     const auto kernel = detail::isa_table<detail::LinearKernels>(backend_->isa()).run;
     const int64_t tasks = call.shape.batch * call.shape.kv_heads;
     backend_->arena().execute([&] {
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),
-                        [&](const tbb::blocked_range<int64_t>& range) {
-        for (int64_t t = range.begin(); t != range.end(); ++t) {
-          detail::LinearTask task;
-          task.params = &p;
-          task.call = &call;
-          task.config = &config_;
-          task.omega = omega;
-          task.b = t / call.shape.kv_heads;
-          task.kv_head = t % call.shape.kv_heads;
-          task.span = sequence_span(p, task.b);
-          task.state = state;
-          task.continue_state = continue_state;
-          task.scratch = detail::CpuBackend::thread_slot(ws, slot);
-          kernel(task);
-        }
-      }, tbb::simple_partitioner());
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tasks, 1),
+          [&](const tbb::blocked_range<int64_t>& range) {
+            for (int64_t t = range.begin(); t != range.end(); ++t) {
+              detail::LinearTask task;
+              task.params = &p;
+              task.call = &call;
+              task.config = &config_;
+              task.omega = omega;
+              task.b = t / call.shape.kv_heads;
+              task.kv_head = t % call.shape.kv_heads;
+              task.span = sequence_span(p, task.b);
+              task.state = state;
+              task.continue_state = continue_state;
+              task.scratch = detail::CpuBackend::thread_slot(ws, slot);
+              kernel(task);
+            }
+          },
+          tbb::simple_partitioner());
     });
     return Status();
   }

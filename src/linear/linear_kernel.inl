@@ -27,23 +27,35 @@ template <class T>
 class HeadRunner {
  public:
   explicit HeadRunner(const LinearTask& t)
-      : t_(t), p_(*t.params), c_(t.config->chunk), f_(t.call->features),
-        d_(t.call->shape.head_dim), performer_(t.omega != nullptr) {
+      : t_(t),
+        p_(*t.params),
+        c_(t.config->chunk),
+        f_(t.call->features),
+        d_(t.call->shape.head_dim),
+        performer_(t.omega != nullptr) {
     float* w = static_cast<float*>(t.scratch);
-    x_ = w;            w += c_ * d_;
-    phi_k_ = w;        w += c_ * f_;
-    v1_ = w;           w += c_ * (d_ + 1);
-    phi_q_ = w;        w += c_ * f_;
-    a_ = w;            w += c_ * c_;
-    o_ = w;            w += c_ * (d_ + 1);
+    x_ = w;
+    w += c_ * d_;
+    phi_k_ = w;
+    w += c_ * f_;
+    v1_ = w;
+    w += c_ * (d_ + 1);
+    phi_q_ = w;
+    w += c_ * f_;
+    a_ = w;
+    w += c_ * c_;
+    o_ = w;
+    w += c_ * (d_ + 1);
     state_ = w;
     query_scale_ = std::sqrt(t.call->shape.scale);
   }
 
   void run() {
     Map state(state_, f_, d_ + 1);
-    if (t_.state && t_.continue_state) load_state();
-    else state.setZero();
+    if (t_.state && t_.continue_state)
+      load_state();
+    else
+      state.setZero();
     if (performer_) key_stabiliser_ = key_stabiliser();
     const int64_t lq = t_.span.q_len, lk = t_.span.k_len;
     if (t_.call->causal) {
@@ -106,8 +118,8 @@ class HeadRunner {
     for (int64_t r = 0; r < cn; ++r) {
       float* dst = v1_ + r * (d_ + 1);
       if (r < valid) {
-        const T* src = vbase + row_offset(p_.v, t_.call->shape.varlen, t_.b, t_.span.k_start, n0 + r,
-                                          t_.kv_head);
+        const T* src = vbase + row_offset(p_.v, t_.call->shape.varlen, t_.b, t_.span.k_start,
+                                          n0 + r, t_.kv_head);
         for (int64_t c = 0; c < d_; ++c) dst[c] = to_float(src[c]);
         dst[d_] = 1.0f;
       } else {
@@ -146,8 +158,8 @@ class HeadRunner {
     const float norm = 1.0f / std::sqrt(static_cast<float>(f_));
     for (int64_t r = 0; r < n; ++r) {
       Eigen::Map<Eigen::ArrayXf> a(dst + r * f_, f_);
-      const float half_sq = 0.5f * ConstMap(x_ + r * d_, 1, d_).squaredNorm() * query_scale_ *
-                            query_scale_;
+      const float half_sq =
+          0.5f * ConstMap(x_ + r * d_, 1, d_).squaredNorm() * query_scale_ * query_scale_;
       const float c = query ? a.maxCoeff() : key_stabiliser_;
       a = ((a - (half_sq + c)).exp() + kPerformerEpsilon) * norm;
     }

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "src/core/linear_common.hpp"
 #include "qwen3vl/cpu/isa.hpp"
+#include "src/core/linear_common.hpp"
 #include "src/cpu/isa_table.hpp"
 
 namespace qwen3vl::detail {
@@ -15,18 +15,20 @@ struct LinearTask {
   const AttentionParams* params;
   const LinearCall* call;
   const LinearConfig* config;
-  const float* omega;          // Performer projection [F, D], else null
+  const float* omega;  // Performer projection [F, D], else null
   int64_t b;
   int64_t kv_head;
   SequenceSpan span;
-  const LinearState* state;    // null: no state (forward)
-  bool continue_state;         // step(): start from *state; prefill(): from zero
-  void* scratch;               // linear_scratch_floats() floats, 64-byte aligned
+  const LinearState* state;  // null: no state (forward)
+  bool continue_state;       // step(): start from *state; prefill(): from zero
+  void* scratch;             // linear_scratch_floats() floats, 64-byte aligned
 };
 
-// x [C, D], phi(K) [C, F], [V | 1] [C, D + 1], phi(Q) [C, F], A [C, C], O [C, D + 1], state [F, D + 1].
+// x [C, D], phi(K) [C, F], [V | 1] [C, D + 1], phi(Q) [C, F], A [C, C], O [C, D + 1], state [F, D +
+// 1].
 inline int64_t linear_scratch_floats(int64_t chunk, int64_t features, int64_t d) {
-  return chunk * d + 2 * chunk * features + 2 * chunk * (d + 1) + chunk * chunk + features * (d + 1);
+  return chunk * d + 2 * chunk * features + 2 * chunk * (d + 1) + chunk * chunk +
+         features * (d + 1);
 }
 
 struct LinearKernels {

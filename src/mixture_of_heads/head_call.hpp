@@ -55,8 +55,8 @@ inline bool needs_positions(const AttentionParams& p) {
 struct HeadBlock {
   void* q = nullptr;
   void* out = nullptr;
-  float* lse = nullptr;          // with params.lse only
-  int32_t* positions = nullptr;  // with needs_positions() only (the first head's)
+  float* lse = nullptr;           // with params.lse only
+  int32_t* positions = nullptr;   // with needs_positions() only (the first head's)
   const int32_t* cu_q = nullptr;  // [sequences of the call + 1]: gathered rows per sequence
   const int32_t* cu_k = nullptr;  // fixed-length inputs: b * Lk for b = 0 .. sequences of the call
   int64_t rows = 0;
@@ -68,7 +68,8 @@ struct HeadBlock {
 // BHSD strides) one call per (sequence, head).
 inline bool one_call_per_head(const AttentionParams& p) {
   if (p.varlen()) return true;
-  return p.k.stride[0] == p.k.shape[1] * p.k.stride[1] && p.v.stride[0] == p.v.shape[1] * p.v.stride[1];
+  return p.k.stride[0] == p.k.shape[1] * p.k.stride[1] &&
+         p.v.stride[0] == p.v.shape[1] * p.v.stride[1];
 }
 
 inline int64_t routing_tokens(const AttentionParams& p) {
@@ -125,10 +126,12 @@ inline AttentionParams head_call(const AttentionParams& p, const AttentionShape&
   c.max_seqlen_q = s.max_q;
   c.max_seqlen_k = s.max_k;
   if (p.key_lengths.present()) {
-    c.key_lengths = merged ? p.key_lengths : p.key_lengths.narrowed(0, call, 1);  // this sequence's entry
+    c.key_lengths =
+        merged ? p.key_lengths : p.key_lengths.narrowed(0, call, 1);  // this sequence's entry
   }
   if (p.lse.present())
-    c.lse = place(TensorView::strided(blk.lse, DType::kF32, {heads, blk.rows}, {blk.head_stride, 1}));
+    c.lse =
+        place(TensorView::strided(blk.lse, DType::kF32, {heads, blk.rows}, {blk.head_stride, 1}));
   if (needs_positions(p))
     c.q_positions = place(TensorView::contiguous(blk.positions, DType::kI32, {blk.rows}));
   c.scale = s.scale;

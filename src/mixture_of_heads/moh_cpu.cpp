@@ -17,13 +17,13 @@
 #include <string>
 #include <utility>
 
+#include "head_call.hpp"
+#include "qwen3vl/variants/flash2.hpp"
+#include "qwen3vl/variants/mixture_of_heads.hpp"
 #include "src/core/as_attention.hpp"
 #include "src/core/workspace_carver.hpp"
 #include "src/cpu/cpu_backend.hpp"
 #include "src/flash/gathered_rows.hpp"
-#include "head_call.hpp"
-#include "qwen3vl/variants/flash2.hpp"
-#include "qwen3vl/variants/mixture_of_heads.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -83,7 +83,8 @@ HostBlocks carve_host(detail::Carver& c, const AttentionParams& p, const Attenti
 // Key row offsets of the sequences one one-head call covers (fixed-length inputs: b * Lk).
 void fill_key_offsets(const AttentionParams& p, const AttentionShape& s, int32_t* cu) {
   const int64_t lk = p.varlen() ? 0 : p.k.shape[1];
-  for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b) cu[b] = static_cast<int32_t>(b * lk);
+  for (int64_t b = 0; b <= detail::moh::call_sequences(p, s); ++b)
+    cu[b] = static_cast<int32_t>(b * lk);
 }
 
 class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
@@ -102,7 +103,8 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   // for routed calls flash2's gathered-rows plan (flash2 kernels) or the largest one-head call's
   // workspace, and the routed calls' workspace.
   struct Planned {
-    Status dense_status;  // the head kernel may refuse the dense problem: only forward(params) fails
+    Status
+        dense_status;  // the head kernel may refuse the dense problem: only forward(params) fails
     AttentionPlan dense;
     AttentionPlan gathered;
     size_t kernel_bytes = 0;
@@ -139,8 +141,8 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     detail::Carver sizing;
     carve_host(sizing, p, s, planned->kernel_bytes, !flash2_);
     planned->routed_bytes = sizing.used() + detail::kAlignSlack;
-    plan->workspace_bytes = std::max(planned->routed_bytes,
-                                     planned->dense_status.ok() ? planned->dense.workspace_bytes : 0);
+    plan->workspace_bytes = std::max(
+        planned->routed_bytes, planned->dense_status.ok() ? planned->dense.workspace_bytes : 0);
     if (plan->with_reason) plan->reason = description();
     plan->data = std::move(planned);
     return Status();
@@ -160,9 +162,11 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
   Status check_routing(const AttentionPlan& plan, const AttentionParams& p,
                        const HeadRouting& r) const override {
     if (r.head_index.present() && r.head_index.device != Device::kCPU)
-      return make_error(StatusCode::kInvalidArgument, "routing.head_index.device = ",
-                        to_string(r.head_index.device), ": must be host memory like q");
-    QWEN3VL_RETURN_IF_ERROR(detail::moh::check_window_alignment(p, plan.shape));  // gathered rows only
+      return make_error(StatusCode::kInvalidArgument,
+                        "routing.head_index.device = ", to_string(r.head_index.device),
+                        ": must be host memory like q");
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::moh::check_window_alignment(p, plan.shape));  // gathered rows only
     return validate_head_routing(r, detail::moh::routing_tokens(p), config_.num_heads);
   }
 
@@ -174,11 +178,18 @@ class MixtureOfHeadsHost final : public MixtureOfHeadsAttention {
     std::vector<int32_t> cu_k(cu.size());
     fill_key_offsets(p, s, cu_k.data());
     std::vector<int32_t> positions(static_cast<size_t>(detail::moh::call_rows(p)), 0);
-    HeadBlock blk{nullptr, nullptr, nullptr, positions.data(), cu.data(), cu_k.data(),
-                  detail::moh::call_rows(p), detail::moh::routing_tokens(p)};
+    HeadBlock blk{nullptr,
+                  nullptr,
+                  nullptr,
+                  positions.data(),
+                  cu.data(),
+                  cu_k.data(),
+                  detail::moh::call_rows(p),
+                  detail::moh::routing_tokens(p)};
     size_t bytes = 0;
     for (int64_t heads = 1; heads <= s.group_size(); ++heads)
-      bytes = std::max(bytes, kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk, heads)));
+      bytes =
+          std::max(bytes, kernel_->workspace_size(detail::moh::head_call(p, s, 0, 0, blk, heads)));
     return bytes;
   }
 
@@ -237,7 +248,8 @@ Status MixtureOfHeadsHost::run(const AttentionPlan& plan, const AttentionParams&
   detail::Carver carver = detail::carve(ws.data);
   const bool blocks = !flash2_;
   const HostBlocks w = carve_host(carver, p, s, planned.kernel_bytes, blocks);
-  const Workspace kernel_ws{w.kernel, ws.bytes - static_cast<size_t>(w.kernel - static_cast<char*>(ws.data))};
+  const Workspace kernel_ws{w.kernel,
+                            ws.bytes - static_cast<size_t>(w.kernel - static_cast<char*>(ws.data))};
   const int64_t tokens = detail::moh::routing_tokens(p);
   const size_t row_bytes = static_cast<size_t>(s.head_dim * size_of(p.q.dtype));
 
@@ -356,11 +368,12 @@ Status MixtureOfHeadsHost::run(const AttentionPlan& plan, const AttentionParams&
 
 Status create_mixture_of_heads(std::unique_ptr<Attention> head_kernel, const MoHConfig& config,
                                std::unique_ptr<MixtureOfHeadsAttention>* out) {
-  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
+  if (out == nullptr)
+    return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
   QWEN3VL_RETURN_IF_ERROR(validate_moh_config(config));
   if (!head_kernel || head_kernel->device() != Device::kCPU)
-    return make_error(StatusCode::kInvalidArgument, "head_kernel = ",
-                      head_kernel ? to_string(head_kernel->device()) : "null",
+    return make_error(StatusCode::kInvalidArgument,
+                      "head_kernel = ", head_kernel ? to_string(head_kernel->device()) : "null",
                       ": must be a host (CPU) attention object");
   *out = std::make_unique<MixtureOfHeadsHost>(std::move(head_kernel), config);
   return Status();

@@ -20,20 +20,21 @@ Status check_logits(const TensorView& t, const char* name, int64_t tokens, int64
     return make_error(StatusCode::kNullPointer, name, " is absent: expected f32 [", tokens, ", ",
                       width, "]");
   if (t.dtype != DType::kF32 || t.device != Device::kCPU)
-    return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
-                      " on ", to_string(t.device), ": must be f32 host memory");
+    return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype), " on ",
+                      to_string(t.device), ": must be f32 host memory");
   if (t.rank != 2 || t.shape[0] != tokens || t.shape[1] != width)
     return make_error(StatusCode::kShapeMismatch, name, ".shape = ", t.shape_string(),
                       ": expected [", tokens, ", ", width, "]");
   if (t.data == nullptr && tokens > 0)
-    return make_error(StatusCode::kNullPointer, name, ".data = null: a non-empty tensor needs memory");
+    return make_error(StatusCode::kNullPointer, name,
+                      ".data = null: a non-empty tensor needs memory");
   if (width > 1 && t.stride[1] != 1)
     return make_error(StatusCode::kBadStride, name, ".stride[1] = ", t.stride[1], ": must be 1");
   for (int64_t r = 0; r < tokens; ++r)  // NaN would break the top-k order
     for (int64_t i = 0; i < width; ++i)
       if (!std::isfinite(t.ptr<const float>()[r * t.stride[0] + i]))
-        return make_error(StatusCode::kInvalidArgument, name, "[", r, ", ", i, "] = ",
-                          t.ptr<const float>()[r * t.stride[0] + i], ": must be finite");
+        return make_error(StatusCode::kInvalidArgument, name, "[", r, ", ", i,
+                          "] = ", t.ptr<const float>()[r * t.stride[0] + i], ": must be finite");
   return Status();
 }
 
@@ -54,8 +55,9 @@ Status validate_moh_config(const MoHConfig& c) {
     return make_error(StatusCode::kInvalidArgument, "MoHConfig.num_heads = ", c.num_heads,
                       ": must be >= 1");
   if (c.num_shared_heads < 0 || c.num_shared_heads > c.num_heads)
-    return make_error(StatusCode::kInvalidArgument, "MoHConfig.num_shared_heads = ",
-                      c.num_shared_heads, ": allowed 0..", c.num_heads, " (num_heads)");
+    return make_error(StatusCode::kInvalidArgument,
+                      "MoHConfig.num_shared_heads = ", c.num_shared_heads, ": allowed 0..",
+                      c.num_heads, " (num_heads)");
   const int64_t routed = c.routed_heads();
   if (routed == 0 ? c.top_k != 0 : (c.top_k < 1 || c.top_k > routed))
     return make_error(StatusCode::kInvalidArgument, "MoHConfig.top_k = ", c.top_k, ": allowed ",
@@ -69,14 +71,15 @@ Status validate_head_routing(const HeadRouting& r, int64_t tokens, int64_t heads
   const TensorView& idx = r.head_index;
   const TensorView& w = r.head_weight;
   if (!idx.present() || !w.present())
-    return make_error(StatusCode::kNullPointer, "routing.", idx.present() ? "head_weight" : "head_index",
+    return make_error(StatusCode::kNullPointer, "routing.",
+                      idx.present() ? "head_weight" : "head_index",
                       " is absent: head_index i32 [T, k] and head_weight f32 [T, k] come together");
   if (idx.dtype != DType::kI32)
-    return make_error(StatusCode::kInvalidArgument, "routing.head_index.dtype = ",
-                      to_string(idx.dtype), ": must be i32");
+    return make_error(StatusCode::kInvalidArgument,
+                      "routing.head_index.dtype = ", to_string(idx.dtype), ": must be i32");
   if (w.dtype != DType::kF32)
-    return make_error(StatusCode::kInvalidArgument, "routing.head_weight.dtype = ",
-                      to_string(w.dtype), ": must be f32");
+    return make_error(StatusCode::kInvalidArgument,
+                      "routing.head_weight.dtype = ", to_string(w.dtype), ": must be f32");
   if (idx.rank != 2 || idx.shape[0] != tokens || idx.shape[1] < 1 || idx.shape[1] > heads)
     return make_error(StatusCode::kShapeMismatch, "routing.head_index.shape = ", idx.shape_string(),
                       ": expected [", tokens, " (query rows), k] with 1 <= k <= ", heads);
@@ -87,25 +90,26 @@ Status validate_head_routing(const HeadRouting& r, int64_t tokens, int64_t heads
     return make_error(StatusCode::kNullPointer, "routing.", idx.data ? "head_weight" : "head_index",
                       ".data = null: a non-empty routing needs memory");
   if (idx.device != w.device || idx.device_index != w.device_index)
-    return make_error(StatusCode::kInvalidArgument, "routing.head_weight.device = ",
-                      to_string(w.device), ": must equal routing.head_index.device");
+    return make_error(StatusCode::kInvalidArgument,
+                      "routing.head_weight.device = ", to_string(w.device),
+                      ": must equal routing.head_index.device");
   if (idx.device != Device::kCPU) return Status();  // values are checked where they live
   const int64_t k = idx.shape[1];
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t e = 0; e < k; ++e) {
       const int32_t h = idx.ptr<const int32_t>()[t * idx.stride[0] + e * idx.stride[1]];
       if (h < 0 || h >= heads)
-        return make_error(StatusCode::kInvalidArgument, "routing.head_index[", t, ", ", e, "] = ", h,
-                          ": allowed 0..", heads - 1, " (query heads)");
+        return make_error(StatusCode::kInvalidArgument, "routing.head_index[", t, ", ", e,
+                          "] = ", h, ": allowed 0..", heads - 1, " (query heads)");
       for (int64_t f = 0; f < e; ++f)
         if (idx.ptr<const int32_t>()[t * idx.stride[0] + f * idx.stride[1]] == h)
-          return make_error(StatusCode::kInvalidArgument, "routing.head_index[", t, ", ", e, "] = ",
-                            h, ": head already listed at [", t, ", ", f,
+          return make_error(StatusCode::kInvalidArgument, "routing.head_index[", t, ", ", e,
+                            "] = ", h, ": head already listed at [", t, ", ", f,
                             "]; a token lists each head once");
       const float g = w.ptr<const float>()[t * w.stride[0] + e * w.stride[1]];
       if (!std::isfinite(g))
-        return make_error(StatusCode::kInvalidArgument, "routing.head_weight[", t, ", ", e, "] = ", g,
-                          ": must be finite");
+        return make_error(StatusCode::kInvalidArgument, "routing.head_weight[", t, ", ", e,
+                          "] = ", g, ": must be finite");
     }
   return Status();
 }
@@ -122,15 +126,18 @@ Status route_mixture_of_heads(const MoHConfig& c, const MoHRouterLogits& logits,
   const int64_t k = c.heads_per_token();
   for (const TensorView* t : {&out.head_index, &out.head_weight})
     if (!t->present() || t->rank != 2 || t->shape[1] != k || t->device != Device::kCPU)
-      return make_error(StatusCode::kShapeMismatch, "out.", t == &out.head_index ? "head_index" : "head_weight",
+      return make_error(StatusCode::kShapeMismatch, "out.",
+                        t == &out.head_index ? "head_index" : "head_weight",
                         ".shape = ", t->shape_string(), ": expected host [T, ", k,
                         "] (num_shared_heads + top_k)");
   if (out.head_weight.shape[0] != tokens)
-    return make_error(StatusCode::kShapeMismatch, "out.head_weight.shape = ",
-                      out.head_weight.shape_string(), ": must equal out.head_index.shape");
+    return make_error(StatusCode::kShapeMismatch,
+                      "out.head_weight.shape = ", out.head_weight.shape_string(),
+                      ": must equal out.head_index.shape");
   if (out.head_index.dtype != DType::kI32 || out.head_weight.dtype != DType::kF32)
-    return make_error(StatusCode::kInvalidArgument, "out dtypes = ", to_string(out.head_index.dtype),
-                      "/", to_string(out.head_weight.dtype), ": must be i32/f32");
+    return make_error(StatusCode::kInvalidArgument,
+                      "out dtypes = ", to_string(out.head_index.dtype), "/",
+                      to_string(out.head_weight.dtype), ": must be i32/f32");
 
   std::vector<double> p_shared, p_routed, p_mix;
   std::vector<int32_t> order(static_cast<size_t>(routed));
@@ -156,8 +163,9 @@ Status route_mixture_of_heads(const MoHConfig& c, const MoHRouterLogits& logits,
       softmax(x, routed, &p_routed);
       std::iota(order.begin(), order.end(), 0);
       // Decreasing logit, ties to the lower head: a strict weak order, so the top_k are unique.
-      std::partial_sort(order.begin(), order.begin() + c.top_k, order.end(),
-                        [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
+      std::partial_sort(
+          order.begin(), order.begin() + c.top_k, order.end(),
+          [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
       for (int64_t e = 0; e < c.top_k; ++e) {
         idx[(shared + e) * si] = static_cast<int32_t>(shared + order[e]);
         w[(shared + e) * sw] = static_cast<float>(a_routed * p_routed[order[e]]);

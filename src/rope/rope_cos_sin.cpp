@@ -37,8 +37,8 @@ Status check_output(const TensorView& o, const char* name, int64_t tokens, int64
 
 }  // namespace
 
-Status rope_cos_sin(const RopeTableView& table, const TensorView& positions,
-                    const TensorView& cos, const TensorView& sin) {
+Status rope_cos_sin(const RopeTableView& table, const TensorView& positions, const TensorView& cos,
+                    const TensorView& sin) {
   QWEN3VL_RETURN_IF_ERROR(check_table(table));
   const TensorView& pos = positions;
   if (pos.dtype != DType::kI32 || pos.device != Device::kCPU)

@@ -5,8 +5,8 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
-#include "src/cpu/cpu_backend.hpp"
 #include "rope_kernels.hpp"
+#include "src/cpu/cpu_backend.hpp"
 
 namespace qwen3vl::rope {
 namespace {
@@ -29,7 +29,8 @@ class RopeCpu final : public RopeApplier {
                         ": the CPU RoPE applier needs host memory");
     QWEN3VL_RETURN_IF_ERROR(check_positions(p, s));
     const detail::RopeTask task{&p, s};
-    const auto kernel = qwen3vl::detail::isa_table<detail::RopeCpuKernels>(backend_->isa()).apply_tokens;
+    const auto kernel =
+        qwen3vl::detail::isa_table<detail::RopeCpuKernels>(backend_->isa()).apply_tokens;
     const int64_t tokens = s.tokens();
     const int64_t per_token = (s.q_heads + s.k_heads) * s.rotary_dim;
     if (tokens * per_token <= kSerialElements || backend_->threads() == 1) {

@@ -4,8 +4,8 @@
 // (detail::rotate_pair), so every ISA gives bit-identical results.
 #include <cstdint>
 
-#include "src/cpu/simd/simd.hpp"
 #include "rope_kernels.hpp"
+#include "src/cpu/simd/simd.hpp"
 
 namespace qwen3vl::rope::detail::cpu_rope::QWEN3VL_ISA_NS {
 namespace {

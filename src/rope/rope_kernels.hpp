@@ -5,8 +5,8 @@
 #include <cstdint>
 
 #include "qwen3vl/cpu/isa.hpp"
-#include "src/cpu/isa_table.hpp"
 #include "qwen3vl/rope/apply.hpp"
+#include "src/cpu/isa_table.hpp"
 
 namespace qwen3vl::rope::detail {
 

@@ -97,8 +97,8 @@ std::string built_list() {
 }  // namespace
 
 std::vector<std::pair<Variant, Device>> Selector::built() {
-  const Variant every[] = {Variant::kStandard,     Variant::kFlash2,        Variant::kBlockSparse,
-                           Variant::kStaticSparse, Variant::kDynamicSparse, Variant::kLinear,
+  const Variant every[] = {Variant::kStandard,      Variant::kFlash2,        Variant::kBlockSparse,
+                           Variant::kStaticSparse,  Variant::kDynamicSparse, Variant::kLinear,
                            Variant::kMixtureOfHeads};
   std::vector<std::pair<Variant, Device>> built;
   for (Variant v : every) built.emplace_back(v, Device::kCPU);
@@ -120,8 +120,8 @@ Status Selector::try_create(const AttentionConfig& config, int layer_idx,
     const bool cpu = config.device == Device::kCPU;
     variant = config.need_weights || !cpu ? Variant::kStandard : Variant::kFlash2;
     reason += config.need_weights ? "auto -> standard (attention weights requested)"
-              : cpu ? "auto -> flash2 (fused, O(n) memory: the CPU prefill default)"
-                    : "auto -> standard";
+              : cpu               ? "auto -> flash2 (fused, O(n) memory: the CPU prefill default)"
+                                  : "auto -> standard";
   } else {
     reason += std::string("requested ") + to_string(variant);
   }

@@ -3,16 +3,17 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "qwen3vl/variants/standard.hpp"
 #include "src/cpu/cpu_backend.hpp"
 #include "src/cpu/kernels.hpp"
-#include "qwen3vl/variants/standard.hpp"
 
 namespace qwen3vl {
 namespace {
 
 class StandardCpu final : public Attention {
  public:
-  explicit StandardCpu(std::unique_ptr<detail::CpuBackend> backend) : backend_(std::move(backend)) {}
+  explicit StandardCpu(std::unique_ptr<detail::CpuBackend> backend)
+      : backend_(std::move(backend)) {}
 
   Variant variant() const override { return Variant::kStandard; }
   Device device() const override { return Device::kCPU; }
@@ -45,20 +46,22 @@ class StandardCpu final : public Attention {
     const auto kernel = detail::isa_table<detail::StandardKernels>(backend_->isa()).head;
     const int64_t tasks = s.batch * s.heads;
     backend_->arena().execute([&] {
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, tasks, 1),
-                        [&](const tbb::blocked_range<int64_t>& range) {
-        for (int64_t t = range.begin(); t != range.end(); ++t) {
-          detail::StandardHeadTask task;
-          task.params = &p;
-          task.shape = s;
-          task.b = t / s.heads;
-          task.h = t % s.heads;
-          task.span = sequence_span(p, task.b);
-          task.k_total = p.varlen() ? task.span.k_len : p.k.shape[1];
-          task.scratch = detail::CpuBackend::thread_slot(ws, slot);
-          kernel(task);
-        }
-      }, tbb::simple_partitioner());
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, tasks, 1),
+          [&](const tbb::blocked_range<int64_t>& range) {
+            for (int64_t t = range.begin(); t != range.end(); ++t) {
+              detail::StandardHeadTask task;
+              task.params = &p;
+              task.shape = s;
+              task.b = t / s.heads;
+              task.h = t % s.heads;
+              task.span = sequence_span(p, task.b);
+              task.k_total = p.varlen() ? task.span.k_len : p.k.shape[1];
+              task.scratch = detail::CpuBackend::thread_slot(ws, slot);
+              kernel(task);
+            }
+          },
+          tbb::simple_partitioner());
     });
     return Status();
   }

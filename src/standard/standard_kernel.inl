@@ -1,8 +1,9 @@
 // Standard attention for one (sequence, query head), compiled once per ISA (see isa_prologue.hpp):
 // S = (scale Q) K^T with Eigen, softcap and masks, a row softmax, then O = P V with Eigen.
-// Only keys that some row of the sequence can see are read, so NaN in fully masked K/V never enters.
-// Keys hidden from some rows only are read: their scores are replaced before the softmax, and V
-// rows holding Inf/NaN leave the P V product (see below), so they reach only the rows that see them.
+// Only keys that some row of the sequence can see are read, so NaN in fully masked K/V never
+// enters. Keys hidden from some rows only are read: their scores are replaced before the softmax,
+// and V rows holding Inf/NaN leave the P V product (see below), so they reach only the rows that
+// see them.
 #include <cmath>
 #include <limits>
 
@@ -73,8 +74,8 @@ void run(const StandardHeadTask& task) {
       for (int64_t j = lo; j < hi; ++j) row[j] = p.softcap * std::tanh(row[j] / p.softcap);
     if (p.additive_mask.present())
       for (int64_t j = lo; j < hi; ++j) {  // -inf masks the key even where its score is NaN
-        const float m = load_float(p.additive_mask,
-                                   additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
+        const float m = load_float(
+            p.additive_mask, additive_mask_offset(p.additive_mask, task.b, task.h, i, k_lo + j));
         row[j] = m == kNegInf ? kNegInf : row[j] + m;
       }
     // A NaN score (from q or from a K row the row sees) makes the row NaN, as in flash2: a plain
@@ -102,8 +103,8 @@ void run(const StandardHeadTask& task) {
       lse = mx + std::log(sum);
     }
     if (p.lse.present()) {
-      const int64_t off = s.varlen ? p.lse.offset(task.h, task.span.q_start + i)
-                                   : p.lse.offset(task.b, task.h, i);
+      const int64_t off =
+          s.varlen ? p.lse.offset(task.h, task.span.q_start + i) : p.lse.offset(task.b, task.h, i);
       p.lse.ptr<float>()[off] = lse;
     }
     if (p.weights.present()) {

@@ -120,12 +120,12 @@ class StaticSparseAttention : public Attention {
     QWEN3VL_RETURN_IF_ERROR(cache_.get(params.q.device_index, shape.max_q, shape.max_k,
                                        shape.kv_heads, &planned->layout));
     planned->inner.with_reason = plan->with_reason;
-    QWEN3VL_RETURN_IF_ERROR(plan_part(*inner_, with_layout(params, *planned), shape,
-                                      &planned->inner));
+    QWEN3VL_RETURN_IF_ERROR(
+        plan_part(*inner_, with_layout(params, *planned), shape, &planned->inner));
     plan->workspace_bytes = planned->inner.workspace_bytes;
     if (plan->with_reason)
-      plan->reason = "static_sparse (" + cache_.config().to_string() + ") over " +
-                     planned->inner.reason;
+      plan->reason =
+          "static_sparse (" + cache_.config().to_string() + ") over " + planned->inner.reason;
     plan->data = std::move(planned);
     return Status();
   }

@@ -22,15 +22,14 @@ int64_t BlockLayoutData::blocks(int64_t l) const {
 }
 
 Status from_block_mask(const std::vector<uint8_t>& mask, int64_t layouts, int64_t row_blocks,
-                       int64_t col_blocks, int32_t block_q, int32_t block_k,
-                       BlockLayoutData* out) {
+                       int64_t col_blocks, int32_t block_q, int32_t block_k, BlockLayoutData* out) {
   if (layouts < 1 || row_blocks < 0 || col_blocks < 0)
     return make_error(StatusCode::kInvalidArgument, "block mask dims [", layouts, ", ", row_blocks,
                       ", ", col_blocks, "]: allowed layouts >= 1, blocks >= 0");
   if (static_cast<int64_t>(mask.size()) != layouts * row_blocks * col_blocks)
-    return make_error(StatusCode::kShapeMismatch, "block mask size = ", mask.size(),
-                      ": must be layouts x row_blocks x col_blocks = ",
-                      layouts * row_blocks * col_blocks);
+    return make_error(
+        StatusCode::kShapeMismatch, "block mask size = ", mask.size(),
+        ": must be layouts x row_blocks x col_blocks = ", layouts * row_blocks * col_blocks);
   BlockLayoutData d;
   d.block_q = block_q;
   d.block_k = block_k;
@@ -57,8 +56,7 @@ Status from_block_mask(const std::vector<uint8_t>& mask, int64_t layouts, int64_
   }
   *out = std::move(d);
   // The view must satisfy the layout contract (block sizes included); say so here, not in a kernel.
-  return validate_block_layout(out->view(), 1, layouts, row_blocks * block_q,
-                               col_blocks * block_k);
+  return validate_block_layout(out->view(), 1, layouts, row_blocks * block_q, col_blocks * block_k);
 }
 
 std::vector<uint8_t> materialize(const BlockLayout& layout, int64_t l, int64_t q_len,

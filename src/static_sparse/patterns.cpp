@@ -43,17 +43,17 @@ Status check_globals(const char* pattern, const GlobalBlocks& g) {
   const auto& starts = g.global_block_indices;
   const auto& ends = g.global_block_end_indices;
   if (!ends.empty() && ends.size() != starts.size())
-    return make_error(StatusCode::kInvalidArgument, pattern, ".global.global_block_end_indices has ",
-                      ends.size(), " entries: must be empty or as many as global_block_indices (",
-                      starts.size(), ")");
+    return make_error(
+        StatusCode::kInvalidArgument, pattern, ".global.global_block_end_indices has ", ends.size(),
+        " entries: must be empty or as many as global_block_indices (", starts.size(), ")");
   for (size_t i = 0; i < starts.size(); ++i) {
     if (starts[i] < 0)
       return make_error(StatusCode::kInvalidArgument, pattern, ".global.global_block_indices[", i,
                         "] = ", starts[i], ": must be >= 0");
     if (!ends.empty() && ends[i] <= starts[i])
-      return make_error(StatusCode::kInvalidArgument, pattern,
-                        ".global.global_block_end_indices[", i, "] = ", ends[i],
-                        ": must be > global_block_indices[", i, "] = ", starts[i]);
+      return make_error(StatusCode::kInvalidArgument, pattern, ".global.global_block_end_indices[",
+                        i, "] = ", ends[i], ": must be > global_block_indices[", i,
+                        "] = ", starts[i]);
   }
   return Status();
 }
@@ -240,7 +240,8 @@ std::string StaticSparseConfig::to_string() const {
   }
   s << "block " << block << ", " << (unidirectional ? "unidirectional" : "bidirectional");
   if (different_layout_per_head) s << ", per head";
-  if (pattern == SparsePattern::kBigBird || pattern == SparsePattern::kVariable) s << ", seed " << seed;
+  if (pattern == SparsePattern::kBigBird || pattern == SparsePattern::kVariable)
+    s << ", seed " << seed;
   s << ")";
   return s.str();
 }
@@ -273,19 +274,19 @@ Status validate(const StaticSparseConfig& c) {
       QWEN3VL_RETURN_IF_ERROR(check_at_least("fixed.num_local_blocks", f.num_local_blocks, 1));
       QWEN3VL_RETURN_IF_ERROR(check_at_least("fixed.num_global_blocks", f.num_global_blocks, 1));
       if (f.num_local_blocks % f.num_global_blocks != 0)
-        return make_error(StatusCode::kInvalidArgument, "fixed.num_local_blocks = ",
-                          f.num_local_blocks, ": must be a multiple of fixed.num_global_blocks = ",
-                          f.num_global_blocks);
+        return make_error(
+            StatusCode::kInvalidArgument, "fixed.num_local_blocks = ", f.num_local_blocks,
+            ": must be a multiple of fixed.num_global_blocks = ", f.num_global_blocks);
       QWEN3VL_RETURN_IF_ERROR(
           check_horizontal("fixed", f.horizontal_global_attention, c.unidirectional));
       const int32_t most = f.num_local_blocks / f.num_global_blocks;
       if (f.num_different_global_patterns < 1 || f.num_different_global_patterns > most)
-        return make_error(StatusCode::kInvalidArgument, "fixed.num_different_global_patterns = ",
-                          f.num_different_global_patterns, ": allowed 1..", most,
-                          " (num_local_blocks / num_global_blocks)");
+        return make_error(StatusCode::kInvalidArgument,
+                          "fixed.num_different_global_patterns = ", f.num_different_global_patterns,
+                          ": allowed 1..", most, " (num_local_blocks / num_global_blocks)");
       if (f.num_different_global_patterns > 1 && !c.different_layout_per_head)
-        return make_error(StatusCode::kInvalidArgument, "fixed.num_different_global_patterns = ",
-                          f.num_different_global_patterns,
+        return make_error(StatusCode::kInvalidArgument,
+                          "fixed.num_different_global_patterns = ", f.num_different_global_patterns,
                           ": more than 1 needs different_layout_per_head = true");
       return Status();
     }

@@ -2,9 +2,9 @@
 // the block-sparse CPU object.
 #include <memory>
 
+#include "layout_cache.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/static_sparse.hpp"
-#include "layout_cache.hpp"
 
 namespace qwen3vl {
 namespace {

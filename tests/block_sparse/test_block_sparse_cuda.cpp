@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "support/device_problem.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "support/block_layouts.hpp"
-#include "support/nonfinite.hpp"
 #include "support/block_sparse_cases.hpp"
+#include "support/device_problem.hpp"
+#include "support/nonfinite.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -240,14 +240,16 @@ TEST(BlockSparseCuda, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
   QWEN3VL_REQUIRE_GPU();
   for (const Kernel& k : kLayoutKernels) {
     const auto attn = make(k.create);
-    const int64_t ran = testing::check_nonfinite_scenes(
-        k.name, {{"cuda", [&attn](Problem& p) {
-                    DeviceRun d(p);
-                    if (!attn->supports(d.params()).ok()) return false;
-                    throw_if_error(d.run(*attn));
-                    return true;
-                  }}},
-        /*with_layout=*/true);
+    const int64_t ran = testing::check_nonfinite_scenes(k.name,
+                                                        {{"cuda",
+                                                          [&attn](Problem& p) {
+                                                            DeviceRun d(p);
+                                                            if (!attn->supports(d.params()).ok())
+                                                              return false;
+                                                            throw_if_error(d.run(*attn));
+                                                            return true;
+                                                          }}},
+                                                        /*with_layout=*/true);
     EXPECT_GT(ran, 0) << k.name;
   }
 }

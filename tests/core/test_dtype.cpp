@@ -1,4 +1,5 @@
-// f16 / bf16 conversions: exhaustive round trips and round-to-nearest-even against independent oracles.
+// f16 / bf16 conversions: exhaustive round trips and round-to-nearest-even against independent
+// oracles.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -48,14 +49,15 @@ template <class T, class ToFloat>
 uint16_t nearest_even(float x, uint16_t lo_bits, ToFloat to_f) {
   const uint16_t hi_bits = static_cast<uint16_t>(lo_bits + 1);
   const double lo = to_f(T{lo_bits}), hi = to_f(T{hi_bits});
-  const double dlo = std::fabs(static_cast<double>(x) - lo), dhi = std::fabs(static_cast<double>(x) - hi);
+  const double dlo = std::fabs(static_cast<double>(x) - lo),
+               dhi = std::fabs(static_cast<double>(x) - hi);
   if (dlo < dhi) return lo_bits;
   if (dhi < dlo) return hi_bits;
   return (lo_bits & 1u) ? hi_bits : lo_bits;
 }
 
 TEST(DType, BFloat16RoundsToNearestEven) {
-  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f).bits, to_bf16(1.0f).bits);             // tie -> even (down)
+  EXPECT_EQ(to_bf16(1.0f + 0x1p-8f).bits, to_bf16(1.0f).bits);                // tie -> even (down)
   EXPECT_EQ(to_bf16(1.0f + 3 * 0x1p-8f).bits, to_bf16(1.0f + 0x1p-6f).bits);  // tie -> even (up)
   EXPECT_EQ(to_bf16(3.4e38f).bits, 0x7f80u);  // past the halfway point to 2^128: overflow to inf
   EXPECT_EQ(to_bf16(3.39e38f).bits, 0x7f7fu);
@@ -64,7 +66,8 @@ TEST(DType, BFloat16RoundsToNearestEven) {
     const uint32_t u = rng() % 0x7f7f0000u;  // finite, below the last bf16 binade (overflow below)
     const float x = bits_to_float(u);
     const uint16_t truncated = static_cast<uint16_t>(u >> 16);
-    const uint16_t want = nearest_even<bfloat16>(x, truncated, [](bfloat16 b) { return to_float(b); });
+    const uint16_t want =
+        nearest_even<bfloat16>(x, truncated, [](bfloat16 b) { return to_float(b); });
     ASSERT_EQ(to_bf16(x).bits, want) << x;
     ASSERT_EQ(to_bf16(-x).bits, want | 0x8000u) << -x;
   }
@@ -75,8 +78,8 @@ TEST(DType, HalfRoundsToNearestEvenIncludingSubnormalsAndOverflow) {
   EXPECT_EQ(to_half(65519.0f).bits, 0x7bffu);  // below the halfway point to 65536
   EXPECT_EQ(to_half(65520.0f).bits, 0x7c00u);  // halfway, odd -> rounds up to inf
   EXPECT_EQ(to_half(std::numeric_limits<float>::infinity()).bits, 0x7c00u);
-  EXPECT_EQ(to_half(0x1p-24f).bits, 0x0001u);  // smallest subnormal
-  EXPECT_EQ(to_half(0x1p-25f).bits, 0x0000u);  // tie between 0 and the smallest subnormal -> 0
+  EXPECT_EQ(to_half(0x1p-24f).bits, 0x0001u);    // smallest subnormal
+  EXPECT_EQ(to_half(0x1p-25f).bits, 0x0000u);    // tie between 0 and the smallest subnormal -> 0
   EXPECT_EQ(to_half(0x1.8p-24f).bits, 0x0002u);  // tie between 1 and 2 units -> 2 (even)
   EXPECT_EQ(to_half(-0.0f).bits, 0x8000u);
   EXPECT_TRUE(std::isnan(to_float(to_half(std::numeric_limits<float>::quiet_NaN()))));

@@ -123,8 +123,8 @@ TEST(PlanGuards, OutputsOverAdditiveMaskOrIndexTensorsAreRefused) {
   AttentionParams over_mask = p.params;
   over_mask.lse.data = p.mask.data<float>() + 8;
   const std::vector<float> mask_before(p.mask.data<float>(), p.mask.data<float>() + 64);
-  for (const Status& st : {attn->run(plan, over_mask, w), attn->forward(over_mask, w),
-                           validate(over_mask)}) {
+  for (const Status& st :
+       {attn->run(plan, over_mask, w), attn->forward(over_mask, w), validate(over_mask)}) {
     EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
     EXPECT_NE(st.message().find("overlaps additive_mask"), std::string::npos) << st.message();
   }

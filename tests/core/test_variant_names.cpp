@@ -13,11 +13,10 @@
 namespace qwen3vl {
 namespace {
 
-constexpr Variant kVariants[] = {Variant::kAuto,          Variant::kStandard,
-                                 Variant::kFlash2,        Variant::kSm61Tiled,
-                                 Variant::kStaticSparse,  Variant::kDynamicSparse,
-                                 Variant::kBlockSparse,   Variant::kLinear,
-                                 Variant::kMixtureOfHeads};
+constexpr Variant kVariants[] = {
+    Variant::kAuto,        Variant::kStandard,     Variant::kFlash2,
+    Variant::kSm61Tiled,   Variant::kStaticSparse, Variant::kDynamicSparse,
+    Variant::kBlockSparse, Variant::kLinear,       Variant::kMixtureOfHeads};
 
 TEST(VariantNames, SayWhatTheyAre) {
   EXPECT_EQ(std::string(to_string(Variant::kStaticSparse)), "static_sparse");
@@ -34,14 +33,16 @@ TEST(VariantNames, RoundTripAndUnique) {
     ASSERT_TRUE(parse_variant(name, &parsed).ok()) << name;
     EXPECT_EQ(parsed, v) << name;
   }
-  for (const auto& [variant, device] : Selector::built())  // the list covers what the selector builds
+  for (const auto& [variant, device] :
+       Selector::built())  // the list covers what the selector builds
     EXPECT_NE(std::find(std::begin(kVariants), std::end(kVariants), variant), std::end(kVariants))
         << to_string(variant);
   for (const char* unknown : {"sparse", "flashy"}) {
     Variant parsed = Variant::kAuto;
     const Status s = parse_variant(unknown, &parsed);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << unknown;
-    EXPECT_NE(s.message().find("static_sparse"), std::string::npos) << s.message();  // lists the names
+    EXPECT_NE(s.message().find("static_sparse"), std::string::npos)
+        << s.message();  // lists the names
     EXPECT_EQ(parsed, Variant::kAuto) << unknown;
   }
 }

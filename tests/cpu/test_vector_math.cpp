@@ -31,7 +31,8 @@ std::vector<float> grid(float lo, float hi, int n) {
 
 std::vector<float> apply(CpuIsa isa, VectorOp op, const std::vector<float>& x) {
   std::vector<float> y(x.size());
-  detail::isa_table<detail::VectorMathKernels>(isa).apply(op, x.data(), y.data(), static_cast<int64_t>(x.size()));
+  detail::isa_table<detail::VectorMathKernels>(isa).apply(op, x.data(), y.data(),
+                                                          static_cast<int64_t>(x.size()));
   return y;
 }
 

@@ -36,8 +36,8 @@ DynamicSparseConfig keep_all(DynamicSparseMethod m) {
   return c;
 }
 
-std::unique_ptr<DynamicSparseAttention> make(const DynamicSparseConfig& c, CpuIsa isa = CpuIsa::kAuto,
-                                             int threads = 2) {
+std::unique_ptr<DynamicSparseAttention> make(const DynamicSparseConfig& c,
+                                             CpuIsa isa = CpuIsa::kAuto, int threads = 2) {
   std::unique_ptr<DynamicSparseAttention> a;
   throw_if_error(create_dynamic_sparse_cpu(cpu_options(isa, threads), c, &a));
   return a;
@@ -115,7 +115,8 @@ TEST(DynamicSparse, RefusesWeightsAndGivenLayouts) {
   EXPECT_EQ(block->estimate(p.params, Workspace{}, &layout).code(), StatusCode::kWorkspaceTooSmall);
 }
 
-// ---- exact top-k ---------------------------------------------------------------------------------
+// ---- exact top-k
+// ---------------------------------------------------------------------------------
 
 // Float64 oracle: each row keeps its k largest logits (k = min(top_k, visible keys)) as an additive
 // mask [B, Hq, Lq, Lk] of 0 / -inf, then the reference runs with it. Fixed-length, no soft-cap.
@@ -139,7 +140,8 @@ Tensor topk_mask(const AttentionParams& p, int64_t top_k, double fraction) {
           scores.emplace_back(dot, j);
         }
         const int64_t n = static_cast<int64_t>(scores.size());
-        const int64_t k = fraction > 0 ? std::min<int64_t>(n, std::ceil(fraction * n)) : std::min(n, top_k);
+        const int64_t k =
+            fraction > 0 ? std::min<int64_t>(n, std::ceil(fraction * n)) : std::min(n, top_k);
         std::sort(scores.begin(), scores.end(), std::greater<>());
         for (int64_t e = 0; e < k; ++e)
           mask.set(((b * s.heads + h) * s.max_q + i) * s.max_k + scores[e].second, 0.0f);
@@ -228,7 +230,9 @@ TEST(DynamicSparseBlockTopK, FindsPlantedBlocks) {
   for (int64_t kv_heads : {1, 2}) {
     ProblemSpec s = problem_spec(n, n, 4, kv_heads, d, MaskKind::kNone, 31);
     Problem p(s);
-    const auto target = [&](int64_t row_block, int64_t kv) { return (row_block * 3 + 2 + kv) % blocks; };
+    const auto target = [&](int64_t row_block, int64_t kv) {
+      return (row_block * 3 + 2 + kv) % blocks;
+    };
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t h = 0; h < s.heads; ++h)
         for (int64_t c = 0; c < d; ++c) {
@@ -239,7 +243,8 @@ TEST(DynamicSparseBlockTopK, FindsPlantedBlocks) {
         for (int64_t c = 0; c < d; ++c) {
           const float x = p.k.get((i * kv_heads + kv) * d + c) * 0.1f;
           bool planted = false;
-          for (int64_t r = 0; r < blocks; ++r) planted = planted || (target(r, kv) == i / 64 && c == r);
+          for (int64_t r = 0; r < blocks; ++r)
+            planted = planted || (target(r, kv) == i / 64 && c == r);
           p.k.set((i * kv_heads + kv) * d + c, x + (planted ? 4.0f : 0.0f));
         }
     }
@@ -285,9 +290,11 @@ TEST(DynamicSparseVerticalSlash, FindsPlantedColumnsAndDiagonal) {
   const float q_u = 4.0f, k_u = 20.0f, c_r = std::sqrt(80.0f);
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t h = 0; h < s.heads; ++h)
-      for (int64_t c = 0; c < d; ++c) p.q.set((i * s.heads + h) * d + c, q_u * u[c] + c_r * r[i][c]);
+      for (int64_t c = 0; c < d; ++c)
+        p.q.set((i * s.heads + h) * d + c, q_u * u[c] + c_r * r[i][c]);
     const bool is_heavy = std::count(heavy.begin(), heavy.end(), i) > 0;
-    for (int64_t c = 0; c < d; ++c) p.k.set(i * d + c, is_heavy ? k_u * u[c] : c_r * r[i + delta][c]);
+    for (int64_t c = 0; c < d; ++c)
+      p.k.set(i * d + c, is_heavy ? k_u * u[c] : c_r * r[i + delta][c]);
   }
   DynamicSparseConfig cfg = method_config(DynamicSparseMethod::kVerticalSlash);
   cfg.block_q = bq;
@@ -334,7 +341,8 @@ TEST(DynamicSparseBlockRouters, LayoutsCoverVisibleBlocksOnly) {
   ProblemSpec varlen = problem_spec(0, 0, 4, 2, 64, MaskKind::kCausal, 56);
   varlen.varlen_q = varlen.varlen_k = {100, 0, 45};
   specs.push_back(varlen);
-  for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
+  for (DynamicSparseMethod m :
+       {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
     for (const ProblemSpec& s : specs) {
       Problem p(s);
       std::vector<unsigned char> scratch;
@@ -403,7 +411,8 @@ TEST(DynamicSparseBlockRouters, ForwardEqualsReferenceWithRoutedLayout) {
   const ProblemSpec specs[] = {problem_spec(300, 300, 4, 2, 72, MaskKind::kCausal, 61),
                                problem_spec(130, 211, 6, 3, 80, MaskKind::kNone, 62),
                                problem_spec(257, 257, 2, 1, 64, MaskKind::kCausal, 63, 2)};
-  for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
+  for (DynamicSparseMethod m :
+       {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kVerticalSlash})
     for (const ProblemSpec& s : specs) {
       DynamicSparseConfig cfg = method_config(m);
       cfg.block_q = 32;
@@ -425,7 +434,8 @@ TEST(DynamicSparseBlockRouters, ForwardEqualsReferenceWithRoutedLayout) {
         routed.block_layout = estimate(*a, p.params, &scratch);
         EXPECT_EQ(a->last_density(), density);
         const reference::Result ref = reference::attention(routed);
-        EXPECT_LE(relative_error(p.params, ref), 1e-5) << to_string(isa) << " " << to_string(m) << " " << s.to_string();
+        EXPECT_LE(relative_error(p.params, ref), 1e-5)
+            << to_string(isa) << " " << to_string(m) << " " << s.to_string();
         EXPECT_LE(lse_max_error(p.params, ref), 1e-5) << to_string(isa) << " " << s.to_string();
       }
     }

@@ -9,9 +9,9 @@
 #include <memory>
 #include <vector>
 
-#include "support/device_problem.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/dynamic_sparse.hpp"
+#include "support/device_problem.hpp"
 #include "support/nonfinite.hpp"
 #include "support/problem.hpp"
 
@@ -280,15 +280,16 @@ TEST(DynamicSparseCuda, ExactTopKNonFiniteValuesReachOnlyTheRowsThatSeeThem) {
   cfg.top_k = 1 << 20;
   std::unique_ptr<Attention> gpu;
   throw_if_error(create_dynamic_sparse_cuda(CudaOptions{}, cfg, &gpu));
-  const int64_t ran = check_nonfinite_scenes("exact top-k", {{"cuda", [&gpu](Problem& p) {
-    DeviceProblem dev(p);
-    if (!gpu->supports(dev.params).ok()) return false;
-    DeviceBuffer ws(gpu->workspace_size(dev.params));
-    throw_if_error(gpu->forward(dev.params, Workspace{ws.data(), ws.bytes()}));
-    throw_if_error(cuda_status(cudaDeviceSynchronize(), "sync"));
-    dev.download();
-    return true;
-  }}});
+  const int64_t ran = check_nonfinite_scenes(
+      "exact top-k", {{"cuda", [&gpu](Problem& p) {
+                         DeviceProblem dev(p);
+                         if (!gpu->supports(dev.params).ok()) return false;
+                         DeviceBuffer ws(gpu->workspace_size(dev.params));
+                         throw_if_error(gpu->forward(dev.params, Workspace{ws.data(), ws.bytes()}));
+                         throw_if_error(cuda_status(cudaDeviceSynchronize(), "sync"));
+                         dev.download();
+                         return true;
+                       }}});
   EXPECT_GT(ran, 0);
 }
 

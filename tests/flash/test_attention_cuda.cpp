@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/selector/selector.hpp"
 #include "support/device_problem.hpp"
 #include "support/empty_rows.hpp"
 #include "support/nonfinite.hpp"
 #include "support/sweep.hpp"
-#include "qwen3vl/cuda/attention_cuda.hpp"
-#include "qwen3vl/selector/selector.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -141,13 +141,14 @@ TEST_P(CudaVariants, NanInMaskedOutKeysDoesNotLeak) {
 TEST_P(CudaVariants, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
   QWEN3VL_REQUIRE_GPU();
   const auto attn = make(GetParam());
-  const int64_t ran = testing::check_nonfinite_scenes(
-      GetParam().name, {{"cuda", [&attn](Problem& p) {
-                           DeviceProblem d(p);
-                           if (!attn->supports(d.params).ok()) return false;
-                           throw_if_error(run_on_device(*attn, p));
-                           return true;
-                         }}});
+  const int64_t ran =
+      testing::check_nonfinite_scenes(GetParam().name, {{"cuda", [&attn](Problem& p) {
+                                                           DeviceProblem d(p);
+                                                           if (!attn->supports(d.params).ok())
+                                                             return false;
+                                                           throw_if_error(run_on_device(*attn, p));
+                                                           return true;
+                                                         }}});
   EXPECT_GT(ran, 0);
 }
 

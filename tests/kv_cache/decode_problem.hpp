@@ -35,11 +35,12 @@ struct DecodeSpec {
   int64_t batch() const { return static_cast<int64_t>(lens.size()); }
   int64_t max_len() const { return lens.empty() ? 0 : *std::max_element(lens.begin(), lens.end()); }
   std::string to_string() const {
-    std::string s = std::string(qwen3vl::to_string(layout)) + " B" + std::to_string(batch()) + " lens";
+    std::string s =
+        std::string(qwen3vl::to_string(layout)) + " B" + std::to_string(batch()) + " lens";
     for (int32_t l : lens) s += " " + std::to_string(l);
-    s += " R" + std::to_string(rows) + " H" + std::to_string(heads) + "/" + std::to_string(kv_heads) +
-         " D" + std::to_string(head_dim) + " kv " + qwen3vl::to_string(kv_dtype) + " q " +
-         qwen3vl::to_string(q_dtype);
+    s += " R" + std::to_string(rows) + " H" + std::to_string(heads) + "/" +
+         std::to_string(kv_heads) + " D" + std::to_string(head_dim) + " kv " +
+         qwen3vl::to_string(kv_dtype) + " q " + qwen3vl::to_string(q_dtype);
     if (layout == KvLayout::kPaged) s += " bs" + std::to_string(block_size);
     if (bhsd_q) s += " bhsd";
     return s + " splits " + std::to_string(num_splits) + " seed " + std::to_string(seed);

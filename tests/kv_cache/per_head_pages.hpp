@@ -49,12 +49,14 @@ struct PerHeadPages {
   // and `lens_data` hold copies of `table` and `lens` on that device.
   DecodeParams all_heads(const DecodeParams& base, void* table_data, void* lens_data) const {
     DecodeParams d = base;
-    d.kv = with_head_major_pages(base.kv, static_cast<int32_t*>(table_data), static_cast<int32_t*>(lens_data), pages);
+    d.kv = with_head_major_pages(base.kv, static_cast<int32_t*>(table_data),
+                                 static_cast<int32_t*>(lens_data), pages);
     return d;
   }
 
   // Head h alone: its query heads, its K/V column, its table and lengths.
-  DecodeParams one_head(const DecodeParams& base, int64_t h, void* table_data, void* lens_data) const {
+  DecodeParams one_head(const DecodeParams& base, int64_t h, void* table_data,
+                        void* lens_data) const {
     DecodeParams d = base;
     const int64_t group = base.q.shape[2] / kv_heads;
     d.q = base.q.narrowed(2, h * group, group);
@@ -65,7 +67,8 @@ struct PerHeadPages {
     const Device dev = base.kv.k.device;
     d.kv.block_table = TensorView::contiguous(static_cast<int32_t*>(table_data) + h * batch * pages,
                                               DType::kI32, {batch, pages}, dev);
-    d.kv.seq_lens = TensorView::contiguous(static_cast<int32_t*>(lens_data) + h * batch, DType::kI32, {batch}, dev);
+    d.kv.seq_lens = TensorView::contiguous(static_cast<int32_t*>(lens_data) + h * batch,
+                                           DType::kI32, {batch}, dev);
     d.kv.max_seq_len = std::min(base.kv.length_bound(), pages * base.kv.block_size());
     return d;
   }

@@ -1,6 +1,6 @@
 // CPU decode attention against the float64 reference: contiguous and paged caches (block sizes
-// 16/32/256, shuffled tables, partial last blocks, NaN in unused slots), 1..8 new rows, MHA/GQA/MQA,
-// odd head dims, every ISA this machine runs, forced and automatic key splits.
+// 16/32/256, shuffled tables, partial last blocks, NaN in unused slots), 1..8 new rows,
+// MHA/GQA/MQA, odd head dims, every ISA this machine runs, forced and automatic key splits.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -35,7 +35,7 @@ std::unique_ptr<DecodeAttention> make(CpuIsa isa = CpuIsa::kAuto, int threads = 
 double lse_tolerance(DType out) { return out == DType::kF32 ? 2e-5 : 1e-3; }
 
 std::vector<DecodeSpec> sweep() {
-  const std::vector<std::vector<int32_t>> lens = {{1},          {3},     {17},          {63, 65},
+  const std::vector<std::vector<int32_t>> lens = {{1},           {3},          {17},   {63, 65},
                                                   {129, 0, 257}, {16, 32, 48}, {1000}, {4097, 5}};
   const int64_t heads[][2] = {{4, 4}, {8, 2}, {6, 1}, {32, 8}};
   const int64_t dims[] = {64, 72, 80, 128, 17, 256};
@@ -75,7 +75,8 @@ TEST(DecodeCpu, MatchesTheFloat64ReferenceOnEveryIsa) {
       ASSERT_TRUE(dec->supports(p.params).ok()) << dec->supports(p.params).to_string();
       dec->run(p.params);
       const testing::DecodeErrors e = testing::decode_errors(p);
-      EXPECT_LE(e.out, testing::tolerance(spec.q_dtype)) << to_string(isa) << " " << spec.to_string();
+      EXPECT_LE(e.out, testing::tolerance(spec.q_dtype))
+          << to_string(isa) << " " << spec.to_string();
       EXPECT_LE(e.lse, lse_tolerance(spec.q_dtype)) << to_string(isa) << " " << spec.to_string();
     }
   }
@@ -132,7 +133,8 @@ TEST(DecodeCpu, PagedEqualsContiguous) {
 }
 
 // Per-KV-head pages (block_table [B, Hkv, pages], seq_lens [B, Hkv]): one call equals each head
-// decoded alone on its own table, on every ISA; GQA, an empty sequence, partial last blocks, splits.
+// decoded alone on its own table, on every ISA; GQA, an empty sequence, partial last blocks,
+// splits.
 TEST(DecodeCpu, PerHeadPagesEqualOneDecodePerHead) {
   DecodeSpec a, b, c;
   a.lens = {100, 0, 257};
@@ -156,11 +158,15 @@ TEST(DecodeCpu, PerHeadPagesEqualOneDecodePerHead) {
       DecodeProblem all(s), alone(s);
       const testing::PerHeadPages pages(all);
       const auto dec = make(isa);
-      dec->run(pages.all_heads(all.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>()));
+      dec->run(
+          pages.all_heads(all.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>()));
       for (int64_t h = 0; h < s.kv_heads; ++h)
-        dec->run(pages.one_head(alone.params, h, pages.table.data<int32_t>(), pages.lens.data<int32_t>()));
-      EXPECT_LE(testing::relative_diff(all.out, alone.out), 1e-6) << s.to_string() << " " << to_string(isa);
-      EXPECT_LE(testing::relative_diff(all.lse, alone.lse), 1e-6) << s.to_string() << " " << to_string(isa);
+        dec->run(pages.one_head(alone.params, h, pages.table.data<int32_t>(),
+                                pages.lens.data<int32_t>()));
+      EXPECT_LE(testing::relative_diff(all.out, alone.out), 1e-6)
+          << s.to_string() << " " << to_string(isa);
+      EXPECT_LE(testing::relative_diff(all.lse, alone.lse), 1e-6)
+          << s.to_string() << " " << to_string(isa);
     }
   }
 }
@@ -173,7 +179,8 @@ TEST(DecodeCpu, PerHeadPagesAreValidated) {
   DecodeProblem p(s);
   const testing::PerHeadPages pages(p);
   const auto dec = make();
-  const DecodeParams good = pages.all_heads(p.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>());
+  const DecodeParams good =
+      pages.all_heads(p.params, pages.table.data<int32_t>(), pages.lens.data<int32_t>());
   ASSERT_TRUE(dec->supports(good).ok());
   DecodeParams bad = good;
   bad.kv.seq_lens = p.params.kv.seq_lens;  // [B] lengths with a per-head table
@@ -249,8 +256,10 @@ TEST(DecodeCpu, IsDeterministicAcrossRunsAndThreadCounts) {
   const auto three = make(CpuIsa::kAuto, 3);
   for (int repeat = 0; repeat < 3; ++repeat) {
     three->run(b.params);
-    ASSERT_EQ(0, std::memcmp(a.out.data<float>(), b.out.data<float>(), static_cast<size_t>(a.out.bytes())));
-    ASSERT_EQ(0, std::memcmp(a.lse.data<float>(), b.lse.data<float>(), static_cast<size_t>(a.lse.bytes())));
+    ASSERT_EQ(0, std::memcmp(a.out.data<float>(), b.out.data<float>(),
+                             static_cast<size_t>(a.out.bytes())));
+    ASSERT_EQ(0, std::memcmp(a.lse.data<float>(), b.lse.data<float>(),
+                             static_cast<size_t>(a.lse.bytes())));
   }
 }
 

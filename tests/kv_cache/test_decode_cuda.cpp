@@ -66,8 +66,11 @@ struct DeviceDecode {
   DeviceBuffer q, out, lse, k, v, lens, table;
   DecodeParams params;
   explicit DeviceDecode(const DecodeProblem& h)
-      : q(DeviceBuffer::copy_of(h.q)), out(DeviceBuffer::copy_of(h.out)), lse(DeviceBuffer::copy_of(h.lse)),
-        k(DeviceBuffer::copy_of(h.k_store)), v(DeviceBuffer::copy_of(h.v_store)),
+      : q(DeviceBuffer::copy_of(h.q)),
+        out(DeviceBuffer::copy_of(h.out)),
+        lse(DeviceBuffer::copy_of(h.lse)),
+        k(DeviceBuffer::copy_of(h.k_store)),
+        v(DeviceBuffer::copy_of(h.v_store)),
         lens(DeviceBuffer::copy_of(h.lens)) {
     params = h.params;
     params.q = q.view_like(h.params.q);
@@ -96,7 +99,8 @@ struct DeviceDecode {
 };
 
 std::vector<DecodeSpec> sweep() {
-  const std::vector<std::vector<int32_t>> lens = {{1}, {17, 0, 64}, {129, 257}, {1000}, {4097, 3}, {63}};
+  const std::vector<std::vector<int32_t>> lens = {{1},    {17, 0, 64}, {129, 257},
+                                                  {1000}, {4097, 3},   {63}};
   const int64_t heads[][2] = {{4, 4}, {8, 2}, {6, 1}, {32, 8}};
   const int64_t dims[] = {64, 72, 80, 128, 17, 256, 96, 40};
   const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16};
@@ -135,7 +139,8 @@ TEST(DecodeCuda, NonFiniteKeysReachOnlyTheRowsThatSeeThem) {
       throw_if_error(dev.run(d, p));
     };
   };
-  EXPECT_EQ(testing::check_decode_nonfinite({{"cuda core", on(*core)}, {"cuda default", on(*tensor_cores)}}),
+  EXPECT_EQ(testing::check_decode_nonfinite(
+                {{"cuda core", on(*core)}, {"cuda default", on(*tensor_cores)}}),
             2 * 36);
 }
 
@@ -143,18 +148,19 @@ TEST(DecodeCuda, MatchesTheReferenceAndTheCpuKernel) {
   QWEN3VL_REQUIRE_GPU();
   const auto cpu = make_cpu();
   for (const auto& gpu : {make_cuda(), make_cuda_core()})
-  for (const DecodeSpec& spec : sweep()) {
-    DecodeProblem h(spec);
-    DeviceDecode d(h);
-    ASSERT_TRUE(d.run(*gpu, h).ok()) << spec.to_string();
-    const testing::DecodeErrors e = testing::decode_errors(h);
-    EXPECT_LE(e.out, testing::tolerance(spec.q_dtype)) << spec.to_string();
-    EXPECT_LE(e.lse, spec.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << spec.to_string();
-    DecodeProblem c(spec);
-    cpu->run(c.params);
-    EXPECT_LE(relative_diff(h.out, c.out), spec.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << spec.to_string();
-    EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << spec.to_string();
-  }
+    for (const DecodeSpec& spec : sweep()) {
+      DecodeProblem h(spec);
+      DeviceDecode d(h);
+      ASSERT_TRUE(d.run(*gpu, h).ok()) << spec.to_string();
+      const testing::DecodeErrors e = testing::decode_errors(h);
+      EXPECT_LE(e.out, testing::tolerance(spec.q_dtype)) << spec.to_string();
+      EXPECT_LE(e.lse, spec.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << spec.to_string();
+      DecodeProblem c(spec);
+      cpu->run(c.params);
+      EXPECT_LE(relative_diff(h.out, c.out), spec.q_dtype == DType::kF32 ? 2e-6 : 2e-3)
+          << spec.to_string();
+      EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << spec.to_string();
+    }
 }
 
 // One edge case of the decode sweeps: its shape, storage dtypes, layout and split count.
@@ -187,24 +193,24 @@ DecodeSpec spec_of(const Edge& e, uint64_t seed) {
 TEST(DecodeCuda, EdgeShapesMatchTheReference) {
   QWEN3VL_REQUIRE_GPU();
   const Edge edges[] = {
-      {{10, 3}, 1, 8, 2, 128, DType::kF16, DType::kF16, 16, 64},     // splits > keys
-      {{300}, 8, 16, 1, 128, DType::kBF16, DType::kBF16, 16, 0},      // G 16, R 8
-      {{517}, 8, 32, 2, 72, DType::kF16, DType::kF16, 0, 5},         // G 16, R 8, padded D
-      {{1031, 64}, 3, 12, 3, 256, DType::kBF16, DType::kBF16, 32, 0}, // D 256, Hkv 3
-      {{2000}, 1, 32, 8, 256, DType::kF32, DType::kF32, 16, 0},      // f32 D 256
-      {{95}, 2, 6, 3, 17, DType::kF32, DType::kF32, 0, 7},           // D 17, Hkv 3
+      {{10, 3}, 1, 8, 2, 128, DType::kF16, DType::kF16, 16, 64},       // splits > keys
+      {{300}, 8, 16, 1, 128, DType::kBF16, DType::kBF16, 16, 0},       // G 16, R 8
+      {{517}, 8, 32, 2, 72, DType::kF16, DType::kF16, 0, 5},           // G 16, R 8, padded D
+      {{1031, 64}, 3, 12, 3, 256, DType::kBF16, DType::kBF16, 32, 0},  // D 256, Hkv 3
+      {{2000}, 1, 32, 8, 256, DType::kF32, DType::kF32, 16, 0},        // f32 D 256
+      {{95}, 2, 6, 3, 17, DType::kF32, DType::kF32, 0, 7},             // D 17, Hkv 3
   };
   uint64_t seed = 900;
   for (const auto& gpu : {make_cuda(), make_cuda_core()})
-  for (const Edge& e : edges) {
-    const DecodeSpec s = spec_of(e, ++seed);
-    DecodeProblem h(s);
-    DeviceDecode d(h);
-    ASSERT_TRUE(d.run(*gpu, h).ok()) << s.to_string();
-    const testing::DecodeErrors err = testing::decode_errors(h);
-    EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
-    EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
-  }
+    for (const Edge& e : edges) {
+      const DecodeSpec s = spec_of(e, ++seed);
+      DecodeProblem h(s);
+      DeviceDecode d(h);
+      ASSERT_TRUE(d.run(*gpu, h).ok()) << s.to_string();
+      const testing::DecodeErrors err = testing::decode_errors(h);
+      EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
+      EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
+    }
 }
 
 TEST(DecodeCuda, BadBlockIdsAreMaskedNotRead) {
@@ -261,7 +267,8 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
     KvCache host, dev;
     ASSERT_TRUE(KvCache::create(c, hk, hv, &host).ok());
     ASSERT_TRUE(KvCache::create(c, dk.view_like(hk.view()), dv.view_like(hv.view()), &dev,
-                                &cuda_kv_storage_ops()).ok());
+                                &cuda_kv_storage_ops())
+                    .ok());
     // Prefill: ragged f32 tokens (converted on the device), sequence 1 empty; then fork 0 -> 1.
     Tensor k(DType::kF32, {70, 2, 64}), v(DType::kF32, {70, 2, 64}), cu(DType::kI32, {4});
     k.fill_uniform(1);
@@ -288,7 +295,8 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
       ASSERT_EQ(host.lengths(), dev.lengths());
       ASSERT_EQ(host.block_table(), dev.block_table());
 
-      Tensor q(DType::kF16, {3, 2, 8, 64}), out_cpu(DType::kF16, {3, 2, 8, 64}), out_gpu(DType::kF16, {3, 2, 8, 64});
+      Tensor q(DType::kF16, {3, 2, 8, 64}), out_cpu(DType::kF16, {3, 2, 8, 64}),
+          out_gpu(DType::kF16, {3, 2, 8, 64});
       q.fill_uniform(30 + step);
       DecodeParams pc;
       pc.q = q.view();
@@ -338,17 +346,17 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
   QWEN3VL_REQUIRE_GPU();
   const auto core = make_cuda_core();
   const Edge edges[] = {
-      {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},       // Qwen shape, 4 of 16 rows
-      {{1000, 0, 77}, 4, 10, 2, 64, DType::kBF16, DType::kBF16, 0, 0}, // 20 rows: tiles 16 + 4
-      {{700}, 1, 12, 3, 128, DType::kF16, DType::kF16, 16, 0},         // Hkv 3: a chunk of 2, a padded one
-      {{5000}, 1, 64, 16, 96, DType::kBF16, DType::kBF16, 64, 0},      // Hkv 16: 4 heads a block
-      {{333}, 2, 8, 2, 80, DType::kF16, DType::kF16, 48, 3},           // D 80, 48-key pages
-      {{259, 16}, 3, 4, 1, 16, DType::kBF16, DType::kBF16, 32, 0},    // D 16
-      {{40, 9}, 1, 4, 2, 128, DType::kF16, DType::kF16, 32, 7},        // splits > tiles
-      {{90}, 2, 8, 2, 128, DType::kBF16, DType::kF32, 16, 0},          // f32 q: CUDA-core path
-      {{200}, 8, 4, 2, 128, DType::kBF16, DType::kBF16, 16, 2},        // 16 rows, R 8 causal
-      {{150}, 2, 6, 3, 72, DType::kF16, DType::kF16, 16, 0},           // D 72: CUDA-core path
-      {{150}, 1, 4, 2, 144, DType::kBF16, DType::kBF16, 0, 0},         // D 144: CUDA-core path
+      {{4100}, 1, 32, 8, 128, DType::kF16, DType::kF16, 16, 0},         // Qwen shape, 4 of 16 rows
+      {{1000, 0, 77}, 4, 10, 2, 64, DType::kBF16, DType::kBF16, 0, 0},  // 20 rows: tiles 16 + 4
+      {{700}, 1, 12, 3, 128, DType::kF16, DType::kF16, 16, 0},  // Hkv 3: a chunk of 2, a padded one
+      {{5000}, 1, 64, 16, 96, DType::kBF16, DType::kBF16, 64, 0},   // Hkv 16: 4 heads a block
+      {{333}, 2, 8, 2, 80, DType::kF16, DType::kF16, 48, 3},        // D 80, 48-key pages
+      {{259, 16}, 3, 4, 1, 16, DType::kBF16, DType::kBF16, 32, 0},  // D 16
+      {{40, 9}, 1, 4, 2, 128, DType::kF16, DType::kF16, 32, 7},     // splits > tiles
+      {{90}, 2, 8, 2, 128, DType::kBF16, DType::kF32, 16, 0},       // f32 q: CUDA-core path
+      {{200}, 8, 4, 2, 128, DType::kBF16, DType::kBF16, 16, 2},     // 16 rows, R 8 causal
+      {{150}, 2, 6, 3, 72, DType::kF16, DType::kF16, 16, 0},        // D 72: CUDA-core path
+      {{150}, 1, 4, 2, 144, DType::kBF16, DType::kBF16, 0, 0},      // D 144: CUDA-core path
   };
   for (const MmaShape shape : {MmaShape{8, 1}, MmaShape{8, 8}, MmaShape{4, 4}, MmaShape{4, 1}}) {
     const auto gpu = make_cuda_mma(shape);
@@ -364,7 +372,8 @@ TEST(DecodeCuda, TensorCorePathEdgesMatchTheReferenceAndTheCoreKernel) {
       const testing::DecodeErrors err = testing::decode_errors(h);
       EXPECT_LE(err.out, testing::tolerance(s.q_dtype)) << s.to_string();
       EXPECT_LE(err.lse, s.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << s.to_string();
-      EXPECT_LE(relative_diff(h.out, c.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
+      EXPECT_LE(relative_diff(h.out, c.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3)
+          << s.to_string();
       EXPECT_LE(relative_diff(h.lse, c.lse), 1e-5) << s.to_string();
     }
   }
@@ -388,7 +397,8 @@ TEST(DecodeCuda, PerHeadPagesEqualOneDecodePerHead) {
       DecodeProblem all(s), alone(s);
       const testing::PerHeadPages pages(all);
       DeviceDecode da(all), dl(alone);
-      DeviceBuffer table = DeviceBuffer::copy_of(pages.table), lens = DeviceBuffer::copy_of(pages.lens);
+      DeviceBuffer table = DeviceBuffer::copy_of(pages.table),
+                   lens = DeviceBuffer::copy_of(pages.lens);
       auto run = [&](const DecodeParams& params) {
         DeviceBuffer ws(gpu->workspace_size(params));
         const Status st = gpu->forward(params, Workspace{ws.data(), ws.bytes()}, nullptr);
@@ -396,12 +406,14 @@ TEST(DecodeCuda, PerHeadPagesEqualOneDecodePerHead) {
         throw_if_error(cuda_status(cudaDeviceSynchronize(), "cudaDeviceSynchronize"));
       };
       run(pages.all_heads(da.params, table.data(), lens.data()));
-      for (int64_t h = 0; h < s.kv_heads; ++h) run(pages.one_head(dl.params, h, table.data(), lens.data()));
+      for (int64_t h = 0; h < s.kv_heads; ++h)
+        run(pages.one_head(dl.params, h, table.data(), lens.data()));
       da.out.download(all.out.view().data, static_cast<size_t>(all.out.bytes()));
       da.lse.download(all.lse.view().data, static_cast<size_t>(all.lse.bytes()));
       dl.out.download(alone.out.view().data, static_cast<size_t>(alone.out.bytes()));
       dl.lse.download(alone.lse.view().data, static_cast<size_t>(alone.lse.bytes()));
-      EXPECT_LE(relative_diff(all.out, alone.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3) << s.to_string();
+      EXPECT_LE(relative_diff(all.out, alone.out), s.q_dtype == DType::kF32 ? 2e-6 : 2e-3)
+          << s.to_string();
       EXPECT_LE(relative_diff(all.lse, alone.lse), 1e-5) << s.to_string();
     }
 }

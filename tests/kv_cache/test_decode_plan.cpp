@@ -121,7 +121,9 @@ TEST(DecodePlan, ValidatesAndPlansOncePerCall) {
   const auto dec = make();
   DecodeProblem p(odd_specs()[0]);
   std::vector<char> ws(dec->workspace_size(p.params));
-  Counts c = count([&] { ASSERT_TRUE(dec->forward(p.params, Workspace{ws.data(), ws.size()}).ok()); });
+  Counts c = count([&] {
+    ASSERT_TRUE(dec->forward(p.params, Workspace{ws.data(), ws.size()}).ok());
+  });
   EXPECT_EQ(c.validations, 1u);
   EXPECT_EQ(c.plans, 1u);
   c = count([&] { ASSERT_TRUE(dec->supports(p.params).ok()); });
@@ -133,7 +135,8 @@ TEST(DecodePlan, ValidatesAndPlansOncePerCall) {
   DecodePlan plan;
   ASSERT_TRUE(dec->plan(p.params, &plan).ok());
   c = count([&] {
-    for (int i = 0; i < 3; ++i) ASSERT_TRUE(dec->run(plan, p.params, Workspace{ws.data(), ws.size()}).ok());
+    for (int i = 0; i < 3; ++i)
+      ASSERT_TRUE(dec->run(plan, p.params, Workspace{ws.data(), ws.size()}).ok());
   });
   EXPECT_EQ(c.validations, 0u);
   EXPECT_EQ(c.plans, 0u);

@@ -1,6 +1,6 @@
-// Decoding step by step through a KvCache equals one prefill of each whole sequence (its last rows),
-// computed by the CPU standard variant: several batch sizes and lengths, 1..8 rows per step, both
-// layouts, prefill from empty, and forked sequences that share a prefix and then diverge.
+// Decoding step by step through a KvCache equals one prefill of each whole sequence (its last
+// rows), computed by the CPU standard variant: several batch sizes and lengths, 1..8 rows per step,
+// both layouts, prefill from empty, and forked sequences that share a prefix and then diverge.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,8 +31,10 @@ struct StepSpec {
 struct Sequence {
   Tensor q, k, v, out;
   Sequence(const StepSpec& s, int64_t len, uint64_t seed)
-      : q(s.dtype, {1, len, s.heads, s.head_dim}), k(s.dtype, {1, len, s.kv_heads, s.head_dim}),
-        v(s.dtype, {1, len, s.kv_heads, s.head_dim}), out(s.dtype, {1, len, s.heads, s.head_dim}) {
+      : q(s.dtype, {1, len, s.heads, s.head_dim}),
+        k(s.dtype, {1, len, s.kv_heads, s.head_dim}),
+        v(s.dtype, {1, len, s.kv_heads, s.head_dim}),
+        out(s.dtype, {1, len, s.heads, s.head_dim}) {
     q.fill_uniform(seed * 3);
     k.fill_uniform(seed * 3 + 1);
     v.fill_uniform(seed * 3 + 2);
@@ -106,7 +108,8 @@ struct Harness {
   void prefill() {
     int64_t tokens = 0;
     for (int32_t p : spec.prefill) tokens += p;
-    Tensor k(spec.dtype, {tokens, spec.kv_heads, spec.head_dim}), v(spec.dtype, {tokens, spec.kv_heads, spec.head_dim});
+    Tensor k(spec.dtype, {tokens, spec.kv_heads, spec.head_dim}),
+        v(spec.dtype, {tokens, spec.kv_heads, spec.head_dim});
     Tensor cu(DType::kI32, {spec.batch() + 1});
     int64_t at = 0;
     for (int64_t b = 0; b < spec.batch(); ++b) {
@@ -122,8 +125,10 @@ struct Harness {
   // One step: append `rows` tokens to every sequence, decode them, compare with the prefill rows.
   void step() {
     const int64_t b_count = spec.batch(), r = spec.rows;
-    Tensor k(spec.dtype, {b_count, r, spec.kv_heads, spec.head_dim}), v(spec.dtype, {b_count, r, spec.kv_heads, spec.head_dim});
-    Tensor q(spec.dtype, {b_count, r, spec.heads, spec.head_dim}), out(spec.dtype, {b_count, r, spec.heads, spec.head_dim});
+    Tensor k(spec.dtype, {b_count, r, spec.kv_heads, spec.head_dim}),
+        v(spec.dtype, {b_count, r, spec.kv_heads, spec.head_dim});
+    Tensor q(spec.dtype, {b_count, r, spec.heads, spec.head_dim}),
+        out(spec.dtype, {b_count, r, spec.heads, spec.head_dim});
     for (int64_t b = 0; b < b_count; ++b) {
       const int64_t at = cache.length(b);
       gather(seqs[static_cast<size_t>(b)].k, at, r, &k, b * r);

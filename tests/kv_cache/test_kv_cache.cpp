@@ -7,8 +7,8 @@
 #include <cstring>
 #include <vector>
 
-#include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/kv_cache/kv_cache.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -16,7 +16,8 @@ namespace {
 struct Storage {
   Tensor k, v;
   KvCache cache;
-  explicit Storage(const KvCacheConfig& c) : k(c.dtype, kv_storage_shape(c)), v(c.dtype, kv_storage_shape(c)) {
+  explicit Storage(const KvCacheConfig& c)
+      : k(c.dtype, kv_storage_shape(c)), v(c.dtype, kv_storage_shape(c)) {
     throw_if_error(KvCache::create(c, k.view(), v.view(), &cache));
   }
 };
@@ -131,7 +132,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesASharedPartialBlockOnAppend) {
   expect_tokens(s.cache, 2, 0, 37, k.view(), v.view(), 0, 0);
   // Sequence 0's copy of the shared block was not written past its length.
   const TensorView kst = s.cache.k_storage();
-  for (int64_t c = 0; c < 8; ++c) EXPECT_EQ(load_float(kst, kst.offset(shared_last, 5, 0) + c), 0.0f);
+  for (int64_t c = 0; c < 8; ++c)
+    EXPECT_EQ(load_float(kst, kst.offset(shared_last, 5, 0) + c), 0.0f);
 
   // 12 more tokens for sequences 0 and 2, which share the partial block (count 2): sequence 0
   // copies it, sequence 2 is then its only user and writes it in place.
@@ -173,7 +175,8 @@ struct Snapshot {
   int32_t free_count;
   std::vector<char> k, v;
   explicit Snapshot(const Storage& s)
-      : lengths(s.cache.lengths()), table(s.cache.block_table()),
+      : lengths(s.cache.lengths()),
+        table(s.cache.block_table()),
         free_count(s.cache.allocator().free_count()),
         k(s.k.data<char>(), s.k.data<char>() + s.k.bytes()),
         v(s.v.data<char>(), s.v.data<char>() + s.v.bytes()) {
@@ -181,8 +184,8 @@ struct Snapshot {
       refs.push_back(s.cache.allocator().ref_count(id));
   }
   bool operator==(const Snapshot& o) const {
-    return lengths == o.lengths && table == o.table && refs == o.refs && free_count == o.free_count &&
-           k == o.k && v == o.v;
+    return lengths == o.lengths && table == o.table && refs == o.refs &&
+           free_count == o.free_count && k == o.k && v == o.v;
   }
 };
 
@@ -209,7 +212,8 @@ TEST(KvCache, RejectedCallsLeaveTheCacheUnchanged) {
     expect_error(s.cache.append(wrong_batch, wrong_batch), StatusCode::kShapeMismatch, "batch");
     expect_error(s.cache.append(small, wrong_dim), StatusCode::kShapeMismatch, "k vs v");
     expect_error(s.cache.append(ints, ints), StatusCode::kInvalidArgument, "dtype");
-    expect_error(s.cache.append(rank3, rank3), StatusCode::kShapeMismatch, "rank without cu_seqlens");
+    expect_error(s.cache.append(rank3, rank3), StatusCode::kShapeMismatch,
+                 "rank without cu_seqlens");
     TensorView strided = small.view();
     strided.stride[3] = 2;
     expect_error(s.cache.append(strided, small), StatusCode::kBadStride, "last stride");
@@ -218,10 +222,12 @@ TEST(KvCache, RejectedCallsLeaveTheCacheUnchanged) {
     expect_error(s.cache.append(gpu, gpu), StatusCode::kInvalidArgument, "device");
     Tensor cu_short(DType::kI32, {2}), cu_bad(DType::kI32, {3});
     cu_short.data<int32_t>()[1] = 6;
-    expect_error(s.cache.append(rank3, rank3, cu_short), StatusCode::kShapeMismatch, "cu_seqlens size");
+    expect_error(s.cache.append(rank3, rank3, cu_short), StatusCode::kShapeMismatch,
+                 "cu_seqlens size");
     const int32_t decreasing[] = {0, 5, 3};
     std::memcpy(cu_bad.data<int32_t>(), decreasing, sizeof decreasing);
-    expect_error(s.cache.append(rank3, rank3, cu_bad), StatusCode::kInvalidArgument, "cu_seqlens order");
+    expect_error(s.cache.append(rank3, rank3, cu_bad), StatusCode::kInvalidArgument,
+                 "cu_seqlens order");
 
     // Overflow: past max_len / max_blocks (capacity 64), and (paged) more blocks than are free:
     // sequence 0 would fit, sequence 1 would not, so neither is written.
@@ -231,7 +237,8 @@ TEST(KvCache, RejectedCallsLeaveTheCacheUnchanged) {
       Tensor some(DType::kF32, {2, 29, 2, 8});  // 20 + 29 = 49 tokens: 4 blocks each, 2 free
       expect_error(s.cache.append(some, some), StatusCode::kOutOfMemory, "no free block");
       Tensor ragged(DType::kF32, {43, 2, 8}), cu(DType::kI32, {3});
-      const int32_t offsets[] = {0, 13, 43};  // sequence 0 alone would fit (1 block), 1 needs 2 more
+      const int32_t offsets[] = {0, 13,
+                                 43};  // sequence 0 alone would fit (1 block), 1 needs 2 more
       std::memcpy(cu.data<int32_t>(), offsets, sizeof offsets);
       expect_error(s.cache.append(ragged, ragged, cu), StatusCode::kOutOfMemory, "ragged overflow");
     }
@@ -262,7 +269,8 @@ TEST(KvCache, RejectsBadConfigsAndStorage) {
   EXPECT_EQ(KvCache::create(bad, k, v, &cache).code(), StatusCode::kInvalidArgument);
   TensorView gpu_k = k.view(), gpu_v = v.view();
   gpu_k.device = gpu_v.device = Device::kCUDA;
-  EXPECT_EQ(KvCache::create(c, gpu_k, gpu_v, &cache).code(), StatusCode::kInvalidArgument);  // no ops
+  EXPECT_EQ(KvCache::create(c, gpu_k, gpu_v, &cache).code(),
+            StatusCode::kInvalidArgument);                             // no ops
   EXPECT_EQ(cache.append(k, v).code(), StatusCode::kInvalidArgument);  // never created
 }
 

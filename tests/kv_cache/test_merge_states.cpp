@@ -26,8 +26,11 @@ TEST(MergeStates, AnEmptyPartialIsTheIdentity) {
     for (int64_t i = 0; i < o2.numel(); ++i) o2.set(i, kNan);  // never read
     for (int64_t i = 0; i < l2.numel(); ++i) l2.set(i, kNegInf);
     for (bool swap : {false, true}) {
-      ASSERT_TRUE((swap ? merge_states(o2, l2, o1, l1, out, lo) : merge_states(o1, l1, o2, l2, out, lo)).ok());
-      EXPECT_EQ(0, std::memcmp(out.data<char>(), o1.data<char>(), static_cast<size_t>(o1.bytes()))) << to_string(dt);
+      ASSERT_TRUE(
+          (swap ? merge_states(o2, l2, o1, l1, out, lo) : merge_states(o1, l1, o2, l2, out, lo))
+              .ok());
+      EXPECT_EQ(0, std::memcmp(out.data<char>(), o1.data<char>(), static_cast<size_t>(o1.bytes())))
+          << to_string(dt);
       EXPECT_EQ(0, std::memcmp(lo.data<char>(), l1.data<char>(), static_cast<size_t>(l1.bytes())));
     }
   }
@@ -56,7 +59,8 @@ void partial(const testing::Problem& full, int64_t begin, int64_t end, Tensor* o
     for (int64_t h = 0; h < heads; ++h) {
       lse->set(t * heads + h, static_cast<float>(r.lse[static_cast<size_t>(t * heads + h)]));
       for (int64_t c = 0; c < d; ++c)
-        o->set((t * heads + h) * d + c, static_cast<float>(r.out[static_cast<size_t>((t * heads + h) * d + c)]));
+        o->set((t * heads + h) * d + c,
+               static_cast<float>(r.out[static_cast<size_t>((t * heads + h) * d + c)]));
     }
 }
 
@@ -81,21 +85,25 @@ TEST(MergeStates, SplittingTheKeysAtEveryPointEqualsTheWhole) {
       diff += (o1.get(i) - whole.get(i)) * (o1.get(i) - whole.get(i));
       norm += whole.get(i) * whole.get(i);
     }
-    for (int64_t i = 0; i < l1.numel(); ++i) lse_err = std::max(lse_err, std::fabs(double(l1.get(i)) - whole_lse.get(i)));
+    for (int64_t i = 0; i < l1.numel(); ++i)
+      lse_err = std::max(lse_err, std::fabs(double(l1.get(i)) - whole_lse.get(i)));
     EXPECT_LE(std::sqrt(diff / norm), 1e-6) << "cut " << cut;
     EXPECT_LE(lse_err, 1e-6) << "cut " << cut;
   }
 }
 
 TEST(MergeStates, OrderDoesNotMatter) {
-  Tensor o[3] = {Tensor(DType::kF32, {4, 2, 8}), Tensor(DType::kF32, {4, 2, 8}), Tensor(DType::kF32, {4, 2, 8})};
-  Tensor l[3] = {Tensor(DType::kF32, {4, 2}), Tensor(DType::kF32, {4, 2}), Tensor(DType::kF32, {4, 2})};
+  Tensor o[3] = {Tensor(DType::kF32, {4, 2, 8}), Tensor(DType::kF32, {4, 2, 8}),
+                 Tensor(DType::kF32, {4, 2, 8})};
+  Tensor l[3] = {Tensor(DType::kF32, {4, 2}), Tensor(DType::kF32, {4, 2}),
+                 Tensor(DType::kF32, {4, 2})};
   for (int i = 0; i < 3; ++i) {
     o[i].fill_uniform(10 + i);
     l[i].fill_uniform(20 + i, -30.0f, 30.0f);
   }
   l[1].set(3, kNegInf);
-  Tensor a(DType::kF32, {4, 2, 8}), la(DType::kF32, {4, 2}), b(DType::kF32, {4, 2, 8}), lb(DType::kF32, {4, 2});
+  Tensor a(DType::kF32, {4, 2, 8}), la(DType::kF32, {4, 2}), b(DType::kF32, {4, 2, 8}),
+      lb(DType::kF32, {4, 2});
   ASSERT_TRUE(merge_states(o[0], l[0], o[1], l[1], a, la).ok());
   ASSERT_TRUE(merge_states(a, la, o[2], l[2], a, la).ok());
   ASSERT_TRUE(merge_states(o[2], l[2], o[1], l[1], b, lb).ok());

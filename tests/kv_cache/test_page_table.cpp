@@ -90,13 +90,15 @@ void model_append(Model& m, const std::vector<Tensor>& k, const std::vector<Tens
                   const TensorView& cu = {}) {
   const int64_t rows = cu.present() ? k[0].view().shape[0] : k[0].view().shape[1];
   ASSERT_TRUE(m.table.begin_append(rows, cu).ok());
-  for (int l = 0; l < kLayers; ++l) ASSERT_TRUE(m.layers[l].apply(m.table, k[l].view(), v[l].view()).ok());
+  for (int l = 0; l < kLayers; ++l)
+    ASSERT_TRUE(m.layers[l].apply(m.table, k[l].view(), v[l].view()).ok());
   ASSERT_TRUE(m.table.commit().ok());
 }
 
 void separate_append(Separate& s, const std::vector<Tensor>& k, const std::vector<Tensor>& v,
                      const TensorView& cu = {}) {
-  for (int l = 0; l < kLayers; ++l) ASSERT_TRUE(s.caches[l].append(k[l].view(), v[l].view(), cu).ok());
+  for (int l = 0; l < kLayers; ++l)
+    ASSERT_TRUE(s.caches[l].append(k[l].view(), v[l].view(), cu).ok());
 }
 
 // Decode of layer l's view (two new rows per sequence, fixed q), through plan / run.
@@ -126,7 +128,8 @@ void expect_same(const Model& m, const Separate& s) {
       ASSERT_EQ(m.table.allocator().ref_count(id), c.allocator().ref_count(id)) << "block " << id;
     const KvCacheView a = m.layers[l].view(m.table), b = c.view();
     const auto slot = [](const KvCacheView& kv, int64_t seq, int64_t j) {
-      return kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv).slot(seq, j) : detail::KvSlot{seq, j};
+      return kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv).slot(seq, j)
+                                           : detail::KvSlot{seq, j};
     };
     for (int64_t seq = 0; seq < a.batch(); ++seq)
       for (int64_t j = 0; j < m.table.length(seq); ++j)
@@ -134,10 +137,11 @@ void expect_same(const Model& m, const Separate& s) {
           const TensorView& ta = value ? a.v : a.k;
           const TensorView& tb = value ? b.v : b.k;
           const detail::KvSlot sa = slot(a, seq, j), sb = slot(b, seq, j);
-          ASSERT_EQ(std::memcmp(static_cast<const char*>(ta.data) + ta.offset(sa.major, sa.minor, 0) * 2,
-                                static_cast<const char*>(tb.data) + tb.offset(sb.major, sb.minor, 0) * 2,
-                                static_cast<size_t>(kHkv * kDim * 2)),
-                    0)
+          ASSERT_EQ(
+              std::memcmp(static_cast<const char*>(ta.data) + ta.offset(sa.major, sa.minor, 0) * 2,
+                          static_cast<const char*>(tb.data) + tb.offset(sb.major, sb.minor, 0) * 2,
+                          static_cast<size_t>(kHkv * kDim * 2)),
+              0)
               << "layer " << l << " sequence " << seq << " token " << j << (value ? " v" : " k");
         }
     if (m.table.lengths()[0] > 0) {
@@ -187,7 +191,8 @@ TEST(KvPageTable, ThreeLayersEqualThreeCachesPaged) {
   ASSERT_TRUE(m.layers[0].apply(m.table, ks[0].view(), vs[0].view()).ok());
   ASSERT_TRUE(m.layers[1].apply(m.table, ks[1].view(), vs[1].view()).ok());
   Tensor wrong(DType::kF32, {3, 14, kHkv, kDim});  // not the step's 15 tokens
-  EXPECT_EQ(m.layers[2].apply(m.table, wrong.view(), wrong.view()).code(), StatusCode::kShapeMismatch);
+  EXPECT_EQ(m.layers[2].apply(m.table, wrong.view(), wrong.view()).code(),
+            StatusCode::kShapeMismatch);
   EXPECT_EQ(m.table.fork(0, 2).code(), StatusCode::kInvalidArgument);  // no fork inside a step
   ASSERT_TRUE(m.table.abort().ok());
   EXPECT_EQ(m.table.lengths(), lens);
@@ -258,8 +263,10 @@ TEST(KvPageTable, StepsCarryPositionDeltasAndRejectMisuse) {
   other.num_blocks = 7;
   Tensor k(c.dtype, kv_storage_shape(other)), v(c.dtype, kv_storage_shape(other));
   KvLayerStorage bad;
-  EXPECT_EQ(KvLayerStorage::create(&m.table, k.view(), v.view(), {}, &bad).code(), StatusCode::kShapeMismatch);
-  EXPECT_EQ(m.layers[0].apply(m.table, k.view(), v.view()).code(), StatusCode::kInvalidArgument);  // no step
+  EXPECT_EQ(KvLayerStorage::create(&m.table, k.view(), v.view(), {}, &bad).code(),
+            StatusCode::kShapeMismatch);
+  EXPECT_EQ(m.layers[0].apply(m.table, k.view(), v.view()).code(),
+            StatusCode::kInvalidArgument);  // no step
 }
 
 // The version a device mirror keys its uploads on changes with what decode reads, and only then.

@@ -82,13 +82,10 @@ TEST(QuestCuda, EqualsTheHostSelectionAndOutput) {
   // 72); the group's q rows staged in shared memory, or read from global memory when G * R * D
   // floats pass 32 KiB (G 16, R 8, D 128).
   const int64_t shapes[][5] = {// rows, heads, kv_heads, head_dim, block_size
-                               {1, 8, 2, 128, 16},
-                               {5, 8, 2, 80, 16},
-                               {8, 6, 1, 72, 32},
-                               {2, 28, 4, 128, 16},
-                               {8, 32, 2, 128, 16},
-                               {3, 8, 4, 64, 16}};
-  const DType dtypes[] = {DType::kF16, DType::kBF16, DType::kF32, DType::kF16, DType::kBF16, DType::kF16};
+                               {1, 8, 2, 128, 16},  {5, 8, 2, 80, 16},   {8, 6, 1, 72, 32},
+                               {2, 28, 4, 128, 16}, {8, 32, 2, 128, 16}, {3, 8, 4, 64, 16}};
+  const DType dtypes[] = {DType::kF16, DType::kBF16, DType::kF32,
+                          DType::kF16, DType::kBF16, DType::kF16};
   uint64_t seed = 500;
   for (size_t i = 0; i < 6; ++i)
     for (int64_t budget : {1, 64, 200})

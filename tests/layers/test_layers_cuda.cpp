@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "support/device_problem.hpp"
 #include "layer_support.hpp"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "support/device_problem.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -174,7 +174,8 @@ TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
     cpu.push_back((*layers::Qwen3VLTextAttention::create(c, w[l].views(), l))(x, {}, pos).output);
   c.options = cuda_options(DType::kF32);
   std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>> gpu;
-  for (int l = 0; l < kLayers; ++l) gpu.push_back(layers::Qwen3VLTextAttention::create(c, w[l].views(), l));
+  for (int l = 0; l < kLayers; ++l)
+    gpu.push_back(layers::Qwen3VLTextAttention::create(c, w[l].views(), l));
   const OnDevice d_x(x), d_pos(pos);
 
   KvTableConfig tc;
@@ -196,7 +197,8 @@ TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
     kv.device_index = testing::cuda_current_device();
     TensorView vv = kv;
     vv.data = memory[2 * l + 1]->data();
-    ASSERT_TRUE(KvLayerStorage::create(&table, kv, vv, {}, &storage[l], &cuda_kv_storage_ops()).ok());
+    ASSERT_TRUE(
+        KvLayerStorage::create(&table, kv, vv, {}, &storage[l], &cuda_kv_storage_ops()).ok());
   }
   ASSERT_NE(table.mirror(), nullptr);  // attached by the first CUDA storage
   EXPECT_EQ(table.mirror()->uploads(), 0u);
@@ -208,8 +210,8 @@ TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
     for (int l = 0; l < kLayers; ++l) {
       Tensor out(DType::kF32, {B, n, hidden});
       OnDevice d_out(out);
-      const layers::TextAttentionInputs in{testing::token_slice(d_x.view, 1, at, n),
-                                           testing::token_slice(d_pos.view, 1, at, n), {}};
+      const layers::TextAttentionInputs in{
+          testing::token_slice(d_x.view, 1, at, n), testing::token_slice(d_pos.view, 1, at, n), {}};
       const layers::TextAttentionOutputs outs{d_out.view, {}};
       const size_t bytes = gpu[l]->workspace_size(in, &table, &storage[l], outs);
       ASSERT_GT(bytes, 0u) << gpu[l]->supports(in, &table, &storage[l], outs).to_string();
@@ -218,7 +220,8 @@ TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const Tensor got = d_out.download(out);
       for (int64_t b = 0; b < B; ++b)
-        EXPECT_LT(testing::rel_error(testing::rows(got, b, 0, n), testing::rows(cpu[l], b, at, n)), 1e-5)
+        EXPECT_LT(testing::rel_error(testing::rows(got, b, 0, n), testing::rows(cpu[l], b, at, n)),
+                  1e-5)
             << "layer " << l << " rows " << at << ".." << at + n;
     }
     ASSERT_TRUE(table.commit().ok());

@@ -268,12 +268,13 @@ TEST(TextLayerCache, DecodeAfterImagePrefillKeepsTheRopeDelta) {
       for (int64_t a = 0; a < 3; ++a)
         for (int64_t b = 0; b < B; ++b)
           for (int64_t i = 0; i < n; ++i) {
-            with_delta.push_back(static_cast<int32_t>(at + i + prompt.delta[static_cast<size_t>(b)]));
+            with_delta.push_back(
+                static_cast<int32_t>(at + i + prompt.delta[static_cast<size_t>(b)]));
             without.push_back(static_cast<int32_t>(at + i));
           }
       const Tensor got = (*layer)(xs, {}, {}, &implicit.cache).output;
-      const Tensor want = (*layer)(xs, {}, i32_tensor(with_delta, {3, B, n}), &explicit_pos.cache)
-                              .output;
+      const Tensor want =
+          (*layer)(xs, {}, i32_tensor(with_delta, {3, B, n}), &explicit_pos.cache).output;
       const Tensor old = (*layer)(xs, {}, i32_tensor(without, {3, B, n}), &undelta.cache).output;
       EXPECT_EQ(testing::rel_error(got, want), 0.0) << "rows " << at << ".." << at + n;
       EXPECT_GT(testing::rel_error(got, old), 1e-3) << "rows " << at << ".." << at + n;
@@ -332,13 +333,13 @@ TEST(TextLayerCache, F16CacheDefaultIsStatedAndMeasured) {
     for (int64_t at = prefill; at < total; ++at) {
       const Tensor out = (*layer)(testing::token_slice(x, 1, at, 1), {}, {}, &oc.cache).output;
       for (int64_t b = 0; b < B; ++b)
-        worst[dtype == DType::kF16] =
-            std::max(worst[dtype == DType::kF16],
-                     testing::rel_error(testing::rows(out, b, 0, 1), testing::rows(full, b, at, 1)));
+        worst[dtype == DType::kF16] = std::max(
+            worst[dtype == DType::kF16],
+            testing::rel_error(testing::rows(out, b, 0, 1), testing::rows(full, b, at, 1)));
     }
   }
-  EXPECT_LT(worst[0], 2e-6);                       // f32 storage: ~6e-7
-  EXPECT_GT(worst[1], 1e-4);                       // f16 storage: ~4e-4, what the docs quote
+  EXPECT_LT(worst[0], 2e-6);  // f32 storage: ~6e-7
+  EXPECT_GT(worst[1], 1e-4);  // f16 storage: ~4e-4, what the docs quote
   EXPECT_LT(worst[1], 2e-3);
 }
 

@@ -48,8 +48,9 @@ struct StepOutputs {
 
 // The layers one after another on one hidden state each (every layer sees the same input: the
 // test is about the cache, not the residual stream).
-StepOutputs model_step(const std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>>& ls, KvPageTable& table,
-               const std::vector<KvLayerStorage>& storage, const TensorView& x) {
+StepOutputs model_step(const std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>>& ls,
+                       KvPageTable& table, const std::vector<KvLayerStorage>& storage,
+                       const TensorView& x) {
   StepOutputs r;
   const int64_t B = x.shape[0], L = x.shape[1];
   throw_if_error(table.begin_append(L));
@@ -72,8 +73,10 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
   const int64_t B = 2, prefill = 19, steps = 5, max_len = 40;
   std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>> ls;
   std::vector<testing::TextWeights> weights;
-  for (int l = 0; l < kLayers; ++l) weights.emplace_back(kHidden, kHeads, kKvHeads, kDim, 100 + 10 * l);
-  for (int l = 0; l < kLayers; ++l) ls.push_back(layers::Qwen3VLTextAttention::create(config(), weights[l].views(), l));
+  for (int l = 0; l < kLayers; ++l)
+    weights.emplace_back(kHidden, kHeads, kKvHeads, kDim, 100 + 10 * l);
+  for (int l = 0; l < kLayers; ++l)
+    ls.push_back(layers::Qwen3VLTextAttention::create(config(), weights[l].views(), l));
 
   const KvCacheConfig cc = cache_config(layout, B, max_len);
   KvTableConfig tc;
@@ -107,7 +110,9 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
     const TensorView xs = testing::token_slice(x, 1, at, n);
     const uint64_t plans = detail::decode_plan_count();
     const StepOutputs shared = model_step(ls, table, storage, xs);
-    if (at > 0) EXPECT_EQ(detail::decode_plan_count() - plans, 1u) << "one decode plan a step, for every layer";
+    if (at > 0)
+      EXPECT_EQ(detail::decode_plan_count() - plans, 1u)
+          << "one decode plan a step, for every layer";
     for (int l = 0; l < kLayers; ++l) {
       const Tensor alone = (*ls[l])(xs, {}, {}, &caches[l]).output;
       ASSERT_EQ(std::memcmp(shared.outputs[l].view().data, alone.view().data,
@@ -125,19 +130,29 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
   Tensor out(DType::kF32, {B, 1, kHidden});
   const layers::TextAttentionInputs in{testing::token_slice(x, 1, 0, 1), {}, {}};
   std::vector<char> ws(ls[0]->workspace_size(in, &table, &storage[0], {out.view(), {}}));
-  ASSERT_TRUE(ls[0]->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()}).ok());
+  ASSERT_TRUE(
+      ls[0]
+          ->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()})
+          .ok());
   Tensor wrong(DType::kF32, {B, 2, kHidden});  // two tokens in a one-token step
   const layers::TextAttentionInputs bad{wrong.view(), {}, {}};
-  EXPECT_FALSE(ls[1]->forward(bad, &table, &storage[1], {wrong.view(), {}}, Workspace{ws.data(), ws.size()}).ok());
+  EXPECT_FALSE(
+      ls[1]
+          ->forward(bad, &table, &storage[1], {wrong.view(), {}}, Workspace{ws.data(), ws.size()})
+          .ok());
   ASSERT_TRUE(table.abort().ok());
   EXPECT_EQ(table.lengths(), lens);
   EXPECT_EQ(table.block_table(), blocks);
   // Without an open step the model form refuses to run.
-  EXPECT_EQ(ls[0]->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()}).code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      ls[0]
+          ->forward(in, &table, &storage[0], {out.view(), {}}, Workspace{ws.data(), ws.size()})
+          .code(),
+      StatusCode::kInvalidArgument);
 }
 
-INSTANTIATE_TEST_SUITE_P(Layers, TextModel, ::testing::Values(KvLayout::kPaged, KvLayout::kContiguous));
+INSTANTIATE_TEST_SUITE_P(Layers, TextModel,
+                         ::testing::Values(KvLayout::kPaged, KvLayout::kContiguous));
 
 }  // namespace
 }  // namespace qwen3vl

@@ -40,7 +40,8 @@ int main() {
   index.image_grid_thw = {{1, 4, 6}};
   rope::RopeIndexOutput ids;
   throw_if_error(rope::get_rope_index(index, &ids));
-  const TensorView positions = TensorView::contiguous(ids.positions.data(), DType::kI32, {3, 1, 11});
+  const TensorView positions =
+      TensorView::contiguous(ids.positions.data(), DType::kI32, {3, 1, 11});
 
   Tensor prompt(DType::kF32, {1, 11, 64}), next(DType::kF32, {1, 1, 64});
   prompt.fill_uniform(4);

@@ -26,8 +26,7 @@ int main() {
 
   Tensor hidden(DType::kF32, {n, 64});
   hidden.fill_uniform(3);
-  const Tensor out = (*layer)(hidden,
-                              TensorView::contiguous(rows_cols.data(), DType::kI32, {2, n}),
+  const Tensor out = (*layer)(hidden, TensorView::contiguous(rows_cols.data(), DType::kI32, {2, n}),
                               TensorView::contiguous(cu.data(), DType::kI32, {3}));
   std::printf("%s\n%lld patches, out[0] = %g\n", layer->describe().c_str(),
               static_cast<long long>(out.size(0)), out.get(0));

@@ -23,9 +23,11 @@ struct LinearNonFiniteRun {
 // sequence, a planted key in the second and third (it shares its chunk with earlier rows, and
 // later chunks start from a prefix state that must not hold it), key padding, f32 and f16; Inf,
 // -Inf, NaN in K, V and q. Returns the runs checked: kLinearNonFiniteCases per run.
-constexpr int64_t kLinearNonFiniteCases = 37;  // 5 cases x 9, less -Inf in q or K for the 4 elu ones
+constexpr int64_t kLinearNonFiniteCases =
+    37;  // 5 cases x 9, less -Inf in q or K for the 4 elu ones
 
-inline int64_t check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs, int64_t chunk = 16) {
+inline int64_t check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& runs,
+                                      int64_t chunk = 16) {
   ScopedOutputPoison finite(kUnwritten);  // device copies of the outputs get it too
   int64_t ran = 0;
   struct Case {
@@ -63,7 +65,8 @@ inline int64_t check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& run
     for (PlantIn where : {PlantIn::kK, PlantIn::kV, PlantIn::kQ})
       for (float value : nonfinite_values()) {
         // elu(-inf) + 1 = 0 exactly: -Inf in q or K is a zero feature, not a non-finite one.
-        if (elu_map && where != PlantIn::kV && value == -std::numeric_limits<float>::infinity()) continue;
+        if (elu_map && where != PlantIn::kV && value == -std::numeric_limits<float>::infinity())
+          continue;
         Problem p(c.spec);
         const Planted planted{where, 0, where == PlantIn::kQ ? std::vector<int64_t>{9} : c.keys};
         set_planted(p, planted, 0.0f);
@@ -75,15 +78,16 @@ inline int64_t check_linear_nonfinite(const std::vector<LinearNonFiniteRun>& run
           return j < sequence_span(params, b).k_len && (!causal_mask || j <= i);
         };
         for (const LinearNonFiniteRun& r : runs) {
-          const std::string label =
-              "linear " + c.name + " " + r.name + " " + value_name(value) + " in " + to_string(where);
+          const std::string label = "linear " + c.name + " " + r.name + " " + value_name(value) +
+                                    " in " + to_string(where);
           poison_outputs(p);  // a run that writes nothing must not pass on the last run's outputs
           r.run(c.config, p);
           ++ran;
-          const int64_t seeing = expect_nonfinite_rule(p.params, ref, planted, sees,
-                                                       c.spec.dtype == DType::kF32 ? 1e-5 : 2e-2, label);
+          const int64_t seeing = expect_nonfinite_rule(
+              p.params, ref, planted, sees, c.spec.dtype == DType::kF32 ? 1e-5 : 2e-2, label);
           const bool padding_only = c.name == "elu non-causal key padding" && where != PlantIn::kQ;
-          if (!padding_only) EXPECT_GT(seeing, 0) << label;  // that case's key is padding: nobody sees it
+          if (!padding_only)
+            EXPECT_GT(seeing, 0) << label;  // that case's key is padding: nobody sees it
         }
       }
   }

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "linear/linear_cases.hpp"
-#include "support/linear_oracle.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "support/cpu_variants.hpp"
+#include "support/linear_oracle.hpp"
 
 namespace qwen3vl::testing {
 namespace {
@@ -233,11 +233,17 @@ TEST(LinearCpu, BadInputGivesTypedErrors) {
     edit(p.params);
     return attn->supports(p.params).code();
   };
-  EXPECT_EQ(code([](AttentionParams& p) { p.mask = MaskKind::kSlidingWindow; p.window_left = 3; }),
+  EXPECT_EQ(code([](AttentionParams& p) {
+              p.mask = MaskKind::kSlidingWindow;
+              p.window_left = 3;
+            }),
             StatusCode::kUnsupported);
   EXPECT_EQ(code([](AttentionParams& p) { p.scale = 0.5f; }), StatusCode::kUnsupported);
   EXPECT_EQ(code([](AttentionParams& p) { p.softcap = 30.0f; }), StatusCode::kUnsupported);
-  EXPECT_EQ(code([](AttentionParams& p) { p.k.shape[1] = 15; p.v.shape[1] = 15; }),
+  EXPECT_EQ(code([](AttentionParams& p) {
+              p.k.shape[1] = 15;
+              p.v.shape[1] = 15;
+            }),
             StatusCode::kShapeMismatch);  // causal needs Lq == Lk
   {
     ProblemSpec s = spec;

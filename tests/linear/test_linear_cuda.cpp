@@ -6,12 +6,12 @@
 #include <memory>
 #include <vector>
 
-#include "support/device_problem.hpp"
 #include "linear/linear_cases.hpp"
 #include "linear/linear_nonfinite.hpp"
-#include "support/linear_oracle.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/linear.hpp"
+#include "support/device_problem.hpp"
+#include "support/linear_oracle.hpp"
 
 namespace qwen3vl::testing {
 namespace {
@@ -28,7 +28,8 @@ std::unique_ptr<LinearAttention> make_cuda(const LinearConfig& config) {
 // Runs one forward on the device (one shared cu_seqlens for causal varlen) and downloads `out`.
 void run_on_device(const LinearAttention& attn, Problem& p) {
   DeviceProblem dp(p);
-  if (p.params.mask != MaskKind::kNone && p.params.varlen()) dp.params.cu_seqlens_k = dp.params.cu_seqlens_q;
+  if (p.params.mask != MaskKind::kNone && p.params.varlen())
+    dp.params.cu_seqlens_k = dp.params.cu_seqlens_q;
   ASSERT_TRUE(attn.supports(dp.params).ok()) << attn.supports(dp.params).to_string();
   DeviceBuffer ws(attn.workspace_size(dp.params));
   const Status s = attn.forward(dp.params, {ws.data(), attn.workspace_size(dp.params)});
@@ -48,11 +49,11 @@ void expect_matches_oracle(const LinearConfig& config, const ProblemSpec& spec, 
 // stabiliser); rows that see it are non-finite.
 TEST(LinearCuda, CausalRowsNeverSeeLaterNonFiniteKeys) {
   SKIP_WITHOUT_DEVICE();
-  EXPECT_EQ(check_linear_nonfinite({{"cuda", [](const LinearConfig& config, Problem& p) {
-                                       run_on_device(*make_cuda(config), p);
-                                     }}},
-                                   /*chunk=*/64),  // the CUDA kernels' chunk
-            kLinearNonFiniteCases);
+  EXPECT_EQ(
+      check_linear_nonfinite({{"cuda", [](const LinearConfig& config,
+                                          Problem& p) { run_on_device(*make_cuda(config), p); }}},
+                             /*chunk=*/64),  // the CUDA kernels' chunk
+      kLinearNonFiniteCases);
 }
 
 TEST(LinearCuda, ChunkedMatchesQuadraticOracle) {

@@ -39,10 +39,12 @@ class ReferenceKernel final : public Attention {
           const int64_t t = p.varlen() ? span.q_start + i : b * s.max_q + i;
           const int64_t off = row_offset(p.out, p.varlen(), b, span.q_start, i, h);
           for (int64_t c = 0; c < s.head_dim; ++c)
-            store_float(p.out, off + c,
-                        static_cast<float>(r.out[static_cast<size_t>((t * s.heads + h) * s.head_dim + c)]));
+            store_float(
+                p.out, off + c,
+                static_cast<float>(r.out[static_cast<size_t>((t * s.heads + h) * s.head_dim + c)]));
           if (p.lse.present())
-            p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i) : p.lse.offset(b, h, i)] =
+            p.lse.ptr<float>()[p.varlen() ? p.lse.offset(h, span.q_start + i)
+                                          : p.lse.offset(b, h, i)] =
                 static_cast<float>(r.lse[static_cast<size_t>(t * s.heads + h)]);
         }
     }
@@ -54,7 +56,9 @@ class ReferenceKernel final : public Attention {
 struct Routing {
   Tensor index, weight;
   HeadRouting view() const { return HeadRouting{index.view(), weight.view()}; }
-  int32_t head(int64_t t, int64_t e) const { return index.data<int32_t>()[t * index.view().shape[1] + e]; }
+  int32_t head(int64_t t, int64_t e) const {
+    return index.data<int32_t>()[t * index.view().shape[1] + e];
+  }
 };
 
 // Every token picks k distinct heads at random; gates uniform in [0.1, 1.5), a few exactly 0.
@@ -79,7 +83,8 @@ inline Routing all_heads(int64_t tokens, int64_t heads) {
   Routing r{Tensor(DType::kI32, {tokens, heads}), Tensor(DType::kF32, {tokens, heads})};
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t h = 0; h < heads; ++h) {
-      r.index.data<int32_t>()[t * heads + h] = static_cast<int32_t>((h * 7 + t) % heads);  // any order
+      r.index.data<int32_t>()[t * heads + h] =
+          static_cast<int32_t>((h * 7 + t) % heads);  // any order
       r.weight.data<float>()[t * heads + h] = 1.0f;
     }
   return r;
@@ -113,8 +118,10 @@ inline reference::Result gated_reference(const AttentionParams& p, const Routing
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t h = 0; h < s.heads; ++h) {
       const double w = g[static_cast<size_t>(t * s.heads + h)];
-      for (int64_t c = 0; c < s.head_dim; ++c) ref.out[static_cast<size_t>((t * s.heads + h) * s.head_dim + c)] *= w;
-      if (w == 0.0) ref.lse[static_cast<size_t>(t * s.heads + h)] = -std::numeric_limits<double>::infinity();
+      for (int64_t c = 0; c < s.head_dim; ++c)
+        ref.out[static_cast<size_t>((t * s.heads + h) * s.head_dim + c)] *= w;
+      if (w == 0.0)
+        ref.lse[static_cast<size_t>(t * s.heads + h)] = -std::numeric_limits<double>::infinity();
     }
   return ref;
 }

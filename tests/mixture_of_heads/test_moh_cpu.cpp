@@ -13,9 +13,9 @@
 #include <utility>
 #include <vector>
 
-#include "src/flash/gathered_rows.hpp"
 #include "mixture_of_heads/moh_support.hpp"
 #include "qwen3vl/variants/flash2.hpp"
+#include "src/flash/gathered_rows.hpp"
 #include "support/cpu_variants.hpp"
 
 namespace qwen3vl::testing {
@@ -53,7 +53,8 @@ void expect_routed_matches(const MixtureOfHeadsAttention& moh, const ProblemSpec
   const reference::Result ref = gated_reference(p.params, r);
   ASSERT_TRUE(moh.supports(p.params, r.view()).ok()) << what << " " << spec.to_string();
   moh.run(p.params, r.view());
-  EXPECT_LE(relative_error(p.params, ref), tolerance(spec.dtype)) << what << " " << spec.to_string();
+  EXPECT_LE(relative_error(p.params, ref), tolerance(spec.dtype))
+      << what << " " << spec.to_string();
   if (spec.with_lse) {
     EXPECT_LE(lse_max_error(p.params, ref), spec.dtype == DType::kF32 ? 1e-5 : 1e-2)
         << what << " " << spec.to_string();
@@ -74,7 +75,8 @@ TEST(MoHRouting, AllHeadsWithGateOneEqualsDense) {
     const Routing r = all_heads(routing_tokens(s), s.heads);
     expect_routed_matches(*reference_moh(s.heads), s, r, "reference kernel");
     if (mask == MaskKind::kNone || flash_takes_positions())
-      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
+      for (CpuIsa isa : runnable_isas())
+        expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
     // The unrouted forward is the dense one.
     Problem p(s);
     const reference::Result ref = reference::attention(p.params);
@@ -101,7 +103,8 @@ TEST(MoHRouting, UnselectedAndZeroGateRowsAreExactlyZero) {
   for (int64_t t = 0; t < 23; ++t)
     for (int64_t h = 1; h < 4; ++h) {
       EXPECT_EQ(p.lse.get(h * 23 + t), -std::numeric_limits<float>::infinity());
-      for (int64_t c = 0; c < s.head_dim; ++c) ASSERT_EQ(p.out.get((t * 4 + h) * s.head_dim + c), 0.0f);
+      for (int64_t c = 0; c < s.head_dim; ++c)
+        ASSERT_EQ(p.out.get((t * 4 + h) * s.head_dim + c), 0.0f);
     }
   EXPECT_LE(relative_error(p.params, gated_reference(p.params, r)), 1e-6);
 }
@@ -110,8 +113,10 @@ TEST(MoHRouting, RandomRoutingMatchesGatedDenseWithReferenceKernel) {
   for (const ProblemSpec& s : routed_sweep()) {
     const int64_t tokens = routing_tokens(s);
     for (int64_t k : {int64_t{1}, s.heads / 2 + 1}) {
-      const Routing r = random_routing(tokens, s.heads, std::min(k, s.heads), s.seed * 3 + static_cast<uint64_t>(k));
-      expect_routed_matches(*reference_moh(s.heads), s, r, "reference kernel k=" + std::to_string(k));
+      const Routing r = random_routing(tokens, s.heads, std::min(k, s.heads),
+                                       s.seed * 3 + static_cast<uint64_t>(k));
+      expect_routed_matches(*reference_moh(s.heads), s, r,
+                            "reference kernel k=" + std::to_string(k));
     }
   }
 }
@@ -122,11 +127,13 @@ TEST(MoHRouting, RandomRoutingMatchesGatedDenseWithFlash2) {
   for (const ProblemSpec& s : routed_sweep()) {
     if (!positions && s.mask != MaskKind::kNone) continue;
     const Routing r = random_routing(routing_tokens(s), s.heads, s.heads / 2 + 1, s.seed * 5);
-    for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
+    for (CpuIsa isa : runnable_isas())
+      expect_routed_matches(*flash_moh(s.heads, isa), s, r, to_string(isa));
     ++ran;
   }
   EXPECT_GT(ran, 0);
-  if (!positions) GTEST_SKIP() << "CPU flash2 refuses q_positions: only unmasked cases ran (" << ran << ")";
+  if (!positions)
+    GTEST_SKIP() << "CPU flash2 refuses q_positions: only unmasked cases ran (" << ran << ")";
 }
 
 // The MoH router's routing (2 shared heads in the first KV group of 4, top-3 of 6 routed): the
@@ -145,7 +152,8 @@ TEST(MoHRouting, SharedHeadsFromTheRouterMatchGatedDense) {
     s.window_right = 0;
     s.with_lse = true;
     const int64_t tokens = routing_tokens(s);
-    Tensor shared(DType::kF32, {tokens, 2}), routed(DType::kF32, {tokens, 6}), mix(DType::kF32, {tokens, 2});
+    Tensor shared(DType::kF32, {tokens, 2}), routed(DType::kF32, {tokens, 6}),
+        mix(DType::kF32, {tokens, 2});
     shared.fill_uniform(11);
     routed.fill_uniform(12);
     mix.fill_uniform(13);
@@ -153,7 +161,8 @@ TEST(MoHRouting, SharedHeadsFromTheRouterMatchGatedDense) {
     throw_if_error(route_mixture_of_heads(c, {shared.view(), routed.view(), mix.view()}, r.view()));
     expect_routed_matches(*reference_moh(8), s, r, "reference kernel");
     if (flash_takes_positions())
-      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(8, isa), s, r, to_string(isa));
+      for (CpuIsa isa : runnable_isas())
+        expect_routed_matches(*flash_moh(8, isa), s, r, to_string(isa));
   }
 }
 
@@ -164,7 +173,7 @@ Routing banded_routing(int64_t tokens) {
   for (int64_t t = 0; t < tokens; ++t)
     for (int64_t e = 0; e < 4; ++e) {
       const int64_t h = (e + t) % 4;
-      const float gate = h < 2 ? 0.25f + 0.1f * static_cast<float>(t % 7)
+      const float gate = h < 2    ? 0.25f + 0.1f * static_cast<float>(t % 7)
                          : h == 2 ? (t % 2 == 0 ? 0.8f : 0.0f)
                                   : (t % 3 == 1 ? 1.1f : 0.0f);
       r.index.data<int32_t>()[t * 4 + e] = static_cast<int32_t>(h);
@@ -197,7 +206,8 @@ TEST(MoHRouting, LongRunsSpanSeveralGatheredTasks) {
       s.seed = 900 + static_cast<uint64_t>(mask);
       const Routing r = banded_routing(routing_tokens(s));
       expect_routed_matches(*reference_moh(4), s, r, "reference kernel");
-      for (CpuIsa isa : runnable_isas()) expect_routed_matches(*flash_moh(4, isa), s, r, to_string(isa));
+      for (CpuIsa isa : runnable_isas())
+        expect_routed_matches(*flash_moh(4, isa), s, r, to_string(isa));
     }
   }
 }
@@ -238,7 +248,8 @@ TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
     for (int64_t h = 0; h < 4; ++h)
       for (int64_t c = 0; c < 32; ++c) {
         const int64_t at = row_offset(p.params.out, false, 0, 0, i, h) + c;
-        ASSERT_NEAR(gathered[at], (h == 3 ? 0.5f : 1.0f) * out[at], 1e-5f) << "head " << h << " row " << i;
+        ASSERT_NEAR(gathered[at], (h == 3 ? 0.5f : 1.0f) * out[at], 1e-5f)
+            << "head " << h << " row " << i;
       }
   const auto code = [&](const detail::Flash2GatheredRows& bad) {
     return detail::flash2_forward_gathered(*flash, p.params, bad, w).code();
@@ -269,7 +280,8 @@ TEST(MoHErrors, GatheredFlash2PassRefusesBadRows) {
 
 // The MoH gates restated in float64 with a full sort (the router uses a partial sort in float).
 TEST(MoHRouter, MatchesFloat64Restatement) {
-  for (const MoHConfig c : {MoHConfig{8, 2, 3}, MoHConfig{6, 0, 2}, MoHConfig{4, 4, 0}, MoHConfig{5, 1, 4}}) {
+  for (const MoHConfig c :
+       {MoHConfig{8, 2, 3}, MoHConfig{6, 0, 2}, MoHConfig{4, 4, 0}, MoHConfig{5, 1, 4}}) {
     const int64_t tokens = 29, shared = c.num_shared_heads, routed = c.routed_heads();
     std::mt19937 rng(static_cast<unsigned>(c.num_heads * 100 + c.top_k));
     std::uniform_int_distribution<int> level(-3, 3);  // few distinct values: ties happen
@@ -290,7 +302,8 @@ TEST(MoHRouter, MatchesFloat64Restatement) {
       const auto soft = [&](const Tensor& x, int64_t width) {
         std::vector<double> e(static_cast<size_t>(width));
         double sum = 0;
-        for (int64_t i = 0; i < width; ++i) sum += e[i] = std::exp(static_cast<double>(x.get(t * x.view().shape[1] + i)));
+        for (int64_t i = 0; i < width; ++i)
+          sum += e[i] = std::exp(static_cast<double>(x.get(t * x.view().shape[1] + i)));
         for (double& v : e) v /= sum;
         return e;
       };
@@ -311,7 +324,8 @@ TEST(MoHRouter, MatchesFloat64Restatement) {
       if (routed > 0) {
         const std::vector<double> g = soft(lr, routed);
         std::vector<std::pair<double, int64_t>> ranked;  // (-logit, head): ascending = top first
-        for (int64_t j = 0; j < routed; ++j) ranked.push_back({-static_cast<double>(lr.get(t * routed + j)), j});
+        for (int64_t j = 0; j < routed; ++j)
+          ranked.push_back({-static_cast<double>(lr.get(t * routed + j)), j});
         std::sort(ranked.begin(), ranked.end());
         for (int64_t j = 0; j < c.top_k; ++j, ++e) {
           EXPECT_EQ(out.head(t, e), shared + ranked[j].second) << "token " << t << " rank " << j;
@@ -383,7 +397,8 @@ TEST(MoHErrors, BadKnobsRoutingsAndInputsAreTyped) {
 
   // Router: logits of the wrong width, a missing mix, NaN.
   const MoHConfig c{4, 1, 2};
-  Tensor ls(DType::kF32, {3, 1}), lr(DType::kF32, {3, 3}), lm(DType::kF32, {3, 2}), bad(DType::kF32, {3, 2});
+  Tensor ls(DType::kF32, {3, 1}), lr(DType::kF32, {3, 3}), lm(DType::kF32, {3, 2}),
+      bad(DType::kF32, {3, 2});
   ls.fill_uniform(1);
   lr.fill_uniform(2);
   lm.fill_uniform(3);
@@ -391,7 +406,8 @@ TEST(MoHErrors, BadKnobsRoutingsAndInputsAreTyped) {
   EXPECT_TRUE(route_mixture_of_heads(c, {ls.view(), lr.view(), lm.view()}, out.view()).ok());
   EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), bad.view(), lm.view()}, out.view()).code(),
             StatusCode::kShapeMismatch);
-  EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), lr.view(), {}}, out.view()).code(), StatusCode::kNullPointer);
+  EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), lr.view(), {}}, out.view()).code(),
+            StatusCode::kNullPointer);
   lr.set(4, std::numeric_limits<float>::quiet_NaN());
   EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), lr.view(), lm.view()}, out.view()).code(),
             StatusCode::kInvalidArgument);

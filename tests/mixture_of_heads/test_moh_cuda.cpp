@@ -11,10 +11,10 @@
 #include <memory>
 #include <vector>
 
-#include "support/device_problem.hpp"
 #include "mixture_of_heads/moh_support.hpp"
-#include "support/nonfinite.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
+#include "support/device_problem.hpp"
+#include "support/nonfinite.hpp"
 
 namespace qwen3vl::testing {
 namespace {
@@ -45,10 +45,12 @@ struct DeviceRouting {
 };
 
 // Runs the routed forward on the device (optionally captured in a graph) into the host problem.
-void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& r, bool graph = false) {
+void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& r,
+              bool graph = false) {
   DeviceProblem dev(host);
   DeviceRouting routing(r);
-  ASSERT_TRUE(moh.supports(dev.params, routing.view).ok()) << moh.supports(dev.params, routing.view).to_string();
+  ASSERT_TRUE(moh.supports(dev.params, routing.view).ok())
+      << moh.supports(dev.params, routing.view).to_string();
   DeviceBuffer ws(moh.workspace_size(dev.params));
   cudaStream_t stream;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
@@ -56,7 +58,8 @@ void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& 
     cudaGraph_t g;
     cudaGraphExec_t exec;
     ASSERT_EQ(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), cudaSuccess);
-    const Status s = moh.forward(dev.params, routing.view, Workspace{ws.data(), ws.bytes()}, stream);
+    const Status s =
+        moh.forward(dev.params, routing.view, Workspace{ws.data(), ws.bytes()}, stream);
     ASSERT_EQ(cudaStreamEndCapture(stream, &g), cudaSuccess);
     ASSERT_TRUE(s.ok()) << s.to_string();
     ASSERT_EQ(cudaGraphInstantiateWithFlags(&exec, g, 0), cudaSuccess);
@@ -64,7 +67,8 @@ void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& 
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(g);
   } else {
-    const Status s = moh.forward(dev.params, routing.view, Workspace{ws.data(), ws.bytes()}, stream);
+    const Status s =
+        moh.forward(dev.params, routing.view, Workspace{ws.data(), ws.bytes()}, stream);
     ASSERT_TRUE(s.ok()) << s.to_string();
   }
   ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
@@ -76,18 +80,20 @@ void run_cuda(const MixtureOfHeadsAttention& moh, Problem& host, const Routing& 
 // launch): Inf / NaN in K or V rows hidden from some rows reach only the rows that see them.
 TEST(MoHCuda, NonFiniteValuesReachOnlyTheRowsThatSeeThem) {
   SKIP_WITHOUT_GPU();
-  const int64_t ran = check_nonfinite_scenes("mixture-of-heads", {{"cuda", [](Problem& p) {
-    AttentionShape s;
-    throw_if_error(validate(p.params, &s));
-    const auto moh = cuda_moh(s.heads);
-    const int64_t tokens = p.params.varlen() ? p.params.q.shape[0] : s.batch * s.max_q;
-    const Routing r = all_heads(tokens, s.heads);
-    DeviceProblem dev(p);
-    DeviceRouting routing(r);
-    if (!moh->supports(dev.params, routing.view).ok()) return false;
-    run_cuda(*moh, p, r);
-    return true;
-  }}});
+  const int64_t ran = check_nonfinite_scenes(
+      "mixture-of-heads", {{"cuda", [](Problem& p) {
+                              AttentionShape s;
+                              throw_if_error(validate(p.params, &s));
+                              const auto moh = cuda_moh(s.heads);
+                              const int64_t tokens =
+                                  p.params.varlen() ? p.params.q.shape[0] : s.batch * s.max_q;
+                              const Routing r = all_heads(tokens, s.heads);
+                              DeviceProblem dev(p);
+                              DeviceRouting routing(r);
+                              if (!moh->supports(dev.params, routing.view).ok()) return false;
+                              run_cuda(*moh, p, r);
+                              return true;
+                            }}});
   EXPECT_GT(ran, 0);
 }
 
@@ -102,7 +108,8 @@ TEST(MoHCuda, RoutedSweepMatchesGatedDenseAndCpu) {
       Problem refused(s);
       DeviceProblem dev(refused);
       DeviceRouting routing(r);
-      EXPECT_EQ(cuda_moh(s.heads)->supports(dev.params, routing.view).code(), StatusCode::kUnsupported);
+      EXPECT_EQ(cuda_moh(s.heads)->supports(dev.params, routing.view).code(),
+                StatusCode::kUnsupported);
       s.window_right = 0;
     }
     Problem gpu(s);
@@ -115,10 +122,12 @@ TEST(MoHCuda, RoutedSweepMatchesGatedDenseAndCpu) {
         if (!(std::fabs(gpu.out.get(i) - ref.out[static_cast<size_t>(i)]) <= 1e-3)) {
           const int64_t row = i / s.head_dim;
           ADD_FAILURE() << "first bad element " << i << " (token " << row / s.heads << ", head "
-                        << row % s.heads << "): " << gpu.out.get(i) << " vs " << ref.out[static_cast<size_t>(i)];
+                        << row % s.heads << "): " << gpu.out.get(i) << " vs "
+                        << ref.out[static_cast<size_t>(i)];
           break;
         }
-    EXPECT_LE(lse_max_error(gpu.params, ref), s.dtype == DType::kF32 ? 1e-5 : 1e-2) << s.to_string();
+    EXPECT_LE(lse_max_error(gpu.params, ref), s.dtype == DType::kF32 ? 1e-5 : 1e-2)
+        << s.to_string();
     Problem cpu(s);  // CUDA == CPU: the CPU object's output as the reference
     CpuOptions o;
     o.num_threads = 2;
@@ -131,7 +140,8 @@ TEST(MoHCuda, RoutedSweepMatchesGatedDenseAndCpu) {
       diff += (a - b) * (a - b);
       norm += b * b;
     }
-    EXPECT_LE(std::sqrt(diff / std::max(norm, 1e-30)), tolerance(s.dtype)) << "vs CPU " << s.to_string();
+    EXPECT_LE(std::sqrt(diff / std::max(norm, 1e-30)), tolerance(s.dtype))
+        << "vs CPU " << s.to_string();
   }
 }
 
@@ -154,7 +164,8 @@ TEST(MoHCuda, FlashTakesGatheredPositions) {
     Problem p(s);
     std::vector<int32_t> positions;  // every second or third key position, ascending
     for (size_t b = 0; b < s.varlen_q.size(); ++b)
-      for (int32_t i = 0; i < s.varlen_q[b]; ++i) positions.push_back(std::min(i * 2 + i / 3, s.key_lengths[b] - 1));
+      for (int32_t i = 0; i < s.varlen_q[b]; ++i)
+        positions.push_back(std::min(i * 2 + i / 3, s.key_lengths[b] - 1));
     Tensor qp(DType::kI32, {static_cast<int64_t>(positions.size())});
     std::copy(positions.begin(), positions.end(), qp.data<int32_t>());
     p.params.q_positions = qp.view();
@@ -209,7 +220,8 @@ TEST(MoHCuda, UnroutedRowsAreExactlyZero) {
     for (int64_t h = 0; h < 4; ++h) {
       if (h == 2 && t % 3) continue;
       EXPECT_EQ(p.lse.get(h * 45 + t), -std::numeric_limits<float>::infinity());
-      for (int64_t c = 0; c < s.head_dim; ++c) ASSERT_EQ(p.out.get((t * 4 + h) * s.head_dim + c), 0.0f);
+      for (int64_t c = 0; c < s.head_dim; ++c)
+        ASSERT_EQ(p.out.get((t * 4 + h) * s.head_dim + c), 0.0f);
     }
   EXPECT_LE(relative_error(p.params, gated_reference(p.params, r)), 1e-5);
 }

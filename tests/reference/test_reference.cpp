@@ -78,7 +78,8 @@ TEST(Reference, CausalAlignmentAndWindowsByWeights) {
     Problem p(s);
     const auto r = reference::attention(p.params, true);
     const int visible_row0 = m == MaskKind::kCausal ? 3 : 1;
-    for (int j = 0; j < 4; ++j) EXPECT_EQ(r.weights[j] > 0.0, j < visible_row0) << to_string(m) << j;
+    for (int j = 0; j < 4; ++j)
+      EXPECT_EQ(r.weights[j] > 0.0, j < visible_row0) << to_string(m) << j;
   }
   ProblemSpec s = spec(5, 5, 3);
   s.mask = MaskKind::kSlidingWindow;

@@ -24,7 +24,8 @@ inline bool names_argument(const std::string& message, const std::string& name) 
   for (size_t at = message.find(name); at != std::string::npos; at = message.find(name, at + 1)) {
     const size_t end = at + name.size();
     const bool starts = !is_name_char(name.front()) || at == 0 || !is_name_char(message[at - 1]);
-    const bool ends = !is_name_char(name.back()) || end == message.size() || !is_name_char(message[end]);
+    const bool ends =
+        !is_name_char(name.back()) || end == message.size() || !is_name_char(message[end]);
     if (starts && ends) return true;
   }
   return false;

@@ -64,11 +64,14 @@ testing::ProblemSpec attention_base(bool varlen) {
   return s;
 }
 
-void set_i32(const Tensor& t, int64_t i, int32_t v) { const_cast<Tensor&>(t).data<int32_t>()[i] = v; }
+void set_i32(const Tensor& t, int64_t i, int32_t v) {
+  const_cast<Tensor&>(t).data<int32_t>()[i] = v;
+}
 
 std::vector<AttnCase> fixed_length_cases() {
   using P = testing::Problem;
-  static Tensor i32_lengths(DType::kI32, {2}), f32_lengths(DType::kF32, {2}), i32_three(DType::kI32, {3});
+  static Tensor i32_lengths(DType::kI32, {2}), f32_lengths(DType::kF32, {2}),
+      i32_three(DType::kI32, {3});
   static Tensor positions(DType::kI32, {2, 32}), f32_positions(DType::kF32, {2, 32});
   static Tensor mask4(DType::kF32, {2, 1, 32, 32}), mask_i32(DType::kI32, {2, 1, 32, 32}),
       mask_bad(DType::kF32, {2, 3, 32, 32}), weights(DType::kF32, {2, 4, 32, 32}),
@@ -126,11 +129,8 @@ std::vector<AttnCase> fixed_length_cases() {
       {"v stride -2^62", "v.stride", [](P& p) { p.params.v.stride[1] = -2 * kHuge; }},
       {"out stride 2^61", "out.stride", [](P& p) { p.params.out.stride[0] = kHuge; }},
       {"k stride INT64_MIN", "k.stride", [](P& p) { p.params.k.stride[2] = INT64_MIN; }},
-      {"q shape 2^62",
-       "q.shape",
-       [](P& p) {
-         p.params.q.shape[1] = p.params.out.shape[1] = 2 * kHuge;
-       }},
+      {"q shape 2^62", "q.shape",
+       [](P& p) { p.params.q.shape[1] = p.params.out.shape[1] = 2 * kHuge; }},
       {"k shape 2^40 x 2^40", "k.shape",
        [](P& p) {
          p.params.k.shape[0] = p.params.v.shape[0] = int64_t{1} << 40;
@@ -139,8 +139,10 @@ std::vector<AttnCase> fixed_length_cases() {
       {"out aliases q", "share memory with q", [](P& p) { p.params.out.data = p.params.q.data; }},
       // out is larger than k and v under GQA: from their start it may also reach the next buffer,
       // which the check can name first; either way out is refused for sharing memory.
-      {"out aliases k", "out must not share memory with", [](P& p) { p.params.out.data = p.params.k.data; }},
-      {"out aliases v", "out must not share memory with", [](P& p) { p.params.out.data = p.params.v.data; }},
+      {"out aliases k", "out must not share memory with",
+       [](P& p) { p.params.out.data = p.params.k.data; }},
+      {"out aliases v", "out must not share memory with",
+       [](P& p) { p.params.out.data = p.params.v.data; }},
       {"out overlaps q tail", "share memory with q",
        [](P& p) { p.params.out.data = p.q.data<char>() + p.q.bytes() / 2; }},
       {"out row stride 0", "out.stride[1]", [](P& p) { p.params.out.stride[1] = 0; }},
@@ -200,8 +202,10 @@ std::vector<AttnCase> fixed_length_cases() {
          p.params.additive_mask = mask4.view();
          p.params.additive_mask.rank = 1;
        }},
-      {"additive mask shape", "additive_mask", [](P& p) { p.params.additive_mask = mask_bad.view(); }},
-      {"additive mask i32", "additive_mask", [](P& p) { p.params.additive_mask = mask_i32.view(); }},
+      {"additive mask shape", "additive_mask",
+       [](P& p) { p.params.additive_mask = mask_bad.view(); }},
+      {"additive mask i32", "additive_mask",
+       [](P& p) { p.params.additive_mask = mask_i32.view(); }},
       {"additive mask null", "additive_mask",
        [](P& p) {
          p.params.additive_mask = mask4.view();
@@ -275,11 +279,13 @@ std::vector<AttnCase> varlen_cases() {
       {"max_seqlen_q -1", "max_seqlen_q/k", [](P& p) { p.params.max_seqlen_q = -1; }},
       {"max_seqlen_k too small", "max_seqlen_q/k", [](P& p) { p.params.max_seqlen_k = 3; }},
       {"varlen weights", "weights", [](P& p) { p.params.weights = weights.view(); }},
-      {"varlen additive mask", "additive_mask", [](P& p) { p.params.additive_mask = mask4.view(); }},
+      {"varlen additive mask", "additive_mask",
+       [](P& p) { p.params.additive_mask = mask4.view(); }},
       {"varlen q rank 4", "q.rank", [](P& p) { p.params.q.rank = 4; }},
       {"varlen v tokens", "v.shape", [](P& p) { p.params.v.shape[0] = 47; }},
       {"varlen out tokens", "out.shape", [](P& p) { p.params.out.shape[0] = 33; }},
-      {"varlen out aliases k", "share memory with k", [](P& p) { p.params.out.data = p.params.k.data; }},
+      {"varlen out aliases k", "share memory with k",
+       [](P& p) { p.params.out.data = p.params.k.data; }},
       {"varlen out token stride 0", "out.stride[0]", [](P& p) { p.params.out.stride[0] = 0; }},
       {"varlen lse shape", "lse.shape", [](P& p) { p.params.lse.shape[1] = 31; }},
   };
@@ -503,7 +509,8 @@ void expect_same_state(const FilledCache::State& a, const FilledCache::State& b,
 struct AppendInputs {
   Tensor k, v, cu;
   TensorView kv, vv, cuv;
-  AppendInputs() : k(DType::kF32, {2, 4, kHkv, kD}), v(DType::kF32, {2, 4, kHkv, kD}), cu(DType::kI32, {3}) {
+  AppendInputs()
+      : k(DType::kF32, {2, 4, kHkv, kD}), v(DType::kF32, {2, 4, kHkv, kD}), cu(DType::kI32, {3}) {
     k.fill_uniform(21);
     v.fill_uniform(22);
     kv = k.view();
@@ -539,8 +546,7 @@ TEST(BadInputs, KvCacheAppendForkReset) {
       {"k stride 2^61", "k.stride", [](A& a) { a.kv.stride[1] = kHuge; }},
       {"v stride -2^62", "v.stride", [](A& a) { a.vv.stride[0] = -2 * kHuge; }},
       {"k tokens negative", "k.shape", [](A& a) { a.kv.shape[1] = a.vv.shape[1] = -4; }},
-      {"k shape overflow", "k.shape",
-       [](A& a) { a.kv.shape[1] = a.vv.shape[1] = 2 * kHuge; }},
+      {"k shape overflow", "k.shape", [](A& a) { a.kv.shape[1] = a.vv.shape[1] = 2 * kHuge; }},
       {"past capacity", "capacity",
        [](A& a) {
          static Tensor big(DType::kF32, {2, 40, kHkv, kD});
@@ -642,7 +648,8 @@ TEST(BadInputs, KvCacheCreate) {
       {"batch 0", "config.batch", [](KvCacheConfig& c, TensorView&, TensorView&) { c.batch = 0; }},
       {"batch 2^40", "config.batch",
        [](KvCacheConfig& c, TensorView&, TensorView&) { c.batch = int64_t{1} << 40; }},
-      {"kv_heads 0", "config.kv_heads", [](KvCacheConfig& c, TensorView&, TensorView&) { c.kv_heads = 0; }},
+      {"kv_heads 0", "config.kv_heads",
+       [](KvCacheConfig& c, TensorView&, TensorView&) { c.kv_heads = 0; }},
       {"head_dim 257", "config.head_dim",
        [](KvCacheConfig& c, TensorView&, TensorView&) { c.head_dim = 257; }},
       {"dtype i32", "config.dtype",
@@ -658,8 +665,7 @@ TEST(BadInputs, KvCacheCreate) {
          c.max_blocks = int64_t{1} << 60;
          c.block_size = 1024;
        }},
-      {"k_storage absent", "k_storage",
-       [](KvCacheConfig&, TensorView& k, TensorView&) { k = {}; }},
+      {"k_storage absent", "k_storage", [](KvCacheConfig&, TensorView& k, TensorView&) { k = {}; }},
       {"v_storage null", "v_storage.data",
        [](KvCacheConfig&, TensorView&, TensorView& v) { v.data = nullptr; }},
       {"k_storage shape", "k_storage.shape",
@@ -726,7 +732,8 @@ TEST(BadInputs, Decode) {
       {"out stride -2^62", "out.stride", [](D& d) { d.p.out.stride[2] = -2 * kHuge; }},
       {"out head stride 0", "out.stride[2]", [](D& d) { d.p.out.stride[2] = 0; }},
       {"out aliases q", "share memory with q", [](D& d) { d.p.out.data = d.p.q.data; }},
-      {"out aliases the cache", "share memory with kv.k", [](D& d) { d.p.out.data = d.p.kv.k.data; }},
+      {"out aliases the cache", "share memory with kv.k",
+       [](D& d) { d.p.out.data = d.p.kv.k.data; }},
       {"lse f16", "lse.dtype", [](D& d) { d.p.lse = lse_f16.view(); }},
       {"lse shape", "lse.shape", [](D& d) { d.p.lse.shape[1] = 3; }},
       {"lse aliases out", "lse", [](D& d) { d.p.lse.data = d.p.out.data; }},
@@ -741,7 +748,8 @@ TEST(BadInputs, Decode) {
       {"block id -1", "kv.block_table", [](D& d) { d.table[1] = -1; }},
       {"block_table absent", "kv.block_table", [](D& d) { d.p.kv.block_table = {}; }},
       {"block_table f32", "kv.block_table", [](D& d) { d.p.kv.block_table.dtype = DType::kF32; }},
-      {"block_table stride 2^61", "kv.block_table", [](D& d) { d.p.kv.block_table.stride[0] = kHuge; }},
+      {"block_table stride 2^61", "kv.block_table",
+       [](D& d) { d.p.kv.block_table.stride[0] = kHuge; }},
       {"seq_lens null", "kv.seq_lens", [](D& d) { d.p.kv.seq_lens.data = nullptr; }},
       {"seq_lens batch 3", "seq_lens", [](D& d) { d.p.kv.seq_lens = lens3.view(); }},
       {"seq_lens stride 2^62", "kv.seq_lens", [](D& d) { d.p.kv.seq_lens.stride[0] = 2 * kHuge; }},
@@ -749,14 +757,17 @@ TEST(BadInputs, Decode) {
       {"kv.v dtype", "kv.v", [](D& d) { d.p.kv.v.dtype = DType::kF16; }},
       {"kv.k stride 2^61", "kv.k.stride", [](D& d) { d.p.kv.k.stride[0] = kHuge; }},
       {"kv.v null", "kv.v.data", [](D& d) { d.p.kv.v.data = nullptr; }},
-      {"block_size 8", "block_size",
-       [](D& d) { d.p.kv.k.shape[1] = d.p.kv.v.shape[1] = 8; }},
+      {"block_size 8", "block_size", [](D& d) { d.p.kv.k.shape[1] = d.p.kv.v.shape[1] = 8; }},
   };
   int count = 0;
   for (const auto& [name, mentions, mutate] : cases) {
     FilledCache f(paged_config());
-    D d{Tensor(DType::kF32, {2, 1, 4, kD}), Tensor(DType::kF32, {2, 1, 4, kD}),
-        Tensor(DType::kF32, {2, 4, 1}), {}, f.cache.lengths(), f.cache.block_table()};
+    D d{Tensor(DType::kF32, {2, 1, 4, kD}),
+        Tensor(DType::kF32, {2, 1, 4, kD}),
+        Tensor(DType::kF32, {2, 4, 1}),
+        {},
+        f.cache.lengths(),
+        f.cache.block_table()};
     d.q.fill_uniform(31);
     sentinel(d.out);
     sentinel(d.lse);
@@ -821,8 +832,7 @@ TEST(BadInputs, RopeApply) {
       {"k stride -2^62", "k.stride", [](R& r) { r.p.k.stride[0] = -2 * kHuge; }},
       {"table empty", "table", [](R& r) { r.p.table = rope::RopeTableView{}; }},
       {"table on cuda", "table.device", [](R& r) { r.p.table.device = Device::kCUDA; }},
-      {"rotary_dim > head_dim", "rotary_dim",
-       [](R& r) { r.p.q.shape[3] = r.p.k.shape[3] = 6; }},
+      {"rotary_dim > head_dim", "rotary_dim", [](R& r) { r.p.q.shape[3] = r.p.k.shape[3] = 6; }},
       {"positions f32", "positions.dtype", [](R& r) { r.p.positions = pos_f32.view(); }},
       {"positions rank 1", "positions.rank", [](R& r) { r.p.positions.rank = 1; }},
       {"positions axes 3", "positions.shape[0]", [](R& r) { r.p.positions = pos_axes.view(); }},
@@ -834,13 +844,17 @@ TEST(BadInputs, RopeApply) {
       {"position INT32_MAX", "positions[", [](R& r) { r.pos.data<int32_t>()[0] = INT32_MAX; }},
       {"style 2", "style", [](R& r) { r.p.style = static_cast<rope::RopeStyle>(2); }},
       {"style 255", "style", [](R& r) { r.p.style = static_cast<rope::RopeStyle>(255); }},
-      {"arithmetic 3", "arithmetic", [](R& r) { r.p.arithmetic = static_cast<rope::RopeArithmetic>(3); }},
+      {"arithmetic 3", "arithmetic",
+       [](R& r) { r.p.arithmetic = static_cast<rope::RopeArithmetic>(3); }},
       {"arithmetic 200", "arithmetic",
        [](R& r) { r.p.arithmetic = static_cast<rope::RopeArithmetic>(200); }},
   };
   int count = 0;
   for (const auto& [name, mentions, mutate] : cases) {
-    R r{Tensor(DType::kF32, {2, 5, 3, 8}), Tensor(DType::kF32, {2, 5, 1, 8}), Tensor(DType::kI32, {2, 5}), {}};
+    R r{Tensor(DType::kF32, {2, 5, 3, 8}),
+        Tensor(DType::kF32, {2, 5, 1, 8}),
+        Tensor(DType::kI32, {2, 5}),
+        {}};
     r.q.fill_uniform(41);
     r.k.fill_uniform(42);
     for (int i = 0; i < 10; ++i) r.pos.data<int32_t>()[i] = i;
@@ -932,7 +946,8 @@ TEST(BadInputs, PositionIds) {
          in.tokens_per_second = 1000000;
          in.second_per_grid_ts = {1e6};
        }},
-      {"model 3", "model", [](In& in, auto&, auto&) { in.model = static_cast<rope::RopeIndexModel>(3); }},
+      {"model 3", "model",
+       [](In& in, auto&, auto&) { in.model = static_cast<rope::RopeIndexModel>(3); }},
   };
   int count = 0;
   for (const auto& [name, mentions, mutate] : cases) {
@@ -949,7 +964,8 @@ TEST(BadInputs, PositionIds) {
     mutate(in, types, mask);
     const rope::RopeIndexOutput before = out;
     Snapshot none;
-    expect_rejected(rope::get_rope_index(in, &out), mentions, none, std::string("rope index: ") + name);
+    expect_rejected(rope::get_rope_index(in, &out), mentions, none,
+                    std::string("rope index: ") + name);
     EXPECT_EQ(out.positions, before.positions) << name;
     EXPECT_EQ(out.delta, before.delta) << name;
     ++count;
@@ -990,26 +1006,33 @@ TEST(BadInputs, TextLayerForward) {
     bool use_cache = true;
   };
   using Mutate = std::function<void(T&, KvCache&)>;
-  static Tensor pos_f32(DType::kF32, {2, 3}), pos_short(DType::kI32, {2, 2}), mask_f32(DType::kF32, {2, 3}),
-      x_f16(DType::kF16, {2, 3, kHidden}), big_cache_input(DType::kF32, {2, 60, kHidden}),
-      big_output(DType::kF32, {2, 60, kHidden});
+  static Tensor pos_f32(DType::kF32, {2, 3}), pos_short(DType::kI32, {2, 2}),
+      mask_f32(DType::kF32, {2, 3}), x_f16(DType::kF16, {2, 3, kHidden}),
+      big_cache_input(DType::kF32, {2, 60, kHidden}), big_output(DType::kF32, {2, 60, kHidden});
   const std::vector<std::tuple<const char*, const char*, Mutate>> cases = {
       {"hidden absent", "hidden_states", [](T& t, KvCache&) { t.in.hidden_states = {}; }},
-      {"hidden null", "hidden_states.data", [](T& t, KvCache&) { t.in.hidden_states.data = nullptr; }},
+      {"hidden null", "hidden_states.data",
+       [](T& t, KvCache&) { t.in.hidden_states.data = nullptr; }},
       {"hidden rank 2", "hidden_states", [](T& t, KvCache&) { t.in.hidden_states.rank = 2; }},
       {"hidden width", "hidden_states", [](T& t, KvCache&) { t.in.hidden_states.shape[2] = 31; }},
-      {"hidden f16", "hidden_states.dtype", [](T& t, KvCache&) { t.in.hidden_states = x_f16.view(); }},
+      {"hidden f16", "hidden_states.dtype",
+       [](T& t, KvCache&) { t.in.hidden_states = x_f16.view(); }},
       {"hidden stride 2^61", "hidden_states.stride",
        [](T& t, KvCache&) { t.in.hidden_states.stride[0] = kHuge; }},
       {"hidden last stride 2", "hidden_states.stride[2]",
        [](T& t, KvCache&) { t.in.hidden_states.stride[2] = 2; }},
       {"output shape", "output.shape", [](T& t, KvCache&) { t.outs.output.shape[1] = 2; }},
       {"output null", "output.data", [](T& t, KvCache&) { t.outs.output.data = nullptr; }},
-      {"output rows overlap", "output.stride[1]", [](T& t, KvCache&) { t.outs.output.stride[1] = 0; }},
-      {"output stride -2^62", "output.stride", [](T& t, KvCache&) { t.outs.output.stride[0] = -2 * kHuge; }},
-      {"output on cuda", "output.device", [](T& t, KvCache&) { t.outs.output.device = Device::kCUDA; }},
-      {"position_ids f32", "position_ids", [](T& t, KvCache&) { t.in.position_ids = pos_f32.view(); }},
-      {"position_ids shape", "positions", [](T& t, KvCache&) { t.in.position_ids = pos_short.view(); }},
+      {"output rows overlap", "output.stride[1]",
+       [](T& t, KvCache&) { t.outs.output.stride[1] = 0; }},
+      {"output stride -2^62", "output.stride",
+       [](T& t, KvCache&) { t.outs.output.stride[0] = -2 * kHuge; }},
+      {"output on cuda", "output.device",
+       [](T& t, KvCache&) { t.outs.output.device = Device::kCUDA; }},
+      {"position_ids f32", "position_ids",
+       [](T& t, KvCache&) { t.in.position_ids = pos_f32.view(); }},
+      {"position_ids shape", "positions",
+       [](T& t, KvCache&) { t.in.position_ids = pos_short.view(); }},
       {"position_ids rank 4", "position_ids", [](T& t, KvCache&) { t.in.position_ids.rank = 4; }},
       {"position_id 64", "positions[", [](T& t, KvCache&) { t.pos.data<int32_t>()[4] = 64; }},
       {"position_id -1", "positions[", [](T& t, KvCache&) { t.pos.data<int32_t>()[0] = -1; }},
@@ -1072,9 +1095,13 @@ TEST(BadInputs, TextLayerForward) {
     Tensor first(DType::kF32, {2, 4, kHidden});
     first.fill_uniform(52);
     (*layer)(first, {}, {}, &cache);  // 4 past tokens per sequence
-    T t{Tensor(DType::kF32, {2, 3, kHidden}), Tensor(DType::kF32, {2, 3, kHidden}),
-        Tensor(DType::kI32, {2, 3}), Tensor(DType::kI32, {2, 3}),
-        Tensor(DType::kF32, {2, kHeads, 3, 7}), {}, {}};
+    T t{Tensor(DType::kF32, {2, 3, kHidden}),
+        Tensor(DType::kF32, {2, 3, kHidden}),
+        Tensor(DType::kI32, {2, 3}),
+        Tensor(DType::kI32, {2, 3}),
+        Tensor(DType::kF32, {2, kHeads, 3, 7}),
+        {},
+        {}};
     t.x.fill_uniform(53);
     sentinel(t.out);
     for (int i = 0; i < 6; ++i) t.pos.data<int32_t>()[i] = 4 + i % 3;
@@ -1093,7 +1120,8 @@ TEST(BadInputs, TextLayerForward) {
     snap.add("v_storage", vs);
     snap.add("position_ids", t.pos);
     const std::string label = std::string("text layer: ") + name;
-    if (!runtime_value_case(name)) expect_rejected(layer->supports(t.in, used, t.outs), mentions, snap, label);
+    if (!runtime_value_case(name))
+      expect_rejected(layer->supports(t.in, used, t.outs), mentions, snap, label);
     std::vector<char> ws(1 << 22);
     expect_rejected(layer->forward(t.in, used, t.outs, Workspace{ws.data(), ws.size()}), mentions,
                     snap, label + " (forward)");
@@ -1119,7 +1147,10 @@ TEST(BadInputs, LayerCreateAndOptions) {
       {"threads 100000", "num_threads", [](auto& c) { c.options.cpu.num_threads = 100000; }},
       {"threads INT_MAX", "num_threads", [](auto& c) { c.options.cpu.num_threads = INT32_MAX; }},
       {"isa 77", "isa", [](auto& c) { c.options.cpu.isa = static_cast<CpuIsa>(77); }},
-      {"mrope section", "mrope_section", [](auto& c) { c.mrope_section = {4, 4, 4}; }},
+      {"mrope section", "mrope_section",
+       [](auto& c) {
+         c.mrope_section = {4, 4, 4};
+       }},
       {"max_position 0", "max_position", [](auto& c) { c.max_position = 0; }},
       {"rope_theta -1", "theta", [](auto& c) { c.rope_theta = -1.0; }},
       {"need_weights with flash2", "need_weights",
@@ -1136,18 +1167,34 @@ TEST(BadInputs, LayerCreateAndOptions) {
     std::unique_ptr<layers::Qwen3VLTextAttention> layer;
     Snapshot snap;
     snap.add("q_proj", w.q);
-    expect_rejected(layers::Qwen3VLTextAttention::try_create(c, w.views(), 0, &layer), mentions, snap,
-                    std::string("text create: ") + name);
+    expect_rejected(layers::Qwen3VLTextAttention::try_create(c, w.views(), 0, &layer), mentions,
+                    snap, std::string("text create: ") + name);
     EXPECT_EQ(layer, nullptr) << name;
     ++count;
   }
   // Options of every CPU factory: the thread bound and the ISA enum.
   using Factory = std::function<Status(const CpuOptions&)>;
   const std::vector<std::pair<const char*, Factory>> factories = {
-      {"standard", [](const CpuOptions& o) { std::unique_ptr<Attention> a; return create_standard_cpu(o, &a); }},
-      {"flash2", [](const CpuOptions& o) { std::unique_ptr<Attention> a; return create_flash2_cpu(o, &a); }},
-      {"decode", [](const CpuOptions& o) { std::unique_ptr<DecodeAttention> a; return create_decode_cpu(o, &a); }},
-      {"rope", [](const CpuOptions& o) { std::unique_ptr<rope::RopeApplier> a; return rope::create_rope_cpu(o, &a); }},
+      {"standard",
+       [](const CpuOptions& o) {
+         std::unique_ptr<Attention> a;
+         return create_standard_cpu(o, &a);
+       }},
+      {"flash2",
+       [](const CpuOptions& o) {
+         std::unique_ptr<Attention> a;
+         return create_flash2_cpu(o, &a);
+       }},
+      {"decode",
+       [](const CpuOptions& o) {
+         std::unique_ptr<DecodeAttention> a;
+         return create_decode_cpu(o, &a);
+       }},
+      {"rope",
+       [](const CpuOptions& o) {
+         std::unique_ptr<rope::RopeApplier> a;
+         return rope::create_rope_cpu(o, &a);
+       }},
   };
   for (const auto& [factory, create] : factories)
     for (int threads : {-1, -100, kMaxCpuThreads + 1, 100000, INT32_MAX}) {
@@ -1168,8 +1215,9 @@ TEST(BadInputs, VisionLayerForward) {
   c.num_heads = kVisionHeads;
   c.max_grid_side = 16;
   c.options.cpu.num_threads = 2;
-  Tensor qkv(DType::kF32, {3 * kVisionHidden, kVisionHidden}), qkv_b(DType::kF32, {3 * kVisionHidden}),
-      proj(DType::kF32, {kVisionHidden, kVisionHidden}), proj_b(DType::kF32, {kVisionHidden});
+  Tensor qkv(DType::kF32, {3 * kVisionHidden, kVisionHidden}),
+      qkv_b(DType::kF32, {3 * kVisionHidden}), proj(DType::kF32, {kVisionHidden, kVisionHidden}),
+      proj_b(DType::kF32, {kVisionHidden});
   qkv.fill_uniform(71, -0.1f, 0.1f);
   qkv_b.fill_uniform(72, -0.1f, 0.1f);
   proj.fill_uniform(73, -0.1f, 0.1f);
@@ -1207,8 +1255,12 @@ TEST(BadInputs, VisionLayerForward) {
   };
   int count = 0;
   for (const auto& [name, mentions, mutate] : cases) {
-    V v{Tensor(DType::kF32, {6, kVisionHidden}), Tensor(DType::kF32, {6, kVisionHidden}),
-        Tensor(DType::kI32, {2, 6}), Tensor(DType::kI32, {3}), {}, {}};
+    V v{Tensor(DType::kF32, {6, kVisionHidden}),
+        Tensor(DType::kF32, {6, kVisionHidden}),
+        Tensor(DType::kI32, {2, 6}),
+        Tensor(DType::kI32, {3}),
+        {},
+        {}};
     v.x.fill_uniform(75);
     sentinel(v.out);
     for (int i = 0; i < 6; ++i) {
@@ -1222,7 +1274,8 @@ TEST(BadInputs, VisionLayerForward) {
     v.in.positions = v.pos.view();
     v.in.cu_seqlens = v.cu.view();
     v.output = v.out.view();
-    ASSERT_TRUE(layer->supports(v.in, v.output).ok()) << layer->supports(v.in, v.output).to_string();
+    ASSERT_TRUE(layer->supports(v.in, v.output).ok())
+        << layer->supports(v.in, v.output).to_string();
     mutate(v);
     Snapshot snap;
     snap.add("hidden_states", v.x);
@@ -1230,7 +1283,8 @@ TEST(BadInputs, VisionLayerForward) {
     snap.add("positions", v.pos);
     snap.add("cu_seqlens", v.cu);
     const std::string label = std::string("vision layer: ") + name;
-    if (!runtime_value_case(name)) expect_rejected(layer->supports(v.in, v.output), mentions, snap, label);
+    if (!runtime_value_case(name))
+      expect_rejected(layer->supports(v.in, v.output), mentions, snap, label);
     std::vector<char> ws(1 << 22);
     expect_rejected(layer->forward(v.in, v.output, Workspace{ws.data(), ws.size()}), mentions, snap,
                     label + " (forward)");

@@ -1,7 +1,7 @@
 // Regression tests for arithmetic and index guards: window bounds up to INT64_MAX, out-of-range
-// cache indices, the thread-count bound, overflowing strides and shapes, aliased or self-overlapping
-// outputs, out-of-range enum values and attention-mask values. Each failed before its fix (some
-// only under ASan/UBSan, the debug-asan preset).
+// cache indices, the thread-count bound, overflowing strides and shapes, aliased or
+// self-overlapping outputs, out-of-range enum values and attention-mask values. Each failed before
+// its fix (some only under ASan/UBSan, the debug-asan preset).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -60,7 +60,8 @@ TEST(WindowBounds, HugeBoundsSaturate) {
 // takes windows (Lq > Lk puts early rows before the first key).
 TEST(WindowBounds, UnboundedWindowsEqualNoMask) {
   const std::pair<int64_t, int64_t> windows[] = {{-1, kMax}, {kMax, kMax}, {kMax, -1}};
-  for (const auto& [lq, lk] : {std::make_pair(int64_t{7}, int64_t{5}), std::make_pair(int64_t{5}, int64_t{9})})
+  for (const auto& [lq, lk] :
+       {std::make_pair(int64_t{7}, int64_t{5}), std::make_pair(int64_t{5}, int64_t{9})})
     for (const auto& [left, right] : windows) {
       testing::ProblemSpec none = testing::problem_spec(lq, lk, 4, 2, 16, MaskKind::kNone, 3);
       testing::ProblemSpec win = none;
@@ -69,14 +70,18 @@ TEST(WindowBounds, UnboundedWindowsEqualNoMask) {
       win.window_right = right;
       const std::string label = win.to_string();
       testing::Problem a(none), b(win);
-      const reference::Result ra = reference::attention(a.params), rb = reference::attention(b.params);
+      const reference::Result ra = reference::attention(a.params),
+                              rb = reference::attention(b.params);
       ASSERT_EQ(ra.out.size(), rb.out.size());
-      for (size_t i = 0; i < ra.out.size(); ++i) ASSERT_EQ(ra.out[i], rb.out[i]) << label << " " << i;
+      for (size_t i = 0; i < ra.out.size(); ++i)
+        ASSERT_EQ(ra.out[i], rb.out[i]) << label << " " << i;
       for (testing::CpuFactory create : {&create_standard_cpu, &create_flash2_cpu}) {
         testing::Problem x(none), y(win);
         testing::make_cpu(create, CpuIsa::kAuto)->run(x.params);
         testing::make_cpu(create, CpuIsa::kAuto)->run(y.params);
-        EXPECT_EQ(std::memcmp(x.out.data<char>(), y.out.data<char>(), static_cast<size_t>(x.out.bytes())), 0)
+        EXPECT_EQ(
+            std::memcmp(x.out.data<char>(), y.out.data<char>(), static_cast<size_t>(x.out.bytes())),
+            0)
             << label;
       }
     }
@@ -159,7 +164,8 @@ TEST(ViewChecks, OverflowingStridesAndShapes) {
     p.params.v.data = reinterpret_cast<void*>(~uintptr_t{0} - 4096);
     expect_error(validate(p.params), StatusCode::kBadStride, "v.stride");
   }
-  TensorView huge = TensorView::contiguous(nullptr, DType::kF32, {int64_t{1} << 40, int64_t{1} << 40, 4, 8});
+  TensorView huge =
+      TensorView::contiguous(nullptr, DType::kF32, {int64_t{1} << 40, int64_t{1} << 40, 4, 8});
   EXPECT_EQ(huge.numel(), kMax);  // saturates instead of wrapping
   huge.shape[2] = 0;
   EXPECT_EQ(huge.numel(), 0);
@@ -236,7 +242,8 @@ TEST(ViewChecks, EmptyOutputsTakeAnyStride) {
 // projection [T, 3, H, D] read as three views; out placed over an input stays refused.
 TEST(ViewChecks, InterleavedViewsAreApart) {
   std::vector<float> buffer(2 * 4 * 3 * 8);
-  // [T 2, 3, H 4, D 8]: q = [:, 0], k = [:, 1], v = [:, 2], each a [2, 4, 8] view, stride [96, 8, 1].
+  // [T 2, 3, H 4, D 8]: q = [:, 0], k = [:, 1], v = [:, 2], each a [2, 4, 8] view, stride [96, 8,
+  // 1].
   const auto part = [&](int i) {
     TensorView t = TensorView::contiguous(buffer.data() + i * 32, DType::kF32, {2, 4, 8});
     t.stride[0] = 96;
@@ -252,7 +259,8 @@ TEST(ViewChecks, InterleavedViewsAreApart) {
             StatusCode::kInvalidArgument);
   // A view of another outermost stride over q's first rows is refused.
   TensorView dense = TensorView::contiguous(buffer.data() + 16, DType::kF32, {2, 4, 8});
-  EXPECT_EQ(detail::check_disjoint(dense, "out", part(0), "q").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(detail::check_disjoint(dense, "out", part(0), "q").code(),
+            StatusCode::kInvalidArgument);
 }
 
 // A plan is made from shapes: a view with a negative stride and no data yet is accepted (its

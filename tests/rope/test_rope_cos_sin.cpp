@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qwen3vl/core/tensor.hpp"
@@ -40,10 +40,10 @@ double worst_error(const RopeTable& table, const Tensor& pos, const Tensor& c, c
       const int64_t axis = pos.view().rank == 2 ? spec.axis[static_cast<size_t>(i)] : 0;
       const double angle = static_cast<double>(pos.data<int32_t>()[axis * tokens + t]) *
                            static_cast<double>(spec.inv_freq[static_cast<size_t>(i)]);
-      worst = std::fmax(worst, std::fabs(c.get(t * half + i) -
-                                         std::cos(angle) * spec.attention_factor));
-      worst = std::fmax(worst, std::fabs(s.get(t * half + i) -
-                                         std::sin(angle) * spec.attention_factor));
+      worst = std::fmax(worst,
+                        std::fabs(c.get(t * half + i) - std::cos(angle) * spec.attention_factor));
+      worst = std::fmax(worst,
+                        std::fabs(s.get(t * half + i) - std::sin(angle) * spec.attention_factor));
     }
   return worst;
 }
@@ -108,8 +108,11 @@ TEST(RopeCosSin, SplitTableDoesNotDriftAtFarPositions) {
   rc.head_dim = 32;
   rc.theta = 5e6;
   RopeTable full, split;
-  for (auto [layout, table] : {std::make_pair(TableLayout::kFull, &full), std::make_pair(TableLayout::kSplit, &split)})
-    ASSERT_TRUE(make_text_table(rc, MRopeLayout::kNone, {}, 262144, AngleRecipe::kExact, layout, table).ok());
+  for (auto [layout, table] :
+       {std::make_pair(TableLayout::kFull, &full), std::make_pair(TableLayout::kSplit, &split)})
+    ASSERT_TRUE(
+        make_text_table(rc, MRopeLayout::kNone, {}, 262144, AngleRecipe::kExact, layout, table)
+            .ok());
   const int64_t tokens = 4096;
   double near_gap = 0, far_gap = 0;
   for (const int32_t first : {0, 262144 - 4096}) {
@@ -121,12 +124,14 @@ TEST(RopeCosSin, SplitTableDoesNotDriftAtFarPositions) {
     ASSERT_TRUE(rope_cos_sin(split.view(), pos, cs, ss).ok());
     double gap = 0;
     for (int64_t i = 0; i < cf.numel(); ++i)
-      gap = std::fmax(gap, std::fmax(std::fabs(cs.get(i) - cf.get(i)), std::fabs(ss.get(i) - sf.get(i))));
+      gap = std::fmax(
+          gap, std::fmax(std::fabs(cs.get(i) - cf.get(i)), std::fabs(ss.get(i) - sf.get(i))));
     (first == 0 ? near_gap : far_gap) = gap;
     EXPECT_LT(worst_error(full, pos, cf, sf), 6e-8) << "positions from " << first;
     EXPECT_LT(worst_error(split, pos, cs, ss), 2.6e-7) << "positions from " << first;
   }
-  std::printf("[ split ] |split - full| positions 0..4095: %.3g, 258048..262143: %.3g\n", near_gap, far_gap);
+  std::printf("[ split ] |split - full| positions 0..4095: %.3g, 258048..262143: %.3g\n", near_gap,
+              far_gap);
   EXPECT_LE(near_gap, 2e-7);
   EXPECT_LE(far_gap, 2e-7);
 }
@@ -135,13 +140,13 @@ TEST(RopeCosSin, SplitTableDoesNotDriftAtFarPositions) {
 // within the fp32 angle's error at these small positions.
 TEST(RopeCosSin, VisionTableIsTransformersFp32) {
   RopeTable table;
-  ASSERT_TRUE(make_vision_table(16, 1e4, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull,
-                                &table)
-                  .ok());
+  ASSERT_TRUE(
+      make_vision_table(16, 1e4, 64, AngleRecipe::kTransformersFp32, TableLayout::kFull, &table)
+          .ok());
   const int64_t tokens = 20;
   Tensor pos(DType::kI32, {2, tokens});
   for (int64_t t = 0; t < tokens; ++t) {
-    pos.data<int32_t>()[t] = static_cast<int32_t>((t * 7) % 64);         // row
+    pos.data<int32_t>()[t] = static_cast<int32_t>((t * 7) % 64);            // row
     pos.data<int32_t>()[tokens + t] = static_cast<int32_t>((t * 13) % 64);  // column
   }
   // Rows with a gap between them: any row stride works.
@@ -181,7 +186,8 @@ TEST(RopeCosSin, TypedErrorsLeaveTheOutputsAlone) {
   pos.data<int32_t>()[2 * 5 + 4] = 3;
   Tensor two_axes(DType::kI32, {2, 5}), f32_pos(DType::kF32, {5});
   expect(rope_cos_sin(table.view(), two_axes, c, s), StatusCode::kShapeMismatch, "positions.shape");
-  expect(rope_cos_sin(table.view(), f32_pos, c, s), StatusCode::kInvalidArgument, "positions = f32");
+  expect(rope_cos_sin(table.view(), f32_pos, c, s), StatusCode::kInvalidArgument,
+         "positions = f32");
   Tensor narrow(DType::kF32, {5, 8}), f16(DType::kF16, {5, 16});
   expect(rope_cos_sin(table.view(), pos, narrow, s), StatusCode::kShapeMismatch,
          "cos.shape = [5, 8]");

@@ -31,8 +31,8 @@ RopeConfig qwen3_text() {
 
 // The largest |cos - transformers' cos| and |sin - ...| over the fixture's tokens and slots.
 testing::FixtureDiff drift(const RopeTable& table) {
-  return testing::cos_sin_vs_fixture(table, far().array("far_qwen3/positions"), far().array("far_qwen3/cos"),
-                                     far().array("far_qwen3/sin"));
+  return testing::cos_sin_vs_fixture(table, far().array("far_qwen3/positions"),
+                                     far().array("far_qwen3/cos"), far().array("far_qwen3/sin"));
 }
 
 TEST(RopeFarFixtures, CoversPositionsUpTo262143) {

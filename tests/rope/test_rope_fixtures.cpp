@@ -181,7 +181,8 @@ void check_text_case(const std::string& name, MRopeLayout layout, MRopeSection s
     const double worst = d.max_abs;
     const int64_t off = d.differ;
     std::printf("[ fixtures ] %-22s %-4s cos/sin: max |diff| %.3g, %lld of %lld differ\n",
-                name.c_str(), tag, worst, static_cast<long long>(off), static_cast<long long>(d.total));
+                name.c_str(), tag, worst, static_cast<long long>(off),
+                static_cast<long long>(d.total));
     EXPECT_EQ(d.total, 4 * B * L * half) << base;
     // torch's cosf/sinf (CPU or CUDA) are within 2 ulp; bf16 rounding almost always hides that.
     EXPECT_LE(worst, bf16 ? 8e-3 : 2.5e-7) << base;

@@ -49,9 +49,9 @@ TEST(Selector, AVariantNotBuiltIsAnErrorNamingIt) {
 }
 
 TEST(Selector, BuildsEveryCpuVariantOfTheFamily) {
-  for (Variant v : {Variant::kStandard, Variant::kFlash2, Variant::kBlockSparse,
-                    Variant::kStaticSparse, Variant::kDynamicSparse, Variant::kLinear,
-                    Variant::kMixtureOfHeads}) {
+  for (Variant v :
+       {Variant::kStandard, Variant::kFlash2, Variant::kBlockSparse, Variant::kStaticSparse,
+        Variant::kDynamicSparse, Variant::kLinear, Variant::kMixtureOfHeads}) {
     ASSERT_TRUE(is_built(v, Device::kCPU)) << to_string(v);
     AttentionConfig c;
     c.variant = v;

@@ -91,9 +91,10 @@ bool expected_allowed(const StaticSparseConfig& c, int64_t head, int64_t r, int6
     case SparsePattern::kBigBird: {
       const BigBirdPattern& p = c.bigbird;
       const int64_t layout = c.different_layout_per_head ? head : 0;
-      const bool any = contains(random_blocks(c.seed, layout, r, uni ? r + 1 : nb, p.num_random_blocks), j) ||
-                       dist <= p.num_sliding_window_blocks / 2 || r < p.num_global_blocks ||
-                       j < p.num_global_blocks;
+      const bool any =
+          contains(random_blocks(c.seed, layout, r, uni ? r + 1 : nb, p.num_random_blocks), j) ||
+          dist <= p.num_sliding_window_blocks / 2 || r < p.num_global_blocks ||
+          j < p.num_global_blocks;
       return any && (!uni || j <= r);
     }
     case SparsePattern::kFixed: return fixed_allowed(c, head, r, j, nb);
@@ -291,9 +292,8 @@ TEST(StaticPatterns, VariableAndBigBirdMatchHandWorkedGrids) {
   c.pattern = SparsePattern::kVariable;
   c.block = 16;
   c.variable.local_window_blocks = {1, 2};  // windows [0,1) [1,3) [3,5) [5,7): 2 repeats
-  EXPECT_EQ(block_rows(c, 7),
-            (std::vector<std::string>{"1000000", "1110000", "1110000", "1001100", "1001100",
-                                      "1000011", "1000011"}));
+  EXPECT_EQ(block_rows(c, 7), (std::vector<std::string>{"1000000", "1110000", "1110000", "1001100",
+                                                        "1001100", "1000011", "1000011"}));
   c = StaticSparseConfig();
   c.pattern = SparsePattern::kBigBird;
   c.block = 16;

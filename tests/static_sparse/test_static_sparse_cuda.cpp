@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
-#include "support/device_problem.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/variants/static_sparse.hpp"
+#include "support/device_problem.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -57,8 +57,8 @@ void expect_matches(const Attention& attn, const StaticSparseConfig& c, const Pr
 TEST(StaticSparseCuda, PatternsMatchTheReferenceWithTheirLayouts) {
   SKIP_WITHOUT_GPU();
   const SparsePattern kinds[] = {SparsePattern::kSlidingWindow, SparsePattern::kLongformer,
-                                 SparsePattern::kBigBird, SparsePattern::kFixed,
-                                 SparsePattern::kVariable, SparsePattern::kDilated};
+                                 SparsePattern::kBigBird,       SparsePattern::kFixed,
+                                 SparsePattern::kVariable,      SparsePattern::kDilated};
   uint64_t seed = 300;
   for (SparsePattern kind : kinds)
     for (bool uni : {false, true}) {

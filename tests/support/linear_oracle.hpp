@@ -116,7 +116,8 @@ class LinearOracle {
     if (omega_.empty() || span.k_len == 0) return 0.0;
     double mx = -std::numeric_limits<double>::infinity();
     for (int64_t j = 0; j < span.k_len; ++j)
-      for (double a : projections(row(p.k, s, b, span.k_start, j, g), s.scale)) mx = std::max(mx, a);
+      for (double a : projections(row(p.k, s, b, span.k_start, j, g), s.scale))
+        mx = std::max(mx, a);
     return mx;
   }
 

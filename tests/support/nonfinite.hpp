@@ -91,26 +91,30 @@ inline int64_t expect_nonfinite_rule(const AttentionParams& params, const refere
           for (int64_t r : planted.rows) {
             if (planted.where == PlantIn::kQ) {  // a q row matters only if it sees some key
               if (r != i) continue;
-              for (int64_t j = 0; j < span.k_len && !sees_planted; ++j) sees_planted = sees(b, h, i, j);
+              for (int64_t j = 0; j < span.k_len && !sees_planted; ++j)
+                sees_planted = sees(b, h, i, j);
             } else {
               sees_planted = sees_planted || sees(b, h, i, r);
             }
           }
         const int64_t off = row_offset(params.out, params.varlen(), b, span.q_start, i, h);
         const float got_lse =
-            with_lse ? params.lse.ptr<const float>()[params.varlen() ? params.lse.offset(h, span.q_start + i)
-                                                                     : params.lse.offset(b, h, i)]
-                     : 0.0f;
+            with_lse
+                ? params.lse
+                      .ptr<const float>()[params.varlen() ? params.lse.offset(h, span.q_start + i)
+                                                          : params.lse.offset(b, h, i)]
+                : 0.0f;
         const double want_lse = with_lse ? zeroed.lse[ref_row] : 0.0;
         if (sees_planted) {
           ++seeing;
           int64_t finite = 0;
-          for (int64_t c = 0; c < s.head_dim; ++c) finite += std::isfinite(load_float(params.out, off + c));
+          for (int64_t c = 0; c < s.head_dim; ++c)
+            finite += std::isfinite(load_float(params.out, off + c));
           EXPECT_EQ(finite, 0) << label << ": b " << b << " row " << i << " head " << h
                                << " sees the planted value but has finite outputs";
           if (with_lse && planted.where != PlantIn::kV)
-            EXPECT_TRUE(std::isnan(got_lse)) << label << ": b " << b << " row " << i << " head " << h
-                                             << " lse " << got_lse;
+            EXPECT_TRUE(std::isnan(got_lse))
+                << label << ": b " << b << " row " << i << " head " << h << " lse " << got_lse;
           if (planted.where != PlantIn::kV) continue;
         } else {
           ++hidden;
@@ -131,7 +135,8 @@ inline int64_t expect_nonfinite_rule(const AttentionParams& params, const refere
             EXPECT_EQ(static_cast<double>(got_lse), want_lse)
                 << label << ": b " << b << " row " << i << " head " << h << " lse";
           } else {
-            lse_err = std::fabs(got_lse - want_lse) > lse_err ? std::fabs(got_lse - want_lse) : lse_err;
+            lse_err =
+                std::fabs(got_lse - want_lse) > lse_err ? std::fabs(got_lse - want_lse) : lse_err;
           }
         }
       }
@@ -162,9 +167,7 @@ inline std::vector<float> nonfinite_values() {
           std::numeric_limits<float>::quiet_NaN()};
 }
 
-inline std::string value_name(float x) {
-  return std::isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf";
-}
+inline std::string value_name(float x) { return std::isnan(x) ? "NaN" : x > 0 ? "+Inf" : "-Inf"; }
 
 // ---- the scenes every variant runs -------------------------------------------------------------
 
@@ -179,7 +182,7 @@ struct Scene {
 };
 
 inline ProblemSpec spec_of(int64_t batch, int64_t lq, int64_t lk, int64_t heads, int64_t kv_heads,
-                    int64_t d, MaskKind mask, DType dtype = DType::kF32) {
+                           int64_t d, MaskKind mask, DType dtype = DType::kF32) {
   ProblemSpec s = problem_spec(lq, lk, heads, kv_heads, d, mask, 7, batch);
   s.dtype = dtype;
   return s;
@@ -190,7 +193,12 @@ inline std::vector<Scene> nonfinite_scenes() {
   // The report's repro: the last key of a causal problem holds the value; rows 0-30 cannot see it.
   out.push_back({"causal L32", spec_of(1, 32, 32, 2, 2, 16, MaskKind::kCausal), 0, {31}, {5}, {}});
   // Bottom-right causal, Lq < Lk, GQA: keys 40 and 44 are seen by the last rows only.
-  out.push_back({"causal Lq37 Lk45", spec_of(1, 37, 45, 4, 2, 20, MaskKind::kCausal), 0, {40, 44}, {0, 36}, {}});
+  out.push_back({"causal Lq37 Lk45",
+                 spec_of(1, 37, 45, 4, 2, 20, MaskKind::kCausal),
+                 0,
+                 {40, 44},
+                 {0, 36},
+                 {}});
   ProblemSpec window = spec_of(1, 45, 45, 3, 1, 17, MaskKind::kSlidingWindow);
   window.window_left = 8;
   window.window_right = 0;
@@ -213,14 +221,18 @@ inline std::vector<Scene> nonfinite_scenes() {
   ProblemSpec pad = spec_of(2, 21, 26, 4, 2, 16, MaskKind::kCausal);
   pad.key_lengths = {20, 26};
   out.push_back({"key padding", pad, 0, {19, 23}, {4}, {}});
-  out.push_back({"causal f16 L50", spec_of(1, 50, 50, 4, 4, 64, MaskKind::kCausal, DType::kF16), 0, {47}, {2}, {}});
+  out.push_back({"causal f16 L50",
+                 spec_of(1, 50, 50, 4, 4, 64, MaskKind::kCausal, DType::kF16),
+                 0,
+                 {47},
+                 {2},
+                 {}});
   ProblemSpec varlen = spec_of(2, 0, 0, 2, 1, 32, MaskKind::kCausal);
   varlen.varlen_q = {13, 20};
   varlen.varlen_k = {13, 20};
   out.push_back({"varlen causal", varlen, 1, {18}, {7}, {}});
   return out;
 }
-
 
 // One way to run a variant on a host problem (an ISA, a device): computes p's outputs in place;
 // false when the variant does not take the problem (that scene is skipped).
@@ -230,7 +242,9 @@ struct NonFiniteRun {
 };
 
 // The cases each run gets: every scene with Inf, -Inf and NaN in K, in V and in q.
-inline int64_t nonfinite_scene_cases() { return static_cast<int64_t>(nonfinite_scenes().size()) * 3 * 3; }
+inline int64_t nonfinite_scene_cases() {
+  return static_cast<int64_t>(nonfinite_scenes().size()) * 3 * 3;
+}
 
 // Runs every scene with Inf, -Inf and NaN planted in K, in V and in q, through every run, and
 // checks the rule against the oracle of the zeroed problem. `oracle` gives the oracle's params
@@ -271,9 +285,11 @@ inline int64_t check_nonfinite_scenes(
           poison_outputs(p);  // a run that writes nothing must not pass on the last run's outputs
           const bool took = r.run(p);
           if (refused) {
-            const bool listed = std::find(refused->begin(), refused->end(), scene.name) != refused->end();
-            EXPECT_EQ(took, !listed) << label << (listed ? ": takes a scene listed as refused"
-                                                         : ": refuses a scene it should take");
+            const bool listed =
+                std::find(refused->begin(), refused->end(), scene.name) != refused->end();
+            EXPECT_EQ(took, !listed) << label
+                                     << (listed ? ": takes a scene listed as refused"
+                                                : ": refuses a scene it should take");
           }
           if (!took) continue;
           ++ran;

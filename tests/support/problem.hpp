@@ -23,7 +23,7 @@ struct ProblemSpec {
   int64_t window_left = -1, window_right = -1;
   std::vector<int32_t> varlen_q, varlen_k;  // per-sequence lengths: non-empty means packed varlen
   std::vector<int32_t> key_lengths;         // non-empty: key padding per sequence
-  bool bhsd = false;           // store q/k/v/out as [B, H, S, D] and pass them through strides
+  bool bhsd = false;  // store q/k/v/out as [B, H, S, D] and pass them through strides
   bool with_lse = false;
   bool with_weights = false;
   bool additive_mask = false;  // a random [B, 1, Lq, Lk] mask with some -inf entries
@@ -73,7 +73,9 @@ inline float& output_poison_value() {
 
 class ScopedOutputPoison {
  public:
-  explicit ScopedOutputPoison(float value) : saved_(output_poison_value()) { output_poison_value() = value; }
+  explicit ScopedOutputPoison(float value) : saved_(output_poison_value()) {
+    output_poison_value() = value;
+  }
   ~ScopedOutputPoison() { output_poison_value() = saved_; }
   ScopedOutputPoison(const ScopedOutputPoison&) = delete;
   ScopedOutputPoison& operator=(const ScopedOutputPoison&) = delete;
@@ -142,12 +144,14 @@ struct Problem {
     if (s.additive_mask) {
       mask = Tensor(DType::kF32, {s.batch, 1, s.seq_q, s.seq_k});
       mask.fill_uniform(s.seed * 4 + 3, -2.0f, 2.0f);
-      for (int64_t i = 0; i < mask.numel(); i += 7) mask.set(i, -std::numeric_limits<float>::infinity());
+      for (int64_t i = 0; i < mask.numel(); i += 7)
+        mask.set(i, -std::numeric_limits<float>::infinity());
       params.additive_mask = mask.view();
     }
     if (!s.key_lengths.empty()) {
       key_len = Tensor(DType::kI32, {static_cast<int64_t>(s.key_lengths.size())});
-      for (size_t b = 0; b < s.key_lengths.size(); ++b) key_len.data<int32_t>()[b] = s.key_lengths[b];
+      for (size_t b = 0; b < s.key_lengths.size(); ++b)
+        key_len.data<int32_t>()[b] = s.key_lengths[b];
       params.key_lengths = key_len.view();
     }
     params.mask = s.mask;
@@ -208,8 +212,8 @@ inline double relative_error(const AttentionParams& p, const reference::Result& 
 }
 
 // Largest |lse - ref| (natural log); -inf must match -inf exactly (else +inf is returned). With
-// `relative_to_size`, each error is divided by max(1, |ref|): sharpened queries give logits of ~100,
-// where a float's rounding alone exceeds a fixed absolute bound.
+// `relative_to_size`, each error is divided by max(1, |ref|): sharpened queries give logits of
+// ~100, where a float's rounding alone exceeds a fixed absolute bound.
 inline double lse_max_error(const AttentionParams& p, const reference::Result& ref,
                             bool relative_to_size = false) {
   AttentionShape s;

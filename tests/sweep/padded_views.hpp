@@ -56,7 +56,8 @@ class PaddedCopy {
     for_each_index(buffer_.view(), [&](const int64_t* idx) {
       bool inside = true;
       for (int d = 0; d < view_.rank; ++d) inside = inside && idx[d] < view_.shape[d];
-      if (!inside && load_float(buffer_.view(), offset_of(buffer_.view(), idx)) != kSentinel) intact = false;
+      if (!inside && load_float(buffer_.view(), offset_of(buffer_.view(), idx)) != kSentinel)
+        intact = false;
     });
     return intact;
   }

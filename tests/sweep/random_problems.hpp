@@ -26,7 +26,7 @@ struct Allowed {
   std::vector<DType> dtypes = {DType::kF32, DType::kF16, DType::kBF16};
   bool varlen = true, key_lengths = true, additive_mask = true, softcap = true, scale = true;
   bool bhsd = true, lse = true, weights = false, q_positions = false, q_gain = true, padded = true;
-  bool square = false;    // Lq == Lk in every sequence
+  bool square = false;             // Lq == Lk in every sequence
   bool varlen_key_lengths = true;  // key_lengths also with packed sequences
   // > 0: Lk - Lq is a multiple of this block (0, 1 or 2 blocks), and packed sequences have
   // Lq == Lk (the static patterns' grid needs max_k - max_q in whole blocks).
@@ -48,7 +48,7 @@ struct RandomProblem {
   unsigned mask_ones = 0;
   DType mask_dtype = DType::kF32;
   int64_t max_seqlen_extra = -1;  // >= 0: varlen max_seqlen_q/k given, this much over the longest
-  bool padded = false;  // q, k, v, out inside larger buffers (padded_views.hpp)
+  bool padded = false;            // q, k, v, out inside larger buffers (padded_views.hpp)
 
   std::string label() const {
     std::string s = spec.to_string();
@@ -79,8 +79,9 @@ struct RandomProblem {
 // Lengths 1..max, a third each short (<= 16), medium (<= 96) and long; mostly odd.
 inline int64_t draw_length(Rng& r, int64_t max_len) {
   const double u = r.uniform();
-  int64_t n = u < 0.35 ? r.range(1, std::min<int64_t>(16, max_len))
-                       : (u < 0.7 ? r.range(1, std::min<int64_t>(96, max_len)) : r.range(1, max_len));
+  int64_t n = u < 0.35
+                  ? r.range(1, std::min<int64_t>(16, max_len))
+                  : (u < 0.7 ? r.range(1, std::min<int64_t>(96, max_len)) : r.range(1, max_len));
   if (n % 2 == 0 && r.chance(0.6)) n = n + 1 <= max_len ? n + 1 : n - 1;
   return std::max<int64_t>(n, 1);
 }
@@ -88,7 +89,8 @@ inline int64_t draw_length(Rng& r, int64_t max_len) {
 // Head dims: the specialised ones and odd ones (run-time head_dim kernels, scalar tails).
 inline int64_t draw_head_dim(Rng& r) {
   static const std::vector<int64_t> fast = {64, 72, 80, 96, 128, 256};
-  static const std::vector<int64_t> odd = {1, 3, 8, 16, 17, 32, 33, 40, 48, 63, 100, 112, 130, 160, 200, 255};
+  static const std::vector<int64_t> odd = {1,  3,  8,   16,  17,  32,  33,  40,
+                                           48, 63, 100, 112, 130, 160, 200, 255};
   const double u = r.uniform();
   return u < 0.5 ? r.pick(fast) : (u < 0.8 ? r.pick(odd) : r.range(1, 256));
 }
@@ -166,7 +168,8 @@ inline RandomProblem random_problem(Rng& r, const Allowed& a, uint64_t seed) {
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t full = varlen ? s.varlen_k[static_cast<size_t>(b)] : s.seq_k;
       const double u = r.uniform();
-      s.key_lengths.push_back(static_cast<int32_t>(u < 0.25 ? full : (u < 0.35 ? 0 : r.range(0, full))));
+      s.key_lengths.push_back(
+          static_cast<int32_t>(u < 0.25 ? full : (u < 0.35 ? 0 : r.range(0, full))));
     }
   }
   if (s.mask == MaskKind::kSlidingWindow) {
@@ -183,7 +186,8 @@ inline RandomProblem random_problem(Rng& r, const Allowed& a, uint64_t seed) {
   if (a.softcap && r.chance(0.15)) s.softcap = static_cast<float>(r.uniform(1.0, 30.0));
   if (a.scale && r.chance(0.2)) {
     const double u = r.uniform();
-    s.scale = static_cast<float>(u < 0.05 ? 0.0 : (u < 0.2 ? -r.uniform(0.02, 0.5) : r.uniform(0.02, 0.6)));
+    s.scale = static_cast<float>(
+        u < 0.05 ? 0.0 : (u < 0.2 ? -r.uniform(0.02, 0.5) : r.uniform(0.02, 0.6)));
   }
   if (s.additive_mask && r.chance(0.6)) {
     p.mask_rank = static_cast<int>(r.range(2, 4));
@@ -213,7 +217,8 @@ struct BuiltProblem {
       problem.params.max_seqlen_k = s.seq_k + rp.max_seqlen_extra;
     }
     if (rp.q_gain != 1.0f)
-      for (int64_t i = 0; i < problem.q.numel(); ++i) problem.q.set(i, problem.q.get(i) * rp.q_gain);
+      for (int64_t i = 0; i < problem.q.numel(); ++i)
+        problem.q.set(i, problem.q.get(i) * rp.q_gain);
     if (rp.padded) pad(s.seed);
     if (rp.q_positions) {
       // Per sequence: sorted random positions in [0, k_len + 2] (beyond the keys is allowed).
@@ -241,10 +246,12 @@ struct BuiltProblem {
     const ProblemSpec& s = rp.spec;
     const int64_t full[4] = {s.batch, s.heads, s.seq_q, s.seq_k};
     std::vector<int64_t> dims;
-    for (int d = rp.mask_rank - 1; d >= 0; --d) dims.push_back(rp.mask_ones >> d & 1u ? 1 : full[3 - d]);
+    for (int d = rp.mask_rank - 1; d >= 0; --d)
+      dims.push_back(rp.mask_ones >> d & 1u ? 1 : full[3 - d]);
     mask = Tensor(rp.mask_dtype, dims);
     mask.fill_uniform(s.seed * 4 + 3, -2.0f, 2.0f);
-    for (int64_t i = 0; i < mask.numel(); i += 7) mask.set(i, -std::numeric_limits<float>::infinity());
+    for (int64_t i = 0; i < mask.numel(); i += 7)
+      mask.set(i, -std::numeric_limits<float>::infinity());
     problem.params.additive_mask = mask.view();
   }
 
@@ -270,7 +277,8 @@ struct BuiltProblem {
 
   // Whether the runs left every padding element of q, k, v and out as it was.
   bool padding_intact() const {
-    return !padded || (q.padding_intact() && k.padding_intact() && v.padding_intact() && out.padding_intact());
+    return !padded ||
+           (q.padding_intact() && k.padding_intact() && v.padding_intact() && out.padding_intact());
   }
 
   // Output, LSE and weights back to NaN, so that a run that skips an element cannot pass on an

@@ -37,9 +37,13 @@ inline void expect_matches(BuiltProblem& bp, const reference::Result& ref, const
   const ProblemSpec& s = bp.problem.spec;
   const double tol = out_tolerance >= 0 ? out_tolerance : tolerance(s.dtype);
   EXPECT_LE(relative_error(bp.problem.params, ref), tol) << who << ": output";
-  if (s.with_lse) EXPECT_LE(lse_max_error(bp.problem.params, ref, /*relative_to_size=*/true), lse_tolerance(s.dtype)) << who << ": lse";
+  if (s.with_lse)
+    EXPECT_LE(lse_max_error(bp.problem.params, ref, /*relative_to_size=*/true),
+              lse_tolerance(s.dtype))
+        << who << ": lse";
   if (s.with_weights)
-    EXPECT_LE(weights_max_error(bp.problem.weights, ref), weights_tolerance(s.dtype)) << who << ": weights";
+    EXPECT_LE(weights_max_error(bp.problem.weights, ref), weights_tolerance(s.dtype))
+        << who << ": weights";
   EXPECT_TRUE(bp.padding_intact()) << who << ": an element outside the strided views changed";
 }
 

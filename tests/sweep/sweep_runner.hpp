@@ -6,8 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include <csignal>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -60,7 +60,9 @@ class Rng {
 };
 
 // Threads of a case's objects: 1..4 (the work splits differently with each).
-inline int draw_threads(Rng& r) { return static_cast<int>(r.pick(std::vector<int64_t>{1, 2, 2, 3, 4})); }
+inline int draw_threads(Rng& r) {
+  return static_cast<int>(r.pick(std::vector<int64_t>{1, 2, 2, 3, 4}));
+}
 
 // What a crash handler prints: the case running when the process died (a fixed buffer, written
 // with write(2) only, so the handler stays async-signal-safe).
@@ -158,8 +160,9 @@ struct Case {
   int64_t runs = 0;
 
   std::string replay() const {
-    return "seed " + std::to_string(seed) + " (" + label + "); replay alone: QWEN3VL_SWEEP_SEED=" +
-           std::to_string(seed) + " test_sweep --gtest_filter=*." + family;
+    return "seed " + std::to_string(seed) + " (" + label +
+           "); replay alone: QWEN3VL_SWEEP_SEED=" + std::to_string(seed) +
+           " test_sweep --gtest_filter=*." + family;
   }
   void describe(const std::string& text) {
     label = text;
@@ -182,10 +185,12 @@ inline void run_family(const std::string& family, uint64_t base_seed, int64_t re
     const int64_t n = case_count(release_cases);
     defaults = std::getenv("QWEN3VL_SWEEP_CASES") == nullptr;
     const char* offset_env = std::getenv("QWEN3VL_SWEEP_OFFSET");  // soak runs: further seeds
-    const std::optional<uint64_t> offset =
-        offset_env && *offset_env ? env_number("QWEN3VL_SWEEP_OFFSET", offset_env) : std::optional<uint64_t>(0);
+    const std::optional<uint64_t> offset = offset_env && *offset_env
+                                               ? env_number("QWEN3VL_SWEEP_OFFSET", offset_env)
+                                               : std::optional<uint64_t>(0);
     if (offset)
-      for (int64_t i = 0; i < n; ++i) seeds.push_back(base_seed + *offset + static_cast<uint64_t>(i));
+      for (int64_t i = 0; i < n; ++i)
+        seeds.push_back(base_seed + *offset + static_cast<uint64_t>(i));
   }
   int64_t runs = 0, failing = 0, ran = 0;
   for (uint64_t seed : seeds) {
@@ -193,7 +198,8 @@ inline void run_family(const std::string& family, uint64_t base_seed, int64_t re
     Case c;
     c.seed = seed;
     c.family = family;
-    const int before = ::testing::UnitTest::GetInstance()->current_test_info()->result()->total_part_count();
+    const int before =
+        ::testing::UnitTest::GetInstance()->current_test_info()->result()->total_part_count();
     try {
       SCOPED_TRACE(::testing::Message() << "[sweep " << family << "] seed " << seed);
       body(c);

@@ -24,7 +24,8 @@ DecodeSpec draw_decode(Rng& r, uint64_t seed) {
   const int64_t batch = r.range(1, 3);
   for (int64_t b = 0; b < batch; ++b) {  // a few very short and a few long (several splits) ones
     const double u = r.uniform();
-    s.lens.push_back(static_cast<int32_t>(u < 0.08 ? r.range(0, 3) : (u < 0.9 ? draw_length(r, 300) : r.range(301, 2000))));
+    s.lens.push_back(static_cast<int32_t>(
+        u < 0.08 ? r.range(0, 3) : (u < 0.9 ? draw_length(r, 300) : r.range(301, 2000))));
   }
   s.rows = r.range(1, kMaxDecodeRows);
   ProblemSpec heads;
@@ -62,7 +63,8 @@ TEST(Sweep, Decode) {
       ++c.runs;
       const DecodeErrors e = decode_errors(p);
       EXPECT_LE(e.out, tolerance(spec.q_dtype)) << to_string(isa) << ": output";
-      EXPECT_LE(lse_max_error(p.dense, p.reference, /*relative_to_size=*/true), spec.q_dtype == DType::kF32 ? 2e-5 : 1e-3)
+      EXPECT_LE(lse_max_error(p.dense, p.reference, /*relative_to_size=*/true),
+                spec.q_dtype == DType::kF32 ? 2e-5 : 1e-3)
           << to_string(isa) << ": lse";
     }
   });

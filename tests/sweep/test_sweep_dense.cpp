@@ -21,8 +21,8 @@ class TotalsPrinter : public ::testing::Environment {
  public:
   void TearDown() override {
     std::printf("[sweep] total: %lld cases, %lld kernel runs on %zu ISAs\n",
-                static_cast<long long>(Totals::get().cases), static_cast<long long>(Totals::get().runs),
-                runnable_isas().size());
+                static_cast<long long>(Totals::get().cases),
+                static_cast<long long>(Totals::get().runs), runnable_isas().size());
   }
 };
 const auto* const kTotals = ::testing::AddGlobalTestEnvironment(new TotalsPrinter);
@@ -42,7 +42,8 @@ void dense_case(Case& c, CpuFactory create, const Allowed& allowed) {
 TEST(Sweep, Standard) {
   Allowed allowed;
   allowed.weights = true;
-  run_family("Standard", 1000000, 600, [&](Case& c) { dense_case(c, create_standard_cpu, allowed); });
+  run_family("Standard", 1000000, 600,
+             [&](Case& c) { dense_case(c, create_standard_cpu, allowed); });
 }
 
 TEST(Sweep, Flash2) {

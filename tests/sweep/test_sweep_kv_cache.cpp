@@ -22,8 +22,9 @@ namespace {
 struct CacheCase {
   KvCacheConfig config;
   DType source = DType::kF32, q_dtype = DType::kF32;
-  int64_t heads = 1, rows = 1, prefix = 0;  // prefix > 0: sequence 1 forks sequence 0's first tokens
-  std::vector<int64_t> target;              // tokens per sequence at the end
+  int64_t heads = 1, rows = 1,
+          prefix = 0;           // prefix > 0: sequence 1 forks sequence 0's first tokens
+  std::vector<int64_t> target;  // tokens per sequence at the end
 
   std::string label() const {
     std::string s = std::string(to_string(config.layout)) + " B" + std::to_string(config.batch) +
@@ -53,7 +54,8 @@ CacheCase draw_cache_case(Rng& r) {
   c.q_dtype = r.chance(0.3) ? DType::kF32 : k.dtype;
   c.rows = r.range(1, kMaxDecodeRows);
   k.block_size = r.pick(std::vector<int64_t>{16, 16, 32, 48, 64});
-  for (int64_t b = 0; b < k.batch; ++b) c.target.push_back(r.chance(0.1) ? r.range(0, 3) : draw_length(r, 250));
+  for (int64_t b = 0; b < k.batch; ++b)
+    c.target.push_back(r.chance(0.1) ? r.range(0, 3) : draw_length(r, 250));
   if (k.batch >= 2 && r.chance(0.4)) {
     c.prefix = r.range(1, 100);
     c.target[0] = std::max(c.target[0], c.prefix);
@@ -114,16 +116,20 @@ void fill(const CacheCase& c, Rng& r, FilledCache* f) {
   }
   for (;;) {
     std::vector<int64_t> left;
-    for (int64_t b = 0; b < batch; ++b) left.push_back(c.target[static_cast<size_t>(b)] - f->cache.length(b));
+    for (int64_t b = 0; b < batch; ++b)
+      left.push_back(c.target[static_cast<size_t>(b)] - f->cache.length(b));
     const int64_t most = *std::max_element(left.begin(), left.end());
     if (most == 0) return;
     const int64_t fewest = *std::min_element(left.begin(), left.end());
     if (fewest > 0 && r.chance(0.4)) {
-      append(std::vector<int64_t>(static_cast<size_t>(batch), r.range(1, std::min<int64_t>(fewest, 40))), true);
+      append(std::vector<int64_t>(static_cast<size_t>(batch),
+                                  r.range(1, std::min<int64_t>(fewest, 40))),
+             true);
       continue;
     }
     std::vector<int64_t> counts;
-    for (int64_t n : left) counts.push_back(n == 0 || r.chance(0.2) ? 0 : r.range(1, std::min<int64_t>(n, 70)));
+    for (int64_t n : left)
+      counts.push_back(n == 0 || r.chance(0.2) ? 0 : r.range(1, std::min<int64_t>(n, 70)));
     append(counts, false);
   }
 }
@@ -134,15 +140,18 @@ TEST(Sweep, DecodeThroughKvCache) {
     const int threads = draw_threads(r);
     const CacheCase cc = draw_cache_case(r);
     const int64_t splits = r.chance(0.5) ? 0 : r.range(1, 5);
-    c.describe(cc.label() + " splits " + std::to_string(splits) + " threads " + std::to_string(threads));
+    c.describe(cc.label() + " splits " + std::to_string(splits) + " threads " +
+               std::to_string(threads));
     FilledCache f;
     fill(cc, r, &f);
     const KvCacheConfig& cfg = cc.config;
     const int64_t batch = cfg.batch, row = cfg.kv_heads * cfg.head_dim;
-    for (int64_t b = 0; b < batch; ++b) ASSERT_EQ(f.cache.length(b), cc.target[static_cast<size_t>(b)]);
+    for (int64_t b = 0; b < batch; ++b)
+      ASSERT_EQ(f.cache.length(b), cc.target[static_cast<size_t>(b)]);
 
     // The dense problem: the tokens rounded to the cache's dtype, held in q's dtype (exact).
-    const int64_t longest = std::max<int64_t>(1, *std::max_element(cc.target.begin(), cc.target.end()));
+    const int64_t longest =
+        std::max<int64_t>(1, *std::max_element(cc.target.begin(), cc.target.end()));
     Tensor k_dense(cc.q_dtype, {batch, longest, cfg.kv_heads, cfg.head_dim});
     Tensor v_dense(cc.q_dtype, {batch, longest, cfg.kv_heads, cfg.head_dim});
     Tensor rounded(cfg.dtype, {1});
@@ -152,15 +161,18 @@ TEST(Sweep, DecodeThroughKvCache) {
     };
     for (int64_t b = 0; b < batch; ++b)
       for (size_t i = 0; i < f.k[static_cast<size_t>(b)].size(); ++i) {
-        k_dense.set(b * longest * row + static_cast<int64_t>(i), to_cache(f.k[static_cast<size_t>(b)][i]));
-        v_dense.set(b * longest * row + static_cast<int64_t>(i), to_cache(f.v[static_cast<size_t>(b)][i]));
+        k_dense.set(b * longest * row + static_cast<int64_t>(i),
+                    to_cache(f.k[static_cast<size_t>(b)][i]));
+        v_dense.set(b * longest * row + static_cast<int64_t>(i),
+                    to_cache(f.v[static_cast<size_t>(b)][i]));
       }
     Tensor q(cc.q_dtype, {batch, cc.rows, cc.heads, cfg.head_dim});
     Tensor out(cc.q_dtype, {batch, cc.rows, cc.heads, cfg.head_dim});
     Tensor lse(DType::kF32, {batch, cc.heads, cc.rows});
     Tensor lens(DType::kI32, {batch});
     q.fill_uniform(r.next());
-    for (int64_t b = 0; b < batch; ++b) lens.data<int32_t>()[b] = static_cast<int32_t>(cc.target[static_cast<size_t>(b)]);
+    for (int64_t b = 0; b < batch; ++b)
+      lens.data<int32_t>()[b] = static_cast<int32_t>(cc.target[static_cast<size_t>(b)]);
     DecodeParams p;
     p.q = q.view();
     p.out = out.view();
@@ -186,7 +198,9 @@ TEST(Sweep, DecodeThroughKvCache) {
       dec->run(p);
       ++c.runs;
       EXPECT_LE(relative_error(dense, ref), tolerance(cc.q_dtype)) << to_string(isa) << ": output";
-      EXPECT_LE(lse_max_error(dense, ref, /*relative_to_size=*/true), cc.q_dtype == DType::kF32 ? 2e-5 : 1e-3) << to_string(isa) << ": lse";
+      EXPECT_LE(lse_max_error(dense, ref, /*relative_to_size=*/true),
+                cc.q_dtype == DType::kF32 ? 2e-5 : 1e-3)
+          << to_string(isa) << ": lse";
     }
   });
 }

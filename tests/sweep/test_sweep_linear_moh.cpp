@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "support/linear_oracle.hpp"
 #include "mixture_of_heads/moh_support.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/mixture_of_heads.hpp"
 #include "support/cpu_variants.hpp"
+#include "support/linear_oracle.hpp"
 #include "sweep/random_problems.hpp"
 #include "sweep/sweep_checks.hpp"
 
@@ -27,7 +27,8 @@ TEST(Sweep, Linear) {
     const int threads = draw_threads(r);
     LinearConfig config;
     const bool performer = r.chance(0.35);
-    const MaskKind mask = r.pick(std::vector<MaskKind>{MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft});
+    const MaskKind mask =
+        r.pick(std::vector<MaskKind>{MaskKind::kNone, MaskKind::kCausal, MaskKind::kCausalTopLeft});
     Allowed allowed;
     allowed.masks = {mask};
     allowed.square = mask != MaskKind::kNone;
@@ -36,7 +37,8 @@ TEST(Sweep, Linear) {
     allowed.q_gain = false;
     allowed.work_cap = performer ? 1e6 : 2e6;
     RandomProblem rp = random_problem(r, allowed, c.seed);
-    config.chunk = r.chance(0.5) ? r.pick(std::vector<int64_t>{1, 7, 16, 33, 64, 100, 256}) : r.range(1, 256);
+    config.chunk =
+        r.chance(0.5) ? r.pick(std::vector<int64_t>{1, 7, 16, 33, 64, 100, 256}) : r.range(1, 256);
     if (r.chance(0.1)) config.eps = 0.0f;
     if (performer) {
       config.feature_map = LinearFeatureMap::kPerformer;
@@ -47,8 +49,10 @@ TEST(Sweep, Linear) {
       config.performer_norm = r.chance(0.5) ? PerformerNorm::kChi : PerformerNorm::kSqrtHeadDim;
       if (r.chance(0.3)) rp.spec.scale = static_cast<float>(r.uniform(0.02, 0.5));
     }
-    c.describe(std::string(performer ? "performer F " + std::to_string(config.performer_features) : "elu+1") +
-               " chunk " + std::to_string(config.chunk) + " eps " + std::to_string(config.eps) + " " + rp.label() + " threads " + std::to_string(threads));
+    c.describe(std::string(performer ? "performer F " + std::to_string(config.performer_features)
+                                     : "elu+1") +
+               " chunk " + std::to_string(config.chunk) + " eps " + std::to_string(config.eps) +
+               " " + rp.label() + " threads " + std::to_string(threads));
     BuiltProblem bp(rp);
     const reference::Result ref = LinearOracle::of(config, rp.spec.head_dim).run(bp.problem.params);
     const double tol = rp.spec.dtype != DType::kF32 ? 2e-2 : (performer ? 2e-5 : 1e-5);
@@ -83,13 +87,15 @@ TEST(Sweep, MixtureOfHeads) {
       }
     }
     const int64_t k = r.range(1, s.heads);
-    c.describe(rp.label() + " routed heads per token " + std::to_string(k) + " threads " + std::to_string(threads));
+    c.describe(rp.label() + " routed heads per token " + std::to_string(k) + " threads " +
+               std::to_string(threads));
     BuiltProblem bp(rp);
     const Routing routing = random_routing(routing_tokens(s), s.heads, k, c.seed);
     const reference::Result ref = gated_reference(bp.problem.params, routing);
     for (CpuIsa isa : runnable_isas()) {
       std::unique_ptr<MixtureOfHeadsAttention> moh;
-      throw_if_error(create_mixture_of_heads_cpu(cpu_options(isa, threads), MoHConfig{s.heads, 0, s.heads}, &moh));
+      throw_if_error(create_mixture_of_heads_cpu(cpu_options(isa, threads),
+                                                 MoHConfig{s.heads, 0, s.heads}, &moh));
       const Status ok = moh->supports(bp.problem.params, routing.view());
       ASSERT_TRUE(ok.ok()) << to_string(isa) << ": supports() refused: " << ok.to_string();
       bp.poison_outputs();

@@ -1,7 +1,7 @@
-// Differential sweep, sparse prefill on the CPU, every ISA: block-sparse with random layouts, static
-// patterns with random knobs (against the oracle given the pattern's layout), exact top-k routing
-// with a full budget (must equal dense attention), and the block routers (full budget: dense;
-// partial: the oracle given the layout estimate() routes).
+// Differential sweep, sparse prefill on the CPU, every ISA: block-sparse with random layouts,
+// static patterns with random knobs (against the oracle given the pattern's layout), exact top-k
+// routing with a full budget (must equal dense attention), and the block routers (full budget:
+// dense; partial: the oracle given the layout estimate() routes).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -46,12 +46,14 @@ TEST(Sweep, BlockSparse) {
     ls.keep_diagonal = r.chance(0.5);
     ls.empty_every = r.range(0, 4);
     ls.seed = r.next();
-    c.describe(rp.label() + " layout " + std::to_string(ls.block_q) + "x" + std::to_string(ls.block_k) +
-               " L" + std::to_string(ls.layouts) + " density " + std::to_string(ls.density) + " threads " + std::to_string(threads));
+    c.describe(rp.label() + " layout " + std::to_string(ls.block_q) + "x" +
+               std::to_string(ls.block_k) + " L" + std::to_string(ls.layouts) + " density " +
+               std::to_string(ls.density) + " threads " + std::to_string(threads));
     BuiltProblem bp(rp);
     AttentionShape shape;  // the grid follows max_seqlen_q/k where they are given
     throw_if_error(validate(bp.problem.params, &shape));
-    const HostLayout layout(ls.block_q, ls.block_k, random_layout_columns(ls, shape.max_q, shape.max_k),
+    const HostLayout layout(ls.block_q, ls.block_k,
+                            random_layout_columns(ls, shape.max_q, shape.max_k),
                             ls.layouts == 1 && r.chance(0.5));
     bp.problem.params.block_layout = layout.layout;
     const reference::Result ref = reference::attention(bp.problem.params);
@@ -78,9 +80,9 @@ GlobalBlocks draw_globals(Rng& r) {
 // Any pattern with knobs in their allowed ranges.
 StaticSparseConfig draw_pattern(Rng& r) {
   StaticSparseConfig c;
-  const SparsePattern kinds[] = {SparsePattern::kDense,      SparsePattern::kSlidingWindow,
-                                 SparsePattern::kDilated,    SparsePattern::kLongformer,
-                                 SparsePattern::kBigBird,    SparsePattern::kFixed,
+  const SparsePattern kinds[] = {SparsePattern::kDense,   SparsePattern::kSlidingWindow,
+                                 SparsePattern::kDilated, SparsePattern::kLongformer,
+                                 SparsePattern::kBigBird, SparsePattern::kFixed,
                                  SparsePattern::kVariable};
   c.pattern = kinds[r.range(0, 6)];
   c.block = r.pick(std::vector<int32_t>{16, 16, 32, 32, 48, 64, 128});
@@ -99,7 +101,8 @@ StaticSparseConfig draw_pattern(Rng& r) {
   c.fixed.num_local_blocks = g * static_cast<int32_t>(r.range(1, 4));
   c.fixed.horizontal_global_attention = !c.unidirectional && r.chance(0.5);
   c.fixed.num_different_global_patterns =
-      c.different_layout_per_head ? static_cast<int32_t>(r.range(1, c.fixed.num_local_blocks / g)) : 1;
+      c.different_layout_per_head ? static_cast<int32_t>(r.range(1, c.fixed.num_local_blocks / g))
+                                  : 1;
   c.variable.num_random_blocks = static_cast<int32_t>(r.range(0, 3));
   c.variable.local_window_blocks = draw_blocks(r, r.range(1, 3), 1, 4);
   c.variable.global = draw_globals(r);
@@ -121,7 +124,8 @@ TEST(Sweep, StaticSparse) {
     AttentionShape shape;
     throw_if_error(validate(bp.problem.params, &shape));
     BlockLayoutData layout;
-    throw_if_error(build_static_sparse_layout(config, shape.max_q, shape.max_k, shape.kv_heads, &layout));
+    throw_if_error(
+        build_static_sparse_layout(config, shape.max_q, shape.max_k, shape.kv_heads, &layout));
     const reference::Result ref = reference_with(bp.problem.params, layout.view());
     for (CpuIsa isa : runnable_isas()) {
       std::unique_ptr<Attention> attn;
@@ -132,7 +136,7 @@ TEST(Sweep, StaticSparse) {
 }
 
 std::unique_ptr<DynamicSparseAttention> make_dynamic(const DynamicSparseConfig& config, CpuIsa isa,
-                                                    int threads) {
+                                                     int threads) {
   std::unique_ptr<DynamicSparseAttention> a;
   throw_if_error(create_dynamic_sparse_cpu(cpu_options(isa, threads), config, &a));
   return a;
@@ -153,11 +157,13 @@ TEST(Sweep, DynamicExactTopKFullBudget) {
     if (budget == 0) config.top_k = int64_t{1} << 40;
     if (budget == 1) config.top_k = std::max<int64_t>(max_k, 1);
     if (budget == 2) config.keep_fraction = 1.0;
-    c.describe(rp.label() + (budget == 2 ? " keep_fraction 1" : " top_k " + std::to_string(config.top_k)) +
+    c.describe(rp.label() +
+               (budget == 2 ? " keep_fraction 1" : " top_k " + std::to_string(config.top_k)) +
                " threads " + std::to_string(threads));
     BuiltProblem bp(rp);
     const reference::Result ref = reference::attention(bp.problem.params);
-    for (CpuIsa isa : runnable_isas()) run_and_expect(*make_dynamic(config, isa, threads), bp, ref, to_string(isa), c);
+    for (CpuIsa isa : runnable_isas())
+      run_and_expect(*make_dynamic(config, isa, threads), bp, ref, to_string(isa), c);
   });
 }
 
@@ -194,8 +200,8 @@ DynamicSparseConfig draw_router(Rng& r, bool* keep_all) {
 std::string router_label(const DynamicSparseConfig& c, bool keep_all) {
   return std::string(to_string(c.method)) + " blocks " + std::to_string(c.block_q) + "x" +
          std::to_string(c.block_k) + (keep_all ? " keep all" : "") + " fraction " +
-         std::to_string(c.keep_fraction) + " topk/sink/local " + std::to_string(c.top_k_blocks) + "/" +
-         std::to_string(c.sink_blocks) + "/" + std::to_string(c.local_blocks) + " last " +
+         std::to_string(c.keep_fraction) + " topk/sink/local " + std::to_string(c.top_k_blocks) +
+         "/" + std::to_string(c.sink_blocks) + "/" + std::to_string(c.local_blocks) + " last " +
          std::to_string(c.last_queries) + " v/s " + std::to_string(c.vertical) + "/" +
          std::to_string(c.slash) + " forced " + std::to_string(c.forced_vertical) + "/" +
          std::to_string(c.forced_slash);
@@ -209,8 +215,10 @@ bool same_layout(const BlockLayout& a, const BlockLayout& b) {
   for (int64_t l = 0; l < a.layouts(); ++l) {
     const int32_t* pa = a.row_ptr(l);
     const int32_t* pb = b.row_ptr(l);
-    if (std::memcmp(pa, pb, sizeof(int32_t) * static_cast<size_t>(a.row_blocks() + 1)) != 0) return false;
-    if (std::memcmp(a.col_ptr(l), b.col_ptr(l), sizeof(int32_t) * static_cast<size_t>(pa[a.row_blocks()])) != 0)
+    if (std::memcmp(pa, pb, sizeof(int32_t) * static_cast<size_t>(a.row_blocks() + 1)) != 0)
+      return false;
+    if (std::memcmp(a.col_ptr(l), b.col_ptr(l),
+                    sizeof(int32_t) * static_cast<size_t>(pa[a.row_blocks()])) != 0)
       return false;
   }
   return true;
@@ -223,11 +231,13 @@ TEST(Sweep, DynamicBlockRouters) {
     bool keep_all = false;
     const DynamicSparseConfig config = draw_router(r, &keep_all);
     const RandomProblem rp = random_problem(r, Allowed{}, c.seed);
-    c.describe(router_label(config, keep_all) + " " + rp.label() + " threads " + std::to_string(threads));
+    c.describe(router_label(config, keep_all) + " " + rp.label() + " threads " +
+               std::to_string(threads));
     BuiltProblem bp(rp);
     if (keep_all) {
       const reference::Result ref = reference::attention(bp.problem.params);
-      for (CpuIsa isa : runnable_isas()) run_and_expect(*make_dynamic(config, isa, threads), bp, ref, to_string(isa), c);
+      for (CpuIsa isa : runnable_isas())
+        run_and_expect(*make_dynamic(config, isa, threads), bp, ref, to_string(isa), c);
       return;
     }
     // Partial budgets: each ISA's router scores in float, so near ties may route differently; the
@@ -239,13 +249,16 @@ TEST(Sweep, DynamicBlockRouters) {
       const auto attn = make_dynamic(config, isa, threads);
       std::vector<unsigned char> scratch(attn->estimate_workspace_size(bp.problem.params));
       BlockLayout layout;
-      const Status st = attn->estimate(bp.problem.params, Workspace{scratch.data(), scratch.size()}, &layout);
+      const Status st =
+          attn->estimate(bp.problem.params, Workspace{scratch.data(), scratch.size()}, &layout);
       ASSERT_TRUE(st.ok()) << to_string(isa) << ": estimate: " << st.to_string();
       AttentionShape shape;
       throw_if_error(validate(bp.problem.params, &shape));
-      const Status valid = validate_block_layout(layout, shape.batch, shape.kv_heads, shape.max_q, shape.max_k);
+      const Status valid =
+          validate_block_layout(layout, shape.batch, shape.kv_heads, shape.max_q, shape.max_k);
       ASSERT_TRUE(valid.ok()) << to_string(isa) << ": routed layout: " << valid.to_string();
-      if (!previous.present() || !same_layout(layout, previous)) ref = reference_with(bp.problem.params, layout);
+      if (!previous.present() || !same_layout(layout, previous))
+        ref = reference_with(bp.problem.params, layout);
       run_and_expect(*attn, bp, ref, to_string(isa), c);
       previous_scratch.swap(scratch);
       previous = layout;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mixture_of_heads/moh_support.hpp"
 #include "qwen3vl/core/debug_counters.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
@@ -17,9 +18,8 @@
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/linear.hpp"
 #include "qwen3vl/variants/mixture_of_heads.hpp"
-#include "qwen3vl/variants/static_sparse.hpp"
 #include "qwen3vl/variants/standard.hpp"
-#include "mixture_of_heads/moh_support.hpp"
+#include "qwen3vl/variants/static_sparse.hpp"
 #include "support/block_layouts.hpp"
 #include "support/cpu_variants.hpp"
 
@@ -54,30 +54,39 @@ std::vector<Case> cases() {
   causal.mask = MaskKind::kCausal;
   causal.with_lse = true;
   std::vector<Case> all;
-  all.push_back({"standard", [o] {
+  all.push_back({"standard",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    throw_if_error(create_standard_cpu(o, &a));
                    return a;
-                 }, causal});
-  all.push_back({"flash2", [o] {
+                 },
+                 causal});
+  all.push_back({"flash2",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    throw_if_error(create_flash2_cpu(o, &a));
                    return a;
-                 }, causal});
-  all.push_back({"block_sparse", [o] {
+                 },
+                 causal});
+  all.push_back({"block_sparse",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    throw_if_error(create_block_sparse_cpu(o, &a));
                    return a;
-                 }, causal, true});
-  all.push_back({"static_sparse", [o] {
+                 },
+                 causal, true});
+  all.push_back({"static_sparse",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    StaticSparseConfig c;
                    c.block = 16;
                    throw_if_error(create_static_sparse_cpu(o, c, &a));
                    return a;
-                 }, causal});
+                 },
+                 causal});
   for (DynamicSparseMethod m : {DynamicSparseMethod::kBlockTopK, DynamicSparseMethod::kExactTopK})
-    all.push_back({std::string("dynamic_sparse ") + to_string(m), [o, m] {
+    all.push_back({std::string("dynamic_sparse ") + to_string(m),
+                   [o, m] {
                      std::unique_ptr<Attention> a;
                      DynamicSparseConfig c;
                      c.method = m;
@@ -86,19 +95,24 @@ std::vector<Case> cases() {
                      c.top_k = 8;
                      throw_if_error(create_dynamic_sparse_cpu(o, c, &a));
                      return a;
-                   }, causal});
+                   },
+                   causal});
   ProblemSpec linear = causal;
   linear.with_lse = false;
-  all.push_back({"linear", [o] {
+  all.push_back({"linear",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    throw_if_error(create_linear_cpu(o, LinearConfig{}, &a));
                    return a;
-                 }, linear});
-  all.push_back({"moh", [o] {
+                 },
+                 linear});
+  all.push_back({"moh",
+                 [o] {
                    std::unique_ptr<Attention> a;
                    throw_if_error(create_mixture_of_heads_cpu(o, MoHConfig{4, 1, 2}, &a));
                    return a;
-                 }, causal});
+                 },
+                 causal});
   return all;
 }
 
@@ -123,7 +137,9 @@ TEST(PlanRun, ForwardAndHostRunValidateAndPlanOnce) {
     std::vector<unsigned char> ws(attn->workspace_size(p.params));
     ASSERT_FALSE(ws.empty());
     Status st;
-    const Counts forward = count([&] { st = attn->forward(p.params, Workspace{ws.data(), ws.size()}); });
+    const Counts forward = count([&] {
+      st = attn->forward(p.params, Workspace{ws.data(), ws.size()});
+    });
     ASSERT_TRUE(st.ok()) << st.to_string();
     EXPECT_EQ(forward.validations, 1u);
     EXPECT_EQ(forward.plans, 1u);
@@ -145,7 +161,8 @@ TEST(PlanRun, ReusedPlanNeitherValidatesNorPlans) {
 
     // The plan is made from shapes alone: no data pointers for q, k, v, out, lse.
     AttentionParams shapes = p.params;
-    for (TensorView* t : {&shapes.q, &shapes.k, &shapes.v, &shapes.out, &shapes.lse}) t->data = nullptr;
+    for (TensorView* t : {&shapes.q, &shapes.k, &shapes.v, &shapes.out, &shapes.lse})
+      t->data = nullptr;
     AttentionPlan plan;
     const Counts planning = count([&] { ASSERT_TRUE(attn->plan(shapes, &plan).ok()); });
     EXPECT_EQ(planning.validations, 1u);

@@ -69,8 +69,8 @@ inline Status validate_block_layout(const BlockLayout& bl, int64_t batch, int64_
       return make_error(StatusCode::kShapeMismatch, names[t], ".rank = ", v.rank,
                         ": allowed 1 (one layout) or 2 ([layouts, ...])");
     if (v.shape[v.rank - 1] > 1 && v.stride[v.rank - 1] != 1)
-      return make_error(StatusCode::kBadStride, names[t], ".stride[", v.rank - 1, "] = ",
-                        v.stride[v.rank - 1], ": must be 1");
+      return make_error(StatusCode::kBadStride, names[t], ".stride[", v.rank - 1,
+                        "] = ", v.stride[v.rank - 1], ": must be 1");
     if (v.data == nullptr && v.numel() > 0)
       return make_error(StatusCode::kNullPointer, names[t], ".data = null");
     QWEN3VL_RETURN_IF_ERROR(detail::check_view_extent(v, names[t]));
@@ -78,19 +78,21 @@ inline Status validate_block_layout(const BlockLayout& bl, int64_t batch, int64_
   const int64_t row_blocks = (max_q + bl.block_q - 1) / bl.block_q;
   const int64_t col_blocks = (max_k + bl.block_k - 1) / bl.block_k;
   if (bl.row_blocks() != row_blocks)
-    return make_error(StatusCode::kShapeMismatch, "block_layout.indptr.shape = ",
-                      bl.indptr.shape_string(), ": its last dimension must be ceil(", max_q, " / ",
-                      bl.block_q, ") + 1 = ", row_blocks + 1);
+    return make_error(
+        StatusCode::kShapeMismatch, "block_layout.indptr.shape = ", bl.indptr.shape_string(),
+        ": its last dimension must be ceil(", max_q, " / ", bl.block_q, ") + 1 = ", row_blocks + 1);
   const int64_t n = bl.layouts();
   if (n != 1 && n != kv_heads && n != batch * kv_heads)
     return make_error(StatusCode::kShapeMismatch, "block_layout.indptr.shape[0] = ", n,
                       ": allowed 1, Hkv = ", kv_heads, " or batch x Hkv = ", batch * kv_heads);
   if ((bl.indices.rank == 2 ? bl.indices.shape[0] : 1) != n)
-    return make_error(StatusCode::kShapeMismatch, "block_layout.indices.shape = ",
-                      bl.indices.shape_string(), ": needs one row per layout (", n, ")");
+    return make_error(StatusCode::kShapeMismatch,
+                      "block_layout.indices.shape = ", bl.indices.shape_string(),
+                      ": needs one row per layout (", n, ")");
   if (bl.indptr.device != bl.indices.device)
-    return make_error(StatusCode::kInvalidArgument, "block_layout.indices.device = ",
-                      to_string(bl.indices.device), ": must equal indptr.device");
+    return make_error(StatusCode::kInvalidArgument,
+                      "block_layout.indices.device = ", to_string(bl.indices.device),
+                      ": must equal indptr.device");
   if (bl.indptr.device != Device::kCPU) return Status();  // values are checked where they live
 
   const int64_t capacity = bl.indices.shape[bl.indices.rank - 1];

@@ -19,7 +19,8 @@ inline std::atomic<uint64_t>& plan_counter() {
 
 // validate(AttentionParams) calls since the program started.
 inline uint64_t validation_count() { return validation_counter().load(std::memory_order_relaxed); }
-// Attention::plan() calls that made a plan (plan(), forward(), supports(), workspace_size(), run()).
+// Attention::plan() calls that made a plan (plan(), forward(), supports(), workspace_size(),
+// run()).
 inline uint64_t plan_count() { return plan_counter().load(std::memory_order_relaxed); }
 
 }  // namespace qwen3vl::detail

@@ -80,8 +80,9 @@ QWEN3VL_HOST_DEVICE inline half to_half(float f) {
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t abs = u & 0x7fffffffu;
   if (abs > 0x7f800000u) return half{static_cast<uint16_t>(sign | 0x7e00u)};  // NaN
-  if (abs >= 0x477ff000u) return half{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to >= 65520: inf
-  if (abs >= 0x38800000u) {                                                    // normal half
+  if (abs >= 0x477ff000u)
+    return half{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to >= 65520: inf
+  if (abs >= 0x38800000u) {                              // normal half
     const uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
     return half{static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13))};
   }

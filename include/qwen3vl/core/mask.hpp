@@ -1,5 +1,6 @@
 // The mask conventions every kernel shares (docs/api.md). Structural masks always leave a
-// contiguous range of visible keys per query row, so kernels iterate [begin, end) and skip the rest.
+// contiguous range of visible keys per query row, so kernels iterate [begin, end) and skip the
+// rest.
 #pragma once
 
 #include <cstdint>
@@ -57,8 +58,9 @@ QWEN3VL_HOST_DEVICE inline KeyRange visible_keys_at(MaskKind mask, int64_t windo
   return KeyRange{begin, end};
 }
 
-// Keys visible to query row `i` of a sequence with `q_len` queries and `k_len` valid keys (after key
-// padding): bottom-right alignment puts row i at key i + k_len - q_len (top-left causal: at key i).
+// Keys visible to query row `i` of a sequence with `q_len` queries and `k_len` valid keys (after
+// key padding): bottom-right alignment puts row i at key i + k_len - q_len (top-left causal: at key
+// i).
 QWEN3VL_HOST_DEVICE inline KeyRange visible_keys(MaskKind mask, int64_t window_left,
                                                  int64_t window_right, int64_t i, int64_t q_len,
                                                  int64_t k_len) {

@@ -1,5 +1,5 @@
-// AttentionParams: one argument struct for every attention variant, and validate(), the single check
-// all variants call before any kernel runs.
+// AttentionParams: one argument struct for every attention variant, and validate(), the single
+// check all variants call before any kernel runs.
 #pragma once
 
 #include <cmath>
@@ -20,11 +20,11 @@ namespace qwen3vl {
 //   varlen:        q, out [Tq, Hq, D]      k, v [Tk, Hkv, D]   with cu_seqlens_q/k i32 [B + 1]
 struct AttentionParams {
   TensorView q, k, v, out;
-  TensorView lse;      // optional f32, natural log: [B, Hq, Lq] or varlen [Hq, Tq]; -inf on empty rows
+  TensorView lse;  // optional f32, natural log: [B, Hq, Lq] or varlen [Hq, Tq]; -inf on empty rows
   TensorView weights;  // optional f32 softmax probabilities [B, Hq, Lq, Lk] (not with varlen)
 
   std::optional<float> scale;  // default 1 / sqrt(D)
-  float softcap = 0.0f;        // > 0: scores become softcap * tanh(score / softcap), before any mask
+  float softcap = 0.0f;  // > 0: scores become softcap * tanh(score / softcap), before any mask
   MaskKind mask = MaskKind::kNone;
   int64_t window_left = -1;  // kSlidingWindow only; -1 = unbounded
   int64_t window_right = -1;
@@ -34,8 +34,9 @@ struct AttentionParams {
   int64_t max_seqlen_q = 0;  // varlen maxima; 0 = derive them (host-resident cu_seqlens only)
   int64_t max_seqlen_k = 0;
 
-  TensorView additive_mask;  // optional float, rank 2..4, broadcast (size-1 dims) to [B, Hq, Lq, Lk]
-  TensorView key_lengths;    // optional i32 [B]: keys j >= key_lengths[b] are padding (masked out)
+  TensorView
+      additive_mask;       // optional float, rank 2..4, broadcast (size-1 dims) to [B, Hq, Lq, Lk]
+  TensorView key_lengths;  // optional i32 [B]: keys j >= key_lengths[b] are padding (masked out)
 
   // Optional i32 [B, Lq] (varlen: [Tq]): each query row's position on the key axis, non-decreasing
   // within a sequence. Structural masks then use it instead of the bottom-right alignment: causal
@@ -123,7 +124,8 @@ inline Status refuse_sparse_rows(const AttentionParams& p, const char* variant) 
 }
 
 // Offset into the additive mask for (b, h, i, j); size-1 dimensions broadcast.
-inline int64_t additive_mask_offset(const TensorView& m, int64_t b, int64_t h, int64_t i, int64_t j) {
+inline int64_t additive_mask_offset(const TensorView& m, int64_t b, int64_t h, int64_t i,
+                                    int64_t j) {
   const int64_t idx[4] = {b, h, i, j};
   int64_t off = 0;
   for (int d = 0; d < m.rank; ++d) {
@@ -139,7 +141,8 @@ namespace detail {
 enum class TensorRole : uint8_t {
   kData,    // read by kernels; its data pointer may change between plan() and run()
   kOutput,  // written by kernels; its data pointer may change too
-  kIndex,   // read by kernels, and on the host by plan() where host-resident: values part of the plan
+  kIndex,   // read by kernels, and on the host by plan() where host-resident: values part of the
+            // plan
 };
 struct ParamTensor {
   const char* name;
@@ -208,8 +211,9 @@ inline Status check_present(const TensorView& t, const char* name, bool need_dat
 
 inline Status check_last_contiguous(const TensorView& t, const char* name) {
   if (t.rank > 0 && t.shape[t.rank - 1] > 1 && t.stride[t.rank - 1] != 1)
-    return make_error(StatusCode::kBadStride, name, ".stride[", t.rank - 1, "] = ",
-                      t.stride[t.rank - 1], ": the last dimension must be contiguous (stride 1)");
+    return make_error(StatusCode::kBadStride, name, ".stride[", t.rank - 1,
+                      "] = ", t.stride[t.rank - 1],
+                      ": the last dimension must be contiguous (stride 1)");
   return Status();
 }
 
@@ -269,8 +273,9 @@ inline Status check_cu_seqlens(const TensorView& cu, const char* name, int64_t t
 }  // namespace detail
 
 // Checks every argument once, up front; on success fills `shape` (if given) with derived sizes.
-// need_data = false (Attention::plan): q, k, v, out, lse, weights, additive_mask and device-resident
-// cu_seqlens, key_lengths and q_positions may have null data; host index tensors are read as always.
+// need_data = false (Attention::plan): q, k, v, out, lse, weights, additive_mask and
+// device-resident cu_seqlens, key_lengths and q_positions may have null data; host index tensors
+// are read as always.
 inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr,
                        bool need_data = true) {
   detail::validation_counter().fetch_add(1, std::memory_order_relaxed);
@@ -284,16 +289,17 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
   const char* names[] = {"q", "k", "v", "out"};
   for (int t = 0; t < 4; ++t) {
     if (!is_floating(named[t]->dtype))
-      return make_error(StatusCode::kInvalidArgument, names[t], ".dtype = ",
-                        to_string(named[t]->dtype), ": allowed f32, f16, bf16");
+      return make_error(StatusCode::kInvalidArgument, names[t],
+                        ".dtype = ", to_string(named[t]->dtype), ": allowed f32, f16, bf16");
     if (named[t]->dtype != p.q.dtype)
-      return make_error(StatusCode::kInvalidArgument, names[t], ".dtype = ",
-                        to_string(named[t]->dtype), ": must equal q.dtype (", to_string(p.q.dtype),
-                        ")");
+      return make_error(StatusCode::kInvalidArgument, names[t],
+                        ".dtype = ", to_string(named[t]->dtype), ": must equal q.dtype (",
+                        to_string(p.q.dtype), ")");
     if (named[t]->device != p.q.device || named[t]->device_index != p.q.device_index)
-      return make_error(StatusCode::kInvalidArgument, names[t], ".device = ",
-                        to_string(named[t]->device), ":", named[t]->device_index,
-                        ": must equal q.device (", to_string(p.q.device), ":", p.q.device_index, ")");
+      return make_error(StatusCode::kInvalidArgument, names[t],
+                        ".device = ", to_string(named[t]->device), ":", named[t]->device_index,
+                        ": must equal q.device (", to_string(p.q.device), ":", p.q.device_index,
+                        ")");
     QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*named[t], names[t]));
   }
 
@@ -316,8 +322,7 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
     return make_error(StatusCode::kShapeMismatch, "k.rank = ", p.k.rank, ": expected ", rank,
                       " like q");
   const int64_t hkv = p.k.shape[rank - 2];
-  if (hq < 1)
-    return make_error(StatusCode::kInvalidArgument, "q heads = ", hq, ": must be >= 1");
+  if (hq < 1) return make_error(StatusCode::kInvalidArgument, "q heads = ", hq, ": must be >= 1");
   if (hkv < 1 || hq % hkv != 0)
     return make_error(StatusCode::kInvalidArgument, "k heads (Hkv) = ", hkv,
                       ": must be >= 1 and divide q heads (Hq) = ", hq);
@@ -341,9 +346,11 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
                         ": must equal cu_seqlens_q.shape[0] = ", bq + 1);
     const bool on_host = p.cu_seqlens_q.device == Device::kCPU;
     if (p.max_seqlen_q < 0 || p.max_seqlen_k < 0 ||
-        (on_host && ((p.max_seqlen_q && p.max_seqlen_q < mq) || (p.max_seqlen_k && p.max_seqlen_k < mk))))
+        (on_host &&
+         ((p.max_seqlen_q && p.max_seqlen_q < mq) || (p.max_seqlen_k && p.max_seqlen_k < mk))))
       return make_error(StatusCode::kInvalidArgument, "max_seqlen_q/k = ", p.max_seqlen_q, "/",
-                        p.max_seqlen_k, ": must be 0 (derive) or >= the longest sequences ", mq, "/", mk);
+                        p.max_seqlen_k, ": must be 0 (derive) or >= the longest sequences ", mq,
+                        "/", mk);
     if (!on_host && (p.max_seqlen_q <= 0 || p.max_seqlen_k <= 0))
       return make_error(StatusCode::kInvalidArgument, "max_seqlen_q/k = ", p.max_seqlen_q, "/",
                         p.max_seqlen_k, ": must be given (> 0) when cu_seqlens live on the device");
@@ -372,8 +379,8 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
       return make_error(StatusCode::kUnsupported,
                         "weights with cu_seqlens: attention weights need a fixed-length batch");
     if (p.weights.dtype != DType::kF32)
-      return make_error(StatusCode::kInvalidArgument, "weights.dtype = ",
-                        to_string(p.weights.dtype), ": must be f32");
+      return make_error(StatusCode::kInvalidArgument,
+                        "weights.dtype = ", to_string(p.weights.dtype), ": must be f32");
     QWEN3VL_RETURN_IF_ERROR(check_dims(p.weights, "weights", 4, {s.batch, hq, s.max_q, s.max_k}));
     QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.weights, "weights", need_data));
     QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(p.weights, "weights"));
@@ -399,8 +406,8 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
     }
     QWEN3VL_RETURN_IF_ERROR(detail::check_present(m, "additive_mask", need_data));
     if (m.device != p.q.device)
-      return make_error(StatusCode::kInvalidArgument, "additive_mask.device = ", to_string(m.device),
-                        ": must equal q.device");
+      return make_error(StatusCode::kInvalidArgument,
+                        "additive_mask.device = ", to_string(m.device), ": must equal q.device");
   }
   if (p.key_lengths.present()) {
     const TensorView& kl = p.key_lengths;
@@ -446,11 +453,11 @@ inline Status validate(const AttentionParams& p, AttentionShape* shape = nullptr
       }
   }
   if (p.block_layout.present()) {
-    QWEN3VL_RETURN_IF_ERROR(
-        validate_block_layout(p.block_layout, s.batch, hkv, s.max_q, s.max_k));
+    QWEN3VL_RETURN_IF_ERROR(validate_block_layout(p.block_layout, s.batch, hkv, s.max_q, s.max_k));
     if (p.block_layout.indptr.device != p.q.device)
-      return make_error(StatusCode::kInvalidArgument, "block_layout.indptr.device = ",
-                        to_string(p.block_layout.indptr.device), ": must equal q.device");
+      return make_error(StatusCode::kInvalidArgument,
+                        "block_layout.indptr.device = ", to_string(p.block_layout.indptr.device),
+                        ": must equal q.device");
   }
   if (p.mask > MaskKind::kSlidingWindow)
     return make_error(StatusCode::kInvalidArgument, "mask = ", static_cast<int>(p.mask),

@@ -1,4 +1,5 @@
-// Status codes, the Status value every checked call returns, and the Error the convenience API throws.
+// Status codes, the Status value every checked call returns, and the Error the convenience API
+// throws.
 #pragma once
 
 #include <sstream>
@@ -10,14 +11,14 @@ namespace qwen3vl {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,     // a value outside its allowed range
-  kShapeMismatch,       // tensors whose shapes do not agree
-  kBadStride,           // a stride the kernel cannot use (e.g. last dimension not contiguous)
-  kNullPointer,         // a required pointer is null
-  kUnsupported,         // valid input that this implementation does not handle
-  kNotImplemented,      // a variant or feature that is not built yet
-  kWorkspaceTooSmall,   // the caller's workspace is smaller than workspace_size()
-  kDeviceError,         // a CUDA / driver call failed
+  kInvalidArgument,    // a value outside its allowed range
+  kShapeMismatch,      // tensors whose shapes do not agree
+  kBadStride,          // a stride the kernel cannot use (e.g. last dimension not contiguous)
+  kNullPointer,        // a required pointer is null
+  kUnsupported,        // valid input that this implementation does not handle
+  kNotImplemented,     // a variant or feature that is not built yet
+  kWorkspaceTooSmall,  // the caller's workspace is smaller than workspace_size()
+  kDeviceError,        // a CUDA / driver call failed
   kOutOfMemory,
   kInternal,
 };
@@ -62,7 +63,8 @@ class [[nodiscard]] Status {
 
 class Error : public std::runtime_error {
  public:
-  explicit Error(const Status& status) : std::runtime_error(status.to_string()), code_(status.code()) {}
+  explicit Error(const Status& status)
+      : std::runtime_error(status.to_string()), code_(status.code()) {}
   Error(StatusCode code, const std::string& message) : Error(Status(code, message)) {}
   StatusCode code() const { return code_; }
 
@@ -93,8 +95,8 @@ Status make_error(StatusCode code, const Parts&... parts) {
 }  // namespace qwen3vl
 
 // Returns early from the enclosing function when a Status-returning expression fails.
-#define QWEN3VL_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::qwen3vl::Status qwen3vl_status_ = (expr);    \
+#define QWEN3VL_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    ::qwen3vl::Status qwen3vl_status_ = (expr);        \
     if (!qwen3vl_status_.ok()) return qwen3vl_status_; \
   } while (0)

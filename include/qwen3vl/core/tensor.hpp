@@ -19,7 +19,8 @@ class Tensor {
   static constexpr size_t kAlignment = 64;
 
   Tensor() = default;
-  Tensor(DType dtype, std::initializer_list<int64_t> dims) : Tensor(dtype, std::vector<int64_t>(dims)) {}
+  Tensor(DType dtype, std::initializer_list<int64_t> dims)
+      : Tensor(dtype, std::vector<int64_t>(dims)) {}
   Tensor(DType dtype, const std::vector<int64_t>& dims) {
     if (dims.empty() || dims.size() > TensorView::kMaxRank)
       throw Error(StatusCode::kInvalidArgument,

@@ -154,7 +154,8 @@ inline void store_float(const TensorView& v, int64_t offset, float x) {
   }
 }
 
-// Calls f(T{}) with the storage type matching a floating dtype: one switch for every templated kernel.
+// Calls f(T{}) with the storage type matching a floating dtype: one switch for every templated
+// kernel.
 template <class F>
 decltype(auto) dispatch_float_dtype(DType t, F&& f) {
   switch (t) {

@@ -95,9 +95,9 @@ inline bool interleaved_apart(const TensorView& a, const TensorView& b) {
   const int64_t period = sa, alen = ahi - alo, blen = bhi - blo;
   if (alen > period || blen > period) return false;
   const auto start = [period](const TensorView& t, int64_t lo) {
-    const int64_t r = static_cast<int64_t>((reinterpret_cast<uintptr_t>(t.data) +
-                                            static_cast<uintptr_t>(lo)) %
-                                           static_cast<uintptr_t>(period));
+    const int64_t r =
+        static_cast<int64_t>((reinterpret_cast<uintptr_t>(t.data) + static_cast<uintptr_t>(lo)) %
+                             static_cast<uintptr_t>(period));
     return r;
   };
   const int64_t gap = ((start(b, blo) - start(a, alo)) % period + period) % period;
@@ -115,12 +115,14 @@ inline Status check_disjoint(const TensorView& out, const char* out_name, const 
   if (!out.byte_range(&olo, &ohi) || !in.byte_range(&ilo, &ihi) || olo == ohi || ilo == ihi)
     return Status();
   const auto o = reinterpret_cast<uintptr_t>(out.data), i = reinterpret_cast<uintptr_t>(in.data);
-  const uintptr_t o_begin = o + static_cast<uintptr_t>(olo), o_end = o + static_cast<uintptr_t>(ohi);
-  const uintptr_t i_begin = i + static_cast<uintptr_t>(ilo), i_end = i + static_cast<uintptr_t>(ihi);
+  const uintptr_t o_begin = o + static_cast<uintptr_t>(olo),
+                  o_end = o + static_cast<uintptr_t>(ohi);
+  const uintptr_t i_begin = i + static_cast<uintptr_t>(ilo),
+                  i_end = i + static_cast<uintptr_t>(ihi);
   if (o_begin < i_end && i_begin < o_end && !interleaved_apart(out, in))
-    return make_error(StatusCode::kInvalidArgument, out_name, ".data = ", out.data, " (",
-                      ohi - olo, " bytes from offset ", olo, ") overlaps ", in_name, ".data = ",
-                      in.data, " (", ihi - ilo, " bytes from offset ", ilo, "): ", out_name,
+    return make_error(StatusCode::kInvalidArgument, out_name, ".data = ", out.data, " (", ohi - olo,
+                      " bytes from offset ", olo, ") overlaps ", in_name, ".data = ", in.data, " (",
+                      ihi - ilo, " bytes from offset ", ilo, "): ", out_name,
                       " must not share memory with ", in_name);
   return Status();
 }

@@ -11,8 +11,8 @@ namespace qwen3vl {
 constexpr int kMaxCpuThreads = 1024;
 
 struct CpuOptions {
-  int num_threads = 0;          // 0: the machine's physical cores; else 1..kMaxCpuThreads
-  CpuIsa isa = CpuIsa::kAuto;   // kAuto: QWEN3VL_CPU_ISA, else the best the CPU supports
+  int num_threads = 0;         // 0: the machine's physical cores; else 1..kMaxCpuThreads
+  CpuIsa isa = CpuIsa::kAuto;  // kAuto: QWEN3VL_CPU_ISA, else the best the CPU supports
   // The CPU to plan for (ISA support, cores, cache sizes); nullptr: the one this process runs on.
   const CpuInfo* cpu_info = nullptr;
 };

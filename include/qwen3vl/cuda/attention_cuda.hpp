@@ -38,12 +38,12 @@ Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config
 Status create_linear_cuda(const CudaOptions& options, const LinearConfig& config,
                           std::unique_ptr<Attention>* out);
 
-// Mixture-of-heads (variants/mixture_of_heads.hpp) on CUDA: routing, gather and scatter kernels around the
-// CUDA flash2 object, called once per query head on its gathered rows, side by side on 8 internal
-// streams forked from and joined to the caller's (max_seqlen_q is bounded by the token count: the
-// host never reads the counts). One forward at a time per object. Routing tensors are device
-// memory; their values are not checked there (a head listed twice counts once, an index out of
-// range is ignored).
+// Mixture-of-heads (variants/mixture_of_heads.hpp) on CUDA: routing, gather and scatter kernels
+// around the CUDA flash2 object, called once per query head on its gathered rows, side by side on 8
+// internal streams forked from and joined to the caller's (max_seqlen_q is bounded by the token
+// count: the host never reads the counts). One forward at a time per object. Routing tensors are
+// device memory; their values are not checked there (a head listed twice counts once, an index out
+// of range is ignored).
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
                                     std::unique_ptr<MixtureOfHeadsAttention>* out);
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
@@ -59,11 +59,11 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                                   std::unique_ptr<Attention>* out);
 
-// Static sparse patterns (variants/static_sparse.hpp) on CUDA, over the block-sparse object: the layout
-// of each (device, max_q, max_k, Hkv) is built on the host and copied to the device once, by the
-// first call for that shape (cudaMalloc and a synchronous copy: that call syncs the host); later
-// calls allocate nothing and copy nothing. Up to 8 shapes are kept; an evicted copy is freed when
-// no call uses it (cudaFree waits for the device). describe() gives block counts, not density.
+// Static sparse patterns (variants/static_sparse.hpp) on CUDA, over the block-sparse object: the
+// layout of each (device, max_q, max_k, Hkv) is built on the host and copied to the device once, by
+// the first call for that shape (cudaMalloc and a synchronous copy: that call syncs the host);
+// later calls allocate nothing and copy nothing. Up to 8 shapes are kept; an evicted copy is freed
+// when no call uses it (cudaFree waits for the device). describe() gives block counts, not density.
 Status create_static_sparse_cuda(const CudaOptions& options, const StaticSparseConfig& config,
                                  std::unique_ptr<Attention>* out);
 

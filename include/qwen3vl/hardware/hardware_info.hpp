@@ -12,7 +12,8 @@ struct CpuInfo {
   std::string brand;   // the processor brand string
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512_bf16 = false;
-  bool os_saves_avx = false, os_saves_avx512 = false;  // XGETBV: the OS preserves the wide registers
+  bool os_saves_avx = false,
+       os_saves_avx512 = false;  // XGETBV: the OS preserves the wide registers
   int physical_cores = 1;
   int logical_cores = 1;
   int64_t l1d_bytes = 0, l2_bytes = 0, l3_bytes = 0;  // per core (L1/L2) and per package (L3)

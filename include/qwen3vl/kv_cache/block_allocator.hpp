@@ -23,7 +23,9 @@ class BlockAllocator {
   int32_t free_count() const { return static_cast<int32_t>(free_.size()); }
   int32_t used_count() const { return capacity() - free_count(); }
   // 0 for a free block (and for an id outside the pool).
-  int32_t ref_count(int32_t id) const { return valid(id) ? ref_count_[static_cast<size_t>(id)] : 0; }
+  int32_t ref_count(int32_t id) const {
+    return valid(id) ? ref_count_[static_cast<size_t>(id)] : 0;
+  }
 
   // Takes `n` free blocks (reference count 1 each) into ids[0..n), all or none.
   [[nodiscard]] Status allocate(int32_t n, int32_t* ids) {
@@ -33,8 +35,8 @@ class BlockAllocator {
       return make_error(StatusCode::kNullPointer, "ids = null with ", n,
                         " blocks requested: needs room for n ids");
     if (n > free_count())
-      return make_error(StatusCode::kOutOfMemory, "blocks requested = ", n, ": only ",
-                        free_count(), " of ", capacity(), " blocks are free");
+      return make_error(StatusCode::kOutOfMemory, "blocks requested = ", n, ": only ", free_count(),
+                        " of ", capacity(), " blocks are free");
     for (int32_t i = 0; i < n; ++i) {
       ids[i] = free_.back();
       free_.pop_back();

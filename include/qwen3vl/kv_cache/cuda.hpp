@@ -45,7 +45,9 @@ class CudaKvMetadata final : public KvTableMirror {
 
   // Uploads the table's visible lengths (an open step's) and block table now.
   Status upload(const KvPageTable& table, void* stream = nullptr);
-  Status upload(const KvCache& cache, void* stream = nullptr) { return upload(cache.table(), stream); }
+  Status upload(const KvCache& cache, void* stream = nullptr) {
+    return upload(cache.table(), stream);
+  }
   // upload() unless the device copy already holds the table's version.
   Status sync(const KvPageTable& table, void* stream) override;
   // `view` (of a table of this config) with seq_lens and block_table pointing at the device copies.

@@ -26,10 +26,10 @@ constexpr int64_t kMaxDecodeRows = 8;
 struct DecodeParams {
   TensorView q;
   KvCacheView kv;
-  TensorView out;               // the dtype of q
-  TensorView lse;               // optional f32 [batch, Hq, R], natural log
-  std::optional<float> scale;   // default 1 / sqrt(D)
-  int64_t num_splits = 0;       // key splits per sequence; 0 = chosen from the shape and device
+  TensorView out;              // the dtype of q
+  TensorView lse;              // optional f32 [batch, Hq, R], natural log
+  std::optional<float> scale;  // default 1 / sqrt(D)
+  int64_t num_splits = 0;      // key splits per sequence; 0 = chosen from the shape and device
 };
 
 struct DecodeShape {
@@ -52,8 +52,12 @@ inline std::atomic<uint64_t>& decode_plan_counter() {
   static std::atomic<uint64_t> count{0};
   return count;
 }
-inline uint64_t decode_validation_count() { return decode_validation_counter().load(std::memory_order_relaxed); }
-inline uint64_t decode_plan_count() { return decode_plan_counter().load(std::memory_order_relaxed); }
+inline uint64_t decode_validation_count() {
+  return decode_validation_counter().load(std::memory_order_relaxed);
+}
+inline uint64_t decode_plan_count() {
+  return decode_plan_counter().load(std::memory_order_relaxed);
+}
 
 // The outputs: no element written twice, no memory shared with the queries, the cache or each
 // other. Pointer checks: run() makes them on every call (null data passes, as in a plan).
@@ -91,13 +95,14 @@ inline Status validate(const DecodeParams& p, DecodeShape* shape = nullptr, bool
   s.rows = p.q.shape[1];
   s.heads = p.q.shape[2];
   if (s.rows < 1 || s.rows > kMaxDecodeRows)
-    return make_error(StatusCode::kInvalidArgument, "q.shape[1] (rows) = ", s.rows,
-                      ": allowed 1..", kMaxDecodeRows);
+    return make_error(StatusCode::kInvalidArgument, "q.shape[1] (rows) = ", s.rows, ": allowed 1..",
+                      kMaxDecodeRows);
   if (s.heads < 1 || s.heads % s.kv_heads != 0)
     return make_error(StatusCode::kInvalidArgument, "q.shape[2] (Hq) = ", s.heads,
                       ": must be a positive multiple of the cache's Hkv = ", s.kv_heads);
   QWEN3VL_RETURN_IF_ERROR(detail::check_dims(p.q, "q", 4, {s.batch, s.rows, s.heads, s.head_dim}));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(p.out, "out", 4, {s.batch, s.rows, s.heads, s.head_dim}));
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_dims(p.out, "out", 4, {s.batch, s.rows, s.heads, s.head_dim}));
   for (const TensorView* t : {&p.q, &p.out}) {
     const char* name = t == &p.q ? "q" : "out";
     if (!is_floating(t->dtype))
@@ -113,9 +118,9 @@ inline Status validate(const DecodeParams& p, DecodeShape* shape = nullptr, bool
     return make_error(StatusCode::kInvalidArgument, "out.dtype = ", to_string(p.out.dtype),
                       ": must equal q.dtype (", to_string(p.q.dtype), ")");
   if (p.kv.seq_lens.device != p.kv.k.device)
-    return make_error(StatusCode::kInvalidArgument, "kv.seq_lens.device = ",
-                      to_string(p.kv.seq_lens.device), ": must equal the cache's device (",
-                      to_string(p.kv.k.device), ")");
+    return make_error(StatusCode::kInvalidArgument,
+                      "kv.seq_lens.device = ", to_string(p.kv.seq_lens.device),
+                      ": must equal the cache's device (", to_string(p.kv.k.device), ")");
   if (p.lse.present()) {
     if (p.lse.dtype != DType::kF32)
       return make_error(StatusCode::kInvalidArgument, "lse.dtype = ", to_string(p.lse.dtype),

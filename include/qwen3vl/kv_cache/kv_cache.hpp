@@ -1,7 +1,7 @@
 // KvCache: a contiguous or paged KV cache for one attention layer: a KvPageTable (lengths, block
 // table, block allocator) and one KvLayerStorage over it. A model of many layers shares one table
-// and keeps a storage per layer instead (page_table.hpp, layer_storage.hpp). The caller owns the K/V
-// storage (host or device memory).
+// and keeps a storage per layer instead (page_table.hpp, layer_storage.hpp). The caller owns the
+// K/V storage (host or device memory).
 //
 // Every mutating call validates everything first and changes nothing when it fails: a typed
 // Status names the argument, its value and what is allowed.
@@ -25,11 +25,11 @@ struct KvCacheConfig {
   // is rounded to 11 significant bits, which moves decode outputs by ~4e-4 relative against ~6e-7
   // with f32 storage (the text layer's cache test). Set kF32 for full precision.
   DType dtype = DType::kF16;
-  int64_t max_len = 0;        // contiguous: tokens per sequence
-  int64_t num_blocks = 0;     // paged: blocks in the pool
-  int64_t block_size = 16;    // paged: tokens per block, a multiple of 16
-  int64_t max_blocks = 0;     // paged: block-table columns (blocks one sequence may hold)
-  bool key_bounds = false;    // paged: keep every block's elementwise min / max key (Quest)
+  int64_t max_len = 0;      // contiguous: tokens per sequence
+  int64_t num_blocks = 0;   // paged: blocks in the pool
+  int64_t block_size = 16;  // paged: tokens per block, a multiple of 16
+  int64_t max_blocks = 0;   // paged: block-table columns (blocks one sequence may hold)
+  bool key_bounds = false;  // paged: keep every block's elementwise min / max key (Quest)
 };
 
 // The storage shape a config needs for k and v: [batch, max_len, Hkv, D] or
@@ -42,7 +42,8 @@ inline std::vector<int64_t> kv_storage_shape(const KvCacheConfig& c) {
 
 // The key-bounds storage a config needs (key_bounds on): f32 [num_blocks, 2, Hkv, D], where
 // [blk, 0] is the elementwise min and [blk, 1] the max of block blk's stored (converted) keys over
-// its filled rows. A block's bounds restart on its first write, so released blocks need no clearing.
+// its filled rows. A block's bounds restart on its first write, so released blocks need no
+// clearing.
 inline std::vector<int64_t> kv_key_bounds_shape(const KvCacheConfig& c) {
   return {c.num_blocks, 2, c.kv_heads, c.head_dim};
 }
@@ -103,7 +104,9 @@ class KvCache {
   // passes position ids; set it yourself where positions live in device memory.
   // 0 for an index outside [0, batch), like length().
   int32_t position_delta(int64_t seq) const { return table_.position_delta(seq); }
-  Status set_position_delta(int64_t seq, int64_t delta) { return table_.set_position_delta(seq, delta); }
+  Status set_position_delta(int64_t seq, int64_t delta) {
+    return table_.set_position_delta(seq, delta);
+  }
   // Row-major [batch, max_blocks]; -1 where no block is assigned (paged only, else empty).
   const std::vector<int32_t>& block_table() const { return table_.block_table(); }
   const BlockAllocator& allocator() const { return table_.allocator(); }

@@ -28,9 +28,10 @@ inline const char* to_string(KvLayout l) { return l == KvLayout::kPaged ? "paged
 struct KvCacheView {
   KvLayout layout = KvLayout::kContiguous;
   TensorView k, v;
-  TensorView seq_lens;     // i32 [batch] (or [batch, Hkv]): valid tokens per sequence (and head)
-  TensorView block_table;  // i32 [batch, max_blocks] (or [batch, Hkv, max_blocks] with per-head
-                           // seq_lens): paged only; entries past a sequence's last block are never read
+  TensorView seq_lens;  // i32 [batch] (or [batch, Hkv]): valid tokens per sequence (and head)
+  TensorView
+      block_table;  // i32 [batch, max_blocks] (or [batch, Hkv, max_blocks] with per-head
+                    // seq_lens): paged only; entries past a sequence's last block are never read
   int64_t max_seq_len = 0;  // host-side bound on seq_lens; sizes split-KV work (0: the capacity)
 
   int64_t batch() const { return seq_lens.shape[0]; }
@@ -45,7 +46,8 @@ struct KvCacheView {
   int64_t lens_head_stride() const { return per_head() ? seq_lens.stride[1] : 0; }
   // The most tokens one sequence can hold.
   int64_t capacity() const {
-    return layout == KvLayout::kPaged ? block_table.shape[block_table.rank - 1] * k.shape[1] : k.shape[1];
+    return layout == KvLayout::kPaged ? block_table.shape[block_table.rank - 1] * k.shape[1]
+                                      : k.shape[1];
   }
   int64_t length_bound() const { return max_seq_len > 0 ? max_seq_len : capacity(); }
   // Host-resident seq_lens only: the tokens KV head h of sequence b sees; 0 for (b, h) outside
@@ -54,7 +56,8 @@ struct KvCacheView {
     if (!seq_lens.present() || seq_lens.data == nullptr || b < 0 || b >= batch() ||
         (per_head() && (h < 0 || h >= seq_lens.shape[1])))
       return 0;
-    return seq_lens.ptr<const int32_t>()[b * seq_lens.stride[0] + (per_head() ? h * lens_head_stride() : 0)];
+    return seq_lens
+        .ptr<const int32_t>()[b * seq_lens.stride[0] + (per_head() ? h * lens_head_stride() : 0)];
   }
 };
 
@@ -62,10 +65,11 @@ struct KvCacheView {
 // [Hkv][batch][pages] and `lens` i32 [Hkv][batch], on the cache's device, become block_table
 // [batch, Hkv, pages] and seq_lens [batch, Hkv] through strides; max_seq_len is capped at what
 // `pages` pages hold.
-inline KvCacheView with_head_major_pages(KvCacheView kv, int32_t* table, int32_t* lens, int64_t pages) {
+inline KvCacheView with_head_major_pages(KvCacheView kv, int32_t* table, int32_t* lens,
+                                         int64_t pages) {
   const int64_t batch = kv.batch(), heads = kv.kv_heads();
-  kv.block_table = TensorView::strided(table, DType::kI32, {batch, heads, pages}, {pages, batch * pages, 1},
-                                       kv.k.device);
+  kv.block_table = TensorView::strided(table, DType::kI32, {batch, heads, pages},
+                                       {pages, batch * pages, 1}, kv.k.device);
   kv.seq_lens = TensorView::strided(lens, DType::kI32, {batch, heads}, {1, batch}, kv.k.device);
   kv.block_table.device_index = kv.seq_lens.device_index = kv.k.device_index;
   kv.max_seq_len = std::min(kv.length_bound(), pages * kv.block_size());
@@ -94,7 +98,8 @@ struct PagedIndexer {
   int64_t table_head_stride = 0;  // per-KV-head tables (0: one table for every head)
   QWEN3VL_HOST_DEVICE KvSlot slot(int64_t b, int64_t j, int64_t h = 0) const {
     const int64_t blk = j / block_size;
-    return KvSlot{table[b * table_stride + h * table_head_stride + blk * table_col_stride], j - blk * block_size};
+    return KvSlot{table[b * table_stride + h * table_head_stride + blk * table_col_stride],
+                  j - blk * block_size};
   }
   QWEN3VL_HOST_DEVICE int64_t run(int64_t j, int64_t limit) const {
     const int64_t left = block_size - j % block_size;
@@ -125,10 +130,11 @@ inline Status validate(const KvCacheView& kv, bool need_data = true) {
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.seq_lens, "kv.seq_lens", need_data));
   if (kv.k.rank != 4)
     return make_error(StatusCode::kShapeMismatch, "kv.k.rank = ", kv.k.rank, " (shape ",
-                      kv.k.shape_string(), "): expected 4 (", kv.layout == KvLayout::kPaged
-                          ? "[num_blocks, block_size, Hkv, D])" : "[batch, max_len, Hkv, D])");
-  QWEN3VL_RETURN_IF_ERROR(check_dims(kv.v, "kv.v", 4, {kv.k.shape[0], kv.k.shape[1], kv.k.shape[2],
-                                                       kv.k.shape[3]}));
+                      kv.k.shape_string(), "): expected 4 (",
+                      kv.layout == KvLayout::kPaged ? "[num_blocks, block_size, Hkv, D])"
+                                                    : "[batch, max_len, Hkv, D])");
+  QWEN3VL_RETURN_IF_ERROR(
+      check_dims(kv.v, "kv.v", 4, {kv.k.shape[0], kv.k.shape[1], kv.k.shape[2], kv.k.shape[3]}));
   for (const TensorView* t : {&kv.k, &kv.v}) {
     const char* name = t == &kv.k ? "kv.k" : "kv.v";
     if (!is_floating(t->dtype))
@@ -146,24 +152,28 @@ inline Status validate(const KvCacheView& kv, bool need_data = true) {
   if (kv.seq_lens.dtype != DType::kI32 || kv.seq_lens.rank < 1 || kv.seq_lens.rank > 2 ||
       (kv.seq_lens.rank == 2 && kv.seq_lens.shape[1] != kv.k.shape[2]))
     return make_error(StatusCode::kInvalidArgument, "kv.seq_lens = ", to_string(kv.seq_lens.dtype),
-                      " ", kv.seq_lens.shape_string(), ": must be i32 [batch] or [batch, Hkv = ",
-                      kv.k.shape[2], "]");
+                      " ", kv.seq_lens.shape_string(),
+                      ": must be i32 [batch] or [batch, Hkv = ", kv.k.shape[2], "]");
   const int64_t batch = kv.seq_lens.shape[0];
   if (kv.layout == KvLayout::kPaged) {
     QWEN3VL_RETURN_IF_ERROR(detail::check_present(kv.block_table, "kv.block_table"));
     const bool shared = kv.block_table.rank == 2;
     if (kv.block_table.dtype != DType::kI32 || kv.block_table.shape[0] != batch ||
-        (!shared && (kv.block_table.rank != 3 || kv.block_table.shape[1] != kv.k.shape[2] || !kv.per_head())))
-      return make_error(StatusCode::kShapeMismatch, "kv.block_table = ",
-                        to_string(kv.block_table.dtype), " ", kv.block_table.shape_string(),
-                        ": must be i32 [batch = ", batch, ", max_blocks], or [batch, Hkv = ",
-                        kv.k.shape[2], ", max_blocks] with per-head seq_lens [batch, Hkv]");
+        (!shared &&
+         (kv.block_table.rank != 3 || kv.block_table.shape[1] != kv.k.shape[2] || !kv.per_head())))
+      return make_error(StatusCode::kShapeMismatch,
+                        "kv.block_table = ", to_string(kv.block_table.dtype), " ",
+                        kv.block_table.shape_string(), ": must be i32 [batch = ", batch,
+                        ", max_blocks], or [batch, Hkv = ", kv.k.shape[2],
+                        ", max_blocks] with per-head seq_lens [batch, Hkv]");
     if (kv.k.shape[1] < 16 || kv.k.shape[1] % 16 != 0)
-      return make_error(StatusCode::kInvalidArgument, "block_size (kv.k.shape[1]) = ",
-                        kv.k.shape[1], ": must be a positive multiple of 16");
+      return make_error(StatusCode::kInvalidArgument,
+                        "block_size (kv.k.shape[1]) = ", kv.k.shape[1],
+                        ": must be a positive multiple of 16");
     if (kv.block_table.device != kv.seq_lens.device)
-      return make_error(StatusCode::kInvalidArgument, "kv.block_table.device = ",
-                        to_string(kv.block_table.device), ": must equal kv.seq_lens.device");
+      return make_error(StatusCode::kInvalidArgument,
+                        "kv.block_table.device = ", to_string(kv.block_table.device),
+                        ": must equal kv.seq_lens.device");
   } else if (kv.k.shape[0] != batch) {
     return make_error(StatusCode::kShapeMismatch, "kv.k.shape[0] = ", kv.k.shape[0],
                       ": a contiguous cache needs one row of storage per sequence (batch = ", batch,
@@ -189,7 +199,9 @@ inline Status check_kv_values(const KvCacheView& kv) {
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < heads; ++h) {
       // The index text only for an error: run() checks every call.
-      const auto at = [&] { return kv.per_head() ? detail::concat(b, ", ", h) : detail::concat(b); };
+      const auto at = [&] {
+        return kv.per_head() ? detail::concat(b, ", ", h) : detail::concat(b);
+      };
       const int64_t len = kv.seq_len(b, h);
       if (len < 0 || len > kv.length_bound())
         return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", at(), "] = ", len,

@@ -20,8 +20,8 @@ struct KvStorageOps {
                   const TensorView& src_v, const KvRun* runs, int64_t count, void* stream);
   // Folds the stored keys of each run's destination rows into bounds[dst_major] (see
   // kv_key_bounds_shape), restarting from them where dst_minor == 0. Null: no key bounds.
-  Status (*fold_key_bounds)(const TensorView& bounds, const TensorView& k_storage, const KvRun* runs,
-                            int64_t count, void* stream);
+  Status (*fold_key_bounds)(const TensorView& bounds, const TensorView& k_storage,
+                            const KvRun* runs, int64_t count, void* stream);
   // The table's device copy that decode on this device reads (null: decode reads host memory).
   Status (*make_mirror)(const KvTableConfig& config, int device_index,
                         std::unique_ptr<KvTableMirror>* out) = nullptr;

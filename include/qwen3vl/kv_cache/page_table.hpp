@@ -48,9 +48,9 @@ struct KvRun {
 struct KvAppendStep {
   bool ragged = false;  // sources [rows, Hkv, D] split by cu_seqlens, else [batch, rows, Hkv, D]
   int64_t rows = 0;     // ragged: all source rows; else new tokens per sequence
-  std::vector<KvRun> copies;  // copy-on-write: storage rows to fresh blocks, before the writes
-  std::vector<KvRun> writes;  // source rows to storage rows
-  std::vector<int32_t> lengths;          // every sequence's length after the step
+  std::vector<KvRun> copies;     // copy-on-write: storage rows to fresh blocks, before the writes
+  std::vector<KvRun> writes;     // source rows to storage rows
+  std::vector<int32_t> lengths;  // every sequence's length after the step
   std::vector<int32_t> position_deltas;  // committed with the lengths (set_position_delta)
   int64_t max_length = 0;                // the longest of `lengths`
   // Decode plans made during this step: layers share shapes, so the first layer's plan serves
@@ -60,8 +60,8 @@ struct KvAppendStep {
  private:
   friend class KvPageTable;
   std::vector<std::pair<int64_t, int32_t>> undo_;  // (table index, old id)
-  std::vector<int32_t> fresh_;                      // blocks the step took
-  std::vector<int32_t> copied_from_;                // shared blocks left at commit
+  std::vector<int32_t> fresh_;                     // blocks the step took
+  std::vector<int32_t> copied_from_;               // shared blocks left at commit
   std::vector<char> cow_;
 };
 
@@ -117,11 +117,15 @@ class KvPageTable {
   }
   // Committed length; 0 outside [0, batch).
   int64_t length(int64_t seq) const {
-    return seq >= 0 && seq < static_cast<int64_t>(lengths_.size()) ? lengths_[static_cast<size_t>(seq)] : 0;
+    return seq >= 0 && seq < static_cast<int64_t>(lengths_.size())
+               ? lengths_[static_cast<size_t>(seq)]
+               : 0;
   }
   const std::vector<int32_t>& lengths() const { return lengths_; }
   int32_t position_delta(int64_t seq) const {
-    return seq >= 0 && seq < static_cast<int64_t>(deltas_.size()) ? deltas_[static_cast<size_t>(seq)] : 0;
+    return seq >= 0 && seq < static_cast<int64_t>(deltas_.size())
+               ? deltas_[static_cast<size_t>(seq)]
+               : 0;
   }
   // What decode reads: the open step's lengths, else the committed ones.
   const std::vector<int32_t>& visible_lengths() const { return open_ ? step_.lengths : lengths_; }
@@ -148,7 +152,9 @@ class KvPageTable {
   std::string describe() const;
 
  private:
-  int32_t& table_at(int64_t b, int64_t i) { return table_[static_cast<size_t>(b * config_.max_blocks + i)]; }
+  int32_t& table_at(int64_t b, int64_t i) {
+    return table_[static_cast<size_t>(b * config_.max_blocks + i)];
+  }
   int32_t table_at(int64_t b, int64_t i) const {
     return table_[static_cast<size_t>(b * config_.max_blocks + i)];
   }

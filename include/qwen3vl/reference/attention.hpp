@@ -1,5 +1,5 @@
-// The float64 oracle: attention computed the obvious way, one query row at a time, straight from the
-// definitions (masks: core/mask.hpp). Every kernel's test compares against it. Slow on purpose.
+// The float64 oracle: attention computed the obvious way, one query row at a time, straight from
+// the definitions (masks: core/mask.hpp). Every kernel's test compares against it. Slow on purpose.
 #pragma once
 
 #include <cmath>
@@ -14,7 +14,7 @@ namespace qwen3vl::reference {
 // independently of visible_keys() and of the kernels' block walks.
 inline bool key_visible(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j,
                         int64_t q_len, int64_t k_len, int64_t q_start = 0) {
-  if (j >= k_len) return false;  // key padding
+  if (j >= k_len) return false;    // key padding
   if (p.block_layout.present()) {  // the key's column block must be listed for the row's block
     const BlockLayout& bl = p.block_layout;
     const int64_t kv_heads = p.k.shape[p.k.rank - 2];
@@ -23,7 +23,8 @@ inline bool key_visible(const AttentionParams& p, int64_t b, int64_t h, int64_t 
     const int32_t* col = bl.col_ptr(l);
     const int64_t row_block = i / bl.block_q, col_block = j / bl.block_k;
     bool listed = false;
-    for (int64_t e = ptr[row_block]; e < ptr[row_block + 1]; ++e) listed = listed || col[e] == col_block;
+    for (int64_t e = ptr[row_block]; e < ptr[row_block + 1]; ++e)
+      listed = listed || col[e] == col_block;
     if (!listed) return false;
   }
   int64_t aligned = i + k_len - q_len;
@@ -49,8 +50,10 @@ inline bool key_visible(const AttentionParams& p, int64_t b, int64_t h, int64_t 
 inline double attention_row(const AttentionParams& p, const AttentionShape& s, int64_t b, int64_t h,
                             int64_t i, double* out_row, double* weights_row = nullptr) {
   const SequenceSpan span = sequence_span(p, b);
-  const int64_t full_k = p.varlen() ? p.cu_seqlens_k.ptr<const int32_t>()[(b + 1) * p.cu_seqlens_k.stride[0]] - span.k_start
-                                    : p.k.shape[1];  // keys in the sequence, padding included
+  const int64_t full_k =
+      p.varlen()
+          ? p.cu_seqlens_k.ptr<const int32_t>()[(b + 1) * p.cu_seqlens_k.stride[0]] - span.k_start
+          : p.k.shape[1];  // keys in the sequence, padding included
   const int64_t d = s.head_dim;
   const int64_t kh = h / s.group_size();
   const double neg_inf = -std::numeric_limits<double>::infinity();
@@ -95,7 +98,8 @@ inline double attention_row(const AttentionParams& p, const AttentionShape& s, i
 }
 
 // The whole problem. Layouts: out [Tq, Hq, D] and lse [Tq, Hq] over query tokens in order (token
-// t = b * Lq + i for fixed-length batches, cu_seqlens_q[b] + i for varlen); weights [B, Hq, Lq, Lk].
+// t = b * Lq + i for fixed-length batches, cu_seqlens_q[b] + i for varlen); weights [B, Hq, Lq,
+// Lk].
 struct Result {
   std::vector<double> out;
   std::vector<double> lse;
@@ -109,16 +113,19 @@ inline Result attention(const AttentionParams& p, bool with_weights = false) {
   Result r;
   r.out.assign(static_cast<size_t>(tokens * s.heads * s.head_dim), 0.0);
   r.lse.assign(static_cast<size_t>(tokens * s.heads), -std::numeric_limits<double>::infinity());
-  if (with_weights) r.weights.assign(static_cast<size_t>(s.batch * s.heads * s.max_q * s.max_k), 0.0);
+  if (with_weights)
+    r.weights.assign(static_cast<size_t>(s.batch * s.heads * s.max_q * s.max_k), 0.0);
   for (int64_t b = 0; b < s.batch; ++b) {
     const SequenceSpan span = sequence_span(p, b);
     for (int64_t i = 0; i < span.q_len; ++i)
       for (int64_t h = 0; h < s.heads; ++h) {
         const int64_t t = p.varlen() ? span.q_start + i : b * s.max_q + i;
-        double* w = with_weights ? &r.weights[static_cast<size_t>(((b * s.heads + h) * s.max_q + i) * s.max_k)]
-                                 : nullptr;
-        r.lse[static_cast<size_t>(t * s.heads + h)] =
-            attention_row(p, s, b, h, i, &r.out[static_cast<size_t>((t * s.heads + h) * s.head_dim)], w);
+        double* w =
+            with_weights
+                ? &r.weights[static_cast<size_t>(((b * s.heads + h) * s.max_q + i) * s.max_k)]
+                : nullptr;
+        r.lse[static_cast<size_t>(t * s.heads + h)] = attention_row(
+            p, s, b, h, i, &r.out[static_cast<size_t>((t * s.heads + h) * s.head_dim)], w);
       }
   }
   return r;

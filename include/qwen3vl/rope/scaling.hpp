@@ -231,8 +231,7 @@ inline void llama3(const RopeConfig& c, RopeFrequencies* out) {
   return Status();
 }
 
-inline Status compute_frequencies(const RopeConfig& config, int64_t seq_len,
-                                  RopeFrequencies* out) {
+inline Status compute_frequencies(const RopeConfig& config, int64_t seq_len, RopeFrequencies* out) {
   QWEN3VL_RETURN_IF_ERROR(validate(config));
   const int64_t dim = config.rotary();
   const RopeScaling& s = config.scaling;

@@ -94,7 +94,7 @@ struct RopeTableSpec {
                                      // set: create() fills it with the fp32 rounding)
   std::vector<double> inv_freq_f64;  // optional float64 frequencies: kExact evaluates with them;
                                      // inv_freq must then be empty or their fp32 rounding
-  std::vector<uint8_t> axis;    // per slot; empty: every slot reads axis 0
+  std::vector<uint8_t> axis;         // per slot; empty: every slot reads axis 0
   int32_t axes = 1;
   double attention_factor = 1.0;
   int64_t max_position = 0;
@@ -202,8 +202,9 @@ class RopeTable {
       return Status();
     }
     if (spec->inv_freq.size() != f64.size())
-      return make_error(StatusCode::kShapeMismatch, "rope table inv_freq.size() = ",
-                        spec->inv_freq.size(), ": must be 0 or inv_freq_f64.size() = ", f64.size());
+      return make_error(StatusCode::kShapeMismatch,
+                        "rope table inv_freq.size() = ", spec->inv_freq.size(),
+                        ": must be 0 or inv_freq_f64.size() = ", f64.size());
     for (size_t i = 0; i < f64.size(); ++i)
       if (spec->inv_freq[i] != static_cast<float>(f64[i]))
         return make_error(StatusCode::kInvalidArgument, "rope table inv_freq[", i,

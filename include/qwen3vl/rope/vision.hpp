@@ -80,9 +80,8 @@ inline int64_t vision_patches(const std::vector<GridThw>& grids) {
     spec.inv_freq_f64 = inv_freq.f64;
     spec.inv_freq_f64.insert(spec.inv_freq_f64.end(), inv_freq.f64.begin(), inv_freq.f64.end());
   } else {
-    const std::vector<float> inv = inv_freq.f32.empty()
-                                       ? detail::default_inv_freq(theta, head_dim / 2)
-                                       : inv_freq.f32;
+    const std::vector<float> inv =
+        inv_freq.f32.empty() ? detail::default_inv_freq(theta, head_dim / 2) : inv_freq.f32;
     spec.inv_freq = inv;
     spec.inv_freq.insert(spec.inv_freq.end(), inv.begin(), inv.end());
   }

@@ -32,7 +32,8 @@ class Attention {
   virtual ~Attention() = default;
 
   virtual Variant variant() const = 0;
-  // Unique among every Attention object of the process (never reused); a plan names its maker by it.
+  // Unique among every Attention object of the process (never reused); a plan names its maker by
+  // it.
   uint64_t id() const { return id_; }
   virtual Device device() const = 0;
 

@@ -1,8 +1,8 @@
 // Block-sparse attention: the flash kernels with a BSR layout (params.block_layout, see
 // core/block_layout.hpp). Their K/V loop walks the layout's column blocks instead of every key
 // block, so the time falls with the density; token-level masks still apply inside visited blocks.
-// Static patterns (variants/static_sparse.hpp) and dynamic routing (variants/dynamic_sparse.hpp) produce
-// layouts and run through these objects.
+// Static patterns (variants/static_sparse.hpp) and dynamic routing (variants/dynamic_sparse.hpp)
+// produce layouts and run through these objects.
 #pragma once
 
 #include <memory>

@@ -8,7 +8,8 @@
 //                   the `vertical` heaviest columns (the first `forced_vertical` forced) and the
 //                   `slash` heaviest diagonals (the `forced_slash` nearest forced). Run as the
 //                   block layout of every block a kept column or diagonal touches: a superset of
-//                   the token pattern at block granularity (the kernel computes those whole blocks).
+//                   the token pattern at block granularity (the kernel computes those whole
+//                   blocks).
 //   kExactTopK      every query keeps its `top_k` largest scores (ties at the k-th score are all
 //                   kept). Token granular, so no block layout: a two-pass kernel scores every
 //                   visible key (the full Q K^T, the cost of dense attention's first GEMM), takes

@@ -22,7 +22,7 @@ enum class LinearFeatureMap : uint8_t {
 
 // Norms of the Performer's orthogonal random rows.
 enum class PerformerNorm : uint8_t {
-  kChi,       // each row rescaled to the norm of a fresh Gaussian D-vector (chi_D distributed)
+  kChi,          // each row rescaled to the norm of a fresh Gaussian D-vector (chi_D distributed)
   kSqrtHeadDim,  // each row rescaled to sqrt(D)
 };
 
@@ -35,8 +35,8 @@ struct LinearConfig {
   int64_t performer_features = 0;
   uint64_t performer_seed = 0;
   PerformerNorm performer_norm = PerformerNorm::kChi;
-  int64_t chunk = 64;   // tokens per chunk of the chunked parallel form (1..256)
-  float eps = 1e-6f;    // added to the normaliser phi(q)^T z
+  int64_t chunk = 64;  // tokens per chunk of the chunked parallel form (1..256)
+  float eps = 1e-6f;   // added to the normaliser phi(q)^T z
 };
 
 // Features of a config for a head_dim (D for elu+1).
@@ -64,8 +64,8 @@ struct LinearState {
 };
 
 // The linear variant. forward() computes non-causal (MaskKind::kNone) or causal (kCausal and
-// kCausalTopLeft, which coincide because Lq == Lk is required) linear attention of q, k, v [B, L, H,
-// D] or varlen, without a state. The state API is causal only and needs elu+1 features (the
+// kCausalTopLeft, which coincide because Lq == Lk is required) linear attention of q, k, v [B, L,
+// H, D] or varlen, without a state. The state API is causal only and needs elu+1 features (the
 // Performer's key stabiliser is a max over the call's keys, which a running state cannot revise):
 //   prefill(): zeroes the state, runs causal attention over the tokens, leaves the final state;
 //   step():    continues from the state with 1..n new tokens per sequence (q, k, v hold only the

@@ -70,8 +70,8 @@ struct AttentionPlan {
   // The id of the Attention object that made it (Attention::id(): unique for the process's life,
   // so an object allocated where a destroyed one lived never accepts that one's plans); 0: none.
   uint64_t owner = 0;
-  AttentionShape shape;         // what validate() derived
-  size_t workspace_bytes = 0;   // run() needs at least this much workspace
+  AttentionShape shape;        // what validate() derived
+  size_t workspace_bytes = 0;  // run() needs at least this much workspace
   detail::ProblemSignature signature;
   std::string reason;  // what was chosen for this problem and why (describe() for the problem)
   // Whether make_plan fills reason: false for the one-off plans of forward(), supports() and

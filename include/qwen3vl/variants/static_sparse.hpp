@@ -34,10 +34,10 @@ namespace qwen3vl {
 struct BlockLayoutData {
   int32_t block_q = 0;
   int32_t block_k = 0;
-  int64_t layouts = 0;     // L: 1, Hkv or B x Hkv (see core/block_layout.hpp)
-  int64_t row_blocks = 0;  // NBq
-  int64_t col_blocks = 0;  // NBk
-  int64_t capacity = 0;    // indices per layout: the largest layout's block count
+  int64_t layouts = 0;           // L: 1, Hkv or B x Hkv (see core/block_layout.hpp)
+  int64_t row_blocks = 0;        // NBq
+  int64_t col_blocks = 0;        // NBk
+  int64_t capacity = 0;          // indices per layout: the largest layout's block count
   std::vector<int32_t> indptr;   // [L, NBq + 1]
   std::vector<int32_t> indices;  // [L, capacity]; a shorter layout leaves its tail unused
 
@@ -49,8 +49,7 @@ struct BlockLayoutData {
 // Dense block mask (mask[(l * row_blocks + I) * col_blocks + J] != 0: row block I visits column
 // block J in layout l) -> BSR.
 Status from_block_mask(const std::vector<uint8_t>& mask, int64_t layouts, int64_t row_blocks,
-                       int64_t col_blocks, int32_t block_q, int32_t block_k,
-                       BlockLayoutData* out);
+                       int64_t col_blocks, int32_t block_q, int32_t block_k, BlockLayoutData* out);
 
 // Token-level mask of host layout l: result[i * k_len + j] = 1 when the column block of key j is
 // listed for the row block of query i (the caller ANDs it with causal / window masks).
@@ -127,7 +126,7 @@ struct FixedPattern {
 // repeats; global blocks are columns (from their own row on when unidirectional) and, with
 // horizontal_global_attention (bidirectional only), rows.
 struct VariablePattern {
-  int32_t num_random_blocks = 0;  // >= 0
+  int32_t num_random_blocks = 0;                // >= 0
   std::vector<int32_t> local_window_blocks{4};  // non-empty, each >= 1
   GlobalBlocks global;
   bool horizontal_global_attention = false;

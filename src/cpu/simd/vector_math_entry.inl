@@ -2,8 +2,8 @@
 
 #include <cstdint>
 
-#include "src/cpu/kernels.hpp"
 #include "simd.hpp"
+#include "src/cpu/kernels.hpp"
 
 namespace qwen3vl::detail::cpu::QWEN3VL_ISA_NS {
 

@@ -10,8 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include "qwen3vl/rope/rope.hpp"
 #include "fixtures.hpp"
+#include "qwen3vl/rope/rope.hpp"
 
 namespace qwen3vl::testing {
 
@@ -20,7 +20,8 @@ constexpr double kTwoPi = 6.283185307179586476925286766559;
 // Positions up to 262143 (the far end the docs speak of): the precision probes (powers of two
 // either side, the last position) and every `step`-th position from `first`.
 inline std::vector<int32_t> far_probes(int32_t first, int32_t step) {
-  std::vector<int32_t> probes = {0, 1, 255, 256, 4095, 4096, 32767, 65535, 100000, 131071, 262142, 262143};
+  std::vector<int32_t> probes = {0,     1,     255,    256,    4095,   4096,
+                                 32767, 65535, 100000, 131071, 262142, 262143};
   for (int32_t p = first; p < 262144; p += step) probes.push_back(p);
   return probes;
 }
@@ -40,7 +41,8 @@ inline AngleError angle_error(const rope::RopeTable& table, const std::vector<in
       float c, s;
       rope::detail::rope_slot<struct AngleErrorTag>(v, &p, i, &c, &s);
       const double angle = std::fmod(static_cast<double>(p) * want[static_cast<size_t>(i)], kTwoPi);
-      e.angle = std::max(e.angle, std::fabs(std::remainder(std::atan2(double{s}, double{c}) - angle, kTwoPi)));
+      e.angle = std::max(
+          e.angle, std::fabs(std::remainder(std::atan2(double{s}, double{c}) - angle, kTwoPi)));
       e.norm = std::max(e.norm, std::fabs(double{c} * c + double{s} * s - 1.0));
     }
   return e;
@@ -61,9 +63,11 @@ struct FixtureDiff {
 };
 
 inline FixtureDiff cos_sin_vs_fixture(const rope::RopeTable& table, const FixtureArray& pos,
-                                      const FixtureArray& cos, const FixtureArray& sin, bool bf16 = false) {
+                                      const FixtureArray& cos, const FixtureArray& sin,
+                                      bool bf16 = false) {
   const int64_t B = pos.shape[1], L = pos.shape[2], width = cos.shape[2], half = table.view().half;
-  EXPECT_TRUE(width == half || width == 2 * half) << "fixture width " << width << ", table half " << half;
+  EXPECT_TRUE(width == half || width == 2 * half)
+      << "fixture width " << width << ", table half " << half;
   FixtureDiff d;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t l = 0; l < L; ++l) {
@@ -78,7 +82,8 @@ inline FixtureDiff cos_sin_vs_fixture(const rope::RopeTable& table, const Fixtur
         }
         for (int64_t dup = 0; dup < width; dup += half) {
           const size_t at = static_cast<size_t>((b * L + l) * width + i + dup);
-          const double e = std::max(std::fabs(double{c} - cos.f[at]), std::fabs(double{s} - sin.f[at]));
+          const double e =
+              std::max(std::fabs(double{c} - cos.f[at]), std::fabs(double{s} - sin.f[at]));
           if (e > d.max_abs) d.max_abs = e, d.at_position = std::max({p[0], p[1], p[2]});
           d.differ += (c != cos.f[at]) + (s != sin.f[at]);
           d.total += 2;
