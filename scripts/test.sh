@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests: missing Debian packages, then the Release workflow and the `debug-asan` workflow
+# The tests: missing Debian packages, the formatting check, then the Release workflow and the `debug-asan` workflow
 # (ASan + UBSan), each configure + build + ctest (unit tests, header checks, consumer projects;
 # the consumer projects only in the Release run), two tests at a time.
 # Where no GPU is visible the Release workflow is `release-nogpu`: the CUDA code (if a CUDA
@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/presets.sh
 scripts/install-deps.sh
+
+scripts/check-format.sh  # every tracked C++/CUDA source as clang-format 14 writes it
 
 preset=$(qwen3vl_release_preset)
 echo "qwen3vl: workflows $preset and debug-asan"
