@@ -7,10 +7,19 @@
 namespace qwen3vl {
 namespace {
 
+KvTableConfig table_config(const KvCacheConfig& c) {
+  KvTableConfig t;
+  t.layout = c.layout;
+  t.batch = c.batch;
+  t.max_len = c.max_len;
+  t.num_blocks = c.num_blocks;
+  t.block_size = c.block_size;
+  t.max_blocks = c.max_blocks;
+  return t;
+}
+
+// The per-layer fields here; batch, layout and capacity are the page table's checks.
 Status check_config(const KvCacheConfig& c) {
-  if (c.batch < 1 || c.batch > INT32_MAX)
-    return make_error(StatusCode::kInvalidArgument, "config.batch = ", c.batch, ": allowed 1..",
-                      INT32_MAX);
   if (c.kv_heads < 1)
     return make_error(StatusCode::kInvalidArgument, "config.kv_heads = ", c.kv_heads,
                       ": must be >= 1");
@@ -20,22 +29,7 @@ Status check_config(const KvCacheConfig& c) {
   if (!is_floating(c.dtype))
     return make_error(StatusCode::kInvalidArgument, "config.dtype = ", to_string(c.dtype),
                       ": allowed f32, f16, bf16");
-  if (c.layout == KvLayout::kContiguous) {
-    if (c.max_len < 0 || c.max_len > INT32_MAX)
-      return make_error(StatusCode::kInvalidArgument, "config.max_len = ", c.max_len,
-                        ": allowed 0..", INT32_MAX);
-    return Status();
-  }
-  if (c.block_size < 16 || c.block_size % 16 != 0)
-    return make_error(StatusCode::kInvalidArgument, "config.block_size = ", c.block_size,
-                      ": must be a positive multiple of 16");
-  if (c.num_blocks < 1 || c.num_blocks > INT32_MAX)
-    return make_error(StatusCode::kInvalidArgument, "config.num_blocks = ", c.num_blocks,
-                      ": allowed 1..", INT32_MAX);
-  if (c.max_blocks < 1 || c.max_blocks > INT32_MAX / c.block_size)  // no int64 overflow
-    return make_error(StatusCode::kInvalidArgument, "config.max_blocks = ", c.max_blocks,
-                      ": must be >= 1 with max_blocks * block_size <= ", INT32_MAX);
-  return Status();
+  return validate(table_config(c));
 }
 
 Status check_storage(const KvCacheConfig& c, const TensorView& t, const char* name) {
@@ -46,17 +40,6 @@ Status check_storage(const KvCacheConfig& c, const TensorView& t, const char* na
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
                       ": must equal config.dtype (", to_string(c.dtype), ")");
   return detail::check_last_contiguous(t, name);
-}
-
-KvTableConfig table_config(const KvCacheConfig& c) {
-  KvTableConfig t;
-  t.layout = c.layout;
-  t.batch = c.batch;
-  t.max_len = c.max_len;
-  t.num_blocks = c.num_blocks;
-  t.block_size = c.block_size;
-  t.max_blocks = c.max_blocks;
-  return t;
 }
 
 }  // namespace

@@ -17,7 +17,9 @@ uint64_t next_version() {
   return counter.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-Status check_table_config(const KvTableConfig& c) {
+}  // namespace
+
+Status validate(const KvTableConfig& c) {
   if (c.batch < 1 || c.batch > INT32_MAX)
     return make_error(StatusCode::kInvalidArgument, "config.batch = ", c.batch, ": allowed 1..",
                       INT32_MAX);
@@ -39,12 +41,10 @@ Status check_table_config(const KvTableConfig& c) {
   return Status();
 }
 
-}  // namespace
-
 Status KvPageTable::create(const KvTableConfig& config, KvPageTable* out) {
   if (out == nullptr)
     return make_error(StatusCode::kNullPointer, "out = null: must point to a KvPageTable");
-  QWEN3VL_RETURN_IF_ERROR(check_table_config(config));
+  QWEN3VL_RETURN_IF_ERROR(validate(config));
   KvPageTable t;
   t.config_ = config;
   t.created_ = true;

@@ -59,6 +59,9 @@ struct KvAppendStep {
 
  private:
   friend class KvPageTable;
+
+  // The table config's checks (batch, layout, capacity): what KvPageTable::create refuses.
+  Status validate(const KvTableConfig& config);
   std::vector<std::pair<int64_t, int32_t>> undo_;  // (table index, old id)
   std::vector<int32_t> fresh_;                     // blocks the step took
   std::vector<int32_t> copied_from_;               // shared blocks left at commit
