@@ -68,17 +68,8 @@ bool host_index(const ParamTensor& t) {
 
 // Everything but the values' hash (hash_of: once the shape is known to be the planned one).
 TensorSignature tensor_signature(const ParamTensor& t) {
-  const TensorView& v = *t.view;
-  TensorSignature s;
-  s.index_data = host_index(t) ? v.data : nullptr;
-  s.dtype = v.dtype;
-  s.device = v.device;
-  s.device_index = v.device_index;
-  s.rank = v.rank;
-  for (int d = 0; d < v.rank && d < TensorView::kMaxRank; ++d) {
-    s.shape[d] = v.shape[d];
-    s.stride[d] = v.stride[d];
-  }
+  TensorSignature s = view_signature(*t.view);
+  s.index_data = host_index(t) ? t.view->data : nullptr;
   return s;
 }
 
@@ -86,12 +77,7 @@ uint64_t hash_of(const ParamTensor& t) { return host_index(t) ? index_hash(*t.vi
 
 // All but the hash (want's rank is a validated one: at most kMaxRank).
 bool same_tensor(const TensorSignature& got, const TensorSignature& want) {
-  if (got.rank != want.rank || !std::equal(got.shape, got.shape + got.rank, want.shape) ||
-      !std::equal(got.stride, got.stride + got.rank, want.stride))
-    return false;
-  return got.rank == 0 ||
-         (got.dtype == want.dtype && got.device == want.device &&
-          got.device_index == want.device_index && got.index_data == want.index_data);
+  return same_view(got, want) && (got.rank == 0 || got.index_data == want.index_data);
 }
 
 bool same_scalars(const ProblemSignature& planned, const AttentionParams& p) {

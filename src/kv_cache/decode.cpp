@@ -10,19 +10,6 @@ namespace qwen3vl {
 namespace detail {
 namespace {
 
-DecodeTensorSignature tensor_signature(const TensorView& t) {
-  DecodeTensorSignature s;
-  s.dtype = t.dtype;
-  s.device = t.device;
-  s.device_index = t.device_index;
-  s.rank = t.rank;
-  for (int d = 0; d < TensorView::kMaxRank && d < t.rank; ++d) {
-    s.shape[d] = t.shape[d];
-    s.stride[d] = t.stride[d];
-  }
-  return s;
-}
-
 const TensorView* decode_tensors(const DecodeParams& p, int i) {
   const TensorView* all[DecodeSignature::kTensors] = {
       &p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens, &p.kv.block_table};
@@ -31,21 +18,12 @@ const TensorView* decode_tensors(const DecodeParams& p, int i) {
 const char* const kDecodeTensorNames[DecodeSignature::kTensors] = {
     "q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
 
-bool same(const DecodeTensorSignature& a, const DecodeTensorSignature& b) {
-  if (a.dtype != b.dtype || a.device != b.device || a.device_index != b.device_index ||
-      a.rank != b.rank)
-    return false;
-  for (int d = 0; d < a.rank && d < TensorView::kMaxRank; ++d)
-    if (a.shape[d] != b.shape[d] || a.stride[d] != b.stride[d]) return false;
-  return true;
-}
-
 }  // namespace
 
 DecodeSignature decode_signature_of(const DecodeParams& p) {
   DecodeSignature s;
   for (int i = 0; i < DecodeSignature::kTensors; ++i)
-    s.tensors[i] = tensor_signature(*decode_tensors(p, i));
+    s.tensors[i] = view_signature(*decode_tensors(p, i));
   s.layout = p.kv.layout;
   s.max_seq_len = p.kv.max_seq_len;
   s.has_scale = p.scale.has_value();
@@ -63,8 +41,8 @@ Status check_decode_signature(const DecodeSignature& planned, const DecodeParams
   };
   for (int i = 0; i < DecodeSignature::kTensors; ++i) {
     const TensorView& t = *decode_tensors(p, i);
-    if (!same(tensor_signature(t), planned.tensors[i])) {
-      const DecodeTensorSignature& w = planned.tensors[i];
+    if (!same_view(view_signature(t), planned.tensors[i])) {
+      const TensorSignature& w = planned.tensors[i];
       TensorView want;
       want.rank = w.rank;
       for (int d = 0; d < w.rank && d < TensorView::kMaxRank; ++d) {

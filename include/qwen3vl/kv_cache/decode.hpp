@@ -145,20 +145,10 @@ inline Status validate(const DecodeParams& p, DecodeShape* shape = nullptr, bool
 
 namespace detail {
 
-// A decode argument as the plan saw it: everything but the data pointer.
-struct DecodeTensorSignature {
-  DType dtype = DType::kF32;
-  Device device = Device::kCPU;
-  int device_index = 0;
-  int rank = 0;
-  int64_t shape[TensorView::kMaxRank] = {0, 0, 0, 0};
-  int64_t stride[TensorView::kMaxRank] = {0, 0, 0, 0};
-};
-
 // Every field of DecodeParams that a decode plan depends on.
 struct DecodeSignature {
   static constexpr int kTensors = 7;  // q out lse kv.k kv.v kv.seq_lens kv.block_table
-  DecodeTensorSignature tensors[kTensors];
+  TensorSignature tensors[kTensors];  // view_signature(): no index fields
   KvLayout layout = KvLayout::kContiguous;
   int64_t max_seq_len = 0;
   bool has_scale = false;

@@ -42,6 +42,30 @@ struct TensorSignature {
   int64_t stride[TensorView::kMaxRank] = {0, 0, 0, 0};
 };
 
+// The signature of a view without index fields: dtype, device, rank, shape and strides.
+inline TensorSignature view_signature(const TensorView& v) {
+  TensorSignature s;
+  s.dtype = v.dtype;
+  s.device = v.device;
+  s.device_index = v.device_index;
+  s.rank = v.rank;
+  for (int d = 0; d < v.rank && d < TensorView::kMaxRank; ++d) {
+    s.shape[d] = v.shape[d];
+    s.stride[d] = v.stride[d];
+  }
+  return s;
+}
+
+// Whether two signatures agree on everything but the index fields (`want`'s rank is a validated
+// one: at most kMaxRank). Rank-0 (absent) views agree whatever their dtype or device.
+inline bool same_view(const TensorSignature& got, const TensorSignature& want) {
+  if (got.rank != want.rank) return false;
+  for (int d = 0; d < got.rank && d < TensorView::kMaxRank; ++d)
+    if (got.shape[d] != want.shape[d] || got.stride[d] != want.stride[d]) return false;
+  return got.rank == 0 || (got.dtype == want.dtype && got.device == want.device &&
+                           got.device_index == want.device_index);
+}
+
 // Every field of AttentionParams that a plan depends on.
 struct ProblemSignature {
   static constexpr int kTensors = kParamTensors;  // in param_tensors() order
