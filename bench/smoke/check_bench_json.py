@@ -10,8 +10,14 @@ build lacks, exit with status 2 and a message.
 """
 import json
 import math
-import subprocess
 import sys
+
+from smoke import check, failures, run, summary
+
+
+def run_prefill(bench, args):
+    return run(bench, args, routine="prefill")
+
 
 FIELDS = {
     "variant": str, "device": str, "dtype": str, "batch": int, "seq_q": int, "seq_k": int,
@@ -20,19 +26,6 @@ FIELDS = {
     "max_rel_err": float, "workspace_bytes": int,
 }
 TOLERANCE = {"f32": 1e-5, "f16": 1e-2, "bf16": 1e-2}
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-    return condition
-
-
-def run(bench, args):
-    return subprocess.run([bench, "prefill"] + args, capture_output=True, text=True, timeout=240)
-
-
 def check_report(name, doc):
     """The fields every report carries besides its rows."""
     ok = check(isinstance(doc, dict) and doc.get("routine") == "prefill", f"[{name}] routine: {doc!r:.200}")
@@ -46,7 +39,7 @@ def check_report(name, doc):
 
 
 def check_json_run(bench, args, expect):
-    proc = run(bench, args + ["--repeats", "1", "--json", "-"])
+    proc = run_prefill(bench, args + ["--repeats", "1", "--json", "-"])
     name = " ".join(args)
     if not check(proc.returncode == 0, f"[{name}] exit {proc.returncode}: {proc.stderr.strip()}"):
         return
@@ -91,7 +84,7 @@ def check_json_run(bench, args, expect):
 
 
 def check_usage_error(bench, args, needle):
-    proc = run(bench, args)
+    proc = run_prefill(bench, args)
     name = " ".join(args)
     check(proc.returncode == 2, f"[{name}] exit {proc.returncode}, expected 2")
     check(needle in proc.stderr, f"[{name}] stderr lacks {needle!r}: {proc.stderr.strip()!r}")
@@ -108,7 +101,7 @@ def main():
     check_json_run(bench, ["--device", "cpu", "--seq-q", "17", "--seq-k", "129", "--head-dim", "64",
                            "--heads", "3", "--dtype", "f16", "--causal", "--isa", "scalar"],
                    {"seq_q": 17, "seq_k": 129, "heads": 3, "kv_heads": 3, "dtype": "f16"})
-    proc = run(bench, shape + ["--repeats", "1", "--csv", "-"])
+    proc = run_prefill(bench, shape + ["--repeats", "1", "--csv", "-"])
     lines = proc.stdout.strip().splitlines()
     check(proc.returncode == 0 and len(lines) >= 2 and lines[0].startswith("variant,device,dtype,"),
           f"--csv -: exit {proc.returncode}, {proc.stdout[:200]!r}")
@@ -119,13 +112,10 @@ def main():
     check_usage_error(bench, ["--variant", "nonsense"], "variant")
     if not cuda:
         check_usage_error(bench, ["--device", "cuda", "--seq", "16"], "cuda")
-    proc = run(bench, ["--help"])
+    proc = run_prefill(bench, ["--help"])
     check(proc.returncode == 0 and "--variant" in proc.stdout,
           "prefill --help must print the flags and exit 0")
-    for f in failures:
-        print("FAIL:", f)
-    print("bench smoke:", "FAILED" if failures else "ok")
-    return 1 if failures else 0
+    return summary("bench smoke")
 
 
 if __name__ == "__main__":

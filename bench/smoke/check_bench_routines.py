@@ -11,9 +11,9 @@ positive time. In a build without CUDA, --device cuda and cuda-prefill exit 2 an
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
+from smoke import check, run, summary
 
 # Routine -> (tiny CPU run, a flag of the routine given a malformed value, the time field).
 ROUTINES = {
@@ -39,19 +39,6 @@ ROUTINES = {
                        "--head-dim", "32", "--reps", "1", "--threads", "2"], "--lens", "ms"),
 }
 CUDA_ONLY = ["cuda-prefill"]
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-    return condition
-
-
-def run(bench, args):
-    return subprocess.run([bench] + args, capture_output=True, text=True, timeout=240)
-
-
 def check_report(routine, path, time_field):
     try:
         with open(path) as f:
@@ -102,10 +89,7 @@ def main():
             proc = run(bench, args)
             check(proc.returncode == 2 and "CUDA" in proc.stderr,
                   f"{' '.join(args)} without CUDA: exit {proc.returncode}, {proc.stderr.strip()!r}")
-    for f in failures:
-        print("FAIL:", f)
-    print("bench routines:", "FAILED" if failures else "ok")
-    return 1 if failures else 0
+    return summary("bench routines")
 
 
 if __name__ == "__main__":

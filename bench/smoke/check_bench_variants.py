@@ -13,8 +13,13 @@ are skipped (their layout or routing would have to be uploaded), which must leav
 """
 import json
 import re
-import subprocess
 import sys
+
+from smoke import check, run, summary
+
+
+def run_prefill(bench, args):
+    return run(bench, args, routine="prefill")
 
 TOLERANCE = {"f32": 1e-5, "f16": 1e-2, "bf16": 1e-2}
 # Long enough that the default patterns skip blocks (sliding window: 3 blocks of 64; block top-k:
@@ -24,26 +29,13 @@ SHAPES = [
     ["--seq", "333", "--heads", "3", "--head-dim", "72", "--dtype", "bf16"],
 ]
 HOST_INPUTS_ONLY = {"block_sparse", "moh"}  # skipped on CUDA by design
-failures = []
-
-
-def check(condition, message):
-    if not condition:
-        failures.append(message)
-    return condition
-
-
-def run(bench, args):
-    return subprocess.run([bench, "prefill"] + args, capture_output=True, text=True, timeout=240)
-
-
 def json_rows(proc):
     """The rows of the report a run wrote to stdout (--json -)."""
     return json.loads(proc.stdout)["rows"]
 
 
 def listed_variants(bench):
-    proc = run(bench, ["--variant", "?"])
+    proc = run_prefill(bench, ["--variant", "?"])
     m = re.search(r"allowed (.*)$", proc.stderr.strip())
     if not check(proc.returncode == 2 and m, f"--variant ? must list the variants: {proc.stderr!r}"):
         return []
@@ -54,7 +46,7 @@ def check_variant(bench, variant, device, shape):
     args = ["--variant", variant, "--device", device, "--threads", "2", "--repeats", "1",
             "--json", "-"] + shape
     name = " ".join(args)
-    proc = run(bench, args)
+    proc = run_prefill(bench, args)
     if proc.returncode == 2 and "is not built" in proc.stderr:
         print(f"[{name}] not built: {proc.stderr.strip()}")
         return
@@ -81,7 +73,7 @@ def main():
     variants = listed_variants(bench)
     check(len(variants) >= 8, f"expected every variant to be listed: {variants}")
     devices = ["cpu"]
-    if cuda and run(bench, ["--device", "cuda", "--variant", "flash2", "--seq", "16",
+    if cuda and run_prefill(bench, ["--device", "cuda", "--variant", "flash2", "--seq", "16",
                             "--repeats", "1", "--json", "-"]).returncode == 0:
         devices.append("cuda")
     for variant in variants:
@@ -89,17 +81,14 @@ def main():
             for shape in SHAPES:
                 check_variant(bench, variant, device, shape)
     # A knob the variant rejects is a usage error naming it.
-    proc = run(bench, ["--variant", "moh", "--device", "cpu", "--seq", "16", "--heads", "4",
+    proc = run_prefill(bench, ["--variant", "moh", "--device", "cpu", "--seq", "16", "--heads", "4",
                        "--moh-top-k", "5"])
     check(proc.returncode == 2 and "top_k" in proc.stderr,
           f"--moh-top-k 5 with 4 heads: exit {proc.returncode}, {proc.stderr.strip()!r}")
-    proc = run(bench, ["--block-density", "0"])
+    proc = run_prefill(bench, ["--block-density", "0"])
     check(proc.returncode == 2 and "--block-density" in proc.stderr,
           f"--block-density 0: exit {proc.returncode}, {proc.stderr.strip()!r}")
-    for f in failures:
-        print("FAIL:", f)
-    print("bench variants:", "FAILED" if failures else "ok")
-    return 1 if failures else 0
+    return summary("bench variants")
 
 
 if __name__ == "__main__":
