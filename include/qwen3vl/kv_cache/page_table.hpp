@@ -59,9 +59,6 @@ struct KvAppendStep {
 
  private:
   friend class KvPageTable;
-
-  // The table config's checks (batch, layout, capacity): what KvPageTable::create refuses.
-  Status validate(const KvTableConfig& config);
   std::vector<std::pair<int64_t, int32_t>> undo_;  // (table index, old id)
   std::vector<int32_t> fresh_;                     // blocks the step took
   std::vector<int32_t> copied_from_;               // shared blocks left at commit
@@ -81,6 +78,9 @@ class KvTableMirror {
   // Uploads made so far (each is one host-to-device copy).
   virtual uint64_t uploads() const = 0;
 };
+
+// The table config's checks (batch, layout, capacity): what KvPageTable::create refuses.
+Status validate(const KvTableConfig& config);
 
 class KvPageTable {
  public:
