@@ -44,12 +44,7 @@ int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
   std::printf("%-22s %10s %10s %12s\n", "case", "ms", "vs dense", "dense GFLOP/s");
   std::printf("%-22s %10.1f %10.3f %12.1f\n", "dense flash2", dense_ms, 1.0,
               bench::dense_flops(o) / dense_ms * 1e-6);
-  report->add({{"device", "cpu"},
-               {"case", "dense flash2"},
-               {"percent", 100},
-               {"ms", dense_ms},
-               {"over_dense", 1.0},
-               {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
+  bench::add_moh_row(report, "cpu", "dense flash2", 100, dense_ms, dense_ms, o);
   for (int percent : o.percents) {
     const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
     const double ms = time([&] { throw_if_error(moh->forward(p, r.view(), w)); });
@@ -58,12 +53,7 @@ int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
     // Rate counted on the computed rows only (the active fraction of the dense FLOPs).
     std::printf("%-22s %10.1f %10.3f %12.1f\n", name, ms, ms / dense_ms,
                 bench::dense_flops(o) * percent / 100.0 / ms * 1e-6);
-    report->add({{"device", "cpu"},
-                 {"case", name},
-                 {"percent", percent},
-                 {"ms", ms},
-                 {"over_dense", ms / dense_ms},
-                 {"gflops", bench::dense_flops(o) * percent / 100.0 / ms * 1e-6}});
+    bench::add_moh_row(report, "cpu", name, percent, ms, dense_ms, o);
   }
   return 0;
 }

@@ -75,12 +75,7 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
   std::printf("%-22s %10s %10s %14s\n", "case", "ms", "vs dense", "dense TFLOP/s");
   std::printf("%-22s %10.3f %10.3f %14.2f\n", "dense flash2", dense_ms, 1.0,
               bench::dense_flops(o) / dense_ms * 1e-9);
-  report->add({{"device", "cuda"},
-               {"case", "dense flash2"},
-               {"percent", 100},
-               {"ms", dense_ms},
-               {"over_dense", 1.0},
-               {"gflops", bench::dense_flops(o) / dense_ms * 1e-6}});
+  bench::add_moh_row(report, "cuda", "dense flash2", 100, dense_ms, dense_ms, o);
   for (int percent : o.percents) {
     const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
     HeadRouting dr{on_device(r.index, &owned), on_device(r.weight, &owned)};
@@ -89,12 +84,7 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
     std::snprintf(name, sizeof name, "moh %d%% heads", percent);
     std::printf("%-22s %10.3f %10.3f %14.2f\n", name, ms, ms / dense_ms,
                 bench::dense_flops(o) * percent / 100.0 / ms * 1e-9);
-    report->add({{"device", "cuda"},
-                 {"case", name},
-                 {"percent", percent},
-                 {"ms", ms},
-                 {"over_dense", ms / dense_ms},
-                 {"gflops", bench::dense_flops(o) * percent / 100.0 / ms * 1e-6}});
+    bench::add_moh_row(report, "cuda", name, percent, ms, dense_ms, o);
   }
   for (void* d : owned) cudaFree(d);
   cudaFree(ws);

@@ -51,4 +51,16 @@ inline double dense_flops(const MoHBenchOptions& o) {
   return o.causal ? f / 2 : f;
 }
 
+// One row of the report: `name` timed at `ms` against dense at `dense_ms` with `percent` of the
+// heads active; the rate counts the computed rows only (the active fraction of the dense FLOPs).
+inline void add_moh_row(Report* report, const char* device, const std::string& name, int percent,
+                        double ms, double dense_ms, const MoHBenchOptions& o) {
+  report->add({{"device", device},
+               {"case", name},
+               {"percent", percent},
+               {"ms", ms},
+               {"over_dense", ms / dense_ms},
+               {"gflops", dense_flops(o) * percent / 100.0 / ms * 1e-6}});
+}
+
 }  // namespace qwen3vl::bench
