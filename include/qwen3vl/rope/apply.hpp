@@ -63,11 +63,11 @@ struct RopeApplyShape {
 
 namespace detail {
 
-inline Status check_rope_tensor(const TensorView& t, const char* name, int rank) {
+inline Status check_rope_tensor(const TensorView& t, const char* name, int rank, bool need_data) {
   if (t.rank != rank)
     return make_error(StatusCode::kShapeMismatch, name, ".rank = ", t.rank, ": must be ", rank,
                       " (same as q: [B, S, H, D] or packed [T, H, D])");
-  if (t.data == nullptr && t.numel() > 0)
+  if (need_data && t.data == nullptr && t.numel() > 0)
     return make_error(StatusCode::kNullPointer, name, ".data = null with shape ", t.shape_string());
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_view_extent(t, name));
   if (!is_floating(t.dtype))
@@ -82,7 +82,10 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
 
 }  // namespace detail
 
-[[nodiscard]] inline Status validate(const RopeApplyParams& p, RopeApplyShape* shape) {
+// need_data = false: the shapes alone (q, k and positions may have null data), for callers that
+// plan a workspace before they have it; apply() always checks the pointers.
+[[nodiscard]] inline Status validate(const RopeApplyParams& p, RopeApplyShape* shape,
+                                     bool need_data = true) {
   RopeApplyShape s;
   if (p.style != RopeStyle::kNeox && p.style != RopeStyle::kGptj)
     return make_error(StatusCode::kInvalidArgument, "style = ", static_cast<int>(p.style),
@@ -95,14 +98,14 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
     return make_error(StatusCode::kShapeMismatch, "q.rank = ", p.q.rank,
                       ": allowed 4 ([B, S, H, D]) or 3 (packed [T, H, D])");
   const int r = p.q.rank;
-  QWEN3VL_RETURN_IF_ERROR(detail::check_rope_tensor(p.q, "q", r));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_rope_tensor(p.q, "q", r, need_data));
   s.packed = r == 3;
   s.batch = s.packed ? 1 : p.q.shape[0];
   s.seq = p.q.shape[r - 3];
   s.q_heads = p.q.shape[r - 2];
   s.head_dim = p.q.shape[r - 1];
   if (p.k.present()) {
-    QWEN3VL_RETURN_IF_ERROR(detail::check_rope_tensor(p.k, "k", r));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_rope_tensor(p.k, "k", r, need_data));
     if (p.k.dtype != p.q.dtype || p.k.device != p.q.device)
       return make_error(StatusCode::kInvalidArgument, "k.dtype = ", to_string(p.k.dtype), " on ",
                         to_string(p.k.device), ": must match q (", to_string(p.q.dtype), " on ",
@@ -146,7 +149,7 @@ inline Status check_rope_tensor(const TensorView& t, const char* name, int rank)
     if (pos.shape[d + (s.positions_axis ? 1 : 0)] != p.q.shape[d])
       return make_error(StatusCode::kShapeMismatch, "positions.shape = ", pos.shape_string(),
                         ": token dimensions must equal q's ", p.q.shape_string());
-  if (pos.data == nullptr && s.tokens() > 0)
+  if (need_data && pos.data == nullptr && s.tokens() > 0)
     return make_error(StatusCode::kNullPointer, "positions.data = null");
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_view_extent(pos, "positions"));
   // Rotated in place: each element of q and k written once (after the shape checks, which name
