@@ -149,7 +149,7 @@ Status KvPageTable::begin_append(int64_t rows, const TensorView& cu_seqlens) {
   s.copied_from_.clear();
   s.copies.clear();
   s.writes.clear();
-  s.decode_plans.clear();
+  s.decode_plans_.clear();
   size_t next = 0;
   if (paged) {
     for (int64_t b = 0; b < config_.batch; ++b) {
@@ -201,9 +201,17 @@ Status KvPageTable::commit() {
   deltas_.swap(step_.position_deltas);
   max_length_ = step_.max_length;
   open_ = false;
-  step_.decode_plans.clear();
+  step_.decode_plans_.clear();
   // What decode reads is unchanged (it read the step's lengths): the version stays, so a mirror
   // synced during the step needs no upload.
+  return Status();
+}
+
+Status KvPageTable::add_step_decode_plan(const DecodePlan& plan) {
+  if (!open_)
+    return make_error(StatusCode::kInvalidArgument,
+                      "add_step_decode_plan: no append step is open (begin_append first)");
+  step_.decode_plans_.push_back(plan);
   return Status();
 }
 
@@ -213,7 +221,7 @@ Status KvPageTable::abort() {
     table_[static_cast<size_t>(it->first)] = it->second;
   for (int32_t id : step_.fresh_) QWEN3VL_RETURN_IF_ERROR(allocator_.release(id));
   open_ = false;
-  step_.decode_plans.clear();
+  step_.decode_plans_.clear();
   changed();
   return Status();
 }

@@ -53,12 +53,10 @@ struct KvAppendStep {
   std::vector<int32_t> lengths;  // every sequence's length after the step
   std::vector<int32_t> position_deltas;  // committed with the lengths (set_position_delta)
   int64_t max_length = 0;                // the longest of `lengths`
-  // Decode plans made during this step: layers share shapes, so the first layer's plan serves
-  // every later one (DecodeAttention::check_plan decides whether it fits).
-  mutable std::vector<DecodePlan> decode_plans;
 
  private:
   friend class KvPageTable;
+  std::vector<DecodePlan> decode_plans_;           // see KvPageTable::step_decode_plans()
   std::vector<std::pair<int64_t, int32_t>> undo_;  // (table index, old id)
   std::vector<int32_t> fresh_;                     // blocks the step took
   std::vector<int32_t> copied_from_;               // shared blocks left at commit
@@ -97,6 +95,11 @@ class KvPageTable {
   Status begin_append(int64_t rows, const TensorView& cu_seqlens = {});
   bool step_open() const { return open_; }
   const KvAppendStep& step() const { return step_; }
+  // Decode plans made during the open step: the layers of a step share shapes, so the first
+  // layer's plan serves every later one (DecodeAttention::check_plan decides whether it fits).
+  // Dropped when the step ends.
+  const std::vector<DecodePlan>& step_decode_plans() const { return step_.decode_plans_; }
+  Status add_step_decode_plan(const DecodePlan& plan);
   // Publishes the open step's lengths and deltas, and drops the shared blocks it copied away from.
   Status commit();
   // Releases the open step's blocks and restores the table (nothing committed is lost).
