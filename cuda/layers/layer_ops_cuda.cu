@@ -10,6 +10,7 @@
 
 #include "qwen3vl/cuda/check.cuh"
 #include "qwen3vl/rope/cuda.hpp"
+#include "src/core/workspace_carver.hpp"
 #include "src/layers/layer_ops.hpp"
 
 namespace qwen3vl::layers::detail {
@@ -113,9 +114,21 @@ class CudaLayerOps final : public LayerOps {
 
   const rope::RopeApplier& rope() const override { return *rope_; }
 
+  // f16 / bf16 staging: x widened to fp32, then fp32 y, 256-byte aligned for cuBLAS (sizing
+  // carves what linear() carves).
+  static constexpr size_t kStagingAlign = 256;
+  static void carve_staging(qwen3vl::detail::Carver& c, const RowsView& x, int64_t out, float** x32,
+                            float** y32) {
+    *x32 = c.take<float>(x.count() * x.cols);
+    *y32 = c.take<float>(x.count() * out);
+  }
+
   size_t linear_scratch_bytes(const RowsView& x, int64_t out) const override {
     if (x.dtype == DType::kF32) return 0;
-    return static_cast<size_t>(x.count() * (x.cols + out)) * sizeof(float) + 256;
+    qwen3vl::detail::Carver sizing(nullptr, kStagingAlign);
+    float *x32, *y32;
+    carve_staging(sizing, x, out, &x32, &y32);
+    return sizing.used() + kStagingAlign;
   }
 
   Status linear(const RowsView& x, const Linear& w, const RowsView& y, void* scratch,
@@ -144,8 +157,9 @@ class CudaLayerOps final : public LayerOps {
       }
       return Status();
     }
-    float* x32 = static_cast<float*>(scratch);
-    float* y32 = x32 + x.count() * x.cols;
+    qwen3vl::detail::Carver carver = qwen3vl::detail::carve(scratch, kStagingAlign);
+    float *x32, *y32;
+    carve_staging(carver, x, y.cols, &x32, &y32);
     QWEN3VL_RETURN_IF_ERROR(dispatch_float_dtype(x.dtype, [&](auto tag) {
       using T = decltype(tag);
       widen_rows<T><<<blocks_for(x.count() * x.cols, kThreads), kThreads, 0, s>>>(

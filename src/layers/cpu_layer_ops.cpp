@@ -8,6 +8,7 @@
 
 #include "layer_ops.hpp"
 #include "projection_kernels.hpp"
+#include "src/core/workspace_carver.hpp"
 #include "src/cpu/cpu_backend.hpp"
 
 namespace qwen3vl::layers::detail {
@@ -61,9 +62,19 @@ class CpuLayerOps final : public LayerOps {
 
   const rope::RopeApplier& rope() const override { return *rope_; }
 
+  // f16 / bf16 staging: x widened to fp32, then fp32 y (sizing carves what linear() carves).
+  static void carve_staging(qwen3vl::detail::Carver& c, const RowsView& x, int64_t out, float** x32,
+                            float** y32) {
+    *x32 = c.take<float>(x.count() * x.cols);
+    *y32 = c.take<float>(x.count() * out);
+  }
+
   size_t linear_scratch_bytes(const RowsView& x, int64_t out) const override {
     if (x.dtype == DType::kF32) return 0;
-    return static_cast<size_t>(x.count() * (x.cols + out)) * sizeof(float) + 64;
+    qwen3vl::detail::Carver sizing;
+    float *x32, *y32;
+    carve_staging(sizing, x, out, &x32, &y32);
+    return sizing.used() + qwen3vl::detail::kAlignSlack;
   }
 
   Status linear(const RowsView& x, const Linear& w, const RowsView& y, void* scratch,
@@ -74,9 +85,9 @@ class CpuLayerOps final : public LayerOps {
     const bool direct = x.dtype == DType::kF32 && y.dtype == DType::kF32;
     if (direct) return run_tiles(x, w, y);
     // f16 / bf16: widen x once, multiply in fp32, round each output once.
-    const auto base = (reinterpret_cast<uintptr_t>(scratch) + 63) & ~uintptr_t{63};
-    float* x32 = reinterpret_cast<float*>(base);
-    float* y32 = x32 + x.count() * x.cols;
+    qwen3vl::detail::Carver carver = qwen3vl::detail::carve(scratch);
+    float *x32, *y32;
+    carve_staging(carver, x, y.cols, &x32, &y32);
     backend_->arena().execute([&] {
       tbb::parallel_for(int64_t{0}, x.count(), [&](int64_t r) {
         const int64_t b = r / x.rows, i = r % x.rows;

@@ -85,31 +85,4 @@ class LayerOps {
 [[nodiscard]] Status create_cuda_layer_ops(int device_index, std::unique_ptr<LayerOps>* out);
 #endif
 
-// Carves 64-byte aligned regions out of a workspace, front to back. With a null base it only
-// counts, and hands out placeholder addresses that are never dereferenced: distinct regions at a
-// non-canonical address (bit 62 set: no user or device memory lives there on 64-bit hosts), so
-// views built while counting pass validate()'s pointer checks, and its overlap checks see the
-// regions as disjoint from each other and from the caller's buffers, as they will be.
-// `stand_in` serves where pointers are narrower than 64 bits.
-class Carver {
- public:
-  Carver(void* base, void* stand_in) : base_(static_cast<char*>(base)), stand_in_(stand_in) {}
-  void* take(size_t bytes) {
-    const size_t at = used_;
-    used_ += (bytes + 63) / 64 * 64;
-    if (base_) return base_ + at;
-    if (sizeof(uintptr_t) < 8) return stand_in_;
-    return reinterpret_cast<void*>((uintptr_t{1} << (sizeof(uintptr_t) * 8 - 2)) + at);
-  }
-  size_t used() const { return used_; }
-  // Counting only: the addresses handed out are placeholders, never to be dereferenced or shown
-  // to the CUDA runtime (a pointer query of one fails).
-  bool counting() const { return base_ == nullptr; }
-
- private:
-  char* base_;
-  void* stand_in_;
-  size_t used_ = 0;
-};
-
 }  // namespace qwen3vl::layers::detail

@@ -8,6 +8,8 @@
 #include "layer_common.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#include "src/core/host_workspace.hpp"
+#include "src/core/workspace_carver.hpp"
 #if QWEN3VL_WITH_CUDA
 #include "qwen3vl/kv_cache/cuda.hpp"
 #endif
@@ -34,22 +36,24 @@ struct Qwen3VLTextAttention::Impl {
 
 namespace {
 
-using detail::Carver;
-
 // How the new tokens attend: to themselves only (no past), through the decode kernel (<= 8 rows
 // against the cache), or through the prefill kernel over a contiguous cache's storage.
 enum class Path { kFresh, kDecode, kCachedContiguous };
 
+// What plan_text decided for one call. The views are planned with null data (plans take shapes);
+// bind() points them into the caller's workspace.
 struct TextPlan {
   Path path = Path::kFresh;
   int64_t batch = 0, len = 0, past_max = 0, keys = 0;
   TensorView qkv, q, k, v, attn, positions, key_lengths, additive_mask;
   void* linear_scratch = nullptr;
+  std::vector<int32_t> lengths;  // kCachedContiguous: every sequence's length after the append
   rope::RopeApplyParams rope;
   AttentionParams params;
+  AttentionPlan attention_plan;
   DecodeParams decode;
-  DecodePlan decode_plan;  // made by the sizing pass (or taken from the table's step)
-  bool decode_planned = false;
+  DecodePlan decode_plan;
+  bool decode_plan_is_new = false;  // made by this call (not an earlier layer's of the step)
   Workspace kernel;
   size_t bytes = 0;
 };
@@ -127,9 +131,72 @@ Status choose_path(const Impl& m, const CacheRef& cache, const TextAttentionInpu
   return Status();
 }
 
-// Checks every argument and lays the workspace out from `base` (null: sizes only). Nothing runs.
+// The workspace, front to back: q/k/v, the attention output, fp32 staging for the projections,
+// positions (when the caller gives none), the additive mask, the key lengths (CUDA, after past
+// tokens in a contiguous cache), then the kernel's p->kernel.bytes. Carved from `base` (the
+// caller's workspace), or only counted, leaving null data in the views: plan_text plans from
+// those, and bind runs the same code over the workspace. Wires the views into the RoPE, attention
+// and decode params; returns the carver (used(): the bytes taken).
+qwen3vl::detail::Carver lay_out(const Impl& m, const TextAttentionInputs& in, void* base,
+                                TextPlan* p) {
+  const LayerOptions& o = m.config.options;
+  const int64_t B = p->batch, L = p->len, D = m.dim();
+  qwen3vl::detail::Carver carve = base ? qwen3vl::detail::carve(base) : qwen3vl::detail::Carver();
+  const int64_t es = size_of(o.dtype), W = m.qkv_heads() * D;
+  char* qkv = carve.take<char>(B * L * W * es);
+  p->qkv = TensorView::contiguous(qkv, o.dtype, {B, L, m.qkv_heads(), D}, o.device);
+  p->qkv.device_index = o.device_index;
+  const auto heads_view = [&](int64_t first, int64_t count) {
+    TensorView t = p->qkv;
+    t.data = qkv ? qkv + first * D * es : nullptr;
+    t.shape[2] = count;
+    return t;
+  };
+  p->q = heads_view(0, m.heads());
+  p->k = heads_view(m.heads(), m.kv_heads());
+  p->v = heads_view(m.heads() + m.kv_heads(), m.kv_heads());
+  p->attn = TensorView::contiguous(carve.take<char>(B * L * m.heads() * D * es), o.dtype,
+                                   {B, L, m.heads(), D}, o.device);
+  p->attn.device_index = o.device_index;
+  const int64_t hq = m.heads() * D;
+  const detail::RowsView ar{p->attn.data, o.dtype, B, L, hq, L * hq, hq};
+  const size_t scratch = std::max(m.ops->linear_scratch_bytes(detail::rows_of(in.hidden_states), W),
+                                  m.ops->linear_scratch_bytes(ar, m.config.hidden_size));
+  p->linear_scratch = carve.take<char>(static_cast<int64_t>(scratch));
+  p->positions = in.position_ids.present()
+                     ? in.position_ids
+                     : TensorView::contiguous(carve.take<int32_t>(B * L), DType::kI32, {B, L});
+  if (in.attention_mask.present())
+    p->additive_mask = TensorView::contiguous(carve.take<float>(B * L), DType::kF32, {B, 1, 1, L});
+  if (p->path == Path::kCachedContiguous && o.device != Device::kCPU) {
+    p->key_lengths = TensorView::contiguous(carve.take<int32_t>(B), DType::kI32, {B}, o.device);
+    p->key_lengths.device_index = o.device_index;
+  }
+  p->kernel.data = carve.take<char>(static_cast<int64_t>(p->kernel.bytes));
+
+  p->rope.q = p->q;
+  p->rope.k = p->k;
+  p->rope.positions = p->positions;
+  p->rope.table = m.table_view;
+  p->rope.arithmetic = m.config.rope_arithmetic;
+  AttentionParams& a = p->params;
+  a.q = p->q;
+  a.out = p->attn;
+  a.additive_mask = p->additive_mask;
+  if (p->path == Path::kFresh) {
+    a.k = p->k;
+    a.v = p->v;
+  }
+  if (p->path == Path::kCachedContiguous) a.key_lengths = p->key_lengths;
+  p->decode.q = p->q;
+  p->decode.out = p->attn;
+  return carve;
+}
+
+// Checks every argument and plans the call: the path, the kernel's plan (or the step's decode
+// plan), the workspace size. Reads no workspace; nothing runs.
 Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& cache,
-                 const TextAttentionOutputs& out, void* base, TextPlan* p) {
+                 const TextAttentionOutputs& out, TextPlan* p) {
   const LayerOptions& o = m.config.options;
   const TensorView& x = in.hidden_states;
   QWEN3VL_RETURN_IF_ERROR(qwen3vl::detail::check_present(x, "hidden_states"));
@@ -186,98 +253,54 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
       }
   }
 
-  // The workspace: q/k/v, the attention output, fp32 staging, positions, masks, then the kernel's.
-  Carver carve(base, x.data);
-  const int64_t es = size_of(o.dtype), W = m.qkv_heads() * D;
-  void* qkv = carve.take(static_cast<size_t>(B * L * W * es));
-  p->qkv = TensorView::contiguous(qkv, o.dtype, {B, L, m.qkv_heads(), D}, o.device);
-  p->qkv.device_index = o.device_index;
-  const auto heads_view = [&](int64_t first, int64_t count) {
-    TensorView t = p->qkv;
-    t.data = static_cast<char*>(qkv) + first * D * es;
-    t.shape[2] = count;
-    return t;
-  };
-  p->q = heads_view(0, m.heads());
-  p->k = heads_view(m.heads(), m.kv_heads());
-  p->v = heads_view(m.heads() + m.kv_heads(), m.kv_heads());
-  p->attn = TensorView::contiguous(carve.take(static_cast<size_t>(B * L * m.heads() * D * es)),
-                                   o.dtype, {B, L, m.heads(), D}, o.device);
-  p->attn.device_index = o.device_index;
-  const detail::RowsView xr = detail::rows_of(x);
-  const int64_t hq = m.heads() * D;
-  const detail::RowsView ar{p->attn.data, o.dtype, B, L, hq, L * hq, hq};
-  p->linear_scratch = carve.take(std::max(m.ops->linear_scratch_bytes(xr, W),
-                                          m.ops->linear_scratch_bytes(ar, m.config.hidden_size)));
-  p->positions = pos.present() ? pos
-                               : TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
-                                                        DType::kI32, {B, L});
-  p->rope.q = p->q;
-  p->rope.k = p->k;
-  p->rope.positions = p->positions;
-  p->rope.table = m.table_view;
-  p->rope.arithmetic = m.config.rope_arithmetic;
-  rope::RopeApplyShape rope_shape;
-  QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape));  // positions: values at apply
-  if (mask.present())
-    p->additive_mask = TensorView::contiguous(carve.take(static_cast<size_t>(B * L * 4)),
-                                              DType::kF32, {B, 1, 1, L});
+  lay_out(m, in, nullptr, p);
+  rope::RopeApplyShape rope_shape;  // positions: their values are checked at apply
+  QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape, /*need_data=*/false));
 
   if (p->path == Path::kDecode) {
-    DecodeParams& d = p->decode;
-    d.q = p->q;
     // CUDA decode reads the table's device mirror (synced once a step), the CPU the host table.
     if (o.device != Device::kCPU && cache.table->mirror() == nullptr)
       return make_error(StatusCode::kInvalidArgument,
                         "cache table: no device mirror for CUDA decode (create the layer storage "
                         "with cuda_kv_storage_ops(), which attaches one)");
+    DecodeParams& d = p->decode;
     d.kv = cache.storage->device_view(*cache.table);
     d.kv.max_seq_len = std::min(cache.table->capacity(), p->keys);
-    d.out = p->attn;
     // One decode plan a step: a plan an earlier layer of this step made serves this one when it
-    // fits (same shapes and device facts); else plan here, once per call (the sizing pass).
-    if (!p->decode_planned) {
-      const KvAppendStep* step = cache.table->step_open() ? &cache.table->step() : nullptr;
-      bool found = false;
-      if (step)
-        for (const DecodePlan& made : step->decode_plans)
-          if (m.decode->check_plan(made, d).ok()) {
-            p->decode_plan = made;
-            found = true;
-            break;
-          }
-      if (!found) {
-        QWEN3VL_RETURN_IF_ERROR(m.decode->plan(d, &p->decode_plan));
-        if (step) step->decode_plans.push_back(p->decode_plan);
-      }
-      p->decode_planned = true;
-    }
-    const size_t need = p->decode_plan.workspace_bytes;
-    p->kernel = Workspace{carve.take(need), need};
+    // fits (same shapes and device facts); else this call plans.
+    bool found = false;
+    if (cache.table->step_open())
+      for (const DecodePlan& made : cache.table->step_decode_plans())
+        if (m.decode->check_plan(made, d).ok()) {
+          p->decode_plan = made;
+          found = true;
+          break;
+        }
+    if (!found) QWEN3VL_RETURN_IF_ERROR(m.decode->plan(d, &p->decode_plan));
+    p->decode_plan_is_new = !found;
+    p->kernel.bytes = p->decode_plan.workspace_bytes;
   } else {
     AttentionParams& a = p->params;
-    a.q = p->q;
-    a.out = p->attn;
     a.weights = out.attn_weights;
     a.mask = MaskKind::kCausal;
-    a.additive_mask = p->additive_mask;
-    if (p->path == Path::kFresh) {
-      a.k = p->k;
-      a.v = p->v;
-    } else {  // the contiguous storage [B, max_len, Hkv, D], cut to the longest sequence after
-              // append
+    if (p->path == Path::kCachedContiguous) {
+      // The contiguous storage [B, max_len, Hkv, D], cut to the longest sequence after the append;
+      // each sequence's own length after it bounds its keys.
       a.k = cache.storage->k();
       a.v = cache.storage->v();
       a.k.shape[1] = a.v.shape[1] = p->keys;
-      p->key_lengths = TensorView::contiguous(carve.take(static_cast<size_t>(B * 4)), DType::kI32,
-                                              {B}, o.device);
-      p->key_lengths.device_index = o.device_index;
+      p->lengths.resize(static_cast<size_t>(p->batch));
+      for (int64_t b = 0; b < p->batch; ++b)
+        p->lengths[static_cast<size_t>(b)] = static_cast<int32_t>(cache.table->length(b) + L);
+      // Host lengths the plan reads on the CPU; on CUDA a workspace copy (lay_out) filled at run.
+      if (o.device == Device::kCPU)
+        p->key_lengths = TensorView::contiguous(p->lengths.data(), DType::kI32, {p->batch});
+      a.key_lengths = p->key_lengths;
     }
-    QWEN3VL_RETURN_IF_ERROR(m.attention->supports(a));
-    const size_t need = m.attention->workspace_size(a);
-    p->kernel = Workspace{carve.take(need), need};
+    QWEN3VL_RETURN_IF_ERROR(m.attention->plan(a, &p->attention_plan));
+    p->kernel.bytes = p->attention_plan.workspace_bytes;
   }
-  p->bytes = carve.used() + 64;  // + room to align the caller's pointer
+  p->bytes = lay_out(m, in, nullptr, p).used() + qwen3vl::detail::kAlignSlack;
   return Status();
 }
 
@@ -359,13 +382,10 @@ Status run_steps(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
           p.additive_mask.ptr<float>()[b * L + j] =
               mask.ptr<const int32_t>()[mask.offset(b, j)] != 0 ? 0.0f : -INFINITY;
     }
-    if (p.path == Path::kCachedContiguous) {
-      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.key_lengths.data,
-                                                    cache.table->visible_lengths().data(),
+    if (p.path == Path::kCachedContiguous && m.config.options.device != Device::kCPU)
+      QWEN3VL_RETURN_IF_ERROR(m.ops->copy_from_host(p.key_lengths.data, p.lengths.data(),
                                                     static_cast<size_t>(B) * 4, stream));
-      p.params.key_lengths = p.key_lengths;
-    }
-    QWEN3VL_RETURN_IF_ERROR(m.attention->forward(p.params, p.kernel, stream));
+    QWEN3VL_RETURN_IF_ERROR(m.attention->run(p.attention_plan, p.params, p.kernel, stream));
   }
   QWEN3VL_RETURN_IF_ERROR(timer.mark(&LayerProfile::attention));
 
@@ -475,7 +495,7 @@ Status run_layer(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
                  const TextAttentionOutputs& out, Workspace ws, void* stream, LayerProfile* profile,
                  bool own_step) {
   TextPlan p;
-  QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, nullptr, &p));
+  QWEN3VL_RETURN_IF_ERROR(plan_text(m, in, cache, out, &p));
   if (ws.data == nullptr || ws.bytes < p.bytes)
     return make_error(StatusCode::kWorkspaceTooSmall, "workspace.bytes = ", ws.bytes,
                       ws.data ? "" : " (data = null)", ": need ", p.bytes, " (workspace_size())");
@@ -483,8 +503,10 @@ Status run_layer(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
     return make_error(StatusCode::kInvalidArgument,
                       "table: no open append step (table.begin_append(L) before the layers, "
                       "commit() after the last)");
-  Status st = plan_text(m, in, cache, out, detail::align64(ws.data), &p);
-  if (st.ok()) st = run_steps(m, in, cache, out, p, stream, profile, own_step);
+  if (p.decode_plan_is_new && cache.table->step_open())
+    QWEN3VL_RETURN_IF_ERROR(cache.table->add_step_decode_plan(p.decode_plan));
+  lay_out(m, in, ws.data, &p);  // the planned layout over the caller's workspace
+  Status st = run_steps(m, in, cache, out, p, stream, profile, own_step);
   if (own_step && cache.table->step_open()) {
     if (!st.ok()) {
       (void)cache.table->abort();
@@ -500,13 +522,13 @@ Status run_layer(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
 Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvCache* cache,
                                       const TextAttentionOutputs& out) const {
   TextPlan p;
-  return plan_text(*impl_, in, cache_ref(cache), out, nullptr, &p);
+  return plan_text(*impl_, in, cache_ref(cache), out, &p);
 }
 
 size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvCache* cache,
                                             const TextAttentionOutputs& out) const {
   TextPlan p;
-  return plan_text(*impl_, in, cache_ref(cache), out, nullptr, &p).ok() ? p.bytes : 0;
+  return plan_text(*impl_, in, cache_ref(cache), out, &p).ok() ? p.bytes : 0;
 }
 
 Status Qwen3VLTextAttention::forward(const TextAttentionInputs& in, KvCache* cache,
@@ -519,16 +541,14 @@ Status Qwen3VLTextAttention::supports(const TextAttentionInputs& in, const KvPag
                                       const KvLayerStorage* storage,
                                       const TextAttentionOutputs& out) const {
   TextPlan p;
-  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr,
-                   &p);
+  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, &p);
 }
 
 size_t Qwen3VLTextAttention::workspace_size(const TextAttentionInputs& in, const KvPageTable* table,
                                             const KvLayerStorage* storage,
                                             const TextAttentionOutputs& out) const {
   TextPlan p;
-  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, nullptr, &p)
-                 .ok()
+  return plan_text(*impl_, in, CacheRef{const_cast<KvPageTable*>(table), storage}, out, &p).ok()
              ? p.bytes
              : 0;
 }
@@ -565,7 +585,7 @@ TextAttentionResult Qwen3VLTextAttention::operator()(const TensorView& hidden_st
     out.attn_weights = r.attn_weights.view();
   }
   throw_if_error(supports(in, past_key_value, out));
-  detail::HostBuffer ws(workspace_size(in, past_key_value, out));
+  const qwen3vl::detail::HostWorkspace ws(workspace_size(in, past_key_value, out));
   throw_if_error(forward(in, past_key_value, out, ws.workspace()));
   return r;
 }
