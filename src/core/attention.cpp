@@ -6,6 +6,8 @@
 #include <memory>
 #include <string>
 
+#include "src/core/host_workspace.hpp"
+
 namespace qwen3vl {
 
 namespace {
@@ -289,14 +291,8 @@ void Attention::run(const AttentionParams& params) const {
                                "forward() with a device workspace of workspace_size() bytes"));
   AttentionPlan made;
   throw_if_error(plan_problem(params, /*need_data=*/true, /*for_run=*/false, &made));
-  const size_t bytes = made.workspace_bytes;
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> buffer(bytes ? std::malloc(bytes) : nullptr);
-  if (bytes && !buffer)
-    throw Error(StatusCode::kOutOfMemory, detail::concat("workspace of ", bytes, " bytes"));
-  throw_if_error(launch(made, params, Workspace{buffer.get(), bytes}, nullptr));
+  const detail::HostWorkspace buffer(made.workspace_bytes);
+  throw_if_error(launch(made, params, buffer.workspace(), nullptr));
 }
 
 }  // namespace qwen3vl

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "qwen3vl/kv_cache/decode.hpp"
+#include "src/core/host_workspace.hpp"
 
 namespace qwen3vl {
 namespace detail {
@@ -158,14 +159,8 @@ void DecodeAttention::run(const DecodeParams& params) const {
                 "with workspace_size() and call forward()");
   DecodePlan made;
   throw_if_error(plan(params, &made));
-  const size_t bytes = made.workspace_bytes;
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> buffer(bytes ? std::malloc(bytes) : nullptr);
-  if (bytes && !buffer)
-    throw Error(StatusCode::kOutOfMemory, detail::concat("workspace of ", bytes, " bytes"));
-  throw_if_error(run(made, params, Workspace{buffer.get(), bytes}));
+  const detail::HostWorkspace buffer(made.workspace_bytes);
+  throw_if_error(run(made, params, buffer.workspace()));
 }
 
 }  // namespace qwen3vl

@@ -93,23 +93,4 @@ class StepTimer {
   std::chrono::steady_clock::time_point last_;
 };
 
-// Host buffer for the convenience calls' workspace.
-struct HostBuffer {
-  explicit HostBuffer(size_t bytes) : data(bytes ? std::malloc(bytes) : nullptr), size(bytes) {
-    if (bytes && !data)
-      throw Error(StatusCode::kOutOfMemory,
-                  "layer workspace of " + std::to_string(bytes) + " bytes: allocation failed");
-  }
-  ~HostBuffer() { std::free(data); }
-  HostBuffer(const HostBuffer&) = delete;
-  HostBuffer& operator=(const HostBuffer&) = delete;
-  Workspace workspace() const { return Workspace{data, size}; }
-  void* data;
-  size_t size;
-};
-
-inline void* align64(void* p) {
-  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t{63});
-}
-
 }  // namespace qwen3vl::layers::detail

@@ -7,6 +7,7 @@
 #include "layer_common.hpp"
 #include "qwen3vl/rope/vision.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#include "src/core/host_workspace.hpp"
 #include "src/core/workspace_carver.hpp"
 
 namespace qwen3vl::layers {
@@ -239,7 +240,7 @@ Tensor Qwen3VLVisionAttention::operator()(const TensorView& hidden_states,
   Tensor output(m.config.options.dtype, {hidden_states.shape[0], m.config.hidden_size});
   const VisionAttentionInputs in{hidden_states, positions, cu_seqlens};
   throw_if_error(supports(in, output.view()));
-  detail::HostBuffer ws(workspace_size(in, output.view()));
+  const qwen3vl::detail::HostWorkspace ws(workspace_size(in, output.view()));
   throw_if_error(forward(in, output.view(), ws.workspace()));
   return output;
 }
