@@ -2,10 +2,13 @@
 // makes with it: every tensor must be memory of that device.
 #pragma once
 
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/cuda/options.hpp"
+#include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl::detail {
 
@@ -34,5 +37,21 @@ Status check_device_params(const DeviceContext& ctx, const AttentionParams& p,
 Status pointer_queries_allowed(void* stream, bool* allowed);
 // The device that is current on this thread must be ctx.device (launches go to the current one).
 Status check_current_device(const DeviceContext& ctx);
+
+// Makes Outer(ctx, inner, config): a CUDA variant that drives another CUDA attention object
+// (mixture-of-heads over flash2, dynamic sparse over block-sparse), made by
+// make_inner(options, &inner) on the device the context resolved.
+template <class Outer, class Made, class Config, class MakeInner>
+Status create_over_inner(const CudaOptions& options, const Config& config, MakeInner&& make_inner,
+                         std::unique_ptr<Made>* out) {
+  DeviceContext ctx;
+  QWEN3VL_RETURN_IF_ERROR(DeviceContext::create(options, &ctx));
+  CudaOptions bound = options;
+  bound.device = ctx.device;
+  std::unique_ptr<Attention> inner;
+  QWEN3VL_RETURN_IF_ERROR(make_inner(bound, &inner));
+  *out = std::make_unique<Outer>(ctx, std::move(inner), config);
+  return Status();
+}
 
 }  // namespace qwen3vl::detail

@@ -42,6 +42,24 @@ __device__ inline DeviceSpan sequence_span(const AttentionArgs& a, int64_t b) {
   return s;
 }
 
+// The hull [*begin, *end) of the keys that query rows [r0, r1) of a sequence see, reduced over the
+// thread block into shared ints (empty: *end <= *begin). Every thread of the block calls it; it
+// synchronises the block before and after.
+__device__ inline void rows_key_hull(const AttentionArgs& a, const DeviceSpan& span, int64_t r0,
+                                     int64_t r1, int* begin, int* end) {
+  if (threadIdx.x == 0) *begin = 0x7fffffff, *end = 0;
+  __syncthreads();
+  for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
+    const KeyRange k =
+        visible_keys(a.mask_kind, a.window_left, a.window_right, i, span.q_len, span.k_len);
+    if (k.end > k.begin) {
+      atomicMin(begin, static_cast<int>(k.begin));
+      atomicMax(end, static_cast<int>(k.end));
+    }
+  }
+  __syncthreads();
+}
+
 __device__ inline int64_t row_offset(const RowTensor& t, int64_t b, int64_t token, int64_t h) {
   return b * t.batch + token * t.token + h * t.head;
 }

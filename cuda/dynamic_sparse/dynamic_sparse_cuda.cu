@@ -32,6 +32,7 @@ namespace {
 
 using detail::AttentionArgs;
 using detail::DeviceSpan;
+using detail::rows_key_hull;
 
 constexpr int kThreads = 256;
 constexpr size_t kAlign = 256;
@@ -103,17 +104,8 @@ __global__ void route_kernel(RouteArgs r) {
   const int64_t row = blockIdx.x, l = blockIdx.y, b = l / r.kv_heads;
   const DeviceSpan span = detail::sequence_span(a, b);
   const int64_t r0 = row * r.block_q, r1 = min(r0 + r.block_q, span.q_len);
-  if (threadIdx.x == 0) hull_begin = 0x7fffffff, hull_end = 0, forced = 0;
-  __syncthreads();
-  for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
-    const KeyRange k =
-        visible_keys(a.mask_kind, a.window_left, a.window_right, i, span.q_len, span.k_len);
-    if (k.end > k.begin) {
-      atomicMin(&hull_begin, static_cast<int>(k.begin));
-      atomicMax(&hull_end, static_cast<int>(k.end));
-    }
-  }
-  __syncthreads();
+  if (threadIdx.x == 0) forced = 0;
+  rows_key_hull(a, span, r0, r1, &hull_begin, &hull_end);
   int32_t* count = r.counts + l * r.nbq + row;
   if (hull_end <= hull_begin) {
     if (threadIdx.x == 0) *count = 0;
@@ -452,14 +444,12 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
   QWEN3VL_RETURN_IF_ERROR(validate(config));
   if (config.method == DynamicSparseMethod::kExactTopK)
     return detail::create_exact_topk_cuda(options, config, out);
-  detail::DeviceContext ctx;
-  QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
-  CudaOptions bound = options;
-  bound.device = ctx.device;
-  std::unique_ptr<Attention> blocks;
-  QWEN3VL_RETURN_IF_ERROR(create_block_sparse_cuda(bound, &blocks));
-  *out = std::make_unique<DynamicSparseCuda>(ctx, std::move(blocks), config);
-  return Status();
+  return detail::create_over_inner<DynamicSparseCuda>(
+      options, config,
+      [](const CudaOptions& o, std::unique_ptr<Attention>* blocks) {
+        return create_block_sparse_cuda(o, blocks);
+      },
+      out);
 }
 
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,

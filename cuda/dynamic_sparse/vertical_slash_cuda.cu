@@ -135,18 +135,8 @@ __global__ void mark_kernel(VerticalSlashArgs v) {
   const int32_t bk = v.config.block_k;
   const DeviceSpan span = sequence_span(a, b);
   const int64_t r0 = row * v.config.block_q, r1 = min(r0 + v.config.block_q, span.q_len);
-  if (threadIdx.x == 0) hull_begin = 0x7fffffff, hull_end = 0;
   for (int64_t c = threadIdx.x; c < v.nbk; c += blockDim.x) marked[c] = 0;
-  __syncthreads();
-  for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x) {
-    const KeyRange k =
-        visible_keys(a.mask_kind, a.window_left, a.window_right, i, span.q_len, span.k_len);
-    if (k.end > k.begin) {
-      atomicMin(&hull_begin, static_cast<int>(k.begin));
-      atomicMax(&hull_end, static_cast<int>(k.end));
-    }
-  }
-  __syncthreads();
+  rows_key_hull(a, span, r0, r1, &hull_begin, &hull_end);
   int32_t* count = v.counts + l * v.nbq + row;
   const int64_t hb = hull_begin, he = hull_end;
   if (he <= hb) {

@@ -434,14 +434,12 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
   if (out == nullptr)
     return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
   QWEN3VL_RETURN_IF_ERROR(validate_moh_config(config));
-  detail::DeviceContext ctx;
-  QWEN3VL_RETURN_IF_ERROR(detail::DeviceContext::create(options, &ctx));
-  CudaOptions bound = options;
-  bound.device = ctx.device;
-  std::unique_ptr<Attention> flash;
-  QWEN3VL_RETURN_IF_ERROR(create_flash2_cuda(bound, &flash));
-  *out = std::make_unique<MixtureOfHeadsCuda>(ctx, std::move(flash), config);
-  return Status();
+  return detail::create_over_inner<MixtureOfHeadsCuda>(
+      options, config,
+      [](const CudaOptions& o, std::unique_ptr<Attention>* flash) {
+        return create_flash2_cuda(o, flash);
+      },
+      out);
 }
 
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
