@@ -3,20 +3,20 @@
 # /usr/include, where Debian's CUDA 11.8 keeps its headers: nvcc 11.8 would then compile against
 # CUDA 13's cuda_runtime.h. When that happens, a directory of links to the toolkit's own headers
 # goes first on the include path.
-set(_toolkit_include "")
-foreach(_dir IN LISTS CUDAToolkit_INCLUDE_DIRS)
-  if(EXISTS "${_dir}/cuda_runtime_api.h")
-    set(_toolkit_include "${_dir}")
-    break()
-  endif()
-endforeach()
-set(_seen_include "")
-foreach(_dir IN LISTS CMAKE_CUDA_IMPLICIT_INCLUDE_DIRECTORIES)
-  if(EXISTS "${_dir}/cuda_runtime_api.h")
-    set(_seen_include "${_dir}")
-    break()
-  endif()
-endforeach()
+
+# The first directory of a list that holds cuda_runtime_api.h ("" if none).
+function(_qwen3vl_runtime_header_dir out)
+  set(_found "")
+  foreach(_dir IN LISTS ARGN)
+    if(EXISTS "${_dir}/cuda_runtime_api.h")
+      set(_found "${_dir}")
+      break()
+    endif()
+  endforeach()
+  set(${out} "${_found}" PARENT_SCOPE)
+endfunction()
+_qwen3vl_runtime_header_dir(_toolkit_include ${CUDAToolkit_INCLUDE_DIRS})
+_qwen3vl_runtime_header_dir(_seen_include ${CMAKE_CUDA_IMPLICIT_INCLUDE_DIRECTORIES})
 
 if(_toolkit_include AND _seen_include)
   file(REAL_PATH "${_toolkit_include}" _toolkit_real)
