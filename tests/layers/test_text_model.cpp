@@ -1,7 +1,8 @@
 // Three text layers over one KvPageTable (a model's shared table, a storage per layer, one append
 // step per forward pass) give exactly what the same layers give over a KvCache each: prefill, then
-// decode steps, paged and contiguous. Each decode step makes one decode plan for all layers; a
-// layer error inside a step, then abort(), leaves the table as it was.
+// decode steps, paged and contiguous. Each decode step makes one decode plan for all layers, and a
+// prefill forward() plans and validates its attention once; a layer error inside a step, then
+// abort(), leaves the table as it was.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -44,6 +45,8 @@ KvCacheConfig cache_config(KvLayout layout, int64_t batch, int64_t max_len) {
 
 struct StepOutputs {
   std::vector<Tensor> outputs;  // per layer
+  // Per layer: Attention plans made and validate(AttentionParams) calls during its forward().
+  std::vector<uint64_t> plans, validations;
 };
 
 // The layers one after another on one hidden state each (every layer sees the same input: the
@@ -60,7 +63,10 @@ StepOutputs model_step(const std::vector<std::unique_ptr<layers::Qwen3VLTextAtte
     const layers::TextAttentionOutputs out{r.outputs.back().view(), {}};
     std::vector<char> ws(ls[l]->workspace_size(in, &table, &storage[l], out));
     EXPECT_GT(ws.size(), 0u);
+    const uint64_t plans = detail::plan_count(), checks = detail::validation_count();
     throw_if_error(ls[l]->forward(in, &table, &storage[l], out, Workspace{ws.data(), ws.size()}));
+    r.plans.push_back(detail::plan_count() - plans);
+    r.validations.push_back(detail::validation_count() - checks);
   }
   throw_if_error(table.commit());
   return r;
@@ -113,6 +119,10 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
     if (at > 0)
       EXPECT_EQ(detail::decode_plan_count() - plans, 1u)
           << "one decode plan a step, for every layer";
+    for (int l = 0; l < kLayers; ++l) {  // prefill: the layer plans its attention once a call
+      EXPECT_EQ(shared.plans[l], at == 0 ? 1u : 0u) << "layer " << l << " tokens " << at;
+      EXPECT_EQ(shared.validations[l], at == 0 ? 1u : 0u) << "layer " << l << " tokens " << at;
+    }
     for (int l = 0; l < kLayers; ++l) {
       const Tensor alone = (*ls[l])(xs, {}, {}, &caches[l]).output;
       ASSERT_EQ(std::memcmp(shared.outputs[l].view().data, alone.view().data,
