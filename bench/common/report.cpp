@@ -7,15 +7,12 @@
 #include <iostream>
 #include <sstream>
 
+#include "commit.hpp"
 #include "qwen3vl/cpu/isa.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
 
 #if QWEN3VL_BENCH_CUDA
 #include <cuda_runtime.h>
-#endif
-
-#ifndef QWEN3VL_BENCH_COMMIT
-#define QWEN3VL_BENCH_COMMIT "unknown"
 #endif
 
 namespace qwen3vl::bench {
@@ -129,14 +126,12 @@ MachineInfo MachineInfo::current() {
   return m;
 }
 
-const char* build_commit() { return QWEN3VL_BENCH_COMMIT; }
-
 std::string Report::json() const {
   const MachineInfo m = MachineInfo::current();
   std::ostringstream os;
   os << "{\"routine\": " << quoted(routine_) << ",\n \"args\": [";
   for (size_t i = 0; i < args_.size(); ++i) os << (i ? ", " : "") << quoted(args_[i]);
-  os << "],\n \"commit\": " << quoted(build_commit()) << ", \"date\": " << quoted(utc_now())
+  os << "],\n \"commit\": " << quoted(bench_commit()) << ", \"date\": " << quoted(utc_now())
      << ",\n \"machine\": {\"cpu\": " << quoted(m.cpu_model)
      << ", \"physical_cores\": " << m.physical_cores << ", \"logical_cores\": " << m.logical_cores
      << ", \"isa\": " << quoted(m.cpu_isa) << ", \"gpus\": [";

@@ -54,9 +54,6 @@ struct MachineInfo {
   static MachineInfo current();
 };
 
-// `git describe` of the source tree at configure time (configure again to refresh it).
-const char* build_commit();
-
 class Report {
  public:
   Report(std::string routine, std::vector<std::string> args)
