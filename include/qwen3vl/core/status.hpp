@@ -21,6 +21,8 @@ enum class StatusCode {
   kDeviceError,        // a CUDA / driver call failed
   kOutOfMemory,
   kInternal,
+  kIoError,      // a read or write of a store failed (EIO, ENOSPC, a short transfer): errno named
+  kDataCorrupt,  // stored bytes fail their checksum or header check: never served
 };
 
 inline const char* to_string(StatusCode code) {
@@ -36,6 +38,8 @@ inline const char* to_string(StatusCode code) {
     case StatusCode::kDeviceError: return "device error";
     case StatusCode::kOutOfMemory: return "out of memory";
     case StatusCode::kInternal: return "internal error";
+    case StatusCode::kIoError: return "I/O error";
+    case StatusCode::kDataCorrupt: return "data corrupt";
   }
   return "unknown status";
 }
