@@ -49,8 +49,7 @@ double time_forward(const Attention& a, const AttentionParams& p, int reps,
 
 #if !QWEN3VL_BENCH_CUDA
 int run_cuda(const Options&, Inputs&, const std::vector<SampledRow>&, Report*) {
-  return usage_error("dynamic-sparse", make_error(StatusCode::kNotImplemented,
-                                                  "--device = cuda: this build has no CUDA"));
+  return no_cuda_error("dynamic-sparse");
 }
 #endif
 

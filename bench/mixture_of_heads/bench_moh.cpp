@@ -13,10 +13,7 @@
 namespace qwen3vl::bench {
 
 #if !QWEN3VL_BENCH_CUDA
-int run_moh_cuda(MoHBenchOptions, Report*) {
-  return usage_error(
-      "moh", make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
-}
+int run_moh_cuda(MoHBenchOptions, Report*) { return no_cuda_error("moh"); }
 #endif
 
 int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
