@@ -26,12 +26,8 @@ Status parse_fraction(const std::string& flag, const std::string& text, double* 
 void size_flag(ArgParser* p, const char* name, std::optional<int64_t>* field, int64_t lo,
                int64_t hi, const char* help) {
   p->add_custom(name, "N", help, [=](const std::string& f, const std::string& v) {
-    char* end = nullptr;
-    errno = 0;
-    const long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi)
-      return make_error(StatusCode::kInvalidArgument, f, " = '", v, "': allowed integers ", lo,
-                        "..", hi);
+    int64_t x = 0;
+    QWEN3VL_RETURN_IF_ERROR(parse_integer(f, v, lo, hi, &x));
     *field = x;
     return Status();
   });

@@ -7,6 +7,14 @@
 namespace qwen3vl::bench {
 namespace {
 
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
 Status parse_integer(const std::string& flag, const std::string& text, int64_t lo, int64_t hi,
                      int64_t* out) {
   char* end = nullptr;
@@ -18,14 +26,6 @@ Status parse_integer(const std::string& flag, const std::string& text, int64_t l
   *out = value;
   return Status();
 }
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-}  // namespace
 
 std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> items;

@@ -61,6 +61,11 @@ class ArgParser {
   bool help_ = false;
 };
 
+// Reads `text` as a decimal integer in [lo, hi] into *out; otherwise a Status naming `flag`, the
+// text and the range (what every integer flag answers).
+Status parse_integer(const std::string& flag, const std::string& text, int64_t lo, int64_t hi,
+                     int64_t* out);
+
 // Splits "a,b,c" (empty items dropped).
 std::vector<std::string> split_commas(const std::string& text);
 

@@ -13,6 +13,11 @@ int usage_error(const std::string& routine, const Status& status) {
   return kExitUsage;
 }
 
+int no_cuda_error(const std::string& routine) {
+  return usage_error(
+      routine, make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
+}
+
 int run_routine(ArgParser& parser, const std::vector<std::string>& args,
                 const std::function<int(Report&)>& body) {
   if (Status s = parser.parse(args); !s.ok()) return usage_error(parser.routine(), s);

@@ -23,6 +23,9 @@ int run_routine(ArgParser& parser, const std::vector<std::string>& args,
 // The exit status for a usage error, printed first.
 int usage_error(const std::string& routine, const Status& status);
 
+// The usage error for `--device cuda` in a build without CUDA.
+int no_cuda_error(const std::string& routine);
+
 // One routine: its name, a line for the driver's --help, and its entry point (argv after the name).
 struct Routine {
   const char* name;

@@ -49,8 +49,7 @@ double time_forward(const Attention& a, const AttentionParams& p, int reps,
 
 #if !QWEN3VL_BENCH_CUDA
 int run_cuda(const Options&, Inputs&, const std::vector<SampledRow>&, Report*) {
-  return usage_error("dynamic-sparse", make_error(StatusCode::kNotImplemented,
-                                                  "--device = cuda: this build has no CUDA"));
+  return no_cuda_error("dynamic-sparse");
 }
 #endif
 
@@ -120,10 +119,7 @@ int run(const Options& o, Report* report) {
               a->estimate(in.params, Workspace{scratch.data(), scratch.size()}, &layout));
         }));
       row.route_ms = median(ms);
-      const int64_t g = o.heads / o.kv_heads;
-      row.q = quality(in, o, rows, [&](const SampledRow& r, int64_t j) {
-        return layout_keeps(layout, r.h / g, r.i, j);
-      });
+      row.q = layout_quality(in, o, rows, layout);
     }
     table.push_back(row);
   }

@@ -18,14 +18,6 @@
 namespace qwen3vl::bench {
 namespace {
 
-TensorView on_device(const TensorView& host, const DeviceBuffer& buffer, int device) {
-  TensorView v = host;
-  v.data = buffer.data();
-  v.device = Device::kCUDA;
-  v.device_index = device;
-  return v;
-}
-
 template <class F>
 double mean_event_ms(int reps, F&& call) {
   return cuda_median_ms(nullptr, 1, 1, reps, call);
@@ -52,10 +44,10 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, 
                      v = DeviceBuffer::copy_of(in.v);
   DeviceBuffer out(static_cast<size_t>(in.out.bytes()));
   AttentionParams p = in.params;
-  p.q = on_device(p.q, q, device);
-  p.k = on_device(p.k, k, device);
-  p.v = on_device(p.v, v, device);
-  p.out = on_device(p.out, out, device);
+  p.q = q.view_like(p.q, device);
+  p.k = k.view_like(p.k, device);
+  p.v = v.view_like(p.v, device);
+  p.out = out.view_like(p.out, device);
   const auto download_out = [&] {
     out.download(in.out.view().data, static_cast<size_t>(in.out.bytes()));
   };
@@ -98,10 +90,7 @@ int run_cuda(const Options& o, Inputs& in, const std::vector<SampledRow>& rows, 
         visible += (std::min<int64_t>(o.n, (rb + 1) * host.block_q) - 1) / host.block_k + 1;
       }
     row.density = static_cast<double>(kept) / static_cast<double>(visible);
-    const int64_t g = o.heads / o.kv_heads;
-    row.q = quality(in, o, rows, [&](const SampledRow& r, int64_t j) {
-      return layout_keeps(host, r.h / g, r.i, j);
-    });
+    row.q = layout_quality(in, o, rows, host);
     table.push_back(row);
   }
   std::printf(

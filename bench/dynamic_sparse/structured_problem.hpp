@@ -183,6 +183,16 @@ inline bool layout_keeps(const BlockLayout& layout, int64_t l, int64_t i, int64_
                             static_cast<int32_t>(j / layout.block_k));
 }
 
+// Recall and output error of a routed method: a row keeps the keys its query group's layout lists
+// (the Hq / Hkv query heads of one KV head share layout h / group).
+inline Quality layout_quality(const Inputs& in, const Options& o,
+                              const std::vector<SampledRow>& rows, const BlockLayout& layout) {
+  const int64_t group = o.heads / o.kv_heads;
+  return quality(in, o, rows, [&](const SampledRow& r, int64_t j) {
+    return layout_keeps(layout, r.h / group, r.i, j);
+  });
+}
+
 struct Row {
   std::string method, budget;
   double total_ms, route_ms, density;

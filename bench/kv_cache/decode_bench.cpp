@@ -249,9 +249,7 @@ round), against std::memcpy on the same threads, alternated round by round.)");
     base.tensor_cores = tensor_cores != 0;
     g_copy_on_pool = copy_threads == "pool";
 #if !QWEN3VL_BENCH_CUDA
-    if (device == "cuda")
-      return usage_error("decode", make_error(StatusCode::kNotImplemented,
-                                              "--device = cuda: this build has no CUDA"));
+    if (device == "cuda") return no_cuda_error("decode");
 #endif
     std::printf("# decode: B%lld Hq%lld/Hkv%lld D%lld rows %lld %s %s cache, block %lld\n",
                 static_cast<long long>(base.batch), static_cast<long long>(base.heads),

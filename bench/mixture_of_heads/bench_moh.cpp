@@ -13,10 +13,7 @@
 namespace qwen3vl::bench {
 
 #if !QWEN3VL_BENCH_CUDA
-int run_moh_cuda(MoHBenchOptions, Report*) {
-  return usage_error(
-      "moh", make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
-}
+int run_moh_cuda(MoHBenchOptions, Report*) { return no_cuda_error("moh"); }
 #endif
 
 int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
@@ -41,19 +38,13 @@ int run_moh_cpu(const MoHBenchOptions& o, Report* report) {
               static_cast<long long>(o.tokens), static_cast<long long>(o.heads),
               static_cast<long long>(o.kv_heads), static_cast<long long>(o.head_dim),
               o.causal ? "causal" : "no mask", o.threads, o.reps);
-  std::printf("%-22s %10s %10s %12s\n", "case", "ms", "vs dense", "dense GFLOP/s");
-  std::printf("%-22s %10.1f %10.3f %12.1f\n", "dense flash2", dense_ms, 1.0,
-              bench::dense_flops(o) / dense_ms * 1e-6);
-  bench::add_moh_row(report, "cpu", "dense flash2", 100, dense_ms, dense_ms, o);
+  const MoHTable table{"cpu", 1, "dense GFLOP/s", 12, 1, 1e-6};
+  print_moh_header(table);
+  moh_row(report, table, "dense flash2", 100, dense_ms, dense_ms, o);
   for (int percent : o.percents) {
-    const bench::BenchRouting r = bench::bench_routing(o, percent, 7);
+    const BenchRouting r = bench_routing(o, percent, 7);
     const double ms = time([&] { throw_if_error(moh->forward(p, r.view(), w)); });
-    char name[64];
-    std::snprintf(name, sizeof name, "moh %d%% heads", percent);
-    // Rate counted on the computed rows only (the active fraction of the dense FLOPs).
-    std::printf("%-22s %10.1f %10.3f %12.1f\n", name, ms, ms / dense_ms,
-                bench::dense_flops(o) * percent / 100.0 / ms * 1e-6);
-    bench::add_moh_row(report, "cpu", name, percent, ms, dense_ms, o);
+    moh_row(report, table, moh_case_name(percent), percent, ms, dense_ms, o);
   }
   return 0;
 }

@@ -51,16 +51,40 @@ inline double dense_flops(const MoHBenchOptions& o) {
   return o.causal ? f / 2 : f;
 }
 
-// One row of the report: `name` timed at `ms` against dense at `dense_ms` with `percent` of the
-// heads active; the rate counts the computed rows only (the active fraction of the dense FLOPs).
-inline void add_moh_row(Report* report, const char* device, const std::string& name, int percent,
-                        double ms, double dense_ms, const MoHBenchOptions& o) {
-  report->add({{"device", device},
+// How a device's table prints: the ms precision and the rate column (FLOP/ms times rate_scale).
+struct MoHTable {
+  const char* device;  // the report's device field
+  int ms_digits;
+  const char* rate_title;
+  int rate_width, rate_digits;
+  double rate_scale;
+};
+
+inline void print_moh_header(const MoHTable& t) {
+  std::printf("%-22s %10s %10s %*s\n", "case", "ms", "vs dense", t.rate_width, t.rate_title);
+}
+
+// The name of the row with `percent` of the heads routed.
+inline std::string moh_case_name(int percent) {
+  char name[64];
+  std::snprintf(name, sizeof name, "moh %d%% heads", percent);
+  return name;
+}
+
+// One row of the table and of `report`: `name` timed at `ms` against dense at `dense_ms` with
+// `percent` of the heads active; the rate counts the computed rows only (the active fraction of
+// the dense FLOPs).
+inline void moh_row(Report* report, const MoHTable& t, const std::string& name, int percent,
+                    double ms, double dense_ms, const MoHBenchOptions& o) {
+  const double flops = dense_flops(o) * percent / 100.0;
+  std::printf("%-22s %10.*f %10.3f %*.*f\n", name.c_str(), t.ms_digits, ms, ms / dense_ms,
+              t.rate_width, t.rate_digits, flops / ms * t.rate_scale);
+  report->add({{"device", t.device},
                {"case", name},
                {"percent", percent},
                {"ms", ms},
                {"over_dense", ms / dense_ms},
-               {"gflops", dense_flops(o) * percent / 100.0 / ms * 1e-6}});
+               {"gflops", flops / ms * 1e-6}});
 }
 
 }  // namespace qwen3vl::bench

@@ -192,8 +192,7 @@ Data: structured (topic segments a query aligns with), grouped (one topic per KV
     const bool cuda = device == "cuda" || device == "all";
 #else
   if (device == "cuda")
-    return usage_error("quest", make_error(StatusCode::kNotImplemented,
-                                           "--device = cuda: this build has no CUDA"));
+    return no_cuda_error("quest");
 #endif
     CpuOptions options;
     options.num_threads = threads;

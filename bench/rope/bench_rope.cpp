@@ -35,10 +35,7 @@ std::pair<double, double> time_pair(int reps, A&& a, B&& b) {
 namespace qwen3vl::bench {
 
 #if !QWEN3VL_BENCH_CUDA
-int run_rope_cuda(const RopeBenchOptions&, Report*) {
-  return usage_error(
-      "rope", make_error(StatusCode::kNotImplemented, "--device = cuda: this build has no CUDA"));
-}
+int run_rope_cuda(const RopeBenchOptions&, Report*) { return no_cuda_error("rope"); }
 #endif
 
 int run_rope_cpu(const RopeBenchOptions& o, Report* out) {
