@@ -8,8 +8,10 @@
 #include "common/cuda_timing.hpp"
 #include "moh_bench_common.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 namespace {
 
@@ -53,9 +55,9 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
       out(DType::kF32, {1, o.tokens, o.heads, o.head_dim});
   Tensor k(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim}),
       v(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim});
-  q.fill_uniform(1);
-  k.fill_uniform(2);
-  v.fill_uniform(3);
+  fill_uniform(q, 1);
+  fill_uniform(k, 2);
+  fill_uniform(v, 3);
   std::vector<void*> owned;
   AttentionParams p;
   p.q = on_device(q, &owned);
