@@ -9,9 +9,13 @@
 
 #include "common/accuracy.hpp"
 #include "qwen3vl/reference/attention.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/linear_oracle.hpp"
 
 namespace qwen3vl::bench {
+
+using testing::fill_uniform;
+
 namespace {
 
 int64_t query_rows(const AttentionParams& p, const AttentionShape& s) {
@@ -50,17 +54,17 @@ Status random_routing(const VariantFlags& f, const MoHConfig& mc, int64_t tokens
   MoHRouterLogits logits;
   if (mc.num_shared_heads > 0) {
     shared = Tensor(DType::kF32, {tokens, mc.num_shared_heads});
-    shared.fill_uniform(f.seed + 1, -2.0f, 2.0f);
+    fill_uniform(shared, f.seed + 1, -2.0f, 2.0f);
     logits.shared = shared.view();
   }
   if (mc.routed_heads() > 0) {
     routed = Tensor(DType::kF32, {tokens, mc.routed_heads()});
-    routed.fill_uniform(f.seed + 2, -2.0f, 2.0f);
+    fill_uniform(routed, f.seed + 2, -2.0f, 2.0f);
     logits.routed = routed.view();
   }
   if (mc.num_shared_heads > 0 && mc.routed_heads() > 0) {
     mix = Tensor(DType::kF32, {tokens, 2});
-    mix.fill_uniform(f.seed + 3, -1.0f, 1.0f);
+    fill_uniform(mix, f.seed + 3, -1.0f, 1.0f);
     logits.mix = mix.view();
   }
   out->head_index = Tensor(DType::kI32, {tokens, mc.heads_per_token()});

@@ -26,8 +26,12 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl::bench {
+
+using testing::fill_uniform;
+
 namespace {
 
 void check(cudaError_t e, const char* what) { throw_if_error(cuda_status(e, what)); }
@@ -72,8 +76,8 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
   const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
   Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}),
       v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
-  k.fill_uniform(1);
-  v.fill_uniform(2);
+  fill_uniform(k, 1);
+  fill_uniform(v, 2);
   DeviceBuffer kd = DeviceBuffer::copy_of(k), vd = DeviceBuffer::copy_of(v);
   for (int64_t done = 0; done < c.kv_len; done += chunk) {
     TensorView a = kd.view_like(k.view()), b = vd.view_like(v.view());
@@ -99,7 +103,7 @@ DecodeResult run_cuda_decode(const DecodeCase& c) {
 
   Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}),
       out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
-  q.fill_uniform(3);
+  fill_uniform(q, 3);
   DeviceBuffer qd = DeviceBuffer::copy_of(q), od(static_cast<size_t>(out.bytes()));
   DecodeParams p;
   p.q = qd.view_like(q.view());

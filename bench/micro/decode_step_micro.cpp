@@ -15,6 +15,7 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #if QWEN3VL_BENCH_CUDA
 #include <cuda_runtime.h>
 
@@ -23,6 +24,8 @@
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kHeads = 32, kKvHeads = 8, kDim = 128, kLayers = 36, kBlock = 16;
 
@@ -50,10 +53,10 @@ struct HostStep {
     v = Tensor(c.dtype, kv_storage_shape(c));
     throw_if_error(KvCache::create(c, k.view(), v.view(), &cache));
     src = Tensor(DType::kF32, {1, keys, kKvHeads, kDim});
-    src.fill_uniform(1);
+    fill_uniform(src, 1);
     throw_if_error(cache.append(src.view(), src.view()));
     q = Tensor(DType::kF16, {1, 1, kHeads, kDim});
-    q.fill_uniform(2);
+    fill_uniform(q, 2);
     out = Tensor(DType::kF16, {1, 1, kHeads, kDim});
     params.q = q.view();
     params.kv = cache.view();

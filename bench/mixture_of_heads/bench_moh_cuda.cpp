@@ -9,8 +9,10 @@
 #include "moh_bench_common.hpp"
 #include "qwen3vl/cuda/attention_cuda.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
+#include "qwen3vl/testing/random_fill.hpp"
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 namespace {
 
@@ -34,9 +36,9 @@ int qwen3vl::bench::run_moh_cuda(bench::MoHBenchOptions o, bench::Report* report
       out(DType::kF32, {1, o.tokens, o.heads, o.head_dim});
   Tensor k(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim}),
       v(DType::kF32, {1, o.tokens, o.kv_heads, o.head_dim});
-  q.fill_uniform(1);
-  k.fill_uniform(2);
-  v.fill_uniform(3);
+  fill_uniform(q, 1);
+  fill_uniform(k, 2);
+  fill_uniform(v, 3);
   const DeviceBuffer dq = DeviceBuffer::copy_of(q), dk = DeviceBuffer::copy_of(k),
                      dv = DeviceBuffer::copy_of(v), dout = DeviceBuffer::copy_of(out);
   AttentionParams p;

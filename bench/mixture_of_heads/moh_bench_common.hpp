@@ -11,6 +11,7 @@
 #include "common/report.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/mixture_of_heads.hpp"
 
 namespace qwen3vl::bench {
@@ -37,7 +38,7 @@ inline BenchRouting bench_routing(const MoHBenchOptions& o, int percent, uint64_
   const int64_t k = std::max<int64_t>(1, o.heads * percent / 100);
   const MoHConfig c{o.heads, 0, k};
   Tensor logits(DType::kF32, {o.tokens, o.heads});
-  logits.fill_uniform(seed, -2.0f, 2.0f);
+  testing::fill_uniform(logits, seed, -2.0f, 2.0f);
   BenchRouting r{Tensor(DType::kI32, {o.tokens, k}), Tensor(DType::kF32, {o.tokens, k})};
   MoHRouterLogits in;
   in.routed = logits.view();

@@ -11,9 +11,11 @@
 
 #include "cli/routines.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "rope_bench_common.hpp"
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 namespace {
 
@@ -49,8 +51,8 @@ int run_rope_cpu(const RopeBenchOptions& o, Report* out) {
   for (DType dt : {DType::kF32, DType::kBF16}) {
     Tensor q(dt, {o.tokens, o.q_heads, o.head_dim}), k(dt, {o.tokens, o.k_heads, o.head_dim});
     Tensor q2(dt, {o.tokens, o.q_heads, o.head_dim}), k2(dt, {o.tokens, o.k_heads, o.head_dim});
-    q.fill_uniform(1);
-    k.fill_uniform(2);
+    fill_uniform(q, 1);
+    fill_uniform(k, 2);
     const double bytes = 2.0 * static_cast<double>(q.bytes() + k.bytes());
     const auto copy = [&] {
       arena.execute([&] {

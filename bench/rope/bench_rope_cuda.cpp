@@ -8,9 +8,11 @@
 #include "common/cuda_timing.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/rope/cuda.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "rope_bench_common.hpp"
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 namespace {
 
@@ -30,8 +32,8 @@ int qwen3vl::bench::run_rope_cuda(const bench::RopeBenchOptions& o, bench::Repor
   std::printf("# %s; %s\n", applier->describe().c_str(), prop.name);
   for (DType dt : {DType::kF32, DType::kBF16}) {
     Tensor qh(dt, {o.tokens, o.q_heads, o.head_dim}), kh(dt, {o.tokens, o.k_heads, o.head_dim});
-    qh.fill_uniform(1);
-    kh.fill_uniform(2);
+    fill_uniform(qh, 1);
+    fill_uniform(kh, 2);
     const DeviceBuffer q = DeviceBuffer::copy_of(qh), k = DeviceBuffer::copy_of(kh),
                        q2 = DeviceBuffer::copy_of(qh), k2 = DeviceBuffer::copy_of(kh);
     const double bytes = 2.0 * static_cast<double>(qh.bytes() + kh.bytes());

@@ -1,6 +1,7 @@
 // qwen3vl-attention: the umbrella header. It brings everything docs/api.md documents: tensors and
 // errors, the selector and every variant, KV caches with decode, Quest and merge_states, RoPE and
-// the Qwen3-VL layers (and, in a CUDA build, the CUDA entry points).
+// the Qwen3-VL layers (and, in a CUDA build, the CUDA entry points). The seeded test-data helper
+// qwen3vl/testing/random_fill.hpp is left out on purpose (it brings <random>).
 #pragma once
 
 #include "qwen3vl/core/block_layout.hpp"

@@ -1,6 +1,7 @@
 // The example of docs/api.md (a test keeps the two equal): packed varlen frames, bf16, LSE,
 // and the Status API without exceptions.
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -8,15 +9,16 @@
 #include <vector>
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 int main() {
   // Two packed vision frames of 3 and 5 patches, 16 heads of dimension 72, bf16 storage.
   const int64_t tokens = 8, heads = 16, head_dim = 72;
   Tensor q(DType::kBF16, {tokens, heads, head_dim}), k(DType::kBF16, {tokens, heads, head_dim}),
       v(DType::kBF16, {tokens, heads, head_dim}), out(DType::kBF16, {tokens, heads, head_dim});
-  q.fill_uniform(1);
-  k.fill_uniform(2);
-  v.fill_uniform(3);
+  fill_uniform(q, 1);
+  fill_uniform(k, 2);
+  fill_uniform(v, 3);
   std::vector<int32_t> cu = {0, 3, 8};  // frame boundaries: [batch + 1], starting at 0
   Tensor lse(DType::kF32, {heads, tokens});
 

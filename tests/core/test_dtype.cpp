@@ -9,9 +9,12 @@
 
 #include "qwen3vl/core/dtype.hpp"
 #include "qwen3vl/core/tensor.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 float bits_to_float(uint32_t u) {
   float f;
@@ -98,7 +101,7 @@ TEST(DType, HalfRoundsToNearestEvenIncludingSubnormalsAndOverflow) {
 TEST(DType, TensorStoresAndLoadsEachDtype) {
   for (DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
     Tensor x(t, {3, 5});
-    x.fill_uniform(3);
+    fill_uniform(x, 3);
     for (int64_t i = 0; i < x.numel(); ++i) {
       EXPECT_GE(x.get(i), -1.0f);
       EXPECT_LE(x.get(i), 1.0f);

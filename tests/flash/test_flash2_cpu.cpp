@@ -7,12 +7,14 @@
 #include <vector>
 
 #include "qwen3vl/selector/selector.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "support/cpu_variants.hpp"
 
 namespace qwen3vl {
 namespace {
 
+using testing::fill_uniform;
 using testing::Problem;
 using testing::ProblemSpec;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -152,7 +154,7 @@ TEST(Flash2Cpu, HalfPrecisionBroadcastAdditiveMask) {
   s.seed = 1300;
   Problem p(s);
   Tensor mask(DType::kF16, {s.heads, s.seq_q, s.seq_k});
-  mask.fill_uniform(77, -3.0f, 3.0f);
+  fill_uniform(mask, 77, -3.0f, 3.0f);
   for (int64_t i = 0; i < mask.numel(); i += 5) mask.set(i, kNegInf);
   p.params.additive_mask = mask.view();
   const reference::Result ref = reference::attention(p.params);

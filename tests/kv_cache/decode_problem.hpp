@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "qwen3vl/kv_cache/decode.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl::testing {
@@ -64,13 +65,13 @@ struct DecodeProblem {
       q = Tensor(s.q_dtype, {b, s.rows, s.heads, d});
       out = Tensor(s.q_dtype, {b, s.rows, s.heads, d});
     }
-    q.fill_uniform(s.seed * 8 + 1);
+    fill_uniform(q, s.seed * 8 + 1);
     for (int64_t i = 0; i < out.numel(); ++i) out.set(i, std::numeric_limits<float>::quiet_NaN());
     lse = Tensor(DType::kF32, {b, s.heads, s.rows});
     k_dense = Tensor(s.kv_dtype, {b, dense_len, hkv, d});
     v_dense = Tensor(s.kv_dtype, {b, dense_len, hkv, d});
-    k_dense.fill_uniform(s.seed * 8 + 2);
-    v_dense.fill_uniform(s.seed * 8 + 3);
+    fill_uniform(k_dense, s.seed * 8 + 2);
+    fill_uniform(v_dense, s.seed * 8 + 3);
     lens = Tensor(DType::kI32, {b});
     for (int64_t i = 0; i < b; ++i) lens.data<int32_t>()[i] = s.lens[static_cast<size_t>(i)];
 

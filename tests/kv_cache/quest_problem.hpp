@@ -11,6 +11,7 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/kv_cache/quest.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl::testing {
 
@@ -120,7 +121,7 @@ struct QuestProblem {
       done = to;
     }
     q = Tensor(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
-    q.fill_uniform(s.seed * 5 + 3);
+    fill_uniform(q, s.seed * 5 + 3);
     out = Tensor(s.q_dtype, {s.batch(), s.rows, s.heads, s.head_dim});
     lse = Tensor(DType::kF32, {s.batch(), s.heads, s.rows});
   }

@@ -17,6 +17,7 @@
 #include "per_head_pages.hpp"
 #include "qwen3vl/cuda/device_buffer.cuh"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/cuda_device.hpp"
 
 namespace qwen3vl {
@@ -24,6 +25,7 @@ namespace {
 
 using testing::DecodeProblem;
 using testing::DecodeSpec;
+using testing::fill_uniform;
 using testing::relative_diff;
 
 #define QWEN3VL_REQUIRE_GPU() \
@@ -271,8 +273,8 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
                     .ok());
     // Prefill: ragged f32 tokens (converted on the device), sequence 1 empty; then fork 0 -> 1.
     Tensor k(DType::kF32, {70, 2, 64}), v(DType::kF32, {70, 2, 64}), cu(DType::kI32, {4});
-    k.fill_uniform(1);
-    v.fill_uniform(2);
+    fill_uniform(k, 1);
+    fill_uniform(v, 2);
     const int32_t offsets[] = {0, 45, 45, 70};
     std::memcpy(cu.data<int32_t>(), offsets, sizeof offsets);
     DeviceBuffer kd = DeviceBuffer::copy_of(k), vd = DeviceBuffer::copy_of(v);
@@ -287,8 +289,8 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
     const auto cpu = make_cpu();
     for (int step = 0; step < 3; ++step) {
       Tensor sk(DType::kF16, {3, 2, 2, 64}), sv(DType::kF16, {3, 2, 2, 64});
-      sk.fill_uniform(10 + step);
-      sv.fill_uniform(20 + step);
+      fill_uniform(sk, 10 + step);
+      fill_uniform(sv, 20 + step);
       DeviceBuffer skd = DeviceBuffer::copy_of(sk), svd = DeviceBuffer::copy_of(sv);
       ASSERT_TRUE(host.append(sk, sv).ok());
       ASSERT_TRUE(dev.append(skd.view_like(sk.view()), svd.view_like(sv.view())).ok());
@@ -297,7 +299,7 @@ TEST(DecodeCuda, DeviceCacheMatchesHostCache) {
 
       Tensor q(DType::kF16, {3, 2, 8, 64}), out_cpu(DType::kF16, {3, 2, 8, 64}),
           out_gpu(DType::kF16, {3, 2, 8, 64});
-      q.fill_uniform(30 + step);
+      fill_uniform(q, 30 + step);
       DecodeParams pc;
       pc.q = q.view();
       pc.out = out_cpu.view();

@@ -10,11 +10,14 @@
 
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 struct StepSpec {
   std::vector<int32_t> prefill;  // tokens per sequence before the decode steps
@@ -35,9 +38,9 @@ struct Sequence {
         k(s.dtype, {1, len, s.kv_heads, s.head_dim}),
         v(s.dtype, {1, len, s.kv_heads, s.head_dim}),
         out(s.dtype, {1, len, s.heads, s.head_dim}) {
-    q.fill_uniform(seed * 3);
-    k.fill_uniform(seed * 3 + 1);
-    v.fill_uniform(seed * 3 + 2);
+    fill_uniform(q, seed * 3);
+    fill_uniform(k, seed * 3 + 1);
+    fill_uniform(v, seed * 3 + 2);
     prefill();
   }
   // The first n tokens become those of `from` (a shared prompt); the prefill is recomputed.

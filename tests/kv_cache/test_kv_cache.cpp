@@ -9,9 +9,12 @@
 
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 struct Storage {
   Tensor k, v;
@@ -76,14 +79,14 @@ TEST(KvCache, AppendsBshdAndRaggedTokensInEveryLayoutAndDtype) {
       Storage s(is_paged ? paged(3, 40, 8, 32, dt) : contiguous(3, 200, dt));
       // A prefill of 37 tokens per sequence, from f32 in BHSD memory (strides), then ragged steps.
       Tensor k(DType::kF32, {3, 2, 37, 8}), v(DType::kF32, {3, 2, 37, 8});
-      k.fill_uniform(1);
-      v.fill_uniform(2);
+      fill_uniform(k, 1);
+      fill_uniform(v, 2);
       const TensorView kt = k.view().transposed(1, 2), vt = v.view().transposed(1, 2);
       ASSERT_TRUE(s.cache.append(kt, vt).ok());
       for (int64_t b = 0; b < 3; ++b) expect_tokens(s.cache, b, 0, 37, kt, vt, b, 0);
       Tensor rk(dt, {9, 2, 8}), rv(dt, {9, 2, 8}), cu(DType::kI32, {4});
-      rk.fill_uniform(3);
-      rv.fill_uniform(4);
+      fill_uniform(rk, 3);
+      fill_uniform(rv, 4);
       const int32_t offsets[] = {0, 5, 5, 9};  // sequence 1 gets nothing
       std::memcpy(cu.data<int32_t>(), offsets, sizeof offsets);
       ASSERT_TRUE(s.cache.append(rk, rv, cu).ok());
@@ -100,8 +103,8 @@ TEST(KvCache, AppendsBshdAndRaggedTokensInEveryLayoutAndDtype) {
 TEST(KvCache, ForkSharesBlocksAndCopiesASharedPartialBlockOnAppend) {
   Storage s(paged(3, 12, 4));
   Tensor k(DType::kF32, {37, 2, 8}), v(DType::kF32, {37, 2, 8}), cu(DType::kI32, {4});
-  k.fill_uniform(5);
-  v.fill_uniform(6);
+  fill_uniform(k, 5);
+  fill_uniform(v, 6);
   const int32_t first[] = {0, 37, 37, 37};
   std::memcpy(cu.data<int32_t>(), first, sizeof first);
   ASSERT_TRUE(s.cache.append(k, v, cu).ok());  // sequence 0: blocks 0, 1 full, block 2 holds 5
@@ -117,8 +120,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesASharedPartialBlockOnAppend) {
 
   // Three new tokens for sequence 1 only: its last block is copied first, then written.
   Tensor k2(DType::kF32, {3, 2, 8}), v2(DType::kF32, {3, 2, 8});
-  k2.fill_uniform(7);
-  v2.fill_uniform(8);
+  fill_uniform(k2, 7);
+  fill_uniform(v2, 8);
   const int32_t second[] = {0, 0, 3, 3};
   std::memcpy(cu.data<int32_t>(), second, sizeof second);
   ASSERT_TRUE(s.cache.append(k2, v2, cu).ok());
@@ -138,8 +141,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesASharedPartialBlockOnAppend) {
   // 12 more tokens for sequences 0 and 2, which share the partial block (count 2): sequence 0
   // copies it, sequence 2 is then its only user and writes it in place.
   Tensor k3(DType::kF32, {24, 2, 8}), v3(DType::kF32, {24, 2, 8});
-  k3.fill_uniform(9);
-  v3.fill_uniform(10);
+  fill_uniform(k3, 9);
+  fill_uniform(v3, 10);
   const int32_t third[] = {0, 12, 12, 24};
   std::memcpy(cu.data<int32_t>(), third, sizeof third);
   const int32_t free_before = s.cache.allocator().free_count();
@@ -161,8 +164,8 @@ TEST(KvCache, ForkSharesBlocksAndCopiesASharedPartialBlockOnAppend) {
 TEST(KvCache, ContiguousForkCopiesRows) {
   Storage s(contiguous(2, 50, DType::kF16));
   Tensor k(DType::kF16, {2, 20, 2, 8}), v(DType::kF16, {2, 20, 2, 8});
-  k.fill_uniform(11);
-  v.fill_uniform(12);
+  fill_uniform(k, 11);
+  fill_uniform(v, 12);
   ASSERT_TRUE(s.cache.append(k, v).ok());
   ASSERT_TRUE(s.cache.reset(1).ok());
   ASSERT_TRUE(s.cache.fork(0, 1).ok());
@@ -194,8 +197,8 @@ TEST(KvCache, RejectedCallsLeaveTheCacheUnchanged) {
     // Paged: 2 sequences of at most 4 blocks of 16 from a pool of 6; contiguous: 64 tokens each.
     Storage s(is_paged ? paged(2, 6, 4) : contiguous(2, 64));
     Tensor k(DType::kF32, {2, 20, 2, 8}), v(DType::kF32, {2, 20, 2, 8});
-    k.fill_uniform(13);
-    v.fill_uniform(14);
+    fill_uniform(k, 13);
+    fill_uniform(v, 14);
     ASSERT_TRUE(s.cache.append(k, v).ok());  // 2 blocks each when paged
     ASSERT_TRUE(s.cache.fork(0, 1).code() == StatusCode::kInvalidArgument);  // dst not empty
     const Snapshot before(s);

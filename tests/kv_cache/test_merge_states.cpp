@@ -9,10 +9,13 @@
 #include <limits>
 
 #include "qwen3vl/core/merge_states.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/problem.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
@@ -21,8 +24,8 @@ TEST(MergeStates, AnEmptyPartialIsTheIdentity) {
   for (DType dt : {DType::kF32, DType::kF16, DType::kBF16}) {
     Tensor o1(dt, {5, 3, 72}), o2(dt, {5, 3, 72}), out(dt, {5, 3, 72});
     Tensor l1(DType::kF32, {5, 3}), l2(DType::kF32, {5, 3}), lo(DType::kF32, {5, 3});
-    o1.fill_uniform(1, -3.0f, 3.0f);
-    l1.fill_uniform(2, -20.0f, 20.0f);
+    fill_uniform(o1, 1, -3.0f, 3.0f);
+    fill_uniform(l1, 2, -20.0f, 20.0f);
     for (int64_t i = 0; i < o2.numel(); ++i) o2.set(i, kNan);  // never read
     for (int64_t i = 0; i < l2.numel(); ++i) l2.set(i, kNegInf);
     for (bool swap : {false, true}) {
@@ -98,8 +101,8 @@ TEST(MergeStates, OrderDoesNotMatter) {
   Tensor l[3] = {Tensor(DType::kF32, {4, 2}), Tensor(DType::kF32, {4, 2}),
                  Tensor(DType::kF32, {4, 2})};
   for (int i = 0; i < 3; ++i) {
-    o[i].fill_uniform(10 + i);
-    l[i].fill_uniform(20 + i, -30.0f, 30.0f);
+    fill_uniform(o[i], 10 + i);
+    fill_uniform(l[i], 20 + i, -30.0f, 30.0f);
   }
   l[1].set(3, kNegInf);
   Tensor a(DType::kF32, {4, 2, 8}), la(DType::kF32, {4, 2}), b(DType::kF32, {4, 2, 8}),

@@ -11,9 +11,12 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int kLayers = 3;
 constexpr int64_t kHkv = 2, kDim = 24;
@@ -80,7 +83,7 @@ std::vector<Tensor> sources(std::vector<int64_t> shape, uint64_t seed) {
   std::vector<Tensor> s;
   for (int l = 0; l < kLayers; ++l) {
     s.emplace_back(DType::kF32, shape);
-    s.back().fill_uniform(seed * 10 + static_cast<uint64_t>(l));
+    fill_uniform(s.back(), seed * 10 + static_cast<uint64_t>(l));
   }
   return s;
 }
@@ -108,7 +111,7 @@ Tensor decode_out(const KvCacheView& kv, int64_t batch) {
   std::unique_ptr<DecodeAttention> dec;
   throw_if_error(create_decode_cpu(o, &dec));
   Tensor q(DType::kF32, {batch, 1, 2 * kHkv, kDim}), out(DType::kF32, {batch, 1, 2 * kHkv, kDim});
-  q.fill_uniform(99);
+  fill_uniform(q, 99);
   DecodeParams p;
   p.q = q.view();
   p.kv = kv;

@@ -10,10 +10,12 @@
 #include <random>
 
 #include "quest_problem.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
 
+using testing::fill_uniform;
 using testing::QuestProblem;
 using testing::QuestSpec;
 
@@ -282,7 +284,7 @@ TEST(Quest, FindsThePlantedPage) {
     s.seed = 90;
     const int64_t planted[2][2] = {{77, 402}, {200, 5}};  // token per (sequence, KV head)
     Tensor q(DType::kF32, {2, 1, 8, 64});
-    q.fill_uniform(123);
+    fill_uniform(q, 123);
     s.shape_key = [&](int64_t b, int64_t j, int64_t g, float* key) {
       for (int64_t c = 0; c < 64; ++c)
         key[c] =

@@ -1,12 +1,14 @@
 // A Qwen3-VL text attention layer: prefill a prompt into a KV cache, then decode one token. The
 // decoded token's output must equal the last row of one prefill over prompt + token.
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cmath>
 #include <cstdio>
 
 int main() {
   using namespace qwen3vl;
+  using qwen3vl::testing::fill_uniform;
   layers::TextAttentionConfig config;  // a tiny Qwen3-VL-shaped layer
   config.hidden_size = 64;
   config.num_heads = 4;
@@ -16,9 +18,9 @@ int main() {
   Tensor wq(DType::kF32, {4 * 32, 64}), wk(DType::kF32, {2 * 32, 64}),
       wv(DType::kF32, {2 * 32, 64});
   Tensor wo(DType::kF32, {64, 4 * 32}), q_norm(DType::kF32, {32}), k_norm(DType::kF32, {32});
-  wq.fill_uniform(1, -0.1f, 0.1f), wk.fill_uniform(2, -0.1f, 0.1f), wv.fill_uniform(3, -0.1f, 0.1f);
-  wo.fill_uniform(4, -0.1f, 0.1f), q_norm.fill_uniform(5, 0.5f, 1.5f),
-      k_norm.fill_uniform(6, 0.5f, 1.5f);
+  fill_uniform(wq, 1, -0.1f, 0.1f), fill_uniform(wk, 2, -0.1f, 0.1f);
+  fill_uniform(wv, 3, -0.1f, 0.1f), fill_uniform(wo, 4, -0.1f, 0.1f);
+  fill_uniform(q_norm, 5, 0.5f, 1.5f), fill_uniform(k_norm, 6, 0.5f, 1.5f);
   auto attention = layers::Qwen3VLTextAttention::create(config, {wq, wk, wv, wo, q_norm, k_norm},
                                                         /*layer_idx=*/0);
 
@@ -33,7 +35,7 @@ int main() {
 
   const int64_t prompt = 9;
   Tensor hidden_states(DType::kF32, {1, prompt + 1, 64});
-  hidden_states.fill_uniform(7);
+  fill_uniform(hidden_states, 7);
   TensorView prompt_states = hidden_states.view(), next_token = hidden_states.view();
   prompt_states.shape[1] = prompt;
   next_token.shape[1] = 1;

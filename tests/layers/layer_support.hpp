@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "qwen3vl/layers/layers.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "rope/support/fixtures.hpp"
 #include "support/problem.hpp"
 
@@ -118,12 +119,12 @@ struct TextWeights {
         k_norm(DType::kF32, {d}) {
     const float in = 1.0f / std::sqrt(static_cast<float>(hidden));
     const float out = 1.0f / std::sqrt(static_cast<float>(hq * d));
-    q.fill_uniform(seed, -in, in);
-    k.fill_uniform(seed + 1, -in, in);
-    v.fill_uniform(seed + 2, -in, in);
-    o.fill_uniform(seed + 3, -out, out);
-    q_norm.fill_uniform(seed + 4, 0.5f, 1.5f);
-    k_norm.fill_uniform(seed + 5, 0.5f, 1.5f);
+    fill_uniform(q, seed, -in, in);
+    fill_uniform(k, seed + 1, -in, in);
+    fill_uniform(v, seed + 2, -in, in);
+    fill_uniform(o, seed + 3, -out, out);
+    fill_uniform(q_norm, seed + 4, 0.5f, 1.5f);
+    fill_uniform(k_norm, seed + 5, 0.5f, 1.5f);
   }
   layers::TextAttentionWeights views() const {
     return {q.view(), k.view(), v.view(), o.view(), q_norm.view(), k_norm.view()};

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "layer_support.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kHidden = 48, kHeads = 4, kKvHeads = 2, kDim = 16;
 
@@ -72,7 +75,7 @@ TEST(LayerErrors, ForwardChecksInputsAndLeavesTheCacheUnchanged) {
   KvCache cache;
   ASSERT_TRUE(KvCache::create(kc, ks.view(), vs.view(), &cache).ok());
   Tensor x(DType::kF32, {2, 16, kHidden});
-  x.fill_uniform(3);
+  fill_uniform(x, 3);
   (*layer)(x, {}, {}, &cache);  // 16 tokens each: one full block each, the pool is used up
   const std::vector<int32_t> lengths = cache.lengths(), table = cache.block_table();
   const auto unchanged = [&] {

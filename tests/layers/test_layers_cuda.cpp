@@ -11,10 +11,13 @@
 
 #include "layer_support.hpp"
 #include "qwen3vl/kv_cache/cuda.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/device_problem.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 #define QWEN3VL_REQUIRE_GPU() \
   if (!testing::cuda_device_present()) GTEST_SKIP() << "no CUDA device"
@@ -102,7 +105,7 @@ TEST(LayersCuda, PrefillThenDecodeThroughDeviceCaches) {
   c.mrope_section = {6, 5, 5};
   c.max_position = 4096;
   Tensor x(DType::kF32, {B, total, hidden}), pos(DType::kI32, {B, total});
-  x.fill_uniform(3);
+  fill_uniform(x, 3);
   for (int64_t i = 0; i < B * total; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>(i % total);
   const Tensor cpu = (*layers::Qwen3VLTextAttention::create(c, w.views()))(x).output;
   c.options = cuda_options(DType::kF32);
@@ -167,7 +170,7 @@ TEST(LayersCuda, ModelStepUploadsTheTableOnce) {
   for (int l = 0; l < kLayers; ++l) w.emplace_back(hidden, hq, hkv, d, 40 + 10 * l);
   const int64_t total = prefill + steps;
   Tensor x(DType::kF32, {B, total, hidden}), pos(DType::kI32, {B, total});
-  x.fill_uniform(8);
+  fill_uniform(x, 8);
   for (int64_t i = 0; i < B * total; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>(i % total);
   std::vector<Tensor> cpu;
   for (int l = 0; l < kLayers; ++l)

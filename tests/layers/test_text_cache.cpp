@@ -9,9 +9,12 @@
 
 #include "layer_support.hpp"
 #include "qwen3vl/rope/position_ids.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kHidden = 64, kHeads = 4, kKvHeads = 2, kDim = 32;
 
@@ -84,7 +87,7 @@ TEST_P(PrefillThenDecode, EqualsOnePrefill) {
   const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 11);
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   Tensor x(DType::kF32, {s.batch, s.total, kHidden});
-  x.fill_uniform(7 + s.total);
+  fill_uniform(x, 7 + s.total);
   const Tensor pos = mrope_positions(s.batch, s.total);
   const Tensor full = (*layer)(x, {}, pos).output;
 
@@ -119,7 +122,7 @@ TEST(TextLayerCache, PagedEqualsContiguous) {
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   const int64_t B = 2, total = 37;
   Tensor x(DType::kF32, {B, total, kHidden});
-  x.fill_uniform(5);
+  fill_uniform(x, 5);
   OwnedCache paged(KvLayout::kPaged, B, 48), contiguous(KvLayout::kContiguous, B, 48);
   for (int64_t at = 0, n = 19; at < total; at += n, n = 1) {
     const TensorView xs = testing::token_slice(x, 1, at, n);
@@ -147,7 +150,7 @@ TEST(TextLayerCache, ChunkedPrefillAndWeightsWithPast) {
     const auto layer = layers::Qwen3VLTextAttention::create(small_config(weights), w.views());
     const int64_t B = 2, first = 10, second = 12, total = first + second;
     Tensor x(DType::kF32, {B, total, kHidden});
-    x.fill_uniform(9);
+    fill_uniform(x, 9);
     const auto full = (*layer)(x);
     OwnedCache oc(KvLayout::kContiguous, B, 30);
     (*layer)(testing::token_slice(x, 1, 0, first), {}, {}, &oc.cache);
@@ -178,7 +181,7 @@ TEST(TextLayerCache, NanInUnseenRowsStaysOut) {
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   const int64_t B = 2, total = 20;
   Tensor x(DType::kF32, {B, total, kHidden});
-  x.fill_uniform(2);
+  fill_uniform(x, 2);
   const Tensor full = (*layer)(x).output;
   for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
     OwnedCache oc(layout, B, 32, DType::kF32, std::numeric_limits<float>::quiet_NaN());
@@ -199,7 +202,7 @@ TEST(TextLayerCache, PaddingMask) {
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   const int64_t L = 10, pad = 3;
   Tensor x(DType::kF32, {2, L, kHidden}), mask(DType::kI32, {2, L}), pos(DType::kI32, {2, L});
-  x.fill_uniform(12);
+  fill_uniform(x, 12);
   for (int64_t i = 0; i < L; ++i) {
     mask.data<int32_t>()[i] = i >= pad;
     mask.data<int32_t>()[L + i] = 1;
@@ -254,7 +257,7 @@ TEST(TextLayerCache, DecodeAfterImagePrefillKeepsTheRopeDelta) {
   const int64_t B = 2, L = 11, steps = 5;
   const Tensor prompt_pos = i32_tensor(prompt.positions, {3, B, L});
   Tensor x(DType::kF32, {B, L + steps, kHidden});
-  x.fill_uniform(23);
+  fill_uniform(x, 23);
   for (KvLayout layout : {KvLayout::kContiguous, KvLayout::kPaged}) {
     SCOPED_TRACE(layout == KvLayout::kPaged ? "paged" : "contiguous");
     // implicit: no position ids after the prefill; explicit: transformers' decode positions;
@@ -289,7 +292,7 @@ TEST(TextLayerCache, CacheCarriesEachSequencesRopeDelta) {
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   const rope::RopeIndexOutput prompt = image_prompts();
   Tensor x(DType::kF32, {2, 14, kHidden});
-  x.fill_uniform(29);
+  fill_uniform(x, 29);
   OwnedCache oc(KvLayout::kPaged, 2, 32);
   EXPECT_EQ(oc.cache.position_delta(0), 0);
   (*layer)(testing::token_slice(x, 1, 0, 11), {}, i32_tensor(prompt.positions, {3, 2, 11}),
@@ -321,7 +324,7 @@ TEST(TextLayerCache, F16CacheDefaultIsStatedAndMeasured) {
   EXPECT_NE(why.find("KvCacheConfig::dtype defaults to f16"), std::string::npos) << why;
   const int64_t B = 2, total = 40, prefill = 13;
   Tensor x(DType::kF32, {B, total, kHidden});
-  x.fill_uniform(7);
+  fill_uniform(x, 7);
   const Tensor full = (*layer)(x).output;
   double worst[2] = {0.0, 0.0};
   for (DType dtype : {DType::kF32, DType::kF16}) {
@@ -348,7 +351,7 @@ TEST(TextLayerCache, ForwardWithWorkspaceAndProfile) {
   const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 30);
   const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
   Tensor x(DType::kF32, {2, 9, kHidden}), out(DType::kF32, {2, 9, kHidden});
-  x.fill_uniform(1);
+  fill_uniform(x, 1);
   const layers::TextAttentionInputs in{x.view(), {}, {}};
   const layers::TextAttentionOutputs outs{out.view(), {}};
   std::vector<char> ws(layer->workspace_size(in, nullptr, outs));

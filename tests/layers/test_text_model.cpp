@@ -10,9 +10,12 @@
 #include <vector>
 
 #include "layer_support.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kHidden = 64, kHeads = 4, kKvHeads = 2, kDim = 32;
 constexpr int kLayers = 3;
@@ -110,7 +113,7 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
   }
 
   Tensor x(DType::kF32, {B, prefill + steps, kHidden});
-  x.fill_uniform(5);
+  fill_uniform(x, 5);
   for (int64_t at = 0; at < prefill + steps;) {
     const int64_t n = at == 0 ? prefill : 1;
     const TensorView xs = testing::token_slice(x, 1, at, n);

@@ -8,9 +8,12 @@
 #include "layer_support.hpp"
 #include "qwen3vl/reference/attention.hpp"
 #include "qwen3vl/rope/reference.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 struct SweepShape {
   int64_t heads, kv_heads, head_dim;
@@ -105,7 +108,7 @@ TEST_P(TextSweep, MatchesFloat64Composition) {
     SCOPED_TRACE("L = " + std::to_string(L));
     const int64_t B = 2;
     Tensor x(DType::kF32, {B, L, c.hidden_size}), pos(DType::kI32, {3, B, L});
-    x.fill_uniform(static_cast<uint64_t>(L));
+    fill_uniform(x, static_cast<uint64_t>(L));
     for (int64_t i = 0; i < pos.numel(); ++i)  // independent t, h, w: every axis matters
       pos.data<int32_t>()[i] = static_cast<int32_t>((i * 7919) % 1000);
     const Tensor ref = reference_layer(c, w, x, pos);

@@ -7,10 +7,12 @@
 
 #include "layer_support.hpp"
 #include "qwen3vl/rope/vision.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl {
 namespace {
 
+using testing::fill_uniform;
 using testing::LayerFixtures;
 
 struct VisionCase {
@@ -75,10 +77,10 @@ TEST(VisionLayer, FramesAreIndependent) {
   const int64_t hidden = 80, heads = 4;
   Tensor qkv_w(DType::kF32, {3 * hidden, hidden}), qkv_b(DType::kF32, {3 * hidden});
   Tensor proj_w(DType::kF32, {hidden, hidden}), proj_b(DType::kF32, {hidden});
-  qkv_w.fill_uniform(1, -0.2f, 0.2f);
-  qkv_b.fill_uniform(2, -0.1f, 0.1f);
-  proj_w.fill_uniform(3, -0.2f, 0.2f);
-  proj_b.fill_uniform(4, -0.1f, 0.1f);
+  fill_uniform(qkv_w, 1, -0.2f, 0.2f);
+  fill_uniform(qkv_b, 2, -0.1f, 0.1f);
+  fill_uniform(proj_w, 3, -0.2f, 0.2f);
+  fill_uniform(proj_b, 4, -0.1f, 0.1f);
   layers::VisionAttentionConfig config;
   config.hidden_size = hidden;
   config.num_heads = heads;
@@ -89,7 +91,7 @@ TEST(VisionLayer, FramesAreIndependent) {
   int64_t n = 0;
   for (int32_t f : frames) n += f;
   Tensor x(DType::kF32, {n, hidden}), pos(DType::kI32, {2, n}), cu(DType::kI32, {6});
-  x.fill_uniform(5);
+  fill_uniform(x, 5);
   for (int64_t i = 0; i < n; ++i) {
     pos.data<int32_t>()[i] = static_cast<int32_t>(i % 7);
     pos.data<int32_t>()[n + i] = static_cast<int32_t>(i % 11);
@@ -120,17 +122,17 @@ TEST(VisionLayer, CallOrderIsTheInputsOrder) {
   const int64_t hidden = 32, heads = 2, n = 12;
   Tensor qkv_w(DType::kF32, {3 * hidden, hidden}), qkv_b(DType::kF32, {3 * hidden});
   Tensor proj_w(DType::kF32, {hidden, hidden}), proj_b(DType::kF32, {hidden});
-  qkv_w.fill_uniform(6, -0.2f, 0.2f);
-  qkv_b.fill_uniform(7, -0.1f, 0.1f);
-  proj_w.fill_uniform(8, -0.2f, 0.2f);
-  proj_b.fill_uniform(9, -0.1f, 0.1f);
+  fill_uniform(qkv_w, 6, -0.2f, 0.2f);
+  fill_uniform(qkv_b, 7, -0.1f, 0.1f);
+  fill_uniform(proj_w, 8, -0.2f, 0.2f);
+  fill_uniform(proj_b, 9, -0.1f, 0.1f);
   layers::VisionAttentionConfig config;
   config.hidden_size = hidden;
   config.num_heads = heads;
   const auto layer = layers::Qwen3VLVisionAttention::create(
       config, {qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()});
   Tensor x(DType::kF32, {n, hidden}), pos(DType::kI32, {2, n}), cu(DType::kI32, {3});
-  x.fill_uniform(10);
+  fill_uniform(x, 10);
   for (int64_t i = 0; i < n; ++i) {
     pos.data<int32_t>()[i] = static_cast<int32_t>(i / 4);
     pos.data<int32_t>()[n + i] = static_cast<int32_t>(i % 4);

@@ -2,11 +2,13 @@
 // image (M-RoPE position ids from get_rope_index) into an f32 KV cache, then decode without
 // position ids: the cache's rope delta puts the new token where transformers does.
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cstdio>
 #include <vector>
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 int main() {
   layers::TextAttentionConfig config;  // a tiny Qwen3-VL-shaped layer
@@ -17,8 +19,8 @@ int main() {
   config.mrope_section = {6, 5, 5};  // adds up to head_dim / 2
   Tensor wq(DType::kF32, {128, 64}), wk(DType::kF32, {64, 64}), wv(DType::kF32, {64, 64});
   Tensor wo(DType::kF32, {64, 128}), q_norm(DType::kF32, {32}), k_norm(DType::kF32, {32});
-  for (Tensor* w : {&wq, &wk, &wv, &wo}) w->fill_uniform(1, -0.1f, 0.1f);
-  q_norm.fill_uniform(2, 0.5f, 1.5f), k_norm.fill_uniform(3, 0.5f, 1.5f);
+  for (Tensor* w : {&wq, &wk, &wv, &wo}) fill_uniform(*w, 1, -0.1f, 0.1f);
+  fill_uniform(q_norm, 2, 0.5f, 1.5f), fill_uniform(k_norm, 3, 0.5f, 1.5f);
   auto layer = layers::Qwen3VLTextAttention::create(config, {wq, wk, wv, wo, q_norm, k_norm});
 
   KvCacheConfig cache_config;
@@ -44,8 +46,8 @@ int main() {
       TensorView::contiguous(ids.positions.data(), DType::kI32, {3, 1, 11});
 
   Tensor prompt(DType::kF32, {1, 11, 64}), next(DType::kF32, {1, 1, 64});
-  prompt.fill_uniform(4);
-  next.fill_uniform(5);
+  fill_uniform(prompt, 4);
+  fill_uniform(next, 5);
   (*layer)(prompt, /*attention_mask=*/{}, positions, &cache);  // records the delta
   auto [output, attn_weights, past_key_value] = (*layer)(next, {}, {}, &cache);  // position 8
   std::printf("%s\n%s\ncache: %d tokens, rope delta %d; output[0] = %g\n",

@@ -1,11 +1,13 @@
 // The vision layer example of docs/api.md (a test keeps the two equal): two images packed into
 // one call, 2-D RoPE positions from their grids, attention within each image (cu_seqlens).
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cstdio>
 #include <vector>
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 int main() {
   layers::VisionAttentionConfig config;  // a small encoder layer: D = 64 / 4 = 16
@@ -13,7 +15,7 @@ int main() {
   config.num_heads = 4;
   Tensor qkv_weight(DType::kF32, {192, 64}), qkv_bias(DType::kF32, {192});
   Tensor proj_weight(DType::kF32, {64, 64}), proj_bias(DType::kF32, {64});
-  qkv_weight.fill_uniform(1, -0.1f, 0.1f), proj_weight.fill_uniform(2, -0.1f, 0.1f);
+  fill_uniform(qkv_weight, 1, -0.1f, 0.1f), fill_uniform(proj_weight, 2, -0.1f, 0.1f);
   auto layer = layers::Qwen3VLVisionAttention::create(
       config, {qkv_weight, qkv_bias, proj_weight, proj_bias});
 
@@ -25,7 +27,7 @@ int main() {
   std::vector<int32_t> cu = {0, 24, 28};          // one segment per image (per frame of a video)
 
   Tensor hidden(DType::kF32, {n, 64});
-  hidden.fill_uniform(3);
+  fill_uniform(hidden, 3);
   const Tensor out = (*layer)(hidden, TensorView::contiguous(rows_cols.data(), DType::kI32, {2, n}),
                               TensorView::contiguous(cu.data(), DType::kI32, {3}));
   std::printf("%s\n%lld patches, out[0] = %g\n", layer->describe().c_str(),

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "mixture_of_heads/moh_support.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "src/flash/gathered_rows.hpp"
 #include "support/cpu_variants.hpp"
@@ -154,9 +155,9 @@ TEST(MoHRouting, SharedHeadsFromTheRouterMatchGatedDense) {
     const int64_t tokens = routing_tokens(s);
     Tensor shared(DType::kF32, {tokens, 2}), routed(DType::kF32, {tokens, 6}),
         mix(DType::kF32, {tokens, 2});
-    shared.fill_uniform(11);
-    routed.fill_uniform(12);
-    mix.fill_uniform(13);
+    fill_uniform(shared, 11);
+    fill_uniform(routed, 12);
+    fill_uniform(mix, 13);
     Routing r{Tensor(DType::kI32, {tokens, 5}), Tensor(DType::kF32, {tokens, 5})};
     throw_if_error(route_mixture_of_heads(c, {shared.view(), routed.view(), mix.view()}, r.view()));
     expect_routed_matches(*reference_moh(8), s, r, "reference kernel");
@@ -399,9 +400,9 @@ TEST(MoHErrors, BadKnobsRoutingsAndInputsAreTyped) {
   const MoHConfig c{4, 1, 2};
   Tensor ls(DType::kF32, {3, 1}), lr(DType::kF32, {3, 3}), lm(DType::kF32, {3, 2}),
       bad(DType::kF32, {3, 2});
-  ls.fill_uniform(1);
-  lr.fill_uniform(2);
-  lm.fill_uniform(3);
+  fill_uniform(ls, 1);
+  fill_uniform(lr, 2);
+  fill_uniform(lm, 3);
   Routing out{Tensor(DType::kI32, {3, 3}), Tensor(DType::kF32, {3, 3})};
   EXPECT_TRUE(route_mixture_of_heads(c, {ls.view(), lr.view(), lm.view()}, out.view()).ok());
   EXPECT_EQ(route_mixture_of_heads(c, {ls.view(), bad.view(), lm.view()}, out.view()).code(),

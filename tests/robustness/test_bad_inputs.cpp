@@ -19,6 +19,7 @@
 #include "qwen3vl/rope/apply.hpp"
 #include "qwen3vl/rope/position_ids.hpp"
 #include "qwen3vl/selector/selector.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #include "robustness/rejected.hpp"
@@ -27,6 +28,8 @@
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kHuge = int64_t{1} << 61;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -472,12 +475,12 @@ struct FilledCache {
   KvCache cache;
   explicit FilledCache(const KvCacheConfig& c)
       : k(c.dtype, kv_storage_shape(c)), v(c.dtype, kv_storage_shape(c)) {
-    k.fill_uniform(11);
-    v.fill_uniform(12);
+    fill_uniform(k, 11);
+    fill_uniform(v, 12);
     throw_if_error(KvCache::create(c, k.view(), v.view(), &cache));
     Tensor nk(DType::kF32, {25, kHkv, kD}), nv(DType::kF32, {25, kHkv, kD});
-    nk.fill_uniform(13);
-    nv.fill_uniform(14);
+    fill_uniform(nk, 13);
+    fill_uniform(nv, 14);
     Tensor cu(DType::kI32, {3});
     cu.data<int32_t>()[0] = 0;
     cu.data<int32_t>()[1] = 20;
@@ -511,8 +514,8 @@ struct AppendInputs {
   TensorView kv, vv, cuv;
   AppendInputs()
       : k(DType::kF32, {2, 4, kHkv, kD}), v(DType::kF32, {2, 4, kHkv, kD}), cu(DType::kI32, {3}) {
-    k.fill_uniform(21);
-    v.fill_uniform(22);
+    fill_uniform(k, 21);
+    fill_uniform(v, 22);
     kv = k.view();
     vv = v.view();
   }
@@ -768,7 +771,7 @@ TEST(BadInputs, Decode) {
         {},
         f.cache.lengths(),
         f.cache.block_table()};
-    d.q.fill_uniform(31);
+    fill_uniform(d.q, 31);
     sentinel(d.out);
     sentinel(d.lse);
     d.p.q = d.q.view();
@@ -855,16 +858,16 @@ TEST(BadInputs, RopeApply) {
         Tensor(DType::kF32, {2, 5, 1, 8}),
         Tensor(DType::kI32, {2, 5}),
         {}};
-    r.q.fill_uniform(41);
-    r.k.fill_uniform(42);
+    fill_uniform(r.q, 41);
+    fill_uniform(r.k, 42);
     for (int i = 0; i < 10; ++i) r.pos.data<int32_t>()[i] = i;
     r.p.q = r.q.view();
     r.p.k = r.k.view();
     r.p.positions = r.pos.view();
     r.p.table = table.view();
     ASSERT_TRUE(applier->apply(r.p).ok());
-    r.q.fill_uniform(41);
-    r.k.fill_uniform(42);
+    fill_uniform(r.q, 41);
+    fill_uniform(r.k, 42);
     mutate(r);
     Snapshot snap;
     snap.add("q", r.q);
@@ -1093,7 +1096,7 @@ TEST(BadInputs, TextLayerForward) {
     KvCache cache;
     ASSERT_TRUE(KvCache::create(kc, ks.view(), vs.view(), &cache).ok());
     Tensor first(DType::kF32, {2, 4, kHidden});
-    first.fill_uniform(52);
+    fill_uniform(first, 52);
     (*layer)(first, {}, {}, &cache);  // 4 past tokens per sequence
     T t{Tensor(DType::kF32, {2, 3, kHidden}),
         Tensor(DType::kF32, {2, 3, kHidden}),
@@ -1102,7 +1105,7 @@ TEST(BadInputs, TextLayerForward) {
         Tensor(DType::kF32, {2, kHeads, 3, 7}),
         {},
         {}};
-    t.x.fill_uniform(53);
+    fill_uniform(t.x, 53);
     sentinel(t.out);
     for (int i = 0; i < 6; ++i) t.pos.data<int32_t>()[i] = 4 + i % 3;
     for (int i = 0; i < 6; ++i) t.mask.data<int32_t>()[i] = 1;
@@ -1218,10 +1221,10 @@ TEST(BadInputs, VisionLayerForward) {
   Tensor qkv(DType::kF32, {3 * kVisionHidden, kVisionHidden}),
       qkv_b(DType::kF32, {3 * kVisionHidden}), proj(DType::kF32, {kVisionHidden, kVisionHidden}),
       proj_b(DType::kF32, {kVisionHidden});
-  qkv.fill_uniform(71, -0.1f, 0.1f);
-  qkv_b.fill_uniform(72, -0.1f, 0.1f);
-  proj.fill_uniform(73, -0.1f, 0.1f);
-  proj_b.fill_uniform(74, -0.1f, 0.1f);
+  fill_uniform(qkv, 71, -0.1f, 0.1f);
+  fill_uniform(qkv_b, 72, -0.1f, 0.1f);
+  fill_uniform(proj, 73, -0.1f, 0.1f);
+  fill_uniform(proj_b, 74, -0.1f, 0.1f);
   std::unique_ptr<layers::Qwen3VLVisionAttention> layer;
   ASSERT_TRUE(layers::Qwen3VLVisionAttention::try_create(
                   c, {qkv.view(), qkv_b.view(), proj.view(), proj_b.view()}, 0, &layer)
@@ -1261,7 +1264,7 @@ TEST(BadInputs, VisionLayerForward) {
         Tensor(DType::kI32, {3}),
         {},
         {}};
-    v.x.fill_uniform(75);
+    fill_uniform(v.x, 75);
     sentinel(v.out);
     for (int i = 0; i < 6; ++i) {
       v.pos.data<int32_t>()[i] = i / 3;

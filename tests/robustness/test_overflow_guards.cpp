@@ -14,6 +14,7 @@
 #include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/rope/apply.hpp"
 #include "qwen3vl/rope/position_ids.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/standard.hpp"
 #include "robustness/rejected.hpp"
@@ -22,6 +23,8 @@
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 constexpr int64_t kMax = INT64_MAX;
 
@@ -320,7 +323,7 @@ TEST(EnumValues, TextLayerAttentionMaskIsZeroOrOne) {
   const testing::TextWeights w(32, 2, 1, 16, 5);
   const auto layer = layers::Qwen3VLTextAttention::create(c, w.views());
   Tensor x(DType::kF32, {1, 3, 32}), out(DType::kF32, {1, 3, 32}), mask(DType::kI32, {1, 3});
-  x.fill_uniform(6);
+  fill_uniform(x, 6);
   for (int32_t bad : {2, -1}) {
     mask.data<int32_t>()[0] = 1;
     mask.data<int32_t>()[1] = bad;

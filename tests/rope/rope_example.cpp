@@ -1,12 +1,14 @@
 // The RoPE example of docs/api.md (a test keeps the two equal): M-RoPE position ids for a prompt
 // with one image, the cos/sin the text table gives them, and RoPE applied to q and k in place.
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cstdio>
 #include <memory>
 #include <vector>
 
 using namespace qwen3vl;
+using qwen3vl::testing::fill_uniform;
 
 int main() {
   // [x x x <6 image tokens> x x]: token types, and the image's patch grid before the 2x2 merge.
@@ -31,8 +33,8 @@ int main() {
   throw_if_error(rope::rope_cos_sin(table.view(), positions, cos, sin));
 
   Tensor q(DType::kF32, {11, 4, 32}), k(DType::kF32, {11, 2, 32});  // packed [tokens, heads, D]
-  q.fill_uniform(1);
-  k.fill_uniform(2);
+  fill_uniform(q, 1);
+  fill_uniform(k, 2);
   std::unique_ptr<rope::RopeApplier> rope_cpu;
   throw_if_error(rope::create_rope_cpu(CpuOptions{}, &rope_cpu));
   rope::RopeApplyParams apply;

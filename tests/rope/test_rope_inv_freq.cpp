@@ -11,10 +11,13 @@
 #include "qwen3vl/layers/text_attention.hpp"
 #include "qwen3vl/layers/vision_attention.hpp"
 #include "qwen3vl/rope/rope.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/table_checks.hpp"
 
 namespace qwen3vl {
 namespace {
+
+using testing::fill_uniform;
 
 using namespace rope;
 
@@ -29,12 +32,12 @@ struct Weights {
         q_norm(DType::kF32, {d}),
         k_norm(DType::kF32, {d}) {
     const float a = 1.0f / std::sqrt(static_cast<float>(hidden));
-    q.fill_uniform(1, -a, a);
-    k.fill_uniform(2, -a, a);
-    v.fill_uniform(3, -a, a);
-    o.fill_uniform(4, -a, a);
-    q_norm.fill_uniform(5, 0.5f, 1.5f);
-    k_norm.fill_uniform(6, 0.5f, 1.5f);
+    fill_uniform(q, 1, -a, a);
+    fill_uniform(k, 2, -a, a);
+    fill_uniform(v, 3, -a, a);
+    fill_uniform(o, 4, -a, a);
+    fill_uniform(q_norm, 5, 0.5f, 1.5f);
+    fill_uniform(k_norm, 6, 0.5f, 1.5f);
   }
   layers::TextAttentionWeights views() const {
     return {q.view(), k.view(), v.view(), o.view(), q_norm.view(), k_norm.view()};
@@ -214,7 +217,7 @@ TEST(RopeInvFreq, TextLayerUsesTheCheckpointFrequencies) {
   config.head_dim = d;
   config.options.cpu.num_threads = 1;
   Tensor x(DType::kF32, {1, L, hidden});
-  x.fill_uniform(5);
+  fill_uniform(x, 5);
   Tensor pos(DType::kI32, {1, L});
   for (int64_t i = 0; i < L; ++i) pos.data<int32_t>()[i] = static_cast<int32_t>(262141 + i);
   const auto run = [&](const layers::TextAttentionConfig& c) {
@@ -248,17 +251,17 @@ TEST(RopeInvFreq, VisionLayerUsesTheCheckpointFrequencies) {
   const int64_t hidden = 144, n = 16;  // 2 heads of 72: 18 frequencies
   Tensor qkv_w(DType::kF32, {3 * hidden, hidden}), qkv_b(DType::kF32, {3 * hidden}),
       proj_w(DType::kF32, {hidden, hidden}), proj_b(DType::kF32, {hidden});
-  qkv_w.fill_uniform(1, -0.1f, 0.1f);
-  qkv_b.fill_uniform(2, -0.1f, 0.1f);
-  proj_w.fill_uniform(3, -0.1f, 0.1f);
-  proj_b.fill_uniform(4, -0.1f, 0.1f);
+  fill_uniform(qkv_w, 1, -0.1f, 0.1f);
+  fill_uniform(qkv_b, 2, -0.1f, 0.1f);
+  fill_uniform(proj_w, 3, -0.1f, 0.1f);
+  fill_uniform(proj_b, 4, -0.1f, 0.1f);
   const layers::VisionAttentionWeights w{qkv_w.view(), qkv_b.view(), proj_w.view(), proj_b.view()};
   layers::VisionAttentionConfig config;
   config.hidden_size = hidden;
   config.num_heads = 2;
   config.options.cpu.num_threads = 1;
   Tensor x(DType::kF32, {n, hidden}), cu(DType::kI32, {2}), pos(DType::kI32, {2, n});
-  x.fill_uniform(5);
+  fill_uniform(x, 5);
   cu.data<int32_t>()[0] = 0;
   cu.data<int32_t>()[1] = static_cast<int32_t>(n);
   for (int64_t i = 0; i < n; ++i) {

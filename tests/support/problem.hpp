@@ -13,6 +13,7 @@
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/reference/attention.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl::testing {
 
@@ -126,9 +127,9 @@ struct Problem {
       k = Tensor(s.dtype, {s.batch, s.seq_k, s.kv_heads, d});
       v = Tensor(s.dtype, {s.batch, s.seq_k, s.kv_heads, d});
     }
-    q.fill_uniform(s.seed * 4 + 0);
-    k.fill_uniform(s.seed * 4 + 1);
-    v.fill_uniform(s.seed * 4 + 2);
+    fill_uniform(q, s.seed * 4 + 0);
+    fill_uniform(k, s.seed * 4 + 1);
+    fill_uniform(v, s.seed * 4 + 2);
     for (int64_t i = 0; i < out.numel(); ++i) out.set(i, std::numeric_limits<float>::quiet_NaN());
     const bool t = s.bhsd && !varlen;  // BHSD memory seen as BSHD
     params.q = t ? q.view().transposed(1, 2) : q.view();
@@ -143,7 +144,7 @@ struct Problem {
     }
     if (s.additive_mask) {
       mask = Tensor(DType::kF32, {s.batch, 1, s.seq_q, s.seq_k});
-      mask.fill_uniform(s.seed * 4 + 3, -2.0f, 2.0f);
+      fill_uniform(mask, s.seed * 4 + 3, -2.0f, 2.0f);
       for (int64_t i = 0; i < mask.numel(); i += 7)
         mask.set(i, -std::numeric_limits<float>::infinity());
       params.additive_mask = mask.view();

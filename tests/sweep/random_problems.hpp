@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/problem.hpp"
 #include "sweep/padded_views.hpp"
 #include "sweep/sweep_runner.hpp"
@@ -249,7 +250,7 @@ struct BuiltProblem {
     for (int d = rp.mask_rank - 1; d >= 0; --d)
       dims.push_back(rp.mask_ones >> d & 1u ? 1 : full[3 - d]);
     mask = Tensor(rp.mask_dtype, dims);
-    mask.fill_uniform(s.seed * 4 + 3, -2.0f, 2.0f);
+    fill_uniform(mask, s.seed * 4 + 3, -2.0f, 2.0f);
     for (int64_t i = 0; i < mask.numel(); i += 7)
       mask.set(i, -std::numeric_limits<float>::infinity());
     problem.params.additive_mask = mask.view();

@@ -12,6 +12,7 @@
 
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 #include "support/cpu_variants.hpp"
 #include "sweep/random_problems.hpp"
 #include "sweep/sweep_checks.hpp"
@@ -92,8 +93,8 @@ void fill(const CacheCase& c, Rng& r, FilledCache* f) {
     Tensor k = uniform ? Tensor(c.source, {batch, counts[0], cfg.kv_heads, cfg.head_dim})
                        : Tensor(c.source, {tokens, cfg.kv_heads, cfg.head_dim});
     Tensor v(c.source, std::vector<int64_t>(k.view().shape, k.view().shape + k.view().rank));
-    k.fill_uniform(r.next());
-    v.fill_uniform(r.next());
+    fill_uniform(k, r.next());
+    fill_uniform(v, r.next());
     Tensor cu(DType::kI32, {batch + 1});
     int64_t at = 0;
     for (int64_t b = 0; b < batch; ++b) {
@@ -170,7 +171,7 @@ TEST(Sweep, DecodeThroughKvCache) {
     Tensor out(cc.q_dtype, {batch, cc.rows, cc.heads, cfg.head_dim});
     Tensor lse(DType::kF32, {batch, cc.heads, cc.rows});
     Tensor lens(DType::kI32, {batch});
-    q.fill_uniform(r.next());
+    fill_uniform(q, r.next());
     for (int64_t b = 0; b < batch; ++b)
       lens.data<int32_t>()[b] = static_cast<int32_t>(cc.target[static_cast<size_t>(b)]);
     DecodeParams p;

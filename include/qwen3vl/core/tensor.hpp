@@ -6,7 +6,6 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "qwen3vl/core/status.hpp"
@@ -57,13 +56,6 @@ class Tensor {
     return view_.ptr<T>();
   }
 
-  // Seeded uniform values in [lo, hi), stored in the tensor's dtype.
-  Tensor& fill_uniform(uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
-    std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<float> dist(lo, hi);
-    for (int64_t i = 0; i < numel(); ++i) store_float(view_, i, dist(rng));
-    return *this;
-  }
   float get(int64_t i) const { return load_float(view_, i); }
   void set(int64_t i, float x) { store_float(view_, i, x); }
 

@@ -1,6 +1,7 @@
 // The CPU backend alone (qwen3vl::attention_cpu): flash2 checked by hand. With q = 0 every score is
 // equal, so under the causal mask query row i gets the mean of V[0..i].
 #include <qwen3vl/core/tensor.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 #include <qwen3vl/variants/flash2.hpp>
 
 #include <cmath>
@@ -9,13 +10,14 @@
 
 int main() {
   using namespace qwen3vl;
+  using qwen3vl::testing::fill_uniform;
   const int64_t seq = 7, heads = 2, head_dim = 16;
   Tensor q(DType::kF32, {1, seq, heads, head_dim});  // zeros
   Tensor k(DType::kF32, {1, seq, heads, head_dim});
   Tensor v(DType::kF32, {1, seq, heads, head_dim});
   Tensor out(DType::kF32, {1, seq, heads, head_dim});
-  k.fill_uniform(/*seed=*/3);
-  v.fill_uniform(/*seed=*/4);
+  fill_uniform(k, /*seed=*/3);
+  fill_uniform(v, /*seed=*/4);
 
   std::unique_ptr<Attention> attention;
   Status status = create_flash2_cpu(CpuOptions{}, &attention);

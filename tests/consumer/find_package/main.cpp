@@ -1,6 +1,7 @@
 // Standard attention through the selector, checked by hand: with q = 0 every score is equal, so
 // under the causal mask query row i gets the mean of V[0..i].
 #include <qwen3vl/attention.hpp>
+#include <qwen3vl/testing/random_fill.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -8,13 +9,14 @@
 
 int main() {
   using namespace qwen3vl;
+  using qwen3vl::testing::fill_uniform;
   const int64_t seq = 5, heads = 2, head_dim = 8;
   Tensor q(DType::kF32, {1, seq, heads, head_dim});  // zeros
   Tensor k(DType::kF32, {1, seq, heads, head_dim});
   Tensor v(DType::kF32, {1, seq, heads, head_dim});
   Tensor out(DType::kF32, {1, seq, heads, head_dim});
-  k.fill_uniform(/*seed=*/1);
-  v.fill_uniform(/*seed=*/2);
+  fill_uniform(k, /*seed=*/1);
+  fill_uniform(v, /*seed=*/2);
 
   AttentionConfig config;
   config.variant = Variant::kStandard;

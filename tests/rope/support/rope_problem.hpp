@@ -13,6 +13,7 @@
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/rope/reference.hpp"
 #include "qwen3vl/rope/rope.hpp"
+#include "qwen3vl/testing/random_fill.hpp"
 
 namespace qwen3vl::testing {
 
@@ -80,8 +81,8 @@ struct RopeProblem {
       q = Tensor(s.dtype, {s.batch, s.seq, s.q_heads, s.head_dim});
       k = Tensor(s.dtype, {s.batch, s.seq, s.k_heads, s.head_dim});
     }
-    q.fill_uniform(s.seed * 3 + 0, -2.0f, 2.0f);
-    k.fill_uniform(s.seed * 3 + 1, -2.0f, 2.0f);
+    fill_uniform(q, s.seed * 3 + 0, -2.0f, 2.0f);
+    fill_uniform(k, s.seed * 3 + 1, -2.0f, 2.0f);
     const int axes = s.positions_axis ? rope::mrope_axes(s.mrope) : 1;
     const bool axis_dim = s.positions_axis && s.mrope != rope::MRopeLayout::kNone;
     if (s.packed)
