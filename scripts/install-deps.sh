@@ -5,4 +5,4 @@ set -euo pipefail
 . "$(dirname "$0")/lib/apt.sh"
 
 qwen3vl_apt_install cmake g++ make ninja-build pkg-config python3 \
-  libeigen3-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev
+  libeigen3-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev liburing-dev
