@@ -207,10 +207,10 @@ Status KvPageTable::commit() {
   return Status();
 }
 
-Status KvPageTable::add_step_decode_plan(const DecodePlan& plan) {
+Status KvPageTable::remember_step_decode_plan(const DecodePlan& plan) const {
   if (!open_)
     return make_error(StatusCode::kInvalidArgument,
-                      "add_step_decode_plan: no append step is open (begin_append first)");
+                      "remember_step_decode_plan: no append step is open (begin_append first)");
   step_.decode_plans_.push_back(plan);
   return Status();
 }

@@ -53,7 +53,6 @@ struct TextPlan {
   AttentionPlan attention_plan;
   DecodeParams decode;
   DecodePlan decode_plan;
-  bool decode_plan_is_new = false;  // made by this call (not an earlier layer's of the step)
   Workspace kernel;
   size_t bytes = 0;
 };
@@ -276,8 +275,11 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
           found = true;
           break;
         }
-    if (!found) QWEN3VL_RETURN_IF_ERROR(m.decode->plan(d, &p->decode_plan));
-    p->decode_plan_is_new = !found;
+    if (!found) {
+      QWEN3VL_RETURN_IF_ERROR(m.decode->plan(d, &p->decode_plan));
+      if (cache.table->step_open())
+        QWEN3VL_RETURN_IF_ERROR(cache.table->remember_step_decode_plan(p->decode_plan));
+    }
     p->kernel.bytes = p->decode_plan.workspace_bytes;
   } else {
     AttentionParams& a = p->params;
@@ -503,8 +505,6 @@ Status run_layer(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
     return make_error(StatusCode::kInvalidArgument,
                       "table: no open append step (table.begin_append(L) before the layers, "
                       "commit() after the last)");
-  if (p.decode_plan_is_new && cache.table->step_open())
-    QWEN3VL_RETURN_IF_ERROR(cache.table->add_step_decode_plan(p.decode_plan));
   lay_out(m, in, ws.data, &p);  // the planned layout over the caller's workspace
   Status st = run_steps(m, in, cache, out, p, stream, profile, own_step);
   if (own_step && cache.table->step_open()) {

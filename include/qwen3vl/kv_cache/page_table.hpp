@@ -56,7 +56,9 @@ struct KvAppendStep {
 
  private:
   friend class KvPageTable;
-  std::vector<DecodePlan> decode_plans_;           // see KvPageTable::step_decode_plans()
+  // A memo of derived values (see KvPageTable::step_decode_plans()): mutable so that the
+  // layers' const queries (workspace_size, supports) fill it as forward() does.
+  mutable std::vector<DecodePlan> decode_plans_;
   std::vector<std::pair<int64_t, int32_t>> undo_;  // (table index, old id)
   std::vector<int32_t> fresh_;                     // blocks the step took
   std::vector<int32_t> copied_from_;               // shared blocks left at commit
@@ -97,9 +99,10 @@ class KvPageTable {
   const KvAppendStep& step() const { return step_; }
   // Decode plans made during the open step: the layers of a step share shapes, so the first
   // layer's plan serves every later one (DecodeAttention::check_plan decides whether it fits).
-  // Dropped when the step ends.
+  // A memo of values derived from the step, not table state: remembering one changes nothing
+  // the table stores, so it is const. Dropped when the step ends.
   const std::vector<DecodePlan>& step_decode_plans() const { return step_.decode_plans_; }
-  Status add_step_decode_plan(const DecodePlan& plan);
+  Status remember_step_decode_plan(const DecodePlan& plan) const;
   // Publishes the open step's lengths and deltas, and drops the shared blocks it copied away from.
   Status commit();
   // Releases the open step's blocks and restores the table (nothing committed is lost).
