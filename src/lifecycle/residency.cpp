@@ -172,12 +172,12 @@ Status ResidencyTable::begin_move(const Move& move) {
     return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit, " from ",
                       to_string(move.from), " slot ", move.from_slot, ": the unit is at ",
                       to_string(s.tier), " slot ", s.slot, " (a stale plan?)");
+  if (static_cast<int>(move.to) >= kTierCount)
+    return make_error(StatusCode::kInvalidArgument, "begin_move: to = ", static_cast<int>(move.to),
+                      ": allowed device, host, disk");
   if (move.to == move.from)
     return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit, " to ",
                       to_string(move.to), ": must be a different tier than its own");
-  if (static_cast<int>(move.to) < 0 || static_cast<int>(move.to) >= kTierCount)
-    return make_error(StatusCode::kInvalidArgument, "begin_move: to = ", static_cast<int>(move.to),
-                      ": allowed device, host, disk");
   if (!pool(move.to).take(move.to_slot))
     return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit, " to ",
                       to_string(move.to), " slot ", move.to_slot,

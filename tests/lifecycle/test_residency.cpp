@@ -392,11 +392,16 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
       EXPECT_NE(mv.from, mv.to);
       EXPECT_LT(mv.after, static_cast<int32_t>(i));
       EXPECT_TRUE(moved.insert({mv.unit.layer, mv.unit.block}).second) << "moved twice";
-      if (mv.why != MoveReason::kEvict) EXPECT_EQ(mv.to, Tier::kDevice);
-      if (mv.why == MoveReason::kFetch) EXPECT_EQ(mv.unit.layer, a.entries[0].layer);
-      if (mv.why == MoveReason::kEvict)
+      if (mv.why != MoveReason::kEvict) {
+        EXPECT_EQ(mv.to, Tier::kDevice);
+      }
+      if (mv.why == MoveReason::kFetch) {
+        EXPECT_EQ(mv.unit.layer, a.entries[0].layer);
+      }
+      if (mv.why == MoveReason::kEvict) {
         EXPECT_FALSE(mv.unit.layer == a.entries[0].layer && need.count(mv.unit.block))
             << "evicted a unit entry 0 reads";
+      }
     }
     return true;
   };
@@ -497,7 +502,9 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
           for (int32_t b : a.entries[0].blocks) {
             UnitId want{a.entries[0].layer, b};
             bool waiting = std::find(p.waiting.begin(), p.waiting.end(), want) != p.waiting.end();
-            if (!waiting) ASSERT_EQ(t.state(want)->tier, Tier::kDevice) << want;
+            if (!waiting) {
+              ASSERT_EQ(t.state(want)->tier, Tier::kDevice) << want;
+            }
           }
         }
       }
@@ -515,7 +522,9 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
   // Drain: everything finishes, unpins and is released; every slot is free again.
   for (auto& [k, ref] : m.units) {
     UnitId id{k.first, k.second};
-    if (ref.in_flight) ASSERT_TRUE(t.finish_move(id).ok());
+    if (ref.in_flight) {
+      ASSERT_TRUE(t.finish_move(id).ok());
+    }
     for (; ref.pins > 0; --ref.pins) ASSERT_TRUE(t.unpin(id).ok());
     for (; ref.refcount > 0; --ref.refcount) ASSERT_TRUE(t.release(id).ok());
   }

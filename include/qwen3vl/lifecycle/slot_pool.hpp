@@ -4,6 +4,7 @@
 // releasing a free one is refused (returns false), so a slot is never handed out twice or lost.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -14,7 +15,8 @@ class SlotPool {
  public:
   SlotPool() = default;
   // Slots 0 .. capacity - 1, all free; take_any() hands them out in ascending order.
-  explicit SlotPool(int32_t capacity) : pos_(static_cast<size_t>(capacity > 0 ? capacity : 0), -1) {
+  explicit SlotPool(int32_t capacity)
+      : pos_(static_cast<std::size_t>(capacity > 0 ? capacity : 0), -1) {
     for (int32_t s = this->capacity() - 1; s >= 0; --s) push(s);
   }
 
@@ -22,7 +24,9 @@ class SlotPool {
   int32_t free_count() const { return static_cast<int32_t>(free_.size()); }
   int32_t used_count() const { return capacity() - free_count(); }
   bool valid(int32_t slot) const { return slot >= 0 && slot < capacity(); }
-  bool is_free(int32_t slot) const { return valid(slot) && pos_[static_cast<size_t>(slot)] >= 0; }
+  bool is_free(int32_t slot) const {
+    return valid(slot) && pos_[static_cast<std::size_t>(slot)] >= 0;
+  }
   // The free slots, in the order take_any() would hand them out last-first.
   const std::vector<int32_t>& free_slots() const { return free_; }
 
@@ -31,18 +35,18 @@ class SlotPool {
     if (free_.empty()) return -1;
     int32_t slot = free_.back();
     free_.pop_back();
-    pos_[static_cast<size_t>(slot)] = -1;
+    pos_[static_cast<std::size_t>(slot)] = -1;
     return slot;
   }
   // Takes `slot` if it is free (O(1): the last free entry fills its place in the list).
   bool take(int32_t slot) {
     if (!is_free(slot)) return false;
-    size_t at = static_cast<size_t>(pos_[static_cast<size_t>(slot)]);
+    std::size_t at = static_cast<std::size_t>(pos_[static_cast<std::size_t>(slot)]);
     int32_t last = free_.back();
     free_[at] = last;
-    pos_[static_cast<size_t>(last)] = static_cast<int32_t>(at);
+    pos_[static_cast<std::size_t>(last)] = static_cast<int32_t>(at);
     free_.pop_back();
-    pos_[static_cast<size_t>(slot)] = -1;
+    pos_[static_cast<std::size_t>(slot)] = -1;
     return true;
   }
   bool release(int32_t slot) {
@@ -53,7 +57,7 @@ class SlotPool {
 
  private:
   void push(int32_t slot) {
-    pos_[static_cast<size_t>(slot)] = static_cast<int32_t>(free_.size());
+    pos_[static_cast<std::size_t>(slot)] = static_cast<int32_t>(free_.size());
     free_.push_back(slot);
   }
 
