@@ -41,6 +41,28 @@ TEST(PolicyTrace, ScheduleDrivenStallsLessThanLruOnACyclicSchedule) {
   EXPECT_EQ(sched.compute, lru.compute);
 }
 
+// Other device sizes and compute times: schedule-driven never stalls more, and strictly less
+// whenever the device holds more than one layer (with exactly one, every unit is fetched anew
+// under either policy) and less than all of them.
+TEST(PolicyTrace, ScheduleDrivenNeverStallsMoreAcrossSizes) {
+  for (int64_t device : {16, 32, 64, 96, 112, 128}) {
+    for (double t_compute : {0.0, 2.0, 8.0}) {
+      CyclicTraceConfig c;
+      c.device_capacity = device;
+      c.t_compute = t_compute;
+      c.steps = 16;
+      TraceCost lru = run(EvictionPolicy::kLru, c);
+      TraceCost sched = run(EvictionPolicy::kScheduleDriven, c);
+      std::printf("  device %3lld, t_compute %.0f: stall lru %7.1f, schedule-driven %7.1f\n",
+                  static_cast<long long>(device), t_compute, lru.stall, sched.stall);
+      EXPECT_LE(sched.stall, lru.stall) << "device " << device << ", t_compute " << t_compute;
+      if (device > c.blocks && device < c.layers * c.blocks) {
+        EXPECT_LT(sched.stall, lru.stall) << "device " << device;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lifecycle
 }  // namespace qwen3vl
