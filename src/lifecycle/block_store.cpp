@@ -4,15 +4,6 @@
 
 namespace qwen3vl::lifecycle {
 
-const char* to_string(Tier tier) {
-  switch (tier) {
-    case Tier::kDevice: return "device";
-    case Tier::kHost: return "host";
-    case Tier::kDisk: return "disk";
-  }
-  return "unknown tier";
-}
-
 const char* to_string(IoOp op) {
   switch (op) {
     case IoOp::kRead: return "read";

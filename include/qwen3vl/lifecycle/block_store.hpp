@@ -13,11 +13,9 @@
 #include <vector>
 
 #include "qwen3vl/core/status.hpp"
+#include "qwen3vl/lifecycle/tier.hpp"
 
 namespace qwen3vl::lifecycle {
-
-enum class Tier : uint8_t { kDevice, kHost, kDisk };
-const char* to_string(Tier tier);
 
 enum class IoOp : uint8_t { kRead, kWrite };
 const char* to_string(IoOp op);

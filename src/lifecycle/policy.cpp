@@ -1,0 +1,277 @@
+// The placement planner (ResidencyTable::plan) and the policies' ranking. plan() works on a copy
+// of the free lists (SimPool) so that it can chain moves: an eviction vacates a device slot and
+// the fetch that reuses it names the eviction in Move::after.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "qwen3vl/lifecycle/policy.hpp"
+#include "qwen3vl/lifecycle/residency.hpp"
+
+namespace qwen3vl {
+namespace lifecycle {
+
+EvictionRank eviction_rank(EvictionPolicy policy, int64_t next_use, int64_t last_use) {
+  switch (policy) {
+    case EvictionPolicy::kLru: return EvictionRank{-last_use, 0};
+    case EvictionPolicy::kScheduleDriven: return EvictionRank{next_use, -last_use};
+  }
+  return EvictionRank{};
+}
+
+namespace {
+
+// One tier's slots as they will be once the planned moves finish: slots free now, and slots a
+// planned move vacates (usable only after that move).
+struct SimPool {
+  std::vector<int32_t> free;                         // taken from the back, as SlotPool does
+  std::vector<std::pair<int32_t, int32_t>> vacated;  // (slot, index of the move vacating it)
+  int64_t used = 0;
+  int64_t capacity = 0;
+
+  explicit SimPool(const SlotPool& p)
+      : free(p.free_slots()), used(p.used_count()), capacity(p.capacity()) {}
+  bool has_room() const { return !free.empty() || !vacated.empty(); }
+  // Free slots first, so that moves wait on one another only when they must.
+  void take(int32_t* slot, int32_t* after) {
+    if (!free.empty()) {
+      *slot = free.back();
+      *after = -1;
+      free.pop_back();
+    } else {
+      *slot = vacated.back().first;
+      *after = vacated.back().second;
+      vacated.pop_back();
+    }
+    ++used;
+  }
+  void vacate(int32_t slot, int32_t move_index) {
+    vacated.emplace_back(slot, move_index);
+    --used;
+  }
+};
+
+int64_t units_at(double fraction, int64_t capacity) {
+  return static_cast<int64_t>(std::floor(fraction * static_cast<double>(capacity)));
+}
+
+// Eviction candidates of one tier, best victim first, consumed in order. Candidates needed no
+// later than entry j are passed over for good: the planner asks with j never decreasing.
+class VictimQueue {
+ public:
+  VictimQueue(std::vector<size_t> units, const std::vector<int64_t>& next_use,
+              const std::vector<EvictionRank>& rank)
+      : units_(std::move(units)), next_use_(next_use) {
+    std::sort(units_.begin(), units_.end(), [&](size_t a, size_t b) {
+      if (rank[a] < rank[b]) return false;
+      if (rank[b] < rank[a]) return true;
+      return a < b;
+    });
+  }
+  // The next candidate not yet planned whose next use is after entry j; -1 if none.
+  int64_t next(int64_t j, const std::vector<char>& planned) {
+    while (at_ < units_.size()) {
+      size_t u = units_[at_++];
+      if (planned[u] || next_use_[u] <= j) continue;
+      return static_cast<int64_t>(u);
+    }
+    return -1;
+  }
+
+ private:
+  std::vector<size_t> units_;
+  const std::vector<int64_t>& next_use_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
+  if (out == nullptr)
+    return make_error(StatusCode::kNullPointer, "plan: out = null: must point to a MovePlan");
+  if (units_.empty())
+    return make_error(StatusCode::kInvalidArgument, "plan: residency table not created");
+  if (access.prefetch_entries < 0)
+    return make_error(StatusCode::kInvalidArgument,
+                      "plan: prefetch_entries = ", access.prefetch_entries, ": must be >= 0");
+  if (access.max_prefetch_units < -1)
+    return make_error(StatusCode::kInvalidArgument,
+                      "plan: max_prefetch_units = ", access.max_prefetch_units,
+                      ": allowed -1 (no limit) or >= 0");
+  const size_t n = units_.size();
+  std::vector<int64_t> next_use(n, kNeverUsed);
+  for (size_t j = 0; j < access.entries.size(); ++j) {
+    const AccessEntry& e = access.entries[j];
+    if (e.layer < 0 || e.layer >= config_.layers)
+      return make_error(StatusCode::kInvalidArgument, "plan: entries[", j, "].layer = ", e.layer,
+                        ": allowed 0..", config_.layers - 1);
+    for (int32_t b : e.blocks) {
+      UnitId u{e.layer, b};
+      if (b < 0 || b >= config_.blocks)
+        return make_error(StatusCode::kInvalidArgument, "plan: entries[", j, "] (layer ", e.layer,
+                          ") block = ", b, ": allowed 0..", config_.blocks - 1);
+      if (!units_[index(u)].live)
+        return make_error(StatusCode::kInvalidArgument, "plan: entries[", j, "] reads unit ", u,
+                          ", which is not admitted");
+      int64_t& nu = next_use[index(u)];
+      if (nu == kNeverUsed) nu = static_cast<int64_t>(j);
+    }
+  }
+  MovePlan plan;
+  if (access.entries.empty()) {
+    *out = std::move(plan);
+    return Status();
+  }
+
+  // Admission: entry 0's units must fit on the device together, beside the device slots that
+  // other units' pins and moves in flight hold. Refusing here, rather than evicting entry 0's own
+  // units to fetch others, is what keeps a too-large step from thrashing.
+  std::vector<size_t> need;
+  std::vector<char> listed(n, 0);
+  for (int32_t b : access.entries[0].blocks) {
+    size_t i = index(UnitId{access.entries[0].layer, b});
+    if (!listed[i]) need.push_back(i);
+    listed[i] = 1;
+  }
+  const int64_t device_capacity = slots(Tier::kDevice).capacity();
+  int64_t held = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const UnitState& s = units_[i];
+    if (!s.live || next_use[i] == 0 || (s.pins == 0 && !s.in_flight)) continue;
+    held += (s.tier == Tier::kDevice) + (s.in_flight && s.to_tier == Tier::kDevice);
+  }
+  if (static_cast<int64_t>(need.size()) > device_capacity - held)
+    return make_error(StatusCode::kOutOfMemory, "plan: entries[0] (layer ", access.entries[0].layer,
+                      ") needs ", need.size(),
+                      " units on the device at once: device capacity = ", device_capacity,
+                      " units, ", held, " of them held by other units pinned or in flight");
+
+  std::array<SimPool, kTierCount> sim{SimPool(slots(Tier::kDevice)), SimPool(slots(Tier::kHost)),
+                                      SimPool(slots(Tier::kDisk))};
+  SimPool& dev = sim[static_cast<size_t>(Tier::kDevice)];
+  SimPool& host = sim[static_cast<size_t>(Tier::kHost)];
+  SimPool& disk = sim[static_cast<size_t>(Tier::kDisk)];
+  const int64_t device_high = units_at(config_.device_high, dev.capacity);
+  const int64_t device_low = units_at(config_.device_low, dev.capacity);
+  const int64_t host_high = units_at(config_.host_high, host.capacity);
+  const int64_t host_low = units_at(config_.host_low, host.capacity);
+
+  std::vector<EvictionRank> rank(n);
+  std::vector<size_t> on_device, on_host;
+  for (size_t i = 0; i < n; ++i) {
+    const UnitState& s = units_[i];
+    if (!s.live || s.in_flight || s.pins > 0) continue;
+    rank[i] = eviction_rank(config_.policy, next_use[i], s.last_use);
+    if (s.tier == Tier::kDevice) on_device.push_back(i);
+    if (s.tier == Tier::kHost) on_host.push_back(i);
+  }
+  VictimQueue device_victims(std::move(on_device), next_use, rank);
+  VictimQueue host_victims(std::move(on_host), next_use, rank);
+  std::vector<char> planned(n, 0);
+
+  auto add = [&](size_t i, Tier to, MoveReason why) {
+    const UnitState& s = units_[i];
+    Move m;
+    m.unit = unit_at(i);
+    m.from = s.tier;
+    m.from_slot = s.slot;
+    m.to = to;
+    m.why = why;
+    sim[static_cast<size_t>(to)].take(&m.to_slot, &m.after);
+    sim[static_cast<size_t>(s.tier)].vacate(s.slot, static_cast<int32_t>(plan.moves.size()));
+    planned[i] = 1;
+    plan.moves.push_back(m);
+    (why == MoveReason::kFetch      ? plan.fetches
+     : why == MoveReason::kPrefetch ? plan.prefetches
+                                    : plan.evictions)++;
+  };
+  // A device victim goes to the host while the host stays under its high watermark, else to
+  // disk; to a host above its watermark only when the disk is full.
+  auto evict_from_device = [&](size_t i) -> bool {
+    if (host.has_room() && host.used < host_high)
+      add(i, Tier::kHost, MoveReason::kEvict);
+    else if (disk.has_room())
+      add(i, Tier::kDisk, MoveReason::kEvict);
+    else if (host.has_room())
+      add(i, Tier::kHost, MoveReason::kEvict);
+    else
+      return false;
+    return true;
+  };
+
+  // Fetch: entry 0's units onto the device, evicting any unit entry 0 does not read.
+  for (size_t i : need) {
+    const UnitState& s = units_[i];
+    if (s.in_flight) {
+      plan.waiting.push_back(unit_at(i));
+      continue;
+    }
+    if (s.tier == Tier::kDevice) continue;
+    if (!dev.has_room()) {
+      int64_t v = device_victims.next(0, planned);
+      if (v < 0)
+        return make_error(StatusCode::kOutOfMemory, "plan: no device unit can be evicted to fetch ",
+                          unit_at(i),
+                          ": every device unit is read by entries[0], pinned or in "
+                          "flight");
+      if (!evict_from_device(static_cast<size_t>(v)))
+        return make_error(StatusCode::kOutOfMemory, "plan: no room to evict ",
+                          unit_at(static_cast<size_t>(v)), " from the device: host ", host.used,
+                          "/", host.capacity, ", disk ", disk.used, "/", disk.capacity,
+                          " units used");
+    }
+    add(i, Tier::kDevice, MoveReason::kFetch);
+  }
+
+  // Prefetch: later entries' units in schedule order, up to the device's high watermark, then
+  // only in exchange for a unit needed later than the one fetched. The first unit that cannot be
+  // placed ends prefetching: every later one would need a victim needed later still.
+  int64_t budget = access.max_prefetch_units < 0 ? kNeverUsed : access.max_prefetch_units;
+  const int64_t last =
+      std::min<int64_t>(static_cast<int64_t>(access.entries.size()) - 1, access.prefetch_entries);
+  int64_t window = 0;
+  bool stop = false;
+  for (int64_t j = 1; j <= last && !stop; ++j) {
+    window = j;
+    const AccessEntry& e = access.entries[static_cast<size_t>(j)];
+    for (int32_t b : e.blocks) {
+      size_t i = index(UnitId{e.layer, b});
+      const UnitState& s = units_[i];
+      if (planned[i] || s.in_flight || s.tier == Tier::kDevice) continue;
+      if (budget == 0) {
+        stop = true;
+        break;
+      }
+      if (!(dev.has_room() && dev.used < device_high)) {
+        int64_t v = device_victims.next(j, planned);
+        if (v < 0 || !evict_from_device(static_cast<size_t>(v))) {
+          stop = true;
+          break;
+        }
+      }
+      add(i, Tier::kDevice, MoveReason::kPrefetch);
+      --budget;
+    }
+  }
+
+  // Watermarks: units outside the prefetch window leave a device above its high mark, and a host
+  // above its high mark spills to disk, each down to its low mark.
+  if (dev.used > device_high) {
+    while (dev.used > device_low) {
+      int64_t v = device_victims.next(window, planned);
+      if (v < 0 || !evict_from_device(static_cast<size_t>(v))) break;
+    }
+  }
+  if (host.used > host_high) {
+    while (host.used > host_low && disk.has_room()) {
+      int64_t v = host_victims.next(window, planned);
+      if (v < 0) break;
+      add(static_cast<size_t>(v), Tier::kDisk, MoveReason::kEvict);
+    }
+  }
+  *out = std::move(plan);
+  return Status();
+}
+
+}  // namespace lifecycle
+}  // namespace qwen3vl
