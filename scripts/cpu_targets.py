@@ -60,8 +60,9 @@ class Build:
                    "linear": "linear"}[step]
         if not self.old:
             return [self.driver, routine, *flags]
-        if step == "prefill":
-            return [self.driver, *flags]
+        if step == "prefill":  # its --json is a switch: the JSON goes to stdout
+            i = flags.index("--json")
+            return [self.driver, *flags[:i], "--json", *flags[i + 2:]], flags[i + 1]
         if step == "block_sparse":  # a Google Benchmark binary: --name=value, and a filter
             pairs = [f"{flags[i]}={flags[i + 1]}" for i in range(0, len(flags), 2)]
             return [os.path.join(self.dir, OLD[step]), *pairs,
@@ -107,7 +108,13 @@ def step_prefill(build):
             flags.append("--causal")
         if isa:
             flags += ["--isa", isa]
-        run(build.command("prefill", *flags))
+        cmd = build.command("prefill", *flags)
+        if isinstance(cmd, tuple):  # the old driver: its stdout is the JSON
+            cmd, path = cmd
+            with open(path, "w") as f:
+                f.write(run(cmd))
+        else:
+            run(cmd)
         row = json_rows(path)[0]
         os.unlink(path)
         out[name + " ms"] = float(row["ms"])
