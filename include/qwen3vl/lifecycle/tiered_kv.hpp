@@ -1,0 +1,96 @@
+// TieredKvStore: the K/V of every layer of a model's KvPageTable, kept in three tiers: a compute
+// arena the decode kernels read (a budget of blocks for all layers together), a host store and a
+// disk store (FileStore). The ResidencyTable decides what lives where from the engine's schedule;
+// this class moves the bytes and hands each layer a KvCacheView over the arena.
+//
+// One decode step of an L-layer model:
+//   table.begin_append(1);  store.sync(table);
+//   for each layer l:  store.apply(table, l, k, v);          // the step's rows into the arena
+//                      store.acquire(table, l, &view);       // every block layer l reads, resident
+//                      decode.run(plan, {q, view, out}, ws); store.release(l);
+//   table.commit();
+// Fetch mode: acquire() moves the blocks a layer reads into the arena before it returns, so the
+// kernel reads the same bytes in the same order as over an all-resident cache: outputs are
+// bitwise identical. A layer whose blocks cannot all be in the arena at once is refused with
+// kOutOfMemory (admission control), never thrashed. Moves run on the calling thread; the next
+// layers' blocks are prefetched at each acquire() (prefetch_layers) while the arena has room.
+//
+// Host-memory arena (the CPU decode kernels); paged tables only.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qwen3vl/kv_cache/kv_cache_view.hpp"
+#include "qwen3vl/kv_cache/page_table.hpp"
+#include "qwen3vl/lifecycle/block_store.hpp"
+#include "qwen3vl/lifecycle/residency.hpp"
+
+namespace qwen3vl::lifecycle {
+
+struct TieredKvConfig {
+  int32_t layers = 0;
+  int64_t kv_heads = 0, head_dim = 0;
+  DType dtype = DType::kF16;
+  int64_t arena_blocks = 0;  // blocks (of one layer each) the compute arena holds; >= 1
+  int64_t host_blocks = 0;   // blocks in the host store (0: no host tier)
+  int64_t disk_blocks = 0;   // blocks in the disk store (0: no disk tier)
+  std::string disk_path;     // the slot file, created (truncated) when disk_blocks > 0
+  FileStoreOptions disk;
+  EvictionPolicy policy = EvictionPolicy::kScheduleDriven;
+  // Layers after the acquired one whose blocks acquire() prefetches into free arena room.
+  int32_t prefetch_layers = 2;
+};
+
+// What moved, for the benchmark's telemetry. Units are blocks of one layer (unit_bytes() each).
+struct TieredKvStats {
+  std::array<std::array<int64_t, kTierCount>, kTierCount> units_moved{};  // [from][to]
+  int64_t fetched = 0;     // blocks a layer waited for (not in the arena when acquired)
+  int64_t prefetched = 0;  // blocks moved ahead of their layer
+  int64_t hits = 0;        // blocks already in the arena when their layer was acquired
+  int64_t evicted = 0;
+  int64_t bytes_moved(size_t unit_bytes) const;
+};
+
+class TieredKvStore {
+ public:
+  // The table's geometry (paged layout, block size, blocks) and the config's. Errors name the
+  // field.
+  [[nodiscard]] static Status create(const KvPageTable& table, const TieredKvConfig& config,
+                                     std::unique_ptr<TieredKvStore>* out);
+  ~TieredKvStore();
+  TieredKvStore(const TieredKvStore&) = delete;
+  TieredKvStore& operator=(const TieredKvStore&) = delete;
+
+  // Follows the table's allocator: blocks freed since the last sync (a reset sequence, a dropped
+  // fork) release their units in every layer. Once per step, before the layers.
+  [[nodiscard]] Status sync(const KvPageTable& table);
+  // Writes layer `layer`'s share of the table's open step (copy-on-write copies, then the rows of
+  // k, v shaped as KvLayerStorage::apply takes them), the blocks it writes made resident first.
+  [[nodiscard]] Status apply(const KvPageTable& table, int32_t layer, const TensorView& k,
+                             const TensorView& v);
+  // Every block layer `layer` reads (the table's visible lengths) resident in the arena and pinned;
+  // *view reads them (host seq_lens and a block table of arena slots, valid until release()).
+  [[nodiscard]] Status acquire(const KvPageTable& table, int32_t layer, KvCacheView* view);
+  // Unpins what acquire(layer) pinned.
+  [[nodiscard]] Status release(int32_t layer);
+  // Moves every unpinned block out of the arena (to the host while it has room, else to disk):
+  // the "evict everything" schedule of the tests, and a way to free the arena between requests.
+  [[nodiscard]] Status evict_all();
+
+  size_t unit_bytes() const;  // one layer's K and V of one block
+  const TieredKvStats& stats() const;
+  const ResidencyTable& residency() const;
+  std::string describe() const;  // tiers, capacities, the disk store's engine
+
+  struct Impl;
+
+ private:
+  explicit TieredKvStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qwen3vl::lifecycle

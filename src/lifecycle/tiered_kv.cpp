@@ -1,0 +1,418 @@
+// TieredKvStore: the arena, the stores, and the mover that runs the residency table's plans on
+// the calling thread. See include/qwen3vl/lifecycle/tiered_kv.hpp.
+#include "qwen3vl/lifecycle/tiered_kv.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "qwen3vl/core/checked_math.hpp"
+#include "qwen3vl/kv_cache/layer_storage.hpp"
+
+namespace qwen3vl::lifecycle {
+
+int64_t TieredKvStats::bytes_moved(size_t unit_bytes) const {
+  int64_t units = 0;
+  for (const auto& row : units_moved)
+    for (int64_t n : row) units += n;
+  return units * static_cast<int64_t>(unit_bytes);
+}
+
+struct TieredKvStore::Impl {
+  TieredKvConfig config;
+  KvTableConfig table;
+  int64_t block_elems = 0;         // one layer's K (or V) of one block, in elements
+  size_t unit_bytes = 0;           // K then V of one block: the arena slot and the store payload
+  unsigned char* arena = nullptr;  // [arena_blocks] units, 64-byte aligned
+  TensorView arena_k, arena_v;     // [arena_blocks, block_size, Hkv, D] over the units
+  std::unique_ptr<HostStore> host;
+  std::unique_ptr<FileStore> disk;
+  ResidencyTable residency;
+  std::vector<unsigned char> staging;       // one unit, for host <-> disk moves
+  std::vector<bool> allocated;              // per block id, as of the last sync
+  std::vector<bool> written;                // per unit: holds bytes (a fresh unit is not read back)
+  std::vector<uint64_t> versions;           // per unit: bumped by each write to a store
+  std::vector<std::vector<UnitId>> pinned;  // per layer: what acquire() pinned
+  std::vector<int32_t> slot_table;          // acquire()'s block table of arena slots
+  TieredKvStats stats;
+
+  ~Impl() { std::free(arena); }
+
+  size_t index(UnitId u) const {
+    return static_cast<size_t>(u.layer) * static_cast<size_t>(table.num_blocks) +
+           static_cast<size_t>(u.block);
+  }
+  unsigned char* arena_unit(int32_t slot) const {
+    return arena + static_cast<size_t>(slot) * unit_bytes;
+  }
+  BlockStore* store(Tier t) const {
+    return t == Tier::kHost   ? static_cast<BlockStore*>(host.get())
+           : t == Tier::kDisk ? static_cast<BlockStore*>(disk.get())
+                              : nullptr;
+  }
+  // The store slot's tag: which unit it holds, so a misdirected read is kDataCorrupt.
+  static uint64_t tag_of(UnitId u) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(u.layer)) << 32) |
+           static_cast<uint32_t>(u.block);
+  }
+
+  // Copies one unit's bytes as the move says, then reports it to the residency table.
+  Status run_move(const Move& m) {
+    QWEN3VL_RETURN_IF_ERROR(residency.begin_move(m));
+    Status st = copy(m);
+    if (!st.ok()) {
+      (void)residency.abort_move(m.unit);  // the unit stays where it was, its bytes intact
+      return st;
+    }
+    stats.units_moved[static_cast<size_t>(m.from)][static_cast<size_t>(m.to)] += 1;
+    if (m.why == MoveReason::kEvict) ++stats.evicted;
+    if (m.why == MoveReason::kPrefetch) ++stats.prefetched;
+    if (m.why == MoveReason::kFetch) ++stats.fetched;
+    return residency.finish_move(m.unit);
+  }
+
+  Status copy(const Move& m) {
+    const size_t i = index(m.unit);
+    if (!written[i]) return Status();  // admitted, never written: nothing to carry
+    const uint64_t tag = tag_of(m.unit);
+    if (m.from == Tier::kDevice)
+      return store(m.to)->write(m.to_slot, arena_unit(m.from_slot), tag, ++versions[i]);
+    if (m.to == Tier::kDevice) return store(m.from)->read(m.from_slot, arena_unit(m.to_slot), &tag);
+    QWEN3VL_RETURN_IF_ERROR(store(m.from)->read(m.from_slot, staging.data(), &tag));
+    return store(m.to)->write(m.to_slot, staging.data(), tag, ++versions[i]);
+  }
+
+  Status run_plan(const MovePlan& plan) {
+    for (const Move& m : plan.moves) QWEN3VL_RETURN_IF_ERROR(run_move(m));
+    return Status();
+  }
+
+  // The blocks sequence b reads (or writes up to) at the table's visible lengths, deduplicated.
+  std::vector<int32_t> visible_blocks(const KvPageTable& t) const {
+    std::vector<int32_t> blocks;
+    const std::vector<int32_t>& lens = t.visible_lengths();
+    const std::vector<int32_t>& bt = t.block_table();
+    for (int64_t b = 0; b < table.batch; ++b) {
+      const int64_t n = (lens[static_cast<size_t>(b)] + table.block_size - 1) / table.block_size;
+      for (int64_t j = 0; j < n; ++j)
+        blocks.push_back(bt[static_cast<size_t>(b * table.max_blocks + j)]);
+    }
+    std::sort(blocks.begin(), blocks.end());
+    blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+    return blocks;
+  }
+
+  // Makes `blocks` of `layer` resident in the arena (fetching what is not), prefetching the next
+  // `prefetch` layers' same blocks as room allows; each entry-0 unit already there is a hit.
+  Status make_resident(int32_t layer, const std::vector<int32_t>& blocks, int32_t prefetch) {
+    AccessPlan access;
+    access.entries.push_back(AccessEntry{layer, blocks});
+    // Later layers: the blocks they hold already (this step's new blocks are admitted by their
+    // layer's apply()).
+    for (int32_t k = 1; k <= prefetch && k < config.layers; ++k) {
+      AccessEntry e{(layer + k) % config.layers, {}};
+      for (int32_t id : blocks)
+        if (residency.state(UnitId{e.layer, id})->live) e.blocks.push_back(id);
+      access.entries.push_back(std::move(e));
+    }
+    access.prefetch_entries = prefetch;
+    MovePlan plan;
+    QWEN3VL_RETURN_IF_ERROR(residency.plan(access, &plan));
+    if (!plan.waiting.empty())
+      return make_error(StatusCode::kInternal, "layer ", layer, ": ", plan.waiting.size(),
+                        " blocks in flight with no mover running");
+    for (int32_t id : blocks) {
+      const UnitState* s = residency.state(UnitId{layer, id});
+      if (s->tier == Tier::kDevice) ++stats.hits;
+    }
+    return run_plan(plan);
+  }
+
+  Status pin_all(int32_t layer, const std::vector<int32_t>& blocks, std::vector<UnitId>* pins) {
+    for (int32_t id : blocks) {
+      const UnitId u{layer, id};
+      Status st = residency.pin(u);
+      if (!st.ok()) {
+        unpin_all(pins);
+        return st;
+      }
+      pins->push_back(u);
+    }
+    return Status();
+  }
+  void unpin_all(std::vector<UnitId>* pins) {
+    for (const UnitId& u : *pins) (void)residency.unpin(u);
+    pins->clear();
+  }
+};
+
+namespace {
+
+Status check_config(const KvPageTable& table, const TieredKvConfig& c) {
+  if (!table.created())
+    return make_error(StatusCode::kInvalidArgument, "table: not created (KvPageTable::create)");
+  const KvTableConfig& t = table.config();
+  if (t.layout != KvLayout::kPaged)
+    return make_error(StatusCode::kUnsupported, "table layout = ", to_string(t.layout),
+                      ": the tiered store keeps paged tables only");
+  if (c.layers < 1)
+    return make_error(StatusCode::kInvalidArgument, "config.layers = ", c.layers, ": must be >= 1");
+  if (c.kv_heads < 1 || c.head_dim < 1)
+    return make_error(StatusCode::kInvalidArgument, "config.kv_heads, head_dim = ", c.kv_heads,
+                      ", ", c.head_dim, ": must be >= 1");
+  if (!is_floating(c.dtype))
+    return make_error(StatusCode::kInvalidArgument, "config.dtype = ", to_string(c.dtype),
+                      ": allowed f32, f16, bf16");
+  if (c.arena_blocks < 1 || c.arena_blocks > INT32_MAX)
+    return make_error(StatusCode::kInvalidArgument, "config.arena_blocks = ", c.arena_blocks,
+                      ": allowed 1..", INT32_MAX);
+  if (c.host_blocks < 0 || c.host_blocks > INT32_MAX || c.disk_blocks < 0 ||
+      c.disk_blocks > INT32_MAX)
+    return make_error(StatusCode::kInvalidArgument,
+                      "config.host_blocks, disk_blocks = ", c.host_blocks, ", ", c.disk_blocks,
+                      ": allowed 0..", INT32_MAX);
+  if (c.disk_blocks > 0 && c.disk_path.empty())
+    return make_error(StatusCode::kInvalidArgument,
+                      "config.disk_path = \"\" with disk_blocks = ", c.disk_blocks,
+                      ": name the slot file");
+  if (c.prefetch_layers < 0)
+    return make_error(StatusCode::kInvalidArgument, "config.prefetch_layers = ", c.prefetch_layers,
+                      ": must be >= 0");
+  return Status();
+}
+
+}  // namespace
+
+Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& config,
+                             std::unique_ptr<TieredKvStore>* out) {
+  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
+  QWEN3VL_RETURN_IF_ERROR(check_config(table, config));
+  auto m = std::make_unique<Impl>();
+  m->config = config;
+  m->table = table.config();
+  const KvTableConfig& t = m->table;
+  int64_t elems = 0, bytes = 0, arena_bytes = 0;
+  if (!checked_mul(t.block_size, config.kv_heads * config.head_dim, &elems) ||
+      !checked_mul(2 * elems, static_cast<int64_t>(size_of(config.dtype)), &bytes) ||
+      !checked_mul(bytes, config.arena_blocks, &arena_bytes))
+    return make_error(StatusCode::kInvalidArgument, "config: arena of ", config.arena_blocks,
+                      " blocks of ", t.block_size, " x ", config.kv_heads, " x ", config.head_dim,
+                      " overflows int64 bytes");
+  m->block_elems = elems;
+  m->unit_bytes = static_cast<size_t>(bytes);
+  m->arena = static_cast<unsigned char*>(
+      std::aligned_alloc(64, (static_cast<size_t>(arena_bytes) + 63) / 64 * 64));
+  if (m->arena == nullptr)
+    return make_error(StatusCode::kOutOfMemory, "arena of ", arena_bytes, " bytes");
+  // K and V of a unit side by side: a unit is one contiguous payload for the stores.
+  const int64_t unit_elems = 2 * elems;
+  const int64_t row = config.kv_heads * config.head_dim;
+  for (int half = 0; half < 2; ++half) {
+    TensorView& view = half == 0 ? m->arena_k : m->arena_v;
+    view = TensorView::strided(
+        m->arena + static_cast<size_t>(half) * static_cast<size_t>(elems) * size_of(config.dtype),
+        config.dtype, {config.arena_blocks, t.block_size, config.kv_heads, config.head_dim},
+        {unit_elems, row, config.head_dim, 1});
+  }
+  if (config.host_blocks > 0)
+    QWEN3VL_RETURN_IF_ERROR(HostStore::create(m->unit_bytes, config.host_blocks, &m->host));
+  if (config.disk_blocks > 0)
+    QWEN3VL_RETURN_IF_ERROR(FileStore::create(config.disk_path, m->unit_bytes, config.disk_blocks,
+                                              config.disk, &m->disk));
+  ResidencyConfig rc;
+  rc.layers = config.layers;
+  rc.blocks = static_cast<int32_t>(t.num_blocks);
+  rc.capacity[static_cast<size_t>(Tier::kDevice)] = config.arena_blocks;
+  rc.capacity[static_cast<size_t>(Tier::kHost)] = config.host_blocks;
+  rc.capacity[static_cast<size_t>(Tier::kDisk)] = config.disk_blocks;
+  rc.policy = config.policy;
+  // The arena is filled to the brim by prefetch; evictions happen when a layer needs room.
+  rc.device_high = rc.device_low = 1.0;
+  QWEN3VL_RETURN_IF_ERROR(ResidencyTable::create(rc, &m->residency));
+  const size_t units = static_cast<size_t>(config.layers) * static_cast<size_t>(t.num_blocks);
+  m->staging.resize(m->unit_bytes);
+  m->allocated.assign(static_cast<size_t>(t.num_blocks), false);
+  m->written.assign(units, false);
+  m->versions.assign(units, 0);
+  m->pinned.resize(static_cast<size_t>(config.layers));
+  out->reset(new TieredKvStore(std::move(m)));
+  return Status();
+}
+
+TieredKvStore::TieredKvStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TieredKvStore::~TieredKvStore() = default;
+
+Status TieredKvStore::sync(const KvPageTable& table) {
+  Impl& m = *impl_;
+  if (table.config() != m.table)
+    return make_error(StatusCode::kInvalidArgument, "sync: the table (", table.describe(),
+                      ") is not the one this store was created for");
+  const BlockAllocator& a = table.allocator();
+  for (int32_t id = 0; id < static_cast<int32_t>(m.allocated.size()); ++id) {
+    const bool now = a.ref_count(id) > 0;
+    if (m.allocated[static_cast<size_t>(id)] && !now)
+      for (int32_t l = 0; l < m.config.layers; ++l) {
+        const UnitId u{l, id};
+        if (m.residency.state(u)->live) QWEN3VL_RETURN_IF_ERROR(m.residency.release(u));
+        m.written[m.index(u)] = false;
+      }
+    m.allocated[static_cast<size_t>(id)] = now;
+  }
+  return Status();
+}
+
+Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const TensorView& k,
+                            const TensorView& v) {
+  Impl& m = *impl_;
+  if (layer < 0 || layer >= m.config.layers)
+    return make_error(StatusCode::kInvalidArgument, "layer = ", layer, ": allowed 0..",
+                      m.config.layers - 1);
+  if (!table.step_open())
+    return make_error(StatusCode::kInvalidArgument,
+                      "apply: the table has no open append step (begin_append first)");
+  if (table.config() != m.table)
+    return make_error(StatusCode::kInvalidArgument, "apply: the table (", table.describe(),
+                      ") is not the one this store was created for");
+  const KvAppendStep& s = table.step();
+  // The blocks this layer's share of the step touches: copy sources and destinations, writes.
+  std::vector<int32_t> blocks;
+  for (const KvRun& r : s.copies) {
+    blocks.push_back(static_cast<int32_t>(r.src_major));
+    blocks.push_back(static_cast<int32_t>(r.dst_major));
+  }
+  for (const KvRun& r : s.writes) blocks.push_back(static_cast<int32_t>(r.dst_major));
+  std::sort(blocks.begin(), blocks.end());
+  blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
+  for (int32_t id : blocks) {
+    const UnitId u{layer, id};
+    if (!m.residency.state(u)->live) QWEN3VL_RETURN_IF_ERROR(m.residency.admit(u));
+  }
+  QWEN3VL_RETURN_IF_ERROR(m.make_resident(layer, blocks, 0));
+  std::vector<UnitId> pins;
+  QWEN3VL_RETURN_IF_ERROR(m.pin_all(layer, blocks, &pins));
+  // The runs with block ids replaced by arena slots (runs never cross a block).
+  const auto slot_of = [&](int64_t id) {
+    return static_cast<int64_t>(m.residency.state(UnitId{layer, static_cast<int32_t>(id)})->slot);
+  };
+  std::vector<KvRun> copies = s.copies, writes = s.writes;
+  for (KvRun& r : copies) {
+    r.src_major = slot_of(r.src_major);
+    r.dst_major = slot_of(r.dst_major);
+  }
+  for (KvRun& r : writes) r.dst_major = slot_of(r.dst_major);
+  // Sources as KvLayerStorage::apply takes them: [batch, rows, Hkv, D] or ragged [rows, Hkv, D].
+  TensorView sk = k, sv = v;
+  if (s.ragged) {
+    for (TensorView* t : {&sk, &sv}) {
+      *t = TensorView::strided(t->data, t->dtype, {1, t->shape[0], t->shape[1], t->shape[2]},
+                               {0, t->stride[0], t->stride[1], t->stride[2]}, t->device);
+    }
+  }
+  const KvStorageOps& ops = cpu_kv_storage_ops();
+  Status st = ops.write(m.arena_k, m.arena_v, m.arena_k, m.arena_v, copies.data(),
+                        static_cast<int64_t>(copies.size()), nullptr);
+  if (st.ok())
+    st = ops.write(m.arena_k, m.arena_v, sk, sv, writes.data(), static_cast<int64_t>(writes.size()),
+                   nullptr);
+  if (st.ok())
+    for (int32_t id : blocks) m.written[m.index(UnitId{layer, id})] = true;
+  m.unpin_all(&pins);
+  return st;
+}
+
+Status TieredKvStore::acquire(const KvPageTable& table, int32_t layer, KvCacheView* view) {
+  Impl& m = *impl_;
+  if (view == nullptr) return make_error(StatusCode::kNullPointer, "view = null");
+  if (layer < 0 || layer >= m.config.layers)
+    return make_error(StatusCode::kInvalidArgument, "layer = ", layer, ": allowed 0..",
+                      m.config.layers - 1);
+  if (table.config() != m.table)
+    return make_error(StatusCode::kInvalidArgument, "acquire: the table (", table.describe(),
+                      ") is not the one this store was created for");
+  std::vector<UnitId>& pins = m.pinned[static_cast<size_t>(layer)];
+  if (!pins.empty())
+    return make_error(StatusCode::kInvalidArgument, "layer = ", layer,
+                      ": already acquired (release it first)");
+  const std::vector<int32_t> blocks = m.visible_blocks(table);
+  for (int32_t id : blocks)
+    if (!m.residency.state(UnitId{layer, id})->live)
+      return make_error(StatusCode::kInvalidArgument, "layer ", layer, ", block ", id,
+                        ": never written to this store (apply() every layer of every step)");
+  QWEN3VL_RETURN_IF_ERROR(m.make_resident(layer, blocks, m.config.prefetch_layers));
+  QWEN3VL_RETURN_IF_ERROR(m.pin_all(layer, blocks, &pins));
+  const KvTableConfig& t = m.table;
+  const std::vector<int32_t>& bt = table.block_table();
+  m.slot_table.assign(bt.size(), -1);
+  const std::vector<int32_t>& lens = table.visible_lengths();
+  for (int64_t b = 0; b < t.batch; ++b) {
+    const int64_t n = (lens[static_cast<size_t>(b)] + t.block_size - 1) / t.block_size;
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t at = static_cast<size_t>(b * t.max_blocks + j);
+      m.slot_table[at] = m.residency.state(UnitId{layer, bt[at]})->slot;
+    }
+  }
+  KvCacheView v;
+  v.layout = KvLayout::kPaged;
+  v.k = m.arena_k;
+  v.v = m.arena_v;
+  v.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens.data()), DType::kI32, {t.batch});
+  v.block_table = TensorView::contiguous(m.slot_table.data(), DType::kI32, {t.batch, t.max_blocks});
+  v.max_seq_len = table.visible_max_length();
+  *view = v;
+  return Status();
+}
+
+Status TieredKvStore::release(int32_t layer) {
+  Impl& m = *impl_;
+  if (layer < 0 || layer >= m.config.layers)
+    return make_error(StatusCode::kInvalidArgument, "layer = ", layer, ": allowed 0..",
+                      m.config.layers - 1);
+  m.unpin_all(&m.pinned[static_cast<size_t>(layer)]);
+  return Status();
+}
+
+Status TieredKvStore::evict_all() {
+  Impl& m = *impl_;
+  const Tier down[] = {Tier::kHost, Tier::kDisk};
+  for (int32_t l = 0; l < m.config.layers; ++l)
+    for (int32_t id = 0; id < static_cast<int32_t>(m.table.num_blocks); ++id) {
+      const UnitId u{l, id};
+      const UnitState* s = m.residency.state(u);
+      if (!s->live || s->tier != Tier::kDevice || s->pins > 0 || s->in_flight) continue;
+      bool moved = false;
+      for (Tier t : down) {
+        SlotPool const& pool = m.residency.slots(t);
+        if (pool.free_count() == 0) continue;
+        Move mv;
+        mv.unit = u;
+        mv.from = Tier::kDevice;
+        mv.from_slot = s->slot;
+        mv.to = t;
+        mv.to_slot = pool.free_slots().back();
+        mv.why = MoveReason::kEvict;
+        QWEN3VL_RETURN_IF_ERROR(m.run_move(mv));
+        moved = true;
+        break;
+      }
+      if (!moved)
+        return make_error(StatusCode::kOutOfMemory, "evict_all: host and disk are full (",
+                          m.config.host_blocks, " + ", m.config.disk_blocks, " blocks)");
+    }
+  return Status();
+}
+
+size_t TieredKvStore::unit_bytes() const { return impl_->unit_bytes; }
+const TieredKvStats& TieredKvStore::stats() const { return impl_->stats; }
+const ResidencyTable& TieredKvStore::residency() const { return impl_->residency; }
+
+std::string TieredKvStore::describe() const {
+  const Impl& m = *impl_;
+  return detail::concat("tiered KV store: ", m.config.layers, " layers, blocks of ", m.unit_bytes,
+                        " bytes; arena ", m.config.arena_blocks, ", host ", m.config.host_blocks,
+                        ", disk ", m.config.disk_blocks,
+                        m.disk ? " (" + m.disk->describe() + ")" : std::string(), "; ",
+                        m.config.policy == EvictionPolicy::kLru ? "LRU" : "schedule-driven",
+                        " eviction, prefetch ", m.config.prefetch_layers, " layers ahead");
+}
+
+}  // namespace qwen3vl::lifecycle
