@@ -29,6 +29,8 @@ const std::vector<Routine>& routines() {
       {"block-sparse", "block-sparse at 100/50/10/5% density vs dense flash2 (CPU)",
        block_sparse_routine},
       {"static-sparse", "each static-sparse pattern vs dense flash2 (CPU)", static_sparse_routine},
+      {"tiered", "model decode over the tiered KV store (arena, host, disk) vs all-resident (CPU)",
+       tiered_routine},
   };
   return all;
 }
@@ -49,7 +51,7 @@ std::string driver_help() {
       "\nEvery routine takes --json FILE and --csv FILE (- = stdout; the routine's table then "
       "goes\n"
       "to stderr): the rows it printed, with the machine (CPU model, cores, ISA; GPU name and\n"
-      "driver), the commit (git describe at configure time) and the date.\n"
+      "driver), the commit (git describe when it was built) and the date.\n"
       "Exit status: 0 ok, 1 a run failed or missed its check, 2 bad arguments or something this\n"
       "build or machine lacks.\n";
   return text;

@@ -21,6 +21,7 @@ int layer_routine(const std::vector<std::string>& args);           // bench/laye
 int dynamic_sparse_routine(const std::vector<std::string>& args);  // bench/dynamic_sparse/
 int block_sparse_routine(const std::vector<std::string>& args);    // bench/block_sparse/
 int static_sparse_routine(const std::vector<std::string>& args);   // bench/static_sparse/
+int tiered_routine(const std::vector<std::string>& args);          // bench/lifecycle/
 
 // Every routine, in the order --help lists them.
 const std::vector<Routine>& routines();
