@@ -205,14 +205,12 @@ class ExactTopKCuda final : public DynamicSparseAttention {
 
 Status create_exact_topk_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                               std::unique_ptr<DynamicSparseAttention>* out) {
-  DeviceContext ctx;
-  QWEN3VL_RETURN_IF_ERROR(DeviceContext::create(options, &ctx));
-  CudaOptions bound = options;
-  bound.device = ctx.device;
-  std::unique_ptr<Attention> standard;
-  QWEN3VL_RETURN_IF_ERROR(create_standard_cuda(bound, &standard));
-  *out = std::make_unique<ExactTopKCuda>(ctx, std::move(standard), config);
-  return Status();
+  return create_over_inner<ExactTopKCuda>(
+      options, config,
+      [](const CudaOptions& o, std::unique_ptr<Attention>* standard) {
+        return create_standard_cuda(o, standard);
+      },
+      out);
 }
 
 }  // namespace qwen3vl::detail

@@ -267,21 +267,10 @@ std::string FileStore::describe() const {
 }
 
 Status FileStore::submit(IoRequest* requests, size_t count) {
-  if (requests == nullptr && count > 0) {
-    return make_error(StatusCode::kNullPointer, "requests = null with count = ", count);
-  }
-  Status first_bad;
-  for (size_t i = 0; i < count; ++i) {
-    IoRequest& request = requests[i];
-    request.status = check_request(request);
-    if (!request.status.ok()) {
-      if (first_bad.ok()) first_bad = request.status;
-      continue;
-    }
+  return start_each(requests, count, [&](IoRequest& request) {
     impl_->submitted.push_back(&request);
     impl_->engine->start(&request);
-  }
-  return first_bad;
+  });
 }
 
 Status FileStore::wait() {

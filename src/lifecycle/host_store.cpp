@@ -99,21 +99,10 @@ Status HostStore::run_one(IoRequest& request) {
 }
 
 Status HostStore::submit(IoRequest* requests, size_t count) {
-  if (requests == nullptr && count > 0) {
-    return make_error(StatusCode::kNullPointer, "requests = null with count = ", count);
-  }
-  Status first_bad;
-  for (size_t i = 0; i < count; ++i) {
-    IoRequest& request = requests[i];
-    request.status = check_request(request);
-    if (!request.status.ok()) {
-      if (first_bad.ok()) first_bad = request.status;
-      continue;
-    }
+  return start_each(requests, count, [&](IoRequest& request) {
     request.status = run_one(request);
     if (!request.status.ok() && first_error_.ok()) first_error_ = request.status;
-  }
-  return first_bad;
+  });
 }
 
 Status HostStore::wait() {

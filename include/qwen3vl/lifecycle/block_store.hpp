@@ -94,6 +94,23 @@ class BlockStore {
   BlockStore(size_t block_bytes, int64_t slots) : block_bytes_(block_bytes), slots_(slots) {}
   // The argument checks every store shares: op, slot range, buffer.
   Status check_request(const IoRequest& request) const;
+  // submit()'s shared loop: checks each request (a bad one gets its status and is skipped) and
+  // hands the good ones to start(); returns the first bad argument, if any.
+  template <class Start>
+  Status start_each(IoRequest* requests, size_t count, Start&& start) const {
+    if (requests == nullptr && count > 0)
+      return make_error(StatusCode::kNullPointer, "requests = null with count = ", count);
+    Status first_bad;
+    for (size_t i = 0; i < count; ++i) {
+      IoRequest& request = requests[i];
+      request.status = check_request(request);
+      if (request.status.ok())
+        start(request);
+      else if (first_bad.ok())
+        first_bad = request.status;
+    }
+    return first_bad;
+  }
 
  private:
   size_t block_bytes_;
