@@ -1,10 +1,15 @@
-// TieredKvStore: the arena, the stores, and the mover that runs the residency table's plans on
-// the calling thread. See include/qwen3vl/lifecycle/tiered_kv.hpp.
+// TieredKvStore: the arena, the stores, and the mover that runs the residency table's plans (a
+// worker thread, or the calling thread). See include/qwen3vl/lifecycle/tiered_kv.hpp.
 #include "qwen3vl/lifecycle/tiered_kv.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
 
 #include "qwen3vl/core/checked_math.hpp"
 #include "qwen3vl/kv_cache/layer_storage.hpp"
@@ -19,6 +24,29 @@ int64_t TieredKvStats::bytes_moved(size_t unit_bytes) const {
 }
 
 struct TieredKvStore::Impl {
+  // A begun move handed to the copier, with what the caller's thread decided for it.
+  struct Job {
+    uint64_t ticket = 0;
+    Move move;
+    bool carry = false;    // the unit holds bytes (a fresh unit is not read back)
+    uint64_t version = 0;  // stamped into the store slot by a write
+  };
+  struct Done {
+    Job job;
+    Status status;
+  };
+  // A planned move whose destination slot is vacated by the move of ticket `after`.
+  struct Deferred {
+    uint64_t ticket = 0, after = 0;
+    Move move;
+  };
+  // A failed copy into the arena: the unit stayed in its store; the next acquire that reads it
+  // reports the error.
+  struct Failure {
+    UnitId unit;
+    Status status;
+  };
+
   TieredKvConfig config;
   KvTableConfig table;
   int64_t block_elems = 0;         // one layer's K (or V) of one block, in elements
@@ -27,8 +55,9 @@ struct TieredKvStore::Impl {
   TensorView arena_k, arena_v;     // [arena_blocks, block_size, Hkv, D] over the units
   std::unique_ptr<HostStore> host;
   std::unique_ptr<FileStore> disk;
+  std::string disk_description;
   ResidencyTable residency;
-  std::vector<unsigned char> staging;       // one unit, for host <-> disk moves
+  std::vector<unsigned char> staging;       // one unit, for host <-> disk moves (the copier's)
   std::vector<bool> allocated;              // per block id, as of the last sync
   std::vector<bool> written;                // per unit: holds bytes (a fresh unit is not read back)
   std::vector<uint64_t> versions;           // per unit: bumped by each write to a store
@@ -36,7 +65,35 @@ struct TieredKvStore::Impl {
   std::vector<int32_t> slot_table;          // acquire()'s block table of arena slots
   TieredKvStats stats;
 
-  ~Impl() { std::free(arena); }
+  // Caller's thread only: moves begun and not yet applied, moves waiting for an eviction,
+  // failed reads not yet reported.
+  uint64_t next_ticket = 1;
+  int64_t outstanding = 0;
+  std::vector<Deferred> deferred;
+  std::vector<Failure> failures;
+  Status evict_error;             // the first failed eviction copy since evict_all() began
+  std::vector<Done> inline_done;  // synchronous mode: copies done on the caller's thread
+
+  // Shared with the worker, under mu.
+  std::mutex mu;
+  std::condition_variable work_cv, done_cv;
+  std::deque<Job> queue;
+  std::vector<Done> done;
+  double worker_busy_ms = 0;
+  bool stopping = false;
+  std::thread worker;
+
+  ~Impl() {
+    if (worker.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stopping = true;
+      }
+      work_cv.notify_all();
+      worker.join();  // it copies what is queued first: the stores outlive every copy
+    }
+    std::free(arena);
+  }
 
   size_t index(UnitId u) const {
     return static_cast<size_t>(u.layer) * static_cast<size_t>(table.num_blocks) +
@@ -56,35 +113,175 @@ struct TieredKvStore::Impl {
            static_cast<uint32_t>(u.block);
   }
 
-  // Copies one unit's bytes as the move says, then reports it to the residency table.
-  Status run_move(const Move& m) {
-    QWEN3VL_RETURN_IF_ERROR(residency.begin_move(m));
-    Status st = copy(m);
-    if (!st.ok()) {
-      (void)residency.abort_move(m.unit);  // the unit stays where it was, its bytes intact
-      return st;
+  // The copier: reads only the job, the arena slots the move holds, the stores and staging.
+  Status copy(const Job& job) {
+    const Move& m = job.move;
+    if (!job.carry) return Status();  // admitted, never written: nothing to carry
+    const uint64_t tag = tag_of(m.unit);
+    if (m.from == Tier::kDevice)
+      return store(m.to)->write(m.to_slot, arena_unit(m.from_slot), tag, job.version);
+    if (m.to == Tier::kDevice) return store(m.from)->read(m.from_slot, arena_unit(m.to_slot), &tag);
+    QWEN3VL_RETURN_IF_ERROR(store(m.from)->read(m.from_slot, staging.data(), &tag));
+    return store(m.to)->write(m.to_slot, staging.data(), tag, job.version);
+  }
+
+  void worker_loop() {
+    std::unique_lock<std::mutex> lock(mu);
+    for (;;) {
+      work_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (queue.empty()) return;  // stopping, and every queued move copied
+      Job job = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = copy(job);
+      const double ms = ms_since(t0);
+      lock.lock();
+      worker_busy_ms += ms;
+      done.push_back(Done{std::move(job), std::move(st)});
+      done_cv.notify_all();
     }
+  }
+
+  static double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  // Begins a move in the table and hands it to the copier; a move the table refuses (a stale
+  // deferred one) is dropped with its dependents.
+  void start(const Move& m, uint64_t ticket) {
+    if (!residency.begin_move(m).ok()) {
+      drop_dependents(ticket, Status());
+      return;
+    }
+    const size_t i = index(m.unit);
+    Job job{ticket, m, static_cast<bool>(written[i]), 0};
+    if (m.to != Tier::kDevice && job.carry) job.version = ++versions[i];
+    ++outstanding;
+    if (!config.async_mover) {
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = copy(job);
+      const double ms = ms_since(t0);
+      stats.busy_ms += ms;
+      stats.stall_ms += ms;
+      inline_done.push_back(Done{std::move(job), std::move(st)});
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      queue.push_back(std::move(job));
+    }
+    work_cv.notify_one();
+  }
+
+  // Moves waiting for `ticket` go away with it (a failed or dropped eviction); a read into the
+  // arena among them is reported like a failed one when `why` is an error.
+  void drop_dependents(uint64_t ticket, const Status& why) {
+    for (size_t k = 0; k < deferred.size();) {
+      if (deferred[k].after != ticket) {
+        ++k;
+        continue;
+      }
+      const Deferred d = deferred[k];
+      deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(k));
+      if (!why.ok() && d.move.to == Tier::kDevice) failures.push_back(Failure{d.move.unit, why});
+      drop_dependents(d.ticket, why);
+      k = 0;
+    }
+  }
+
+  void start_dependents(uint64_t ticket) {
+    for (size_t k = 0; k < deferred.size();) {
+      if (deferred[k].after != ticket) {
+        ++k;
+        continue;
+      }
+      const Deferred d = deferred[k];
+      deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(k));
+      start(d.move, d.ticket);
+      k = 0;
+    }
+  }
+
+  void forget_failures(UnitId u) {
+    failures.erase(std::remove_if(failures.begin(), failures.end(),
+                                  [&](const Failure& f) { return f.unit == u; }),
+                   failures.end());
+  }
+
+  // Applies one finished copy to the table, then starts the moves that waited for it.
+  Status complete(Done& d) {
+    --outstanding;
+    const Move& m = d.job.move;
+    if (!d.status.ok()) {
+      QWEN3VL_RETURN_IF_ERROR(residency.abort_move(m.unit));  // stays where it was, intact
+      ++stats.failed;
+      if (m.to == Tier::kDevice)
+        failures.push_back(Failure{m.unit, d.status});
+      else if (evict_error.ok())
+        evict_error = d.status;
+      drop_dependents(d.job.ticket, d.status);
+      return Status();
+    }
+    QWEN3VL_RETURN_IF_ERROR(residency.finish_move(m.unit));
     stats.units_moved[static_cast<size_t>(m.from)][static_cast<size_t>(m.to)] += 1;
     if (m.why == MoveReason::kEvict) ++stats.evicted;
     if (m.why == MoveReason::kPrefetch) ++stats.prefetched;
     if (m.why == MoveReason::kFetch) ++stats.fetched;
-    return residency.finish_move(m.unit);
-  }
-
-  Status copy(const Move& m) {
-    const size_t i = index(m.unit);
-    if (!written[i]) return Status();  // admitted, never written: nothing to carry
-    const uint64_t tag = tag_of(m.unit);
-    if (m.from == Tier::kDevice)
-      return store(m.to)->write(m.to_slot, arena_unit(m.from_slot), tag, ++versions[i]);
-    if (m.to == Tier::kDevice) return store(m.from)->read(m.from_slot, arena_unit(m.to_slot), &tag);
-    QWEN3VL_RETURN_IF_ERROR(store(m.from)->read(m.from_slot, staging.data(), &tag));
-    return store(m.to)->write(m.to_slot, staging.data(), tag, ++versions[i]);
-  }
-
-  Status run_plan(const MovePlan& plan) {
-    for (const Move& m : plan.moves) QWEN3VL_RETURN_IF_ERROR(run_move(m));
+    if (m.to == Tier::kDevice) forget_failures(m.unit);
+    start_dependents(d.job.ticket);
     return Status();
+  }
+
+  // Applies every finished copy; with block, first waits for one when moves are in flight.
+  Status drain(bool block) {
+    std::vector<Done> ready;
+    for (;;) {
+      ready.clear();
+      ready.swap(inline_done);
+      if (config.async_mover) {
+        std::unique_lock<std::mutex> lock(mu);
+        if (block && ready.empty() && done.empty() && outstanding > 0) {
+          const auto t0 = std::chrono::steady_clock::now();
+          done_cv.wait(lock, [&] { return !done.empty(); });
+          stats.stall_ms += ms_since(t0);
+        }
+        for (Done& d : done) ready.push_back(std::move(d));
+        done.clear();
+        stats.busy_ms = worker_busy_ms;
+      }
+      if (ready.empty()) return Status();
+      block = false;
+      for (Done& d : ready) QWEN3VL_RETURN_IF_ERROR(complete(d));
+    }
+  }
+
+  Status wait_idle() {
+    while (outstanding > 0) QWEN3VL_RETURN_IF_ERROR(drain(true));
+    if (!deferred.empty())
+      return make_error(StatusCode::kInternal, deferred.size(),
+                        " moves wait for evictions that are not in flight");
+    return Status();
+  }
+
+  // Begins the plan's moves in order; one whose destination an earlier move vacates waits for it.
+  void start_plan(const MovePlan& plan) {
+    const uint64_t base = next_ticket;
+    next_ticket += plan.moves.size();
+    for (size_t k = 0; k < plan.moves.size(); ++k) {
+      const Move& m = plan.moves[k];
+      if (m.after >= 0)
+        deferred.push_back(Deferred{base + k, base + static_cast<uint64_t>(m.after), m});
+      else
+        start(m, base + k);
+    }
+  }
+
+  bool busy_with(UnitId u) const {
+    if (residency.state(u)->in_flight) return true;
+    for (const Deferred& d : deferred)
+      if (d.move.unit == u) return true;
+    return false;
   }
 
   // The blocks sequence b reads (or writes up to) at the table's visible lengths, deduplicated.
@@ -104,7 +301,9 @@ struct TieredKvStore::Impl {
 
   // Makes `blocks` of `layer` resident in the arena (fetching what is not), prefetching the next
   // `prefetch` layers' same blocks as room allows; each entry-0 unit already there is a hit.
+  // Returns once entry 0's units have arrived; the prefetches may still be in flight.
   Status make_resident(int32_t layer, const std::vector<int32_t>& blocks, int32_t prefetch) {
+    QWEN3VL_RETURN_IF_ERROR(drain(false));
     AccessPlan access;
     access.entries.push_back(AccessEntry{layer, blocks});
     // Later layers: the blocks they hold already (this step's new blocks are admitted by their
@@ -116,16 +315,48 @@ struct TieredKvStore::Impl {
       access.entries.push_back(std::move(e));
     }
     access.prefetch_entries = prefetch;
-    MovePlan plan;
-    QWEN3VL_RETURN_IF_ERROR(residency.plan(access, &plan));
-    if (!plan.waiting.empty())
-      return make_error(StatusCode::kInternal, "layer ", layer, ": ", plan.waiting.size(),
-                        " blocks in flight with no mover running");
     for (int32_t id : blocks) {
       const UnitState* s = residency.state(UnitId{layer, id});
-      if (s->tier == Tier::kDevice) ++stats.hits;
+      if (s->tier == Tier::kDevice && !s->in_flight) ++stats.hits;
     }
-    return run_plan(plan);
+    // A unit entry 0 waits for may be on its way out (an eviction in flight): plan again once it
+    // has landed. Three rounds suffice; more is a bug.
+    for (int round = 0; round < 4; ++round) {
+      MovePlan plan;
+      Status planned = residency.plan(access, &plan);
+      if (planned.code() == StatusCode::kOutOfMemory && (outstanding > 0 || !deferred.empty())) {
+        // Units in flight hold their slots and cannot be evicted: let them land, then plan again.
+        QWEN3VL_RETURN_IF_ERROR(wait_idle());
+        planned = residency.plan(access, &plan);
+      }
+      QWEN3VL_RETURN_IF_ERROR(planned);
+      start_plan(plan);
+      QWEN3VL_RETURN_IF_ERROR(drain(false));
+      for (;;) {
+        bool pending = false;
+        for (int32_t id : blocks) pending = pending || busy_with(UnitId{layer, id});
+        if (!pending) break;
+        if (outstanding == 0)
+          return make_error(StatusCode::kInternal, "layer ", layer,
+                            ": waiting for moves that are not in flight");
+        QWEN3VL_RETURN_IF_ERROR(drain(true));
+      }
+      for (int32_t id : blocks) {
+        const UnitId u{layer, id};
+        for (size_t k = 0; k < failures.size(); ++k)
+          if (failures[k].unit == u) {
+            Status st = failures[k].status;
+            forget_failures(u);
+            return st;
+          }
+      }
+      bool all = true;
+      for (int32_t id : blocks)
+        all = all && residency.state(UnitId{layer, id})->tier == Tier::kDevice;
+      if (all) return Status();
+    }
+    return make_error(StatusCode::kInternal, "layer ", layer,
+                      ": blocks not resident after four plans");
   }
 
   Status pin_all(int32_t layer, const std::vector<int32_t>& blocks, std::vector<UnitId>* pins) {
@@ -235,6 +466,9 @@ Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& con
   m->written.assign(units, false);
   m->versions.assign(units, 0);
   m->pinned.resize(static_cast<size_t>(config.layers));
+  if (m->disk) m->disk_description = m->disk->describe();
+  // From here on only the worker touches the stores (thread start orders their creation first).
+  if (config.async_mover) m->worker = std::thread([impl = m.get()] { impl->worker_loop(); });
   out->reset(new TieredKvStore(std::move(m)));
   return Status();
 }
@@ -247,14 +481,22 @@ Status TieredKvStore::sync(const KvPageTable& table) {
   if (table.config() != m.table)
     return make_error(StatusCode::kInvalidArgument, "sync: the table (", table.describe(),
                       ") is not the one this store was created for");
+  QWEN3VL_RETURN_IF_ERROR(m.drain(false));
   const BlockAllocator& a = table.allocator();
   for (int32_t id = 0; id < static_cast<int32_t>(m.allocated.size()); ++id) {
     const bool now = a.ref_count(id) > 0;
     if (m.allocated[static_cast<size_t>(id)] && !now)
       for (int32_t l = 0; l < m.config.layers; ++l) {
         const UnitId u{l, id};
+        while (m.busy_with(u)) {  // a prefetch or eviction of it still under way
+          if (m.outstanding == 0)
+            return make_error(StatusCode::kInternal, "sync: unit ", u,
+                              " waits for a move that is not in flight");
+          QWEN3VL_RETURN_IF_ERROR(m.drain(true));
+        }
         if (m.residency.state(u)->live) QWEN3VL_RETURN_IF_ERROR(m.residency.release(u));
         m.written[m.index(u)] = false;
+        m.forget_failures(u);
       }
     m.allocated[static_cast<size_t>(id)] = now;
   }
@@ -368,11 +610,13 @@ Status TieredKvStore::release(int32_t layer) {
     return make_error(StatusCode::kInvalidArgument, "layer = ", layer, ": allowed 0..",
                       m.config.layers - 1);
   m.unpin_all(&m.pinned[static_cast<size_t>(layer)]);
-  return Status();
+  return m.drain(false);
 }
 
 Status TieredKvStore::evict_all() {
   Impl& m = *impl_;
+  QWEN3VL_RETURN_IF_ERROR(m.wait_idle());
+  m.evict_error = Status();
   const Tier down[] = {Tier::kHost, Tier::kDisk};
   for (int32_t l = 0; l < m.config.layers; ++l)
     for (int32_t id = 0; id < static_cast<int32_t>(m.table.num_blocks); ++id) {
@@ -390,7 +634,7 @@ Status TieredKvStore::evict_all() {
         mv.to = t;
         mv.to_slot = pool.free_slots().back();
         mv.why = MoveReason::kEvict;
-        QWEN3VL_RETURN_IF_ERROR(m.run_move(mv));
+        m.start(mv, m.next_ticket++);
         moved = true;
         break;
       }
@@ -398,11 +642,21 @@ Status TieredKvStore::evict_all() {
         return make_error(StatusCode::kOutOfMemory, "evict_all: host and disk are full (",
                           m.config.host_blocks, " + ", m.config.disk_blocks, " blocks)");
     }
-  return Status();
+  QWEN3VL_RETURN_IF_ERROR(m.wait_idle());
+  return m.evict_error;
 }
 
+Status TieredKvStore::wait_idle() { return impl_->wait_idle(); }
+
 size_t TieredKvStore::unit_bytes() const { return impl_->unit_bytes; }
-const TieredKvStats& TieredKvStore::stats() const { return impl_->stats; }
+const TieredKvStats& TieredKvStore::stats() const {
+  Impl& m = *impl_;
+  if (m.config.async_mover) {
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.stats.busy_ms = m.worker_busy_ms;
+  }
+  return m.stats;
+}
 const ResidencyTable& TieredKvStore::residency() const { return impl_->residency; }
 
 std::string TieredKvStore::describe() const {
@@ -410,9 +664,11 @@ std::string TieredKvStore::describe() const {
   return detail::concat("tiered KV store: ", m.config.layers, " layers, blocks of ", m.unit_bytes,
                         " bytes; arena ", m.config.arena_blocks, ", host ", m.config.host_blocks,
                         ", disk ", m.config.disk_blocks,
-                        m.disk ? " (" + m.disk->describe() + ")" : std::string(), "; ",
+                        m.disk ? " (" + m.disk_description + ")" : std::string(), "; ",
                         m.config.policy == EvictionPolicy::kLru ? "LRU" : "schedule-driven",
-                        " eviction, prefetch ", m.config.prefetch_layers, " layers ahead");
+                        " eviction, prefetch ", m.config.prefetch_layers, " layers ahead, ",
+                        m.config.async_mover ? "asynchronous mover (a worker thread)"
+                                             : "synchronous mover (the calling thread)");
 }
 
 }  // namespace qwen3vl::lifecycle

@@ -12,8 +12,16 @@
 // Fetch mode: acquire() moves the blocks a layer reads into the arena before it returns, so the
 // kernel reads the same bytes in the same order as over an all-resident cache: outputs are
 // bitwise identical. A layer whose blocks cannot all be in the arena at once is refused with
-// kOutOfMemory (admission control), never thrashed. Moves run on the calling thread; the next
-// layers' blocks are prefetched at each acquire() (prefetch_layers) while the arena has room.
+// kOutOfMemory (admission control), never thrashed. The next layers' blocks are prefetched at each
+// acquire() (prefetch_layers) while the arena has room.
+//
+// The mover (async_mover): one worker thread owned by the store copies every unit's bytes (arena
+// <-> host <-> disk); it is the only thread touching the stores. The residency table stays on the
+// caller's thread: it plans, begins each move and hands it to the worker, and applies finished
+// moves when it drains completions (every call, and wait_idle()). acquire() waits only for the
+// blocks its layer reads; prefetches go on while the caller decodes. A move whose destination slot
+// an eviction vacates starts when that eviction has finished. With async_mover = false the moves
+// are copied on the calling thread as they are begun (the synchronous baseline).
 //
 // Host-memory arena (the CPU decode kernels); paged tables only.
 #pragma once
@@ -43,6 +51,8 @@ struct TieredKvConfig {
   EvictionPolicy policy = EvictionPolicy::kScheduleDriven;
   // Layers after the acquired one whose blocks acquire() prefetches into free arena room.
   int32_t prefetch_layers = 2;
+  // Moves copied by the store's worker thread (true) or on the calling thread (false).
+  bool async_mover = true;
 };
 
 // What moved, for the benchmark's telemetry. Units are blocks of one layer (unit_bytes() each).
@@ -52,6 +62,11 @@ struct TieredKvStats {
   int64_t prefetched = 0;  // blocks moved ahead of their layer
   int64_t hits = 0;        // blocks already in the arena when their layer was acquired
   int64_t evicted = 0;
+  int64_t failed = 0;   // copies that failed (the unit stayed where it was)
+  double stall_ms = 0;  // the caller's time waiting for moves (synchronous: copying them)
+  double busy_ms = 0;   // the mover's time copying
+  // The share of the copying hidden behind the caller's work: 1 - stall / busy (0 when idle).
+  double overlap() const { return busy_ms > 0 ? 1.0 - stall_ms / busy_ms : 0.0; }
   int64_t bytes_moved(size_t unit_bytes) const;
 };
 
@@ -74,12 +89,17 @@ class TieredKvStore {
                              const TensorView& v);
   // Every block layer `layer` reads (the table's visible lengths) resident in the arena and pinned;
   // *view reads them (host seq_lens and a block table of arena slots, valid until release()).
+  // Waits for those blocks only; the prefetches it starts continue after it returns. A failed copy
+  // of a block it reads (this call's fetch or an earlier prefetch) is its error (kIoError,
+  // kDataCorrupt from the store); the block stays in its store and a later call retries.
   [[nodiscard]] Status acquire(const KvPageTable& table, int32_t layer, KvCacheView* view);
   // Unpins what acquire(layer) pinned.
   [[nodiscard]] Status release(int32_t layer);
   // Moves every unpinned block out of the arena (to the host while it has room, else to disk):
   // the "evict everything" schedule of the tests, and a way to free the arena between requests.
   [[nodiscard]] Status evict_all();
+  // Waits until no move is queued or in flight and applies every completion.
+  [[nodiscard]] Status wait_idle();
 
   size_t unit_bytes() const;  // one layer's K and V of one block
   const TieredKvStats& stats() const;
