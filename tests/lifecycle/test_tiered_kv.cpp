@@ -1,13 +1,19 @@
 // TieredKvStore in fetch mode gives decode exactly what an all-resident cache gives, bit for bit:
 // seeded random schedules of prefill, decode steps, sequence resets and forks (copy-on-write),
 // with an arena of one layer's working set, the rest on the host and on disk, and with
-// "evict everything every step". Also: admission control, and bad arguments named.
+// "evict everything every step", each with the asynchronous mover and with the synchronous one. A
+// disk read that fails under a fetch or a prefetch is the acquire's typed error, the table stays
+// consistent, and the same call succeeds once the fault clears. Also: admission control, and bad
+// arguments named.
 #include "qwen3vl/lifecycle/tiered_kv.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -17,6 +23,7 @@
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/layer_storage.hpp"
 #include "qwen3vl/testing/random_fill.hpp"
+#include "src/lifecycle/io_faults.hpp"
 
 namespace qwen3vl::lifecycle {
 namespace {
@@ -46,12 +53,37 @@ struct Schedule {
   int64_t arena_blocks, host_blocks, disk_blocks;
   bool evict_every_step;
   EvictionPolicy policy;
+  bool async_mover = true;
+  // At this step, just before layer 0 is acquired, the disk fails one read: the first fetch of
+  // layer 0 or, with fault_prefetch, the first read after them (a prefetch of a later layer).
+  int fault_step = -1;
+  bool fault_prefetch = false;
 };
+
+// The blocks layer `layer` reads that are not in the arena now.
+int count_not_resident(const KvPageTable& table, const TieredKvStore& store, int32_t layer) {
+  std::vector<int32_t> seen;
+  const KvTableConfig& t = table.config();
+  for (int64_t b = 0; b < t.batch; ++b) {
+    const int64_t n =
+        (table.visible_lengths()[static_cast<size_t>(b)] + t.block_size - 1) / t.block_size;
+    for (int64_t j = 0; j < n; ++j) {
+      const int32_t id = table.block_table()[static_cast<size_t>(b * t.max_blocks + j)];
+      if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;
+      seen.push_back(id);
+    }
+  }
+  int n = 0;
+  for (int32_t id : seen) n += store.residency().state(UnitId{layer, id})->tier != Tier::kDevice;
+  return n;
+}
 
 // The same steps into per-layer KvLayerStorage (all resident) and into a TieredKvStore; after
 // every step each layer's decode over both must match to the bit.
 void run_schedule(const Schedule& sch) {
-  SCOPED_TRACE("seed " + std::to_string(sch.seed));
+  SCOPED_TRACE("seed " + std::to_string(sch.seed) +
+               (sch.async_mover ? ", asynchronous mover" : ", synchronous mover"));
+  detail::io_faults().reset();
   std::mt19937_64 rng(sch.seed);
   KvPageTable table;
   ASSERT_TRUE(KvPageTable::create(table_config(), &table).ok());
@@ -75,6 +107,7 @@ void run_schedule(const Schedule& sch) {
   cfg.disk_blocks = sch.disk_blocks;
   cfg.disk_path = scratch_path("tiered_" + std::to_string(sch.seed) + ".slots");
   cfg.policy = sch.policy;
+  cfg.async_mover = sch.async_mover;
   std::unique_ptr<TieredKvStore> store;
   const Status created = TieredKvStore::create(table, cfg, &store);
   ASSERT_TRUE(created.ok()) << created.to_string();
@@ -84,6 +117,18 @@ void run_schedule(const Schedule& sch) {
   cpu.num_threads = 2;
   ASSERT_TRUE(create_decode_cpu(cpu, &decode).ok());
 
+  // A call that fails under the injected fault: the typed error, a consistent table, and the same
+  // call succeeding once the fault has cleared.
+  int faults_seen = 0;
+  const auto call = [&](const std::function<Status()>& f) {
+    Status st = f();
+    if (st.ok()) return st;
+    EXPECT_EQ(st.code(), StatusCode::kIoError) << st.to_string();
+    EXPECT_TRUE(store->residency().check_invariants().ok());
+    ++faults_seen;
+    detail::io_faults().reset();
+    return f();
+  };
   int checked = 0;
   for (int step = 0; step < 40; ++step) {
     // Now and then a sequence starts over: empty, or a fork of the other (shared blocks, then
@@ -107,7 +152,7 @@ void run_schedule(const Schedule& sch) {
       fill_uniform(nk, rng());
       fill_uniform(nv, rng());
       ASSERT_TRUE(resident[l].apply(table, nk.view(), nv.view()).ok());
-      const Status applied = store->apply(table, l, nk.view(), nv.view());
+      const Status applied = call([&] { return store->apply(table, l, nk.view(), nv.view()); });
       ASSERT_TRUE(applied.ok()) << applied.to_string();
 
       Tensor q(DType::kF32, {kBatch, 1, kHeads, kDim});
@@ -120,7 +165,11 @@ void run_schedule(const Schedule& sch) {
       p.out = want.view();
       decode->run(p);
       KvCacheView tiered;
-      const Status acquired = store->acquire(table, l, &tiered);
+      if (step == sch.fault_step && l == 0)
+        detail::io_faults().fail_next(
+            detail::FaultOp::kRead, 1, EIO,
+            sch.fault_prefetch ? count_not_resident(table, *store, 0) : 0);
+      const Status acquired = call([&] { return store->acquire(table, l, &tiered); });
       ASSERT_TRUE(acquired.ok()) << acquired.to_string();
       p.kv = tiered;
       p.out = got.view();
@@ -135,34 +184,51 @@ void run_schedule(const Schedule& sch) {
     if (sch.evict_every_step) ASSERT_TRUE(store->evict_all().ok());
     ASSERT_TRUE(store->residency().check_invariants().ok());
   }
+  if (sch.fault_step >= 0) EXPECT_EQ(faults_seen, 1);
+  ASSERT_TRUE(store->wait_idle().ok());
   const TieredKvStats& s = store->stats();
   EXPECT_EQ(checked, 40 * kLayers);
   // The schedules are built to move blocks: a test that never fetched would prove nothing.
   EXPECT_GT(s.fetched + s.prefetched, 0) << store->describe();
   std::printf(
-      "seed %llu: fetched %lld, prefetched %lld, hits %lld, evicted %lld, %lld bytes moved\n",
-      static_cast<unsigned long long>(sch.seed), static_cast<long long>(s.fetched),
-      static_cast<long long>(s.prefetched), static_cast<long long>(s.hits),
-      static_cast<long long>(s.evicted),
-      static_cast<long long>(s.bytes_moved(store->unit_bytes())));
+      "seed %llu, %s: fetched %lld, prefetched %lld, hits %lld, evicted %lld, failed %lld, %lld "
+      "bytes moved; stall %.2f ms, busy %.2f ms\n",
+      static_cast<unsigned long long>(sch.seed), sch.async_mover ? "async" : "sync",
+      static_cast<long long>(s.fetched), static_cast<long long>(s.prefetched),
+      static_cast<long long>(s.hits), static_cast<long long>(s.evicted),
+      static_cast<long long>(s.failed), static_cast<long long>(s.bytes_moved(store->unit_bytes())),
+      s.stall_ms, s.busy_ms);
 }
 
 TEST(TieredKv, FetchModeIsBitwiseAllResidentWithHostAndDisk) {
   // Arena: one layer's working set (both sequences at their longest); host a few blocks more.
-  for (uint64_t seed : {1u, 2u, 3u})
-    run_schedule({seed, kBatch * kMaxBlocks, 8, 3 * (kBatch * kMaxBlocks + 2), false,
-                  EvictionPolicy::kScheduleDriven});
+  for (bool async : {false, true})
+    for (uint64_t seed : {1u, 2u, 3u})
+      run_schedule({seed, kBatch * kMaxBlocks, 8, 3 * (kBatch * kMaxBlocks + 2), false,
+                    EvictionPolicy::kScheduleDriven, async});
 }
 
 TEST(TieredKv, EvictEverythingEveryStep) {
-  for (uint64_t seed : {4u, 5u})
-    run_schedule(
-        {seed, kBatch * kMaxBlocks, 0, 3 * (kBatch * kMaxBlocks + 2), true, EvictionPolicy::kLru});
+  for (bool async : {false, true})
+    for (uint64_t seed : {4u, 5u})
+      run_schedule({seed, kBatch * kMaxBlocks, 0, 3 * (kBatch * kMaxBlocks + 2), true,
+                    EvictionPolicy::kLru, async});
 }
 
 TEST(TieredKv, HostOnlyLowerTier) {
-  run_schedule({6, kBatch * kMaxBlocks + 3, 3 * (kBatch * kMaxBlocks + 2), 0, true,
-                EvictionPolicy::kScheduleDriven});
+  for (bool async : {false, true})
+    run_schedule({6, kBatch * kMaxBlocks + 3, 3 * (kBatch * kMaxBlocks + 2), 0, true,
+                  EvictionPolicy::kScheduleDriven, async});
+}
+
+// Everything on disk at each step's start (evict everything), so layer 0's acquire reads from disk;
+// an arena of every layer's working set leaves room for prefetches.
+TEST(TieredKv, AFailedDiskReadIsTheAcquiresErrorAndARetrySucceeds) {
+  for (bool async : {false, true})
+    for (bool prefetch : {false, true})
+      run_schedule({7, kLayers * kBatch * kMaxBlocks, 0, 3 * (kBatch * kMaxBlocks + 2), true,
+                    EvictionPolicy::kScheduleDriven, async, 5, prefetch});
+  detail::io_faults().reset();
 }
 
 TEST(TieredKv, ALayerThatCannotFitIsRefused) {
