@@ -277,6 +277,20 @@ struct TieredKvStore::Impl {
     }
   }
 
+  // The first failed read of one of `blocks` of `layer` not yet reported, reported once.
+  Status report_failure(int32_t layer, const std::vector<int32_t>& blocks) {
+    for (int32_t id : blocks) {
+      const UnitId u{layer, id};
+      for (const Failure& f : failures)
+        if (f.unit == u) {
+          Status st = f.status;
+          forget_failures(u);
+          return st;
+        }
+    }
+    return Status();
+  }
+
   bool busy_with(UnitId u) const {
     if (residency.state(u)->in_flight) return true;
     for (const Deferred& d : deferred)
@@ -304,6 +318,7 @@ struct TieredKvStore::Impl {
   // Returns once entry 0's units have arrived; the prefetches may still be in flight.
   Status make_resident(int32_t layer, const std::vector<int32_t>& blocks, int32_t prefetch) {
     QWEN3VL_RETURN_IF_ERROR(drain(false));
+    QWEN3VL_RETURN_IF_ERROR(report_failure(layer, blocks));  // an earlier prefetch's
     AccessPlan access;
     access.entries.push_back(AccessEntry{layer, blocks});
     // Later layers: the blocks they hold already (this step's new blocks are admitted by their
@@ -341,15 +356,7 @@ struct TieredKvStore::Impl {
                             ": waiting for moves that are not in flight");
         QWEN3VL_RETURN_IF_ERROR(drain(true));
       }
-      for (int32_t id : blocks) {
-        const UnitId u{layer, id};
-        for (size_t k = 0; k < failures.size(); ++k)
-          if (failures[k].unit == u) {
-            Status st = failures[k].status;
-            forget_failures(u);
-            return st;
-          }
-      }
+      QWEN3VL_RETURN_IF_ERROR(report_failure(layer, blocks));
       bool all = true;
       for (int32_t id : blocks)
         all = all && residency.state(UnitId{layer, id})->tier == Tier::kDevice;
