@@ -268,13 +268,14 @@ struct TieredKvStore::Impl {
   void start_plan(const MovePlan& plan) {
     const uint64_t base = next_ticket;
     next_ticket += plan.moves.size();
+    // The waiting ones first: a move the table refuses drops those that wait for it.
     for (size_t k = 0; k < plan.moves.size(); ++k) {
       const Move& m = plan.moves[k];
       if (m.after >= 0)
         deferred.push_back(Deferred{base + k, base + static_cast<uint64_t>(m.after), m});
-      else
-        start(m, base + k);
     }
+    for (size_t k = 0; k < plan.moves.size(); ++k)
+      if (plan.moves[k].after < 0) start(plan.moves[k], base + k);
   }
 
   // The first failed read of one of `blocks` of `layer` not yet reported, reported once.
