@@ -24,7 +24,7 @@ using lifecycle::TieredKvStore;
 
 struct TieredCase {
   int64_t layers = 36, heads = 32, kv_heads = 8, head_dim = 128, block = 16;
-  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2;
+  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 1;
   double arena_mib = 256, host_mib = 256, ram_mib = 4096;
   std::string disk_dir = "tiered-store", policy = "schedule";
 };
@@ -70,7 +70,8 @@ fetch mode: a compute arena of --arena-mib, a host store of --host-mib, the rest
 under --disk-dir (io_uring + O_DIRECT where the file system allows). The context is prefilled
 through the store, then --steps decode steps are timed (wall clock). Beside it, the same steps over
 all-resident storage when the whole KV fits in --ram-mib. Reports tokens/s, the blocks each tier
-pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
+pair moved, fetches (the layer waited), prefetches and arena hits per step, and the mover's time:
+stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - stall / busy.)");
   parser.add_int("--layers", &c.layers, 1, 1024, "layers");
   parser.add_int("--heads", &c.heads, 1, 1024, "query heads");
   parser.add_int("--kv-heads", &c.kv_heads, 1, 1024, "KV heads");
@@ -80,6 +81,8 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
   parser.add_int("--chunk", &c.chunk, 16, int64_t(1) << 20, "prefill tokens per append");
   parser.add_int("--threads", &c.threads, 1, 1024, "CPU threads of the decode kernel");
   parser.add_int("--prefetch-layers", &c.prefetch, 0, 1024, "layers prefetched ahead");
+  parser.add_int("--async", &c.async, 0, 1,
+                 "1: a worker thread moves the blocks; 0: the decode thread does");
   parser.add_number("--arena-mib", &c.arena_mib, 0.01, 1 << 24, "compute arena budget");
   parser.add_number("--host-mib", &c.host_mib, 0, 1 << 24, "host store budget");
   parser.add_number("--ram-mib", &c.ram_mib, 0, 1 << 24,
@@ -113,6 +116,7 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
     cfg.policy = c.policy == "lru" ? lifecycle::EvictionPolicy::kLru
                                    : lifecycle::EvictionPolicy::kScheduleDriven;
     cfg.prefetch_layers = static_cast<int32_t>(c.prefetch);
+    cfg.async_mover = c.async != 0;
     std::unique_ptr<TieredKvStore> store;
     throw_if_error(TieredKvStore::create(table, cfg, &store));
     std::printf("# %s\n# KV %.1f MiB: %lld layers x %lld blocks of %.0f KiB\n",
@@ -144,6 +148,7 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
         throw_if_error(table.commit());
       }
     });
+    throw_if_error(store->wait_idle());
     const lifecycle::TieredKvStats before = store->stats();
     std::vector<double> tiered;
     for (int64_t s = 0; s < c.steps; ++s)
@@ -156,8 +161,12 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
             return store->acquire(table, static_cast<int32_t>(l), v);
           },
           [&](int64_t l) { return store->release(static_cast<int32_t>(l)); }));
+    throw_if_error(store->wait_idle());  // the last step's prefetches, outside the timing
     const lifecycle::TieredKvStats& after = store->stats();
     const double per_step = 1.0 / static_cast<double>(c.steps);
+    const double stall = (after.stall_ms - before.stall_ms) * per_step,
+                 busy = (after.busy_ms - before.busy_ms) * per_step;
+    const double overlap = busy > 0 ? 1.0 - stall / busy : 0.0;
     const auto moved = [&](lifecycle::Tier a, lifecycle::Tier b) {
       const size_t i = static_cast<size_t>(a), j = static_cast<size_t>(b);
       return (after.units_moved[i][j] - before.units_moved[i][j]) * per_step;
@@ -168,11 +177,13 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
     std::printf(
         "tiered: %.1f ms a step, %.2f tokens/s; a step moves (blocks): host->arena %.0f, "
         "disk->arena %.0f, arena->host %.0f, arena->disk %.0f, host->disk %.0f; fetched "
-        "%.0f, prefetched %.0f, hits %.0f\n",
+        "%.0f, prefetched %.0f, hits %.0f\n"
+        "mover (%s): a step stalls %.2f ms waiting for moves, copies for %.2f ms; overlap %.2f\n",
         step, 1e3 / step, moved(Tier::kHost, Tier::kDevice), moved(Tier::kDisk, Tier::kDevice),
         moved(Tier::kDevice, Tier::kHost), moved(Tier::kDevice, Tier::kDisk),
         moved(Tier::kHost, Tier::kDisk), (after.fetched - before.fetched) * per_step,
-        (after.prefetched - before.prefetched) * per_step, (after.hits - before.hits) * per_step);
+        (after.prefetched - before.prefetched) * per_step, (after.hits - before.hits) * per_step,
+        c.async ? "asynchronous" : "synchronous", stall, busy, overlap);
     ReportRow r{{"mode", "tiered"},
                 {"layers", c.layers},
                 {"context", c.context},
@@ -189,6 +200,10 @@ pair moved, fetches (the layer waited), prefetches and arena hits per step.)");
                 {"fetched_blocks", (after.fetched - before.fetched) * per_step},
                 {"prefetched_blocks", (after.prefetched - before.prefetched) * per_step},
                 {"arena_hits", (after.hits - before.hits) * per_step},
+                {"async_mover", c.async},
+                {"stall_ms", stall},
+                {"busy_ms", busy},
+                {"overlap", overlap},
                 {"block_bytes", block_bytes},
                 {"store", store->describe()}};
     report.add(r);
