@@ -24,7 +24,7 @@ using lifecycle::TieredKvStore;
 
 struct TieredCase {
   int64_t layers = 36, heads = 32, kv_heads = 8, head_dim = 128, block = 16;
-  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 1;
+  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 0;
   double arena_mib = 256, host_mib = 256, ram_mib = 4096;
   std::string disk_dir = "tiered-store", policy = "schedule";
 };
