@@ -79,14 +79,12 @@ void run(const StandardHeadTask& task) {
         row[j] = m == kNegInf ? kNegInf : row[j] + m;
       }
     // A NaN score (from q or from a K row the row sees) makes the row NaN, as in flash2: a plain
-    // max would skip it and the row would pass for one that sees no key.
-    float mx = kNegInf;
-    bool nan = false;
-    for (int64_t j = lo; j < hi; ++j) {
-      mx = row[j] > mx ? row[j] : mx;
-      nan = nan || row[j] != row[j];
-    }
-    if (nan) mx = std::numeric_limits<float>::quiet_NaN();
+    // max would skip it and the row would pass for one that sees no key. Eigen's NaN-propagating
+    // max is vectorised; a scalar compare-and-select loop (the compiler keeps it scalar without
+    // -ffast-math) is latency-bound and costs as much as the softmax.
+    const float mx =
+        hi > lo ? Eigen::Map<Eigen::ArrayXf>(row + lo, hi - lo).maxCoeff<Eigen::PropagateNaN>()
+                : kNegInf;
     float lse = kNegInf;
     if (mx == kNegInf) {  // fully masked row: weights and output 0
       for (int64_t j = lo; j < hi; ++j) row[j] = 0.0f;
