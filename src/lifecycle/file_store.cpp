@@ -309,18 +309,8 @@ Status FileStore::recover(RecoveryReport* out) {
         layout.fd, buffer.data(), bytes, layout.offset(first), layout.request_bytes,
         layout.granularity(), detail::IoWhere{"recovery scan from slot", first}));
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t s = first + i;
-      detail::SlotHeader header;
-      const detail::SlotCheck check =
-          detail::check_slot(buffer.data() + static_cast<size_t>(i) * layout.stride, block_bytes(),
-                             s, nullptr, &header);
-      if (check == detail::SlotCheck::kValid) {
-        out->valid.push_back(SlotRecord{s, header.tag, header.version});
-      } else if (check == detail::SlotCheck::kEmpty) {
-        ++out->empty;
-      } else {
-        out->dropped.push_back(DroppedSlot{s, detail::describe_check(check, header, nullptr)});
-      }
+      detail::recover_slot(buffer.data() + static_cast<size_t>(i) * layout.stride, block_bytes(),
+                           first + i, out);
     }
   }
   return Status();

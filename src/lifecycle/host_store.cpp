@@ -114,18 +114,8 @@ Status HostStore::wait() {
 Status HostStore::recover(RecoveryReport* out) {
   if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: allowed non-null");
   *out = RecoveryReport{};
-  for (int64_t s = 0; s < slots(); ++s) {
-    detail::SlotHeader header;
-    const detail::SlotCheck check = detail::check_slot(memory_ + static_cast<size_t>(s) * stride_,
-                                                       block_bytes(), s, nullptr, &header);
-    if (check == detail::SlotCheck::kValid) {
-      out->valid.push_back(SlotRecord{s, header.tag, header.version});
-    } else if (check == detail::SlotCheck::kEmpty) {
-      ++out->empty;
-    } else {
-      out->dropped.push_back(DroppedSlot{s, detail::describe_check(check, header, nullptr)});
-    }
-  }
+  for (int64_t s = 0; s < slots(); ++s)
+    detail::recover_slot(memory_ + static_cast<size_t>(s) * stride_, block_bytes(), s, out);
   return Status();
 }
 

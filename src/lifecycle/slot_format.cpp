@@ -75,6 +75,18 @@ SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64
   return SlotCheck::kValid;
 }
 
+void recover_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,
+                  RecoveryReport* out) {
+  SlotHeader header;
+  const SlotCheck check = check_slot(slot_memory, block_bytes, slot, nullptr, &header);
+  if (check == SlotCheck::kValid)
+    out->valid.push_back(SlotRecord{slot, header.tag, header.version});
+  else if (check == SlotCheck::kEmpty)
+    ++out->empty;
+  else
+    out->dropped.push_back(DroppedSlot{slot, describe_check(check, header, nullptr)});
+}
+
 std::string describe_check(SlotCheck check, const SlotHeader& header,
                            const uint64_t* expected_tag) {
   switch (check) {

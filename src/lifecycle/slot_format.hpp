@@ -7,6 +7,7 @@
 #include <string>
 
 #include "qwen3vl/core/status.hpp"
+#include "qwen3vl/lifecycle/block_store.hpp"
 
 namespace qwen3vl::lifecycle::detail {
 
@@ -47,6 +48,10 @@ enum class SlotCheck : uint8_t {
 // Checks the header and, when it passes, the payload checksum. header receives the decoded fields.
 SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,
                      const uint64_t* expected_tag, SlotHeader* header);
+
+// Sorts one slot image into out's valid, empty or dropped list (recover()'s verdict on a slot).
+void recover_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,
+                  RecoveryReport* out);
 
 // "header checksum mismatch", ...: what recover() reports for a dropped slot.
 std::string describe_check(SlotCheck check, const SlotHeader& header, const uint64_t* expected_tag);

@@ -151,7 +151,7 @@ struct TieredKvStore::Impl {
   // deferred one) is dropped with its dependents.
   void start(const Move& m, uint64_t ticket) {
     if (!residency.begin_move(m).ok()) {
-      drop_dependents(ticket, Status());
+      settle_dependents(ticket, false, Status());
       return;
     }
     const size_t i = index(m.unit);
@@ -174,9 +174,10 @@ struct TieredKvStore::Impl {
     work_cv.notify_one();
   }
 
-  // Moves waiting for `ticket` go away with it (a failed or dropped eviction); a read into the
-  // arena among them is reported like a failed one when `why` is an error.
-  void drop_dependents(uint64_t ticket, const Status& why) {
+  // The moves waiting for `ticket`: started when it finished (done), else dropped with it (a
+  // failed or refused eviction), a read into the arena among them then reported like a failed one
+  // when `why` is an error.
+  void settle_dependents(uint64_t ticket, bool done, const Status& why) {
     for (size_t k = 0; k < deferred.size();) {
       if (deferred[k].after != ticket) {
         ++k;
@@ -184,21 +185,12 @@ struct TieredKvStore::Impl {
       }
       const Deferred d = deferred[k];
       deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(k));
-      if (!why.ok() && d.move.to == Tier::kDevice) failures.push_back(Failure{d.move.unit, why});
-      drop_dependents(d.ticket, why);
-      k = 0;
-    }
-  }
-
-  void start_dependents(uint64_t ticket) {
-    for (size_t k = 0; k < deferred.size();) {
-      if (deferred[k].after != ticket) {
-        ++k;
-        continue;
+      if (done) {
+        start(d.move, d.ticket);
+      } else {
+        if (!why.ok() && d.move.to == Tier::kDevice) failures.push_back(Failure{d.move.unit, why});
+        settle_dependents(d.ticket, false, why);
       }
-      const Deferred d = deferred[k];
-      deferred.erase(deferred.begin() + static_cast<std::ptrdiff_t>(k));
-      start(d.move, d.ticket);
       k = 0;
     }
   }
@@ -220,7 +212,7 @@ struct TieredKvStore::Impl {
         failures.push_back(Failure{m.unit, d.status});
       else if (evict_error.ok())
         evict_error = d.status;
-      drop_dependents(d.job.ticket, d.status);
+      settle_dependents(d.job.ticket, false, d.status);
       return Status();
     }
     QWEN3VL_RETURN_IF_ERROR(residency.finish_move(m.unit));
@@ -229,7 +221,7 @@ struct TieredKvStore::Impl {
     if (m.why == MoveReason::kPrefetch) ++stats.prefetched;
     if (m.why == MoveReason::kFetch) ++stats.fetched;
     if (m.to == Tier::kDevice) forget_failures(m.unit);
-    start_dependents(d.job.ticket);
+    settle_dependents(d.job.ticket, true, Status());
     return Status();
   }
 
