@@ -13,12 +13,9 @@ const char* to_string(IoOp op) {
 }
 
 const char* to_string(IoEngine engine) {
-  switch (engine) {
-    case IoEngine::kAuto: return "auto";
-    case IoEngine::kIoUring: return "io_uring";
-    case IoEngine::kThreadPool: return "thread-pool";
-  }
-  return "unknown engine";
+  constexpr const char* kNames[] = {"auto", "io_uring", "thread-pool"};
+  const auto i = static_cast<unsigned>(engine);
+  return i < 3 ? kNames[i] : "unknown engine";
 }
 
 Status BlockStore::check_request(const IoRequest& request) const {

@@ -23,12 +23,9 @@ Status check_watermarks(const char* low_name, double low, const char* high_name,
 }  // namespace
 
 const char* to_string(MoveReason why) {
-  switch (why) {
-    case MoveReason::kFetch: return "fetch";
-    case MoveReason::kPrefetch: return "prefetch";
-    case MoveReason::kEvict: return "evict";
-  }
-  return "unknown move reason";
+  constexpr const char* kNames[] = {"fetch", "prefetch", "evict"};
+  const auto i = static_cast<unsigned>(why);
+  return i < 3 ? kNames[i] : "unknown move reason";
 }
 
 Status ResidencyTable::create(const ResidencyConfig& config, ResidencyTable* out) {
@@ -191,31 +188,27 @@ Status ResidencyTable::begin_move(const Move& move) {
   return Status();
 }
 
-Status ResidencyTable::finish_move(UnitId unit) {
-  QWEN3VL_RETURN_IF_ERROR(check_live(unit, "finish_move"));
-  UnitState& s = units_[index(unit)];
-  if (!s.in_flight)
-    return make_error(StatusCode::kInvalidArgument, "finish_move: unit ", unit,
-                      " has no move in flight");
-  if (!pool(s.tier).release(s.slot))
-    return make_error(StatusCode::kInternal, "finish_move: unit ", unit, ": ", to_string(s.tier),
-                      " slot ", s.slot, " was already free");
-  s.tier = s.to_tier;
-  s.slot = s.to_slot;
-  s.in_flight = false;
-  s.to_slot = -1;
-  return Status();
-}
+Status ResidencyTable::finish_move(UnitId unit) { return end_move(unit, true, "finish_move"); }
 
-Status ResidencyTable::abort_move(UnitId unit) {
-  QWEN3VL_RETURN_IF_ERROR(check_live(unit, "abort_move"));
+Status ResidencyTable::abort_move(UnitId unit) { return end_move(unit, false, "abort_move"); }
+
+// A move in flight ends: finished, the unit moves to the destination and frees its source slot;
+// aborted, it stays and frees the destination it claimed.
+Status ResidencyTable::end_move(UnitId unit, bool finished, const char* what) {
+  QWEN3VL_RETURN_IF_ERROR(check_live(unit, what));
   UnitState& s = units_[index(unit)];
   if (!s.in_flight)
-    return make_error(StatusCode::kInvalidArgument, "abort_move: unit ", unit,
+    return make_error(StatusCode::kInvalidArgument, what, ": unit ", unit,
                       " has no move in flight");
-  if (!pool(s.to_tier).release(s.to_slot))
-    return make_error(StatusCode::kInternal, "abort_move: unit ", unit, ": ", to_string(s.to_tier),
-                      " slot ", s.to_slot, " was already free");
+  const Tier freed_tier = finished ? s.tier : s.to_tier;
+  const int32_t freed_slot = finished ? s.slot : s.to_slot;
+  if (!pool(freed_tier).release(freed_slot))
+    return make_error(StatusCode::kInternal, what, ": unit ", unit, ": ", to_string(freed_tier),
+                      " slot ", freed_slot, " was already free");
+  if (finished) {
+    s.tier = s.to_tier;
+    s.slot = s.to_slot;
+  }
   s.in_flight = false;
   s.to_slot = -1;
   return Status();

@@ -170,6 +170,7 @@ class ResidencyTable {
                   static_cast<int32_t>(i % static_cast<size_t>(config_.blocks))};
   }
   Status check_live(UnitId unit, const char* what) const;
+  Status end_move(UnitId unit, bool finished, const char* what);
   SlotPool& pool(Tier tier) { return pools_[static_cast<size_t>(tier)]; }
 
   ResidencyConfig config_;

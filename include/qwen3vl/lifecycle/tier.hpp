@@ -14,12 +14,9 @@ enum class Tier : uint8_t { kDevice, kHost, kDisk };
 inline constexpr int kTierCount = 3;
 
 inline const char* to_string(Tier tier) {
-  switch (tier) {
-    case Tier::kDevice: return "device";
-    case Tier::kHost: return "host";
-    case Tier::kDisk: return "disk";
-  }
-  return "unknown tier";
+  constexpr const char* kNames[kTierCount] = {"device", "host", "disk"};
+  const auto i = static_cast<unsigned>(tier);
+  return i < kTierCount ? kNames[i] : "unknown tier";
 }
 
 }  // namespace lifecycle
