@@ -73,6 +73,7 @@ struct TieredKvStore::Impl {
   std::vector<Failure> failures;
   Status evict_error;             // the first failed eviction copy since evict_all() began
   std::vector<Done> inline_done;  // synchronous mode: copies done on the caller's thread
+  std::vector<Job> wave;          // synchronous mode: moves begun, copied together by run_wave()
 
   // Shared with the worker, under mu.
   std::mutex mu;
@@ -159,12 +160,7 @@ struct TieredKvStore::Impl {
     if (m.to != Tier::kDevice && job.carry) job.version = ++versions[i];
     ++outstanding;
     if (!config.async_mover) {
-      const auto t0 = std::chrono::steady_clock::now();
-      Status st = copy(job);
-      const double ms = ms_since(t0);
-      stats.busy_ms += ms;
-      stats.stall_ms += ms;
-      inline_done.push_back(Done{std::move(job), std::move(st)});
+      wave.push_back(std::move(job));  // copied with the rest of its wave (run_wave)
       return;
     }
     {
@@ -225,11 +221,61 @@ struct TieredKvStore::Impl {
     return Status();
   }
 
+  // The synchronous mover's copies of every move begun since the last wave, batched: the arena's
+  // writes to each store in one submission, then its reads from each store in another, so a file
+  // store keeps its queue full instead of one block in flight. No two moves of a wave touch the
+  // same slot (a move into a slot another vacates waits for the next wave); store-to-store moves go
+  // one at a time through the staging buffer.
+  void run_wave() {
+    if (wave.empty()) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<Job> jobs;
+    jobs.swap(wave);
+    std::vector<IoRequest> requests(jobs.size());
+    std::vector<Status> results(jobs.size());
+    for (IoOp op : {IoOp::kWrite, IoOp::kRead})
+      for (Tier t : {Tier::kHost, Tier::kDisk}) {
+        std::vector<size_t> batch;
+        for (size_t i = 0; i < jobs.size(); ++i) {
+          const Move& m = jobs[i].move;
+          if (!jobs[i].carry) continue;
+          const bool arena_write = op == IoOp::kWrite && m.from == Tier::kDevice && m.to == t;
+          const bool arena_read = op == IoOp::kRead && m.to == Tier::kDevice && m.from == t;
+          if (!arena_write && !arena_read) continue;
+          IoRequest& r = requests[i];
+          r.op = op;
+          r.tag = tag_of(m.unit);
+          r.check_tag = arena_read;
+          r.slot = arena_read ? m.from_slot : m.to_slot;
+          r.buffer = arena_unit(arena_read ? m.to_slot : m.from_slot);
+          r.version = jobs[i].version;
+          batch.push_back(i);
+        }
+        if (batch.empty()) continue;
+        // Contiguous requests for one submit (the store fills each one's status).
+        std::vector<IoRequest> run;
+        for (size_t i : batch) run.push_back(requests[i]);
+        (void)store(t)->submit(run.data(), run.size());
+        (void)store(t)->wait();
+        for (size_t k = 0; k < batch.size(); ++k) results[batch[k]] = run[k].status;
+      }
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const Move& m = jobs[i].move;
+      if (jobs[i].carry && m.from != Tier::kDevice && m.to != Tier::kDevice)
+        results[i] = copy(jobs[i]);
+      inline_done.push_back(Done{std::move(jobs[i]), std::move(results[i])});
+    }
+    const double ms = ms_since(t0);
+    stats.busy_ms += ms;
+    stats.stall_ms += ms;
+  }
+
   // Applies every finished copy; with block, first waits for one when moves are in flight.
   Status drain(bool block) {
     std::vector<Done> ready;
     for (;;) {
       ready.clear();
+      run_wave();
       ready.swap(inline_done);
       if (config.async_mover) {
         std::unique_lock<std::mutex> lock(mu);
