@@ -2,6 +2,8 @@
 // append step into them through the device's KvStorageOps.
 #include "qwen3vl/kv_cache/layer_storage.hpp"
 
+#include "kv_source.hpp"
+
 namespace qwen3vl {
 namespace {
 
@@ -59,20 +61,6 @@ Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const Tenso
   return Status();
 }
 
-// A rank-3 packed view [T, H, D] seen as rank 4 [1, T, H, D], so runs address every source alike.
-TensorView as_rank4(const TensorView& t) {
-  if (t.rank == 4) return t;
-  TensorView r = t;
-  r.rank = 4;
-  for (int d = 3; d >= 1; --d) {
-    r.shape[d] = t.shape[d - 1];
-    r.stride[d] = t.stride[d - 1];
-  }
-  r.shape[0] = 1;
-  r.stride[0] = 0;
-  return r;
-}
-
 }  // namespace
 
 Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const TensorView& v,
@@ -117,34 +105,11 @@ Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const Ten
 Status KvLayerStorage::check_source(const TensorView& k, const TensorView& v, bool ragged) const {
   if (!ops_)
     return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(k, "k"));
-  QWEN3VL_RETURN_IF_ERROR(detail::check_present(v, "v"));
-  const int rank = ragged ? 3 : 4;
-  if (k.rank != rank)
-    return make_error(
-        StatusCode::kShapeMismatch, "k.rank = ", k.rank, " (shape ", k.shape_string(),
-        "): expected ", rank,
-        ragged ? " ([tokens, Hkv, D]) with cu_seqlens" : " ([batch, tokens, Hkv, D])");
-  const int64_t hkv = kv_heads(), d = head_dim();
-  if (ragged) {
-    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(k, "k", 3, {k.shape[0], hkv, d}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(v, "v", 3, {k.shape[0], hkv, d}));
-  } else {
-    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(k, "k", 4, {config_.batch, k.shape[1], hkv, d}));
-    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(v, "v", 4, {config_.batch, k.shape[1], hkv, d}));
-  }
-  for (const TensorView* t : {&k, &v}) {
-    const char* name = t == &k ? "k" : "v";
-    if (!is_floating(t->dtype))
-      return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t->dtype),
-                        ": allowed f32, f16, bf16");
-    if (t->device != k_.device || t->device_index != k_.device_index)
-      return make_error(StatusCode::kInvalidArgument, name, ".device = ", to_string(t->device), ":",
-                        t->device_index, ": must equal the storage device (", to_string(k_.device),
-                        ":", k_.device_index, ")");
-    QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
-  }
-  return Status();
+  KvAppendStep step;  // the shapes alone: any row count
+  step.ragged = ragged;
+  step.rows = k.rank == (ragged ? 3 : 4) ? k.shape[ragged ? 0 : 1] : 0;
+  return detail::check_kv_source(
+      k, v, step, {config_.batch, kv_heads(), head_dim(), k_.device, k_.device_index});
 }
 
 Status KvLayerStorage::run(const std::vector<KvRun>& runs, const TensorView& src_k,
@@ -166,14 +131,13 @@ Status KvLayerStorage::apply(const KvPageTable& table, const TensorView& k, cons
     return make_error(StatusCode::kInvalidArgument, "apply: the table (", table.describe(),
                       ") is not the one this storage was created for");
   const KvAppendStep& s = table.step();
-  QWEN3VL_RETURN_IF_ERROR(check_source(k, v, s.ragged));
-  if (k.shape[s.ragged ? 0 : 1] != s.rows)
-    return make_error(StatusCode::kShapeMismatch, "k.shape = ", k.shape_string(),
-                      ": the step appends ", s.rows,
-                      s.ragged ? " rows in all" : " tokens to every sequence");
+  if (!ops_)
+    return make_error(StatusCode::kInvalidArgument, "cache: not created (use KvCache::create)");
+  QWEN3VL_RETURN_IF_ERROR(detail::check_kv_source(
+      k, v, s, {config_.batch, kv_heads(), head_dim(), k_.device, k_.device_index}));
   // Copy-on-write copies first: they fill the new blocks (and restart the copies' bounds).
   QWEN3VL_RETURN_IF_ERROR(run(s.copies, k_, v_, stream));
-  return run(s.writes, as_rank4(k), as_rank4(v), stream);
+  return run(s.writes, detail::kv_source_rows(k), detail::kv_source_rows(v), stream);
 }
 
 Status KvLayerStorage::copy(const std::vector<KvRun>& runs, void* stream) const {

@@ -13,6 +13,7 @@
 
 #include "qwen3vl/core/checked_math.hpp"
 #include "qwen3vl/kv_cache/layer_storage.hpp"
+#include "src/kv_cache/kv_source.hpp"
 
 namespace qwen3vl::lifecycle {
 
@@ -108,6 +109,13 @@ struct TieredKvStore::Impl {
            : t == Tier::kDisk ? static_cast<BlockStore*>(disk.get())
                               : nullptr;
   }
+  Status check_table(const KvPageTable& t, const char* what) const {
+    if (t.config() != table)
+      return make_error(StatusCode::kInvalidArgument, what, ": the table (", t.describe(),
+                        ") is not the one this store was created for");
+    return Status();
+  }
+
   // The store slot's tag: which unit it holds, so a misdirected read is kDataCorrupt.
   static uint64_t tag_of(UnitId u) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(u.layer)) << 32) |
@@ -524,9 +532,7 @@ TieredKvStore::~TieredKvStore() = default;
 
 Status TieredKvStore::sync(const KvPageTable& table) {
   Impl& m = *impl_;
-  if (table.config() != m.table)
-    return make_error(StatusCode::kInvalidArgument, "sync: the table (", table.describe(),
-                      ") is not the one this store was created for");
+  QWEN3VL_RETURN_IF_ERROR(m.check_table(table, "sync"));
   QWEN3VL_RETURN_IF_ERROR(m.drain(false));
   const BlockAllocator& a = table.allocator();
   for (int32_t id = 0; id < static_cast<int32_t>(m.allocated.size()); ++id) {
@@ -558,10 +564,10 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
   if (!table.step_open())
     return make_error(StatusCode::kInvalidArgument,
                       "apply: the table has no open append step (begin_append first)");
-  if (table.config() != m.table)
-    return make_error(StatusCode::kInvalidArgument, "apply: the table (", table.describe(),
-                      ") is not the one this store was created for");
+  QWEN3VL_RETURN_IF_ERROR(m.check_table(table, "apply"));
   const KvAppendStep& s = table.step();
+  QWEN3VL_RETURN_IF_ERROR(detail::check_kv_source(
+      k, v, s, {m.table.batch, m.config.kv_heads, m.config.head_dim, Device::kCPU, 0}));
   // The blocks this layer's share of the step touches: copy sources and destinations, writes.
   std::vector<int32_t> blocks;
   for (const KvRun& r : s.copies) {
@@ -589,13 +595,7 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
   }
   for (KvRun& r : writes) r.dst_major = slot_of(r.dst_major);
   // Sources as KvLayerStorage::apply takes them: [batch, rows, Hkv, D] or ragged [rows, Hkv, D].
-  TensorView sk = k, sv = v;
-  if (s.ragged) {
-    for (TensorView* t : {&sk, &sv}) {
-      *t = TensorView::strided(t->data, t->dtype, {1, t->shape[0], t->shape[1], t->shape[2]},
-                               {0, t->stride[0], t->stride[1], t->stride[2]}, t->device);
-    }
-  }
+  const TensorView sk = detail::kv_source_rows(k), sv = detail::kv_source_rows(v);
   const KvStorageOps& ops = cpu_kv_storage_ops();
   Status st = ops.write(m.arena_k, m.arena_v, m.arena_k, m.arena_v, copies.data(),
                         static_cast<int64_t>(copies.size()), nullptr);
@@ -614,9 +614,7 @@ Status TieredKvStore::acquire(const KvPageTable& table, int32_t layer, KvCacheVi
   if (layer < 0 || layer >= m.config.layers)
     return make_error(StatusCode::kInvalidArgument, "layer = ", layer, ": allowed 0..",
                       m.config.layers - 1);
-  if (table.config() != m.table)
-    return make_error(StatusCode::kInvalidArgument, "acquire: the table (", table.describe(),
-                      ") is not the one this store was created for");
+  QWEN3VL_RETURN_IF_ERROR(m.check_table(table, "acquire"));
   std::vector<UnitId>& pins = m.pinned[static_cast<size_t>(layer)];
   if (!pins.empty())
     return make_error(StatusCode::kInvalidArgument, "layer = ", layer,

@@ -290,6 +290,19 @@ TEST(TieredKv, BadArgumentsAreNamed) {
   Tensor nk(DType::kF32, {kBatch, 1, kKvHeads, kDim});
   st = store->apply(table, 0, nk.view(), nk.view());
   EXPECT_NE(st.message().find("no open append step"), std::string::npos) << st.message();
+  // Source rows that do not match the step or the storage: typed errors, nothing written.
+  ASSERT_TRUE(table.begin_append(1).ok());
+  ASSERT_TRUE(store->sync(table).ok());
+  Tensor wide(DType::kF32, {kBatch, 1, kKvHeads + 1, kDim});
+  st = store->apply(table, 0, wide.view(), wide.view());
+  EXPECT_EQ(st.code(), StatusCode::kShapeMismatch) << st.to_string();
+  EXPECT_NE(st.message().find("k.shape"), std::string::npos) << st.message();
+  Tensor two(DType::kF32, {kBatch, 2, kKvHeads, kDim});
+  st = store->apply(table, 0, two.view(), two.view());
+  EXPECT_EQ(st.code(), StatusCode::kShapeMismatch) << st.to_string();
+  EXPECT_NE(st.message().find("the step appends 1"), std::string::npos) << st.message();
+  EXPECT_EQ(store->residency().live_units(), 0);
+  ASSERT_TRUE(table.abort().ok());
 }
 
 }  // namespace
