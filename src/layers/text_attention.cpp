@@ -252,7 +252,9 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
       }
   }
 
-  lay_out(m, in, nullptr, p);
+  // Views with null data to plan from; the kernel's region comes last, so its offset is what the
+  // carver has used before it (its size is planned below).
+  const size_t kernel_at = lay_out(m, in, nullptr, p).used();
   rope::RopeApplyShape rope_shape;  // positions: their values are checked at apply
   QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape, /*need_data=*/false));
 
@@ -302,7 +304,8 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
     QWEN3VL_RETURN_IF_ERROR(m.attention->plan(a, &p->attention_plan));
     p->kernel.bytes = p->attention_plan.workspace_bytes;
   }
-  p->bytes = lay_out(m, in, nullptr, p).used() + qwen3vl::detail::kAlignSlack;
+  p->bytes =
+      qwen3vl::detail::align_bytes(kernel_at + p->kernel.bytes) + qwen3vl::detail::kAlignSlack;
   return Status();
 }
 
