@@ -53,6 +53,7 @@ class Build:
         if not os.access(self.driver, os.X_OK):
             sys.exit(f"cpu_targets: no {DRIVER} in {directory}")
         self.old = os.access(os.path.join(directory, OLD["decode"]), os.X_OK)
+        self.anchors = set()  # the sgemm each "/ sgemm" figure divided by
 
     def command(self, step, *flags):
         """The command line of a routine: `driver ROUTINE flags` or the old executable's form."""
@@ -119,6 +120,7 @@ def step_prefill(build):
         os.unlink(path)
         out[name + " ms"] = float(row["ms"])
         out[name + " / sgemm"] = float(row["ratio_to_sgemm"])
+        build.anchors.add(str(row.get("sgemm_source", "?")))
     return out
 
 
@@ -229,16 +231,25 @@ def main():
     print(f"\n| figure | current ({info['current']}) |" +
           (f" baseline ({info['baseline']}) | current / baseline |" if a.baseline else ""))
     print("|---|---|" + ("---|---|" if a.baseline else ""))
+    # A ratio to sgemm compares across builds only when both divided by the same sgemm.
+    same_anchor = len(builds) < 2 or builds[0].anchors == builds[1].anchors
     for k in results["current"]:
         cur, cm = cell(results["current"][k])
         line = f"| {k} | {cur} |"
         if a.baseline:
             base, bm = cell(results["baseline"].get(k, []))
-            line += f" {base} | {cm / bm:.3f} |" if cm is not None and bm else f" {base} | - |"
+            if k.endswith("/ sgemm") and not same_anchor:
+                line += f" {base} | n/a (other sgemm) |"
+            else:
+                line += f" {base} | {cm / bm:.3f} |" if cm is not None and bm else f" {base} | - |"
         print(line)
+    if not same_anchor:
+        print("\n/ sgemm: current divides by " + ", ".join(sorted(builds[0].anchors)) +
+              "; baseline by " + ", ".join(sorted(builds[1].anchors)))
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "cpu_targets.json"), "w") as f:
-        json.dump({"machine": info, "rounds": a.rounds, "results": results}, f, indent=1)
+        json.dump({"machine": info, "rounds": a.rounds, "results": results,
+                   "sgemm": {b.name: sorted(b.anchors) for b in builds}}, f, indent=1)
     print(f"\nwrote {os.path.join(a.out, 'cpu_targets.json')}; time figures: lower is better")
 
 
