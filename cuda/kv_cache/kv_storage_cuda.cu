@@ -190,14 +190,7 @@ void CudaKvMetadata::release() {
 }
 
 Status CudaKvMetadata::create(const KvCacheConfig& config, int device, CudaKvMetadata* out) {
-  KvTableConfig t;
-  t.layout = config.layout;
-  t.batch = config.batch;
-  t.max_len = config.max_len;
-  t.num_blocks = config.num_blocks;
-  t.block_size = config.block_size;
-  t.max_blocks = config.max_blocks;
-  return create(t, device, out);
+  return create(table_config(config), device, out);
 }
 
 Status CudaKvMetadata::create(const KvTableConfig& config, int device, CudaKvMetadata* out) {

@@ -7,17 +7,6 @@
 namespace qwen3vl {
 namespace {
 
-KvTableConfig table_config(const KvCacheConfig& c) {
-  KvTableConfig t;
-  t.layout = c.layout;
-  t.batch = c.batch;
-  t.max_len = c.max_len;
-  t.num_blocks = c.num_blocks;
-  t.block_size = c.block_size;
-  t.max_blocks = c.max_blocks;
-  return t;
-}
-
 // The per-layer fields here; batch, layout and capacity are the page table's checks.
 Status check_config(const KvCacheConfig& c) {
   if (c.kv_heads < 1)

@@ -35,24 +35,13 @@ KvCacheConfig config_of(KvLayout layout, int64_t batch) {
   return c;
 }
 
-KvTableConfig table_of(const KvCacheConfig& c) {
-  KvTableConfig t;
-  t.layout = c.layout;
-  t.batch = c.batch;
-  t.max_len = c.max_len;
-  t.num_blocks = c.num_blocks;
-  t.block_size = c.block_size;
-  t.max_blocks = c.max_blocks;
-  return t;
-}
-
 // The model: one table, a storage per layer.
 struct Model {
   KvPageTable table;
   std::vector<Tensor> k, v;
   std::vector<KvLayerStorage> layers;
   explicit Model(const KvCacheConfig& c) {
-    throw_if_error(KvPageTable::create(table_of(c), &table));
+    throw_if_error(KvPageTable::create(table_config(c), &table));
     layers.resize(kLayers);
     for (int l = 0; l < kLayers; ++l) {
       k.emplace_back(c.dtype, kv_storage_shape(c));

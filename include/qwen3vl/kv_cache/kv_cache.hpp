@@ -32,6 +32,18 @@ struct KvCacheConfig {
   bool key_bounds = false;  // paged: keep every block's elementwise min / max key (Quest)
 };
 
+// The page table a config describes (its layout, batch and block geometry).
+inline KvTableConfig table_config(const KvCacheConfig& c) {
+  KvTableConfig t;
+  t.layout = c.layout;
+  t.batch = c.batch;
+  t.max_len = c.max_len;
+  t.num_blocks = c.num_blocks;
+  t.block_size = c.block_size;
+  t.max_blocks = c.max_blocks;
+  return t;
+}
+
 // The storage shape a config needs for k and v: [batch, max_len, Hkv, D] or
 // [num_blocks, block_size, Hkv, D].
 inline std::vector<int64_t> kv_storage_shape(const KvCacheConfig& c) {
