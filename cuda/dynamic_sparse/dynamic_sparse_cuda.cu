@@ -444,12 +444,8 @@ Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSpars
   QWEN3VL_RETURN_IF_ERROR(validate(config));
   if (config.method == DynamicSparseMethod::kExactTopK)
     return detail::create_exact_topk_cuda(options, config, out);
-  return detail::create_over_inner<DynamicSparseCuda>(
-      options, config,
-      [](const CudaOptions& o, std::unique_ptr<Attention>* blocks) {
-        return create_block_sparse_cuda(o, blocks);
-      },
-      out);
+  return detail::create_over_inner<DynamicSparseCuda>(options, config, &create_block_sparse_cuda,
+                                                      out);
 }
 
 Status create_dynamic_sparse_cuda(const CudaOptions& options, const DynamicSparseConfig& config,

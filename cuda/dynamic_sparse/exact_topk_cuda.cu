@@ -205,12 +205,7 @@ class ExactTopKCuda final : public DynamicSparseAttention {
 
 Status create_exact_topk_cuda(const CudaOptions& options, const DynamicSparseConfig& config,
                               std::unique_ptr<DynamicSparseAttention>* out) {
-  return create_over_inner<ExactTopKCuda>(
-      options, config,
-      [](const CudaOptions& o, std::unique_ptr<Attention>* standard) {
-        return create_standard_cuda(o, standard);
-      },
-      out);
+  return create_over_inner<ExactTopKCuda>(options, config, &create_standard_cuda, out);
 }
 
 }  // namespace qwen3vl::detail

@@ -434,12 +434,7 @@ Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig&
   if (out == nullptr)
     return make_error(StatusCode::kNullPointer, "out = null: must point to a unique_ptr");
   QWEN3VL_RETURN_IF_ERROR(validate_moh_config(config));
-  return detail::create_over_inner<MixtureOfHeadsCuda>(
-      options, config,
-      [](const CudaOptions& o, std::unique_ptr<Attention>* flash) {
-        return create_flash2_cuda(o, flash);
-      },
-      out);
+  return detail::create_over_inner<MixtureOfHeadsCuda>(options, config, &create_flash2_cuda, out);
 }
 
 Status create_mixture_of_heads_cuda(const CudaOptions& options, const MoHConfig& config,
