@@ -34,9 +34,8 @@ constexpr double kMiB = 1024.0 * 1024.0;
 // One decode step of every layer: the token's rows appended, then decode over `view(l)`.
 template <class View>
 double step_ms(KvPageTable& table, const TieredCase& c, const DecodeAttention& decode,
-               const Tensor& row, const Tensor& q, Tensor& out,
-               const std::function<Status(int64_t)>& apply, const View& view,
-               const std::function<Status(int64_t)>& done) {
+               const Tensor& q, Tensor& out, const std::function<Status(int64_t)>& apply,
+               const View& view, const std::function<Status(int64_t)>& done) {
   return wall_ms([&] {
     throw_if_error(table.begin_append(1));
     DecodePlan plan;
@@ -55,7 +54,6 @@ double step_ms(KvPageTable& table, const TieredCase& c, const DecodeAttention& d
       throw_if_error(done(l));
     }
     throw_if_error(table.commit());
-    (void)row;
   });
 }
 
@@ -153,7 +151,7 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
     std::vector<double> tiered;
     for (int64_t s = 0; s < c.steps; ++s)
       tiered.push_back(step_ms(
-          table, c, *decode, row, q, out,
+          table, c, *decode, q, out,
           [&](int64_t l) {
             return store->apply(table, static_cast<int32_t>(l), row.view(), row.view());
           },
@@ -232,7 +230,7 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
       std::vector<double> resident;
       for (int64_t s = 0; s < c.steps; ++s)
         resident.push_back(step_ms(
-            flat, c, *decode, row, q, out,
+            flat, c, *decode, q, out,
             [&](int64_t l) { return storage[l].apply(flat, row.view(), row.view()); },
             [&](int64_t l, KvCacheView* view) {
               *view = storage[l].view(flat);
