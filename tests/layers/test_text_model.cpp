@@ -88,15 +88,8 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
     ls.push_back(layers::Qwen3VLTextAttention::create(config(), weights[l].views(), l));
 
   const KvCacheConfig cc = cache_config(layout, B, max_len);
-  KvTableConfig tc;
-  tc.layout = cc.layout;
-  tc.batch = cc.batch;
-  tc.max_len = cc.max_len;
-  tc.num_blocks = cc.num_blocks;
-  tc.block_size = cc.block_size;
-  tc.max_blocks = cc.max_blocks;
   KvPageTable table;
-  ASSERT_TRUE(KvPageTable::create(tc, &table).ok());
+  ASSERT_TRUE(KvPageTable::create(table_config(cc), &table).ok());
   std::vector<Tensor> k, v;
   std::vector<KvLayerStorage> storage(kLayers);
   std::vector<KvCache> caches(kLayers);
