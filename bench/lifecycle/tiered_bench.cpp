@@ -24,7 +24,8 @@ using lifecycle::TieredKvStore;
 
 struct TieredCase {
   int64_t layers = 36, heads = 32, kv_heads = 8, head_dim = 128, block = 16;
-  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 0;
+  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 0,
+          disk_copies = 1;
   double arena_mib = 256, host_mib = 256, ram_mib = 4096;
   std::string disk_dir = "tiered-store", policy = "schedule";
 };
@@ -81,6 +82,9 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
   parser.add_int("--prefetch-layers", &c.prefetch, 0, 1024, "layers prefetched ahead");
   parser.add_int("--async", &c.async, 0, 1,
                  "1: a worker thread moves the blocks; 0: the decode thread does");
+  parser.add_int("--disk-copies", &c.disk_copies, 0, 1,
+                 "1: a block read up from disk keeps its disk slot while unchanged, so its "
+                 "eviction writes nothing; 0: every eviction writes");
   parser.add_number("--arena-mib", &c.arena_mib, 0.01, 1 << 24, "compute arena budget");
   parser.add_number("--host-mib", &c.host_mib, 0, 1 << 24, "host store budget");
   parser.add_number("--ram-mib", &c.ram_mib, 0, 1 << 24,
@@ -115,6 +119,7 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
                                    : lifecycle::EvictionPolicy::kScheduleDriven;
     cfg.prefetch_layers = static_cast<int32_t>(c.prefetch);
     cfg.async_mover = c.async != 0;
+    cfg.keep_disk_copies = c.disk_copies != 0;
     std::unique_ptr<TieredKvStore> store;
     throw_if_error(TieredKvStore::create(table, cfg, &store));
     std::printf("# %s\n# KV %.1f MiB: %lld layers x %lld blocks of %.0f KiB\n",
@@ -175,12 +180,13 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
     std::printf(
         "tiered: %.1f ms a step, %.2f tokens/s; a step moves (blocks): host->arena %.0f, "
         "disk->arena %.0f, arena->host %.0f, arena->disk %.0f, host->disk %.0f; fetched "
-        "%.0f, prefetched %.0f, hits %.0f\n"
+        "%.0f, prefetched %.0f, hits %.0f; evictions into a clean disk copy (no write) %.0f\n"
         "mover (%s): a step stalls %.2f ms waiting for moves, copies for %.2f ms; overlap %.2f\n",
         step, 1e3 / step, moved(Tier::kHost, Tier::kDevice), moved(Tier::kDisk, Tier::kDevice),
         moved(Tier::kDevice, Tier::kHost), moved(Tier::kDevice, Tier::kDisk),
         moved(Tier::kHost, Tier::kDisk), (after.fetched - before.fetched) * per_step,
         (after.prefetched - before.prefetched) * per_step, (after.hits - before.hits) * per_step,
+        (after.clean_drops - before.clean_drops) * per_step,
         c.async ? "asynchronous" : "synchronous", stall, busy, overlap);
     ReportRow r{{"mode", "tiered"},
                 {"layers", c.layers},
@@ -198,6 +204,8 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
                 {"fetched_blocks", (after.fetched - before.fetched) * per_step},
                 {"prefetched_blocks", (after.prefetched - before.prefetched) * per_step},
                 {"arena_hits", (after.hits - before.hits) * per_step},
+                {"clean_drops", (after.clean_drops - before.clean_drops) * per_step},
+                {"disk_copies", c.disk_copies},
                 {"async_mover", c.async},
                 {"stall_ms", stall},
                 {"busy_ms", busy},

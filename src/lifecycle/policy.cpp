@@ -21,29 +21,55 @@ EvictionRank eviction_rank(EvictionPolicy policy, int64_t next_use, int64_t last
 
 namespace {
 
-// One tier's slots as they will be once the planned moves finish: slots free now, and slots a
-// planned move vacates (usable only after that move).
+// One tier's slots as they will be once the planned moves finish: slots free now, slots a planned
+// move vacates (usable only after that move), and (the disk) other units' clean copies, given up
+// last: the copies there are now, then those this plan's reads from the disk leave (usable after
+// that read). `used` counts the copies.
 struct SimPool {
+  struct Copy {
+    int32_t slot;
+    size_t unit;
+    int32_t after;  // the move that makes it a copy, or -1
+  };
   std::vector<int32_t> free;                         // taken from the back, as SlotPool does
   std::vector<std::pair<int32_t, int32_t>> vacated;  // (slot, index of the move vacating it)
+  std::vector<Copy> copies, new_copies;
   int64_t used = 0;
   int64_t capacity = 0;
 
   explicit SimPool(const SlotPool& p)
       : free(p.free_slots()), used(p.used_count()), capacity(p.capacity()) {}
-  bool has_room() const { return !free.empty() || !vacated.empty(); }
-  // Free slots first, so that moves wait on one another only when they must.
-  void take(int32_t* slot, int32_t* after) {
+  // Copies of units the plan moves are not given up (the unit may be going into its copy).
+  void drop_planned_copies(const std::vector<char>& planned) {
+    while (!copies.empty() && planned[copies.back().unit]) copies.pop_back();
+  }
+  bool has_room(const std::vector<char>& planned) {
+    drop_planned_copies(planned);
+    return !free.empty() || !vacated.empty() || !copies.empty() || !new_copies.empty();
+  }
+  // Free slots first, so that moves wait on one another only when they must; a copy given up
+  // last. Returns the unit whose copy was taken, or -1.
+  int64_t take(int32_t* slot, int32_t* after, const std::vector<char>& planned) {
+    drop_planned_copies(planned);
+    int64_t owner = -1;
+    *after = -1;
     if (!free.empty()) {
       *slot = free.back();
-      *after = -1;
       free.pop_back();
-    } else {
+    } else if (!vacated.empty()) {
       *slot = vacated.back().first;
       *after = vacated.back().second;
       vacated.pop_back();
+    } else {
+      std::vector<Copy>& from = copies.empty() ? new_copies : copies;
+      *slot = from.back().slot;
+      *after = from.back().after;
+      owner = static_cast<int64_t>(from.back().unit);
+      from.pop_back();
+      --used;  // the copy's slot changes hands
     }
     ++used;
+    return owner;
   }
   void vacate(int32_t slot, int32_t move_index) {
     vacated.emplace_back(slot, move_index);
@@ -158,8 +184,10 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
 
   std::vector<EvictionRank> rank(n);
   std::vector<size_t> on_device, on_host;
+  std::vector<char> copy_gone(n, 0);  // a move of this plan takes the unit's disk copy
   for (size_t i = 0; i < n; ++i) {
     const UnitState& s = units_[i];
+    if (s.live && !s.in_flight && s.disk_copy >= 0) disk.copies.push_back({s.disk_copy, i, -1});
     if (!s.live || s.in_flight || s.pins > 0) continue;
     rank[i] = eviction_rank(config_.policy, next_use[i], s.last_use);
     if (s.tier == Tier::kDevice) on_device.push_back(i);
@@ -168,6 +196,10 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
   VictimQueue device_victims(std::move(on_device), next_use, rank);
   VictimQueue host_victims(std::move(on_host), next_use, rank);
   std::vector<char> planned(n, 0);
+  // Copies given up last: the reverse of the order they are taken from the back.
+  std::reverse(disk.copies.begin(), disk.copies.end());
+  auto has_copy = [&](size_t i) { return units_[i].disk_copy >= 0 && !copy_gone[i]; };
+  auto disk_room = [&](size_t i) { return has_copy(i) || disk.has_room(planned); };
 
   auto add = [&](size_t i, Tier to, MoveReason why) {
     const UnitState& s = units_[i];
@@ -177,9 +209,25 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
     m.from_slot = s.slot;
     m.to = to;
     m.why = why;
-    sim[static_cast<size_t>(to)].take(&m.to_slot, &m.after);
-    sim[static_cast<size_t>(s.tier)].vacate(s.slot, static_cast<int32_t>(plan.moves.size()));
     planned[i] = 1;
+    if (to == Tier::kDisk && has_copy(i)) {
+      m.to_slot = s.disk_copy;  // its bytes are there: nothing to write
+      m.clean = true;
+    } else {
+      const int64_t owner = sim[static_cast<size_t>(to)].take(&m.to_slot, &m.after, planned);
+      if (owner >= 0) {
+        m.reclaims = true;
+        m.reclaimed = unit_at(static_cast<size_t>(owner));
+        copy_gone[static_cast<size_t>(owner)] = 1;
+      }
+    }
+    // A unit read up from the disk keeps its slot there as its copy (which a full disk may take
+    // back once the read is done).
+    const auto index_of_move = static_cast<int32_t>(plan.moves.size());
+    if (s.tier == Tier::kDisk && config_.keep_disk_copies)
+      disk.new_copies.push_back({s.slot, i, index_of_move});
+    else
+      sim[static_cast<size_t>(s.tier)].vacate(s.slot, index_of_move);
     plan.moves.push_back(m);
     (why == MoveReason::kFetch      ? plan.fetches
      : why == MoveReason::kPrefetch ? plan.prefetches
@@ -188,11 +236,11 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
   // A device victim goes to the host while the host stays under its high watermark, else to
   // disk; to a host above its watermark only when the disk is full.
   auto evict_from_device = [&](size_t i) -> bool {
-    if (host.has_room() && host.used < host_high)
+    if (host.has_room(planned) && host.used < host_high)
       add(i, Tier::kHost, MoveReason::kEvict);
-    else if (disk.has_room())
+    else if (disk_room(i))
       add(i, Tier::kDisk, MoveReason::kEvict);
-    else if (host.has_room())
+    else if (host.has_room(planned))
       add(i, Tier::kHost, MoveReason::kEvict);
     else
       return false;
@@ -207,7 +255,7 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
       continue;
     }
     if (s.tier == Tier::kDevice) continue;
-    if (!dev.has_room()) {
+    if (!dev.has_room(planned)) {
       int64_t v = device_victims.next(0, planned);
       if (v < 0)
         return make_error(StatusCode::kOutOfMemory, "plan: no device unit can be evicted to fetch ",
@@ -242,7 +290,7 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
         stop = true;
         break;
       }
-      if (!(dev.has_room() && dev.used < device_high)) {
+      if (!(dev.has_room(planned) && dev.used < device_high)) {
         int64_t v = device_victims.next(j, planned);
         if (v < 0 || !evict_from_device(static_cast<size_t>(v))) {
           stop = true;
@@ -263,9 +311,9 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
     }
   }
   if (host.used > host_high) {
-    while (host.used > host_low && disk.has_room()) {
+    while (host.used > host_low) {
       int64_t v = host_victims.next(window, planned);
-      if (v < 0) break;
+      if (v < 0 || !disk_room(static_cast<size_t>(v))) break;
       add(static_cast<size_t>(v), Tier::kDisk, MoveReason::kEvict);
     }
   }

@@ -129,6 +129,9 @@ Status ResidencyTable::release(UnitId unit) {
   if (!pool(s.tier).release(s.slot))
     return make_error(StatusCode::kInternal, "release: unit ", unit, ": ", to_string(s.tier),
                       " slot ", s.slot, " was already free");
+  if (s.disk_copy >= 0 && !pool(Tier::kDisk).release(s.disk_copy))
+    return make_error(StatusCode::kInternal, "release: unit ", unit, ": disk copy slot ",
+                      s.disk_copy, " was already free");
   s = UnitState{};
   --live_;
   return Status();
@@ -175,7 +178,30 @@ Status ResidencyTable::begin_move(const Move& move) {
   if (move.to == move.from)
     return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit, " to ",
                       to_string(move.to), ": must be a different tier than its own");
-  if (!pool(move.to).take(move.to_slot))
+  // A unit with a disk copy goes to the disk only into that copy, so it never holds two.
+  const bool into_copy = move.to == Tier::kDisk && s.disk_copy >= 0;
+  if (into_copy && move.to_slot != s.disk_copy)
+    return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit,
+                      " to disk slot ", move.to_slot, ": the unit has a disk copy in slot ",
+                      s.disk_copy, " and goes there");
+  if (move.clean != into_copy)
+    return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit,
+                      " clean = ", move.clean, ": the unit ", into_copy ? "has" : "has no",
+                      " disk copy to go to (a stale plan?)");
+  if (move.reclaims) {
+    if (into_copy || move.to != Tier::kDisk || !check_live(move.reclaimed, "reclaimed").ok() ||
+        move.reclaimed == move.unit)
+      return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit,
+                        " reclaims the disk copy of ", move.reclaimed,
+                        ": allowed only for a move to the disk, from another live unit");
+    UnitState& owner = units_[index(move.reclaimed)];
+    if (owner.disk_copy != move.to_slot || owner.in_flight)
+      return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit,
+                        " reclaims disk slot ", move.to_slot, " from ", move.reclaimed,
+                        ", whose disk copy is slot ", owner.disk_copy,
+                        owner.in_flight ? " and which is in flight" : "", " (a stale plan?)");
+    owner.disk_copy = -1;  // the slot stays taken: it passes to this move
+  } else if (!into_copy && !pool(move.to).take(move.to_slot))
     return make_error(StatusCode::kInvalidArgument, "begin_move: unit ", move.unit, " to ",
                       to_string(move.to), " slot ", move.to_slot,
                       slots(move.to).valid(move.to_slot) ? ": the slot is taken (finish the move "
@@ -200,12 +226,18 @@ Status ResidencyTable::end_move(UnitId unit, bool finished, const char* what) {
   if (!s.in_flight)
     return make_error(StatusCode::kInvalidArgument, what, ": unit ", unit,
                       " has no move in flight");
+  const bool into_copy = s.to_tier == Tier::kDisk && s.to_slot == s.disk_copy;
+  // Finished: the source slot is freed, unless it is the disk and becomes the unit's copy.
+  // Aborted: the destination is freed, unless it is the copy, which stays.
+  const bool keep_source = finished && s.tier == Tier::kDisk && config_.keep_disk_copies;
   const Tier freed_tier = finished ? s.tier : s.to_tier;
   const int32_t freed_slot = finished ? s.slot : s.to_slot;
-  if (!pool(freed_tier).release(freed_slot))
+  if (!keep_source && !(into_copy && !finished) && !pool(freed_tier).release(freed_slot))
     return make_error(StatusCode::kInternal, what, ": unit ", unit, ": ", to_string(freed_tier),
                       " slot ", freed_slot, " was already free");
   if (finished) {
+    if (into_copy) s.disk_copy = -1;
+    if (keep_source) s.disk_copy = s.slot;
     s.tier = s.to_tier;
     s.slot = s.to_slot;
   }
@@ -219,6 +251,20 @@ Status ResidencyTable::record_checksum(UnitId unit, uint64_t checksum, uint64_t 
   UnitState& s = units_[index(unit)];
   s.checksum = checksum;
   s.version = version;
+  return Status();
+}
+
+Status ResidencyTable::mark_dirty(UnitId unit) {
+  QWEN3VL_RETURN_IF_ERROR(check_live(unit, "mark_dirty"));
+  UnitState& s = units_[index(unit)];
+  if (s.in_flight)
+    return make_error(StatusCode::kInvalidArgument, "mark_dirty: unit ", unit,
+                      " is in flight: its bytes must not change mid-copy");
+  if (s.disk_copy < 0) return Status();
+  if (!pool(Tier::kDisk).release(s.disk_copy))
+    return make_error(StatusCode::kInternal, "mark_dirty: unit ", unit, ": disk copy slot ",
+                      s.disk_copy, " was already free");
+  s.disk_copy = -1;
   return Status();
 }
 
@@ -260,7 +306,13 @@ Status ResidencyTable::check_invariants() const {
       return make_error(StatusCode::kInternal, "unit ", u,
                         " is pinned off the device or in flight");
     QWEN3VL_RETURN_IF_ERROR(hold(u, s.tier, s.slot));
-    if (s.in_flight) QWEN3VL_RETURN_IF_ERROR(hold(u, s.to_tier, s.to_slot));
+    if (s.disk_copy >= 0) {
+      if (s.tier == Tier::kDisk)
+        return make_error(StatusCode::kInternal, "unit ", u, " is on the disk with a disk copy");
+      QWEN3VL_RETURN_IF_ERROR(hold(u, Tier::kDisk, s.disk_copy));
+    }
+    const bool into_copy = s.to_tier == Tier::kDisk && s.to_slot == s.disk_copy;
+    if (s.in_flight && !into_copy) QWEN3VL_RETURN_IF_ERROR(hold(u, s.to_tier, s.to_slot));
   }
   if (live != live_)
     return make_error(StatusCode::kInternal, "live units counted ", live, ", recorded ", live_);

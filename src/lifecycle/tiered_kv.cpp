@@ -164,7 +164,8 @@ struct TieredKvStore::Impl {
       return;
     }
     const size_t i = index(m.unit);
-    Job job{ticket, m, static_cast<bool>(written[i]), 0};
+    // Into its own disk copy: the bytes are there already.
+    Job job{ticket, m, written[i] && !m.clean, 0};
     if (m.to != Tier::kDevice && job.carry) job.version = ++versions[i];
     ++outstanding;
     if (!config.async_mover) {
@@ -220,7 +221,10 @@ struct TieredKvStore::Impl {
       return Status();
     }
     QWEN3VL_RETURN_IF_ERROR(residency.finish_move(m.unit));
-    stats.units_moved[static_cast<size_t>(m.from)][static_cast<size_t>(m.to)] += 1;
+    if (m.clean)
+      ++stats.clean_drops;
+    else
+      stats.units_moved[static_cast<size_t>(m.from)][static_cast<size_t>(m.to)] += 1;
     if (m.why == MoveReason::kEvict) ++stats.evicted;
     if (m.why == MoveReason::kPrefetch) ++stats.prefetched;
     if (m.why == MoveReason::kFetch) ++stats.fetched;
@@ -511,6 +515,7 @@ Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& con
   rc.capacity[static_cast<size_t>(Tier::kHost)] = config.host_blocks;
   rc.capacity[static_cast<size_t>(Tier::kDisk)] = config.disk_blocks;
   rc.policy = config.policy;
+  rc.keep_disk_copies = config.keep_disk_copies;
   // The arena is filled to the brim by prefetch; evictions happen when a layer needs room.
   rc.device_high = rc.device_low = 1.0;
   QWEN3VL_RETURN_IF_ERROR(ResidencyTable::create(rc, &m->residency));
@@ -584,6 +589,13 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
   QWEN3VL_RETURN_IF_ERROR(m.make_resident(layer, blocks, 0));
   std::vector<UnitId> pins;
   QWEN3VL_RETURN_IF_ERROR(m.pin_all(layer, blocks, &pins));
+  // The blocks written here change: their disk copies are stale.
+  for (const KvRun& r : s.copies)
+    QWEN3VL_RETURN_IF_ERROR(
+        m.residency.mark_dirty(UnitId{layer, static_cast<int32_t>(r.dst_major)}));
+  for (const KvRun& r : s.writes)
+    QWEN3VL_RETURN_IF_ERROR(
+        m.residency.mark_dirty(UnitId{layer, static_cast<int32_t>(r.dst_major)}));
   // The runs with block ids replaced by arena slots (runs never cross a block).
   const auto slot_of = [&](int64_t id) {
     return static_cast<int64_t>(m.residency.state(UnitId{layer, static_cast<int32_t>(id)})->slot);
@@ -670,13 +682,15 @@ Status TieredKvStore::evict_all() {
       bool moved = false;
       for (Tier t : down) {
         SlotPool const& pool = m.residency.slots(t);
-        if (pool.free_count() == 0) continue;
+        const bool into_copy = t == Tier::kDisk && s->disk_copy >= 0;
+        if (pool.free_count() == 0 && !into_copy) continue;
         Move mv;
         mv.unit = u;
         mv.from = Tier::kDevice;
         mv.from_slot = s->slot;
         mv.to = t;
-        mv.to_slot = pool.free_slots().back();
+        mv.to_slot = into_copy ? s->disk_copy : pool.free_slots().back();
+        mv.clean = into_copy;
         mv.why = MoveReason::kEvict;
         m.start(mv, m.next_ticket++);
         moved = true;

@@ -248,6 +248,83 @@ TEST(Residency, WatermarksEvictDownToTheLowMarkAndSpillToDisk) {
   EXPECT_TRUE(t.check_invariants().ok());
 }
 
+// A unit read up from the disk keeps its slot there as a clean copy: its eviction back is a clean
+// move into that slot, a write drops the copy, and a full disk gives copies up to other units.
+TEST(Residency, DiskCopiesMakeCleanEvictionsAndAreReclaimedWhenTheDiskIsFull) {
+  ResidencyTable t = make(small_config(1, 0, 2));
+  Tier placed;
+  ASSERT_TRUE(t.admit({0, 0}, &placed).ok());
+  ASSERT_TRUE(t.admit({0, 1}, &placed).ok());
+  EXPECT_EQ(placed, Tier::kDisk);
+  AccessPlan a;
+  a.entries = {entry(0, {1})};
+  MovePlan p;
+  ASSERT_TRUE(t.plan(a, &p).ok());  // (0,0) out to disk (a write), (0,1) in
+  ASSERT_EQ(p.moves.size(), 2u);
+  EXPECT_FALSE(p.moves[0].clean);
+  execute(t, p);
+  const int32_t copy = t.state({0, 1})->disk_copy;
+  EXPECT_GE(copy, 0) << "the disk slot it came from stays as its copy";
+  EXPECT_EQ(t.slots(Tier::kDisk).used_count(), 2);
+
+  a.entries = {entry(0, {0})};  // (0,1) back out: into its copy, no bytes
+  ASSERT_TRUE(t.plan(a, &p).ok());
+  ASSERT_EQ(p.moves.size(), 2u);
+  EXPECT_TRUE(p.moves[0].clean);
+  EXPECT_EQ(p.moves[0].to_slot, copy);
+  execute(t, p);
+  EXPECT_EQ(t.state({0, 1})->tier, Tier::kDisk);
+  EXPECT_EQ(t.state({0, 1})->disk_copy, -1);
+  EXPECT_GE(t.state({0, 0})->disk_copy, 0);
+  EXPECT_TRUE(t.check_invariants().ok());
+
+  // A write drops (0,0)'s copy; its next eviction writes into a free slot.
+  ASSERT_TRUE(t.mark_dirty({0, 0}).ok());
+  EXPECT_EQ(t.state({0, 0})->disk_copy, -1);
+  EXPECT_EQ(t.slots(Tier::kDisk).used_count(), 1);
+  a.entries = {entry(0, {1})};
+  ASSERT_TRUE(t.plan(a, &p).ok());
+  EXPECT_FALSE(p.moves[0].clean);
+  execute(t, p);
+
+  // The disk holds (0,0) and (0,1)'s copy; a third unit on the disk side needs room: the copy is
+  // given up (reclaimed) for the eviction of (0,1)... which is (0,1) itself, so admit another.
+  ASSERT_TRUE(t.release({0, 0}).ok());  // frees its disk slot
+  ASSERT_TRUE(t.admit({1, 0}, &placed).ok());
+  EXPECT_EQ(placed, Tier::kDisk);  // disk: (1,0) and (0,1)'s copy; device: (0,1)
+  ASSERT_TRUE(t.admit({1, 1}, &placed).code() == StatusCode::kOutOfMemory);
+  ASSERT_TRUE(t.mark_dirty({0, 1}).ok());  // its copy is stale: the slot is free again
+  ASSERT_TRUE(t.admit({1, 1}, &placed).ok());
+  EXPECT_EQ(placed, Tier::kDisk);
+  a.entries = {entry(1, {0})};  // (0,1) out (disk full, no copy): refused, nothing changes
+  EXPECT_EQ(t.plan(a, &p).code(), StatusCode::kOutOfMemory);
+  EXPECT_TRUE(t.check_invariants().ok());
+
+  // Reclaim: device {0, 1}, disk {2, 3} and one free slot; reading 2 and 3 evicts 0 into the free
+  // slot, and 1 into the copy that reading 2 leaves (once that read is done).
+  ResidencyTable r = make(small_config(2, 0, 3));
+  for (int32_t b = 0; b < 4; ++b) ASSERT_TRUE(r.admit({0, b}, &placed).ok());
+  ASSERT_TRUE(r.mark_dirty({0, 0}).ok());
+  a.entries = {entry(0, {2, 3})};
+  ASSERT_TRUE(r.plan(a, &p).ok());
+  int64_t reclaims = 0;
+  for (const Move& m : p.moves) {
+    if (!m.reclaims) continue;
+    ++reclaims;
+    EXPECT_EQ(m.unit, (UnitId{0, 1}));
+    EXPECT_EQ(m.reclaimed, (UnitId{0, 2}));
+    ASSERT_GE(m.after, 0);
+    EXPECT_EQ(p.moves[static_cast<size_t>(m.after)].unit, (UnitId{0, 2}));
+  }
+  EXPECT_EQ(reclaims, 1);
+  execute(r, p);
+  EXPECT_TRUE(r.check_invariants().ok()) << r.check_invariants().to_string();
+  EXPECT_EQ(r.state({0, 2})->disk_copy, -1);
+  EXPECT_GE(r.state({0, 3})->disk_copy, 0);
+  EXPECT_EQ(r.state({0, 1})->tier, Tier::kDisk);
+  EXPECT_EQ(r.slots(Tier::kDisk).used_count(), 3);
+}
+
 // --- the random sequences against a reference model ---------------------------------------------
 
 struct RefUnit {
@@ -258,6 +335,7 @@ struct RefUnit {
   int32_t to_slot = -1;
   int32_t pins = 0;
   int32_t refcount = 1;
+  int32_t disk_copy = -1;
 };
 
 struct Model {
@@ -296,6 +374,7 @@ void compare(const ResidencyTable& t, Model& m) {
       }
       ASSERT_EQ(s->pins, r->pins);
       ASSERT_EQ(s->refcount, r->refcount);
+      ASSERT_EQ(s->disk_copy, r->disk_copy) << UnitId{l, b};
     }
   }
 }
@@ -303,7 +382,7 @@ void compare(const ResidencyTable& t, Model& m) {
 // What the sequences exercised, so that a generator change cannot make them vacuous.
 struct Coverage {
   int64_t plans_ok = 0, admission_errors = 0, moves_begun = 0, stale_moves = 0, fetches = 0,
-          prefetches = 0, evictions = 0;
+          prefetches = 0, evictions = 0, clean = 0, reclaims = 0, dirtied = 0;
 };
 
 void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
@@ -313,12 +392,14 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
   Model m;
   m.config.layers = 1 + pick(4);
   m.config.blocks = 1 + pick(12);
-  m.config.capacity = {1 + pick(12), pick(16), pick(3) == 0 ? 0 : pick(40)};
+  // A small disk half the time, so that clean copies fill it and get reclaimed.
+  m.config.capacity = {1 + pick(12), pick(16), pick(3) == 0 ? 0 : pick(2) ? pick(40) : pick(10)};
   m.config.device_high = 0.5 + 0.5 * (pick(11) / 10.0);
   m.config.device_low = m.config.device_high * (0.5 + 0.5 * (pick(11) / 10.0));
   m.config.host_high = 0.5 + 0.5 * (pick(11) / 10.0);
   m.config.host_low = m.config.host_high * (0.5 + 0.5 * (pick(11) / 10.0));
   m.config.policy = policy;
+  m.config.keep_disk_copies = pick(3) != 0;
   ResidencyTable t;
   ASSERT_TRUE(ResidencyTable::create(m.config, &t).ok());
   std::vector<Move> pending;  // moves of the latest plans, not yet begun
@@ -391,6 +472,20 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
       EXPECT_EQ(mv.from_slot, r->slot);
       EXPECT_NE(mv.from, mv.to);
       EXPECT_LT(mv.after, static_cast<int32_t>(i));
+      if (mv.clean) {
+        EXPECT_EQ(mv.to, Tier::kDisk);
+        EXPECT_EQ(mv.to_slot, r->disk_copy) << "a clean move goes into the unit's own copy";
+        EXPECT_FALSE(mv.reclaims);
+      }
+      if (mv.reclaims) {  // a copy there now, or one an earlier read of this plan leaves
+        RefUnit* owner = m.find(mv.reclaimed);
+        const bool now = owner != nullptr && owner->disk_copy == mv.to_slot && mv.after == -1;
+        const bool later = mv.after >= 0 &&
+                           p.moves[static_cast<size_t>(mv.after)].unit == mv.reclaimed &&
+                           p.moves[static_cast<size_t>(mv.after)].from == Tier::kDisk &&
+                           p.moves[static_cast<size_t>(mv.after)].from_slot == mv.to_slot;
+        EXPECT_TRUE((now || later) && owner != r) << mv.unit << " reclaims " << mv.reclaimed;
+      }
       EXPECT_TRUE(moved.insert({mv.unit.layer, mv.unit.block}).second) << "moved twice";
       if (mv.why != MoveReason::kEvict) {
         EXPECT_EQ(mv.to, Tier::kDevice);
@@ -408,16 +503,33 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
   auto apply_begin = [&](const Move& mv) {
     Status st = t.begin_move(mv);
     RefUnit* r = m.find(mv.unit);
+    const bool into_copy = r != nullptr && mv.to == Tier::kDisk && r->disk_copy >= 0;
+    RefUnit* owner = mv.reclaims ? m.find(mv.reclaimed) : nullptr;
+    bool slot_ok = false;
+    if (into_copy)
+      slot_ok = mv.clean && !mv.reclaims && mv.to_slot == r->disk_copy;
+    else if (mv.reclaims)
+      slot_ok = !mv.clean && mv.to == Tier::kDisk && owner != nullptr && owner != r &&
+                owner->disk_copy == mv.to_slot && !owner->in_flight;
+    else
+      slot_ok = !mv.clean && mv.to_slot >= 0 && mv.to_slot < m.capacity(mv.to) &&
+                !m.used_in(mv.to).count(mv.to_slot);
     bool valid = r != nullptr && !r->in_flight && r->pins == 0 && r->tier == mv.from &&
-                 r->slot == mv.from_slot && mv.to != mv.from && mv.to_slot >= 0 &&
-                 mv.to_slot < m.capacity(mv.to) && !m.used_in(mv.to).count(mv.to_slot);
-    ASSERT_EQ(st.ok(), valid) << st.to_string();
+                 r->slot == mv.from_slot && mv.to != mv.from && slot_ok;
+    ASSERT_EQ(st.ok(), valid) << st.to_string() << " " << mv.unit;
     (valid ? cov.moves_begun : cov.stale_moves)++;
     if (!valid) return;
     r->in_flight = true;
     r->to_tier = mv.to;
     r->to_slot = mv.to_slot;
-    m.used_in(mv.to).insert(mv.to_slot);
+    if (mv.reclaims) {
+      owner->disk_copy = -1;  // its slot passes to this move
+      ++cov.reclaims;
+    } else if (into_copy) {
+      ++cov.clean;
+    } else {
+      m.used_in(mv.to).insert(mv.to_slot);
+    }
   };
   auto apply_end = [&](UnitId u, bool finish) {
     Status st = finish ? t.finish_move(u) : t.abort_move(u);
@@ -426,11 +538,15 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
     ASSERT_EQ(st.ok(), valid) << st.to_string();
     if (!valid) return;
     r->in_flight = false;
+    const bool into_copy = r->to_tier == Tier::kDisk && r->to_slot == r->disk_copy;
     if (finish) {
-      m.used_in(r->tier).erase(r->slot);
+      const bool keep = r->tier == Tier::kDisk && m.config.keep_disk_copies;
+      if (!keep) m.used_in(r->tier).erase(r->slot);
+      if (into_copy) r->disk_copy = -1;
+      if (keep) r->disk_copy = r->slot;
       r->tier = r->to_tier;
       r->slot = r->to_slot;
-    } else {
+    } else if (!into_copy) {
       m.used_in(r->to_tier).erase(r->to_slot);
     }
   };
@@ -472,6 +588,7 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
       ASSERT_EQ(st.ok(), valid) << st.to_string();
       if (valid && --r->refcount == 0) {
         m.used_in(r->tier).erase(r->slot);
+        if (r->disk_copy >= 0) m.used_in(Tier::kDisk).erase(r->disk_copy);
         m.units.erase({u.layer, u.block});
       }
     } else if (op < 46) {  // pin
@@ -513,8 +630,23 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
         apply_begin(pending.front());
         pending.erase(pending.begin());
       }
+    } else if (op < 89) {             // the unit's bytes change: its disk copy goes
+      for (auto& [k, ref] : m.units)  // a unit with a copy, where there is one
+        if (ref.disk_copy >= 0 && pick(2) == 0) {
+          u = UnitId{k.first, k.second};
+          r = &ref;
+          break;
+        }
+      Status st = t.mark_dirty(u);
+      bool valid = r != nullptr && !r->in_flight;
+      ASSERT_EQ(st.ok(), valid) << st.to_string();
+      if (valid && r->disk_copy >= 0) {
+        m.used_in(Tier::kDisk).erase(r->disk_copy);
+        r->disk_copy = -1;
+        ++cov.dirtied;
+      }
     } else {  // finish or abort a move (or a unit with none in flight)
-      apply_end(u, op < 95);
+      apply_end(u, op < 96);
     }
     compare(t, m);
     if (::testing::Test::HasFatalFailure()) return;
@@ -535,22 +667,26 @@ void random_sequence(uint32_t seed, EvictionPolicy policy, Coverage& cov) {
 
 TEST(Residency, RandomSequencesMatchTheReferenceModel) {
   Coverage cov;
-  for (uint32_t seed = 1; seed <= 60; ++seed) {
+  for (uint32_t seed = 1; seed <= 150; ++seed) {
     random_sequence(seed, seed % 2 ? EvictionPolicy::kLru : EvictionPolicy::kScheduleDriven, cov);
     if (HasFatalFailure()) return;
   }
   std::printf(
       "plans %lld (admission errors %lld), moves begun %lld (stale %lld); planned fetches "
-      "%lld, prefetches %lld, evictions %lld\n",
+      "%lld, prefetches %lld, evictions %lld; clean %lld, reclaims %lld, dirtied copies %lld\n",
       static_cast<long long>(cov.plans_ok), static_cast<long long>(cov.admission_errors),
       static_cast<long long>(cov.moves_begun), static_cast<long long>(cov.stale_moves),
       static_cast<long long>(cov.fetches), static_cast<long long>(cov.prefetches),
-      static_cast<long long>(cov.evictions));
+      static_cast<long long>(cov.evictions), static_cast<long long>(cov.clean),
+      static_cast<long long>(cov.reclaims), static_cast<long long>(cov.dirtied));
   EXPECT_GT(cov.admission_errors, 0);
   EXPECT_GT(cov.stale_moves, 0);
   EXPECT_GT(cov.fetches, 100);
   EXPECT_GT(cov.prefetches, 100);
   EXPECT_GT(cov.evictions, 100);
+  EXPECT_GT(cov.clean, 10);
+  EXPECT_GT(cov.reclaims, 10);
+  EXPECT_GT(cov.dirtied, 10);
 }
 
 }  // namespace

@@ -72,6 +72,7 @@ struct Schedule {
   // layer 0 or, with fault_prefetch, the first read after them (a prefetch of a later layer).
   int fault_step = -1;
   bool fault_prefetch = false;
+  bool keep_disk_copies = true;
 };
 
 // The blocks layer `layer` reads that are not in the arena now.
@@ -122,6 +123,7 @@ void run_schedule(const Schedule& sch) {
   cfg.disk_path = scratch_path("tiered_" + std::to_string(sch.seed) + ".slots");
   cfg.policy = sch.policy;
   cfg.async_mover = sch.async_mover;
+  cfg.keep_disk_copies = sch.keep_disk_copies;
   std::unique_ptr<TieredKvStore> store;
   const Status created = TieredKvStore::create(table, cfg, &store);
   ASSERT_TRUE(created.ok()) << created.to_string();
@@ -204,14 +206,19 @@ void run_schedule(const Schedule& sch) {
   EXPECT_EQ(checked, 40 * kLayers);
   // The schedules are built to move blocks: a test that never fetched would prove nothing.
   EXPECT_GT(s.fetched + s.prefetched, 0) << store->describe();
+  // Evicting everything to a disk each step: the blocks read up and not written since go back
+  // into their clean copies.
+  if (sch.evict_every_step && sch.host_blocks == 0 && sch.keep_disk_copies)
+    EXPECT_GT(s.clean_drops, 0);
+  if (!sch.keep_disk_copies) EXPECT_EQ(s.clean_drops, 0);
   std::printf(
-      "seed %llu, %s: fetched %lld, prefetched %lld, hits %lld, evicted %lld, failed %lld, %lld "
-      "bytes moved; stall %.2f ms, busy %.2f ms\n",
+      "seed %llu, %s: fetched %lld, prefetched %lld, hits %lld, evicted %lld (clean %lld), failed "
+      "%lld, %lld bytes moved; stall %.2f ms, busy %.2f ms\n",
       static_cast<unsigned long long>(sch.seed), sch.async_mover ? "async" : "sync",
       static_cast<long long>(s.fetched), static_cast<long long>(s.prefetched),
       static_cast<long long>(s.hits), static_cast<long long>(s.evicted),
-      static_cast<long long>(s.failed), static_cast<long long>(s.bytes_moved(store->unit_bytes())),
-      s.stall_ms, s.busy_ms);
+      static_cast<long long>(s.clean_drops), static_cast<long long>(s.failed),
+      static_cast<long long>(s.bytes_moved(store->unit_bytes())), s.stall_ms, s.busy_ms);
 }
 
 TEST(TieredKv, FetchModeIsBitwiseAllResidentWithHostAndDisk) {
@@ -225,8 +232,9 @@ TEST(TieredKv, FetchModeIsBitwiseAllResidentWithHostAndDisk) {
 TEST(TieredKv, EvictEverythingEveryStep) {
   for (bool async : {false, true})
     for (uint64_t seed : {4u, 5u})
-      run_schedule({seed, kBatch * kMaxBlocks, 0, 3 * (kBatch * kMaxBlocks + 2), true,
-                    EvictionPolicy::kLru, async});
+      for (bool copies : {true, false})
+        run_schedule({seed, kBatch * kMaxBlocks, 0, 3 * (kBatch * kMaxBlocks + 2), true,
+                      EvictionPolicy::kLru, async, -1, false, copies});
 }
 
 TEST(TieredKv, HostOnlyLowerTier) {

@@ -11,6 +11,12 @@
 // A unit in flight holds both slots, so no tier ever holds more units than its capacity, even
 // mid-copy. Pinned units (read by a running kernel) and units in flight are never planned to move.
 // A failed call changes nothing.
+//
+// Disk copies (keep_disk_copies): a unit read up from the disk keeps its disk slot as a clean copy
+// while its bytes stay unchanged, so evicting it back to the disk moves no bytes (Move::clean): in
+// a decode step nearly every block is read-only, and this halves the disk traffic of a working set
+// larger than memory. mark_dirty() drops the copy when the unit's bytes change. Copies are the
+// first disk slots given up when the disk is full (Move::reclaims).
 #pragma once
 
 #include <array>
@@ -48,6 +54,7 @@ struct ResidencyConfig {
   double device_high = 0.95, device_low = 0.85;
   double host_high = 0.95, host_low = 0.85;
   EvictionPolicy policy = EvictionPolicy::kScheduleDriven;
+  bool keep_disk_copies = true;  // see the header comment
 };
 
 struct UnitState {
@@ -56,9 +63,10 @@ struct UnitState {
   int32_t slot = -1;
   bool in_flight = false;  // a move has begun and not finished or aborted
   Tier to_tier = Tier::kDevice;
-  int32_t to_slot = -1;                // claimed while in flight
-  int32_t pins = 0;                    // running kernels reading it: never moved while > 0
-  int32_t refcount = 0;                // sequences sharing it (a shared prefix is one unit)
+  int32_t to_slot = -1;    // claimed while in flight
+  int32_t disk_copy = -1;  // a disk slot holding the unit's current bytes (never while on disk)
+  int32_t pins = 0;        // running kernels reading it: never moved while > 0
+  int32_t refcount = 0;    // sequences sharing it (a shared prefix is one unit)
   uint64_t checksum = 0, version = 0;  // opaque: the store fills them (record_checksum)
   int64_t last_use = 0;                // tick of the last admission or pin
 };
@@ -96,6 +104,11 @@ struct Move {
   // The index (in MovePlan::moves) of a move that must finish first because it vacates to_slot;
   // -1 when to_slot is free now. Always an earlier move, so the moves run in order never deadlock.
   int32_t after = -1;
+  // to_slot is the unit's own disk copy: the unit's bytes are there already and none move.
+  bool clean = false;
+  // to_slot is another unit's disk copy, given up by begin_move (that unit keeps its own tier).
+  bool reclaims = false;
+  UnitId reclaimed;
 };
 
 struct MovePlan {
@@ -132,6 +145,9 @@ class ResidencyTable {
   [[nodiscard]] Status abort_move(UnitId unit);
   // The store's integrity stamp of the unit's bytes, kept with it across moves.
   [[nodiscard]] Status record_checksum(UnitId unit, uint64_t checksum, uint64_t version);
+  // The unit's bytes are about to change: its disk copy (if any) is stale and its slot free again.
+  // Refused for a unit in flight (its bytes are being copied).
+  [[nodiscard]] Status mark_dirty(UnitId unit);
 
   // The moves that make entry 0's units device-resident (fetch), then prefetch the next entries
   // (up to plan.prefetch_entries and plan.max_prefetch_units, the device's high watermark, and

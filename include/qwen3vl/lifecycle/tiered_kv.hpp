@@ -49,6 +49,9 @@ struct TieredKvConfig {
   std::string disk_path;     // the slot file, created (truncated) when disk_blocks > 0
   FileStoreOptions disk;
   EvictionPolicy policy = EvictionPolicy::kScheduleDriven;
+  // A block read up from the disk keeps its disk slot while unchanged, so its eviction writes
+  // nothing (ResidencyConfig::keep_disk_copies).
+  bool keep_disk_copies = true;
   // Layers after the acquired one whose blocks acquire() prefetches into free arena room.
   int32_t prefetch_layers = 2;
   // Moves copied by the store's worker thread (true) or on the calling thread (false). Off by
@@ -65,9 +68,10 @@ struct TieredKvStats {
   int64_t prefetched = 0;  // blocks moved ahead of their layer
   int64_t hits = 0;        // blocks already in the arena when their layer was acquired
   int64_t evicted = 0;
-  int64_t failed = 0;   // copies that failed (the unit stayed where it was)
-  double stall_ms = 0;  // the caller's time waiting for moves (synchronous: copying them)
-  double busy_ms = 0;   // the mover's time copying
+  int64_t clean_drops = 0;  // evictions into the unit's own disk copy: no bytes written
+  int64_t failed = 0;       // copies that failed (the unit stayed where it was)
+  double stall_ms = 0;      // the caller's time waiting for moves (synchronous: copying them)
+  double busy_ms = 0;       // the mover's time copying
   // The share of the copying hidden behind the caller's work: 1 - stall / busy (0 when idle).
   double overlap() const { return busy_ms > 0 ? 1.0 - stall_ms / busy_ms : 0.0; }
   int64_t bytes_moved(size_t unit_bytes) const;
