@@ -31,6 +31,8 @@ const std::vector<Routine>& routines() {
       {"static-sparse", "each static-sparse pattern vs dense flash2 (CPU)", static_sparse_routine},
       {"tiered", "model decode over the tiered KV store (arena, host, disk) vs all-resident (CPU)",
        tiered_routine},
+      {"store", "the disk tier's read and write throughput over slot sizes and queue depths vs fio",
+       store_routine},
   };
   return all;
 }

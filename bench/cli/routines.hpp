@@ -22,6 +22,7 @@ int dynamic_sparse_routine(const std::vector<std::string>& args);  // bench/dyna
 int block_sparse_routine(const std::vector<std::string>& args);    // bench/block_sparse/
 int static_sparse_routine(const std::vector<std::string>& args);   // bench/static_sparse/
 int tiered_routine(const std::vector<std::string>& args);          // bench/lifecycle/
+int store_routine(const std::vector<std::string>& args);           // bench/lifecycle/
 
 // Every routine, in the order --help lists them.
 const std::vector<Routine>& routines();
