@@ -33,6 +33,8 @@ const std::vector<Routine>& routines() {
        tiered_routine},
       {"store", "the disk tier's read and write throughput over slot sizes and queue depths vs fio",
        store_routine},
+      {"plan", "where a model's KV would live (arena, host, disk) at a context and budgets",
+       plan_routine},
   };
   return all;
 }

@@ -23,6 +23,7 @@ int block_sparse_routine(const std::vector<std::string>& args);    // bench/bloc
 int static_sparse_routine(const std::vector<std::string>& args);   // bench/static_sparse/
 int tiered_routine(const std::vector<std::string>& args);          // bench/lifecycle/
 int store_routine(const std::vector<std::string>& args);           // bench/lifecycle/
+int plan_routine(const std::vector<std::string>& args);            // bench/lifecycle/
 
 // Every routine, in the order --help lists them.
 const std::vector<Routine>& routines();
