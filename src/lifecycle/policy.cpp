@@ -94,11 +94,17 @@ class VictimQueue {
       return a < b;
     });
   }
-  // The next candidate not yet planned whose next use is after entry j; -1 if none.
-  int64_t next(int64_t j, const std::vector<char>& planned) {
+  // The next candidate not yet planned whose next use is after entry j; -1 if none. With
+  // never_used_only, -1 also when that candidate is read by some entry (it stays queued).
+  int64_t next(int64_t j, const std::vector<char>& planned, bool never_used_only = false) {
     while (at_ < units_.size()) {
-      size_t u = units_[at_++];
-      if (planned[u] || next_use_[u] <= j) continue;
+      size_t u = units_[at_];
+      if (planned[u] || next_use_[u] <= j) {
+        ++at_;
+        continue;
+      }
+      if (never_used_only && next_use_[u] != kNeverUsed) return -1;
+      ++at_;
       return static_cast<int64_t>(u);
     }
     return -1;
@@ -291,7 +297,7 @@ Status ResidencyTable::plan(const AccessPlan& access, MovePlan* out) const {
         break;
       }
       if (!(dev.has_room(planned) && dev.used < device_high)) {
-        int64_t v = device_victims.next(j, planned);
+        int64_t v = device_victims.next(j, planned, !access.prefetch_evicts_scheduled);
         if (v < 0 || !evict_from_device(static_cast<size_t>(v))) {
           stop = true;
           break;

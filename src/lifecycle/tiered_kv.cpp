@@ -372,15 +372,24 @@ struct TieredKvStore::Impl {
     QWEN3VL_RETURN_IF_ERROR(report_failure(layer, blocks));  // an earlier prefetch's
     AccessPlan access;
     access.entries.push_back(AccessEntry{layer, blocks});
-    // Later layers: the blocks they hold already (this step's new blocks are admitted by their
-    // layer's apply()).
-    for (int32_t k = 1; k <= prefetch && k < config.layers; ++k) {
+    // Later layers, to this layer again in the next step: the blocks they hold already (this
+    // step's new blocks are admitted by their layer's apply()). The first `prefetch` entries are
+    // prefetched; all of them give the schedule-driven policy its next uses, so that on the cyclic
+    // schedule of decode the arena keeps a fixed share of the units instead of evicting each one
+    // just before its next use, as LRU does.
+    const int32_t horizon = config.policy == EvictionPolicy::kScheduleDriven
+                                ? config.layers
+                                : std::min(prefetch, config.layers - 1);
+    for (int32_t k = 1; k <= horizon; ++k) {
       AccessEntry e{(layer + k) % config.layers, {}};
       for (int32_t id : blocks)
         if (residency.state(UnitId{e.layer, id})->live) e.blocks.push_back(id);
       access.entries.push_back(std::move(e));
     }
     access.prefetch_entries = prefetch;
+    // The synchronous mover copies prefetches on the decode thread: evicting a unit the cycle
+    // reads again to prefetch another only adds transfers there.
+    access.prefetch_evicts_scheduled = config.async_mover;
     for (int32_t id : blocks) {
       const UnitState* s = residency.state(UnitId{layer, id});
       if (s->tier == Tier::kDevice && !s->in_flight) ++stats.hits;

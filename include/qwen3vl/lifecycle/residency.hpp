@@ -85,6 +85,12 @@ struct AccessPlan {
   int32_t prefetch_entries = std::numeric_limits<int32_t>::max();
   // Prefetch moves the mover can overlap with the coming work (its bandwidth); -1: no limit.
   int64_t max_prefetch_units = -1;
+  // Whether a prefetch may evict a unit a later entry reads (one needed after the prefetched
+  // one). True trades extra transfers for overlap; false prefetches only into free room and units
+  // the plan never reads, which keeps the fixed share Belady's rule retains on a cyclic schedule
+  // that does not fit (the right choice when the mover cannot overlap, or the plan covers a whole
+  // cycle).
+  bool prefetch_evicts_scheduled = true;
 };
 
 enum class MoveReason : uint8_t {
