@@ -2,6 +2,7 @@
 // arena holds a budget of the KV and whose host and disk stores hold the rest, beside the same
 // steps over all-resident storage when it fits (--ram-mib). Prints tokens/s and what moved.
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -176,18 +177,38 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
     };
     using lifecycle::Tier;
     const double step = median(tiered);
+    // The stall of each layer a step, and the bytes each tier gave and took.
+    double worst_layer = 0, layer_sum = 0;
+    for (size_t l = 0; l < after.layer_stall_ms.size(); ++l) {
+      const double ms = (after.layer_stall_ms[l] - before.layer_stall_ms[l]) * per_step;
+      worst_layer = std::max(worst_layer, ms);
+      layer_sum += ms;
+    }
+    const double hits = static_cast<double>(after.hits - before.hits),
+                 fetched = static_cast<double>(after.fetched - before.fetched);
+    const double hit_rate = hits + fetched > 0 ? hits / (hits + fetched) : 0;
+    std::array<double, lifecycle::kTierCount> read_mib{}, written_mib{};
+    for (int a = 0; a < lifecycle::kTierCount; ++a)
+      for (int b = 0; b < lifecycle::kTierCount; ++b) {
+        const double mib = moved(static_cast<Tier>(a), static_cast<Tier>(b)) * block_bytes / kMiB;
+        read_mib[static_cast<size_t>(a)] += mib;
+        written_mib[static_cast<size_t>(b)] += mib;
+      }
     std::printf("prefill through the store: %.1f s\n", prefill_ms / 1e3);
     std::printf(
         "tiered: %.1f ms a step, %.2f tokens/s; a step moves (blocks): host->arena %.0f, "
         "disk->arena %.0f, arena->host %.0f, arena->disk %.0f, host->disk %.0f; fetched "
         "%.0f, prefetched %.0f, hits %.0f; evictions into a clean disk copy (no write) %.0f\n"
-        "mover (%s): a step stalls %.2f ms waiting for moves, copies for %.2f ms; overlap %.2f\n",
+        "mover (%s): a step stalls %.2f ms waiting for moves, copies for %.2f ms; overlap %.2f\n"
+        "a step reads %.1f MiB from the disk and writes %.1f MiB there; arena hit rate %.3f; "
+        "stall per layer: mean %.2f ms, worst %.2f ms\n",
         step, 1e3 / step, moved(Tier::kHost, Tier::kDevice), moved(Tier::kDisk, Tier::kDevice),
         moved(Tier::kDevice, Tier::kHost), moved(Tier::kDevice, Tier::kDisk),
         moved(Tier::kHost, Tier::kDisk), (after.fetched - before.fetched) * per_step,
         (after.prefetched - before.prefetched) * per_step, (after.hits - before.hits) * per_step,
         (after.clean_drops - before.clean_drops) * per_step,
-        c.async ? "asynchronous" : "synchronous", stall, busy, overlap);
+        c.async ? "asynchronous" : "synchronous", stall, busy, overlap, read_mib[2], written_mib[2],
+        hit_rate, layer_sum / static_cast<double>(c.layers), worst_layer);
     ReportRow r{{"mode", "tiered"},
                 {"layers", c.layers},
                 {"context", c.context},
@@ -210,6 +231,15 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
                 {"stall_ms", stall},
                 {"busy_ms", busy},
                 {"overlap", overlap},
+                {"hit_rate", hit_rate},
+                {"layer_stall_ms_mean", layer_sum / static_cast<double>(c.layers)},
+                {"layer_stall_ms_max", worst_layer},
+                {"arena_read_mib", read_mib[0]},
+                {"host_read_mib", read_mib[1]},
+                {"disk_read_mib", read_mib[2]},
+                {"arena_written_mib", written_mib[0]},
+                {"host_written_mib", written_mib[1]},
+                {"disk_written_mib", written_mib[2]},
                 {"block_bytes", block_bytes},
                 {"store", store->describe()}};
     report.add(r);

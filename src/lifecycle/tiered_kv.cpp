@@ -534,6 +534,7 @@ Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& con
   m->written.assign(units, false);
   m->versions.assign(units, 0);
   m->pinned.resize(static_cast<size_t>(config.layers));
+  m->stats.layer_stall_ms.assign(static_cast<size_t>(config.layers), 0.0);
   if (m->disk) m->disk_description = m->disk->describe();
   // From here on only the worker touches the stores (thread start orders their creation first).
   if (config.async_mover) m->worker = std::thread([impl = m.get()] { impl->worker_loop(); });
@@ -645,7 +646,10 @@ Status TieredKvStore::acquire(const KvPageTable& table, int32_t layer, KvCacheVi
     if (!m.residency.state(UnitId{layer, id})->live)
       return make_error(StatusCode::kInvalidArgument, "layer ", layer, ", block ", id,
                         ": never written to this store (apply() every layer of every step)");
-  QWEN3VL_RETURN_IF_ERROR(m.make_resident(layer, blocks, m.config.prefetch_layers));
+  const double stalled = m.stats.stall_ms;
+  const Status resident = m.make_resident(layer, blocks, m.config.prefetch_layers);
+  m.stats.layer_stall_ms[static_cast<size_t>(layer)] += m.stats.stall_ms - stalled;
+  QWEN3VL_RETURN_IF_ERROR(resident);
   QWEN3VL_RETURN_IF_ERROR(m.pin_all(layer, blocks, &pins));
   const KvTableConfig& t = m.table;
   const std::vector<int32_t>& bt = table.block_table();

@@ -72,8 +72,14 @@ struct TieredKvStats {
   int64_t failed = 0;       // copies that failed (the unit stayed where it was)
   double stall_ms = 0;      // the caller's time waiting for moves (synchronous: copying them)
   double busy_ms = 0;       // the mover's time copying
+  std::vector<double> layer_stall_ms;  // per layer: stall_ms accrued in its acquire() calls
   // The share of the copying hidden behind the caller's work: 1 - stall / busy (0 when idle).
   double overlap() const { return busy_ms > 0 ? 1.0 - stall_ms / busy_ms : 0.0; }
+  // Blocks a layer read that were in the arena already, of all it read.
+  double hit_rate() const {
+    return hits + fetched > 0 ? static_cast<double>(hits) / static_cast<double>(hits + fetched)
+                              : 0.0;
+  }
   int64_t bytes_moved(size_t unit_bytes) const;
 };
 
