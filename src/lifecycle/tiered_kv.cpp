@@ -50,10 +50,9 @@ struct TieredKvStore::Impl {
 
   TieredKvConfig config;
   KvTableConfig table;
-  int64_t block_elems = 0;         // one layer's K (or V) of one block, in elements
-  size_t unit_bytes = 0;           // K then V of one block: the arena slot and the store payload
-  unsigned char* arena = nullptr;  // [arena_blocks] units, 64-byte aligned
-  TensorView arena_k, arena_v;     // [arena_blocks, block_size, Hkv, D] over the units
+  int64_t block_elems = 0;  // one layer's K (or V) of one block, in elements
+  size_t unit_bytes = 0;    // K then V of one block: the arena slot and the store payload
+  std::unique_ptr<Arena> arena;
   std::unique_ptr<HostStore> host;
   std::unique_ptr<FileStore> disk;
   std::string disk_description;
@@ -94,16 +93,15 @@ struct TieredKvStore::Impl {
       work_cv.notify_all();
       worker.join();  // it copies what is queued first: the stores outlive every copy
     }
-    std::free(arena);
   }
 
   size_t index(UnitId u) const {
     return static_cast<size_t>(u.layer) * static_cast<size_t>(table.num_blocks) +
            static_cast<size_t>(u.block);
   }
-  unsigned char* arena_unit(int32_t slot) const {
-    return arena + static_cast<size_t>(slot) * unit_bytes;
-  }
+  // The host address of an arena unit (a host arena: the async mover and store reads use it).
+  unsigned char* arena_unit(int32_t slot) const { return arena->host_address(slot); }
+  bool staged() const { return arena->host_address(0) == nullptr; }
   BlockStore* store(Tier t) const {
     return t == Tier::kHost   ? static_cast<BlockStore*>(host.get())
            : t == Tier::kDisk ? static_cast<BlockStore*>(disk.get())
@@ -122,7 +120,8 @@ struct TieredKvStore::Impl {
            static_cast<uint32_t>(u.block);
   }
 
-  // The copier: reads only the job, the arena slots the move holds, the stores and staging.
+  // The copier: reads only the job, the arena slots the move holds, the stores and staging. The
+  // arena is in host memory here (the asynchronous mover needs one; run_wave stages device ones).
   Status copy(const Job& job) {
     const Move& m = job.move;
     if (!job.carry) return Status();  // admitted, never written: nothing to carry
@@ -237,39 +236,26 @@ struct TieredKvStore::Impl {
   // writes to each store in one submission, then its reads from each store in another, so a file
   // store keeps its queue full instead of one block in flight. No two moves of a wave touch the
   // same slot (a move into a slot another vacates waits for the next wave); store-to-store moves go
-  // one at a time through the staging buffer.
+  // one at a time through the staging buffer. A device arena's units go through its staging
+  // buffers, a chunk of them at a time.
   void run_wave() {
     if (wave.empty()) return;
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<Job> jobs;
     jobs.swap(wave);
-    std::vector<IoRequest> requests(jobs.size());
     std::vector<Status> results(jobs.size());
     for (IoOp op : {IoOp::kWrite, IoOp::kRead})
       for (Tier t : {Tier::kHost, Tier::kDisk}) {
         std::vector<size_t> batch;
         for (size_t i = 0; i < jobs.size(); ++i) {
           const Move& m = jobs[i].move;
-          if (!jobs[i].carry) continue;
           const bool arena_write = op == IoOp::kWrite && m.from == Tier::kDevice && m.to == t;
           const bool arena_read = op == IoOp::kRead && m.to == Tier::kDevice && m.from == t;
-          if (!arena_write && !arena_read) continue;
-          IoRequest& r = requests[i];
-          r.op = op;
-          r.tag = tag_of(m.unit);
-          r.check_tag = arena_read;
-          r.slot = arena_read ? m.from_slot : m.to_slot;
-          r.buffer = arena_unit(arena_read ? m.to_slot : m.from_slot);
-          r.version = jobs[i].version;
-          batch.push_back(i);
+          if (jobs[i].carry && (arena_write || arena_read)) batch.push_back(i);
         }
-        if (batch.empty()) continue;
-        // Contiguous requests for one submit (the store fills each one's status).
-        std::vector<IoRequest> run;
-        for (size_t i : batch) run.push_back(requests[i]);
-        (void)store(t)->submit(run.data(), run.size());
-        (void)store(t)->wait();
-        for (size_t k = 0; k < batch.size(); ++k) results[batch[k]] = run[k].status;
+        const size_t chunk = staged() ? arena->staging_units() : batch.size();
+        for (size_t at = 0; at < batch.size(); at += chunk)
+          move_chunk(op, t, jobs, &batch[at], std::min(chunk, batch.size() - at), results);
       }
     for (size_t i = 0; i < jobs.size(); ++i) {
       const Move& m = jobs[i].move;
@@ -280,6 +266,48 @@ struct TieredKvStore::Impl {
     const double ms = ms_since(t0);
     stats.busy_ms += ms;
     stats.stall_ms += ms;
+  }
+
+  // Moves between the arena and store t for jobs[picked[0..n)] (arena writes for kWrite, arena
+  // reads for kRead), through staging when the arena is not in host memory; each job's status
+  // into results.
+  void move_chunk(IoOp op, Tier t, const std::vector<Job>& jobs, const size_t* picked, size_t n,
+                  std::vector<Status>& results) {
+    const bool staging = staged();
+    std::vector<int32_t> arena_slots(n);
+    for (size_t k = 0; k < n; ++k) {
+      const Move& m = jobs[picked[k]].move;
+      arena_slots[k] = op == IoOp::kRead ? m.to_slot : m.from_slot;
+    }
+    if (staging && op == IoOp::kWrite) {
+      const Status st = arena->download(arena_slots.data(), n);
+      if (!st.ok()) {
+        for (size_t k = 0; k < n; ++k) results[picked[k]] = st;
+        return;
+      }
+    }
+    std::vector<IoRequest> run(n);
+    for (size_t k = 0; k < n; ++k) {
+      const Job& job = jobs[picked[k]];
+      IoRequest& r = run[k];
+      r.op = op;
+      r.tag = tag_of(job.move.unit);
+      r.check_tag = op == IoOp::kRead;
+      r.slot = op == IoOp::kRead ? job.move.from_slot : job.move.to_slot;
+      r.buffer = staging ? arena->staging(k) : arena_unit(arena_slots[k]);
+      r.version = job.version;
+    }
+    (void)store(t)->submit(run.data(), run.size());  // each request carries its status
+    (void)store(t)->wait();
+    for (size_t k = 0; k < n; ++k) results[picked[k]] = run[k].status;
+    if (staging && op == IoOp::kRead) {
+      for (size_t k = 0; k < n; ++k)
+        if (!run[k].status.ok()) arena_slots[k] = -1;  // upload() skips it
+      const Status st = arena->upload(arena_slots.data(), n);
+      if (!st.ok())
+        for (size_t k = 0; k < n; ++k)
+          if (results[picked[k]].ok()) results[picked[k]] = st;
+    }
   }
 
   // Applies every finished copy; with block, first waits for one when moves are in flight.
@@ -481,37 +509,47 @@ Status check_config(const KvPageTable& table, const TieredKvConfig& c) {
 
 }  // namespace
 
-Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& config,
-                             std::unique_ptr<TieredKvStore>* out) {
+Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& given,
+                             std::unique_ptr<TieredKvStore>* out, std::unique_ptr<Arena> arena) {
   if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
+  TieredKvConfig config = given;
+  if (arena != nullptr && config.arena_blocks == 0) config.arena_blocks = arena->shape().units;
   QWEN3VL_RETURN_IF_ERROR(check_config(table, config));
   auto m = std::make_unique<Impl>();
-  m->config = config;
   m->table = table.config();
   const KvTableConfig& t = m->table;
-  int64_t elems = 0, bytes = 0, arena_bytes = 0;
-  if (!checked_mul(t.block_size, config.kv_heads * config.head_dim, &elems) ||
-      !checked_mul(2 * elems, static_cast<int64_t>(size_of(config.dtype)), &bytes) ||
-      !checked_mul(bytes, config.arena_blocks, &arena_bytes))
-    return make_error(StatusCode::kInvalidArgument, "config: arena of ", config.arena_blocks,
-                      " blocks of ", t.block_size, " x ", config.kv_heads, " x ", config.head_dim,
-                      " overflows int64 bytes");
-  m->block_elems = elems;
-  m->unit_bytes = static_cast<size_t>(bytes);
-  m->arena = static_cast<unsigned char*>(
-      std::aligned_alloc(64, (static_cast<size_t>(arena_bytes) + 63) / 64 * 64));
-  if (m->arena == nullptr)
-    return make_error(StatusCode::kOutOfMemory, "arena of ", arena_bytes, " bytes");
-  // K and V of a unit side by side: a unit is one contiguous payload for the stores.
-  const int64_t unit_elems = 2 * elems;
-  const int64_t row = config.kv_heads * config.head_dim;
-  for (int half = 0; half < 2; ++half) {
-    TensorView& view = half == 0 ? m->arena_k : m->arena_v;
-    view = TensorView::strided(
-        m->arena + static_cast<size_t>(half) * static_cast<size_t>(elems) * size_of(config.dtype),
-        config.dtype, {config.arena_blocks, t.block_size, config.kv_heads, config.head_dim},
-        {unit_elems, row, config.head_dim, 1});
+  ArenaShape shape;
+  shape.units = config.arena_blocks;
+  shape.block_size = t.block_size;
+  shape.kv_heads = config.kv_heads;
+  shape.head_dim = config.head_dim;
+  shape.dtype = config.dtype;
+  shape.layers = config.layers;
+  shape.batch = t.batch;
+  shape.max_blocks = t.max_blocks;
+  if (arena == nullptr) {
+    QWEN3VL_RETURN_IF_ERROR(create_host_arena(shape, &arena));
+  } else {
+    const ArenaShape& a = arena->shape();
+    if (a.units != shape.units || a.block_size != shape.block_size ||
+        a.kv_heads != shape.kv_heads || a.head_dim != shape.head_dim || a.dtype != shape.dtype ||
+        a.layers != shape.layers || a.batch != shape.batch || a.max_blocks != shape.max_blocks)
+      return make_error(StatusCode::kInvalidArgument, "arena: ", a.units, " units of ",
+                        a.block_size, " x ", a.kv_heads, " x ", a.head_dim, " ", to_string(a.dtype),
+                        " for ", a.layers, " layers, batch ", a.batch, ", max_blocks ",
+                        a.max_blocks, ": the table and config need ", shape.units, " units of ",
+                        shape.block_size, " x ", shape.kv_heads, " x ", shape.head_dim, " ",
+                        to_string(shape.dtype), " for ", shape.layers, " layers, batch ",
+                        shape.batch, ", max_blocks ", shape.max_blocks);
+    if (config.async_mover && arena->host_address(0) == nullptr)
+      return make_error(StatusCode::kUnsupported,
+                        "config.async_mover = true with a device arena: the asynchronous mover "
+                        "copies through host memory only; use the synchronous mover");
   }
+  m->config = config;
+  m->unit_bytes = shape.unit_bytes();
+  m->block_elems = t.block_size * config.kv_heads * config.head_dim;
+  m->arena = std::move(arena);
   if (config.host_blocks > 0)
     QWEN3VL_RETURN_IF_ERROR(HostStore::create(m->unit_bytes, config.host_blocks, &m->host));
   if (config.disk_blocks > 0)
@@ -581,8 +619,10 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
                       "apply: the table has no open append step (begin_append first)");
   QWEN3VL_RETURN_IF_ERROR(m.check_table(table, "apply"));
   const KvAppendStep& s = table.step();
-  QWEN3VL_RETURN_IF_ERROR(detail::check_kv_source(
-      k, v, s, {m.table.batch, m.config.kv_heads, m.config.head_dim, Device::kCPU, 0}));
+  QWEN3VL_RETURN_IF_ERROR(
+      detail::check_kv_source(k, v, s,
+                              {m.table.batch, m.config.kv_heads, m.config.head_dim,
+                               m.arena->k().device, m.arena->k().device_index}));
   // The blocks this layer's share of the step touches: copy sources and destinations, writes.
   std::vector<int32_t> blocks;
   for (const KvRun& r : s.copies) {
@@ -618,12 +658,13 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
   for (KvRun& r : writes) r.dst_major = slot_of(r.dst_major);
   // Sources as KvLayerStorage::apply takes them: [batch, rows, Hkv, D] or ragged [rows, Hkv, D].
   const TensorView sk = detail::kv_source_rows(k), sv = detail::kv_source_rows(v);
-  const KvStorageOps& ops = cpu_kv_storage_ops();
-  Status st = ops.write(m.arena_k, m.arena_v, m.arena_k, m.arena_v, copies.data(),
-                        static_cast<int64_t>(copies.size()), nullptr);
+  const KvStorageOps& ops = m.arena->storage_ops();
+  const TensorView &ak = m.arena->k(), &av = m.arena->v();
+  Status st = ops.write(ak, av, ak, av, copies.data(), static_cast<int64_t>(copies.size()),
+                        m.arena->stream());
   if (st.ok())
-    st = ops.write(m.arena_k, m.arena_v, sk, sv, writes.data(), static_cast<int64_t>(writes.size()),
-                   nullptr);
+    st = ops.write(ak, av, sk, sv, writes.data(), static_cast<int64_t>(writes.size()),
+                   m.arena->stream());
   if (st.ok())
     for (int32_t id : blocks) m.written[m.index(UnitId{layer, id})] = true;
   m.unpin_all(&pins);
@@ -664,10 +705,14 @@ Status TieredKvStore::acquire(const KvPageTable& table, int32_t layer, KvCacheVi
   }
   KvCacheView v;
   v.layout = KvLayout::kPaged;
-  v.k = m.arena_k;
-  v.v = m.arena_v;
-  v.seq_lens = TensorView::contiguous(const_cast<int32_t*>(lens.data()), DType::kI32, {t.batch});
-  v.block_table = TensorView::contiguous(m.slot_table.data(), DType::kI32, {t.batch, t.max_blocks});
+  v.k = m.arena->k();
+  v.v = m.arena->v();
+  Status published =
+      m.arena->publish(layer, lens.data(), m.slot_table.data(), &v.seq_lens, &v.block_table);
+  if (!published.ok()) {
+    m.unpin_all(&pins);
+    return published;
+  }
   v.max_seq_len = table.visible_max_length();
   *view = v;
   return Status();
@@ -732,14 +777,14 @@ const ResidencyTable& TieredKvStore::residency() const { return impl_->residency
 
 std::string TieredKvStore::describe() const {
   const Impl& m = *impl_;
-  return detail::concat("tiered KV store: ", m.config.layers, " layers, blocks of ", m.unit_bytes,
-                        " bytes; arena ", m.config.arena_blocks, ", host ", m.config.host_blocks,
-                        ", disk ", m.config.disk_blocks,
-                        m.disk ? " (" + m.disk_description + ")" : std::string(), "; ",
-                        m.config.policy == EvictionPolicy::kLru ? "LRU" : "schedule-driven",
-                        " eviction, prefetch ", m.config.prefetch_layers, " layers ahead, ",
-                        m.config.async_mover ? "asynchronous mover (a worker thread)"
-                                             : "synchronous mover (the calling thread)");
+  return detail::concat(
+      "tiered KV store: ", m.config.layers, " layers, blocks of ", m.unit_bytes, " bytes; arena ",
+      m.config.arena_blocks, ", host ", m.config.host_blocks, ", disk ", m.config.disk_blocks,
+      m.disk ? " (" + m.disk_description + ")" : std::string(), "; ", m.arena->describe(), "; ",
+      m.config.policy == EvictionPolicy::kLru ? "LRU" : "schedule-driven", " eviction, prefetch ",
+      m.config.prefetch_layers, " layers ahead, ",
+      m.config.async_mover ? "asynchronous mover (a worker thread)"
+                           : "synchronous mover (the calling thread)");
 }
 
 }  // namespace qwen3vl::lifecycle

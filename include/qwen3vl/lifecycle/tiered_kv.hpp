@@ -23,7 +23,8 @@
 // an eviction vacates starts when that eviction has finished. With async_mover = false the moves
 // are copied on the calling thread as they are begun (the synchronous baseline).
 //
-// Host-memory arena (the CPU decode kernels); paged tables only.
+// The arena is host memory for the CPU decode kernels (create_host_arena), or one the caller
+// makes for another device and hands to create() (create_cuda_arena); paged tables only.
 #pragma once
 
 #include <array>
@@ -34,6 +35,7 @@
 
 #include "qwen3vl/kv_cache/kv_cache_view.hpp"
 #include "qwen3vl/kv_cache/page_table.hpp"
+#include "qwen3vl/lifecycle/arena.hpp"
 #include "qwen3vl/lifecycle/block_store.hpp"
 #include "qwen3vl/lifecycle/residency.hpp"
 
@@ -43,7 +45,8 @@ struct TieredKvConfig {
   int32_t layers = 0;
   int64_t kv_heads = 0, head_dim = 0;
   DType dtype = DType::kF16;
-  int64_t arena_blocks = 0;  // blocks (of one layer each) the compute arena holds; >= 1
+  int64_t arena_blocks = 0;  // blocks (of one layer each) the compute arena holds; >= 1 (0 with
+                             // an arena given to create(): its units)
   int64_t host_blocks = 0;   // blocks in the host store (0: no host tier)
   int64_t disk_blocks = 0;   // blocks in the disk store (0: no disk tier)
   std::string disk_path;     // the slot file, created (truncated) when disk_blocks > 0
@@ -85,10 +88,12 @@ struct TieredKvStats {
 
 class TieredKvStore {
  public:
-  // The table's geometry (paged layout, block size, blocks) and the config's. Errors name the
-  // field.
+  // The table's geometry (paged layout, block size, blocks) and the config's. `arena`: the
+  // compute tier (its shape must match); null makes a host arena of config.arena_blocks. A device
+  // arena needs the synchronous mover. Errors name the field.
   [[nodiscard]] static Status create(const KvPageTable& table, const TieredKvConfig& config,
-                                     std::unique_ptr<TieredKvStore>* out);
+                                     std::unique_ptr<TieredKvStore>* out,
+                                     std::unique_ptr<Arena> arena = nullptr);
   ~TieredKvStore();
   TieredKvStore(const TieredKvStore&) = delete;
   TieredKvStore& operator=(const TieredKvStore&) = delete;

@@ -1,0 +1,194 @@
+// The tiered KV store's arena in GPU memory (include/qwen3vl/lifecycle/cuda_arena.hpp): units in
+// one cudaMalloc, pinned staging for the moves, per-layer decode metadata, every copy on the
+// decode stream.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "qwen3vl/cuda/check.cuh"
+#include "qwen3vl/kv_cache/cuda.hpp"
+#include "qwen3vl/lifecycle/cuda_arena.hpp"
+
+namespace qwen3vl::lifecycle {
+namespace {
+
+// Sets `device` for its scope and restores the caller's device after.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    ok_ = cudaGetDevice(&previous_) == cudaSuccess && cudaSetDevice(device) == cudaSuccess;
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+  bool ok() const { return ok_; }
+
+ private:
+  int previous_ = 0;
+  bool ok_ = false;
+};
+
+struct CudaMemory {
+  unsigned char* units = nullptr;        // shape.units x unit_bytes, device
+  unsigned char* staging = nullptr;      // staging_units x unit_bytes, pinned host
+  int32_t* meta = nullptr;               // layers x (batch + batch * max_blocks), device
+  int32_t* meta_host = nullptr;          // the same, pinned: each layer's copy source
+  std::vector<cudaEvent_t> meta_copied;  // per layer: its last metadata copy
+  std::vector<bool> recorded;
+
+  void release() {
+    if (units) cudaFree(units);
+    if (meta) cudaFree(meta);
+    if (staging) cudaFreeHost(staging);
+    if (meta_host) cudaFreeHost(meta_host);
+    for (cudaEvent_t e : meta_copied)
+      if (e) cudaEventDestroy(e);
+    *this = CudaMemory{};
+  }
+};
+
+class CudaArena final : public Arena {
+ public:
+  CudaArena(const ArenaShape& shape, int device, cudaStream_t stream, size_t staging_units,
+            CudaMemory memory)
+      : Arena(shape, memory.units),
+        device_(device),
+        stream_(stream),
+        staging_units_(staging_units),
+        unit_(shape.unit_bytes()),
+        meta_entries_(static_cast<size_t>(shape.batch * (1 + shape.max_blocks))),
+        m_(std::move(memory)) {
+    k_.device = v_.device = Device::kCUDA;
+    k_.device_index = v_.device_index = device;
+  }
+  ~CudaArena() override {
+    DeviceScope scope(device_);
+    cudaStreamSynchronize(stream_);  // no copy may still read the staging being freed
+    m_.release();
+  }
+
+  const KvStorageOps& storage_ops() const override { return cuda_kv_storage_ops(); }
+  void* stream() const override { return stream_; }
+  unsigned char* host_address(int32_t) const override { return nullptr; }
+  size_t staging_units() const override { return staging_units_; }
+  unsigned char* staging(size_t i) const override { return m_.staging + i * unit_; }
+
+  Status download(const int32_t* slots, size_t count) override {
+    return copy(slots, count, cudaMemcpyDeviceToHost);
+  }
+  Status upload(const int32_t* slots, size_t count) override {
+    return copy(slots, count, cudaMemcpyHostToDevice);
+  }
+
+  Status publish(int32_t layer, const int32_t* lengths, const int32_t* slot_table,
+                 TensorView* seq_lens, TensorView* block_table) override {
+    if (layer < 0 || layer >= shape_.layers)
+      return make_error(StatusCode::kInvalidArgument, "publish: layer = ", layer, ": allowed 0..",
+                        shape_.layers - 1);
+    DeviceScope scope(device_);
+    if (!scope.ok()) return make_error(StatusCode::kDeviceError, "cudaSetDevice(", device_, ")");
+    const auto l = static_cast<size_t>(layer);
+    int32_t* host = m_.meta_host + l * meta_entries_;
+    int32_t* dev = m_.meta + l * meta_entries_;
+    // The layer's previous copy (a step ago) must have read the pinned source before it is
+    // refilled; normally long done.
+    if (m_.recorded[l]) QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m_.meta_copied[l]));
+    const auto batch = static_cast<size_t>(shape_.batch);
+    std::memcpy(host, lengths, batch * sizeof(int32_t));
+    std::memcpy(host + batch, slot_table, batch * static_cast<size_t>(shape_.max_blocks) * 4);
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dev, host, meta_entries_ * sizeof(int32_t),
+                                                 cudaMemcpyHostToDevice, stream_));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(m_.meta_copied[l], stream_));
+    m_.recorded[l] = true;
+    *seq_lens = TensorView::contiguous(dev, DType::kI32, {shape_.batch});
+    *block_table =
+        TensorView::contiguous(dev + batch, DType::kI32, {shape_.batch, shape_.max_blocks});
+    seq_lens->device = block_table->device = Device::kCUDA;
+    seq_lens->device_index = block_table->device_index = device_;
+    return Status();
+  }
+
+  std::string describe() const override {
+    return detail::concat("CUDA arena of ", shape_.units, " units on device ", device_, ", ",
+                          staging_units_, " pinned staging units");
+  }
+
+ private:
+  // staging(i) <-> unit slots[i] for slots[i] >= 0, runs of consecutive slots in one copy, then
+  // the stream synchronised: staging may be reused (and read, after a download) on return.
+  Status copy(const int32_t* slots, size_t count, cudaMemcpyKind kind) {
+    if (count > staging_units_)
+      return make_error(StatusCode::kInvalidArgument, "arena copy of ", count,
+                        " units: the staging holds ", staging_units_);
+    DeviceScope scope(device_);
+    if (!scope.ok()) return make_error(StatusCode::kDeviceError, "cudaSetDevice(", device_, ")");
+    for (size_t i = 0; i < count;) {
+      if (slots[i] < 0) {
+        ++i;
+        continue;
+      }
+      size_t n = 1;
+      while (i + n < count && slots[i + n] == slots[i] + static_cast<int32_t>(n)) ++n;
+      unsigned char* dev = m_.units + static_cast<size_t>(slots[i]) * unit_;
+      unsigned char* host = staging(i);
+      const bool up = kind == cudaMemcpyHostToDevice;
+      QWEN3VL_CUDA_RETURN_IF_ERROR(
+          cudaMemcpyAsync(up ? dev : host, up ? host : dev, n * unit_, kind, stream_));
+      i += n;
+    }
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    return Status();
+  }
+
+  int device_;
+  cudaStream_t stream_;
+  size_t staging_units_, unit_, meta_entries_;
+  CudaMemory m_;
+};
+
+}  // namespace
+
+Status create_cuda_arena(const ArenaShape& shape, int device, void* stream,
+                         std::unique_ptr<Arena>* out, size_t staging_units) {
+  if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null");
+  const size_t unit = shape.unit_bytes();
+  if (unit == 0 || shape.units < 1 || shape.units > INT32_MAX)
+    return make_error(StatusCode::kInvalidArgument, "shape: ", shape.units, " units of ",
+                      shape.block_size, " x ", shape.kv_heads, " x ", shape.head_dim,
+                      ": allowed 1..2^31 - 1 units of a nonzero size");
+  if (shape.layers < 1 || shape.batch < 1 || shape.max_blocks < 1)
+    return make_error(StatusCode::kInvalidArgument,
+                      "shape.layers, batch, max_blocks = ", shape.layers, ", ", shape.batch, ", ",
+                      shape.max_blocks, ": must be >= 1");
+  if (staging_units < 1 || staging_units > 65536)
+    return make_error(StatusCode::kInvalidArgument, "staging_units = ", staging_units,
+                      ": allowed 1..65536");
+  DeviceScope scope(device);
+  if (!scope.ok())
+    return make_error(StatusCode::kDeviceError, "device = ", device, ": cudaSetDevice failed");
+  CudaMemory m;
+  const size_t meta = static_cast<size_t>(shape.layers) *
+                      static_cast<size_t>(shape.batch * (1 + shape.max_blocks)) * sizeof(int32_t);
+  auto allocate = [&]() -> Status {
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.units, static_cast<size_t>(shape.units) * unit));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.meta, meta));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(
+        cudaHostAlloc(&m.staging, staging_units * unit, cudaHostAllocDefault));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.meta_host, meta, cudaHostAllocDefault));
+    m.meta_copied.assign(static_cast<size_t>(shape.layers), nullptr);
+    m.recorded.assign(static_cast<size_t>(shape.layers), false);
+    for (cudaEvent_t& e : m.meta_copied)
+      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return Status();
+  };
+  const Status st = allocate();
+  if (!st.ok()) {
+    m.release();
+    return st;
+  }
+  out->reset(
+      new CudaArena(shape, device, static_cast<cudaStream_t>(stream), staging_units, std::move(m)));
+  return Status();
+}
+
+}  // namespace qwen3vl::lifecycle
