@@ -1,6 +1,9 @@
 // The tiered KV store's arena in GPU memory (include/qwen3vl/lifecycle/cuda_arena.hpp): units in
 // one cudaMalloc, pinned staging for the moves, per-layer decode metadata, every copy on the
-// decode stream.
+// decode stream. Units move to and from pinned host memory (staging, or the host store's slots)
+// by a copy kernel that reads or writes the host memory over the bus: one launch moves up to
+// kUnitsPerLaunch units wherever they lie, where one cudaMemcpyAsync per unit would pay the call's
+// overhead (microseconds) for every 64 KiB unit.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,6 +16,24 @@
 
 namespace qwen3vl::lifecycle {
 namespace {
+
+constexpr int kUnitsPerLaunch = 64;
+constexpr unsigned kPinnedFlags = cudaHostAllocPortable | cudaHostAllocMapped;
+
+// The units of one launch, by value (1 KiB of kernel parameters).
+struct UnitCopies {
+  const uint4* src[kUnitsPerLaunch];
+  uint4* dst[kUnitsPerLaunch];
+};
+
+// blockIdx.y: the unit; the x blocks stride over its 16-byte words.
+__global__ void copy_units(UnitCopies c, size_t words) {
+  const uint4* __restrict__ src = c.src[blockIdx.y];
+  uint4* __restrict__ dst = c.dst[blockIdx.y];
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < words;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    dst[i] = src[i];
+}
 
 // Sets `device` for its scope and restores the caller's device after.
 class DeviceScope {
@@ -73,11 +94,23 @@ class CudaArena final : public Arena {
   size_t staging_units() const override { return staging_units_; }
   unsigned char* staging(size_t i) const override { return m_.staging + i * unit_; }
 
-  Status download(const int32_t* slots, size_t count) override {
-    return copy(slots, count, cudaMemcpyDeviceToHost);
+  HostAllocator host_allocator() const override {
+    HostAllocator a;
+    const int device = device_;
+    a.allocate = [device](size_t bytes) -> void* {
+      DeviceScope scope(device);
+      void* p = nullptr;
+      return cudaHostAlloc(&p, bytes, kPinnedFlags) == cudaSuccess ? p : nullptr;
+    };
+    a.deallocate = [](void* p) { cudaFreeHost(p); };
+    a.name = "cudaHostAlloc (mapped)";
+    return a;
   }
-  Status upload(const int32_t* slots, size_t count) override {
-    return copy(slots, count, cudaMemcpyHostToDevice);
+  Status download(const int32_t* slots, unsigned char* const* host, size_t count) override {
+    return copy(slots, host, count, false);
+  }
+  Status upload(const int32_t* slots, unsigned char* const* host, size_t count) override {
+    return copy(slots, host, count, true);
   }
 
   Status publish(int32_t layer, const int32_t* lengths, const int32_t* slot_table,
@@ -114,28 +147,38 @@ class CudaArena final : public Arena {
   }
 
  private:
-  // staging(i) <-> unit slots[i] for slots[i] >= 0, runs of consecutive slots in one copy, then
-  // the stream synchronised: staging may be reused (and read, after a download) on return.
-  Status copy(const int32_t* slots, size_t count, cudaMemcpyKind kind) {
-    if (count > staging_units_)
-      return make_error(StatusCode::kInvalidArgument, "arena copy of ", count,
-                        " units: the staging holds ", staging_units_);
+  // host[i] <-> unit slots[i] for slots[i] >= 0 by the copy kernel (pinned, mapped host memory
+  // is addressable from the device under unified addressing), then the stream synchronised: the
+  // host memory may be reused (and read, after a download) on return.
+  Status copy(const int32_t* slots, unsigned char* const* host, size_t count, bool up) {
     DeviceScope scope(device_);
     if (!scope.ok()) return make_error(StatusCode::kDeviceError, "cudaSetDevice(", device_, ")");
-    for (size_t i = 0; i < count;) {
-      if (slots[i] < 0) {
-        ++i;
+    UnitCopies c{};
+    int n = 0;
+    const auto launch = [&]() -> Status {
+      if (n == 0) return Status();
+      const size_t words = unit_ / sizeof(uint4);
+      const dim3 grid(static_cast<unsigned>(std::min<size_t>(8, (words + 255) / 256)),
+                      static_cast<unsigned>(n));
+      copy_units<<<grid, 256, 0, stream_>>>(c, words);
+      QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("copy_units");
+      n = 0;
+      return Status();
+    };
+    for (size_t i = 0; i < count; ++i) {
+      if (slots[i] < 0) continue;
+      unsigned char* dev = m_.units + static_cast<size_t>(slots[i]) * unit_;
+      const unsigned char* src = up ? host[i] : dev;
+      unsigned char* dst = up ? dev : host[i];
+      if (reinterpret_cast<uintptr_t>(host[i]) % sizeof(uint4) != 0) {  // not the kernel's words
+        QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, unit_, cudaMemcpyDefault, stream_));
         continue;
       }
-      size_t n = 1;
-      while (i + n < count && slots[i + n] == slots[i] + static_cast<int32_t>(n)) ++n;
-      unsigned char* dev = m_.units + static_cast<size_t>(slots[i]) * unit_;
-      unsigned char* host = staging(i);
-      const bool up = kind == cudaMemcpyHostToDevice;
-      QWEN3VL_CUDA_RETURN_IF_ERROR(
-          cudaMemcpyAsync(up ? dev : host, up ? host : dev, n * unit_, kind, stream_));
-      i += n;
+      c.src[n] = reinterpret_cast<const uint4*>(src);
+      c.dst[n] = reinterpret_cast<uint4*>(dst);
+      if (++n == kUnitsPerLaunch) QWEN3VL_RETURN_IF_ERROR(launch());
     }
+    QWEN3VL_RETURN_IF_ERROR(launch());
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     return Status();
   }
@@ -163,17 +206,26 @@ Status create_cuda_arena(const ArenaShape& shape, int device, void* stream,
   if (staging_units < 1 || staging_units > 65536)
     return make_error(StatusCode::kInvalidArgument, "staging_units = ", staging_units,
                       ": allowed 1..65536");
+  if (unit % sizeof(uint4) != 0)
+    return make_error(StatusCode::kInvalidArgument, "shape: a unit of ", unit,
+                      " bytes: must be a multiple of 16 (block_size a multiple of 16)");
   DeviceScope scope(device);
   if (!scope.ok())
     return make_error(StatusCode::kDeviceError, "device = ", device, ": cudaSetDevice failed");
+  int unified = 0;
+  QWEN3VL_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&unified, cudaDevAttrUnifiedAddressing, device));
+  if (!unified)
+    return make_error(StatusCode::kUnsupported, "device ", device,
+                      ": no unified addressing (the copy kernel reads pinned host memory by its "
+                      "host address)");
   CudaMemory m;
   const size_t meta = static_cast<size_t>(shape.layers) *
                       static_cast<size_t>(shape.batch * (1 + shape.max_blocks)) * sizeof(int32_t);
   auto allocate = [&]() -> Status {
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.units, static_cast<size_t>(shape.units) * unit));
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.meta, meta));
-    QWEN3VL_CUDA_RETURN_IF_ERROR(
-        cudaHostAlloc(&m.staging, staging_units * unit, cudaHostAllocDefault));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.staging, staging_units * unit, kPinnedFlags));
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.meta_host, meta, cudaHostAllocDefault));
     m.meta_copied.assign(static_cast<size_t>(shape.layers), nullptr);
     m.recorded.assign(static_cast<size_t>(shape.layers), false);

@@ -18,6 +18,16 @@ const char* to_string(IoEngine engine) {
   return i < 3 ? kNames[i] : "unknown engine";
 }
 
+unsigned char* BlockStore::payload_address(int64_t) const { return nullptr; }
+
+Status BlockStore::check_header(int64_t, uint64_t, uint64_t*) const {
+  return make_error(StatusCode::kUnsupported, describe(), ": no direct access to slots");
+}
+
+Status BlockStore::seal(int64_t, uint64_t, uint64_t) {
+  return make_error(StatusCode::kUnsupported, describe(), ": no direct access to slots");
+}
+
 Status BlockStore::check_request(const IoRequest& request) const {
   if (request.op != IoOp::kRead && request.op != IoOp::kWrite) {
     return make_error(StatusCode::kInvalidArgument, "request.op = ", static_cast<int>(request.op),

@@ -20,8 +20,13 @@ class HostArena final : public Arena {
   }
   size_t staging_units() const override { return 0; }
   unsigned char* staging(size_t) const override { return nullptr; }
-  Status download(const int32_t*, size_t count) override { return refuse(count); }
-  Status upload(const int32_t*, size_t count) override { return refuse(count); }
+  HostAllocator host_allocator() const override { return default_host_allocator(); }
+  Status download(const int32_t*, unsigned char* const*, size_t count) override {
+    return refuse(count);
+  }
+  Status upload(const int32_t*, unsigned char* const*, size_t count) override {
+    return refuse(count);
+  }
   Status publish(int32_t, const int32_t* lengths, const int32_t* slot_table, TensorView* seq_lens,
                  TensorView* block_table) override {
     *seq_lens = TensorView::contiguous(const_cast<int32_t*>(lengths), DType::kI32, {shape_.batch});

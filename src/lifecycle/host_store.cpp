@@ -111,6 +111,32 @@ Status HostStore::wait() {
   return status;
 }
 
+unsigned char* HostStore::payload_address(int64_t slot) const {
+  if (slot < 0 || slot >= slots()) return nullptr;
+  return memory_ + static_cast<size_t>(slot) * stride_ + detail::kSlotHeaderBytes;
+}
+
+Status HostStore::check_header(int64_t slot, uint64_t expected_tag, uint64_t* version) const {
+  if (slot < 0 || slot >= slots())
+    return make_error(StatusCode::kInvalidArgument, "slot = ", slot, ": allowed 0..", slots() - 1);
+  detail::SlotHeader header;
+  const detail::SlotCheck check =
+      detail::check_slot(memory_ + static_cast<size_t>(slot) * stride_, block_bytes(), slot,
+                         &expected_tag, &header, /*header_only=*/true);
+  if (check != detail::SlotCheck::kValid)
+    return detail::slot_error(check, slot, header, &expected_tag);
+  if (version != nullptr) *version = header.version;
+  return Status();
+}
+
+Status HostStore::seal(int64_t slot, uint64_t tag, uint64_t version) {
+  if (slot < 0 || slot >= slots())
+    return make_error(StatusCode::kInvalidArgument, "slot = ", slot, ": allowed 0..", slots() - 1);
+  detail::encode_unchecked_header(memory_ + static_cast<size_t>(slot) * stride_, block_bytes(),
+                                  slot, tag, version);
+  return Status();
+}
+
 Status HostStore::recover(RecoveryReport* out) {
   if (out == nullptr) return make_error(StatusCode::kNullPointer, "out = null: allowed non-null");
   *out = RecoveryReport{};

@@ -1,6 +1,8 @@
 // Slot header layout (64 bytes, little-endian):
 //   0 magic u32 | 4 format u16 | 6 header bytes u16 | 8 block_bytes u64 | 16 slot u64 | 24 tag u64
-//   32 version u64 | 40 payload CRC32C u32 | 44..59 zero | 60 CRC32C of bytes 0..59
+//   32 version u64 | 40 payload CRC32C u32 | 44 flags u32 | 48..59 zero | 60 CRC32C of 0..59
+// Flag kPayloadUnchecked: a device wrote the payload by DMA and no CPU pass computed its checksum
+// (seal()); such a slot is verified by its header alone.
 // The header checksum makes a torn or stale header detectable on its own; the payload checksum
 // then covers the block. A write is one transfer of header + payload, so a crash can leave a new
 // header over an old (or half-new) payload: the payload checksum catches that.
@@ -25,14 +27,11 @@ T get(const unsigned char* p, size_t offset) {
 }
 
 constexpr size_t kHeaderCrcOffset = kSlotHeaderBytes - 4;
+constexpr uint32_t kPayloadUnchecked = 1;
 
-}  // namespace
-
-void encode_slot(unsigned char* slot_memory, const void* payload, size_t block_bytes, int64_t slot,
-                 uint64_t tag, uint64_t version) {
-  unsigned char* h = slot_memory;
+void put_header(unsigned char* h, size_t block_bytes, int64_t slot, uint64_t tag, uint64_t version,
+                uint32_t payload_crc, uint32_t flags) {
   std::memset(h, 0, kSlotHeaderBytes);
-  std::memcpy(h + kSlotHeaderBytes, payload, block_bytes);
   put<uint32_t>(h, 0, kSlotMagic);
   put<uint16_t>(h, 4, kFormatVersion);
   put<uint16_t>(h, 6, static_cast<uint16_t>(kSlotHeaderBytes));
@@ -40,13 +39,28 @@ void encode_slot(unsigned char* slot_memory, const void* payload, size_t block_b
   put<uint64_t>(h, 16, static_cast<uint64_t>(slot));
   put<uint64_t>(h, 24, tag);
   put<uint64_t>(h, 32, version);
-  // The checksum of the copy, not of the caller's buffer: what is stored is what is covered.
-  put<uint32_t>(h, 40, crc32c(h + kSlotHeaderBytes, block_bytes));
+  put<uint32_t>(h, 40, payload_crc);
+  put<uint32_t>(h, 44, flags);
   put<uint32_t>(h, kHeaderCrcOffset, crc32c(h, kHeaderCrcOffset));
 }
 
+}  // namespace
+
+void encode_slot(unsigned char* slot_memory, const void* payload, size_t block_bytes, int64_t slot,
+                 uint64_t tag, uint64_t version) {
+  unsigned char* h = slot_memory;
+  std::memcpy(h + kSlotHeaderBytes, payload, block_bytes);
+  // The checksum of the copy, not of the caller's buffer: what is stored is what is covered.
+  put_header(h, block_bytes, slot, tag, version, crc32c(h + kSlotHeaderBytes, block_bytes), 0);
+}
+
+void encode_unchecked_header(unsigned char* slot_memory, size_t block_bytes, int64_t slot,
+                             uint64_t tag, uint64_t version) {
+  put_header(slot_memory, block_bytes, slot, tag, version, 0, kPayloadUnchecked);
+}
+
 SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,
-                     const uint64_t* expected_tag, SlotHeader* header) {
+                     const uint64_t* expected_tag, SlotHeader* header, bool header_only) {
   const unsigned char* h = slot_memory;
   SlotHeader d;
   d.magic = get<uint32_t>(h, 0);
@@ -56,6 +70,7 @@ SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64
   d.tag = get<uint64_t>(h, 24);
   d.version = get<uint64_t>(h, 32);
   d.payload_crc = get<uint32_t>(h, 40);
+  d.flags = get<uint32_t>(h, 44);
   *header = d;
   if (d.magic != kSlotMagic) {
     bool zero = true;
@@ -69,6 +84,7 @@ SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64
   if (d.block_bytes != block_bytes) return SlotCheck::kWrongGeometry;
   if (d.slot != static_cast<uint64_t>(slot)) return SlotCheck::kWrongSlot;
   if (expected_tag != nullptr && d.tag != *expected_tag) return SlotCheck::kBadTag;
+  if (header_only || (d.flags & kPayloadUnchecked) != 0) return SlotCheck::kValid;
   if (crc32c(h + kSlotHeaderBytes, block_bytes) != d.payload_crc) {
     return SlotCheck::kBadPayloadChecksum;
   }

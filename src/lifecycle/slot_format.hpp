@@ -27,6 +27,7 @@ struct SlotHeader {
   uint64_t tag = 0;
   uint64_t version = 0;
   uint32_t payload_crc = 0;
+  uint32_t flags = 0;
 };
 
 // Writes header + payload into slot_memory (kSlotHeaderBytes + block_bytes bytes).
@@ -45,9 +46,15 @@ enum class SlotCheck : uint8_t {
   kBadPayloadChecksum,
 };
 
-// Checks the header and, when it passes, the payload checksum. header receives the decoded fields.
+// A header for a payload a device wrote in place by DMA: flagged unchecked (no CPU pass computed
+// its checksum), so the header alone verifies the slot.
+void encode_unchecked_header(unsigned char* slot_memory, size_t block_bytes, int64_t slot,
+                             uint64_t tag, uint64_t version);
+
+// Checks the header and, when it passes, the payload checksum (unless header_only, or the header
+// says the payload is unchecked). header receives the decoded fields.
 SlotCheck check_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,
-                     const uint64_t* expected_tag, SlotHeader* header);
+                     const uint64_t* expected_tag, SlotHeader* header, bool header_only = false);
 
 // Sorts one slot image into out's valid, empty or dropped list (recover()'s verdict on a slot).
 void recover_slot(const unsigned char* slot_memory, size_t block_bytes, int64_t slot,

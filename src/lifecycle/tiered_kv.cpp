@@ -253,7 +253,9 @@ struct TieredKvStore::Impl {
           const bool arena_read = op == IoOp::kRead && m.to == Tier::kDevice && m.from == t;
           if (jobs[i].carry && (arena_write || arena_read)) batch.push_back(i);
         }
-        const size_t chunk = staged() ? arena->staging_units() : batch.size();
+        // Through staging (a device arena and the disk) a chunk at a time; in place otherwise.
+        const bool direct = !staged() || store(t)->payload_address(0) != nullptr;
+        const size_t chunk = direct ? batch.size() : arena->staging_units();
         for (size_t at = 0; at < batch.size(); at += chunk)
           move_chunk(op, t, jobs, &batch[at], std::min(chunk, batch.size() - at), results);
       }
@@ -269,18 +271,25 @@ struct TieredKvStore::Impl {
   }
 
   // Moves between the arena and store t for jobs[picked[0..n)] (arena writes for kWrite, arena
-  // reads for kRead), through staging when the arena is not in host memory; each job's status
-  // into results.
+  // reads for kRead); each job's status into results. A host arena's units are read and written
+  // by the store in place. A device arena copies itself to and from a store's slots in pinned
+  // host memory (the header checked before, sealed after), and through staging for the disk.
   void move_chunk(IoOp op, Tier t, const std::vector<Job>& jobs, const size_t* picked, size_t n,
                   std::vector<Status>& results) {
-    const bool staging = staged();
     std::vector<int32_t> arena_slots(n);
     for (size_t k = 0; k < n; ++k) {
       const Move& m = jobs[picked[k]].move;
       arena_slots[k] = op == IoOp::kRead ? m.to_slot : m.from_slot;
     }
+    if (staged() && store(t)->payload_address(0) != nullptr) {
+      move_in_place(op, t, jobs, picked, n, arena_slots, results);
+      return;
+    }
+    const bool staging = staged();
+    std::vector<unsigned char*> host(n);
+    for (size_t k = 0; k < n; ++k) host[k] = staging ? arena->staging(k) : nullptr;
     if (staging && op == IoOp::kWrite) {
-      const Status st = arena->download(arena_slots.data(), n);
+      const Status st = arena->download(arena_slots.data(), host.data(), n);
       if (!st.ok()) {
         for (size_t k = 0; k < n; ++k) results[picked[k]] = st;
         return;
@@ -303,10 +312,36 @@ struct TieredKvStore::Impl {
     if (staging && op == IoOp::kRead) {
       for (size_t k = 0; k < n; ++k)
         if (!run[k].status.ok()) arena_slots[k] = -1;  // upload() skips it
-      const Status st = arena->upload(arena_slots.data(), n);
+      const Status st = arena->upload(arena_slots.data(), host.data(), n);
       if (!st.ok())
         for (size_t k = 0; k < n; ++k)
           if (results[picked[k]].ok()) results[picked[k]] = st;
+    }
+  }
+
+  // A device arena and a store its device copies in place (the host store in pinned memory).
+  void move_in_place(IoOp op, Tier t, const std::vector<Job>& jobs, const size_t* picked, size_t n,
+                     std::vector<int32_t>& arena_slots, std::vector<Status>& results) {
+    BlockStore& s = *store(t);
+    std::vector<unsigned char*> host(n);
+    for (size_t k = 0; k < n; ++k) {
+      const Move& m = jobs[picked[k]].move;
+      const int64_t slot = op == IoOp::kRead ? m.from_slot : m.to_slot;
+      host[k] = s.payload_address(slot);
+      if (op == IoOp::kRead) {
+        results[picked[k]] = s.check_header(slot, tag_of(m.unit));
+        if (!results[picked[k]].ok()) arena_slots[k] = -1;  // not copied
+      }
+    }
+    const Status st = op == IoOp::kRead ? arena->upload(arena_slots.data(), host.data(), n)
+                                        : arena->download(arena_slots.data(), host.data(), n);
+    for (size_t k = 0; k < n; ++k) {
+      Status& r = results[picked[k]];
+      if (!st.ok() && arena_slots[k] >= 0) r = st;
+      if (op == IoOp::kWrite && r.ok()) {
+        const Job& job = jobs[picked[k]];
+        r = s.seal(job.move.to_slot, tag_of(job.move.unit), job.version);
+      }
     }
   }
 
@@ -551,7 +586,8 @@ Status TieredKvStore::create(const KvPageTable& table, const TieredKvConfig& giv
   m->block_elems = t.block_size * config.kv_heads * config.head_dim;
   m->arena = std::move(arena);
   if (config.host_blocks > 0)
-    QWEN3VL_RETURN_IF_ERROR(HostStore::create(m->unit_bytes, config.host_blocks, &m->host));
+    QWEN3VL_RETURN_IF_ERROR(
+        HostStore::create(m->unit_bytes, config.host_blocks, &m->host, m->arena->host_allocator()));
   if (config.disk_blocks > 0)
     QWEN3VL_RETURN_IF_ERROR(FileStore::create(config.disk_path, m->unit_bytes, config.disk_blocks,
                                               config.disk, &m->disk));

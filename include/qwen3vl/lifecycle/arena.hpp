@@ -15,6 +15,7 @@
 #include "qwen3vl/core/status.hpp"
 #include "qwen3vl/core/tensor_view.hpp"
 #include "qwen3vl/kv_cache/layer_storage.hpp"
+#include "qwen3vl/lifecycle/host_allocator.hpp"
 
 namespace qwen3vl::lifecycle {
 
@@ -46,15 +47,20 @@ class Arena {
   // Host memory a store may read into or write from directly for unit `slot` (the host arena's
   // own units), or null: then moves go through staging().
   virtual unsigned char* host_address(int32_t slot) const = 0;
-  // Host staging for moves through a device arena: staging_units() buffers of a unit each, in
-  // memory the device copies from fastest (pinned).
+  // Host staging for moves through a device arena (from and to the disk): staging_units()
+  // buffers of a unit each, in memory the device reaches (pinned).
   virtual size_t staging_units() const = 0;
   virtual unsigned char* staging(size_t i) const = 0;
-  // Units `slots[i]` to staging(i) (complete on return), and staging(i) to units `slots[i]`
-  // (ordered before any later work on stream(); staging may be reused on return); a slot < 0 is
-  // skipped. count <= staging_units().
-  [[nodiscard]] virtual Status download(const int32_t* slots, size_t count) = 0;
-  [[nodiscard]] virtual Status upload(const int32_t* slots, size_t count) = 0;
+  // How a host store this arena copies from in place allocates (pinned memory the device reaches;
+  // plain memory for the host arena).
+  virtual HostAllocator host_allocator() const = 0;
+  // Units `slots[i]` to host[i] (complete on return), and host[i] to units `slots[i]` (ordered
+  // before later work on stream(); host[i] may be reused on return); a slot < 0 is skipped. Host
+  // memory is staging() or a store's payload_address() made with host_allocator().
+  [[nodiscard]] virtual Status download(const int32_t* slots, unsigned char* const* host,
+                                        size_t count) = 0;
+  [[nodiscard]] virtual Status upload(const int32_t* slots, unsigned char* const* host,
+                                      size_t count) = 0;
 
   // Decode's lengths and block table of arena slots for layer `layer`, where the kernels read them
   // (device memory on a device arena: one buffer per layer, so that the next layer's upload never

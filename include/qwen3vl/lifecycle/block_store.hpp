@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "qwen3vl/core/status.hpp"
+#include "qwen3vl/lifecycle/host_allocator.hpp"
 #include "qwen3vl/lifecycle/tier.hpp"
 
 namespace qwen3vl::lifecycle {
@@ -90,6 +91,16 @@ class BlockStore {
   // torn or corrupt slot is never reported valid. Waits for anything in flight first.
   [[nodiscard]] virtual Status recover(RecoveryReport* out) = 0;
 
+  // Direct access for a device that copies host memory itself (HostStore over pinned memory; null
+  // and kUnsupported elsewhere): the payload of `slot`. Before a device reads it, check_header()
+  // verifies the header (tag, geometry, slot) but not the payload checksum: a CPU pass over the
+  // block would cost more than the copy. After a device wrote it, seal() writes the header, with
+  // the payload marked unchecked.
+  virtual unsigned char* payload_address(int64_t slot) const;
+  [[nodiscard]] virtual Status check_header(int64_t slot, uint64_t expected_tag,
+                                            uint64_t* version = nullptr) const;
+  [[nodiscard]] virtual Status seal(int64_t slot, uint64_t tag, uint64_t version);
+
  protected:
   BlockStore(size_t block_bytes, int64_t slots) : block_bytes_(block_bytes), slots_(slots) {}
   // The argument checks every store shares: op, slot range, buffer.
@@ -117,14 +128,7 @@ class BlockStore {
   int64_t slots_;
 };
 
-// Where HostStore's memory comes from: a CUDA build can pass cudaHostAlloc / cudaFreeHost (pinned
-// memory). allocate(bytes) returns memory aligned to at least 64 bytes, or null.
-struct HostAllocator {
-  std::function<void*(size_t bytes)> allocate;
-  std::function<void(void* memory)> deallocate;
-  std::string name;  // for describe(), e.g. "cudaHostAlloc"
-};
-HostAllocator default_host_allocator();  // 64-byte aligned plain host memory
+// 64-byte aligned plain host memory
 
 // Slots in one host allocation (64-byte aligned slot starts). Requests complete inside submit().
 class HostStore final : public BlockStore {
@@ -140,6 +144,10 @@ class HostStore final : public BlockStore {
   [[nodiscard]] Status wait() override;
   bool poll() override { return true; }
   [[nodiscard]] Status recover(RecoveryReport* out) override;
+  unsigned char* payload_address(int64_t slot) const override;
+  [[nodiscard]] Status check_header(int64_t slot, uint64_t expected_tag,
+                                    uint64_t* version = nullptr) const override;
+  [[nodiscard]] Status seal(int64_t slot, uint64_t tag, uint64_t version) override;
 
  private:
   HostStore(size_t block_bytes, int64_t slots, HostAllocator allocator, unsigned char* memory,
