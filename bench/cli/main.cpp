@@ -35,6 +35,8 @@ const std::vector<Routine>& routines() {
        store_routine},
       {"plan", "where a model's KV would live (arena, host, disk) at a context and budgets",
        plan_routine},
+      {"tier-copy", "the host tier's copies into and out of a CUDA arena vs cudaMemcpyAsync (CUDA)",
+       tier_copy_routine},
   };
   return all;
 }

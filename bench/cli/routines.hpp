@@ -24,6 +24,7 @@ int static_sparse_routine(const std::vector<std::string>& args);   // bench/stat
 int tiered_routine(const std::vector<std::string>& args);          // bench/lifecycle/
 int store_routine(const std::vector<std::string>& args);           // bench/lifecycle/
 int plan_routine(const std::vector<std::string>& args);            // bench/lifecycle/
+int tier_copy_routine(const std::vector<std::string>& args);       // bench/lifecycle/
 
 // Every routine, in the order --help lists them.
 const std::vector<Routine>& routines();

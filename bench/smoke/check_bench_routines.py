@@ -37,8 +37,17 @@ ROUTINES = {
                      "wall_ms"),
     "static-sparse": (["--lens", "128", "--masks", "causal", "--heads", "2", "--kv-heads", "1",
                        "--head-dim", "32", "--reps", "1", "--threads", "2"], "--lens", "ms"),
+    # {tmp}: the run's temporary directory (the slot files go there).
+    "tiered": (["--layers", "2", "--context", "128", "--steps", "2", "--chunk", "64", "--heads", "4",
+                "--kv-heads", "2", "--head-dim", "32", "--arena-mib", "0.05", "--host-mib", "0.02",
+                "--threads", "2", "--disk-dir", "{tmp}/tiered"], "--steps", "step_ms"),
+    "store": (["--file-mib", "4", "--block-kib", "64", "--qd", "4", "--reps", "1", "--dir",
+               "{tmp}/store"], "--qd", "read_mib_s"),
+    "plan": (["--layers", "2", "--kv-heads", "1", "--head-dim", "64", "--context", "4096",
+              "--gpu-budget", "1.5MiB", "--disk-dir", "{tmp}/plan"], "--context",
+             "predicted_transfer_ms"),
 }
-CUDA_ONLY = ["cuda-prefill"]
+CUDA_ONLY = ["cuda-prefill", "tier-copy"]
 def check_report(routine, path, time_field):
     try:
         with open(path) as f:
@@ -80,6 +89,7 @@ def main():
             check(proc.returncode == 2 and flag in proc.stderr,
                   f"[{routine}] {flag} x1: exit {proc.returncode}, {proc.stderr.strip()!r}")
             path = os.path.join(tmp, routine + ".json")
+            args = [a.replace("{tmp}", tmp) for a in args]
             proc = run(bench, [routine] + args + ["--json", path])
             if check(proc.returncode == 0, f"[{routine}] exit {proc.returncode}: {proc.stderr.strip()[-300:]}"):
                 check_report(routine, path, time_field)
