@@ -433,6 +433,20 @@ struct TieredKvStore::Impl {
   Status make_resident(int32_t layer, const std::vector<int32_t>& blocks, int32_t prefetch) {
     QWEN3VL_RETURN_IF_ERROR(drain(false));
     QWEN3VL_RETURN_IF_ERROR(report_failure(layer, blocks));  // an earlier prefetch's
+    // Every block already there: with the synchronous mover a plan could only prefetch, which it
+    // would copy on this thread anyway; skipping it keeps an all-resident step at the cost of a
+    // scan of this layer's blocks instead of one over every unit.
+    if (!config.async_mover) {
+      bool all = true;
+      for (int32_t id : blocks) {
+        const UnitState* s = residency.state(UnitId{layer, id});
+        all = all && s->tier == Tier::kDevice && !s->in_flight;
+      }
+      if (all) {
+        stats.hits += static_cast<int64_t>(blocks.size());
+        return Status();
+      }
+    }
     AccessPlan access;
     access.entries.push_back(AccessEntry{layer, blocks});
     // Later layers, to this layer again in the next step: the blocks they hold already (this
