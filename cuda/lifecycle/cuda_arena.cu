@@ -1,9 +1,12 @@
 // The tiered KV store's arena in GPU memory (include/qwen3vl/lifecycle/cuda_arena.hpp): units in
-// one cudaMalloc, pinned staging for the moves, per-layer decode metadata, every copy on the
-// decode stream. Units move to and from pinned host memory (staging, or the host store's slots)
-// by a copy kernel that reads or writes the host memory over the bus: one launch moves up to
-// kUnitsPerLaunch units wherever they lie, where one cudaMemcpyAsync per unit would pay the call's
-// overhead (microseconds) for every 64 KiB unit.
+// one cudaMalloc, pinned staging for the moves, per-layer decode metadata. Copies run on a copy
+// stream of the arena's own, ordered against the decode stream by events: every copy waits for
+// the decode work queued before it (the kernels reading the slots it overwrites), and decode work
+// waits only for the uploads that filled the slots it uses (before_use), so a prefetch for the
+// next layer runs while this layer's decode does. Units move to and from pinned host memory
+// (staging, or the host store's slots) by a copy kernel that reads or writes the host memory over
+// the bus: one launch moves up to kUnitsPerLaunch units wherever they lie, where one
+// cudaMemcpyAsync per unit would pay the call's overhead (microseconds) for every 64 KiB unit.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -49,7 +52,12 @@ class DeviceScope {
   bool ok_ = false;
 };
 
+constexpr size_t kUploadEvents = 64;  // a ring: waiting on a re-recorded one only waits longer
+
 struct CudaMemory {
+  cudaStream_t copies = nullptr;         // the copy stream
+  cudaEvent_t queued = nullptr;          // the decode stream's work at a copy's start
+  std::vector<cudaEvent_t> uploaded;     // the ring of upload completions
   unsigned char* units = nullptr;        // shape.units x unit_bytes, device
   unsigned char* staging = nullptr;      // staging_units x unit_bytes, pinned host
   int32_t* meta = nullptr;               // layers x (batch + batch * max_blocks), device
@@ -64,6 +72,10 @@ struct CudaMemory {
     if (meta_host) cudaFreeHost(meta_host);
     for (cudaEvent_t e : meta_copied)
       if (e) cudaEventDestroy(e);
+    for (cudaEvent_t e : uploaded)
+      if (e) cudaEventDestroy(e);
+    if (queued) cudaEventDestroy(queued);
+    if (copies) cudaStreamDestroy(copies);
     *this = CudaMemory{};
   }
 };
@@ -78,6 +90,7 @@ class CudaArena final : public Arena {
         staging_units_(staging_units),
         unit_(shape.unit_bytes()),
         meta_entries_(static_cast<size_t>(shape.batch * (1 + shape.max_blocks))),
+        filled_by_(static_cast<size_t>(shape.units), 0),
         m_(std::move(memory)) {
     k_.device = v_.device = Device::kCUDA;
     k_.device_index = v_.device_index = device;
@@ -85,6 +98,7 @@ class CudaArena final : public Arena {
   ~CudaArena() override {
     DeviceScope scope(device_);
     cudaStreamSynchronize(stream_);  // no copy may still read the staging being freed
+    cudaStreamSynchronize(m_.copies);
     m_.release();
   }
 
@@ -107,10 +121,35 @@ class CudaArena final : public Arena {
     return a;
   }
   Status download(const int32_t* slots, unsigned char* const* host, size_t count) override {
-    return copy(slots, host, count, false);
+    QWEN3VL_RETURN_IF_ERROR(copy(slots, host, count, false));
+    DeviceScope scope(device_);
+    return cuda_status(cudaStreamSynchronize(m_.copies), "cudaStreamSynchronize(copy stream)");
   }
   Status upload(const int32_t* slots, unsigned char* const* host, size_t count) override {
-    return copy(slots, host, count, true);
+    QWEN3VL_RETURN_IF_ERROR(copy(slots, host, count, true));
+    const uint64_t seq = ++uploads_;
+    DeviceScope scope(device_);
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(m_.uploaded[seq % kUploadEvents], m_.copies));
+    for (size_t i = 0; i < count; ++i)
+      if (slots[i] >= 0) filled_by_[static_cast<size_t>(slots[i])] = seq;
+    return Status();
+  }
+  bool asynchronous() const override { return true; }
+  Status before_use(const int32_t* slots, size_t count) override {
+    uint64_t latest = 0;
+    for (size_t i = 0; i < count; ++i)
+      if (slots[i] >= 0) latest = std::max(latest, filled_by_[static_cast<size_t>(slots[i])]);
+    if (latest <= waited_) return Status();  // the stream waits for it already
+    DeviceScope scope(device_);
+    // Events on one stream complete in order: waiting for the latest covers the earlier ones.
+    QWEN3VL_CUDA_RETURN_IF_ERROR(
+        cudaStreamWaitEvent(stream_, m_.uploaded[latest % kUploadEvents], 0));
+    waited_ = latest;
+    return Status();
+  }
+  Status fence() override {
+    DeviceScope scope(device_);
+    return cuda_status(cudaStreamSynchronize(m_.copies), "cudaStreamSynchronize(copy stream)");
   }
 
   Status publish(int32_t layer, const int32_t* lengths, const int32_t* slot_table,
@@ -143,16 +182,21 @@ class CudaArena final : public Arena {
 
   std::string describe() const override {
     return detail::concat("CUDA arena of ", shape_.units, " units on device ", device_, ", ",
-                          staging_units_, " pinned staging units");
+                          staging_units_,
+                          " pinned staging units, copies on a stream of their own (a kernel over "
+                          "mapped pinned memory, up to ",
+                          kUnitsPerLaunch, " units a launch)");
   }
 
  private:
   // host[i] <-> unit slots[i] for slots[i] >= 0 by the copy kernel (pinned, mapped host memory
-  // is addressable from the device under unified addressing), then the stream synchronised: the
-  // host memory may be reused (and read, after a download) on return.
+  // is addressable from the device under unified addressing) on the copy stream, after the work
+  // queued on the decode stream so far.
   Status copy(const int32_t* slots, unsigned char* const* host, size_t count, bool up) {
     DeviceScope scope(device_);
     if (!scope.ok()) return make_error(StatusCode::kDeviceError, "cudaSetDevice(", device_, ")");
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventRecord(m_.queued, stream_));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(m_.copies, m_.queued, 0));
     UnitCopies c{};
     int n = 0;
     const auto launch = [&]() -> Status {
@@ -160,7 +204,7 @@ class CudaArena final : public Arena {
       const size_t words = unit_ / sizeof(uint4);
       const dim3 grid(static_cast<unsigned>(std::min<size_t>(8, (words + 255) / 256)),
                       static_cast<unsigned>(n));
-      copy_units<<<grid, 256, 0, stream_>>>(c, words);
+      copy_units<<<grid, 256, 0, m_.copies>>>(c, words);
       QWEN3VL_CUDA_RETURN_IF_LAUNCH_ERROR("copy_units");
       n = 0;
       return Status();
@@ -171,21 +215,22 @@ class CudaArena final : public Arena {
       const unsigned char* src = up ? host[i] : dev;
       unsigned char* dst = up ? dev : host[i];
       if (reinterpret_cast<uintptr_t>(host[i]) % sizeof(uint4) != 0) {  // not the kernel's words
-        QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, unit_, cudaMemcpyDefault, stream_));
+        QWEN3VL_CUDA_RETURN_IF_ERROR(
+            cudaMemcpyAsync(dst, src, unit_, cudaMemcpyDefault, m_.copies));
         continue;
       }
       c.src[n] = reinterpret_cast<const uint4*>(src);
       c.dst[n] = reinterpret_cast<uint4*>(dst);
       if (++n == kUnitsPerLaunch) QWEN3VL_RETURN_IF_ERROR(launch());
     }
-    QWEN3VL_RETURN_IF_ERROR(launch());
-    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    return Status();
+    return launch();
   }
 
   int device_;
   cudaStream_t stream_;
   size_t staging_units_, unit_, meta_entries_;
+  std::vector<uint64_t> filled_by_;    // per slot: the upload that last filled it (0: none)
+  uint64_t uploads_ = 0, waited_ = 0;  // uploads recorded; the latest the decode stream waits for
   CudaMemory m_;
 };
 
@@ -227,6 +272,11 @@ Status create_cuda_arena(const ArenaShape& shape, int device, void* stream,
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaMalloc(&m.meta, meta));
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.staging, staging_units * unit, kPinnedFlags));
     QWEN3VL_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&m.meta_host, meta, cudaHostAllocDefault));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&m.copies, cudaStreamNonBlocking));
+    QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&m.queued, cudaEventDisableTiming));
+    m.uploaded.assign(kUploadEvents, nullptr);
+    for (cudaEvent_t& e : m.uploaded)
+      QWEN3VL_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     m.meta_copied.assign(static_cast<size_t>(shape.layers), nullptr);
     m.recorded.assign(static_cast<size_t>(shape.layers), false);
     for (cudaEvent_t& e : m.meta_copied)

@@ -259,10 +259,16 @@ struct TieredKvStore::Impl {
         for (size_t at = 0; at < batch.size(); at += chunk)
           move_chunk(op, t, jobs, &batch[at], std::min(chunk, batch.size() - at), results);
       }
+    bool fenced = false;  // an asynchronous arena's uploads may still read the host store
     for (size_t i = 0; i < jobs.size(); ++i) {
       const Move& m = jobs[i].move;
-      if (jobs[i].carry && m.from != Tier::kDevice && m.to != Tier::kDevice)
-        results[i] = copy(jobs[i]);
+      if (jobs[i].carry && m.from != Tier::kDevice && m.to != Tier::kDevice) {
+        if (m.to == Tier::kHost && !fenced) {
+          results[i] = arena->fence();
+          fenced = true;
+        }
+        if (results[i].ok()) results[i] = copy(jobs[i]);
+      }
       inline_done.push_back(Done{std::move(jobs[i]), std::move(results[i])});
     }
     const double ms = ms_since(t0);
@@ -312,7 +318,8 @@ struct TieredKvStore::Impl {
     if (staging && op == IoOp::kRead) {
       for (size_t k = 0; k < n; ++k)
         if (!run[k].status.ok()) arena_slots[k] = -1;  // upload() skips it
-      const Status st = arena->upload(arena_slots.data(), host.data(), n);
+      Status st = arena->upload(arena_slots.data(), host.data(), n);
+      if (st.ok()) st = arena->fence();  // the staging is refilled next
       if (!st.ok())
         for (size_t k = 0; k < n; ++k)
           if (results[picked[k]].ok()) results[picked[k]] = st;
@@ -436,7 +443,7 @@ struct TieredKvStore::Impl {
     // Every block already there: with the synchronous mover a plan could only prefetch, which it
     // would copy on this thread anyway; skipping it keeps an all-resident step at the cost of a
     // scan of this layer's blocks instead of one over every unit.
-    if (!config.async_mover) {
+    if (!config.async_mover && !arena->asynchronous()) {
       bool all = true;
       for (int32_t id : blocks) {
         const UnitState* s = residency.state(UnitId{layer, id});
@@ -465,8 +472,9 @@ struct TieredKvStore::Impl {
     }
     access.prefetch_entries = prefetch;
     // The synchronous mover copies prefetches on the decode thread: evicting a unit the cycle
-    // reads again to prefetch another only adds transfers there.
-    access.prefetch_evicts_scheduled = config.async_mover;
+    // reads again to prefetch another only adds transfers there. A worker thread, or an arena
+    // whose copies run beside the kernels, overlaps them.
+    access.prefetch_evicts_scheduled = config.async_mover || arena->asynchronous();
     for (int32_t id : blocks) {
       const UnitState* s = residency.state(UnitId{layer, id});
       if (s->tier == Tier::kDevice && !s->in_flight) ++stats.hits;
@@ -706,6 +714,13 @@ Status TieredKvStore::apply(const KvPageTable& table, int32_t layer, const Tenso
     r.dst_major = slot_of(r.dst_major);
   }
   for (KvRun& r : writes) r.dst_major = slot_of(r.dst_major);
+  std::vector<int32_t> used;  // the writes wait for the uploads that filled these slots
+  for (int32_t id : blocks) used.push_back(static_cast<int32_t>(slot_of(id)));
+  Status ready = m.arena->before_use(used.data(), used.size());
+  if (!ready.ok()) {
+    m.unpin_all(&pins);
+    return ready;
+  }
   // Sources as KvLayerStorage::apply takes them: [batch, rows, Hkv, D] or ragged [rows, Hkv, D].
   const TensorView sk = detail::kv_source_rows(k), sv = detail::kv_source_rows(v);
   const KvStorageOps& ops = m.arena->storage_ops();
@@ -757,8 +772,11 @@ Status TieredKvStore::acquire(const KvPageTable& table, int32_t layer, KvCacheVi
   v.layout = KvLayout::kPaged;
   v.k = m.arena->k();
   v.v = m.arena->v();
-  Status published =
-      m.arena->publish(layer, lens.data(), m.slot_table.data(), &v.seq_lens, &v.block_table);
+  // The decode queued next waits for the uploads that filled this layer's slots (and only those).
+  Status published = m.arena->before_use(m.slot_table.data(), m.slot_table.size());
+  if (published.ok())
+    published =
+        m.arena->publish(layer, lens.data(), m.slot_table.data(), &v.seq_lens, &v.block_table);
   if (!published.ok()) {
     m.unpin_all(&pins);
     return published;

@@ -54,13 +54,28 @@ class Arena {
   // How a host store this arena copies from in place allocates (pinned memory the device reaches;
   // plain memory for the host arena).
   virtual HostAllocator host_allocator() const = 0;
-  // Units `slots[i]` to host[i] (complete on return), and host[i] to units `slots[i]` (ordered
-  // before later work on stream(); host[i] may be reused on return); a slot < 0 is skipped. Host
-  // memory is staging() or a store's payload_address() made with host_allocator().
+  // Units `slots[i]` to host[i], after the work queued on stream() so far and complete on
+  // return; and host[i] to units `slots[i]`, after the work queued on stream() so far (kernels
+  // that read the slots' previous units). A slot < 0 is skipped. Host memory is staging() or a
+  // store's payload_address() made with host_allocator(). An asynchronous arena may return from
+  // upload() before the copies finish: host[i] must then stay unchanged until fence(), and work on
+  // stream() that uses the slots must follow before_use().
   [[nodiscard]] virtual Status download(const int32_t* slots, unsigned char* const* host,
                                         size_t count) = 0;
   [[nodiscard]] virtual Status upload(const int32_t* slots, unsigned char* const* host,
                                       size_t count) = 0;
+  // Whether upload() returns before its copies finish (a device arena's copy stream), so that
+  // prefetches overlap the kernels.
+  virtual bool asynchronous() const { return false; }
+  // The work about to be queued on stream() reads or writes these slots: it waits for the uploads
+  // that filled them (and only those).
+  [[nodiscard]] virtual Status before_use(const int32_t* slots, size_t count) {
+    (void)slots;
+    (void)count;
+    return Status();
+  }
+  // Every upload finished: the host memory they read may change.
+  [[nodiscard]] virtual Status fence() { return Status(); }
 
   // Decode's lengths and block table of arena slots for layer `layer`, where the kernels read them
   // (device memory on a device arena: one buffer per layer, so that the next layer's upload never
