@@ -82,38 +82,49 @@ int64_t units_at(double fraction, int64_t capacity) {
 }
 
 // Eviction candidates of one tier, best victim first, consumed in order. Candidates needed no
-// later than entry j are passed over for good: the planner asks with j never decreasing.
+// later than entry j are passed over for good: the planner asks with j never decreasing. A heap,
+// not a sort: a plan takes a few victims out of every unit on the tier.
 class VictimQueue {
  public:
   VictimQueue(std::vector<size_t> units, const std::vector<int64_t>& next_use,
               const std::vector<EvictionRank>& rank)
-      : units_(std::move(units)), next_use_(next_use) {
-    std::sort(units_.begin(), units_.end(), [&](size_t a, size_t b) {
-      if (rank[a] < rank[b]) return false;
-      if (rank[b] < rank[a]) return true;
-      return a < b;
-    });
+      : units_(std::move(units)), next_use_(next_use), worse_(Worse{&rank}) {
+    std::make_heap(units_.begin(), units_.end(), worse_);
   }
   // The next candidate not yet planned whose next use is after entry j; -1 if none. With
   // never_used_only, -1 also when that candidate is read by some entry (it stays queued).
   int64_t next(int64_t j, const std::vector<char>& planned, bool never_used_only = false) {
-    while (at_ < units_.size()) {
-      size_t u = units_[at_];
-      if (planned[u] || next_use_[u] <= j) {
-        ++at_;
-        continue;
+    while (!units_.empty()) {
+      const size_t u = units_.front();
+      if (!planned[u] && next_use_[u] > j) {
+        if (never_used_only && next_use_[u] != kNeverUsed) return -1;
+        pop();
+        return static_cast<int64_t>(u);
       }
-      if (never_used_only && next_use_[u] != kNeverUsed) return -1;
-      ++at_;
-      return static_cast<int64_t>(u);
+      pop();
     }
     return -1;
   }
 
  private:
+  // Heap order: the best victim (highest rank, then the lower unit index) on top.
+  struct Worse {
+    const std::vector<EvictionRank>* rank;
+    bool operator()(size_t a, size_t b) const {
+      const EvictionRank& ra = (*rank)[a];
+      const EvictionRank& rb = (*rank)[b];
+      if (ra < rb) return true;
+      if (rb < ra) return false;
+      return a > b;
+    }
+  };
+  void pop() {
+    std::pop_heap(units_.begin(), units_.end(), worse_);
+    units_.pop_back();
+  }
   std::vector<size_t> units_;
   const std::vector<int64_t>& next_use_;
-  size_t at_ = 0;
+  Worse worse_;
 };
 
 }  // namespace
