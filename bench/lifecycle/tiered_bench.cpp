@@ -12,6 +12,7 @@
 
 #include "cli/routines.hpp"
 #include "common/timing.hpp"
+#include "lifecycle/tiered_bench.hpp"
 #include "qwen3vl/core/tensor.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/layer_storage.hpp"
@@ -22,14 +23,6 @@ namespace qwen3vl::bench {
 namespace {
 
 using lifecycle::TieredKvStore;
-
-struct TieredCase {
-  int64_t layers = 36, heads = 32, kv_heads = 8, head_dim = 128, block = 16;
-  int64_t context = 8192, steps = 4, chunk = 1024, threads = 2, prefetch = 2, async = 0,
-          disk_copies = 1;
-  double arena_mib = 256, host_mib = 256, ram_mib = 4096;
-  std::string disk_dir = "tiered-store", policy = "schedule";
-};
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
@@ -92,7 +85,11 @@ stall (the decode thread waiting for moves), busy (copying) and overlap = 1 - st
                     "all-resident baseline only when the whole KV fits in this");
   parser.add_string("--disk-dir", &c.disk_dir, "DIR", "where the slot file goes");
   parser.add_choice("--policy", &c.policy, {"schedule", "lru"}, "eviction policy");
+  parser.add_choice("--device", &c.device, {"cpu", "cuda"},
+                    "cuda: a CUDA arena (--arena-mib of GPU memory), CUDA decode, the host store "
+                    "in pinned memory; the baseline is all-resident device storage");
   return run_routine(parser, args, [&](Report& report) {
+    if (c.device == "cuda") return run_tiered_cuda(c, report);
     KvTableConfig tc;
     tc.layout = KvLayout::kPaged;
     tc.batch = 1;
