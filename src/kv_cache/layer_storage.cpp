@@ -37,15 +37,15 @@ Status check_storage(const KvTableConfig& c, const TensorView& t, const char* na
 
 // Key bounds, when given: paged, f32 [num_blocks, 2, Hkv, D] contiguous on the storage's device,
 // and ops that can maintain them.
-Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const TensorView& b,
-                        const KvStorageOps& ops) {
+Status check_key_bounds(const KvTableConfig& c, const TensorView& k, int64_t head_dim,
+                        const TensorView& b, const KvStorageOps& ops) {
   if (!b.present()) return Status();
   if (c.layout != KvLayout::kPaged)
     return make_error(StatusCode::kInvalidArgument,
                       "config.key_bounds = true: needs layout paged (bounds are per block), not ",
                       to_string(c.layout));
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
-  const int64_t want[4] = {c.num_blocks, 2, k.shape[2], k.shape[3]};
+  const int64_t want[4] = {c.num_blocks, 2, k.shape[2], head_dim};
   QWEN3VL_RETURN_IF_ERROR(
       detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
   const TensorView packed =
@@ -133,7 +133,8 @@ Status KvLayerStorage::create(KvPageTable* table, KvFormat format, const KvStora
   if (is_compressed(format) && !ops->write_coded)
     return make_error(StatusCode::kUnsupported, "format = ", to_string(format), ": the ",
                       to_string(ops->device), " storage ops store no compressed format");
-  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(c, k, key_bounds, *ops));
+  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(
+      c, k, format == KvFormat::kInt4 ? 2 * k.shape[3] : k.shape[3], key_bounds, *ops));
   if (is_compressed(format) && key_bounds.present() && !ops->fold_coded_key_bounds)
     return make_error(StatusCode::kUnsupported, "key_bounds with format ", to_string(format),
                       ": the ", to_string(ops->device),
