@@ -100,11 +100,12 @@ struct Int4Codec {
   }
 };
 
-// The fp32 scales of a row (n of them) for load / at.
+// The fp32 scales of a row (n of them) for load / at (F16C where the ISA has it, as every scale
+// read here: the portable conversion's branches cost as much as a key's multiplies).
 template <class C>
 inline void row_scales(const half* scales, int64_t n, float* out) {
   if constexpr (C::kScales > 1)
-    for (int64_t g = 0; g < n; ++g) out[g] = to_float(scales[g]);
+    for (int64_t g = 0; g < n; ++g) out[g] = simd::Simd::load_one(scales + g);
 }
 
 // out[i * 4 + r] = q[r] . k_i for the four rows of a tile and the nk <= kKeys keys at k, k_stride
@@ -141,7 +142,7 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
     }
   if constexpr (C::kRowScale)
     for (int i = 0; i < kKeys; ++i) {
-      const float scale = to_float(ks[(i < nk ? i : nk - 1) * ks_stride]);
+      const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
       for (int r = 0; r < kTile; ++r) out[i * kTile + r] *= scale;
     }
 }
@@ -354,7 +355,7 @@ void run(const DecodeTask& t) {
       const half* vs = coded ? c.vs0 + h * vs_head : nullptr;
       if constexpr (C::kRowScale)  // the weights take their V row's scale
         for (int64_t j = 0; j < c.n; ++j) {
-          const float scale = to_float(vs[j * vs_row]);
+          const float scale = simd::Simd::load_one(vs + j * vs_row);
           for (int r = 0; r < kTile; ++r) sc[j * kTile + r] *= scale;
         }
       pv_chunk<C>(sc, v, kv_v.stride[1], vs, vs_row, all, d, o, dp, alpha);
