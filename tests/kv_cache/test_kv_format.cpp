@@ -13,6 +13,7 @@
 
 #include "decode_problem.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
+#include "qwen3vl/kv_cache/quest.hpp"
 
 namespace qwen3vl {
 namespace {
@@ -448,6 +449,55 @@ TEST(KvFormatCache, AppendEncodesForkAndCopyOnWriteCopyScales) {
           }
       }
     }
+}
+
+// Quest over a compressed paged cache: its bounds are folded from the dequantized keys, so it
+// selects the pages (and attends within fp32 rounding) as over an f32 cache holding those values.
+TEST(KvFormatCache, QuestSelectsAsOverTheDequantizedCache) {
+  for (KvFormat f : kFormats) {
+    KvCacheConfig c = coded_config(f, KvLayout::kPaged, 64);
+    c.num_blocks = 40;
+    c.max_blocks = 12;
+    OwnedCache coded(c);
+    c.format = KvFormat::kFloat;
+    c.dtype = DType::kF32;
+    OwnedCache plain(c);
+    const int64_t len = 150;
+    Tensor k(DType::kF32, {c.batch, len, c.kv_heads, c.head_dim}),
+        v(DType::kF32, {c.batch, len, c.kv_heads, c.head_dim});
+    testing::fill_uniform(k, 51, -2.0f, 2.0f);
+    testing::fill_uniform(v, 52);
+    ASSERT_TRUE(coded.cache.append(k.view(), v.view()).ok());
+    // The same rows dequantized, into the f32 cache (same blocks: the same appends).
+    std::vector<uint8_t> codes(static_cast<size_t>(kv_code_bytes(f, c.head_dim)));
+    std::vector<half> scales(static_cast<size_t>(kv_scale_count(f, c.head_dim)));
+    for (Tensor* t : {&k, &v})
+      for (int64_t r = 0; r < t->numel() / c.head_dim; ++r) {
+        float* x = t->data<float>() + r * c.head_dim;
+        kv_encode_row(f, x, c.head_dim, codes.data(), scales.data());
+        kv_decode_row(f, codes.data(), scales.data(), c.head_dim, x);
+      }
+    ASSERT_TRUE(plain.cache.append(k.view(), v.view()).ok());
+    ASSERT_EQ(coded.cache.block_table(), plain.cache.block_table());
+    ASSERT_EQ(0, std::memcmp(coded.bounds.data<float>(), plain.bounds.data<float>(),
+                             static_cast<size_t>(coded.bounds.bytes())));
+    Tensor q(DType::kF32, {c.batch, 2, c.kv_heads * 4, c.head_dim});
+    testing::fill_uniform(q, 53);
+    Tensor out_coded(DType::kF32, {c.batch, 2, c.kv_heads * 4, c.head_dim}),
+        out_plain(DType::kF32, {c.batch, 2, c.kv_heads * 4, c.head_dim});
+    std::unique_ptr<QuestDecode> quest;
+    throw_if_error(QuestDecode::create(QuestConfig{48, QuestAggregation::kMax}, make(), &quest));
+    for (OwnedCache* oc : {&coded, &plain}) {
+      QuestParams params;
+      params.decode.q = q.view();
+      params.decode.out = (oc == &coded ? out_coded : out_plain).view();
+      params.decode.kv = oc->cache.view();
+      params.key_bounds = oc->cache.key_bounds();
+      std::vector<char> ws(quest->workspace_size(params));
+      throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));
+    }
+    EXPECT_LE(testing::relative_diff(out_coded, out_plain), 1e-5) << to_string(f);
+  }
 }
 
 TEST(KvFormatCache, DescribeNamesTheFormat) {
