@@ -23,12 +23,12 @@ Status check_storage(const KvTableConfig& c, const TensorView& t, const char* na
   if (t.shape[2] < 1 || t.shape[3] < 1 || d > 256)
     return make_error(StatusCode::kInvalidArgument, name, ".shape = ", t.shape_string(),
                       ": needs Hkv >= 1 and head_dim 1..256");
+  QWEN3VL_RETURN_IF_ERROR(check_kv_format(format, d, "format"));
   if (is_compressed(format) ? t.dtype != DType::kU8 : !is_floating(t.dtype))
     return make_error(
         StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
         is_compressed(format) ? ": must be u8 (the codes of format " : ": allowed f32, f16, bf16",
         is_compressed(format) ? to_string(format) : "", is_compressed(format) ? ")" : "");
-  QWEN3VL_RETURN_IF_ERROR(check_kv_format(format, d, "format"));
   if (like.present() && t.dtype != like.dtype)
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
                       ": must equal k_storage.dtype (", to_string(like.dtype), ")");
