@@ -100,6 +100,7 @@ KvCacheConfig cache_config(const DecodeCase& c) {
   config.kv_heads = c.kv_heads;
   config.head_dim = c.head_dim;
   config.dtype = c.dtype;
+  config.format = c.format;
   config.max_len = c.kv_len;
   config.block_size = c.block_size;
   config.max_blocks = (c.kv_len + c.block_size - 1) / c.block_size;
@@ -110,18 +111,31 @@ KvCacheConfig cache_config(const DecodeCase& c) {
 DecodeResult run_cpu_decode(const DecodeCase& c) {
   const KvCacheConfig config = cache_config(c);
   const std::vector<int64_t> shape = kv_storage_shape(config);
+  const DType store_dtype = kv_storage_dtype(config);
   const size_t store_bytes =
-      static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * size_of(c.dtype);
+      static_cast<size_t>(shape[0] * shape[1] * shape[2] * shape[3]) * size_of(store_dtype);
   HostBuffer k_buffer(store_bytes, c.huge_pages), v_buffer(store_bytes, c.huge_pages);
-  const TensorView k_store =
-      TensorView::contiguous(k_buffer.data(), c.dtype, {shape[0], shape[1], shape[2], shape[3]});
-  TensorView v_store = k_store;
-  v_store.data = v_buffer.data();
+  KvStorageViews views;
+  views.k = TensorView::contiguous(k_buffer.data(), store_dtype,
+                                   {shape[0], shape[1], shape[2], shape[3]});
+  views.v = views.k;
+  views.v.data = v_buffer.data();
+  // Scales (compressed formats), next to nothing else: their own buffers, copied with the codes.
+  const std::vector<int64_t> sshape = kv_scale_shape(config);
+  const size_t scale_bytes = static_cast<size_t>(kv_scale_bytes(config));
+  HostBuffer ks_buffer(scale_bytes, c.huge_pages), vs_buffer(scale_bytes, c.huge_pages);
+  if (is_compressed(c.format)) {
+    views.k_scales = TensorView::contiguous(ks_buffer.data(), DType::kF16,
+                                            {sshape[0], sshape[1], sshape[2], sshape[3]});
+    views.v_scales = views.k_scales;
+    views.v_scales.data = vs_buffer.data();
+  }
   KvCache cache;
-  throw_if_error(KvCache::create(config, k_store, v_store, &cache));
+  throw_if_error(KvCache::create(config, views, &cache));
   const int64_t chunk = std::min<int64_t>(c.kv_len, 4096);
-  Tensor k(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim}),
-      v(c.dtype, {c.batch, chunk, c.kv_heads, c.head_dim});
+  const DType source = is_compressed(c.format) ? DType::kF16 : c.dtype;
+  Tensor k(source, {c.batch, chunk, c.kv_heads, c.head_dim}),
+      v(source, {c.batch, chunk, c.kv_heads, c.head_dim});
   fill_fast(k, 1);
   fill_fast(v, 2);
   for (int64_t done = 0; done < c.kv_len; done += chunk) {
@@ -130,8 +144,8 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
     throw_if_error(cache.append(kv, vv));
   }
 
-  Tensor q(c.dtype, {c.batch, c.rows, c.heads, c.head_dim}),
-      out(c.dtype, {c.batch, c.rows, c.heads, c.head_dim});
+  Tensor q(source, {c.batch, c.rows, c.heads, c.head_dim}),
+      out(source, {c.batch, c.rows, c.heads, c.head_dim});
   fill_fast(q, 3);
   DecodeParams p;
   p.q = q.view();
@@ -146,15 +160,19 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
                          : 1;
   std::vector<HostBuffer> copy_store;
   std::vector<DecodeParams> params(1, p);
-  auto copy_of = [&](const HostBuffer& from) {
-    HostBuffer& to = copy_store.emplace_back(store_bytes, c.huge_pages);
-    std::memcpy(to.data(), from.data(), store_bytes);
+  auto copy_of = [&](const HostBuffer& from, size_t bytes) {
+    HostBuffer& to = copy_store.emplace_back(bytes, c.huge_pages);
+    std::memcpy(to.data(), from.data(), bytes);
     return to.data();
   };
   for (int i = 1; i < copies; ++i) {
     DecodeParams& call = params.emplace_back(p);
-    call.kv.k.data = copy_of(k_buffer);
-    call.kv.v.data = copy_of(v_buffer);
+    call.kv.k.data = copy_of(k_buffer, store_bytes);
+    call.kv.v.data = copy_of(v_buffer, store_bytes);
+    if (is_compressed(c.format)) {
+      call.kv.k_scales.data = copy_of(ks_buffer, scale_bytes);
+      call.kv.v_scales.data = copy_of(vs_buffer, scale_bytes);
+    }
   }
   CpuOptions options;
   options.num_threads = c.threads;
@@ -205,7 +223,8 @@ namespace qwen3vl::bench {
 
 int decode_routine(const std::vector<std::string>& args) {
   DecodeCase base;
-  std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh";
+  std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh",
+              format = "float";
   std::vector<int64_t> lens = {4096, 16384, 65536};
   int huge_pages = 1, rotate = 1, tensor_cores = 1;
   ArgParser parser(
@@ -230,6 +249,8 @@ round), against std::memcpy on the same threads, alternated round by round.)");
   parser.add_int("--rows", &base.rows, 1, 64, "query rows a sequence");
   parser.add_int("--batch", &base.batch, 1, 1024, "sequences");
   parser.add_dtype("--dtype", &base.dtype, {DType::kF16, DType::kBF16, DType::kF32}, "cache dtype");
+  parser.add_choice("--format", &format, {"float", "int8", "int4", "fp8e4m3"},
+                    "cache format: float (--dtype) or compressed (cpu; q and out f16)");
   parser.add_int("--repeats", &base.repeats, 1, 100000, "timed samples");
   parser.add_int("--huge-pages", &huge_pages, 0, 1,
                  "cpu: 2 MiB pages for the cache and copy buffers");
@@ -248,14 +269,19 @@ round), against std::memcpy on the same threads, alternated round by round.)");
     base.rotate = rotate != 0;
     base.tensor_cores = tensor_cores != 0;
     g_copy_on_pool = copy_threads == "pool";
+    throw_if_error(parse_kv_format(format, &base.format));
+    if (device == "cuda" && is_compressed(base.format))
+      return usage_error("decode", make_error(StatusCode::kUnsupported, "--format = ", format,
+                                              ": compressed caches decode on the CPU only"));
 #if !QWEN3VL_BENCH_CUDA
     if (device == "cuda") return no_cuda_error("decode");
 #endif
     std::printf("# decode: B%lld Hq%lld/Hkv%lld D%lld rows %lld %s %s cache, block %lld\n",
                 static_cast<long long>(base.batch), static_cast<long long>(base.heads),
                 static_cast<long long>(base.kv_heads), static_cast<long long>(base.head_dim),
-                static_cast<long long>(base.rows), to_string(base.dtype), to_string(base.layout),
-                static_cast<long long>(base.block_size));
+                static_cast<long long>(base.rows),
+                is_compressed(base.format) ? to_string(base.format) : to_string(base.dtype),
+                to_string(base.layout), static_cast<long long>(base.block_size));
     std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %12s %10s %11s %11s\n", "device",
                 "kv_len", "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio",
                 "GB/cpu-s", "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
@@ -288,6 +314,7 @@ round), against std::memcpy on the same threads, alternated round by round.)");
                   {"layout", to_string(c.layout)},
                   {"kv_order", kv_order},
                   {"dtype", to_string(c.dtype)},
+                  {"format", to_string(c.format)},
                   {"batch", c.batch},
                   {"rows", c.rows},
                   {"splits", r.splits},

@@ -17,6 +17,7 @@ struct DecodeCase {
   int64_t batch = 1, heads = 32, kv_heads = 8, head_dim = 128, rows = 1;
   int64_t kv_len = 4096;
   DType dtype = DType::kF16;
+  KvFormat format = KvFormat::kFloat;  // compressed formats: CPU only
   KvLayout layout = KvLayout::kPaged;
   int64_t block_size = 16;
   bool head_major =
@@ -32,10 +33,13 @@ struct DecodeCase {
                        // (>= 256 MiB of them, as a model's layers each read their own cache);
                        // false: one call a round on one cache, right after the copy sample
 
-  // K and V bytes one decode call must read.
+  // K and V bytes one decode call must read (codes and scales for a compressed format).
   double kv_bytes() const {
-    return 2.0 * static_cast<double>(batch * kv_len * kv_heads * head_dim) *
-           static_cast<double>(size_of(dtype));
+    const double row = is_compressed(format)
+                           ? static_cast<double>(kv_code_bytes(format, head_dim) +
+                                                 2 * kv_scale_count(format, head_dim))
+                           : static_cast<double>(head_dim * size_of(dtype));
+    return 2.0 * static_cast<double>(batch * kv_len * kv_heads) * row;
   }
 };
 

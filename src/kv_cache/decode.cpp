@@ -13,11 +13,13 @@ namespace {
 
 const TensorView* decode_tensors(const DecodeParams& p, int i) {
   const TensorView* all[DecodeSignature::kTensors] = {
-      &p.q, &p.out, &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens, &p.kv.block_table};
+      &p.q,           &p.out,        &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens, &p.kv.block_table,
+      &p.kv.k_scales, &p.kv.v_scales};
   return all[i];
 }
 const char* const kDecodeTensorNames[DecodeSignature::kTensors] = {
-    "q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
+    "q",           "out",        "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table",
+    "kv.k_scales", "kv.v_scales"};
 
 }  // namespace
 
@@ -26,6 +28,7 @@ DecodeSignature decode_signature_of(const DecodeParams& p) {
   for (int i = 0; i < DecodeSignature::kTensors; ++i)
     s.tensors[i] = view_signature(*decode_tensors(p, i));
   s.layout = p.kv.layout;
+  s.format = p.kv.format;
   s.max_seq_len = p.kv.max_seq_len;
   s.has_scale = p.scale.has_value();
   s.scale = p.scale.value_or(0.0f);
@@ -60,6 +63,8 @@ Status check_decode_signature(const DecodeSignature& planned, const DecodeParams
   }
   if (p.kv.layout != planned.layout)
     return differs("kv.layout", to_string(p.kv.layout), to_string(planned.layout));
+  if (p.kv.format != planned.format)
+    return differs("kv.format", to_string(p.kv.format), to_string(planned.format));
   if (p.kv.max_seq_len != planned.max_seq_len)
     return differs("kv.max_seq_len", concat(p.kv.max_seq_len), concat(planned.max_seq_len));
   if (p.scale.has_value() != planned.has_scale || p.scale.value_or(0.0f) != planned.scale)
@@ -80,6 +85,10 @@ Status DecodeAttention::plan(const DecodeParams& problem, DecodePlan* plan) cons
   if (plan == nullptr)
     return make_error(StatusCode::kNullPointer, "plan = null: must point to a DecodePlan");
   QWEN3VL_RETURN_IF_ERROR(check_device(problem));
+  if (is_compressed(problem.kv.format) && device() != Device::kCPU)
+    return make_error(StatusCode::kUnsupported, "kv.format = ", to_string(problem.kv.format),
+                      ": the ", to_string(device()),
+                      " decode reads f32, f16 and bf16 caches only (compressed formats: CPU)");
   DecodePlan made;
   QWEN3VL_RETURN_IF_ERROR(validate(problem, &made.shape, /*need_data=*/false));
   made.device = device();
@@ -104,11 +113,19 @@ namespace {
 // What run() checks of the data on every call: pointers set, outputs apart from inputs, host table
 // values within bounds.
 Status check_decode_data(const DecodeParams& params) {
-  const TensorView* data[] = {
-      &params.q,    &params.out,         &params.lse,           &params.kv.k,
-      &params.kv.v, &params.kv.seq_lens, &params.kv.block_table};
-  const char* names[] = {"q", "out", "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table"};
-  for (int t = 0; t < 7; ++t)
+  const TensorView* data[] = {&params.q,
+                              &params.out,
+                              &params.lse,
+                              &params.kv.k,
+                              &params.kv.v,
+                              &params.kv.seq_lens,
+                              &params.kv.block_table,
+                              &params.kv.k_scales,
+                              &params.kv.v_scales};
+  const char* names[] = {
+      "q",           "out",        "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table",
+      "kv.k_scales", "kv.v_scales"};
+  for (int t = 0; t < 9; ++t)
     if (data[t]->present() && data[t]->data == nullptr && data[t]->numel() > 0)
       return make_error(StatusCode::kNullPointer, names[t], ".data = null with shape ",
                         data[t]->shape_string(), ": a non-empty tensor needs memory");

@@ -50,15 +50,78 @@ static_assert(kLanes % kTile == 0, "a vector holds whole [key][4 rows] score gro
 constexpr int kKeys = S::kGroups;  // keys per Q K^T step: their [key][4 rows] scores fill a vector
 static_assert(kChunk % kKeys == 0, "a chunk's score buffer holds whole vectors of keys");
 
+// How the kernel reads a row of each storage format (kv_format.hpp). Code is the storage element;
+// load(row, scales, c) gives kLanes values from column c (a multiple of kLanes), at(...) one, with
+// `scales` the row's scales converted to fp32. kRowScale formats (int8, fp8) load their code
+// values: the row's one scale multiplies its scores and its softmax weights instead, one multiply
+// per key rather than per value. int4 loads values (code - 8) * group scale (its groups of 32 hold
+// whole vectors: no tail).
+constexpr int kMaxScales = 256 / kKvInt4Group;
+
+template <class T>
+struct FloatCodec {
+  using Code = T;
+  static constexpr bool kRowScale = false;
+  static constexpr int kScales = 0;
+  static Vec load(const T* row, const float*, int64_t c) { return S::load(row + c); }
+  static float at(const T* row, const float*, int64_t c) { return to_float(row[c]); }
+};
+struct Int8Codec {
+  using Code = uint8_t;
+  static constexpr bool kRowScale = true;
+  static constexpr int kScales = 1;
+  static Vec load(const uint8_t* row, const float*, int64_t c) {
+    return S::load_i8(reinterpret_cast<const int8_t*>(row) + c);
+  }
+  static float at(const uint8_t* row, const float*, int64_t c) {
+    return kv_code_value(KvFormat::kInt8, row, c);
+  }
+};
+struct Fp8Codec {
+  using Code = uint8_t;
+  static constexpr bool kRowScale = true;
+  static constexpr int kScales = 1;
+  static Vec load(const uint8_t* row, const float*, int64_t c) { return S::load_fp8(row + c); }
+  static float at(const uint8_t* row, const float*, int64_t c) {
+    return kv_code_value(KvFormat::kFp8E4M3, row, c);
+  }
+};
+struct Int4Codec {
+  using Code = uint8_t;
+  static constexpr bool kRowScale = false;
+  static constexpr int kScales = kMaxScales;
+  static_assert(16 % kLanes == 0, "a vector takes the low or the high nibbles of its bytes");
+  static Vec load(const uint8_t* row, const float* scales, int64_t c) {
+    const int64_t g = c / kKvInt4Group, i = c % kKvInt4Group;
+    return S::mul(S::load_i4(row + g * 16 + i % 16, i >= 16), S::set1(scales[g]));
+  }
+  static float at(const uint8_t* row, const float* scales, int64_t c) {
+    return kv_code_value(KvFormat::kInt4, row, c) * scales[c / kKvInt4Group];
+  }
+};
+
+// The fp32 scales of a row (n of them) for load / at (F16C where the ISA has it, as every scale
+// read here: the portable conversion's branches cost as much as a key's multiplies).
+template <class C>
+inline void row_scales(const half* scales, int64_t n, float* out) {
+  if constexpr (C::kScales > 1)
+    for (int64_t g = 0; g < n; ++g) out[g] = simd::Simd::load_one(scales + g);
+}
+
 // out[i * 4 + r] = q[r] . k_i for the four rows of a tile and the nk <= kKeys keys at k, k_stride
 // apart (missing keys repeat the last one; their scores are masked later). Each column chunk of
 // the four q rows is loaded once for all the keys, the kKeys x 4 accumulators are independent FMA
 // chains, and one transpose-reduce turns them into a whole vector of scores.
-template <class T>
-inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stride, int64_t nk,
-                    int64_t d, float* out) {
+template <class C, class T = typename C::Code>
+inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stride, const half* ks,
+                    int64_t ks_stride, int64_t nk, int64_t d, float* out) {
   const T* key[kKeys];
-  for (int i = 0; i < kKeys; ++i) key[i] = k + (i < nk ? i : nk - 1) * k_stride;
+  float sc[kKeys][C::kScales > 0 ? C::kScales : 1];
+  for (int i = 0; i < kKeys; ++i) {
+    const int64_t at = i < nk ? i : nk - 1;
+    key[i] = k + at * k_stride;
+    if constexpr (C::kScales > 1) row_scales<C>(ks + at * ks_stride, d / kKvInt4Group, sc[i]);
+  }
   const int64_t dv = d / kLanes * kLanes;
   Vec acc[kKeys][kTile];
   for (int i = 0; i < kKeys; ++i)
@@ -67,15 +130,20 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
     Vec qc[kTile];
     for (int r = 0; r < kTile; ++r) qc[r] = S::load(q + r * q_stride + c);
     for (int i = 0; i < kKeys; ++i) {
-      const Vec x = S::load(key[i] + c);
+      const Vec x = C::load(key[i], sc[i], c);
       for (int r = 0; r < kTile; ++r) acc[i][r] = S::fma(qc[r], x, acc[i][r]);
     }
   }
   S::store(out, S::reduce_groups(acc));
   for (int64_t c = dv; c < d; ++c)
     for (int i = 0; i < kKeys; ++i) {
-      const float x = to_float(key[i][c]);
+      const float x = C::at(key[i], sc[i], c);
       for (int r = 0; r < kTile; ++r) out[i * kTile + r] += q[r * q_stride + c] * x;
+    }
+  if constexpr (C::kRowScale)
+    for (int i = 0; i < kKeys; ++i) {
+      const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
+      for (int r = 0; r < kTile; ++r) out[i * kTile + r] *= scale;
     }
 }
 
@@ -83,9 +151,13 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
 // [key][4 rows]). One column vector at a time, so each weight feeds a single FMA per pass and the
 // compiler folds its broadcast into the FMA (AVX-512 {1to16}: a separate broadcast costs a shuffle
 // uop per two FMAs on Zen 4); even and odd keys go to separate accumulators (8 FMA chains).
-template <class T>
-inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, int64_t d, float* o,
-                     int64_t o_stride, const float* alpha) {
+template <class C, class T = typename C::Code>
+inline void pv_chunk(const float* p, const T* v, int64_t v_stride, const half* vs,
+                     int64_t vs_stride, int64_t n, int64_t d, float* o, int64_t o_stride,
+                     const float* alpha) {
+  float sc[kChunk][C::kScales > 0 ? C::kScales : 1];
+  if constexpr (C::kScales > 1)
+    for (int64_t j = 0; j < n; ++j) row_scales<C>(vs + j * vs_stride, d / kKvInt4Group, sc[j]);
   bool rescale = false;
   for (int r = 0; r < kTile; ++r) rescale |= alpha[r] != 1.0f;
   const int64_t dv = d / kLanes * kLanes;
@@ -98,14 +170,15 @@ inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, in
     }
     int64_t j = 0;
     for (; j + 2 <= n; j += 2) {
-      const Vec x = S::load(v + j * v_stride + c), y = S::load(v + (j + 1) * v_stride + c);
+      const Vec x = C::load(v + j * v_stride, sc[j], c);
+      const Vec y = C::load(v + (j + 1) * v_stride, sc[j + 1], c);
       for (int r = 0; r < kTile; ++r) {
         a[r] = S::fma(S::set1(p[j * kTile + r]), x, a[r]);
         b[r] = S::fma(S::set1(p[(j + 1) * kTile + r]), y, b[r]);
       }
     }
     if (j < n) {
-      const Vec x = S::load(v + j * v_stride + c);
+      const Vec x = C::load(v + j * v_stride, sc[j], c);
       for (int r = 0; r < kTile; ++r) a[r] = S::fma(S::set1(p[j * kTile + r]), x, a[r]);
     }
     for (int r = 0; r < kTile; ++r) S::store(o + r * o_stride + c, S::add(a[r], b[r]));
@@ -113,7 +186,7 @@ inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, in
   for (int64_t c = dv; c < d; ++c)
     for (int r = 0; r < kTile; ++r) {
       float acc = o[r * o_stride + c] * alpha[r];
-      for (int64_t j = 0; j < n; ++j) acc += p[j * kTile + r] * to_float(v[j * v_stride + c]);
+      for (int64_t j = 0; j < n; ++j) acc += p[j * kTile + r] * C::at(v + j * v_stride, sc[j], c);
       o[r * o_stride + c] = acc;
     }
 }
@@ -122,15 +195,19 @@ inline void pv_chunk(const float* p, const T* v, int64_t v_stride, int64_t n, in
 // keys some rows of the tile do not see. pv_chunk would multiply their zero weights by V, and
 // 0 x Inf = NaN would reach those rows; only the last few keys of a sequence (R new rows) are
 // here, so a plain loop does.
-template <class T>
-inline void pv_partial(const float* p, const T* v, int64_t v_stride, int64_t from, int64_t n,
-                       const int64_t* ends, int rows, int64_t d, float* o, int64_t o_stride) {
-  for (int64_t j = from; j < n; ++j)
+template <class C, class T = typename C::Code>
+inline void pv_partial(const float* p, const T* v, int64_t v_stride, const half* vs,
+                       int64_t vs_stride, int64_t from, int64_t n, const int64_t* ends, int rows,
+                       int64_t d, float* o, int64_t o_stride) {
+  for (int64_t j = from; j < n; ++j) {
+    float sc[C::kScales > 0 ? C::kScales : 1];
+    if constexpr (C::kScales > 1) row_scales<C>(vs + j * vs_stride, d / kKvInt4Group, sc);
     for (int r = 0; r < rows; ++r) {
       if (j >= ends[r]) continue;
       const float w = p[j * kTile + r];
-      for (int64_t c = 0; c < d; ++c) o[r * o_stride + c] += w * to_float(v[j * v_stride + c]);
+      for (int64_t c = 0; c < d; ++c) o[r * o_stride + c] += w * C::at(v + j * v_stride, sc, c);
     }
+  }
 }
 
 // Softmax step for one tile over a chunk: s holds n keys' scores as [key][4 rows] (padded to whole
@@ -206,8 +283,9 @@ struct HeadState {
   float* s;  // [2][tiles][kChunk][4]: a chunk's scores, then its weights (double buffered)
 };
 
-template <class T>
+template <class C>
 void run(const DecodeTask& t) {
+  using T = typename C::Code;
   const DecodeParams& p = *t.params;
   const DecodeShape& s = t.shape;
   const int64_t d = s.head_dim, dp = decode_padded_dim(d), g_size = s.group_size();
@@ -243,15 +321,22 @@ void run(const DecodeTask& t) {
 
   const TensorView& kv_k = p.kv.k;
   const TensorView& kv_v = p.kv.v;
+  // Scales (compressed formats): pointers advance with the codes' rows; null and unused otherwise.
+  const bool coded = is_compressed(p.kv.format);
+  const TensorView& kv_ks = p.kv.k_scales;
+  const TensorView& kv_vs = p.kv.v_scales;
+  const int64_t ks_row = coded ? kv_ks.stride[1] : 0, ks_head = coded ? kv_ks.stride[2] : 0;
+  const int64_t vs_row = coded ? kv_vs.stride[1] : 0, vs_head = coded ? kv_vs.stride[2] : 0;
   const bool paged = p.kv.layout == KvLayout::kPaged;
   const PagedIndexer pager = paged ? paged_indexer(p.kv) : PagedIndexer{};
-  const size_t row_bytes = static_cast<size_t>(d) * sizeof(T);
+  const size_t row_bytes = static_cast<size_t>(kv_k.shape[3]) * sizeof(T);
   const int64_t score_buffer = tiles * kChunk * kTile;
 
   // B for head h of a finished chunk (its first key, length and buffer).
   struct Chunk {
     int64_t j0 = 0, n = 0, buffer = 0;
-    const T* v0 = nullptr;  // V row of its first key, first head of the task
+    const T* v0 = nullptr;      // V row of its first key, first head of the task
+    const half* vs0 = nullptr;  // its scales
   };
   auto finish_head = [&](const Chunk& c, int64_t h) {
     const HeadState st = state(h);
@@ -267,8 +352,15 @@ void run(const DecodeTask& t) {
       int64_t all = c.n;
       for (int r = 0; r < real; ++r) all = ends[r] < all ? (ends[r] > 0 ? ends[r] : 0) : all;
       const T* v = c.v0 + h * kv_v.stride[2];
-      pv_chunk(sc, v, kv_v.stride[1], all, d, o, dp, alpha);
-      if (all < c.n) pv_partial(sc, v, kv_v.stride[1], all, c.n, ends, real, d, o, dp);
+      const half* vs = coded ? c.vs0 + h * vs_head : nullptr;
+      if constexpr (C::kRowScale)  // the weights take their V row's scale
+        for (int64_t j = 0; j < c.n; ++j) {
+          const float scale = simd::Simd::load_one(vs + j * vs_row);
+          for (int r = 0; r < kTile; ++r) sc[j * kTile + r] *= scale;
+        }
+      pv_chunk<C>(sc, v, kv_v.stride[1], vs, vs_row, all, d, o, dp, alpha);
+      if (all < c.n)
+        pv_partial<C>(sc, v, kv_v.stride[1], vs, vs_row, all, c.n, ends, real, d, o, dp);
     }
   };
 
@@ -276,6 +368,8 @@ void run(const DecodeTask& t) {
   struct Rows {
     const T* k = nullptr;  // K and V rows of its first key, first head of the task
     const T* v = nullptr;
+    const half* ks = nullptr;  // their scales (compressed formats)
+    const half* vs = nullptr;
     int64_t n = 0;  // keys (0: past the task's end)
   };
   auto rows_at = [&](int64_t j0) {
@@ -286,6 +380,10 @@ void run(const DecodeTask& t) {
     const KvSlot slot = paged ? pager.slot(t.b, j0, t.kv_head_begin) : KvSlot{t.b, j0};
     r.k = kv_k.ptr<const T>() + kv_k.offset(slot.major, slot.minor, t.kv_head_begin);
     r.v = kv_v.ptr<const T>() + kv_v.offset(slot.major, slot.minor, t.kv_head_begin);
+    if (coded) {
+      r.ks = kv_ks.ptr<const half>() + kv_ks.offset(slot.major, slot.minor, t.kv_head_begin);
+      r.vs = kv_vs.ptr<const half>() + kv_vs.offset(slot.major, slot.minor, t.kv_head_begin);
+    }
     return r;
   };
   // Software prefetch into L2 (prefetcht2) of keys [i0, i1) of a chunk, head h: K and V rows.
@@ -317,10 +415,11 @@ void run(const DecodeTask& t) {
       for (int64_t h = 0; h < heads; ++h) {  // A, in address order (kKeys rows at a time)
         const HeadState st = state(h);
         const T* k = now.k + j * kv_k.stride[1] + h * kv_k.stride[2];
+        const half* ks = coded ? now.ks + j * ks_row + h * ks_head : nullptr;
         float* sc = st.s + buffer * score_buffer + j * kTile;
         for (int64_t tile = 0; tile < tiles; ++tile)
-          qk_keys(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], nk, d,
-                  sc + tile * kChunk * kTile);
+          qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+                     sc + tile * kChunk * kTile);
         prefetch(next, j, j + kKeys, h);
       }
       // The previous chunk's heads, evenly spread over this chunk's keys.
@@ -328,7 +427,7 @@ void run(const DecodeTask& t) {
         finish_head(pending, pending_head);
     }
     for (; pending_head < heads; ++pending_head) finish_head(pending, pending_head);
-    pending = Chunk{j0, n, buffer, now.v};
+    pending = Chunk{j0, n, buffer, now.v, now.vs};
     pending_head = 0;
     j0 += n;
   }
@@ -361,7 +460,14 @@ void run(const DecodeTask& t) {
 }  // namespace
 
 void run_task(const DecodeTask& task) {
-  dispatch_float_dtype(task.params->kv.k.dtype, [&](auto tag) { run<decltype(tag)>(task); });
+  switch (task.params->kv.format) {
+    case KvFormat::kInt8: return run<Int8Codec>(task);
+    case KvFormat::kInt4: return run<Int4Codec>(task);
+    case KvFormat::kFp8E4M3: return run<Fp8Codec>(task);
+    case KvFormat::kFloat: break;
+  }
+  dispatch_float_dtype(task.params->kv.k.dtype,
+                       [&](auto tag) { run<FloatCodec<decltype(tag)>>(task); });
 }
 
 }  // namespace qwen3vl::detail::decode::QWEN3VL_ISA_NS

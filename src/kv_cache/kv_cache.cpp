@@ -15,7 +15,8 @@ Status check_config(const KvCacheConfig& c) {
   if (c.head_dim < 1 || c.head_dim > 256)
     return make_error(StatusCode::kInvalidArgument, "config.head_dim = ", c.head_dim,
                       ": allowed 1..256");
-  if (!is_floating(c.dtype))
+  QWEN3VL_RETURN_IF_ERROR(check_kv_format(c.format, c.head_dim, "config.format"));
+  if (!is_compressed(c.format) && !is_floating(c.dtype))
     return make_error(StatusCode::kInvalidArgument, "config.dtype = ", to_string(c.dtype),
                       ": allowed f32, f16, bf16");
   return validate(table_config(c));
@@ -25,9 +26,11 @@ Status check_storage(const KvCacheConfig& c, const TensorView& t, const char* na
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(t, name));
   const std::vector<int64_t> want = kv_storage_shape(c);
   QWEN3VL_RETURN_IF_ERROR(detail::check_dims(t, name, 4, {want[0], want[1], want[2], want[3]}));
-  if (t.dtype != c.dtype)
+  if (t.dtype != kv_storage_dtype(c))
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
-                      ": must equal config.dtype (", to_string(c.dtype), ")");
+                      is_compressed(c.format) ? ": must be u8 (codes of config.format = "
+                                              : ": must equal config.dtype (",
+                      is_compressed(c.format) ? to_string(c.format) : to_string(c.dtype), ")");
   return detail::check_last_contiguous(t, name);
 }
 
@@ -41,6 +44,16 @@ Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
 Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
                        const TensorView& v_storage, const TensorView& key_bounds, KvCache* out,
                        const KvStorageOps* ops) {
+  KvStorageViews views;
+  views.k = k_storage;
+  views.v = v_storage;
+  views.key_bounds = key_bounds;
+  return create(config, views, out, ops);
+}
+
+Status KvCache::create(const KvCacheConfig& config, const KvStorageViews& views, KvCache* out,
+                       const KvStorageOps* ops) {
+  const TensorView &k_storage = views.k, &v_storage = views.v, &key_bounds = views.key_bounds;
   QWEN3VL_RETURN_IF_ERROR(check_config(config));
   QWEN3VL_RETURN_IF_ERROR(check_storage(config, k_storage, "k_storage"));
   QWEN3VL_RETURN_IF_ERROR(check_storage(config, v_storage, "v_storage"));
@@ -57,7 +70,7 @@ Status KvCache::create(const KvCacheConfig& config, const TensorView& k_storage,
   KvCache c;
   QWEN3VL_RETURN_IF_ERROR(KvPageTable::create(table_config(config), &c.table_));
   QWEN3VL_RETURN_IF_ERROR(
-      KvLayerStorage::create(&c.table_, k_storage, v_storage, key_bounds, &c.storage_, ops));
+      KvLayerStorage::create(&c.table_, config.format, views, &c.storage_, ops));
   c.config_ = config;
   *out = std::move(c);
   return Status();
@@ -90,7 +103,10 @@ Status KvCache::reset(int64_t seq) { return table_.reset(seq); }
 std::string KvCache::describe() const {
   const KvCacheConfig& c = config_;
   const std::string storage =
-      c.dtype == DType::kF16
+      c.format == KvFormat::kInt8      ? "int8 storage (f16 scale per token and KV head)"
+      : c.format == KvFormat::kInt4    ? "int4 storage (f16 scale per 32 values)"
+      : c.format == KvFormat::kFp8E4M3 ? "fp8e4m3 storage (f16 scale per token and KV head)"
+      : c.dtype == DType::kF16
           ? "f16 storage (the KvCacheConfig default: ~4e-4 decode error against ~6e-7 with f32)"
           : std::string(to_string(c.dtype)) + " storage";
   std::string s =

@@ -8,7 +8,7 @@ namespace qwen3vl {
 namespace {
 
 Status check_storage(const KvTableConfig& c, const TensorView& t, const char* name,
-                     const TensorView& like) {
+                     const TensorView& like, KvFormat format) {
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(t, name));
   if (t.rank != 4)
     return make_error(StatusCode::kShapeMismatch, name, ".rank = ", t.rank, " (shape ",
@@ -19,12 +19,16 @@ Status check_storage(const KvTableConfig& c, const TensorView& t, const char* na
       detail::check_dims(t, name, 4,
                          {paged ? c.num_blocks : c.batch, paged ? c.block_size : c.max_len,
                           first.shape[2], first.shape[3]}));
-  if (t.shape[2] < 1 || t.shape[3] < 1 || t.shape[3] > 256)
+  const int64_t d = format == KvFormat::kInt4 ? 2 * t.shape[3] : t.shape[3];
+  if (t.shape[2] < 1 || t.shape[3] < 1 || d > 256)
     return make_error(StatusCode::kInvalidArgument, name, ".shape = ", t.shape_string(),
                       ": needs Hkv >= 1 and head_dim 1..256");
-  if (!is_floating(t.dtype))
-    return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
-                      ": allowed f32, f16, bf16");
+  QWEN3VL_RETURN_IF_ERROR(check_kv_format(format, d, "format"));
+  if (is_compressed(format) ? t.dtype != DType::kU8 : !is_floating(t.dtype))
+    return make_error(
+        StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
+        is_compressed(format) ? ": must be u8 (the codes of format " : ": allowed f32, f16, bf16",
+        is_compressed(format) ? to_string(format) : "", is_compressed(format) ? ")" : "");
   if (like.present() && t.dtype != like.dtype)
     return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t.dtype),
                       ": must equal k_storage.dtype (", to_string(like.dtype), ")");
@@ -33,15 +37,15 @@ Status check_storage(const KvTableConfig& c, const TensorView& t, const char* na
 
 // Key bounds, when given: paged, f32 [num_blocks, 2, Hkv, D] contiguous on the storage's device,
 // and ops that can maintain them.
-Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const TensorView& b,
-                        const KvStorageOps& ops) {
+Status check_key_bounds(const KvTableConfig& c, const TensorView& k, int64_t head_dim,
+                        const TensorView& b, const KvStorageOps& ops) {
   if (!b.present()) return Status();
   if (c.layout != KvLayout::kPaged)
     return make_error(StatusCode::kInvalidArgument,
                       "config.key_bounds = true: needs layout paged (bounds are per block), not ",
                       to_string(c.layout));
   QWEN3VL_RETURN_IF_ERROR(detail::check_present(b, "key_bounds"));
-  const int64_t want[4] = {c.num_blocks, 2, k.shape[2], k.shape[3]};
+  const int64_t want[4] = {c.num_blocks, 2, k.shape[2], head_dim};
   QWEN3VL_RETURN_IF_ERROR(
       detail::check_dims(b, "key_bounds", 4, {want[0], want[1], want[2], want[3]}));
   const TensorView packed =
@@ -61,19 +65,54 @@ Status check_key_bounds(const KvTableConfig& c, const TensorView& k, const Tenso
   return Status();
 }
 
+// A compressed format's scales: f16 [k's first three dimensions, kv_scale_count], last dimension
+// contiguous, on k's device, apart from each other and from the codes.
+Status check_scales(KvFormat format, const TensorView& k, const TensorView& v, const TensorView& t,
+                    const char* name) {
+  if (!is_compressed(format)) {
+    if (t.present())
+      return make_error(StatusCode::kInvalidArgument, name, " = ", t.shape_string(),
+                        ": given with format float (scales belong to compressed formats)");
+    return Status();
+  }
+  QWEN3VL_RETURN_IF_ERROR(detail::check_present(t, name));
+  const int64_t d = format == KvFormat::kInt4 ? 2 * k.shape[3] : k.shape[3];
+  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(
+      t, name, 4, {k.shape[0], k.shape[1], k.shape[2], kv_scale_count(format, d)}));
+  if (t.dtype != DType::kF16 || t.device != k.device || t.device_index != k.device_index)
+    return make_error(StatusCode::kInvalidArgument, name, " = ", to_string(t.dtype), " on ",
+                      to_string(t.device), ":", t.device_index,
+                      ": must be f16 on the storage's device (", to_string(k.device), ":",
+                      k.device_index, ")");
+  QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(t, name));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(t, name));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(t, name, k, "k_storage"));
+  return detail::check_disjoint(t, name, v, "v_storage");
+}
+
 }  // namespace
 
 Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const TensorView& v,
                               const TensorView& key_bounds, KvLayerStorage* out,
                               const KvStorageOps* ops) {
+  KvStorageViews views;
+  views.k = k;
+  views.v = v;
+  views.key_bounds = key_bounds;
+  return create(table, KvFormat::kFloat, views, out, ops);
+}
+
+Status KvLayerStorage::create(KvPageTable* table, KvFormat format, const KvStorageViews& views,
+                              KvLayerStorage* out, const KvStorageOps* ops) {
+  const TensorView &k = views.k, &v = views.v, &key_bounds = views.key_bounds;
   if (table == nullptr || !table->created())
     return make_error(StatusCode::kInvalidArgument, "table: ", table ? "not created" : "null",
                       " (use KvPageTable::create)");
   if (out == nullptr)
     return make_error(StatusCode::kNullPointer, "out = null: must point to a KvLayerStorage");
   const KvTableConfig& c = table->config();
-  QWEN3VL_RETURN_IF_ERROR(check_storage(c, k, "k_storage", TensorView{}));
-  QWEN3VL_RETURN_IF_ERROR(check_storage(c, v, "v_storage", k));
+  QWEN3VL_RETURN_IF_ERROR(check_storage(c, k, "k_storage", TensorView{}, format));
+  QWEN3VL_RETURN_IF_ERROR(check_storage(c, v, "v_storage", k, format));
   if (v.device != k.device || v.device_index != k.device_index)
     return make_error(StatusCode::kInvalidArgument, "v_storage.device = ", to_string(v.device),
                       ": must equal k_storage.device");
@@ -86,7 +125,20 @@ Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const Ten
     return make_error(StatusCode::kInvalidArgument, "ops = ", ops ? to_string(ops->device) : "none",
                       ": storage on ", to_string(k.device), " needs that device's ops",
                       k.device == Device::kCUDA ? " (cuda_kv_storage_ops())" : "");
-  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(c, k, key_bounds, *ops));
+  QWEN3VL_RETURN_IF_ERROR(check_scales(format, k, v, views.k_scales, "k_scales"));
+  QWEN3VL_RETURN_IF_ERROR(check_scales(format, k, v, views.v_scales, "v_scales"));
+  if (is_compressed(format))
+    QWEN3VL_RETURN_IF_ERROR(
+        detail::check_disjoint(views.v_scales, "v_scales", views.k_scales, "k_scales"));
+  if (is_compressed(format) && !ops->write_coded)
+    return make_error(StatusCode::kUnsupported, "format = ", to_string(format), ": the ",
+                      to_string(ops->device), " storage ops store no compressed format");
+  QWEN3VL_RETURN_IF_ERROR(check_key_bounds(
+      c, k, format == KvFormat::kInt4 ? 2 * k.shape[3] : k.shape[3], key_bounds, *ops));
+  if (is_compressed(format) && key_bounds.present() && !ops->fold_coded_key_bounds)
+    return make_error(StatusCode::kUnsupported, "key_bounds with format ", to_string(format),
+                      ": the ", to_string(ops->device),
+                      " storage ops keep no bounds of compressed keys");
   if (ops->make_mirror && !table->mirror()) {
     std::unique_ptr<KvTableMirror> mirror;
     QWEN3VL_RETURN_IF_ERROR(ops->make_mirror(c, k.device_index, &mirror));
@@ -97,6 +149,11 @@ Status KvLayerStorage::create(KvPageTable* table, const TensorView& k, const Ten
   s.k_ = k;
   s.v_ = v;
   s.bounds_ = key_bounds;
+  s.format_ = format;
+  if (is_compressed(format)) {
+    s.k_scales_ = views.k_scales;
+    s.v_scales_ = views.v_scales;
+  }
   s.ops_ = ops;
   *out = s;
   return Status();
@@ -116,6 +173,13 @@ Status KvLayerStorage::run(const std::vector<KvRun>& runs, const TensorView& src
                            const TensorView& src_v, void* stream) const {
   if (runs.empty()) return Status();
   const int64_t n = static_cast<int64_t>(runs.size());
+  if (is_compressed(format_)) {
+    const KvCodedStorage coded{format_, k_, v_, k_scales_, v_scales_};
+    QWEN3VL_RETURN_IF_ERROR(ops_->write_coded(coded, src_k, src_v, runs.data(), n, stream));
+    if (bounds_.present())
+      QWEN3VL_RETURN_IF_ERROR(ops_->fold_coded_key_bounds(bounds_, coded, runs.data(), n, stream));
+    return Status();
+  }
   QWEN3VL_RETURN_IF_ERROR(ops_->write(k_, v_, src_k, src_v, runs.data(), n, stream));
   if (bounds_.present())
     QWEN3VL_RETURN_IF_ERROR(ops_->fold_key_bounds(bounds_, k_, runs.data(), n, stream));
@@ -151,6 +215,9 @@ KvCacheView KvLayerStorage::view(const KvPageTable& table) const {
   view.layout = config_.layout;
   view.k = k_;
   view.v = v_;
+  view.format = format_;
+  view.k_scales = k_scales_;
+  view.v_scales = v_scales_;
   const std::vector<int32_t>& lens = table.visible_lengths();
   // Views are non-const; kernels only read them.
   view.seq_lens =

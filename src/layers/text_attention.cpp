@@ -81,6 +81,10 @@ Status check_cache(const Impl& m, const CacheRef& cache, int64_t batch, int64_t 
   if (s.kv_heads() != m.kv_heads() || s.head_dim() != m.dim())
     return make_error(StatusCode::kShapeMismatch, "cache Hkv, D = ", s.kv_heads(), ", ",
                       s.head_dim(), ": must be the layer's ", m.kv_heads(), ", ", m.dim());
+  if (s.format() != m.config.options.kv_format)
+    return make_error(StatusCode::kInvalidArgument, "cache format = ", to_string(s.format()),
+                      ": the layer takes ", to_string(m.config.options.kv_format),
+                      " caches (options.kv_format)");
   if (t.config().batch != batch)
     return make_error(StatusCode::kShapeMismatch, "cache batch = ", t.config().batch,
                       ": must equal hidden_states.shape[0] = ", batch);
@@ -413,6 +417,11 @@ Status check_config(const TextAttentionConfig& c) {
   if (!(c.rms_norm_eps > 0.0) || !std::isfinite(c.rms_norm_eps))
     return make_error(StatusCode::kInvalidArgument, "config rms_norm_eps = ", c.rms_norm_eps,
                       ": allowed finite and > 0");
+  QWEN3VL_RETURN_IF_ERROR(check_kv_format(c.options.kv_format, c.head_dim, "options.kv_format"));
+  if (is_compressed(c.options.kv_format) && c.options.device != Device::kCPU)
+    return make_error(StatusCode::kUnsupported,
+                      "options.kv_format = ", to_string(c.options.kv_format),
+                      ": compressed caches are read on the CPU only");
   return detail::check_options(c.options);
 }
 
@@ -603,8 +612,15 @@ std::string Qwen3VLTextAttention::describe() const {
       c.mrope_section.w, "] theta ", c.rope_theta, "; attention: ", m.attention->describe());
   if (m.decode) s += "; decode: " + m.decode->describe();
   // The cache is the caller's; its storage default is the precision trap worth naming here.
-  s += "; KV cache: the caller's KvCache (KvCacheConfig::dtype defaults to f16: ~4e-4 decode "
-       "error against ~6e-7 with f32)";
+  if (is_compressed(c.options.kv_format))
+    s += qwen3vl::detail::concat("; KV cache: the caller's KvCache in ",
+                                 to_string(c.options.kv_format), " (",
+                                 kv_code_bytes(c.options.kv_format, c.head_dim) +
+                                     2 * kv_scale_count(c.options.kv_format, c.head_dim),
+                                 " bytes a token and KV head for K and for V)");
+  else
+    s += "; KV cache: the caller's KvCache (KvCacheConfig::dtype defaults to f16: ~4e-4 decode "
+         "error against ~6e-7 with f32)";
   return s + "; " + m.ops->describe();
 }
 

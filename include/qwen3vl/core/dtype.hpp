@@ -9,10 +9,11 @@
 
 namespace qwen3vl {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI32 };
+// kU8: raw bytes (the codes of a compressed KV cache format, kv_cache/kv_format.hpp).
+enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kU8 };
 
 QWEN3VL_HOST_DEVICE inline constexpr int64_t size_of(DType t) {
-  return t == DType::kF16 || t == DType::kBF16 ? 2 : 4;
+  return t == DType::kU8 ? 1 : t == DType::kF16 || t == DType::kBF16 ? 2 : 4;
 }
 
 inline const char* to_string(DType t) {
@@ -21,11 +22,14 @@ inline const char* to_string(DType t) {
     case DType::kF16: return "f16";
     case DType::kBF16: return "bf16";
     case DType::kI32: return "i32";
+    case DType::kU8: return "u8";
   }
   return "?";
 }
 
-inline constexpr bool is_floating(DType t) { return t != DType::kI32; }
+inline constexpr bool is_floating(DType t) {
+  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
+}
 
 // IEEE binary16 and bfloat16 storage: plain 16-bit patterns, converted explicitly.
 struct half {
@@ -116,6 +120,10 @@ struct dtype_of<bfloat16> {
 template <>
 struct dtype_of<int32_t> {
   static constexpr DType value = DType::kI32;
+};
+template <>
+struct dtype_of<uint8_t> {
+  static constexpr DType value = DType::kU8;
 };
 
 template <class T>

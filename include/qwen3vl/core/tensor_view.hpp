@@ -141,6 +141,7 @@ inline float load_float(const TensorView& v, int64_t offset) {
     case DType::kF16: return to_float(v.ptr<const half>()[offset]);
     case DType::kBF16: return to_float(v.ptr<const bfloat16>()[offset]);
     case DType::kI32: return static_cast<float>(v.ptr<const int32_t>()[offset]);
+    case DType::kU8: return static_cast<float>(v.ptr<const uint8_t>()[offset]);
   }
   return 0.0f;
 }
@@ -151,6 +152,7 @@ inline void store_float(const TensorView& v, int64_t offset, float x) {
     case DType::kF16: v.ptr<half>()[offset] = to_half(x); break;
     case DType::kBF16: v.ptr<bfloat16>()[offset] = to_bf16(x); break;
     case DType::kI32: v.ptr<int32_t>()[offset] = static_cast<int32_t>(x); break;
+    case DType::kU8: v.ptr<uint8_t>()[offset] = static_cast<uint8_t>(x); break;
   }
 }
 

@@ -66,6 +66,8 @@ inline Status check_decode_overlaps(const DecodeParams& p) {
   QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.q, "q"));
   QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.k, "kv.k"));
   QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.v, "kv.v"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.k_scales, "kv.k_scales"));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.out, "out", p.kv.v_scales, "kv.v_scales"));
   if (p.lse.present()) {
     QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(p.lse, "lse"));
     QWEN3VL_RETURN_IF_ERROR(detail::check_disjoint(p.lse, "lse", p.q, "q"));
@@ -147,9 +149,11 @@ namespace detail {
 
 // Every field of DecodeParams that a decode plan depends on.
 struct DecodeSignature {
-  static constexpr int kTensors = 7;  // q out lse kv.k kv.v kv.seq_lens kv.block_table
+  // q out lse kv.k kv.v kv.seq_lens kv.block_table kv.k_scales kv.v_scales
+  static constexpr int kTensors = 9;
   TensorSignature tensors[kTensors];  // view_signature(): no index fields
   KvLayout layout = KvLayout::kContiguous;
+  KvFormat format = KvFormat::kFloat;
   int64_t max_seq_len = 0;
   bool has_scale = false;
   float scale = 0.0f;

@@ -25,6 +25,9 @@ struct KvCacheConfig {
   // is rounded to 11 significant bits, which moves decode outputs by ~4e-4 relative against ~6e-7
   // with f32 storage (the text layer's cache test). Set kF32 for full precision.
   DType dtype = DType::kF16;
+  // Compressed storage instead (kv_format.hpp: int8, int4, fp8 e4m3 with f16 scales; dtype is then
+  // unused): append encodes each new row once; decode (CPU) reads the codes.
+  KvFormat format = KvFormat::kFloat;
   int64_t max_len = 0;      // contiguous: tokens per sequence
   int64_t num_blocks = 0;   // paged: blocks in the pool
   int64_t block_size = 16;  // paged: tokens per block, a multiple of 16
@@ -45,11 +48,34 @@ inline KvTableConfig table_config(const KvCacheConfig& c) {
 }
 
 // The storage shape a config needs for k and v: [batch, max_len, Hkv, D] or
-// [num_blocks, block_size, Hkv, D].
+// [num_blocks, block_size, Hkv, D]; for a compressed format the last dimension is the bytes of a
+// row's codes (kv_code_bytes: D, or D / 2 for int4).
 inline std::vector<int64_t> kv_storage_shape(const KvCacheConfig& c) {
+  const int64_t row = is_compressed(c.format) ? kv_code_bytes(c.format, c.head_dim) : c.head_dim;
   return c.layout == KvLayout::kPaged
-             ? std::vector<int64_t>{c.num_blocks, c.block_size, c.kv_heads, c.head_dim}
-             : std::vector<int64_t>{c.batch, c.max_len, c.kv_heads, c.head_dim};
+             ? std::vector<int64_t>{c.num_blocks, c.block_size, c.kv_heads, row}
+             : std::vector<int64_t>{c.batch, c.max_len, c.kv_heads, row};
+}
+
+// The dtype of k and v storage: config.dtype, or u8 (codes) for a compressed format.
+inline DType kv_storage_dtype(const KvCacheConfig& c) {
+  return is_compressed(c.format) ? DType::kU8 : c.dtype;
+}
+
+// The scale storage a compressed format needs for k and for v (empty for kFloat): f16
+// [batch, max_len, Hkv, S] or [num_blocks, block_size, Hkv, S], S = kv_scale_count(format, D)
+// (1 for int8 and fp8, D / 32 for int4); kv_scale_bytes is one of the two in bytes.
+inline std::vector<int64_t> kv_scale_shape(const KvCacheConfig& c) {
+  if (!is_compressed(c.format)) return {};
+  const int64_t n = kv_scale_count(c.format, c.head_dim);
+  return c.layout == KvLayout::kPaged
+             ? std::vector<int64_t>{c.num_blocks, c.block_size, c.kv_heads, n}
+             : std::vector<int64_t>{c.batch, c.max_len, c.kv_heads, n};
+}
+inline int64_t kv_scale_bytes(const KvCacheConfig& c) {
+  int64_t n = is_compressed(c.format) ? 2 : 0;
+  for (int64_t d : kv_scale_shape(c)) n *= d;
+  return n;
 }
 
 // The key-bounds storage a config needs (key_bounds on): f32 [num_blocks, 2, Hkv, D], where
@@ -77,10 +103,17 @@ class KvCache {
                        const TensorView& v_storage, const TensorView& key_bounds, KvCache* out,
                        const KvStorageOps* ops = nullptr);
 
+  // Any format: views.k, views.v of kv_storage_shape(config) and kv_storage_dtype(config);
+  // views.k_scales, views.v_scales f16 of kv_scale_shape(config) for a compressed format (absent
+  // otherwise); views.key_bounds as above. fork and copy-on-write copy the scales with the codes.
+  static Status create(const KvCacheConfig& config, const KvStorageViews& views, KvCache* out,
+                       const KvStorageOps* ops = nullptr);
+
   // Appends new tokens to the end of sequences:
   //   k, v [batch, T, Hkv, D]: T tokens for every sequence, or
   //   k, v [tokens, Hkv, D] with cu_seqlens i32 [batch + 1] (host): ragged counts, 0 allowed.
-  // Any float dtype (converted to the storage dtype, round to nearest even), any strides with the
+  // Any float dtype (converted to the storage dtype, round to nearest even; or encoded into the
+  // compressed format, kv_encode_row), any strides with the
   // last dimension contiguous, on the storage's device. `stream` is the cudaStream_t for CUDA.
   // Paged: allocates blocks as needed, and copies a shared partial last block before writing
   // into it (copy-on-write). Errors: shape mismatch, overflow (past max_len or max_blocks, no free
@@ -126,6 +159,9 @@ class KvCache {
   const TensorView& v_storage() const { return storage_.v(); }
   // Per-block min / max keys (absent unless config.key_bounds): what Quest page selection reads.
   const TensorView& key_bounds() const { return storage_.key_bounds(); }
+  // The codes' scales (compressed formats; absent otherwise).
+  const TensorView& k_scales() const { return storage_.k_scales(); }
+  const TensorView& v_scales() const { return storage_.v_scales(); }
   int64_t capacity() const { return table_.capacity(); }
 
   // The parts: the table (shared by every layer of a model) and this layer's storage.

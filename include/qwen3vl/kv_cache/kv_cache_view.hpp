@@ -9,6 +9,7 @@
 
 #include "qwen3vl/core/macros.hpp"
 #include "qwen3vl/core/params.hpp"
+#include "qwen3vl/kv_cache/kv_format.hpp"
 
 namespace qwen3vl {
 
@@ -25,9 +26,14 @@ inline const char* to_string(KvLayout l) { return l == KvLayout::kPaged ? "paged
 // Per-KV-head pages: with seq_lens [batch, Hkv] (and, paged, block_table [batch, Hkv, max_blocks])
 // each KV head reads its own tokens, as a page-selecting decode does (Quest keeps different pages
 // per head): one decode call instead of one per head.
+// Compressed formats (kv_format.hpp): k, v hold u8 codes [.., Hkv, kv_code_bytes(format, D)] and
+// k_scales, v_scales their f16 scales [.., Hkv, kv_scale_count(format, D)] (same first three
+// dimensions); head_dim() is D.
 struct KvCacheView {
   KvLayout layout = KvLayout::kContiguous;
   TensorView k, v;
+  KvFormat format = KvFormat::kFloat;
+  TensorView k_scales, v_scales;  // compressed formats only
   TensorView seq_lens;  // i32 [batch] (or [batch, Hkv]): valid tokens per sequence (and head)
   TensorView
       block_table;  // i32 [batch, max_blocks] (or [batch, Hkv, max_blocks] with per-head
@@ -36,7 +42,7 @@ struct KvCacheView {
 
   int64_t batch() const { return seq_lens.shape[0]; }
   int64_t kv_heads() const { return k.shape[2]; }
-  int64_t head_dim() const { return k.shape[3]; }
+  int64_t head_dim() const { return format == KvFormat::kInt4 ? 2 * k.shape[3] : k.shape[3]; }
   int64_t block_size() const { return layout == KvLayout::kPaged ? k.shape[1] : 0; }
   bool per_head() const { return seq_lens.rank == 2; }
   // block_table's strides over sequences, KV heads (0: one table for all) and blocks.
@@ -135,18 +141,40 @@ inline Status validate(const KvCacheView& kv, bool need_data = true) {
                                                     : "[batch, max_len, Hkv, D])");
   QWEN3VL_RETURN_IF_ERROR(
       check_dims(kv.v, "kv.v", 4, {kv.k.shape[0], kv.k.shape[1], kv.k.shape[2], kv.k.shape[3]}));
+  QWEN3VL_RETURN_IF_ERROR(check_kv_format(kv.format, kv.head_dim(), "kv.format"));
+  const bool coded = is_compressed(kv.format);
   for (const TensorView* t : {&kv.k, &kv.v}) {
     const char* name = t == &kv.k ? "kv.k" : "kv.v";
-    if (!is_floating(t->dtype))
-      return make_error(StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t->dtype),
-                        ": allowed f32, f16, bf16");
+    if (coded ? t->dtype != DType::kU8 : !is_floating(t->dtype))
+      return make_error(
+          StatusCode::kInvalidArgument, name, ".dtype = ", to_string(t->dtype),
+          coded ? ": must be u8 (the codes of kv.format = " : ": allowed f32, f16, bf16",
+          coded ? to_string(kv.format) : "", coded ? ")" : "");
+    QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
+  }
+  for (const TensorView* t : {&kv.k_scales, &kv.v_scales}) {
+    const char* name = t == &kv.k_scales ? "kv.k_scales" : "kv.v_scales";
+    if (!coded) {
+      if (t->present())
+        return make_error(StatusCode::kInvalidArgument, name, " = ", t->shape_string(),
+                          ": given with kv.format = float (scales belong to compressed formats)");
+      continue;
+    }
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(*t, name, need_data));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(
+        *t, name, 4,
+        {kv.k.shape[0], kv.k.shape[1], kv.k.shape[2], kv_scale_count(kv.format, kv.head_dim())}));
+    if (t->dtype != DType::kF16 || t->device != kv.k.device || t->device_index != kv.k.device_index)
+      return make_error(StatusCode::kInvalidArgument, name, " = ", to_string(t->dtype), " on ",
+                        to_string(t->device), ":", t->device_index,
+                        ": must be f16 on kv.k's device");
     QWEN3VL_RETURN_IF_ERROR(detail::check_last_contiguous(*t, name));
   }
   if (kv.v.dtype != kv.k.dtype || kv.v.device != kv.k.device)
     return make_error(StatusCode::kInvalidArgument, "kv.v = ", to_string(kv.v.dtype), " on ",
                       to_string(kv.v.device), ": must match kv.k (", to_string(kv.k.dtype), " on ",
                       to_string(kv.k.device), ")");
-  if (kv.k.shape[2] < 1 || kv.k.shape[3] < 1 || kv.k.shape[3] > 256)
+  if (kv.k.shape[2] < 1 || kv.k.shape[3] < 1 || kv.head_dim() > 256)
     return make_error(StatusCode::kInvalidArgument, "kv.k.shape = ", kv.k.shape_string(),
                       ": needs Hkv >= 1 and head_dim 1..256");
   if (kv.seq_lens.dtype != DType::kI32 || kv.seq_lens.rank < 1 || kv.seq_lens.rank > 2 ||

@@ -6,6 +6,7 @@
 
 #include "qwen3vl/core/tensor_view.hpp"
 #include "qwen3vl/cpu/options.hpp"
+#include "qwen3vl/kv_cache/kv_format.hpp"
 #include "qwen3vl/variants/attention.hpp"
 
 namespace qwen3vl::layers {
@@ -19,6 +20,10 @@ struct LayerOptions {
   Variant variant = Variant::kAuto;  // the attention kernel, through Selector::create
   bool need_weights = false;         // the layer can return attention weights (standard variant)
   CpuOptions cpu;                    // threads and ISA of every CPU step
+  // The text layer's KV cache format (KvCacheConfig::format of the caches it is given: a cache of
+  // another format is refused). kFloat: f32, f16 or bf16 storage; int8 / int4 / fp8e4m3 caches
+  // (kv_cache/kv_format.hpp) are read by the CPU decode path. The vision layer keeps no cache.
+  KvFormat kv_format = KvFormat::kFloat;
 };
 
 }  // namespace qwen3vl::layers

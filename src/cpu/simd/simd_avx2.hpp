@@ -61,6 +61,27 @@ struct Simd {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
                      _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
   }
+  // Codes of the compressed KV formats (kv_cache/kv_format.hpp), kWidth at a time: int8 values;
+  // 4-bit codes minus 8 from the low (high = false) or high nibbles of kWidth bytes; fp8 e4m3
+  // values (exact: a code's 7 magnitude bits at float bits 20..26 are its value times 2^-120,
+  // subnormal codes included; the NaN codes read as 480, and are never written).
+  static V load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V load_i4(const uint8_t* p, bool high) {
+    __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    if (high) x = _mm256_srli_epi32(x, 4);
+    x = _mm256_sub_epi32(_mm256_and_si256(x, _mm256_set1_epi32(15)), _mm256_set1_epi32(8));
+    return _mm256_cvtepi32_ps(x);
+  }
+  static V load_fp8(const uint8_t* p) {
+    const __m256i x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m256i bits =
+        _mm256_or_si256(_mm256_and_si256(x, _mm256_set1_epi32(INT32_MIN)),
+                        _mm256_and_si256(_mm256_slli_epi32(x, 20), _mm256_set1_epi32(0x07f00000)));
+    return _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+  }
   // One element, for row tails shorter than a vector.
   static float load_one(const float* p) { return *p; }
   static float load_one(const half* p) { return _cvtsh_ss(p->bits); }

@@ -38,6 +38,24 @@ struct Simd {
     const __m512i u = _mm512_cvtepu16_epi32(bits);
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
   }
+  // Codes of the compressed KV formats, kWidth at a time (see simd_avx2.hpp).
+  static V load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static V load_i4(const uint8_t* p, bool high) {
+    __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    if (high) x = _mm512_srli_epi32(x, 4);
+    x = _mm512_sub_epi32(_mm512_and_si512(x, _mm512_set1_epi32(15)), _mm512_set1_epi32(8));
+    return _mm512_cvtepi32_ps(x);
+  }
+  static V load_fp8(const uint8_t* p) {
+    const __m512i x = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i bits =
+        _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi32(INT32_MIN)),
+                        _mm512_and_si512(_mm512_slli_epi32(x, 20), _mm512_set1_epi32(0x07f00000)));
+    return _mm512_mul_ps(_mm512_castsi512_ps(bits), _mm512_set1_ps(0x1p120f));
+  }
   static void store(float* p, V x) { _mm512_storeu_ps(p, x); }
   static void store(half* p, V x) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),

@@ -26,6 +26,15 @@ struct Simd {
   static V load(const float* p) { return *p; }
   static V load(const half* p) { return to_float(*p); }
   static V load(const bfloat16* p) { return to_float(*p); }
+  // Codes of the compressed KV formats (see simd_avx2.hpp).
+  static V load_i8(const int8_t* p) { return static_cast<float>(*p); }
+  static V load_i4(const uint8_t* p, bool high) {
+    return static_cast<float>((high ? *p >> 4 : *p & 15) - 8);
+  }
+  static V load_fp8(const uint8_t* p) {
+    const uint32_t b = *p;
+    return bits_float((b & 0x80u) << 24 | (b & 0x7fu) << 20) * 0x1p120f;
+  }
   static void store(float* p, V x) { *p = x; }
   static void store(half* p, V x) { *p = to_half(x); }
   static void store(bfloat16* p, V x) { *p = to_bf16(x); }
@@ -94,6 +103,15 @@ struct Simd4 {
   template <class T>
   static void store(T* p, V v) {
     for (int i = 0; i < 4; ++i) Simd::store(p + i, v.x[i]);
+  }
+  static V load_i8(const int8_t* p) {
+    return map([p](int i) { return Simd::load_i8(p + i); });
+  }
+  static V load_i4(const uint8_t* p, bool high) {
+    return map([p, high](int i) { return Simd::load_i4(p + i, high); });
+  }
+  static V load_fp8(const uint8_t* p) {
+    return map([p](int i) { return Simd::load_fp8(p + i); });
   }
   static V add(V a, V b) {
     return map([&](int i) { return Simd::add(a.x[i], b.x[i]); });
