@@ -101,14 +101,15 @@ struct WorkspaceHolder {
   std::vector<unsigned char> host;
   Workspace get(size_t bytes, const OptOut& given, Device device) {
     if (given) {
-      const TensorView w = to_view(*given, "workspace");
-      if (w.device != device)
-        fail(StatusCode::kInvalidArgument, "workspace.device = ", to_string(w.device),
-             ": must be the call's device (", to_string(device), ")");
-      int64_t n = w.numel() * size_of(w.dtype);
-      if (given->ndim() != 1 || w.stride[0] != 1)
+      const Out& a = *given;
+      const bool cuda = a.device_type() == nb::device::cuda::value ||
+                        a.device_type() == nb::device::cuda_managed::value;
+      if ((device == Device::kCUDA) != cuda || (!cuda && a.device_type() != nb::device::cpu::value))
+        fail(StatusCode::kInvalidArgument, "workspace: must be on the call's device (",
+             to_string(device), ")");
+      if (a.ndim() != 1 || (a.shape(0) > 1 && a.stride(0) != 1))
         fail(StatusCode::kBadStride, "workspace: must be a contiguous 1-D array");
-      return Workspace{w.data, size_t(n)};
+      return Workspace{a.data(), a.shape(0) * (a.dtype().bits / 8)};
     }
     if (bytes == 0) return Workspace{};
     if (device != Device::kCPU)

@@ -179,13 +179,13 @@ void bind_rope(nb::module_& m) {
       .def_prop_ro("inv_freq",
                    [](const PyRopeTable& t) {
                      const auto& f = t.table.spec().inv_freq;
-                     return numpy_of<float>(f, {f.size()});
+                     return nb::cast(numpy_of<float>(f, {f.size()}), nb::rv_policy::move);
                    })
       .def_prop_ro("axis",
                    [](const PyRopeTable& t) {
                      std::vector<int32_t> a(t.table.spec().axis.begin(), t.table.spec().axis.end());
                      const size_t n = a.size();
-                     return numpy_of<int32_t>(std::move(a), {n});
+                     return nb::cast(numpy_of<int32_t>(std::move(a), {n}), nb::rv_policy::move);
                    })
       .def_prop_ro("bytes", [](const PyRopeTable& t) { return t.table.bytes(); });
 
