@@ -314,6 +314,9 @@ void bind_hardware(nb::module_& m) {
 
 NB_MODULE(_core, m) {
   using namespace qwen3vl::python;
+  // Objects cached at module level (the exception classes, transformers' registry of the backend)
+  // live until interpreter exit, which nanobind would report as leaks.
+  nb::set_leak_warnings(false);
   m.doc() = "qwen3vl-attention: attention kernels for Qwen3-VL (the C++ library's binding)";
 #if QWEN3VL_WITH_CUDA
   m.attr("with_cuda") = true;
