@@ -25,7 +25,8 @@ if command -v ccache > /dev/null; then
   export CMAKE_ARGS="${CMAKE_ARGS:+$CMAKE_ARGS }-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 fi
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+# A build directory kept between runs (no isolation, so its cached paths stay valid).
 "$py" -m pip install -q --disable-pip-version-check --no-build-isolation --force-reinstall \
-  --no-deps .
+  --no-deps -C build-dir=build-python/build .
 "$py" -m pytest -q python/tests
 scripts/python-stubs.sh --check "$py"
