@@ -184,3 +184,47 @@ def test_hardware_report():
     assert hw.cpu.logical_cores >= 1
     assert "cpu" in qa.hardware_report()
     assert str(hw) == hw.to_string()
+
+
+def test_q_positions_gather_rows():
+    # Each query row's key position (non-decreasing): causal sees keys j <= position.
+    b, lq, lk, hq, hkv, d = 2, 4, 11, 4, 2, 16
+    q, k, v = rand(b, lq, hq, d), rand(b, lk, hkv, d), rand(b, lk, hkv, d)
+    pos = np.array([[0, 3, 3, 9], [2, 5, 6, 10]], np.int32)
+    out = np.zeros_like(q)
+    make(qa.Variant.flash2, hq, hkv, d).forward(q, k, v, out, q_positions=pos,
+                                                mask=qa.MaskKind.causal)
+    for bi in range(b):
+        add = np.where(np.arange(lk)[None, :] <= pos[bi][:, None], 0.0, -np.inf)
+        want, _, _ = oracle.attention(q[bi:bi + 1], k[bi:bi + 1], v[bi:bi + 1], additive=add)
+        np.testing.assert_allclose(out[bi:bi + 1], want, atol=2e-5, rtol=1e-4)
+
+
+def test_dynamic_sparse_keeping_every_block_is_dense():
+    b, l, hq, hkv, d = 1, 48, 2, 1, 16
+    q, k, v = rand(b, l, hq, d), rand(b, l, hkv, d), rand(b, l, hkv, d)
+    cfg = qa.AttentionConfig(variant=qa.Variant.dynamic_sparse, num_heads=hq, num_kv_heads=hkv,
+                             head_dim=d)
+    ds = qa.DynamicSparseConfig()
+    ds.method = qa.DynamicSparseMethod.block_top_k
+    ds.block_q = ds.block_k = 16
+    ds.top_k_blocks = 8  # more than the 3 key blocks
+    cfg.dynamic_sparse = ds
+    out = np.zeros_like(q)
+    att = qa.Attention(cfg)
+    assert att.variant == qa.Variant.dynamic_sparse
+    att.forward(q, k, v, out, mask=qa.MaskKind.causal)
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, mask="causal")[0], atol=2e-5,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("isa", [qa.CpuIsa.scalar, qa.CpuIsa.auto])
+def test_cpu_options(isa):
+    b, l, h, d = 1, 19, 3, 40
+    q, k, v = rand(b, l, h, d), rand(b, l, h, d), rand(b, l, h, d)
+    out = np.zeros_like(q)
+    cfg = qa.AttentionConfig(variant=qa.Variant.flash2, num_heads=h, num_kv_heads=h, head_dim=d,
+                             cpu=qa.CpuOptions(num_threads=1, isa=isa))
+    assert cfg.cpu.num_threads == 1 and cfg.cpu.isa == isa
+    qa.Attention(cfg).forward(q, k, v, out)
+    np.testing.assert_allclose(out, oracle.attention(q, k, v)[0], atol=2e-5, rtol=1e-4)

@@ -58,6 +58,10 @@ def test_append_and_decode(layout, rows):
     assert view.batch == batch and view.kv_heads == hkv and view.head_dim == d
     dec.forward(q, out, view, lse=lse)
     np.testing.assert_allclose(out, oracle.decode(q, ks, vs, lens), atol=2e-5, rtol=1e-4)
+    for b in range(batch):
+        _, want_lse, _ = oracle.attention(q[b:b + 1], ks[b:b + 1, :lens[b]], vs[b:b + 1, :lens[b]],
+                                          mask="causal")
+        np.testing.assert_allclose(lse[b], want_lse[0], atol=2e-5, rtol=1e-4)
     # plan once, run many (one plan serves the next step too while shapes agree)
     plan = dec.plan(q, out, view, num_splits=2)
     assert plan.splits >= 1 and plan.reason

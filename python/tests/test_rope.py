@@ -119,3 +119,18 @@ def test_vision_positions():
                         for ic in range(2):
                             want.append((br * 2 + ir, bc * 2 + ic))
     np.testing.assert_array_equal(pos.T, np.array(want))
+
+
+def test_vision_table_cos_sin():
+    table = qa.RopeTable.vision(16, theta=1e4, max_side=64)
+    assert table.half == 8 and table.axes == 2
+    pos = qa.vision_positions([(1, 4, 6)], 2)
+    cos = np.zeros((24, 8), np.float32)
+    sin = np.zeros((24, 8), np.float32)
+    qa.rope_cos_sin(table, pos, cos, sin)
+    inv = oracle.inv_freq(1e4, 8)  # D / 4 frequencies: rows, then columns
+    ang = np.concatenate([pos[0][:, None] * inv, pos[1][:, None] * inv], axis=-1)
+    np.testing.assert_allclose(cos, np.cos(ang), atol=1e-6)
+    np.testing.assert_allclose(sin, np.sin(ang), atol=1e-6)
+    with pytest.raises(qa.ShapeMismatchError, match="positions"):
+        qa.rope_cos_sin(table, pos[:1], cos, sin)
