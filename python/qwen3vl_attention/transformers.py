@@ -11,7 +11,8 @@ transformers builds them with its SDPA mask function (registered under the same 
 for plain causal attention (the kernel's bottom-right causal mask, right for a KV cache too),
 else a boolean or additive mask ``[B, 1, N, S]`` (padding, windows) passed as an additive mask.
 Packed varlen calls (``cu_seq_lens_q`` / ``cu_seq_lens_k`` in kwargs, as the vision encoder
-passes under flash-style names) run as one varlen call. Tensors cross by DLPack without copies;
+passes under flash-style names: see use_varlen_vision) run as one varlen call; otherwise the
+vision encoder calls once per image or video frame. Tensors cross by DLPack without copies;
 on CUDA the kernels run on torch's current stream.
 """
 
@@ -141,4 +142,20 @@ def register(name: str = DEFAULT_NAME, variant: Variant = Variant.auto) -> str:
     return name
 
 
-__all__ = ["attention_forward", "register", "DEFAULT_NAME", "calls"]
+def use_varlen_vision(model, name: str = DEFAULT_NAME):
+    """Runs the vision encoder's attention as one packed call per block (cu_seqlens) instead of
+    one call per image or frame, and returns the model.
+
+    transformers passes cu_seqlens only to attention implementations whose name contains "flash",
+    and checks such names against its flash-attn kernels at model creation; so the model is
+    created with ``attn_implementation=name`` and its vision config is switched afterwards to a
+    flash-style name served by the same function."""
+    from transformers import AttentionInterface
+
+    varlen = f"{name}_flash_varlen"
+    AttentionInterface.register(varlen, attention_forward)
+    model.config.vision_config._attn_implementation_internal = varlen
+    return model
+
+
+__all__ = ["attention_forward", "register", "use_varlen_vision", "DEFAULT_NAME", "calls"]

@@ -102,7 +102,8 @@ def generate(model, inputs):
                               return_dict_in_generate=True, output_logits=True)
 
 
-def test_tiny_qwen3vl_generates_like_eager():
+@pytest.mark.parametrize("varlen_vision", [False, True])
+def test_tiny_qwen3vl_generates_like_eager(varlen_vision):
     from transformers import Qwen3VLForConditionalGeneration
 
     torch.manual_seed(0)
@@ -115,14 +116,16 @@ def test_tiny_qwen3vl_generates_like_eager():
     ours.load_state_dict(ref.state_dict())
     assert ours.config.text_config._attn_implementation == NAME
     assert ours.config.vision_config._attn_implementation == NAME
+    if varlen_vision:
+        qt.use_varlen_vision(ours)
     inputs = prompt()
     a = generate(ref, inputs)
     qt.calls.clear()
     b = generate(ours, inputs)
-    # every layer's attention ran on the library: 2 text layers x 32 steps, 2 vision blocks x 3
-    # frames (one call per frame under a non-flash name)
+    # every layer's attention ran on the library: 2 text layers x 32 steps; 2 vision blocks x 3
+    # frames (one call per frame), or x 2 encoder passes (image, video) with packed varlen calls
     assert qt.calls.get("Qwen3VLTextAttention") == 2 * 32
-    assert qt.calls.get("Qwen3VLVisionAttention") == 2 * 3
+    assert qt.calls.get("Qwen3VLVisionAttention") == 2 * (2 if varlen_vision else 3)
     assert a.sequences.shape[1] == inputs["input_ids"].shape[1] + 32
     assert torch.equal(a.sequences, b.sequences)
     la, lb = torch.stack(a.logits), torch.stack(b.logits)
