@@ -870,7 +870,7 @@ class KvCache:
     A contiguous or paged KV cache over caller-owned storage arrays (kept alive by the cache; written in place).
     """
 
-    def __init__(self, config: KvCacheConfig, k_storage: object, v_storage: object, key_bounds: object | None = None) -> KvCache: ...
+    def __init__(self, config: KvCacheConfig, k_storage: object, v_storage: object, key_bounds: object | None = None) -> None: ...
 
     def append(self, k: object, v: object, cu_seqlens: object | None = None, stream: int = 0) -> None:
         """

@@ -19,9 +19,11 @@ struct PyDecodePlan {
   DecodePlan plan;
 };
 
-PyKvCache* make_cache(PyKvCache* self, const KvCacheConfig& config, nb::object k, nb::object v,
-                      nb::object key_bounds) {
-  new (self) PyKvCache();
+void make_cache(PyKvCache* self, const KvCacheConfig& config, nb::object k, nb::object v,
+                nb::object key_bounds) {
+  // Built aside and moved in once it succeeded: nanobind runs no destructor for an __init__ that
+  // raised.
+  PyKvCache made;
   const TensorView kv = arg_view(k, "k_storage", true, false);
   const TensorView vv = arg_view(v, "v_storage", true, false);
   const TensorView kb = arg_view(key_bounds, "key_bounds", true);
@@ -30,14 +32,14 @@ PyKvCache* make_cache(PyKvCache* self, const KvCacheConfig& config, nb::object k
   if (kv.device == Device::kCUDA) ops = &cuda_kv_storage_ops();
 #endif
   if (kb.present())
-    check(KvCache::create(config, kv, vv, kb, &self->cache, ops));
+    check(KvCache::create(config, kv, vv, kb, &made.cache, ops));
   else
-    check(KvCache::create(config, kv, vv, &self->cache, ops));
-  self->k = std::move(k);
-  self->v = std::move(v);
-  self->key_bounds = std::move(key_bounds);
-  self->device = kv.device;
-  return self;
+    check(KvCache::create(config, kv, vv, &made.cache, ops));
+  made.k = std::move(k);
+  made.v = std::move(v);
+  made.key_bounds = std::move(key_bounds);
+  made.device = kv.device;
+  new (self) PyKvCache(std::move(made));
 }
 
 DecodeParams make_decode(nb::handle q, nb::handle out, const PyKvView& kv, nb::handle lse,
