@@ -101,8 +101,16 @@ def attention_forward(module, query, key, value, attention_mask, scaling=None, d
         out = torch.empty((n, hq, d), dtype=query.dtype, device=query.device)
         is_causal = kwargs.get("is_causal", getattr(module, "is_causal", False))
         kw["mask"] = MaskKind.causal if is_causal else MaskKind.none
-        kw["cu_seqlens_q"] = cu_q.to(device="cpu", dtype=torch.int32).contiguous()
-        kw["cu_seqlens_k"] = cu_k.to(device="cpu", dtype=torch.int32).contiguous()
+        # On the host the library derives the longest segments; device-resident cu_seqlens (CUDA)
+        # need them given, from transformers' max_length_q/k when it passed them.
+        where = query.device if query.device.type == "cuda" else "cpu"
+        cu_q = cu_q.to(device=where, dtype=torch.int32).contiguous()
+        cu_k = cu_k.to(device=where, dtype=torch.int32).contiguous()
+        kw["cu_seqlens_q"], kw["cu_seqlens_k"] = cu_q, cu_k
+        if where != "cpu":
+            for side, cu in (("q", cu_q), ("k", cu_k)):
+                given = kwargs.get(f"max_length_{side}")
+                kw[f"max_seqlen_{side}"] = int(given) if given else int((cu[1:] - cu[:-1]).max())
         _run(att, q3, k3, v3, out, **kw)
         return out.unsqueeze(0), None
 
