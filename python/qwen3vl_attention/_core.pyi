@@ -671,6 +671,11 @@ class HardwareInfo:
 
     def __str__(self) -> str: ...
 
+def merge_states(o1: object, lse1: object, o2: object, lse2: object, out: object, lse_out: object) -> None:
+    """
+    Merges two partial results over disjoint keys (o [tokens, heads, D], lse float32 [tokens, heads]) into the result over their union (host arrays).
+    """
+
 def hardware_report() -> str:
     """
     HardwareInfo.current().to_string(): the CPU flags, cores, caches and CUDA devices.
@@ -952,6 +957,29 @@ class DecodeAttention:
     def supports(self, q: object, out: object, kv: KvCacheView, *, lse: object | None = None, scale: float | None = None, num_splits: int = 0) -> bool: ...
 
     def workspace_size(self, q: object, out: object, kv: KvCacheView, *, lse: object | None = None, scale: float | None = None, num_splits: int = 0) -> int: ...
+
+class QuestAggregation(enum.Enum):
+    max = 0
+
+    sum = 1
+
+class QuestDecode:
+    """
+    Quest page selection over a paged cache with key bounds, then exact decode over the kept pages (the newest rows' pages always kept).
+    """
+
+    @staticmethod
+    def cpu(token_budget: int = 4096, aggregation: QuestAggregation = QuestAggregation.max, options: CpuOptions | None = None) -> QuestDecode: ...
+
+    @property
+    def device(self) -> Device: ...
+
+    def describe(self) -> str: ...
+
+    def forward(self, q: object, out: object, kv: KvCacheView, key_bounds: object, *, lse: object | None = None, scale: float | None = None, workspace: object | None = None, stream: int = 0) -> None:
+        """
+        key_bounds: the float32 [num_blocks, 2, Hkv, D] array the cache was created with.
+        """
 
 class RopeStyle(enum.Enum):
     neox = 0

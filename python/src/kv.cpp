@@ -19,6 +19,20 @@ struct PyDecodePlan {
   DecodePlan plan;
 };
 
+struct PyQuest {
+  std::unique_ptr<QuestDecode> impl;
+};
+
+PyQuest make_quest(std::unique_ptr<DecodeAttention> decode, int64_t token_budget,
+                   QuestAggregation aggregation) {
+  PyQuest q;
+  QuestConfig c;
+  c.token_budget = token_budget;
+  c.aggregation = aggregation;
+  check(QuestDecode::create(c, std::move(decode), &q.impl));
+  return q;
+}
+
 void make_cache(PyKvCache* self, const KvCacheConfig& config, nb::object k, nb::object v,
                 nb::object key_bounds) {
   // Built aside and moved in once it succeeded: nanobind runs no destructor for an __init__ that
@@ -274,6 +288,62 @@ void bind_kv(nb::module_& m) {
             return d.impl->workspace_size(make_decode(q, out, kv, lse, scale, num_splits));
           },
           QW_DECODE_ARGS);
+
+  nb::enum_<QuestAggregation>(m, "QuestAggregation")
+      .value("max", QuestAggregation::kMax)
+      .value("sum", QuestAggregation::kSum);
+  nb::class_<PyQuest>(m, "QuestDecode",
+                      "Quest page selection over a paged cache with key bounds, then exact decode "
+                      "over the kept pages (the newest rows' pages always kept).")
+      .def_static(
+          "cpu",
+          [](int64_t token_budget, QuestAggregation aggregation, std::optional<CpuOptions> o) {
+            std::unique_ptr<DecodeAttention> d;
+            check(create_decode_cpu(o ? *o : CpuOptions(), &d));
+            return make_quest(std::move(d), token_budget, aggregation);
+          },
+          nb::arg("token_budget") = 4096, nb::arg("aggregation") = QuestAggregation::kMax,
+          nb::arg("options") = nb::none())
+#if QWEN3VL_WITH_CUDA
+      .def_static(
+          "cuda",
+          [](int64_t token_budget, QuestAggregation aggregation, int device) {
+            CudaOptions o;
+            o.device = device;
+            std::unique_ptr<DecodeAttention> d;
+            check(create_decode_cuda(o, &d));
+            return make_quest(std::move(d), token_budget, aggregation);
+          },
+          nb::arg("token_budget") = 4096, nb::arg("aggregation") = QuestAggregation::kMax,
+          nb::arg("device") = -1)
+#endif
+      .def_prop_ro("device", [](const PyQuest& q) { return q.impl->device(); })
+      .def("describe", [](const PyQuest& q) { return q.impl->describe(); })
+      .def(
+          "forward",
+          [](const PyQuest& q, nb::handle query, nb::handle out, const PyKvView& kv,
+             nb::handle key_bounds, nb::handle lse, std::optional<float> scale,
+             nb::object workspace, uintptr_t stream) {
+            QuestParams p;
+            p.decode = make_decode(query, out, kv, lse, scale, 0);
+            p.key_bounds = arg_view(key_bounds, "key_bounds", false, false);
+            check(q.impl->supports(p));
+            WorkspaceHolder ws;
+            const Workspace w =
+                ws.get(q.impl->workspace_size(p),
+                       workspace.is_none() ? OptOut() : OptOut(nb::cast<Out>(workspace)),
+                       q.impl->device());
+            Status s;
+            {
+              nb::gil_scoped_release release;
+              s = q.impl->forward(p, w, stream_ptr(stream));
+            }
+            check(s);
+          },
+          nb::arg("q"), nb::arg("out"), nb::arg("kv"), nb::arg("key_bounds"), nb::kw_only(),
+          nb::arg("lse") = nb::none(), nb::arg("scale") = nb::none(),
+          nb::arg("workspace") = nb::none(), nb::arg("stream") = 0,
+          "key_bounds: the float32 [num_blocks, 2, Hkv, D] array the cache was created with.");
 }
 
 }  // namespace qwen3vl::python

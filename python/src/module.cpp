@@ -304,6 +304,19 @@ void bind_hardware(nb::module_& m) {
       .def("to_string", &HardwareInfo::to_string)
       .def("__str__", &HardwareInfo::to_string);
   m.def(
+      "merge_states",
+      [](nb::handle o1, nb::handle lse1, nb::handle o2, nb::handle lse2, nb::handle out,
+         nb::handle lse_out) {
+        check(merge_states(arg_view(o1, "o1", false, false), arg_view(lse1, "lse1", false, false),
+                           arg_view(o2, "o2", false, false), arg_view(lse2, "lse2", false, false),
+                           arg_view(out, "out", true, false),
+                           arg_view(lse_out, "lse_out", true, false)));
+      },
+      nb::arg("o1"), nb::arg("lse1"), nb::arg("o2"), nb::arg("lse2"), nb::arg("out"),
+      nb::arg("lse_out"),
+      "Merges two partial results over disjoint keys (o [tokens, heads, D], lse float32 "
+      "[tokens, heads]) into the result over their union (host arrays).");
+  m.def(
       "hardware_report", []() { return HardwareInfo::current().to_string(); },
       "HardwareInfo.current().to_string(): the CPU flags, cores, caches and CUDA devices.");
 }

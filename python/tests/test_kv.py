@@ -132,3 +132,51 @@ def test_cache_errors():
     q = rand(1, 9, 4, 16)  # more than 8 decode rows
     with pytest.raises(qa.InvalidArgumentError, match="rows"):
         qa.DecodeAttention.cpu().forward(q, np.zeros_like(q), cache.view())
+
+
+def test_quest_budget_covering_the_sequence_is_dense_decode():
+    batch, hq, hkv, d = 2, 4, 2, 16
+    cfg = qa.KvCacheConfig(layout=qa.KvLayout.paged, batch=batch, kv_heads=hkv, head_dim=d,
+                           dtype=qa.DType.f32, num_blocks=16, block_size=16, max_blocks=6,
+                           key_bounds=True)
+    shape = qa.kv_storage_shape(cfg)
+    bounds = np.zeros(qa.kv_key_bounds_shape(cfg), np.float32)
+    cache = qa.KvCache(cfg, np.zeros(shape, np.float32), np.zeros(shape, np.float32), bounds)
+    k, v = rand(batch, 70, hkv, d), rand(batch, 70, hkv, d)
+    cache.append(k, v)
+    # the bounds of sequence 0's first block: elementwise min / max of its 16 keys
+    blk = cache.block_table[0]
+    np.testing.assert_array_equal(bounds[blk, 0], k[0, :16].min(axis=0))
+    np.testing.assert_array_equal(bounds[blk, 1], k[0, :16].max(axis=0))
+    q = rand(batch, 1, hq, d)
+    dense = np.zeros_like(q)
+    qa.DecodeAttention.cpu().forward(q, dense, cache.view())
+    out = np.zeros_like(q)
+    quest = qa.QuestDecode.cpu(token_budget=96)
+    assert quest.device == qa.Device.cpu and quest.describe()
+    quest.forward(q, out, cache.view(), bounds)
+    np.testing.assert_array_equal(out, dense)
+    small = np.zeros_like(q)
+    qa.QuestDecode.cpu(token_budget=32).forward(q, small, cache.view(), bounds)
+    assert np.isfinite(small).all()
+    with pytest.raises(qa.Error, match="key_bounds"):
+        quest.forward(q, out, cache.view(), bounds[:, :1])
+
+
+def test_merge_states_of_two_key_halves_is_the_whole():
+    t, h, d, lk = 5, 3, 16, 12
+    q, k, v = rand(1, t, h, d), rand(1, lk, h, d), rand(1, lk, h, d)
+    att = qa.Attention(qa.AttentionConfig(variant=qa.Variant.flash2, num_heads=h, num_kv_heads=h,
+                                          head_dim=d))
+    parts = []
+    for a, e in ((0, 7), (7, lk)):
+        o = np.zeros_like(q)
+        lse = np.zeros((1, h, t), np.float32)
+        att.forward(q, k[:, a:e], v[:, a:e], o, lse=lse)
+        parts.append((o[0], np.ascontiguousarray(lse[0].T)))
+    out = np.zeros((t, h, d), np.float32)
+    lse_out = np.zeros((t, h), np.float32)
+    qa.merge_states(parts[0][0], parts[0][1], parts[1][0], parts[1][1], out, lse_out)
+    want, want_lse, _ = oracle.attention(q, k, v)
+    np.testing.assert_allclose(out, want[0], atol=2e-5, rtol=1e-4)
+    np.testing.assert_allclose(lse_out, want_lse[0].T, atol=2e-5, rtol=1e-4)
