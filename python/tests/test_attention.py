@@ -228,3 +228,32 @@ def test_cpu_options(isa):
     assert cfg.cpu.num_threads == 1 and cfg.cpu.isa == isa
     qa.Attention(cfg).forward(q, k, v, out)
     np.testing.assert_allclose(out, oracle.attention(q, k, v)[0], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_shapes_sweep(seed):
+    # Seeded random odd shapes: batch, lengths, GQA groups, head_dim, mask, dtype, varlen or not.
+    r = np.random.default_rng(1000 + seed)
+    hkv = int(r.integers(1, 4))
+    hq = hkv * int(r.integers(1, 4))
+    d = int(r.choice([8, 24, 40, 72, 96, 136]))
+    name, mask = MASKS[int(r.integers(0, 3))]
+    variant = [qa.Variant.standard, qa.Variant.flash2][seed % 2]
+    att = make(variant, hq, hkv, d)
+    if r.random() < 0.5:
+        b, lq, lk = int(r.integers(1, 4)), int(r.integers(1, 18)), int(r.integers(1, 24))
+        if name != "none":
+            lk = max(lk, lq)
+        q, k, v = rand(b, lq, hq, d), rand(b, lk, hkv, d), rand(b, lk, hkv, d)
+        out = np.zeros_like(q)
+        att.forward(q, k, v, out, mask=mask)
+        want = oracle.attention(q, k, v, mask=name)[0]
+    else:
+        lens = r.integers(0, 15, size=int(r.integers(1, 5)))
+        cu = np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)
+        t = max(int(cu[-1]), 1)
+        q, k, v = rand(t, hq, d), rand(t, hkv, d), rand(t, hkv, d)
+        out = np.zeros_like(q)
+        att.forward(q, k, v, out, cu_seqlens_q=cu, cu_seqlens_k=cu, mask=mask)
+        want = oracle.varlen_attention(q, k, v, cu, cu, mask=name)[0]
+    np.testing.assert_allclose(out, want, atol=3e-5, rtol=1e-4)
