@@ -51,7 +51,7 @@ from .errors import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
-with_cuda: bool = _core.with_cuda
+with_cuda: bool = _core.built_with_cuda()
 
 
 def token_types_from_ids(input_ids, image_token_id: int, video_token_id: int):

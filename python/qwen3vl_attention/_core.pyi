@@ -10,7 +10,8 @@ import numpy
 from numpy.typing import NDArray
 
 
-with_cuda: bool = False
+def built_with_cuda() -> bool:
+    """Whether the library was built with its CUDA backend."""
 
 class StatusCode(enum.Enum):
     ok = 0
@@ -943,6 +944,12 @@ class DecodeAttention:
     @staticmethod
     def cpu(options: CpuOptions | None = None) -> DecodeAttention: ...
 
+    @staticmethod
+    def cuda(device: int = -1, tensor_cores: bool = True) -> DecodeAttention:
+        """
+        CUDA decode (device -1: the current device); NotBuiltError without the CUDA backend.
+        """
+
     @property
     def device(self) -> Device: ...
 
@@ -970,6 +977,9 @@ class QuestDecode:
 
     @staticmethod
     def cpu(token_budget: int = 4096, aggregation: QuestAggregation = QuestAggregation.max, options: CpuOptions | None = None) -> QuestDecode: ...
+
+    @staticmethod
+    def cuda(token_budget: int = 4096, aggregation: QuestAggregation = QuestAggregation.max, device: int = -1) -> QuestDecode: ...
 
     @property
     def device(self) -> Device: ...
@@ -1168,6 +1178,12 @@ class RopeTable:
     @property
     def bytes(self) -> int: ...
 
+class DeviceRopeTable:
+    """A RopeTable copied to a CUDA device."""
+
+    @staticmethod
+    def upload(table: RopeTable, device: int = 0) -> DeviceRopeTable: ...
+
 def rope_cos_sin(table: object, positions: object, cos: object, sin: object) -> None:
     """
     The cos / sin the table gives host positions int32 [T] or [axes, T], into float32 [T, half] arrays.
@@ -1178,6 +1194,9 @@ class RopeApplier:
 
     @staticmethod
     def cpu(options: CpuOptions | None = None) -> RopeApplier: ...
+
+    @staticmethod
+    def cuda(device: int = 0) -> RopeApplier: ...
 
     @property
     def device(self) -> Device: ...

@@ -45,6 +45,17 @@ template <class... Parts>
 
 void register_errors(nb::module_& m);
 
+#if QWEN3VL_WITH_CUDA
+#define QWEN3VL_PY_WITH_CUDA 1
+#else
+#define QWEN3VL_PY_WITH_CUDA 0
+#endif
+
+[[noreturn]] inline void fail_no_cuda(const char* what) {
+  fail(StatusCode::kNotImplemented, what,
+       ": the library was built without its CUDA backend (QWEN3VL_CUDA=OFF or no CUDA compiler)");
+}
+
 template <class Array>
 TensorView to_view(const Array& a, const char* name) {
   TensorView v;

@@ -210,19 +210,23 @@ void bind_kv(nb::module_& m) {
             return d;
           },
           nb::arg("options") = nb::none())
-#if QWEN3VL_WITH_CUDA
       .def_static(
           "cuda",
           [](int device, bool tensor_cores) {
+            PyDecode d;
+#if QWEN3VL_WITH_CUDA
             CudaOptions o;
             o.device = device;
             o.decode.tensor_cores = tensor_cores;
-            PyDecode d;
             check(create_decode_cuda(o, &d.impl));
+#else
+            (void)device, (void)tensor_cores;
+            fail_no_cuda("DecodeAttention.cuda");
+#endif
             return d;
           },
-          nb::arg("device") = -1, nb::arg("tensor_cores") = true)
-#endif
+          nb::arg("device") = -1, nb::arg("tensor_cores") = true,
+          "CUDA decode (device -1: the current device); NotBuiltError without the CUDA backend.")
       .def_prop_ro("device", [](const PyDecode& d) { return d.impl->device(); })
       .def("describe", [](const PyDecode& d) { return d.impl->describe(); })
       .def(
@@ -304,19 +308,22 @@ void bind_kv(nb::module_& m) {
           },
           nb::arg("token_budget") = 4096, nb::arg("aggregation") = QuestAggregation::kMax,
           nb::arg("options") = nb::none())
-#if QWEN3VL_WITH_CUDA
       .def_static(
           "cuda",
           [](int64_t token_budget, QuestAggregation aggregation, int device) {
+            std::unique_ptr<DecodeAttention> d;
+#if QWEN3VL_WITH_CUDA
             CudaOptions o;
             o.device = device;
-            std::unique_ptr<DecodeAttention> d;
             check(create_decode_cuda(o, &d));
+#else
+            (void)device;
+            fail_no_cuda("QuestDecode.cuda");
+#endif
             return make_quest(std::move(d), token_budget, aggregation);
           },
           nb::arg("token_budget") = 4096, nb::arg("aggregation") = QuestAggregation::kMax,
           nb::arg("device") = -1)
-#endif
       .def_prop_ro("device", [](const PyQuest& q) { return q.impl->device(); })
       .def("describe", [](const PyQuest& q) { return q.impl->describe(); })
       .def(

@@ -331,11 +331,11 @@ NB_MODULE(_core, m) {
   // live until interpreter exit, which nanobind would report as leaks.
   nb::set_leak_warnings(false);
   m.doc() = "qwen3vl-attention: attention kernels for Qwen3-VL (the C++ library's binding)";
-#if QWEN3VL_WITH_CUDA
-  m.attr("with_cuda") = true;
-#else
-  m.attr("with_cuda") = false;
-#endif
+  // A function, not a constant: the module's interface (and its stubs) is the same in CPU and
+  // CUDA builds; the CUDA entry points of a CPU build raise NotBuiltError.
+  m.def(
+      "built_with_cuda", []() { return bool(QWEN3VL_PY_WITH_CUDA); },
+      "Whether the library was built with its CUDA backend.");
   register_errors(m);
   bind_enums(m);
   bind_configs(m);

@@ -46,11 +46,12 @@ struct PyRopeTable {
   RopeTable table;
 };
 
-#if QWEN3VL_WITH_CUDA
+// A table in device memory (an empty shell without the CUDA backend: upload() raises).
 struct PyDeviceRopeTable {
+#if QWEN3VL_WITH_CUDA
   DeviceRopeTable table;
-};
 #endif
+};
 
 struct PyRopeApplier {
   std::unique_ptr<RopeApplier> impl;
@@ -189,17 +190,20 @@ void bind_rope(nb::module_& m) {
                    })
       .def_prop_ro("bytes", [](const PyRopeTable& t) { return t.table.bytes(); });
 
-#if QWEN3VL_WITH_CUDA
   nb::class_<PyDeviceRopeTable>(m, "DeviceRopeTable", "A RopeTable copied to a CUDA device.")
       .def_static(
           "upload",
           [](const PyRopeTable& t, int device) {
             PyDeviceRopeTable d;
+#if QWEN3VL_WITH_CUDA
             check(DeviceRopeTable::upload(t.table, device, &d.table));
+#else
+            (void)t, (void)device;
+            fail_no_cuda("DeviceRopeTable.upload");
+#endif
             return d;
           },
           nb::arg("table"), nb::arg("device") = 0);
-#endif
 
   m.def(
       "rope_cos_sin",
@@ -220,16 +224,19 @@ void bind_rope(nb::module_& m) {
             return a;
           },
           nb::arg("options") = nb::none())
-#if QWEN3VL_WITH_CUDA
       .def_static(
           "cuda",
           [](int device) {
             PyRopeApplier a;
+#if QWEN3VL_WITH_CUDA
             check(create_rope_cuda(device, &a.impl));
+#else
+            (void)device;
+            fail_no_cuda("RopeApplier.cuda");
+#endif
             return a;
           },
           nb::arg("device") = 0)
-#endif
       .def_prop_ro("device", [](const PyRopeApplier& a) { return a.impl->device(); })
       .def("describe", [](const PyRopeApplier& a) { return a.impl->describe(); })
       .def(

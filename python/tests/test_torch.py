@@ -1,5 +1,5 @@
 """PyTorch tensors cross by DLPack like NumPy arrays: written in place, bfloat16 included; the
-CUDA-only entry points are absent from a CPU build. Skipped without torch."""
+CUDA entry points of a CPU build raise NotBuiltError. Skipped without torch."""
 
 import numpy as np
 import pytest
@@ -39,6 +39,8 @@ def test_inputs_that_require_grad_are_read():
 
 
 @pytest.mark.skipif(qa.with_cuda, reason="a CUDA build")
-def test_cuda_entry_points_absent_in_a_cpu_build():
-    assert not hasattr(qa.DecodeAttention, "cuda")
-    assert not hasattr(qa.RopeApplier, "cuda")
+def test_cuda_entry_points_raise_in_a_cpu_build():
+    for make in (qa.DecodeAttention.cuda, qa.RopeApplier.cuda, qa.QuestDecode.cuda,
+                 lambda: qa.DeviceRopeTable.upload(qa.RopeTable.vision(16))):
+        with pytest.raises(qa.NotBuiltError, match="CUDA"):
+            make()
