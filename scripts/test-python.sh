@@ -8,6 +8,7 @@
 # Environment: PYTHON (the interpreter for the venv, default python3), QWEN3VL_VENV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh  # python3-venv, python3-dev and the library's build dependencies
 venv=${QWEN3VL_VENV:-build-python/venv}
 if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
