@@ -63,3 +63,39 @@ def token_types_from_ids(input_ids, image_token_id: int, video_token_id: int):
     types[ids == image_token_id] = 1
     types[ids == video_token_id] = 2
     return types
+
+
+_attention_objects: dict = {}
+
+
+def _empty_like(a):
+    """A new uninitialised array of a's shape, dtype and device, from a's own library."""
+    if hasattr(a, "new_empty"):  # torch
+        return a.new_empty(a.shape)
+    if hasattr(a, "__array_namespace__"):  # NumPy 2, CuPy and other array-API libraries
+        xp = a.__array_namespace__()
+        where = {"device": a.device} if hasattr(a, "device") else {}
+        return xp.empty(a.shape, dtype=a.dtype, **where)
+    import numpy as np
+
+    return np.empty(a.shape, dtype=a.dtype)
+
+
+def attention(q, k, v, *, mask=None, variant=Variant.auto, out=None, **kwargs):
+    """Returns attention(q, k, v) in a new array of q's kind (or writes ``out``): q ``[B, L, Hq, D]``
+    (or packed ``[T, Hq, D]`` with cu_seqlens_q / cu_seqlens_k), k and v with Hkv heads. The
+    keywords are Attention.forward's (mask, scale, lse, additive_mask, ...). One Attention object
+    per (variant, device, heads, head_dim) is created on first use and reused."""
+    rank = len(q.shape)
+    hq, d, hkv = q.shape[rank - 2], q.shape[rank - 1], k.shape[rank - 2]
+    is_cuda = bool(getattr(q, "is_cuda", False)) or "cuda" in str(getattr(q, "device", "")).lower()
+    device = Device.cuda if is_cuda else Device.cpu
+    key = (variant, device, hq, hkv, d)
+    att = _attention_objects.get(key)
+    if att is None:
+        att = _attention_objects[key] = Attention(AttentionConfig(
+            variant=variant, device=device, num_heads=hq, num_kv_heads=hkv, head_dim=d))
+    if out is None:
+        out = _empty_like(q)
+    att.forward(q, k, v, out, mask=mask, **kwargs)
+    return out

@@ -257,3 +257,16 @@ def test_random_shapes_sweep(seed):
         att.forward(q, k, v, out, cu_seqlens_q=cu, cu_seqlens_k=cu, mask=mask)
         want = oracle.varlen_attention(q, k, v, cu, cu, mask=name)[0]
     np.testing.assert_allclose(out, want, atol=3e-5, rtol=1e-4)
+
+
+def test_attention_convenience():
+    q, k, v = rand(2, 5, 6, 24), rand(2, 8, 2, 24), rand(2, 8, 2, 24)
+    out = qa.attention(q, k, v, mask=qa.MaskKind.causal, scale=0.3)
+    assert out.shape == q.shape and out.dtype == q.dtype
+    np.testing.assert_allclose(out, oracle.attention(q, k, v, mask="causal", scale=0.3)[0],
+                               atol=2e-5, rtol=1e-4)
+    cu = np.array([0, 3, 7], np.int32)
+    t = rand(7, 2, 16)
+    packed = qa.attention(t, t, t, cu_seqlens_q=cu, cu_seqlens_k=cu)
+    np.testing.assert_allclose(packed, oracle.varlen_attention(t, t, t, cu, cu)[0], atol=2e-5,
+                               rtol=1e-4)

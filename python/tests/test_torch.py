@@ -44,3 +44,12 @@ def test_cuda_entry_points_raise_in_a_cpu_build():
                  lambda: qa.DeviceRopeTable.upload(qa.RopeTable.vision(16))):
         with pytest.raises(qa.NotBuiltError, match="CUDA"):
             make()
+
+
+def test_attention_convenience_returns_a_tensor():
+    q = torch.randn(1, 6, 4, 16)
+    k = torch.randn(1, 6, 2, 16)
+    out = qa.attention(q, k, k, mask=qa.MaskKind.causal)
+    assert isinstance(out, torch.Tensor) and out.shape == q.shape
+    want, _, _ = oracle.attention(q.numpy(), k.numpy(), k.numpy(), mask="causal")
+    np.testing.assert_allclose(out.numpy(), want, atol=2e-5, rtol=1e-4)
