@@ -4,5 +4,5 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/apt.sh"
 
-qwen3vl_apt_install cmake g++ make ninja-build pkg-config python3 \
+qwen3vl_apt_install cmake g++ make ninja-build pkg-config python3 python3-venv python3-dev \
   libeigen3-dev libtbb-dev libgtest-dev libgmock-dev libbenchmark-dev libopenblas-dev liburing-dev
