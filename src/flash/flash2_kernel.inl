@@ -171,12 +171,40 @@ void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, c
   }
 }
 
+// K (or V) row of key `key` of the task's KV head as fp32: from params k / v, or through the
+// cache's indexer in the cache's dtype. The flash tile copies every K/V row into its fp32 block
+// anyway, so reading through a block table costs one table lookup per row.
+template <class T>
+void load_kv_row(const Flash2Task& t, bool value, int64_t key, int64_t n, float* dst) {
+  if (t.cache == nullptr) {
+    convert_row(row_ptr<T>(value ? t.params->v : t.params->k, t, t.span.k_start, key, t.kv_head), n,
+                1.0f, dst);
+    return;
+  }
+  const KvCacheView& kv = *t.cache;
+  const TensorView& src = value ? kv.v : kv.k;
+  // (Spelled out: an inline helper of a header, emitted here, would carry this ISA's flags.)
+  int64_t major = t.b, minor = key;
+  if (kv.layout == KvLayout::kPaged) {
+    const int64_t bs = src.shape[1], blk = key / bs;
+    major = static_cast<const int32_t*>(
+        kv.block_table.data)[t.b * kv.block_table.stride[0] + blk * kv.block_table.stride[1]];
+    minor = key - blk * bs;
+  }
+  const int64_t off = major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2];
+  switch (src.dtype) {
+    case DType::kF16: convert_row(static_cast<const half*>(src.data) + off, n, 1.0f, dst); break;
+    case DType::kBF16:
+      convert_row(static_cast<const bfloat16*>(src.data) + off, n, 1.0f, dst);
+      break;
+    default: convert_row(static_cast<const float*>(src.data) + off, n, 1.0f, dst); break;
+  }
+}
+
 // Keys [k0, k0 + kn) as fp32 rows, then zero keys up to a multiple of kKeys.
 template <class T>
 void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
-  for (int64_t j = 0; j < kn; ++j)
-    convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f,
-                w.kp + j * g.d);
+  for (int64_t j = 0; j < kn; ++j) load_kv_row<T>(t, false, k0 + j, g.d, w.kp + j * g.d);
   fill(w.kp + kn * g.d, (round_up(kn, kKeys) - kn) * g.d, 0.0f);
 }
 
@@ -207,8 +235,7 @@ void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, bool
             const Scratch& w) {
   for (int64_t j = 0; j < kn; ++j) {
     float* dst = w.vp + j * g.dim_pad;
-    if (w.live[j])
-      convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, dst);
+    if (w.live[j]) load_kv_row<T>(t, true, k0 + j, g.d, dst);
     if (!w.live[j] || (partial && has_non_finite(dst, g.d))) {
       if (w.live[j]) w.live[j] = kLiveNonFinite;
       fill(dst, g.d, 0.0f);
@@ -440,7 +467,7 @@ void add_non_finite(const Flash2Task& t, const Geometry& g, int64_t rows, int64_
   for (int64_t j = 0; j < kn; ++j) {
     if (w.live[j] != kLiveNonFinite) continue;
     const int64_t key = k0 + j;
-    convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, key, t.kv_head), g.d, 1.0f, w.row);
+    load_kv_row<T>(t, true, key, g.d, w.row);
     for (int64_t r = 0; r < rows; ++r) {
       const KeyRange& range = t.rows[r / group];
       if (key < range.begin || key >= range.end) continue;
@@ -471,6 +498,12 @@ void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch&
     const float inv = empty ? 0.0f : scale / sum;
     const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
     for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
+    if (t.partial_o) {
+      const int64_t at = (t.span.q_start + i) * t.shape.heads + h;
+      for (int64_t c = 0; c < g.d; ++c) t.partial_o[at * g.d + c] = w.row[c];
+      t.partial_lse[at] = empty ? kNegInf : (w.m[r] + log2f(sum)) * kLn2;
+      continue;
+    }
     store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
     if (p.lse.rank > 0) {
       const TensorView& lse = p.lse;
