@@ -14,6 +14,7 @@
 #include "qwen3vl/core/tensor_view.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
+#include "qwen3vl/kv_cache/append.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/kv_cache/quest.hpp"
