@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -181,15 +182,31 @@ struct Rows {
   }
 };
 
-// Median milliseconds of plan-once, run-many append calls.
-double time_append(const AppendAttention& a, const AppendParams& p, int reps,
-                   std::string* reason = nullptr) {
-  AppendPlan plan;
-  throw_if_error(a.plan(p, &plan));
-  if (reason) *reason = plan.reason;
-  const detail::HostWorkspace ws(plan.workspace_bytes);
-  return bench::median_ms(reps, [&] { throw_if_error(a.run(plan, p, ws.workspace())); });
+// Timed calls alternate between the compared cases (a, b, c, a, b, c, ...), so that load from
+// other processes on the machine falls on all of them alike; each case's median.
+std::vector<double> interleaved(int reps, const std::vector<std::function<void()>>& cases) {
+  for (const auto& c : cases) c();  // warm-up
+  std::vector<std::vector<double>> samples(cases.size());
+  for (int r = 0; r < std::max(1, reps); ++r)
+    for (size_t i = 0; i < cases.size(); ++i) samples[i].push_back(bench::wall_ms(cases[i]));
+  std::vector<double> medians;
+  for (auto& s : samples) medians.push_back(bench::median(s));
+  return medians;
 }
+
+// A planned append call: plan once, then run() as often as timed.
+struct PlannedAppend {
+  const AppendAttention* a;
+  AppendParams p;
+  AppendPlan plan;
+  std::unique_ptr<detail::HostWorkspace> ws;
+  PlannedAppend(const AppendAttention& attention, const AppendParams& params)
+      : a(&attention), p(params) {
+    throw_if_error(a->plan(p, &plan));
+    ws = std::make_unique<detail::HostWorkspace>(plan.workspace_bytes);
+  }
+  void operator()() const { throw_if_error(a->run(plan, p, ws->workspace())); }
+};
 
 void chunked(const Options& o, const AppendAttention& a) {
   const int64_t n = o.prompt, c = std::min(o.chunk, o.prompt);
@@ -210,27 +227,38 @@ void chunked(const Options& o, const AppendAttention& a) {
   AttentionPlan fplan;
   throw_if_error(flash->plan(ap, &fplan));
   const detail::HostWorkspace fws(fplan.workspace_bytes);
-  const double one = bench::median_ms(
-      o.reps, [&] { throw_if_error(flash->run(fplan, ap, fws.workspace())); }, 1);
-
   // The chunks over a filled cache: chunk i sees the (i + 1) * c tokens written so far.
-  const auto chunks_ms = [&](KvLayout layout) {
-    Cache cache(o, layout, {n});
-    Rows rows(o, {c});
-    double total = 0;
-    for (int64_t at = 0; at < n; at += c) {
-      const int64_t len = std::min(c, n - at);
-      cache.lens.data<int32_t>()[0] = static_cast<int32_t>(at + len);
-      AppendParams p = rows.params(cache.view);
-      p.q = p.q.narrowed(0, 0, len);
-      p.out = p.out.narrowed(0, 0, len);
-      rows.cu.data<int32_t>()[1] = static_cast<int32_t>(len);
-      total += time_append(a, p, o.reps);
+  struct Series {
+    Cache cache;
+    Rows rows;
+    std::vector<std::unique_ptr<PlannedAppend>> calls;
+    std::vector<int64_t> ends;
+    Series(const Options& o, const AppendAttention& a, KvLayout layout, int64_t n, int64_t c)
+        : cache(o, layout, {n}), rows(o, {c}) {
+      for (int64_t at = 0; at < n; at += c) {
+        const int64_t len = std::min(c, n - at);
+        AppendParams p = rows.params(cache.view);
+        p.q = p.q.narrowed(0, 0, len);
+        p.out = p.out.narrowed(0, 0, len);
+        calls.push_back(std::make_unique<PlannedAppend>(a, p));
+        ends.push_back(at + len);
+      }
     }
-    return total;
+    void operator()() {
+      for (size_t i = 0; i < calls.size(); ++i) {
+        const int64_t begin = i == 0 ? 0 : ends[i - 1];
+        cache.lens.data<int32_t>()[0] = static_cast<int32_t>(ends[i]);
+        rows.cu.data<int32_t>()[1] = static_cast<int32_t>(ends[i] - begin);
+        (*calls[i])();
+      }
+    }
   };
-  const double paged = chunks_ms(KvLayout::kPaged);
-  const double contiguous = chunks_ms(KvLayout::kContiguous);
+  Series paged_series(o, a, KvLayout::kPaged, n, c),
+      contiguous_series(o, a, KvLayout::kContiguous, n, c);
+  const std::vector<double> ms =
+      interleaved(o.reps, {[&] { throw_if_error(flash->run(fplan, ap, fws.workspace())); },
+                           [&] { paged_series(); }, [&] { contiguous_series(); }});
+  const double one = ms[0], paged = ms[1], contiguous = ms[2];
 
   // append_and_attend: each chunk's K/V written through the page table, then attended.
   KvCacheConfig cc;
@@ -292,15 +320,17 @@ void cascade(const Options& o, const AppendAttention& a) {
   Cache cache(o, KvLayout::kPaged, lens, s, o.prefix);
   Rows rows(o, std::vector<int64_t>(static_cast<size_t>(s), 1));
   AppendParams flat = rows.params(cache.view);
-  std::string flat_reason, cascade_reason;
-  const double without = time_append(a, flat, o.reps, &flat_reason);
   Tensor groups(DType::kI32, {1, 3});
   groups.data<int32_t>()[0] = 0;
   groups.data<int32_t>()[1] = static_cast<int32_t>(s);
   groups.data<int32_t>()[2] = static_cast<int32_t>(o.prefix);
   AppendParams shared = flat;
   shared.prefix_groups = groups.view();
-  const double with = time_append(a, shared, o.reps, &cascade_reason);
+  const PlannedAppend flat_call(a, flat), shared_call(a, shared);
+  const std::vector<double> ms =
+      interleaved(o.reps, {[&] { flat_call(); }, [&] { shared_call(); }});
+  const double without = ms[0], with = ms[1];
+  const std::string cascade_reason = shared_call.plan.reason;
   std::printf(
       "cascade  %lld sequences sharing a %lld-token prefix (+%lld own tokens), 1 decode row each: "
       "without groups %.2f ms, with %.2f ms: %.2fx\n",
@@ -310,7 +340,7 @@ void cascade(const Options& o, const AppendAttention& a) {
 }
 
 void mixed(const Options& o, const AppendAttention& a) {
-  const int64_t decode_seqs = o.decode_seqs;
+  const int64_t decode_seqs = std::max<int64_t>(o.decode_seqs, 1);  // a decode call needs one
   std::vector<int64_t> lens = {o.mixed_past + o.mixed_chunk};
   std::mt19937_64 rng(11);
   for (int64_t b = 0; b < decode_seqs; ++b)
@@ -319,7 +349,7 @@ void mixed(const Options& o, const AppendAttention& a) {
   rows[0] = o.mixed_chunk;
   Cache cache(o, KvLayout::kPaged, lens);
   Rows all(o, rows);
-  const double one_call = time_append(a, all.params(cache.view), o.reps);
+  const PlannedAppend mixed_call(a, all.params(cache.view));
 
   // Separate: the chunk alone (sequence 0 of the cache), then a decode call over the others.
   KvCacheView first = cache.view, rest = cache.view;
@@ -328,7 +358,7 @@ void mixed(const Options& o, const AppendAttention& a) {
   rest.seq_lens = rest.seq_lens.narrowed(0, 1, decode_seqs);
   rest.block_table = rest.block_table.narrowed(0, 1, decode_seqs);
   Rows chunk_rows(o, {o.mixed_chunk});
-  const double chunk_ms = time_append(a, chunk_rows.params(first), o.reps);
+  const PlannedAppend chunk_call(a, chunk_rows.params(first));
   std::unique_ptr<DecodeAttention> decode;
   throw_if_error(create_decode_cpu(cpu_options(o), &decode));
   Tensor dq(o.dtype, {decode_seqs, 1, o.heads, o.dim}),
@@ -341,8 +371,10 @@ void mixed(const Options& o, const AppendAttention& a) {
   DecodePlan dplan;
   throw_if_error(decode->plan(dp, &dplan));
   const detail::HostWorkspace dws(dplan.workspace_bytes);
-  const double decode_ms = bench::median_ms(
-      o.reps, [&] { throw_if_error(decode->run(dplan, dp, dws.workspace())); }, 1);
+  const std::vector<double> ms =
+      interleaved(o.reps, {[&] { mixed_call(); }, [&] { chunk_call(); },
+                           [&] { throw_if_error(decode->run(dplan, dp, dws.workspace())); }});
+  const double one_call = ms[0], chunk_ms = ms[1], decode_ms = ms[2];
   std::printf(
       "mixed    1 chunk of %lld rows (past %lld) + %lld decode rows over %lld..%lld-token caches: "
       "one call %.1f ms; separate %.1f ms (chunk %.1f + decode %.1f): %.3fx\n",
