@@ -27,14 +27,21 @@ namespace qwen3vl {
 namespace {
 
 const TensorView* append_tensor(const AppendParams& p, int i) {
-  const TensorView* all[detail::AppendSignature::kTensors] = {
-      &p.q,          &p.out,          &p.lse, &p.kv.k, &p.kv.v, &p.kv.seq_lens, &p.kv.block_table,
-      &p.cu_seqlens, &p.prefix_groups};
+  const TensorView* all[detail::AppendSignature::kTensors] = {&p.q,
+                                                              &p.out,
+                                                              &p.lse,
+                                                              &p.kv.k,
+                                                              &p.kv.v,
+                                                              &p.kv.seq_lens,
+                                                              &p.kv.block_table,
+                                                              &p.cu_seqlens,
+                                                              &p.prefix_groups,
+                                                              &p.tree_parents};
   return all[i];
 }
 const char* const kAppendTensorNames[detail::AppendSignature::kTensors] = {
-    "q",          "out",          "lse", "kv.k", "kv.v", "kv.seq_lens", "kv.block_table",
-    "cu_seqlens", "prefix_groups"};
+    "q",          "out",           "lse",         "kv.k", "kv.v", "kv.seq_lens", "kv.block_table",
+    "cu_seqlens", "prefix_groups", "tree_parents"};
 
 Status check_append_overlaps(const AppendParams& p) {
   QWEN3VL_RETURN_IF_ERROR(detail::check_no_self_overlap(p.out, "out"));
@@ -108,6 +115,9 @@ Status check_signature(const detail::AppendSignature& planned, const AppendParam
 int32_t cu_at(const AppendParams& p, int64_t b) {
   return p.cu_seqlens.ptr<const int32_t>()[b * p.cu_seqlens.stride[0]];
 }
+int32_t parent_at(const AppendParams& p, int64_t row) {
+  return p.tree_parents.ptr<const int32_t>()[row * p.tree_parents.stride[0]];
+}
 int32_t group_at(const AppendParams& p, int64_t g, int64_t field) {
   return p.prefix_groups
       .ptr<const int32_t>()[g * p.prefix_groups.stride[0] + field * p.prefix_groups.stride[1]];
@@ -135,6 +145,21 @@ Status check_values(const AppendParams& p, const AppendShape& s) {
   if (cu_at(p, s.batch) != s.tokens)
     return make_error(StatusCode::kInvalidArgument, "cu_seqlens[", s.batch,
                       "] = ", cu_at(p, s.batch), ": must equal Tq = q.shape[0] = ", s.tokens);
+  if (s.tree)
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const int64_t first = cu_at(p, b), rows = cu_at(p, b + 1) - first;
+      if (rows > kMaxTreeRows)
+        return make_error(StatusCode::kInvalidArgument, "sequence ", b, ": ", rows,
+                          " new rows with tree_parents: allowed at most ", kMaxTreeRows);
+      for (int64_t i = 0; i < rows; ++i) {
+        const int64_t parent = parent_at(p, first + i);
+        if (parent < -1 || parent >= i)
+          return make_error(StatusCode::kInvalidArgument, "tree_parents[", first + i,
+                            "] = ", parent, ": new row ", i, " of sequence ", b,
+                            " needs a parent among the rows before it (0..", i - 1,
+                            ") or -1 for a root");
+      }
+    }
   int64_t previous_end = 0;
   for (int64_t g = 0; g < s.groups; ++g) {
     const int64_t first = group_at(p, g, 0), end = group_at(p, g, 1), shared = group_at(p, g, 2);
@@ -234,6 +259,11 @@ Status validate(const AppendParams& p, AppendShape* shape, bool need_data) {
                         ": expected [groups <= batch = ", s.batch, ", 3] (first, end, shared)");
     s.groups = p.prefix_groups.shape[0];
   }
+  if (p.tree_parents.present()) {
+    QWEN3VL_RETURN_IF_ERROR(check_host_index(p.tree_parents, "tree_parents", true));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_dims(p.tree_parents, "tree_parents", 1, {s.tokens}));
+    s.tree = true;
+  }
   if (p.scale && !std::isfinite(*p.scale))
     return make_error(StatusCode::kInvalidArgument, "scale = ", *p.scale, ": must be finite");
   QWEN3VL_RETURN_IF_ERROR(check_append_overlaps(p));
@@ -282,10 +312,12 @@ Parts carve_parts(const AppendPlan& plan, void* base) {
   if (s.groups > 0) {
     parts.shared_o = c.take<float>(rows * s.head_dim);
     parts.shared_lse = c.take<float>(rows);
+  }
+  if (s.groups > 0 || s.tree) {
     parts.own_o = c.take<float>(rows * s.head_dim);
     parts.own_lse = c.take<float>(rows);
   }
-  if (plan.splits > 1 || s.groups > 0) {
+  if (plan.splits > 1 || s.groups > 0 || s.tree) {
     parts.split_o = c.take<float>(s.batch * plan.splits * split_stride(plan));
     parts.split_lse = c.take<float>(s.batch * plan.splits * split_lse_stride(plan));
   }
@@ -365,11 +397,12 @@ class AppendCpu final : public AppendAttention {
       if (data[t]->present() && data[t]->data == nullptr && data[t]->numel() > 0)
         return make_error(StatusCode::kNullPointer, names[t], ".data = null with shape ",
                           data[t]->shape_string(), ": a non-empty tensor needs memory");
-    for (const TensorView* t : {&p.cu_seqlens, &p.prefix_groups, &p.kv.seq_lens})
+    for (const TensorView* t : {&p.cu_seqlens, &p.prefix_groups, &p.kv.seq_lens, &p.tree_parents})
       if (t->present() && t->data == nullptr)
         return make_error(StatusCode::kNullPointer,
                           t == &p.cu_seqlens      ? "cu_seqlens"
                           : t == &p.prefix_groups ? "prefix_groups"
+                          : t == &p.tree_parents  ? "tree_parents"
                                                   : "kv.seq_lens",
                           ".data = null: host index values are read on every run");
     QWEN3VL_RETURN_IF_ERROR(check_append_overlaps(p));
@@ -486,7 +519,9 @@ class AppendCpu final : public AppendAttention {
     tiles.block_q = plan.block_q;
     tiles.block_k = plan.block_k;
     tiles.scratch_bytes = plan.tile_bytes;
-    const bool merge_splits = plan.splits > 1 || s.groups > 0;
+    // Decode sequences leave partials whenever a merge follows: key splits, a shared prefix, a tree
+    // (whose new rows are attended in the merge).
+    const bool merge_splits = plan.splits > 1 || s.groups > 0 || s.tree;
 
     std::atomic<int64_t> next{0};
     const auto worker = [&] {
@@ -526,18 +561,20 @@ class AppendCpu final : public AppendAttention {
           rows = rows_of(t.b);
           key_lo = shared_of(t.b);
           t.span = SequenceSpan{first_row, rows, 0, p.kv.seq_len(t.b, 0)};
-          if (key_lo > 0) {
+          if (key_lo > 0 || s.tree) {
             t.partial_o = parts.own_o;
             t.partial_lse = parts.own_lse;
           }
         }
         t.q_begin = item[3] * plan.block_q;
         t.q_end = std::min(rows, t.q_begin + plan.block_q);
+        // Shared keys: all of them; own keys: bottom-right causal, or with a tree the past only
+        // (the merge adds the tree's new rows).
+        const int64_t past = t.span.k_len - t.span.q_len;
         for (int64_t i = t.q_begin; i < t.q_end; ++i)
-          ranges[i - t.q_begin] =
-              item[0] == kShared
-                  ? KeyRange{0, t.span.k_len}
-                  : KeyRange{key_lo, t.span.k_len - t.span.q_len + i + 1};  // bottom-right causal
+          ranges[i - t.q_begin] = item[0] == kShared ? KeyRange{0, t.span.k_len}
+                                  : s.tree           ? KeyRange{key_lo, past}
+                                                     : KeyRange{key_lo, past + i + 1};
         t.rows = ranges;
         *interval = KeyRange{ranges[0].begin, ranges[t.q_end - t.q_begin - 1].end};
         t.intervals = interval;
@@ -580,11 +617,13 @@ class AppendCpu final : public AppendAttention {
     t.kv_head_begin = 0;
     t.kv_head_end = s.kv_heads;
     t.seq_len = p.kv.seq_len(b, 0);
-    const int64_t own = t.seq_len - shared;
+    // With a tree the kernel covers the past keys only: every row sees all of them.
+    const int64_t end = plan.shape.tree ? t.seq_len - rows : t.seq_len;
+    const int64_t own = end - shared;
     const int64_t per_split = (own + plan.splits - 1) / plan.splits;
     const int64_t chunk = (per_split + 15) / 16 * 16;
-    t.key_begin = std::min(t.seq_len, shared + split * chunk);
-    t.key_end = std::min(t.seq_len, t.key_begin + chunk);
+    t.key_begin = std::min(end, shared + split * chunk);
+    t.key_end = std::min(end, t.key_begin + chunk);
     const int64_t part = b * plan.splits + split;
     t.partial_o = to_partials ? parts.split_o + part * split_stride(plan) : nullptr;
     t.partial_lse = to_partials ? parts.split_lse + part * split_lse_stride(plan) : nullptr;
@@ -602,9 +641,14 @@ class AppendCpu final : public AppendAttention {
     tbb::parallel_for(int64_t{0}, s.batch, [&](int64_t b) {
       const int64_t rows = rows_of(b), shared = shared_of(b), q0 = cu_at(p, b);
       const bool decode = rows <= plan.decode_rows;
-      if (rows == 0 || (decode ? !merge_splits : shared == 0)) return;
-      float acc[256];
-      for (int64_t r = 0; r < rows; ++r)
+      if (rows == 0 || (decode ? !merge_splits : shared == 0 && !s.tree)) return;
+      float acc[256], tree_o[256];
+      int64_t seen[kMaxTreeRows];
+      for (int64_t r = 0; r < rows; ++r) {
+        // The new rows row r sees: itself and its ancestors.
+        int64_t count = 0;
+        if (s.tree)
+          for (int64_t j = r; j >= 0; j = parent_at(p, q0 + j)) seen[count++] = j;
         for (int64_t qh = 0; qh < s.heads; ++qh) {
           float lse = -INFINITY;
           std::fill(acc, acc + d, 0.0f);
@@ -626,10 +670,62 @@ class AppendCpu final : public AppendAttention {
           } else {
             fold(parts.own_o + packed * d, parts.own_lse[packed]);
           }
+          if (s.tree) {
+            const float tree_lse = tree_part(plan, p, b, q0 + r, qh, seen, count, tree_o);
+            fold(tree_o, tree_lse);
+          }
           const int64_t off = p.out.offset(q0 + r, qh);
           for (int64_t c = 0; c < d; ++c) store_float(p.out, off + c, acc[c]);
           if (p.lse.present()) p.lse.ptr<float>()[p.lse.offset(qh, q0 + r)] = lse;
         }
+      }
+    });
+  }
+
+  // Query row `row` (packed), head qh, against the `count` new rows of sequence b listed in
+  // seen[] (indices among its new rows): o (normalised, fp32) and the LSE of that partial. At most
+  // kMaxTreeRows keys a row: plain loops.
+  static float tree_part(const AppendPlan& plan, const AppendParams& p, int64_t b, int64_t row,
+                         int64_t qh, const int64_t* seen, int64_t count, float* o) {
+    const AppendShape& s = plan.shape;
+    const int64_t d = s.head_dim, kvh = qh / s.group_size();
+    const int64_t rows = cu_at(p, b + 1) - cu_at(p, b), past = p.kv.seq_len(b, 0) - rows;
+    const detail::PagedIndexer pager =
+        p.kv.layout == KvLayout::kPaged ? detail::paged_indexer(p.kv) : detail::PagedIndexer{};
+    float q[256], score[kMaxTreeRows];
+    const int64_t q_off = p.q.offset(row, qh);
+    for (int64_t c = 0; c < d; ++c) q[c] = load_float(p.q, q_off + c) * s.scale;
+    const auto slot = [&](int64_t j) {
+      return p.kv.layout == KvLayout::kPaged ? pager.slot(b, past + j)
+                                             : detail::KvSlot{b, past + j};
+    };
+    return dispatch_float_dtype(p.kv.k.dtype, [&](auto tag) {
+      using T = decltype(tag);
+      float top = -INFINITY;
+      for (int64_t n = 0; n < count; ++n) {
+        const detail::KvSlot at = slot(seen[n]);
+        const T* k = p.kv.k.ptr<const T>() + p.kv.k.offset(at.major, at.minor, kvh);
+        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // independent sums (vectorisable)
+        int64_t c = 0;
+        for (; c + 8 <= d; c += 8)
+          for (int l = 0; l < 8; ++l) lanes[l] += q[c + l] * to_float(k[c + l]);
+        float x = 0.0f;
+        for (; c < d; ++c) x += q[c] * to_float(k[c]);
+        for (int l = 0; l < 8; ++l) x += lanes[l];
+        score[n] = x;
+        top = x > top || x != x ? x : top;  // NaN sticks
+      }
+      float sum = 0.0f;
+      for (int64_t c = 0; c < d; ++c) o[c] = 0.0f;
+      for (int64_t n = 0; n < count; ++n) {
+        const float w = std::exp(score[n] - top);
+        sum += w;
+        const detail::KvSlot at = slot(seen[n]);
+        const T* v = p.kv.v.ptr<const T>() + p.kv.v.offset(at.major, at.minor, kvh);
+        for (int64_t c = 0; c < d; ++c) o[c] += w * to_float(v[c]);
+      }
+      for (int64_t c = 0; c < d; ++c) o[c] /= sum;
+      return top + std::log(sum);
     });
   }
 

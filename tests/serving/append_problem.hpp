@@ -28,6 +28,7 @@ struct AppendSpec {
   std::vector<int32_t> past = {40};  // cached tokens before the new rows, per sequence
   std::vector<int32_t> rows = {9};   // new rows per sequence
   std::vector<PrefixGroupSpec> groups;
+  std::vector<int32_t> parents;  // non-empty: tree_parents, one per new row
   int64_t heads = 4, kv_heads = 2, head_dim = 64;
   DType kv_dtype = DType::kF32;
   DType q_dtype = DType::kF32;  // kv_dtype, or f32
@@ -57,7 +58,7 @@ struct AppendSpec {
 
 struct AppendProblem {
   AppendSpec spec;
-  Tensor q, out, lse, k_dense, v_dense, cu_q, cu_k, lens, table, groups, k_store, v_store;
+  Tensor q, out, lse, k_dense, v_dense, cu_q, cu_k, lens, table, groups, parents, k_store, v_store;
   AppendParams params;
   AttentionParams dense;
   reference::Result reference;
@@ -158,6 +159,11 @@ struct AppendProblem {
       }
       params.prefix_groups = groups.view();
     }
+    if (!s.parents.empty()) {
+      parents = Tensor(DType::kI32, {static_cast<int64_t>(s.parents.size())});
+      std::copy(s.parents.begin(), s.parents.end(), parents.data<int32_t>());
+      params.tree_parents = parents.view();
+    }
     params.kv.layout = s.layout;
     params.kv.k = k_store.view();
     params.kv.v = v_store.view();
@@ -183,6 +189,56 @@ struct AppendProblem {
     dense.mask = MaskKind::kCausal;
     dense.cu_seqlens_q = cu_q.view();
     dense.cu_seqlens_k = cu_k.view();
+  }
+
+  // With tree parents: the float64 result of every new row against the past keys, itself and its
+  // ancestors, computed here (the reference has no trees); the same two errors.
+  std::pair<double, double> tree_errors() const {
+    const int64_t d = spec.head_dim, group = spec.heads / spec.kv_heads;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    double diff = 0, norm = 0, lse_worst = 0;
+    for (int64_t b = 0; b < spec.batch(); ++b) {
+      const int64_t q0 = cu_q.data<int32_t>()[b], rows = spec.rows[static_cast<size_t>(b)];
+      const int64_t past = spec.past[static_cast<size_t>(b)], k0 = cu_k.data<int32_t>()[b];
+      for (int64_t i = 0; i < rows; ++i) {
+        std::vector<int64_t> keys;
+        for (int64_t j = 0; j < past; ++j) keys.push_back(j);
+        for (int64_t j = i; j >= 0; j = spec.parents[static_cast<size_t>(q0 + j)])
+          keys.push_back(past + j);
+        for (int64_t h = 0; h < spec.heads; ++h) {
+          const int64_t kvh = h / group;
+          std::vector<double> sc;
+          double top = -INFINITY;
+          for (int64_t key : keys) {
+            double x = 0;
+            for (int64_t c = 0; c < d; ++c)
+              x += static_cast<double>(q.get(((q0 + i) * spec.heads + h) * d + c)) *
+                   dense_k.get(((k0 + key) * spec.kv_heads + kvh) * d + c);
+            sc.push_back(x * scale);
+            top = std::max(top, x * scale);
+          }
+          double sum = 0;
+          std::vector<double> o(static_cast<size_t>(d), 0.0);
+          for (size_t n = 0; n < keys.size(); ++n) {
+            const double w = std::exp(sc[n] - top);
+            sum += w;
+            for (int64_t c = 0; c < d; ++c)
+              o[static_cast<size_t>(c)] +=
+                  w * dense_v.get(((k0 + keys[n]) * spec.kv_heads + kvh) * d + c);
+          }
+          for (int64_t c = 0; c < d; ++c) {
+            const double want = o[static_cast<size_t>(c)] / sum;
+            const double got = out.get(((q0 + i) * spec.heads + h) * d + c);
+            if (!std::isfinite(got)) return {INFINITY, INFINITY};
+            diff += (got - want) * (got - want);
+            norm += want * want;
+          }
+          lse_worst = std::max(lse_worst,
+                               std::abs(lse.get(h * lse.size(1) + q0 + i) - (top + std::log(sum))));
+        }
+      }
+    }
+    return {norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff), lse_worst};
   }
 
   // Relative error of out against the float64 reference, and the LSE's largest absolute error.

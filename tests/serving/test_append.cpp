@@ -249,6 +249,37 @@ TEST(AppendAttention, ChunkedPrefillEqualsOnePrefill) {
     }
 }
 
+// Trees of draft rows (speculative decoding): every row sees the past, itself and its ancestors;
+// random forests of 1..64 rows a sequence, on decode (<= 8 rows) and flash (more) sequences, with
+// and without a shared prefix; a chain (every parent the row before) equals the causal append.
+TEST(AppendAttention, TreeMasksMatchTheOracle) {
+  for (uint64_t seed = 300; seed <= 330; ++seed) {
+    AppendSpec spec = random_spec(seed, /*with_groups=*/seed % 3 == 0);
+    std::mt19937_64 rng(seed);
+    for (int32_t& r : spec.rows) r = std::min<int32_t>(r, 64);
+    for (int32_t r : spec.rows)
+      for (int32_t i = 0; i < r; ++i)
+        spec.parents.push_back(i == 0 || rng() % 5 == 0 ? -1 : static_cast<int32_t>(rng() % i));
+    SCOPED_TRACE(spec.to_string());
+    AppendProblem p(spec);
+    make()->run(p.params);
+    const auto [out, lse] = p.tree_errors();
+    EXPECT_LE(out, out_tolerance(spec));
+    EXPECT_LE(lse, lse_tolerance(spec));
+  }
+  AppendSpec chain;
+  chain.past = {30, 0, 77};
+  chain.rows = {5, 40, 64};
+  for (int32_t r : chain.rows)
+    for (int32_t i = 0; i < r; ++i) chain.parents.push_back(i - 1);
+  AppendProblem tree(chain);
+  make()->run(tree.params);
+  chain.parents.clear();
+  AppendProblem causal(chain);
+  make()->run(causal.params);
+  EXPECT_LE(testing::relative_diff(tree.out, causal.out), 1e-5);
+}
+
 // Typed errors naming the argument, and nothing written: out keeps its poison.
 TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
   AppendSpec spec;
@@ -296,6 +327,19 @@ TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
          "scale");
   expect([](AppendProblem& p) { p.params.prefix_groups.shape[1] = 2; }, StatusCode::kShapeMismatch,
          "prefix_groups");
+  {  // trees: parents before the row, at most kMaxTreeRows rows a sequence
+    AppendSpec tree = spec;
+    tree.parents = {-1, 0, 1, 1, 0, 4, 5, 6, 2, -1};
+    AppendProblem p(tree);
+    p.parents.data<int32_t>()[3] = 3;
+    const detail::HostWorkspace ws(1 << 24);
+    const Status st = a->forward(p.params, ws.workspace());
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("tree_parents[3]"), std::string::npos) << st.message();
+    p.params.tree_parents.shape[0] = 4;
+    EXPECT_EQ(a->forward(p.params, ws.workspace()).code(), StatusCode::kShapeMismatch);
+    for (int64_t i = 0; i < p.out.numel(); ++i) ASSERT_TRUE(std::isnan(p.out.get(i)));
+  }
   // A plan refuses params of another shape.
   AppendProblem p(spec);
   AppendPlan plan;

@@ -26,6 +26,9 @@
 
 namespace qwen3vl {
 
+// The most new rows a sequence may bring with a tree of draft rows (AppendParams::tree_parents).
+constexpr int64_t kMaxTreeRows = 64;
+
 // q, out [Tq, Hq, D] (any strides, last dimension contiguous): the new rows of every sequence in
 // sequence order; sequence b's are rows cu_seqlens[b] .. cu_seqlens[b + 1] - 1, and they are the
 // last tokens of its cache (kv.seq_lens[b] counts them). Row i of R new rows sees keys
@@ -43,12 +46,19 @@ struct AppendParams {
   // sequence's table row). Groups are ascending and disjoint; `shared` is at most every member's
   // past length (seq_lens - new rows), so each new row sees all of the shared keys.
   TensorView prefix_groups;
+  // Optional host i32 [Tq] (speculative decoding, EAGLE / Medusa verification): the new rows of
+  // every sequence form a tree (a forest) of draft tokens: tree_parents[cu_seqlens[b] + i] is the
+  // parent of new row i of sequence b, counted within its new rows (-1 for a root, else < i).
+  // Row i then sees every past token, itself and its ancestors, and no other new row. At most
+  // kMaxTreeRows new rows a sequence. Absent: causal among the new rows.
+  TensorView tree_parents;
 };
 
 struct AppendShape {
   int64_t batch = 0, tokens = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int64_t max_len = 0;  // bound on seq_lens (kv.length_bound())
   int64_t groups = 0;   // prefix groups (0: no cascade)
+  bool tree = false;    // tree_parents given
   float scale = 1.0f;
   int64_t group_size() const { return heads / kv_heads; }
 };
@@ -60,7 +70,8 @@ Status validate(const AppendParams& params, AppendShape* shape = nullptr, bool n
 
 namespace detail {
 struct AppendSignature {
-  static constexpr int kTensors = 9;  // q out lse kv.k kv.v kv.seq_lens kv.block_table cu groups
+  // q out lse kv.k kv.v kv.seq_lens kv.block_table cu_seqlens prefix_groups tree_parents
+  static constexpr int kTensors = 10;
   TensorSignature tensors[kTensors];
   KvLayout layout = KvLayout::kContiguous;
   int64_t max_seq_len = 0;
