@@ -75,6 +75,8 @@ detail::AppendSignature signature_of(const AppendParams& p) {
   s.max_seq_len = p.kv.max_seq_len;
   s.has_scale = p.scale.has_value();
   s.scale = p.scale.value_or(0.0f);
+  s.window = p.window;
+  s.sinks = p.sinks;
   return s;
 }
 
@@ -109,12 +111,50 @@ Status check_signature(const detail::AppendSignature& planned, const AppendParam
   if (p.scale.has_value() != planned.has_scale || p.scale.value_or(0.0f) != planned.scale)
     return differs("scale", p.scale ? detail::concat(*p.scale) : "unset",
                    planned.has_scale ? detail::concat(planned.scale) : "unset");
+  if (p.window != planned.window || p.sinks != planned.sinks)
+    return differs("window, sinks", detail::concat(p.window, ", ", p.sinks),
+                   detail::concat(planned.window, ", ", planned.sinks));
   return Status();
 }
 
 int32_t cu_at(const AppendParams& p, int64_t b) {
   return p.cu_seqlens.ptr<const int32_t>()[b * p.cu_seqlens.stride[0]];
 }
+// The first key row i (of R new rows, in a sequence of len tokens) sees in its window (0 without).
+int64_t window_start(const AppendShape& s, int64_t len, int64_t rows, int64_t i) {
+  return s.window > 0 ? std::max<int64_t>(0, len - rows + i - s.window + 1) : 0;
+}
+
+// The cache's lengths, and the block ids of every key some new row sees (the sinks and the
+// windows only, with a window: blocks evicted outside them hold -1).
+Status check_cache_values(const AppendParams& p, const AppendShape& s) {
+  const KvCacheView& kv = p.kv;
+  const detail::PagedIndexer pager =
+      kv.layout == KvLayout::kPaged ? detail::paged_indexer(kv) : detail::PagedIndexer{};
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t len = kv.seq_len(b, 0);
+    if (len < 0 || len > kv.length_bound())
+      return make_error(StatusCode::kInvalidArgument, "kv.seq_lens[", b, "] = ", len,
+                        ": allowed 0..", kv.length_bound(),
+                        kv.max_seq_len > 0 ? " (max_seq_len)" : " (the capacity)");
+    if (kv.layout != KvLayout::kPaged) continue;
+    const int64_t rows = std::clamp<int64_t>(
+        int64_t{p.cu_seqlens.ptr<const int32_t>()[(b + 1) * p.cu_seqlens.stride[0]]} -
+            p.cu_seqlens.ptr<const int32_t>()[b * p.cu_seqlens.stride[0]],
+        0, len);
+    const int64_t lo = window_start(s, len, rows, 0), bs = kv.block_size();
+    const int64_t sink_end = s.window > 0 ? std::min(s.sinks, lo) : 0;
+    for (int64_t j = 0; j < len; j += bs) {
+      if (j >= sink_end && j + bs <= lo) continue;  // between the sinks and the windows
+      const int64_t block = pager.slot(b, j).major;
+      if (block < 0 || block >= kv.k.shape[0])
+        return make_error(StatusCode::kInvalidArgument, "kv.block_table[", b, ", ", j / bs,
+                          "] = ", block, ": allowed 0..", kv.k.shape[0] - 1, " (num_blocks)");
+    }
+  }
+  return Status();
+}
+
 int32_t parent_at(const AppendParams& p, int64_t row) {
   return p.tree_parents.ptr<const int32_t>()[row * p.tree_parents.stride[0]];
 }
@@ -128,7 +168,7 @@ int32_t group_at(const AppendParams& p, int64_t g, int64_t field) {
 // (ascending, disjoint, within the batch, shared keys within every member's past, the same blocks
 // in every member's table row).
 Status check_values(const AppendParams& p, const AppendShape& s) {
-  QWEN3VL_RETURN_IF_ERROR(detail::check_kv_values(p.kv));
+  QWEN3VL_RETURN_IF_ERROR(check_cache_values(p, s));
   if (cu_at(p, 0) != 0)
     return make_error(StatusCode::kInvalidArgument, "cu_seqlens[0] = ", cu_at(p, 0), ": must be 0");
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -195,7 +235,15 @@ Status check_values(const AppendParams& p, const AppendShape& s) {
 }  // namespace
 
 Status validate(const AppendParams& p, AppendShape* shape, bool need_data) {
-  QWEN3VL_RETURN_IF_ERROR(validate(p.kv, need_data));
+  {
+    // The cache's shapes; its values (lengths, block ids) are check_values' (window-aware).
+    KvCacheView shapes = p.kv;
+    shapes.seq_lens.data = nullptr;
+    QWEN3VL_RETURN_IF_ERROR(validate(shapes, /*need_data=*/false));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.kv.k, "kv.k", need_data));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.kv.v, "kv.v", need_data));
+    QWEN3VL_RETURN_IF_ERROR(detail::check_present(p.kv.seq_lens, "kv.seq_lens", need_data));
+  }
   if (p.kv.per_head())
     return make_error(StatusCode::kUnsupported, "kv.seq_lens = ", p.kv.seq_lens.shape_string(),
                       ": append attention takes one table for every KV head ([batch] lengths)");
@@ -264,6 +312,15 @@ Status validate(const AppendParams& p, AppendShape* shape, bool need_data) {
     QWEN3VL_RETURN_IF_ERROR(detail::check_dims(p.tree_parents, "tree_parents", 1, {s.tokens}));
     s.tree = true;
   }
+  if (p.window < 0 || p.sinks < 0)
+    return make_error(StatusCode::kInvalidArgument, "window, sinks = ", p.window, ", ", p.sinks,
+                      ": allowed >= 0 (window 0: unbounded)");
+  if (p.window > 0 && (s.groups > 0 || s.tree))
+    return make_error(StatusCode::kUnsupported, "window = ", p.window, " with ",
+                      s.tree ? "tree_parents" : "prefix_groups",
+                      ": a sliding window takes plain causal rows without shared prefixes");
+  s.window = p.window;
+  s.sinks = p.window > 0 ? p.sinks : 0;
   if (p.scale && !std::isfinite(*p.scale))
     return make_error(StatusCode::kInvalidArgument, "scale = ", *p.scale, ": must be finite");
   QWEN3VL_RETURN_IF_ERROR(check_append_overlaps(p));
@@ -279,21 +336,32 @@ namespace {
 // caller's buffer in run()).
 struct Parts {
   int64_t* items = nullptr;   // work items, 4 values each (kind, a, b, c)
-  float* shared_o = nullptr;  // [Tq][Hq][D], [Tq][Hq]: partials over the shared prefix
+  float* shared_o = nullptr;  // [Tq][Hq][D], [Tq][Hq]: partials over the shared prefix (or sinks)
   float* shared_lse = nullptr;
   float* own_o = nullptr;  // the same over the sequence's own keys (flash sequences in a group)
   float* own_lse = nullptr;
-  float* split_o = nullptr;  // [batch][splits][Hkv][G * decode_rows][D] (+ lse): decode partials
+  float* split_o = nullptr;  // [batch][slots][Hkv][G * decode_rows][D] (+ lse): decode partials
   float* split_lse = nullptr;
   Workspace slots;
 };
 
-enum ItemKind : int64_t { kShared = 0, kChunk = 1, kDecode = 2 };
+enum ItemKind : int64_t { kShared = 0, kChunk = 1, kDecode = 2, kSinks = 3 };
+
+// Decode partial slots a sequence: its key splits, and one for the sinks.
+int64_t slots_of(const AppendPlan& plan) {
+  return plan.splits + (plan.shape.sinks_apart() ? 1 : 0);
+}
+// The most rows a sequence may have to run the decode kernel: under a window each row has its own
+// first key, which the decode kernel (one key range for all rows) takes for a single row only.
+int64_t decode_limit(const AppendPlan& plan) {
+  return plan.shape.window > 0 ? 1 : plan.decode_rows;
+}
 
 int64_t max_items(const AppendPlan& plan) {
   const AppendShape& s = plan.shape;
   const int64_t blocks = s.tokens / plan.block_q;
-  return s.kv_heads * (blocks + s.groups) + s.kv_heads * (blocks + s.batch) + s.batch * plan.splits;
+  return s.kv_heads * (blocks + s.groups) + 2 * s.kv_heads * (blocks + s.batch) +
+         s.batch * slots_of(plan);
 }
 int64_t split_stride(const AppendPlan& plan) {  // floats of one (sequence, split) partial o
   const AppendShape& s = plan.shape;
@@ -309,17 +377,17 @@ Parts carve_parts(const AppendPlan& plan, void* base) {
   Parts parts;
   parts.items = c.take<int64_t>(4 * max_items(plan));
   const int64_t rows = s.tokens * s.heads;
-  if (s.groups > 0) {
+  if (s.groups > 0 || s.sinks_apart()) {
     parts.shared_o = c.take<float>(rows * s.head_dim);
     parts.shared_lse = c.take<float>(rows);
   }
-  if (s.groups > 0 || s.tree) {
+  if (s.groups > 0 || s.tree || s.sinks_apart()) {
     parts.own_o = c.take<float>(rows * s.head_dim);
     parts.own_lse = c.take<float>(rows);
   }
-  if (plan.splits > 1 || s.groups > 0 || s.tree) {
-    parts.split_o = c.take<float>(s.batch * plan.splits * split_stride(plan));
-    parts.split_lse = c.take<float>(s.batch * plan.splits * split_lse_stride(plan));
+  if (plan.splits > 1 || s.groups > 0 || s.tree || s.sinks_apart()) {
+    parts.split_o = c.take<float>(s.batch * slots_of(plan) * split_stride(plan));
+    parts.split_lse = c.take<float>(s.batch * slots_of(plan) * split_lse_stride(plan));
   }
   const size_t used = c.used();
   parts.slots.data = base ? detail::align_pointer(base) + used : nullptr;
@@ -497,15 +565,18 @@ class AppendCpu final : public AppendAttention {
     }
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t rows = rows_of(b);
-      if (rows <= plan.decode_rows) continue;
+      if (rows <= decode_limit(plan)) continue;
       const int64_t blocks = (rows + plan.block_q - 1) / plan.block_q;
       for (int64_t h = 0; h < s.kv_heads; ++h)
-        for (int64_t qb = blocks - 1; qb >= 0; --qb) add(kChunk, b, h, qb);
+        for (int64_t qb = blocks - 1; qb >= 0; --qb) {
+          add(kChunk, b, h, qb);
+          if (s.sinks_apart()) add(kSinks, b, h, qb);
+        }
     }
     for (int64_t b = 0; b < s.batch; ++b) {
       const int64_t rows = rows_of(b);
-      if (rows == 0 || rows > plan.decode_rows) continue;
-      for (int64_t split = 0; split < plan.splits; ++split) add(kDecode, b, split, 0);
+      if (rows == 0 || rows > decode_limit(plan)) continue;
+      for (int64_t split = 0; split < slots_of(plan); ++split) add(kDecode, b, split, 0);
     }
 
     // The flash tiles' view of the problem: packed q / out / lse (varlen), K/V from the cache.
@@ -521,7 +592,7 @@ class AppendCpu final : public AppendAttention {
     tiles.scratch_bytes = plan.tile_bytes;
     // Decode sequences leave partials whenever a merge follows: key splits, a shared prefix, a tree
     // (whose new rows are attended in the merge).
-    const bool merge_splits = plan.splits > 1 || s.groups > 0 || s.tree;
+    const bool merge_splits = plan.splits > 1 || s.groups > 0 || s.tree || s.sinks_apart();
 
     std::atomic<int64_t> next{0};
     const auto worker = [&] {
@@ -561,7 +632,10 @@ class AppendCpu final : public AppendAttention {
           rows = rows_of(t.b);
           key_lo = shared_of(t.b);
           t.span = SequenceSpan{first_row, rows, 0, p.kv.seq_len(t.b, 0)};
-          if (key_lo > 0 || s.tree) {
+          if (item[0] == kSinks) {
+            t.partial_o = parts.shared_o;
+            t.partial_lse = parts.shared_lse;
+          } else if (key_lo > 0 || s.tree || s.sinks_apart()) {
             t.partial_o = parts.own_o;
             t.partial_lse = parts.own_lse;
           }
@@ -570,11 +644,15 @@ class AppendCpu final : public AppendAttention {
         t.q_end = std::min(rows, t.q_begin + plan.block_q);
         // Shared keys: all of them; own keys: bottom-right causal, or with a tree the past only
         // (the merge adds the tree's new rows).
+        // Under a window: from the window's first key, and the sinks before it apart.
         const int64_t past = t.span.k_len - t.span.q_len;
-        for (int64_t i = t.q_begin; i < t.q_end; ++i)
-          ranges[i - t.q_begin] = item[0] == kShared ? KeyRange{0, t.span.k_len}
-                                  : s.tree           ? KeyRange{key_lo, past}
-                                                     : KeyRange{key_lo, past + i + 1};
+        for (int64_t i = t.q_begin; i < t.q_end; ++i) {
+          const int64_t start = window_start(s, t.span.k_len, t.span.q_len, i);
+          ranges[i - t.q_begin] = item[0] == kShared  ? KeyRange{0, t.span.k_len}
+                                  : item[0] == kSinks ? KeyRange{0, std::min(s.sinks, start)}
+                                  : s.tree            ? KeyRange{key_lo, past}
+                                           : KeyRange{std::max(key_lo, start), past + i + 1};
+        }
         t.rows = ranges;
         *interval = KeyRange{ranges[0].begin, ranges[t.q_end - t.q_begin - 1].end};
         t.intervals = interval;
@@ -618,13 +696,20 @@ class AppendCpu final : public AppendAttention {
     t.kv_head_end = s.kv_heads;
     t.seq_len = p.kv.seq_len(b, 0);
     // With a tree the kernel covers the past keys only: every row sees all of them.
+    // Under a window (one row) from its first key; the sinks before it in the last slot.
     const int64_t end = plan.shape.tree ? t.seq_len - rows : t.seq_len;
-    const int64_t own = end - shared;
-    const int64_t per_split = (own + plan.splits - 1) / plan.splits;
-    const int64_t chunk = (per_split + 15) / 16 * 16;
-    t.key_begin = std::min(end, shared + split * chunk);
-    t.key_end = std::min(end, t.key_begin + chunk);
-    const int64_t part = b * plan.splits + split;
+    const int64_t begin = std::max(shared, window_start(s, t.seq_len, rows, 0));
+    if (split == plan.splits) {
+      t.key_begin = 0;
+      t.key_end = std::min(s.sinks, begin);
+    } else {
+      const int64_t own = end - begin;
+      const int64_t per_split = (own + plan.splits - 1) / plan.splits;
+      const int64_t chunk = (per_split + 15) / 16 * 16;
+      t.key_begin = std::min(end, begin + split * chunk);
+      t.key_end = std::min(end, t.key_begin + chunk);
+    }
+    const int64_t part = b * slots_of(plan) + split;
     t.partial_o = to_partials ? parts.split_o + part * split_stride(plan) : nullptr;
     t.partial_lse = to_partials ? parts.split_lse + part * split_lse_stride(plan) : nullptr;
     t.scratch = scratch;
@@ -640,8 +725,9 @@ class AppendCpu final : public AppendAttention {
     const int64_t group = s.group_size(), d = s.head_dim;
     tbb::parallel_for(int64_t{0}, s.batch, [&](int64_t b) {
       const int64_t rows = rows_of(b), shared = shared_of(b), q0 = cu_at(p, b);
-      const bool decode = rows <= plan.decode_rows;
-      if (rows == 0 || (decode ? !merge_splits : shared == 0 && !s.tree)) return;
+      const bool decode = rows <= decode_limit(plan);
+      if (rows == 0 || (decode ? !merge_splits : shared == 0 && !s.tree && !s.sinks_apart()))
+        return;
       float acc[256], tree_o[256];
       int64_t seen[kMaxTreeRows];
       for (int64_t r = 0; r < rows; ++r) {
@@ -658,12 +744,13 @@ class AppendCpu final : public AppendAttention {
             lse = w.lse;
           };
           const int64_t packed = (q0 + r) * s.heads + qh;
-          if (shared > 0) fold(parts.shared_o + packed * d, parts.shared_lse[packed]);
+          if (shared > 0 || (!decode && s.sinks_apart()))
+            fold(parts.shared_o + packed * d, parts.shared_lse[packed]);
           if (decode) {
             const int64_t kvh = qh / group, i = (qh % group) * rows + r;
             const int64_t at = kvh * group * rows + i;
-            for (int64_t split = 0; split < plan.splits; ++split) {
-              const int64_t part = b * plan.splits + split;
+            for (int64_t split = 0; split < slots_of(plan); ++split) {
+              const int64_t part = b * slots_of(plan) + split;
               fold(parts.split_o + part * split_stride(plan) + at * d,
                    parts.split_lse[part * split_lse_stride(plan) + at]);
             }

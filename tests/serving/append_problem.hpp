@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -29,6 +30,8 @@ struct AppendSpec {
   std::vector<int32_t> rows = {9};   // new rows per sequence
   std::vector<PrefixGroupSpec> groups;
   std::vector<int32_t> parents;  // non-empty: tree_parents, one per new row
+  int64_t window = 0, sinks = 0;
+  bool evict = false;  // paged: blocks no row sees are -1 in the table and NaN in storage
   int64_t heads = 4, kv_heads = 2, head_dim = 64;
   DType kv_dtype = DType::kF32;
   DType q_dtype = DType::kF32;  // kv_dtype, or f32
@@ -164,6 +167,9 @@ struct AppendProblem {
       std::copy(s.parents.begin(), s.parents.end(), parents.data<int32_t>());
       params.tree_parents = parents.view();
     }
+    params.window = s.window;
+    params.sinks = s.sinks;
+    if (s.evict && s.layout == KvLayout::kPaged) evict_unseen();
     params.kv.layout = s.layout;
     params.kv.k = k_store.view();
     params.kv.v = v_store.view();
@@ -194,6 +200,28 @@ struct AppendProblem {
   // With tree parents: the float64 result of every new row against the past keys, itself and its
   // ancestors, computed here (the reference has no trees); the same two errors.
   std::pair<double, double> tree_errors() const {
+    return oracle_errors([&](int64_t q0, int64_t i, int64_t past) {
+      std::vector<int64_t> keys;
+      for (int64_t j = 0; j < past; ++j) keys.push_back(j);
+      for (int64_t j = i; j >= 0; j = spec.parents[static_cast<size_t>(q0 + j)])
+        keys.push_back(past + j);
+      return keys;
+    });
+  }
+  // With a window and sinks: row i (position past + i) sees its window and the first sinks keys.
+  std::pair<double, double> window_errors() const {
+    return oracle_errors([&](int64_t, int64_t i, int64_t past) {
+      std::vector<int64_t> keys;
+      const int64_t p = past + i, start = std::max<int64_t>(0, p - spec.window + 1);
+      for (int64_t j = 0; j <= p; ++j)
+        if (j >= start || j < spec.sinks) keys.push_back(j);
+      return keys;
+    });
+  }
+  // The float64 result of every new row over the keys keys_of(first row of its sequence, row
+  // index in the sequence, past length) lists; out's relative error and the LSE's largest error.
+  std::pair<double, double> oracle_errors(
+      const std::function<std::vector<int64_t>(int64_t, int64_t, int64_t)>& keys_of) const {
     const int64_t d = spec.head_dim, group = spec.heads / spec.kv_heads;
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
     double diff = 0, norm = 0, lse_worst = 0;
@@ -201,10 +229,7 @@ struct AppendProblem {
       const int64_t q0 = cu_q.data<int32_t>()[b], rows = spec.rows[static_cast<size_t>(b)];
       const int64_t past = spec.past[static_cast<size_t>(b)], k0 = cu_k.data<int32_t>()[b];
       for (int64_t i = 0; i < rows; ++i) {
-        std::vector<int64_t> keys;
-        for (int64_t j = 0; j < past; ++j) keys.push_back(j);
-        for (int64_t j = i; j >= 0; j = spec.parents[static_cast<size_t>(q0 + j)])
-          keys.push_back(past + j);
+        const std::vector<int64_t> keys = keys_of(q0, i, past);
         for (int64_t h = 0; h < spec.heads; ++h) {
           const int64_t kvh = h / group;
           std::vector<double> sc;
@@ -249,6 +274,22 @@ struct AppendProblem {
 
  private:
   Tensor dense_k, dense_v;
+  // Blocks holding no key any new row sees (outside every row's window and the sinks): -1 in the
+  // table, NaN in storage, as KvPageTable::evict_outside_window leaves them.
+  void evict_unseen() {
+    const int64_t bs = spec.block_size, cols = table.size(1), row = spec.kv_heads * spec.head_dim;
+    for (int64_t b = 0; b < spec.batch(); ++b) {
+      const int64_t lo = std::max<int64_t>(0, spec.past[static_cast<size_t>(b)] - spec.window + 1);
+      for (int64_t i = (spec.sinks + bs - 1) / bs; (i + 1) * bs <= lo; ++i) {
+        int32_t& id = table.data<int32_t>()[b * cols + i];
+        for (int64_t t = id * bs * row; t < (id + 1) * bs * row; ++t) {
+          k_store.set(t, std::numeric_limits<float>::quiet_NaN());
+          v_store.set(t, std::numeric_limits<float>::quiet_NaN());
+        }
+        id = -1;
+      }
+    }
+  }
   void copy_token(int64_t src, int64_t dst, int64_t row) {
     for (int64_t c = 0; c < row; ++c) {
       k_store.set(dst * row + c, k_dense.get(src * row + c));

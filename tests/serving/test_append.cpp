@@ -280,6 +280,125 @@ TEST(AppendAttention, TreeMasksMatchTheOracle) {
   EXPECT_LE(testing::relative_diff(tree.out, causal.out), 1e-5);
 }
 
+// Sliding windows with attention sinks: windows smaller and larger than the cache, 0..40 sinks,
+// decode rows (the decode kernel) and chunks (flash tiles), on caches whose blocks outside every
+// window were evicted (-1 in the table, NaN in storage).
+TEST(AppendAttention, WindowsAndSinksMatchTheOracle) {
+  for (uint64_t seed = 400; seed <= 440; ++seed) {
+    AppendSpec spec = random_spec(seed, /*with_groups=*/false);
+    std::mt19937_64 rng(seed);
+    const int64_t windows[] = {1, 7, 16, 50, 130, 1000};
+    spec.window = windows[rng() % 6];
+    spec.sinks = static_cast<int64_t>(rng() % 3 == 0 ? 0 : rng() % 41);
+    spec.evict = spec.layout == KvLayout::kPaged && rng() % 2 == 0;
+    SCOPED_TRACE(spec.to_string() + " window " + std::to_string(spec.window) + " sinks " +
+                 std::to_string(spec.sinks) + (spec.evict ? " evicted" : ""));
+    AppendProblem p(spec);
+    make()->run(p.params);
+    const auto [out, lse] = p.window_errors();
+    EXPECT_LE(out, out_tolerance(spec));
+    EXPECT_LE(lse, lse_tolerance(spec));
+  }
+}
+
+// KvPageTable::evict_outside_window returns the blocks no later token sees to the pool; appends
+// with the same window go on, fork and reset keep the allocator's counts right.
+TEST(AppendAttention, EvictionFollowsTheWindow) {
+  KvCacheConfig c;
+  c.layout = KvLayout::kPaged;
+  c.batch = 2;
+  c.kv_heads = 2;
+  c.head_dim = 32;
+  c.dtype = DType::kF32;
+  c.block_size = 16;
+  c.max_blocks = 20;
+  c.num_blocks = 30;
+  Tensor ks(c.dtype, kv_storage_shape(c)), vs(c.dtype, kv_storage_shape(c));
+  KvPageTable table;
+  throw_if_error(KvPageTable::create(table_config(c), &table));
+  KvLayerStorage storage;
+  throw_if_error(KvLayerStorage::create(&table, ks.view(), vs.view(), {}, &storage));
+  auto a = make();
+  const int64_t window = 40, sinks = 4;
+  std::mt19937_64 rng(3);
+  Tensor all_k(DType::kF32, {2, 300, 2, 32}), all_v(DType::kF32, {2, 300, 2, 32});
+  testing::fill_uniform(all_k, 5);
+  testing::fill_uniform(all_v, 6);
+  int64_t at = 0;
+  for (int step = 0; step < 12; ++step) {
+    const int64_t n = step == 0 ? 30 : 1 + static_cast<int64_t>(rng() % 20);
+    Tensor cu(DType::kI32, {3});
+    cu.data<int32_t>()[1] = static_cast<int32_t>(n);
+    cu.data<int32_t>()[2] = static_cast<int32_t>(2 * n);
+    Tensor q(DType::kF32, {2 * n, 4, 32}), out(DType::kF32, {2 * n, 4, 32});
+    Tensor k(DType::kF32, {2 * n, 2, 32}), v(DType::kF32, {2 * n, 2, 32});
+    testing::fill_uniform(q, 10 + static_cast<uint64_t>(step));
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t e = 0; e < 64; ++e) {
+          k.set((b * n + i) * 64 + e, all_k.get((b * 300 + at + i) * 64 + e));
+          v.set((b * n + i) * 64 + e, all_v.get((b * 300 + at + i) * 64 + e));
+        }
+    AppendParams p;
+    p.q = q.view();
+    p.out = out.view();
+    p.cu_seqlens = cu.view();
+    p.kv = storage.view(table);
+    p.kv.max_seq_len = 0;
+    p.window = window;
+    p.sinks = sinks;
+    const detail::HostWorkspace ws(a->workspace_size(p));
+    ASSERT_TRUE(
+        append_and_attend(*a, nullptr, &table, storage, k.view(), v.view(), p, ws.workspace())
+            .ok());
+    // The rows against the whole history, windowed, in float64.
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t h = 0; h < 4; ++h) {
+          const int64_t pos = at + i, start = std::max<int64_t>(0, pos - window + 1);
+          std::vector<double> sc, o(32, 0.0);
+          double top = -INFINITY, sum = 0;
+          for (int64_t j = 0; j <= pos; ++j) {
+            if (j < start && j >= sinks) continue;
+            double x = 0;
+            for (int64_t e = 0; e < 32; ++e)
+              x += static_cast<double>(q.get(((b * n + i) * 4 + h) * 32 + e)) *
+                   all_k.get(((b * 300 + j) * 2 + h / 2) * 32 + e);
+            sc.push_back(x / std::sqrt(32.0));
+            top = std::max(top, sc.back());
+          }
+          size_t m = 0;
+          for (int64_t j = 0; j <= pos; ++j) {
+            if (j < start && j >= sinks) continue;
+            const double w = std::exp(sc[m++] - top);
+            sum += w;
+            for (int64_t e = 0; e < 32; ++e)
+              o[static_cast<size_t>(e)] += w * all_v.get(((b * 300 + j) * 2 + h / 2) * 32 + e);
+          }
+          for (int64_t e = 0; e < 32; ++e)
+            ASSERT_NEAR(out.get(((b * n + i) * 4 + h) * 32 + e), o[static_cast<size_t>(e)] / sum,
+                        2e-5);
+        }
+    at += n;
+    const int32_t free_before = table.allocator().free_count();
+    int64_t released = 0;
+    ASSERT_TRUE(table.evict_outside_window(window, sinks, &released).ok());
+    EXPECT_EQ(table.allocator().free_count(), free_before + released);
+    // What is left: the sink block and the blocks from the next token's window on.
+    const int64_t keep_from = at + 1 - window;
+    for (int64_t i = 0; i * 16 < at; ++i)
+      EXPECT_EQ(table.block_table()[static_cast<size_t>(i)] < 0,
+                i >= 1 && (i + 1) * 16 <= keep_from)
+          << "block " << i << " after " << at << " tokens";
+  }
+  EXPECT_GT(at, 100);  // the window moved past several blocks
+  ASSERT_TRUE(table.reset(1).ok());
+  ASSERT_TRUE(table.fork(0, 1).ok());
+  ASSERT_TRUE(table.reset(0).ok());
+  ASSERT_TRUE(table.reset(1).ok());
+  EXPECT_EQ(table.allocator().free_count(), 30);
+}
+
 // Typed errors naming the argument, and nothing written: out keeps its poison.
 TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
   AppendSpec spec;
@@ -327,6 +446,8 @@ TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
          "scale");
   expect([](AppendProblem& p) { p.params.prefix_groups.shape[1] = 2; }, StatusCode::kShapeMismatch,
          "prefix_groups");
+  expect([](AppendProblem& p) { p.params.window = -1; }, StatusCode::kInvalidArgument, "window");
+  expect([](AppendProblem& p) { p.params.window = 8; }, StatusCode::kUnsupported, "window");
   {  // trees: parents before the row, at most kMaxTreeRows rows a sequence
     AppendSpec tree = spec;
     tree.parents = {-1, 0, 1, 1, 0, 4, 5, 6, 2, -1};

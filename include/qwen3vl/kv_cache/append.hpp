@@ -52,6 +52,12 @@ struct AppendParams {
   // Row i then sees every past token, itself and its ancestors, and no other new row. At most
   // kMaxTreeRows new rows a sequence. Absent: causal among the new rows.
   TensorView tree_parents;
+  // Optional sliding window with attention sinks (StreamingLLM): window > 0: the token at position
+  // p of its sequence sees keys p - window + 1 .. p and the first `sinks` keys; 0: every key up to
+  // p (sinks unused). Not with prefix_groups or tree_parents. Keys no row sees are never read, so
+  // the blocks KvPageTable::evict_outside_window released (-1 in the table) may stay absent.
+  int64_t window = 0;
+  int64_t sinks = 0;
 };
 
 struct AppendShape {
@@ -59,6 +65,8 @@ struct AppendShape {
   int64_t max_len = 0;  // bound on seq_lens (kv.length_bound())
   int64_t groups = 0;   // prefix groups (0: no cascade)
   bool tree = false;    // tree_parents given
+  int64_t window = 0, sinks = 0;
+  bool sinks_apart() const { return window > 0 && sinks > 0; }  // a sinks partial to merge
   float scale = 1.0f;
   int64_t group_size() const { return heads / kv_heads; }
 };
@@ -77,11 +85,12 @@ struct AppendSignature {
   int64_t max_seq_len = 0;
   bool has_scale = false;
   float scale = 0.0f;
+  int64_t window = 0, sinks = 0;
 };
 }  // namespace detail
 
 // A plain copyable value, made from shapes; serves params equal to the planned ones up to the data
-// pointers and the values of cu_seqlens, seq_lens, block_table and prefix_groups.
+// pointers and the values of cu_seqlens, seq_lens, block_table, prefix_groups and tree_parents.
 struct AppendPlan {
   uint64_t facts = 0;  // the planning object's threads and ISA
   AppendShape shape;
