@@ -474,7 +474,7 @@ TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
   EXPECT_NE(st.message().find("differs from the plan"), std::string::npos) << st.message();
 }
 
-// append_and_attend: a refused step leaves the table as it was (lengths, blocks, version).
+// append_and_attend: a refused step leaves the table as it was (lengths, blocks, free blocks).
 TEST(AppendAttention, RefusedAppendChangesNothing) {
   KvCacheConfig c;
   c.layout = KvLayout::kPaged;
@@ -514,7 +514,6 @@ TEST(AppendAttention, RefusedAppendChangesNothing) {
   };
   ASSERT_TRUE(step({20, 3}, 23).ok());
   const std::vector<int32_t> lengths = table.lengths(), blocks = table.block_table();
-  const uint64_t version = table.version();
   const int32_t free_blocks = table.allocator().free_count();
   EXPECT_FALSE(step({20, 3}, 24).ok());   // cu_seqlens ends before Tq
   EXPECT_FALSE(step({45, 0}, 45).ok());   // past the capacity of 64
@@ -523,7 +522,6 @@ TEST(AppendAttention, RefusedAppendChangesNothing) {
   EXPECT_EQ(table.block_table(), blocks);
   EXPECT_EQ(table.allocator().free_count(), free_blocks);
   EXPECT_FALSE(table.step_open());
-  (void)version;
   ASSERT_TRUE(step({1, 9}, 10).ok());
   EXPECT_EQ(table.length(0), 21);
   EXPECT_EQ(table.length(1), 12);
