@@ -171,48 +171,13 @@ void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, c
   }
 }
 
-// K (or V) row of key `key` of the task's KV head as fp32: from params k / v, or through the
-// cache's indexer in the cache's dtype. The flash tile copies every K/V row into its fp32 block
-// anyway, so reading through a block table costs one table lookup per row.
-template <class T>
-void load_kv_row(const Flash2Task& t, bool value, int64_t key, int64_t n, float* dst) {
-  if (t.cache == nullptr) {
-    convert_row(row_ptr<T>(value ? t.params->v : t.params->k, t, t.span.k_start, key, t.kv_head), n,
-                1.0f, dst);
-    return;
-  }
+// Calls f(j, run, element offset of row k0 + j in K / V) for keys [k0, k0 + kn) of the task's
+// sequence and KV head in the cache, in runs of consecutive rows (one table lookup a run: a run
+// ends with its block). Spelled out, not through the view's indexer: an inline helper of a header,
+// emitted here, would carry this ISA's flags.
+template <class F>
+void for_cache_runs(const Flash2Task& t, const TensorView& src, int64_t k0, int64_t kn, F&& f) {
   const KvCacheView& kv = *t.cache;
-  const TensorView& src = value ? kv.v : kv.k;
-  // (Spelled out: an inline helper of a header, emitted here, would carry this ISA's flags.)
-  int64_t major = t.b, minor = key;
-  if (kv.layout == KvLayout::kPaged) {
-    const int64_t bs = src.shape[1], blk = key / bs;
-    major = static_cast<const int32_t*>(
-        kv.block_table.data)[t.b * kv.block_table.stride[0] + blk * kv.block_table.stride[1]];
-    minor = key - blk * bs;
-  }
-  const int64_t off = major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2];
-  switch (src.dtype) {
-    case DType::kF16: convert_row(static_cast<const half*>(src.data) + off, n, 1.0f, dst); break;
-    case DType::kBF16:
-      convert_row(static_cast<const bfloat16*>(src.data) + off, n, 1.0f, dst);
-      break;
-    default: convert_row(static_cast<const float*>(src.data) + off, n, 1.0f, dst); break;
-  }
-}
-
-// Rows [k0, k0 + kn) of K (or V) as fp32 rows `ld` apart at dst, skipping rows whose live[] is
-// kDead (live null: every row). Through the cache, one table lookup per run of keys in a block.
-template <class T>
-void load_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64_t n, float* dst,
-                  int64_t ld, const uint8_t* live) {
-  if (t.cache == nullptr) {
-    for (int64_t j = 0; j < kn; ++j)
-      if (!live || live[j]) load_kv_row<T>(t, value, k0 + j, n, dst + j * ld);
-    return;
-  }
-  const KvCacheView& kv = *t.cache;
-  const TensorView& src = value ? kv.v : kv.k;
   const bool paged = kv.layout == KvLayout::kPaged;
   const int64_t bs = paged ? src.shape[1] : 0;
   for (int64_t j = 0; j < kn;) {
@@ -225,7 +190,26 @@ void load_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64
       minor = key - blk * bs;
       run = run < bs - minor ? run : bs - minor;
     }
-    const int64_t off = major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2];
+    f(j, run, major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2]);
+    j += run;
+  }
+}
+
+// Rows [k0, k0 + kn) of K (or V) as fp32 rows `ld` apart at dst, skipping rows whose live[] is
+// kDead (live null: every row): from params k / v, or from the cache in its dtype. The tile
+// copies every K/V row into its fp32 block anyway, so a block table costs a lookup per run.
+template <class T>
+void load_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64_t n, float* dst,
+                  int64_t ld, const uint8_t* live) {
+  if (t.cache == nullptr) {
+    const TensorView& src = value ? t.params->v : t.params->k;
+    for (int64_t j = 0; j < kn; ++j)
+      if (!live || live[j])
+        convert_row(row_ptr<T>(src, t, t.span.k_start, k0 + j, t.kv_head), n, 1.0f, dst + j * ld);
+    return;
+  }
+  const TensorView& src = value ? t.cache->v : t.cache->k;
+  for_cache_runs(t, src, k0, kn, [&](int64_t j, int64_t run, int64_t off) {
     const auto convert = [&](auto* base) {
       for (int64_t i = 0; i < run; ++i)
         if (!live || live[j + i])
@@ -236,36 +220,21 @@ void load_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64
       case DType::kBF16: convert(static_cast<const bfloat16*>(src.data)); break;
       default: convert(static_cast<const float*>(src.data)); break;
     }
-    j += run;
-  }
+  });
 }
 
 // Software prefetch into L2 of rows [k0, k0 + kn) of K (or V) in the cache. A task reads one KV
 // head's rows, Hkv * D elements apart: too sparse for the hardware prefetchers, so without this
 // the tile waits on every row (a fifth of a shared-prefix pass at Hkv 8, D 128, f16).
 void prefetch_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64_t n) {
-  const KvCacheView& kv = *t.cache;
-  const TensorView& src = value ? kv.v : kv.k;
-  const bool paged = kv.layout == KvLayout::kPaged;
-  const int64_t bs = paged ? src.shape[1] : 0, es = static_cast<int64_t>(size_of(src.dtype));
+  const TensorView& src = value ? t.cache->v : t.cache->k;
+  const int64_t es = src.dtype == DType::kF32 ? 4 : 2;  // f32, or f16 / bf16
   const size_t row_bytes = static_cast<size_t>(n * es);
-  for (int64_t j = 0; j < kn;) {
-    const int64_t key = k0 + j;
-    int64_t major = t.b, minor = key, run = kn - j;
-    if (paged) {
-      const int64_t blk = key / bs;
-      major = static_cast<const int32_t*>(
-          kv.block_table.data)[t.b * kv.block_table.stride[0] + blk * kv.block_table.stride[1]];
-      minor = key - blk * bs;
-      run = run < bs - minor ? run : bs - minor;
-    }
-    const char* base =
-        static_cast<const char*>(src.data) +
-        (major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2]) * es;
+  for_cache_runs(t, src, k0, kn, [&](int64_t, int64_t run, int64_t off) {
+    const char* base = static_cast<const char*>(src.data) + off * es;
     for (int64_t i = 0; i < run; ++i)
       for (size_t at = 0; at < row_bytes; at += 64) prefetch_l2(base + i * src.stride[1] * es, at);
-    j += run;
-  }
+  });
 }
 
 // Keys [k0, k0 + kn) as fp32 rows, then zero keys up to a multiple of kKeys.
@@ -534,7 +503,7 @@ void add_non_finite(const Flash2Task& t, const Geometry& g, int64_t rows, int64_
   for (int64_t j = 0; j < kn; ++j) {
     if (w.live[j] != kLiveNonFinite) continue;
     const int64_t key = k0 + j;
-    load_kv_row<T>(t, true, key, g.d, w.row);
+    load_kv_rows<T>(t, true, key, 1, g.d, w.row, g.d, nullptr);
     for (int64_t r = 0; r < rows; ++r) {
       const KeyRange& range = t.rows[r / group];
       if (key < range.begin || key >= range.end) continue;
