@@ -853,6 +853,51 @@ Status create_append_attention_cpu(const CpuOptions& options,
   return Status();
 }
 
+Status find_prefix_groups(const KvCacheView& kv, const TensorView& cu_seqlens, int64_t min_shared,
+                          std::vector<int32_t>* groups) {
+  if (groups == nullptr)
+    return make_error(StatusCode::kNullPointer, "groups = null: must point to a vector");
+  groups->clear();
+  if (kv.layout != KvLayout::kPaged)
+    return make_error(StatusCode::kUnsupported, "kv.layout = ", to_string(kv.layout),
+                      ": shared prefixes are blocks of a paged cache");
+  QWEN3VL_RETURN_IF_ERROR(validate(kv));
+  if (kv.per_head())
+    return make_error(StatusCode::kUnsupported, "kv.seq_lens = ", kv.seq_lens.shape_string(),
+                      ": one table for every KV head needed");
+  if (kv.seq_lens.device != Device::kCPU || kv.seq_lens.data == nullptr)
+    return make_error(StatusCode::kInvalidArgument, "kv.seq_lens: must be in host memory");
+  const int64_t batch = kv.batch(), bs = kv.block_size();
+  QWEN3VL_RETURN_IF_ERROR(check_host_index(cu_seqlens, "cu_seqlens", true));
+  QWEN3VL_RETURN_IF_ERROR(detail::check_dims(cu_seqlens, "cu_seqlens", 1, {batch + 1}));
+  const auto past = [&](int64_t b) {
+    const int32_t* cu = cu_seqlens.ptr<const int32_t>();
+    const int64_t rows = int64_t{cu[(b + 1) * cu_seqlens.stride[0]]} - cu[b * cu_seqlens.stride[0]];
+    return std::max<int64_t>(0, kv.seq_len(b, 0) - std::max<int64_t>(rows, 0));
+  };
+  const detail::PagedIndexer pager = detail::paged_indexer(kv);
+  // Keys of the blocks sequence b shares with sequence a from the start, at most `limit`.
+  const auto common = [&](int64_t a, int64_t b, int64_t limit) {
+    int64_t keys = 0;
+    while (keys < limit && pager.slot(b, keys).major == pager.slot(a, keys).major)
+      keys = std::min(limit, (keys / bs + 1) * bs);
+    return keys;
+  };
+  // A run: a sequence and the next ones that share as many of its keys as the first two share (a
+  // member sharing fewer starts the next run, so one stray sequence does not shrink a group).
+  for (int64_t first = 0; first < batch;) {
+    int64_t end = first + 1;
+    const int64_t shared = end < batch ? common(first, end, std::min(past(first), past(end))) : 0;
+    if (shared > 0)
+      while (end < batch && past(end) >= shared && common(first, end, shared) == shared) ++end;
+    if (end - first > 1 && shared >= std::max<int64_t>(min_shared, 1))
+      groups->insert(groups->end(), {static_cast<int32_t>(first), static_cast<int32_t>(end),
+                                     static_cast<int32_t>(shared)});
+    first = end;
+  }
+  return Status();
+}
+
 Status append_and_attend(const AppendAttention& attention, const AppendPlan* plan,
                          KvPageTable* table, const KvLayerStorage& storage, const TensorView& k_new,
                          const TensorView& v_new, AppendParams params, Workspace workspace) {

@@ -399,6 +399,69 @@ TEST(AppendAttention, EvictionFollowsTheWindow) {
   EXPECT_EQ(table.allocator().free_count(), 30);
 }
 
+// find_prefix_groups over forks of two prompts: the runs and their shared keys (whole blocks left
+// after the step's copy-on-write), and cascade over them equals the call without groups.
+TEST(AppendAttention, FindPrefixGroupsOverForks) {
+  KvCacheConfig c;
+  c.layout = KvLayout::kPaged;
+  c.batch = 7;
+  c.kv_heads = 2;
+  c.head_dim = 48;
+  c.dtype = DType::kF32;
+  c.block_size = 16;
+  c.max_blocks = 10;
+  c.num_blocks = 50;
+  Tensor ks(c.dtype, kv_storage_shape(c)), vs(c.dtype, kv_storage_shape(c));
+  KvPageTable table;
+  throw_if_error(KvPageTable::create(table_config(c), &table));
+  KvLayerStorage storage;
+  throw_if_error(KvLayerStorage::create(&table, ks.view(), vs.view(), {}, &storage));
+  const auto append = [&](const std::vector<int32_t>& rows) {
+    Tensor cu(DType::kI32, {8});
+    for (size_t b = 0; b < rows.size(); ++b)
+      cu.data<int32_t>()[b + 1] = cu.data<int32_t>()[b] + rows[b];
+    const int64_t n = cu.data<int32_t>()[7];
+    Tensor k(DType::kF32, {n, 2, 48}), v(DType::kF32, {n, 2, 48});
+    testing::fill_uniform(k, static_cast<uint64_t>(n));
+    testing::fill_uniform(v, static_cast<uint64_t>(n) + 1);
+    throw_if_error(table.begin_append(n, cu.view()));
+    throw_if_error(storage.apply(table, k.view(), v.view()));
+    return cu;
+  };
+  Tensor cu = append({100, 0, 0, 0, 50, 0, 7});
+  throw_if_error(table.commit());
+  for (int64_t dst : {1, 2, 3}) throw_if_error(table.fork(0, dst));
+  throw_if_error(table.fork(4, 5));
+  cu = append({1, 3, 1, 20, 1, 2, 1});  // copy-on-write of the shared partial blocks
+  const KvCacheView kv = storage.view(table);
+  std::vector<int32_t> groups;
+  ASSERT_TRUE(find_prefix_groups(kv, cu.view(), 16, &groups).ok());
+  EXPECT_EQ(groups, (std::vector<int32_t>{0, 4, 96, 4, 6, 48}));
+  ASSERT_TRUE(find_prefix_groups(kv, cu.view(), 64, &groups).ok());
+  EXPECT_EQ(groups, (std::vector<int32_t>{0, 4, 96}));
+
+  const int64_t tq = cu.data<int32_t>()[7];
+  Tensor q(DType::kF32, {tq, 6, 48}), with(DType::kF32, {tq, 6, 48}),
+      without(DType::kF32, {tq, 6, 48});
+  testing::fill_uniform(q, 9);
+  Tensor g(DType::kI32, {2, 3});
+  ASSERT_TRUE(find_prefix_groups(kv, cu.view(), 16, &groups).ok());
+  std::copy(groups.begin(), groups.end(), g.data<int32_t>());
+  AppendParams p;
+  p.q = q.view();
+  p.cu_seqlens = cu.view();
+  p.kv = kv;
+  p.out = without.view();
+  make()->run(p);
+  p.out = with.view();
+  p.prefix_groups = g.view();
+  make()->run(p);
+  EXPECT_LE(testing::relative_diff(with, without), 1e-5);
+  throw_if_error(table.commit());
+  EXPECT_EQ(find_prefix_groups(KvCacheView{}, cu.view(), 1, &groups).code(),
+            StatusCode::kUnsupported);  // a contiguous (default) view
+}
+
 // Typed errors naming the argument, and nothing written: out keeps its poison.
 TEST(AppendAttention, BadShapesAndValuesGiveTypedErrors) {
   AppendSpec spec;

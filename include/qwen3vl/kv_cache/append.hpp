@@ -19,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
@@ -132,6 +133,15 @@ class AppendAttention {
 // oneTBB launch for both, then the merges. The cache must be host-resident.
 Status create_append_attention_cpu(const CpuOptions& options,
                                    std::unique_ptr<AppendAttention>* out);
+
+// Shared-prefix groups of a paged cache for AppendParams::prefix_groups: runs of consecutive
+// sequences whose table rows start with the same blocks (forks of one prompt, a common system
+// prompt or image), each with the keys all its members hold in those blocks and have as past
+// (lengths from kv.seq_lens, new rows from cu_seqlens: host i32 [batch + 1]). Runs of one
+// sequence, and runs sharing fewer than min_shared keys, are left out. *groups receives the rows
+// (first, end, shared), flattened: a [groups.size() / 3, 3] tensor over it is prefix_groups.
+Status find_prefix_groups(const KvCacheView& kv, const TensorView& cu_seqlens, int64_t min_shared,
+                          std::vector<int32_t>* groups);
 
 // The whole serving step for one layer: opens `table`'s append step for the ragged new rows
 // (params.cu_seqlens; k_new, v_new [Tq, Hkv, D]), writes them into `storage`, attends (params.kv
