@@ -95,7 +95,7 @@ struct AppendSignature {
 struct AppendPlan {
   uint64_t facts = 0;  // the planning object's threads and ISA
   AppendShape shape;
-  int64_t decode_rows = kMaxDecodeRows;  // a sequence of at most this many rows runs decode
+  int64_t decode_rows = kMaxDecodeRows;  // at most this many rows run decode (1 under a window)
   int64_t splits = 1;                    // decode key splits per sequence
   int64_t block_q = 0, block_k = 0;      // the flash tiles (positions x keys)
   size_t tile_bytes = 0;                 // flash tile scratch per thread
