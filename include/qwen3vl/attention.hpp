@@ -14,6 +14,7 @@
 #include "qwen3vl/core/tensor_view.hpp"
 #include "qwen3vl/cpu/options.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
+#include "qwen3vl/kv_cache/append.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/kv_cache/kv_cache.hpp"
 #include "qwen3vl/kv_cache/quest.hpp"
@@ -30,6 +31,7 @@
 #include "qwen3vl/variants/static_sparse.hpp"
 #if QWEN3VL_WITH_CUDA  // the CUDA entry points; defined by the target
 #include "qwen3vl/cuda/attention_cuda.hpp"
+#include "qwen3vl/cuda/merge_states.hpp"
 #include "qwen3vl/kv_cache/cuda.hpp"
 #include "qwen3vl/rope/cuda.hpp"
 #endif

@@ -8,6 +8,7 @@
 #include "isa_table.hpp"
 #include "qwen3vl/core/params.hpp"
 #include "qwen3vl/cpu/isa.hpp"
+#include "qwen3vl/kv_cache/kv_cache_view.hpp"
 
 namespace qwen3vl::detail {
 
@@ -59,6 +60,14 @@ struct Flash2Task {
   const KeyRange* intervals;
   int64_t interval_count;
   void* scratch;  // plan.scratch_bytes, 64-byte aligned
+  // Non-null (append attention): K/V come from this cache, in its dtype; key j is token j of
+  // cache sequence b (params k and v are not read).
+  const KvCacheView* cache = nullptr;
+  // Non-null: the rows' fp32 partial results instead of params.out / lse, for a later merge: o of
+  // packed row i (span.q_start + i), head h at partial_o[(i * Hq + h) * D], its LSE (natural log,
+  // -inf when the row saw no key) at partial_lse[i * Hq + h].
+  float* partial_o = nullptr;
+  float* partial_lse = nullptr;
 };
 
 // Element-wise vector math of an ISA build, exposed for its accuracy test.

@@ -171,12 +171,76 @@ void pack_q(const Flash2Task& t, const Geometry& g, int64_t rows, float scale, c
   }
 }
 
+// Calls f(j, run, element offset of row k0 + j in K / V) for keys [k0, k0 + kn) of the task's
+// sequence and KV head in the cache, in runs of consecutive rows (one table lookup a run: a run
+// ends with its block). Spelled out, not through the view's indexer: an inline helper of a header,
+// emitted here, would carry this ISA's flags.
+template <class F>
+void for_cache_runs(const Flash2Task& t, const TensorView& src, int64_t k0, int64_t kn, F&& f) {
+  const KvCacheView& kv = *t.cache;
+  const bool paged = kv.layout == KvLayout::kPaged;
+  const int64_t bs = paged ? src.shape[1] : 0;
+  for (int64_t j = 0; j < kn;) {
+    const int64_t key = k0 + j;
+    int64_t major = t.b, minor = key, run = kn - j;
+    if (paged) {
+      const int64_t blk = key / bs;
+      major = static_cast<const int32_t*>(
+          kv.block_table.data)[t.b * kv.block_table.stride[0] + blk * kv.block_table.stride[1]];
+      minor = key - blk * bs;
+      run = run < bs - minor ? run : bs - minor;
+    }
+    f(j, run, major * src.stride[0] + minor * src.stride[1] + t.kv_head * src.stride[2]);
+    j += run;
+  }
+}
+
+// Rows [k0, k0 + kn) of K (or V) as fp32 rows `ld` apart at dst, skipping rows whose live[] is
+// kDead (live null: every row): from params k / v, or from the cache in its dtype. The tile
+// copies every K/V row into its fp32 block anyway, so a block table costs a lookup per run.
+template <class T>
+void load_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64_t n, float* dst,
+                  int64_t ld, const uint8_t* live) {
+  if (t.cache == nullptr) {
+    const TensorView& src = value ? t.params->v : t.params->k;
+    for (int64_t j = 0; j < kn; ++j)
+      if (!live || live[j])
+        convert_row(row_ptr<T>(src, t, t.span.k_start, k0 + j, t.kv_head), n, 1.0f, dst + j * ld);
+    return;
+  }
+  const TensorView& src = value ? t.cache->v : t.cache->k;
+  for_cache_runs(t, src, k0, kn, [&](int64_t j, int64_t run, int64_t off) {
+    const auto convert = [&](auto* base) {
+      for (int64_t i = 0; i < run; ++i)
+        if (!live || live[j + i])
+          convert_row(base + off + i * src.stride[1], n, 1.0f, dst + (j + i) * ld);
+    };
+    switch (src.dtype) {
+      case DType::kF16: convert(static_cast<const half*>(src.data)); break;
+      case DType::kBF16: convert(static_cast<const bfloat16*>(src.data)); break;
+      default: convert(static_cast<const float*>(src.data)); break;
+    }
+  });
+}
+
+// Software prefetch into L2 of rows [k0, k0 + kn) of K (or V) in the cache. A task reads one KV
+// head's rows, Hkv * D elements apart: too sparse for the hardware prefetchers, so without this
+// the tile waits on every row (a fifth of a shared-prefix pass at Hkv 8, D 128, f16).
+void prefetch_kv_rows(const Flash2Task& t, bool value, int64_t k0, int64_t kn, int64_t n) {
+  const TensorView& src = value ? t.cache->v : t.cache->k;
+  const int64_t es = src.dtype == DType::kF32 ? 4 : 2;  // f32, or f16 / bf16
+  const size_t row_bytes = static_cast<size_t>(n * es);
+  for_cache_runs(t, src, k0, kn, [&](int64_t, int64_t run, int64_t off) {
+    const char* base = static_cast<const char*>(src.data) + off * es;
+    for (int64_t i = 0; i < run; ++i)
+      for (size_t at = 0; at < row_bytes; at += 64) prefetch_l2(base + i * src.stride[1] * es, at);
+  });
+}
+
 // Keys [k0, k0 + kn) as fp32 rows, then zero keys up to a multiple of kKeys.
 template <class T>
 void pack_k(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, const Scratch& w) {
-  for (int64_t j = 0; j < kn; ++j)
-    convert_row(row_ptr<T>(t.params->k, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f,
-                w.kp + j * g.d);
+  load_kv_rows<T>(t, false, k0, kn, g.d, w.kp, g.d, nullptr);
   fill(w.kp + kn * g.d, (round_up(kn, kKeys) - kn) * g.d, 0.0f);
 }
 
@@ -205,10 +269,9 @@ bool has_non_finite(const float* x, int64_t n) {
 template <class T>
 void pack_v(const Flash2Task& t, const Geometry& g, int64_t k0, int64_t kn, bool partial,
             const Scratch& w) {
+  load_kv_rows<T>(t, true, k0, kn, g.d, w.vp, g.dim_pad, w.live);
   for (int64_t j = 0; j < kn; ++j) {
     float* dst = w.vp + j * g.dim_pad;
-    if (w.live[j])
-      convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, k0 + j, t.kv_head), g.d, 1.0f, dst);
     if (!w.live[j] || (partial && has_non_finite(dst, g.d))) {
       if (w.live[j]) w.live[j] = kLiveNonFinite;
       fill(dst, g.d, 0.0f);
@@ -440,7 +503,7 @@ void add_non_finite(const Flash2Task& t, const Geometry& g, int64_t rows, int64_
   for (int64_t j = 0; j < kn; ++j) {
     if (w.live[j] != kLiveNonFinite) continue;
     const int64_t key = k0 + j;
-    convert_row(row_ptr<T>(t.params->v, t, t.span.k_start, key, t.kv_head), g.d, 1.0f, w.row);
+    load_kv_rows<T>(t, true, key, 1, g.d, w.row, g.d, nullptr);
     for (int64_t r = 0; r < rows; ++r) {
       const KeyRange& range = t.rows[r / group];
       if (key < range.begin || key >= range.end) continue;
@@ -471,6 +534,12 @@ void finish(const Flash2Task& t, const Geometry& g, int64_t rows, const Scratch&
     const float inv = empty ? 0.0f : scale / sum;
     const float* src = w.ot + (r / kRows) * g.dim_pad * kRows + r % kRows;
     for (int64_t c = 0; c < g.d; ++c) w.row[c] = src[c * kRows] * inv;
+    if (t.partial_o) {
+      const int64_t at = (t.span.q_start + i) * t.shape.heads + h;
+      for (int64_t c = 0; c < g.d; ++c) t.partial_o[at * g.d + c] = w.row[c];
+      t.partial_lse[at] = empty ? kNegInf : (w.m[r] + log2f(sum)) * kLn2;
+      continue;
+    }
     store_row(w.row, g.d, const_cast<T*>(row_ptr<T>(p.out, t, t.span.q_start, i, h)));
     if (p.lse.rank > 0) {
       const TensorView& lse = p.lse;
@@ -521,6 +590,11 @@ void run(const Flash2Task& t) {
 
       // K and V are always copied into contiguous fp32 rows, fp32 too: read in place, their rows
       // (a page apart in BSHD) made the whole kernel about 7% slower.
+      if (t.cache) {  // this block's V (read after the scores), the next block's K
+        prefetch_kv_rows(t, true, k0, kn, g.d);
+        if (k0 + kn < hi)
+          prefetch_kv_rows(t, false, k0 + kn, hi - k0 - kn < kn ? hi - k0 - kn : kn, g.d);
+      }
       pack_k<T>(t, g, k0, kn, w);
       scores(g, kn, w);
       if (softcap) apply_softcap(g, kn, p.softcap, w);

@@ -238,7 +238,8 @@ Status KvPageTable::check_fork(int64_t src, int64_t dst) const {
   if (config_.layout == KvLayout::kPaged) {
     const int64_t blocks = ceil_div(length(src), config_.block_size);
     for (int64_t i = 0; i < blocks; ++i)
-      QWEN3VL_RETURN_IF_ERROR(allocator_.check_in_use(table_at(src, i), "fork"));
+      if (table_at(src, i) >= 0)  // -1: evicted outside a window
+        QWEN3VL_RETURN_IF_ERROR(allocator_.check_in_use(table_at(src, i), "fork"));
   }
   return Status();
 }
@@ -250,7 +251,7 @@ Status KvPageTable::fork(int64_t src, int64_t dst, std::vector<KvRun>* copies) {
   if (config_.layout == KvLayout::kPaged) {
     for (int64_t i = 0; i < ceil_div(len, config_.block_size); ++i) {
       const int32_t id = table_at(src, i);
-      QWEN3VL_RETURN_IF_ERROR(allocator_.share(id));
+      if (id >= 0) QWEN3VL_RETURN_IF_ERROR(allocator_.share(id));
       table_at(dst, i) = id;
     }
   } else if (copies) {
@@ -269,9 +270,10 @@ Status KvPageTable::reset(int64_t seq) {
   if (config_.layout == KvLayout::kPaged) {
     const int64_t blocks = ceil_div(length(seq), config_.block_size);
     for (int64_t i = 0; i < blocks; ++i)
-      QWEN3VL_RETURN_IF_ERROR(allocator_.check_in_use(table_at(seq, i), "reset"));
+      if (table_at(seq, i) >= 0)  // -1: evicted outside a window
+        QWEN3VL_RETURN_IF_ERROR(allocator_.check_in_use(table_at(seq, i), "reset"));
     for (int64_t i = 0; i < blocks; ++i) {
-      QWEN3VL_RETURN_IF_ERROR(allocator_.release(table_at(seq, i)));
+      if (table_at(seq, i) >= 0) QWEN3VL_RETURN_IF_ERROR(allocator_.release(table_at(seq, i)));
       table_at(seq, i) = -1;
     }
   }
@@ -279,6 +281,30 @@ Status KvPageTable::reset(int64_t seq) {
   deltas_[static_cast<size_t>(seq)] = 0;
   update_max();
   changed();
+  return Status();
+}
+
+Status KvPageTable::evict_outside_window(int64_t window, int64_t sinks, int64_t* released) {
+  QWEN3VL_RETURN_IF_ERROR(check_closed("evict_outside_window"));
+  if (window < 1 || sinks < 0)
+    return make_error(StatusCode::kInvalidArgument, "window, sinks = ", window, ", ", sinks,
+                      ": allowed window >= 1, sinks >= 0");
+  int64_t count = 0;
+  if (config_.layout == KvLayout::kPaged) {
+    const int64_t bs = config_.block_size;
+    for (int64_t b = 0; b < config_.batch; ++b) {
+      const int64_t keep_from = length(b) + 1 - window;  // the next token's first key
+      for (int64_t i = ceil_div(sinks, bs); (i + 1) * bs <= keep_from; ++i) {
+        const int32_t id = table_at(b, i);
+        if (id < 0) continue;
+        QWEN3VL_RETURN_IF_ERROR(allocator_.release(id));
+        table_at(b, i) = -1;
+        ++count;
+      }
+    }
+  }
+  if (count > 0) changed();
+  if (released) *released = count;
   return Status();
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "layer_common.hpp"
+#include "qwen3vl/kv_cache/append.hpp"
 #include "qwen3vl/kv_cache/decode.hpp"
 #include "qwen3vl/selector/selector.hpp"
 #include "src/core/host_workspace.hpp"
@@ -24,6 +25,7 @@ struct Qwen3VLTextAttention::Impl {
   rope::RopeTableView table_view;
   std::unique_ptr<Attention> attention;
   std::unique_ptr<DecodeAttention> decode;  // CPU caches only
+  std::unique_ptr<AppendAttention> append;  // CPU caches only
   detail::Linear qkv, o;                    // q, k, v fused: [(Hq + 2 Hkv) D, hidden]
   const float* q_norm = nullptr;
   const float* k_norm = nullptr;
@@ -37,8 +39,10 @@ struct Qwen3VLTextAttention::Impl {
 namespace {
 
 // How the new tokens attend: to themselves only (no past), through the decode kernel (<= 8 rows
-// against the cache), or through the prefill kernel over a contiguous cache's storage.
-enum class Path { kFresh, kDecode, kCachedContiguous };
+// against the cache), through the prefill kernel over a contiguous cache's storage, or through
+// append attention (CPU: chunked prefill and prefix hits on a paged cache, or a cache of another
+// dtype than the layer's).
+enum class Path { kFresh, kDecode, kCachedContiguous, kAppend };
 
 // What plan_text decided for one call. The views are planned with null data (plans take shapes);
 // bind() points them into the caller's workspace.
@@ -53,6 +57,9 @@ struct TextPlan {
   AttentionPlan attention_plan;
   DecodeParams decode;
   DecodePlan decode_plan;
+  std::vector<int32_t> cu_seqlens;  // kAppend: 0, L, 2L, ... (every sequence appends L rows)
+  AppendParams append;
+  AppendPlan append_plan;
   Workspace kernel;
   size_t bytes = 0;
 };
@@ -124,6 +131,11 @@ Status choose_path(const Impl& m, const CacheRef& cache, const TextAttentionInpu
   }
   const KvLayout layout = cache.table->config().layout;
   const DType dtype = cache.storage->k().dtype;
+  if (!weights && m.append &&
+      (layout != KvLayout::kContiguous || dtype != m.config.options.dtype)) {
+    p->path = Path::kAppend;
+    return Status();
+  }
   if (layout != KvLayout::kContiguous || dtype != m.config.options.dtype)
     return make_error(StatusCode::kUnsupported, "L = ", p->len, weights ? " with attn_weights" : "",
                       " after past tokens in a ", to_string(layout), " ", to_string(dtype),
@@ -193,6 +205,14 @@ qwen3vl::detail::Carver lay_out(const Impl& m, const TextAttentionInputs& in, vo
   if (p->path == Path::kCachedContiguous) a.key_lengths = p->key_lengths;
   p->decode.q = p->q;
   p->decode.out = p->attn;
+  // Append attention takes the new rows packed: [B * L, H, D] over the same memory (a sequence's
+  // L rows follow the previous sequence's at the same row stride).
+  const auto packed = [&](const TensorView& t) {
+    return TensorView::strided(t.data, t.dtype, {B * L, t.shape[2], D},
+                               {t.stride[1], t.stride[2], 1}, t.device);
+  };
+  p->append.q = packed(p->q);
+  p->append.out = packed(p->attn);
   return carve;
 }
 
@@ -262,7 +282,17 @@ Status plan_text(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
   rope::RopeApplyShape rope_shape;  // positions: their values are checked at apply
   QWEN3VL_RETURN_IF_ERROR(rope::validate(p->rope, &rope_shape, /*need_data=*/false));
 
-  if (p->path == Path::kDecode) {
+  if (p->path == Path::kAppend) {
+    AppendParams& a = p->append;
+    a.kv = cache.storage->view(*cache.table);
+    a.kv.max_seq_len = std::min(cache.table->capacity(), p->keys);
+    p->cu_seqlens.resize(static_cast<size_t>(B + 1));
+    for (int64_t b = 0; b <= B; ++b)
+      p->cu_seqlens[static_cast<size_t>(b)] = static_cast<int32_t>(b * L);
+    a.cu_seqlens = TensorView::contiguous(p->cu_seqlens.data(), DType::kI32, {B + 1});
+    QWEN3VL_RETURN_IF_ERROR(m.append->plan(a, &p->append_plan));
+    p->kernel.bytes = p->append_plan.workspace_bytes;
+  } else if (p->path == Path::kDecode) {
     // CUDA decode reads the table's device mirror (synced once a step), the CPU the host table.
     if (o.device != Device::kCPU && cache.table->mirror() == nullptr)
       return make_error(StatusCode::kInvalidArgument,
@@ -383,6 +413,10 @@ Status run_steps(const Impl& m, const TextAttentionInputs& in, const CacheRef& c
     p.decode.kv = cache.storage->device_view(*cache.table);
     p.decode.kv.max_seq_len = std::min(cache.table->capacity(), p.keys);
     QWEN3VL_RETURN_IF_ERROR(m.decode->run(p.decode_plan, p.decode, p.kernel, stream));
+  } else if (p.path == Path::kAppend) {
+    p.append.kv = cache.storage->view(*cache.table);  // the step's lengths, new rows included
+    p.append.kv.max_seq_len = std::min(cache.table->capacity(), p.keys);
+    QWEN3VL_RETURN_IF_ERROR(m.append->run(p.append_plan, p.append, p.kernel));
   } else {
     if (p.additive_mask.present()) {
       const TensorView& mask = in.attention_mask;
@@ -466,7 +500,10 @@ Status Qwen3VLTextAttention::try_create(const TextAttentionConfig& config,
   ac.need_weights = opt.need_weights;
   ac.cpu = opt.cpu;
   QWEN3VL_RETURN_IF_ERROR(Selector::try_create(ac, layer_idx, &m->attention));
-  if (opt.device == Device::kCPU) QWEN3VL_RETURN_IF_ERROR(create_decode_cpu(opt.cpu, &m->decode));
+  if (opt.device == Device::kCPU) {
+    QWEN3VL_RETURN_IF_ERROR(create_decode_cpu(opt.cpu, &m->decode));
+    QWEN3VL_RETURN_IF_ERROR(create_append_attention_cpu(opt.cpu, &m->append));
+  }
 #if QWEN3VL_WITH_CUDA
   if (opt.device == Device::kCUDA)
     QWEN3VL_RETURN_IF_ERROR(create_decode_cuda(CudaOptions{opt.device_index}, &m->decode));

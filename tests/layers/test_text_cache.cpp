@@ -114,7 +114,47 @@ INSTANTIATE_TEST_SUITE_P(Layers, PrefillThenDecode,
                                            StepCase{3, 13, 40, 1, KvLayout::kPaged},
                                            StepCase{2, 5, 29, 3, KvLayout::kContiguous},
                                            StepCase{2, 16, 33, 8, KvLayout::kPaged},
-                                           StepCase{3, 7, 66, 20, KvLayout::kContiguous}));
+                                           StepCase{3, 7, 66, 20, KvLayout::kContiguous},
+                                           // chunks of more than 8 rows after past tokens on a
+                                           // paged cache: append attention
+                                           StepCase{2, 5, 90, 20, KvLayout::kPaged},
+                                           StepCase{1, 30, 130, 37, KvLayout::kPaged}));
+
+// Chunked prefill in random chunk sizes (1 to 70 rows, crossing blocks) over a paged cache, and
+// over caches of another dtype than the layer's, equals the one-shot prefill without a cache.
+TEST(TextLayerCache, ChunkedPrefillEqualsOneShot) {
+  const testing::TextWeights w(kHidden, kHeads, kKvHeads, kDim, 31);
+  const auto layer = layers::Qwen3VLTextAttention::create(small_config(), w.views());
+  const int64_t B = 2, total = 160;
+  Tensor x(DType::kF32, {B, total, kHidden});
+  fill_uniform(x, 41);
+  const Tensor pos = mrope_positions(B, total);
+  const Tensor full = (*layer)(x, {}, pos).output;
+  struct Case {
+    KvLayout layout;
+    DType dtype;
+    double tolerance;  // an f16 / bf16 cache rounds K and V
+  };
+  for (const Case& c :
+       {Case{KvLayout::kPaged, DType::kF32, 1e-5}, Case{KvLayout::kPaged, DType::kF16, 3e-3},
+        Case{KvLayout::kContiguous, DType::kBF16, 2e-2}}) {
+    SCOPED_TRACE(std::string(to_string(c.layout)) + " " + to_string(c.dtype));
+    OwnedCache oc(c.layout, B, total + 3, c.dtype, std::numeric_limits<float>::quiet_NaN());
+    uint64_t state = 5;
+    for (int64_t at = 0; at < total;) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const int64_t n = std::min<int64_t>(1 + static_cast<int64_t>((state >> 33) % 70), total - at);
+      const Tensor out = (*layer)(testing::token_slice(x, 1, at, n), {},
+                                  testing::token_slice(pos, 2, at, n), &oc.cache)
+                             .output;
+      for (int64_t b = 0; b < B; ++b)
+        ASSERT_LT(testing::rel_error(testing::rows(out, b, 0, n), testing::rows(full, b, at, n)),
+                  c.tolerance)
+            << "rows " << at << ".." << at + n << " of sequence " << b;
+      at += n;
+    }
+  }
+}
 
 // Both layouts give the same outputs (decode kernel over either indexer) and the same cache rows.
 TEST(TextLayerCache, PagedEqualsContiguous) {

@@ -1,8 +1,9 @@
 // Three text layers over one KvPageTable (a model's shared table, a storage per layer, one append
 // step per forward pass) give exactly what the same layers give over a KvCache each: prefill, then
-// decode steps, paged and contiguous. Each decode step makes one decode plan for all layers, and a
-// prefill forward() plans and validates its attention once; a layer error inside a step, then
-// abort(), leaves the table as it was.
+// decode steps and a chunk of 12 rows (append attention on a paged cache), paged and contiguous.
+// Each decode step makes one decode plan for all layers, and a prefill forward() plans and
+// validates its attention once; a layer error inside a step, then abort(), leaves the table as it
+// was.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -79,7 +80,8 @@ class TextModel : public ::testing::TestWithParam<KvLayout> {};
 
 TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
   const KvLayout layout = GetParam();
-  const int64_t B = 2, prefill = 19, steps = 5, max_len = 40;
+  const int64_t B = 2, prefill = 19, steps = 16, max_len = 40;
+  const int64_t chunk_at = prefill + 1, chunk = 12;  // a chunked-prefill step among the decodes
   std::vector<std::unique_ptr<layers::Qwen3VLTextAttention>> ls;
   std::vector<testing::TextWeights> weights;
   for (int l = 0; l < kLayers; ++l)
@@ -108,16 +110,19 @@ TEST_P(TextModel, SharedTableEqualsACachePerLayer) {
   Tensor x(DType::kF32, {B, prefill + steps, kHidden});
   fill_uniform(x, 5);
   for (int64_t at = 0; at < prefill + steps;) {
-    const int64_t n = at == 0 ? prefill : 1;
+    const int64_t n = at == 0 ? prefill : at == chunk_at ? chunk : 1;
     const TensorView xs = testing::token_slice(x, 1, at, n);
     const uint64_t plans = detail::decode_plan_count();
     const StepOutputs shared = model_step(ls, table, storage, xs);
     if (at > 0)
-      EXPECT_EQ(detail::decode_plan_count() - plans, 1u)
+      EXPECT_EQ(detail::decode_plan_count() - plans, n == 1 ? 1u : 0u)
           << "one decode plan a step, for every layer";
-    for (int l = 0; l < kLayers; ++l) {  // prefill: the layer plans its attention once a call
-      EXPECT_EQ(shared.plans[l], at == 0 ? 1u : 0u) << "layer " << l << " tokens " << at;
-      EXPECT_EQ(shared.validations[l], at == 0 ? 1u : 0u) << "layer " << l << " tokens " << at;
+    // Prefill, and a chunk over the contiguous cache: the layer plans its attention once a call
+    // (a chunk over the paged cache runs append attention, which keeps no such counter).
+    const bool attention = at == 0 || (n > 1 && layout == KvLayout::kContiguous);
+    for (int l = 0; l < kLayers; ++l) {
+      EXPECT_EQ(shared.plans[l], attention ? 1u : 0u) << "layer " << l << " tokens " << at;
+      EXPECT_EQ(shared.validations[l], attention ? 1u : 0u) << "layer " << l << " tokens " << at;
     }
     for (int l = 0; l < kLayers; ++l) {
       const Tensor alone = (*ls[l])(xs, {}, {}, &caches[l]).output;

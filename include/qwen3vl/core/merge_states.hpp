@@ -49,8 +49,11 @@ QWEN3VL_HOST_DEVICE inline float merge_value(const MergeWeights& w, float o1, fl
   return x;
 }
 
+// One partial state's checks; `device`: where the merge runs (host memory for merge_states,
+// CUDA memory for merge_states_cuda, qwen3vl/cuda/merge_states.hpp).
 inline Status check_state(const TensorView& o, const TensorView& lse, const char* o_name,
-                          const char* lse_name, const TensorView& like) {
+                          const char* lse_name, const TensorView& like,
+                          Device device = Device::kCPU) {
   if (!o.present() || (o.data == nullptr && o.numel() > 0))
     return make_error(StatusCode::kNullPointer, o_name, " is absent or null: it is required");
   if (!lse.present() || (lse.data == nullptr && lse.numel() > 0))
@@ -73,9 +76,12 @@ inline Status check_state(const TensorView& o, const TensorView& lse, const char
   if (lse.rank != 2 || lse.shape[0] != like.shape[0] || lse.shape[1] != like.shape[1])
     return make_error(StatusCode::kShapeMismatch, lse_name, ".shape = ", lse.shape_string(),
                       ": expected [", like.shape[0], ", ", like.shape[1], "] ([tokens, heads])");
-  if (o.device != Device::kCPU || lse.device != Device::kCPU)
+  if (o.device != device || lse.device != device)
     return make_error(StatusCode::kUnsupported, o_name, "/", lse_name, " on ", to_string(o.device),
-                      ": merge_states runs on host memory (device kernels merge internally)");
+                      "/", to_string(lse.device),
+                      device == Device::kCPU
+                          ? ": merge_states runs on host memory (merge_states_cuda on a GPU)"
+                          : ": merge_states_cuda runs on device memory (merge_states on the host)");
   return Status();
 }
 

@@ -115,6 +115,14 @@ class KvPageTable {
   Status fork(int64_t src, int64_t dst, std::vector<KvRun>* copies = nullptr);
   // Empties sequence `seq`, releasing its blocks.
   Status reset(int64_t seq);
+  // Sliding-window eviction (append attention with AppendParams::window / sinks): releases, in
+  // every sequence, the blocks no later token sees: those wholly before length + 1 - window,
+  // except the blocks holding one of the first `sinks` tokens. Their table entries become -1,
+  // which only append attention with that window reads around (decode and validate(KvCacheView)
+  // refuse them); fork shares and reset releases the blocks that remain. Paged tables only (a
+  // contiguous one keeps its rows: nothing to release). `released`: the blocks returned to the
+  // pool.
+  Status evict_outside_window(int64_t window, int64_t sinks, int64_t* released = nullptr);
   // During a step: the delta commit() publishes; else the committed one (see KvCache).
   Status set_position_delta(int64_t seq, int64_t delta);
 
