@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/routines.hpp"
+#include "qwen3vl/hardware/hardware_info.hpp"
 #include "qwen3vl/lifecycle/placement.hpp"
 
 namespace qwen3vl::bench {
@@ -83,6 +84,8 @@ decode step. The disk is probed once (64 MiB through the FileStore) and the figu
   return run_routine(parser, args, [&](Report& report) {
     lifecycle::MachineProbe machine;
     throw_if_error(lifecycle::probe_machine(disk_dir, remeasure, &machine));
+    const HardwareInfo& hw = HardwareInfo::current();
+    if (!hw.gpus.empty()) machine.gpu_total_bytes = hw.gpus.front().global_memory_bytes;
     lifecycle::PlacementPlan p;
     throw_if_error(lifecycle::plan_placement(r, machine, &p));
     std::printf("machine: %s\nplan: %s\n", machine.to_string().c_str(), p.to_string().c_str());

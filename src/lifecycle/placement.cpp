@@ -10,7 +10,6 @@
 #include <sstream>
 #include <vector>
 
-#include "qwen3vl/hardware/hardware_info.hpp"
 #include "qwen3vl/lifecycle/block_store.hpp"
 
 namespace qwen3vl::lifecycle {
@@ -93,8 +92,6 @@ Status probe_machine(const std::string& disk_dir, bool remeasure, MachineProbe* 
   MachineProbe m;
   m.ram_total_bytes = meminfo_bytes("MemTotal");
   m.ram_available_bytes = meminfo_bytes("MemAvailable");
-  const std::vector<GpuInfo> gpus = detect_gpus();
-  if (!gpus.empty()) m.gpu_total_bytes = gpus.front().global_memory_bytes;
   m.disk_dir = disk_dir;
   if (!disk_dir.empty()) QWEN3VL_RETURN_IF_ERROR(probe_disk(disk_dir, remeasure, &m));
   *out = m;

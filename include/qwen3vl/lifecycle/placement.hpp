@@ -15,8 +15,10 @@ namespace qwen3vl::lifecycle {
 
 struct MachineProbe {
   int64_t ram_total_bytes = 0, ram_available_bytes = 0;  // /proc/meminfo
-  int64_t gpu_total_bytes = 0;                           // the first CUDA device; 0 without one
-  std::string disk_dir;                                  // where the probe ran
+  // The first CUDA device's memory; probe_machine leaves it 0 (this library part has no CUDA):
+  // fill it from HardwareInfo::current().gpus.
+  int64_t gpu_total_bytes = 0;
+  std::string disk_dir;       // where the probe ran
   size_t disk_alignment = 0;  // the file system's direct-I/O alignment (0: not probed)
   std::string disk_engine;    // the FileStore engine the probe ran
   double disk_read_mib_s = 0, disk_write_mib_s = 0;  // 64 KiB slots, queue depth 16
@@ -24,7 +26,7 @@ struct MachineProbe {
   std::string to_string() const;
 };
 
-// Memory from the OS and CUDA; with disk_dir, the disk's direct-I/O alignment and a ~64 MiB
+// RAM from the OS; with disk_dir, the disk's direct-I/O alignment and a ~64 MiB
 // write and read probe through a FileStore there, cached in disk_dir/qwen3vl-disk-probe.txt
 // (remeasure drops the cache). Errors: kIoError where disk_dir cannot hold the probe file.
 [[nodiscard]] Status probe_machine(const std::string& disk_dir, bool remeasure, MachineProbe* out);
