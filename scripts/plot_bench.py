@@ -241,7 +241,8 @@ def render(title, subtitle, xlabel, ylabel, xscale, yscale, series, note=None):
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
            f"<title>{escape(title)}</title>",
            f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text class="title" x="{width / 2:.1f}" y="24" text-anchor="middle" font-size="16" '
+           f'<text class="title" x="{width / 2:.1f}" y="24" text-anchor="middle" '
+           f'font-size="{min(16, int((width - 24) / (0.64 * max(len(title), 1))))}" '
            f'font-weight="bold">{escape(title)}</text>',
            f'<text class="subtitle" x="{width / 2:.1f}" y="44" text-anchor="middle" font-size="11" '
            f'fill="#333">{escape(subtitle)}</text>',

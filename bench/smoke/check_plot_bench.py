@@ -8,7 +8,8 @@ JSON lines made up in the formats bench/cuda, bench/kv_cache/decode_bench.cpp,
 scripts/gpu/sdpa_bench.py and bench/kv_cache/sdpa_decode.py write) and checks each SVG: well-formed
 XML, an <svg> root, the title naming the machine and the commit, tick labels on both axes, and the
 series expected with their number of points, each with a legend entry. Input with nothing to plot
-exits 1. Given the driver, it also runs prefill (two sequence lengths), decode and block-sparse at
+exits 1. The SVGs committed under docs/plots must equal what the script draws from the reports
+in docs/plots/data. Given the driver, it also runs prefill (two sequence lengths), decode and block-sparse at
 tiny sizes and plots their reports, so a change to a report's rows shows up here.
 """
 import json
@@ -170,10 +171,28 @@ def live(bench, tmp):
             "ideal: dense wall \u00d7 density": ("ideal", None)}, cpu, commit)
 
 
+def committed_plots(tmp):
+    """The SVGs under docs/plots are what the script draws from the reports under docs/plots/data
+    (the README shows them): regenerate them after changing either."""
+    docs = os.path.join(HERE, "..", "..", "docs", "plots")
+    data = os.path.join(docs, "data")
+    if not os.path.isdir(data):
+        return
+    out = os.path.join(tmp, "docs")
+    r = plot(sorted(os.path.join(data, f) for f in os.listdir(data) if f.endswith(".json")), out)
+    check(r.returncode == 0, f"docs/plots/data: exit {r.returncode}: {r.stderr}")
+    for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+        committed = os.path.join(docs, name)
+        same = os.path.exists(committed) and open(committed).read() == open(os.path.join(out, name)).read()
+        check(same, f"docs/plots/{name} differs from what scripts/plot_bench.py draws from "
+                    f"docs/plots/data (run: scripts/plot_bench.py --out-dir docs/plots docs/plots/data/*.json)")
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         cpu_fixtures(tmp)
         cuda_fixtures(tmp)
+        committed_plots(tmp)
         if len(sys.argv) > 1:
             live(sys.argv[1], tmp)
     return summary("plot_bench")
