@@ -182,14 +182,19 @@ class Scale:
             pad = max(0.05 * (hi - lo), 0.05)
             lo, hi = lo - pad, hi + pad
             self.lo, self.hi = 10 ** lo, 10 ** hi
-            self.ticks = []
             decades = math.ceil(hi) - math.floor(lo)
-            mults = (1, 2, 5) if decades <= 3 else (1,)
-            for e in range(math.floor(lo), math.ceil(hi) + 1):
-                for m in mults:
-                    v = m * 10.0 ** e
-                    if self.lo <= v <= self.hi:
-                        self.ticks.append((v, fmt_number(float(f"{v:.6g}"))))
+            # Fewer marks over many decades; every digit where the range is narrow.
+            for mults in (((1,) if decades > 3 else (1, 2, 5)), tuple(range(1, 10))):
+                self.ticks = []
+                for e in range(math.floor(lo), math.ceil(hi) + 1):
+                    for m in mults:
+                        v = m * 10.0 ** e
+                        if self.lo <= v <= self.hi:
+                            self.ticks.append((v, fmt_number(float(f"{v:.6g}"))))
+                if len(self.ticks) >= 2:
+                    break
+            if len(self.ticks) < 2:  # narrower than one digit step: mark both ends
+                self.ticks = [(v, fmt_number(float(f"{v:.3g}"))) for v in (self.lo, self.hi)]
 
     def __call__(self, v):
         if self.kind == "linear":
