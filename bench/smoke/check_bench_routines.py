@@ -7,8 +7,9 @@ The driver's --help lists every routine, and an unknown or missing routine exits
 answers --help (exit 0, its own usage line) and refuses an unknown flag and a malformed value
 (exit 2, naming the flag). Each CPU routine then runs once at a tiny size with --json FILE: the
 report names the routine, the machine, the commit and the date, and has at least one row with a
-positive time, and draws no progress (stderr is a pipe); prefill, decode and block-sparse draw it
-with QWEN3VL_BENCH_PROGRESS=1, one erased line per case on stderr. In a build without CUDA, --device cuda and cuda-prefill exit 2 and say so.
+positive time, and draws no progress (stderr is a pipe); prefill, decode, quest, block-sparse and
+static-sparse draw it with QWEN3VL_BENCH_PROGRESS=1, one erased line per case on stderr. In a
+build without CUDA, --device cuda and cuda-prefill exit 2 and say so.
 """
 import json
 import os
@@ -71,7 +72,7 @@ def check_report(routine, path, time_field):
 
 
 # Routines that draw progress while stderr is a terminal, and their case count at the tiny size.
-PROGRESS = {"prefill": 2, "decode": 1, "block-sparse": 5}
+PROGRESS = {"prefill": 2, "decode": 1, "block-sparse": 5, "quest": 2, "static-sparse": 7}
 
 
 def check_progress(bench, routine, args, cases):
