@@ -319,7 +319,8 @@ def prefill_points(inputs):
                             variant=row["variant"], seq=row.get("seq_k"), gflops=row.get("gflops"),
                             sgemm=row.get("sgemm_gflops"), sgemm_source=row.get("sgemm_source", ""),
                             causal=bool(row.get("causal")), dtype=row.get("dtype"),
-                            heads=row.get("heads"), head_dim=row.get("head_dim")))
+                            heads=row.get("heads"), kv_heads=row.get("kv_heads"),
+                            head_dim=row.get("head_dim")))
     for r in inputs.get("cuda-prefill"):
         ctx = r.get("context", {})
         if any(row.get("variant") == "block_sparse" for row in r.get("rows", [])):
@@ -333,8 +334,8 @@ def prefill_points(inputs):
                             seq=row.get("seq"), gflops=row.get("gflops"),
                             sgemm=ctx.get("sgemm_gflops"), sgemm_source=ctx.get("sgemm_source", ""),
                             causal=bool(row.get("causal")), dtype=row.get("dtype"),
-                            heads=row.get("heads"), head_dim=row.get("head_dim"),
-                            shape=row.get("shape", "text")))
+                            heads=row.get("heads"), kv_heads=row.get("kv_heads"),
+                            head_dim=row.get("head_dim"), shape=row.get("shape", "text")))
     return out
 
 
@@ -377,23 +378,26 @@ def plot_prefill(inputs):
             if rec.get("backend") == "best" and rec.get("shape", "text") == "text"]
     sdpa = [s for s in sdpa if (s.get("dtype"), s["causal"], s.get("heads"), s.get("head_dim")) in plotted]
     if sdpa:
+        # Its shape goes into the label unless it is the one shape plotted.
         fams = {(s["causal"], s.get("dtype"), s.get("kv_heads")) for s in sdpa}
+        same_kv = {s.get("kv_heads") for s in sdpa} == {p["kv_heads"] for p in pts}
+        named = len(fams) > 1 or len(families) > 1 or not same_kv
 
         def sdpa_label(s):
-            extra = f", H{s.get('heads')}/{s.get('kv_heads')}{' causal' if s['causal'] else ''} {s.get('dtype')}"
-            return "PyTorch SDPA (fastest backend" + (extra if len(fams) > 1 or len(families) > 1 else "") + ")"
+            shape = (f", H{s.get('heads')}/{s.get('kv_heads')}{' causal' if s['causal'] else ''} "
+                     f"{s.get('dtype')}")
+            return "PyTorch SDPA (fastest backend" + (shape if named else "") + ")"
 
         for k, v in group([s for s in sdpa if finite(s.get("gflops"))], sdpa_label, "seq",
                           "gflops").items():
             series.append(Series(k, v, color="#000000", dash="2 3", kind="sdpa"))
-    reports = list(dict.fromkeys(id(p["report"]) for p in pts))
-    by_id = {id(p["report"]): p["report"] for p in pts}
+    reports = {id(p["report"]): p["report"] for p in pts}  # in first-seen order
     devs = {}
     for p in pts:
         devs.setdefault(id(p["report"]), set()).add(p["device"])
     fam = f" ({families[0]})" if len(families) == 1 else ""
     return render(f"Prefill attention: GFLOP/s vs sequence length{fam}",
-                  machine_line([by_id[i] for i in reports], devs),
+                  machine_line(list(reports.values()), devs),
                   "sequence length (Lq = Lk)", "GFLOP/s", "log2", "linear", series,
                   note="GFLOP/s = 4 \u00b7 Hq \u00b7 D \u00b7 visible query-key pairs / median time "
                        "(causal: about half the pairs); sgemm measured in the same run.")
@@ -450,7 +454,7 @@ def plot_block_sparse(inputs):
     cuda = [r for r in inputs.get("cuda-prefill")
             if any(row.get("variant") == "block_sparse" for row in r.get("rows", []))]
     many = len(cpu) + len(cuda) > 1
-    for i, r in enumerate(cpu):
+    for r in cpu:
         n = arg_value(r, "--n", "4096")
         heads = arg_value(r, "--heads", "1")
         causal = " causal" if "--causal" in r.get("args", []) else ""

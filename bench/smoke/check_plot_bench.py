@@ -125,6 +125,16 @@ def cuda_fixtures(tmp):
            {"block_sparse (cuda f32, N 16384)": ("measured", 3),
             "dense flash2 (cuda f32, N 16384)": ("dense", 2),
             "ideal: dense \u00d7 density (cuda f32, N 16384)": ("ideal", 3)}, gpu, commit)
+    # SDPA beside a CPU run of another KV head count: the label names its shape.
+    out = os.path.join(tmp, "mixed")
+    r = plot(fixtures("prefill_cpu_n256.json", "prefill_cpu_n1024.json", "sdpa.jsonl"), out)
+    check(r.returncode == 0, f"cpu + sdpa: exit {r.returncode}: {r.stderr}")
+    report = json.load(open(fixtures("prefill_cpu_n256.json")[0]))
+    expect(series_of(os.path.join(out, "prefill.svg"), "cpu + sdpa prefill"), "cpu + sdpa prefill",
+           {"standard": ("measured", 2), "flash2": ("measured", 2),
+            "sgemm (cpu, OpenBLAS 0.3.21)": ("sgemm", 2),
+            "PyTorch SDPA (fastest backend, H32/32 causal f32)": ("sdpa", 3)},
+           report["machine"]["cpu"], report["commit"])
     # Only SDPA: nothing of ours to plot beside it.
     r = plot(fixtures("sdpa.jsonl"), os.path.join(tmp, "none"))
     check(r.returncode == 1 and "nothing to plot" in r.stderr,
