@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli/routines.hpp"
+#include "common/progress.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/variants/block_sparse.hpp"
 #include "qwen3vl/variants/flash2.hpp"
@@ -102,7 +103,11 @@ docs/performance.md used --n 16384).)");
     spec.head_dim = s.head_dim;
     spec.mask = s.causal ? MaskKind::kCausal : MaskKind::kNone;
     testing::Problem problem(spec);
+    const std::vector<int> densities = {100, 50, 10, 5};
+    Progress progress("block-sparse", 1 + densities.size());
+    progress.start("dense flash2");
     const Timed dense = time_case(s, &problem, -1);
+    progress.erase();
     std::printf(
         "N %lld, H %lld, D %lld, block %lld, %d threads, %s, median of %d: dense flash2 "
         "%.1f ms wall, %.1f ms CPU\n",
@@ -114,8 +119,10 @@ docs/performance.md used --n 16384).)");
                 {"wall_ms", dense.wall_ms},
                 {"cpu_ms", dense.cpu_ms},
                 {"kernel", dense.label}});
-    for (int pct : {100, 50, 10, 5}) {
+    for (int pct : densities) {
+      progress.start("block_sparse, density " + std::to_string(pct) + "%");
       const Timed t = time_case(s, &problem, pct);
+      progress.erase();
       const std::string name = "layout_density_" + std::to_string(pct) + "%";
       std::printf(
           "  %-20s density %.4f (ideal %5.2fx) %9.1f ms wall (dense/sparse %5.2fx) %9.1f "

@@ -58,6 +58,9 @@ std::string driver_help() {
       "goes\n"
       "to stderr): the rows it printed, with the machine (CPU model, cores, ISA; GPU name and\n"
       "driver), the commit (git describe when it was built) and the date.\n"
+      "While stderr is a terminal, prefill, decode, quest, block-sparse and static-sparse show\n"
+      "which case runs (\"[prefill] case 3/12 ...\", redrawn in place, erased before each\n"
+      "result). QWEN3VL_BENCH_PROGRESS=0 turns that off, =1 draws it into a pipe too.\n"
       "Exit status: 0 ok, 1 a run failed or missed its check, 2 bad arguments or something this\n"
       "build or machine lacks.\n";
   return text;

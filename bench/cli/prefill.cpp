@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common/device_run.hpp"
+#include "common/progress.hpp"
 #include "common/routine.hpp"
 #include "options.hpp"
 #include "qwen3vl/hardware/hardware_info.hpp"
@@ -119,15 +120,21 @@ int run(const CliOptions& o, Report* report) {
 
   std::vector<CaseResult> results;
   int failures = 0;
+  Progress progress("prefill", cases.size() * targets.size());
   for (const WorkloadCase& c : cases) {
     context.has_vision |= !c.spec.varlen_q.empty();
     testing::Problem problem(c.spec);
     for (const Target& t : targets) {
-      std::cerr << to_string(t.variant) << "/" << to_string(t.device) << " " << c.label << " ("
-                << shape_string(c.spec) << ", " << to_string(c.spec.dtype) << ") ... "
-                << std::flush;
+      const std::string name = std::string(to_string(t.variant)) + "/" + to_string(t.device) + " " +
+                               c.label + " (" + shape_string(c.spec) + ", " +
+                               to_string(c.spec.dtype) + ")";
+      // The case's line names it before it runs; while the progress line shows it, after.
+      const bool shown = progress.start(name);
+      if (!shown) std::cerr << name << " ... " << std::flush;
       CaseResult r;
       const Status s = run_case(t, c, &problem, settings, anchors.at(t.device), &r);
+      progress.erase();
+      if (shown) std::cerr << name << " ... ";
       if (s.code() == StatusCode::kUnsupported) {
         std::cerr << "skipped: " << s.message() << "\n";
         continue;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cli/routines.hpp"
+#include "common/progress.hpp"
 #include "common/timing.hpp"
 #include "decode_bench.hpp"
 #include "qwen3vl/core/tensor.hpp"
@@ -286,15 +287,18 @@ round), against std::memcpy on the same threads, alternated round by round.)");
                 "kv_len", "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio",
                 "GB/cpu-s", "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
     auto text = [](double v) { return v > 0 ? std::to_string(v) : std::string("-"); };
+    Progress progress("decode", lens.size());
     for (int64_t len : lens) {
       DecodeCase c = base;
       c.kv_len = len;
       DecodeResult r;
+      progress.start("kv_len " + std::to_string(len));
 #if QWEN3VL_BENCH_CUDA
       r = device == "cuda" ? run_cuda_decode(c) : run_cpu_decode(c);
 #else
       r = run_cpu_decode(c);
 #endif
+      progress.erase();
       const double gbps = c.kv_bytes() / (r.ms * 1e6);
       const double best = c.kv_bytes() / (r.min_ms * 1e6) / r.best_copy_gbps;
       const double graph_ratio = r.graph_ms > 0 && r.graph_copy_gbps > 0

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cli/routines.hpp"
+#include "common/progress.hpp"
 #include "common/timing.hpp"
 #include "quest_bench.hpp"
 
@@ -198,6 +199,7 @@ Data: structured (topic segments a query aligns with), grouped (one topic per KV
     options.num_threads = threads;
     std::printf("%-6s %-10s %6s %6s %4s %9s %9s %7s %8s %8s %s\n", "device", "data", "kv", "budget",
                 "agg", "dense_ms", "quest_ms", "speedup", "recall", "min_rec", "load");
+    Progress progress("quest", (data == "all" ? 3 : 1) * lens.size() * budgets.size() * 2);
     for (const std::string kind : {"structured", "grouped", "uniform"}) {
       if (data != "all" && data != kind) continue;
       for (int64_t len : lens) {
@@ -209,6 +211,8 @@ Data: structured (topic segments a query aligns with), grouped (one topic per KV
         QuestParams params = host.params();
         for (int64_t budget : budgets)
           for (QuestAggregation agg : {QuestAggregation::kMax, QuestAggregation::kSum}) {
+            progress.start(kind + ", kv_len " + std::to_string(len) + ", budget " +
+                           std::to_string(budget) + ", " + to_string(agg));
             std::unique_ptr<DecodeAttention> dense, inner;
             throw_if_error(create_decode_cpu(options, &dense));
             throw_if_error(create_decode_cpu(options, &inner));
@@ -241,6 +245,7 @@ Data: structured (topic segments a query aligns with), grouped (one topic per KV
             const int64_t width = quest->max_pages(params.decode.kv);
             double mean = 0, least = 0;
             recall(host, sel.table, sel.lens, width, &mean, &least);
+            progress.erase();
             if (cpu) {
               for (auto* v : {&tq, &td, &cq, &cd}) v->erase(v->begin(), v->begin() + 2);
               std::printf(

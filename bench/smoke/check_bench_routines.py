@@ -7,10 +7,13 @@ The driver's --help lists every routine, and an unknown or missing routine exits
 answers --help (exit 0, its own usage line) and refuses an unknown flag and a malformed value
 (exit 2, naming the flag). Each CPU routine then runs once at a tiny size with --json FILE: the
 report names the routine, the machine, the commit and the date, and has at least one row with a
-positive time. In a build without CUDA, --device cuda and cuda-prefill exit 2 and say so.
+positive time, and draws no progress (stderr is a pipe); prefill, decode, quest, block-sparse and
+static-sparse draw it with QWEN3VL_BENCH_PROGRESS=1, one erased line per case on stderr. In a
+build without CUDA, --device cuda and cuda-prefill exit 2 and say so.
 """
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from smoke import check, run, summary
@@ -68,6 +71,27 @@ def check_report(routine, path, time_field):
               f"[{routine}] {time_field} not positive in every row: {times}")
 
 
+# Routines that draw progress while stderr is a terminal, and their case count at the tiny size.
+PROGRESS = {"prefill": 2, "decode": 1, "block-sparse": 5, "quest": 2, "static-sparse": 7}
+
+
+def check_progress(bench, routine, args, cases):
+    """QWEN3VL_BENCH_PROGRESS=1 draws the line into the pipe: every case counted on stderr,
+    each line erased (the last write leaves the cursor at column 0), stdout untouched."""
+    # Bytes, decoded without newline translation (text mode would turn each \r into \n).
+    proc = subprocess.run([bench, routine] + args, capture_output=True, timeout=240,
+                          env=dict(os.environ, QWEN3VL_BENCH_PROGRESS="1"))
+    if not check(proc.returncode == 0, f"[{routine}] with progress: exit {proc.returncode}"):
+        return
+    proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
+    for i in range(1, cases + 1):
+        check(f"\r[{routine}] case {i}/{cases}" in proc.stderr,
+              f"[{routine}] progress: no 'case {i}/{cases}' on stderr: {proc.stderr[-300:]!r}")
+    check(f"[{routine}] case " not in proc.stdout, f"[{routine}] progress on stdout")
+    drawn = proc.stderr.rsplit(f"[{routine}] case {cases}/{cases}", 1)[-1]
+    check("\r" in drawn, f"[{routine}] progress: the last line was not erased: {drawn[:200]!r}")
+
+
 def main():
     bench, cuda = sys.argv[1], sys.argv[2] == "cuda"
     proc = run(bench, ["--help"])
@@ -94,6 +118,10 @@ def main():
             if check(proc.returncode == 0, f"[{routine}] exit {proc.returncode}: {proc.stderr.strip()[-300:]}"):
                 check_report(routine, path, time_field)
                 print(f"[{routine}] ok")
+            check(f"[{routine}] case " not in proc.stdout + proc.stderr,
+                  f"[{routine}] progress drawn although stderr is not a terminal")
+            if routine in PROGRESS:
+                check_progress(bench, routine, args, PROGRESS[routine])
     if not cuda:
         for args in (["cuda-prefill"], ["decode", "--device", "cuda", "--lens", "64"]):
             proc = run(bench, args)

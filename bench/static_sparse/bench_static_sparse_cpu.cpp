@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/routines.hpp"
+#include "common/progress.hpp"
 #include "common/timing.hpp"
 #include "qwen3vl/variants/flash2.hpp"
 #include "qwen3vl/variants/static_sparse.hpp"
@@ -68,6 +69,7 @@ unidirectional one (was qwen3vl-static-sparse-bench-cpu, a Google Benchmark bina
     options.num_threads = s.threads;
     std::printf("%-16s %7s %-6s %10s %9s %10s  %s\n", "pattern", "N", "mask", "ms", "density",
                 "dense/pat", "config");
+    Progress progress("static-sparse", s.lens.size() * s.masks.size() * (1 + patterns().size()));
     for (int64_t n : s.lens)
       for (const std::string& mask : s.masks) {
         const bool causal = mask == "causal";
@@ -80,7 +82,9 @@ unidirectional one (was qwen3vl-static-sparse-bench-cpu, a Google Benchmark bina
         testing::Problem p(spec);
         std::unique_ptr<Attention> dense;
         throw_if_error(create_flash2_cpu(options, &dense));
+        progress.start("dense flash2, N " + std::to_string(n) + " " + mask);
         const double dense_ms = time_ms(*dense, p.params, s.reps);
+        progress.erase();
         std::printf("%-16s %7lld %-6s %10.2f %9.4f %10.2f\n", "dense flash2",
                     static_cast<long long>(n), mask.c_str(), dense_ms, 1.0, 1.0);
         report.add({{"pattern", "dense"},
@@ -99,7 +103,9 @@ unidirectional one (was qwen3vl-static-sparse-bench-cpu, a Google Benchmark bina
           throw_if_error(build_static_sparse_layout(config, n, n, s.kv_heads, &layout));
           const double density = static_cast<double>(layout.blocks(0)) /
                                  static_cast<double>(layout.row_blocks * layout.col_blocks);
+          progress.start(std::string(name) + ", N " + std::to_string(n) + " " + mask);
           const double ms = time_ms(*sparse, p.params, s.reps);
+          progress.erase();
           std::printf("%-16s %7lld %-6s %10.2f %9.4f %10.2f  %s\n", name, static_cast<long long>(n),
                       mask.c_str(), ms, density, dense_ms / ms, config.to_string().c_str());
           std::fflush(stdout);
