@@ -61,6 +61,7 @@ constexpr int kMaxScales = 256 / kKvInt4Group;
 template <class T>
 struct FloatCodec {
   using Code = T;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = false;
   static constexpr int kScales = 0;
   static Vec load(const T* row, const float*, int64_t c) { return S::load(row + c); }
@@ -68,6 +69,7 @@ struct FloatCodec {
 };
 struct Int8Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = true;
   static constexpr int kScales = 1;
   static Vec load(const uint8_t* row, const float*, int64_t c) {
@@ -79,6 +81,7 @@ struct Int8Codec {
 };
 struct Fp8Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = true;
   static constexpr int kScales = 1;
   static Vec load(const uint8_t* row, const float*, int64_t c) { return S::load_fp8(row + c); }
@@ -88,6 +91,7 @@ struct Fp8Codec {
 };
 struct Int4Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = false;
   static constexpr int kScales = kMaxScales;
   static_assert(16 % kLanes == 0, "a vector takes the low or the high nibbles of its bytes");
@@ -98,6 +102,13 @@ struct Int4Codec {
   static float at(const uint8_t* row, const float* scales, int64_t c) {
     return kv_code_value(KvFormat::kInt4, row, c) * scales[c / kKvInt4Group];
   }
+};
+
+// int8 with the integer Q.K (DecodeParams::float_qk off): q is held as int8 codes and one scale a
+// row (kv_quantize_query), each score an exact integer dot product times the two scales, so a key
+// costs no conversion to fp32. P.V reads V as Int8Codec does.
+struct Int8QkCodec : Int8Codec {
+  static constexpr bool kIntQk = true;
 };
 
 // The fp32 scales of a row (n of them) for load / at (F16C where the ISA has it, as every scale
@@ -145,6 +156,49 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
       const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
       for (int r = 0; r < kTile; ++r) out[i * kTile + r] *= scale;
     }
+}
+
+// qk_keys for Int8QkCodec. The tile's q rows hold int8 codes (q_stride floats apart, zero padded)
+// followed by the row's scale at float q_scale_at(q_stride). The integer sums stay below 2^24
+// (127 * 127 * 256), so their conversion and the lane reduction in fp32 are exact; only the two
+// scale multiplies round.
+inline int64_t q_scale_at(int64_t q_stride) { return q_stride / 4; }
+inline void qk_keys_i8(const float* q, int64_t q_stride, const uint8_t* k, int64_t k_stride,
+                       const half* ks, int64_t ks_stride, int64_t nk, int64_t d, float* out) {
+  const int8_t* key[kKeys];
+  for (int i = 0; i < kKeys; ++i)
+    key[i] = reinterpret_cast<const int8_t*>(k + (i < nk ? i : nk - 1) * k_stride);
+  const int8_t* qc[kTile];
+  for (int r = 0; r < kTile; ++r) qc[r] = reinterpret_cast<const int8_t*>(q + r * q_stride);
+  constexpr int64_t kBytes = S::kDotBytes;
+  const int64_t dv = d / kBytes * kBytes;
+  S::I acc[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) acc[i][r] = S::izero();
+  for (int64_t c = 0; c < dv; c += kBytes) {
+    S::B qv[kTile], qa[kTile];
+    for (int r = 0; r < kTile; ++r) {
+      qv[r] = S::load_bytes(qc[r] + c);
+      qa[r] = S::abs_i8(qv[r]);
+    }
+    for (int i = 0; i < kKeys; ++i) {
+      const S::B kv = S::load_bytes(key[i] + c);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = S::dot_i8(acc[i][r], qv[r], qa[r], kv);
+    }
+  }
+  Vec sums[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) sums[i][r] = S::to_float(acc[i][r]);
+  S::store(out, S::reduce_groups(sums));
+  for (int i = 0; i < kKeys; ++i) {
+    const float k_scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
+    for (int r = 0; r < kTile; ++r) {
+      int32_t tail = 0;
+      for (int64_t c = dv; c < d; ++c) tail += qc[r][c] * key[i][c];
+      const float dot = out[i * kTile + r] + static_cast<float>(tail);
+      out[i * kTile + r] = dot * q[r * q_stride + q_scale_at(q_stride)] * k_scale;
+    }
+  }
 }
 
 // o[r] = alpha[r] o[r] + sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out
@@ -314,7 +368,15 @@ void run(const DecodeTask& t) {
         st.l[i] = 0.0f;
         if (i >= rows) continue;
         const int64_t qh = (t.kv_head_begin + h) * g_size + i / s.rows;
-        scale_row(p.q.ptr<const Q>() + p.q.offset(t.b, i % s.rows, qh), d, q_scale, st.q + i * dp);
+        const Q* src = p.q.ptr<const Q>() + p.q.offset(t.b, i % s.rows, qh);
+        if constexpr (C::kIntQk) {
+          float x[256];
+          scale_row(src, d, 1.0f, x);
+          const float qs = kv_quantize_query(x, d, reinterpret_cast<int8_t*>(st.q + i * dp));
+          st.q[i * dp + q_scale_at(dp)] = qs * q_scale;
+        } else {
+          scale_row(src, d, q_scale, st.q + i * dp);
+        }
       }
     }
   });
@@ -417,9 +479,14 @@ void run(const DecodeTask& t) {
         const T* k = now.k + j * kv_k.stride[1] + h * kv_k.stride[2];
         const half* ks = coded ? now.ks + j * ks_row + h * ks_head : nullptr;
         float* sc = st.s + buffer * score_buffer + j * kTile;
-        for (int64_t tile = 0; tile < tiles; ++tile)
-          qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
-                     sc + tile * kChunk * kTile);
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          if constexpr (C::kIntQk)
+            qk_keys_i8(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+                       sc + tile * kChunk * kTile);
+          else
+            qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+                       sc + tile * kChunk * kTile);
+        }
         prefetch(next, j, j + kKeys, h);
       }
       // The previous chunk's heads, evenly spread over this chunk's keys.
@@ -461,7 +528,8 @@ void run(const DecodeTask& t) {
 
 void run_task(const DecodeTask& task) {
   switch (task.params->kv.format) {
-    case KvFormat::kInt8: return run<Int8Codec>(task);
+    case KvFormat::kInt8:
+      return task.params->float_qk ? run<Int8Codec>(task) : run<Int8QkCodec>(task);
     case KvFormat::kInt4: return run<Int4Codec>(task);
     case KvFormat::kFp8E4M3: return run<Fp8Codec>(task);
     case KvFormat::kFloat: break;

@@ -30,6 +30,10 @@ struct DecodeParams {
   TensorView lse;              // optional f32 [batch, Hq, R], natural log
   std::optional<float> scale;  // default 1 / sqrt(D)
   int64_t num_splits = 0;      // key splits per sequence; 0 = chosen from the shape and device
+  // int8 caches on the CPU: false (default) computes Q.K as integer dot products of the int8 keys
+  // with q quantized per (row, head) to int8 (kv_quantize_query), true on the keys converted to
+  // fp32 as the other formats do. Other formats and devices ignore it.
+  bool float_qk = false;
 };
 
 struct DecodeShape {
