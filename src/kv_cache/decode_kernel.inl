@@ -109,7 +109,13 @@ struct Int4Codec {
 // costs no conversion to fp32. P.V reads V as Int8Codec does.
 struct Int8QkCodec : Int8Codec {
   static constexpr bool kIntQk = true;
+  static constexpr bool kVnni = false;
 };
+#if defined(QWEN3VL_ISA_AVX512)
+struct Int8VnniCodec : Int8QkCodec {  // qk_keys_i8_vnni (DecodeTask::vnni)
+  static constexpr bool kVnni = true;
+};
+#endif
 
 // The fp32 scales of a row (n of them) for load / at (F16C where the ISA has it, as every scale
 // read here: the portable conversion's branches cost as much as a key's multiplies).
@@ -199,6 +205,64 @@ inline void qk_keys_i8(const float* q, int64_t q_stride, const uint8_t* k, int64
       out[i * kTile + r] = dot * q[r * q_stride + q_scale_at(q_stride)] * k_scale;
     }
   }
+}
+
+#if defined(QWEN3VL_ISA_AVX512)
+// qk_keys_i8 with AVX512-VNNI, compiled for it alone (called only where the CPU has it). dpbusd
+// multiplies unsigned by signed bytes without saturating, so K goes in as k + 128 (a flipped sign
+// bit: one operation a key, none a row) and each row's 128 * sum(q) comes off at the end; the
+// sums stay below 2^24 (255 * 127 * 256), exact in fp32 as before.
+__attribute__((target("avx512vnni"))) void qk_keys_i8_vnni(const float* q, int64_t q_stride,
+                                                           const uint8_t* k, int64_t k_stride,
+                                                           const half* ks, int64_t ks_stride,
+                                                           int64_t nk, int64_t d, float* out) {
+  const int8_t* key[kKeys];
+  for (int i = 0; i < kKeys; ++i)
+    key[i] = reinterpret_cast<const int8_t*>(k + (i < nk ? i : nk - 1) * k_stride);
+  const int8_t* qc[kTile];
+  for (int r = 0; r < kTile; ++r) qc[r] = reinterpret_cast<const int8_t*>(q + r * q_stride);
+  constexpr int64_t kBytes = 64;
+  const int64_t dv = d / kBytes * kBytes;
+  int32_t q_sum[kTile] = {};
+  for (int r = 0; r < kTile; ++r)
+    for (int64_t c = 0; c < dv; ++c) q_sum[r] += qc[r][c];
+  __m512i acc[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) acc[i][r] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t c = 0; c < dv; c += kBytes) {
+    __m512i qv[kTile];
+    for (int r = 0; r < kTile; ++r) qv[r] = _mm512_loadu_si512(qc[r] + c);
+    for (int i = 0; i < kKeys; ++i) {
+      const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(key[i] + c), flip);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], ku, qv[r]);
+    }
+  }
+  Vec sums[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) sums[i][r] = _mm512_cvtepi32_ps(acc[i][r]);
+  S::store(out, S::reduce_groups(sums));
+  for (int i = 0; i < kKeys; ++i) {
+    const float k_scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
+    for (int r = 0; r < kTile; ++r) {
+      int32_t tail = -128 * q_sum[r];
+      for (int64_t c = dv; c < d; ++c) tail += qc[r][c] * key[i][c];
+      const float dot = out[i * kTile + r] + static_cast<float>(tail);
+      out[i * kTile + r] = dot * q[r * q_stride + q_scale_at(q_stride)] * k_scale;
+    }
+  }
+}
+#endif
+
+// The integer Q.K of Int8QkCodec or Int8VnniCodec.
+template <class C>
+inline void qk_int8(const float* q, int64_t q_stride, const uint8_t* k, int64_t k_stride,
+                    const half* ks, int64_t ks_stride, int64_t nk, int64_t d, float* out) {
+#if defined(QWEN3VL_ISA_AVX512)
+  if constexpr (C::kVnni)
+    return qk_keys_i8_vnni(q, q_stride, k, k_stride, ks, ks_stride, nk, d, out);
+#endif
+  qk_keys_i8(q, q_stride, k, k_stride, ks, ks_stride, nk, d, out);
 }
 
 // o[r] = alpha[r] o[r] + sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out
@@ -481,7 +545,7 @@ void run(const DecodeTask& t) {
         float* sc = st.s + buffer * score_buffer + j * kTile;
         for (int64_t tile = 0; tile < tiles; ++tile) {
           if constexpr (C::kIntQk)
-            qk_keys_i8(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+            qk_int8<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
                        sc + tile * kChunk * kTile);
           else
             qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
@@ -529,7 +593,11 @@ void run(const DecodeTask& t) {
 void run_task(const DecodeTask& task) {
   switch (task.params->kv.format) {
     case KvFormat::kInt8:
-      return task.params->float_qk ? run<Int8Codec>(task) : run<Int8QkCodec>(task);
+      if (task.params->float_qk) return run<Int8Codec>(task);
+#if defined(QWEN3VL_ISA_AVX512)
+      if (task.vnni) return run<Int8VnniCodec>(task);
+#endif
+      return run<Int8QkCodec>(task);
     case KvFormat::kInt4: return run<Int4Codec>(task);
     case KvFormat::kFp8E4M3: return run<Fp8Codec>(task);
     case KvFormat::kFloat: break;
