@@ -104,7 +104,7 @@ struct Int4Codec {
   }
 };
 
-// int8 with the integer Q.K (DecodeParams::float_qk off): q is held as int8 codes and one scale a
+// int8 with the integer Q.K (DecodeParams::integer_qk): q is held as int8 codes and one scale a
 // row (kv_quantize_query), each score an exact integer dot product times the two scales, so a key
 // costs no conversion to fp32. P.V reads V as Int8Codec does.
 struct Int8QkCodec : Int8Codec {
@@ -164,11 +164,33 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
     }
 }
 
-// qk_keys for Int8QkCodec. The tile's q rows hold int8 codes (q_stride floats apart, zero padded)
-// followed by the row's scale at float q_scale_at(q_stride). The integer sums stay below 2^24
-// (127 * 127 * 256), so their conversion and the lane reduction in fp32 are exact; only the two
-// scale multiplies round.
+// The integer Q.K's q rows hold int8 codes (q_stride floats apart, zero padded) followed by the
+// row's scale at float q_scale_at(q_stride) and, for the VNNI kernel, -128 times the sum of its
+// codes in whole 64-byte vectors at the float after it (exact: at most 128 * 127 * 256).
 inline int64_t q_scale_at(int64_t q_stride) { return q_stride / 4; }
+
+// The integer Q.K's scores from the vector sums of columns [0, dv) ([key][4 rows] lanes): plus
+// bias[r] and the columns [dv, d), times the row's q scale and the key's scale, into out.
+inline void finish_scores(Vec dots, const int32_t* bias, const float* q, int64_t q_stride,
+                          const int8_t* const* qc, const int8_t* const* key, int64_t dv, int64_t d,
+                          const half* ks, int64_t ks_stride, int64_t nk, float* out) {
+  alignas(64) float add[kLanes], k_scale[kLanes], q_scale[kTile];
+  for (int r = 0; r < kTile; ++r) q_scale[r] = q[r * q_stride + q_scale_at(q_stride)];
+  for (int i = 0; i < kKeys; ++i) {
+    const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
+    for (int r = 0; r < kTile; ++r) {
+      int32_t sum = bias[r];
+      for (int64_t c = dv; c < d; ++c) sum += qc[r][c] * key[i][c];
+      add[i * kTile + r] = static_cast<float>(sum);
+      k_scale[i * kTile + r] = scale;
+    }
+  }
+  S::store(out,
+           S::mul(S::mul(S::add(dots, S::load(add)), S::broadcast4(q_scale)), S::load(k_scale)));
+}
+
+// qk_keys for Int8QkCodec. The integer sums stay below 2^24 (127 * 127 * 256), so their conversion
+// and the lane reduction in fp32 are exact; only the two scale multiplies round.
 inline void qk_keys_i8(const float* q, int64_t q_stride, const uint8_t* k, int64_t k_stride,
                        const half* ks, int64_t ks_stride, int64_t nk, int64_t d, float* out) {
   const int8_t* key[kKeys];
@@ -195,23 +217,15 @@ inline void qk_keys_i8(const float* q, int64_t q_stride, const uint8_t* k, int64
   Vec sums[kKeys][kTile];
   for (int i = 0; i < kKeys; ++i)
     for (int r = 0; r < kTile; ++r) sums[i][r] = S::to_float(acc[i][r]);
-  S::store(out, S::reduce_groups(sums));
-  for (int i = 0; i < kKeys; ++i) {
-    const float k_scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
-    for (int r = 0; r < kTile; ++r) {
-      int32_t tail = 0;
-      for (int64_t c = dv; c < d; ++c) tail += qc[r][c] * key[i][c];
-      const float dot = out[i * kTile + r] + static_cast<float>(tail);
-      out[i * kTile + r] = dot * q[r * q_stride + q_scale_at(q_stride)] * k_scale;
-    }
-  }
+  const int32_t bias[kTile] = {};
+  finish_scores(S::reduce_groups(sums), bias, q, q_stride, qc, key, dv, d, ks, ks_stride, nk, out);
 }
 
 #if defined(QWEN3VL_ISA_AVX512)
 // qk_keys_i8 with AVX512-VNNI, compiled for it alone (called only where the CPU has it). dpbusd
 // multiplies unsigned by signed bytes without saturating, so K goes in as k + 128 (a flipped sign
-// bit: one operation a key, none a row) and each row's 128 * sum(q) comes off at the end; the
-// sums stay below 2^24 (255 * 127 * 256), exact in fp32 as before.
+// bit: one operation a key, none a row) and each row's 128 * sum(q) (once a call) comes off at the
+// end; the sums stay below 2^24 (255 * 127 * 256), exact in fp32 as before.
 __attribute__((target("avx512vnni"))) void qk_keys_i8_vnni(const float* q, int64_t q_stride,
                                                            const uint8_t* k, int64_t k_stride,
                                                            const half* ks, int64_t ks_stride,
@@ -223,9 +237,6 @@ __attribute__((target("avx512vnni"))) void qk_keys_i8_vnni(const float* q, int64
   for (int r = 0; r < kTile; ++r) qc[r] = reinterpret_cast<const int8_t*>(q + r * q_stride);
   constexpr int64_t kBytes = 64;
   const int64_t dv = d / kBytes * kBytes;
-  int32_t q_sum[kTile] = {};
-  for (int r = 0; r < kTile; ++r)
-    for (int64_t c = 0; c < dv; ++c) q_sum[r] += qc[r][c];
   __m512i acc[kKeys][kTile];
   for (int i = 0; i < kKeys; ++i)
     for (int r = 0; r < kTile; ++r) acc[i][r] = _mm512_setzero_si512();
@@ -241,16 +252,10 @@ __attribute__((target("avx512vnni"))) void qk_keys_i8_vnni(const float* q, int64
   Vec sums[kKeys][kTile];
   for (int i = 0; i < kKeys; ++i)
     for (int r = 0; r < kTile; ++r) sums[i][r] = _mm512_cvtepi32_ps(acc[i][r]);
-  S::store(out, S::reduce_groups(sums));
-  for (int i = 0; i < kKeys; ++i) {
-    const float k_scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
-    for (int r = 0; r < kTile; ++r) {
-      int32_t tail = -128 * q_sum[r];
-      for (int64_t c = dv; c < d; ++c) tail += qc[r][c] * key[i][c];
-      const float dot = out[i * kTile + r] + static_cast<float>(tail);
-      out[i * kTile + r] = dot * q[r * q_stride + q_scale_at(q_stride)] * k_scale;
-    }
-  }
+  int32_t bias[kTile];
+  for (int r = 0; r < kTile; ++r)
+    bias[r] = static_cast<int32_t>(q[r * q_stride + q_scale_at(q_stride) + 1]);
+  finish_scores(S::reduce_groups(sums), bias, q, q_stride, qc, key, dv, d, ks, ks_stride, nk, out);
 }
 #endif
 
@@ -436,8 +441,14 @@ void run(const DecodeTask& t) {
         if constexpr (C::kIntQk) {
           float x[256];
           scale_row(src, d, 1.0f, x);
-          const float qs = kv_quantize_query(x, d, reinterpret_cast<int8_t*>(st.q + i * dp));
+          int8_t* codes = reinterpret_cast<int8_t*>(st.q + i * dp);
+          const float qs = kv_quantize_query(x, d, codes);
           st.q[i * dp + q_scale_at(dp)] = qs * q_scale;
+          if constexpr (C::kVnni) {  // -128 * sum(q) over the whole 64-byte vectors of a row
+            int32_t sum = 0;
+            for (int64_t c = 0; c < d / 64 * 64; ++c) sum += codes[c];
+            st.q[i * dp + q_scale_at(dp) + 1] = static_cast<float>(-128 * sum);
+          }
         } else {
           scale_row(src, d, q_scale, st.q + i * dp);
         }
@@ -593,7 +604,7 @@ void run(const DecodeTask& t) {
 void run_task(const DecodeTask& task) {
   switch (task.params->kv.format) {
     case KvFormat::kInt8:
-      if (task.params->float_qk) return run<Int8Codec>(task);
+      if (!task.params->integer_qk) return run<Int8Codec>(task);
 #if defined(QWEN3VL_ISA_AVX512)
       if (task.vnni) return run<Int8VnniCodec>(task);
 #endif

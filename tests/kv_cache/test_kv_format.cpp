@@ -235,7 +235,7 @@ Tensor quantized_q(const Tensor& q, int64_t d) {
   return out;
 }
 
-// Every format through the float Q.K, and int8 also through the integer Q.K (the default) against
+// Every format through the float Q.K (the default), and int8 also through the integer Q.K against
 // the oracle fed with q quantized as that path quantizes it.
 TEST(KvFormatDecode, MatchesTheFloat64OracleOnTheDequantizedCache) {
   const int64_t dims8[] = {64, 72, 17, 128, 256}, dims4[] = {32, 64, 96, 128, 256};
@@ -254,7 +254,7 @@ TEST(KvFormatDecode, MatchesTheFloat64OracleOnTheDequantizedCache) {
       q_int_view.dtype = DType::kF32;
       for (const bool float_qk : {true, false}) {
         if (!float_qk && f != KvFormat::kInt8) continue;
-        p.params.float_qk = float_qk;
+        p.params.integer_qk = !float_qk;
         p.dense.q = float_qk ? q : q_int_view;
         p.reference = reference::Result();
         const std::string path = float_qk ? " float Q.K " : " integer Q.K ";
@@ -430,7 +430,6 @@ void expect_decode_matches(const OwnedCache& oc, int64_t rows, uint64_t seed) {
   p.kv = kv;
   p.out = out.view();
   p.lse = lse.view();
-  p.float_qk = true;  // what this checks is the cache's rows; the oracle sees q unquantized
   AttentionParams dense;
   dense.q = q.view();
   dense.k = kd.view();
@@ -546,7 +545,6 @@ TEST(KvFormatCache, QuestSelectsAsOverTheDequantizedCache) {
       params.decode.q = q.view();
       params.decode.out = (oc == &coded ? out_coded : out_plain).view();
       params.decode.kv = oc->cache.view();
-      params.decode.float_qk = true;  // int8: the same scores as over the f32 cache
       params.key_bounds = oc->cache.key_bounds();
       std::vector<char> ws(quest->workspace_size(params));
       throw_if_error(quest->forward(params, Workspace{ws.data(), ws.size()}));

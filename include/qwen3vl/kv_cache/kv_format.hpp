@@ -171,7 +171,7 @@ inline void kv_decode_row(KvFormat f, const uint8_t* codes, const half* scales, 
   for (int64_t c = 0; c < d; ++c) out[c] = kv_decode(f, codes, scales, c);
 }
 
-// The query side of the integer Q.K path of int8 caches (CPU decode, DecodeParams::float_qk off):
+// The query side of the integer Q.K path of int8 caches (CPU decode, DecodeParams::integer_qk):
 // each (row, head) of q is quantized once per call to symmetric int8, q ~ code * scale with
 // code = nearest(x / scale) in -127..127 and scale = max|x| / 127 (fp32, not rounded to f16).
 // A row with an infinity or NaN gets a NaN scale (its scores are NaN, as in the float path's
