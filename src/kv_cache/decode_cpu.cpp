@@ -47,11 +47,9 @@ size_t partial_bytes(const Layout& l) {
 
 class DecodeCpu final : public DecodeAttention {
  public:
-  explicit DecodeCpu(std::unique_ptr<detail::CpuBackend> backend) : backend_(std::move(backend)) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    vnni_ = backend_->isa() == CpuIsa::kAvx512 && __builtin_cpu_supports("avx512vnni");
-#endif
-  }
+  DecodeCpu(std::unique_ptr<detail::CpuBackend> backend, const CpuInfo& cpu)
+      : backend_(std::move(backend)),
+        vnni_(backend_->isa() == CpuIsa::kAvx512 && cpu.avx512_vnni) {}
 
   Device device() const override { return Device::kCPU; }
 
@@ -175,7 +173,8 @@ class DecodeCpu final : public DecodeAttention {
 Status create_decode_cpu(const CpuOptions& options, std::unique_ptr<DecodeAttention>* out) {
   std::unique_ptr<detail::CpuBackend> backend;
   QWEN3VL_RETURN_IF_ERROR(detail::CpuBackend::create(options, &backend));
-  *out = std::make_unique<DecodeCpu>(std::move(backend));
+  const CpuInfo& cpu = options.cpu_info ? *options.cpu_info : CpuInfo::current();
+  *out = std::make_unique<DecodeCpu>(std::move(backend), cpu);
   return Status();
 }
 
