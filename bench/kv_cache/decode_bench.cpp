@@ -153,6 +153,7 @@ DecodeResult run_cpu_decode(const DecodeCase& c) {
   p.out = out.view();
   p.kv = cache.view();
   p.num_splits = c.num_splits;
+  p.integer_qk = c.integer_qk;
   // Copies of the storage the rounds cycle through (same block table): >= 256 MiB in all, so no
   // call finds the previous one's K/V in the L3 (a 4096-key cache is 16.8 MB, the VM's L3 32 MiB).
   const int copies = c.rotate
@@ -225,7 +226,7 @@ namespace qwen3vl::bench {
 int decode_routine(const std::vector<std::string>& args) {
   DecodeCase base;
   std::string device = "cpu", layout = "paged", kv_order = "nhd", copy_threads = "fresh",
-              format = "float";
+              format = "float", qk = "float";
   std::vector<int64_t> lens = {4096, 16384, 65536};
   int huge_pages = 1, rotate = 1, tensor_cores = 1;
   ArgParser parser(
@@ -252,6 +253,8 @@ round), against std::memcpy on the same threads, alternated round by round.)");
   parser.add_dtype("--dtype", &base.dtype, {DType::kF16, DType::kBF16, DType::kF32}, "cache dtype");
   parser.add_choice("--format", &format, {"float", "int8", "int4", "fp8e4m3"},
                     "cache format: float (--dtype) or compressed (cpu; q and out f16)");
+  parser.add_choice("--qk", &qk, {"float", "int"},
+                    "cpu, int8: Q.K in fp32 or as integer dot products (q quantized)");
   parser.add_int("--repeats", &base.repeats, 1, 100000, "timed samples");
   parser.add_int("--huge-pages", &huge_pages, 0, 1,
                  "cpu: 2 MiB pages for the cache and copy buffers");
@@ -271,6 +274,7 @@ round), against std::memcpy on the same threads, alternated round by round.)");
     base.tensor_cores = tensor_cores != 0;
     g_copy_on_pool = copy_threads == "pool";
     throw_if_error(parse_kv_format(format, &base.format));
+    base.integer_qk = qk == "int";
     if (device == "cuda" && is_compressed(base.format))
       return usage_error("decode", make_error(StatusCode::kUnsupported, "--format = ", format,
                                               ": compressed caches decode on the CPU only"));
@@ -283,6 +287,8 @@ round), against std::memcpy on the same threads, alternated round by round.)");
                 static_cast<long long>(base.rows),
                 is_compressed(base.format) ? to_string(base.format) : to_string(base.dtype),
                 to_string(base.layout), static_cast<long long>(base.block_size));
+    if (base.format == KvFormat::kInt8)
+      std::printf("# Q.K: %s\n", base.integer_qk ? "integer (--qk int)" : "fp32 (--qk float)");
     std::printf("%-6s %8s %7s %10s %10s %10s %11s %8s %10s %12s %12s %10s %11s %11s\n", "device",
                 "kv_len", "splits", "ms", "min ms", "KV GB/s", "copy GB/s", "ratio", "best ratio",
                 "GB/cpu-s", "max|gpu-cpu|", "graph ms", "graph copy", "graph ratio");
@@ -319,6 +325,7 @@ round), against std::memcpy on the same threads, alternated round by round.)");
                   {"kv_order", kv_order},
                   {"dtype", to_string(c.dtype)},
                   {"format", to_string(c.format)},
+                  {"qk", c.integer_qk ? "int" : "float"},
                   {"batch", c.batch},
                   {"rows", c.rows},
                   {"splits", r.splits},

@@ -18,6 +18,7 @@ struct DecodeCase {
   int64_t kv_len = 4096;
   DType dtype = DType::kF16;
   KvFormat format = KvFormat::kFloat;  // compressed formats: CPU only
+  bool integer_qk = false;             // DecodeParams::integer_qk (int8: integer Q.K)
   KvLayout layout = KvLayout::kPaged;
   int64_t block_size = 16;
   bool head_major =

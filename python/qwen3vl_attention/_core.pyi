@@ -613,6 +613,9 @@ class CpuInfo:
     def avx512_bf16(self) -> bool: ...
 
     @property
+    def avx512_vnni(self) -> bool: ...
+
+    @property
     def physical_cores(self) -> int: ...
 
     @property

@@ -279,6 +279,7 @@ void bind_hardware(nb::module_& m) {
       .def_ro("f16c", &CpuInfo::f16c)
       .def_ro("avx512f", &CpuInfo::avx512f)
       .def_ro("avx512_bf16", &CpuInfo::avx512_bf16)
+      .def_ro("avx512_vnni", &CpuInfo::avx512_vnni)
       .def_ro("physical_cores", &CpuInfo::physical_cores)
       .def_ro("logical_cores", &CpuInfo::logical_cores)
       .def_ro("l1d_bytes", &CpuInfo::l1d_bytes)

@@ -68,6 +68,7 @@ void detect_isa(CpuInfo& c) {
     c.avx512dq = f7.b & (1u << 17);
     c.avx512bw = f7.b & (1u << 30);
     c.avx512vl = f7.b & (1u << 31);
+    c.avx512_vnni = f7.c & (1u << 11);
     if (cpuid(7, 0).a >= 1) c.avx512_bf16 = cpuid(7, 1).a & (1u << 5);
   }
 }
@@ -137,12 +138,17 @@ std::string CpuInfo::to_string() const {
      << c.physical_cores << " cores / " << c.logical_cores << " threads, L1d " << kib(c.l1d_bytes)
      << ", L2 " << kib(c.l2_bytes) << ", L3 " << kib(c.l3_bytes) << "\n";
   os << "isa:";
-  const std::pair<const char*, bool> flags[] = {
-      {"sse4.2", c.sse42},      {"avx", c.avx},
-      {"avx2", c.avx2},         {"fma", c.fma},
-      {"f16c", c.f16c},         {"avx512f", c.avx512f},
-      {"avx512bw", c.avx512bw}, {"avx512vl", c.avx512vl},
-      {"avx512dq", c.avx512dq}, {"avx512_bf16", c.avx512_bf16}};
+  const std::pair<const char*, bool> flags[] = {{"sse4.2", c.sse42},
+                                                {"avx", c.avx},
+                                                {"avx2", c.avx2},
+                                                {"fma", c.fma},
+                                                {"f16c", c.f16c},
+                                                {"avx512f", c.avx512f},
+                                                {"avx512bw", c.avx512bw},
+                                                {"avx512vl", c.avx512vl},
+                                                {"avx512dq", c.avx512dq},
+                                                {"avx512_bf16", c.avx512_bf16},
+                                                {"avx512_vnni", c.avx512_vnni}};
   for (const auto& f : flags)
     if (f.second) os << " " << f.first;
   os << (c.os_saves_avx512 ? " (os: zmm)" : c.os_saves_avx ? " (os: ymm)" : "") << "\n";

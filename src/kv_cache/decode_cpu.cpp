@@ -47,13 +47,15 @@ size_t partial_bytes(const Layout& l) {
 
 class DecodeCpu final : public DecodeAttention {
  public:
-  explicit DecodeCpu(std::unique_ptr<detail::CpuBackend> backend) : backend_(std::move(backend)) {}
+  DecodeCpu(std::unique_ptr<detail::CpuBackend> backend, const CpuInfo& cpu)
+      : backend_(std::move(backend)),
+        vnni_(backend_->isa() == CpuIsa::kAvx512 && cpu.avx512_vnni) {}
 
   Device device() const override { return Device::kCPU; }
 
   std::string describe() const override {
-    return "decode (cpu): GQA-packed rows, split-KV over oneTBB, merge_states; " +
-           backend_->describe();
+    return std::string("decode (cpu): GQA-packed rows, split-KV over oneTBB, merge_states") +
+           (vnni_ ? ", int8 Q.K on avx512-vnni; " : "; ") + backend_->describe();
   }
 
  protected:
@@ -126,6 +128,7 @@ class DecodeCpu final : public DecodeAttention {
                   l.splits > 1 ? partial_o + part * s.kv_heads * rows * s.head_dim : nullptr;
               t.partial_lse = l.splits > 1 ? partial_lse + part * s.kv_heads * rows : nullptr;
               t.scratch = detail::CpuBackend::thread_slot(slots, l.slot_bytes);
+              t.vnni = vnni_;
               kernel(t);
             }
           },
@@ -162,6 +165,7 @@ class DecodeCpu final : public DecodeAttention {
   }
 
   std::unique_ptr<detail::CpuBackend> backend_;
+  bool vnni_ = false;  // the AVX-512 kernel may use AVX512-VNNI (DecodeTask::vnni)
 };
 
 }  // namespace
@@ -169,7 +173,8 @@ class DecodeCpu final : public DecodeAttention {
 Status create_decode_cpu(const CpuOptions& options, std::unique_ptr<DecodeAttention>* out) {
   std::unique_ptr<detail::CpuBackend> backend;
   QWEN3VL_RETURN_IF_ERROR(detail::CpuBackend::create(options, &backend));
-  *out = std::make_unique<DecodeCpu>(std::move(backend));
+  const CpuInfo& cpu = options.cpu_info ? *options.cpu_info : CpuInfo::current();
+  *out = std::make_unique<DecodeCpu>(std::move(backend), cpu);
   return Status();
 }
 

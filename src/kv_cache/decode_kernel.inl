@@ -61,6 +61,7 @@ constexpr int kMaxScales = 256 / kKvInt4Group;
 template <class T>
 struct FloatCodec {
   using Code = T;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = false;
   static constexpr int kScales = 0;
   static Vec load(const T* row, const float*, int64_t c) { return S::load(row + c); }
@@ -68,6 +69,7 @@ struct FloatCodec {
 };
 struct Int8Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = true;
   static constexpr int kScales = 1;
   static Vec load(const uint8_t* row, const float*, int64_t c) {
@@ -79,6 +81,7 @@ struct Int8Codec {
 };
 struct Fp8Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = true;
   static constexpr int kScales = 1;
   static Vec load(const uint8_t* row, const float*, int64_t c) { return S::load_fp8(row + c); }
@@ -88,6 +91,7 @@ struct Fp8Codec {
 };
 struct Int4Codec {
   using Code = uint8_t;
+  static constexpr bool kIntQk = false;
   static constexpr bool kRowScale = false;
   static constexpr int kScales = kMaxScales;
   static_assert(16 % kLanes == 0, "a vector takes the low or the high nibbles of its bytes");
@@ -99,6 +103,19 @@ struct Int4Codec {
     return kv_code_value(KvFormat::kInt4, row, c) * scales[c / kKvInt4Group];
   }
 };
+
+// int8 with the integer Q.K (DecodeParams::integer_qk): q is held as int8 codes and one scale a
+// row (kv_quantize_query), each score an exact integer dot product times the two scales, so a key
+// costs no conversion to fp32. P.V reads V as Int8Codec does.
+struct Int8QkCodec : Int8Codec {
+  static constexpr bool kIntQk = true;
+  static constexpr bool kVnni = false;
+};
+#if defined(QWEN3VL_ISA_AVX512)
+struct Int8VnniCodec : Int8QkCodec {  // qk_keys_i8_vnni (DecodeTask::vnni)
+  static constexpr bool kVnni = true;
+};
+#endif
 
 // The fp32 scales of a row (n of them) for load / at (F16C where the ISA has it, as every scale
 // read here: the portable conversion's branches cost as much as a key's multiplies).
@@ -145,6 +162,112 @@ inline void qk_keys(const float* q, int64_t q_stride, const T* k, int64_t k_stri
       const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
       for (int r = 0; r < kTile; ++r) out[i * kTile + r] *= scale;
     }
+}
+
+// The integer Q.K's q rows hold int8 codes (q_stride floats apart, zero padded) followed by the
+// row's scale at float q_scale_at(q_stride) and, for the VNNI kernel, -128 times the sum of its
+// codes in whole 64-byte vectors at the float after it (exact: at most 128 * 127 * 256).
+inline int64_t q_scale_at(int64_t q_stride) { return q_stride / 4; }
+
+// The integer Q.K's scores from the vector sums of columns [0, dv) ([key][4 rows] lanes): plus
+// bias[r] and the columns [dv, d), times the row's q scale and the key's scale, into out.
+inline void finish_scores(Vec dots, const int32_t* bias, const float* q, int64_t q_stride,
+                          const int8_t* const* qc, const int8_t* const* key, int64_t dv, int64_t d,
+                          const half* ks, int64_t ks_stride, int64_t nk, float* out) {
+  alignas(64) float add[kLanes], k_scale[kLanes], q_scale[kTile];
+  for (int r = 0; r < kTile; ++r) q_scale[r] = q[r * q_stride + q_scale_at(q_stride)];
+  for (int i = 0; i < kKeys; ++i) {
+    const float scale = simd::Simd::load_one(ks + (i < nk ? i : nk - 1) * ks_stride);
+    for (int r = 0; r < kTile; ++r) {
+      int32_t sum = bias[r];
+      for (int64_t c = dv; c < d; ++c) sum += qc[r][c] * key[i][c];
+      add[i * kTile + r] = static_cast<float>(sum);
+      k_scale[i * kTile + r] = scale;
+    }
+  }
+  S::store(out,
+           S::mul(S::mul(S::add(dots, S::load(add)), S::broadcast4(q_scale)), S::load(k_scale)));
+}
+
+// qk_keys for Int8QkCodec. The integer sums stay below 2^24 (127 * 127 * 256), so their conversion
+// and the lane reduction in fp32 are exact; only the two scale multiplies round.
+inline void qk_keys_i8(const float* q, int64_t q_stride, const uint8_t* k, int64_t k_stride,
+                       const half* ks, int64_t ks_stride, int64_t nk, int64_t d, float* out) {
+  const int8_t* key[kKeys];
+  for (int i = 0; i < kKeys; ++i)
+    key[i] = reinterpret_cast<const int8_t*>(k + (i < nk ? i : nk - 1) * k_stride);
+  const int8_t* qc[kTile];
+  for (int r = 0; r < kTile; ++r) qc[r] = reinterpret_cast<const int8_t*>(q + r * q_stride);
+  constexpr int64_t kBytes = S::kDotBytes;
+  const int64_t dv = d / kBytes * kBytes;
+  S::I acc[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) acc[i][r] = S::izero();
+  for (int64_t c = 0; c < dv; c += kBytes) {
+    S::B qv[kTile], qa[kTile];
+    for (int r = 0; r < kTile; ++r) {
+      qv[r] = S::load_bytes(qc[r] + c);
+      qa[r] = S::abs_i8(qv[r]);
+    }
+    for (int i = 0; i < kKeys; ++i) {
+      const S::B kv = S::load_bytes(key[i] + c);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = S::dot_i8(acc[i][r], qv[r], qa[r], kv);
+    }
+  }
+  Vec sums[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) sums[i][r] = S::to_float(acc[i][r]);
+  const int32_t bias[kTile] = {};
+  finish_scores(S::reduce_groups(sums), bias, q, q_stride, qc, key, dv, d, ks, ks_stride, nk, out);
+}
+
+#if defined(QWEN3VL_ISA_AVX512)
+// qk_keys_i8 with AVX512-VNNI, compiled for it alone (called only where the CPU has it). dpbusd
+// multiplies unsigned by signed bytes without saturating, so K goes in as k + 128 (a flipped sign
+// bit: one operation a key, none a row) and each row's 128 * sum(q) (once a call) comes off at the
+// end; the sums stay below 2^24 (255 * 127 * 256), exact in fp32 as before.
+__attribute__((target("avx512vnni"))) void qk_keys_i8_vnni(const float* q, int64_t q_stride,
+                                                           const uint8_t* k, int64_t k_stride,
+                                                           const half* ks, int64_t ks_stride,
+                                                           int64_t nk, int64_t d, float* out) {
+  const int8_t* key[kKeys];
+  for (int i = 0; i < kKeys; ++i)
+    key[i] = reinterpret_cast<const int8_t*>(k + (i < nk ? i : nk - 1) * k_stride);
+  const int8_t* qc[kTile];
+  for (int r = 0; r < kTile; ++r) qc[r] = reinterpret_cast<const int8_t*>(q + r * q_stride);
+  constexpr int64_t kBytes = 64;
+  const int64_t dv = d / kBytes * kBytes;
+  __m512i acc[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) acc[i][r] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t c = 0; c < dv; c += kBytes) {
+    __m512i qv[kTile];
+    for (int r = 0; r < kTile; ++r) qv[r] = _mm512_loadu_si512(qc[r] + c);
+    for (int i = 0; i < kKeys; ++i) {
+      const __m512i ku = _mm512_xor_si512(_mm512_loadu_si512(key[i] + c), flip);
+      for (int r = 0; r < kTile; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], ku, qv[r]);
+    }
+  }
+  Vec sums[kKeys][kTile];
+  for (int i = 0; i < kKeys; ++i)
+    for (int r = 0; r < kTile; ++r) sums[i][r] = _mm512_cvtepi32_ps(acc[i][r]);
+  int32_t bias[kTile];
+  for (int r = 0; r < kTile; ++r)
+    bias[r] = static_cast<int32_t>(q[r * q_stride + q_scale_at(q_stride) + 1]);
+  finish_scores(S::reduce_groups(sums), bias, q, q_stride, qc, key, dv, d, ks, ks_stride, nk, out);
+}
+#endif
+
+// The integer Q.K of Int8QkCodec or Int8VnniCodec.
+template <class C>
+inline void qk_int8(const float* q, int64_t q_stride, const uint8_t* k, int64_t k_stride,
+                    const half* ks, int64_t ks_stride, int64_t nk, int64_t d, float* out) {
+#if defined(QWEN3VL_ISA_AVX512)
+  if constexpr (C::kVnni)
+    return qk_keys_i8_vnni(q, q_stride, k, k_stride, ks, ks_stride, nk, d, out);
+#endif
+  qk_keys_i8(q, q_stride, k, k_stride, ks, ks_stride, nk, d, out);
 }
 
 // o[r] = alpha[r] o[r] + sum_j p[j][r] v[j] for the four rows of a tile over n keys (p laid out
@@ -314,7 +437,21 @@ void run(const DecodeTask& t) {
         st.l[i] = 0.0f;
         if (i >= rows) continue;
         const int64_t qh = (t.kv_head_begin + h) * g_size + i / s.rows;
-        scale_row(p.q.ptr<const Q>() + p.q.offset(t.b, i % s.rows, qh), d, q_scale, st.q + i * dp);
+        const Q* src = p.q.ptr<const Q>() + p.q.offset(t.b, i % s.rows, qh);
+        if constexpr (C::kIntQk) {
+          float x[256];
+          scale_row(src, d, 1.0f, x);
+          int8_t* codes = reinterpret_cast<int8_t*>(st.q + i * dp);
+          const float qs = kv_quantize_query(x, d, codes);
+          st.q[i * dp + q_scale_at(dp)] = qs * q_scale;
+          if constexpr (C::kVnni) {  // -128 * sum(q) over the whole 64-byte vectors of a row
+            int32_t sum = 0;
+            for (int64_t c = 0; c < d / 64 * 64; ++c) sum += codes[c];
+            st.q[i * dp + q_scale_at(dp) + 1] = static_cast<float>(-128 * sum);
+          }
+        } else {
+          scale_row(src, d, q_scale, st.q + i * dp);
+        }
       }
     }
   });
@@ -417,9 +554,14 @@ void run(const DecodeTask& t) {
         const T* k = now.k + j * kv_k.stride[1] + h * kv_k.stride[2];
         const half* ks = coded ? now.ks + j * ks_row + h * ks_head : nullptr;
         float* sc = st.s + buffer * score_buffer + j * kTile;
-        for (int64_t tile = 0; tile < tiles; ++tile)
-          qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
-                     sc + tile * kChunk * kTile);
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          if constexpr (C::kIntQk)
+            qk_int8<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+                       sc + tile * kChunk * kTile);
+          else
+            qk_keys<C>(st.q + tile * kTile * dp, dp, k, kv_k.stride[1], ks, ks_row, nk, d,
+                       sc + tile * kChunk * kTile);
+        }
         prefetch(next, j, j + kKeys, h);
       }
       // The previous chunk's heads, evenly spread over this chunk's keys.
@@ -461,7 +603,12 @@ void run(const DecodeTask& t) {
 
 void run_task(const DecodeTask& task) {
   switch (task.params->kv.format) {
-    case KvFormat::kInt8: return run<Int8Codec>(task);
+    case KvFormat::kInt8:
+      if (!task.params->integer_qk) return run<Int8Codec>(task);
+#if defined(QWEN3VL_ISA_AVX512)
+      if (task.vnni) return run<Int8VnniCodec>(task);
+#endif
+      return run<Int8QkCodec>(task);
     case KvFormat::kInt4: return run<Int4Codec>(task);
     case KvFormat::kFp8E4M3: return run<Fp8Codec>(task);
     case KvFormat::kFloat: break;

@@ -30,6 +30,9 @@ struct DecodeTask {
   float* partial_o;
   float* partial_lse;
   void* scratch;  // decode_scratch_floats(...) floats, 64-byte aligned
+  // The AVX-512 kernel may use AVX512-VNNI (the int8 Q.K's dpbusd): the ISA levels do not
+  // include it (AVX-512 CPUs without it exist), so the kernel is told where the CPU has it.
+  bool vnni = false;
 };
 
 // Floats of per-thread scratch for a task over `heads` KV heads: per head q, o, running max and

@@ -205,6 +205,7 @@ qwen3vl::detail::Carver lay_out(const Impl& m, const TextAttentionInputs& in, vo
   if (p->path == Path::kCachedContiguous) a.key_lengths = p->key_lengths;
   p->decode.q = p->q;
   p->decode.out = p->attn;
+  p->decode.integer_qk = o.kv_integer_qk;
   // Append attention takes the new rows packed: [B * L, H, D] over the same memory (a sequence's
   // L rows follow the previous sequence's at the same row stride).
   const auto packed = [&](const TensorView& t) {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "decode_problem.hpp"
@@ -30,10 +32,12 @@ std::vector<CpuIsa> runnable_isas() {
   return isas;
 }
 
-std::unique_ptr<DecodeAttention> make(CpuIsa isa = CpuIsa::kAuto, int threads = 2) {
+std::unique_ptr<DecodeAttention> make(CpuIsa isa = CpuIsa::kAuto, int threads = 2,
+                                      const CpuInfo* cpu = nullptr) {
   CpuOptions o;
   o.isa = isa;
   o.num_threads = threads;
+  o.cpu_info = cpu;
   std::unique_ptr<DecodeAttention> d;
   throw_if_error(create_decode_cpu(o, &d));
   return d;
@@ -219,6 +223,24 @@ std::vector<DecodeSpec> sweep() {
   return specs;
 }
 
+// q (any layout: rows of d values) as the integer Q.K path of int8 caches reads it: each row
+// quantized by kv_quantize_query and dequantized (code * scale, rounded once to fp32).
+Tensor quantized_q(const Tensor& q, int64_t d) {
+  const TensorView v = q.view();
+  Tensor out(DType::kF32, std::vector<int64_t>(v.shape, v.shape + v.rank));
+  std::vector<float> x(static_cast<size_t>(d));
+  std::vector<int8_t> codes(static_cast<size_t>(d));
+  for (int64_t r = 0; r < q.numel() / d; ++r) {
+    for (int64_t c = 0; c < d; ++c) x[static_cast<size_t>(c)] = q.get(r * d + c);
+    const float scale = kv_quantize_query(x.data(), d, codes.data());
+    for (int64_t c = 0; c < d; ++c)
+      out.set(r * d + c, static_cast<float>(codes[static_cast<size_t>(c)]) * scale);
+  }
+  return out;
+}
+
+// Every format through the float Q.K (the default), and int8 also through the integer Q.K against
+// the oracle fed with q quantized as that path quantizes it.
 TEST(KvFormatDecode, MatchesTheFloat64OracleOnTheDequantizedCache) {
   const int64_t dims8[] = {64, 72, 17, 128, 256}, dims4[] = {32, 64, 96, 128, 256};
   size_t n = 0;
@@ -228,17 +250,61 @@ TEST(KvFormatDecode, MatchesTheFloat64OracleOnTheDequantizedCache) {
       ++n;
       DecodeProblem p(spec);
       const CodedCache coded(p, f);
-      for (CpuIsa isa : runnable_isas()) {
-        for (int64_t i = 0; i < p.out.numel(); ++i) p.out.set(i, NAN);
-        for (int64_t i = 0; i < p.lse.numel(); ++i) p.lse.set(i, NAN);
-        const auto dec = make(isa);
-        ASSERT_TRUE(dec->supports(p.params).ok()) << dec->supports(p.params).to_string();
-        dec->run(p.params);
-        const testing::DecodeErrors e = testing::decode_errors(p);
-        EXPECT_LE(e.out, 1e-5) << to_string(f) << " " << to_string(isa) << " " << spec.to_string();
-        EXPECT_LE(e.lse, 2e-5) << to_string(f) << " " << to_string(isa) << " " << spec.to_string();
+      const TensorView q = p.dense.q;
+      Tensor q_int = quantized_q(p.q, spec.head_dim);
+      TensorView q_int_view = q;  // the same (possibly transposed) view of q_int's elements
+      ASSERT_EQ(q.data, p.q.view().data);
+      q_int_view.data = q_int.data<float>();
+      q_int_view.dtype = DType::kF32;
+      for (const bool float_qk : {true, false}) {
+        if (!float_qk && f != KvFormat::kInt8) continue;
+        p.params.integer_qk = !float_qk;
+        p.dense.q = float_qk ? q : q_int_view;
+        p.reference = reference::Result();
+        const std::string path = float_qk ? " float Q.K " : " integer Q.K ";
+        // Where the CPU has AVX512-VNNI, AVX-512 runs twice: with it and (told the CPU lacks it)
+        // with AVX-512BW's maddubs.
+        CpuInfo no_vnni = CpuInfo::current();
+        no_vnni.avx512_vnni = false;
+        std::vector<std::pair<CpuIsa, const CpuInfo*>> runs;
+        for (CpuIsa isa : runnable_isas()) runs.emplace_back(isa, nullptr);
+        if (!float_qk && CpuInfo::current().avx512_vnni && runs.back().first == CpuIsa::kAvx512)
+          runs.emplace_back(CpuIsa::kAvx512, &no_vnni);
+        for (const auto& [isa, cpu] : runs) {
+          for (int64_t i = 0; i < p.out.numel(); ++i) p.out.set(i, NAN);
+          for (int64_t i = 0; i < p.lse.numel(); ++i) p.lse.set(i, NAN);
+          const auto dec = make(isa, 2, cpu);
+          if (cpu) EXPECT_EQ(dec->describe().find("vnni"), std::string::npos);
+          ASSERT_TRUE(dec->supports(p.params).ok()) << dec->supports(p.params).to_string();
+          dec->run(p.params);
+          const testing::DecodeErrors e = testing::decode_errors(p);
+          EXPECT_LE(e.out, 1e-5) << to_string(f) << path << to_string(isa)
+                                 << (cpu ? " (no vnni) " : " ") << spec.to_string();
+          EXPECT_LE(e.lse, 2e-5) << to_string(f) << path << to_string(isa)
+                                 << (cpu ? " (no vnni) " : " ") << spec.to_string();
+        }
       }
     }
+}
+
+TEST(KvFormat, QueryQuantizer) {
+  const int64_t d = 72;
+  std::vector<float> x = rows_of(1, d, true, 7);
+  std::vector<int8_t> codes(static_cast<size_t>(d));
+  double amax = 0;
+  for (float v : x) amax = std::max(amax, std::fabs(double(v)));
+  const float scale = kv_quantize_query(x.data(), d, codes.data());
+  EXPECT_EQ(scale, static_cast<float>(amax) / 127.0f);
+  for (int64_t c = 0; c < d; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    EXPECT_LE(std::abs(int(codes[i])), 127);
+    EXPECT_LE(std::fabs(double(codes[i]) * scale - x[i]), 0.5 * scale * (1 + 1e-6)) << c;
+  }
+  std::vector<float> zero(static_cast<size_t>(d), 0.0f);
+  EXPECT_EQ(kv_quantize_query(zero.data(), d, codes.data()), 0.0f);
+  for (int8_t code : codes) EXPECT_EQ(code, 0);
+  x[5] = INFINITY;
+  EXPECT_TRUE(std::isnan(kv_quantize_query(x.data(), d, codes.data())));
 }
 
 // An owned cache of any format: storage, scales and (paged) key bounds.

@@ -1,7 +1,8 @@
 // Qwen3VLTextAttention over compressed KV caches (LayerOptions::kv_format): transformers'
 // fixtures prefilled, then decoded token by token over an int8 / int4 / fp8 cache, against the
 // same steps over an f16 cache (the library's default) and against transformers' float64 output.
-// int8 must stay within 1e-2 relative error (over the decoded rows) of the f16 cache's output.
+// int8 must stay within 1e-2 relative error (over the decoded rows) of the f16 cache's output,
+// with its fp32 Q.K (the default) and with the integer one.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -77,9 +78,11 @@ struct Cache {
 };
 
 // Prefill `prefill` tokens, then one token a step; the outputs of every token [B, L, hidden].
-Tensor run_steps(const Fixture& f, KvFormat format, KvLayout layout, int64_t prefill) {
+Tensor run_steps(const Fixture& f, KvFormat format, KvLayout layout, int64_t prefill,
+                 bool integer_qk = false) {
   layers::TextAttentionConfig config = f.config;
   config.options.kv_format = format;
+  config.options.kv_integer_qk = integer_qk;
   const auto layer = layers::Qwen3VLTextAttention::create(config, f.weights());
   if (is_compressed(format))
     EXPECT_NE(layer->describe().find(to_string(format)), std::string::npos) << layer->describe();
@@ -144,6 +147,16 @@ TEST(TextLayerKvFormat, CompressedCacheAgainstF16Cache) {
                              : format == KvFormat::kInt4 ? 0.15
                                                          : 5e-2;
         EXPECT_LT(vs_f16.all, bound) << name << " " << to_string(format);
+        if (format != KvFormat::kInt8) continue;
+        // int8's Q.K: the fp32 path (the default) above, the integer one (q quantized per row
+        // and head) here.
+        const Tensor integer_qk = run_steps(f, format, layout, prefill, true);
+        const Errors iq = errors(integer_qk, f16, prefill);
+        std::printf(
+            "%s %s int8 integer Q.K: relative error %.2e against the f16 cache (worst row "
+            "%.2e); against the fp32 Q.K: %.2e\n",
+            name, to_string(layout), iq.all, iq.worst_row, errors(integer_qk, got, prefill).all);
+        EXPECT_LT(iq.all, bound) << name << " int8, integer Q.K";
       }
     }
 }

@@ -12,6 +12,7 @@ struct CpuInfo {
   std::string brand;   // the processor brand string
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512_bf16 = false;
+  bool avx512_vnni = false;  // int8 dot products (the int8 cache's integer Q.K)
   bool os_saves_avx = false,
        os_saves_avx512 = false;  // XGETBV: the OS preserves the wide registers
   int physical_cores = 1;

@@ -30,6 +30,11 @@ struct DecodeParams {
   TensorView lse;              // optional f32 [batch, Hq, R], natural log
   std::optional<float> scale;  // default 1 / sqrt(D)
   int64_t num_splits = 0;      // key splits per sequence; 0 = chosen from the shape and device
+  // int8 caches on the CPU: true computes Q.K as integer dot products of the int8 keys with q
+  // quantized per (row, head) to int8 (kv_quantize_query); false (default) on the keys converted to
+  // fp32 as the other formats do. The integer path saves a few percent of CPU time and adds q's
+  // rounding (about 5e-3 relative on the text layer). Other formats and devices ignore it.
+  bool integer_qk = false;
 };
 
 struct DecodeShape {

@@ -171,4 +171,25 @@ inline void kv_decode_row(KvFormat f, const uint8_t* codes, const half* scales, 
   for (int64_t c = 0; c < d; ++c) out[c] = kv_decode(f, codes, scales, c);
 }
 
+// The query side of the integer Q.K path of int8 caches (CPU decode, DecodeParams::integer_qk):
+// each (row, head) of q is quantized once per call to symmetric int8, q ~ code * scale with
+// code = nearest(x / scale) in -127..127 and scale = max|x| / 127 (fp32, not rounded to f16).
+// A row with an infinity or NaN gets a NaN scale (its scores are NaN, as in the float path's
+// NaN propagation); an all-zero row gets scale 0. Returns the scale. Exposed so that tests can
+// feed an oracle the same dequantized q (code * scale).
+inline float kv_quantize_query(const float* x, int64_t d, int8_t* codes) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t c = 0; c < d; ++c) {
+    finite &= std::isfinite(x[c]);
+    amax = std::fabs(x[c]) > amax ? std::fabs(x[c]) : amax;
+  }
+  const float scale = finite ? amax / 127.0f : NAN;
+  for (int64_t c = 0; c < d; ++c) {
+    const float n = finite && scale > 0.0f ? std::nearbyint(x[c] / scale) : 0.0f;
+    codes[c] = static_cast<int8_t>(n > 127 ? 127 : n < -127 ? -127 : n);
+  }
+  return scale;
+}
+
 }  // namespace qwen3vl

@@ -24,6 +24,8 @@ struct LayerOptions {
   // another format is refused). kFloat: f32, f16 or bf16 storage; int8 / int4 / fp8e4m3 caches
   // (kv_cache/kv_format.hpp) are read by the CPU decode path. The vision layer keeps no cache.
   KvFormat kv_format = KvFormat::kFloat;
+  // int8 caches: decode's Q.K as integer dot products (DecodeParams::integer_qk).
+  bool kv_integer_qk = false;
 };
 
 }  // namespace qwen3vl::layers

@@ -82,6 +82,24 @@ struct Simd {
                         _mm256_and_si256(_mm256_slli_epi32(x, 20), _mm256_set1_epi32(0x07f00000)));
     return _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
   }
+  // Integer dot products of int8 codes (the decode kernel's int8 Q.K): B holds kDotBytes codes, I
+  // kWidth int32 sums (lane j: bytes j * kDotBytes / kWidth onwards). dot_i8(acc, q, |q|, k) adds
+  // q . k by the u8 x s8 multiply: |q| times k carrying q's sign. Codes are in -127..127 (-128 is
+  // never written: it would keep its sign), so a pair of products stays below 2^15 and never
+  // saturates.
+  using B = __m256i;
+  using I = __m256i;
+  static constexpr int kDotBytes = 32;
+  static B load_bytes(const int8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  static B abs_i8(B q) { return _mm256_abs_epi8(q); }
+  static I izero() { return _mm256_setzero_si256(); }
+  static I dot_i8(I acc, B q, B q_abs, B k) {
+    const __m256i pairs = _mm256_maddubs_epi16(q_abs, _mm256_sign_epi8(k, q));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  static V to_float(I x) { return _mm256_cvtepi32_ps(x); }
   // One element, for row tails shorter than a vector.
   static float load_one(const float* p) { return *p; }
   static float load_one(const half* p) { return _cvtsh_ss(p->bits); }

@@ -150,6 +150,24 @@ struct Simd {
     store(p + kWidth, _mm512_permutex2var_ps(even, hi, odd));
   }
 
+  // Integer dot products of int8 codes (see simd_avx2.hpp). AVX-512 has no byte sign instruction:
+  // k is negated where q is negative (the mask of q's sign bits; q = 0 adds 0 through |q|).
+  using B = __m512i;
+  using I = __m512i;
+  static constexpr int kDotBytes = 64;
+  static B load_bytes(const int8_t* p) {
+    return _mm512_loadu_si512(reinterpret_cast<const void*>(p));
+  }
+  static B abs_i8(B q) { return _mm512_abs_epi8(q); }
+  static I izero() { return _mm512_setzero_si512(); }
+  static I dot_i8(I acc, B q, B q_abs, B k) {
+    const __m512i signed_k =
+        _mm512_mask_sub_epi8(k, _mm512_movepi8_mask(q), _mm512_setzero_si512(), k);
+    const __m512i pairs = _mm512_maddubs_epi16(q_abs, signed_k);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+  }
+  static V to_float(I x) { return _mm512_cvtepi32_ps(x); }
+
   // Lane groups: a vector as kGroups groups of 4 lanes (lane g * 4 + i is lane i of group g).
   static constexpr int kGroups = 4;
   // Group g, lane i of the result = the sum of the lanes of a[g][i]. Each step adds pairs of

@@ -160,6 +160,30 @@ struct Simd4 {
   }
   static bool all(Mask m) { return m.x[0] && m.x[1] && m.x[2] && m.x[3]; }
 
+  // Integer dot products of int8 codes (see simd_avx2.hpp): lane j sums bytes 4j..4j+3.
+  struct B {
+    int8_t x[16];
+  };
+  struct I {
+    int32_t x[4];
+  };
+  static constexpr int kDotBytes = 16;
+  static B load_bytes(const int8_t* p) {
+    B b;
+    std::memcpy(b.x, p, sizeof b.x);
+    return b;
+  }
+  static B abs_i8(B q) { return q; }  // unused: the products are taken directly
+  static I izero() { return {{0, 0, 0, 0}}; }
+  static I dot_i8(I acc, B q, B, B k) {
+    for (int j = 0; j < 4; ++j)
+      for (int b = 4 * j; b < 4 * j + 4; ++b) acc.x[j] += q.x[b] * k.x[b];
+    return acc;
+  }
+  static V to_float(I x) {
+    return map([&](int i) { return static_cast<float>(x.x[i]); });
+  }
+
   // Lane groups (as Simd in simd_avx2.hpp): one group of 4 lanes.
   static V reduce_groups(const V (&a)[kGroups][4]) {
     return map(
