@@ -287,8 +287,8 @@ TEST(Residency, DiskCopiesMakeCleanEvictionsAndAreReclaimedWhenTheDiskIsFull) {
   EXPECT_FALSE(p.moves[0].clean);
   execute(t, p);
 
-  // The disk holds (0,0) and (0,1)'s copy; a third unit on the disk side needs room: the copy is
-  // given up (reclaimed) for the eviction of (0,1)... which is (0,1) itself, so admit another.
+  // A copy holds its disk slot: with (0,1)'s copy and (1,0) there, admission finds no room until
+  // mark_dirty drops the copy; then an eviction with no copy and no free slot is refused.
   ASSERT_TRUE(t.release({0, 0}).ok());  // frees its disk slot
   ASSERT_TRUE(t.admit({1, 0}, &placed).ok());
   EXPECT_EQ(placed, Tier::kDisk);  // disk: (1,0) and (0,1)'s copy; device: (0,1)
