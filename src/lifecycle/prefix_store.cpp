@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 namespace qwen3vl::lifecycle {
 namespace {
@@ -40,10 +42,11 @@ uint64_t layer_key(uint64_t block, int32_t layer) {
 
 struct PrefixStore::Impl {
   std::unique_ptr<FileStore> file;
-  std::unordered_map<uint64_t, int64_t> index;  // key -> slot
-  std::vector<char> used;                       // per slot: holds an indexed unit
-  std::vector<uint64_t> key_of;                 // per slot, when used
-  std::vector<uint64_t> last_use;               // per slot: LRU order
+  std::unordered_map<uint64_t, int64_t> index;   // key -> slot
+  std::vector<char> used;                        // per slot: holds an indexed unit
+  std::vector<uint64_t> key_of;                  // per slot, when used
+  std::vector<uint64_t> last_use;                // per slot: its tick in `order`
+  std::set<std::pair<uint64_t, int64_t>> order;  // (last use, slot) of the used slots, oldest first
   std::vector<int64_t> free_slots;
   uint64_t tick = 0, version = 0;
   PrefixStoreStats stats;
@@ -57,7 +60,14 @@ struct PrefixStore::Impl {
     if (!used[static_cast<size_t>(slot)]) return;
     index.erase(key_of[static_cast<size_t>(slot)]);
     used[static_cast<size_t>(slot)] = 0;
+    order.erase({last_use[static_cast<size_t>(slot)], slot});
     --stats.units;
+  }
+  // A used slot's last use becomes `t` (it enters the order if it was not in it).
+  void set_use(int64_t slot, uint64_t t) {
+    order.erase({last_use[static_cast<size_t>(slot)], slot});
+    last_use[static_cast<size_t>(slot)] = t;
+    order.insert({t, slot});
   }
   // A slot to write into: a free one, else the least recently used unit not in `busy`.
   int64_t take(const std::vector<int64_t>& busy) {
@@ -66,19 +76,16 @@ struct PrefixStore::Impl {
       free_slots.pop_back();
       return s;
     }
-    int64_t best = -1;
-    for (int64_t s = 0; s < static_cast<int64_t>(used.size()); ++s) {
+    // The batch's slots are not in the order yet (indexed when their writes finish).
+    for (const auto& [t, s] : order) {
       if (std::find(busy.begin(), busy.end(), s) != busy.end()) continue;
-      if (best < 0 || last_use[static_cast<size_t>(s)] < last_use[static_cast<size_t>(best)])
-        best = s;
-    }
-    if (best >= 0 && used[static_cast<size_t>(best)]) {
-      forget(best);
+      forget(s);
       ++stats.evicted;
+      return s;
     }
-    return best;
+    return -1;
   }
-  void touch(int64_t slot) { last_use[static_cast<size_t>(slot)] = ++tick; }
+  void touch(int64_t slot) { set_use(slot, ++tick); }
 };
 
 namespace {
@@ -162,14 +169,11 @@ Status PrefixStore::open(const std::string& path, const FileStoreOptions& option
             [](const SlotRecord& a, const SlotRecord& b) { return a.version < b.version; });
   for (const SlotRecord& r : found.valid) {
     auto it = m->index.find(r.tag);
-    if (it != m->index.end()) {
-      m->used[static_cast<size_t>(it->second)] = 0;
-      --m->stats.units;
-    }
+    if (it != m->index.end()) m->forget(it->second);
     m->index[r.tag] = r.slot;
     m->used[static_cast<size_t>(r.slot)] = 1;
     m->key_of[static_cast<size_t>(r.slot)] = r.tag;
-    m->last_use[static_cast<size_t>(r.slot)] = r.version;
+    m->set_use(r.slot, r.version);
     m->version = std::max(m->version, r.version);
     ++m->stats.units;
   }
