@@ -107,6 +107,42 @@ inline TensorView token_slice(const TensorView& t, int token_dim, int64_t from, 
   return v;
 }
 
+// A text fixture of transformers' Qwen3VLTextAttention (tests/fixtures/layers): its config,
+// weights, inputs and float64 outputs.
+struct TextFixtureCase {
+  std::string name;
+  layers::TextAttentionConfig config;
+  Tensor hidden, positions, q, k, v, o, q_norm, k_norm, ref_out, ref_weights;
+
+  explicit TextFixtureCase(const std::string& n) : name(n) {
+    const LayerFixtures& f = LayerFixtures::get();
+    const Json& m = f.meta(n);
+    config.hidden_size = static_cast<int64_t>(m["hidden_size"].number);
+    config.num_heads = static_cast<int64_t>(m["num_heads"].number);
+    config.num_kv_heads = static_cast<int64_t>(m["num_kv_heads"].number);
+    config.head_dim = static_cast<int64_t>(m["head_dim"].number);
+    config.rope_theta = m["rope_theta"].number;
+    config.rms_norm_eps = m["rms_norm_eps"].number;
+    config.mrope_section = {static_cast<int32_t>(m["mrope_section"][0].number),
+                            static_cast<int32_t>(m["mrope_section"][1].number),
+                            static_cast<int32_t>(m["mrope_section"][2].number)};
+    config.max_position = 4096;
+    hidden = f.tensor(n + "/hidden_states");
+    positions = f.tensor(n + "/position_ids");
+    q = f.tensor(n + "/q_proj");
+    k = f.tensor(n + "/k_proj");
+    v = f.tensor(n + "/v_proj");
+    o = f.tensor(n + "/o_proj");
+    q_norm = f.tensor(n + "/q_norm");
+    k_norm = f.tensor(n + "/k_norm");
+    ref_out = f.tensor(n + "/f64/output");
+    ref_weights = f.tensor(n + "/f64/attn_weights");
+  }
+  layers::TextAttentionWeights weights() const {
+    return {q.view(), k.view(), v.view(), o.view(), q_norm.view(), k_norm.view()};
+  }
+};
+
 // Random nn.Linear-like weights and a layer config of the given shape (text).
 struct TextWeights {
   Tensor q, k, v, o, q_norm, k_norm;

@@ -10,41 +10,7 @@
 namespace qwen3vl {
 namespace {
 
-using testing::LayerFixtures;
-
-struct TextCase {
-  std::string name;
-  layers::TextAttentionConfig config;
-  Tensor hidden, positions, q, k, v, o, q_norm, k_norm, ref_out, ref_weights;
-
-  explicit TextCase(const std::string& n) : name(n) {
-    const LayerFixtures& f = LayerFixtures::get();
-    const testing::Json& m = f.meta(n);
-    config.hidden_size = static_cast<int64_t>(m["hidden_size"].number);
-    config.num_heads = static_cast<int64_t>(m["num_heads"].number);
-    config.num_kv_heads = static_cast<int64_t>(m["num_kv_heads"].number);
-    config.head_dim = static_cast<int64_t>(m["head_dim"].number);
-    config.rope_theta = m["rope_theta"].number;
-    config.rms_norm_eps = m["rms_norm_eps"].number;
-    config.mrope_section = {static_cast<int32_t>(m["mrope_section"][0].number),
-                            static_cast<int32_t>(m["mrope_section"][1].number),
-                            static_cast<int32_t>(m["mrope_section"][2].number)};
-    config.max_position = 4096;
-    hidden = f.tensor(n + "/hidden_states");
-    positions = f.tensor(n + "/position_ids");
-    q = f.tensor(n + "/q_proj");
-    k = f.tensor(n + "/k_proj");
-    v = f.tensor(n + "/v_proj");
-    o = f.tensor(n + "/o_proj");
-    q_norm = f.tensor(n + "/q_norm");
-    k_norm = f.tensor(n + "/k_norm");
-    ref_out = f.tensor(n + "/f64/output");
-    ref_weights = f.tensor(n + "/f64/attn_weights");
-  }
-  layers::TextAttentionWeights weights() const {
-    return {q.view(), k.view(), v.view(), o.view(), q_norm.view(), k_norm.view()};
-  }
-};
+using TextCase = testing::TextFixtureCase;
 
 struct Run {
   DType dtype;
@@ -88,7 +54,7 @@ TEST_P(TextFixture, MatchesTransformers) {
 // Transformers' own float32 run stays as close to float64 as ours must (the fixture is sound).
 TEST_P(TextFixture, TransformersFp32Baseline) {
   const TextCase c(GetParam());
-  const Tensor f32 = LayerFixtures::get().tensor(c.name + "/f32/output");
+  const Tensor f32 = testing::LayerFixtures::get().tensor(c.name + "/f32/output");
   EXPECT_LT(testing::rel_error(f32, c.ref_out), 1e-5);
   EXPECT_GT(testing::rel_error(f32, c.ref_out), 0.0);  // a real second run, not a copy
 }
