@@ -77,8 +77,11 @@ one cudaMemcpyAsync per unit. Reports GB/s each way and store / cudaMemcpyAsync.
       throw_if_error(cuda_event_samples(stream, 2, static_cast<int>(repeats), 1, call, &ms));
       return static_cast<double>(bytes) / (median(ms) * 1e6);  // GB/s
     };
-    const double up =
-        measure([&] { return arena->upload(slots.data(), payload.data(), slots.size()); });
+    const double up = measure([&]() -> Status {
+      QWEN3VL_RETURN_IF_ERROR(arena->upload(slots.data(), payload.data(), slots.size()));
+      // The copies run on the arena's copy stream: the timed stream waits for them.
+      return arena->before_use(slots.data(), slots.size());
+    });
     const double down =
         measure([&] { return arena->download(slots.data(), payload.data(), slots.size()); });
     const double ref_up = measure([&] {
