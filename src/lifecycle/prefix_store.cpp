@@ -77,11 +77,12 @@ struct PrefixStore::Impl {
       return s;
     }
     // The batch's slots are not in the order yet (indexed when their writes finish).
-    for (const auto& [t, s] : order) {
-      if (std::find(busy.begin(), busy.end(), s) != busy.end()) continue;
-      forget(s);
+    for (const std::pair<uint64_t, int64_t>& entry : order) {
+      const int64_t slot = entry.second;  // a copy: forget() erases the entry
+      if (std::find(busy.begin(), busy.end(), slot) != busy.end()) continue;
+      forget(slot);
       ++stats.evicted;
-      return s;
+      return slot;
     }
     return -1;
   }
